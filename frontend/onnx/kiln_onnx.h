@@ -1,0 +1,33 @@
+/* ONNX importer: reads an ONNX model (IR versions 3..10, default-domain
+ * opsets 7..21 and newer files whose ops are unchanged) into kiln's graph
+ * IR, upgrading older op forms to the canonical (newest) form.  Every
+ * problem with the file is a located diagnostic, never a crash. */
+#ifndef KILN_ONNX_H
+#define KILN_ONNX_H
+
+#include <stddef.h>
+
+#include "../../ir/graph.h"
+
+enum { KILN_ONNX_MIN_OPSET = 7, KILN_ONNX_MAX_TESTED_OPSET = 21 };
+
+/* Loads a model file.  External data is read relative to its folder.
+ * Returns NULL with d set on any error. */
+kiln_graph *kiln_onnx_load(const char *path, kiln_diag *d);
+/* Same, from memory (fuzzing, tests).  base_dir: where external data lives,
+ * or NULL to reject external data. */
+kiln_graph *kiln_onnx_load_buffer(const void *buf, size_t len, const char *name, const char *base_dir, kiln_diag *d);
+
+/* A tensor read from a serialized TensorProto (.pb test data). */
+typedef struct kiln_tensor {
+  const char *name;
+  kiln_dtype dtype;
+  int rank;
+  int64_t dims[KILN_MAX_RANK];
+  void *data;   /* malloc'd, little-endian, dense */
+  size_t nbytes;
+} kiln_tensor;
+int kiln_onnx_read_tensor_file(const char *path, kiln_tensor *t, kiln_diag *d);
+void kiln_tensor_free(kiln_tensor *t);
+
+#endif

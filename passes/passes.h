@@ -1,0 +1,18 @@
+/* Graph passes.  Each is `ir -> ir`: it transforms the graph in place and
+ * returns 0, or -1 with a located diagnostic.  Contracts are one line each,
+ * at the top of each pass's file. */
+#ifndef KILN_PASSES_H
+#define KILN_PASSES_H
+
+#include "../ir/graph.h"
+
+/* Runs shape functions in order and folds constants; see infer_shapes.c. */
+int kiln_pass_infer_shapes(kiln_graph *g, kiln_diag *d);
+/* Replaces symbolic dim `sym` (a negative dim) by `value` on every value. */
+void kiln_pass_bind_sym(kiln_graph *g, kiln_dim sym, int64_t value);
+/* Turns graph input `name` into a constant with the given contents (kiln
+ * specialises on inputs that determine shapes).  data must outlive g. */
+int kiln_pass_bind_input(kiln_graph *g, const char *name, kiln_dtype t, int rank, const int64_t *dims,
+                         const void *data, kiln_diag *d);
+
+#endif

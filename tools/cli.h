@@ -1,0 +1,34 @@
+/* Shared pieces of the kiln command-line tool. */
+#ifndef KILN_CLI_H
+#define KILN_CLI_H
+
+#include <stdint.h>
+
+#include "../ir/graph.h"
+
+typedef struct kiln_cmd {
+  const char *name;
+  const char *summary;
+  int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
+} kiln_cmd;
+
+int kiln_cmd_inspect(int argc, char **argv);
+
+/* Prints "kiln: error: MSG" (and the note, if any) to stderr. */
+void kiln_cli_report(const kiln_diag *d);
+/* Prints "kiln: error: <fmt>" and returns 2 (usage errors). */
+int kiln_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parses a positive integer option value; returns -1 if invalid. */
+int64_t kiln_cli_parse_count(const char *s);
+
+/* Loads a model (by extension) and infers shapes.  batch > 0 binds every
+ * symbolic dim to it; batch == 0 keeps them symbolic where possible and,
+ * if inference needs them, retries bound to 1 (setting *bound_note). */
+typedef struct kiln_model_opts {
+  int64_t batch;
+  int bound_note; /* out: symbolic dims had to be bound to 1 */
+  int64_t params, bn_stats, param_bytes; /* out: counted before folding */
+} kiln_model_opts;
+kiln_graph *kiln_cli_load(const char *path, kiln_model_opts *o, kiln_diag *d);
+
+#endif

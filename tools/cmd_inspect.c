@@ -1,0 +1,184 @@
+/* kiln inspect: import a model, infer every shape, and print a summary
+ * (inputs, outputs, op histogram, parameters, MACs), every node (--verbose),
+ * the IR (--ir) or the same facts as JSON (--json). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char help[] =
+    "usage: kiln inspect [options] MODEL\n\n"
+    "Imports MODEL (.onnx), checks it, infers every tensor's shape and prints a summary:\n"
+    "inputs and outputs, op histogram, learnable parameters, multiply-accumulates.\n\n"
+    "options:\n"
+    "  --verbose     also list every node with its output shapes\n"
+    "  --ir          print kiln's graph IR after shape inference\n"
+    "  --json        print the summary as one JSON object\n"
+    "  --batch N     bind symbolic (batch) dims to N (default: keep them symbolic)\n"
+    "  -h, --help    show this help\n";
+
+static void json_str(FILE *f, const char *s) {
+  fputc('"', f);
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
+    else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
+    else fputc(ch, f);
+  }
+  fputc('"', f);
+}
+
+static void json_shape(FILE *f, const kiln_graph *g, const kiln_value *v) {
+  fputc('[', f);
+  for (int i = 0; i < v->rank; i++) {
+    if (i) fputc(',', f);
+    if (KILN_DIM_IS_SYM(v->dims[i])) json_str(f, g->syms[-v->dims[i] - 1]);
+    else fprintf(f, "%" PRId64, v->dims[i]);
+  }
+  fputc(']', f);
+}
+
+static void json_values(FILE *f, const kiln_graph *g, kiln_value **vs, int n) {
+  fputc('[', f);
+  for (int i = 0; i < n; i++) {
+    fprintf(f, "%s{\"name\": ", i ? ", " : "");
+    json_str(f, vs[i]->name);
+    fprintf(f, ", \"dtype\": \"%s\", \"shape\": ", kiln_dtype_name(vs[i]->dtype));
+    json_shape(f, g, vs[i]);
+    fputc('}', f);
+  }
+  fputc(']', f);
+}
+
+/* Op histogram in op-table order (stable output). */
+static void histogram(const kiln_graph *g, int *count) {
+  memset(count, 0, sizeof(int) * KILN_OP_COUNT);
+  for (int i = 0; i < g->nnodes; i++) count[g->nodes[i]->op]++;
+}
+
+static int64_t total_macs(const kiln_graph *g) {
+  int64_t m = 0;
+  for (int i = 0; i < g->nnodes; i++) {
+    kiln_macs_fn fn = kiln_op_get(g->nodes[i]->op)->macs;
+    if (fn) m += fn(g->nodes[i]);
+  }
+  return m;
+}
+
+static const char *group3(int64_t v, char *buf) { /* 25557032 -> 25,557,032 */
+  char tmp[32];
+  int n = snprintf(tmp, sizeof tmp, "%" PRId64, v), j = 0;
+  for (int i = 0; i < n; i++) {
+    buf[j++] = tmp[i];
+    if (tmp[i] != '-' && (n - i - 1) % 3 == 0 && i != n - 1) buf[j++] = ',';
+  }
+  buf[j] = 0;
+  return buf;
+}
+
+static const char *human(double v, const char *unit, char *buf) {
+  const char *p = "";
+  if (v >= 1e9) { v /= 1e9; p = "G"; }
+  else if (v >= 1e6) { v /= 1e6; p = "M"; }
+  else if (v >= 1e3) { v /= 1e3; p = "K"; }
+  sprintf(buf, "%.2f %s%s", v, p, unit);
+  return buf;
+}
+
+static void print_json(const char *path, const kiln_graph *g, const kiln_model_opts *o) {
+  int count[KILN_OP_COUNT];
+  histogram(g, count);
+  printf("{\"model\": ");
+  json_str(stdout, path);
+  printf(", \"ir_version\": %" PRId64 ", \"opset\": %" PRId64 ", \"producer\": ", g->ir_version, g->opset);
+  json_str(stdout, g->producer);
+  printf(", \"inputs\": ");
+  json_values(stdout, g, g->inputs, g->ninputs);
+  printf(", \"outputs\": ");
+  json_values(stdout, g, g->outputs, g->noutputs);
+  printf(", \"nodes\": %d, \"op_histogram\": {", g->nnodes);
+  for (int i = 0, first = 1; i < KILN_OP_COUNT; i++)
+    if (count[i]) {
+      printf("%s\"%s\": %d", first ? "" : ", ", kiln_op_get((kiln_op)i)->name, count[i]);
+      first = 0;
+    }
+  printf("}, \"params\": %" PRId64 ", \"bn_stats\": %" PRId64 ", \"macs\": %" PRId64 ", \"weights_bytes\": %" PRId64
+         ", \"batch_bound\": %s}\n",
+         o->params, o->bn_stats, total_macs(g), o->param_bytes, o->bound_note ? "true" : "false");
+}
+
+static void print_summary(const char *path, const kiln_graph *g, const kiln_model_opts *o, int verbose) {
+  char ty[256], b1[64], b2[64];
+  int count[KILN_OP_COUNT];
+  printf("model     %s\n", path);
+  printf("format    ONNX ir_version %" PRId64 ", opset %" PRId64 "%s%s\n", g->ir_version, g->opset,
+         g->producer[0] ? ", producer " : "", g->producer);
+  for (int i = 0; i < g->ninputs; i++) {
+    kiln_value_type_str(g, g->inputs[i], ty, sizeof ty);
+    printf("%-9s %-24s %s\n", i ? "" : "inputs", g->inputs[i]->name, ty);
+  }
+  for (int i = 0; i < g->noutputs; i++) {
+    kiln_value_type_str(g, g->outputs[i], ty, sizeof ty);
+    printf("%-9s %-24s %s\n", i ? "" : "outputs", g->outputs[i]->name, ty);
+  }
+  histogram(g, count);
+  printf("nodes     %d\nops      ", g->nnodes);
+  int col = 10;
+  for (int i = 0; i < KILN_OP_COUNT; i++) {
+    if (!count[i]) continue;
+    int w = printf(" %s x%d", kiln_op_get((kiln_op)i)->name, count[i]);
+    col += w;
+    if (col > 90) { printf("\n         "); col = 10; }
+  }
+  printf("\nparams    %s learnable (%s)", group3(o->params, b1), human((double)o->param_bytes, "B", b2));
+  if (o->bn_stats) printf(", plus %s BatchNorm running statistics", group3(o->bn_stats, b1));
+  int64_t macs = total_macs(g);
+  printf("\nMACs      %s (%s)%s\n", human((double)macs, "", b2), group3(macs, b1),
+         g->nsyms ? " per batch item" : "");
+  if (verbose) {
+    printf("\n");
+    for (int i = 0; i < g->nnodes; i++) {
+      const kiln_node *n = g->nodes[i];
+      printf("  #%-4d %-22s %-28s", i, kiln_op_get(n->op)->name, n->name[0] ? n->name : "-");
+      for (int k = 0; k < n->nout; k++) {
+        if (!n->out[k]) continue;
+        kiln_value_type_str(g, n->out[k], ty, sizeof ty);
+        printf(" %s", ty);
+      }
+      printf("\n");
+    }
+  }
+}
+
+int kiln_cmd_inspect(int argc, char **argv) {
+  int verbose = 0, ir = 0, json = 0;
+  const char *path = NULL;
+  kiln_model_opts o = {0};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
+    else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) verbose = 1;
+    else if (!strcmp(a, "--ir")) ir = 1;
+    else if (!strcmp(a, "--json")) json = 1;
+    else if (!strcmp(a, "--batch")) {
+      if (i + 1 >= argc) return kiln_cli_usage_error("inspect", "--batch needs a value");
+      o.batch = kiln_cli_parse_count(argv[++i]);
+      if (o.batch < 0) return kiln_cli_usage_error("inspect", "--batch must be a positive integer, got '%s'", argv[i]);
+    } else if (a[0] == '-' && a[1]) return kiln_cli_usage_error("inspect", "unknown option '%s'", a);
+    else if (path) return kiln_cli_usage_error("inspect", "more than one model given ('%s' and '%s')", path, a);
+    else path = a;
+  }
+  if (!path) return kiln_cli_usage_error("inspect", "no model given");
+  kiln_diag d = {0};
+  kiln_graph *g = kiln_cli_load(path, &o, &d);
+  if (!g) { kiln_cli_report(&d); return 1; }
+  if (o.bound_note && !json)
+    fprintf(stderr, "kiln: note: symbolic dims bound to 1 to infer shapes (choose with --batch N)\n");
+  if (json) print_json(path, g, &o);
+  else if (ir) kiln_graph_print(g, stdout);
+  else print_summary(path, g, &o, verbose);
+  kiln_graph_free(g);
+  return 0;
+}

@@ -1,0 +1,76 @@
+/* kiln: the command-line front end.  Each subcommand lives in its own
+ * cmd_*.c file and parses its own flags; this file only dispatches. */
+#include <llvm-c/Core.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const kiln_cmd commands[] = {
+    {"inspect", "check a model, infer every shape and summarise it", kiln_cmd_inspect},
+};
+enum { NCOMMANDS = sizeof commands / sizeof commands[0] };
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: kiln <command> [options] MODEL\n"
+          "       kiln --version | --help\n\n"
+          "kiln compiles convolutional networks (ONNX files) to native code.\n\ncommands:\n");
+  for (int i = 0; i < NCOMMANDS; i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f, "\n'kiln <command> --help' describes a command's options.\n");
+}
+
+void kiln_cli_report(const kiln_diag *d) {
+  fprintf(stderr, "kiln: error: %s\n", d->failed ? d->msg : "unknown failure");
+  if (d->note[0]) fprintf(stderr, "kiln: note: %s\n", d->note);
+}
+
+int kiln_cli_usage_error(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "kiln: error: ");
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, " (see 'kiln %s --help')\n", cmd ? cmd : "");
+  return 2;
+}
+
+int64_t kiln_cli_parse_count(const char *s) {
+  char *end;
+  if (!s || !*s) return -1;
+  long long v = strtoll(s, &end, 10);
+  if (*end || v <= 0 || v > (1LL << 30)) return -1;
+  return v;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+    if (argc > 2 && strcmp(cmd, "help") == 0) {
+      for (int i = 0; i < NCOMMANDS; i++)
+        if (!strcmp(argv[2], commands[i].name)) {
+          char *args[] = {argv[2], "--help", NULL};
+          return commands[i].run(2, args);
+        }
+    }
+    usage(stdout);
+    return 0;
+  }
+  if (!strcmp(cmd, "--version")) {
+    unsigned maj, min, patch;
+    LLVMGetVersion(&maj, &min, &patch);
+    printf("kiln 0.1.0 (LLVM %u.%u.%u; CUDA target %s)\n", maj, min, patch,
+           KILN_HAVE_CUDA ? "available" : "unavailable: built without the CUDA toolkit");
+    return 0;
+  }
+  for (int i = 0; i < NCOMMANDS; i++)
+    if (!strcmp(cmd, commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "kiln: error: unknown command '%s' (see 'kiln --help')\n", cmd);
+  return 2;
+}

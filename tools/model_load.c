@@ -1,0 +1,65 @@
+/* The front half of every subcommand: import, bind the batch size, count
+ * parameters, infer shapes. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../frontend/onnx/kiln_onnx.h"
+#include "../passes/passes.h"
+#include "cli.h"
+
+/* Learnable parameters: floating-point initializers read by some node in
+ * a slot that is neither a compile-time constant (shape, axes, pads, clip
+ * bounds) nor a running statistic; BatchNorm statistics counted apart. */
+static void count_params(const kiln_graph *g, kiln_model_opts *o) {
+  char *learn = calloc((size_t)g->nvalues + 1, 1), *stat = calloc((size_t)g->nvalues + 1, 1);
+  for (int i = 0; i < g->nnodes; i++) {
+    const kiln_node *n = g->nodes[i];
+    for (int k = 0; k < n->nin; k++) {
+      const kiln_value *v = n->in[k];
+      kiln_slot s;
+      if (!v || v->kind != KILN_VALUE_PARAM || !kiln_dtype_is_float(v->dtype)) continue;
+      kiln_sig_slot(kiln_op_get(n->op)->inputs, k, &s);
+      if (s.stat) stat[v->id] = 1;
+      else if (!s.constant) learn[v->id] = 1;
+    }
+  }
+  o->params = o->bn_stats = o->param_bytes = 0;
+  for (int i = 0; i < g->nvalues; i++) {
+    const kiln_value *v = g->values[i];
+    if (learn[i]) { o->params += kiln_value_numel(v, 1); o->param_bytes += (int64_t)kiln_value_nbytes(v); }
+    else if (stat[i]) o->bn_stats += kiln_value_numel(v, 1);
+  }
+  free(learn);
+  free(stat);
+}
+
+static kiln_graph *load_once(const char *path, int64_t batch, kiln_model_opts *o, kiln_diag *d) {
+  kiln_graph *g = kiln_onnx_load(path, d);
+  if (!g) return NULL;
+  count_params(g, o);
+  if (batch > 0)
+    for (int s = 0; s < g->nsyms; s++) kiln_pass_bind_sym(g, -(s + 1), batch);
+  if (kiln_pass_infer_shapes(g, d)) {
+    kiln_graph_free(g);
+    return NULL;
+  }
+  return g;
+}
+
+kiln_graph *kiln_cli_load(const char *path, kiln_model_opts *o, kiln_diag *d) {
+  o->bound_note = 0;
+  kiln_graph *g = load_once(path, o->batch, o, d);
+  if (g || o->batch > 0) return g;
+  /* Retry with symbolic dims bound to 1 when that is what failed. */
+  kiln_diag d2 = {0};
+  kiln_graph *probe = kiln_onnx_load(path, &d2);
+  int had_syms = probe && probe->nsyms > 0;
+  kiln_graph_free(probe);
+  if (!had_syms) return NULL;
+  g = load_once(path, 1, o, &d2);
+  if (g) {
+    o->bound_note = 1;
+    *d = (kiln_diag){0};
+  }
+  return g;
+}
