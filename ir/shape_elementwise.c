@@ -40,11 +40,35 @@ int kiln_shape_dropout(kiln_shape_ctx *c, kiln_node *n) {
   return 0;
 }
 
+/* Opset < 7 broadcasting: B's dims align with A's from `axis` on.  Rewrites
+ * a constant B to the equivalent numpy shape (trailing 1s). */
+static int legacy_broadcast(kiln_shape_ctx *c, kiln_node *n) {
+  kiln_attrs_binary *a = n->attrs;
+  const kiln_value *A = n->in[0], *B = n->in[1];
+  if (a->_legacy_axis < 0) return 0;
+  int ax;
+  if (kiln_shape_axis(c, n, a->_legacy_axis, A->rank, 0, "axis", &ax)) return -1;
+  int pad = A->rank - ax - B->rank;
+  if (pad < 0) return kiln_shape_fail(c, n, "B %s does not fit A %s at axis %d", kiln_shape_str(c, B), kiln_shape_str(c, A), ax);
+  if (pad > 0) {
+    if (!B->data) return kiln_shape_fail(c, n, "legacy axis broadcasting (opset < 7) needs a constant B");
+    kiln_dim dims[KILN_MAX_RANK];
+    for (int i = 0; i < B->rank; i++) dims[i] = B->dims[i];
+    for (int i = 0; i < pad; i++) dims[B->rank + i] = 1;
+    kiln_value *nb = kiln_value_const(c->g, kiln_arena_printf(&c->g->arena, "%s_bcast", B->name), B->dtype,
+                                      B->rank + pad, dims, B->data);
+    nb->kind = B->kind;
+    kiln_node_set_input(n, 1, nb);
+  }
+  a->_legacy_axis = -1;
+  return 0;
+}
+
 /* PRelu: slope broadcasts to X (one direction); the result has X's shape. */
 int kiln_shape_prelu(kiln_shape_ctx *c, kiln_node *n) {
   kiln_dim out[KILN_MAX_RANK];
   int r;
-  if (kiln_shape_need(c, n, 0) || kiln_shape_need(c, n, 1)) return -1;
+  if (kiln_shape_need(c, n, 0) || kiln_shape_need(c, n, 1) || legacy_broadcast(c, n)) return -1;
   if (kiln_shape_broadcast(c, n, n->in[0], n->in[1], out, &r)) return -1;
   if (r != n->in[0]->rank || memcmp(out, n->in[0]->dims, (size_t)r * sizeof *out))
     return kiln_shape_fail(c, n, "slope %s does not broadcast to X %s", kiln_shape_str(c, n->in[1]),
@@ -82,7 +106,7 @@ static int broadcast_all(kiln_shape_ctx *c, kiln_node *n, int first, kiln_dtype 
 }
 
 int kiln_shape_binary(kiln_shape_ctx *c, kiln_node *n) {
-  if (kiln_shape_need(c, n, 0) || kiln_shape_need(c, n, 1)) return -1;
+  if (kiln_shape_need(c, n, 0) || kiln_shape_need(c, n, 1) || legacy_broadcast(c, n)) return -1;
   /* Pow allows a different exponent type; the result has the base's. */
   return broadcast_all(c, n, 0, n->in[0]->dtype, n->op != KILN_OP_POW);
 }

@@ -1,5 +1,5 @@
 /* ONNX importer: reads an ONNX model (IR versions 3..10, default-domain
- * opsets 7..21 and newer files whose ops are unchanged) into kiln's graph
+ * opsets 6..21 and newer files whose ops are unchanged) into kiln's graph
  * IR, upgrading older op forms to the canonical (newest) form.  Every
  * problem with the file is a located diagnostic, never a crash. */
 #ifndef KILN_ONNX_H
@@ -9,7 +9,7 @@
 
 #include "../../ir/graph.h"
 
-enum { KILN_ONNX_MIN_OPSET = 7, KILN_ONNX_MAX_TESTED_OPSET = 21 };
+enum { KILN_ONNX_MIN_OPSET = 6, KILN_ONNX_MAX_TESTED_OPSET = 21 };
 
 /* Loads a model file.  External data is read relative to its folder.
  * Returns NULL with d set on any error. */

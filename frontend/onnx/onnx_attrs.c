@@ -114,5 +114,6 @@ int onnx_parse_attrs(onnx_importer *im, onnx_node *n, kiln_node *kn) {
     if (!found) return kiln_error(im->d, &n->loc, "required attribute '%s' is missing", f->name);
   }
   if (n->coerce_2d) ((kiln_attrs_softmax *)kn->attrs)->_coerce_2d = 1;
+  if (n->legacy_axis >= 0) ((kiln_attrs_binary *)kn->attrs)->_legacy_axis = n->legacy_axis;
   return 0;
 }

@@ -25,6 +25,7 @@ typedef struct onnx_node {
   Onnx__AttributeProto **attr;    /* attributes still to be parsed */
   int nattr, cap_attr;
   int coerce_2d;                  /* Softmax/LogSoftmax before opset 13 */
+  int64_t legacy_axis;            /* binary ops before opset 7, or -1 */
 } onnx_node;
 
 /* onnx_tensor.c: TensorProto -> constant contents. */

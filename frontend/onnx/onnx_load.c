@@ -132,7 +132,7 @@ static int convert_node(onnx_importer *im, const Onnx__NodeProto *np, int index)
     return kiln_error(im->d, &loc, "unsupported op '%s' (domain '%s'): kiln only implements the default ONNX domain",
                       np->op_type, np->domain);
   if (!strcmp(np->op_type, "Constant")) return 0;
-  onnx_node n = {.proto = np, .op_type = np->op_type, .loc = loc};
+  onnx_node n = {.proto = np, .op_type = np->op_type, .loc = loc, .legacy_axis = -1};
   kiln_arena *ar = &im->g->arena;
   n.nin = (int)np->n_input;
   n.nout = (int)np->n_output;
@@ -176,6 +176,22 @@ static int convert_node(onnx_importer *im, const Onnx__NodeProto *np, int index)
   return onnx_parse_attrs(im, &n, kn);
 }
 
+/* Names every op kiln cannot import, before anything else is checked, so
+ * "unsupported op" is the first thing a user hears about such a model. */
+static int check_ops(onnx_importer *im, const Onnx__GraphProto *gp) {
+  for (size_t i = 0; i < gp->n_node; i++) {
+    const Onnx__NodeProto *np = gp->node[i];
+    const char *op = np->op_type ? np->op_type : "";
+    kiln_loc loc = node_loc(im, np, (int)i);
+    if (!is_default_domain(np->domain))
+      return kiln_error(im->d, &loc, "unsupported op '%s' (domain '%s'): kiln implements the default ONNX domain only",
+                        op, np->domain);
+    if (kiln_op_find(op) < 0 && strcmp(op, "Constant") && strcmp(op, "Upsample"))
+      return kiln_error(im->d, &loc, "unsupported op '%s' (domain 'ai.onnx', opset %lld)", op, (long long)im->opset);
+  }
+  return 0;
+}
+
 static int read_opset(onnx_importer *im, const Onnx__ModelProto *m) {
   kiln_loc loc = {.file = im->g->file, .node_index = -1};
   im->opset = -1;
@@ -208,7 +224,12 @@ kiln_graph *kiln_onnx_load_buffer(const void *buf, size_t len, const char *name,
     goto fail;
   }
   g->ir_version = m->ir_version;
-  if (read_opset(&im, m)) goto fail;
+  kiln_diag opset_d = {0};
+  im.d = &opset_d;
+  int opset_rc = read_opset(&im, m);
+  im.d = d;
+  if (check_ops(&im, m->graph)) goto fail; /* an unsupported op is the more useful message */
+  if (opset_rc) { *d = opset_d; goto fail; }
   g->opset = im.opset;
   g->name = kiln_arena_strdup(&g->arena, m->graph->name ? m->graph->name : "");
   g->producer = kiln_arena_printf(&g->arena, "%s%s%s", m->producer_name ? m->producer_name : "",

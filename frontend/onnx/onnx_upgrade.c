@@ -181,6 +181,30 @@ static int up_resize10(onnx_importer *im, onnx_node *n) {
   return to_resize(im, n, n->in[1]);
 }
 
+static int up_slice(onnx_importer *im, onnx_node *n) {
+  if (ints_attr_to_input(im, n, "starts", 1) || ints_attr_to_input(im, n, "ends", 2)) return -1;
+  return ints_attr_to_input(im, n, "axes", 3);
+}
+
+/* Binary ops before opset 7: broadcast=1 lets B align with A at `axis`
+ * (default: trailing dims, which is numpy broadcasting). */
+static int up_binary(onnx_importer *im, onnx_node *n) {
+  Onnx__AttributeProto *b = onnx_take_attr(n, "broadcast"), *ax = onnx_take_attr(n, "axis");
+  onnx_take_attr(n, "consumed_inputs");
+  if (b && b->i && ax) {
+    if (ax->i < 0) return kiln_error(im->d, &n->loc, "negative axis with legacy broadcasting is not supported");
+    n->legacy_axis = ax->i;
+  }
+  return 0;
+}
+
+static int up_prelu(onnx_importer *im, onnx_node *n) {
+  (void)im;
+  onnx_take_attr(n, "consumed_inputs");
+  if (n->nin > 1 && n->in[1] && n->in[1]->rank == 1 && n->in[1]->dims[0] != 1) n->legacy_axis = 1;
+  return 0;
+}
+
 static const struct upgrade {
   const char *op;
   int64_t before; /* applies to files whose opset is below this */
@@ -200,6 +224,13 @@ static const struct upgrade {
     {"Softmax", 13, up_softmax},
     {"LogSoftmax", 13, up_softmax},
     {"Gemm", 7, up_gemm},
+    {"Slice", 10, up_slice},
+    {"Add", 7, up_binary},
+    {"Sub", 7, up_binary},
+    {"Mul", 7, up_binary},
+    {"Div", 7, up_binary},
+    {"Pow", 7, up_binary},
+    {"PRelu", 7, up_prelu},
     {"Upsample", INT64_MAX, up_upsample},
     {"Resize", 11, up_resize10},
 };
