@@ -128,9 +128,10 @@ static void print_summary(const char *path, const kiln_graph *g, const kiln_mode
   int col = 10;
   for (int i = 0; i < KILN_OP_COUNT; i++) {
     if (!count[i]) continue;
-    int w = printf(" %s x%d", kiln_op_get((kiln_op)i)->name, count[i]);
-    col += w;
-    if (col > 90) { printf("\n         "); col = 10; }
+    char item[96];
+    int w = snprintf(item, sizeof item, " %s x%d", kiln_op_get((kiln_op)i)->name, count[i]);
+    if (col + w > 96) { printf("\n         "); col = 10; }
+    col += printf("%s", item);
   }
   printf("\nparams    %s learnable (%s)", group3(o->params, b1), human((double)o->param_bytes, "B", b2));
   if (o->bn_stats) printf(", plus %s BatchNorm running statistics", group3(o->bn_stats, b1));
