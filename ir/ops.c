@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <string.h>
 
+#include "../passes/lower.h"
 #include "shape.h"
 
 #define KILN_ATTRS_BEGIN(kind) static const kiln_attr_field kiln_fields_##kind[] = {
@@ -24,9 +25,10 @@
 #undef KILN_ATTR
 #undef KILN_ATTRS_END
 
+#define kiln_scalar_none NULL /* ops that are not elementwise */
 static const kiln_op_info op_table[KILN_OP_COUNT] = {
-#define KILN_OP(E, name, attrs, ins, outs, shape, fold, macs) \
-  [KILN_OP_##E] = {name, &kiln_schema_##attrs, ins, outs, shape, fold, macs},
+#define KILN_OP(E, name, attrs, ins, outs, shape, fold, macs, lower, scalar) \
+  [KILN_OP_##E] = {name, &kiln_schema_##attrs, ins, outs, shape, fold, macs, lower, kiln_scalar_##scalar},
 #include "ops.def"
 #undef KILN_OP
 };

@@ -56,7 +56,7 @@ typedef struct kiln_attr_schema {
 
 /* ---- ops ---- */
 typedef enum kiln_op {
-#define KILN_OP(E, name, attrs, ins, outs, shape, fold, macs) KILN_OP_##E,
+#define KILN_OP(E, name, attrs, ins, outs, shape, fold, macs, lower, scalar) KILN_OP_##E,
 #include "ops.def"
 #undef KILN_OP
   KILN_OP_COUNT
@@ -67,6 +67,10 @@ struct kiln_shape_ctx;
 typedef int (*kiln_shape_fn)(struct kiln_shape_ctx *c, struct kiln_node *n);
 typedef int (*kiln_fold_fn)(struct kiln_shape_ctx *c, struct kiln_node *n);
 typedef int64_t (*kiln_macs_fn)(const struct kiln_node *n);
+struct kiln_lctx;
+struct kiln_lx;
+typedef int (*kiln_lower_fn)(struct kiln_lctx *L, const struct kiln_node *n);
+typedef struct kiln_lx *(*kiln_scalar_fn)(struct kiln_lctx *L, const struct kiln_node *n, struct kiln_lx **in);
 
 typedef struct kiln_op_info {
   const char *name;              /* ONNX op type */
@@ -75,6 +79,8 @@ typedef struct kiln_op_info {
   kiln_shape_fn shape;
   kiln_fold_fn fold;             /* NULL: never folded */
   kiln_macs_fn macs;             /* NULL: no multiply-accumulates counted */
+  kiln_lower_fn lower;           /* loops computing the node (passes/lower_*.c) */
+  kiln_scalar_fn scalar;         /* per-element meaning of elementwise ops */
 } kiln_op_info;
 
 const kiln_op_info *kiln_op_get(kiln_op op);

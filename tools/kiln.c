@@ -46,8 +46,8 @@ int64_t kiln_cli_parse_count(const char *s) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2) {
-    usage(stderr);
+  if (argc < 2) { /* one line, like every other usage error; the usage is one --help away */
+    fprintf(stderr, "kiln: error: no command given (see 'kiln --help')\n");
     return 2;
   }
   const char *cmd = argv[1];

@@ -1,7 +1,8 @@
 /* ONNX model -> graph IR.
  *
- * 1. unpack the ModelProto (protobuf-c; generated from libonnx-dev's
- *    onnx.proto at build time) and check IR version and default opset;
+ * 1. bound the message nesting depth, unpack the ModelProto (protobuf-c;
+ *    generated from libonnx-dev's onnx.proto at build time) and check IR
+ *    version and default opset;
  * 2. register initializers (constants, no copy) and true graph inputs;
  * 3. define every node's outputs first, so nodes may come in any order;
  *    Constant nodes become constant values here and no node;
@@ -12,6 +13,7 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,7 +98,9 @@ static int constant_node(onnx_importer *im, const Onnx__NodeProto *np, const kil
     v->rank = 1;
     v->dims[0] = (int64_t)cnt;
     v->dtype = f ? KILN_DT_F32 : KILN_DT_I64;
-    v->data = f ? kiln_arena_memdup(ar, a->floats, cnt * 4 + 1) : kiln_arena_memdup(ar, a->ints, cnt * 8 + 1);
+    /* Exactly cnt elements: an empty list has a NULL array (the arena
+     * still hands out a non-NULL block, so the value counts as constant). */
+    v->data = f ? kiln_arena_memdup(ar, a->floats, cnt * 4) : kiln_arena_memdup(ar, a->ints, cnt * 8);
   } else if (!strcmp(an, "sparse_value") || !strncmp(an, "value_string", 12)) {
     return kiln_error(im->d, loc, "Constant attribute '%s' is not supported", an);
   } else {
@@ -146,7 +150,7 @@ static int convert_node(onnx_importer *im, const Onnx__NodeProto *np, int index)
   n.cap_attr = (int)np->n_attribute + 4;
   n.attr = kiln_arena_array(ar, (size_t)n.cap_attr, sizeof *n.attr);
   n.nattr = (int)np->n_attribute;
-  memcpy(n.attr, np->attribute, np->n_attribute * sizeof *n.attr);
+  if (n.nattr) memcpy(n.attr, np->attribute, (size_t)n.nattr * sizeof *n.attr); /* attribute is NULL when empty */
   if (onnx_upgrade(im, &n)) return -1;
   int op = kiln_op_find(n.op_type);
   if (op < 0)
@@ -183,6 +187,7 @@ static int check_ops(onnx_importer *im, const Onnx__GraphProto *gp) {
     const Onnx__NodeProto *np = gp->node[i];
     const char *op = np->op_type ? np->op_type : "";
     kiln_loc loc = node_loc(im, np, (int)i);
+    if (!op[0]) return kiln_error(im->d, &loc, "node has no op_type");
     if (!is_default_domain(np->domain))
       return kiln_error(im->d, &loc, "unsupported op '%s' (domain '%s'): kiln implements the default ONNX domain only",
                         op, np->domain);
@@ -207,9 +212,65 @@ static int read_opset(onnx_importer *im, const Onnx__ModelProto *m) {
   return 0;
 }
 
+/* protobuf-c unpacks nested messages by recursion with no depth limit, so
+ * a few hundred kilobytes of nested TypeProto.sequence_type (or
+ * AttributeProto.g) overflow the stack.  Before unpacking, walk the wire
+ * format, descending only into fields the generated descriptors declare as
+ * messages, and refuse nesting deeper than any real model needs (a model
+ * is ~6 levels deep plus 3 per subgraph).  The walk is linear in the input
+ * and its own recursion stops at the bound; anything malformed is left for
+ * the unpacker to report. */
+enum { MAX_NESTING = 64 };
+
+static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+  *v = 0;
+  for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+    uint8_t b = *(*p)++;
+    *v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) return 0;
+  }
+  return -1;
+}
+
+static int nests_too_deep(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const uint8_t *end, int depth) {
+  while (p < end) {
+    uint64_t tag, len;
+    if (read_varint(&p, end, &tag)) return 0;
+    switch (tag & 7) {
+    case PROTOBUF_C_WIRE_TYPE_VARINT:
+      if (read_varint(&p, end, &len)) return 0;
+      break;
+    case PROTOBUF_C_WIRE_TYPE_64BIT:
+      if (end - p < 8) return 0;
+      p += 8;
+      break;
+    case PROTOBUF_C_WIRE_TYPE_32BIT:
+      if (end - p < 4) return 0;
+      p += 4;
+      break;
+    case PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED: {
+      if (read_varint(&p, end, &len) || len > (uint64_t)(end - p)) return 0;
+      const ProtobufCFieldDescriptor *f =
+          tag >> 3 <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(tag >> 3)) : NULL;
+      if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+          (depth >= MAX_NESTING || nests_too_deep(f->descriptor, p, p + len, depth + 1)))
+        return 1;
+      p += len;
+      break;
+    }
+    default: return 0; /* groups and invalid wire types: the unpacker rejects them */
+    }
+  }
+  return 0;
+}
+
 kiln_graph *kiln_onnx_load_buffer(const void *buf, size_t len, const char *name, const char *base_dir, kiln_diag *d) {
   kiln_loc loc = {.file = name, .node_index = -1};
   if (len == 0) { kiln_error(d, &loc, "file is empty"); return NULL; }
+  if (nests_too_deep(&onnx__model_proto__descriptor, buf, (const uint8_t *)buf + len, 0)) {
+    kiln_error(d, &loc, "messages nest more than %d levels deep; this is not an ONNX model kiln can read", MAX_NESTING);
+    return NULL;
+  }
   Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, buf);
   if (!m) { kiln_error(d, &loc, "not an ONNX model (the protobuf is malformed or truncated)"); return NULL; }
   kiln_graph *g = kiln_graph_new();

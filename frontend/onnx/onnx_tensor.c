@@ -18,20 +18,24 @@
 
 enum { MAX_ELEMENTS_LOG2 = 40 };
 
+/* The name for messages: proto2 leaves an unset string field NULL, and
+ * Constant nodes' tensors are often unnamed. */
+static const char *tname(const Onnx__TensorProto *t) { return t->name ? t->name : ""; }
+
 static int tensor_shape(kiln_diag *d, const kiln_loc *loc, const Onnx__TensorProto *t, const char *what,
                         kiln_dtype *dt, int *rank, int64_t *dims, int64_t *numel) {
   int code = t->has_data_type ? t->data_type : 0;
   if (code <= 0 || code >= KILN_DT_MAX_CODE || !kiln_dtype_size((kiln_dtype)code))
-    return kiln_error(d, loc, "%s '%s' has unsupported element type %s", what, t->name ? t->name : "",
+    return kiln_error(d, loc, "%s '%s' has unsupported element type %s", what, tname(t),
                       kiln_onnx_dtype_name(code));
   *dt = (kiln_dtype)code;
   if (t->n_dims > KILN_MAX_RANK)
-    return kiln_error(d, loc, "%s '%s' has rank %zu; kiln supports up to %d", what, t->name, t->n_dims, KILN_MAX_RANK);
+    return kiln_error(d, loc, "%s '%s' has rank %zu; kiln supports up to %d", what, tname(t), t->n_dims, KILN_MAX_RANK);
   int64_t n = 1;
   for (size_t i = 0; i < t->n_dims; i++) {
-    if (t->dims[i] < 0) return kiln_error(d, loc, "%s '%s' has negative dim %lld", what, t->name, (long long)t->dims[i]);
+    if (t->dims[i] < 0) return kiln_error(d, loc, "%s '%s' has negative dim %lld", what, tname(t), (long long)t->dims[i]);
     if (t->dims[i] > ((int64_t)1 << MAX_ELEMENTS_LOG2) || (n && t->dims[i] && n > (((int64_t)1 << MAX_ELEMENTS_LOG2) / t->dims[i])))
-      return kiln_error(d, loc, "%s '%s' is too large (dims overflow)", what, t->name);
+      return kiln_error(d, loc, "%s '%s' is too large (dims overflow)", what, tname(t));
     n *= t->dims[i];
     dims[i] = t->dims[i];
   }
@@ -81,24 +85,24 @@ static int external_data(onnx_importer *im, const Onnx__TensorProto *t, const ki
     else if (!strcmp(e->key, "offset") || !strcmp(e->key, "length")) {
       errno = 0;
       long long v = strtoll(e->value, &end, 10);
-      if (errno || *end || v < 0) return kiln_error(im->d, loc, "tensor '%s': external data %s '%s' is invalid", t->name, e->key, e->value);
+      if (errno || *end || v < 0) return kiln_error(im->d, loc, "tensor '%s': external data %s '%s' is invalid", tname(t), e->key, e->value);
       if (!strcmp(e->key, "offset")) offset = v; else length = v;
     }
   }
   char path[PATH_MAX];
-  if (external_path(im, loc, t->name, location, path)) return -1;
+  if (external_path(im, loc, tname(t), location, path)) return -1;
   if (length >= 0 && (size_t)length != nbytes)
-    return kiln_error(im->d, loc, "tensor '%s': external data length %lld, but its shape needs %zu bytes", t->name, length, nbytes);
+    return kiln_error(im->d, loc, "tensor '%s': external data length %lld, but its shape needs %zu bytes", tname(t), length, nbytes);
   int fd = open(path, O_RDONLY);
   struct stat st;
   if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     if (fd >= 0) close(fd);
-    return kiln_error(im->d, loc, "tensor '%s': cannot read external data '%s'", t->name, location);
+    return kiln_error(im->d, loc, "tensor '%s': cannot read external data '%s'", tname(t), location);
   }
   if ((unsigned long long)offset > (unsigned long long)st.st_size || nbytes > (size_t)(st.st_size - offset)) {
     close(fd);
     return kiln_error(im->d, loc, "tensor '%s': external data '%s' is too short (%lld bytes, needs %zu at offset %lld)",
-                      t->name, location, (long long)st.st_size, nbytes, offset);
+                      tname(t), location, (long long)st.st_size, nbytes, offset);
   }
   if (nbytes == 0) { close(fd); *data = NULL; return 0; }
   long page = sysconf(_SC_PAGESIZE);
@@ -106,7 +110,7 @@ static int external_data(onnx_importer *im, const Onnx__TensorProto *t, const ki
   size_t len = nbytes + (size_t)(offset - start);
   void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, start);
   close(fd);
-  if (m == MAP_FAILED) return kiln_error(im->d, loc, "tensor '%s': cannot map external data: %s", t->name, strerror(errno));
+  if (m == MAP_FAILED) return kiln_error(im->d, loc, "tensor '%s': cannot map external data: %s", tname(t), strerror(errno));
   size_t *hdr = malloc(2 * sizeof *hdr);
   if (!hdr) { munmap(m, len); return kiln_error(im->d, loc, "out of memory"); }
   hdr[0] = len;
@@ -126,7 +130,7 @@ static int tensor_data(onnx_importer *im, kiln_arena *arena, const Onnx__TensorP
     return external_data(im, t, loc, nbytes, data);
   if (t->has_raw_data) {
     if (t->raw_data.len != nbytes)
-      return kiln_error(d, loc, "tensor '%s' has %zu bytes of raw_data, its shape needs %zu", t->name, t->raw_data.len, nbytes);
+      return kiln_error(d, loc, "tensor '%s' has %zu bytes of raw_data, its shape needs %zu", tname(t), t->raw_data.len, nbytes);
     *data = t->raw_data.data;
     return 0;
   }
@@ -142,7 +146,7 @@ static int tensor_data(onnx_importer *im, kiln_arena *arena, const Onnx__TensorP
   default: count = t->n_int32_data; break; /* narrow types travel in int32_data */
   }
   if (count != (size_t)numel)
-    return kiln_error(d, loc, "tensor '%s' has %zu data entries, its shape needs %lld", t->name, count, (long long)numel);
+    return kiln_error(d, loc, "tensor '%s' has %zu data entries, its shape needs %lld", tname(t), count, (long long)numel);
   if (numel == 0) { *data = NULL; return 0; }
   if (src) { *data = src; return 0; }
   void *out = arena ? kiln_arena_alloc(arena, nbytes) : NULL;

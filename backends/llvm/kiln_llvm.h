@@ -1,0 +1,22 @@
+/* The LLVM backend: prints a loop IR program as an LLVM module (LLVM C API,
+ * LLVM 19), optimises it with the new pass manager's default<O3> for the
+ * host CPU (AVX2/AVX-512 picked up from the running machine), and runs it
+ * in-process with ORC LLJIT. */
+#ifndef KILN_LLVM_H
+#define KILN_LLVM_H
+
+#include "../../ir/loop.h"
+
+typedef struct kiln_llvm_jit kiln_llvm_jit;
+
+/* Compiles p.  The program must outlive the JIT (weights are referenced,
+ * not copied).  NULL with d set on failure. */
+kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d);
+/* Runs the whole program.  bufs[i] is the memory of p->bufs[i]: the caller
+ * points inputs/outputs at its tensors; kiln_llvm_jit_bind fills weights
+ * and workspace from an arena of p->workspace_bytes. */
+void kiln_llvm_jit_bind(const kiln_program *p, void **bufs, void *workspace);
+void kiln_llvm_jit_run(kiln_llvm_jit *j, void **bufs);
+void kiln_llvm_jit_free(kiln_llvm_jit *j);
+
+#endif

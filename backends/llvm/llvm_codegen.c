@@ -1,0 +1,293 @@
+/* Loop IR -> LLVM IR.  One function per kernel, `void kN(ptr bufs)`, where
+ * bufs is the array of buffer base pointers, and `void kiln_run(ptr bufs)`
+ * calling the kernels in order.  Loops are emitted in the canonical
+ * header/body/latch form the loop vectoriser expects; locals are allocas
+ * that mem2reg promotes.  Only constructs are translated here: no op
+ * knowledge. */
+#include "llvm_internal.h"
+
+#include <string.h>
+
+static LLVMTypeRef storage_type(cg *c, kiln_dtype t) {
+  switch (t) {
+  case KILN_DT_F32: return LLVMFloatTypeInContext(c->ctx);
+  case KILN_DT_F64: return LLVMDoubleTypeInContext(c->ctx);
+  case KILN_DT_F16: return LLVMHalfTypeInContext(c->ctx);
+  case KILN_DT_BF16: return LLVMBFloatTypeInContext(c->ctx);
+  case KILN_DT_I8: case KILN_DT_U8: case KILN_DT_BOOL: return LLVMInt8TypeInContext(c->ctx);
+  case KILN_DT_I16: case KILN_DT_U16: return LLVMInt16TypeInContext(c->ctx);
+  case KILN_DT_I32: case KILN_DT_U32: return LLVMInt32TypeInContext(c->ctx);
+  default: return LLVMInt64TypeInContext(c->ctx);
+  }
+}
+
+LLVMTypeRef kiln_llvm_value_type(cg *c, kiln_dtype t) {
+  return t == KILN_DT_BOOL ? LLVMInt1TypeInContext(c->ctx) : storage_type(c, t);
+}
+
+static int is_unsigned(kiln_dtype t) {
+  return t == KILN_DT_U8 || t == KILN_DT_U16 || t == KILN_DT_U32 || t == KILN_DT_U64 || t == KILN_DT_BOOL;
+}
+
+static LLVMValueRef call_intrinsic(cg *c, const char *name, LLVMTypeRef *types, int ntypes, LLVMValueRef *args,
+                                   int nargs) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, id, types, (size_t)ntypes);
+  LLVMTypeRef fty = LLVMIntrinsicGetType(c->ctx, id, types, (size_t)ntypes);
+  return LLVMBuildCall2(c->b, fty, fn, args, (unsigned)nargs, "");
+}
+
+/* libm call (tanh, erf): resolved in the JIT from the process, and by the
+ * linker for compiled artifacts. */
+static LLVMValueRef call_libm(cg *c, const char *f32name, const char *f64name, LLVMValueRef x, kiln_dtype t) {
+  const char *name = t == KILN_DT_F64 ? f64name : f32name;
+  LLVMTypeRef ty = kiln_llvm_value_type(c, t);
+  LLVMTypeRef fty = LLVMFunctionType(ty, &ty, 1, 0);
+  LLVMValueRef fn = LLVMGetNamedFunction(c->mod, name);
+  if (!fn) {
+    fn = LLVMAddFunction(c->mod, name, fty);
+    LLVMSetLinkage(fn, LLVMExternalLinkage);
+  }
+  return LLVMBuildCall2(c->b, fty, fn, &x, 1, "");
+}
+
+static LLVMValueRef cast(cg *c, LLVMValueRef v, kiln_dtype from, kiln_dtype to) {
+  if (from == to) return v;
+  LLVMTypeRef ty = kiln_llvm_value_type(c, to);
+  int ff = kiln_dtype_is_float(from), tf = kiln_dtype_is_float(to);
+  if (to == KILN_DT_BOOL) {
+    return ff ? LLVMBuildFCmp(c->b, LLVMRealUNE, v, LLVMConstNull(LLVMTypeOf(v)), "")
+              : LLVMBuildICmp(c->b, LLVMIntNE, v, LLVMConstNull(LLVMTypeOf(v)), "");
+  }
+  if (ff && tf) {
+    unsigned fb = kiln_dtype_size(from), tb = kiln_dtype_size(to);
+    if (fb == tb) { /* f16 <-> bf16 through f32 */
+      LLVMValueRef w = LLVMBuildFPExt(c->b, v, LLVMFloatTypeInContext(c->ctx), "");
+      return LLVMBuildFPTrunc(c->b, w, ty, "");
+    }
+    return fb < tb ? LLVMBuildFPExt(c->b, v, ty, "") : LLVMBuildFPTrunc(c->b, v, ty, "");
+  }
+  if (ff && !tf) { /* saturating: out-of-range and NaN are defined */
+    LLVMTypeRef tys[2] = {ty, LLVMTypeOf(v)};
+    return call_intrinsic(c, is_unsigned(to) ? "llvm.fptoui.sat" : "llvm.fptosi.sat", tys, 2, &v, 1);
+  }
+  if (!ff && tf) return is_unsigned(from) ? LLVMBuildUIToFP(c->b, v, ty, "") : LLVMBuildSIToFP(c->b, v, ty, "");
+  unsigned fb = LLVMGetIntTypeWidth(LLVMTypeOf(v)), tb = LLVMGetIntTypeWidth(ty);
+  if (fb == tb) return v;
+  if (fb > tb) return LLVMBuildTrunc(c->b, v, ty, "");
+  return is_unsigned(from) ? LLVMBuildZExt(c->b, v, ty, "") : LLVMBuildSExt(c->b, v, ty, "");
+}
+
+static LLVMValueRef buf_ptr(cg *c, const kiln_buf *b, LLVMValueRef index) {
+  return LLVMBuildGEP2(c->b, storage_type(c, b->dtype), c->base[b->id], &index, 1, "");
+}
+
+static LLVMValueRef expr(cg *c, const kiln_lx *e);
+
+static LLVMValueRef unary(cg *c, const kiln_lx *e) {
+  LLVMValueRef a = expr(c, e->a);
+  kiln_dtype t = e->a->dtype;
+  LLVMTypeRef ty = LLVMTypeOf(a);
+  int fl = kiln_dtype_is_float(t);
+  switch (e->op) {
+  case KILN_UN_NEG: return fl ? LLVMBuildFNeg(c->b, a, "") : LLVMBuildNeg(c->b, a, "");
+  case KILN_UN_ABS:
+    if (fl) return call_intrinsic(c, "llvm.fabs", &ty, 1, &a, 1);
+    return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, a, LLVMConstNull(ty), ""), LLVMBuildNeg(c->b, a, ""),
+                           a, "");
+  case KILN_UN_EXP: return call_intrinsic(c, "llvm.exp", &ty, 1, &a, 1);
+  case KILN_UN_LOG: return call_intrinsic(c, "llvm.log", &ty, 1, &a, 1);
+  case KILN_UN_SQRT: return call_intrinsic(c, "llvm.sqrt", &ty, 1, &a, 1);
+  case KILN_UN_FLOOR: return fl ? call_intrinsic(c, "llvm.floor", &ty, 1, &a, 1) : a;
+  case KILN_UN_CEIL: return fl ? call_intrinsic(c, "llvm.ceil", &ty, 1, &a, 1) : a;
+  case KILN_UN_ROUND_EVEN: return fl ? call_intrinsic(c, "llvm.roundeven", &ty, 1, &a, 1) : a;
+  case KILN_UN_TANH: return call_libm(c, "tanhf", "tanh", a, t);
+  case KILN_UN_ERF: return call_libm(c, "erff", "erf", a, t);
+  case KILN_UN_NOT: return LLVMBuildNot(c->b, a, "");
+  case KILN_UN_ISNAN: return LLVMBuildFCmp(c->b, LLVMRealUNO, a, a, "");
+  default: return NULL;
+  }
+}
+
+static LLVMValueRef binary(cg *c, const kiln_lx *e) {
+  LLVMValueRef a = expr(c, e->a), b = expr(c, e->b);
+  kiln_dtype t = e->a->dtype;
+  int fl = kiln_dtype_is_float(t), un = is_unsigned(t);
+  LLVMTypeRef ty = LLVMTypeOf(a);
+  switch (e->op) {
+  case KILN_BIN_ADD: return fl ? LLVMBuildFAdd(c->b, a, b, "") : LLVMBuildAdd(c->b, a, b, "");
+  case KILN_BIN_SUB: return fl ? LLVMBuildFSub(c->b, a, b, "") : LLVMBuildSub(c->b, a, b, "");
+  case KILN_BIN_MUL: return fl ? LLVMBuildFMul(c->b, a, b, "") : LLVMBuildMul(c->b, a, b, "");
+  case KILN_BIN_DIV:
+    if (fl) return LLVMBuildFDiv(c->b, a, b, "");
+    /* integer division by zero is undefined in LLVM: make it 0 */
+    b = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, b, LLVMConstNull(ty), ""), LLVMConstInt(ty, 1, 0), b, "");
+    return un ? LLVMBuildUDiv(c->b, a, b, "") : LLVMBuildSDiv(c->b, a, b, "");
+  case KILN_BIN_REM:
+    if (fl) return LLVMBuildFRem(c->b, a, b, "");
+    b = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, b, LLVMConstNull(ty), ""), LLVMConstInt(ty, 1, 0), b, "");
+    return un ? LLVMBuildURem(c->b, a, b, "") : LLVMBuildSRem(c->b, a, b, "");
+  case KILN_BIN_MIN:
+  case KILN_BIN_MAX: {
+    int mx = e->op == KILN_BIN_MAX;
+    LLVMValueRef lt = fl ? LLVMBuildFCmp(c->b, LLVMRealOLT, a, b, "")
+                         : LLVMBuildICmp(c->b, un ? LLVMIntULT : LLVMIntSLT, a, b, "");
+    return LLVMBuildSelect(c->b, lt, mx ? b : a, mx ? a : b, "");
+  }
+  case KILN_BIN_POW: return call_intrinsic(c, "llvm.pow", &ty, 1, (LLVMValueRef[]){a, b}, 2);
+  case KILN_BIN_LT: return fl ? LLVMBuildFCmp(c->b, LLVMRealOLT, a, b, "") : LLVMBuildICmp(c->b, un ? LLVMIntULT : LLVMIntSLT, a, b, "");
+  case KILN_BIN_LE: return fl ? LLVMBuildFCmp(c->b, LLVMRealOLE, a, b, "") : LLVMBuildICmp(c->b, un ? LLVMIntULE : LLVMIntSLE, a, b, "");
+  case KILN_BIN_EQ: return fl ? LLVMBuildFCmp(c->b, LLVMRealOEQ, a, b, "") : LLVMBuildICmp(c->b, LLVMIntEQ, a, b, "");
+  case KILN_BIN_NE: return fl ? LLVMBuildFCmp(c->b, LLVMRealUNE, a, b, "") : LLVMBuildICmp(c->b, LLVMIntNE, a, b, "");
+  case KILN_BIN_AND: return LLVMBuildAnd(c->b, a, b, "");
+  case KILN_BIN_OR: return LLVMBuildOr(c->b, a, b, "");
+  default: return NULL;
+  }
+}
+
+static LLVMValueRef expr(cg *c, const kiln_lx *e) {
+  switch (e->kind) {
+  case KILN_LX_CONST: {
+    LLVMTypeRef ty = kiln_llvm_value_type(c, e->dtype);
+    if (kiln_dtype_is_float(e->dtype)) return LLVMConstReal(ty, e->f);
+    if (e->dtype == KILN_DT_BOOL) return LLVMConstInt(ty, e->i != 0 || e->f != 0, 0);
+    return LLVMConstInt(ty, (unsigned long long)e->i, 1);
+  }
+  case KILN_LX_INDEX: return c->index[e->var];
+  case KILN_LX_LOCAL: return LLVMBuildLoad2(c->b, kiln_llvm_value_type(c, e->dtype), c->local[e->var], "");
+  case KILN_LX_LOAD: {
+    LLVMValueRef v = LLVMBuildLoad2(c->b, storage_type(c, e->buf->dtype), buf_ptr(c, e->buf, expr(c, e->a)), "");
+    if (e->buf->dtype == KILN_DT_BOOL) v = LLVMBuildICmp(c->b, LLVMIntNE, v, LLVMConstNull(LLVMTypeOf(v)), "");
+    return v;
+  }
+  case KILN_LX_UN: return unary(c, e);
+  case KILN_LX_BIN: return binary(c, e);
+  case KILN_LX_SELECT: return LLVMBuildSelect(c->b, expr(c, e->a), expr(c, e->b), expr(c, e->c), "");
+  case KILN_LX_CAST: return cast(c, expr(c, e->a), e->a->dtype, e->dtype);
+  }
+  return NULL;
+}
+
+static void stmts(cg *c, const kiln_ls *s);
+
+static void loop(cg *c, const kiln_ls *s) {
+  LLVMTypeRef i64 = LLVMInt64TypeInContext(c->ctx);
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(c->b);
+  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "loop");
+  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "body");
+  LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "exit");
+  LLVMBuildBr(c->b, head);
+  LLVMPositionBuilderAtEnd(c->b, head);
+  LLVMValueRef i = LLVMBuildPhi(c->b, i64, "i");
+  LLVMValueRef go = LLVMBuildICmp(c->b, LLVMIntSLT, i, LLVMConstInt(i64, (unsigned long long)s->extent, 1), "");
+  LLVMBuildCondBr(c->b, go, body, exit);
+  LLVMPositionBuilderAtEnd(c->b, body);
+  c->index[s->var] = i;
+  stmts(c, s->body);
+  LLVMValueRef next = LLVMBuildNSWAdd(c->b, i, LLVMConstInt(i64, 1, 0), "");
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
+  LLVMBuildBr(c->b, head);
+  LLVMValueRef vals[2] = {LLVMConstInt(i64, 0, 0), next};
+  LLVMBasicBlockRef blocks[2] = {pre, latch};
+  LLVMAddIncoming(i, vals, blocks, 2);
+  LLVMPositionBuilderAtEnd(c->b, exit);
+}
+
+static void stmts(cg *c, const kiln_ls *s) {
+  for (; s; s = s->next) {
+    switch (s->kind) {
+    case KILN_LS_FOR: loop(c, s); break;
+    case KILN_LS_STORE: {
+      LLVMValueRef v = expr(c, s->value);
+      if (s->buf->dtype == KILN_DT_BOOL) v = LLVMBuildZExt(c->b, v, LLVMInt8TypeInContext(c->ctx), "");
+      LLVMBuildStore(c->b, v, buf_ptr(c, s->buf, expr(c, s->index)));
+      break;
+    }
+    case KILN_LS_DECL:
+    case KILN_LS_ASSIGN: LLVMBuildStore(c->b, expr(c, s->value), c->local[s->var]); break;
+    case KILN_LS_IF: {
+      LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "then");
+      LLVMBasicBlockRef els = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "else");
+      LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "join");
+      LLVMBuildCondBr(c->b, expr(c, s->value), then, els);
+      LLVMPositionBuilderAtEnd(c->b, then);
+      stmts(c, s->body);
+      LLVMBuildBr(c->b, join);
+      LLVMPositionBuilderAtEnd(c->b, els);
+      stmts(c, s->orelse);
+      LLVMBuildBr(c->b, join);
+      LLVMPositionBuilderAtEnd(c->b, join);
+      break;
+    }
+    case KILN_LS_BARRIER: break; /* one CPU thread per block: nothing to wait for */
+    }
+  }
+}
+
+/* Allocas for every DECL, in the entry block (mem2reg needs them there). */
+static void declare_locals(cg *c, const kiln_ls *s) {
+  for (; s; s = s->next) {
+    if (s->kind == KILN_LS_DECL) c->local[s->var] = LLVMBuildAlloca(c->b, kiln_llvm_value_type(c, s->dtype), "t");
+    declare_locals(c, s->body);
+    declare_locals(c, s->orelse);
+  }
+}
+
+/* Marks which buffers a kernel touches, so it loads only those pointers. */
+static void uses_lx(const kiln_lx *e, char *used) {
+  if (!e) return;
+  if (e->kind == KILN_LX_LOAD) used[e->buf->id] = 1;
+  uses_lx(e->a, used);
+  uses_lx(e->b, used);
+  uses_lx(e->c, used);
+}
+static void uses_ls(const kiln_ls *s, char *used) {
+  for (; s; s = s->next) {
+    if (s->kind == KILN_LS_STORE) used[s->buf->id] = 1;
+    uses_lx(s->index, used);
+    uses_lx(s->value, used);
+    uses_ls(s->body, used);
+    uses_ls(s->orelse, used);
+  }
+}
+
+int kiln_llvm_codegen(cg *c, const kiln_program *p) {
+  LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0);
+  LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), &ptr, 1, 0);
+  LLVMValueRef *fns = calloc((size_t)p->nkernels + 1, sizeof *fns);
+  char *used = calloc((size_t)p->nbufs + 1, 1);
+  c->base = calloc((size_t)p->nbufs + 1, sizeof *c->base);
+  for (int k = 0; k < p->nkernels; k++) {
+    const kiln_kernel *kn = p->kernels[k];
+    c->fn = fns[k] = LLVMAddFunction(c->mod, kn->name, fty);
+    LLVMSetLinkage(c->fn, LLVMInternalLinkage);
+    c->index = calloc((size_t)kn->nvars + 1, sizeof *c->index);
+    c->local = calloc((size_t)kn->nlocals + 1, sizeof *c->local);
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry");
+    LLVMPositionBuilderAtEnd(c->b, entry);
+    memset(used, 0, (size_t)p->nbufs + 1);
+    uses_ls(kn->body, used);
+    LLVMValueRef bufs = LLVMGetParam(c->fn, 0);
+    for (int i = 0; i < p->nbufs; i++) {
+      if (!used[i]) continue;
+      LLVMValueRef idx = LLVMConstInt(LLVMInt64TypeInContext(c->ctx), (unsigned long long)i, 0);
+      LLVMValueRef slot = LLVMBuildGEP2(c->b, ptr, bufs, &idx, 1, "");
+      c->base[i] = LLVMBuildLoad2(c->b, ptr, slot, p->bufs[i]->name);
+    }
+    declare_locals(c, kn->body);
+    stmts(c, kn->body);
+    LLVMBuildRetVoid(c->b);
+    free(c->index);
+    free(c->local);
+  }
+  c->fn = LLVMAddFunction(c->mod, "kiln_run", fty);
+  LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
+  LLVMValueRef arg = LLVMGetParam(c->fn, 0);
+  for (int k = 0; k < p->nkernels; k++) LLVMBuildCall2(c->b, fty, fns[k], &arg, 1, "");
+  LLVMBuildRetVoid(c->b);
+  free(fns);
+  free(used);
+  free(c->base);
+  c->base = NULL;
+  return 0;
+}

@@ -1,0 +1,23 @@
+/* Shared by the LLVM backend's files. */
+#ifndef KILN_LLVM_INTERNAL_H
+#define KILN_LLVM_INTERNAL_H
+
+#include <llvm-c/Core.h>
+#include <stdlib.h>
+
+#include "kiln_llvm.h"
+
+typedef struct cg {
+  LLVMContextRef ctx;
+  LLVMModuleRef mod;
+  LLVMBuilderRef b;
+  LLVMValueRef fn;
+  LLVMValueRef *base;   /* per buffer id: its base pointer in this kernel */
+  LLVMValueRef *index;  /* per loop var: the induction variable */
+  LLVMValueRef *local;  /* per local: its alloca */
+} cg;
+
+int kiln_llvm_codegen(cg *c, const kiln_program *p);
+LLVMTypeRef kiln_llvm_value_type(cg *c, kiln_dtype t);
+
+#endif

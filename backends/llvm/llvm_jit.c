@@ -1,0 +1,118 @@
+/* ORC LLJIT driver: build the module, verify it, optimise with
+ * default<O3> for the host CPU, JIT it, look up kiln_run. */
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+#include <string.h>
+
+#include "llvm_internal.h"
+
+struct kiln_llvm_jit {
+  LLVMOrcLLJITRef jit;
+  void (*run)(void **bufs);
+};
+
+static int llvm_fail(kiln_diag *d, const char *what, LLVMErrorRef err) {
+  char *msg = LLVMGetErrorMessage(err);
+  kiln_error(d, NULL, "LLVM: %s: %s", what, msg);
+  LLVMDisposeErrorMessage(msg);
+  return -1;
+}
+
+static LLVMTargetMachineRef host_machine(const char *triple, kiln_diag *d) {
+  LLVMTargetRef target;
+  char *err = NULL;
+  if (LLVMGetTargetFromTriple(triple, &target, &err)) {
+    kiln_error(d, NULL, "LLVM: no target for %s: %s", triple, err);
+    LLVMDisposeMessage(err);
+    return NULL;
+  }
+  char *cpu = LLVMGetHostCPUName(), *features = LLVMGetHostCPUFeatures();
+  LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, cpu, features, LLVMCodeGenLevelAggressive,
+                                                    LLVMRelocPIC, LLVMCodeModelJITDefault);
+  LLVMDisposeMessage(cpu);
+  LLVMDisposeMessage(features);
+  return tm;
+}
+
+/* Optimises a module for the host with the new pass manager. */
+static int optimise(LLVMModuleRef mod, LLVMTargetMachineRef tm, kiln_diag *d) {
+  LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+  LLVMPassBuilderOptionsSetLoopVectorization(opts, 1);
+  LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
+  LLVMErrorRef err = LLVMRunPasses(mod, "default<O3>", tm, opts);
+  LLVMDisposePassBuilderOptions(opts);
+  return err ? llvm_fail(d, "optimisation failed", err) : 0;
+}
+
+kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d) {
+  LLVMInitializeNativeTarget();
+  LLVMInitializeNativeAsmPrinter();
+  kiln_llvm_jit *j = calloc(1, sizeof *j);
+  LLVMErrorRef err = LLVMOrcCreateLLJIT(&j->jit, NULL);
+  if (err) { llvm_fail(d, "cannot create the JIT", err); free(j); return NULL; }
+  LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
+  cg c = {0};
+  c.ctx = LLVMOrcThreadSafeContextGetContext(tsc);
+  c.mod = LLVMModuleCreateWithNameInContext("kiln", c.ctx);
+  c.b = LLVMCreateBuilderInContext(c.ctx);
+  const char *triple = LLVMOrcLLJITGetTripleString(j->jit);
+  LLVMSetTarget(c.mod, triple);
+  LLVMSetDataLayout(c.mod, LLVMOrcLLJITGetDataLayoutStr(j->jit));
+  kiln_llvm_codegen(&c, p);
+  LLVMDisposeBuilder(c.b);
+  char *verr = NULL;
+  if (LLVMVerifyModule(c.mod, LLVMReturnStatusAction, &verr)) {
+    kiln_error(d, NULL, "internal error: generated LLVM IR is invalid: %.400s", verr);
+    LLVMDisposeMessage(verr);
+    LLVMDisposeModule(c.mod);
+    LLVMOrcDisposeThreadSafeContext(tsc);
+    kiln_llvm_jit_free(j);
+    return NULL;
+  }
+  LLVMDisposeMessage(verr);
+  LLVMTargetMachineRef tm = host_machine(triple, d);
+  int bad = !tm || optimise(c.mod, tm, d);
+  if (tm) LLVMDisposeTargetMachine(tm);
+  if (bad) {
+    LLVMDisposeModule(c.mod);
+    LLVMOrcDisposeThreadSafeContext(tsc);
+    kiln_llvm_jit_free(j);
+    return NULL;
+  }
+  /* libm (tanhf, erff) and the runtime come from this process */
+  LLVMOrcDefinitionGeneratorRef gen;
+  err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->jit), NULL, NULL);
+  if (err) { llvm_fail(d, "cannot search the process for symbols", err); kiln_llvm_jit_free(j); return NULL; }
+  LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->jit);
+  LLVMOrcJITDylibAddGenerator(jd, gen);
+  LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(c.mod, tsc);
+  LLVMOrcDisposeThreadSafeContext(tsc); /* the module keeps it alive */
+  err = LLVMOrcLLJITAddLLVMIRModule(j->jit, jd, tsm);
+  if (err) { llvm_fail(d, "cannot add the module", err); kiln_llvm_jit_free(j); return NULL; }
+  LLVMOrcExecutorAddress addr;
+  err = LLVMOrcLLJITLookup(j->jit, &addr, "kiln_run");
+  if (err) { llvm_fail(d, "cannot compile the module", err); kiln_llvm_jit_free(j); return NULL; }
+  j->run = (void (*)(void **))(uintptr_t)addr;
+  return j;
+}
+
+void kiln_llvm_jit_bind(const kiln_program *p, void **bufs, void *workspace) {
+  for (int i = 0; i < p->nbufs; i++) {
+    const kiln_buf *b = p->bufs[i];
+    if (b->kind == KILN_BUF_WEIGHT) bufs[i] = (void *)b->data;
+    else if (b->kind == KILN_BUF_WORKSPACE) bufs[i] = (char *)workspace + b->offset;
+  }
+}
+
+void kiln_llvm_jit_run(kiln_llvm_jit *j, void **bufs) { j->run(bufs); }
+
+void kiln_llvm_jit_free(kiln_llvm_jit *j) {
+  if (!j) return;
+  if (j->jit) LLVMOrcDisposeLLJIT(j->jit);
+  free(j);
+}

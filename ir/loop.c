@@ -1,0 +1,276 @@
+/* Loop IR construction and a readable dump.  The builder keeps a cursor
+ * (`tail`) into the current block so lowering code reads like the loops it
+ * makes:  i = kiln_lb_for(b, n, s); kiln_lb_store(...); kiln_lb_end(b); */
+#include "loop.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+static void *alloc(kiln_lb *b, size_t n) { return kiln_arena_alloc(b->p->arena, n); }
+
+static void push(kiln_arena *a, void ***arr, int *n, int *cap, void *item) {
+  if (*n == *cap) {
+    int nc = *cap ? *cap * 2 : 16;
+    void **na = kiln_arena_array(a, (size_t)nc, sizeof *na);
+    if (*n) memcpy(na, *arr, (size_t)*n * sizeof *na);
+    *arr = na;
+    *cap = nc;
+  }
+  (*arr)[(*n)++] = item;
+}
+
+void kiln_lb_kernel(kiln_lb *b, const char *name, const kiln_node *node) {
+  kiln_kernel *k = kiln_arena_alloc(b->p->arena, sizeof *k);
+  k->name = kiln_arena_strdup(b->p->arena, name);
+  k->node = node;
+  push(b->p->arena, (void ***)&b->p->kernels, &b->p->nkernels, &b->p->cap_kernels, k);
+  b->k = k;
+  b->tail = &k->body;
+  b->depth = 0;
+}
+
+kiln_buf *kiln_program_add_buf(kiln_program *p, const kiln_value *v, kiln_buf_kind kind) {
+  kiln_buf *buf = kiln_arena_alloc(p->arena, sizeof *buf);
+  buf->id = p->nbufs;
+  buf->name = v->name;
+  buf->dtype = v->dtype;
+  buf->rank = v->rank;
+  memcpy(buf->dims, v->dims, sizeof buf->dims);
+  buf->numel = kiln_value_numel(v, 1);
+  buf->kind = kind;
+  buf->data = kind == KILN_BUF_WEIGHT ? v->data : NULL;
+  buf->io_index = kind == KILN_BUF_INPUT ? p->ninputs++ : kind == KILN_BUF_OUTPUT ? p->noutputs++ : -1;
+  push(p->arena, (void ***)&p->bufs, &p->nbufs, &p->cap_bufs, buf);
+  return buf;
+}
+
+static kiln_lx *lx(kiln_lb *b, kiln_lx_kind kind, kiln_dtype t) {
+  kiln_lx *e = alloc(b, sizeof *e);
+  e->kind = kind;
+  e->dtype = t;
+  return e;
+}
+
+kiln_lx *kiln_lx_const_f(kiln_lb *b, kiln_dtype t, double v) {
+  kiln_lx *e = lx(b, KILN_LX_CONST, t);
+  e->f = v;
+  e->i = kiln_dtype_is_float(t) ? 0 : (int64_t)v;
+  return e;
+}
+
+kiln_lx *kiln_lx_const_i(kiln_lb *b, int64_t v) {
+  kiln_lx *e = lx(b, KILN_LX_CONST, KILN_DT_I64);
+  e->i = v;
+  e->f = (double)v;
+  return e;
+}
+
+kiln_lx *kiln_lx_index(kiln_lb *b, int var) {
+  kiln_lx *e = lx(b, KILN_LX_INDEX, KILN_DT_I64);
+  e->var = var;
+  return e;
+}
+
+static kiln_dtype local_type(kiln_lb *b, int local, kiln_ls *s);
+kiln_lx *kiln_lx_local(kiln_lb *b, int local) {
+  kiln_lx *e = lx(b, KILN_LX_LOCAL, local_type(b, local, b->k->body));
+  e->var = local;
+  return e;
+}
+
+kiln_lx *kiln_lx_load(kiln_lb *b, const kiln_buf *buf, kiln_lx *index) {
+  kiln_lx *e = lx(b, KILN_LX_LOAD, buf->dtype);
+  e->buf = buf;
+  e->a = index;
+  return e;
+}
+
+kiln_lx *kiln_lx_un(kiln_lb *b, kiln_lx_op op, kiln_lx *a) {
+  kiln_lx *e = lx(b, KILN_LX_UN, op == KILN_UN_NOT || op == KILN_UN_ISNAN ? KILN_DT_BOOL : a->dtype);
+  e->op = op;
+  e->a = a;
+  return e;
+}
+
+kiln_lx *kiln_lx_bin(kiln_lb *b, kiln_lx_op op, kiln_lx *a, kiln_lx *c) {
+  KILN_ASSERT(a->dtype == c->dtype || op == KILN_BIN_POW);
+  kiln_lx *e = lx(b, KILN_LX_BIN, op >= KILN_BIN_LT ? KILN_DT_BOOL : a->dtype);
+  e->op = op;
+  e->a = a;
+  e->b = c;
+  return e;
+}
+
+kiln_lx *kiln_lx_select(kiln_lb *b, kiln_lx *cond, kiln_lx *a, kiln_lx *c) {
+  KILN_ASSERT(a->dtype == c->dtype && cond->dtype == KILN_DT_BOOL);
+  kiln_lx *e = lx(b, KILN_LX_SELECT, a->dtype);
+  e->a = cond;
+  e->b = a;
+  e->c = c;
+  return e;
+}
+
+kiln_lx *kiln_lx_cast(kiln_lb *b, kiln_dtype t, kiln_lx *a) {
+  if (a->dtype == t) return a;
+  kiln_lx *e = lx(b, KILN_LX_CAST, t);
+  e->a = a;
+  return e;
+}
+
+kiln_lx *kiln_lx_iadd(kiln_lb *b, kiln_lx *a, kiln_lx *c) {
+  if (a->kind == KILN_LX_CONST && a->i == 0) return c;
+  if (c->kind == KILN_LX_CONST && c->i == 0) return a;
+  if (a->kind == KILN_LX_CONST && c->kind == KILN_LX_CONST) return kiln_lx_const_i(b, a->i + c->i);
+  return kiln_lx_bin(b, KILN_BIN_ADD, a, c);
+}
+
+kiln_lx *kiln_lx_imul(kiln_lb *b, kiln_lx *a, int64_t k) {
+  if (k == 0) return kiln_lx_const_i(b, 0);
+  if (k == 1) return a;
+  if (a->kind == KILN_LX_CONST) return kiln_lx_const_i(b, a->i * k);
+  return kiln_lx_bin(b, KILN_BIN_MUL, a, kiln_lx_const_i(b, k));
+}
+
+static kiln_ls *ls(kiln_lb *b, kiln_ls_kind kind) {
+  kiln_ls *s = alloc(b, sizeof *s);
+  s->kind = kind;
+  *b->tail = s;
+  b->tail = &s->next;
+  return s;
+}
+
+int kiln_lb_for(kiln_lb *b, int64_t extent, kiln_sched sched) {
+  kiln_ls *s = ls(b, KILN_LS_FOR);
+  s->var = b->k->nvars++;
+  s->extent = extent;
+  s->sched = sched;
+  KILN_ASSERT(b->depth < 32);
+  b->stack[b->depth++] = b->tail;
+  b->tail = &s->body;
+  return s->var;
+}
+
+void kiln_lb_if(kiln_lb *b, kiln_lx *cond) {
+  kiln_ls *s = ls(b, KILN_LS_IF);
+  s->value = cond;
+  KILN_ASSERT(b->depth < 32);
+  b->stack[b->depth++] = b->tail;
+  b->tail = &s->body;
+}
+
+void kiln_lb_else(kiln_lb *b) {
+  /* the IF statement is the one whose `next` the saved tail points at */
+  kiln_ls **saved = b->stack[b->depth - 1];
+  kiln_ls *s = (kiln_ls *)((char *)saved - offsetof(kiln_ls, next));
+  b->tail = &s->orelse;
+}
+
+void kiln_lb_end(kiln_lb *b) {
+  KILN_ASSERT(b->depth > 0);
+  b->tail = b->stack[--b->depth];
+}
+
+void kiln_lb_store(kiln_lb *b, const kiln_buf *buf, kiln_lx *index, kiln_lx *value) {
+  kiln_ls *s = ls(b, KILN_LS_STORE);
+  s->buf = buf;
+  s->index = index;
+  s->value = kiln_lx_cast(b, buf->dtype, value);
+}
+
+int kiln_lb_decl(kiln_lb *b, kiln_dtype t, kiln_lx *init) {
+  kiln_ls *s = ls(b, KILN_LS_DECL);
+  s->var = b->k->nlocals++;
+  s->dtype = t;
+  s->value = kiln_lx_cast(b, t, init);
+  return s->var;
+}
+
+void kiln_lb_assign(kiln_lb *b, int local, kiln_lx *value) {
+  kiln_ls *s = ls(b, KILN_LS_ASSIGN);
+  s->var = local;
+  s->value = value;
+}
+
+static kiln_dtype local_type(kiln_lb *b, int local, kiln_ls *s) {
+  (void)b;
+  for (; s; s = s->next) {
+    if (s->kind == KILN_LS_DECL && s->var == local) return s->dtype;
+    kiln_dtype t = KILN_DT_UNDEF;
+    if (s->body) t = local_type(b, local, s->body);
+    if (t == KILN_DT_UNDEF && s->orelse) t = local_type(b, local, s->orelse);
+    if (t != KILN_DT_UNDEF) return t;
+  }
+  return KILN_DT_UNDEF;
+}
+
+/* ---- dump ---- */
+static const char *const op_names[KILN_LX_OP_COUNT] = {
+    "neg", "abs", "exp", "log", "sqrt", "tanh", "erf", "floor", "ceil", "round_even", "not", "isnan",
+    "+", "-", "*", "/", "%", "min", "max", "pow", "<", "<=", "==", "!=", "&&", "||"};
+
+const char *kiln_lx_op_name(kiln_lx_op op) { return (unsigned)op < KILN_LX_OP_COUNT ? op_names[op] : "?"; }
+
+static void print_lx(const kiln_lx *e, FILE *f) {
+  switch (e->kind) {
+  case KILN_LX_CONST:
+    if (kiln_dtype_is_float(e->dtype)) fprintf(f, "%.9g", e->f);
+    else fprintf(f, "%" PRId64, e->i);
+    break;
+  case KILN_LX_INDEX: fprintf(f, "i%d", e->var); break;
+  case KILN_LX_LOCAL: fprintf(f, "t%d", e->var); break;
+  case KILN_LX_LOAD: fprintf(f, "%%%s[", e->buf->name); print_lx(e->a, f); fprintf(f, "]"); break;
+  case KILN_LX_UN: fprintf(f, "%s(", op_names[e->op]); print_lx(e->a, f); fprintf(f, ")"); break;
+  case KILN_LX_BIN:
+    if (e->op >= KILN_BIN_MIN && e->op <= KILN_BIN_POW) {
+      fprintf(f, "%s(", op_names[e->op]); print_lx(e->a, f); fprintf(f, ", "); print_lx(e->b, f); fprintf(f, ")");
+    } else {
+      fprintf(f, "("); print_lx(e->a, f); fprintf(f, " %s ", op_names[e->op]); print_lx(e->b, f); fprintf(f, ")");
+    }
+    break;
+  case KILN_LX_SELECT:
+    fprintf(f, "("); print_lx(e->a, f); fprintf(f, " ? "); print_lx(e->b, f); fprintf(f, " : ");
+    print_lx(e->c, f); fprintf(f, ")");
+    break;
+  case KILN_LX_CAST: fprintf(f, "%s(", kiln_dtype_name(e->dtype)); print_lx(e->a, f); fprintf(f, ")"); break;
+  }
+}
+
+static void print_ls(const kiln_ls *s, int ind, FILE *f) {
+  for (; s; s = s->next) {
+    fprintf(f, "%*s", ind, "");
+    switch (s->kind) {
+    case KILN_LS_FOR:
+      fprintf(f, "for i%d in 0..%" PRId64 "%s:\n", s->var, s->extent, s->sched.parallel ? " parallel" : "");
+      print_ls(s->body, ind + 2, f);
+      break;
+    case KILN_LS_STORE:
+      fprintf(f, "%%%s[", s->buf->name); print_lx(s->index, f); fprintf(f, "] = "); print_lx(s->value, f);
+      fprintf(f, "\n");
+      break;
+    case KILN_LS_DECL:
+      fprintf(f, "t%d : %s = ", s->var, kiln_dtype_name(s->dtype)); print_lx(s->value, f); fprintf(f, "\n");
+      break;
+    case KILN_LS_ASSIGN: fprintf(f, "t%d = ", s->var); print_lx(s->value, f); fprintf(f, "\n"); break;
+    case KILN_LS_IF:
+      fprintf(f, "if "); print_lx(s->value, f); fprintf(f, ":\n");
+      print_ls(s->body, ind + 2, f);
+      if (s->orelse) { fprintf(f, "%*selse:\n", ind, ""); print_ls(s->orelse, ind + 2, f); }
+      break;
+    case KILN_LS_BARRIER: fprintf(f, "barrier\n"); break;
+    }
+  }
+}
+
+void kiln_program_print(const kiln_program *p, FILE *f) {
+  static const char *const kinds[] = {"input", "output", "weight", "workspace"};
+  for (int i = 0; i < p->nbufs; i++) {
+    const kiln_buf *b = p->bufs[i];
+    fprintf(f, "buffer %%%s : %s[%" PRId64 "] %s", b->name, kiln_dtype_name(b->dtype), b->numel, kinds[b->kind]);
+    if (b->kind == KILN_BUF_WORKSPACE) fprintf(f, " @%" PRId64, b->offset);
+    fprintf(f, "\n");
+  }
+  for (int i = 0; i < p->nkernels; i++) {
+    fprintf(f, "kernel %s:\n", p->kernels[i]->name);
+    print_ls(p->kernels[i]->body, 2, f);
+  }
+}

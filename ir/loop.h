@@ -1,0 +1,156 @@
+/* The loop IR: what every backend prints.
+ *
+ * A program is a table of buffers (flat, typed arrays: inputs, outputs,
+ * weights, workspace) and an ordered list of kernels.  A kernel is a tree
+ * of statements: counted loops (with a schedule: parallel, vector width,
+ * unroll, GPU binding), stores of expressions into buffers, scalar locals
+ * (accumulators), and conditionals.  Expressions are typed trees: constants,
+ * loop indices, locals, loads, unary/binary math, selects and casts.
+ *
+ * All op semantics live in the lowering (passes/lower_*.c, the `lower` and
+ * `scalar` columns of ops.def); printers (LLVM, C, CUDA) translate this IR
+ * one construct at a time and know nothing about ops. */
+#ifndef KILN_LOOP_H
+#define KILN_LOOP_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "graph.h"
+
+typedef enum kiln_buf_kind {
+  KILN_BUF_INPUT,     /* supplied by the caller at run time */
+  KILN_BUF_OUTPUT,    /* written for the caller */
+  KILN_BUF_WEIGHT,    /* constant data known at compile time */
+  KILN_BUF_WORKSPACE  /* intermediate activation, placed by the memory plan */
+} kiln_buf_kind;
+
+typedef struct kiln_buf {
+  int id;
+  const char *name;      /* the graph value's name */
+  kiln_dtype dtype;
+  int rank;
+  int64_t dims[KILN_MAX_RANK];
+  int64_t numel;
+  kiln_buf_kind kind;
+  int io_index;          /* position among inputs / outputs */
+  const void *data;      /* weights: contents */
+  int64_t offset;        /* workspace: byte offset in the activation arena */
+} kiln_buf;
+
+typedef enum kiln_lx_kind {
+  KILN_LX_CONST,  /* number of the expression's dtype */
+  KILN_LX_INDEX,  /* loop variable `var` (i64) */
+  KILN_LX_LOCAL,  /* scalar local `var` */
+  KILN_LX_LOAD,   /* buf[a] */
+  KILN_LX_UN,     /* op(a) */
+  KILN_LX_BIN,    /* op(a, b) */
+  KILN_LX_SELECT, /* a ? b : c */
+  KILN_LX_CAST    /* (dtype) a */
+} kiln_lx_kind;
+
+typedef enum kiln_lx_op {
+  /* unary */
+  KILN_UN_NEG, KILN_UN_ABS, KILN_UN_EXP, KILN_UN_LOG, KILN_UN_SQRT, KILN_UN_TANH, KILN_UN_ERF,
+  KILN_UN_FLOOR, KILN_UN_CEIL, KILN_UN_ROUND_EVEN, KILN_UN_NOT, KILN_UN_ISNAN,
+  /* binary: arithmetic (a op b), result of the operands' dtype */
+  KILN_BIN_ADD, KILN_BIN_SUB, KILN_BIN_MUL, KILN_BIN_DIV, KILN_BIN_REM, KILN_BIN_MIN, KILN_BIN_MAX,
+  KILN_BIN_POW,
+  /* binary: comparisons and logic, result bool */
+  KILN_BIN_LT, KILN_BIN_LE, KILN_BIN_EQ, KILN_BIN_NE, KILN_BIN_AND, KILN_BIN_OR,
+  KILN_LX_OP_COUNT
+} kiln_lx_op;
+
+typedef struct kiln_lx {
+  kiln_lx_kind kind;
+  kiln_lx_op op;
+  kiln_dtype dtype;   /* bool results use KILN_DT_BOOL */
+  double f;           /* CONST (float dtypes) */
+  int64_t i;          /* CONST (integer dtypes) */
+  int var;            /* INDEX / LOCAL */
+  const kiln_buf *buf;/* LOAD */
+  struct kiln_lx *a, *b, *c;
+} kiln_lx;
+
+typedef struct kiln_sched {
+  int parallel;       /* iterations may run on different threads */
+  int vector;         /* vector width hint, 0 = backend's choice */
+  int unroll;         /* unroll factor hint, 0 = backend's choice */
+  int gpu;            /* 0: none; 1..3: block x/y/z; 4..6: thread x/y/z */
+} kiln_sched;
+
+typedef enum kiln_ls_kind {
+  KILN_LS_FOR,     /* for var in [0, extent): body */
+  KILN_LS_STORE,   /* buf[index] = value */
+  KILN_LS_DECL,    /* local var : dtype = value */
+  KILN_LS_ASSIGN,  /* local var = value */
+  KILN_LS_IF,      /* if cond: body else: orelse */
+  KILN_LS_BARRIER  /* GPU block barrier (threads of a block meet) */
+} kiln_ls_kind;
+
+typedef struct kiln_ls {
+  kiln_ls_kind kind;
+  struct kiln_ls *next;      /* next statement in the same block */
+  int var;                   /* FOR: loop var; DECL/ASSIGN: local */
+  int64_t extent;            /* FOR */
+  kiln_sched sched;          /* FOR */
+  struct kiln_ls *body;      /* FOR, IF */
+  struct kiln_ls *orelse;    /* IF */
+  const kiln_buf *buf;       /* STORE */
+  kiln_lx *index, *value;    /* STORE: index, value; DECL/ASSIGN: value; IF: value = cond */
+  kiln_dtype dtype;          /* DECL */
+} kiln_ls;
+
+typedef struct kiln_kernel {
+  const char *name;          /* C identifier, unique in the program */
+  const kiln_node *node;     /* the graph node it computes (comments, errors) */
+  kiln_ls *body;
+  int nvars, nlocals;        /* loop vars and locals are numbered 0.. */
+} kiln_kernel;
+
+typedef struct kiln_program {
+  kiln_arena *arena;         /* the graph's arena: the program lives as long */
+  const kiln_graph *graph;
+  kiln_buf **bufs; int nbufs, cap_bufs;
+  kiln_kernel **kernels; int nkernels, cap_kernels;
+  int ninputs, noutputs;
+  int64_t workspace_bytes;   /* size of the activation arena */
+} kiln_program;
+
+/* ---- building (used by the lowering) ---- */
+typedef struct kiln_lb {
+  kiln_program *p;
+  kiln_kernel *k;
+  kiln_ls **tail;            /* where the next statement is appended */
+  kiln_ls **stack[32];       /* saved tails of enclosing blocks */
+  int depth;
+} kiln_lb;
+
+void kiln_lb_kernel(kiln_lb *b, const char *name, const kiln_node *node);
+kiln_lx *kiln_lx_const_f(kiln_lb *b, kiln_dtype t, double v);
+kiln_lx *kiln_lx_const_i(kiln_lb *b, int64_t v);      /* i64 */
+kiln_lx *kiln_lx_index(kiln_lb *b, int var);
+kiln_lx *kiln_lx_local(kiln_lb *b, int local);
+kiln_lx *kiln_lx_load(kiln_lb *b, const kiln_buf *buf, kiln_lx *index);
+kiln_lx *kiln_lx_un(kiln_lb *b, kiln_lx_op op, kiln_lx *a);
+kiln_lx *kiln_lx_bin(kiln_lb *b, kiln_lx_op op, kiln_lx *a, kiln_lx *c);
+kiln_lx *kiln_lx_select(kiln_lb *b, kiln_lx *cond, kiln_lx *a, kiln_lx *c);
+kiln_lx *kiln_lx_cast(kiln_lb *b, kiln_dtype t, kiln_lx *a);
+/* Index arithmetic with constant folding (i64). */
+kiln_lx *kiln_lx_iadd(kiln_lb *b, kiln_lx *a, kiln_lx *c);
+kiln_lx *kiln_lx_imul(kiln_lb *b, kiln_lx *a, int64_t k);
+/* for v in [0, extent): returns v; statements go into the body until kiln_lb_end. */
+int kiln_lb_for(kiln_lb *b, int64_t extent, kiln_sched sched);
+void kiln_lb_if(kiln_lb *b, kiln_lx *cond);
+void kiln_lb_else(kiln_lb *b);
+void kiln_lb_end(kiln_lb *b);
+void kiln_lb_store(kiln_lb *b, const kiln_buf *buf, kiln_lx *index, kiln_lx *value);
+int kiln_lb_decl(kiln_lb *b, kiln_dtype t, kiln_lx *init);
+void kiln_lb_assign(kiln_lb *b, int local, kiln_lx *value);
+
+kiln_buf *kiln_program_add_buf(kiln_program *p, const kiln_value *v, kiln_buf_kind kind);
+/* Human-readable dump (kiln inspect --loops, tests). */
+void kiln_program_print(const kiln_program *p, FILE *f);
+const char *kiln_lx_op_name(kiln_lx_op op);
+
+#endif

@@ -1,0 +1,146 @@
+/* lower: graph -> loop IR program.  Requires static shapes (bind symbolic
+ * dims first).  Values get buffers: graph inputs and outputs are the
+ * caller's, constants are weights, everything else is workspace placed by
+ * kiln_plan_memory.  Each live node becomes one kernel through its op's
+ * `lower` entry; a graph output that is not computed by a node (an input
+ * or a constant passed through) gets a copy kernel. */
+#include "lower.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+int kiln_lower_fail(kiln_lctx *L, const kiln_node *n, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  kiln_verror(L->d, n ? &n->loc : NULL, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+kiln_dtype kiln_lower_ctype(kiln_dtype t) {
+  return t == KILN_DT_F16 || t == KILN_DT_BF16 ? KILN_DT_F32 : t;
+}
+
+kiln_buf *kiln_lower_buf(kiln_lctx *L, const kiln_value *v) {
+  kiln_buf *b = L->buf_of[v->id];
+  if (b) return b;
+  kiln_buf_kind kind = v->is_output ? KILN_BUF_OUTPUT
+                       : v->kind == KILN_VALUE_INPUT ? KILN_BUF_INPUT
+                       : v->data ? KILN_BUF_WEIGHT : KILN_BUF_WORKSPACE;
+  b = kiln_program_add_buf(L->b.p, v, kind);
+  L->buf_of[v->id] = b;
+  return b;
+}
+
+/* Kernel names are C identifiers made from the node name (or op + index). */
+void kiln_lower_begin(kiln_lctx *L, const kiln_node *n) {
+  char name[96];
+  const char *src = n->name[0] ? n->name : kiln_op_get(n->op)->name;
+  int j = snprintf(name, sizeof name, "k%d_", L->b.p->nkernels);
+  for (const char *s = src; *s && j < (int)sizeof name - 1; s++)
+    name[j++] = isalnum((unsigned char)*s) ? *s : '_';
+  name[j] = 0;
+  kiln_lb_kernel(&L->b, name, n);
+}
+
+void kiln_lower_loops(kiln_lctx *L, const kiln_value *v, kiln_lx **idx) {
+  for (int i = 0; i < v->rank; i++) {
+    kiln_sched s = {0};
+    s.parallel = i == 0;
+    idx[i] = kiln_lx_index(&L->b, kiln_lb_for(&L->b, v->dims[i], s));
+  }
+}
+
+void kiln_lower_close(kiln_lctx *L, int n) {
+  for (int i = 0; i < n; i++) kiln_lb_end(&L->b);
+}
+
+kiln_lx *kiln_lower_offset(kiln_lctx *L, const kiln_value *v, kiln_lx **idx) {
+  kiln_lx *off = kiln_lx_const_i(&L->b, 0);
+  int64_t stride = 1;
+  for (int i = v->rank - 1; i >= 0; i--) {
+    off = kiln_lx_iadd(&L->b, off, kiln_lx_imul(&L->b, idx[i], stride));
+    stride *= v->dims[i];
+  }
+  return off;
+}
+
+kiln_lx *kiln_lower_bcast_offset(kiln_lctx *L, const kiln_value *in, int out_rank, kiln_lx **idx) {
+  kiln_lx *off = kiln_lx_const_i(&L->b, 0);
+  int64_t stride = 1;
+  for (int i = in->rank - 1; i >= 0; i--) {
+    int oi = i + out_rank - in->rank;
+    if (in->dims[i] != 1) off = kiln_lx_iadd(&L->b, off, kiln_lx_imul(&L->b, idx[oi], stride));
+    stride *= in->dims[i];
+  }
+  return off;
+}
+
+/* Reshape, Flatten, Squeeze, Unsqueeze, graph-output passthrough: the
+ * bytes stay, only the shape changes. */
+int kiln_lower_copy(kiln_lctx *L, const kiln_node *n) {
+  const kiln_value *x = n->in[0], *y = n->out[0];
+  kiln_buf *in = kiln_lower_buf(L, x), *out = kiln_lower_buf(L, y);
+  kiln_lower_begin(L, n);
+  kiln_sched s = {.parallel = 1};
+  kiln_lx *i = kiln_lx_index(&L->b, kiln_lb_for(&L->b, kiln_value_numel(y, 1), s));
+  kiln_lb_store(&L->b, out, i, kiln_lx_load(&L->b, in, i));
+  kiln_lb_end(&L->b);
+  return 0;
+}
+
+static int copy_output(kiln_lctx *L, const kiln_value *v, int index) {
+  kiln_buf *out = kiln_program_add_buf(L->b.p, v, KILN_BUF_OUTPUT), *in;
+  kiln_value tmp = *v;
+  tmp.is_output = 0;
+  in = v->data ? kiln_program_add_buf(L->b.p, &tmp, KILN_BUF_WEIGHT) : L->buf_of[v->id];
+  if (!in) in = kiln_program_add_buf(L->b.p, &tmp, KILN_BUF_INPUT);
+  char name[64];
+  snprintf(name, sizeof name, "k%d_output%d", L->b.p->nkernels, index);
+  kiln_lb_kernel(&L->b, name, NULL);
+  kiln_sched s = {.parallel = 1};
+  kiln_lx *i = kiln_lx_index(&L->b, kiln_lb_for(&L->b, out->numel, s));
+  kiln_lb_store(&L->b, out, i, kiln_lx_load(&L->b, in, i));
+  kiln_lb_end(&L->b);
+  return 0;
+}
+
+kiln_program *kiln_lower(kiln_graph *g, kiln_diag *d) {
+  kiln_program *p = kiln_arena_alloc(&g->arena, sizeof *p);
+  p->arena = &g->arena;
+  p->graph = g;
+  kiln_lctx L = {.g = g, .d = d};
+  L.b.p = p;
+  L.buf_of = kiln_arena_array(&g->arena, (size_t)g->nvalues + 1, sizeof *L.buf_of);
+  for (int i = 0; i < g->nvalues; i++) {
+    const kiln_value *v = g->values[i];
+    if (v->rank < 0) continue;
+    if (!kiln_value_is_static(v)) {
+      kiln_error(d, v->producer ? &v->producer->loc : NULL, "value '%s' has a symbolic shape: bind the batch size first",
+                 v->name);
+      return NULL;
+    }
+  }
+  /* Inputs first, in order, so their buffers are numbered like the API. */
+  for (int i = 0; i < g->ninputs; i++)
+    if (!g->inputs[i]->is_output) kiln_lower_buf(&L, g->inputs[i]);
+  for (int i = 0; i < g->noutputs; i++) {
+    const kiln_value *v = g->outputs[i];
+    if (v->producer) kiln_lower_buf(&L, v);
+  }
+  for (int i = 0; i < g->nnodes; i++) {
+    const kiln_node *n = g->nodes[i];
+    const kiln_op_info *info = kiln_op_get(n->op);
+    for (int k = 0; k < n->nin; k++)
+      if (n->in[k]) kiln_lower_buf(&L, n->in[k]);
+    for (int k = 0; k < n->nout; k++)
+      if (n->out[k]) kiln_lower_buf(&L, n->out[k]);
+    if (info->lower(&L, n)) return NULL;
+  }
+  for (int i = 0; i < g->noutputs; i++)
+    if (!g->outputs[i]->producer && copy_output(&L, g->outputs[i], i)) return NULL;
+  kiln_plan_memory(p);
+  return p;
+}

@@ -1,0 +1,48 @@
+/* Lowering: graph IR -> loop IR.  kiln_lower walks the (shape-inferred,
+ * static) graph in order, gives every value a buffer, and calls each node's
+ * `lower` entry from ops.def, which appends one kernel.  This header also
+ * holds the helpers those entries share. */
+#ifndef KILN_LOWER_H
+#define KILN_LOWER_H
+
+#include "../ir/loop.h"
+
+typedef struct kiln_lctx {
+  kiln_lb b;            /* the builder; b.p is the program */
+  kiln_graph *g;
+  kiln_diag *d;
+  kiln_buf **buf_of;    /* by value id */
+} kiln_lctx;
+
+/* lower: graph (static shapes) -> program; returns NULL with d set. */
+kiln_program *kiln_lower(kiln_graph *g, kiln_diag *d);
+/* plan_memory: places workspace buffers by liveness; sets workspace_bytes. */
+void kiln_plan_memory(kiln_program *p);
+
+/* Every lower/scalar function named in ops.def. */
+#define KILN_OP(E, name, attrs, ins, outs, shape, fold, macs, lower, scalar) \
+  int lower(kiln_lctx *L, const kiln_node *n);
+#include "../ir/ops.def"
+#undef KILN_OP
+#define KILN_OP(E, name, attrs, ins, outs, shape, fold, macs, lower, scalar) \
+  kiln_lx *kiln_scalar_##scalar(kiln_lctx *L, const kiln_node *n, kiln_lx **in);
+#include "../ir/ops.def"
+#undef KILN_OP
+
+/* ---- helpers for lowering functions ---- */
+kiln_buf *kiln_lower_buf(kiln_lctx *L, const kiln_value *v);
+/* Starts the node's kernel (named after the node). */
+void kiln_lower_begin(kiln_lctx *L, const kiln_node *n);
+/* Opens one loop per dim of `v` (outermost first); idx[i] gets dim i's
+ * index.  Close with kiln_lower_close(L, v->rank). */
+void kiln_lower_loops(kiln_lctx *L, const kiln_value *v, kiln_lx **idx);
+void kiln_lower_close(kiln_lctx *L, int n);
+/* Row-major offset of idx (one per dim) into v. */
+kiln_lx *kiln_lower_offset(kiln_lctx *L, const kiln_value *v, kiln_lx **idx);
+/* Offset into `in` broadcast against an output of rank out_rank. */
+kiln_lx *kiln_lower_bcast_offset(kiln_lctx *L, const kiln_value *in, int out_rank, kiln_lx **idx);
+/* Compute type of an element: f16/bf16 widen to f32. */
+kiln_dtype kiln_lower_ctype(kiln_dtype t);
+int kiln_lower_fail(kiln_lctx *L, const kiln_node *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif

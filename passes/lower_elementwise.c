@@ -1,0 +1,211 @@
+/* Elementwise ops: one shared lowering (a loop nest over the output,
+ * broadcast loads of every data input) and, per op, its scalar meaning.
+ * f16/bf16 are computed in f32.  Compile-time-constant inputs (#slots such
+ * as Clip's bounds) are read here as numbers, not loaded. */
+#include <math.h>
+
+#include "../ir/shape.h"
+#include "lower.h"
+
+int kiln_lower_elementwise(kiln_lctx *L, const kiln_node *n) {
+  const kiln_op_info *info = kiln_op_get(n->op);
+  const kiln_value *y = n->out[0];
+  kiln_lx *idx[KILN_MAX_RANK], *in[64];
+  if (n->nin > 64) return kiln_lower_fail(L, n, "too many inputs (%d)", n->nin);
+  kiln_lower_begin(L, n);
+  kiln_lower_loops(L, y, idx);
+  for (int k = 0; k < n->nin; k++) {
+    kiln_slot s;
+    kiln_sig_slot(info->inputs, k, &s);
+    in[k] = NULL;
+    if (!n->in[k] || s.constant) continue;
+    kiln_buf *b = kiln_lower_buf(L, n->in[k]);
+    kiln_lx *v = kiln_lx_load(&L->b, b, kiln_lower_bcast_offset(L, n->in[k], y->rank, idx));
+    in[k] = n->op == KILN_OP_CAST ? v : kiln_lx_cast(&L->b, kiln_lower_ctype(v->dtype), v);
+  }
+  kiln_lx *r = info->scalar(L, n, in);
+  if (!r) return -1;
+  kiln_lx *off = kiln_lower_offset(L, y, idx);
+  kiln_lb_store(&L->b, kiln_lower_buf(L, y), off, r);
+  if (n->op == KILN_OP_DROPOUT && n->nout > 1 && n->out[1]) /* inference: nothing dropped */
+    kiln_lb_store(&L->b, kiln_lower_buf(L, n->out[1]), off, kiln_lx_const_f(&L->b, KILN_DT_BOOL, 1));
+  kiln_lower_close(L, y->rank);
+  return 0;
+}
+
+/* Shorthands for scalar functions. */
+#define B (&L->b)
+#define K(v) kiln_lx_const_f(B, x->dtype, (v))
+#define BIN(op, a, b) kiln_lx_bin(B, KILN_BIN_##op, (a), (b))
+#define UN(op, a) kiln_lx_un(B, KILN_UN_##op, (a))
+#define SEL(c, a, b) kiln_lx_select(B, (c), (a), (b))
+
+kiln_lx *kiln_scalar_relu(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
+  (void)n;
+  kiln_lx *x = in[0];
+  return SEL(BIN(LT, x, K(0)), K(0), x); /* keeps NaN, unlike max(x, 0) */
+}
+
+kiln_lx *kiln_scalar_leaky_relu(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
+  const kiln_attrs_leaky_relu *a = n->attrs;
+  kiln_lx *x = in[0];
+  return SEL(BIN(LT, x, K(0)), BIN(MUL, x, K(a->alpha)), x);
+}
+
+kiln_lx *kiln_scalar_prelu(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
+  (void)n;
+  kiln_lx *x = in[0];
+  return SEL(BIN(LT, x, K(0)), BIN(MUL, x, in[1]), x);
+}
+
+kiln_lx *kiln_scalar_elu(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
+  const kiln_attrs_elu *a = n->attrs;
+  kiln_lx *x = in[0];
+  return SEL(BIN(LT, x, K(0)), BIN(MUL, K(a->alpha), BIN(SUB, UN(EXP, x), K(1))), x);
+}
+
+kiln_lx *kiln_scalar_selu(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
+  const kiln_attrs_selu *a = n->attrs;
+  kiln_lx *x = in[0];
+  kiln_lx *neg = BIN(SUB, BIN(MUL, K(a->alpha), UN(EXP, x)), K(a->alpha));
+  return BIN(MUL, K(a->gamma), SEL(BIN(LE, x, K(0)), neg, x));
+}
+
+kiln_lx *kiln_scalar_sigmoid(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
+  (void)n;
+  kiln_lx *x = in[0];
+  return BIN(DIV, K(1), BIN(ADD, K(1), UN(EXP, UN(NEG, x))));
+}
+
+static kiln_lx *clamp01(kiln_lctx *L, kiln_lx *x, kiln_lx *v) {
+  return BIN(MAX, K(0), BIN(MIN, K(1), v));
+}
+
+kiln_lx *kiln_scalar_hard_sigmoid(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
+  const kiln_attrs_hard_sigmoid *a = n->attrs;
+  kiln_lx *x = in[0];
+  return clamp01(L, x, BIN(ADD, BIN(MUL, K(a->alpha), x), K(a->beta)));
+}
+
+kiln_lx *kiln_scalar_hard_swish(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
+  (void)n;
+  kiln_lx *x = in[0];
+  return BIN(MUL, x, clamp01(L, x, BIN(ADD, BIN(MUL, K(1.0 / 6.0), x), K(0.5))));
+}
+
+kiln_lx *kiln_scalar_tanh(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
+  (void)n;
+  return kiln_lx_un(B, KILN_UN_TANH, in[0]);
+}
+
+/* log(1 + e^x) computed as max(x, 0) + log(1 + e^-|x|): no overflow. */
+kiln_lx *kiln_scalar_softplus(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
+  (void)n;
+  kiln_lx *x = in[0];
+  kiln_lx *pos = SEL(BIN(LT, x, K(0)), K(0), x);
+  return BIN(ADD, pos, UN(LOG, BIN(ADD, K(1), UN(EXP, UN(NEG, UN(ABS, x))))));
+}
+
+kiln_lx *kiln_scalar_clip(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
+  kiln_lx *x = in[0];
+  for (int k = 1; k < n->nin && k < 3; k++) {
+    if (!n->in[k] || kiln_value_numel(n->in[k], 1) == 0) continue;
+    double bound = kiln_dtype_load_f(n->in[k]->dtype, n->in[k]->data, 0);
+    kiln_lx *c = K(bound);
+    x = k == 1 ? SEL(BIN(LT, x, c), c, x) : SEL(BIN(LT, c, x), c, x);
+  }
+  return x;
+}
+
+kiln_lx *kiln_scalar_erf(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return UN(ERF, in[0]); }
+kiln_lx *kiln_scalar_exp(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return UN(EXP, in[0]); }
+kiln_lx *kiln_scalar_log(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return UN(LOG, in[0]); }
+kiln_lx *kiln_scalar_sqrt(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return UN(SQRT, in[0]); }
+kiln_lx *kiln_scalar_abs(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return UN(ABS, in[0]); }
+kiln_lx *kiln_scalar_neg(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return UN(NEG, in[0]); }
+kiln_lx *kiln_scalar_floor(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return UN(FLOOR, in[0]); }
+kiln_lx *kiln_scalar_ceil(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return UN(CEIL, in[0]); }
+kiln_lx *kiln_scalar_identity(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)L; (void)n; return in[0]; }
+
+kiln_lx *kiln_scalar_reciprocal(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
+  (void)n;
+  kiln_lx *x = in[0];
+  return BIN(DIV, K(1), x);
+}
+
+kiln_lx *kiln_scalar_dropout(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
+  double training = 0;
+  if (n->nin > 2 && n->in[2]) training = kiln_dtype_load_f(n->in[2]->dtype, n->in[2]->data, 0);
+  if (training != 0) {
+    double ratio = n->nin > 1 && n->in[1] ? kiln_dtype_load_f(n->in[1]->dtype, n->in[1]->data, 0) : 0.5;
+    if (ratio != 0) {
+      kiln_lower_fail(L, n, "training-mode Dropout (random masks) is not supported; export the model in eval mode");
+      return NULL;
+    }
+  }
+  return in[0];
+}
+
+/* Cast: float -> int truncates toward zero (C semantics, as ONNX Runtime);
+ * anything -> bool is "!= 0". */
+kiln_lx *kiln_scalar_cast(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
+  const kiln_attrs_cast *a = n->attrs;
+  kiln_dtype to = (kiln_dtype)a->to;
+  kiln_lx *x = in[0];
+  if (to == KILN_DT_BOOL) {
+    kiln_lx *w = kiln_lx_cast(B, kiln_lower_ctype(x->dtype), x);
+    return kiln_lx_bin(B, KILN_BIN_NE, w, kiln_lx_const_f(B, w->dtype, 0));
+  }
+  return kiln_lx_cast(B, kiln_lower_ctype(to), kiln_lx_cast(B, kiln_lower_ctype(x->dtype), x));
+}
+
+#define BINARY(fn, OPC)                                                        \
+  kiln_lx *fn(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {               \
+    (void)n;                                                                    \
+    return kiln_lx_bin(B, KILN_BIN_##OPC, in[0], in[1]);                        \
+  }
+BINARY(kiln_scalar_add, ADD)
+BINARY(kiln_scalar_sub, SUB)
+BINARY(kiln_scalar_mul, MUL)
+BINARY(kiln_scalar_div, DIV)
+BINARY(kiln_scalar_equal, EQ)
+BINARY(kiln_scalar_less, LT)
+#undef BINARY
+
+kiln_lx *kiln_scalar_greater(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
+  (void)n;
+  return kiln_lx_bin(B, KILN_BIN_LT, in[1], in[0]);
+}
+
+/* Pow: the exponent may have another type; the result has the base's. */
+kiln_lx *kiln_scalar_pow(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
+  (void)n;
+  kiln_dtype t = in[0]->dtype;
+  if (kiln_dtype_is_float(t)) return kiln_lx_bin(B, KILN_BIN_POW, in[0], kiln_lx_cast(B, t, in[1]));
+  kiln_lx *p = kiln_lx_bin(B, KILN_BIN_POW, kiln_lx_cast(B, KILN_DT_F64, in[0]), kiln_lx_cast(B, KILN_DT_F64, in[1]));
+  return kiln_lx_cast(B, t, p);
+}
+
+kiln_lx *kiln_scalar_where(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
+  (void)n;
+  return kiln_lx_select(B, in[0], in[1], in[2]);
+}
+
+static kiln_lx *fold_inputs(kiln_lctx *L, const kiln_node *n, kiln_lx **in, kiln_lx_op op) {
+  kiln_lx *acc = in[0];
+  for (int k = 1; k < n->nin; k++) {
+    if (op == KILN_BIN_MAX) acc = kiln_lx_select(B, kiln_lx_bin(B, KILN_BIN_LT, acc, in[k]), in[k], acc);
+    else if (op == KILN_BIN_MIN) acc = kiln_lx_select(B, kiln_lx_bin(B, KILN_BIN_LT, in[k], acc), in[k], acc);
+    else acc = kiln_lx_bin(B, op, acc, in[k]);
+  }
+  return acc;
+}
+
+kiln_lx *kiln_scalar_sum(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { return fold_inputs(L, n, in, KILN_BIN_ADD); }
+kiln_lx *kiln_scalar_max(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { return fold_inputs(L, n, in, KILN_BIN_MAX); }
+kiln_lx *kiln_scalar_min(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { return fold_inputs(L, n, in, KILN_BIN_MIN); }
+
+kiln_lx *kiln_scalar_mean(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
+  kiln_lx *s = fold_inputs(L, n, in, KILN_BIN_ADD);
+  return kiln_lx_bin(B, KILN_BIN_DIV, s, kiln_lx_const_f(B, s->dtype, n->nin));
+}

@@ -1,0 +1,81 @@
+/* plan_memory: program -> program whose workspace buffers have offsets in
+ * one activation arena, reusing memory between buffers whose live ranges
+ * (first write .. last read, in kernel order) do not overlap.  Greedy
+ * best-fit by decreasing size, 64-byte aligned. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lower.h"
+
+typedef struct live { kiln_buf *b; int first, last; int64_t size; } live;
+
+static void mark_lx(const kiln_lx *e, int k, live *lv) {
+  if (!e) return;
+  if (e->kind == KILN_LX_LOAD) {
+    live *l = &lv[e->buf->id];
+    if (l->first < 0) l->first = k;
+    if (k > l->last) l->last = k;
+  }
+  mark_lx(e->a, k, lv);
+  mark_lx(e->b, k, lv);
+  mark_lx(e->c, k, lv);
+}
+
+static void mark_ls(const kiln_ls *s, int k, live *lv) {
+  for (; s; s = s->next) {
+    if (s->kind == KILN_LS_STORE) {
+      live *l = &lv[s->buf->id];
+      if (l->first < 0) l->first = k;
+      if (k > l->last) l->last = k;
+    }
+    mark_lx(s->index, k, lv);
+    mark_lx(s->value, k, lv);
+    mark_ls(s->body, k, lv);
+    mark_ls(s->orelse, k, lv);
+  }
+}
+
+static int by_size(const void *a, const void *b) {
+  const live *x = *(live *const *)a, *y = *(live *const *)b;
+  if (x->size != y->size) return x->size < y->size ? 1 : -1;
+  return x->b->id - y->b->id; /* deterministic */
+}
+
+void kiln_plan_memory(kiln_program *p) {
+  live *lv = calloc((size_t)p->nbufs + 1, sizeof *lv);
+  live **order = calloc((size_t)p->nbufs + 1, sizeof *order);
+  int n = 0;
+  for (int i = 0; i < p->nbufs; i++) {
+    lv[i].b = p->bufs[i];
+    lv[i].first = -1;
+    lv[i].last = -1;
+    lv[i].size = (p->bufs[i]->numel * (int64_t)kiln_dtype_size(p->bufs[i]->dtype) + 63) & ~(int64_t)63;
+  }
+  for (int k = 0; k < p->nkernels; k++) mark_ls(p->kernels[k]->body, k, lv);
+  for (int i = 0; i < p->nbufs; i++)
+    if (p->bufs[i]->kind == KILN_BUF_WORKSPACE) order[n++] = &lv[i];
+  qsort(order, (size_t)n, sizeof *order, by_size);
+  int64_t total = 0;
+  for (int i = 0; i < n; i++) {
+    live *a = order[i];
+    /* lowest offset that overlaps no already placed buffer live at the same time */
+    int64_t off = 0;
+    for (int moved = 1; moved;) {
+      moved = 0;
+      for (int j = 0; j < i; j++) {
+        live *o = order[j];
+        int overlap_time = !(a->last < o->first || o->last < a->first);
+        int overlap_mem = off < o->b->offset + o->size && o->b->offset < off + a->size;
+        if (overlap_time && overlap_mem) {
+          off = o->b->offset + o->size;
+          moved = 1;
+        }
+      }
+    }
+    a->b->offset = off;
+    if (off + a->size > total) total = off + a->size;
+  }
+  p->workspace_bytes = total;
+  free(lv);
+  free(order);
+}

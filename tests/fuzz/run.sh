@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Fuzzes the ONNX importer: tests/fuzz/run.sh [SECONDS]   (default 60)
+#
+# Configures and builds build-fuzz/ at the repository root (clang-19,
+# -DKILN_FUZZ=ON -DKILN_SANITIZE=ON; only the fuzz target is built), copies
+# the seed corpus tests/fuzz/corpus/onnx/ into build-fuzz/corpus/ (so the
+# committed seeds stay small) and runs fuzz_onnx_import for SECONDS.
+# Exits non-zero on any crash, leak, timeout or sanitizer report; the
+# offending input is saved in build-fuzz/artifacts/.  To keep it as a
+# regression seed, copy it into tests/fuzz/corpus/onnx/ with a .onnx name.
+# Set CC to use another clang.
+set -euo pipefail
+
+secs=${1:-60}
+case $secs in '' | *[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;; esac
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+build=$repo/build-fuzz
+cc=${CC:-clang-19}
+
+cmake -S "$repo" -B "$build" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DKILN_FUZZ=ON -DKILN_SANITIZE=ON -DKILN_TESTS=OFF >/dev/null
+cmake --build "$build" --target fuzz_onnx_import -j2
+
+rm -rf "$build/corpus"
+mkdir -p "$build/corpus" "$build/artifacts"
+cp "$repo"/tests/fuzz/corpus/onnx/*.onnx "$build/corpus/"
+
+# halt_on_error: UBSan findings are crashes; detect_leaks: so are leaks.
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+"$build/fuzz_onnx_import" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix="$build/artifacts/" "$build/corpus"
