@@ -10,6 +10,7 @@
 
 static const kiln_cmd commands[] = {
     {"inspect", "check a model, infer every shape and summarise it", kiln_cmd_inspect},
+    {"run", "compile a model for this CPU and run it on input tensors", kiln_cmd_run},
 };
 enum { NCOMMANDS = sizeof commands / sizeof commands[0] };
 

@@ -33,8 +33,10 @@ static void count_params(const kiln_graph *g, kiln_model_opts *o) {
   free(stat);
 }
 
+kiln_graph *kiln_cli_import(const char *path, kiln_diag *d) { return kiln_onnx_load(path, d); }
+
 static kiln_graph *load_once(const char *path, int64_t batch, kiln_model_opts *o, kiln_diag *d) {
-  kiln_graph *g = kiln_onnx_load(path, d);
+  kiln_graph *g = kiln_cli_import(path, d);
   if (!g) return NULL;
   count_params(g, o);
   if (batch > 0)

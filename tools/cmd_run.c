@@ -1,0 +1,234 @@
+/* kiln run: compile a model for this CPU (LLVM JIT) and run it on input
+ * tensors from .npy/.pb files (or seeded random data), print a summary
+ * (top-5 classes for a classifier output) and optionally write outputs. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "../backends/llvm/kiln_llvm.h"
+#include "../passes/lower.h"
+#include "../passes/passes.h"
+#include "cli.h"
+#include "tensor_io.h"
+
+static const char help[] =
+    "usage: kiln run [options] MODEL\n\n"
+    "Compiles MODEL for this CPU and runs it once (or --repeat times).\n\n"
+    "options:\n"
+    "  --input NAME=FILE  input tensor from a .npy or .pb file (repeat per input;\n"
+    "                     NAME= may be left out when the model has one input)\n"
+    "  --random           fill inputs without a file with seeded uniform [0,1) data\n"
+    "  --output DIR       write every output to DIR/NAME.npy (or .pb with --format pb)\n"
+    "  --format npy|pb    output file format (default npy)\n"
+    "  --batch N          bind symbolic (batch) dims to N when no input file fixes them\n"
+    "  --repeat N         run N times and report the median time\n"
+    "  -h, --help         show this help\n";
+
+enum { MAX_INPUTS = 64 };
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Output summary: shape, range; top-5 for a classifier-like output. */
+static void summarise(const kiln_graph *g, const kiln_buf *b, const void *data) {
+  char ty[256];
+  kiln_value v = {0};
+  v.dtype = b->dtype;
+  v.rank = b->rank;
+  memcpy(v.dims, b->dims, sizeof v.dims);
+  kiln_value_type_str(g, &v, ty, sizeof ty);
+  double lo = INFINITY, hi = -INFINITY, sum = 0;
+  for (int64_t i = 0; i < b->numel; i++) {
+    double x = kiln_dtype_load_f(b->dtype, data, (size_t)i);
+    lo = x < lo ? x : lo;
+    hi = x > hi ? x : hi;
+    sum += x;
+  }
+  printf("output %s : %s  min %.6g  max %.6g  mean %.6g\n", b->name, ty, lo, hi, b->numel ? sum / (double)b->numel : 0);
+  int64_t classes = b->rank ? b->dims[b->rank - 1] : 0;
+  if (kiln_dtype_is_float(b->dtype) && classes >= 5 && b->numel == classes) {
+    int top[5];
+    for (int k = 0; k < 5; k++) {
+      top[k] = -1;
+      for (int64_t c = 0; c < classes; c++) {
+        int taken = 0;
+        for (int j = 0; j < k; j++) taken |= top[j] == c;
+        if (!taken && (top[k] < 0 || kiln_dtype_load_f(b->dtype, data, (size_t)c) > kiln_dtype_load_f(b->dtype, data, (size_t)top[k])))
+          top[k] = (int)c;
+      }
+    }
+    printf("  top-5:");
+    for (int k = 0; k < 5; k++) printf("  #%d (%.4g)", top[k], kiln_dtype_load_f(b->dtype, data, (size_t)top[k]));
+    printf("\n");
+  }
+}
+
+int kiln_cmd_run(int argc, char **argv) {
+  const char *path = NULL, *outdir = NULL, *format = "npy";
+  const char *in_names[MAX_INPUTS], *in_files[MAX_INPUTS];
+  int nin = 0, random = 0, repeat = 1;
+  int64_t batch = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
+    else if (!strcmp(a, "--random")) random = 1;
+    else if (!strcmp(a, "--input") || !strcmp(a, "--output") || !strcmp(a, "--format") || !strcmp(a, "--batch") ||
+             !strcmp(a, "--repeat")) {
+      if (i + 1 >= argc) return kiln_cli_usage_error("run", "%s needs a value", a);
+      const char *v = argv[++i];
+      if (!strcmp(a, "--output")) outdir = v;
+      else if (!strcmp(a, "--format")) {
+        if (strcmp(v, "npy") && strcmp(v, "pb")) return kiln_cli_usage_error("run", "--format must be npy or pb, got '%s'", v);
+        format = v;
+      } else if (!strcmp(a, "--batch")) {
+        if ((batch = kiln_cli_parse_count(v)) < 0) return kiln_cli_usage_error("run", "--batch must be a positive integer, got '%s'", v);
+      } else if (!strcmp(a, "--repeat")) {
+        int64_t r = kiln_cli_parse_count(v);
+        if (r < 0 || r > 100000) return kiln_cli_usage_error("run", "--repeat must be a positive integer, got '%s'", v);
+        repeat = (int)r;
+      } else {
+        if (nin == MAX_INPUTS) return kiln_cli_usage_error("run", "too many --input options");
+        const char *eq = strchr(v, '=');
+        in_names[nin] = eq ? strndup(v, (size_t)(eq - v)) : NULL;
+        in_files[nin] = eq ? eq + 1 : v;
+        if (!in_files[nin][0]) return kiln_cli_usage_error("run", "--input '%s' names no file", v);
+        nin++;
+      }
+    } else if (a[0] == '-' && a[1]) return kiln_cli_usage_error("run", "unknown option '%s'", a);
+    else if (path) return kiln_cli_usage_error("run", "more than one model given ('%s' and '%s')", path, a);
+    else path = a;
+  }
+  if (!path) return kiln_cli_usage_error("run", "no model given");
+  if (outdir) {
+    struct stat st;
+    if (stat(outdir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+      fprintf(stderr, "kiln: error: %s: output folder does not exist\n", outdir);
+      return 1;
+    }
+  }
+  int rc = 1;
+  kiln_diag d = {0};
+  kiln_tensor tensors[MAX_INPUTS] = {0};
+  void **bufs = NULL, *ws = NULL, **outs = NULL;
+  kiln_llvm_jit *jit = NULL;
+  int nbufs = 0;
+  kiln_graph *g = kiln_cli_import(path, &d);
+  if (!g) goto fail;
+  /* Match --input options to model inputs and read them. */
+  kiln_value *bound_to[MAX_INPUTS] = {0};
+  for (int i = 0; i < nin; i++) {
+    kiln_value *v = NULL;
+    if (!in_names[i]) {
+      if (g->ninputs != 1) { kiln_error(&d, NULL, "%s: the model has %d inputs: write --input NAME=FILE", path, g->ninputs); goto fail; }
+      v = g->inputs[0];
+    } else {
+      for (int k = 0; k < g->ninputs; k++)
+        if (!strcmp(g->inputs[k]->name, in_names[i])) v = g->inputs[k];
+      if (!v) { kiln_error(&d, NULL, "%s: the model has no input named '%s'", path, in_names[i]); goto fail; }
+    }
+    for (int j = 0; j < i; j++)
+      if (bound_to[j] == v) { kiln_error(&d, NULL, "input '%s' is given twice", v->name); goto fail; }
+    bound_to[i] = v;
+    if (kiln_tensor_read(in_files[i], &tensors[i], &d)) goto fail;
+    kiln_tensor *t = &tensors[i];
+    char want[256];
+    kiln_value_type_str(g, v, want, sizeof want);
+    int ok = t->dtype == v->dtype && t->rank == v->rank;
+    for (int k = 0; ok && k < v->rank; k++) ok = KILN_DIM_IS_SYM(v->dims[k]) || v->dims[k] == t->dims[k];
+    if (!ok) {
+      kiln_value tv = {0};
+      char got[256];
+      tv.dtype = t->dtype;
+      tv.rank = t->rank;
+      memcpy(tv.dims, t->dims, sizeof tv.dims);
+      kiln_value_type_str(g, &tv, got, sizeof got);
+      kiln_error(&d, NULL, "%s: input '%s' must be %s, got %s", in_files[i], v->name, want, got);
+      goto fail;
+    }
+    for (int k = 0; k < v->rank; k++)
+      if (KILN_DIM_IS_SYM(v->dims[k])) kiln_pass_bind_sym(g, v->dims[k], t->dims[k]);
+  }
+  for (int s = 0; s < g->nsyms; s++) kiln_pass_bind_sym(g, -(s + 1), batch > 0 ? batch : 1);
+  int ninputs = g->ninputs;
+  kiln_value *inputs[MAX_INPUTS];
+  for (int k = 0; k < ninputs && k < MAX_INPUTS; k++) inputs[k] = g->inputs[k];
+  double t0 = now();
+  if (kiln_pass_infer_shapes(g, &d)) goto fail;
+  kiln_program *p = kiln_lower(g, &d);
+  if (!p) goto fail;
+  jit = kiln_llvm_jit_compile(p, &d);
+  if (!jit) goto fail;
+  double t1 = now();
+  nbufs = p->nbufs;
+  bufs = calloc((size_t)p->nbufs + 1, sizeof *bufs);
+  ws = aligned_alloc(64, ((size_t)p->workspace_bytes + 127) & ~(size_t)63);
+  outs = calloc((size_t)p->nbufs + 1, sizeof *outs);
+  kiln_llvm_jit_bind(p, bufs, ws);
+  uint64_t seed = 0x9e3779b97f4a7c15ull;
+  for (int b = 0; b < p->nbufs; b++) {
+    const kiln_buf *buf = p->bufs[b];
+    size_t bytes = (size_t)buf->numel * kiln_dtype_size(buf->dtype);
+    if (buf->kind == KILN_BUF_OUTPUT) bufs[b] = outs[b] = calloc(1, bytes + 8);
+    if (buf->kind != KILN_BUF_INPUT) continue;
+    const kiln_value *v = inputs[0];
+    for (int k = 0; k < ninputs; k++)
+      if (!strcmp(inputs[k]->name, buf->name)) v = inputs[k];
+    for (int i = 0; i < nin; i++)
+      if (bound_to[i] == v) bufs[b] = tensors[i].data;
+    if (bufs[b]) continue;
+    if (!random) { kiln_error(&d, NULL, "%s: input '%s' is required: --input %s=FILE, or --random", path, buf->name, buf->name); goto fail; }
+    bufs[b] = outs[b] = malloc(bytes + 8);
+    for (int64_t e = 0; e < buf->numel; e++) { /* xorshift64*: reproducible */
+      seed ^= seed >> 12; seed ^= seed << 25; seed ^= seed >> 27;
+      kiln_dtype_store_f(buf->dtype, bufs[b], (size_t)e, (double)((seed * 2685821657736338717ull) >> 11) / 9007199254740992.0);
+    }
+  }
+  double *times = calloc((size_t)repeat, sizeof *times);
+  for (int r = 0; r < repeat; r++) {
+    double s = now();
+    kiln_llvm_jit_run(jit, bufs);
+    times[r] = now() - s;
+  }
+  qsort(times, (size_t)repeat, sizeof *times, cmp_double);
+  printf("compiled in %.1f ms; ran in %.3f ms%s; workspace %.2f MB\n", 1e3 * (t1 - t0), 1e3 * times[repeat / 2],
+         repeat > 1 ? " (median)" : "", (double)p->workspace_bytes / 1e6);
+  free(times);
+  for (int b = 0; b < p->nbufs; b++) {
+    const kiln_buf *buf = p->bufs[b];
+    if (buf->kind != KILN_BUF_OUTPUT) continue;
+    summarise(g, buf, bufs[b]);
+    if (outdir) {
+      char file[4096];
+      kiln_tensor t = {.name = buf->name, .dtype = buf->dtype, .rank = buf->rank, .data = bufs[b],
+                       .nbytes = (size_t)buf->numel * kiln_dtype_size(buf->dtype)};
+      memcpy(t.dims, buf->dims, sizeof t.dims);
+      char safe[256];
+      snprintf(safe, sizeof safe, "%s", buf->name);
+      for (char *c = safe; *c; c++) if (*c == '/' || *c == '\\' || (*c == '.' && c == safe)) *c = '_';
+      snprintf(file, sizeof file, "%s/%s.%s", outdir, safe, format);
+      if (kiln_tensor_write(file, &t, &d)) goto fail;
+    }
+  }
+  rc = 0;
+fail:
+  if (rc) kiln_cli_report(&d);
+  for (int b = 0; outs && b < nbufs; b++) free(outs[b]);
+  free(outs);
+  free(bufs);
+  free(ws);
+  kiln_llvm_jit_free(jit);
+  for (int i = 0; i < nin; i++) { kiln_tensor_free(&tensors[i]); free((void *)in_names[i]); }
+  kiln_graph_free(g);
+  return rc;
+}
