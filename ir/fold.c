@@ -41,6 +41,17 @@ static void idx_next(const kiln_value *v, int64_t *idx) {
   }
 }
 
+/* Integer folding wraps around, like the int64 arithmetic it stands in
+ * for; C's signed overflow (and INT64_MIN / -1) would be undefined
+ * behaviour, which a fuzzed model reaches easily. */
+static long long wrap_add(long long a, long long b) { return (long long)((unsigned long long)a + (unsigned long long)b); }
+static long long wrap_sub(long long a, long long b) { return (long long)((unsigned long long)a - (unsigned long long)b); }
+static long long wrap_mul(long long a, long long b) { return (long long)((unsigned long long)a * (unsigned long long)b); }
+/* double -> int64, saturating (an out-of-range conversion is undefined). */
+static long long sat_int(double v) {
+  return v != v ? 0 : v >= 9.2e18 ? INT64_MAX : v <= -9.2e18 ? INT64_MIN : (long long)v;
+}
+
 int kiln_fold_copy(kiln_shape_ctx *c, kiln_node *n) {
   /* Same bytes, new shape: share the input's storage. */
   kiln_fold_set(c, n, 0, (void *)n->in[0]->data);
@@ -74,8 +85,8 @@ int kiln_fold_unary(kiln_shape_ctx *c, kiln_node *n) {
     double v = kiln_dtype_load_f(x->dtype, x->data, (size_t)i);
     long long iv = kiln_dtype_load_i(x->dtype, x->data, (size_t)i);
     switch (n->op) {
-    case KILN_OP_NEG: v = -v; iv = -iv; break;
-    case KILN_OP_ABS: v = fabs(v); iv = iv < 0 ? -iv : iv; break;
+    case KILN_OP_NEG: v = -v; iv = wrap_sub(0, iv); break;
+    case KILN_OP_ABS: v = fabs(v); iv = iv < 0 ? wrap_sub(0, iv) : iv; break;
     case KILN_OP_FLOOR: v = floor(v); break;
     case KILN_OP_CEIL: v = ceil(v); break;
     default: v = v > 0 ? v : 0; iv = iv > 0 ? iv : 0; break;
@@ -90,17 +101,17 @@ int kiln_fold_unary(kiln_shape_ctx *c, kiln_node *n) {
 static int fold_binary_pair(kiln_op op, int is_int, double a, double b, long long ia, long long ib,
                             double *r, long long *ir) {
   switch (op) {
-  case KILN_OP_ADD: case KILN_OP_SUM: case KILN_OP_MEAN: *r = a + b; *ir = ia + ib; return 0;
-  case KILN_OP_SUB: *r = a - b; *ir = ia - ib; return 0;
-  case KILN_OP_MUL: *r = a * b; *ir = ia * ib; return 0;
+  case KILN_OP_ADD: case KILN_OP_SUM: case KILN_OP_MEAN: *r = a + b; *ir = wrap_add(ia, ib); return 0;
+  case KILN_OP_SUB: *r = a - b; *ir = wrap_sub(ia, ib); return 0;
+  case KILN_OP_MUL: *r = a * b; *ir = wrap_mul(ia, ib); return 0;
   case KILN_OP_DIV:
     if (is_int) {
       if (ib == 0) return 1; /* leave the run-time behaviour to run time */
-      *ir = ia / ib;
+      *ir = ib == -1 ? wrap_sub(0, ia) : ia / ib;
     }
     *r = a / b;
     return 0;
-  case KILN_OP_POW: *r = pow(a, b); *ir = (long long)pow((double)ia, (double)ib); return 0;
+  case KILN_OP_POW: *r = pow(a, b); *ir = sat_int(pow((double)ia, (double)ib)); return 0;
   case KILN_OP_EQUAL: *r = *ir = is_int ? ia == ib : a == b; return 0;
   case KILN_OP_LESS: *r = *ir = is_int ? ia < ib : a < b; return 0;
   case KILN_OP_GREATER: *r = *ir = is_int ? ia > ib : a > b; return 0;

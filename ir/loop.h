@@ -35,7 +35,8 @@ typedef struct kiln_buf {
   kiln_buf_kind kind;
   int io_index;          /* position among inputs / outputs */
   const void *data;      /* weights: contents */
-  int64_t offset;        /* workspace: byte offset in the activation arena */
+  int64_t offset;        /* workspace: byte offset in the activation arena;
+                            weights: byte offset in the packed weights file */
 } kiln_buf;
 
 typedef enum kiln_lx_kind {
@@ -115,6 +116,7 @@ typedef struct kiln_program {
   kiln_kernel **kernels; int nkernels, cap_kernels;
   int ninputs, noutputs;
   int64_t workspace_bytes;   /* size of the activation arena */
+  int64_t weights_bytes;     /* size of the packed weights (64-byte aligned entries) */
 } kiln_program;
 
 /* ---- building (used by the lowering) ---- */

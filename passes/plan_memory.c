@@ -1,7 +1,8 @@
 /* plan_memory: program -> program whose workspace buffers have offsets in
  * one activation arena, reusing memory between buffers whose live ranges
- * (first write .. last read, in kernel order) do not overlap.  Greedy
- * best-fit by decreasing size, 64-byte aligned. */
+ * (first write .. last read, in kernel order) do not overlap (greedy
+ * placement by decreasing size, 64-byte aligned), and whose weights have
+ * offsets in one packed weights blob. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,6 +77,15 @@ void kiln_plan_memory(kiln_program *p) {
     if (off + a->size > total) total = off + a->size;
   }
   p->workspace_bytes = total;
+  /* weights: packed in buffer order, each 64-byte aligned */
+  int64_t w = 0;
+  for (int i = 0; i < p->nbufs; i++) {
+    kiln_buf *b = p->bufs[i];
+    if (b->kind != KILN_BUF_WEIGHT) continue;
+    b->offset = w;
+    w += (b->numel * (int64_t)kiln_dtype_size(b->dtype) + 63) & ~(int64_t)63;
+  }
+  p->weights_bytes = w;
   free(lv);
   free(order);
 }

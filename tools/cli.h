@@ -14,6 +14,7 @@ typedef struct kiln_cmd {
 
 int kiln_cmd_inspect(int argc, char **argv);
 int kiln_cmd_run(int argc, char **argv);
+int kiln_cmd_compile(int argc, char **argv);
 
 /* Prints "kiln: error: MSG" (and the note, if any) to stderr. */
 void kiln_cli_report(const kiln_diag *d);
@@ -31,6 +32,8 @@ typedef struct kiln_model_opts {
   int64_t params, bn_stats, param_bytes; /* out: counted before folding */
 } kiln_model_opts;
 kiln_graph *kiln_cli_load(const char *path, kiln_model_opts *o, kiln_diag *d);
+/* Multiply-accumulates of the whole graph (symbolic dims counted as 1). */
+int64_t kiln_cli_macs(const kiln_graph *g);
 /* Just the import (by extension), no shape inference. */
 kiln_graph *kiln_cli_import(const char *path, kiln_diag *d);
 

@@ -58,14 +58,6 @@ static void histogram(const kiln_graph *g, int *count) {
   for (int i = 0; i < g->nnodes; i++) count[g->nodes[i]->op]++;
 }
 
-static int64_t total_macs(const kiln_graph *g) {
-  int64_t m = 0;
-  for (int i = 0; i < g->nnodes; i++) {
-    kiln_macs_fn fn = kiln_op_get(g->nodes[i]->op)->macs;
-    if (fn) m += fn(g->nodes[i]);
-  }
-  return m;
-}
 
 static const char *group3(int64_t v, char *buf) { /* 25557032 -> 25,557,032 */
   char tmp[32];
@@ -106,7 +98,7 @@ static void print_json(const char *path, const kiln_graph *g, const kiln_model_o
     }
   printf("}, \"params\": %" PRId64 ", \"bn_stats\": %" PRId64 ", \"macs\": %" PRId64 ", \"weights_bytes\": %" PRId64
          ", \"batch_bound\": %s}\n",
-         o->params, o->bn_stats, total_macs(g), o->param_bytes, o->bound_note ? "true" : "false");
+         o->params, o->bn_stats, kiln_cli_macs(g), o->param_bytes, o->bound_note ? "true" : "false");
 }
 
 static void print_summary(const char *path, const kiln_graph *g, const kiln_model_opts *o, int verbose) {
@@ -135,7 +127,7 @@ static void print_summary(const char *path, const kiln_graph *g, const kiln_mode
   }
   printf("\nparams    %s learnable (%s)", group3(o->params, b1), human((double)o->param_bytes, "B", b2));
   if (o->bn_stats) printf(", plus %s BatchNorm running statistics", group3(o->bn_stats, b1));
-  int64_t macs = total_macs(g);
+  int64_t macs = kiln_cli_macs(g);
   printf("\nMACs      %s (%s)%s\n", human((double)macs, "", b2), group3(macs, b1),
          g->nsyms ? " per batch item" : "");
   if (verbose) {

@@ -11,6 +11,7 @@
 static const kiln_cmd commands[] = {
     {"inspect", "check a model, infer every shape and summarise it", kiln_cmd_inspect},
     {"run", "compile a model for this CPU and run it on input tensors", kiln_cmd_run},
+    {"compile", "compile a model ahead of time: object, C header, weights, runtime", kiln_cmd_compile},
 };
 enum { NCOMMANDS = sizeof commands / sizeof commands[0] };
 

@@ -33,6 +33,15 @@ static void count_params(const kiln_graph *g, kiln_model_opts *o) {
   free(stat);
 }
 
+int64_t kiln_cli_macs(const kiln_graph *g) {
+  int64_t m = 0;
+  for (int i = 0; i < g->nnodes; i++) {
+    kiln_macs_fn fn = kiln_op_get(g->nodes[i]->op)->macs;
+    if (fn) m += fn(g->nodes[i]);
+  }
+  return m;
+}
+
 kiln_graph *kiln_cli_import(const char *path, kiln_diag *d) { return kiln_onnx_load(path, d); }
 
 static kiln_graph *load_once(const char *path, int64_t batch, kiln_model_opts *o, kiln_diag *d) {

@@ -19,4 +19,11 @@ void kiln_llvm_jit_bind(const kiln_program *p, void **bufs, void *workspace);
 void kiln_llvm_jit_run(kiln_llvm_jit *j, void **bufs);
 void kiln_llvm_jit_free(kiln_llvm_jit *j);
 
+/* Writes a relocatable object (PIC) for the host CPU, or for the generic
+ * x86-64 baseline when portable is set, exporting `PREFIX_kernels` and
+ * `PREFIX_layout` (the runtime's buffer table, runtime/kiln_runtime.h).
+ * Returns the object's bytes (malloc'd) in *obj / *len. */
+int kiln_llvm_emit_object(const kiln_program *p, const char *prefix, int portable, void **obj, size_t *len,
+                          kiln_diag *d);
+
 #endif

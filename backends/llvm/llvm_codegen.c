@@ -280,7 +280,7 @@ int kiln_llvm_codegen(cg *c, const kiln_program *p) {
     free(c->index);
     free(c->local);
   }
-  c->fn = LLVMAddFunction(c->mod, "kiln_run", fty);
+  c->fn = LLVMAddFunction(c->mod, c->entry ? c->entry : "kiln_run", fty);
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
   LLVMValueRef arg = LLVMGetParam(c->fn, 0);
   for (int k = 0; k < p->nkernels; k++) LLVMBuildCall2(c->b, fty, fns[k], &arg, 1, "");

@@ -15,6 +15,7 @@ typedef struct cg {
   LLVMValueRef *base;   /* per buffer id: its base pointer in this kernel */
   LLVMValueRef *index;  /* per loop var: the induction variable */
   LLVMValueRef *local;  /* per local: its alloca */
+  const char *entry;    /* name of the function running every kernel */
 } cg;
 
 int kiln_llvm_codegen(cg *c, const kiln_program *p);

@@ -1,0 +1,101 @@
+/* Ahead-of-time output: the same module as the JIT's, named for the model
+ * and with its buffer table as a constant, optimised and emitted as an
+ * ELF object into memory (the caller writes it atomically). */
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "llvm_internal.h"
+
+static void add_layout(cg *c, const kiln_program *p, const char *prefix) {
+  int n = 6 + 4 * p->nbufs;
+  LLVMTypeRef i64 = LLVMInt64TypeInContext(c->ctx);
+  LLVMValueRef *v = calloc((size_t)n, sizeof *v);
+  int64_t head[6] = {1, p->nbufs, p->workspace_bytes, p->weights_bytes, p->ninputs, p->noutputs};
+  for (int i = 0; i < 6; i++) v[i] = LLVMConstInt(i64, (unsigned long long)head[i], 1);
+  for (int b = 0; b < p->nbufs; b++) {
+    const kiln_buf *buf = p->bufs[b];
+    int64_t e[4] = {buf->kind, buf->io_index, buf->kind >= KILN_BUF_WEIGHT ? buf->offset : 0,
+                    buf->numel * (int64_t)kiln_dtype_size(buf->dtype)};
+    for (int k = 0; k < 4; k++) v[6 + 4 * b + k] = LLVMConstInt(i64, (unsigned long long)e[k], 1);
+  }
+  char name[256];
+  snprintf(name, sizeof name, "%s_layout", prefix);
+  LLVMValueRef g = LLVMAddGlobal(c->mod, LLVMArrayType2(i64, (uint64_t)n), name);
+  LLVMSetInitializer(g, LLVMConstArray2(i64, v, (uint64_t)n));
+  LLVMSetGlobalConstant(g, 1);
+  free(v);
+}
+
+int kiln_llvm_emit_object(const kiln_program *p, const char *prefix, int portable, void **obj, size_t *len,
+                          kiln_diag *d) {
+  LLVMInitializeNativeTarget();
+  LLVMInitializeNativeAsmPrinter();
+  char *triple = LLVMGetDefaultTargetTriple();
+  LLVMTargetRef target;
+  char *err = NULL;
+  if (LLVMGetTargetFromTriple(triple, &target, &err)) {
+    kiln_error(d, NULL, "LLVM: no target for %s: %s", triple, err);
+    LLVMDisposeMessage(err);
+    LLVMDisposeMessage(triple);
+    return -1;
+  }
+  char *cpu = portable ? NULL : LLVMGetHostCPUName(), *features = portable ? NULL : LLVMGetHostCPUFeatures();
+  LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, portable ? "x86-64" : cpu,
+                                                    portable ? "" : features, LLVMCodeGenLevelAggressive,
+                                                    LLVMRelocPIC, LLVMCodeModelDefault);
+  if (cpu) LLVMDisposeMessage(cpu);
+  if (features) LLVMDisposeMessage(features);
+  cg c = {0};
+  c.ctx = LLVMContextCreate();
+  c.mod = LLVMModuleCreateWithNameInContext(prefix, c.ctx);
+  c.b = LLVMCreateBuilderInContext(c.ctx);
+  char entry[256];
+  snprintf(entry, sizeof entry, "%s_kernels", prefix);
+  c.entry = entry;
+  LLVMSetTarget(c.mod, triple);
+  LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
+  char *dl = LLVMCopyStringRepOfTargetData(td);
+  LLVMSetDataLayout(c.mod, dl);
+  LLVMDisposeMessage(dl);
+  LLVMDisposeTargetData(td);
+  kiln_llvm_codegen(&c, p);
+  add_layout(&c, p, prefix);
+  LLVMDisposeBuilder(c.b);
+  int rc = -1;
+  if (LLVMVerifyModule(c.mod, LLVMReturnStatusAction, &err)) {
+    kiln_error(d, NULL, "internal error: generated LLVM IR is invalid: %.400s", err);
+    goto out;
+  }
+  LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+  LLVMPassBuilderOptionsSetLoopVectorization(opts, 1);
+  LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
+  LLVMErrorRef perr = LLVMRunPasses(c.mod, "default<O3>", tm, opts);
+  LLVMDisposePassBuilderOptions(opts);
+  if (perr) {
+    char *m = LLVMGetErrorMessage(perr);
+    kiln_error(d, NULL, "LLVM: optimisation failed: %s", m);
+    LLVMDisposeErrorMessage(m);
+    goto out;
+  }
+  LLVMMemoryBufferRef mb;
+  if (LLVMTargetMachineEmitToMemoryBuffer(tm, c.mod, LLVMObjectFile, &err, &mb)) {
+    kiln_error(d, NULL, "LLVM: cannot emit the object: %s", err);
+    goto out;
+  }
+  *len = LLVMGetBufferSize(mb);
+  *obj = malloc(*len ? *len : 1);
+  if (*obj) memcpy(*obj, LLVMGetBufferStart(mb), *len);
+  LLVMDisposeMemoryBuffer(mb);
+  rc = *obj ? 0 : kiln_error(d, NULL, "out of memory");
+out:
+  if (err) LLVMDisposeMessage(err);
+  LLVMDisposeModule(c.mod);
+  LLVMContextDispose(c.ctx);
+  LLVMDisposeTargetMachine(tm);
+  LLVMDisposeMessage(triple);
+  return rc;
+}

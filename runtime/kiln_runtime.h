@@ -1,0 +1,51 @@
+/* kiln runtime: the small C library every compiled kiln model links.
+ *
+ * It holds no op kernels (those are generated code); it maps the weights
+ * file, allocates the activation arena sized by kiln's memory plan, binds
+ * buffers and calls the generated kernels.  Dependencies: libc only.  No
+ * global mutable state: any number of models and instances can run at
+ * once, each from one thread at a time.
+ *
+ * A generated model `net` exports (see net.h, written by `kiln compile`):
+ *   const int64_t net_layout[];     buffer table (format below)
+ *   void net_kernels(void **bufs);  runs every kernel in order
+ */
+#ifndef KILN_RUNTIME_H
+#define KILN_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Layout table, all int64: [0] format version (1), [1] nbufs,
+ * [2] workspace bytes, [3] weights bytes, [4] ninputs, [5] noutputs, then
+ * per buffer: kind (0 input, 1 output, 2 weight, 3 workspace), io index,
+ * byte offset (in the weights file or the workspace), byte size. */
+enum { KILN_RT_LAYOUT_VERSION = 1 };
+
+typedef enum kiln_rt_status {
+  KILN_RT_OK = 0,
+  KILN_RT_ERR_NOMEM = 1,       /* allocation failed */
+  KILN_RT_ERR_WEIGHTS = 2,     /* weights file missing, unreadable or of the wrong size */
+  KILN_RT_ERR_LAYOUT = 3,      /* artifact and runtime disagree (rebuild both) */
+  KILN_RT_ERR_ARGUMENT = 4     /* NULL model, input or output pointer */
+} kiln_rt_status;
+
+typedef struct kiln_rt_model kiln_rt_model;
+
+/* Maps weights_path and allocates the workspace. */
+kiln_rt_status kiln_rt_create(const int64_t *layout, void (*kernels)(void **), const char *weights_path,
+                              kiln_rt_model **out);
+/* inputs[i] / outputs[i] point at dense tensors of the shapes in the
+ * model's header, in its order. */
+kiln_rt_status kiln_rt_run(kiln_rt_model *m, const void *const *inputs, void *const *outputs);
+void kiln_rt_destroy(kiln_rt_model *m);
+const char *kiln_rt_strerror(kiln_rt_status s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
