@@ -111,7 +111,12 @@ static int fold_binary_pair(kiln_op op, int is_int, double a, double b, long lon
     }
     *r = a / b;
     return 0;
-  case KILN_OP_POW: *r = pow(a, b); *ir = sat_int(pow((double)ia, (double)ib)); return 0;
+  case KILN_OP_POW:
+    /* the exponent may be a float even for an integer base (T1 != T):
+     * use its real value b, not ib, which truncates 0.5 to 0 */
+    *r = pow(a, b);
+    *ir = sat_int(pow((double)ia, b));
+    return 0;
   case KILN_OP_EQUAL: *r = *ir = is_int ? ia == ib : a == b; return 0;
   case KILN_OP_LESS: *r = *ir = is_int ? ia < ib : a < b; return 0;
   case KILN_OP_GREATER: *r = *ir = is_int ? ia > ib : a > b; return 0;

@@ -235,7 +235,10 @@ int64_t kiln_slice_range(int64_t dim, int64_t *start, int64_t *end, int64_t step
     s = s < 0 ? 0 : s > dim ? dim : s;
     e = e < 0 ? 0 : e > dim ? dim : e;
   } else {
-    s = s < 0 ? -1 : s > dim - 1 ? dim - 1 : s;
+    /* the spec clamps start to [0, dim-1] (not numpy's -1, which would
+     * make start=-dim-1 an empty slice instead of element 0); end to
+     * [-1, dim-1] so a reversed slice can reach element 0 */
+    s = s < 0 ? 0 : s > dim - 1 ? dim - 1 : s;
     e = e < -1 ? -1 : e > dim - 1 ? dim - 1 : e;
   }
   *start = s;

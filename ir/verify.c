@@ -40,6 +40,13 @@ int kiln_graph_verify(const kiln_graph *g, kiln_diag *d) {
     for (int k = 0; k < n->nout; k++) {
       const kiln_value *v = n->out[k];
       if (!v) continue;
+      /* Setting a value as the output of a second node moves its
+       * back-pointer there, so a double definition shows up first as a
+       * producer mismatch on the earlier node: name it for what it is. */
+      const kiln_node *p = v->producer;
+      if (p && p != n && !p->dead && v->producer_slot < p->nout && p->out[v->producer_slot] == v)
+        FAIL(&n->loc, "value '%s' is defined twice (also by %s node '%s')", v->name, kiln_op_get(p->op)->name,
+             p->name);
       if (v->producer != n || v->producer_slot != k)
         FAIL(&n->loc, "output '%s' does not point back to its node", v->name);
       if (seen[v->id]) FAIL(&n->loc, "value '%s' is defined twice", v->name);

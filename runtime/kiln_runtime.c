@@ -1,13 +1,119 @@
-/* The kiln runtime (see kiln_runtime.h).  POSIX: mmap for the weights. */
+/* The kiln runtime (see kiln_runtime.h).  POSIX: mmap for the weights,
+ * pthreads for the pool. */
 #define _POSIX_C_SOURCE 200809L
 #include "kiln_runtime.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* ---- thread pool ----
+ * Workers sleep on a condition variable; a job is published by bumping
+ * `generation`, each worker takes chunk `id` of it, and the caller runs
+ * chunk 0 itself, then waits until `pending` drops to zero. */
+struct kiln_rt_pool {
+  pthread_mutex_t mu;
+  pthread_cond_t work, done;
+  int nthreads, stop, pending;
+  unsigned long generation;
+  void (*fn)(void **, int64_t, int64_t);
+  void **bufs;
+  int64_t n;
+  pthread_t *threads;
+};
+
+typedef struct worker_arg { kiln_rt_pool *pool; int id; } worker_arg;
+
+static void chunk(const kiln_rt_pool *p, int id, int64_t *lo, int64_t *hi) {
+  int64_t each = p->n / p->nthreads, extra = p->n % p->nthreads;
+  *lo = id * each + (id < extra ? id : extra);
+  *hi = *lo + each + (id < extra);
+}
+
+static void *worker(void *arg) {
+  worker_arg *w = arg;
+  kiln_rt_pool *p = w->pool;
+  unsigned long seen = 0;
+  for (;;) {
+    pthread_mutex_lock(&p->mu);
+    while (!p->stop && p->generation == seen) pthread_cond_wait(&p->work, &p->mu);
+    if (p->stop) { pthread_mutex_unlock(&p->mu); break; }
+    seen = p->generation;
+    pthread_mutex_unlock(&p->mu);
+    int64_t lo, hi;
+    chunk(p, w->id, &lo, &hi);
+    if (lo < hi) p->fn(p->bufs, lo, hi);
+    pthread_mutex_lock(&p->mu);
+    if (--p->pending == 0) pthread_cond_signal(&p->done);
+    pthread_mutex_unlock(&p->mu);
+  }
+  free(w);
+  return NULL;
+}
+
+kiln_rt_pool *kiln_rt_pool_create(int nthreads) {
+  if (nthreads < 1) nthreads = 1;
+  kiln_rt_pool *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  p->nthreads = nthreads;
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_cond_init(&p->work, NULL);
+  pthread_cond_init(&p->done, NULL);
+  p->threads = calloc((size_t)nthreads, sizeof *p->threads);
+  if (!p->threads) { free(p); return NULL; }
+  for (int i = 1; i < nthreads; i++) {
+    worker_arg *w = malloc(sizeof *w);
+    if (!w) { p->nthreads = i; kiln_rt_pool_destroy(p); return NULL; }
+    w->pool = p;
+    w->id = i;
+    if (pthread_create(&p->threads[i], NULL, worker, w) != 0) {
+      free(w);
+      p->nthreads = i;
+      kiln_rt_pool_destroy(p);
+      return NULL;
+    }
+  }
+  return p;
+}
+
+void kiln_rt_pool_destroy(kiln_rt_pool *p) {
+  if (!p) return;
+  pthread_mutex_lock(&p->mu);
+  p->stop = 1;
+  pthread_cond_broadcast(&p->work);
+  pthread_mutex_unlock(&p->mu);
+  for (int i = 1; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
+  pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->work);
+  pthread_cond_destroy(&p->done);
+  free(p->threads);
+  free(p);
+}
+
+void kiln_rt_parallel_for(kiln_rt_pool *p, void (*fn)(void **, int64_t, int64_t), void **bufs, int64_t n) {
+  if (!p || p->nthreads == 1 || n < 2) {
+    if (n > 0) fn(bufs, 0, n);
+    return;
+  }
+  pthread_mutex_lock(&p->mu);
+  p->fn = fn;
+  p->bufs = bufs;
+  p->n = n;
+  p->pending = p->nthreads - 1;
+  p->generation++;
+  pthread_cond_broadcast(&p->work);
+  pthread_mutex_unlock(&p->mu);
+  int64_t lo, hi;
+  chunk(p, 0, &lo, &hi);
+  if (lo < hi) fn(bufs, lo, hi);
+  pthread_mutex_lock(&p->mu);
+  while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
+  pthread_mutex_unlock(&p->mu);
+}
 
 struct kiln_rt_model {
   const int64_t *layout;
@@ -15,7 +121,8 @@ struct kiln_rt_model {
   void *weights;        /* mmap of the weights file */
   size_t weights_len;
   void *workspace;
-  void **bufs;          /* per buffer: base pointer */
+  void **bufs;          /* per buffer: base pointer; bufs[nbufs] = the pool */
+  kiln_rt_pool *pool;
 };
 
 const char *kiln_rt_strerror(kiln_rt_status s) {
@@ -32,6 +139,7 @@ const char *kiln_rt_strerror(kiln_rt_status s) {
 void kiln_rt_destroy(kiln_rt_model *m) {
   if (!m) return;
   if (m->weights && m->weights_len) munmap(m->weights, m->weights_len);
+  kiln_rt_pool_destroy(m->pool);
   free(m->workspace);
   free(m->bufs);
   free(m);
@@ -74,6 +182,16 @@ kiln_rt_status kiln_rt_create(const int64_t *layout, void (*kernels)(void **), c
     else if (e[0] == 3) m->bufs[b] = ws_base + e[2];
   }
   *out = m;
+  return KILN_RT_OK;
+}
+
+kiln_rt_status kiln_rt_set_threads(kiln_rt_model *m, int nthreads) {
+  if (!m || nthreads < 1) return KILN_RT_ERR_ARGUMENT;
+  kiln_rt_pool *p = nthreads > 1 ? kiln_rt_pool_create(nthreads) : NULL;
+  if (nthreads > 1 && !p) return KILN_RT_ERR_NOMEM;
+  kiln_rt_pool_destroy(m->pool);
+  m->pool = p;
+  m->bufs[m->layout[1]] = p;
   return KILN_RT_OK;
 }
 

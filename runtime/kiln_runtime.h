@@ -2,7 +2,7 @@
  *
  * It holds no op kernels (those are generated code); it maps the weights
  * file, allocates the activation arena sized by kiln's memory plan, binds
- * buffers and calls the generated kernels.  Dependencies: libc only.  No
+ * buffers and calls the generated kernels.  Dependencies: libc, pthreads.  No
  * global mutable state: any number of models and instances can run at
  * once, each from one thread at a time.
  *
@@ -36,12 +36,25 @@ typedef enum kiln_rt_status {
 
 typedef struct kiln_rt_model kiln_rt_model;
 
+/* ---- thread pool: parallel loops of generated code run on it ---- */
+typedef struct kiln_rt_pool kiln_rt_pool;
+/* A pool of nthreads workers (the calling thread counts as one; 1 = no
+ * extra threads).  NULL if threads cannot be created. */
+kiln_rt_pool *kiln_rt_pool_create(int nthreads);
+void kiln_rt_pool_destroy(kiln_rt_pool *p);
+/* Runs fn(bufs, lo, hi) over [0, n) split into contiguous chunks, one per
+ * worker, and returns when all are done.  pool NULL: runs fn(bufs, 0, n).
+ * Generated code calls this; the pool travels in bufs[nbufs]. */
+void kiln_rt_parallel_for(kiln_rt_pool *pool, void (*fn)(void **, int64_t, int64_t), void **bufs, int64_t n);
+
 /* Maps weights_path and allocates the workspace. */
 kiln_rt_status kiln_rt_create(const int64_t *layout, void (*kernels)(void **), const char *weights_path,
                               kiln_rt_model **out);
 /* inputs[i] / outputs[i] point at dense tensors of the shapes in the
  * model's header, in its order. */
 kiln_rt_status kiln_rt_run(kiln_rt_model *m, const void *const *inputs, void *const *outputs);
+/* Runs the model's parallel loops on nthreads threads (default 1). */
+kiln_rt_status kiln_rt_set_threads(kiln_rt_model *m, int nthreads);
 void kiln_rt_destroy(kiln_rt_model *m);
 const char *kiln_rt_strerror(kiln_rt_status s);
 

@@ -30,7 +30,7 @@ static const char help[] =
     "usage: kiln compile [options] MODEL -o DIR\n\n"
     "Compiles MODEL ahead of time into DIR: PREFIX.o, PREFIX.h (C API),\n"
     "PREFIX.weights and the runtime sources kiln_runtime.c/.h.  Build a program with\n"
-    "  cc main.c DIR/PREFIX.o DIR/kiln_runtime.c -IDIR -lm\n\n"
+    "  cc main.c DIR/PREFIX.o DIR/kiln_runtime.c -IDIR -lm -pthread\n\n"
     "options:\n"
     "  -o, --output DIR   output folder (must not exist, or be empty)\n"
     "  --name PREFIX      C identifier prefixing the API (default: from the file name)\n"
@@ -126,6 +126,8 @@ static char *make_header(const kiln_program *p, const char *prefix, const char *
         fprintf(f, "%sout_%s", i ? ", " : "", nm);
       }
   fprintf(f, "};\n  return kiln_rt_run(m, in, out);\n}\n\n");
+  fprintf(f, "static inline kiln_rt_status %s_set_threads(%s_model *m, int nthreads) {\n", prefix, prefix);
+  fprintf(f, "  return kiln_rt_set_threads(m, nthreads);\n}\n\n");
   fprintf(f, "static inline void %s_destroy(%s_model *m) { kiln_rt_destroy(m); }\n\n#endif\n", prefix, prefix);
   fclose(f);
   return buf;
@@ -238,7 +240,7 @@ int kiln_cmd_compile(int argc, char **argv) {
     goto fail;
   if (shared) {
     char cmd[16384];
-    snprintf(cmd, sizeof cmd, "cc -shared -fPIC -O2 -o '%s/lib%s.so' '%s/%s.o' '%s/kiln_runtime.c' -lm", tmp, prefix, tmp,
+    snprintf(cmd, sizeof cmd, "cc -shared -fPIC -O2 -pthread -o '%s/lib%s.so' '%s/%s.o' '%s/kiln_runtime.c' -lm", tmp, prefix, tmp,
              prefix, tmp);
     if (strchr(tmp, '\'') || system(cmd) != 0) { kiln_error(&d, NULL, "linking lib%s.so with cc failed", prefix); goto fail; }
   }

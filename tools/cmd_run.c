@@ -25,6 +25,7 @@ static const char help[] =
     "  --format npy|pb    output file format (default npy)\n"
     "  --batch N          bind symbolic (batch) dims to N when no input file fixes them\n"
     "  --repeat N         run N times and report the median time\n"
+    "  --threads N        run parallel loops on N threads (default 1)\n"
     "  -h, --help         show this help\n";
 
 enum { MAX_INPUTS = 64 };
@@ -77,14 +78,14 @@ static void summarise(const kiln_graph *g, const kiln_buf *b, const void *data) 
 int kiln_cmd_run(int argc, char **argv) {
   const char *path = NULL, *outdir = NULL, *format = "npy";
   const char *in_names[MAX_INPUTS], *in_files[MAX_INPUTS];
-  int nin = 0, random = 0, repeat = 1;
+  int nin = 0, random = 0, repeat = 1, threads = 1;
   int64_t batch = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
     else if (!strcmp(a, "--random")) random = 1;
     else if (!strcmp(a, "--input") || !strcmp(a, "--output") || !strcmp(a, "--format") || !strcmp(a, "--batch") ||
-             !strcmp(a, "--repeat")) {
+             !strcmp(a, "--repeat") || !strcmp(a, "--threads")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("run", "%s needs a value", a);
       const char *v = argv[++i];
       if (!strcmp(a, "--output")) outdir = v;
@@ -93,6 +94,10 @@ int kiln_cmd_run(int argc, char **argv) {
         format = v;
       } else if (!strcmp(a, "--batch")) {
         if ((batch = kiln_cli_parse_count(v)) < 0) return kiln_cli_usage_error("run", "--batch must be a positive integer, got '%s'", v);
+      } else if (!strcmp(a, "--threads")) {
+        int64_t t = kiln_cli_parse_count(v);
+        if (t < 0 || t > 1024) return kiln_cli_usage_error("run", "--threads must be a positive integer, got '%s'", v);
+        threads = (int)t;
       } else if (!strcmp(a, "--repeat")) {
         int64_t r = kiln_cli_parse_count(v);
         if (r < 0 || r > 100000) return kiln_cli_usage_error("run", "--repeat must be a positive integer, got '%s'", v);
@@ -169,6 +174,7 @@ int kiln_cmd_run(int argc, char **argv) {
   if (!p) goto fail;
   jit = kiln_llvm_jit_compile(p, &d);
   if (!jit) goto fail;
+  if (kiln_llvm_jit_set_threads(jit, threads)) { kiln_error(&d, NULL, "cannot start %d threads", threads); goto fail; }
   double t1 = now();
   nbufs = p->nbufs;
   bufs = calloc((size_t)p->nbufs + 1, sizeof *bufs);

@@ -16,7 +16,10 @@ kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d);
  * points inputs/outputs at its tensors; kiln_llvm_jit_bind fills weights
  * and workspace from an arena of p->workspace_bytes. */
 void kiln_llvm_jit_bind(const kiln_program *p, void **bufs, void *workspace);
+/* bufs must have p->nbufs + 1 entries: the last carries the thread pool. */
 void kiln_llvm_jit_run(kiln_llvm_jit *j, void **bufs);
+/* Parallel loops run on nthreads threads (default 1).  -1 on failure. */
+int kiln_llvm_jit_set_threads(kiln_llvm_jit *j, int nthreads);
 void kiln_llvm_jit_free(kiln_llvm_jit *j);
 
 /* Writes a relocatable object (PIC) for the host CPU, or for the generic

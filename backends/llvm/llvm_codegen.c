@@ -170,8 +170,11 @@ static LLVMValueRef expr(cg *c, const kiln_lx *e) {
 
 static void stmts(cg *c, const kiln_ls *s);
 
-static void loop(cg *c, const kiln_ls *s) {
+/* for var in [lo, hi): lo/hi NULL mean 0 and the loop's extent. */
+static void loop_range(cg *c, const kiln_ls *s, LLVMValueRef lo, LLVMValueRef hi) {
   LLVMTypeRef i64 = LLVMInt64TypeInContext(c->ctx);
+  if (!lo) lo = LLVMConstInt(i64, 0, 0);
+  if (!hi) hi = LLVMConstInt(i64, (unsigned long long)s->extent, 1);
   LLVMBasicBlockRef pre = LLVMGetInsertBlock(c->b);
   LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "loop");
   LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "body");
@@ -179,7 +182,7 @@ static void loop(cg *c, const kiln_ls *s) {
   LLVMBuildBr(c->b, head);
   LLVMPositionBuilderAtEnd(c->b, head);
   LLVMValueRef i = LLVMBuildPhi(c->b, i64, "i");
-  LLVMValueRef go = LLVMBuildICmp(c->b, LLVMIntSLT, i, LLVMConstInt(i64, (unsigned long long)s->extent, 1), "");
+  LLVMValueRef go = LLVMBuildICmp(c->b, LLVMIntSLT, i, hi, "");
   LLVMBuildCondBr(c->b, go, body, exit);
   LLVMPositionBuilderAtEnd(c->b, body);
   c->index[s->var] = i;
@@ -187,7 +190,7 @@ static void loop(cg *c, const kiln_ls *s) {
   LLVMValueRef next = LLVMBuildNSWAdd(c->b, i, LLVMConstInt(i64, 1, 0), "");
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
   LLVMBuildBr(c->b, head);
-  LLVMValueRef vals[2] = {LLVMConstInt(i64, 0, 0), next};
+  LLVMValueRef vals[2] = {lo, next};
   LLVMBasicBlockRef blocks[2] = {pre, latch};
   LLVMAddIncoming(i, vals, blocks, 2);
   LLVMPositionBuilderAtEnd(c->b, exit);
@@ -196,7 +199,7 @@ static void loop(cg *c, const kiln_ls *s) {
 static void stmts(cg *c, const kiln_ls *s) {
   for (; s; s = s->next) {
     switch (s->kind) {
-    case KILN_LS_FOR: loop(c, s); break;
+    case KILN_LS_FOR: loop_range(c, s, NULL, NULL); break;
     case KILN_LS_STORE: {
       LLVMValueRef v = expr(c, s->value);
       if (s->buf->dtype == KILN_DT_BOOL) v = LLVMBuildZExt(c->b, v, LLVMInt8TypeInContext(c->ctx), "");
@@ -251,9 +254,64 @@ static void uses_ls(const kiln_ls *s, char *used) {
   }
 }
 
-int kiln_llvm_codegen(cg *c, const kiln_program *p) {
+/* Loads the base pointer of every buffer the statements touch. */
+static void load_bases(cg *c, const kiln_program *p, const kiln_ls *body, LLVMValueRef bufs, char *used) {
   LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0);
+  memset(used, 0, (size_t)p->nbufs + 1);
+  uses_ls(body, used);
+  for (int i = 0; i < p->nbufs; i++) {
+    if (!used[i]) continue;
+    LLVMValueRef idx = LLVMConstInt(LLVMInt64TypeInContext(c->ctx), (unsigned long long)i, 0);
+    LLVMValueRef slot = LLVMBuildGEP2(c->b, ptr, bufs, &idx, 1, "");
+    c->base[i] = LLVMBuildLoad2(c->b, ptr, slot, p->bufs[i]->name);
+  }
+}
+
+/* A kernel's top-level parallel loop may be outlined into a function over
+ * a range of iterations when no local of the kernel crosses into it. */
+static int outlinable(const kiln_kernel *k) {
+  for (const kiln_ls *s = k->body; s; s = s->next)
+    if (s->kind == KILN_LS_DECL || s->kind == KILN_LS_ASSIGN) return 0;
+  return 1;
+}
+
+/* void name_pJ(ptr bufs, i64 lo, i64 hi): iterations [lo, hi) of s. */
+static LLVMValueRef outline(cg *c, const kiln_program *p, const kiln_kernel *kn, const kiln_ls *s, int j, char *used) {
+  LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
+  LLVMTypeRef params[3] = {ptr, i64, i64};
+  LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), params, 3, 0);
+  char name[256];
+  snprintf(name, sizeof name, "%s_p%d", kn->name, j);
+  LLVMValueRef saved_fn = c->fn;
+  LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(c->b);
+  LLVMValueRef fn = LLVMAddFunction(c->mod, name, fty);
+  LLVMSetLinkage(fn, LLVMInternalLinkage);
+  c->fn = fn;
+  LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+  kiln_ls one = *s;
+  one.next = NULL;
+  load_bases(c, p, &one, LLVMGetParam(fn, 0), used);
+  declare_locals(c, s->body);
+  loop_range(c, s, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2));
+  LLVMBuildRetVoid(c->b);
+  c->fn = saved_fn;
+  LLVMPositionBuilderAtEnd(c->b, saved_bb);
+  return fn;
+}
+
+static LLVMValueRef parallel_for_decl(cg *c) {
+  LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
+  LLVMTypeRef params[4] = {ptr, ptr, ptr, i64};
+  LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), params, 4, 0);
+  LLVMValueRef fn = LLVMGetNamedFunction(c->mod, "kiln_rt_parallel_for");
+  if (!fn) fn = LLVMAddFunction(c->mod, "kiln_rt_parallel_for", fty);
+  return fn;
+}
+
+int kiln_llvm_codegen(cg *c, const kiln_program *p) {
+  LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
   LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), &ptr, 1, 0);
+  LLVMTypeRef pfty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), (LLVMTypeRef[]){ptr, ptr, ptr, i64}, 4, 0);
   LLVMValueRef *fns = calloc((size_t)p->nkernels + 1, sizeof *fns);
   char *used = calloc((size_t)p->nbufs + 1, 1);
   c->base = calloc((size_t)p->nbufs + 1, sizeof *c->base);
@@ -263,19 +321,31 @@ int kiln_llvm_codegen(cg *c, const kiln_program *p) {
     LLVMSetLinkage(c->fn, LLVMInternalLinkage);
     c->index = calloc((size_t)kn->nvars + 1, sizeof *c->index);
     c->local = calloc((size_t)kn->nlocals + 1, sizeof *c->local);
-    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry");
-    LLVMPositionBuilderAtEnd(c->b, entry);
-    memset(used, 0, (size_t)p->nbufs + 1);
-    uses_ls(kn->body, used);
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
     LLVMValueRef bufs = LLVMGetParam(c->fn, 0);
-    for (int i = 0; i < p->nbufs; i++) {
-      if (!used[i]) continue;
-      LLVMValueRef idx = LLVMConstInt(LLVMInt64TypeInContext(c->ctx), (unsigned long long)i, 0);
-      LLVMValueRef slot = LLVMBuildGEP2(c->b, ptr, bufs, &idx, 1, "");
-      c->base[i] = LLVMBuildLoad2(c->b, ptr, slot, p->bufs[i]->name);
+    if (outlinable(kn)) {
+      /* the pool pointer travels in bufs[nbufs] */
+      LLVMValueRef idx = LLVMConstInt(i64, (unsigned long long)p->nbufs, 0);
+      LLVMValueRef pool = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, bufs, &idx, 1, ""), "pool");
+      int j = 0;
+      for (const kiln_ls *s = kn->body; s; s = s->next) {
+        if (s->kind == KILN_LS_FOR && s->sched.parallel) {
+          LLVMValueRef body = outline(c, p, kn, s, j++, used);
+          LLVMValueRef args[4] = {pool, body, bufs, LLVMConstInt(i64, (unsigned long long)s->extent, 1)};
+          LLVMBuildCall2(c->b, pfty, parallel_for_decl(c), args, 4, "");
+        } else {
+          kiln_ls one = *s;
+          one.next = NULL;
+          load_bases(c, p, &one, bufs, used);
+          declare_locals(c, &one);
+          stmts(c, &one);
+        }
+      }
+    } else {
+      load_bases(c, p, kn->body, bufs, used);
+      declare_locals(c, kn->body);
+      stmts(c, kn->body);
     }
-    declare_locals(c, kn->body);
-    stmts(c, kn->body);
     LLVMBuildRetVoid(c->b);
     free(c->index);
     free(c->local);

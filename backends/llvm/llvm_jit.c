@@ -9,12 +9,25 @@
 #include <llvm-c/Transforms/PassBuilder.h>
 #include <string.h>
 
+#include "../../runtime/kiln_runtime.h"
 #include "llvm_internal.h"
 
 struct kiln_llvm_jit {
   LLVMOrcLLJITRef jit;
   void (*run)(void **bufs);
+  int nbufs;
+  kiln_rt_pool *pool; /* NULL: single-threaded */
 };
+
+/* The runtime entry points generated code calls, resolved to this
+ * process's copies (an executable's symbols are not visible to dlsym). */
+static LLVMErrorRef define_runtime(LLVMOrcLLJITRef jit, LLVMOrcJITDylibRef jd) {
+  LLVMOrcCSymbolMapPair sym = {
+      LLVMOrcLLJITMangleAndIntern(jit, "kiln_rt_parallel_for"),
+      {(LLVMOrcExecutorAddress)(uintptr_t)&kiln_rt_parallel_for, {LLVMJITSymbolGenericFlagsExported, 0}}};
+  LLVMOrcMaterializationUnitRef mu = LLVMOrcAbsoluteSymbols(&sym, 1);
+  return LLVMOrcJITDylibDefine(jd, mu);
+}
 
 static int llvm_fail(kiln_diag *d, const char *what, LLVMErrorRef err) {
   char *msg = LLVMGetErrorMessage(err);
@@ -90,6 +103,8 @@ kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d) {
   if (err) { llvm_fail(d, "cannot search the process for symbols", err); kiln_llvm_jit_free(j); return NULL; }
   LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->jit);
   LLVMOrcJITDylibAddGenerator(jd, gen);
+  err = define_runtime(j->jit, jd);
+  if (err) { llvm_fail(d, "cannot define runtime symbols", err); kiln_llvm_jit_free(j); return NULL; }
   LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(c.mod, tsc);
   LLVMOrcDisposeThreadSafeContext(tsc); /* the module keeps it alive */
   err = LLVMOrcLLJITAddLLVMIRModule(j->jit, jd, tsm);
@@ -98,6 +113,7 @@ kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d) {
   err = LLVMOrcLLJITLookup(j->jit, &addr, "kiln_run");
   if (err) { llvm_fail(d, "cannot compile the module", err); kiln_llvm_jit_free(j); return NULL; }
   j->run = (void (*)(void **))(uintptr_t)addr;
+  j->nbufs = p->nbufs;
   return j;
 }
 
@@ -109,10 +125,22 @@ void kiln_llvm_jit_bind(const kiln_program *p, void **bufs, void *workspace) {
   }
 }
 
-void kiln_llvm_jit_run(kiln_llvm_jit *j, void **bufs) { j->run(bufs); }
+void kiln_llvm_jit_run(kiln_llvm_jit *j, void **bufs) {
+  bufs[j->nbufs] = j->pool;
+  j->run(bufs);
+}
+
+int kiln_llvm_jit_set_threads(kiln_llvm_jit *j, int nthreads) {
+  kiln_rt_pool *p = nthreads > 1 ? kiln_rt_pool_create(nthreads) : NULL;
+  if (nthreads > 1 && !p) return -1;
+  kiln_rt_pool_destroy(j->pool);
+  j->pool = p;
+  return 0;
+}
 
 void kiln_llvm_jit_free(kiln_llvm_jit *j) {
   if (!j) return;
   if (j->jit) LLVMOrcDisposeLLJIT(j->jit);
+  kiln_rt_pool_destroy(j->pool);
   free(j);
 }

@@ -63,8 +63,10 @@ static int parse_one(onnx_importer *im, onnx_node *n, const kiln_attr_field *f, 
   case KILN_AT_INT: memcpy(p, &a->i, sizeof a->i); break;
   case KILN_AT_FLOAT: memcpy(p, &a->f, sizeof a->f); break;
   case KILN_AT_STRING: {
-    if (memchr(a->s.data, 0, a->s.len)) return kiln_error(im->d, &n->loc, "attribute '%s' contains a NUL byte", f->name);
-    const char *s = kiln_arena_strndup(ar, (const char *)a->s.data, a->s.len);
+    /* A STRING attribute whose s field is absent has s.data == NULL: "". */
+    const char *data = a->s.len ? (const char *)a->s.data : "";
+    if (memchr(data, 0, a->s.len)) return kiln_error(im->d, &n->loc, "attribute '%s' contains a NUL byte", f->name);
+    const char *s = kiln_arena_strndup(ar, data, a->s.len);
     memcpy(p, &s, sizeof s);
     break;
   }

@@ -175,8 +175,15 @@ static int convert_node(onnx_importer *im, const Onnx__NodeProto *np, int index)
       return kiln_error(im->d, &loc, "required input '%.*s' is missing", s.name_len, s.name);
     kiln_node_set_input(kn, k, n.in[k]);
   }
-  for (int k = 0; k < n.nout; k++)
+  for (int k = 0; k < n.nout; k++) {
+    kiln_slot s;
+    kiln_sig_slot(info->outputs, k, &s);
     if (np->output[k][0]) kiln_node_set_output(kn, k, lookup(im, np->output[k]));
+    /* ONNX lets "" stand for an optional output only, and the folders
+     * assume a single-output op's output exists. */
+    else if (!s.optional && !s.variadic)
+      return kiln_error(im->d, &loc, "required output '%.*s' is missing", s.name_len, s.name);
+  }
   return onnx_parse_attrs(im, &n, kn);
 }
 

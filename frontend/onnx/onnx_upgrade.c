@@ -10,15 +10,19 @@
 
 #include "onnx_internal.h"
 
+/* Both copy exactly n elements into a block of at least one, so even an
+ * empty constant has non-NULL data; v is NULL for an empty attribute list. */
 kiln_value *onnx_const_ints(onnx_importer *im, const int64_t *v, int n) {
   int64_t dims[1] = {n};
-  int64_t *data = kiln_arena_memdup(&im->g->arena, v, (size_t)(n ? n : 1) * sizeof *v);
+  int64_t *data = kiln_arena_array(&im->g->arena, (size_t)(n ? n : 1), sizeof *v);
+  if (n) memcpy(data, v, (size_t)n * sizeof *v);
   return kiln_value_const(im->g, kiln_arena_printf(&im->g->arena, "_const%d", im->g->nvalues), KILN_DT_I64, 1, dims, data);
 }
 
 kiln_value *onnx_const_floats(onnx_importer *im, const float *v, int n, int scalar) {
   int64_t dims[1] = {n};
-  float *data = kiln_arena_memdup(&im->g->arena, v, (size_t)(n ? n : 1) * sizeof *v);
+  float *data = kiln_arena_array(&im->g->arena, (size_t)(n ? n : 1), sizeof *v);
+  if (n) memcpy(data, v, (size_t)n * sizeof *v);
   return kiln_value_const(im->g, kiln_arena_printf(&im->g->arena, "_const%d", im->g->nvalues), KILN_DT_F32,
                           scalar ? 0 : 1, dims, data);
 }

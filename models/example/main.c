@@ -1,7 +1,7 @@
 /* Runs the bundled model compiled ahead of time, from plain C:
  *
  *   build/kiln compile models/resnet8_cifar.onnx -o out
- *   cc -O2 -std=c99 models/example/main.c out/resnet8_cifar.o out/kiln_runtime.c -Iout -lm -o classify
+ *   cc -O2 -std=c99 models/example/main.c out/resnet8_cifar.o out/kiln_runtime.c -Iout -lm -pthread -o classify
  *   ./classify out/resnet8_cifar.weights [input.f32]
  *
  * input.f32 holds the 1x3x32x32 image as raw little-endian floats; without

@@ -28,5 +28,5 @@ cp "$repo"/tests/fuzz/corpus/onnx/*.onnx "$build/corpus/"
 # halt_on_error: UBSan findings are crashes; detect_leaks: so are leaks.
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
-"$build/fuzz_onnx_import" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+"$build/tests/fuzz/fuzz_onnx_import" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$build/artifacts/" "$build/corpus"

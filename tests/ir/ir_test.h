@@ -40,7 +40,8 @@ static inline kiln_value *t_const(const char *name, kiln_dtype t, int rank, cons
   int64_t n = 1;
   for (int i = 0; i < rank; i++) n *= dims[i];
   size_t bytes = (size_t)n * kiln_dtype_size(t);
-  void *p = kiln_arena_memdup(&g->arena, data, bytes ? bytes : 1);
+  void *p = kiln_arena_alloc(&g->arena, bytes ? bytes : 1); /* non-NULL even when empty */
+  if (bytes && data) memcpy(p, data, bytes);
   return kiln_value_const(g, name, t, rank, dims, p);
 }
 

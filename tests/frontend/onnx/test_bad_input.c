@@ -826,3 +826,71 @@ Test(onnx_bad_input, reshape_with_non_constant_shape) {
   add_output(m, "y");
   EXPECT_SHAPE_ERROR(m, "node 'rs' (Reshape)", "input 'shape' ('s') must be a constant");
 }
+
+/* ---- regressions found by tests/fuzz ------------------------------------------ */
+
+/* A STRING attribute with its s field absent (protobuf-c: s.data NULL). */
+Test(onnx_bad_input, string_attribute_without_a_value_is_the_empty_string) {
+  Onnx__ModelProto *m = conv_relu_model();
+  add_attr(m->graph->node[0], "auto_pad", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
+  char *path = save_model(m, "model.onnx");
+  kiln_diag d = {0};
+  kiln_graph *g = kiln_onnx_load(path, &d);
+  cr_assert_not_null(g, "load failed: %s", d.msg);
+  kiln_graph_free(g);
+}
+
+/* Opset-9 Slice with empty starts/ends lists: the upgrade turns them into
+ * empty constant inputs (from NULL arrays), which shape inference rejects. */
+Test(onnx_bad_input, empty_list_attribute_upgraded_to_an_input) {
+  Onnx__ModelProto *m = new_model(8, 9);
+  add_input(m, "x", T_FLOAT, DIMS(2, 3));
+  Onnx__NodeProto *n = add_node(m, "Slice", "sl", "x", "y");
+  add_attr(n, "starts", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+  add_attr(n, "ends", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+  add_output(m, "y");
+  char *path = save_model(m, "model.onnx");
+  kiln_diag d = {0};
+  kiln_graph *g = kiln_onnx_load(path, &d);
+  cr_assert_not_null(g, "load failed: %s", d.msg);
+  if (kiln_pass_infer_shapes(g, &d)) expect_msg(&d, (const char *const[]){"node 'sl' (Slice)", NULL});
+  kiln_graph_free(g);
+}
+
+/* Folding int64 shape arithmetic wraps around like run time would, instead
+ * of overflowing (undefined behaviour in C). */
+Test(onnx_bad_input, constant_folding_wraps_int64_overflow) {
+  Onnx__ModelProto *m = new_model(8, 13);
+  init_ints(m, "big", DIMS(INT64_MAX, INT64_MIN));
+  init_ints(m, "two", DIMS(2, -1));
+  add_node(m, "Add", "add", "big,two", "sum");
+  add_node(m, "Mul", "mul", "big,two", "prod");
+  add_node(m, "Div", "div", "big,two", "quot");
+  add_node(m, "Neg", "neg", "big", "negated");
+  add_output(m, "sum");
+  add_output(m, "prod");
+  add_output(m, "quot");
+  add_output(m, "negated");
+  char *path = save_model(m, "model.onnx");
+  kiln_diag d = {0};
+  kiln_graph *g = kiln_onnx_load(path, &d);
+  cr_assert_not_null(g, "load failed: %s", d.msg);
+  cr_assert_eq(kiln_pass_infer_shapes(g, &d), 0, "%s", d.msg);
+  const int64_t *sum = g->outputs[0]->data, *prod = g->outputs[1]->data, *quot = g->outputs[2]->data,
+                *neg = g->outputs[3]->data;
+  cr_assert(sum && prod && quot && neg, "not folded");
+  cr_assert(sum[0] == INT64_MIN + 1 && sum[1] == INT64_MAX);
+  cr_assert(prod[0] == -2 && prod[1] == INT64_MIN);
+  cr_assert(quot[0] == INT64_MAX / 2 && quot[1] == INT64_MIN);
+  cr_assert(neg[0] == INT64_MIN + 1 && neg[1] == INT64_MIN);
+  kiln_graph_free(g);
+}
+
+Test(onnx_bad_input, required_output_left_empty) {
+  Onnx__NodeProto *n;
+  Onnx__ModelProto *m = unary_model("Relu", &n);
+  n->output[0] = S("");
+  add_node(m, "Sigmoid", "n2", "x", "y2");
+  m->graph->output[0]->name = S("y2");
+  EXPECT_LOAD_ERROR(m, "node 'n1' (Relu)", "required output 'Y' is missing");
+}

@@ -1,0 +1,180 @@
+/* Matrix products: Gemm and MatMul.  Both lower to one shared kernel body
+ * per (batch of) matrix product, computed in kiln_lower_ctype (f16/bf16 in
+ * f32):
+ *
+ *   row-accumulate form (B contiguous along N and Y stored in the compute
+ *   type): i (parallel), k, j — Y's row i is zeroed, then for each k the
+ *   scalar A[i,k] times B's row k is added into it, so the innermost loop
+ *   runs over contiguous B and Y; an epilogue pass over the row applies
+ *   alpha and beta*C.
+ *
+ *   dot form (Gemm with transB, whose B rows are contiguous along K, or a
+ *   f16/bf16 Y that must not accumulate in its storage type): i (parallel),
+ *   j, k — one local accumulator per output, k innermost.
+ *
+ * Gemm follows the ONNX reference: Y = (op(A) op(B)) * alpha + C * beta,
+ * with C (numpy-broadcast to [M,N]) skipped when absent or beta == 0. */
+#include "lower.h"
+
+#define LB (&L->b)
+
+/* Loop nests that leave out extent-1 loops (their index is the constant 0).
+ * A loop is marked parallel only when asked and not inside another loop. */
+typedef struct nest {
+  int depth, nopen;
+  char opened[64];
+} nest;
+
+static kiln_lx *nfor(kiln_lctx *L, nest *ns, int64_t extent, int par) {
+  int open = extent != 1;
+  KILN_ASSERT(ns->depth < 64);
+  ns->opened[ns->depth++] = (char)open;
+  if (!open) return kiln_lx_const_i(LB, 0);
+  kiln_sched s = {0};
+  s.parallel = par && ns->nopen == 0;
+  ns->nopen++;
+  return kiln_lx_index(LB, kiln_lb_for(LB, extent, s));
+}
+
+static void nend(kiln_lctx *L, nest *ns) {
+  KILN_ASSERT(ns->depth > 0);
+  if (ns->opened[--ns->depth]) {
+    ns->nopen--;
+    kiln_lb_end(LB);
+  }
+}
+
+/* Loads buf[off] widened to the compute type. */
+static kiln_lx *ld(kiln_lctx *L, const kiln_buf *b, kiln_lx *off) {
+  return kiln_lx_cast(LB, kiln_lower_ctype(b->dtype), kiln_lx_load(LB, b, off));
+}
+
+typedef struct mm {
+  const kiln_buf *a, *b, *y;
+  int64_t M, N, K;
+  int64_t sa_i, sa_k, sb_k, sb_j; /* element strides of A and B */
+  kiln_lx *a0, *b0, *y0;          /* base offsets (the batch's matrices) */
+  /* epilogue (Gemm): v * alpha + C[i,j] * beta */
+  double alpha, beta;
+  const kiln_value *cv;           /* NULL: no C */
+  const kiln_buf *c;
+} mm;
+
+static kiln_lx *epilogue(kiln_lctx *L, const mm *m, kiln_lx *v, kiln_lx *i, kiln_lx *j) {
+  kiln_dtype ct = v->dtype;
+  if (m->alpha != 1) v = kiln_lx_bin(LB, KILN_BIN_MUL, v, kiln_lx_const_f(LB, ct, m->alpha));
+  if (m->cv) {
+    kiln_lx *ij[2] = {i, j};
+    kiln_lx *c = ld(L, m->c, kiln_lower_bcast_offset(L, m->cv, 2, ij));
+    c = kiln_lx_cast(LB, ct, c);
+    if (m->beta != 1) c = kiln_lx_bin(LB, KILN_BIN_MUL, c, kiln_lx_const_f(LB, ct, m->beta));
+    v = kiln_lx_bin(LB, KILN_BIN_ADD, v, c);
+  }
+  return v;
+}
+
+static int has_epilogue(const mm *m) { return m->alpha != 1 || m->cv; }
+
+/* Emits Y[y0 + i*N + j] = epilogue(sum_k A[a0 + i*sa_i + k*sa_k] * B[b0 + k*sb_k + j*sb_j]).
+ * `par`: the i loop may be parallel (it is the outermost loop). */
+static void emit_mm(kiln_lctx *L, nest *ns, const mm *m, int par) {
+  kiln_dtype ct = kiln_lower_ctype(m->a->dtype);
+  int row_form = m->sb_j == 1 && m->y->dtype == ct;
+  kiln_lx *i = nfor(L, ns, m->M, par);
+  kiln_lx *a_row = kiln_lx_iadd(LB, m->a0, kiln_lx_imul(LB, i, m->sa_i));
+  kiln_lx *y_row = kiln_lx_iadd(LB, m->y0, kiln_lx_imul(LB, i, m->N));
+  if (row_form) {
+    kiln_lx *j = nfor(L, ns, m->N, par);
+    kiln_lb_store(LB, m->y, kiln_lx_iadd(LB, y_row, j), kiln_lx_const_f(LB, ct, 0));
+    nend(L, ns);
+    kiln_lx *k = nfor(L, ns, m->K, 0);
+    int aik = kiln_lb_decl(LB, ct, ld(L, m->a, kiln_lx_iadd(LB, a_row, kiln_lx_imul(LB, k, m->sa_k))));
+    kiln_lx *b_row = kiln_lx_iadd(LB, m->b0, kiln_lx_imul(LB, k, m->sb_k));
+    j = nfor(L, ns, m->N, 0);
+    kiln_lx *yo = kiln_lx_iadd(LB, y_row, j);
+    kiln_lx *prod = kiln_lx_bin(LB, KILN_BIN_MUL, kiln_lx_local(LB, aik), ld(L, m->b, kiln_lx_iadd(LB, b_row, j)));
+    kiln_lb_store(LB, m->y, yo, kiln_lx_bin(LB, KILN_BIN_ADD, kiln_lx_load(LB, m->y, yo), prod));
+    nend(L, ns);
+    nend(L, ns);
+    if (has_epilogue(m)) {
+      j = nfor(L, ns, m->N, par);
+      yo = kiln_lx_iadd(LB, y_row, j);
+      kiln_lb_store(LB, m->y, yo, epilogue(L, m, kiln_lx_load(LB, m->y, yo), i, j));
+      nend(L, ns);
+    }
+  } else {
+    kiln_lx *j = nfor(L, ns, m->N, par);
+    kiln_lx *b_col = kiln_lx_iadd(LB, m->b0, kiln_lx_imul(LB, j, m->sb_j));
+    int acc = kiln_lb_decl(LB, ct, kiln_lx_const_f(LB, ct, 0));
+    kiln_lx *k = nfor(L, ns, m->K, 0);
+    kiln_lx *av = ld(L, m->a, kiln_lx_iadd(LB, a_row, kiln_lx_imul(LB, k, m->sa_k)));
+    kiln_lx *bv = ld(L, m->b, kiln_lx_iadd(LB, b_col, kiln_lx_imul(LB, k, m->sb_k)));
+    kiln_lb_assign(LB, acc, kiln_lx_bin(LB, KILN_BIN_ADD, kiln_lx_local(LB, acc), kiln_lx_bin(LB, KILN_BIN_MUL, av, bv)));
+    nend(L, ns);
+    kiln_lb_store(LB, m->y, kiln_lx_iadd(LB, y_row, j), epilogue(L, m, kiln_lx_local(LB, acc), i, j));
+    nend(L, ns);
+  }
+  nend(L, ns);
+}
+
+int kiln_lower_gemm(kiln_lctx *L, const kiln_node *n) {
+  const kiln_attrs_gemm *at = n->attrs;
+  const kiln_value *A = n->in[0], *Bv = n->in[1], *C = n->nin > 2 ? n->in[2] : NULL, *Y = n->out[0];
+  mm m = {0};
+  m.a = kiln_lower_buf(L, A);
+  m.b = kiln_lower_buf(L, Bv);
+  m.y = kiln_lower_buf(L, Y);
+  m.M = Y->dims[0];
+  m.N = Y->dims[1];
+  m.K = at->transA ? A->dims[0] : A->dims[1];
+  m.sa_i = at->transA ? 1 : m.K;
+  m.sa_k = at->transA ? m.M : 1;
+  m.sb_k = at->transB ? 1 : m.N;
+  m.sb_j = at->transB ? m.K : 1;
+  m.alpha = at->alpha;
+  m.beta = at->beta;
+  if (C && at->beta != 0) {
+    m.cv = C;
+    m.c = kiln_lower_buf(L, C);
+  }
+  kiln_lower_begin(L, n);
+  m.a0 = m.b0 = m.y0 = kiln_lx_const_i(LB, 0);
+  nest ns = {0};
+  emit_mm(L, &ns, &m, 1);
+  return 0;
+}
+
+/* MatMul, numpy semantics: a 1-D A is a row [1,K] and a 1-D B a column
+ * [K,1] (that dim absent from Y); the batch dims (all but the last two)
+ * broadcast. */
+int kiln_lower_matmul(kiln_lctx *L, const kiln_node *n) {
+  const kiln_value *A = n->in[0], *Bv = n->in[1], *Y = n->out[0];
+  int ra = A->rank, rb = Bv->rank;
+  mm m = {0};
+  m.a = kiln_lower_buf(L, A);
+  m.b = kiln_lower_buf(L, Bv);
+  m.y = kiln_lower_buf(L, Y);
+  m.M = ra > 1 ? A->dims[ra - 2] : 1;
+  m.K = A->dims[ra - 1];
+  m.N = rb > 1 ? Bv->dims[rb - 1] : 1;
+  m.sa_i = m.K;
+  m.sa_k = 1;
+  m.sb_k = m.N;
+  m.sb_j = 1;
+  m.alpha = 1;
+  int nb = Y->rank - (ra > 1) - (rb > 1); /* batch rank */
+  kiln_value abat = *A, bbat = *Bv, ybat = *Y;
+  abat.rank = ra > 2 ? ra - 2 : 0;
+  bbat.rank = rb > 2 ? rb - 2 : 0;
+  ybat.rank = nb;
+  kiln_lower_begin(L, n);
+  nest ns = {0};
+  kiln_lx *bidx[KILN_MAX_RANK];
+  for (int d = 0; d < nb; d++) bidx[d] = nfor(L, &ns, Y->dims[d], 1);
+  m.a0 = kiln_lx_imul(LB, kiln_lower_bcast_offset(L, &abat, nb, bidx), m.M * m.K);
+  m.b0 = kiln_lx_imul(LB, kiln_lower_bcast_offset(L, &bbat, nb, bidx), m.K * m.N);
+  m.y0 = kiln_lx_imul(LB, kiln_lower_offset(L, &ybat, bidx), m.M * m.N);
+  emit_mm(L, &ns, &m, 1);
+  for (int d = 0; d < nb; d++) nend(L, &ns);
+  return 0;
+}

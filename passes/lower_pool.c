@@ -1,0 +1,231 @@
+/* Pooling and LRN: MaxPool (with the optional Indices output),
+ * AveragePool, GlobalAveragePool, GlobalMaxPool, LRN.
+ *
+ * Loop structure (one kernel per node):
+ *   for nc in N*C (parallel)            one (batch, channel) plane
+ *     for o0 .. o_{k-1}                 output spatial dims, the last
+ *                                       (contiguous width) innermost
+ *       acc = init
+ *       for k0 .. k_{k-1}               window, one bounds IF per dim
+ *         acc = acc (+|max) X[...]      only where it has to be checked
+ *       Y[...] = acc (/ count)
+ * Padding positions are skipped by the bounds IFs, so they never win a max
+ * and never add to a sum.  Window attributes arrive canonical from shape
+ * inference (ir/shape_nn.c): kernel_shape, strides, dilations and pads
+ * explicit, auto_pad resolved to NOTSET.  f16/bf16 compute in f32. */
+#include <math.h>
+
+#include "../ir/shape.h"
+#include "lower.h"
+
+#define B (&L->b)
+#define CI(v) kiln_lx_const_i(B, (v))
+#define BIN(op, a, b) kiln_lx_bin(B, KILN_BIN_##op, (a), (b))
+#define IADD(a, b) kiln_lx_iadd(B, (a), (b))
+#define IMUL(a, k) kiln_lx_imul(B, (a), (k))
+#define IDX(v) kiln_lx_index(B, (v))
+
+static const kiln_sched seq_sched = {0};
+static const kiln_sched par_sched = {.parallel = 1};
+
+static int check_plain(kiln_lctx *L, const kiln_node *n) {
+  for (int k = 0; k < n->nin; k++)
+    if (n->in[k] && n->in[k]->layout != KILN_LAYOUT_PLAIN)
+      return kiln_lower_fail(L, n, "input '%s' has a blocked layout, which %s does not lower yet", n->in[k]->name,
+                             kiln_op_get(n->op)->name);
+  for (int k = 0; k < n->nout; k++)
+    if (n->out[k] && n->out[k]->layout != KILN_LAYOUT_PLAIN)
+      return kiln_lower_fail(L, n, "output '%s' has a blocked layout, which %s does not lower yet", n->out[k]->name,
+                             kiln_op_get(n->op)->name);
+  return 0;
+}
+
+/* The identity of max in compute type t: -inf, or the integer minimum. */
+static kiln_lx *max_identity(kiln_lctx *L, kiln_dtype t) {
+  switch (t) {
+  case KILN_DT_I8: return kiln_lx_const_f(B, t, -128.0);
+  case KILN_DT_I16: return kiln_lx_const_f(B, t, -32768.0);
+  case KILN_DT_I32: return kiln_lx_const_f(B, t, -2147483648.0);
+  case KILN_DT_I64: return kiln_lx_const_f(B, t, -9223372036854775808.0);
+  case KILN_DT_U8: case KILN_DT_U16: case KILN_DT_U32: case KILN_DT_U64: case KILN_DT_BOOL:
+    return kiln_lx_const_f(B, t, 0);
+  default: return kiln_lx_const_f(B, t, -INFINITY);
+  }
+}
+
+/* 0 <= i < hi (only the halves that can fail are emitted); NULL: always true. */
+static kiln_lx *in_range(kiln_lctx *L, kiln_lx *i, int need_lo, int need_hi, int64_t hi) {
+  kiln_lx *lo_ok = need_lo ? BIN(LE, CI(0), i) : NULL;
+  kiln_lx *hi_ok = need_hi ? BIN(LT, i, CI(hi)) : NULL;
+  if (lo_ok && hi_ok) return BIN(AND, lo_ok, hi_ok);
+  return lo_ok ? lo_ok : hi_ok;
+}
+
+/* Number of window taps k in [0, K) with lo <= start + k*d < hi, where
+ * start = o*s - pb: the AveragePool divisor along one dim (i64). */
+static kiln_lx *tap_count(kiln_lctx *L, kiln_lx *o, int64_t s, int64_t pb, int64_t K, int64_t d, int64_t lo,
+                          int64_t hi, int64_t nout) {
+  int64_t first = -pb, last = (nout - 1) * s - pb + (K - 1) * d;
+  if (first >= lo && last < hi) return CI(K); /* never clipped */
+  kiln_lx *os = IMUL(o, s);
+  /* lo - start and hi - start */
+  kiln_lx *below = BIN(SUB, CI(lo + pb), os), *above = BIN(SUB, CI(hi + pb), os);
+  kiln_lx *kmin = BIN(MAX, CI(0), below);
+  kiln_lx *kmax = BIN(MAX, CI(0), above);
+  if (d > 1) { /* ceil(v / d) for v >= 0 */
+    kmin = BIN(DIV, IADD(kmin, CI(d - 1)), CI(d));
+    kmax = BIN(DIV, IADD(kmax, CI(d - 1)), CI(d));
+  }
+  kmax = BIN(MIN, CI(K), kmax);
+  return BIN(MAX, CI(0), BIN(SUB, kmax, kmin));
+}
+
+/* MaxPool, AveragePool. */
+int kiln_lower_pool(kiln_lctx *L, const kiln_node *n) {
+  const kiln_attrs_pool *a = n->attrs;
+  const kiln_value *x = n->in[0], *y = n->out[0];
+  const kiln_value *ind = n->op == KILN_OP_MAX_POOL && n->nout > 1 ? n->out[1] : NULL;
+  int is_max = n->op == KILN_OP_MAX_POOL;
+  int sp = x->rank - 2;
+  if (check_plain(L, n)) return -1;
+  if (sp < 1 || sp > 3 || a->kernel_shape.n != sp || a->strides.n != sp || a->dilations.n != sp || a->pads.n != 2 * sp)
+    return kiln_lower_fail(L, n, "window attributes are not in canonical form (run shape inference first)");
+  if (!is_max && !kiln_dtype_is_float(x->dtype))
+    return kiln_lower_fail(L, n, "AveragePool needs a floating-point input, got %s", kiln_dtype_name(x->dtype));
+  kiln_dtype ct = kiln_lower_ctype(x->dtype);
+  kiln_buf *X = kiln_lower_buf(L, x), *Y = kiln_lower_buf(L, y), *I = ind ? kiln_lower_buf(L, ind) : NULL;
+
+  int64_t in[3], out[3], K[3], s[3], d[3], pb[3], pe[3];
+  int64_t xstr[3], ystr[3], colstr[3], isz = 1, osz = 1;
+  for (int i = 0; i < sp; i++) {
+    in[i] = x->dims[2 + i];
+    out[i] = y->dims[2 + i];
+    K[i] = a->kernel_shape.v[i];
+    s[i] = a->strides.v[i];
+    d[i] = a->dilations.v[i];
+    pb[i] = a->pads.v[i];
+    pe[i] = a->pads.v[i + sp];
+  }
+  for (int i = sp - 1; i >= 0; i--) { xstr[i] = isz; isz *= in[i]; ystr[i] = osz; osz *= out[i]; }
+  int64_t cs = 1;
+  for (int i = 0; i < sp; i++) { colstr[i] = cs; cs *= in[i]; } /* Indices, storage_order=1 */
+
+  kiln_lower_begin(L, n);
+  kiln_lx *nc = IDX(kiln_lb_for(B, x->dims[0] * x->dims[1], par_sched));
+  kiln_lx *o[3];
+  for (int i = 0; i < sp; i++) o[i] = IDX(kiln_lb_for(B, out[i], seq_sched));
+  int acc = kiln_lb_decl(B, ct, is_max ? max_identity(L, ct) : kiln_lx_const_f(B, ct, 0));
+  int best = I ? kiln_lb_decl(B, KILN_DT_I64, CI(-1)) : -1;
+
+  /* window taps: pos = o*s - pb + k*d, checked against [0, in) per dim */
+  kiln_lx *pos[3];
+  int open = 0;
+  for (int i = 0; i < sp; i++) {
+    kiln_lx *k = IDX(kiln_lb_for(B, K[i], seq_sched));
+    open++;
+    pos[i] = IADD(IADD(IMUL(o[i], s[i]), IMUL(k, d[i])), CI(-pb[i]));
+    int need_lo = pb[i] > 0, need_hi = (out[i] - 1) * s[i] - pb[i] + (K[i] - 1) * d[i] >= in[i];
+    kiln_lx *ok = in_range(L, pos[i], need_lo, need_hi, in[i]);
+    if (ok) { kiln_lb_if(B, ok); open++; }
+  }
+  kiln_lx *xoff = IMUL(nc, isz);
+  for (int i = 0; i < sp; i++) xoff = IADD(xoff, IMUL(pos[i], xstr[i]));
+  kiln_lx *v = kiln_lx_cast(B, ct, kiln_lx_load(B, X, xoff));
+  if (I) {
+    /* first maximum wins (strict >), as the ONNX reference */
+    kiln_lx *flat = xoff;
+    if (a->storage_order) {
+      flat = IMUL(nc, isz);
+      for (int i = 0; i < sp; i++) flat = IADD(flat, IMUL(pos[i], colstr[i]));
+    }
+    kiln_lb_if(B, BIN(OR, BIN(LT, kiln_lx_local(B, best), CI(0)), BIN(LT, kiln_lx_local(B, acc), v)));
+    kiln_lb_assign(B, acc, v);
+    kiln_lb_assign(B, best, flat);
+    kiln_lb_end(B);
+  } else if (is_max) {
+    kiln_lb_assign(B, acc, BIN(MAX, kiln_lx_local(B, acc), v));
+  } else {
+    kiln_lb_assign(B, acc, BIN(ADD, kiln_lx_local(B, acc), v));
+  }
+  kiln_lower_close(L, open);
+
+  kiln_lx *yoff = IMUL(nc, osz);
+  for (int i = 0; i < sp; i++) yoff = IADD(yoff, IMUL(o[i], ystr[i]));
+  kiln_lx *r = kiln_lx_local(B, acc);
+  if (!is_max) {
+    /* count_include_pad=0: taps inside the input; =1: taps inside input+pads
+     * (a ceil_mode window hanging past the padded end counts only those) */
+    kiln_lx *cnt = CI(1);
+    for (int i = 0; i < sp; i++) {
+      int64_t lo = a->count_include_pad ? -pb[i] : 0, hi = a->count_include_pad ? in[i] + pe[i] : in[i];
+      kiln_lx *c = tap_count(L, o[i], s[i], pb[i], K[i], d[i], lo, hi, out[i]);
+      cnt = cnt->kind == KILN_LX_CONST && c->kind == KILN_LX_CONST ? CI(cnt->i * c->i) : BIN(MUL, cnt, c);
+    }
+    r = BIN(DIV, r, kiln_lx_cast(B, ct, cnt));
+  }
+  kiln_lb_store(B, Y, yoff, r);
+  if (I) kiln_lb_store(B, I, yoff, kiln_lx_local(B, best));
+  kiln_lower_close(L, sp + 1);
+  return 0;
+}
+
+/* GlobalAveragePool, GlobalMaxPool: one reduction over each (n, c) plane. */
+int kiln_lower_global_pool(kiln_lctx *L, const kiln_node *n) {
+  const kiln_value *x = n->in[0], *y = n->out[0];
+  int is_max = n->op == KILN_OP_GLOBAL_MAX_POOL;
+  if (check_plain(L, n)) return -1;
+  if (!is_max && !kiln_dtype_is_float(x->dtype))
+    return kiln_lower_fail(L, n, "GlobalAveragePool needs a floating-point input, got %s", kiln_dtype_name(x->dtype));
+  kiln_dtype ct = kiln_lower_ctype(x->dtype);
+  kiln_buf *X = kiln_lower_buf(L, x), *Y = kiln_lower_buf(L, y);
+  int64_t S = 1;
+  for (int i = 2; i < x->rank; i++) S *= x->dims[i];
+
+  kiln_lower_begin(L, n);
+  kiln_lx *nc = IDX(kiln_lb_for(B, x->dims[0] * x->dims[1], par_sched));
+  int acc = kiln_lb_decl(B, ct, is_max ? max_identity(L, ct) : kiln_lx_const_f(B, ct, 0));
+  kiln_lx *i = IDX(kiln_lb_for(B, S, seq_sched));
+  kiln_lx *v = kiln_lx_cast(B, ct, kiln_lx_load(B, X, IADD(IMUL(nc, S), i)));
+  kiln_lb_assign(B, acc, is_max ? BIN(MAX, kiln_lx_local(B, acc), v) : BIN(ADD, kiln_lx_local(B, acc), v));
+  kiln_lb_end(B);
+  kiln_lx *r = kiln_lx_local(B, acc);
+  if (!is_max) r = BIN(DIV, r, kiln_lx_const_f(B, ct, (double)S));
+  kiln_lb_store(B, Y, nc, r);
+  kiln_lb_end(B);
+  return 0;
+}
+
+/* LRN across channels:
+ *   Y = X / (bias + alpha/size * sum_{c' in window(c)} X[c']^2)^beta
+ * window(c) = [c - floor((size-1)/2), c + ceil((size-1)/2)] clipped to [0, C). */
+int kiln_lower_lrn(kiln_lctx *L, const kiln_node *n) {
+  const kiln_attrs_lrn *a = n->attrs;
+  const kiln_value *x = n->in[0], *y = n->out[0];
+  if (check_plain(L, n)) return -1;
+  if (!kiln_dtype_is_float(x->dtype))
+    return kiln_lower_fail(L, n, "LRN needs a floating-point input, got %s", kiln_dtype_name(x->dtype));
+  kiln_dtype ct = kiln_lower_ctype(x->dtype);
+  kiln_buf *X = kiln_lower_buf(L, x), *Y = kiln_lower_buf(L, y);
+  int64_t C = x->dims[1], S = 1, size = a->size, before = (size - 1) / 2;
+  for (int i = 2; i < x->rank; i++) S *= x->dims[i];
+
+  kiln_lower_begin(L, n);
+  kiln_lx *nc = IDX(kiln_lb_for(B, x->dims[0] * C, par_sched));
+  int c = kiln_lb_decl(B, KILN_DT_I64, BIN(REM, nc, CI(C)));
+  kiln_lx *i = IDX(kiln_lb_for(B, S, seq_sched));
+  kiln_lx *center = IADD(IMUL(nc, S), i);
+  int acc = kiln_lb_decl(B, ct, kiln_lx_const_f(B, ct, 0));
+  kiln_lx *j = IDX(kiln_lb_for(B, size, seq_sched));
+  kiln_lx *cj = IADD(kiln_lx_local(B, c), IADD(j, CI(-before))); /* neighbour channel */
+  kiln_lb_if(B, BIN(AND, BIN(LE, CI(0), cj), BIN(LT, cj, CI(C))));
+  kiln_lx *v = kiln_lx_cast(B, ct, kiln_lx_load(B, X, IADD(center, IMUL(IADD(j, CI(-before)), S))));
+  kiln_lb_assign(B, acc, BIN(ADD, kiln_lx_local(B, acc), BIN(MUL, v, v)));
+  kiln_lb_end(B); /* if */
+  kiln_lb_end(B); /* j */
+  kiln_lx *base = BIN(ADD, kiln_lx_const_f(B, ct, a->bias),
+                      BIN(MUL, kiln_lx_const_f(B, ct, (double)a->alpha / (double)size), kiln_lx_local(B, acc)));
+  kiln_lx *xv = kiln_lx_cast(B, ct, kiln_lx_load(B, X, center));
+  kiln_lb_store(B, Y, center, BIN(DIV, xv, BIN(POW, base, kiln_lx_const_f(B, ct, a->beta))));
+  kiln_lower_close(L, 2);
+  return 0;
+}

@@ -1,0 +1,163 @@
+/* Reductions: ReduceMean, ReduceSum, ReduceMax and ArgMax.  One kernel
+ * per node: loops over the kept dims (outermost parallel), the reduced
+ * dims inside them, a scalar accumulator in kiln_lower_ctype (f16/bf16 in
+ * f32) and one store per output element.
+ *
+ * Reduce: axes come from the constant `axes` input; absent or empty axes
+ * mean every axis, or, with noop_with_empty_axes, a plain copy.  Over an
+ * empty set ReduceSum gives 0, ReduceMax the lowest value (-inf), ReduceMean
+ * 0/0.  ReduceMax propagates NaN like numpy's maximum.reduce.
+ *
+ * ArgMax: index (i64) of the first maximum along axis, or the last with
+ * select_last_index; a NaN counts as the maximum (numpy's argmax). */
+#include <math.h>
+
+#include "lower.h"
+
+#define LB (&L->b)
+
+/* Loop nests that leave out extent-1 loops (their index is the constant 0).
+ * A loop is marked parallel only when asked and not inside another loop. */
+typedef struct nest {
+  int depth, nopen;
+  char opened[64];
+} nest;
+
+static kiln_lx *nfor(kiln_lctx *L, nest *ns, int64_t extent, int par) {
+  int open = extent != 1;
+  KILN_ASSERT(ns->depth < 64);
+  ns->opened[ns->depth++] = (char)open;
+  if (!open) return kiln_lx_const_i(LB, 0);
+  kiln_sched s = {0};
+  s.parallel = par && ns->nopen == 0;
+  ns->nopen++;
+  return kiln_lx_index(LB, kiln_lb_for(LB, extent, s));
+}
+
+static void nend(kiln_lctx *L, nest *ns) {
+  KILN_ASSERT(ns->depth > 0);
+  if (ns->opened[--ns->depth]) {
+    ns->nopen--;
+    kiln_lb_end(LB);
+  }
+}
+
+static kiln_lx *bin(kiln_lctx *L, kiln_lx_op op, kiln_lx *a, kiln_lx *b) { return kiln_lx_bin(LB, op, a, b); }
+
+/* Row-major offset of idx over the dims of v selected by sel[i] (all when sel is NULL). */
+static kiln_lx *offset_sel(kiln_lctx *L, const kiln_value *v, kiln_lx **idx, const int *sel, int want) {
+  kiln_lx *off = kiln_lx_const_i(LB, 0);
+  int64_t stride = 1;
+  for (int i = v->rank - 1; i >= 0; i--) {
+    if (sel && sel[i] != want) continue;
+    off = kiln_lx_iadd(LB, off, kiln_lx_imul(LB, idx[i], stride));
+    stride *= v->dims[i];
+  }
+  return off;
+}
+
+/* The lowest value of t: -inf for floats, the minimum for integers, false. */
+static kiln_lx *lowest(kiln_lctx *L, kiln_dtype t) {
+  if (kiln_dtype_is_float(t)) return kiln_lx_const_f(LB, t, -INFINITY);
+  kiln_lx *e = kiln_lx_const_f(LB, t, 0);
+  if (t == KILN_DT_I8 || t == KILN_DT_I16 || t == KILN_DT_I32 || t == KILN_DT_I64) {
+    int bits = (int)kiln_dtype_size(t) * 8;
+    e->i = bits == 64 ? INT64_MIN : -((int64_t)1 << (bits - 1));
+    e->f = (double)e->i;
+  }
+  return e; /* unsigned and bool: 0 */
+}
+
+int kiln_lower_reduce(kiln_lctx *L, const kiln_node *n) {
+  const kiln_attrs_reduce *a = n->attrs;
+  const kiln_value *X = n->in[0], *Y = n->out[0];
+  const kiln_value *axes = n->nin > 1 ? n->in[1] : NULL;
+  int r = X->rank, red[KILN_MAX_RANK] = {0}, naxes = 0;
+  if (axes) {
+    if (!axes->data) return kiln_lower_fail(L, n, "axes must be a compile-time constant");
+    naxes = (int)kiln_value_numel(axes, 1);
+    for (int i = 0; i < naxes; i++) {
+      long long ax = kiln_dtype_load_i(axes->dtype, axes->data, (size_t)i);
+      if (ax < 0) ax += r;
+      if (ax < 0 || ax >= r) return kiln_lower_fail(L, n, "axes entry %lld out of range for rank %d", ax, r);
+      red[ax] = 1;
+    }
+  }
+  if (naxes == 0) {
+    if (a->noop_with_empty_axes) return kiln_lower_copy(L, n);
+    for (int i = 0; i < r; i++) red[i] = 1;
+  }
+  kiln_buf *xb = kiln_lower_buf(L, X), *yb = kiln_lower_buf(L, Y);
+  kiln_dtype ct = kiln_lower_ctype(X->dtype);
+  int64_t count = 1;
+  for (int i = 0; i < r; i++)
+    if (red[i]) count *= X->dims[i];
+  kiln_lower_begin(L, n);
+  nest ns = {0};
+  kiln_lx *idx[KILN_MAX_RANK];
+  for (int i = 0; i < r; i++)
+    if (!red[i]) idx[i] = nfor(L, &ns, X->dims[i], 1);
+  int acc = kiln_lb_decl(LB, ct, n->op == KILN_OP_REDUCE_MAX ? lowest(L, ct) : kiln_lx_const_f(LB, ct, 0));
+  for (int i = 0; i < r; i++)
+    if (red[i]) idx[i] = nfor(L, &ns, X->dims[i], 0);
+  kiln_lx *x = kiln_lx_cast(LB, ct, kiln_lx_load(LB, xb, offset_sel(L, X, idx, NULL, 0)));
+  kiln_lx *t = kiln_lx_local(LB, acc);
+  if (n->op == KILN_OP_REDUCE_MAX) {
+    kiln_lx *take = bin(L, KILN_BIN_LT, t, x);
+    if (kiln_dtype_is_float(ct)) take = bin(L, KILN_BIN_OR, take, kiln_lx_un(LB, KILN_UN_ISNAN, x));
+    kiln_lb_assign(LB, acc, kiln_lx_select(LB, take, x, t));
+  } else {
+    kiln_lb_assign(LB, acc, bin(L, KILN_BIN_ADD, t, x));
+  }
+  for (int i = 0; i < r; i++)
+    if (red[i]) nend(L, &ns);
+  kiln_lx *v = kiln_lx_local(LB, acc);
+  if (n->op == KILN_OP_REDUCE_MEAN) v = bin(L, KILN_BIN_DIV, v, kiln_lx_const_f(LB, ct, (double)count));
+  /* Y's layout is X's kept dims in order (reduced dims absent or 1). */
+  kiln_lb_store(LB, yb, offset_sel(L, X, idx, red, 0), v);
+  for (int i = 0; i < r; i++)
+    if (!red[i]) nend(L, &ns);
+  return 0;
+}
+
+int kiln_lower_argmax(kiln_lctx *L, const kiln_node *n) {
+  const kiln_attrs_argmax *a = n->attrs;
+  const kiln_value *X = n->in[0], *Y = n->out[0];
+  int r = X->rank, ax = (int)a->axis;
+  if (ax < 0 || ax >= r) return kiln_lower_fail(L, n, "axis %d out of range for rank %d", ax, r);
+  kiln_buf *xb = kiln_lower_buf(L, X), *yb = kiln_lower_buf(L, Y);
+  kiln_dtype ct = kiln_lower_ctype(X->dtype);
+  int sel[KILN_MAX_RANK] = {0};
+  sel[ax] = 1;
+  kiln_lower_begin(L, n);
+  if (kiln_value_numel(Y, 1) == 0) return 0;
+  if (X->dims[ax] == 0) return kiln_lower_fail(L, n, "ArgMax over an empty axis");
+  nest ns = {0};
+  kiln_lx *idx[KILN_MAX_RANK];
+  for (int i = 0; i < r; i++)
+    if (i != ax) idx[i] = nfor(L, &ns, X->dims[i], 1);
+  idx[ax] = kiln_lx_const_i(LB, 0);
+  int best = kiln_lb_decl(LB, ct, kiln_lx_cast(LB, ct, kiln_lx_load(LB, xb, offset_sel(L, X, idx, NULL, 0))));
+  int at = kiln_lb_decl(LB, KILN_DT_I64, kiln_lx_const_i(LB, 0));
+  idx[ax] = nfor(L, &ns, X->dims[ax], 0);
+  kiln_lx *x = kiln_lx_cast(LB, ct, kiln_lx_load(LB, xb, offset_sel(L, X, idx, NULL, 0)));
+  kiln_lx *b = kiln_lx_local(LB, best), *take;
+  if (a->select_last_index) {
+    take = bin(L, KILN_BIN_LE, b, x);
+    if (kiln_dtype_is_float(ct)) take = bin(L, KILN_BIN_OR, take, kiln_lx_un(LB, KILN_UN_ISNAN, x));
+  } else {
+    take = bin(L, KILN_BIN_LT, b, x);
+    if (kiln_dtype_is_float(ct))
+      take = bin(L, KILN_BIN_OR, take,
+                 bin(L, KILN_BIN_AND, kiln_lx_un(LB, KILN_UN_ISNAN, x), kiln_lx_un(LB, KILN_UN_NOT, kiln_lx_un(LB, KILN_UN_ISNAN, b))));
+  }
+  kiln_lb_if(LB, take);
+  kiln_lb_assign(LB, best, x);
+  kiln_lb_assign(LB, at, idx[ax]);
+  kiln_lb_end(LB);
+  nend(L, &ns);
+  kiln_lb_store(LB, yb, offset_sel(L, X, idx, sel, 0), kiln_lx_local(LB, at));
+  for (int i = 0; i < r; i++)
+    if (i != ax) nend(L, &ns);
+  return 0;
+}
