@@ -125,6 +125,8 @@ void kiln_graph_prune(kiln_graph *g);
 int kiln_graph_verify(const kiln_graph *g, kiln_diag *d);
 /* Stable, diff-friendly textual form (kiln inspect --ir). */
 void kiln_graph_print(const kiln_graph *g, FILE *f);
+/* " {name=value, ...}" for attributes that differ from their defaults. */
+void kiln_node_print_attrs(FILE *f, const kiln_node *n);
 /* Location of node n, for diagnostics. */
 static inline const kiln_loc *kiln_node_loc(const kiln_node *n) { return &n->loc; }
 

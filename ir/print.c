@@ -12,7 +12,7 @@ static void print_value_ref(FILE *f, const kiln_value *v) {
   else fprintf(f, "_");
 }
 
-static void print_attrs(FILE *f, const kiln_node *n) {
+void kiln_node_print_attrs(FILE *f, const kiln_node *n) {
   const kiln_attr_schema *s = kiln_op_get(n->op)->attrs;
   void *def = NULL;
   char buf[1024];
@@ -121,7 +121,7 @@ void kiln_graph_print(const kiln_graph *g, FILE *f) {
       print_value_ref(f, n->in[k]);
     }
     fprintf(f, ")");
-    print_attrs(f, n);
+    kiln_node_print_attrs(f, n);
     if (n->name[0]) fprintf(f, "  # %s", n->name);
     fprintf(f, "\n");
   }

@@ -21,7 +21,6 @@
  * kernel_shape, strides, dilations, pads explicit, auto_pad resolved (for
  * ConvTranspose, output_shape and output_padding already folded into pads
  * and the output dims).  f16/bf16 compute in f32. */
-#include "../ir/shape.h"
 #include "lower.h"
 
 #define B (&L->b)

@@ -6,4 +6,3 @@
   int fn(kiln_lctx *L, const kiln_node *n) {                                                         \
     return kiln_lower_fail(L, n, "%s is not yet supported by kiln's code generators", kiln_op_get(n->op)->name); \
   }
-PENDING(kiln_lower_resize)

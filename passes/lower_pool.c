@@ -15,7 +15,6 @@
  * explicit, auto_pad resolved to NOTSET.  f16/bf16 compute in f32. */
 #include <math.h>
 
-#include "../ir/shape.h"
 #include "lower.h"
 
 #define B (&L->b)
@@ -131,6 +130,7 @@ int kiln_lower_pool(kiln_lctx *L, const kiln_node *n) {
   kiln_lx *xoff = IMUL(nc, isz);
   for (int i = 0; i < sp; i++) xoff = IADD(xoff, IMUL(pos[i], xstr[i]));
   kiln_lx *v = kiln_lx_cast(B, ct, kiln_lx_load(B, X, xoff));
+  if (I) v = kiln_lx_local(B, kiln_lb_decl(B, ct, v)); /* read twice below */
   if (I) {
     /* first maximum wins (strict >), as the ONNX reference */
     kiln_lx *flat = xoff;

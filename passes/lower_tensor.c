@@ -279,7 +279,7 @@ int kiln_lower_pad(kiln_lctx *L, const kiln_node *n) {
       }
       case WRAP: {
         int64_t k = (b + m - 1) / m; /* makes c + k*m >= 0 */
-        src = kiln_lx_bin(B, KILN_BIN_REM, iadd(L, cc, ci(L, k * m)), ci(L, m));
+        src = kiln_lx_bin(B, KILN_BIN_REM, iadd(L, idx[i], ci(L, k * m - b)), ci(L, m));
         break;
       }
       }
@@ -329,16 +329,23 @@ int kiln_lower_gather(kiln_lctx *L, const kiln_node *n) {
   kiln_lower_begin(L, n);
   if (kiln_value_numel(y, 1) == 0) return 0;
   kiln_lx *idx[KILN_MAX_RANK];
-  kiln_lower_loops(L, y, idx);
+  int gd = -1, last = ax + q; /* the index is read once the loops over its dims are open */
+  for (int d = 0; d <= y->rank; d++) {
+    if (d == last && dim > 0) {
+      kiln_lx *jo = kiln_lower_offset(L, ind, idx + ax);
+      int raw = kiln_lb_decl(B, KILN_DT_I64, kiln_lx_load(B, ib, jo));
+      kiln_lx *g = kiln_lx_local(B, raw);
+      g = kiln_lx_select(B, kiln_lx_bin(B, KILN_BIN_LT, g, ci(L, 0)), iadd(L, g, ci(L, dim)), g);
+      /* an index outside [-dim, dim) is clamped into [0, dim): never read out of bounds */
+      gd = kiln_lb_decl(B, KILN_DT_I64, iclamp(L, g, 0, dim - 1));
+    }
+    if (d == y->rank) break;
+    idx[d] = kiln_lx_index(B, kiln_lb_for(B, y->dims[d], d == 0 ? PAR : SEQ));
+  }
   kiln_lx *v;
   if (dim == 0) { /* every index is out of range: nothing to read */
     v = konst(L, y->dtype, 0, 0);
   } else {
-    kiln_lx *jo = kiln_lower_offset(L, ind, idx + ax);
-    kiln_lx *g = kiln_lx_cast(B, KILN_DT_I64, kiln_lx_load(B, ib, jo));
-    g = kiln_lx_select(B, kiln_lx_bin(B, KILN_BIN_LT, g, ci(L, 0)), iadd(L, g, ci(L, dim)), g);
-    g = iclamp(L, g, 0, dim - 1); /* out-of-range indices: clamped, never read out of bounds */
-    int gd = kiln_lb_decl(B, KILN_DT_I64, g);
     kiln_lx *io = ci(L, 0);
     for (int i = 0; i < x->rank; i++) {
       kiln_lx *e = i < ax ? idx[i] : i == ax ? kiln_lx_local(B, gd) : idx[i + q - 1];

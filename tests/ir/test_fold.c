@@ -90,6 +90,23 @@ Test(fold_chain, symbolic_batch_survives_the_chain) {
   cr_assert_eq(kiln_graph_verify(g, &d), 0, "%s", d.msg);
 }
 
+Test(fold_chain, slice_of_a_symbolic_shape_keeps_the_batch) {
+  /* the other common export: c = Concat(Slice(Shape(x), [0], [1]), [-1]);
+   * Reshape(x, c) -> [N, 512*7*7 / 1] = [N, 25088] */
+  kiln_dim N = kiln_graph_sym(g, "N");
+  kiln_value *x = t_input("x", KILN_DT_F32, DIMS(N, 512, 7, 7));
+  kiln_value *s = act("s"), *h = act("h"), *c = act("c"), *y = act("y");
+  N1(KILN_OP_SHAPE, "shape", s, x);
+  N1(KILN_OP_SLICE, "head", h, s, CONST_INTS("st", 0), CONST_INTS("en", 1));
+  kiln_node *cat = N1(KILN_OP_CONCAT, "concat", c, h, CONST_INTS("minus1", -1));
+  ((kiln_attrs_concat *)cat->attrs)->axis = 0;
+  N1(KILN_OP_RESHAPE, "reshape", y, x, c);
+  kiln_graph_add_output(g, y);
+  infer_ok();
+  EXPECT_SHAPE(y, KILN_DT_F32, N, 25088);
+  cr_assert_eq(g->nnodes, 1);
+}
+
 Test(fold_chain, symbolic_dim_used_as_run_time_data_is_rejected) {
   /* b = Gather(Shape(x), 0) is N; Mul(b, y) would need N's value at run time */
   int64_t zero = 0;

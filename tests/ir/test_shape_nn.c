@@ -360,6 +360,18 @@ Test(pool, global_average_pool_reduces_every_spatial_dim_to_one) {
   EXPECT_SHAPE(nm->out[0], KILN_DT_F32, N, 16, 1, 1);
 }
 
+Test(pool, symbolic_batch_passes_through) {
+  kiln_dim N = kiln_graph_sym(g, "N");
+  kiln_node *n = NODE(KILN_OP_MAX_POOL, "mp", f32("x", DIMS(N, 8, 9, 9)));
+  kiln_attrs_pool *a = n->attrs;
+  a->kernel_shape = INTS(3, 3);
+  a->strides = INTS(2, 2);
+  a->pads = INTS(1, 1, 1, 1);
+  infer_ok();
+  /* (9 + 2 - 3) / 2 + 1 = 5 */
+  EXPECT_SHAPE(n->out[0], KILN_DT_F32, N, 8, 5, 5);
+}
+
 Test(pool, pool_without_spatial_dims_is_rejected) {
   kiln_node *n = NODE(KILN_OP_MAX_POOL, "mp2d", f32("x", DIMS(4, 5)));
   ((kiln_attrs_pool *)n->attrs)->kernel_shape = INTS(2);
@@ -453,6 +465,13 @@ Test(matmul, batch_dims_broadcast) {
   infer_ok();
   EXPECT_SHAPE(n->out[0], KILN_DT_F32, 2, 5, 3, 6);
   EXPECT_SHAPE(s->out[0], KILN_DT_F32, N, 3, 5);
+}
+
+Test(matmul, batched_matrix_times_vector) {
+  /* [2,3,4] @ [4]: B becomes [4,1]; [2,3,1] -> [2,3] */
+  kiln_node *n = NODE(KILN_OP_MATMUL, "bmv", f32("a", DIMS(2, 3, 4)), f32("v", DIMS(4)));
+  infer_ok();
+  EXPECT_SHAPE(n->out[0], KILN_DT_F32, 2, 3);
 }
 
 Test(matmul, inner_dim_mismatch_names_the_node) {

@@ -485,6 +485,14 @@ Test(resize, not_smaller_keeps_the_aspect_ratio_covering_the_sizes) {
   EXPECT_SHAPE(n->out[0], KILN_DT_F32, 1, 3, 8, 12);
 }
 
+Test(resize, unit_scale_keeps_a_symbolic_batch) {
+  kiln_dim N = kiln_graph_sym(g, "N");
+  kiln_node *n = NODE(KILN_OP_RESIZE, "rs", f32("x", DIMS(N, 3, 4, 5)), NULL, CONST_FLOATS("sc", 1, 1, 2, 2));
+  infer_ok();
+  /* 4 * 2 = 8, 5 * 2 = 10 */
+  EXPECT_SHAPE(n->out[0], KILN_DT_F32, N, 3, 8, 10);
+}
+
 Test(resize, neither_scales_nor_sizes_is_rejected) {
   NODE(KILN_OP_RESIZE, "rs_bad", f32("x", DIMS(1, 3, 4, 6)));
   infer_fails("node 'rs_bad' (Resize)", "exactly one of 'scales' and 'sizes'");

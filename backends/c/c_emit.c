@@ -1,0 +1,675 @@
+/* Loop IR -> C99.  Kernels become `static void kN_<node>(void **bufs)`
+ * functions with one restrict-qualified pointer per buffer they touch,
+ * named after the graph value; a comment before each gives the node's op,
+ * attributes and shapes.  Every construct prints one way; no op knowledge
+ * lives here.  Output is deterministic: same program, same bytes. */
+#include <ctype.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln_c.h"
+
+typedef struct emitter {
+  FILE *f;
+  const kiln_program *p;
+  const kiln_c_options *o;
+  char **names;       /* per buffer: its C identifier */
+  int uses_h, uses_bf, uses_sat; /* which conversion helpers the kernels call */
+} emitter;
+
+static const char *ctype(kiln_dtype t) {
+  switch (t) {
+  case KILN_DT_F32: return "float";
+  case KILN_DT_F64: return "double";
+  case KILN_DT_I8: return "int8_t";
+  case KILN_DT_U8: return "uint8_t";
+  case KILN_DT_BOOL: return "uint8_t";
+  case KILN_DT_I16: return "int16_t";
+  case KILN_DT_U16: case KILN_DT_F16: case KILN_DT_BF16: return "uint16_t";
+  case KILN_DT_I32: return "int32_t";
+  case KILN_DT_U32: return "uint32_t";
+  case KILN_DT_I64: return "int64_t";
+  default: return "uint64_t";
+  }
+}
+
+/* The value type of an expression: bool computes as int. */
+static const char *vtype(kiln_dtype t) { return t == KILN_DT_BOOL ? "int" : ctype(t); }
+
+static int is_f32ish(kiln_dtype t) { return t == KILN_DT_F32; }
+
+static const char *mathfn(const char *name, kiln_dtype t, char *buf) {
+  sprintf(buf, "%s%s", name, is_f32ish(t) ? "f" : "");
+  return buf;
+}
+
+static void print_const(emitter *e, const kiln_lx *x) {
+  FILE *f = e->f;
+  if (kiln_dtype_is_float(x->dtype)) {
+    double v = x->f;
+    int single = x->dtype != KILN_DT_F64;
+    if (isnan(v)) fprintf(f, single ? "((float)NAN)" : "((double)NAN)");
+    else if (isinf(v)) fprintf(f, "%s%s", v < 0 ? "-" : "", single ? "((float)INFINITY)" : "((double)INFINITY)");
+    else if (single) fprintf(f, "%af", (double)(float)v); /* exact hex float */
+    else fprintf(f, "%a", v);
+  } else if (x->dtype == KILN_DT_BOOL) {
+    fprintf(f, "%d", x->i != 0 || x->f != 0);
+  } else if (x->dtype == KILN_DT_I64) {
+    if (x->i == INT64_MIN) fprintf(f, "INT64_MIN");
+    else fprintf(f, "INT64_C(%" PRId64 ")", x->i);
+  } else if (x->dtype == KILN_DT_U64) {
+    fprintf(f, "UINT64_C(%" PRIu64 ")", (uint64_t)x->i);
+  } else {
+    fprintf(f, "((%s)%" PRId64 ")", ctype(x->dtype), x->i);
+  }
+}
+
+static void expr(emitter *e, const kiln_lx *x);
+
+static void cast(emitter *e, const kiln_lx *x) {
+  FILE *f = e->f;
+  kiln_dtype from = x->a->dtype, to = x->dtype;
+  int ff = kiln_dtype_is_float(from), tf = kiln_dtype_is_float(to);
+  if (from == KILN_DT_F16 || from == KILN_DT_BF16) { /* widen first */
+    *(from == KILN_DT_F16 ? &e->uses_h : &e->uses_bf) = 1;
+    fprintf(f, "((%s)%s(", vtype(to), from == KILN_DT_F16 ? "kiln_h2f" : "kiln_bf2f");
+    expr(e, x->a);
+    fprintf(f, "))");
+    return;
+  }
+  if (to == KILN_DT_F16 || to == KILN_DT_BF16) {
+    *(to == KILN_DT_F16 ? &e->uses_h : &e->uses_bf) = 1;
+    fprintf(f, "%s((float)(", to == KILN_DT_F16 ? "kiln_f2h" : "kiln_f2bf");
+    expr(e, x->a);
+    fprintf(f, "))");
+    return;
+  }
+  if (to == KILN_DT_BOOL) {
+    fprintf(f, "((");
+    expr(e, x->a);
+    fprintf(f, ") != 0)");
+    return;
+  }
+  if (ff && !tf) { /* saturating, NaN -> 0, as the LLVM backend's fpto*i.sat */
+    e->uses_sat = 1;
+    fprintf(f, "((%s)kiln_sat((double)(", ctype(to));
+    expr(e, x->a);
+    switch (to) {
+    case KILN_DT_I8: fprintf(f, "), -128.0, 127.0))"); break;
+    case KILN_DT_U8: fprintf(f, "), 0.0, 255.0))"); break;
+    case KILN_DT_I16: fprintf(f, "), -32768.0, 32767.0))"); break;
+    case KILN_DT_U16: fprintf(f, "), 0.0, 65535.0))"); break;
+    case KILN_DT_I32: fprintf(f, "), -2147483648.0, 2147483647.0))"); break;
+    case KILN_DT_U32: fprintf(f, "), 0.0, 4294967295.0))"); break;
+    case KILN_DT_U64: fprintf(f, "), 0.0, 18446744073709549568.0))"); break;
+    default: fprintf(f, "), -9223372036854775808.0, 9223372036854774784.0))"); break;
+    }
+    return;
+  }
+  fprintf(f, "((%s)(", vtype(to));
+  expr(e, x->a);
+  fprintf(f, "))");
+}
+
+static void unary(emitter *e, const kiln_lx *x) {
+  FILE *f = e->f;
+  kiln_dtype t = x->a->dtype;
+  int fl = kiln_dtype_is_float(t);
+  char fn[32];
+  const char *name = NULL;
+  switch (x->op) {
+  case KILN_UN_NEG: fprintf(f, "(-"); expr(e, x->a); fprintf(f, ")"); return;
+  case KILN_UN_NOT: fprintf(f, "(!"); expr(e, x->a); fprintf(f, ")"); return;
+  case KILN_UN_ISNAN: fprintf(f, "(isnan("); expr(e, x->a); fprintf(f, ") != 0)"); return;
+  case KILN_UN_ABS:
+    if (!fl) { fprintf(f, "("); expr(e, x->a); fprintf(f, " < 0 ? -"); expr(e, x->a); fprintf(f, " : "); expr(e, x->a); fprintf(f, ")"); return; }
+    name = "fabs";
+    break;
+  case KILN_UN_EXP: name = "exp"; break;
+  case KILN_UN_LOG: name = "log"; break;
+  case KILN_UN_SQRT: name = "sqrt"; break;
+  case KILN_UN_TANH: name = "tanh"; break;
+  case KILN_UN_ERF: name = "erf"; break;
+  case KILN_UN_FLOOR: if (!fl) { expr(e, x->a); return; } name = "floor"; break;
+  case KILN_UN_CEIL: if (!fl) { expr(e, x->a); return; } name = "ceil"; break;
+  case KILN_UN_ROUND_EVEN: if (!fl) { expr(e, x->a); return; } name = "nearbyint"; break; /* default mode: to even */
+  default: break;
+  }
+  fprintf(f, "%s(", mathfn(name, t, fn));
+  expr(e, x->a);
+  fprintf(f, ")");
+}
+
+static void binary(emitter *e, const kiln_lx *x) {
+  FILE *f = e->f;
+  kiln_dtype t = x->a->dtype;
+  int fl = kiln_dtype_is_float(t);
+  char fn[32];
+  static const char *const sym[KILN_LX_OP_COUNT] = {
+      [KILN_BIN_ADD] = "+", [KILN_BIN_SUB] = "-", [KILN_BIN_MUL] = "*", [KILN_BIN_LT] = "<", [KILN_BIN_LE] = "<=",
+      [KILN_BIN_EQ] = "==", [KILN_BIN_NE] = "!=", [KILN_BIN_AND] = "&&", [KILN_BIN_OR] = "||"};
+  switch (x->op) {
+  case KILN_BIN_DIV:
+  case KILN_BIN_REM:
+    if (fl && x->op == KILN_BIN_DIV) break;
+    if (fl) { fprintf(f, "%s(", mathfn("fmod", t, fn)); expr(e, x->a); fprintf(f, ", "); expr(e, x->b); fprintf(f, ")"); return; }
+    /* integer division by zero gives the dividend, as in the LLVM backend */
+    fprintf(f, "(("); expr(e, x->b); fprintf(f, ") == 0 ? ("); expr(e, x->a);
+    fprintf(f, ") %s (%s)1 : (", x->op == KILN_BIN_DIV ? "/" : "%", ctype(t)); expr(e, x->a);
+    fprintf(f, ") %s (", x->op == KILN_BIN_DIV ? "/" : "%"); expr(e, x->b); fprintf(f, "))");
+    return;
+  case KILN_BIN_MIN:
+  case KILN_BIN_MAX: /* select on <, exactly as the LLVM backend (NaN handling included) */
+    fprintf(f, "(("); expr(e, x->a); fprintf(f, ") < ("); expr(e, x->b); fprintf(f, ") ? (");
+    expr(e, x->op == KILN_BIN_MIN ? x->a : x->b); fprintf(f, ") : ("); expr(e, x->op == KILN_BIN_MIN ? x->b : x->a);
+    fprintf(f, "))");
+    return;
+  case KILN_BIN_POW:
+    fprintf(f, "%s(", mathfn("pow", t, fn)); expr(e, x->a); fprintf(f, ", "); expr(e, x->b); fprintf(f, ")");
+    return;
+  default: break;
+  }
+  const char *s = x->op == KILN_BIN_DIV ? "/" : sym[x->op];
+  fprintf(f, "(");
+  expr(e, x->a);
+  fprintf(f, " %s ", s);
+  expr(e, x->b);
+  fprintf(f, ")");
+}
+
+static void expr(emitter *e, const kiln_lx *x) {
+  FILE *f = e->f;
+  switch (x->kind) {
+  case KILN_LX_CONST: print_const(e, x); return;
+  case KILN_LX_INDEX: fprintf(f, "i%d", x->var); return;
+  case KILN_LX_LOCAL: fprintf(f, "t%d", x->var); return;
+  case KILN_LX_LOAD:
+    fprintf(f, "%s%s[", x->buf->dtype == KILN_DT_BOOL ? "(int)" : "", e->names[x->buf->id]);
+    expr(e, x->a);
+    fprintf(f, "]");
+    return;
+  case KILN_LX_UN: unary(e, x); return;
+  case KILN_LX_BIN: binary(e, x); return;
+  case KILN_LX_SELECT:
+    fprintf(f, "(");
+    expr(e, x->a);
+    fprintf(f, " ? ");
+    expr(e, x->b);
+    fprintf(f, " : ");
+    expr(e, x->c);
+    fprintf(f, ")");
+    return;
+  case KILN_LX_CAST: cast(e, x); return;
+  }
+}
+
+static void indent(FILE *f, int n) { fprintf(f, "%*s", n, ""); }
+
+static void stmts(emitter *e, const kiln_ls *s, int ind);
+
+static void loop(emitter *e, const kiln_ls *s, int ind, const char *lo, const char *hi) {
+  char hb[32];
+  if (!hi) { snprintf(hb, sizeof hb, "%" PRId64, s->extent); hi = hb; }
+  indent(e->f, ind);
+  fprintf(e->f, "for (int64_t i%d = %s; i%d < %s; ++i%d) {\n", s->var, lo ? lo : "0", s->var, hi, s->var);
+  stmts(e, s->body, ind + 2);
+  indent(e->f, ind);
+  fprintf(e->f, "}\n");
+}
+
+static void stmts(emitter *e, const kiln_ls *s, int ind) {
+  FILE *f = e->f;
+  for (; s; s = s->next) {
+    switch (s->kind) {
+    case KILN_LS_FOR: loop(e, s, ind, NULL, NULL); break;
+    case KILN_LS_STORE:
+      indent(f, ind);
+      fprintf(f, "%s[", e->names[s->buf->id]);
+      expr(e, s->index);
+      fprintf(f, "] = ");
+      if (s->buf->dtype == KILN_DT_BOOL) fprintf(f, "(uint8_t)");
+      expr(e, s->value);
+      fprintf(f, ";\n");
+      break;
+    case KILN_LS_DECL:
+      indent(f, ind);
+      fprintf(f, "%s t%d = ", vtype(s->dtype), s->var);
+      expr(e, s->value);
+      fprintf(f, ";\n");
+      break;
+    case KILN_LS_ASSIGN:
+      indent(f, ind);
+      fprintf(f, "t%d = ", s->var);
+      expr(e, s->value);
+      fprintf(f, ";\n");
+      break;
+    case KILN_LS_IF:
+      indent(f, ind);
+      fprintf(f, "if (");
+      expr(e, s->value);
+      fprintf(f, ") {\n");
+      stmts(e, s->body, ind + 2);
+      if (s->orelse) {
+        indent(f, ind);
+        fprintf(f, "} else {\n");
+        stmts(e, s->orelse, ind + 2);
+      }
+      indent(f, ind);
+      fprintf(f, "}\n");
+      break;
+    case KILN_LS_BARRIER: break; /* CPU: one thread per block */
+    }
+  }
+}
+
+static void uses_lx(const kiln_lx *x, char *used) {
+  if (!x) return;
+  if (x->kind == KILN_LX_LOAD) used[x->buf->id] |= 1;
+  uses_lx(x->a, used);
+  uses_lx(x->b, used);
+  uses_lx(x->c, used);
+}
+static void uses_ls(const kiln_ls *s, char *used) {
+  for (; s; s = s->next) {
+    if (s->kind == KILN_LS_STORE) used[s->buf->id] |= 2;
+    uses_lx(s->index, used);
+    uses_lx(s->value, used);
+    uses_ls(s->body, used);
+    uses_ls(s->orelse, used);
+  }
+}
+
+/* One restrict pointer per buffer the statements touch; const if only read. */
+static void bind_pointers(emitter *e, const kiln_ls *body, int ind) {
+  char *used = calloc((size_t)e->p->nbufs + 1, 1);
+  uses_ls(body, used);
+  for (int i = 0; i < e->p->nbufs; i++) {
+    if (!used[i]) continue;
+    const kiln_buf *b = e->p->bufs[i];
+    const char *q = used[i] & 2 ? "" : "const ";
+    indent(e->f, ind);
+    fprintf(e->f, "%s%s *restrict %s = (%s%s *)bufs[%d];\n", q, ctype(b->dtype), e->names[i], q, ctype(b->dtype), i);
+  }
+  free(used);
+}
+
+static void kernel_comment(emitter *e, const kiln_kernel *k) {
+  FILE *f = e->f;
+  const kiln_node *n = k->node;
+  char ty[256];
+  if (!n) { fprintf(f, "/* copy of a graph output that no node computes */\n"); return; }
+  fprintf(f, "/* %s%s%s: %s", n->name[0] ? "'" : "", n->name[0] ? n->name : "", n->name[0] ? "'" : "node",
+          kiln_op_get(n->op)->name);
+  kiln_node_print_attrs(f, n);
+  fprintf(f, "\n *   ");
+  for (int i = 0; i < n->nin; i++) {
+    if (!n->in[i]) continue;
+    kiln_value_type_str(e->p->graph, n->in[i], ty, sizeof ty);
+    fprintf(f, "%s%s %s", i ? ", " : "", n->in[i]->name, ty);
+  }
+  fprintf(f, " -> ");
+  for (int i = 0; i < n->nout; i++) {
+    if (!n->out[i]) continue;
+    kiln_value_type_str(e->p->graph, n->out[i], ty, sizeof ty);
+    fprintf(f, "%s%s %s", i ? ", " : "", n->out[i]->name, ty);
+  }
+  fprintf(f, " */\n");
+}
+
+static int top_level_locals(const kiln_kernel *k) {
+  for (const kiln_ls *s = k->body; s; s = s->next)
+    if (s->kind == KILN_LS_DECL || s->kind == KILN_LS_ASSIGN) return 1;
+  return 0;
+}
+
+static void kernel(emitter *e, const kiln_kernel *k) {
+  FILE *f = e->f;
+  int par = e->o->threads && !top_level_locals(k);
+  kernel_comment(e, k);
+  if (par) { /* outlined bodies of the top-level parallel loops */
+    int j = 0;
+    for (const kiln_ls *s = k->body; s; s = s->next) {
+      if (s->kind != KILN_LS_FOR || !s->sched.parallel) continue;
+      fprintf(f, "static void %s_p%d(void *arg, int64_t lo, int64_t hi) {\n  void **bufs = (void **)arg;\n", k->name, j++);
+      kiln_ls one = *s;
+      one.next = NULL;
+      bind_pointers(e, &one, 2);
+      loop(e, s, 2, "lo", "hi");
+      fprintf(f, "}\n\n");
+    }
+  }
+  fprintf(f, "static void %s(void **bufs%s) {\n", k->name, e->o->threads ? ", const kiln_par *par" : "");
+  if (e->o->threads && !par) fprintf(f, "  (void)par;\n");
+  if (!par) {
+    bind_pointers(e, k->body, 2);
+    stmts(e, k->body, 2);
+  } else {
+    int j = 0;
+    for (const kiln_ls *s = k->body; s; s = s->next) {
+      kiln_ls one = *s;
+      one.next = NULL;
+      if (s->kind == KILN_LS_FOR && s->sched.parallel) {
+        fprintf(f, "  if (par->fn) par->fn(par->ctx, %s_p%d, bufs, %" PRId64 ");\n", k->name, j, s->extent);
+        fprintf(f, "  else %s_p%d(bufs, 0, %" PRId64 ");\n", k->name, j, s->extent);
+        j++;
+      } else {
+        fprintf(f, "  {\n");
+        bind_pointers(e, &one, 4);
+        stmts(e, &one, 4);
+        fprintf(f, "  }\n");
+      }
+    }
+  }
+  fprintf(f, "}\n\n");
+}
+/* ---- whole files ---- */
+
+/* Conversion helpers, printed only when the kernels use them (an unused
+ * static function is a warning under -Wall, and vendors build with -Werror). */
+static const char helper_h[] =
+    "/* f16 is stored as uint16_t bit patterns and computed in float. */\n"
+    "static float kiln_h2f(uint16_t h) {\n"
+    "  uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31u, m = h & 1023u, bits;\n"
+    "  float out;\n"
+    "  if (e == 0) { out = ldexpf((float)m, -24); return s ? -out : out; }\n"
+    "  bits = e == 31 ? (s | 0x7f800000u | (m << 13)) : (s | ((e + 112u) << 23) | (m << 13));\n"
+    "  memcpy(&out, &bits, 4);\n"
+    "  return out;\n"
+    "}\n"
+    "static uint16_t kiln_f2h(float f) {\n"
+    "  uint32_t x, sign, man, r, rem;\n"
+    "  int e;\n"
+    "  memcpy(&x, &f, 4);\n"
+    "  sign = (x >> 16) & 0x8000u;\n"
+    "  man = x & 0x7fffffu;\n"
+    "  e = (int)((x >> 23) & 255u) - 112;\n"
+    "  if (((x >> 23) & 255u) == 255u) return (uint16_t)(sign | 0x7c00u | (man ? 0x200u : 0u));\n"
+    "  if (e >= 31) return (uint16_t)(sign | 0x7c00u);\n"
+    "  if (e <= 0) {\n"
+    "    uint32_t half, shift;\n"
+    "    if (e < -10) return (uint16_t)sign;\n"
+    "    man |= 0x800000u;\n"
+    "    shift = (uint32_t)(14 - e);\n"
+    "    half = 1u << (shift - 1);\n"
+    "    r = man >> shift;\n"
+    "    rem = man & ((1u << shift) - 1u);\n"
+    "    if (rem > half || (rem == half && (r & 1u))) r++;\n"
+    "    return (uint16_t)(sign | r);\n"
+    "  }\n"
+    "  r = ((uint32_t)e << 10) | (man >> 13);\n"
+    "  rem = man & 0x1fffu;\n"
+    "  if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) r++;\n"
+    "  return (uint16_t)(sign | r);\n"
+    "}\n";
+static const char helper_bf[] =
+    "/* bf16 is stored as uint16_t bit patterns and computed in float. */\n"
+    "static float kiln_bf2f(uint16_t h) {\n"
+    "  uint32_t bits = (uint32_t)h << 16;\n"
+    "  float out;\n"
+    "  memcpy(&out, &bits, 4);\n"
+    "  return out;\n"
+    "}\n"
+    "static uint16_t kiln_f2bf(float f) {\n"
+    "  uint32_t x;\n"
+    "  memcpy(&x, &f, 4);\n"
+    "  if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);\n"
+    "  x += 0x7fffu + ((x >> 16) & 1u);\n"
+    "  return (uint16_t)(x >> 16);\n"
+    "}\n";
+static const char helper_sat[] =
+    "/* float -> integer conversions saturate and map NaN to 0 (defined behaviour). */\n"
+    "static double kiln_sat(double x, double lo, double hi) { return x != x ? 0.0 : x < lo ? lo : x > hi ? hi : x; }\n\n";
+
+static void make_names(emitter *e, kiln_arena *a) {
+  e->names = kiln_arena_array(a, (size_t)e->p->nbufs + 1, sizeof *e->names);
+  for (int i = 0; i < e->p->nbufs; i++) {
+    const char *src = e->p->bufs[i]->name;
+    char buf[96];
+    int j = snprintf(buf, sizeof buf, "x_");
+    for (const char *c = src; *c && j < 80; c++) buf[j++] = isalnum((unsigned char)*c) ? *c : '_';
+    buf[j] = 0;
+    for (int k = 0; k < i; k++) /* two names sanitised alike: make unique */
+      if (!strcmp(e->names[k], buf)) { snprintf(buf + j, sizeof buf - (size_t)j, "_%d", i); break; }
+    e->names[i] = kiln_arena_strdup(a, buf);
+  }
+}
+
+static void ident(char *out, size_t size, const char *name, int upper) {
+  size_t j = 0;
+  if (!isalpha((unsigned char)name[0]) && name[0] != '_' && j + 1 < size) out[j++] = '_';
+  for (const char *c = name; *c && j + 1 < size; c++)
+    out[j++] = isalnum((unsigned char)*c) ? (char)(upper ? toupper((unsigned char)*c) : *c) : '_';
+  out[j] = 0;
+}
+
+static const kiln_buf *io_buf(const kiln_program *p, kiln_buf_kind kind, int index) {
+  for (int b = 0; b < p->nbufs; b++)
+    if (p->bufs[b]->kind == kind && p->bufs[b]->io_index == index) return p->bufs[b];
+  return NULL;
+}
+
+/* The typed parameter list: [weights,] inputs..., outputs..., workspace. */
+static void typed_params(emitter *e, FILE *f) {
+  char nm[256];
+  if (e->o->weights_file) fprintf(f, "const void *weights, ");
+  for (int io = 0; io < 2; io++)
+    for (int i = 0; i < (io ? e->p->noutputs : e->p->ninputs); i++) {
+      const kiln_buf *b = io_buf(e->p, io ? KILN_BUF_OUTPUT : KILN_BUF_INPUT, i);
+      ident(nm, sizeof nm, b->name, 0);
+      fprintf(f, "%s%s *%s_%s, ", io ? "" : "const ", ctype(b->dtype), io ? "out" : "in", nm);
+    }
+  fprintf(f, "void *workspace");
+}
+
+static char *make_header(emitter *e) {
+  const kiln_program *p = e->p;
+  const char *pre = e->o->prefix;
+  char *buf = NULL, up[256], nm[256];
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  ident(up, sizeof up, pre, 1);
+  fprintf(f, "/* %s.h: generated by kiln from %s.  Do not edit.\n *\n", pre, e->o->model);
+  fprintf(f, " * Plain C99, no dependencies, no allocation, no global mutable state:\n");
+  fprintf(f, " *   static unsigned char ws[%s_WORKSPACE_SIZE];      (or any memory of that size)\n", up);
+  fprintf(f, " *   %s_run(%s<inputs>, <outputs>, ws);\n", pre, e->o->weights_file ? "weights, " : "");
+  fprintf(f, " * Tensors are dense, row-major, in the shapes below; f16/bf16 travel as\n"
+             " * uint16_t bit patterns.  Returns 0.  Calls on different workspaces may run\n"
+             " * concurrently. */\n");
+  fprintf(f, "#ifndef %s_H\n#define %s_H\n\n#include <stddef.h>\n#include <stdint.h>\n\n", up, up);
+  fprintf(f, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
+  fprintf(f, "#define %s_NUM_INPUTS %d\n#define %s_NUM_OUTPUTS %d\n", up, p->ninputs, up, p->noutputs);
+  fprintf(f, "/* bytes of scratch memory one call needs (64 more than the plan, for alignment) */\n");
+  fprintf(f, "#define %s_WORKSPACE_SIZE %" PRId64 "\n", up, p->workspace_bytes + 64);
+  if (e->o->weights_file)
+    fprintf(f, "/* bytes of %s.weights, the blob passed as `weights` */\n#define %s_WEIGHTS_SIZE %" PRId64 "\n", pre, up,
+            p->weights_bytes);
+  fprintf(f, "\n");
+  for (int io = 0; io < 2; io++)
+    for (int i = 0; i < (io ? p->noutputs : p->ninputs); i++) {
+      const kiln_buf *x = io_buf(p, io ? KILN_BUF_OUTPUT : KILN_BUF_INPUT, i);
+      ident(nm, sizeof nm, x->name, 1);
+      fprintf(f, "/* %s %d: \"%s\", %s[", io ? "output" : "input", i, x->name, kiln_dtype_name(x->dtype));
+      for (int k = 0; k < x->rank; k++) fprintf(f, "%s%" PRId64, k ? "," : "", x->dims[k]);
+      fprintf(f, "] */\n#define %s_%s_NAME \"%s\"\n#define %s_%s_RANK %d\n#define %s_%s_SIZE %" PRId64 "\n", up, nm,
+              x->name, up, nm, x->rank, up, nm, x->numel);
+      fprintf(f, "#define %s_%s_SHAPE {", up, nm);
+      for (int k = 0; k < x->rank; k++) fprintf(f, "%s%" PRId64, k ? ", " : "", x->dims[k]);
+      fprintf(f, "}\n\n");
+    }
+  fprintf(f, "size_t %s_workspace_size(void);\n\n", pre);
+  fprintf(f, "int %s_run(", pre);
+  typed_params(e, f);
+  fprintf(f, ");\n\n/* The same with arrays of tensors in input/output order (weights: NULL unless\n"
+             " * the model was emitted with a weights file). */\n");
+  fprintf(f, "int %s_run_v(const void *weights, const void *const *inputs, void *const *outputs, void *workspace);\n", pre);
+  if (e->o->threads) {
+    fprintf(f, "\n/* Threads: the host runs body(arg, lo, hi) over [0, n) in chunks, on its own\n"
+               " * threads, and returns when all are done.  NULL runs serially. */\n");
+    fprintf(f, "typedef void (*%s_parallel_for)(void *ctx, void (*body)(void *arg, int64_t lo, int64_t hi), void *arg,\n"
+               "                                int64_t n);\n", pre);
+    fprintf(f, "int %s_run_parallel(const void *weights, const void *const *inputs, void *const *outputs, void *workspace,\n"
+               "                    %s_parallel_for par, void *ctx);\n", pre, pre);
+  }
+  fprintf(f, "\n#ifdef __cplusplus\n}\n#endif\n#endif\n");
+  fclose(f);
+  return buf;
+}
+
+static void weight_decl(emitter *e, FILE *f, const kiln_buf *b, int definition) {
+  fprintf(f, "%sconst %s %s_w%d[%" PRId64 "]", definition ? "" : "extern ", ctype(b->dtype), e->o->prefix, b->id,
+          b->numel ? b->numel : 1);
+}
+
+static char *make_weights(emitter *e) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  fprintf(f, "/* %s_weights.c: generated by kiln from %s.  Do not edit.\n"
+             " * Every weight as a const array; floats as exact hex literals. */\n"
+             "#include <math.h>\n#include <stdint.h>\n\n", e->o->prefix, e->o->model);
+  fprintf(f, "typedef int %s_weights_unit; /* ISO C needs a declaration even with no weights */\n\n", e->o->prefix);
+  for (int i = 0; i < e->p->nbufs; i++) {
+    const kiln_buf *b = e->p->bufs[i];
+    if (b->kind != KILN_BUF_WEIGHT) continue;
+    weight_decl(e, f, b, 0);
+    fprintf(f, ";\n/* %s */\n", b->name);
+    weight_decl(e, f, b, 1);
+    fprintf(f, " = {");
+    for (int64_t k = 0; k < (b->numel ? b->numel : 1); k++) {
+      if (k % 8 == 0) fprintf(f, "\n ");
+      if (!b->numel) { fprintf(f, " 0"); break; }
+      kiln_lx c = {.kind = KILN_LX_CONST, .dtype = b->dtype};
+      if (b->dtype == KILN_DT_F32 || b->dtype == KILN_DT_F64) c.f = kiln_dtype_load_f(b->dtype, b->data, (size_t)k);
+      else if (b->dtype == KILN_DT_F16 || b->dtype == KILN_DT_BF16) { c.dtype = KILN_DT_U16; c.i = kiln_dtype_load_i(KILN_DT_U16, b->data, (size_t)k); }
+      else c.i = kiln_dtype_load_i(b->dtype, b->data, (size_t)k);
+      emitter w = *e;
+      w.f = f;
+      fprintf(f, " ");
+      print_const(&w, &c);
+      fprintf(f, ",");
+    }
+    fprintf(f, "\n};\n\n");
+  }
+  fclose(f);
+  return buf;
+}
+
+static void run_v(emitter *e, FILE *f, int parallel) {
+  const kiln_program *p = e->p;
+  const char *pre = e->o->prefix;
+  if (parallel)
+    fprintf(f, "int %s_run_parallel(const void *weights, const void *const *inputs, void *const *outputs, void *workspace,\n"
+               "                    %s_parallel_for par_fn, void *ctx) {\n", pre, pre);
+  else
+    fprintf(f, "int %s_run_v(const void *weights, const void *const *inputs, void *const *outputs, void *workspace) {\n", pre);
+  fprintf(f, "  void *bufs[%d];\n", p->nbufs + 1);
+  fprintf(f, "  char *ws = (char *)workspace + ((64u - (uintptr_t)workspace %% 64u) %% 64u);\n");
+  if (e->o->threads) fprintf(f, "  kiln_par par;\n");
+  if (e->o->threads) {
+    if (parallel) fprintf(f, "  par.fn = par_fn;\n  par.ctx = ctx;\n");
+    else fprintf(f, "  par.fn = 0;\n  par.ctx = 0;\n");
+  }
+  fprintf(f, "  (void)weights;\n  (void)inputs;\n  (void)ws;\n");
+  for (int i = 0; i < p->nbufs; i++) {
+    const kiln_buf *b = p->bufs[i];
+    switch (b->kind) {
+    case KILN_BUF_INPUT: fprintf(f, "  bufs[%d] = (void *)inputs[%d];\n", i, b->io_index); break;
+    case KILN_BUF_OUTPUT: fprintf(f, "  bufs[%d] = outputs[%d];\n", i, b->io_index); break;
+    case KILN_BUF_WORKSPACE: fprintf(f, "  bufs[%d] = ws + %" PRId64 ";\n", i, b->offset); break;
+    case KILN_BUF_WEIGHT:
+      if (e->o->weights_file) fprintf(f, "  bufs[%d] = (void *)((const char *)weights + %" PRId64 ");\n", i, b->offset);
+      else fprintf(f, "  bufs[%d] = (void *)%s_w%d;\n", i, pre, b->id);
+      break;
+    }
+  }
+  fprintf(f, "  bufs[%d] = 0;\n", p->nbufs);
+  for (int k = 0; k < p->nkernels; k++) fprintf(f, "  %s(bufs%s);\n", p->kernels[k]->name, e->o->threads ? ", &par" : "");
+  fprintf(f, "  return 0;\n}\n\n");
+}
+
+static char *make_source(emitter *e) {
+  const kiln_program *p = e->p;
+  const char *pre = e->o->prefix;
+  char *buf = NULL, nm[256];
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  e->f = f;
+  fprintf(f, "/* %s.c: generated by kiln from %s (%d kernels).  Do not edit. */\n", pre, e->o->model, p->nkernels);
+  fprintf(f, "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n\n#include \"%s.h\"\n\n", pre);
+  /* kernels first, into their own buffer, to learn which helpers they need */
+  char *kbuf = NULL;
+  size_t klen = 0;
+  e->f = open_memstream(&kbuf, &klen);
+  for (int k = 0; k < p->nkernels; k++) kernel(e, p->kernels[k]);
+  fclose(e->f);
+  e->f = f;
+  if (e->uses_h) fprintf(f, "%s", helper_h);
+  if (e->uses_bf) fprintf(f, "%s", helper_bf);
+  if (e->uses_sat) fprintf(f, "%s", helper_sat);
+  if (e->uses_h || e->uses_bf || e->uses_sat) fprintf(f, "\n");
+  if (e->o->threads)
+    fprintf(f, "typedef struct kiln_par { %s_parallel_for fn; void *ctx; } kiln_par;\n\n", pre);
+  if (!e->o->weights_file) {
+    for (int i = 0; i < p->nbufs; i++)
+      if (p->bufs[i]->kind == KILN_BUF_WEIGHT) {
+        weight_decl(e, f, p->bufs[i], 0);
+        fprintf(f, "; /* %s */\n", p->bufs[i]->name);
+      }
+    fprintf(f, "\n");
+  }
+  fputs(kbuf, f);
+  free(kbuf);
+  fprintf(f, "size_t %s_workspace_size(void) { return %" PRId64 "u; }\n\n", pre, p->workspace_bytes + 64);
+  run_v(e, f, 0);
+  if (e->o->threads) run_v(e, f, 1);
+  fprintf(f, "int %s_run(", pre);
+  typed_params(e, f);
+  fprintf(f, ") {\n  const void *inputs[%d];\n  void *outputs[%d];\n", p->ninputs + 1, p->noutputs + 1);
+  for (int i = 0; i < p->ninputs; i++) {
+    ident(nm, sizeof nm, io_buf(p, KILN_BUF_INPUT, i)->name, 0);
+    fprintf(f, "  inputs[%d] = in_%s;\n", i, nm);
+  }
+  for (int i = 0; i < p->noutputs; i++) {
+    ident(nm, sizeof nm, io_buf(p, KILN_BUF_OUTPUT, i)->name, 0);
+    fprintf(f, "  outputs[%d] = out_%s;\n", i, nm);
+  }
+  fprintf(f, "  return %s_run_v(%s, inputs, outputs, workspace);\n}\n", pre, e->o->weights_file ? "weights" : "0");
+  fclose(f);
+  return buf;
+}
+
+int kiln_c_emit(const kiln_program *p, const kiln_c_options *o, kiln_c_output *out, kiln_diag *d) {
+  (void)d;
+  memset(out, 0, sizeof *out);
+  emitter e = {.p = p, .o = o};
+  make_names(&e, p->arena);
+  out->header = make_header(&e);
+  out->source = make_source(&e);
+  if (o->weights_file) {
+    out->blob_len = (size_t)p->weights_bytes;
+    out->blob = calloc(1, out->blob_len + 1);
+    for (int i = 0; i < p->nbufs && out->blob; i++) {
+      const kiln_buf *b = p->bufs[i];
+      if (b->kind == KILN_BUF_WEIGHT && b->data)
+        memcpy(out->blob + b->offset, b->data, (size_t)b->numel * kiln_dtype_size(b->dtype));
+    }
+  } else {
+    out->weights = make_weights(&e);
+  }
+  if (!out->header || !out->source || (o->weights_file ? !out->blob : !out->weights)) {
+    kiln_c_output_free(out);
+    return kiln_error(d, NULL, "out of memory");
+  }
+  return 0;
+}
+
+void kiln_c_output_free(kiln_c_output *out) {
+  free(out->header);
+  free(out->source);
+  free(out->weights);
+  free(out->blob);
+  memset(out, 0, sizeof *out);
+}
