@@ -15,7 +15,11 @@ void kiln_loc_format(const kiln_loc *loc, char *buf, int size) {
   } while (0)
   if (loc->file) PUT("%s", loc->file);
   if (loc->line > 0) PUT(":%d:%d", loc->line, loc->col);
-  if (loc->op_type) {
+  if (loc->op_type && loc->line > 0) { /* DSL: the layer as the user wrote it */
+    if (n) PUT(": ");
+    if (loc->node_name && loc->node_name[0]) PUT("%s '%s'", loc->op_type, loc->node_name);
+    else PUT("%s", loc->op_type);
+  } else if (loc->op_type) {
     if (n) PUT(": ");
     if (loc->node_name && loc->node_name[0])
       PUT("node '%s' (%s)", loc->node_name, loc->op_type);
@@ -23,6 +27,28 @@ void kiln_loc_format(const kiln_loc *loc, char *buf, int size) {
       PUT("node #%d (%s)", loc->node_index, loc->op_type);
   }
 #undef PUT
+}
+
+/* Appends "\n  12 | <source line>\n     |     ^" (the line cut at 160 bytes;
+ * tabs are kept in the caret line so the caret lines up; a multi-byte UTF-8
+ * character counts as one column). */
+static void append_excerpt(char *msg, size_t size, const kiln_loc *loc) {
+  const char *p = loc->source;
+  for (int l = 1; l < loc->line && *p; p++)
+    if (*p == '\n') l++;
+  int len = 0;
+  while (p[len] && p[len] != '\n' && p[len] != '\r' && len < 160) len++;
+  size_t n = strlen(msg);
+  if (n >= size) return;
+  int w = snprintf(msg + n, size - n, "\n%5d | %.*s\n      | ", loc->line, len, p);
+  if (w < 0 || (size_t)w >= size - n) return;
+  n += (size_t)w;
+  for (int i = 0; i < loc->col - 1 && i < len && n + 2 < size; i++) {
+    unsigned char ch = (unsigned char)p[i];
+    if ((ch & 0xC0) == 0x80) continue;
+    msg[n++] = ch == '\t' ? '\t' : ' ';
+  }
+  if (n + 2 <= size) { msg[n++] = '^'; msg[n] = 0; }
 }
 
 int kiln_verror(kiln_diag *d, const kiln_loc *loc, const char *fmt, va_list ap) {
@@ -34,6 +60,7 @@ int kiln_verror(kiln_diag *d, const kiln_loc *loc, const char *fmt, va_list ap) 
   if (where[0]) n = snprintf(d->msg, sizeof d->msg, "%s: ", where);
   if (n < 0 || n >= (int)sizeof d->msg) n = 0;
   vsnprintf(d->msg + n, sizeof d->msg - (size_t)n, fmt, ap);
+  if (loc && loc->line > 0 && loc->source) append_excerpt(d->msg, sizeof d->msg, loc);
   return -1;
 }
 

@@ -2,7 +2,8 @@
  * records one formatted message (the first error wins: later ones are
  * usually consequences) and returns a failure status; the CLI prints it as
  * `kiln: error: MSG`.  A location names the file and either the ONNX node
- * (name and index) or a DSL line:column. */
+ * (name and index) or a DSL line:column; a DSL location that carries its
+ * source text also gets the source line and a caret under the column. */
 #ifndef KILN_DIAG_H
 #define KILN_DIAG_H
 
@@ -13,7 +14,9 @@ typedef struct kiln_loc {
   const char *node_name; /* ONNX node name ("" when the model has none) */
   const char *op_type;   /* ONNX op type as written in the model */
   int node_index;        /* position in the source graph, -1 if none */
-  int line, col;         /* DSL source position, 0 if none */
+  int line, col;         /* DSL source position (1-based, col in bytes), 0 if none */
+  const char *source;    /* DSL: the whole source text, for the line + caret
+                            excerpt under a message; NULL otherwise */
 } kiln_loc;
 
 typedef struct kiln_diag {
@@ -22,7 +25,9 @@ typedef struct kiln_diag {
   char note[512];     /* an optional second line of advice */
 } kiln_diag;
 
-/* Records "FILE: node 'NAME' (Op): <fmt>" (only the parts loc has).
+/* Records "FILE: node 'NAME' (Op): <fmt>" (only the parts loc has); for a
+ * DSL location "FILE:LINE:COL: kind 'NAME': <fmt>", then, when loc->source
+ * is set, the source line and a caret on two more lines.
  * Returns -1 so callers can `return kiln_error(...)`. */
 int kiln_error(kiln_diag *d, const kiln_loc *loc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -211,7 +211,10 @@ int kiln_fold_concat(kiln_shape_ctx *c, kiln_node *n) {
   const kiln_value *y = n->out[0];
   size_t es = kiln_dtype_size(y->dtype);
   int64_t outer = 1;
-  for (int i = 0; i < a->axis; i++) outer *= y->dims[i];
+  /* An empty result copies nothing, though the dims before axis may
+   * still be huge (looping over them would hang, multiplying overflow). */
+  if (kiln_value_numel(y, 1) == 0) outer = 0;
+  for (int i = 0; i < a->axis && outer; i++) outer *= y->dims[i];
   char *d = out_buf(c, y), *p = d;
   for (int64_t o = 0; o < outer; o++)
     for (int k = 0; k < n->nin; k++) {
@@ -248,14 +251,20 @@ int kiln_fold_gather(kiln_shape_ctx *c, kiln_node *n) {
   const kiln_value *x = n->in[0], *idx = n->in[1], *y = n->out[0];
   size_t es = kiln_dtype_size(y->dtype);
   int64_t outer = 1, inner = 1, len = x->dims[a->axis], ni = kiln_value_numel(idx, 1);
-  for (int i = 0; i < a->axis; i++) outer *= x->dims[i];
-  for (int i = a->axis + 1; i < x->rank; i++) inner *= x->dims[i];
+  for (int64_t j = 0; j < ni; j++) {
+    long long k = kiln_dtype_load_i(idx->dtype, idx->data, (size_t)j);
+    if (k < -len || k >= len) return kiln_shape_fail(c, n, "index %lld is out of range", k);
+  }
+  /* An empty result copies nothing, though outer may still be huge
+   * (looping over it would hang, multiplying the dims overflow). */
+  if (kiln_value_numel(y, 1) == 0) outer = 0;
+  for (int i = 0; i < a->axis && outer; i++) outer *= x->dims[i];
+  for (int i = a->axis + 1; i < x->rank && outer; i++) inner *= x->dims[i];
   char *d = out_buf(c, y), *p = d;
   for (int64_t o = 0; o < outer; o++)
     for (int64_t j = 0; j < ni; j++) {
       long long k = kiln_dtype_load_i(idx->dtype, idx->data, (size_t)j);
       if (k < 0) k += len;
-      if (k < 0 || k >= len) return kiln_shape_fail(c, n, "index %lld is out of range", k);
       memcpy(p, (const char *)x->data + (size_t)((o * len + k) * inner) * es, (size_t)inner * es);
       p += (size_t)inner * es;
     }

@@ -118,9 +118,15 @@ int kiln_graph_sym(kiln_graph *g, const char *name) {
   return -g->nsyms;
 }
 
+/* Saturates at INT64_MAX rather than overflowing: each dim is bounded, but
+ * their product need not be (e.g. [2^40, 2^40, 0], which is empty). */
 int64_t kiln_value_numel(const kiln_value *v, int64_t sym_value) {
   int64_t n = 1;
-  for (int i = 0; i < v->rank; i++) n *= KILN_DIM_IS_SYM(v->dims[i]) ? sym_value : v->dims[i];
+  for (int i = 0; i < v->rank; i++) {
+    int64_t d = KILN_DIM_IS_SYM(v->dims[i]) ? sym_value : v->dims[i];
+    if (d == 0) return 0;
+    n = d > 0 && n > INT64_MAX / d ? INT64_MAX : n * d;
+  }
   return n;
 }
 

@@ -25,7 +25,10 @@
  *
  * All per-axis quantities are computed once per index of that axis, in
  * locals declared at that axis' loop level; the innermost loop only loads
- * and accumulates (in the element compute type; f64 for integer data).
+ * and accumulates (in the element compute type; f64 for integer data,
+ * which is then rounded half to even and saturated, as the reference).
+ * Many taps (antialiased downsampling by a large factor) are looped over
+ * instead of unrolled.
  * Axes whose mapping is the identity (scale 1 and x_ori == x everywhere,
  * checked at compile time) are plain indices. */
 #include <math.h>
@@ -173,8 +176,9 @@ static void emit_axis(kiln_lctx *L, const rs *R, rs_axis *a, kiln_lx *x) {
     a->outside = kiln_lb_decl(B, KILN_DT_BOOL, kiln_lx_bin(B, KILN_BIN_OR, fbin(L, KILN_BIN_LT, xv, fc(L, 0.0)),
                                                            fbin(L, KILN_BIN_LT, fc(L, (double)(a->in - 1)), xv)));
   int fl = kiln_lb_decl(B, KILN_DT_F64, kiln_lx_un(B, KILN_UN_FLOOR, xv));
-  int fr = kiln_lb_decl(B, KILN_DT_F64, fbin(L, KILN_BIN_SUB, xv, kiln_lx_local(B, fl)));
-  kiln_lx *fli = kiln_lx_cast(B, KILN_DT_I64, kiln_lx_local(B, fl)), *frac = kiln_lx_local(B, fr);
+  kiln_lx *fli = kiln_lx_cast(B, KILN_DT_I64, kiln_lx_local(B, fl)), *frac = NULL;
+  if (R->mode != NEAREST || R->nm != FLOOR) /* floor needs no fraction (and no unused local) */
+    frac = kiln_lx_local(B, kiln_lb_decl(B, KILN_DT_F64, fbin(L, KILN_BIN_SUB, xv, kiln_lx_local(B, fl))));
   if (R->mode == NEAREST) {
     kiln_lx *up = NULL; /* round up to floor + 1 (frac == 0: x_ori itself) */
     switch (R->nm) {
@@ -355,8 +359,8 @@ int kiln_lower_resize(kiln_lctx *L, const kiln_node *n) {
     xs[i] = s;
     s *= x->dims[i];
   }
+  if (kiln_value_numel(y, 1) == 0) return 0; /* nothing to compute: no kernel */
   kiln_lower_begin(L, n);
-  if (kiln_value_numel(y, 1) == 0) return 0;
   kiln_lx *idx[KILN_MAX_RANK];
   for (int d = 0; d < R.r; d++) {
     kiln_sched sc = {.parallel = d == 0};

@@ -99,8 +99,8 @@ int kiln_lower_transpose(kiln_lctx *L, const kiln_node *n) {
     gstr[ng] = xs[p];
     ng++;
   }
+  if (kiln_value_numel(y, 1) == 0) return 0; /* nothing to compute: no kernel */
   kiln_lower_begin(L, n);
-  if (kiln_value_numel(y, 1) == 0) return 0;
   kiln_lx *oo = ci(L, 0), *io = ci(L, 0);
   for (int g = 0; g < ng; g++) {
     kiln_lx *v = kiln_lx_index(B, kiln_lb_for(B, gdim[g], g == 0 ? PAR : SEQ));
@@ -126,6 +126,7 @@ int kiln_lower_concat(kiln_lctx *L, const kiln_node *n) {
   for (int i = 0; i < ax; i++) outer *= y->dims[i];
   for (int i = ax + 1; i < y->rank; i++) inner *= y->dims[i];
   int64_t row = y->dims[ax] * inner, off = 0;
+  if (outer * row == 0) return 0; /* nothing to copy: no kernel */
   kiln_lower_begin(L, n);
   for (int k = 0; k < n->nin; k++) {
     const kiln_value *x = n->in[k];
@@ -148,6 +149,7 @@ int kiln_lower_split(kiln_lctx *L, const kiln_node *n) {
   for (int i = 0; i < ax; i++) outer *= x->dims[i];
   for (int i = ax + 1; i < x->rank; i++) inner *= x->dims[i];
   int64_t row = x->dims[ax] * inner, off = 0;
+  if (outer * row == 0) return 0; /* nothing to copy: no kernel */
   kiln_lower_begin(L, n);
   for (int k = 0; k < n->nout; k++) {
     const kiln_value *y = n->out[k];
@@ -185,8 +187,8 @@ int kiln_lower_slice(kiln_lctx *L, const kiln_node *n) {
   if (kiln_slice_params(&c, n, start, step, od)) return -1;
   kiln_buf *in = kiln_lower_buf(L, x), *out = kiln_lower_buf(L, y);
   strides_of(x, xs);
+  if (kiln_value_numel(y, 1) == 0) return 0; /* nothing to compute: no kernel */
   kiln_lower_begin(L, n);
-  if (kiln_value_numel(y, 1) == 0) return 0;
   kiln_lx *idx[KILN_MAX_RANK];
   kiln_lower_loops(L, y, idx);
   int64_t base = 0;
@@ -243,10 +245,10 @@ int kiln_lower_pad(kiln_lctx *L, const kiln_node *n) {
     len[i] = x->dims[i] - lo[i] - (pe[i] < 0 ? -pe[i] : 0);
     if (len[i] <= 0) empty = 1;
   }
-  kiln_lower_begin(L, n);
-  if (kiln_value_numel(y, 1) == 0) return 0;
+  if (kiln_value_numel(y, 1) == 0) return 0; /* nothing to compute: no kernel */
   if (empty && mode != CONSTANT)
     return kiln_lower_fail(L, n, "%s padding of an empty (or fully cropped) axis", a->mode);
+  kiln_lower_begin(L, n);
   kiln_lx *idx[KILN_MAX_RANK];
   kiln_lower_loops(L, y, idx);
   kiln_lx *io = ci(L, 0), *inside = NULL;
@@ -302,8 +304,8 @@ int kiln_lower_pad(kiln_lctx *L, const kiln_node *n) {
 int kiln_lower_expand(kiln_lctx *L, const kiln_node *n) {
   const kiln_value *x = n->in[0], *y = n->out[0];
   kiln_buf *in = kiln_lower_buf(L, x), *out = kiln_lower_buf(L, y);
+  if (kiln_value_numel(y, 1) == 0) return 0; /* nothing to compute: no kernel */
   kiln_lower_begin(L, n);
-  if (kiln_value_numel(y, 1) == 0) return 0;
   kiln_lx *idx[KILN_MAX_RANK];
   kiln_lower_loops(L, y, idx);
   kiln_lb_store(B, out, kiln_lower_offset(L, y, idx), kiln_lx_load(B, in, kiln_lower_bcast_offset(L, x, y->rank, idx)));
@@ -326,8 +328,8 @@ int kiln_lower_gather(kiln_lctx *L, const kiln_node *n) {
   if (ax < 0 || ax >= x->rank) return kiln_lower_fail(L, n, "axis %lld is out of range", (long long)a->axis);
   int64_t xs[KILN_MAX_RANK], dim = x->dims[ax];
   strides_of(x, xs);
+  if (kiln_value_numel(y, 1) == 0) return 0; /* nothing to compute: no kernel */
   kiln_lower_begin(L, n);
-  if (kiln_value_numel(y, 1) == 0) return 0;
   kiln_lx *idx[KILN_MAX_RANK];
   int gd = -1, last = ax + q; /* the index is read once the loops over its dims are open */
   for (int d = 0; d <= y->rank; d++) {
@@ -369,6 +371,7 @@ int kiln_lower_shape(kiln_lctx *L, const kiln_node *n) {
   if (e < 0) e += r;
   s = s < 0 ? 0 : s > r ? r : s;
   e = e < 0 ? 0 : e > r ? r : e;
+  if (e <= s) return 0; /* empty: no kernel */
   kiln_lower_begin(L, n);
   for (int64_t i = s; i < e; i++) kiln_lb_store(B, out, ci(L, i - s), konst(L, y->dtype, (double)x->dims[i], x->dims[i]));
   return 0;
@@ -383,9 +386,9 @@ int kiln_lower_constant_of_shape(kiln_lctx *L, const kiln_node *n) {
   kiln_lx *v = a->value.dtype != KILN_DT_UNDEF && a->value.count > 0
                    ? konst_elem(L, ct, a->value.dtype, a->value.data, 0)
                    : konst(L, ct, 0, 0);
-  kiln_lower_begin(L, n);
   int64_t m = kiln_value_numel(y, 1);
-  if (m == 0) return 0;
+  if (m == 0) return 0; /* nothing to compute: no kernel */
+  kiln_lower_begin(L, n);
   kiln_lx *i = kiln_lx_index(B, kiln_lb_for(B, m, PAR));
   kiln_lb_store(B, out, i, v);
   kiln_lb_end(B);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../passes/lower.h"
 #include "cli.h"
 
 static const char help[] =
@@ -79,7 +80,20 @@ static const char *human(double v, const char *unit, char *buf) {
   return buf;
 }
 
-static void print_json(const char *path, const kiln_graph *g, const kiln_model_opts *o) {
+/* Peak activation memory from kiln's memory plan (the lowered program's
+ * workspace); -1 when the graph cannot be planned (symbolic dims, or an op
+ * the code generators do not handle yet). */
+static int64_t peak_bytes(kiln_graph *g) {
+  if (g->nsyms) {
+    for (int i = 0; i < g->nvalues; i++)
+      if (!kiln_value_is_static(g->values[i]) && g->values[i]->rank >= 0) return -1;
+  }
+  kiln_diag d = {0};
+  kiln_program *p = kiln_lower(g, &d);
+  return p ? p->workspace_bytes : -1;
+}
+
+static void print_json(const char *path, kiln_graph *g, const kiln_model_opts *o) {
   int count[KILN_OP_COUNT];
   histogram(g, count);
   printf("{\"model\": ");
@@ -97,11 +111,11 @@ static void print_json(const char *path, const kiln_graph *g, const kiln_model_o
       first = 0;
     }
   printf("}, \"params\": %" PRId64 ", \"bn_stats\": %" PRId64 ", \"macs\": %" PRId64 ", \"weights_bytes\": %" PRId64
-         ", \"batch_bound\": %s}\n",
-         o->params, o->bn_stats, kiln_cli_macs(g), o->param_bytes, o->bound_note ? "true" : "false");
+         ", \"peak_activation_bytes\": %" PRId64 ", \"batch_bound\": %s}\n",
+         o->params, o->bn_stats, kiln_cli_macs(g), o->param_bytes, peak_bytes(g), o->bound_note ? "true" : "false");
 }
 
-static void print_summary(const char *path, const kiln_graph *g, const kiln_model_opts *o, int verbose) {
+static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts *o, int verbose) {
   char ty[256], b1[64], b2[64];
   int count[KILN_OP_COUNT];
   printf("model     %s\n", path);
@@ -130,6 +144,10 @@ static void print_summary(const char *path, const kiln_graph *g, const kiln_mode
   int64_t macs = kiln_cli_macs(g);
   printf("\nMACs      %s (%s)%s\n", human((double)macs, "", b2), group3(macs, b1),
          g->nsyms ? " per batch item" : "");
+  int64_t peak = peak_bytes(g);
+  if (peak >= 0) printf("memory    %s peak activations (memory plan), %s weights\n", human((double)peak, "B", b1),
+                        human((double)o->param_bytes, "B", b2));
+  else printf("memory    (no plan: %s)\n", g->nsyms ? "bind the batch with --batch N" : "an op is not yet lowered");
   if (verbose) {
     printf("\n");
     for (int i = 0; i < g->nnodes; i++) {

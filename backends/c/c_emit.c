@@ -17,7 +17,7 @@ typedef struct emitter {
   const kiln_program *p;
   const kiln_c_options *o;
   char **names;       /* per buffer: its C identifier */
-  int uses_h, uses_bf, uses_sat; /* which conversion helpers the kernels call */
+  int uses_h2f, uses_f2h, uses_bf2f, uses_f2bf, uses_sat; /* helpers the kernels call */
 } emitter;
 
 static const char *ctype(kiln_dtype t) {
@@ -74,14 +74,14 @@ static void cast(emitter *e, const kiln_lx *x) {
   kiln_dtype from = x->a->dtype, to = x->dtype;
   int ff = kiln_dtype_is_float(from), tf = kiln_dtype_is_float(to);
   if (from == KILN_DT_F16 || from == KILN_DT_BF16) { /* widen first */
-    *(from == KILN_DT_F16 ? &e->uses_h : &e->uses_bf) = 1;
+    *(from == KILN_DT_F16 ? &e->uses_h2f : &e->uses_bf2f) = 1;
     fprintf(f, "((%s)%s(", vtype(to), from == KILN_DT_F16 ? "kiln_h2f" : "kiln_bf2f");
     expr(e, x->a);
     fprintf(f, "))");
     return;
   }
   if (to == KILN_DT_F16 || to == KILN_DT_BF16) {
-    *(to == KILN_DT_F16 ? &e->uses_h : &e->uses_bf) = 1;
+    *(to == KILN_DT_F16 ? &e->uses_f2h : &e->uses_f2bf) = 1;
     fprintf(f, "%s((float)(", to == KILN_DT_F16 ? "kiln_f2h" : "kiln_f2bf");
     expr(e, x->a);
     fprintf(f, "))");
@@ -369,7 +369,7 @@ static void kernel(emitter *e, const kiln_kernel *k) {
 
 /* Conversion helpers, printed only when the kernels use them (an unused
  * static function is a warning under -Wall, and vendors build with -Werror). */
-static const char helper_h[] =
+static const char helper_h2f[] =
     "/* f16 is stored as uint16_t bit patterns and computed in float. */\n"
     "static float kiln_h2f(uint16_t h) {\n"
     "  uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31u, m = h & 1023u, bits;\n"
@@ -378,7 +378,8 @@ static const char helper_h[] =
     "  bits = e == 31 ? (s | 0x7f800000u | (m << 13)) : (s | ((e + 112u) << 23) | (m << 13));\n"
     "  memcpy(&out, &bits, 4);\n"
     "  return out;\n"
-    "}\n"
+    "}\n";
+static const char helper_f2h[] =
     "static uint16_t kiln_f2h(float f) {\n"
     "  uint32_t x, sign, man, r, rem;\n"
     "  int e;\n"
@@ -404,14 +405,15 @@ static const char helper_h[] =
     "  if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) r++;\n"
     "  return (uint16_t)(sign | r);\n"
     "}\n";
-static const char helper_bf[] =
+static const char helper_bf2f[] =
     "/* bf16 is stored as uint16_t bit patterns and computed in float. */\n"
     "static float kiln_bf2f(uint16_t h) {\n"
     "  uint32_t bits = (uint32_t)h << 16;\n"
     "  float out;\n"
     "  memcpy(&out, &bits, 4);\n"
     "  return out;\n"
-    "}\n"
+    "}\n";
+static const char helper_f2bf[] =
     "static uint16_t kiln_f2bf(float f) {\n"
     "  uint32_t x;\n"
     "  memcpy(&x, &f, 4);\n"
@@ -606,10 +608,12 @@ static char *make_source(emitter *e) {
   for (int k = 0; k < p->nkernels; k++) kernel(e, p->kernels[k]);
   fclose(e->f);
   e->f = f;
-  if (e->uses_h) fprintf(f, "%s", helper_h);
-  if (e->uses_bf) fprintf(f, "%s", helper_bf);
+  if (e->uses_h2f) fprintf(f, "%s", helper_h2f);
+  if (e->uses_f2h) fprintf(f, "%s", helper_f2h);
+  if (e->uses_bf2f) fprintf(f, "%s", helper_bf2f);
+  if (e->uses_f2bf) fprintf(f, "%s", helper_f2bf);
   if (e->uses_sat) fprintf(f, "%s", helper_sat);
-  if (e->uses_h || e->uses_bf || e->uses_sat) fprintf(f, "\n");
+  if (e->uses_h2f || e->uses_f2h || e->uses_bf2f || e->uses_f2bf || e->uses_sat) fprintf(f, "\n");
   if (e->o->threads)
     fprintf(f, "typedef struct kiln_par { %s_parallel_for fn; void *ctx; } kiln_par;\n\n", pre);
   if (!e->o->weights_file) {

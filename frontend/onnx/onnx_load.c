@@ -63,6 +63,10 @@ static int graph_input(onnx_importer *im, const Onnx__ValueInfoProto *vi) {
       v->dims[i] = kiln_graph_sym(im->g, sym);
     }
   }
+  /* The same bound as initializers (onnx_tensor.c), so that element
+   * counts and byte sizes derived from inputs cannot overflow. */
+  if (kiln_value_numel(v, 1) > ((int64_t)1 << 40))
+    return kiln_error(im->d, &loc, "graph input '%s' is too large (dims overflow)", name);
   kiln_graph_add_input(im->g, v);
   return define(im, &loc, v);
 }

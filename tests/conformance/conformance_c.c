@@ -55,7 +55,8 @@ static void *c_compile(const kiln_program *p, const suite_case *c, kiln_diag *d)
     FILE *f = fopen(path, "r");
     if (f) { size_t n = fread(log, 1, sizeof log - 1, f); log[n] = 0; fclose(f); }
     for (char *q = log; *q; q++) if (*q == '\n') *q = ' ';
-    kiln_error(d, NULL, "generated C does not compile: %s", log);
+    const char *why = strstr(log, "error:"); /* drop the temporary path */
+    kiln_error(d, NULL, "generated C does not compile: %.150s", why ? why : log);
     free(h);
     return NULL;
   }
