@@ -264,32 +264,39 @@ int kiln_shape_matmul(kiln_shape_ctx *c, kiln_node *n) {
 }
 
 /* ---- multiply-accumulate counts (symbolic batch counted as 1) ---- */
+/* MAC counts saturate at INT64_MAX: every tensor is bounded, but a count
+ * multiplies an output's size by a weight's (a bound of 2^80, not 2^63).
+ * Symbolic dims count as 1, as in kiln_value_numel. */
+static int64_t macs_mul(int64_t a, kiln_dim b) {
+  if (KILN_DIM_IS_SYM(b)) b = 1;
+  return b && a > INT64_MAX / b ? INT64_MAX : a * b;
+}
+
 int64_t kiln_macs_conv(const kiln_node *n) {
   const kiln_value *y = n->out[0], *w = n->in[1];
   if (!y || y->rank < 0 || w->rank < 0) return 0;
-  int64_t per = 1;
-  for (int i = 1; i < w->rank; i++) per *= w->dims[i]; /* Cin/group * kernel */
-  return kiln_value_numel(y, 1) * per;
+  int64_t m = kiln_value_numel(y, 1);
+  for (int i = 1; i < w->rank; i++) m = macs_mul(m, w->dims[i]); /* Cin/group * kernel */
+  return m;
 }
 
 int64_t kiln_macs_conv_transpose(const kiln_node *n) {
   const kiln_value *x = n->in[0], *w = n->in[1];
   if (x->rank < 0 || w->rank < 0) return 0;
-  int64_t per = 1; /* each input element scatters into Cout/group * kernel outputs */
-  for (int i = 1; i < w->rank; i++) per *= w->dims[i];
-  return kiln_value_numel(x, 1) * per;
+  int64_t m = kiln_value_numel(x, 1); /* each input element scatters into Cout/group * kernel outputs */
+  for (int i = 1; i < w->rank; i++) m = macs_mul(m, w->dims[i]);
+  return m;
 }
 
 int64_t kiln_macs_gemm(const kiln_node *n) {
   const kiln_attrs_gemm *a = n->attrs;
   const kiln_value *A = n->in[0], *y = n->out[0];
   if (!y || y->rank != 2 || A->rank != 2) return 0;
-  int64_t K = a->transA ? A->dims[0] : A->dims[1];
-  return kiln_value_numel(y, 1) * K;
+  return macs_mul(kiln_value_numel(y, 1), a->transA ? A->dims[0] : A->dims[1]);
 }
 
 int64_t kiln_macs_matmul(const kiln_node *n) {
   const kiln_value *A = n->in[0], *y = n->out[0];
   if (!y || y->rank < 0 || A->rank < 1) return 0;
-  return kiln_value_numel(y, 1) * (KILN_DIM_IS_SYM(A->dims[A->rank - 1]) ? 1 : A->dims[A->rank - 1]);
+  return macs_mul(kiln_value_numel(y, 1), A->dims[A->rank - 1]);
 }

@@ -11,6 +11,7 @@
 #include "passes.h"
 
 enum { KILN_FOLD_LIMIT = 1 << 22 };
+static const int64_t KILN_MAX_ELEMENTS = (int64_t)1 << 40;
 
 static int try_fold(kiln_shape_ctx *c, kiln_node *n) {
   const kiln_op_info *info = kiln_op_get(n->op);
@@ -65,6 +66,14 @@ int kiln_pass_infer_shapes(kiln_graph *g, kiln_diag *d) {
       kiln_value *v = n->out[k];
       if (v && (v->rank < 0 || v->dtype == KILN_DT_UNDEF)) {
         kiln_error(d, &n->loc, "internal error: shape function left output %d unset", k);
+        return -1;
+      }
+      /* The importer's bound on any tensor, kept by every result, so that
+       * sizes computed from shapes (bytes, loop trip counts, MACs) fit. */
+      if (v && kiln_value_numel(v, 1) > KILN_MAX_ELEMENTS) {
+        char ty[256];
+        kiln_value_type_str(g, v, ty, sizeof ty);
+        kiln_error(d, &n->loc, "output '%s' %s is too large (more than 2^40 elements)", v->name, ty);
         return -1;
       }
     }

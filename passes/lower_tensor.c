@@ -153,8 +153,8 @@ int kiln_lower_split(kiln_lctx *L, const kiln_node *n) {
   kiln_lower_begin(L, n);
   for (int k = 0; k < n->nout; k++) {
     const kiln_value *y = n->out[k];
-    /* an output nobody reads still occupies its part of the axis; its
-     * size is known only from the split input, so require it */
+    /* an output nobody reads still occupies its part of the axis: its
+     * length comes from the split input, or the equal-parts rule */
     if (!y) {
       int64_t sz[64];
       int cnt;

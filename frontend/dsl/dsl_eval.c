@@ -534,11 +534,9 @@ static int apply_layer(ev *E, frame *F, const dsl_layer_def *def, const dsl_ast 
   L.loc.node_name = kiln_arena_strdup(&c->g->arena, L.name);
   L.loc.source = c->src->text;
   L.loc.file = c->g->file;
-  /* the spec names, so dsl_layers.c can look arguments up by name */
-  L.extra = L.extra;
-  c->steps++;
-  extern int dsl_layer_apply(dsl_layer *L, const char **names, int n, dsl_val *out);
-  return dsl_layer_apply(&L, sp.name, sp.n, out);
+  L.pnames = sp.name; /* so dsl_layers.c looks arguments up by name */
+  L.npar = sp.n;
+  return def->build(&L, out);
 }
 
 static int apply_block(ev *E, frame *F, const dsl_ast *def, const dsl_ast *call, const char *label,
@@ -698,7 +696,8 @@ static int eval(ev *E, frame *F, const dsl_ast *a, const dsl_val *flow, dsl_val 
       const dsl_ast *call = s->kind == A_LABEL ? s->a : s;
       if (call->kind != A_CALL && call->kind != A_NAME)
         return fail(E, s, "after '->' comes a layer or a block");
-      if (lookup_var(E, F, call->name) || (call->kind == A_NAME && builtin_const(call->name, out)))
+      dsl_val tmp;
+      if (lookup_var(E, F, call->name) || (call->kind == A_NAME && builtin_const(call->name, &tmp)))
         return fail(E, s, "'%s' is a value, not a layer or block; a chain can only start from a value", call->name);
       if (call->kind == A_CALL && (!strcmp(call->name, "range") || !strcmp(call->name, "len")))
         return fail(E, s, "'%s' is a function, not a layer", call->name);
@@ -860,9 +859,8 @@ static int exec_body(ev *E, frame *F, const dsl_ast *body) {
   return 0;
 }
 
-/* Runs the program: globals, then the network.  The graph gets inputs,
- * nodes (already shape-inferred, in order) and outputs. */
-int dsl_elaborate(dsl_ctx *c, const dsl_program *prog);
+/* Globals, then the network body; the last tensor is the output when the
+ * network names none. */
 int dsl_elaborate(dsl_ctx *c, const dsl_program *prog) {
   ev E = {.c = c, .prog = prog};
   kiln_strmap_init(&E.blocks, c->ar);

@@ -141,7 +141,8 @@ typedef struct dsl_ctx {
   kiln_diag *d;
   kiln_dsl_limits lim;
   const char *base_dir;      /* weights files; NULL = refused */
-  kiln_strmap values;        /* value name -> kiln_value (every name used) */
+  kiln_strmap values;        /* every name in use (tensors, layers, block and
+                                loop paths) -> its owner; only compared */
   kiln_strmap counters;      /* "path|kind" -> int* for automatic names */
   int64_t steps, params;
   uint64_t seed;             /* `seed N`, default 0 */
@@ -156,7 +157,8 @@ typedef struct dsl_layer {
   kiln_loc loc;              /* the call; op_type = the layer's DSL name */
   const char *name;          /* full dotted name, e.g. "layer1.0.conv1" */
   kiln_value **in; int nin;  /* the incoming flow (tensors) */
-  dsl_val *args;             /* bound to def->params, V_NONE when not given */
+  const char **pnames; int npar;   /* parameter names from def->params */
+  dsl_val *args;             /* bound to pnames (defaults filled in) */
   const dsl_ast **arg_at;    /* where each argument was written, or NULL */
   dsl_val *extra; int nextra;       /* variadic tensors (add, concat) */
 } dsl_layer;
@@ -174,7 +176,10 @@ const dsl_layer_def *dsl_layer_find(const char *name);
 const char *dsl_layer_suggest(const char *name);
 int dsl_edit_distance(const char *a, const char *b);
 
-/* dsl_eval.c helpers used by the layers. */
+/* dsl_eval.c: runs the program; the graph gets inputs, shape-inferred
+ * nodes in order, and outputs. */
+int dsl_elaborate(dsl_ctx *c, const dsl_program *prog);
+/* Helpers used by the layers. */
 int dsl_fail(dsl_ctx *c, const kiln_loc *loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 const char *dsl_val_str(dsl_ctx *c, const dsl_val *v); /* for messages */
 const char *dsl_kind_name(dsl_val_kind k);

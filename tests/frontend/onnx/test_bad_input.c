@@ -894,3 +894,43 @@ Test(onnx_bad_input, required_output_left_empty) {
   m->graph->output[0]->name = S("y2");
   EXPECT_LOAD_ERROR(m, "node 'n1' (Relu)", "required output 'Y' is missing");
 }
+
+Test(onnx_bad_input, graph_input_dims_whose_product_overflows) {
+  Onnx__ModelProto *m = conv_relu_model();
+  add_input(m, "big", T_FLOAT, DIMS(1LL << 30, 1LL << 30, 0));
+  add_input(m, "huge", T_FLOAT, DIMS(1LL << 40, 1LL << 40, 1LL << 40));
+  EXPECT_LOAD_ERROR(m, "graph input 'huge' is too large (dims overflow)");
+}
+
+/* Each input is within bounds; the product of their shapes is not. */
+Test(onnx_bad_input, matmul_result_too_large) {
+  Onnx__ModelProto *m = new_model(8, 13);
+  add_input(m, "a", T_FLOAT, DIMS(1LL << 39, 2));
+  add_input(m, "b", T_FLOAT, DIMS(2, 1LL << 39));
+  add_node(m, "MatMul", "mm", "a,b", "y");
+  add_output(m, "y");
+  EXPECT_SHAPE_ERROR(m, "node 'mm' (MatMul)", "output 'y' f32[549755813888,549755813888] is too large");
+}
+
+/* Empty results of Concat and Gather whose other dims are huge: folded
+ * without looping over (or multiplying) those dims. */
+Test(onnx_bad_input, folding_empty_results_with_huge_dims) {
+  Onnx__ModelProto *m = new_model(8, 13);
+  add_input(m, "x", T_FLOAT, DIMS(1LL << 40, 1LL << 40, 0));
+  add_node(m, "Shape", "shape", "x", "s");
+  add_node(m, "ConstantOfShape", "zeros", "s", "z");
+  add_node(m, "Concat", "cat", "z,z", "c");
+  attr_int(m->graph->node[2], "axis", 2);
+  init_ints(m, "i", DIMS(0, -1));
+  add_node(m, "Gather", "gather", "c,i", "g");
+  attr_int(m->graph->node[3], "axis", 1);
+  add_output(m, "g");
+  char *path = save_model(m, "model.onnx");
+  kiln_diag d = {0};
+  kiln_graph *g = kiln_onnx_load(path, &d);
+  cr_assert_not_null(g, "load failed: %s", d.msg);
+  cr_assert_eq(kiln_pass_infer_shapes(g, &d), 0, "%s", d.msg);
+  const kiln_value *out = g->outputs[0];
+  cr_assert(out->data && out->rank == 4 && out->dims[0] == 1LL << 40 && out->dims[1] == 2 && out->dims[3] == 0);
+  kiln_graph_free(g);
+}
