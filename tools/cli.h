@@ -15,6 +15,7 @@ typedef struct kiln_cmd {
 int kiln_cmd_inspect(int argc, char **argv);
 int kiln_cmd_run(int argc, char **argv);
 int kiln_cmd_compile(int argc, char **argv);
+int kiln_cmd_export(int argc, char **argv);
 int kiln_cmd_emit_c(int argc, char **argv);
 
 /* Prints "kiln: error: MSG" (and the note, if any) to stderr. */

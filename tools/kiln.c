@@ -12,6 +12,7 @@ static const kiln_cmd commands[] = {
     {"inspect", "check a model, infer every shape and summarise it", kiln_cmd_inspect},
     {"run", "compile a model for this CPU and run it on input tensors", kiln_cmd_run},
     {"compile", "compile a model ahead of time: object, C header, weights, runtime", kiln_cmd_compile},
+    {"export", "write a model (.kiln or .onnx) as an ONNX file", kiln_cmd_export},
     {"emit-c", "write a model as dependency-free C99 source for any C compiler", kiln_cmd_emit_c},
 };
 enum { NCOMMANDS = sizeof commands / sizeof commands[0] };

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../frontend/dsl/kiln_dsl.h"
 #include "../frontend/onnx/kiln_onnx.h"
 #include "../passes/passes.h"
 #include "cli.h"
@@ -42,7 +43,12 @@ int64_t kiln_cli_macs(const kiln_graph *g) {
   return m;
 }
 
-kiln_graph *kiln_cli_import(const char *path, kiln_diag *d) { return kiln_onnx_load(path, d); }
+/* .kiln files are DSL sources (frontend/dsl); anything else is read as ONNX. */
+kiln_graph *kiln_cli_import(const char *path, kiln_diag *d) {
+  size_t n = strlen(path);
+  if (n > 5 && !strcmp(path + n - 5, ".kiln")) return kiln_dsl_load(path, d);
+  return kiln_onnx_load(path, d);
+}
 
 static kiln_graph *load_once(const char *path, int64_t batch, kiln_model_opts *o, kiln_diag *d) {
   kiln_graph *g = kiln_cli_import(path, d);
@@ -63,7 +69,7 @@ kiln_graph *kiln_cli_load(const char *path, kiln_model_opts *o, kiln_diag *d) {
   if (g || o->batch > 0) return g;
   /* Retry with symbolic dims bound to 1 when that is what failed. */
   kiln_diag d2 = {0};
-  kiln_graph *probe = kiln_onnx_load(path, &d2);
+  kiln_graph *probe = kiln_cli_import(path, &d2);
   int had_syms = probe && probe->nsyms > 0;
   kiln_graph_free(probe);
   if (!had_syms) return NULL;

@@ -341,7 +341,7 @@ static void kernel(emitter *e, const kiln_kernel *k) {
       fprintf(f, "}\n\n");
     }
   }
-  fprintf(f, "static void %s(void **bufs%s) {\n", k->name, e->o->threads ? ", const kiln_par *par" : "");
+  fprintf(f, "static void %s(void **bufs%s) {\n  (void)bufs;\n", k->name, e->o->threads ? ", const kiln_par *par" : "");
   if (e->o->threads && !par) fprintf(f, "  (void)par;\n");
   if (!par) {
     bind_pointers(e, k->body, 2);
@@ -574,7 +574,7 @@ static void run_v(emitter *e, FILE *f, int parallel) {
     if (parallel) fprintf(f, "  par.fn = par_fn;\n  par.ctx = ctx;\n");
     else fprintf(f, "  par.fn = 0;\n  par.ctx = 0;\n");
   }
-  fprintf(f, "  (void)weights;\n  (void)inputs;\n  (void)ws;\n");
+  fprintf(f, "  (void)weights;\n  (void)inputs;\n  (void)outputs;\n  (void)ws;\n");
   for (int i = 0; i < p->nbufs; i++) {
     const kiln_buf *b = p->bufs[i];
     switch (b->kind) {
@@ -587,7 +587,7 @@ static void run_v(emitter *e, FILE *f, int parallel) {
       break;
     }
   }
-  fprintf(f, "  bufs[%d] = 0;\n", p->nbufs);
+  fprintf(f, "  bufs[%d] = 0;\n  (void)bufs;\n", p->nbufs);
   for (int k = 0; k < p->nkernels; k++) fprintf(f, "  %s(bufs%s);\n", p->kernels[k]->name, e->o->threads ? ", &par" : "");
   fprintf(f, "  return 0;\n}\n\n");
 }
@@ -631,7 +631,7 @@ static char *make_source(emitter *e) {
   if (e->o->threads) run_v(e, f, 1);
   fprintf(f, "int %s_run(", pre);
   typed_params(e, f);
-  fprintf(f, ") {\n  const void *inputs[%d];\n  void *outputs[%d];\n", p->ninputs + 1, p->noutputs + 1);
+  fprintf(f, ") {\n  const void *inputs[%d] = {0};\n  void *outputs[%d] = {0};\n", p->ninputs + 1, p->noutputs + 1);
   for (int i = 0; i < p->ninputs; i++) {
     ident(nm, sizeof nm, io_buf(p, KILN_BUF_INPUT, i)->name, 0);
     fprintf(f, "  inputs[%d] = in_%s;\n", i, nm);

@@ -684,6 +684,12 @@ static int eval(ev *E, frame *F, const dsl_ast *a, const dsl_val *flow, dsl_val 
     if (rc) return rc < 0 ? -1 : 0;
     return apply(E, F, a, NULL, flow, out);
   }
+  case A_COND: {
+    dsl_val c;
+    int t;
+    if (eval(E, F, a->b, NULL, &c) || truthy(E, a->b, &c, &t)) return -1;
+    return eval(E, F, t ? a->a : a->c, flow, out);
+  }
   case A_LABEL:
     if (a->a->kind == A_NAME && lookup_var(E, F, a->a->name))
       return fail(E, a, "a label names a layer or block, and '%s' is a value", a->a->name);
@@ -798,7 +804,15 @@ static int stmt_loop(ev *E, frame *F, const dsl_ast *a) {
   if (base && claim_name(E, a, base)) return -1;
   if (base) kiln_strmap_put(&E->c->values, base, (void *)a);
   for (int64_t i = 0; i < n; i++) {
-    if (a->kind == A_FOR) kiln_strmap_put(&F->vars, a->name, new_val(E, &it.items[i]));
+    if (a->kind == A_FOR && a->c->nitems == 0) kiln_strmap_put(&F->vars, a->name, new_val(E, &it.items[i]));
+    if (a->kind == A_FOR && a->c->nitems) { /* unpack a row: for t, c, n, s in table */
+      const dsl_val *row = &it.items[i];
+      if (row->kind != V_LIST || row->n != a->c->nitems + 1)
+        return fail(E, a, "for with %d variables needs rows of %d items, got %s", a->c->nitems + 1, a->c->nitems + 1,
+                    dsl_val_str(E->c, row));
+      kiln_strmap_put(&F->vars, a->name, new_val(E, &row->items[0]));
+      for (int k = 0; k < a->c->nitems; k++) kiln_strmap_put(&F->vars, a->c->items[k]->name, new_val(E, &row->items[k + 1]));
+    }
     if (base) F->path = kiln_arena_printf(E->c->ar, "%s.%lld", base, (long long)i);
     int rc = exec_body(E, F, a->b);
     F->path = saved;

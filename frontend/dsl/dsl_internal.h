@@ -70,11 +70,12 @@ typedef enum dsl_ast_kind {
   A_ATTR,        /* a.name */
   A_CHAIN,       /* items[0] -> items[1] -> ... */
   A_LABEL,       /* name: a  (names the layer or block a applies) */
+  A_COND,        /* a if b else c */
   /* statements */
   A_EXPR,        /* a: a chain; its result becomes the current tensor */
   A_ASSIGN,      /* name = a: names a value, the current tensor stays */
   A_IF,          /* if a { b } else { c } */
-  A_FOR,         /* [name2:] for name in a { b } */
+  A_FOR,         /* [name2:] for name[, c->items...] in a { b } */
   A_REPEAT,      /* [name2:] repeat a { b } */
   A_INPUT,       /* input name: [items] (dtype in name2) */
   A_OUTPUT,      /* output name [= a] */

@@ -79,8 +79,9 @@ static int parse_items(parser *p, dsl_ast *a, dsl_tok_kind close, int allow_keys
   while (!at(p, close)) {
     if (a->nitems >= MAX_ITEMS) return fail_at(p, peek(p), "more than %d items", MAX_ITEMS);
     const char *key = NULL;
-    if (allow_keys && at(p, T_IDENT) && peek2(p)->kind == T_ASSIGN) {
-      key = next(p)->str;
+    if (allow_keys && (at(p, T_IDENT) || at(p, T_IN)) && peek2(p)->kind == T_ASSIGN) {
+      key = at(p, T_IN) ? "in" : peek(p)->str; /* in=64: the expected input channels */
+      next(p);
       next(p);
     } else if (allow_keys && a->nitems && a->keys[a->nitems - 1]) {
       return fail_at(p, peek(p), "a positional argument cannot follow keyword arguments");
@@ -259,18 +260,31 @@ static dsl_ast *parse_or(parser *p) {
   return a;
 }
 
-/* expr = or { "->" or }: a chain when there is an arrow. */
+/* cond = or [ "if" or "else" cond ] */
+static dsl_ast *parse_cond(parser *p) {
+  dsl_ast *a = parse_or(p);
+  if (!a || !at(p, T_IF)) return a;
+  const dsl_tok *t = next(p);
+  dsl_ast *c = node(p, A_COND, t);
+  c->a = a;
+  if (enter(p) || !(c->b = parse_or(p)) || expect(p, T_ELSE, "in 'a if condition else b'") || !(c->c = parse_cond(p)))
+    return NULL;
+  p->depth--;
+  return c;
+}
+
+/* expr = cond { "->" cond }: a chain when there is an arrow. */
 static dsl_ast *parse_expr(parser *p) {
   if (enter(p)) return NULL;
   const dsl_tok *t = peek(p);
-  dsl_ast *a = parse_or(p);
+  dsl_ast *a = parse_cond(p);
   if (a && at(p, T_ARROW)) {
     dsl_ast *ch = node(p, A_CHAIN, t);
     add_item(p, ch, a, NULL);
     while (at(p, T_ARROW)) {
       next(p);
       if (ch->nitems >= MAX_ITEMS) { fail_at(p, peek(p), "chain is longer than %d layers", MAX_ITEMS); return NULL; }
-      dsl_ast *s = parse_or(p);
+      dsl_ast *s = parse_cond(p);
       if (!s) return NULL;
       add_item(p, ch, s, NULL);
     }
@@ -316,6 +330,16 @@ static dsl_ast *parse_loop(parser *p, const char *label) {
   if (t->kind == T_FOR) {
     if (!at(p, T_IDENT)) { fail_at(p, peek(p), "expected a loop variable after 'for', got %s", got(p, peek(p))); return NULL; }
     a->name = next(p)->str;
+    a->c = node(p, A_LIST, t); /* more variables: for t, c, n, s in table */
+    while (at(p, T_COMMA)) {
+      next(p);
+      if (!at(p, T_IDENT)) { fail_at(p, peek(p), "expected a loop variable after ',', got %s", got(p, peek(p))); return NULL; }
+      if (a->c->nitems >= 16) { fail_at(p, peek(p), "at most 17 loop variables"); return NULL; }
+      const dsl_tok *vt = next(p);
+      dsl_ast *v = node(p, A_NAME, vt);
+      v->name = vt->str;
+      add_item(p, a->c, v, NULL);
+    }
     if (expect(p, T_IN, "after the loop variable")) return NULL;
   }
   if (!(a->a = parse_expr(p)) || !(a->b = parse_body(p))) return NULL;

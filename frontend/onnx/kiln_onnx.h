@@ -18,6 +18,11 @@ kiln_graph *kiln_onnx_load(const char *path, kiln_diag *d);
  * or NULL to reject external data. */
 kiln_graph *kiln_onnx_load_buffer(const void *buf, size_t len, const char *name, const char *base_dir, kiln_diag *d);
 
+/* Writes g (shape-inferred) as an ONNX model: opset 17, or newer where a
+ * node's form needs it; weights as raw_data initializers.  The file is
+ * replaced atomically.  Returns 0, or -1 with d set. */
+int kiln_onnx_export(const kiln_graph *g, const char *path, kiln_diag *d);
+
 /* A tensor read from a serialized TensorProto (.pb test data). */
 typedef struct kiln_tensor {
   const char *name;

@@ -4,7 +4,8 @@
 # Configures and builds build-fuzz/ at the repository root (clang-19,
 # -DKILN_FUZZ=ON -DKILN_SANITIZE=ON; only the fuzz target is built), copies
 # the seed corpus tests/fuzz/corpus/onnx/ into build-fuzz/corpus/ (so the
-# committed seeds stay small) and runs fuzz_onnx_import for SECONDS.
+# committed seeds stay small), writes a dictionary of op and attribute names
+# from ir/ops.def and ir/attrs.def, and runs fuzz_onnx_import for SECONDS.
 # Exits non-zero on any crash, leak, timeout or sanitizer report; the
 # offending input is saved in build-fuzz/artifacts/.  To keep it as a
 # regression seed, copy it into tests/fuzz/corpus/onnx/ with a .onnx name.
@@ -25,8 +26,17 @@ rm -rf "$build/corpus"
 mkdir -p "$build/corpus" "$build/artifacts"
 cp "$repo"/tests/fuzz/corpus/onnx/*.onnx "$build/corpus/"
 
+# A dictionary of the names the importer matches on (op types, attribute
+# names, Constant forms, external-data keys), so mutations can make them.
+{
+  grep -o '^KILN_OP([A-Z_0-9]*, "[A-Za-z]*"' "$repo/ir/ops.def" | sed 's/.*, //'
+  sed -n 's/^KILN_ATTR([a-z_0-9]*, [A-Z]*, \([a-zA-Z_0-9]*\),.*/"\1"/p' "$repo/ir/attrs.def" | grep -v '^"_' | sort -u
+  printf '"%s"\n' Constant Upsample value value_float value_floats value_int value_ints sparse_value \
+    consumed_inputs broadcast is_test spatial location offset length ai.onnx
+} > "$build/onnx.dict"
+
 # halt_on_error: UBSan findings are crashes; detect_leaks: so are leaks.
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 "$build/tests/fuzz/fuzz_onnx_import" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$build/artifacts/" "$build/corpus"
+    -dict="$build/onnx.dict" -artifact_prefix="$build/artifacts/" "$build/corpus"

@@ -931,6 +931,6 @@ Test(onnx_bad_input, folding_empty_results_with_huge_dims) {
   cr_assert_not_null(g, "load failed: %s", d.msg);
   cr_assert_eq(kiln_pass_infer_shapes(g, &d), 0, "%s", d.msg);
   const kiln_value *out = g->outputs[0];
-  cr_assert(out->data && out->rank == 4 && out->dims[0] == 1LL << 40 && out->dims[1] == 2 && out->dims[3] == 0);
+  cr_assert(out->data && out->rank == 3 && out->dims[0] == 1LL << 40 && out->dims[1] == 2 && out->dims[2] == 0);
   kiln_graph_free(g);
 }
