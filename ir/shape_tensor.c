@@ -13,9 +13,11 @@ enum { MAXV = 64 }; /* longest constant shape/axes/pads list accepted */
 
 /* A product of dims: the static factor times at most one symbolic dim. */
 typedef struct prod { int64_t stat; kiln_dim sym; int nsym; } prod;
+/* The static factor saturates at INT64_MAX (a zero dim still makes it 0):
+ * a target shape's entries are bounded one by one, not their product. */
 static void prod_mul(prod *p, kiln_dim d) {
   if (KILN_DIM_IS_SYM(d)) { p->sym = d; p->nsym++; }
-  else p->stat *= d;
+  else p->stat = d && p->stat > INT64_MAX / d ? INT64_MAX : p->stat * d;
 }
 
 static int64_t too_big = (int64_t)1 << 40;
@@ -214,6 +216,8 @@ int kiln_shape_split(kiln_shape_ctx *c, kiln_node *n) {
   int64_t sum = 0;
   for (int i = 0; i < parts; i++) {
     if (split[i] < 0) return kiln_shape_fail(c, n, "split[%d] is negative", i);
+    if (split[i] > len) /* and so the sum cannot overflow */
+      return kiln_shape_fail(c, n, "split[%d] = %lld exceeds axis %d of size %lld", i, (long long)split[i], ax, (long long)len);
     sum += split[i];
   }
   if (sum != len) return kiln_shape_fail(c, n, "split sizes sum to %lld, axis %d has %lld", (long long)sum, ax, (long long)len);
@@ -243,8 +247,9 @@ int64_t kiln_slice_range(int64_t dim, int64_t *start, int64_t *end, int64_t step
   }
   *start = s;
   *end = e;
-  int64_t len = step > 0 ? (e - s + step - 1) / step : (s - e + (-step) - 1) / (-step);
-  return len > 0 ? len : 0;
+  /* ceil(|e - s| / |step|), written so that a huge step cannot overflow */
+  if (step > 0) return e > s ? (e - s - 1) / step + 1 : 0;
+  return s > e ? (step == INT64_MIN ? 0 : (s - e - 1) / -step) + 1 : 0;
 }
 
 /* Reads Slice's constant inputs into per-axis start/step; shared with fold. */
@@ -306,7 +311,9 @@ int kiln_shape_pad(kiln_shape_ctx *c, kiln_node *n) {
       if (pads[i] || pads[i + na]) return kiln_shape_fail(c, n, "cannot pad a symbolic dim");
       continue;
     }
-    if (pads[i] > too_big || pads[i + na] > too_big) return kiln_shape_fail(c, n, "pads are too large");
+    /* Negative pads crop; bounding both signs keeps the sum from overflowing. */
+    if (pads[i] > too_big || pads[i + na] > too_big || pads[i] < -too_big || pads[i + na] < -too_big)
+      return kiln_shape_fail(c, n, "pads are too large");
     out[ax] = x->dims[ax] + pads[i] + pads[i + na];
     if (out[ax] < 0) return kiln_shape_fail(c, n, "pads make axis %d negative", ax);
     if (!strcmp(a->mode, "reflect") && (pads[i] >= x->dims[ax] || pads[i + na] >= x->dims[ax]))
@@ -459,7 +466,11 @@ int kiln_shape_resize(kiln_shape_ctx *c, kiln_node *n) {
         if (s != 1.0) return kiln_shape_fail(c, n, "cannot resize a symbolic dim");
         continue;
       }
-      out[axes[i]] = (kiln_dim)floor((double)d * roi_span[i] * s + 1e-9);
+      double o = floor((double)d * roi_span[i] * s + 1e-9);
+      /* roi comes from the model too: out-of-range doubles must not reach the cast */
+      if (!(o >= 0 && o <= (double)too_big))
+        return kiln_shape_fail(c, n, "scales[%d] = %g gives an invalid size for axis %d of size %lld", i, s, axes[i], (long long)d);
+      out[axes[i]] = (kiln_dim)o;
     }
   } else {
     int64_t sz[MAXV];

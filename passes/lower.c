@@ -78,6 +78,29 @@ kiln_lx *kiln_lower_bcast_offset(kiln_lctx *L, const kiln_value *in, int out_ran
   return off;
 }
 
+kiln_lx *kiln_nest_for(kiln_lctx *L, kiln_nest *ns, int64_t extent, int par) {
+  int open = extent != 1;
+  KILN_ASSERT(ns->depth < 64);
+  ns->opened[ns->depth++] = (char)open;
+  if (!open) return kiln_lx_const_i(&L->b, 0);
+  kiln_sched s = {0};
+  s.parallel = par && ns->nopen == 0;
+  ns->nopen++;
+  return kiln_lx_index(&L->b, kiln_lb_for(&L->b, extent, s));
+}
+
+void kiln_nest_end(kiln_lctx *L, kiln_nest *ns) {
+  KILN_ASSERT(ns->depth > 0);
+  if (ns->opened[--ns->depth]) {
+    ns->nopen--;
+    kiln_lb_end(&L->b);
+  }
+}
+
+kiln_lx *kiln_lower_load(kiln_lctx *L, const kiln_buf *b, kiln_lx *off) {
+  return kiln_lx_cast(&L->b, kiln_lower_ctype(b->dtype), kiln_lx_load(&L->b, b, off));
+}
+
 /* Reshape, Flatten, Squeeze, Unsqueeze, graph-output passthrough: the
  * bytes stay, only the shape changes. */
 int kiln_lower_copy(kiln_lctx *L, const kiln_node *n) {

@@ -43,6 +43,16 @@ kiln_lx *kiln_lower_offset(kiln_lctx *L, const kiln_value *v, kiln_lx **idx);
 kiln_lx *kiln_lower_bcast_offset(kiln_lctx *L, const kiln_value *in, int out_rank, kiln_lx **idx);
 /* Compute type of an element: f16/bf16 widen to f32. */
 kiln_dtype kiln_lower_ctype(kiln_dtype t);
+/* Loop nests that leave out extent-1 loops (their index is the constant 0);
+ * a loop is marked parallel only when asked and not inside another loop. */
+typedef struct kiln_nest {
+  int depth, nopen;
+  char opened[64];
+} kiln_nest;
+kiln_lx *kiln_nest_for(kiln_lctx *L, kiln_nest *ns, int64_t extent, int par);
+void kiln_nest_end(kiln_lctx *L, kiln_nest *ns);
+/* Loads buf[off] widened to the compute type. */
+kiln_lx *kiln_lower_load(kiln_lctx *L, const kiln_buf *b, kiln_lx *off);
 int kiln_lower_fail(kiln_lctx *L, const kiln_node *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

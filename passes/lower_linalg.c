@@ -22,36 +22,7 @@
 
 #define LB (&L->b)
 
-/* Loop nests that leave out extent-1 loops (their index is the constant 0).
- * A loop is marked parallel only when asked and not inside another loop. */
-typedef struct nest {
-  int depth, nopen;
-  char opened[64];
-} nest;
 
-static kiln_lx *nfor(kiln_lctx *L, nest *ns, int64_t extent, int par) {
-  int open = extent != 1;
-  KILN_ASSERT(ns->depth < 64);
-  ns->opened[ns->depth++] = (char)open;
-  if (!open) return kiln_lx_const_i(LB, 0);
-  kiln_sched s = {0};
-  s.parallel = par && ns->nopen == 0;
-  ns->nopen++;
-  return kiln_lx_index(LB, kiln_lb_for(LB, extent, s));
-}
-
-static void nend(kiln_lctx *L, nest *ns) {
-  KILN_ASSERT(ns->depth > 0);
-  if (ns->opened[--ns->depth]) {
-    ns->nopen--;
-    kiln_lb_end(LB);
-  }
-}
-
-/* Loads buf[off] widened to the compute type. */
-static kiln_lx *ld(kiln_lctx *L, const kiln_buf *b, kiln_lx *off) {
-  return kiln_lx_cast(LB, kiln_lower_ctype(b->dtype), kiln_lx_load(LB, b, off));
-}
 
 typedef struct mm {
   const kiln_buf *a, *b, *y;
@@ -69,7 +40,7 @@ static kiln_lx *epilogue(kiln_lctx *L, const mm *m, kiln_lx *v, kiln_lx *i, kiln
   if (m->alpha != 1) v = kiln_lx_bin(LB, KILN_BIN_MUL, v, kiln_lx_const_f(LB, ct, m->alpha));
   if (m->cv) {
     kiln_lx *ij[2] = {i, j};
-    kiln_lx *c = ld(L, m->c, kiln_lower_bcast_offset(L, m->cv, 2, ij));
+    kiln_lx *c = kiln_lower_load(L, m->c, kiln_lower_bcast_offset(L, m->cv, 2, ij));
     c = kiln_lx_cast(LB, ct, c);
     if (m->beta != 1) c = kiln_lx_bin(LB, KILN_BIN_MUL, c, kiln_lx_const_f(LB, ct, m->beta));
     v = kiln_lx_bin(LB, KILN_BIN_ADD, v, c);
@@ -87,25 +58,25 @@ static int has_epilogue(const mm *m) { return m->alpha != 1 || m->cv; }
  * cannot be reassociated.  The summation order differs from a serial sum
  * by rounding only. */
 enum { DOT_W = 8 };
-static kiln_lx *dot(kiln_lctx *L, nest *ns, const mm *m, kiln_lx *a_row, kiln_lx *b_col, kiln_dtype ct) {
+static kiln_lx *dot(kiln_lctx *L, kiln_nest *ns, const mm *m, kiln_lx *a_row, kiln_lx *b_col, kiln_dtype ct) {
   int w = m->K >= 2 * DOT_W ? DOT_W : 1, acc[DOT_W];
   int64_t kb = m->K / w, rem = m->K - kb * w;
   for (int l = 0; l < w; l++) acc[l] = kiln_lb_decl(LB, ct, kiln_lx_const_f(LB, ct, 0));
-  kiln_lx *k = nfor(L, ns, kb, 0);
+  kiln_lx *k = kiln_nest_for(L, ns, kb, 0);
   for (int l = 0; l < w; l++) {
     kiln_lx *kk = kiln_lx_iadd(LB, kiln_lx_imul(LB, k, w), kiln_lx_const_i(LB, l));
-    kiln_lx *av = ld(L, m->a, kiln_lx_iadd(LB, a_row, kiln_lx_imul(LB, kk, m->sa_k)));
-    kiln_lx *bv = ld(L, m->b, kiln_lx_iadd(LB, b_col, kiln_lx_imul(LB, kk, m->sb_k)));
+    kiln_lx *av = kiln_lower_load(L, m->a, kiln_lx_iadd(LB, a_row, kiln_lx_imul(LB, kk, m->sa_k)));
+    kiln_lx *bv = kiln_lower_load(L, m->b, kiln_lx_iadd(LB, b_col, kiln_lx_imul(LB, kk, m->sb_k)));
     kiln_lb_assign(LB, acc[l], kiln_lx_bin(LB, KILN_BIN_ADD, kiln_lx_local(LB, acc[l]), kiln_lx_bin(LB, KILN_BIN_MUL, av, bv)));
   }
-  nend(L, ns);
+  kiln_nest_end(L, ns);
   if (rem > 0) {
-    kiln_lx *r = nfor(L, ns, rem, 0);
+    kiln_lx *r = kiln_nest_for(L, ns, rem, 0);
     kiln_lx *kk = kiln_lx_iadd(LB, r, kiln_lx_const_i(LB, kb * w));
-    kiln_lx *av = ld(L, m->a, kiln_lx_iadd(LB, a_row, kiln_lx_imul(LB, kk, m->sa_k)));
-    kiln_lx *bv = ld(L, m->b, kiln_lx_iadd(LB, b_col, kiln_lx_imul(LB, kk, m->sb_k)));
+    kiln_lx *av = kiln_lower_load(L, m->a, kiln_lx_iadd(LB, a_row, kiln_lx_imul(LB, kk, m->sa_k)));
+    kiln_lx *bv = kiln_lower_load(L, m->b, kiln_lx_iadd(LB, b_col, kiln_lx_imul(LB, kk, m->sb_k)));
     kiln_lb_assign(LB, acc[0], kiln_lx_bin(LB, KILN_BIN_ADD, kiln_lx_local(LB, acc[0]), kiln_lx_bin(LB, KILN_BIN_MUL, av, bv)));
-    nend(L, ns);
+    kiln_nest_end(L, ns);
   }
   kiln_lx *part[DOT_W];
   for (int l = 0; l < w; l++) part[l] = kiln_lx_local(LB, acc[l]);
@@ -116,39 +87,39 @@ static kiln_lx *dot(kiln_lctx *L, nest *ns, const mm *m, kiln_lx *a_row, kiln_lx
 
 /* Emits Y[y0 + i*N + j] = epilogue(sum_k A[a0 + i*sa_i + k*sa_k] * B[b0 + k*sb_k + j*sb_j]).
  * `par`: the i loop may be parallel (it is the outermost loop). */
-static void emit_mm(kiln_lctx *L, nest *ns, const mm *m, int par) {
+static void emit_mm(kiln_lctx *L, kiln_nest *ns, const mm *m, int par) {
   kiln_dtype ct = kiln_lower_ctype(m->a->dtype);
   int row_form = m->sb_j == 1 && m->y->dtype == ct;
-  kiln_lx *i = nfor(L, ns, m->M, par);
+  kiln_lx *i = kiln_nest_for(L, ns, m->M, par);
   kiln_lx *a_row = kiln_lx_iadd(LB, m->a0, kiln_lx_imul(LB, i, m->sa_i));
   kiln_lx *y_row = kiln_lx_iadd(LB, m->y0, kiln_lx_imul(LB, i, m->N));
   if (row_form) {
-    kiln_lx *j = nfor(L, ns, m->N, par);
+    kiln_lx *j = kiln_nest_for(L, ns, m->N, par);
     kiln_lb_store(LB, m->y, kiln_lx_iadd(LB, y_row, j), kiln_lx_const_f(LB, ct, 0));
-    nend(L, ns);
-    kiln_lx *k = nfor(L, ns, m->K, 0);
-    int aik = kiln_lb_decl(LB, ct, ld(L, m->a, kiln_lx_iadd(LB, a_row, kiln_lx_imul(LB, k, m->sa_k))));
+    kiln_nest_end(L, ns);
+    kiln_lx *k = kiln_nest_for(L, ns, m->K, 0);
+    int aik = kiln_lb_decl(LB, ct, kiln_lower_load(L, m->a, kiln_lx_iadd(LB, a_row, kiln_lx_imul(LB, k, m->sa_k))));
     kiln_lx *b_row = kiln_lx_iadd(LB, m->b0, kiln_lx_imul(LB, k, m->sb_k));
-    j = nfor(L, ns, m->N, 0);
+    j = kiln_nest_for(L, ns, m->N, 0);
     kiln_lx *yo = kiln_lx_iadd(LB, y_row, j);
-    kiln_lx *bkj = ld(L, m->b, kiln_lx_iadd(LB, b_row, kiln_lx_imul(LB, j, m->sb_j)));
+    kiln_lx *bkj = kiln_lower_load(L, m->b, kiln_lx_iadd(LB, b_row, kiln_lx_imul(LB, j, m->sb_j)));
     kiln_lx *prod = kiln_lx_bin(LB, KILN_BIN_MUL, kiln_lx_local(LB, aik), bkj);
     kiln_lb_store(LB, m->y, yo, kiln_lx_bin(LB, KILN_BIN_ADD, kiln_lx_load(LB, m->y, yo), prod));
-    nend(L, ns);
-    nend(L, ns);
+    kiln_nest_end(L, ns);
+    kiln_nest_end(L, ns);
     if (has_epilogue(m)) {
-      j = nfor(L, ns, m->N, par);
+      j = kiln_nest_for(L, ns, m->N, par);
       yo = kiln_lx_iadd(LB, y_row, j);
       kiln_lb_store(LB, m->y, yo, epilogue(L, m, kiln_lx_load(LB, m->y, yo), i, j));
-      nend(L, ns);
+      kiln_nest_end(L, ns);
     }
   } else {
-    kiln_lx *j = nfor(L, ns, m->N, par);
+    kiln_lx *j = kiln_nest_for(L, ns, m->N, par);
     kiln_lx *b_col = kiln_lx_iadd(LB, m->b0, kiln_lx_imul(LB, j, m->sb_j));
     kiln_lb_store(LB, m->y, kiln_lx_iadd(LB, y_row, j), epilogue(L, m, dot(L, ns, m, a_row, b_col, ct), i, j));
-    nend(L, ns);
+    kiln_nest_end(L, ns);
   }
-  nend(L, ns);
+  kiln_nest_end(L, ns);
 }
 
 int kiln_lower_gemm(kiln_lctx *L, const kiln_node *n) {
@@ -173,7 +144,7 @@ int kiln_lower_gemm(kiln_lctx *L, const kiln_node *n) {
   }
   kiln_lower_begin(L, n);
   m.a0 = m.b0 = m.y0 = kiln_lx_const_i(LB, 0);
-  nest ns = {0};
+  kiln_nest ns = {0};
   emit_mm(L, &ns, &m, 1);
   return 0;
 }
@@ -202,13 +173,13 @@ int kiln_lower_matmul(kiln_lctx *L, const kiln_node *n) {
   bbat.rank = rb > 2 ? rb - 2 : 0;
   ybat.rank = nb;
   kiln_lower_begin(L, n);
-  nest ns = {0};
+  kiln_nest ns = {0};
   kiln_lx *bidx[KILN_MAX_RANK];
-  for (int d = 0; d < nb; d++) bidx[d] = nfor(L, &ns, Y->dims[d], 1);
+  for (int d = 0; d < nb; d++) bidx[d] = kiln_nest_for(L, &ns, Y->dims[d], 1);
   m.a0 = kiln_lx_imul(LB, kiln_lower_bcast_offset(L, &abat, nb, bidx), m.M * m.K);
   m.b0 = kiln_lx_imul(LB, kiln_lower_bcast_offset(L, &bbat, nb, bidx), m.K * m.N);
   m.y0 = kiln_lx_imul(LB, kiln_lower_offset(L, &ybat, bidx), m.M * m.N);
   emit_mm(L, &ns, &m, 1);
-  for (int d = 0; d < nb; d++) nend(L, &ns);
+  for (int d = 0; d < nb; d++) kiln_nest_end(L, &ns);
   return 0;
 }

@@ -6,36 +6,7 @@
 
 #define LB (&L->b)
 
-/* Loop nests that leave out extent-1 loops (their index is the constant 0).
- * A loop is marked parallel only when asked and not inside another loop. */
-typedef struct nest {
-  int depth, nopen;
-  char opened[64];
-} nest;
 
-static kiln_lx *nfor(kiln_lctx *L, nest *ns, int64_t extent, int par) {
-  int open = extent != 1;
-  KILN_ASSERT(ns->depth < 64);
-  ns->opened[ns->depth++] = (char)open;
-  if (!open) return kiln_lx_const_i(LB, 0);
-  kiln_sched s = {0};
-  s.parallel = par && ns->nopen == 0;
-  ns->nopen++;
-  return kiln_lx_index(LB, kiln_lb_for(LB, extent, s));
-}
-
-static void nend(kiln_lctx *L, nest *ns) {
-  KILN_ASSERT(ns->depth > 0);
-  if (ns->opened[--ns->depth]) {
-    ns->nopen--;
-    kiln_lb_end(LB);
-  }
-}
-
-/* Loads buf[off] widened to the compute type. */
-static kiln_lx *ld(kiln_lctx *L, const kiln_buf *b, kiln_lx *off) {
-  return kiln_lx_cast(LB, kiln_lower_ctype(b->dtype), kiln_lx_load(LB, b, off));
-}
 
 static kiln_lx *bin(kiln_lctx *L, kiln_lx_op op, kiln_lx *a, kiln_lx *b) { return kiln_lx_bin(LB, op, a, b); }
 static kiln_lx *loc(kiln_lctx *L, int t) { return kiln_lx_local(LB, t); }
@@ -69,84 +40,84 @@ int kiln_lower_softmax(kiln_lctx *L, const kiln_node *n) {
   int keep_exp = !logsm && yb->dtype == ct;
   kiln_lower_begin(L, n);
   if (outer * R * inner == 0) return 0; /* empty: nothing to compute */
-  nest ns = {0};
-  kiln_lx *o = nfor(L, &ns, outer, 1);
-  kiln_lx *in = nfor(L, &ns, inner, 1);
+  kiln_nest ns = {0};
+  kiln_lx *o = kiln_nest_for(L, &ns, outer, 1);
+  kiln_lx *in = kiln_nest_for(L, &ns, inner, 1);
   kiln_lx *base = kiln_lx_iadd(LB, kiln_lx_imul(LB, o, R * inner), in);
 #define XOFF(rr) kiln_lx_iadd(LB, base, kiln_lx_imul(LB, (rr), inner))
   /* m = max_r x */
-  int m = kiln_lb_decl(LB, ct, ld(L, xb, base));
-  kiln_lx *rr = nfor(L, &ns, R, 0);
-  kiln_lx *x = ld(L, xb, XOFF(rr));
+  int m = kiln_lb_decl(LB, ct, kiln_lower_load(L, xb, base));
+  kiln_lx *rr = kiln_nest_for(L, &ns, R, 0);
+  kiln_lx *x = kiln_lower_load(L, xb, XOFF(rr));
   kiln_lb_assign(LB, m, kiln_lx_select(LB, bin(L, KILN_BIN_LT, loc(L, m), x), x, loc(L, m)));
-  nend(L, &ns);
+  kiln_nest_end(L, &ns);
   /* s = sum_r exp(x - m) */
   int s = kiln_lb_decl(LB, ct, kf(L, ct, 0));
-  rr = nfor(L, &ns, R, 0);
-  kiln_lx *e = kiln_lx_un(LB, KILN_UN_EXP, bin(L, KILN_BIN_SUB, ld(L, xb, XOFF(rr)), loc(L, m)));
+  rr = kiln_nest_for(L, &ns, R, 0);
+  kiln_lx *e = kiln_lx_un(LB, KILN_UN_EXP, bin(L, KILN_BIN_SUB, kiln_lower_load(L, xb, XOFF(rr)), loc(L, m)));
   if (keep_exp) {
     kiln_lb_store(LB, yb, XOFF(rr), e);
     e = kiln_lx_load(LB, yb, XOFF(rr));
   }
   kiln_lb_assign(LB, s, bin(L, KILN_BIN_ADD, loc(L, s), e));
-  nend(L, &ns);
+  kiln_nest_end(L, &ns);
   /* normalise */
   if (logsm) {
     int ls = kiln_lb_decl(LB, ct, kiln_lx_un(LB, KILN_UN_LOG, loc(L, s)));
-    rr = nfor(L, &ns, R, 0);
-    kiln_lx *v = bin(L, KILN_BIN_SUB, bin(L, KILN_BIN_SUB, ld(L, xb, XOFF(rr)), loc(L, m)), loc(L, ls));
+    rr = kiln_nest_for(L, &ns, R, 0);
+    kiln_lx *v = bin(L, KILN_BIN_SUB, bin(L, KILN_BIN_SUB, kiln_lower_load(L, xb, XOFF(rr)), loc(L, m)), loc(L, ls));
     kiln_lb_store(LB, yb, XOFF(rr), v);
-    nend(L, &ns);
+    kiln_nest_end(L, &ns);
   } else {
     int inv = kiln_lb_decl(LB, ct, bin(L, KILN_BIN_DIV, kf(L, ct, 1), loc(L, s)));
-    rr = nfor(L, &ns, R, 0);
+    rr = kiln_nest_for(L, &ns, R, 0);
     kiln_lx *ev = keep_exp ? kiln_lx_load(LB, yb, XOFF(rr))
-                           : kiln_lx_un(LB, KILN_UN_EXP, bin(L, KILN_BIN_SUB, ld(L, xb, XOFF(rr)), loc(L, m)));
+                           : kiln_lx_un(LB, KILN_UN_EXP, bin(L, KILN_BIN_SUB, kiln_lower_load(L, xb, XOFF(rr)), loc(L, m)));
     kiln_lb_store(LB, yb, XOFF(rr), bin(L, KILN_BIN_MUL, ev, loc(L, inv)));
-    nend(L, &ns);
+    kiln_nest_end(L, &ns);
   }
 #undef XOFF
-  nend(L, &ns);
-  nend(L, &ns);
+  kiln_nest_end(L, &ns);
+  kiln_nest_end(L, &ns);
   return 0;
 }
 
 /* Statistics of the rows of X viewed as [.., S] at `base + (nn*nstride + s)`
  * for nn in [0, nrep), s in [0, S): mean and (population) variance into
  * new locals *mean and *var, two passes. */
-static void moments(kiln_lctx *L, nest *ns, const kiln_buf *xb, kiln_lx *base, int64_t nrep, int64_t nstride,
+static void moments(kiln_lctx *L, kiln_nest *ns, const kiln_buf *xb, kiln_lx *base, int64_t nrep, int64_t nstride,
                     int64_t S, kiln_dtype ct, int *mean, int *var) {
   double cnt = (double)nrep * (double)S;
   int sum = kiln_lb_decl(LB, ct, kf(L, ct, 0));
-  kiln_lx *nn = nfor(L, ns, nrep, 0);
-  kiln_lx *s = nfor(L, ns, S, 0);
+  kiln_lx *nn = kiln_nest_for(L, ns, nrep, 0);
+  kiln_lx *s = kiln_nest_for(L, ns, S, 0);
   kiln_lx *off = kiln_lx_iadd(LB, base, kiln_lx_iadd(LB, kiln_lx_imul(LB, nn, nstride), s));
-  kiln_lb_assign(LB, sum, bin(L, KILN_BIN_ADD, loc(L, sum), ld(L, xb, off)));
-  nend(L, ns);
-  nend(L, ns);
+  kiln_lb_assign(LB, sum, bin(L, KILN_BIN_ADD, loc(L, sum), kiln_lower_load(L, xb, off)));
+  kiln_nest_end(L, ns);
+  kiln_nest_end(L, ns);
   *mean = kiln_lb_decl(LB, ct, bin(L, KILN_BIN_DIV, loc(L, sum), kf(L, ct, cnt)));
   int sq = kiln_lb_decl(LB, ct, kf(L, ct, 0));
-  nn = nfor(L, ns, nrep, 0);
-  s = nfor(L, ns, S, 0);
+  nn = kiln_nest_for(L, ns, nrep, 0);
+  s = kiln_nest_for(L, ns, S, 0);
   off = kiln_lx_iadd(LB, base, kiln_lx_iadd(LB, kiln_lx_imul(LB, nn, nstride), s));
-  kiln_lx *d = bin(L, KILN_BIN_SUB, ld(L, xb, off), loc(L, *mean));
+  kiln_lx *d = bin(L, KILN_BIN_SUB, kiln_lower_load(L, xb, off), loc(L, *mean));
   kiln_lb_assign(LB, sq, bin(L, KILN_BIN_ADD, loc(L, sq), bin(L, KILN_BIN_MUL, d, d)));
-  nend(L, ns);
-  nend(L, ns);
+  kiln_nest_end(L, ns);
+  kiln_nest_end(L, ns);
   *var = kiln_lb_decl(LB, ct, bin(L, KILN_BIN_DIV, loc(L, sq), kf(L, ct, cnt)));
 }
 
 /* y = (x - mean) * k + shift over the same view as moments(), where
  * k = scale / sqrt(var + eps) (a local). */
-static void normalise(kiln_lctx *L, nest *ns, const kiln_buf *xb, const kiln_buf *yb, kiln_lx *base, int64_t nrep,
+static void normalise(kiln_lctx *L, kiln_nest *ns, const kiln_buf *xb, const kiln_buf *yb, kiln_lx *base, int64_t nrep,
                       int64_t nstride, int64_t S, kiln_lx *mean, int k, kiln_lx *shift) {
-  kiln_lx *nn = nfor(L, ns, nrep, 0);
-  kiln_lx *s = nfor(L, ns, S, 0);
+  kiln_lx *nn = kiln_nest_for(L, ns, nrep, 0);
+  kiln_lx *s = kiln_nest_for(L, ns, S, 0);
   kiln_lx *off = kiln_lx_iadd(LB, base, kiln_lx_iadd(LB, kiln_lx_imul(LB, nn, nstride), s));
-  kiln_lx *v = bin(L, KILN_BIN_MUL, bin(L, KILN_BIN_SUB, ld(L, xb, off), mean), loc(L, k));
+  kiln_lx *v = bin(L, KILN_BIN_MUL, bin(L, KILN_BIN_SUB, kiln_lower_load(L, xb, off), mean), loc(L, k));
   kiln_lb_store(LB, yb, off, bin(L, KILN_BIN_ADD, v, shift));
-  nend(L, ns);
-  nend(L, ns);
+  kiln_nest_end(L, ns);
+  kiln_nest_end(L, ns);
 }
 
 static int scale_factor(kiln_lctx *L, kiln_lx *scale, kiln_lx *var, double eps) {
@@ -174,10 +145,10 @@ int kiln_lower_batch_norm(kiln_lctx *L, const kiln_node *n) {
   kiln_buf *rvb = n->nout > 2 && n->out[2] ? kiln_lower_buf(L, n->out[2]) : NULL;
   kiln_dtype ct = kiln_lower_ctype(X->dtype);
   kiln_lower_begin(L, n);
-  nest ns = {0};
-  kiln_lx *c = nfor(L, &ns, C, 1);
+  kiln_nest ns = {0};
+  kiln_lx *c = kiln_nest_for(L, &ns, C, 1);
   kiln_lx *base = kiln_lx_imul(LB, c, S);
-  kiln_lx *scale = kiln_lx_cast(LB, ct, ld(L, sb, c)), *shift = kiln_lx_cast(LB, ct, ld(L, bb, c));
+  kiln_lx *scale = kiln_lx_cast(LB, ct, kiln_lower_load(L, sb, c)), *shift = kiln_lx_cast(LB, ct, kiln_lower_load(L, bb, c));
   if (a->training_mode) {
     int mean, var;
     moments(L, &ns, xb, base, N, C * S, S, ct, &mean, &var);
@@ -185,26 +156,26 @@ int kiln_lower_batch_norm(kiln_lctx *L, const kiln_node *n) {
     normalise(L, &ns, xb, yb, base, N, C * S, S, loc(L, mean), k, shift);
     double mom = a->momentum;
     if (rmb) {
-      kiln_lx *old = kiln_lx_cast(LB, ct, ld(L, mb, c));
+      kiln_lx *old = kiln_lx_cast(LB, ct, kiln_lower_load(L, mb, c));
       kiln_lb_store(LB, rmb, c,
                     bin(L, KILN_BIN_ADD, bin(L, KILN_BIN_MUL, old, kf(L, ct, mom)),
                         bin(L, KILN_BIN_MUL, loc(L, mean), kf(L, ct, 1 - mom))));
     }
     if (rvb) {
-      kiln_lx *old = kiln_lx_cast(LB, ct, ld(L, vb, c));
+      kiln_lx *old = kiln_lx_cast(LB, ct, kiln_lower_load(L, vb, c));
       kiln_lb_store(LB, rvb, c,
                     bin(L, KILN_BIN_ADD, bin(L, KILN_BIN_MUL, old, kf(L, ct, mom)),
                         bin(L, KILN_BIN_MUL, loc(L, var), kf(L, ct, 1 - mom))));
     }
   } else {
-    int k = scale_factor(L, scale, kiln_lx_cast(LB, ct, ld(L, vb, c)), a->epsilon);
-    int mean = kiln_lb_decl(LB, ct, kiln_lx_cast(LB, ct, ld(L, mb, c)));
+    int k = scale_factor(L, scale, kiln_lx_cast(LB, ct, kiln_lower_load(L, vb, c)), a->epsilon);
+    int mean = kiln_lb_decl(LB, ct, kiln_lx_cast(LB, ct, kiln_lower_load(L, mb, c)));
     normalise(L, &ns, xb, yb, base, N, C * S, S, loc(L, mean), k, shift);
     /* inference: the running statistics pass through unchanged */
-    if (rmb) kiln_lb_store(LB, rmb, c, ld(L, mb, c));
-    if (rvb) kiln_lb_store(LB, rvb, c, ld(L, vb, c));
+    if (rmb) kiln_lb_store(LB, rmb, c, kiln_lower_load(L, mb, c));
+    if (rvb) kiln_lb_store(LB, rvb, c, kiln_lower_load(L, vb, c));
   }
-  nend(L, &ns);
+  kiln_nest_end(L, &ns);
   return 0;
 }
 
@@ -220,15 +191,15 @@ int kiln_lower_instance_norm(kiln_lctx *L, const kiln_node *n) {
   kiln_buf *sb = kiln_lower_buf(L, n->in[1]), *bb = kiln_lower_buf(L, n->in[2]);
   kiln_dtype ct = kiln_lower_ctype(X->dtype);
   kiln_lower_begin(L, n);
-  nest ns = {0};
-  kiln_lx *nc = nfor(L, &ns, N * C, 1);
+  kiln_nest ns = {0};
+  kiln_lx *nc = kiln_nest_for(L, &ns, N * C, 1);
   kiln_lx *c = C == 1 ? kiln_lx_const_i(LB, 0) : N == 1 ? nc : bin(L, KILN_BIN_REM, nc, kiln_lx_const_i(LB, C));
   kiln_lx *base = kiln_lx_imul(LB, nc, S);
-  kiln_lx *scale = kiln_lx_cast(LB, ct, ld(L, sb, c)), *shift = kiln_lx_cast(LB, ct, ld(L, bb, c));
+  kiln_lx *scale = kiln_lx_cast(LB, ct, kiln_lower_load(L, sb, c)), *shift = kiln_lx_cast(LB, ct, kiln_lower_load(L, bb, c));
   int mean, var;
   moments(L, &ns, xb, base, 1, 0, S, ct, &mean, &var);
   int k = scale_factor(L, scale, loc(L, var), a->epsilon);
   normalise(L, &ns, xb, yb, base, 1, 0, S, loc(L, mean), k, shift);
-  nend(L, &ns);
+  kiln_nest_end(L, &ns);
   return 0;
 }

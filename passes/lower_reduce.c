@@ -16,31 +16,6 @@
 
 #define LB (&L->b)
 
-/* Loop nests that leave out extent-1 loops (their index is the constant 0).
- * A loop is marked parallel only when asked and not inside another loop. */
-typedef struct nest {
-  int depth, nopen;
-  char opened[64];
-} nest;
-
-static kiln_lx *nfor(kiln_lctx *L, nest *ns, int64_t extent, int par) {
-  int open = extent != 1;
-  KILN_ASSERT(ns->depth < 64);
-  ns->opened[ns->depth++] = (char)open;
-  if (!open) return kiln_lx_const_i(LB, 0);
-  kiln_sched s = {0};
-  s.parallel = par && ns->nopen == 0;
-  ns->nopen++;
-  return kiln_lx_index(LB, kiln_lb_for(LB, extent, s));
-}
-
-static void nend(kiln_lctx *L, nest *ns) {
-  KILN_ASSERT(ns->depth > 0);
-  if (ns->opened[--ns->depth]) {
-    ns->nopen--;
-    kiln_lb_end(LB);
-  }
-}
 
 static kiln_lx *bin(kiln_lctx *L, kiln_lx_op op, kiln_lx *a, kiln_lx *b) { return kiln_lx_bin(LB, op, a, b); }
 
@@ -93,13 +68,13 @@ int kiln_lower_reduce(kiln_lctx *L, const kiln_node *n) {
   for (int i = 0; i < r; i++)
     if (red[i]) count *= X->dims[i];
   kiln_lower_begin(L, n);
-  nest ns = {0};
+  kiln_nest ns = {0};
   kiln_lx *idx[KILN_MAX_RANK];
   for (int i = 0; i < r; i++)
-    if (!red[i]) idx[i] = nfor(L, &ns, X->dims[i], 1);
+    if (!red[i]) idx[i] = kiln_nest_for(L, &ns, X->dims[i], 1);
   int acc = kiln_lb_decl(LB, ct, n->op == KILN_OP_REDUCE_MAX ? lowest(L, ct) : kiln_lx_const_f(LB, ct, 0));
   for (int i = 0; i < r; i++)
-    if (red[i]) idx[i] = nfor(L, &ns, X->dims[i], 0);
+    if (red[i]) idx[i] = kiln_nest_for(L, &ns, X->dims[i], 0);
   kiln_lx *x = kiln_lx_cast(LB, ct, kiln_lx_load(LB, xb, offset_sel(L, X, idx, NULL, 0)));
   kiln_lx *t = kiln_lx_local(LB, acc);
   if (n->op == KILN_OP_REDUCE_MAX) {
@@ -110,13 +85,13 @@ int kiln_lower_reduce(kiln_lctx *L, const kiln_node *n) {
     kiln_lb_assign(LB, acc, bin(L, KILN_BIN_ADD, t, x));
   }
   for (int i = 0; i < r; i++)
-    if (red[i]) nend(L, &ns);
+    if (red[i]) kiln_nest_end(L, &ns);
   kiln_lx *v = kiln_lx_local(LB, acc);
   if (n->op == KILN_OP_REDUCE_MEAN) v = bin(L, KILN_BIN_DIV, v, kiln_lx_const_f(LB, ct, (double)count));
   /* Y's layout is X's kept dims in order (reduced dims absent or 1). */
   kiln_lb_store(LB, yb, offset_sel(L, X, idx, red, 0), v);
   for (int i = 0; i < r; i++)
-    if (!red[i]) nend(L, &ns);
+    if (!red[i]) kiln_nest_end(L, &ns);
   return 0;
 }
 
@@ -132,14 +107,14 @@ int kiln_lower_argmax(kiln_lctx *L, const kiln_node *n) {
   kiln_lower_begin(L, n);
   if (kiln_value_numel(Y, 1) == 0) return 0;
   if (X->dims[ax] == 0) return kiln_lower_fail(L, n, "ArgMax over an empty axis");
-  nest ns = {0};
+  kiln_nest ns = {0};
   kiln_lx *idx[KILN_MAX_RANK];
   for (int i = 0; i < r; i++)
-    if (i != ax) idx[i] = nfor(L, &ns, X->dims[i], 1);
+    if (i != ax) idx[i] = kiln_nest_for(L, &ns, X->dims[i], 1);
   idx[ax] = kiln_lx_const_i(LB, 0);
   int best = kiln_lb_decl(LB, ct, kiln_lx_cast(LB, ct, kiln_lx_load(LB, xb, offset_sel(L, X, idx, NULL, 0))));
   int at = kiln_lb_decl(LB, KILN_DT_I64, kiln_lx_const_i(LB, 0));
-  idx[ax] = nfor(L, &ns, X->dims[ax], 0);
+  idx[ax] = kiln_nest_for(L, &ns, X->dims[ax], 0);
   kiln_lx *x = kiln_lx_cast(LB, ct, kiln_lx_load(LB, xb, offset_sel(L, X, idx, NULL, 0)));
   kiln_lx *b = kiln_lx_local(LB, best), *take;
   if (a->select_last_index) {
@@ -155,9 +130,9 @@ int kiln_lower_argmax(kiln_lctx *L, const kiln_node *n) {
   kiln_lb_assign(LB, best, x);
   kiln_lb_assign(LB, at, idx[ax]);
   kiln_lb_end(LB);
-  nend(L, &ns);
+  kiln_nest_end(L, &ns);
   kiln_lb_store(LB, yb, offset_sel(L, X, idx, sel, 0), kiln_lx_local(LB, at));
   for (int i = 0; i < r; i++)
-    if (i != ax) nend(L, &ns);
+    if (i != ax) kiln_nest_end(L, &ns);
   return 0;
 }

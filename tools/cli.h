@@ -34,6 +34,16 @@ typedef struct kiln_model_opts {
   int64_t params, bn_stats, param_bytes; /* out: counted before folding */
 } kiln_model_opts;
 kiln_graph *kiln_cli_load(const char *path, kiln_model_opts *o, kiln_diag *d);
+/* Output folders (out_dir.c): check, fill a temporary sibling, rename. */
+int kiln_out_dir_check(const char *dir, kiln_diag *d);
+int kiln_out_dir_begin(const char *dir, char *tmp, size_t size, kiln_diag *d);
+int kiln_out_dir_write(const char *tmp, const char *name, const void *data, size_t len, kiln_diag *d);
+int kiln_out_dir_commit(const char *dir, char *tmp, kiln_diag *d);
+void kiln_out_dir_abort(char *tmp);
+/* C identifiers for generated APIs. */
+int kiln_c_identifier_ok(const char *s);
+void kiln_c_identifier_from(char *out, size_t size, const char *name, int upper);
+void kiln_c_prefix_for(const char *model_path, char *prefix, size_t size);
 /* Multiply-accumulates of the whole graph (symbolic dims counted as 1). */
 int64_t kiln_cli_macs(const kiln_graph *g);
 /* Just the import (by extension), no shape inference. */

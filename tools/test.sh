@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command 2: installs what the tests need and runs the whole suite:
 #   1. a normal build and its tests (unit, ONNX conformance, model checks);
-#   2. an AddressSanitizer + UndefinedBehaviorSanitizer build, same tests;
+#   2. an AddressSanitizer + UndefinedBehaviorSanitizer build, same tests
+#      but those labelled slow (whole networks: minutes each under ASan);
 #   3. the importer fuzz target for a bounded time (KILN_FUZZ_SECONDS, 60).
 # The ONNX conformance suite is read from $KILN_ONNX_TESTS or
 # ../shared/onnx-tests; without either it is regenerated with the onnx
@@ -25,20 +26,21 @@ fi
 export KILN_ONNX_TESTS="$suite"
 cache="$root/build/test-cache"
 
-run_build() { # name, extra cmake args...
-  local dir="$root/$1"; shift
+run_build() { # name, ctest-exclude-label, extra cmake args...
+  local dir="$root/$1" exclude=$2; shift 2
   echo "=== build $dir $*"
   cmake -S "$root" -B "$dir" -DKILN_TESTS=ON -DKILN_TEST_CACHE="$cache" "$@" >/dev/null
   cmake --build "$dir" -j "$jobs" 2>&1 | grep -E "warning|error" || true
   cmake --build "$dir" -j "$jobs" >/dev/null
   local skip=()
   [ -z "$suite" ] && skip=(-E 'conformance')
+  [ -n "$exclude" ] && skip+=(-LE "$exclude")
   (cd "$dir" && ctest --output-on-failure -j "$jobs" "${skip[@]}")
 }
 
-run_build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+run_build build "" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  run_build build-asan -DCMAKE_BUILD_TYPE=Debug -DKILN_SANITIZE=ON
+  run_build build-asan slow -DCMAKE_BUILD_TYPE=Debug -DKILN_SANITIZE=ON
 
 if [ -x tests/fuzz/run.sh ]; then
   echo "=== fuzz (${KILN_FUZZ_SECONDS:-60} s)"

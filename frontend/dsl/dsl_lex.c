@@ -45,12 +45,14 @@ typedef struct lexer {
   int line;
   dsl_tok *toks; int n, cap;
   int depth;  /* open ( and [ : newlines inside are not separators */
+  int checked; /* the whole text is valid UTF-8 */
 } lexer;
 
 static int lex_fail(lexer *lx, const char *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int lex_fail(lexer *lx, const char *at, const char *fmt, ...) {
+  /* no excerpt before the encoding is checked: the line may hold the bad bytes */
   kiln_loc loc = {.file = lx->s->file, .line = lx->line, .col = (int)(at - lx->line_start) + 1,
-                  .source = lx->s->text, .node_index = -1};
+                  .source = lx->checked ? lx->s->text : NULL, .node_index = -1};
   va_list ap;
   va_start(ap, fmt);
   kiln_verror(lx->s->d, &loc, fmt, ap);
@@ -230,6 +232,7 @@ static int lex_punct(lexer *lx) {
 int dsl_lex(dsl_src *s, dsl_tok **toks, int *ntoks) {
   lexer lx = {.s = s, .p = s->text, .line_start = s->text, .line = 1};
   if (check_encoding(&lx)) return -1;
+  lx.checked = 1;
   lx.line = 1;
   lx.line_start = s->text;
   for (;;) {

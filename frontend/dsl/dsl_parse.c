@@ -74,13 +74,17 @@ static int enter(parser *p) {
 static dsl_ast *parse_expr(parser *p);
 static dsl_ast *parse_body(parser *p);
 
-/* Comma-separated items up to `close`; keyword arguments when allow_keys. */
+/* Comma-separated items up to `close`; keyword arguments when allow_keys.
+ * Newlines inside brackets do not end statements, so a missing bracket is
+ * usually noticed lines later: then the message points at the opening one. */
 static int parse_items(parser *p, dsl_ast *a, dsl_tok_kind close, int allow_keys) {
+  const dsl_tok *open = &p->t[p->pos > 0 ? p->pos - 1 : 0];
   while (!at(p, close)) {
     if (a->nitems >= MAX_ITEMS) return fail_at(p, peek(p), "more than %d items", MAX_ITEMS);
     const char *key = NULL;
-    if (allow_keys && (at(p, T_IDENT) || at(p, T_IN)) && peek2(p)->kind == T_ASSIGN) {
-      key = at(p, T_IN) ? "in" : peek(p)->str; /* in=64: the expected input channels */
+    /* keywords may name arguments too: in=64, seed=1 */
+    if (allow_keys && (at(p, T_IDENT) || peek(p)->kind >= T_BLOCK) && peek2(p)->kind == T_ASSIGN) {
+      key = peek(p)->str;
       next(p);
       next(p);
     } else if (allow_keys && a->nitems && a->keys[a->nitems - 1]) {
@@ -92,6 +96,9 @@ static int parse_items(parser *p, dsl_ast *a, dsl_tok_kind close, int allow_keys
     if (!at(p, T_COMMA)) break;
     next(p);
   }
+  if (!at(p, close) && peek(p)->line != open->line)
+    return fail_at(p, open, "this %s is never closed (expected %s before %s on line %d)", dsl_tok_name(open->kind),
+                   dsl_tok_name(close), got(p, peek(p)), peek(p)->line);
   return expect(p, close, close == T_RPAREN ? "to close the parenthesis" : "to close the list");
 }
 
