@@ -19,6 +19,14 @@ Then, for each thread count T (default 1):
          otherwise kiln runs single-threaded once per model and that figure
          is reported on every thread-count row, marked "(1T)".
 
+  kiln-C `KILN_BINARY emit-c MODEL --weights-file --threads --name net`,
+         compiled with `cc -std=c99 -O3 -march=native` into bench/c_harness.c,
+         which times net_run_v / net_run_parallel (T threads on a pthread
+         pool) the same way: 3 warm-up runs, median of N.  Also reported:
+         the code size of the compiled net.o (`size`, text+data, weights
+         excluded: they are a separate file) and the workspace bytes
+         (kiln's memory plan, NET_WORKSPACE_SIZE).  --no-c skips it.
+
 GFLOP/s = 2 * MACs / time, with MACs from `kiln inspect --json MODEL`
 ("macs": Conv, ConvTranspose, Gemm and MatMul multiply-accumulates; the
 elementwise ops, pooling and normalisation are not counted). If inspect
@@ -131,6 +139,36 @@ def time_kiln(kiln, model_path, input_files, threads, runs):
     return float(m.group(2)), float(m.group(1)), None
 
 
+def build_c(kiln, model_path, work):
+    """emit-c + cc -O3 -march=native; (harness path, code bytes, workspace bytes, None) or error."""
+    out = Path(work) / "c"
+    proc = subprocess.run([kiln, "emit-c", str(model_path), "-o", str(out), "--weights-file", "--threads",
+                           "--name", "net"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return None, None, None, f"emit-c failed: {proc.stderr.strip()[-300:]}"
+    cc = os.environ.get("CC", "cc")
+    flags = ["-std=c99", "-O3", "-march=native"]
+    obj = out / "net.o"
+    harness = out / "harness"
+    for cmd in ([cc, *flags, "-c", str(out / "net.c"), "-o", str(obj)],
+                [cc, *flags, "-pthread", "-I", str(out), str(REPO / "bench" / "c_harness.c"), str(obj),
+                 "-o", str(harness), "-lm"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            return None, None, None, f"cc failed: {proc.stderr.strip()[-300:]}"
+    size = subprocess.run(["size", str(obj)], capture_output=True, text=True).stdout.split("\n")[1].split()
+    code = int(size[0]) + int(size[1])
+    ws = int(re.search(r"#define NET_WORKSPACE_SIZE (\d+)", (out / "net.h").read_text()).group(1))
+    return harness, code, ws, None
+
+
+def time_c(harness, weights, threads, runs):
+    proc = subprocess.run([str(harness), str(weights), str(threads), str(runs)], capture_output=True, text=True,
+                          timeout=KILN_TIMEOUT_S)
+    m = re.search(r"median_ms ([\d.]+)", proc.stdout)
+    return float(m.group(1)) if m else None
+
+
 def gflops(macs, ms):
     return f"{2 * macs / (ms * 1e6):.1f}" if macs and ms else "-"
 
@@ -154,6 +192,7 @@ def parse_args(argv):
     p.add_argument("--models", help="comma-separated model names (default: all)")
     p.add_argument("--threads", default="1", help="comma-separated thread counts (default 1)")
     p.add_argument("--runs", type=int, default=10, help="timed runs per measurement (default 10)")
+    p.add_argument("--no-c", action="store_true", help="skip the C backend column")
     args = p.parse_args(argv)
     args.threads = [int(t) for t in args.threads.split(",") if t]
     if not args.threads or min(args.threads) < 1 or args.runs < 1:
@@ -175,8 +214,9 @@ def main(argv):
           f"{version.stdout.strip()}")
     print(f"# batch 1, f32; median of {args.runs} runs (ORT after {WARMUP_RUNS} warm-up runs); "
           f"kiln {'--threads T' if threaded else 'single-threaded (no --threads option)'}")
-    print("| model | threads | ORT ms | kiln ms | kiln/ORT | kiln GFLOP/s | ORT GFLOP/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|", flush=True)
+    print("| model | threads | ORT ms | kiln ms | kiln/ORT | kiln GFLOP/s | ORT GFLOP/s "
+          "| kiln-C ms | C/ORT | C/LLVM | C code bytes | workspace bytes |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
     errors, fallback_macs = [], []
     for name in models:
         path = zoo2.generate_any(args.cache_dir, [name], log=lambda m: None)[name]
@@ -192,6 +232,11 @@ def main(argv):
                 files[input_name] = Path(work) / f"input{i}.npy"
                 np.save(files[input_name], array)
             single = None  # kiln's one single-threaded result when it has no --threads
+            harness = code = ws = None
+            if not args.no_c:
+                harness, code, ws, err = build_c(args.kiln, path, work)
+                if err:
+                    errors.append((name, err))
             for threads in args.threads:
                 ort_ms = time_ort(path, inputs, threads, args.runs)
                 if threaded:
@@ -206,8 +251,11 @@ def main(argv):
                     errors.append((name, err))
                 kiln_cell = f"{kiln_ms:.2f}{note}" if kiln_ms else "fail"
                 ratio = f"{kiln_ms / ort_ms:.2f}" if kiln_ms else "-"
+                c_ms = time_c(harness, Path(work) / "c" / "net.weights", threads, args.runs) if harness else None
+                c_cells = (f"{c_ms:.2f} | {c_ms / ort_ms:.2f} | {c_ms / kiln_ms:.2f} | {code} | {ws}"
+                           if c_ms and kiln_ms else "- | - | - | - | -")
                 print(f"| {name}{mark} | {threads} | {ort_ms:.2f} | {kiln_cell} | {ratio} | "
-                      f"{gflops(macs, kiln_ms)} | {gflops(macs, ort_ms)} |", flush=True)
+                      f"{gflops(macs, kiln_ms)} | {gflops(macs, ort_ms)} | {c_cells} |", flush=True)
     if fallback_macs:
         print(f"# * kiln inspect failed on {', '.join(fallback_macs)}: "
               "MACs from the generators' analysis")

@@ -501,7 +501,16 @@ static char *make_header(emitter *e) {
       for (int k = 0; k < x->rank; k++) fprintf(f, "%s%" PRId64, k ? ", " : "", x->dims[k]);
       fprintf(f, "}\n\n");
     }
-  fprintf(f, "size_t %s_workspace_size(void);\n\n", pre);
+  for (int io = 0; io < 2; io++) { /* sizes in bytes, in order: for generic hosts */
+    int n = io ? p->noutputs : p->ninputs;
+    fprintf(f, "#define %s_%s_BYTES {", up, io ? "OUTPUT" : "INPUT");
+    for (int i = 0; i < n; i++) {
+      const kiln_buf *x = io_buf(p, io ? KILN_BUF_OUTPUT : KILN_BUF_INPUT, i);
+      fprintf(f, "%s%" PRId64, i ? ", " : "", x->numel * (int64_t)kiln_dtype_size(x->dtype));
+    }
+    fprintf(f, "%s}\n", n ? "" : "0");
+  }
+  fprintf(f, "\nsize_t %s_workspace_size(void);\n\n", pre);
   fprintf(f, "int %s_run(", pre);
   typed_params(e, f);
   fprintf(f, ");\n\n/* The same with arrays of tensors in input/output order (weights: NULL unless\n"

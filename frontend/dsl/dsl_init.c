@@ -69,12 +69,13 @@ void dsl_init_fill(float *out, int64_t n, const dsl_val *init, uint64_t seed, co
     for (int64_t i = 0; i < n; i++) out[i] = (float)init->f;
     return;
   }
-  for (int64_t i = 0; i < n; i++) {
-    if (normal) {
-      double r = sqrt(-2.0 * log(uniform01(&st))), th = 2.0 * M_PI * uniform01(&st);
-      out[i] = (float)(std * r * cos(th));
-    } else {
-      out[i] = (float)(lim * (2.0 * uniform01(&st) - 1.0));
-    }
+  if (!normal) {
+    for (int64_t i = 0; i < n; i++) out[i] = (float)(lim * (2.0 * uniform01(&st) - 1.0));
+    return;
+  }
+  for (int64_t i = 0; i < n; i += 2) { /* Box-Muller gives two normals per pair of uniforms */
+    double r = std * sqrt(-2.0 * log(uniform01(&st))), th = 2.0 * M_PI * uniform01(&st);
+    out[i] = (float)(r * cos(th));
+    if (i + 1 < n) out[i + 1] = (float)(r * sin(th));
   }
 }

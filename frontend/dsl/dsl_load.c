@@ -16,7 +16,7 @@
 enum { MAX_SOURCE = 4 << 20 };
 
 kiln_dsl_limits kiln_dsl_default_limits(void) {
-  return (kiln_dsl_limits){.max_params = (int64_t)1 << 31, .max_steps = 1 << 20, .max_repeat = 10000, .max_depth = 64};
+  return (kiln_dsl_limits){.max_params = (int64_t)1 << 28, .max_steps = 1 << 20, .max_repeat = 10000, .max_depth = 64};
 }
 
 kiln_graph *kiln_dsl_load_buffer(const char *src, size_t len, const char *name, const char *base_dir,

@@ -365,7 +365,7 @@ static dsl_ast *parse_stmt(parser *p) {
     if (expect(p, T_COLON, "and a shape after the input's name (input x: [N, 3, 224, 224])")) return NULL;
     if (at(p, T_IDENT)) a->name2 = next(p)->str; /* element type */
     if (!at(p, T_LBRACK)) { fail_at(p, peek(p), "expected the input's shape in [ ], got %s", got(p, peek(p))); return NULL; }
-    a->a = parse_primary(p);
+    if (!(a->a = parse_primary(p))) return NULL;
     break;
   case T_OUTPUT:
     next(p);

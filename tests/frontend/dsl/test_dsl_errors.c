@@ -184,7 +184,7 @@ Test(dsl_errors, parameter_budget) {
   cr_assert_null(load_limited(NET("  conv(64, 3x3)\n"), &lim));
   cr_assert(strstr(d.msg, "net.kiln:3:3: conv 'conv1': its weight would have more than 1000 elements"), "%s", d.msg);
   cr_assert_null(load(NET("  conv(1048576, 3x3) -> conv(1048576, 3x3)\n")));
-  cr_assert(strstr(d.msg, "more than 2147483648"), "%s", d.msg);
+  cr_assert(strstr(d.msg, "more than 268435456"), "%s", d.msg);
 }
 
 /* ---- weights files ---- */
