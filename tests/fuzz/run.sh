@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the ONNX importer: tests/fuzz/run.sh [SECONDS]   (default 60)
+# Fuzzes the ONNX importer, then the DSL parser: tests/fuzz/run.sh [SECONDS]
+# (default 60 each)
 #
 # Configures and builds build-fuzz/ at the repository root (clang-19,
 # -DKILN_FUZZ=ON -DKILN_SANITIZE=ON; only the fuzz target is built), copies
@@ -20,7 +21,7 @@ cc=${CC:-clang-19}
 
 cmake -S "$repo" -B "$build" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DKILN_FUZZ=ON -DKILN_SANITIZE=ON -DKILN_TESTS=OFF >/dev/null
-cmake --build "$build" --target fuzz_onnx_import -j2
+cmake --build "$build" --target fuzz_onnx_import fuzz_dsl_parse -j2
 
 rm -rf "$build/corpus"
 mkdir -p "$build/corpus" "$build/artifacts"
@@ -40,3 +41,10 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 "$build/tests/fuzz/fuzz_onnx_import" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -dict="$build/onnx.dict" -artifact_prefix="$build/artifacts/" "$build/corpus"
+
+# The DSL parser and elaborator, on its own corpus and dictionary.
+rm -rf "$build/corpus-dsl"
+mkdir -p "$build/corpus-dsl"
+cp "$repo"/tests/fuzz/corpus/dsl/* "$build/corpus-dsl/"
+"$build/tests/fuzz/fuzz_dsl_parse" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -dict="$repo/tests/fuzz/dsl.dict" -artifact_prefix="$build/artifacts/" "$build/corpus-dsl"
