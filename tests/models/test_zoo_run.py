@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """End-to-end numerical check of `kiln run` against ONNX Runtime on the zoo.
 
-Usage:  python3 tests/models/test_zoo_run.py KILN_BINARY CACHE_DIR [name ...]
+Usage:  python3 tests/models/test_zoo_run.py [--backend llvm|c] KILN_BINARY CACHE_DIR [name ...]
+
+--backend c checks the C backend instead of `kiln run`: `kiln emit-c MODEL
+--weights-file`, the generated example main.c built with
+`cc -std=c99 -O3 -march=native -Wall -Wextra -Wpedantic -Werror`, run on the
+same .npy inputs; same tolerance, same top-5 rule.
 
 For each network (default: all of models/gen/zoo2.ALL_MODELS: resnet50,
 mobilenetv2, vgg16_v9, densenet121, squeezenet1_1, googlenet, unet2d, cnn3d,
@@ -136,6 +141,38 @@ def run_kiln(kiln, model_path, inputs, work):
     return outs, times, None
 
 
+def run_c(kiln, model_path, inputs, work):
+    """The C backend: emit-c, cc -O3 -march=native, run the example main."""
+    out = Path(work) / "c"
+    proc = subprocess.run([kiln, "emit-c", str(model_path), "-o", str(out), "--weights-file", "--name", "net"],
+                          capture_output=True, text=True, timeout=KILN_TIMEOUT_S)
+    if proc.returncode != 0:
+        return None, None, f"kiln emit-c exited {proc.returncode}: {proc.stderr.strip()[-600:]}"
+    cc = os.environ.get("CC", "cc")
+    t0 = time.perf_counter()
+    proc = subprocess.run([cc, "-std=c99", "-O3", "-march=native", "-Wall", "-Wextra", "-Wpedantic", "-Werror",
+                           "-o", str(out / "run_model"), str(out / "main.c"), str(out / "net.c"), "-lm"],
+                          capture_output=True, text=True, timeout=KILN_TIMEOUT_S)
+    compile_ms = 1e3 * (time.perf_counter() - t0)
+    if proc.returncode != 0:
+        return None, None, f"cc failed on the generated C: {proc.stderr.strip()[-600:]}"
+    args = [str(out / "run_model"), "--weights", str(out / "net.weights")]
+    for i, (name, array) in enumerate(inputs.items()):
+        path = Path(work) / f"input_{i}.npy"
+        np.save(path, array)
+        args.append(str(path))
+    res = Path(work) / "out"
+    res.mkdir()
+    args.append(str(res))
+    t0 = time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=KILN_TIMEOUT_S)
+    run_ms = 1e3 * (time.perf_counter() - t0)
+    if proc.returncode != 0:
+        return None, None, f"generated program exited {proc.returncode}: {proc.stderr.strip()[-600:]}"
+    outs = {f"output_{k}": np.load(res / f"output_{k}.npy") for k in range(len(list(res.glob("output_*.npy"))))}
+    return outs, {"compile_ms": compile_ms, "run_ms": run_ms}, None
+
+
 def compare(name, ref, got):
     """Returns (ok, description) for one output."""
     if got.shape != ref.shape:
@@ -170,17 +207,17 @@ def compare(name, ref, got):
     return ok, ", ".join(parts)
 
 
-def check_model(kiln, name, path):
+def check_model(kiln, name, path, backend="llvm"):
     """Returns (ok, the report line's text after "PASS name: ")."""
     inputs = make_inputs(path)
     ref, ort_ms = run_ort(path, inputs)
     with tempfile.TemporaryDirectory(prefix=f"kiln_zoo_run_{name}_") as work:
-        got, times, error = run_kiln(kiln, path, inputs, work)
+        got, times, error = (run_c if backend == "c" else run_kiln)(kiln, path, inputs, work)
     if error:
         return False, f"{error} (ORT {ort_ms:.1f} ms)"
     results = []
-    for out_name, ref_array in ref.items():
-        key = output_file("", out_name).stem
+    for k, (out_name, ref_array) in enumerate(ref.items()):
+        key = f"output_{k}" if backend == "c" else output_file("", out_name).stem
         if key not in got:
             results.append((False, f"{out_name}: kiln wrote no {key}.npy"))
         else:
@@ -195,6 +232,15 @@ def main(argv):
     if len(argv) < 3:
         print(__doc__.split("Usage:")[1].split("\n\n")[0].strip(), file=sys.stderr)
         return 2
+    backend = "llvm"
+    if len(argv) > 2 and argv[1] == "--backend":
+        backend, argv = argv[2], argv[:1] + argv[3:]
+        if backend not in ("llvm", "c"):
+            print(f"FAIL setup: unknown backend {backend!r}")
+            return 2
+    if len(argv) < 3:
+        print(__doc__.split("Usage:")[1].split("\n\n")[0].strip(), file=sys.stderr)
+        return 2
     kiln, cache_dir, names = argv[1], argv[2], argv[3:]
     if not (os.path.isfile(kiln) and os.access(kiln, os.X_OK)):
         print(f"FAIL setup: kiln binary {kiln!r} does not exist or is not executable")
@@ -206,7 +252,7 @@ def main(argv):
     for name in names:
         try:
             path = zoo2.generate_any(cache_dir, [name], log=lambda m: print(f"# {m}"))[name]
-            ok, text = check_model(kiln, name, path)
+            ok, text = check_model(kiln, name, path, backend)
         except Exception as e:  # a generator or ORT problem fails this model only
             ok, text = False, f"{type(e).__name__}: {e}"
         print(f"{'PASS' if ok else 'FAIL'} {name}: {text}", flush=True)
