@@ -119,8 +119,12 @@ static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts
   char ty[256], b1[64], b2[64];
   int count[KILN_OP_COUNT];
   printf("model     %s\n", path);
-  printf("format    ONNX ir_version %" PRId64 ", opset %" PRId64 "%s%s\n", g->ir_version, g->opset,
-         g->producer[0] ? ", producer " : "", g->producer);
+  size_t plen = strlen(path);
+  if (plen > 5 && !strcmp(path + plen - 5, ".kiln"))
+    printf("format    kiln DSL (kiln export writes it as ONNX opset %" PRId64 ")\n", g->opset);
+  else
+    printf("format    ONNX ir_version %" PRId64 ", opset %" PRId64 "%s%s\n", g->ir_version, g->opset,
+           g->producer[0] ? ", producer " : "", g->producer);
   for (int i = 0; i < g->ninputs; i++) {
     kiln_value_type_str(g, g->inputs[i], ty, sizeof ty);
     printf("%-9s %-24s %s\n", i ? "" : "inputs", g->inputs[i]->name, ty);
