@@ -97,6 +97,16 @@ void kiln_nest_end(kiln_lctx *L, kiln_nest *ns) {
   }
 }
 
+kiln_buf *kiln_lower_scratch(kiln_lctx *L, const char *name, kiln_dtype t, int64_t numel) {
+  kiln_value v = {0};
+  v.name = kiln_arena_strdup(L->b.p->arena, name);
+  v.id = -1;
+  v.dtype = t;
+  v.rank = 1;
+  v.dims[0] = numel;
+  return kiln_program_add_buf(L->b.p, &v, KILN_BUF_WORKSPACE);
+}
+
 kiln_lx *kiln_lower_load(kiln_lctx *L, const kiln_buf *b, kiln_lx *off) {
   return kiln_lx_cast(&L->b, kiln_lower_ctype(b->dtype), kiln_lx_load(&L->b, b, off));
 }

@@ -51,6 +51,10 @@ typedef struct kiln_nest {
 } kiln_nest;
 kiln_lx *kiln_nest_for(kiln_lctx *L, kiln_nest *ns, int64_t extent, int par);
 void kiln_nest_end(kiln_lctx *L, kiln_nest *ns);
+/* A workspace buffer of numel elements private to the kernel being lowered
+ * (scratch: packed operands, partial results); the memory plan places it
+ * like any activation, live only during that kernel. */
+kiln_buf *kiln_lower_scratch(kiln_lctx *L, const char *name, kiln_dtype t, int64_t numel);
 /* Loads buf[off] widened to the compute type. */
 kiln_lx *kiln_lower_load(kiln_lctx *L, const kiln_buf *b, kiln_lx *off);
 int kiln_lower_fail(kiln_lctx *L, const kiln_node *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

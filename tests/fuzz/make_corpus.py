@@ -9,8 +9,9 @@ old-opset upgrades, every Constant form, raw_data in several dtypes,
 symbolic dims through Shape -> Gather -> Concat -> Reshape, and most op
 kinds kiln knows.  The fuzzer mutates them; their bytes matter more than
 their numbers, so weights are small ramps.  Only seed-*.onnx files are
-written: crash-*.onnx regression inputs found by the fuzzer live in the
-same folder and are left alone.  The output is deterministic, so rerunning
+written: the inputs that once crashed or hung the fuzz target
+(crash-*.onnx, timeout-*.onnx, named for the bug) live in the same folder
+as regression seeds and are left alone.  The output is deterministic, so rerunning
 the script after an onnx upgrade shows any change in `git diff`.
 """
 
@@ -194,8 +195,67 @@ def conv_transpose():
                  [ramp("W", [2, 2, 3, 3]), ramp("scale", [2]), ramp("B", [2]), ramp("Wg", [2, 1, 3, 3])], opset=14)
 
 
+def activations():
+    """The remaining elementwise ops, variadic ops, comparisons and Clip-13
+    with bound inputs, folded where kiln folds them (int64 shape data)."""
+    unary = ["Elu", "Selu", "HardSigmoid", "Softplus", "Erf", "Exp", "Log", "Abs", "Neg", "Reciprocal", "Floor",
+             "Ceil"]
+    nodes, prev = [], "x"
+    for op in unary:
+        nodes.append(helper.make_node(op, [prev], [op.lower()], op.lower()))
+        prev = op.lower()
+    nodes += [
+        helper.make_node("PRelu", [prev, "slope"], ["pr"], "prelu"),
+        helper.make_node("Clip", ["pr", "lo", "hi"], ["cl"], "clip13"),
+        helper.make_node("Sum", ["cl", "x", "pr"], ["su"], "sum"),
+        helper.make_node("Mean", ["su", "x"], ["me"], "mean"),
+        helper.make_node("Max", ["me", "x"], ["mx"], "max"),
+        helper.make_node("Min", ["mx", "cl"], ["y"], "min"),
+        # int64 arithmetic on constants: the folder's territory
+        helper.make_node("Abs", ["k"], ["k_abs"], "k_abs"),
+        helper.make_node("Neg", ["k_abs"], ["k_neg"], "k_neg"),
+        helper.make_node("Equal", ["k", "k_neg"], ["k_eq"], "k_eq"),
+        helper.make_node("Less", ["k", "k_neg"], ["k_lt"], "k_lt"),
+        helper.make_node("Where", ["k_lt", "k", "k_neg"], ["k_w"], "k_where"),
+        helper.make_node("Max", ["k_w", "k", "k_abs"], ["k_max"], "k_max"),
+        helper.make_node("Div", ["k_max", "k3"], ["k_div"], "k_div"),
+        helper.make_node("Pow", ["k_div", "k3"], ["k_pow"], "k_pow"),
+    ]
+    return model("activations", nodes, [f32("x", [1, 2, 3])],
+                 [f32("y", [1, 2, 3]), helper.make_tensor_value_info("k_pow", TensorProto.INT64, [3]),
+                  helper.make_tensor_value_info("k_eq", TensorProto.BOOL, [3])],
+                 [ramp("slope", [2, 1]), numpy_helper.from_array(np.array(-1.0, np.float32), "lo"),
+                  numpy_helper.from_array(np.array(1.0, np.float32), "hi"), ints("k", [-3, 0, 5]), ints("k3", [3])])
+
+
+def tensor_ops():
+    """Opset-13 input forms of Squeeze/Unsqueeze/Slice/Dropout, pooling with
+    every window attribute, LRN, and the remaining reductions."""
+    nodes = [
+        helper.make_node("LRN", ["x"], ["l"], "lrn", size=3, alpha=1e-4, beta=0.75, bias=1.0),
+        helper.make_node("MaxPool", ["l"], ["mp", "idx"], "maxpool", kernel_shape=[2, 2], strides=[1, 2],
+                         dilations=[1, 1], pads=[0, 1, 0, 1], ceil_mode=1),
+        helper.make_node("AveragePool", ["mp"], ["ap"], "avgpool", kernel_shape=[3, 1], auto_pad="SAME_LOWER",
+                         count_include_pad=1),
+        helper.make_node("GlobalMaxPool", ["ap"], ["gm"], "gmp"),
+        helper.make_node("Squeeze", ["gm", "axes23"], ["sq"], "squeeze"),
+        helper.make_node("Unsqueeze", ["sq", "axes0"], ["us"], "unsqueeze"),
+        helper.make_node("Slice", ["us", "starts", "ends", "axes2", "steps"], ["sl"], "slice"),
+        helper.make_node("Dropout", ["sl", "ratio", "train"], ["dr"], "dropout", seed=1),
+        helper.make_node("LogSoftmax", ["dr"], ["ls"], "logsoftmax", axis=-1),
+        helper.make_node("ReduceMax", ["ls"], ["rm"], "reducemax", axes=[-1], keepdims=0),
+        helper.make_node("Gather", ["rm", "neg_idx"], ["ga"], "gather", axis=1),
+        helper.make_node("Transpose", ["ga"], ["y"], "transpose"),
+    ]
+    return model("tensor_ops", nodes, [f32("x", [1, 3, 4, 5])], [f32("y", None)],
+                 [ints("axes23", [2, 3]), ints("axes0", [0]), ints("starts", [-1]), ints("ends", [-100]),
+                  ints("axes2", [1]), ints("steps", [-2]),
+                  numpy_helper.from_array(np.array(0.25, np.float32), "ratio"),
+                  numpy_helper.from_array(np.array(False), "train"), ints("neg_idx", [-1, 0])])
+
+
 SEEDS = [conv_relu, mlp, reshape_chain, constants, raw_dtypes, legacy_opset6, legacy_opset9, reduce_split,
-         conv_transpose]
+         conv_transpose, activations, tensor_ops]
 
 
 def main():

@@ -8,9 +8,11 @@
  * kiln_onnx_load_buffer.  A small builder at the top keeps every test a
  * few lines: conv_relu_model() is a valid model that a test then breaks in
  * one place.  All builder memory comes from a pool freed in teardown, so
- * the tests stay leak-free under LeakSanitizer.  The last group breaks
- * shapes rather than the file: those models load, and
- * kiln_pass_infer_shapes must report the node and the reason. */
+ * the tests stay leak-free under LeakSanitizer.  One group breaks shapes
+ * rather than the file: those models load, and kiln_pass_infer_shapes must
+ * report the node and the reason.  The last group pins down bugs that
+ * tests/fuzz found, and their relatives (the fuzzer's inputs are kept in
+ * tests/fuzz/corpus/onnx/). */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -520,8 +522,7 @@ Test(onnx_bad_input, initializer_with_negative_dim) {
 
 Test(onnx_bad_input, initializer_dims_whose_product_overflows) {
   Onnx__ModelProto *m = conv_relu_model();
-  Onnx__TensorProto *t = add_init(m, new_tensor("huge", T_FLOAT, DIMS(1LL << 31, 1LL << 31, 1LL << 31, 4)));
-  (void)t;
+  add_init(m, new_tensor("huge", T_FLOAT, DIMS(1LL << 31, 1LL << 31, 1LL << 31, 4)));
   EXPECT_LOAD_ERROR(m, "tensor 'huge' is too large (dims overflow)");
 }
 
@@ -827,7 +828,7 @@ Test(onnx_bad_input, reshape_with_non_constant_shape) {
   EXPECT_SHAPE_ERROR(m, "node 'rs' (Reshape)", "input 'shape' ('s') must be a constant");
 }
 
-/* ---- regressions found by tests/fuzz ------------------------------------------ */
+/* ---- regressions: bugs tests/fuzz found, and their relatives ---------------- */
 
 /* A STRING attribute with its s field absent (protobuf-c: s.data NULL). */
 Test(onnx_bad_input, string_attribute_without_a_value_is_the_empty_string) {
@@ -932,5 +933,79 @@ Test(onnx_bad_input, folding_empty_results_with_huge_dims) {
   cr_assert_eq(kiln_pass_infer_shapes(g, &d), 0, "%s", d.msg);
   const kiln_value *out = g->outputs[0];
   cr_assert(out->data && out->rank == 3 && out->dims[0] == 1LL << 40 && out->dims[1] == 2 && out->dims[2] == 0);
+  kiln_graph_free(g);
+}
+
+/* One-node model x -> OP 'n1' (extra constant inputs) -> y, for shape checks. */
+static Onnx__ModelProto *shape_model(const char *op, int64_t opset, int rank, const int64_t *dims, const char *ins) {
+  Onnx__ModelProto *m = new_model(8, opset);
+  add_input(m, "x", T_FLOAT, rank, dims);
+  add_node(m, op, "n1", ins, "y");
+  add_output(m, "y");
+  return m;
+}
+
+Test(onnx_bad_input, pad_with_huge_negative_pads) {
+  Onnx__ModelProto *m = shape_model("Pad", 13, DIMS(2, 3), "x,pads");
+  init_ints(m, "pads", DIMS(0, INT64_MIN / 2, 0, INT64_MIN / 2));
+  EXPECT_SHAPE_ERROR(m, "node 'n1' (Pad)", "pads are too large");
+}
+
+Test(onnx_bad_input, split_entries_beyond_the_axis) {
+  Onnx__ModelProto *m = shape_model("Split", 13, DIMS(4, 3), "x,split");
+  set_names(&m->graph->node[0]->output, &m->graph->node[0]->n_output, "y,y1");
+  add_output(m, "y1");
+  init_ints(m, "split", DIMS(INT64_MAX, INT64_MAX));
+  EXPECT_SHAPE_ERROR(m, "node 'n1' (Split)", "split[0] = 9223372036854775807 exceeds axis 0 of size 4");
+}
+
+Test(onnx_bad_input, resize_roi_giving_an_invalid_size) {
+  Onnx__ModelProto *m = shape_model("Resize", 13, DIMS(1, 1, 4, 4), "x,roi,scales");
+  Onnx__TensorProto *roi = add_init(m, new_tensor("roi", T_FLOAT, DIMS(8)));
+  float r[8] = {0, 0, 0, 0, 1, 1, 1, 3e38f};
+  for (int i = 0; i < 8; i++) PUSH(roi->float_data, roi->n_float_data, r[i]);
+  Onnx__TensorProto *sc = add_init(m, new_tensor("scales", T_FLOAT, DIMS(4)));
+  for (int i = 0; i < 4; i++) PUSH(sc->float_data, sc->n_float_data, 1e6f);
+  Onnx__AttributeProto *a = add_attr(m->graph->node[0], "coordinate_transformation_mode",
+                                     ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
+  a->has_s = 1;
+  a->s.data = (uint8_t *)S("tf_crop_and_resize");
+  a->s.len = strlen("tf_crop_and_resize");
+  EXPECT_SHAPE_ERROR(m, "node 'n1' (Resize)", "gives an invalid size");
+}
+
+/* Steps of +-2^63 select one element; computing that must not overflow. */
+Test(onnx_bad_input, slice_with_extreme_steps) {
+  Onnx__ModelProto *m = new_model(8, 13);
+  add_input(m, "x", T_FLOAT, DIMS(10, 10));
+  init_ints(m, "starts", DIMS(2, 9));
+  init_ints(m, "ends", DIMS(10, -100));
+  init_ints(m, "steps", DIMS(INT64_MAX, INT64_MIN));
+  init_ints(m, "axes", DIMS(0, 1));
+  add_node(m, "Slice", "sl", "x,starts,ends,axes,steps", "y");
+  add_output(m, "y");
+  char *path = save_model(m, "model.onnx");
+  kiln_diag d = {0};
+  kiln_graph *g = kiln_onnx_load(path, &d);
+  cr_assert_not_null(g, "load failed: %s", d.msg);
+  cr_assert_eq(kiln_pass_infer_shapes(g, &d), 0, "%s", d.msg);
+  const kiln_value *y = g->outputs[0];
+  cr_assert(y->rank == 2 && y->dims[0] == 1 && y->dims[1] == 1, "y is [%lld,%lld]", (long long)y->dims[0],
+            (long long)y->dims[1]);
+  kiln_graph_free(g);
+}
+
+/* An empty tensor reshaped (allowzero) into huge dims around a zero. */
+Test(onnx_bad_input, reshape_of_an_empty_tensor_into_huge_dims) {
+  Onnx__ModelProto *m = shape_model("Reshape", 14, DIMS(0), "x,shape");
+  init_ints(m, "shape", DIMS(1LL << 40, 1LL << 40, 0));
+  attr_int(m->graph->node[0], "allowzero", 1);
+  char *path = save_model(m, "model.onnx");
+  kiln_diag d = {0};
+  kiln_graph *g = kiln_onnx_load(path, &d);
+  cr_assert_not_null(g, "load failed: %s", d.msg);
+  cr_assert_eq(kiln_pass_infer_shapes(g, &d), 0, "%s", d.msg);
+  const kiln_value *y = g->outputs[0];
+  cr_assert(y->rank == 3 && y->dims[0] == 1LL << 40 && y->dims[2] == 0);
   kiln_graph_free(g);
 }
