@@ -1,11 +1,14 @@
 /* Convolution: Conv and ConvTranspose, 1D/2D/3D, groups (depthwise
  * included), strides, dilations, asymmetric pads, optional bias.
  *
- * Conv with an f32/f64 output and 1 or 2 spatial dims takes the fast path
- * below (lower_conv_fast: packed phase planes, vectorised over output
- * positions, blocked over output and input channels).  The rest (f16/bf16
- * outputs, 3-D, ConvTranspose) use the generic kernel, one per node,
- * written output-stationary:
+ * With an f32/f64 output both take a fast path (lower_conv_fast,
+ * lower_convt_fast below): the input packed into zero-padded scratch
+ * planes, products summed over flat runs of output positions (the
+ * vectorised loop) in blocks of output and input channels, with partial
+ * sums kept in the output (or a scratch of it), which f32/f64 allow.
+ * f16/bf16 outputs, which must not accumulate in their storage type, and
+ * the shapes the fast paths decline use the generic kernel, one per node,
+ * written output-stationary with one f32/f64 accumulator per output:
  *   for nm in N*M (parallel)             one (batch, output channel) plane
  *     n, m and the plane's base offsets  (the only div/mod, once per plane)
  *     for o0 .. o_{k-1}                  output spatial dims, the last
@@ -157,12 +160,17 @@ static void channel_loop(kiln_lctx *L, const kiln_node *n, const conv_geom *g, i
  * The innermost loop is contiguous in S and Yv and vectorises; each S
  * value loaded feeds MB output channels and each Yv element loaded and
  * stored takes CB products, so the loop is bound by arithmetic rather than
- * by loads and stores (MB = CB = 4 keep w, x and the sums in registers:
- * on ResNet-50's 3x3 layers this runs at ~90 GFLOP/s on one AVX-512 core,
- * where one tap per pass was bound by the Y stores and the input channel
- * innermost, as before, did not vectorise).  The taps are a loop, not
- * unrolled, when xo is affine in them (every phase used), so a convolution
- * is a handful of vector loops and compiles quickly.  Tiles keep the MB
+ * by loads and stores.  MB = CB = 4 keeps the 16 weights, 4 inputs and 4
+ * sums in vector registers; on one AVX-512 core (single-threaded, f32) it
+ * measured best of MB in {2,4,8} x CB in {2..9}: ResNet-50's 3x3 and 1x1
+ * layers at 56x56..14x14 run at 85-95 GFLOP/s (7x7 ones at 50-65: 64
+ * virtual positions for 49 outputs, short loops).  Earlier designs, same
+ * machine: the input channel innermost (strided, scalar) 1-3 GFLOP/s; one
+ * output row per loop with bounds split into border loops 8-45 (rows of
+ * 14 or 7 are too short to vectorise; strided rows gather); flat with 9
+ * taps of one channel per pass 50-80.  The taps are a loop, not unrolled,
+ * when xo is affine in them (every phase used), so a convolution is a
+ * handful of vector loops and compiles quickly.  Tiles keep the MB
  * accumulated rows in L1.
  *
  * Special cases: a 1x1 unpadded stride-1 convolution reads X and writes Y
@@ -183,7 +191,7 @@ typedef struct fconv {
   int64_t psz, nph, V;                          /* one phase plane; phases; virtual positions */
   int64_t MB, Cg, ksz;
   const kiln_buf *x, *w, *pk, *y;               /* taps read pk (S or X); sums go to y (Y or Yv) */
-  int64_t scs, ycs, wcs;                        /* channel strides of s and y; of W per output channel */
+  int64_t scs, ycs, wcs, wch;                   /* channel strides of S, y; W strides per output, input channel */
   kiln_lx *sbase, *ybase, *wbase;               /* per block: s at the group's first channel, y, W */
   kiln_dtype ct;
   int bias[MB_MAX];
@@ -238,7 +246,7 @@ static void emit_single(kiln_lctx *L, const fconv *f, kiln_lx *s0, kiln_lx *y0, 
     for (int64_t k = 0; k < f->ksz; k++, nt++) {
       int64_t xo = c * f->scs;
       for (int i = 0; i < f->sp; i++) xo += xo_static(f, i, k / f->kstr[i] % f->K[i]);
-      ow[nt] = CI(c * f->ksz + k);
+      ow[nt] = CI(c * f->wch + k);
       os[nt] = CI(xo);
     }
   emit_sum(L, f, nt, ow, os, s0, y0, len, 1);
@@ -254,7 +262,7 @@ static void emit_taps(kiln_lctx *L, const fconv *f, kiln_lx *c0, int64_t cb, kil
   if (i == f->sp) {
     kiln_lx *ow[T_CH], *os[T_CH];
     for (int64_t c = 0; c < cb; c++) {
-      ow[c] = IADD(IMUL(IADD(c0, CI(c)), f->ksz), k);
+      ow[c] = IADD(IMUL(IADD(c0, CI(c)), f->wch), k);
       os[c] = IADD(IMUL(IADD(c0, CI(c)), f->scs), xo);
     }
     emit_sum(L, f, (int)cb, ow, os, s0, y0, len, 0);
@@ -313,46 +321,79 @@ static int64_t tile_len(int64_t n) {
   return best ? best : TILE_MAX;
 }
 
+/* Copies [j0, j1) of the last dim for the given last-dim phases: S at
+ * so + phase*psz + j, X at xo + s*(j + qmin) + r. */
+static void pack_run(kiln_lctx *L, const fconv *f, kiln_lx *so, kiln_lx *xo, const int64_t *rs, int nrs, int64_t j0,
+                     int64_t j1) {
+  if (j1 <= j0) return;
+  int i = f->sp - 1;
+  kiln_lx *j = IADD(IDX(kiln_lb_for(B, j1 - j0, seq_sched)), CI(j0));
+  for (int k = 0; k < nrs; k++) {
+    kiln_lx *x = IADD(xo, IADD(IMUL(j, f->s[i]), CI(f->qmin[i] * f->s[i] + rs[k])));
+    kiln_lb_store(B, f->pk, IADD(IADD(so, CI(f->rof[i][rs[k]] * f->psz)), j), kiln_lx_load(B, f->x, x));
+  }
+  kiln_lb_end(B);
+}
+
 /* Packs plane nc (= n*C + c) of X into its phase planes in S: zeros,
- * unless the copies cover the planes, then per phase the box of plane
- * indices that land inside X. */
+ * unless the copies cover the planes, then per phase of the outer dims the
+ * box of plane indices that land inside X.  The last dim's phases are
+ * copied together, one loop reading consecutive X (an interleaved access
+ * that vectorises, where one phase at a time would be strided), with the
+ * few columns outside their common range on their own. */
 static void emit_pack(kiln_lctx *L, const fconv *f, const conv_geom *g, kiln_lx *nc) {
   kiln_lx *sp = IMUL(nc, f->scs);
-  int64_t lo[3][S_MAX], hi[3][S_MAX], nphase = 1, area = 0;
+  int last = f->sp - 1;
+  int64_t lo[3][S_MAX], hi[3][S_MAX], nouter = 1, area = 0, rs[S_MAX], j0 = 0, j1 = f->Z[last];
+  int nrs = 0;
   for (int i = 0; i < f->sp; i++) {
-    nphase *= f->s[i];
+    if (i < last) nouter *= f->s[i];
     for (int64_t r = 0; r < f->s[i]; r++) {
       lo[i][r] = clamp64(ceildiv(-r, f->s[i]) - f->qmin[i], 0, f->Z[i]);
       hi[i][r] = clamp64(floordiv(g->in[i] - 1 - r, f->s[i]) + 1 - f->qmin[i], lo[i][r], f->Z[i]);
     }
   }
+  for (int64_t r = 0; r < f->s[last]; r++) {
+    if (f->rof[last][r] < 0) continue;
+    rs[nrs++] = r;
+    j0 = lo[last][r] > j0 ? lo[last][r] : j0;
+    j1 = hi[last][r] < j1 ? hi[last][r] : j1;
+  }
+  if (j1 < j0) j1 = j0;
   for (int pass = 0; pass < 2; pass++) {
     if (pass == 1 && area < f->scs) {
       kiln_lx *i = IDX(kiln_lb_for(B, f->scs, seq_sched));
       kiln_lb_store(B, f->pk, IADD(sp, i), kiln_lx_const_f(B, f->pk->dtype, 0));
       kiln_lb_end(B);
     }
-    for (int64_t ph = 0; ph < nphase; ph++) {
+    for (int64_t ph = 0; ph < nouter; ph++) {
       int64_t r[3], idx = 0, rest = ph, box = 1;
       int used = 1;
-      for (int i = f->sp - 1; i >= 0; i--) {
+      for (int i = last - 1; i >= 0; i--) {
         r[i] = rest % f->s[i];
         rest /= f->s[i];
         used = used && f->rof[i][r[i]] >= 0;
         if (used) idx += f->rof[i][r[i]] * f->pst[i];
         box *= hi[i][r[i]] - lo[i][r[i]];
       }
-      if (!used) continue;
-      area += pass == 0 ? box : 0;
-      if (pass == 0 || box == 0) continue;
+      if (!used || box == 0) continue;
+      if (pass == 0) {
+        for (int k = 0; k < nrs; k++) area += box * (hi[last][rs[k]] - lo[last][rs[k]]);
+        continue;
+      }
       kiln_lx *so = IADD(sp, CI(idx * f->psz)), *xo = IMUL(nc, g->isz);
-      for (int i = 0; i < f->sp; i++) {
+      for (int i = 0; i < last; i++) {
         kiln_lx *j = IADD(IDX(kiln_lb_for(B, hi[i][r[i]] - lo[i][r[i]], seq_sched)), CI(lo[i][r[i]]));
         so = IADD(so, IMUL(j, f->vs[i]));
         xo = IADD(xo, IMUL(IADD(IMUL(j, f->s[i]), CI(f->qmin[i] * f->s[i] + r[i])), g->xstr[i]));
       }
-      kiln_lb_store(B, f->pk, so, kiln_lx_load(B, f->x, xo));
-      kiln_lower_close(L, f->sp);
+      pack_run(L, f, so, xo, rs, nrs, j0, j1);
+      for (int k = 0; k < nrs; k++) {
+        int64_t a = lo[last][rs[k]], b = hi[last][rs[k]];
+        pack_run(L, f, so, xo, &rs[k], 1, a, b < j0 ? b : j0);
+        pack_run(L, f, so, xo, &rs[k], 1, a > j1 ? a : j1, b);
+      }
+      kiln_lower_close(L, last);
     }
   }
 }
@@ -364,6 +405,7 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   f.Cg = g->Cg;
   f.ksz = g->ksz;
   f.wcs = g->Cg * g->ksz;
+  f.wch = g->ksz;
   /* per dim: the phases the taps use and the spread of q */
   int64_t maxoff = 0, qmax[3];
   int direct_x = 1, direct_y = 1;
@@ -447,8 +489,9 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
     /* row r (the outer output indices, row-major) starts at v = sum o_i*vs_i */
     if (nfull > 0) {
       kiln_lx *r = nfull > 1 ? IDX(kiln_lb_for(B, nfull, seq_sched)) : CI(0), *s0 = CI(0);
-      for (int i = 0, rs = 1; i < last; i++, rs = 1) {
-        for (int k = i + 1; k < last; k++) rs *= (int)f.out[k];
+      for (int i = 0; i < last; i++) {
+        int64_t rs = 1;
+        for (int k = i + 1; k < last; k++) rs *= f.out[k];
         kiln_lx *oi = i == 0 ? BIN(DIV, r, CI(rs)) : BIN(REM, BIN(DIV, r, CI(rs)), CI(f.out[i]));
         s0 = IADD(s0, IMUL(r->kind == KILN_LX_CONST ? CI(0) : oi, f.vs[i]));
       }
@@ -480,6 +523,175 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
     kiln_lower_close(L, sp + 1);
   }
   kiln_lb_end(B);
+}
+
+/* ---- ConvTranspose fast path: f32/f64 output, 1 to 3 spatial dims ----
+ *
+ * Output phases.  Output o = s*u + r receives tap k from input
+ * i = (o + p - k*d) / s when that divides exactly, that is from the taps
+ * with (r + p - k*d) = 0 mod s, at i = u + q, q = (r + p - k*d) / s.  So
+ * each output phase r is a stride-1 correlation of X with its own taps:
+ * X is packed zero-padded into S (extent max_r U_r + the spread of q, as
+ * for Conv), each phase's products are summed over virtual positions v
+ * into its part of Yv exactly as lower_conv_fast does (MB output channels,
+ * CB input channels per vector loop), and the phase's outputs are then
+ * scattered into Y at s*u + r. */
+enum { CT_TAPS = 64 };
+
+/* Adds channels of blocks of CB, for each of the nt static taps (W offset
+ * tw, S offset ts), over `len` positions. */
+static void emit_tap_list(kiln_lctx *L, const fconv *f, int nt, const int64_t *tw, const int64_t *ts, kiln_lx *s0,
+                          kiln_lx *y0, int64_t len) {
+  int64_t nblk = f->Cg / T_CH, rem = f->Cg % T_CH;
+  for (int part = 0; part < 2; part++) {
+    int64_t cb = part == 0 ? T_CH : rem;
+    if (part == 0 ? nblk == 0 : rem == 0) continue;
+    kiln_lx *c0 = part == 1 ? CI(nblk * T_CH) : nblk == 1 ? CI(0) : IMUL(IDX(kiln_lb_for(B, nblk, seq_sched)), T_CH);
+    for (int t = 0; t < nt; t++) {
+      kiln_lx *ow[T_CH], *os[T_CH];
+      for (int64_t c = 0; c < cb; c++) {
+        ow[c] = IADD(IMUL(IADD(c0, CI(c)), f->wch), CI(tw[t]));
+        os[c] = IADD(IMUL(IADD(c0, CI(c)), f->scs), CI(ts[t]));
+      }
+      emit_sum(L, f, (int)cb, ow, os, s0, y0, len, 0);
+    }
+    if (part == 0 && nblk > 1) kiln_lb_end(B);
+  }
+}
+
+/* Returns 0, or -1 when the shape is outside what this path handles. */
+static int lower_convt_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g) {
+  fconv f = {0};
+  int sp = f.sp = g->sp, last = sp - 1;
+  int64_t so[3], U[3], Ur[3][S_MAX], nt[3][S_MAX], tk[3][S_MAX][CT_TAPS], tq[3][S_MAX][CT_TAPS], qmax[3];
+  int any[3] = {0, 0, 0};
+  int64_t taps_max = 1;  /* bound on one phase's taps */
+  for (int i = 0; i < sp; i++) {
+    so[i] = g->s[i];
+    if (so[i] > S_MAX || g->K[i] > CT_TAPS) return -1;
+    U[i] = (g->out[i] + so[i] - 1) / so[i];
+    for (int64_t r = 0; r < so[i]; r++) {
+      Ur[i][r] = r < g->out[i] ? (g->out[i] - r + so[i] - 1) / so[i] : 0;
+      nt[i][r] = 0;
+      for (int64_t k = 0; k < g->K[i]; k++) {
+        int64_t a = r + g->pb[i] - k * g->d[i], q = floordiv(a, so[i]);
+        if (a != q * so[i]) continue;
+        tk[i][r][nt[i][r]] = k;
+        tq[i][r][nt[i][r]++] = q;
+        if (!any[i] || q < f.qmin[i]) f.qmin[i] = q;
+        if (!any[i] || q > qmax[i]) qmax[i] = q;
+        any[i] = 1;
+      }
+    }
+    if (!any[i]) f.qmin[i] = qmax[i] = 0;
+    int64_t most = 0;
+    for (int64_t r = 0; r < so[i]; r++) most = nt[i][r] > most ? nt[i][r] : most;
+    taps_max *= most;
+    /* S: one phase, stride 1, extent U plus the spread of q */
+    f.out[i] = U[i], f.K[i] = 1, f.s[i] = 1, f.d[i] = 1, f.p[i] = 0, f.kstr[i] = g->kstr[i];
+    f.Z[i] = U[i] + qmax[i] - f.qmin[i];
+    f.nr[i] = 1;
+    f.rof[i][0] = 0;
+  }
+  if (taps_max > CT_TAPS) return -1;
+  int64_t maxoff = 0, nphase = 1;
+  for (int i = last; i >= 0; i--) {
+    f.vs[i] = i == last ? 1 : f.vs[i + 1] * f.Z[i + 1];
+    f.pst[i] = 1;
+    maxoff += (qmax[i] - f.qmin[i]) * f.vs[i];
+    nphase *= so[i];
+  }
+  f.nph = 1;
+  f.ct = kiln_lower_ctype(n->out[0]->dtype);
+  f.Cg = g->Cg;
+  f.ksz = g->ksz;
+  f.wch = g->Mg * g->ksz;  /* W is C x M/group x K */
+  f.wcs = g->ksz;
+  f.MB = 1;
+  for (int64_t mb = MB_MAX; mb > 1; mb /= 2)
+    if (g->Mg % mb == 0) { f.MB = mb; break; }
+  f.V = (U[0] * f.vs[0] + VW - 1) / VW * VW;
+  f.psz = f.V + maxoff;
+  const kiln_buf *X = kiln_lower_buf(L, n->in[0]), *Y = kiln_lower_buf(L, n->out[0]);
+  f.x = X;
+  f.w = kiln_lower_buf(L, n->in[1]);
+  const kiln_value *bias = n->nin > 2 ? n->in[2] : NULL;
+  char name[256];
+  kiln_lower_begin(L, n);
+
+  snprintf(name, sizeof name, "%s.packed", n->out[0]->name);
+  f.scs = f.psz;
+  f.pk = kiln_lower_scratch(L, name, X->dtype, g->N * g->C * f.scs);
+  kiln_lx *nc = IDX(kiln_lb_for(B, g->N * g->C, par_sched));
+  emit_pack(L, &f, g, nc);
+  kiln_lb_end(B);
+  snprintf(name, sizeof name, "%s.virtual", n->out[0]->name);
+  f.ycs = nphase * f.V;
+  f.y = kiln_lower_scratch(L, name, Y->dtype, g->N * g->M * f.ycs);
+
+  int64_t nb = g->M / f.MB;
+  kiln_lx *blk = IDX(kiln_lb_for(B, g->N * nb, par_sched));
+  int nv = kiln_lb_decl(B, KILN_DT_I64, nb == 1 ? blk : BIN(DIV, blk, CI(nb)));
+  int m0 = kiln_lb_decl(B, KILN_DT_I64, nb == 1 ? CI(0) : IMUL(BIN(REM, blk, CI(nb)), f.MB));
+  kiln_lx *grp = g->G == 1 ? CI(0) : BIN(DIV, LOCAL(m0), CI(g->Mg));
+  kiln_lx *mg = g->G == 1 ? LOCAL(m0) : BIN(REM, LOCAL(m0), CI(g->Mg));
+  int sb = kiln_lb_decl(B, KILN_DT_I64, IMUL(IADD(IMUL(LOCAL(nv), g->C), IMUL(grp, g->Cg)), f.scs));
+  int yb = kiln_lb_decl(B, KILN_DT_I64, IMUL(IADD(IMUL(LOCAL(nv), g->M), LOCAL(m0)), f.ycs));
+  int wb = kiln_lb_decl(B, KILN_DT_I64, IMUL(IADD(IMUL(grp, g->Cg * g->Mg), mg), g->ksz));
+  f.sbase = LOCAL(sb);
+  f.ybase = LOCAL(yb);
+  f.wbase = LOCAL(wb);
+  for (int j = 0; j < f.MB; j++)
+    f.bias[j] = kiln_lb_decl(B, f.ct, bias ? kiln_lower_load(L, kiln_lower_buf(L, bias), IADD(LOCAL(m0), CI(j)))
+                                           : kiln_lx_const_f(B, f.ct, 0));
+  int64_t t = tile_len(f.V), ntile = f.V / t, trem = f.V % t;
+  for (int64_t ph = 0; ph < nphase; ph++) {
+    int64_t r[3], rest = ph, count = 1;
+    for (int i = last; i >= 0; i--) {
+      r[i] = rest % so[i];
+      rest /= so[i];
+      count *= Ur[i][r[i]];
+    }
+    if (count == 0) continue;
+    /* the phase's taps: products of the per-dim lists */
+    int64_t tw[CT_TAPS], ts[CT_TAPS], ntap = 1;
+    for (int i = 0; i < sp; i++) ntap *= nt[i][r[i]];
+    for (int64_t a = 0; a < ntap; a++) {
+      int64_t rest2 = a;
+      tw[a] = ts[a] = 0;
+      for (int i = last; i >= 0; i--) {
+        int64_t e = rest2 % nt[i][r[i]];
+        rest2 /= nt[i][r[i]];
+        tw[a] += tk[i][r[i]][e] * g->kstr[i];
+        ts[a] += (tq[i][r[i]][e] - f.qmin[i]) * f.vs[i];
+      }
+    }
+    for (int part = 0; part < 2; part++) {
+      int64_t len = part == 0 ? t : trem;
+      if (!len) continue;
+      kiln_lx *v0 = part == 1 ? CI(ntile * t) : ntile > 1 ? IMUL(IDX(kiln_lb_for(B, ntile, seq_sched)), t) : CI(0);
+      kiln_lx *y0 = IADD(v0, CI(ph * f.V));
+      kiln_lx *v = IDX(kiln_lb_for(B, len, seq_sched));
+      for (int j = 0; j < f.MB; j++)
+        kiln_lb_store(B, f.y, IADD(IADD(IADD(f.ybase, CI(j * f.ycs)), y0), v), LOCAL(f.bias[j]));
+      kiln_lb_end(B);
+      emit_tap_list(L, &f, (int)ntap, tw, ts, v0, y0, len);
+      if (part == 0 && ntile > 1) kiln_lb_end(B);
+    }
+    /* scatter: Y[.., s*u + r] = Yv[.., ph, v(u)] */
+    kiln_lx *j = IDX(kiln_lb_for(B, f.MB, seq_sched));
+    kiln_lx *yo = IMUL(IADD(IADD(IMUL(LOCAL(nv), g->M), LOCAL(m0)), j), g->osz);
+    kiln_lx *src = IADD(IADD(LOCAL(yb), IMUL(j, f.ycs)), CI(ph * f.V));
+    for (int i = 0; i < sp; i++) {
+      kiln_lx *u = IDX(kiln_lb_for(B, Ur[i][r[i]], seq_sched));
+      yo = IADD(yo, IMUL(IADD(IMUL(u, so[i]), CI(r[i])), g->ystr[i]));
+      src = IADD(src, IMUL(u, f.vs[i]));
+    }
+    kiln_lb_store(B, Y, yo, kiln_lx_load(B, f.y, src));
+    kiln_lower_close(L, sp + 1);
+  }
+  kiln_lb_end(B);
+  return 0;
 }
 
 /* Conv: Y[n, m, o] = B[m] + sum_{k, c} X[n, grp*Cg + c, o*s - pb + k*d] * W[m, c, k]
@@ -528,6 +740,13 @@ int kiln_lower_conv_transpose(kiln_lctx *L, const kiln_node *n) {
   if (conv_setup(L, n, &g)) return -1;
   if (n->in[1]->dims[0] != g.C || n->in[1]->dims[1] != g.Mg)
     return kiln_lower_fail(L, n, "W does not match X, Y and group (run shape inference first)");
+  kiln_dtype yt = n->out[0]->dtype;
+  if (yt == KILN_DT_F32 || yt == KILN_DT_F64) {
+    /* a shape the fast path declines has emitted nothing yet */
+    int nk = L->b.p->nkernels;
+    if (!lower_convt_fast(L, n, &g)) return 0;
+    KILN_ASSERT(L->b.p->nkernels == nk);
+  }
   kiln_lower_begin(L, n);
   int nv, mv;
   kiln_lx *nm = open_plane(L, &g, &nv, &mv), *o[3];
