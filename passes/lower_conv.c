@@ -180,8 +180,16 @@ static void channel_loop(kiln_lctx *L, const kiln_node *n, const conv_geom *g, i
  * stores B + sum; when their rows are at least VW wide they write Y
  * directly one row at a time, each row's loop rounded up to VW columns
  * (the excess lands in the next row, which overwrites it later; the last
- * row is exact). */
+ * row is exact).  A block that owns its input channels (one whole group
+ * per block: depthwise) packs them itself, in the same parallel loop.
+ * f16/bf16 outputs always sum in an f32 Yv. */
 enum { MB_MAX = 4, T_CH = 4, VW = 16, TILE_MAX = 1024, SINGLE_MAX = 32, S_MAX = 16 };
+
+/* Convolutions of fewer multiply-adds than this run on one thread: handing
+ * a loop to the pool costs tens of microseconds on a busy 2-vCPU VM, more
+ * than such a kernel takes (depthwise 3x3 on 960 x 7x7, 0.4 M, ran 45 us on
+ * one thread and 94 us on two). */
+#define PAR_MIN_MACS 4000000
 
 typedef struct fconv {
   int sp;
@@ -435,19 +443,25 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   f.MB = 1;
   for (int64_t mb = MB_MAX; mb > 1; mb /= 2)
     if (g->Mg % mb == 0) { f.MB = mb; break; }
+  /* f16/bf16 outputs sum in an f32 Yv, never in their own storage */
+  if (kiln_lower_ctype(n->out[0]->dtype) != n->out[0]->dtype) direct_y = 0;
   int single = g->Cg * g->ksz <= (g->Mg == 1 ? SINGLE_MAX : 1);
   int64_t OW = f.out[last], owr = (OW + VW - 1) / VW * VW, R = g->osz / OW;
-  int rows = single && !direct_y && OW >= VW;
+  int rows = single && !direct_y && OW >= VW && f.ct == n->out[0]->dtype;
   int64_t nfull = owr == OW ? R : R - 1;
   /* virtual positions: all of them rounded up to VW (exactly the outputs
    * when y is Y); in rows mode the padded rows read up to VW further */
-  f.V = direct_y ? g->osz : (f.out[0] * f.vs[0] + VW - 1) / VW * VW;
+  f.V = direct_y || direct_x ? g->osz : (f.out[0] * f.vs[0] + VW - 1) / VW * VW;
   if (rows) f.V = f.out[0] * f.vs[0] + owr;
   f.psz = f.V + maxoff;
   const kiln_buf *X = kiln_lower_buf(L, n->in[0]), *Y = kiln_lower_buf(L, n->out[0]);
   f.x = X;
   f.w = kiln_lower_buf(L, n->in[1]);
   const kiln_value *bias = n->nin > 2 ? n->in[2] : NULL;
+  kiln_sched par = {.parallel = g->N * g->M * g->osz * g->Cg * g->ksz >= PAR_MIN_MACS};
+  /* a block that owns its input channels (a whole group: depthwise) packs
+   * them itself, sparing the pass over all channels before the blocks */
+  int own = !direct_x && f.MB == g->Mg && g->G > 1;
   char name[256];
   kiln_lower_begin(L, n);
 
@@ -458,25 +472,28 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
     snprintf(name, sizeof name, "%s.packed", n->out[0]->name);
     f.scs = f.nph * f.psz;
     f.pk = kiln_lower_scratch(L, name, X->dtype, g->N * g->C * f.scs);
-    kiln_lx *nc = IDX(kiln_lb_for(B, g->N * g->C, par_sched));
-    emit_pack(L, &f, g, nc);
-    kiln_lb_end(B);
+    if (!own) {
+      kiln_lx *nc = IDX(kiln_lb_for(B, g->N * g->C, par));
+      emit_pack(L, &f, g, nc);
+      kiln_lb_end(B);
+    }
   }
   const kiln_buf *Yv = Y;
   f.ycs = g->osz;
   if (!direct_y && !rows) {
     snprintf(name, sizeof name, "%s.virtual", n->out[0]->name);
     f.ycs = f.V;
-    Yv = kiln_lower_scratch(L, name, Y->dtype, g->N * g->M * f.V);
+    Yv = kiln_lower_scratch(L, name, f.ct, g->N * g->M * f.V);
   }
   f.y = Yv;
 
   int64_t nb = g->M / f.MB;
-  kiln_lx *blk = IDX(kiln_lb_for(B, g->N * nb, par_sched));
+  kiln_lx *blk = IDX(kiln_lb_for(B, g->N * nb, par));
   int nv = kiln_lb_decl(B, KILN_DT_I64, nb == 1 ? blk : BIN(DIV, blk, CI(nb)));
   int m0 = kiln_lb_decl(B, KILN_DT_I64, nb == 1 ? CI(0) : IMUL(BIN(REM, blk, CI(nb)), f.MB));
   kiln_lx *grp = g->G == 1 ? CI(0) : BIN(DIV, LOCAL(m0), CI(g->Mg));
-  int sb = kiln_lb_decl(B, KILN_DT_I64, IMUL(IADD(IMUL(LOCAL(nv), g->C), IMUL(grp, g->Cg)), f.scs));
+  int c0 = kiln_lb_decl(B, KILN_DT_I64, IADD(IMUL(LOCAL(nv), g->C), IMUL(grp, g->Cg)));
+  int sb = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(c0), f.scs));
   int yb = kiln_lb_decl(B, KILN_DT_I64, IMUL(IADD(IMUL(LOCAL(nv), g->M), LOCAL(m0)), f.ycs));
   int wb = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(m0), f.wcs));
   f.sbase = LOCAL(sb);
@@ -485,6 +502,11 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   for (int j = 0; j < f.MB; j++)
     f.bias[j] = kiln_lb_decl(B, f.ct, bias ? kiln_lower_load(L, kiln_lower_buf(L, bias), IADD(LOCAL(m0), CI(j)))
                                            : kiln_lx_const_f(B, f.ct, 0));
+  if (own) {
+    kiln_lx *c = g->Cg == 1 ? CI(0) : IDX(kiln_lb_for(B, g->Cg, seq_sched));
+    emit_pack(L, &f, g, IADD(LOCAL(c0), c));
+    if (g->Cg > 1) kiln_lb_end(B);
+  }
   if (rows) {
     /* row r (the outer output indices, row-major) starts at v = sum o_i*vs_i */
     if (nfull > 0) {
@@ -495,13 +517,13 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
         kiln_lx *oi = i == 0 ? BIN(DIV, r, CI(rs)) : BIN(REM, BIN(DIV, r, CI(rs)), CI(f.out[i]));
         s0 = IADD(s0, IMUL(r->kind == KILN_LX_CONST ? CI(0) : oi, f.vs[i]));
       }
-      emit_tile(L, &f, 1, s0, IMUL(r, OW), owr);
+      emit_tile(L, &f, single, s0, IMUL(r, OW), owr);
       if (nfull > 1) kiln_lb_end(B);
     }
     if (nfull < R) {
       int64_t s0 = 0;
       for (int i = 0; i < last; i++) s0 += (f.out[i] - 1) * f.vs[i];
-      emit_tile(L, &f, 1, CI(s0), CI((R - 1) * OW), OW);
+      emit_tile(L, &f, single, CI(s0), CI((R - 1) * OW), OW);
     }
   } else {
     int64_t t = tile_len(f.V), ntile = f.V / t, trem = f.V % t;
@@ -627,7 +649,7 @@ static int lower_convt_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   kiln_lb_end(B);
   snprintf(name, sizeof name, "%s.virtual", n->out[0]->name);
   f.ycs = nphase * f.V;
-  f.y = kiln_lower_scratch(L, name, Y->dtype, g->N * g->M * f.ycs);
+  f.y = kiln_lower_scratch(L, name, f.ct, g->N * g->M * f.ycs);
 
   int64_t nb = g->M / f.MB;
   kiln_lx *blk = IDX(kiln_lb_for(B, g->N * nb, par_sched));
@@ -701,8 +723,7 @@ int kiln_lower_conv(kiln_lctx *L, const kiln_node *n) {
   if (conv_setup(L, n, &g)) return -1;
   if (n->in[1]->dims[1] != g.Cg || n->in[1]->dims[0] != g.M)
     return kiln_lower_fail(L, n, "W does not match X, Y and group (run shape inference first)");
-  kiln_dtype yt = n->out[0]->dtype;
-  if ((yt == KILN_DT_F32 || yt == KILN_DT_F64) && g.s[0] <= S_MAX && g.s[g.sp - 1] <= S_MAX && g.s[g.sp > 2 ? 1 : 0] <= S_MAX) {
+  if (g.s[0] <= S_MAX && g.s[g.sp - 1] <= S_MAX && g.s[g.sp > 2 ? 1 : 0] <= S_MAX) {
     lower_conv_fast(L, n, &g);
     return 0;
   }
@@ -740,13 +761,10 @@ int kiln_lower_conv_transpose(kiln_lctx *L, const kiln_node *n) {
   if (conv_setup(L, n, &g)) return -1;
   if (n->in[1]->dims[0] != g.C || n->in[1]->dims[1] != g.Mg)
     return kiln_lower_fail(L, n, "W does not match X, Y and group (run shape inference first)");
-  kiln_dtype yt = n->out[0]->dtype;
-  if (yt == KILN_DT_F32 || yt == KILN_DT_F64) {
-    /* a shape the fast path declines has emitted nothing yet */
-    int nk = L->b.p->nkernels;
-    if (!lower_convt_fast(L, n, &g)) return 0;
-    KILN_ASSERT(L->b.p->nkernels == nk);
-  }
+  /* a shape the fast path declines has emitted nothing yet */
+  int nk = L->b.p->nkernels;
+  if (!lower_convt_fast(L, n, &g)) return 0;
+  KILN_ASSERT(L->b.p->nkernels == nk);
   kiln_lower_begin(L, n);
   int nv, mv;
   kiln_lx *nm = open_plane(L, &g, &nv, &mv), *o[3];

@@ -342,7 +342,7 @@ static void kernel(emitter *e, const kiln_kernel *k) {
     }
   }
   fprintf(f, "static void %s(void **bufs%s) {\n  (void)bufs;\n", k->name, e->o->threads ? ", const kiln_par *par" : "");
-  if (e->o->threads && !par) fprintf(f, "  (void)par;\n");
+  if (e->o->threads) fprintf(f, "  (void)par; /* kernels without a parallel loop ignore it */\n");
   if (!par) {
     bind_pointers(e, k->body, 2);
     stmts(e, k->body, 2);
