@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../backends/c/c_names.h"
 #include "../backends/c/kiln_c.h"
 #include "../passes/lower.h"
 #include "cli.h"
@@ -69,7 +70,10 @@ static const char example_main[] =
     "  if (argc > 2 && !strcmp(argv[1], \"--weights\")) {\n    long len;\n"
     "    weights = read_all(argv[2], &len);\n"
     "    if (!weights) { fprintf(stderr, \"cannot read %s\\n\", argv[2]); return 1; }\n    a = 3;\n  }\n"
-    "  if (argc - a != @NIN@ + 1) { fprintf(stderr, \"usage: %s [--weights FILE] @USAGE@ OUTDIR\\n\", argv[0]); return 2; }\n"
+    "  if (argc - a != @NIN@ + 1) {\n"
+    "    fprintf(stderr, \"usage: %s [--weights FILE]\", argv[0]);\n"
+    "    for (i = 0; i < @NIN@; i++) fprintf(stderr, \" %s.npy\", in_names[i]);\n"
+    "    fprintf(stderr, \" OUTDIR\\n\");\n    return 2;\n  }\n"
     "  for (i = 0; i < @NIN@; i++) {\n"
     "    inputs[i] = npy_payload(argv[a + i], in_sizes[i] * in_elem[i]);\n"
     "    if (!inputs[i]) { fprintf(stderr, \"%s: not a .npy of %lld elements for input '%s'\\n\", argv[a + i], in_sizes[i], in_names[i]); return 1; }\n"
@@ -103,12 +107,14 @@ static const char *npy_descr(kiln_dtype t) {
   }
 }
 
-/* Fills the example's @KEY@ holes. */
+/* Fills the example's @KEY@ holes.  Model names reach it only as string
+ * literals of their escaped, bounded display form (c_names.h): main prints
+ * them on a terminal, and never uses one as a format. */
 static char *make_main(const kiln_program *p, const char *prefix) {
-  char *lists[8] = {0};
-  size_t lens[8] = {0};
-  FILE *fs[8];
-  for (int i = 0; i < 8; i++) fs[i] = open_memstream(&lists[i], &lens[i]);
+  char *lists[7] = {0};
+  size_t lens[7] = {0};
+  FILE *fs[7];
+  for (int i = 0; i < 7; i++) fs[i] = open_memstream(&lists[i], &lens[i]);
   for (int i = 0; i < 7; i++) fputc('{', fs[i]);
   for (int io = 0; io < 2; io++)
     for (int k = 0; k < (io ? p->noutputs : p->ninputs); k++)
@@ -117,10 +123,10 @@ static char *make_main(const kiln_program *p, const char *prefix) {
         if (x->kind != (io ? KILN_BUF_OUTPUT : KILN_BUF_INPUT) || x->io_index != k) continue;
         const char *sep = k ? ", " : "";
         if (!io) {
-          fprintf(fs[0], "%s\"%s\"", sep, x->name);
+          fprintf(fs[0], "%s", sep);
+          kiln_c_put_display_string(fs[0], x->name);
           fprintf(fs[1], "%s%lldLL", sep, (long long)x->numel);
           fprintf(fs[2], "%s%zu", sep, kiln_dtype_size(x->dtype));
-          fprintf(fs[7], "%s.npy ", x->name);
         } else {
           fprintf(fs[3], "%s\"%s\"", sep, npy_descr(x->dtype));
           fprintf(fs[4], "%s%lldLL", sep, (long long)x->numel);
@@ -134,9 +140,9 @@ static char *make_main(const kiln_program *p, const char *prefix) {
     if (i < 3 ? !p->ninputs : !p->noutputs) fputc('0', fs[i]);
     fputc('}', fs[i]);
   }
-  for (int i = 0; i < 8; i++) fclose(fs[i]);
+  for (int i = 0; i < 7; i++) fclose(fs[i]);
   static const char *const keys[] = {"@INNAMES@", "@INSIZES@", "@INELEM@", "@OUTDESCR@", "@OUTSIZES@", "@OUTELEM@",
-                                     "@OUTSHAPE@", "@USAGE@"};
+                                     "@OUTSHAPE@"};
   char nin[16], nout[16];
   snprintf(nin, sizeof nin, "%d", p->ninputs);
   snprintf(nout, sizeof nout, "%d", p->noutputs);
@@ -145,7 +151,7 @@ static char *make_main(const kiln_program *p, const char *prefix) {
   FILE *f = open_memstream(&out, &olen);
   for (const char *s = example_main; *s;) {
     int done = 0;
-    for (int i = 0; i < 8 && !done; i++)
+    for (int i = 0; i < 7 && !done; i++)
       if (!strncmp(s, keys[i], strlen(keys[i]))) { fputs(lists[i], f); s += strlen(keys[i]); done = 1; }
     if (!done && !strncmp(s, "@P@", 3)) { fputs(prefix, f); s += 3; done = 1; }
     if (!done && !strncmp(s, "@NIN@", 5)) { fputs(nin, f); s += 5; done = 1; }
@@ -153,7 +159,7 @@ static char *make_main(const kiln_program *p, const char *prefix) {
     if (!done) fputc(*s++, f);
   }
   fclose(f);
-  for (int i = 0; i < 8; i++) free(lists[i]);
+  for (int i = 0; i < 7; i++) free(lists[i]);
   return out;
 }
 
@@ -205,7 +211,7 @@ int kiln_cmd_emit_c(int argc, char **argv) {
   if (kiln_c_emit(p, &co, &out, &d)) goto fail;
   main_c = make_main(p, prefix);
   if (kiln_out_dir_begin(outdir, tmp, sizeof tmp, &d)) goto fail;
-  char file[256], makefile[2048];
+  char file[256], makefile[2048], shown[512];
   snprintf(file, sizeof file, "%s.h", prefix);
   if (kiln_out_dir_write(tmp, file, out.header, strlen(out.header), &d)) goto fail;
   snprintf(file, sizeof file, "%s.c", prefix);
@@ -218,12 +224,20 @@ int kiln_cmd_emit_c(int argc, char **argv) {
     if (kiln_out_dir_write(tmp, file, out.weights, strlen(out.weights), &d)) goto fail;
   }
   if (kiln_out_dir_write(tmp, "main.c", main_c, strlen(main_c), &d)) goto fail;
+  { /* the model's file name, as a Makefile comment: escaped like a C comment */
+    char *m = NULL;
+    size_t mlen = 0;
+    FILE *mf = open_memstream(&m, &mlen);
+    if (mf) { kiln_c_put_comment(mf, co.model, KILN_C_NAME_SHOWN); fclose(mf); }
+    snprintf(shown, sizeof shown, "%s", m ? m : "");
+    free(m);
+  }
   snprintf(makefile, sizeof makefile,
            "# Builds the example runner for %s (generated by kiln emit-c).\n"
            "CC ?= cc\nCFLAGS ?= -std=c99 -O2 -Wall -Wextra -Wpedantic\n\n"
            "run_model: main.c %s.c %s\n\t$(CC) $(CFLAGS) -o $@ main.c %s.c %s -lm\n\n"
            "clean:\n\trm -f run_model\n",
-           co.model, prefix, co.weights_file ? "" : kiln_arena_printf(&g->arena, "%s_weights.c", prefix), prefix,
+           shown, prefix, co.weights_file ? "" : kiln_arena_printf(&g->arena, "%s_weights.c", prefix), prefix,
            co.weights_file ? "" : kiln_arena_printf(&g->arena, "%s_weights.c", prefix));
   if (kiln_out_dir_write(tmp, "Makefile", makefile, strlen(makefile), &d)) goto fail;
   if (kiln_out_dir_commit(outdir, tmp, &d)) goto fail;

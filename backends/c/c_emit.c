@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "c_names.h"
 #include "kiln_c.h"
 
 typedef struct emitter {
@@ -17,6 +18,8 @@ typedef struct emitter {
   const kiln_program *p;
   const kiln_c_options *o;
   char **names;       /* per buffer: its C identifier */
+  char **io_lower;    /* per buffer (inputs and outputs): parameter name fragment */
+  char **io_upper;    /* per buffer (inputs and outputs): macro name fragment */
   int uses_h2f, uses_f2h, uses_bf2f, uses_f2bf, uses_sat; /* helpers the kernels call */
 } emitter;
 
@@ -296,26 +299,45 @@ static void bind_pointers(emitter *e, const kiln_ls *body, int ind) {
   free(used);
 }
 
+/* "name type" of a kernel's operand, every model string escaped. */
+static void operand_comment(emitter *e, const kiln_value *v, int first) {
+  char ty[256];
+  kiln_value_type_str(e->p->graph, v, ty, sizeof ty); /* holds symbolic dim names */
+  fprintf(e->f, "%s", first ? "" : ", ");
+  kiln_c_put_comment(e->f, v->name, KILN_C_NAME_SHOWN);
+  fprintf(e->f, " ");
+  kiln_c_put_comment(e->f, ty, sizeof ty);
+}
+
+/* Node name, op, attributes (strings come from the model) and operands. */
 static void kernel_comment(emitter *e, const kiln_kernel *k) {
   FILE *f = e->f;
   const kiln_node *n = k->node;
-  char ty[256];
   if (!n) { fprintf(f, "/* copy of a graph output that no node computes */\n"); return; }
-  fprintf(f, "/* %s%s%s: %s", n->name[0] ? "'" : "", n->name[0] ? n->name : "", n->name[0] ? "'" : "node",
-          kiln_op_get(n->op)->name);
-  kiln_node_print_attrs(f, n);
+  fprintf(f, "/* ");
+  if (n->name[0]) {
+    fprintf(f, "'");
+    kiln_c_put_comment(f, n->name, KILN_C_NAME_SHOWN);
+    fprintf(f, "'");
+  } else {
+    fprintf(f, "node");
+  }
+  fprintf(f, ": %s", kiln_op_get(n->op)->name);
+  char *attrs = NULL;
+  size_t alen = 0;
+  FILE *af = open_memstream(&attrs, &alen);
+  if (af) {
+    kiln_node_print_attrs(af, n);
+    fclose(af);
+    kiln_c_put_comment(f, attrs, 4096);
+  }
+  free(attrs);
   fprintf(f, "\n *   ");
-  for (int i = 0; i < n->nin; i++) {
-    if (!n->in[i]) continue;
-    kiln_value_type_str(e->p->graph, n->in[i], ty, sizeof ty);
-    fprintf(f, "%s%s %s", i ? ", " : "", n->in[i]->name, ty);
-  }
+  for (int i = 0; i < n->nin; i++)
+    if (n->in[i]) operand_comment(e, n->in[i], i == 0);
   fprintf(f, " -> ");
-  for (int i = 0; i < n->nout; i++) {
-    if (!n->out[i]) continue;
-    kiln_value_type_str(e->p->graph, n->out[i], ty, sizeof ty);
-    fprintf(f, "%s%s %s", i ? ", " : "", n->out[i]->name, ty);
-  }
+  for (int i = 0; i < n->nout; i++)
+    if (n->out[i]) operand_comment(e, n->out[i], i == 0);
   fprintf(f, " */\n");
 }
 
@@ -425,43 +447,53 @@ static const char helper_sat[] =
     "/* float -> integer conversions saturate and map NaN to 0 (defined behaviour). */\n"
     "static double kiln_sat(double x, double lo, double hi) { return x != x ? 0.0 : x < lo ? lo : x > hi ? hi : x; }\n\n";
 
-static void make_names(emitter *e, kiln_arena *a) {
-  e->names = kiln_arena_array(a, (size_t)e->p->nbufs + 1, sizeof *e->names);
-  for (int i = 0; i < e->p->nbufs; i++) {
-    const char *src = e->p->bufs[i]->name;
-    char buf[96];
-    int j = snprintf(buf, sizeof buf, "x_");
-    for (const char *c = src; *c && j < 80; c++) buf[j++] = isalnum((unsigned char)*c) ? *c : '_';
-    buf[j] = 0;
-    for (int k = 0; k < i; k++) /* two names sanitised alike: make unique */
-      if (!strcmp(e->names[k], buf)) { snprintf(buf + j, sizeof buf - (size_t)j, "_%d", i); break; }
-    e->names[i] = kiln_arena_strdup(a, buf);
-  }
-}
-
-static void ident(char *out, size_t size, const char *name, int upper) {
-  size_t j = 0;
-  if (!isalpha((unsigned char)name[0]) && name[0] != '_' && j + 1 < size) out[j++] = '_';
-  for (const char *c = name; *c && j + 1 < size; c++)
-    out[j++] = isalnum((unsigned char)*c) ? (char)(upper ? toupper((unsigned char)*c) : *c) : '_';
-  out[j] = 0;
-}
-
 static const kiln_buf *io_buf(const kiln_program *p, kiln_buf_kind kind, int index) {
   for (int b = 0; b < p->nbufs; b++)
     if (p->bufs[b]->kind == kind && p->bufs[b]->io_index == index) return p->bufs[b];
   return NULL;
 }
 
+/* Identifiers from model names (c_names.c): x_NAME for each buffer's pointer
+ * in the kernels; in_NAME/out_NAME parameters and PREFIX_NAME_* macros for
+ * the inputs and outputs, one namespace for both (the macros share one), and
+ * never NAME = WORKSPACE or WEIGHTS (PREFIX_WORKSPACE_SIZE, PREFIX_WEIGHTS_SIZE). */
+static void make_names(emitter *e, kiln_arena *a) {
+  const kiln_program *p = e->p;
+  const char **src = kiln_arena_array(a, (size_t)p->nbufs + 1, sizeof *src);
+  for (int i = 0; i < p->nbufs; i++) src[i] = p->bufs[i]->name;
+  char **frag = kiln_c_idents(a, src, p->nbufs, 0, NULL);
+  e->names = kiln_arena_array(a, (size_t)p->nbufs + 1, sizeof *e->names);
+  for (int i = 0; i < p->nbufs; i++) e->names[i] = kiln_arena_printf(a, "x_%s", frag[i]);
+  int nio = p->ninputs + p->noutputs;
+  const kiln_buf **io = kiln_arena_array(a, (size_t)nio + 1, sizeof *io);
+  for (int i = 0; i < nio; i++) {
+    io[i] = i < p->ninputs ? io_buf(p, KILN_BUF_INPUT, i) : io_buf(p, KILN_BUF_OUTPUT, i - p->ninputs);
+    src[i] = io[i]->name;
+  }
+  static const char *const fixed[] = {"WORKSPACE", "WEIGHTS", NULL};
+  char **lo = kiln_c_idents(a, src, nio, 0, NULL), **up = kiln_c_idents(a, src, nio, 1, fixed);
+  e->io_lower = kiln_arena_array(a, (size_t)p->nbufs + 1, sizeof *e->io_lower);
+  e->io_upper = kiln_arena_array(a, (size_t)p->nbufs + 1, sizeof *e->io_upper);
+  for (int i = 0; i < nio; i++) {
+    e->io_lower[io[i]->id] = lo[i];
+    e->io_upper[io[i]->id] = up[i];
+  }
+}
+
+static void ident(char *out, size_t size, const char *name, int upper) {
+  size_t j = 0;
+  for (const char *c = name; *c && j + 1 < size; c++)
+    out[j++] = upper ? (char)toupper((unsigned char)*c) : *c;
+  out[j] = 0;
+}
+
 /* The typed parameter list: [weights,] inputs..., outputs..., workspace. */
 static void typed_params(emitter *e, FILE *f) {
-  char nm[256];
   if (e->o->weights_file) fprintf(f, "const void *weights, ");
   for (int io = 0; io < 2; io++)
     for (int i = 0; i < (io ? e->p->noutputs : e->p->ninputs); i++) {
       const kiln_buf *b = io_buf(e->p, io ? KILN_BUF_OUTPUT : KILN_BUF_INPUT, i);
-      ident(nm, sizeof nm, b->name, 0);
-      fprintf(f, "%s%s *%s_%s, ", io ? "" : "const ", ctype(b->dtype), io ? "out" : "in", nm);
+      fprintf(f, "%s%s *%s_%s, ", io ? "" : "const ", ctype(b->dtype), io ? "out" : "in", e->io_lower[b->id]);
     }
   fprintf(f, "void *workspace");
 }
@@ -469,11 +501,13 @@ static void typed_params(emitter *e, FILE *f) {
 static char *make_header(emitter *e) {
   const kiln_program *p = e->p;
   const char *pre = e->o->prefix;
-  char *buf = NULL, up[256], nm[256];
+  char *buf = NULL, up[256];
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);
   ident(up, sizeof up, pre, 1);
-  fprintf(f, "/* %s.h: generated by kiln from %s.  Do not edit.\n *\n", pre, e->o->model);
+  fprintf(f, "/* %s.h: generated by kiln from ", pre);
+  kiln_c_put_comment(f, e->o->model, KILN_C_NAME_SHOWN);
+  fprintf(f, ".  Do not edit.\n *\n");
   fprintf(f, " * Plain C99, no dependencies, no allocation, no global mutable state:\n");
   fprintf(f, " *   static unsigned char ws[%s_WORKSPACE_SIZE];      (or any memory of that size)\n", up);
   fprintf(f, " *   %s_run(%s<inputs>, <outputs>, ws);\n", pre, e->o->weights_file ? "weights, " : "");
@@ -492,11 +526,14 @@ static char *make_header(emitter *e) {
   for (int io = 0; io < 2; io++)
     for (int i = 0; i < (io ? p->noutputs : p->ninputs); i++) {
       const kiln_buf *x = io_buf(p, io ? KILN_BUF_OUTPUT : KILN_BUF_INPUT, i);
-      ident(nm, sizeof nm, x->name, 1);
-      fprintf(f, "/* %s %d: \"%s\", %s[", io ? "output" : "input", i, x->name, kiln_dtype_name(x->dtype));
+      const char *nm = e->io_upper[x->id];
+      fprintf(f, "/* %s %d: '", io ? "output" : "input", i);
+      kiln_c_put_comment(f, x->name, KILN_C_NAME_SHOWN);
+      fprintf(f, "', %s[", kiln_dtype_name(x->dtype));
       for (int k = 0; k < x->rank; k++) fprintf(f, "%s%" PRId64, k ? "," : "", x->dims[k]);
-      fprintf(f, "] */\n#define %s_%s_NAME \"%s\"\n#define %s_%s_RANK %d\n#define %s_%s_SIZE %" PRId64 "\n", up, nm,
-              x->name, up, nm, x->rank, up, nm, x->numel);
+      fprintf(f, "] */\n#define %s_%s_NAME \"", up, nm);
+      kiln_c_put_string(f, x->name);
+      fprintf(f, "\"\n#define %s_%s_RANK %d\n#define %s_%s_SIZE %" PRId64 "\n", up, nm, x->rank, up, nm, x->numel);
       fprintf(f, "#define %s_%s_SHAPE {", up, nm);
       for (int k = 0; k < x->rank; k++) fprintf(f, "%s%" PRId64, k ? ", " : "", x->dims[k]);
       fprintf(f, "}\n\n");
@@ -538,15 +575,19 @@ static char *make_weights(emitter *e) {
   char *buf = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);
-  fprintf(f, "/* %s_weights.c: generated by kiln from %s.  Do not edit.\n"
+  fprintf(f, "/* %s_weights.c: generated by kiln from ", e->o->prefix);
+  kiln_c_put_comment(f, e->o->model, KILN_C_NAME_SHOWN);
+  fprintf(f, ".  Do not edit.\n"
              " * Every weight as a const array; floats as exact hex literals. */\n"
-             "#include <math.h>\n#include <stdint.h>\n\n", e->o->prefix, e->o->model);
+             "#include <math.h>\n#include <stdint.h>\n\n");
   fprintf(f, "typedef int %s_weights_unit; /* ISO C needs a declaration even with no weights */\n\n", e->o->prefix);
   for (int i = 0; i < e->p->nbufs; i++) {
     const kiln_buf *b = e->p->bufs[i];
     if (b->kind != KILN_BUF_WEIGHT) continue;
     weight_decl(e, f, b, 0);
-    fprintf(f, ";\n/* %s */\n", b->name);
+    fprintf(f, ";\n/* ");
+    kiln_c_put_comment(f, b->name, KILN_C_NAME_SHOWN);
+    fprintf(f, " */\n");
     weight_decl(e, f, b, 1);
     fprintf(f, " = {");
     for (int64_t k = 0; k < (b->numel ? b->numel : 1); k++) {
@@ -604,11 +645,13 @@ static void run_v(emitter *e, FILE *f, int parallel) {
 static char *make_source(emitter *e) {
   const kiln_program *p = e->p;
   const char *pre = e->o->prefix;
-  char *buf = NULL, nm[256];
+  char *buf = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);
   e->f = f;
-  fprintf(f, "/* %s.c: generated by kiln from %s (%d kernels).  Do not edit. */\n", pre, e->o->model, p->nkernels);
+  fprintf(f, "/* %s.c: generated by kiln from ", pre);
+  kiln_c_put_comment(f, e->o->model, KILN_C_NAME_SHOWN);
+  fprintf(f, " (%d kernels).  Do not edit. */\n", p->nkernels);
   fprintf(f, "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n\n#include \"%s.h\"\n\n", pre);
   /* kernels first, into their own buffer, to learn which helpers they need */
   char *kbuf = NULL;
@@ -629,7 +672,9 @@ static char *make_source(emitter *e) {
     for (int i = 0; i < p->nbufs; i++)
       if (p->bufs[i]->kind == KILN_BUF_WEIGHT) {
         weight_decl(e, f, p->bufs[i], 0);
-        fprintf(f, "; /* %s */\n", p->bufs[i]->name);
+        fprintf(f, "; /* ");
+        kiln_c_put_comment(f, p->bufs[i]->name, KILN_C_NAME_SHOWN);
+        fprintf(f, " */\n");
       }
     fprintf(f, "\n");
   }
@@ -641,14 +686,10 @@ static char *make_source(emitter *e) {
   fprintf(f, "int %s_run(", pre);
   typed_params(e, f);
   fprintf(f, ") {\n  const void *inputs[%d] = {0};\n  void *outputs[%d] = {0};\n", p->ninputs + 1, p->noutputs + 1);
-  for (int i = 0; i < p->ninputs; i++) {
-    ident(nm, sizeof nm, io_buf(p, KILN_BUF_INPUT, i)->name, 0);
-    fprintf(f, "  inputs[%d] = in_%s;\n", i, nm);
-  }
-  for (int i = 0; i < p->noutputs; i++) {
-    ident(nm, sizeof nm, io_buf(p, KILN_BUF_OUTPUT, i)->name, 0);
-    fprintf(f, "  outputs[%d] = out_%s;\n", i, nm);
-  }
+  for (int i = 0; i < p->ninputs; i++)
+    fprintf(f, "  inputs[%d] = in_%s;\n", i, e->io_lower[io_buf(p, KILN_BUF_INPUT, i)->id]);
+  for (int i = 0; i < p->noutputs; i++)
+    fprintf(f, "  outputs[%d] = out_%s;\n", i, e->io_lower[io_buf(p, KILN_BUF_OUTPUT, i)->id]);
   fprintf(f, "  return %s_run_v(%s, inputs, outputs, workspace);\n}\n", pre, e->o->weights_file ? "weights" : "0");
   fclose(f);
   return buf;

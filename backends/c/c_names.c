@@ -1,0 +1,107 @@
+/* Escaping model strings for generated C (see c_names.h for the contract).
+ *
+ * Why escape rather than reject: real models have names like
+ * "model/conv1/BiasAdd:0" or "/backbone/layer.1/Add_output_0", and the
+ * generated code should still read like the model.  So ordinary characters
+ * stay as they are and only what could change the meaning of the file is
+ * rewritten: in comments, whatever could end the comment, open a nested
+ * one, splice lines or form a trigraph; in string literals, everything but
+ * plain printable ASCII; in identifiers, everything that is not a letter or
+ * digit, with a hash of the original bytes so that distinct names stay
+ * distinct and a name's identifier does not depend on its neighbours. */
+#include "c_names.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { IDENT_BASE_MAX = 40 };
+
+static int printable(unsigned char c) { return c >= 0x20 && c < 0x7f; }
+
+/* Emits s[0..n) comment-safe; start/end mean the neighbours are unknown. */
+static void comment_bytes(FILE *f, const unsigned char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = s[i];
+    int first = i == 0, last = i + 1 == n;
+    int bad = !printable(c) || c == '\\' || c == '?';
+    if (c == '*') bad = first || last || s[i + 1] == '/';
+    if (c == '/') bad = first || last || s[i - 1] == '*' || s[i + 1] == '*';
+    if (bad) fprintf(f, "\\x%02x", c);
+    else fputc(c, f);
+  }
+}
+
+void kiln_c_put_comment(FILE *f, const char *s, size_t max) {
+  size_t n = strlen(s);
+  comment_bytes(f, (const unsigned char *)s, n > max ? max : n);
+  if (n > max) fprintf(f, "...(%zu bytes)", n);
+}
+
+void kiln_c_put_string(FILE *f, const char *s) {
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\' || *p == '?') fprintf(f, "\\%c", *p); /* \? : no trigraph */
+    else if (printable(*p)) fputc(*p, f);
+    else fprintf(f, "\\%03o", *p); /* octal: at most 3 digits, never runs on */
+  }
+}
+
+void kiln_c_put_display_string(FILE *f, const char *s) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *m = open_memstream(&buf, &len);
+  if (m) {
+    kiln_c_put_comment(m, s, KILN_C_NAME_SHOWN);
+    fclose(m);
+  }
+  fputc('"', f);
+  kiln_c_put_string(f, buf ? buf : "");
+  fputc('"', f);
+  free(buf);
+}
+
+static uint32_t fnv1a(const char *s) {
+  uint32_t h = 2166136261u;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) h = (h ^ *p) * 16777619u;
+  return h;
+}
+
+static int is_alnum(unsigned char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+/* The fragment for one name, before collisions with other names. */
+static void fragment(char *out, size_t size, const char *name, int upper) {
+  size_t j = 0;
+  int pending_sep = 0;
+  for (const unsigned char *p = (const unsigned char *)name; *p && j < IDENT_BASE_MAX; p++) {
+    if (!is_alnum(*p)) { pending_sep = j > 0; continue; }
+    if (pending_sep) out[j++] = '_';
+    pending_sep = 0;
+    out[j++] = (char)(upper && *p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
+  }
+  out[j] = 0;
+  /* exact (apart from case) only if the name is already such a fragment */
+  int exact = j > 0 && strlen(name) == j;
+  for (size_t i = 0; exact && i < j; i++)
+    exact = out[i] == name[i] || (upper && name[i] >= 'a' && name[i] <= 'z' && out[i] == name[i] - 'a' + 'A');
+  if (!exact) snprintf(out + j, size - j, "%sh%08x", j ? "_" : "", (unsigned)fnv1a(name));
+}
+
+static int clashes(char **ids, int n, const char *const *taken, const char *s) {
+  for (int i = 0; i < n; i++)
+    if (!strcmp(ids[i], s)) return 1;
+  for (int i = 0; taken && taken[i]; i++)
+    if (!strcmp(taken[i], s)) return 1;
+  return 0;
+}
+
+char **kiln_c_idents(kiln_arena *a, const char *const *names, int n, int upper, const char *const *taken) {
+  char **ids = kiln_arena_array(a, (size_t)n + 1, sizeof *ids);
+  for (int i = 0; i < n; i++) {
+    char base[IDENT_BASE_MAX + 16], id[IDENT_BASE_MAX + 32];
+    fragment(base, sizeof base, names[i], upper);
+    snprintf(id, sizeof id, "%s", base);
+    for (int k = 2; clashes(ids, i, taken, id); k++) snprintf(id, sizeof id, "%s_%d", base, k);
+    ids[i] = kiln_arena_strdup(a, id);
+  }
+  return ids;
+}
