@@ -44,6 +44,12 @@ void kiln_out_dir_abort(char *tmp);
 int kiln_c_identifier_ok(const char *s);
 void kiln_c_identifier_from(char *out, size_t size, const char *name, int upper);
 void kiln_c_prefix_for(const char *model_path, char *prefix, size_t size);
+/* A file name (no folder) for a model-named tensor: the name itself when it
+ * is 1..200 bytes, has no '/', '\\' or control byte and does not start
+ * with '.'; otherwise those bytes replaced by '_', cut to 100 bytes (at a
+ * UTF-8 boundary) and "_h" + 8 hex digits of FNV-1a-32 of the exact name
+ * appended, so distinct names keep distinct files.  size >= 128. */
+void kiln_file_name_for(char *out, size_t size, const char *name);
 /* Multiply-accumulates of the whole graph (symbolic dims counted as 1). */
 int64_t kiln_cli_macs(const kiln_graph *g);
 /* Just the import (by extension), no shape inference. */

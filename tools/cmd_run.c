@@ -220,8 +220,7 @@ int kiln_cmd_run(int argc, char **argv) {
                        .nbytes = (size_t)buf->numel * kiln_dtype_size(buf->dtype)};
       memcpy(t.dims, buf->dims, sizeof t.dims);
       char safe[256];
-      snprintf(safe, sizeof safe, "%s", buf->name);
-      for (char *c = safe; *c; c++) if (*c == '/' || *c == '\\' || (*c == '.' && c == safe)) *c = '_';
+      kiln_file_name_for(safe, sizeof safe, buf->name);
       snprintf(file, sizeof file, "%s/%s.%s", outdir, safe, format);
       if (kiln_tensor_write(file, &t, &d)) goto fail;
     }

@@ -87,6 +87,25 @@ void kiln_c_identifier_from(char *out, size_t size, const char *name, int upper)
   out[j] = 0;
 }
 
+void kiln_file_name_for(char *out, size_t size, const char *name) {
+  size_t n = strlen(name), j = 0;
+  int safe = n >= 1 && n <= 200 && name[0] != '.';
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)name[i];
+    if (c < 0x20 || c == 0x7f || c == '/' || c == '\\') safe = 0;
+  }
+  if (safe && n < size) { memcpy(out, name, n + 1); return; }
+  size_t cut = n < 100 ? n : 100;
+  while (cut > 0 && cut < n && ((unsigned char)name[cut] & 0xc0) == 0x80) cut--; /* not inside a UTF-8 sequence */
+  for (size_t i = 0; i < cut && j + 16 < size; i++) {
+    unsigned char c = (unsigned char)name[i];
+    out[j++] = c < 0x20 || c == 0x7f || c == '/' || c == '\\' || (i == 0 && c == '.') ? '_' : (char)c;
+  }
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)name[i]) * 16777619u;
+  snprintf(out + j, size - j, "%sh%08x", j ? "_" : "", (unsigned)h);
+}
+
 void kiln_c_prefix_for(const char *model_path, char *prefix, size_t size) {
   const char *base = strrchr(model_path, '/');
   char stem[128];

@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Hostile names end to end: a model whose every string attacks the code
+kiln generates (make_hostile_model.py) goes through
+
+  emit-c   built with its Makefile (as written, and with -Werror added), with
+           cc -std=c99 -Wall -Wextra -Wpedantic -Werror (gcc and clang), run
+           through the example main.c;
+  compile  its header included by a host built with the same -Werror flags,
+           linked with the object and runtime, run;
+  run      kiln run with every input given by name;
+
+and each must give ONNX Runtime's outputs and never create the marker file
+that the model's payloads `touch`.  Also checked: the `_NAME` macros of both
+headers hold the model's names byte for byte, every `#define` in a header is
+defined once, and the example runner's usage line shows names escaped.
+
+A control first compiles the raw payload inside a comment, as kiln once did,
+and checks it does create the marker: the payload is live, so its absence
+later means kiln neutralised it.
+
+Tolerance: |kiln - ORT| <= 1e-5 + 1e-5 |ORT|, elementwise.  Both compute in
+float32; the longest dot product is 27 terms (3x3x3 Conv) and the largest
+mean 64 terms, so summation-order and FMA differences stay near 1e-6.
+
+usage: test_hostile_names.py KILN WORK_DIR
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_hostile_model  # noqa: E402
+
+FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Werror"]
+RTOL = ATOL = 1e-5
+failures = []
+
+
+def check(cond, what):
+    print(("ok    " if cond else "FAIL  ") + what)
+    if not cond:
+        failures.append(what)
+
+
+def sh(args, **kw):
+    r = subprocess.run(args, capture_output=True, **kw)
+    if r.returncode != 0:
+        print(f"command failed ({r.returncode}): {' '.join(map(str, args))[:300]}")
+        print(r.stdout.decode(errors="replace")[-2000:], r.stderr.decode(errors="replace")[-2000:])
+    return r
+
+
+def compare(tag, got, want):
+    ok = len(got) == len(want)
+    worst = 0.0
+    for g, w in zip(got, want):
+        g = np.asarray(g, dtype=np.float64).reshape(w.shape)
+        worst = max(worst, float(np.max(np.abs(g - w) / (ATOL + RTOL * np.abs(w)))))
+        ok = ok and np.allclose(g, w, rtol=RTOL, atol=ATOL)
+    check(ok, f"{tag}: {len(got)} outputs match ONNX Runtime (worst error {worst:.3g} of the tolerance)")
+
+
+def run_file_name(name):
+    """kiln run's file for an output (tools/cli.h, kiln_file_name_for)."""
+    b = name.encode()
+    bad = lambda i, c: c < 0x20 or c == 0x7F or c in b"/\\" or (i == 0 and c == ord("."))
+    if 1 <= len(b) <= 200 and not any(bad(i, c) for i, c in enumerate(b)):
+        return name
+    cut = min(len(b), 100)
+    while 0 < cut < len(b) and b[cut] & 0xC0 == 0x80:
+        cut -= 1
+    h = 2166136261
+    for c in b:
+        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+    base = bytes(ord("_") if bad(i, c) else c for i, c in enumerate(b[:cut]))
+    return (base + (b"_" if base else b"") + b"h%08x" % h).decode()
+
+
+def defines(header):
+    names = re.findall(r"^#define\s+(\w+)", header, re.M)
+    dup = sorted({n for n in names if names.count(n) > 1})
+    return names, dup
+
+
+def name_macros(header, prefix_upper):
+    """The NAME macros in declaration order (inputs, then outputs)."""
+    return re.findall(r"^#define\s+(" + prefix_upper + r"_\w+_NAME)\s", header, re.M)
+
+
+def host_print_names(macros, names):
+    """C lines writing each short enough NAME macro's bytes to stdout (C99
+    string literals stop at 4095 characters, so -Wpedantic rejects longer)."""
+    lines = []
+    for mac, n in zip(macros, names):
+        if len(n.encode()) < 4000:
+            lines.append(f'  fwrite({mac}, 1, sizeof {mac} - 1, stdout); fputc(0, stdout);')
+    return "\n".join(lines)
+
+
+def main():
+    kiln, work = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    marker = os.path.join(work, "MARKER")
+    model_path = os.path.join(work, "hostile.onnx")
+    model, s = make_hostile_model.build(marker)
+    import onnx
+    onnx.save(model, model_path)
+    in_names = [i.name for i in model.graph.input]
+    out_names = [o.name for o in model.graph.output]
+    printable = [n for n in in_names + out_names if len(n.encode()) < 4000]
+
+    # control: the payload, pasted raw into a comment, does run
+    with open(os.path.join(work, "control.c"), "w") as f:
+        f.write("#include <stdlib.h>\n/* node " + s["payload"] + " */\nint main(void) { return 0; }\n")
+    r = sh(["cc", "-o", os.path.join(work, "control"), os.path.join(work, "control.c")])
+    if r.returncode == 0:
+        sh([os.path.join(work, "control")])
+    check(os.path.exists(marker), "control: the payload unescaped in a comment creates the marker")
+    if os.path.exists(marker):
+        os.unlink(marker)
+
+    rng = np.random.default_rng(7)
+    shapes = [[1, 3, 8, 8], [1, 4, 8, 8], [1, 4, 1, 1]]
+    xs = [rng.standard_normal(sh_).astype(np.float32) for sh_ in shapes]
+    for k, x in enumerate(xs):
+        np.save(os.path.join(work, f"in{k}.npy"), x)
+        x.tofile(os.path.join(work, f"in{k}.f32"))
+    want = [o.astype(np.float64) for o in
+            ort.InferenceSession(model_path, providers=["CPUExecutionProvider"]).run(None, dict(zip(in_names, xs)))]
+
+    # ---- emit-c ----
+    ec = os.path.join(work, "ec")
+    r = sh([kiln, "emit-c", model_path, "-o", ec])
+    check(r.returncode == 0, "emit-c succeeds")
+    if r.returncode == 0:
+        header = open(os.path.join(ec, "hostile.h"), encoding="ascii").read()
+        for fn in os.listdir(ec):
+            data = open(os.path.join(ec, fn), "rb").read()
+            check(all(b in (9, 10) or 32 <= b < 127 for b in data), f"emit-c: {fn} is printable ASCII")
+        _, dup = defines(header)
+        check(not dup, f"emit-c header: every macro defined once {dup[:3]}")
+        r = sh(["make", "-C", ec])
+        check(r.returncode == 0, "emit-c: the generated Makefile builds run_model")
+        r = sh(["make", "-C", ec, "-B", "CFLAGS=" + " ".join(FLAGS)])
+        check(r.returncode == 0, "emit-c: the generated Makefile builds with -Werror")
+        srcs = [os.path.join(ec, f) for f in ("main.c", "hostile.c", "hostile_weights.c")]
+        for cc in ("gcc", "clang-19"):
+            if not shutil.which(cc):
+                check(False, f"{cc} is installed")
+                continue
+            exe = os.path.join(ec, "run_" + cc)
+            r = sh([cc] + FLAGS + ["-o", exe] + srcs + ["-lm"])
+            check(r.returncode == 0, f"emit-c: {cc} {' '.join(FLAGS)} builds main.c and the model")
+            if r.returncode:
+                continue
+            od = os.path.join(ec, "out_" + cc)
+            os.makedirs(od)
+            r = sh([exe] + [os.path.join(work, f"in{k}.npy") for k in range(3)] + [od])
+            check(r.returncode == 0, f"emit-c: run_model ({cc}) runs")
+            if r.returncode == 0:
+                compare(f"emit-c ({cc})", [np.load(os.path.join(od, f"output_{k}.npy")) for k in range(len(want))], want)
+            r = subprocess.run([exe], capture_output=True)
+            usage = r.stderr
+            check(r.returncode == 2 and usage.startswith(b"usage:") and usage.count(b"\n") == 1 and
+                  all(32 <= b < 127 for b in usage[:-1]),
+                  f"emit-c: run_model ({cc}) prints a one-line, printable usage")
+        macros = name_macros(header, "HOSTILE")
+        check(len(macros) == len(in_names) + len(out_names), "emit-c header: a NAME macro per input and output")
+        host = os.path.join(ec, "names.c")
+        with open(host, "w") as f:
+            f.write('#include <stdio.h>\n#include "hostile.h"\nint main(void) {\n' +
+                    host_print_names(macros, in_names + out_names) + "\n  return 0;\n}\n")
+        r = sh(["cc"] + FLAGS + ["-o", host[:-2], host])
+        got = sh([host[:-2]]).stdout.split(b"\0")[:-1] if r.returncode == 0 else []
+        check(got == [n.encode() for n in printable], "emit-c header: NAME macros hold the names byte for byte")
+
+    # ---- compile ----
+    co = os.path.join(work, "co")
+    r = sh([kiln, "compile", model_path, "-o", co])
+    check(r.returncode == 0, "compile succeeds")
+    if r.returncode == 0:
+        header = open(os.path.join(co, "hostile.h"), encoding="ascii").read()
+        check(all(32 <= ord(c) < 127 or c == "\n" for c in header), "compile: hostile.h is printable ASCII")
+        _, dup = defines(header)
+        check(not dup, f"compile header: every macro defined once {dup[:3]}")
+        macros = name_macros(header, "HOSTILE")
+        check(len(macros) == len(in_names) + len(out_names), "compile header: a NAME macro per input and output")
+        nout = len(out_names)
+        sizes = [int(np.prod(sh_)) for sh_ in shapes] + [int(np.prod(w.shape)) for w in want]
+        host = os.path.join(co, "host.c")
+        body = ['#include <stdio.h>', '#include <stdlib.h>', '#include "hostile.h"',
+                'static float *load(const char *path, long n) {',
+                '  float *p = malloc((size_t)n * sizeof *p); FILE *f = fopen(path, "rb");',
+                '  if (!p || !f || fread(p, sizeof *p, (size_t)n, f) != (size_t)n) exit(3);',
+                '  fclose(f); return p; }',
+                'int main(int argc, char **argv) {',
+                '  hostile_model *m; kiln_rt_status st; int i;',
+                f'  float *in[3], *out[{nout}]; long sizes[] = {{{", ".join(map(str, sizes))}}};',
+                '  if (argc != 6) return 2;',
+                '  for (i = 0; i < 3; i++) in[i] = load(argv[2 + i], sizes[i]);',
+                f'  for (i = 0; i < {nout}; i++) out[i] = calloc((size_t)sizes[3 + i], sizeof(float));',
+                '  if (hostile_create(argv[1], &m) != KILN_RT_OK) return 4;',
+                '  st = hostile_run(m, in[0], in[1], in[2], ' + ", ".join(f"out[{k}]" for k in range(nout)) + ');',
+                '  hostile_destroy(m);',
+                '  if (st != KILN_RT_OK) return 5;',
+                '  { FILE *f = fopen(argv[5], "wb");',
+                f'    for (i = 0; i < {nout}; i++) fwrite(out[i], sizeof(float), (size_t)sizes[3 + i], f);',
+                '    fclose(f); }',
+                host_print_names(macros, in_names + out_names),
+                '  return 0;', '}', '']
+        open(host, "w").write("\n".join(body))
+        exe = os.path.join(co, "host")
+        r = sh(["cc"] + FLAGS + ["-I", co, "-o", exe, host, os.path.join(co, "hostile.o"),
+                                 os.path.join(co, "kiln_runtime.c"), "-lm", "-pthread"])
+        check(r.returncode == 0, f"compile: a host including hostile.h builds with cc {' '.join(FLAGS)}")
+        if r.returncode == 0:
+            outf = os.path.join(co, "out.f32")
+            r = sh([exe, os.path.join(co, "hostile.weights")] + [os.path.join(work, f"in{k}.f32") for k in range(3)] +
+                   [outf])
+            check(r.returncode == 0, "compile: the host runs")
+            if r.returncode == 0:
+                flat = np.fromfile(outf, dtype=np.float32)
+                got, off = [], 0
+                for w in want:
+                    got.append(flat[off:off + w.size])
+                    off += w.size
+                compare("compile", got, want)
+                check(r.stdout.split(b"\0")[:-1] == [n.encode() for n in printable],
+                      "compile header: NAME macros hold the names byte for byte")
+
+    # ---- run ----
+    rd = os.path.join(work, "run")
+    os.makedirs(rd)
+    args = [kiln, "run", model_path, "--output", rd]
+    for k, n in enumerate(in_names):
+        args += ["--input", f"{n}={os.path.join(work, f'in{k}.npy')}"]
+    r = sh(args)
+    check(r.returncode == 0, "run succeeds with every input given by its hostile name")
+    if r.returncode == 0:
+        files = sorted(os.listdir(rd))
+        check(len(files) == len(out_names), f"run: one file per output ({len(files)} files)")
+        got = []
+        for n in out_names:
+            f = os.path.join(rd, run_file_name(n) + ".npy")
+            check(os.path.exists(f), f"run: output {ascii(n)[:40]} is in {os.path.basename(f)[:60]}")
+            got.append(np.load(f) if os.path.exists(f) else np.full(1, np.nan))
+        compare("run", got, want)
+
+    check(not os.path.exists(marker), "no payload ran: the marker file does not exist")
+    print(f"{'FAILED' if failures else 'passed'}: {len(failures)} failure(s)")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
