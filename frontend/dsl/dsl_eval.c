@@ -858,8 +858,7 @@ static int stmt(ev *E, frame *F, const dsl_ast *a) {
     if (c->weights) return fail(E, a, "the network already reads weights from '%s'", c->weights_name);
     kiln_loc loc = loc_of(c, a->a);
     if (!c->base_dir) return fail(E, a->a, "weights files cannot be read here (loaded from memory)");
-    const char *path = v.s[0] == '/' ? v.s : kiln_arena_printf(c->ar, "%s/%s", c->base_dir, v.s);
-    c->weights = dsl_weights_open(path, v.s, &loc, c->d);
+    c->weights = dsl_weights_open(c->base_dir, v.s, &loc, c->d);
     c->weights_name = v.s;
     return c->weights ? 0 : -1;
   }

@@ -194,7 +194,9 @@ int dsl_init_by_name(const char *name, dsl_val *out);
 
 /* dsl_weights.c */
 typedef struct dsl_weights dsl_weights;
-dsl_weights *dsl_weights_open(const char *path, const char *shown, const kiln_loc *loc, kiln_diag *d);
+/* rel: as the network wrote it; it must stay inside base_dir (the rule of
+ * ONNX external data, kiln_path_contained). */
+dsl_weights *dsl_weights_open(const char *base_dir, const char *rel, const kiln_loc *loc, kiln_diag *d);
 /* Copies tensor `name` into out (f32, numel elements) after checking its
  * shape; -1 with a located message when missing or of another shape. */
 int dsl_weights_get(dsl_weights *w, const char *name, int rank, const int64_t *dims, float *out,

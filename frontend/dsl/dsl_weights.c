@@ -11,6 +11,7 @@
  * and size read from the file is bounds-checked: a truncated or hostile
  * archive is a located error, like a missing tensor or a wrong shape. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,11 +228,30 @@ static int ends_with(const char *s, const char *suffix) {
   return a >= b && !strcmp(s + a - b, suffix);
 }
 
-dsl_weights *dsl_weights_open(const char *path, const char *shown, const kiln_loc *loc, kiln_diag *d) {
+/* The file, if it stays in the network's folder: a network must not pull a
+ * private file (an absolute path, "..", a symlink leading out) into a model. */
+static int contained(const char *base_dir, const char *rel, char *path, const kiln_loc *loc, kiln_diag *d) {
+  static const char *const why[] = {
+      [KILN_PATH_EMPTY] = "is empty", [KILN_PATH_ABSOLUTE] = "is absolute: weights must be in the network's folder",
+      [KILN_PATH_DOTDOT] = "leaves the network's folder ('..')", [KILN_PATH_TOO_LONG] = "has too long a path",
+      [KILN_PATH_OUTSIDE] = "resolves outside the network's folder (symbolic link)"};
+  kiln_path_status ps = kiln_path_contained(base_dir, rel, path);
+  if (ps == KILN_PATH_MISSING) return kiln_error(d, loc, "weights file '%s' cannot be opened: %s", rel, strerror(errno));
+  if (ps != KILN_PATH_OK) return kiln_error(d, loc, "weights file '%s' %s", rel, why[ps]);
+  return 0;
+}
+
+dsl_weights *dsl_weights_open(const char *base_dir, const char *shown, const kiln_loc *loc, kiln_diag *d) {
   dsl_weights *w = calloc(1, sizeof *w);
   if (!w) { werr(loc, d, shown, "out of memory"); return NULL; }
   w->shown = shown;
-  if (ends_with(path, ".onnx")) {
+  char path[PATH_MAX];
+  if (!ends_with(shown, ".onnx") && !ends_with(shown, ".npz")) {
+    werr(loc, d, shown, "unknown format: kiln reads weights from .onnx and .npz files");
+    goto fail;
+  }
+  if (contained(base_dir, shown, path, loc, d)) goto fail;
+  if (ends_with(shown, ".onnx")) { /* by the name written, not the resolved one */
     kiln_diag od = {0};
     w->onnx = kiln_onnx_load(path, &od);
     if (!w->onnx) {
@@ -249,10 +269,6 @@ dsl_weights *dsl_weights_open(const char *path, const char *shown, const kiln_lo
       t->data = v->data;
     }
     return w;
-  }
-  if (!ends_with(path, ".npz")) {
-    werr(loc, d, shown, "unknown format: kiln reads weights from .onnx and .npz files");
-    goto fail;
   }
   FILE *f = fopen(path, "rb");
   struct stat st;

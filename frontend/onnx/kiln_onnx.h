@@ -33,6 +33,22 @@ typedef struct kiln_tensor {
   size_t nbytes;
 } kiln_tensor;
 int kiln_onnx_read_tensor_file(const char *path, kiln_tensor *t, kiln_diag *d);
+
+/* Files a model names (ONNX external data, `weights "FILE"` in a .kiln
+ * network) must stay in the model's folder: rel must be relative, have no
+ * ".." component, and resolve, symlinks followed, inside base_dir.  On
+ * KILN_PATH_OK out (PATH_MAX bytes) holds the resolved path; on
+ * KILN_PATH_MISSING errno says why realpath failed. */
+typedef enum kiln_path_status {
+  KILN_PATH_OK,
+  KILN_PATH_EMPTY,    /* no path given */
+  KILN_PATH_ABSOLUTE, /* starts with / or \ */
+  KILN_PATH_DOTDOT,   /* has a ".." component */
+  KILN_PATH_TOO_LONG, /* base_dir/rel exceeds PATH_MAX */
+  KILN_PATH_MISSING,  /* cannot be resolved (errno) */
+  KILN_PATH_OUTSIDE,  /* resolves (through a symlink) outside base_dir */
+} kiln_path_status;
+kiln_path_status kiln_path_contained(const char *base_dir, const char *rel, char *out);
 void kiln_tensor_free(kiln_tensor *t);
 
 #endif

@@ -50,27 +50,41 @@ static void unmap(void *p) {
   free(hdr);
 }
 
-/* Resolves an external-data location under base_dir, refusing anything
- * that could leave it (absolute paths, "..", symlinks pointing out). */
-static int external_path(onnx_importer *im, const kiln_loc *loc, const char *tname, const char *rel, char *out) {
-  if (!im->base_dir) return kiln_error(im->d, loc, "tensor '%s' uses external data, which is not allowed here", tname);
-  if (!rel || !rel[0]) return kiln_error(im->d, loc, "tensor '%s': external data has no location", tname);
-  if (rel[0] == '/' || rel[0] == '\\') return kiln_error(im->d, loc, "tensor '%s': external data path '%s' is absolute", tname, rel);
+/* The containment rule for every file a model names (ONNX external data,
+ * a .kiln network's weights file): relative, no ".." component, and inside
+ * base_dir once symlinks are resolved. */
+kiln_path_status kiln_path_contained(const char *base_dir, const char *rel, char *out) {
+  if (!rel || !rel[0]) return KILN_PATH_EMPTY;
+  if (rel[0] == '/' || rel[0] == '\\') return KILN_PATH_ABSOLUTE;
   for (const char *p = rel; *p;) {
     const char *e = p + strcspn(p, "/\\");
-    if (e - p == 2 && p[0] == '.' && p[1] == '.')
-      return kiln_error(im->d, loc, "tensor '%s': external data path '%s' leaves the model's folder", tname, rel);
+    if (e - p == 2 && p[0] == '.' && p[1] == '.') return KILN_PATH_DOTDOT;
     p = *e ? e + 1 : e;
   }
   char joined[PATH_MAX], base[PATH_MAX];
-  if (snprintf(joined, sizeof joined, "%s/%s", im->base_dir, rel) >= (int)sizeof joined)
-    return kiln_error(im->d, loc, "tensor '%s': external data path is too long", tname);
-  if (!realpath(im->base_dir, base) || !realpath(joined, out))
-    return kiln_error(im->d, loc, "tensor '%s': cannot open external data '%s': %s", tname, rel, strerror(errno));
+  if (snprintf(joined, sizeof joined, "%s/%s", base_dir, rel) >= (int)sizeof joined) return KILN_PATH_TOO_LONG;
+  if (!realpath(base_dir, base) || !realpath(joined, out)) return KILN_PATH_MISSING;
   size_t bl = strlen(base);
-  if (strncmp(out, base, bl) != 0 || (out[bl] != '/' && out[bl] != 0))
+  if (strncmp(out, base, bl) != 0 || (out[bl] != '/' && out[bl] != 0 && strcmp(base, "/") != 0)) return KILN_PATH_OUTSIDE;
+  return KILN_PATH_OK;
+}
+
+/* Resolves an external-data location under base_dir (kiln_path_contained). */
+static int external_path(onnx_importer *im, const kiln_loc *loc, const char *tname, const char *rel, char *out) {
+  if (!im->base_dir) return kiln_error(im->d, loc, "tensor '%s' uses external data, which is not allowed here", tname);
+  switch (kiln_path_contained(im->base_dir, rel, out)) {
+  case KILN_PATH_OK: return 0;
+  case KILN_PATH_EMPTY: return kiln_error(im->d, loc, "tensor '%s': external data has no location", tname);
+  case KILN_PATH_ABSOLUTE: return kiln_error(im->d, loc, "tensor '%s': external data path '%s' is absolute", tname, rel);
+  case KILN_PATH_DOTDOT:
+    return kiln_error(im->d, loc, "tensor '%s': external data path '%s' leaves the model's folder", tname, rel);
+  case KILN_PATH_TOO_LONG: return kiln_error(im->d, loc, "tensor '%s': external data path is too long", tname);
+  case KILN_PATH_MISSING:
+    return kiln_error(im->d, loc, "tensor '%s': cannot open external data '%s': %s", tname, rel, strerror(errno));
+  case KILN_PATH_OUTSIDE:
     return kiln_error(im->d, loc, "tensor '%s': external data '%s' resolves outside the model's folder", tname, rel);
-  return 0;
+  }
+  return -1;
 }
 
 static int external_data(onnx_importer *im, const Onnx__TensorProto *t, const kiln_loc *loc, size_t nbytes,
