@@ -1,12 +1,16 @@
 /* .npy and .pb tensor files.  The .npy header is a Python dict literal;
  * we accept exactly the keys numpy writes ('descr', 'fortran_order',
- * 'shape') and reject anything else with a clear message. */
+ * 'shape') and reject anything else with a clear message.  Every size in a
+ * header is hostile: each dim and the running product are checked before
+ * they are used (no signed overflow), and the payload's size is compared
+ * with what the file holds before anything is allocated. */
 #include "tensor_io.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "onnx/onnx.pb-c.h"
@@ -71,7 +75,8 @@ int kiln_npy_read(const char *path, kiln_tensor *t, kiln_diag *d) {
     if (fread(magic + 10, 1, 2, f) != 2) { fclose(f); return kiln_error(d, &loc, "truncated .npy header"); }
     hlen |= (size_t)magic[10] << 16 | (size_t)magic[11] << 24;
   }
-  if (major < 1 || major > 3 || hlen > (1 << 20)) { fclose(f); return kiln_error(d, &loc, "unsupported .npy version %u", major); }
+  if (major < 1 || major > 3) { fclose(f); return kiln_error(d, &loc, "unsupported .npy version %u", major); }
+  if (hlen > (1 << 20)) { fclose(f); return kiln_error(d, &loc, ".npy header is too long (%zu bytes)", hlen); }
   char *h = calloc(1, hlen + 1);
   if (!h || fread(h, 1, hlen, f) != hlen) { free(h); fclose(f); return kiln_error(d, &loc, "truncated .npy header"); }
   int rc = -1;
@@ -87,20 +92,33 @@ int kiln_npy_read(const char *path, kiln_tensor *t, kiln_diag *d) {
   const char *p = strchr(sh, '(');
   if (!p) { kiln_error(d, &loc, "bad .npy shape"); goto out; }
   p++;
+  const int64_t max_elems = (int64_t)1 << 40;
   int64_t numel = 1;
-  while (*p && *p != ')') {
+  for (;;) {
     while (*p == ' ' || *p == ',') p++;
     if (*p == ')') break;
+    if (*p < '0' || *p > '9') { kiln_error(d, &loc, "bad .npy shape (dims must be non-negative integers)"); goto out; }
     char *end;
+    errno = 0;
     long long v = strtoll(p, &end, 10);
-    if (end == p || v < 0 || v > ((int64_t)1 << 40)) { kiln_error(d, &loc, "bad .npy shape"); goto out; }
+    if (errno == ERANGE || v > max_elems) { kiln_error(d, &loc, ".npy shape has a dim out of range"); goto out; }
     if (t->rank == KILN_MAX_RANK) { kiln_error(d, &loc, ".npy array has more than %d dims", KILN_MAX_RANK); goto out; }
     t->dims[t->rank++] = v;
-    numel *= v;
-    if (numel > ((int64_t)1 << 40)) { kiln_error(d, &loc, ".npy array is too large"); goto out; }
+    if (__builtin_mul_overflow(numel, (int64_t)v, &numel) || numel > max_elems) {
+      kiln_error(d, &loc, ".npy array is too large");
+      goto out;
+    }
     p = end;
   }
+  /* numel <= 2^40 and an element is at most 8 bytes: no overflow below */
   t->nbytes = (size_t)numel * kiln_dtype_size(t->dtype);
+  struct stat st;
+  long here = ftell(f);
+  if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && /* pipes: fread below finds out */
+      (here < 0 || (uint64_t)st.st_size < (uint64_t)here || (uint64_t)st.st_size - (uint64_t)here < t->nbytes)) {
+    kiln_error(d, &loc, "truncated .npy data (expected %zu bytes)", t->nbytes);
+    goto out;
+  }
   t->data = malloc(t->nbytes ? t->nbytes : 1);
   t->name = strdup("");
   if (!t->data || !t->name) { kiln_error(d, &loc, "out of memory"); goto out; }

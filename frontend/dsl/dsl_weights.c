@@ -115,8 +115,7 @@ static const char *npy_parse(wtensor *t, const unsigned char *p, size_t len) {
     t->dims[t->rank++] = v;
     sh = end;
   }
-  size_t need = (size_t)numel * kiln_dtype_size(t->dtype);
-  if (need > len - off - hl) return "array data is truncated";
+  if ((uint64_t)numel > (len - off - hl) / kiln_dtype_size(t->dtype)) return "array data is truncated"; /* no overflow */
   t->data = p + off + hl;
   return NULL;
 }
