@@ -51,15 +51,29 @@ static void append_excerpt(char *msg, size_t size, const kiln_loc *loc) {
   if (n + 2 <= size) { msg[n++] = '^'; msg[n] = 0; }
 }
 
+/* Copies src into dst with control bytes (a model's names may hold
+ * newlines or terminal escapes) written as \xHH: a message stays one line
+ * and prints as text. */
+static void copy_escaped(char *dst, size_t size, const char *src) {
+  size_t n = 0;
+  for (const unsigned char *p = (const unsigned char *)src; *p && n + 1 < size; p++) {
+    if (*p >= 0x20 && *p != 0x7f) dst[n++] = (char)*p;
+    else if (n + 5 < size) n += (size_t)snprintf(dst + n, size - n, "\\x%02x", *p);
+    else break;
+  }
+  dst[n] = 0;
+}
+
 int kiln_verror(kiln_diag *d, const kiln_loc *loc, const char *fmt, va_list ap) {
   if (!d || d->failed) return -1;
   d->failed = 1;
-  char where[512];
+  char where[512], raw[sizeof d->msg];
   kiln_loc_format(loc, where, sizeof where);
   int n = 0;
-  if (where[0]) n = snprintf(d->msg, sizeof d->msg, "%s: ", where);
-  if (n < 0 || n >= (int)sizeof d->msg) n = 0;
-  vsnprintf(d->msg + n, sizeof d->msg - (size_t)n, fmt, ap);
+  if (where[0]) n = snprintf(raw, sizeof raw, "%s: ", where);
+  if (n < 0 || n >= (int)sizeof raw) n = 0;
+  vsnprintf(raw + n, sizeof raw - (size_t)n, fmt, ap);
+  copy_escaped(d->msg, sizeof d->msg, raw);
   if (loc && loc->line > 0 && loc->source) append_excerpt(d->msg, sizeof d->msg, loc);
   return -1;
 }

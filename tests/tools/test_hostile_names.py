@@ -252,6 +252,22 @@ def main():
             got.append(np.load(f) if os.path.exists(f) else np.full(1, np.nan))
         compare("run", got, want)
 
+    # ---- errors that name hostile strings stay one printable line ----
+    bad = os.path.join(work, "bad.onnx")
+    m2 = onnx.ModelProto()
+    m2.CopyFrom(model)
+    m2.graph.node[5].op_type = "NoSuchOp"  # the node named "??/\n" + payload
+    onnx.save(m2, bad)
+    for cmd in (["run", bad, "--random"], ["compile", bad, "-o", os.path.join(work, "bad_co")],
+                ["emit-c", bad, "-o", os.path.join(work, "bad_ec")],
+                ["run", model_path, "--input", f"{in_names[0]}={os.path.join(work, 'in1.npy')}"]):
+        r = subprocess.run([kiln] + cmd, capture_output=True)
+        err = r.stderr
+        check(r.returncode == 1 and err.startswith(b"kiln: error: ") and err.count(b"\n") == 1 and
+              all(32 <= b < 127 for b in err[:-1]) and not os.path.exists(os.path.join(work, "bad_co")) and
+              not os.path.exists(os.path.join(work, "bad_ec")),
+              f"kiln {cmd[0]} error naming a hostile node or input: one printable line ({err[:70]!r}...)")
+
     check(not os.path.exists(marker), "no payload ran: the marker file does not exist")
     print(f"{'FAILED' if failures else 'passed'}: {len(failures)} failure(s)")
     sys.exit(1 if failures else 0)
