@@ -54,7 +54,7 @@ static const char example_main[] =
     "static void *npy_payload(const char *path, long long bytes) {\n"
     "  long len = 0, hlen;\n  unsigned char *buf = read_all(path, &len);\n  void *out;\n"
     "  if (!buf || len < 12 || memcmp(buf, \"\\x93NUMPY\", 6)) { free(buf); return NULL; }\n"
-    "  hlen = buf[6] == 1 ? 10 + (buf[8] | buf[9] << 8) : 12 + (buf[8] | buf[9] << 8 | (long)buf[10] << 16);\n"
+    "  hlen = buf[6] == 1 ? 10 + (buf[8] | buf[9] << 8) : 12 + (buf[8] | buf[9] << 8 | (long)buf[10] << 16 | (long)buf[11] << 24);\n"
     "  if (len - hlen != bytes) { free(buf); return NULL; }\n"
     "  out = malloc((size_t)bytes + 1);\n  if (out) memcpy(out, buf + hlen, (size_t)bytes);\n"
     "  free(buf);\n  return out;\n}\n\n"
