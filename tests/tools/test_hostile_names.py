@@ -180,6 +180,24 @@ def main():
         got = sh([host[:-2]]).stdout.split(b"\0")[:-1] if r.returncode == 0 else []
         check(got == [n.encode() for n in printable], "emit-c header: NAME macros hold the names byte for byte")
 
+    # ---- emit-c --weights-file --threads: outlined parallel bodies, blob weights ----
+    eb = os.path.join(work, "ec_blob")
+    r = sh([kiln, "emit-c", model_path, "-o", eb, "--weights-file", "--threads", "--name", "net"])
+    check(r.returncode == 0, "emit-c --weights-file --threads succeeds")
+    if r.returncode == 0:
+        exe = os.path.join(eb, "run_model")
+        r = sh(["cc"] + FLAGS + ["-o", exe, os.path.join(eb, "main.c"), os.path.join(eb, "net.c"), "-lm"])
+        check(r.returncode == 0, f"emit-c --weights-file --threads: builds with cc {' '.join(FLAGS)}")
+        if r.returncode == 0:
+            od = os.path.join(eb, "out")
+            os.makedirs(od)
+            r = sh([exe, "--weights", os.path.join(eb, "net.weights")] +
+                   [os.path.join(work, f"in{k}.npy") for k in range(3)] + [od])
+            check(r.returncode == 0, "emit-c --weights-file --threads: run_model runs")
+            if r.returncode == 0:
+                compare("emit-c --weights-file --threads",
+                        [np.load(os.path.join(od, f"output_{k}.npy")) for k in range(len(want))], want)
+
     # ---- compile ----
     co = os.path.join(work, "co")
     r = sh([kiln, "compile", model_path, "-o", co])
