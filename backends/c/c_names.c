@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../ir/strmap.h"
+
 enum { IDENT_BASE_MAX = 40 };
 
 static int printable(unsigned char c) { return c >= 0x20 && c < 0x7f; }
@@ -86,22 +88,27 @@ static void fragment(char *out, size_t size, const char *name, int upper) {
   if (!exact) snprintf(out + j, size - j, "%sh%08x", j ? "_" : "", (unsigned)fnv1a(name));
 }
 
-static int clashes(char **ids, int n, const char *const *taken, const char *s) {
-  for (int i = 0; i < n; i++)
-    if (!strcmp(ids[i], s)) return 1;
-  for (int i = 0; taken && taken[i]; i++)
-    if (!strcmp(taken[i], s)) return 1;
-  return 0;
-}
-
+/* Hash sets keep this linear in practice, even for thousands of equal names. */
 char **kiln_c_idents(kiln_arena *a, const char *const *names, int n, int upper, const char *const *taken) {
   char **ids = kiln_arena_array(a, (size_t)n + 1, sizeof *ids);
+  kiln_strmap used, next; /* identifiers given out; per clashing base, the next suffix to try */
+  kiln_strmap_init(&used, a);
+  kiln_strmap_init(&next, a);
+  for (int i = 0; taken && taken[i]; i++) kiln_strmap_put(&used, taken[i], (void *)1);
   for (int i = 0; i < n; i++) {
     char base[IDENT_BASE_MAX + 16], id[IDENT_BASE_MAX + 32];
     fragment(base, sizeof base, names[i], upper);
     snprintf(id, sizeof id, "%s", base);
-    for (int k = 2; clashes(ids, i, taken, id); k++) snprintf(id, sizeof id, "%s_%d", base, k);
+    if (kiln_strmap_get(&used, id)) {
+      intptr_t k = (intptr_t)kiln_strmap_get(&next, base);
+      for (k = k ? k : 2;; k++) {
+        snprintf(id, sizeof id, "%s_%ld", base, (long)k);
+        if (!kiln_strmap_get(&used, id)) break;
+      }
+      kiln_strmap_put(&next, kiln_arena_strdup(a, base), (void *)(k + 1));
+    }
     ids[i] = kiln_arena_strdup(a, id);
+    kiln_strmap_put(&used, ids[i], (void *)1);
   }
   return ids;
 }

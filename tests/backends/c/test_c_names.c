@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "backends/c/c_names.h"
+#include "ir/strmap.h"
 
 static char *comment(const char *s, size_t max) {
   char *buf = NULL;
@@ -153,4 +154,21 @@ Test(c_names, identifiers_distinct_bounded_deterministic) {
     cr_assert_str_eq(alone[0], ids[1]);
     kiln_arena_free(&a);
   }
+}
+
+Test(c_names, many_equal_names_stay_distinct_and_fast) {
+  enum { N = 20000 };
+  static const char *names[N];
+  for (int i = 0; i < N; i++) names[i] = i % 3 ? "" : "x_2"; /* "" and a name like a dedup suffix */
+  kiln_arena a;
+  kiln_arena_init(&a);
+  char **ids = kiln_c_idents(&a, names, N, 0, NULL);
+  kiln_strmap seen;
+  kiln_strmap_init(&seen, &a);
+  for (int i = 0; i < N; i++) {
+    cr_assert(well_formed(ids[i]), "%s", ids[i]);
+    cr_assert_null(kiln_strmap_get(&seen, ids[i]), "'%s' given twice", ids[i]);
+    kiln_strmap_put(&seen, ids[i], (void *)1);
+  }
+  kiln_arena_free(&a);
 }
