@@ -480,6 +480,7 @@ static void make_names(emitter *e, kiln_arena *a) {
   }
 }
 
+/* The prefix (already a C identifier, checked by the CLI), upper-cased for macros. */
 static void ident(char *out, size_t size, const char *name, int upper) {
   size_t j = 0;
   for (const char *c = name; *c && j + 1 < size; c++)
