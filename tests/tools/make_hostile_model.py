@@ -26,9 +26,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
-def hostile_strings(marker):
+def hostile_strings(marker, payload_only=False):
     payload = ('*/ __attribute__((constructor)) static void f(void){system("touch %s");} /*' % marker)
-    return {
+    s = {
         "payload": payload,
         "x0": 'in"put\\%n%s%s%s\n*/ system("touch ' + marker + '"); /*',
         "x1": "workspace",
@@ -45,10 +45,19 @@ def hostile_strings(marker):
         "n2": "", "n3": "A" * 5000, "n4": "static", "n5": "??/\n" + payload, "n6": "%n%n%n%s",
         "n7": "__attribute__", "n8": "\\",
     }
+    if payload_only:  # plain tensor names: only node names and doc strings attack, each payload its own f
+        for k in ("x0", "x1", "x2", "w0", "b0", "w1", "b1", "t0", "t1", "t2", "t3", "y0", "y1", "y2", "y3", "y4"):
+            s[k] = k
+        s["sym"] = "N"
+        for k in ("n0", "n1", "n5"):
+            s[k] = payload.replace("void f(", "void f_%s(" % k)
+    return s
 
 
-def build(marker):
-    s = hostile_strings(marker)
+def build(marker, payload_only=False):
+    """payload_only: tensor names are plain, so a generator that pasted node
+    names raw into comments would still compile, and run the payload."""
+    s = hostile_strings(marker, payload_only)
     rng = np.random.default_rng(20261130)
     f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)
     inits = [numpy_helper.from_array(f32(4, 3, 3, 3) * 0.3, s["w0"]), numpy_helper.from_array(f32(4), s["b0"]),

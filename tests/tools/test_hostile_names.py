@@ -16,7 +16,11 @@ defined once, and the example runner's usage line shows names escaped.
 
 A control first compiles the raw payload inside a comment, as kiln once did,
 and checks it does create the marker: the payload is live, so its absence
-later means kiln neutralised it.
+later means kiln neutralised it.  A second, payload-only model (plain tensor
+names, hostile node names) is built with the generated Makefile and run: a
+printer that pasted node names raw would compile it and run the payload
+(kiln before this test, at 19e1a5b, does: the marker appears).  Errors that
+name hostile nodes or inputs must stay one printable line.
 
 Tolerance: |kiln - ORT| <= 1e-5 + 1e-5 |ORT|, elementwise.  Both compute in
 float32; the longest dot product is 27 terms (3x3x3 Conv) and the largest
@@ -139,7 +143,7 @@ def main():
     r = sh([kiln, "emit-c", model_path, "-o", ec])
     check(r.returncode == 0, "emit-c succeeds")
     if r.returncode == 0:
-        header = open(os.path.join(ec, "hostile.h"), encoding="ascii").read()
+        header = open(os.path.join(ec, "hostile.h"), encoding="latin-1").read()
         for fn in os.listdir(ec):
             data = open(os.path.join(ec, fn), "rb").read()
             check(all(b in (9, 10) or 32 <= b < 127 for b in data), f"emit-c: {fn} is printable ASCII")
@@ -203,7 +207,7 @@ def main():
     r = sh([kiln, "compile", model_path, "-o", co])
     check(r.returncode == 0, "compile succeeds")
     if r.returncode == 0:
-        header = open(os.path.join(co, "hostile.h"), encoding="ascii").read()
+        header = open(os.path.join(co, "hostile.h"), encoding="latin-1").read()
         check(all(32 <= ord(c) < 127 or c == "\n" for c in header), "compile: hostile.h is printable ASCII")
         _, dup = defines(header)
         check(not dup, f"compile header: every macro defined once {dup[:3]}")
@@ -285,6 +289,22 @@ def main():
               all(32 <= b < 127 for b in err[:-1]) and not os.path.exists(os.path.join(work, "bad_co")) and
               not os.path.exists(os.path.join(work, "bad_ec")),
               f"kiln {cmd[0]} error naming a hostile node or input: one printable line ({err[:70]!r}...)")
+
+    # ---- payloads alone (plain tensor names): code that compiles must not run them ----
+    quiet = os.path.join(work, "quiet.onnx")
+    onnx.save(make_hostile_model.build(marker, payload_only=True)[0], quiet)
+    qe = os.path.join(work, "quiet_ec")
+    r = sh([kiln, "emit-c", quiet, "-o", qe])
+    if r.returncode == 0:
+        r = sh(["make", "-C", qe])
+    if r.returncode == 0:
+        od = os.path.join(qe, "out")
+        os.makedirs(od)
+        r = sh([os.path.join(qe, "run_model")] + [os.path.join(work, f"in{k}.npy") for k in range(3)] + [od])
+    check(r.returncode == 0, "payload-only model: emit-c, make, run_model")
+    if r.returncode == 0:
+        compare("payload-only model (emit-c)", [np.load(os.path.join(od, f"output_{k}.npy")) for k in range(len(want))],
+                want)
 
     check(not os.path.exists(marker), "no payload ran: the marker file does not exist")
     print(f"{'FAILED' if failures else 'passed'}: {len(failures)} failure(s)")
