@@ -113,5 +113,12 @@ void kiln_c_prefix_for(const char *model_path, char *prefix, size_t size) {
   char *dot = strrchr(stem, '.');
   if (dot && dot != stem) *dot = 0;
   kiln_c_identifier_from(prefix, size, stem, 0);
+  /* file-scope names starting with '_' are reserved: "__x" -> "x", "9lives" -> "m_9lives" */
+  size_t skip = strspn(prefix, "_");
+  memmove(prefix, prefix + skip, strlen(prefix + skip) + 1);
+  if (prefix[0] >= '0' && prefix[0] <= '9' && strlen(prefix) + 3 < size) {
+    memmove(prefix + 2, prefix, strlen(prefix) + 1);
+    memcpy(prefix, "m_", 2);
+  }
   if (!kiln_c_identifier_ok(prefix)) snprintf(prefix, size, "model");
 }

@@ -306,6 +306,18 @@ def main():
         compare("payload-only model (emit-c)", [np.load(os.path.join(od, f"output_{k}.npy")) for k in range(len(want))],
                 want)
 
+    # ---- a hostile model file name: comments, Makefile, and the default prefix ----
+    evil = os.path.join(work, '_9 ?\?\\ *x\n"y".onnx')
+    shutil.copy(quiet, evil)
+    ev = os.path.join(work, "evil_ec")
+    r = sh([kiln, "emit-c", evil, "-o", ev])
+    heads = [f for f in os.listdir(ev) if f.endswith(".h")] if r.returncode == 0 else []
+    check(len(heads) == 1 and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*\.h", heads[0]) is not None,
+          f"hostile file name: the default prefix is an unreserved identifier {heads}")
+    if heads:
+        r = sh(["make", "-C", ev, "CFLAGS=" + " ".join(FLAGS)])
+        check(r.returncode == 0, "hostile file name: the generated Makefile builds with -Werror")
+
     check(not os.path.exists(marker), "no payload ran: the marker file does not exist")
     print(f"{'FAILED' if failures else 'passed'}: {len(failures)} failure(s)")
     sys.exit(1 if failures else 0)
