@@ -66,7 +66,8 @@ static const kiln_buf *io_buf(const kiln_program *p, int k) {
 /* The header: sizes and shapes as macros, the typed run wrapper.  Model
  * names appear escaped (c_names.h): in comments, as string literals, and as
  * distinct identifiers (one namespace for inputs and outputs; never
- * WORKSPACE or WEIGHTS, which would redefine PREFIX_WORKSPACE_BYTES' kin). */
+ * WORKSPACE or WEIGHTS, left to the header's own PREFIX_WORKSPACE_* and
+ * PREFIX_WEIGHTS_* macros, as in emit-c's header). */
 static char *make_header(const kiln_program *p, const char *prefix, const char *model) {
   char *buf = NULL;
   size_t len = 0;
