@@ -359,7 +359,7 @@ int kiln_cmd_run_images(int argc, char **argv) {
       for (int q = 0; q < k; q++) {
         const char *name = kiln_labels_get(&labels, top[q]);
         kiln_text_escape(name ? name : "", esc, sizeof esc);
-        printf("  %2d. class %-5lld p %.4f  %s\n", q + 1, (long long)top[q], probs[top[q]], esc);
+        printf("  %2d. class %-5lld p %.4f%s%s\n", q + 1, (long long)top[q], probs[top[q]], name ? "  " : "", esc);
         if (csv_path) {
           char num[64];
           snprintf(num, sizeof num, ",%lld,", (long long)top[q]);
