@@ -222,7 +222,7 @@ int kiln_cmd_run_images(int argc, char **argv) {
     if (!ok) { strvec_free(&args); fprintf(stderr, "kiln: error: %s: folder does not exist\n", csv_path); return 1; }
   }
 
-  int rc = 1;
+  int rc = 1, import_failed = 0;
   kiln_graph *g = NULL;
   kiln_llvm_jit *jit = NULL;
   void **bufs = NULL, **owned = NULL, *ws = NULL, *in_data = NULL, *out_data = NULL;
@@ -234,7 +234,7 @@ int kiln_cmd_run_images(int argc, char **argv) {
   for (size_t i = 0; i < args.n; i++)
     if (add_images(&files, args.v[i], &from_dir, &d)) goto fail;
   g = kiln_cli_import(path, &d);
-  if (!g) goto fail;
+  if (!g) { import_failed = 1; goto fail; }
   kiln_loc loc = {.file = path, .node_index = -1};
   kiln_image_prep prep;
   kiln_image_prep_init(&prep);
@@ -375,14 +375,23 @@ int kiln_cmd_run_images(int argc, char **argv) {
     if (progress)
       fprintf(stderr, "kiln: %zu/%zu images%s", first + nb, files.n, tty && first + nb < files.n ? "\r" : "\n");
   }
-  if (softmaxed) fprintf(stderr, "kiln: note: p is the softmax of output '%s' (it is not a distribution)\n", ob->name);
+  if (softmaxed) {
+    char esc[512];
+    kiln_text_escape(ob->name, esc, sizeof esc);
+    fprintf(stderr, "kiln: note: p is the softmax of output '%s' (it is not a distribution)\n", esc);
+  }
   if (csv_path && kiln_write_atomic(csv_path, csv.p, csv.len, &d)) goto fail;
   rc = 0;
   goto fail;
 oom:
   kiln_error(&d, &loc, "out of memory");
 fail:
-  if (rc) kiln_cli_report(&d);
+  if (rc && import_failed) kiln_cli_report(&d); /* the importer's own (multi-line for DSL sources) */
+  else if (rc) { /* names from folders and models: escaped, so the error stays one line */
+    char esc[2048];
+    kiln_text_escape(d.failed ? d.msg : "unknown failure", esc, sizeof esc);
+    fprintf(stderr, "kiln: error: %s\n", esc);
+  }
   kiln_image_free(&im);
   free(csv.p);
   free(probs);

@@ -26,6 +26,7 @@ head -c 20 "$seeds/rgb.jpg" > "$work/header.jpg"
 printf '\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x01\x86\xa0\x00\x01\x86\xa0\x08\x02\x00\x00\x00\x27\x30\x9c\x9f\x00\x00\x00\x00IDAT\x35\xaf\x06\x1e' > "$work/huge.png"
 cp "$seeds/rgb.png" "$work/mixed/b_good.png" && cp "$work/trunc.jpg" "$work/mixed/a_bad.jpg"
 cp "$seeds/rgb.png" "$seeds/gray.jpg" "$seeds/rgb16.png" "$work/good/"
+mkdir -p "$work/evil" && cp "$work/trunc.jpg" "$work/evil/$(printf 'a\nb\033[31m.jpg')"   # a name that would break the line
 printf '0,cat\nbird\n' > "$work/mixed_labels.txt"
 printf '0,cat\n0,dog\n' > "$work/twice_labels.txt"
 pass=0 fail=0
@@ -52,6 +53,7 @@ expect_error "huge PNG" "huge.png: PNG is 100000x100000 pixels" "$model" --image
 expect_error "missing image" "nope.png: cannot open" "$model" --image "$work/nope.png"
 expect_error "empty folder" "folder holds no .png" "$model" --image "$work/empty"
 expect_error "bad image in a folder" "a_bad.jpg: corrupt or truncated JPEG" "$model" --image "$work/mixed"
+expect_error "control characters in a file name" 'evil/a\\x0ab\\x1b\[31m.jpg: corrupt' "$model" --image "$work/evil"
 expect_error "bad --resize" "resize must be exact or shorter" "$model" --image "$seeds/rgb.png" --resize fit
 expect_error "bad --channels" "channels must be rgb or bgr" "$model" --image "$seeds/rgb.png" --channels rgba
 expect_error "bad --layout" "layout must be nchw or nhwc" "$model" --image "$seeds/rgb.png" --layout chw
