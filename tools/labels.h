@@ -20,7 +20,7 @@ typedef struct kiln_labels {
  * origin in messages. */
 int kiln_labels_parse(const char *text, size_t len, const char *src, kiln_labels *l, kiln_diag *d);
 int kiln_labels_read(const char *path, kiln_labels *l, kiln_diag *d);
-/* From metadata key "kiln.labels" (same format); no key: l->n == 0. */
+/* From metadata key "kiln.labels", else "character" (same format); no key: l->n == 0. */
 int kiln_labels_from_meta(const kiln_graph *g, kiln_labels *l, kiln_diag *d);
 const char *kiln_labels_get(const kiln_labels *l, int64_t i);
 void kiln_labels_free(kiln_labels *l);

