@@ -60,15 +60,33 @@ def preprocess(rgb, H, W, resize="exact", channels="rgb", layout="nchw", scale=1
     return out.transpose(1, 2, 0) if layout == "nhwc" else out
 
 
-def write_png16(path, arr):
-    """A 16-bit PNG (gray HxW or RGB HxWx3) from a uint16 array."""
+ADAM7 = [(0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2), (0, 1, 2, 2), (1, 0, 2, 1)]
+
+
+def write_png(path, arr, interlace=False):
+    """A PNG from a uint8 or uint16 array (gray HxW or RGB HxWx3), written
+    here so that 16-bit and Adam7-interlaced files can be made (Pillow
+    writes neither).  Filter type 0 on every row."""
     h, w = arr.shape[:2]
     ct = 0 if arr.ndim == 2 else 2
-    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+    depth = 16 if arr.dtype == np.uint16 else 8
+    be = arr.astype(">u2" if depth == 16 else np.uint8)
+
+    def rows(a):
+        return b"".join(b"\x00" + a[y].tobytes() for y in range(a.shape[0]))
+
+    if interlace:  # passes without pixels are left out, as the spec says
+        raw = b"".join(rows(be[y0::dy, x0::dx]) for y0, x0, dy, dx in ADAM7 if y0 < h and x0 < w)
+    else:
+        raw = rows(be)
 
     def chunk(tag, data):
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
     with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, ct, 0, 0, 0)) +
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, ct, 0, 0, int(interlace))) +
                 chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def write_png16(path, arr):
+    write_png(path, arr.astype(np.uint16))

@@ -8,7 +8,7 @@ decodes, NumPy resamples in float64).
 1. The bundled SqueezeNet 1.0 (float16) on the bundled kitten photo prints
    "tabby cat" first, with p within 0.005 of ONNX Runtime's (0.9316).
 2. Generated images (PNG RGB, RGBA, gray, palette, 16-bit gray and RGB,
-   JPEG colour and gray, non-square, one upscaled from 7x5) through:
+   Adam7-interlaced; JPEG colour and gray; non-square; one upscaled from 7x5) through:
    f32 probe classifiers (Flatten -> MatMul -> Softmax, so every input
    value moves the probabilities) in NCHW and NHWC, symbolic and static
    batch, both resize modes, RGB and BGR, mean/std, settings and labels from
@@ -159,6 +159,8 @@ def make_images(d):
     add("g_photo.jpg", lambda p: Image.fromarray(smooth_image(rng, 190, 250, 3)).save(p, quality=90))
     add("h_gray.jpg", lambda p: Image.fromarray(smooth_image(rng, 55, 77, 1)[:, :, 0]).save(p, quality=85))
     add("i_tiny.png", lambda p: Image.fromarray(smooth_image(rng, 5, 7, 3)).save(p))
+    il = smooth_image(rng, 45, 61, 3)
+    add("j_interlaced.png", lambda p: ref.write_png(p, il, interlace=True))
     return imgs, truth
 
 
@@ -221,7 +223,7 @@ def main():
             rows = list(csv.DictReader(f))
         if [r["file"] for r in rows] != sorted(images):
             fail(f"folder: CSV rows {[r['file'] for r in rows]} are not the sorted images")
-        if "9/9 images" not in pd.stderr:
+        if f"{len(images)}/{len(images)} images" not in pd.stderr:
             fail(f"folder: no progress line on stderr: {pd.stderr!r}")
         y = reference(nchw, sorted(images), truth, H, W)
         for i, r in enumerate(rows):
