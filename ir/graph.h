@@ -90,6 +90,9 @@ typedef struct kiln_graph {
   kiln_value **inputs; int ninputs;   /* run-time inputs, in order */
   kiln_value **outputs; int noutputs;
   const char *syms[KILN_MAX_RANK]; int nsyms; /* symbolic dim names */
+  /* Model metadata (ONNX metadata_props), key/value pairs in file order;
+   * read by tools (e.g. `kiln run --image` preprocessing defaults). */
+  const char **meta_keys, **meta_values; int nmeta;
   /* Resources released with the graph (parsed protobuf, mmaps). */
   struct kiln_release { void (*fn)(void *); void *p; struct kiln_release *next; } *release;
 } kiln_graph;

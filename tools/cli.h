@@ -14,6 +14,7 @@ typedef struct kiln_cmd {
 
 int kiln_cmd_inspect(int argc, char **argv);
 int kiln_cmd_run(int argc, char **argv);
+int kiln_cmd_run_images(int argc, char **argv); /* kiln run --image (cmd_run_image.c) */
 int kiln_cmd_compile(int argc, char **argv);
 int kiln_cmd_export(int argc, char **argv);
 int kiln_cmd_emit_c(int argc, char **argv);

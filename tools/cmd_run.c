@@ -26,6 +26,7 @@ static const char help[] =
     "  --batch N          bind symbolic (batch) dims to N when no input file fixes them\n"
     "  --repeat N         run N times and report the median time\n"
     "  --threads N        run parallel loops on N threads (default 1)\n"
+    "  --image FILE|DIR   classify PNG/JPEG photos (options: kiln run --image x --help)\n"
     "  -h, --help         show this help\n";
 
 enum { MAX_INPUTS = 64 };
@@ -80,6 +81,8 @@ int kiln_cmd_run(int argc, char **argv) {
   const char *in_names[MAX_INPUTS], *in_files[MAX_INPUTS];
   int nin = 0, random = 0, repeat = 1, threads = 1;
   int64_t batch = 0;
+  for (int i = 1; i < argc; i++) /* photos in: handled by cmd_run_image.c */
+    if (!strcmp(argv[i], "--image")) return kiln_cmd_run_images(argc, argv);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }

@@ -307,6 +307,16 @@ kiln_graph *kiln_onnx_load_buffer(const void *buf, size_t len, const char *name,
   g->producer = kiln_arena_printf(&g->arena, "%s%s%s", m->producer_name ? m->producer_name : "",
                                   m->producer_version && m->producer_version[0] ? " " : "",
                                   m->producer_version ? m->producer_version : "");
+  if (m->n_metadata_props > 0 && m->n_metadata_props < INT32_MAX) {
+    g->meta_keys = kiln_arena_array(&g->arena, m->n_metadata_props, sizeof *g->meta_keys);
+    g->meta_values = kiln_arena_array(&g->arena, m->n_metadata_props, sizeof *g->meta_values);
+    for (size_t i = 0; i < m->n_metadata_props; i++) {
+      const Onnx__StringStringEntryProto *e = m->metadata_props[i];
+      g->meta_keys[i] = kiln_arena_strdup(&g->arena, e->key ? e->key : "");
+      g->meta_values[i] = kiln_arena_strdup(&g->arena, e->value ? e->value : "");
+    }
+    g->nmeta = (int)m->n_metadata_props;
+  }
   const Onnx__GraphProto *gp = m->graph;
   if (gp->n_sparse_initializer) { kiln_error(d, &loc, "sparse initializers are not supported"); goto fail; }
   for (size_t i = 0; i < gp->n_initializer; i++)

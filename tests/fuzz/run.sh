@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the ONNX importer, then the DSL parser: tests/fuzz/run.sh [SECONDS]
+# Fuzzes the ONNX importer, the DSL parser, then the image readers:
+# tests/fuzz/run.sh [SECONDS]
 # (default 60 each)
 #
 # Configures and builds build-fuzz/ at the repository root (clang-19,
@@ -21,7 +22,7 @@ cc=${CC:-clang-19}
 
 cmake -S "$repo" -B "$build" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DKILN_FUZZ=ON -DKILN_SANITIZE=ON -DKILN_TESTS=OFF >/dev/null
-cmake --build "$build" --target fuzz_onnx_import fuzz_dsl_parse -j2
+cmake --build "$build" --target fuzz_onnx_import fuzz_dsl_parse fuzz_image_decode -j2
 
 rm -rf "$build/corpus"
 mkdir -p "$build/corpus" "$build/artifacts"
@@ -48,3 +49,10 @@ mkdir -p "$build/corpus-dsl"
 cp "$repo"/tests/fuzz/corpus/dsl/* "$build/corpus-dsl/"
 "$build/tests/fuzz/fuzz_dsl_parse" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -dict="$repo/tests/fuzz/dsl.dict" -artifact_prefix="$build/artifacts/" "$build/corpus-dsl"
+
+# The image readers (PNG, JPEG; labels files), seeds in corpus/image/.
+rm -rf "$build/corpus-image"
+mkdir -p "$build/corpus-image"
+cp "$repo"/tests/fuzz/corpus/image/* "$build/corpus-image/"
+"$build/tests/fuzz/fuzz_image_decode" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix="$build/artifacts/" "$build/corpus-image"
