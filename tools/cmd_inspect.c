@@ -17,7 +17,8 @@ static const char help[] =
     "  --verbose     also list every node with its output shapes\n"
     "  --ir          print kiln's graph IR after shape inference\n"
     "  --json        print the summary as one JSON object\n"
-    "  --batch N     bind symbolic (batch) dims to N (default: keep them symbolic)\n"
+    "  --batch N     bind the symbolic batch dim to N (default: keep it symbolic)\n"
+    "  --dim NAME=N  bind symbolic dim NAME to N (default: keep it symbolic)\n"
     "  -h, --help    show this help\n";
 
 static void json_str(FILE *f, const char *s) {
@@ -170,17 +171,17 @@ static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts
 int kiln_cmd_inspect(int argc, char **argv) {
   int verbose = 0, ir = 0, json = 0;
   const char *path = NULL;
-  kiln_model_opts o = {0};
+  kiln_cli_bindings bind = {0};
+  kiln_model_opts o = {.bind = &bind};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
     else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) verbose = 1;
     else if (!strcmp(a, "--ir")) ir = 1;
     else if (!strcmp(a, "--json")) json = 1;
-    else if (!strcmp(a, "--batch")) {
-      if (i + 1 >= argc) return kiln_cli_usage_error("inspect", "--batch needs a value");
-      o.batch = kiln_cli_parse_count(argv[++i]);
-      if (o.batch < 0) return kiln_cli_usage_error("inspect", "--batch must be a positive integer, got '%s'", argv[i]);
+    else if (!strcmp(a, "--batch") || !strcmp(a, "--dim")) {
+      if (i + 1 >= argc) return kiln_cli_usage_error("inspect", "%s needs a value", a);
+      if (kiln_cli_binding_option("inspect", a, argv[++i], &bind)) { kiln_cli_bindings_free(&bind); return 2; }
     } else if (a[0] == '-' && a[1]) return kiln_cli_usage_error("inspect", "unknown option '%s'", a);
     else if (path) return kiln_cli_usage_error("inspect", "more than one model given ('%s' and '%s')", path, a);
     else path = a;
@@ -188,12 +189,13 @@ int kiln_cmd_inspect(int argc, char **argv) {
   if (!path) return kiln_cli_usage_error("inspect", "no model given");
   kiln_diag d = {0};
   kiln_graph *g = kiln_cli_load(path, &o, &d);
-  if (!g) { kiln_cli_report(&d); return 1; }
+  if (!g) { kiln_cli_report(&d); kiln_cli_bindings_free(&bind); return 1; }
   if (o.bound_note && !json)
-    fprintf(stderr, "kiln: note: symbolic dims bound to 1 to infer shapes (choose with --batch N)\n");
+    fprintf(stderr, "kiln: note: symbolic dims bound to 1 to infer shapes (choose with --batch N or --dim NAME=N)\n");
   if (json) print_json(path, g, &o);
   else if (ir) kiln_graph_print(g, stdout);
   else print_summary(path, g, &o, verbose);
   kiln_graph_free(g);
+  kiln_cli_bindings_free(&bind);
   return 0;
 }
