@@ -292,7 +292,7 @@ def main():
         print(f"REGRESSION {n}: {why}")
     for n in fixed:
         print(f"now passes (was known-fail): {n}")
-    for n, st, why in new:
+    for n, st, why in new if not a.update else []:
         print(f"new case (not in {os.path.basename(a.expect)}): {n}: {st}{': ' + why if why else ''}")
     print(f"run_cli_suite: {len(results)} cases with kiln's ops: {npass} of {nrun} pass, {nrun - npass} fail "
           f"({known} known), {nexcl} excluded; {len(regressions)} regressions")
