@@ -40,13 +40,13 @@ static int check_sym_data(kiln_graph *g, kiln_diag *d) {
     for (int k = 0; k < n->nin; k++) {
       kiln_slot s;
       if (n->in[k] && n->in[k]->sym_data && kiln_sig_slot(kiln_op_get(n->op)->inputs, k, &s) && !s.constant)
-        return kiln_error(d, &n->loc, "input '%s' depends on the symbolic dim '%s' at run time; bind it (--batch N)",
-                          n->in[k]->name, g->nsyms ? g->syms[0] : "?");
+        return kiln_error(d, &n->loc, "input '%s' depends on a symbolic dim at run time; bind it (--dim NAME=N, or --batch N)",
+                          n->in[k]->name);
     }
   }
   for (int i = 0; i < g->noutputs; i++)
     if (g->outputs[i]->sym_data)
-      return kiln_error(d, NULL, "%s: output '%s' depends on a symbolic dim at run time; bind it (--batch N)", g->file,
+      return kiln_error(d, NULL, "%s: output '%s' depends on a symbolic dim at run time; bind it (--dim NAME=N, or --batch N)", g->file,
                         g->outputs[i]->name);
   return 0;
 }

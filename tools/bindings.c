@@ -116,7 +116,7 @@ int kiln_cli_require_static(kiln_graph *g, const char *how, kiln_diag *d) {
     for (int k = 0; k < v->rank; k++)
       if (KILN_DIM_IS_SYM(v->dims[k])) {
         const char *s = g->syms[-v->dims[k] - 1];
-        return kiln_error(d, NULL, "%s: input '%s': symbolic dim '%s' is not bound: give it with --dim %s=N", g->file,
+        return kiln_error(d, NULL, "%s: input '%s': symbolic dim '%s' is not bound: give it with --dim %s=<size>", g->file,
                           v->name, s, s);
       }
   }

@@ -94,6 +94,24 @@ static int64_t peak_bytes(kiln_graph *g) {
   return p ? p->workspace_bytes : -1;
 }
 
+/* Symbolic dims still unbound in the inputs: *batch when a leading dim is
+ * one, and the others' names in list (empty when none).  MACs scale with
+ * the batch but depend on the other dims non-linearly: with those left
+ * symbolic, MACs are reported as unknown rather than as a wrong number. */
+static void unbound_dims(const kiln_graph *g, int *batch, char *list, size_t size) {
+  size_t n = 0;
+  *batch = 0;
+  list[0] = 0;
+  for (int s = 0; s < g->nsyms; s++) {
+    int lead = 0, other = 0;
+    for (int i = 0; i < g->ninputs; i++)
+      for (int k = 0; k < g->inputs[i]->rank; k++)
+        if (g->inputs[i]->dims[k] == -(s + 1)) *(k ? &other : &lead) = 1;
+    *batch |= lead;
+    if (other && n < size) n += (size_t)snprintf(list + n, size - n, "%s%s", n ? ", " : "", g->syms[s]);
+  }
+}
+
 static void print_json(const char *path, kiln_graph *g, const kiln_model_opts *o) {
   int count[KILN_OP_COUNT];
   histogram(g, count);
@@ -111,9 +129,13 @@ static void print_json(const char *path, kiln_graph *g, const kiln_model_opts *o
       printf("%s\"%s\": %d", first ? "" : ", ", kiln_op_get((kiln_op)i)->name, count[i]);
       first = 0;
     }
-  printf("}, \"params\": %" PRId64 ", \"bn_stats\": %" PRId64 ", \"macs\": %" PRId64 ", \"weights_bytes\": %" PRId64
+  int batch;
+  char dims[512], macs[32] = "null"; /* unknown while non-batch dims are symbolic */
+  unbound_dims(g, &batch, dims, sizeof dims);
+  if (!dims[0]) snprintf(macs, sizeof macs, "%" PRId64, kiln_cli_macs(g));
+  printf("}, \"params\": %" PRId64 ", \"bn_stats\": %" PRId64 ", \"macs\": %s, \"weights_bytes\": %" PRId64
          ", \"peak_activation_bytes\": %" PRId64 ", \"batch_bound\": %s}\n",
-         o->params, o->bn_stats, kiln_cli_macs(g), o->param_bytes, peak_bytes(g), o->bound_note ? "true" : "false");
+         o->params, o->bn_stats, macs, o->param_bytes, peak_bytes(g), o->bound_note ? "true" : "false");
 }
 
 static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts *o, int verbose) {
@@ -147,12 +169,16 @@ static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts
   printf("\nparams    %s learnable (%s)", group3(o->params, b1), human((double)o->param_bytes, "B", b2));
   if (o->bn_stats) printf(", plus %s BatchNorm running statistics", group3(o->bn_stats, b1));
   int64_t macs = kiln_cli_macs(g);
-  printf("\nMACs      %s (%s)%s\n", human((double)macs, "", b2), group3(macs, b1),
-         g->nsyms ? " per batch item" : "");
+  int batch;
+  char dims[512];
+  unbound_dims(g, &batch, dims, sizeof dims);
+  if (dims[0]) printf("\nMACs      unknown: they depend on %s (bind with --dim NAME=N)\n", dims);
+  else printf("\nMACs      %s (%s)%s\n", human((double)macs, "", b2), group3(macs, b1), batch ? " per batch item" : "");
   int64_t peak = peak_bytes(g);
   if (peak >= 0) printf("memory    %s peak activations (memory plan), %s weights\n", human((double)peak, "B", b1),
                         human((double)o->param_bytes, "B", b2));
-  else printf("memory    (no plan: %s)\n", g->nsyms ? "bind the batch with --batch N" : "an op is not yet lowered");
+  else printf("memory    (no plan: %s)\n", dims[0] ? "bind the symbolic dims with --dim NAME=N"
+                                          : batch ? "bind the batch with --batch N" : "an op is not yet lowered");
   if (verbose) {
     printf("\n");
     for (int i = 0; i < g->nnodes; i++) {
