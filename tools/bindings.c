@@ -125,7 +125,8 @@ int kiln_cli_require_static(kiln_graph *g, const char *how, kiln_diag *d) {
   for (int i = 0; i < g->ninputs; i++) {
     const kiln_value *v = g->inputs[i];
     if (!mark[v->id]) continue;
-    kiln_error(d, NULL, "%s: input '%s' decides shapes, and kiln compiles for static shapes: give its value with %s %s=FILE",
+    kiln_error(d, NULL, "%s: input '%s' must be known at compile time (kiln specialises on shapes, axes, pads, "
+               "bounds): give its value with %s %s=FILE",
                g->file, v->name, how, v->name);
     free(mark);
     return -1;
