@@ -47,7 +47,7 @@ static int sym_used(const kiln_graph *g, kiln_dim s) {
 }
 
 /* The batch dim: a symbolic leading dim of some graph input. */
-static void bind_batch(kiln_graph *g, int64_t n) {
+void kiln_cli_bind_batch(kiln_graph *g, int64_t n) {
   for (int i = 0; i < g->ninputs; i++) {
     const kiln_value *v = g->inputs[i];
     if (v->rank > 0 && KILN_DIM_IS_SYM(v->dims[0])) kiln_pass_bind_sym(g, v->dims[0], n);
@@ -68,7 +68,7 @@ int kiln_cli_bind_dims(kiln_graph *g, const kiln_cli_bindings *b, kiln_diag *d) 
     }
     kiln_pass_bind_sym(g, -(s + 1), b->dim_value[i]);
   }
-  if (b->batch > 0) bind_batch(g, b->batch);
+  if (b->batch > 0) kiln_cli_bind_batch(g, b->batch);
   return 0;
 }
 
@@ -110,7 +110,7 @@ int kiln_cli_bind_consts(kiln_graph *g, kiln_cli_bindings *b, kiln_diag *d) {
 }
 
 int kiln_cli_require_static(kiln_graph *g, const char *how, kiln_diag *d) {
-  bind_batch(g, 1); /* the batch dim defaults to 1 */
+  kiln_cli_bind_batch(g, 1); /* the batch dim defaults to 1 */
   for (int i = 0; i < g->ninputs; i++) {
     const kiln_value *v = g->inputs[i];
     for (int k = 0; k < v->rank; k++)

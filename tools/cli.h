@@ -41,6 +41,7 @@ typedef struct kiln_cli_bindings {
 int kiln_cli_binding_option(const char *cmd, const char *opt, const char *val, kiln_cli_bindings *b);
 /* Binds --dim and --batch dims; --const values (with the dims they fix). */
 int kiln_cli_bind_dims(kiln_graph *g, const kiln_cli_bindings *b, kiln_diag *d);
+void kiln_cli_bind_batch(kiln_graph *g, int64_t n); /* symbolic leading dims of inputs */
 int kiln_cli_bind_consts(kiln_graph *g, kiln_cli_bindings *b, kiln_diag *d);
 /* Checks tensor t fits input v and binds v's symbolic dims to t's. */
 int kiln_cli_bind_input(kiln_graph *g, kiln_value *v, const kiln_tensor *t, const char *file, kiln_diag *d);

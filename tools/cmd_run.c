@@ -25,7 +25,7 @@ static const char help[] =
     "  --format npy|pb    output file format (default npy)\n"
     "  --batch N          bind the symbolic batch dim to N when no input file fixes it\n"
     "                     (default 1)\n"
-    "  --dim NAME=N       bind symbolic dim NAME to N when no input file fixes it\n"
+    "  --dim NAME=N       bind symbolic dim NAME to N (input files must agree)\n"
     "  --repeat N         run N times and report the median time\n"
     "  --threads N        run parallel loops on N threads (default 1)\n"
     "  -h, --help         show this help\n";
@@ -150,7 +150,9 @@ int kiln_cmd_run(int argc, char **argv) {
   /* Match --input options to model inputs and read them; bind the
    * symbolic dims they fix, and bind inputs that decide shapes as
    * compile-time constants (kiln compiles for each run). */
-  if (kiln_cli_bind_dims(g, &bind, &d)) goto fail;
+  kiln_cli_bindings dims_only = bind;
+  dims_only.batch = 0; /* --batch applies where no input file fixes the batch */
+  if (kiln_cli_bind_dims(g, &dims_only, &d)) goto fail;
   kiln_value *bound_to[MAX_INPUTS] = {0};
   char *deciding = kiln_pass_shape_deciding(g);
   if (!deciding) { kiln_error(&d, NULL, "out of memory"); goto fail; }
@@ -180,6 +182,7 @@ int kiln_cmd_run(int argc, char **argv) {
     }
   }
   free(deciding);
+  if (bind.batch > 0) kiln_cli_bind_batch(g, bind.batch);
   if (kiln_cli_require_static(g, "--input", &d)) goto fail;
   int ninputs = g->ninputs;
   kiln_value *inputs[MAX_INPUTS];
