@@ -117,35 +117,35 @@ int kiln_cmd_run(int argc, char **argv) {
     else path = a;
   }
   if (!path) return kiln_cli_usage_error("run", "no model given");
-  /* An existing --output folder gets each file atomically; a missing one
-   * is filled as a temporary sibling and renamed into place at the end, so
-   * a failed run leaves no half-written folder either. */
   char tmpdir[4096] = "";
   const char *writedir = outdir;
-  if (outdir) {
-    struct stat st;
-    if (stat(outdir, &st) == 0 && !S_ISDIR(st.st_mode)) {
-      fprintf(stderr, "kiln: error: %s: exists and is not a folder\n", outdir);
-      return 1;
-    }
-    if (stat(outdir, &st) != 0) {
-      kiln_diag od = {0};
-      /* Missing parents are made first (like mkdir -p): empty folders. */
-      char parent[4096];
-      snprintf(parent, sizeof parent, "%s", outdir);
-      for (char *c = parent + 1; *c; c++)
-        if (*c == '/') { *c = 0; mkdir(parent, 0777); *c = '/'; }
-      if (kiln_out_dir_begin(outdir, tmpdir, sizeof tmpdir, &od)) { kiln_cli_report(&od); return 1; }
-      writedir = tmpdir;
-    }
-  }
   int rc = 1;
   kiln_diag d = {0};
   kiln_tensor tensors[MAX_INPUTS] = {0};
   void **bufs = NULL, *ws = NULL, **outs = NULL;
   kiln_llvm_jit *jit = NULL;
   int nbufs = 0;
-  kiln_graph *g = kiln_cli_import(path, &d);
+  kiln_graph *g = NULL;
+  /* An existing --output folder gets each file atomically; a missing one
+   * is filled as a temporary sibling and renamed into place at the end, so
+   * a failed run leaves no half-written folder either. */
+  if (outdir) {
+    struct stat st;
+    if (stat(outdir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+      kiln_error(&d, NULL, "%s: exists and is not a folder", outdir);
+      goto fail;
+    }
+    if (stat(outdir, &st) != 0) {
+      /* Missing parents are made first (like mkdir -p): empty folders. */
+      char parent[4096];
+      snprintf(parent, sizeof parent, "%s", outdir);
+      for (char *c = parent + 1; *c; c++)
+        if (*c == '/') { *c = 0; mkdir(parent, 0777); *c = '/'; }
+      if (kiln_out_dir_begin(outdir, tmpdir, sizeof tmpdir, &d)) goto fail;
+      writedir = tmpdir;
+    }
+  }
+  g = kiln_cli_import(path, &d);
   if (!g) goto fail;
   /* Match --input options to model inputs and read them; bind the
    * symbolic dims they fix, and bind inputs that decide shapes as
