@@ -218,6 +218,18 @@ def test_symbolic_dims():
           "emit-c --dim N=3 --dim H=9 --dim W=17")
 
 
+def test_symbolic_resize():
+    g = h.make_graph([h.make_node("Resize", ["x", "", "sc"], ["y"], name="up", mode="nearest")], "up",
+                     [h.make_tensor_value_info("x", T.FLOAT, ["N", 3, "H", "W"])],
+                     [h.make_tensor_value_info("y", T.FLOAT, ["N", 3, "H2", "W2"])],
+                     [nh.from_array(np.array([1, 1, 2, 2], np.float32), "sc")])
+    m = save(opset(g), "sym_resize.onnx")
+    check("f32[N,3,2*(H),2*(W)]" in kiln("inspect", m).stdout, "inspect: Resize x2 of symbolic H, W")
+    check("f32[N,3,10,14]" in kiln("inspect", m, "--dim", "H=5", "--dim", "W=7").stdout, "inspect --dim: Resize x2")
+    x = np.random.default_rng(4).standard_normal((1, 3, 5, 7)).astype(np.float32)
+    close(run_outputs(m, {"x": x})["y"], ort_run(m, {"x": x})[0], "run: Resize of symbolic H, W bound from the file")
+
+
 def test_minus_one_dim():
     mm = cnn([1, 3, 5, 5])
     for d in (2, 3):
@@ -285,7 +297,8 @@ def test_output_dir():
 def main():
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
-    for t in (test_input_is_output, test_scalar_output, test_output_dir, test_symbolic_dims, test_minus_one_dim,
+    for t in (test_input_is_output, test_scalar_output, test_output_dir, test_symbolic_dims, test_symbolic_resize,
+              test_minus_one_dim,
               test_shape_inputs):
         print(f"-- {t.__name__}", flush=True)
         t()
