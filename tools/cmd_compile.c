@@ -84,7 +84,7 @@ static char *make_header(const kiln_program *p, const char *prefix, const char *
                 up, nm, x->rank, up, nm, (long long)x->numel);
         fprintf(f, "#define %s_%s_SHAPE {", up, nm);
         for (int k = 0; k < x->rank; k++) fprintf(f, "%s%lld", k ? ", " : "", (long long)x->dims[k]);
-        fprintf(f, "}\n\n");
+        fprintf(f, "%s}\n\n", x->rank ? "" : "1 /* rank 0 (a scalar): {} is not valid C */");
       }
   fprintf(f, "extern const int64_t %s_layout[];\nvoid %s_kernels(void **bufs);\ntypedef kiln_rt_model %s_model;\n\n",
           prefix, prefix, prefix);

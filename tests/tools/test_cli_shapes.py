@@ -171,6 +171,16 @@ def test_scalar_output():
     close(run_outputs(m, {"a": a, "b": b})["c"], ref, "run: rank-0 output as .npy")
     close(emit_c_outputs(m, {"a": a, "b": b})[0], ref, "emit-c: rank-0 output as .npy")
     close(compile_outputs(m, {"a": a, "b": b}, [((), np.float32)])[0], ref, "compile: rank-0 output")
+    # the header's shape macros are valid C99 initializers, the rank-0 one too
+    d = os.path.join(WORK, "compile-scalar_output")
+    with open(os.path.join(d, "use.c"), "w") as f:
+        f.write('#include "m.h"\nint main(void) {\n  int64_t a[] = M_A_SHAPE, c[] = M_C_SHAPE;\n'
+                '  return (int)(a[0] - 4 + c[0] - 1 + M_C_RANK);\n}\n')
+    r = subprocess.run(["cc", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-c", "use.c"], cwd=d,
+                       capture_output=True, text=True)
+    check(r.returncode == 0, f"compile: header with a rank-0 output builds with -Wpedantic -Werror {r.stderr[:300]!r}")
+    hdr = open(os.path.join(WORK, "emit-scalar_output", "scalar_output.h")).read()
+    check("#define SCALAR_OUTPUT_C_SHAPE {}" not in hdr, "emit-c: no empty {} initializer for the rank-0 output")
 
 
 def cnn(dims):
