@@ -113,7 +113,7 @@ void kiln_node_set_output(kiln_node *n, int slot, kiln_value *v) {
 int kiln_graph_sym(kiln_graph *g, const char *name) {
   for (int i = 0; i < g->nsyms; i++)
     if (strcmp(g->syms[i], name) == 0) return -(i + 1);
-  if (g->nsyms == KILN_MAX_RANK) return -KILN_MAX_RANK; /* share the last one */
+  if (g->nsyms == KILN_MAX_SYMS) return -KILN_MAX_SYMS; /* share the last one (importers check first) */
   g->syms[g->nsyms++] = kiln_arena_strdup(&g->arena, name);
   return -g->nsyms;
 }

@@ -18,7 +18,7 @@
 #include "dtype.h"
 #include "ops.h"
 
-enum { KILN_MAX_RANK = 8 };
+enum { KILN_MAX_RANK = 8, KILN_MAX_SYMS = 64 };
 
 /* A dim >= 0 is static; a negative dim d is symbolic, named
  * graph->syms[-d - 1] (the batch dimension "N", typically). */
@@ -28,7 +28,7 @@ typedef int64_t kiln_dim;
  * this out-of-range integer, so Shape -> Gather -> Concat -> Reshape chains
  * keep a symbolic batch dimension. */
 #define KILN_SYM_VALUE(d) (((int64_t)1 << 50) + (-(d) - 1))
-#define KILN_SYM_DECODE(v) (((v) >= ((int64_t)1 << 50) && (v) < ((int64_t)1 << 50) + KILN_MAX_RANK) \
+#define KILN_SYM_DECODE(v) (((v) >= ((int64_t)1 << 50) && (v) < ((int64_t)1 << 50) + KILN_MAX_SYMS) \
                                 ? -((v) - ((int64_t)1 << 50)) - 1 : 0)
 
 typedef enum kiln_value_kind {
@@ -89,7 +89,7 @@ typedef struct kiln_graph {
   kiln_node **nodes; int nnodes, cap_nodes;
   kiln_value **inputs; int ninputs;   /* run-time inputs, in order */
   kiln_value **outputs; int noutputs;
-  const char *syms[KILN_MAX_RANK]; int nsyms; /* symbolic dim names */
+  const char *syms[KILN_MAX_SYMS]; int nsyms; /* symbolic dim names */
   /* Model metadata (ONNX metadata_props), key/value pairs in file order;
    * read by tools (e.g. `kiln run --image` preprocessing defaults). */
   const char **meta_keys, **meta_values; int nmeta;

@@ -47,14 +47,48 @@ static int window_complete(kiln_shape_ctx *c, kiln_node *n, window w, int sp, co
   return 0;
 }
 
-/* Output extent of a sliding window; resolves auto_pad into pads. */
+/* A symbolic spatial extent (inspect keeps H and W symbolic): the output
+ * extent is a new symbolic dim named by its formula, e.g. floor((H-1)/2)+1,
+ * or the input's own when the window keeps the size. */
+static int sym_window_out(kiln_shape_ctx *c, kiln_node *n, window w, int sp, int i, kiln_dim in, int ceil_mode,
+                          kiln_dim *out) {
+  const char *h = c->g->syms[-in - 1], *ap = *w.auto_pad;
+  int plain = 1;
+  for (const char *p = h; *p; p++) plain &= (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_';
+  const char *x = plain ? h : kiln_arena_printf(&c->g->arena, "(%s)", h);
+  long long k = w.kernel->v[i], s = w.strides->v[i], d = w.dilations->v[i], dk = (k - 1) * d + 1;
+  const char *name;
+  if (!strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER")) {
+    name = s == 1 ? NULL : kiln_arena_printf(&c->g->arena, "ceil(%s/%lld)", x, s);
+  } else {
+    long long pads = strcmp(ap, "VALID") ? (long long)(w.pads->v[i] + w.pads->v[i + sp]) : 0, off = pads - dk;
+    if (s == 1) name = off + 1 == 0 ? NULL : kiln_arena_printf(&c->g->arena, "%s%+lld", x, off + 1);
+    else if (off == 0) name = kiln_arena_printf(&c->g->arena, "%s(%s/%lld)+1", ceil_mode ? "ceil" : "floor", x, s);
+    else name = kiln_arena_printf(&c->g->arena, "%s((%s%+lld)/%lld)+1", ceil_mode ? "ceil" : "floor", x, off, s);
+  }
+  if (!name) { *out = in; return 0; }
+  int known = 0;
+  for (int j = 0; j < c->g->nsyms; j++) known |= !strcmp(c->g->syms[j], name);
+  if (!known && c->g->nsyms == KILN_MAX_SYMS)
+    return kiln_shape_fail(c, n, "too many symbolic spatial dims: bind them (--dim NAME=N)");
+  *out = kiln_graph_sym(c->g, name);
+  return 0;
+}
+
+/* Output extent of a sliding window; resolves auto_pad into pads (left
+ * as written when a spatial dim is symbolic: inspect does not lower). */
 static int window_out(kiln_shape_ctx *c, kiln_node *n, window w, int sp, const kiln_dim *in, int ceil_mode,
                       kiln_dim *out) {
   int64_t *pads = kiln_arena_array(&c->g->arena, (size_t)(2 * sp), sizeof *pads);
   memcpy(pads, w.pads->v, (size_t)(2 * sp) * sizeof *pads);
   const char *ap = *w.auto_pad;
+  int sym = 0;
   for (int i = 0; i < sp; i++) {
-    if (KILN_DIM_IS_SYM(in[i])) return kiln_shape_fail(c, n, "spatial dims must be static");
+    if (KILN_DIM_IS_SYM(in[i])) {
+      if (sym_window_out(c, n, w, sp, i, in[i], ceil_mode, &out[i])) return -1;
+      sym = 1;
+      continue;
+    }
     int64_t k = w.kernel->v[i], s = w.strides->v[i], d = w.dilations->v[i];
     int64_t dk = (k - 1) * d + 1, o;
     if (!strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER")) {
@@ -76,6 +110,7 @@ static int window_out(kiln_shape_ctx *c, kiln_node *n, window w, int sp, const k
     }
     out[i] = o;
   }
+  if (sym) return 0;
   *w.pads = (kiln_ints){2 * sp, pads};
   *w.auto_pad = "NOTSET";
   return 0;
@@ -155,7 +190,7 @@ int kiln_shape_conv_transpose(kiln_shape_ctx *c, kiln_node *n) {
   for (int i = 0; i < sp; i++) {
     int64_t in = x->dims[2 + i], s = a->strides.v[i], dk = (a->kernel_shape.v[i] - 1) * a->dilations.v[i] + 1;
     int64_t op = a->output_padding.v[i];
-    if (KILN_DIM_IS_SYM(in)) return kiln_shape_fail(c, n, "spatial dims must be static");
+    if (KILN_DIM_IS_SYM(in)) return kiln_shape_fail(c, n, "spatial dims must be static: bind them (--dim NAME=N)");
     int64_t full = s * (in - 1) + op + dk;
     int same = !strcmp(a->auto_pad, "SAME_UPPER") || !strcmp(a->auto_pad, "SAME_LOWER");
     if (a->output_shape.n || same) {

@@ -463,7 +463,16 @@ int kiln_shape_resize(kiln_shape_ctx *c, kiln_node *n) {
       if (!(s > 0) || s > 1e6) return kiln_shape_fail(c, n, "scales[%d] = %g must be positive", i, s);
       kiln_dim d = x->dims[axes[i]];
       if (KILN_DIM_IS_SYM(d)) {
-        if (s != 1.0) return kiln_shape_fail(c, n, "cannot resize a symbolic dim");
+        if (s == 1.0 && roi_span[i] == 1.0) continue;
+        /* inspect keeps H and W symbolic: the result is a formula dim */
+        const char *h = c->g->syms[-d - 1];
+        const char *name = roi_span[i] == 1.0 && s == floor(s) ? kiln_arena_printf(&c->g->arena, "%g*(%s)", s, h)
+                                                               : kiln_arena_printf(&c->g->arena, "floor((%s)*%g)", h, roi_span[i] * s);
+        int known = 0;
+        for (int j = 0; j < c->g->nsyms; j++) known |= !strcmp(c->g->syms[j], name);
+        if (!known && c->g->nsyms == KILN_MAX_SYMS)
+          return kiln_shape_fail(c, n, "too many symbolic dims: bind them (--dim NAME=N)");
+        out[axes[i]] = kiln_graph_sym(c->g, name);
         continue;
       }
       double o = floor((double)d * roi_span[i] * s + 1e-9);

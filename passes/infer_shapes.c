@@ -33,6 +33,16 @@ static int try_fold(kiln_shape_ctx *c, kiln_node *n) {
   return rc;
 }
 
+/* The first symbolic dim a folded integer tensor encodes. */
+static const char *sym_name(const kiln_graph *g, const kiln_value *v) {
+  if (v->data && kiln_dtype_is_int(v->dtype))
+    for (int64_t i = 0; i < kiln_value_numel(v, 1); i++) {
+      kiln_dim s = KILN_SYM_DECODE(kiln_dtype_load_i(v->dtype, v->data, (size_t)i));
+      if (s && -s - 1 < g->nsyms) return g->syms[-s - 1];
+    }
+  return "?";
+}
+
 /* Folded tensors that encode symbolic dims may only feed shape inputs. */
 static int check_sym_data(kiln_graph *g, kiln_diag *d) {
   for (int i = 0; i < g->nnodes; i++) {
@@ -40,13 +50,13 @@ static int check_sym_data(kiln_graph *g, kiln_diag *d) {
     for (int k = 0; k < n->nin; k++) {
       kiln_slot s;
       if (n->in[k] && n->in[k]->sym_data && kiln_sig_slot(kiln_op_get(n->op)->inputs, k, &s) && !s.constant)
-        return kiln_error(d, &n->loc, "input '%s' depends on the symbolic dim '%s' at run time; bind it (--batch N)",
-                          n->in[k]->name, g->nsyms ? g->syms[0] : "?");
+        return kiln_error(d, &n->loc, "input '%s' depends on the symbolic dim '%s' at run time; bind it (--dim %s=N)",
+                          n->in[k]->name, sym_name(g, n->in[k]), sym_name(g, n->in[k]));
     }
   }
   for (int i = 0; i < g->noutputs; i++)
     if (g->outputs[i]->sym_data)
-      return kiln_error(d, NULL, "%s: output '%s' depends on a symbolic dim at run time; bind it (--batch N)", g->file,
+      return kiln_error(d, NULL, "%s: output '%s' depends on a symbolic dim at run time; bind it (--dim NAME=N, or --batch N)", g->file,
                         g->outputs[i]->name);
   return 0;
 }

@@ -26,9 +26,11 @@ kiln_dtype kiln_lower_ctype(kiln_dtype t) {
 kiln_buf *kiln_lower_buf(kiln_lctx *L, const kiln_value *v) {
   kiln_buf *b = L->buf_of[v->id];
   if (b) return b;
-  kiln_buf_kind kind = v->is_output ? KILN_BUF_OUTPUT
-                       : v->kind == KILN_VALUE_INPUT ? KILN_BUF_INPUT
-                       : v->data ? KILN_BUF_WEIGHT : KILN_BUF_WORKSPACE;
+  /* A graph input (or constant) that is also a graph output keeps its own
+   * buffer, which nodes read; copy_output fills the output buffer. */
+  kiln_buf_kind kind = v->kind == KILN_VALUE_INPUT ? KILN_BUF_INPUT
+                       : v->data ? KILN_BUF_WEIGHT
+                       : v->is_output ? KILN_BUF_OUTPUT : KILN_BUF_WORKSPACE;
   b = kiln_program_add_buf(L->b.p, v, kind);
   L->buf_of[v->id] = b;
   return b;
@@ -124,12 +126,9 @@ int kiln_lower_copy(kiln_lctx *L, const kiln_node *n) {
   return 0;
 }
 
-static int copy_output(kiln_lctx *L, const kiln_value *v, int index) {
-  kiln_buf *out = kiln_program_add_buf(L->b.p, v, KILN_BUF_OUTPUT), *in;
-  kiln_value tmp = *v;
-  tmp.is_output = 0;
-  in = v->data ? kiln_program_add_buf(L->b.p, &tmp, KILN_BUF_WEIGHT) : L->buf_of[v->id];
-  if (!in) in = kiln_program_add_buf(L->b.p, &tmp, KILN_BUF_INPUT);
+/* An output no node computes (a graph input or a constant) is a copy. */
+static int copy_output(kiln_lctx *L, const kiln_value *v, kiln_buf *out, int index) {
+  kiln_buf *in = kiln_lower_buf(L, v);
   char name[64];
   snprintf(name, sizeof name, "k%d_output%d", L->b.p->nkernels, index);
   kiln_lb_kernel(&L->b, name, NULL);
@@ -156,12 +155,14 @@ kiln_program *kiln_lower(kiln_graph *g, kiln_diag *d) {
       return NULL;
     }
   }
-  /* Inputs first, in order, so their buffers are numbered like the API. */
-  for (int i = 0; i < g->ninputs; i++)
-    if (!g->inputs[i]->is_output) kiln_lower_buf(&L, g->inputs[i]);
+  /* Inputs first, then outputs, in order, so their buffers are numbered
+   * like the API. */
+  for (int i = 0; i < g->ninputs; i++) kiln_lower_buf(&L, g->inputs[i]);
+  kiln_buf **copied = kiln_arena_array(&g->arena, (size_t)g->noutputs + 1, sizeof *copied);
   for (int i = 0; i < g->noutputs; i++) {
     const kiln_value *v = g->outputs[i];
     if (v->producer) kiln_lower_buf(&L, v);
+    else copied[i] = kiln_program_add_buf(L.b.p, v, KILN_BUF_OUTPUT);
   }
   for (int i = 0; i < g->nnodes; i++) {
     const kiln_node *n = g->nodes[i];
@@ -173,7 +174,7 @@ kiln_program *kiln_lower(kiln_graph *g, kiln_diag *d) {
     if (info->lower(&L, n)) return NULL;
   }
   for (int i = 0; i < g->noutputs; i++)
-    if (!g->outputs[i]->producer && copy_output(&L, g->outputs[i], i)) return NULL;
+    if (copied[i] && copy_output(&L, g->outputs[i], copied[i], i)) return NULL;
   kiln_plan_memory(p);
   return p;
 }

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "../ir/graph.h"
+#include "tensor_io.h"
 
 typedef struct kiln_cmd {
   const char *name;
@@ -26,11 +27,40 @@ int kiln_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((f
 /* Parses a positive integer option value; returns -1 if invalid. */
 int64_t kiln_cli_parse_count(const char *s);
 
-/* Loads a model (by extension) and infers shapes.  batch > 0 binds every
- * symbolic dim to it; batch == 0 keeps them symbolic where possible and,
- * if inference needs them, retries bound to 1 (setting *bound_note). */
+/* --batch N, --dim NAME=N, --const NAME=FILE (bindings.c). */
+enum { KILN_CLI_MAX_BIND = 64 };
+typedef struct kiln_cli_bindings {
+  int64_t batch; /* the batch dim (a symbolic leading dim of an input); 0: not given */
+  int ndims, nconsts;
+  const char *dim_name[KILN_CLI_MAX_BIND];
+  int64_t dim_value[KILN_CLI_MAX_BIND];
+  const char *const_name[KILN_CLI_MAX_BIND], *const_file[KILN_CLI_MAX_BIND];
+  kiln_tensor consts[KILN_CLI_MAX_BIND]; /* read when bound; must outlive the graph */
+} kiln_cli_bindings;
+/* Takes opt (--batch, --dim, --const) with its value: 0, or 2 after a usage
+ * error; 1 when opt is none of them. */
+int kiln_cli_binding_option(const char *cmd, const char *opt, const char *val, kiln_cli_bindings *b);
+/* Binds --dim and --batch dims; --const values (with the dims they fix). */
+int kiln_cli_bind_dims(kiln_graph *g, const kiln_cli_bindings *b, kiln_diag *d);
+void kiln_cli_bind_batch(kiln_graph *g, int64_t n); /* symbolic leading dims of inputs */
+int kiln_cli_bind_consts(kiln_graph *g, kiln_cli_bindings *b, kiln_diag *d);
+/* Checks tensor t fits input v and binds v's symbolic dims to t's. */
+int kiln_cli_bind_input(kiln_graph *g, kiln_value *v, const kiln_tensor *t, const char *file, kiln_diag *d);
+kiln_value *kiln_cli_find_input(const kiln_graph *g, const char *name);
+/* Binds the batch dim to 1 if still symbolic, then fails naming the option
+ * for any symbolic dim left or any input that decides shapes (`how` is the
+ * option giving its value: "--const" or "--input"). */
+int kiln_cli_require_static(kiln_graph *g, const char *how, kiln_diag *d);
+void kiln_cli_bindings_free(kiln_cli_bindings *b);
+
+/* Loads a model (by extension), applies the bindings and infers shapes.
+ * With `static_shapes` (compile, emit-c) every dim must end up bound
+ * (the batch dim defaults to 1).  Otherwise (inspect) unbound dims stay
+ * symbolic where possible and, if inference needs them, are retried bound
+ * to 1 (setting *bound_note). */
 typedef struct kiln_model_opts {
-  int64_t batch;
+  kiln_cli_bindings *bind;
+  int static_shapes;
   int bound_note; /* out: symbolic dims had to be bound to 1 */
   int64_t params, bn_stats, param_bytes; /* out: counted before folding */
 } kiln_model_opts;

@@ -35,7 +35,10 @@ static const char help[] =
     "options:\n"
     "  -o, --output DIR   output folder (must not exist, or be empty)\n"
     "  --name PREFIX      C identifier prefixing the API (default: from the file name)\n"
-    "  --batch N          bind symbolic (batch) dims to N (default 1)\n"
+    "  --batch N          bind the symbolic batch dim to N (default 1)\n"
+    "  --dim NAME=N       bind symbolic dim NAME to N (every other one must be bound)\n"
+    "  --const NAME=FILE  freeze input NAME to the tensor in FILE (.npy/.pb): needed\n"
+    "                     for inputs that decide shapes (Reshape shape, Pad pads...)\n"
     "  --portable         target baseline x86-64 instead of this machine's CPU\n"
     "  --shared           also link libPREFIX.so (needs a C compiler, `cc`)\n"
     "  -h, --help         show this help\n";
@@ -101,7 +104,7 @@ static char *make_header(const kiln_program *p, const char *prefix, const char *
     fprintf(f, "\"\n#define %s_%s_RANK %d\n#define %s_%s_SIZE %lld\n", up, nm, x->rank, up, nm, (long long)x->numel);
     fprintf(f, "#define %s_%s_SHAPE {", up, nm);
     for (int k = 0; k < x->rank; k++) fprintf(f, "%s%lld", k ? ", " : "", (long long)x->dims[k]);
-    fprintf(f, "}\n\n");
+    fprintf(f, "%s}\n\n", x->rank ? "" : "1 /* rank 0 (a scalar): {} is not valid C */");
   }
   fprintf(f, "extern const int64_t %s_layout[];\nvoid %s_kernels(void **bufs);\ntypedef kiln_rt_model %s_model;\n\n",
           prefix, prefix, prefix);
@@ -127,19 +130,19 @@ static char *make_header(const kiln_program *p, const char *prefix, const char *
 int kiln_cmd_compile(int argc, char **argv) {
   const char *path = NULL, *outdir = NULL, *name = NULL;
   int portable = 0, shared = 0;
-  int64_t batch = 1;
+  kiln_cli_bindings bind = {0};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
     else if (!strcmp(a, "--portable")) portable = 1;
     else if (!strcmp(a, "--shared")) shared = 1;
-    else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--name") || !strcmp(a, "--batch")) {
+    else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--name") || !strcmp(a, "--batch") ||
+             !strcmp(a, "--dim") || !strcmp(a, "--const")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("compile", "%s needs a value", a);
       const char *v = argv[++i];
       if (!strcmp(a, "--name")) name = v;
-      else if (!strcmp(a, "--batch")) {
-        if ((batch = kiln_cli_parse_count(v)) < 0) return kiln_cli_usage_error("compile", "--batch must be a positive integer, got '%s'", v);
-      } else outdir = v;
+      else if (!strcmp(a, "-o") || !strcmp(a, "--output")) outdir = v;
+      else if (kiln_cli_binding_option("compile", a, v, &bind)) { kiln_cli_bindings_free(&bind); return 2; }
     } else if (a[0] == '-' && a[1]) return kiln_cli_usage_error("compile", "unknown option '%s'", a);
     else if (path) return kiln_cli_usage_error("compile", "more than one model given ('%s' and '%s')", path, a);
     else path = a;
@@ -160,7 +163,7 @@ int kiln_cmd_compile(int argc, char **argv) {
   void *obj = NULL;
   char *header = NULL;
   unsigned char *weights = NULL;
-  kiln_model_opts o = {.batch = batch};
+  kiln_model_opts o = {.bind = &bind, .static_shapes = 1};
   kiln_graph *g = NULL;
   if (kiln_out_dir_check(outdir, &d)) goto fail;
   g = kiln_cli_load(path, &o, &d);
@@ -208,5 +211,6 @@ fail:
   free(header);
   free(weights);
   kiln_graph_free(g);
+  kiln_cli_bindings_free(&bind);
   return rc;
 }

@@ -29,7 +29,10 @@ static const char help[] =
     "  --weights-file     weights in a binary PREFIX.weights passed at run time,\n"
     "                     instead of const arrays in PREFIX_weights.c (default)\n"
     "  --threads          parallel loops call a host-provided parallel_for (off by default)\n"
-    "  --batch N          bind symbolic (batch) dims to N (default 1)\n"
+    "  --batch N          bind the symbolic batch dim to N (default 1)\n"
+    "  --dim NAME=N       bind symbolic dim NAME to N (every other one must be bound)\n"
+    "  --const NAME=FILE  freeze input NAME to the tensor in FILE (.npy/.pb): needed\n"
+    "                     for inputs that decide shapes (Reshape shape, Pad pads...)\n"
     "  -h, --help         show this help\n";
 
 static const char example_main[] =
@@ -166,19 +169,19 @@ static char *make_main(const kiln_program *p, const char *prefix) {
 int kiln_cmd_emit_c(int argc, char **argv) {
   const char *path = NULL, *outdir = NULL, *name = NULL;
   kiln_c_options co = {0};
-  int64_t batch = 1;
+  kiln_cli_bindings bind = {0};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
     else if (!strcmp(a, "--weights-file")) co.weights_file = 1;
     else if (!strcmp(a, "--threads")) co.threads = 1;
-    else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--name") || !strcmp(a, "--batch")) {
+    else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--name") || !strcmp(a, "--batch") ||
+             !strcmp(a, "--dim") || !strcmp(a, "--const")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("emit-c", "%s needs a value", a);
       const char *v = argv[++i];
       if (!strcmp(a, "--name")) name = v;
-      else if (!strcmp(a, "--batch")) {
-        if ((batch = kiln_cli_parse_count(v)) < 0) return kiln_cli_usage_error("emit-c", "--batch must be a positive integer, got '%s'", v);
-      } else outdir = v;
+      else if (!strcmp(a, "-o") || !strcmp(a, "--output")) outdir = v;
+      else if (kiln_cli_binding_option("emit-c", a, v, &bind)) { kiln_cli_bindings_free(&bind); return 2; }
     } else if (a[0] == '-' && a[1]) return kiln_cli_usage_error("emit-c", "unknown option '%s'", a);
     else if (path) return kiln_cli_usage_error("emit-c", "more than one model given ('%s' and '%s')", path, a);
     else path = a;
@@ -201,7 +204,7 @@ int kiln_cmd_emit_c(int argc, char **argv) {
   char tmp[4096] = "";
   kiln_c_output out = {0};
   char *main_c = NULL;
-  kiln_model_opts o = {.batch = batch};
+  kiln_model_opts o = {.bind = &bind, .static_shapes = 1};
   kiln_graph *g = NULL;
   if (kiln_out_dir_check(outdir, &d)) goto fail;
   g = kiln_cli_load(path, &o, &d);
@@ -251,5 +254,6 @@ fail:
   kiln_c_output_free(&out);
   free(main_c);
   kiln_graph_free(g);
+  kiln_cli_bindings_free(&bind);
   return rc;
 }

@@ -19,7 +19,8 @@ static const char help[] =
 
 int kiln_cmd_export(int argc, char **argv) {
   const char *path = NULL, *out = NULL;
-  kiln_model_opts o = {0};
+  kiln_cli_bindings bind = {0};
+  kiln_model_opts o = {.bind = &bind};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
@@ -28,8 +29,7 @@ int kiln_cmd_export(int argc, char **argv) {
       out = argv[++i];
     } else if (!strcmp(a, "--batch")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("export", "--batch needs a value");
-      o.batch = kiln_cli_parse_count(argv[++i]);
-      if (o.batch < 0) return kiln_cli_usage_error("export", "--batch must be a positive integer, got '%s'", argv[i]);
+      if (kiln_cli_binding_option("export", a, argv[++i], &bind)) return 2;
     } else if (a[0] == '-' && a[1]) return kiln_cli_usage_error("export", "unknown option '%s'", a);
     else if (path) return kiln_cli_usage_error("export", "more than one model given ('%s' and '%s')", path, a);
     else path = a;

@@ -17,7 +17,8 @@ static const char help[] =
     "  --verbose     also list every node with its output shapes\n"
     "  --ir          print kiln's graph IR after shape inference\n"
     "  --json        print the summary as one JSON object\n"
-    "  --batch N     bind symbolic (batch) dims to N (default: keep them symbolic)\n"
+    "  --batch N     bind the symbolic batch dim to N (default: keep it symbolic)\n"
+    "  --dim NAME=N  bind symbolic dim NAME to N (default: keep it symbolic)\n"
     "  -h, --help    show this help\n";
 
 static void json_str(FILE *f, const char *s) {
@@ -93,6 +94,24 @@ static int64_t peak_bytes(kiln_graph *g) {
   return p ? p->workspace_bytes : -1;
 }
 
+/* Symbolic dims still unbound in the inputs: *batch when a leading dim is
+ * one, and the others' names in list (empty when none).  MACs scale with
+ * the batch but depend on the other dims non-linearly: with those left
+ * symbolic, MACs are reported as unknown rather than as a wrong number. */
+static void unbound_dims(const kiln_graph *g, int *batch, char *list, size_t size) {
+  size_t n = 0;
+  *batch = 0;
+  list[0] = 0;
+  for (int s = 0; s < g->nsyms; s++) {
+    int lead = 0, other = 0;
+    for (int i = 0; i < g->ninputs; i++)
+      for (int k = 0; k < g->inputs[i]->rank; k++)
+        if (g->inputs[i]->dims[k] == -(s + 1)) *(k ? &other : &lead) = 1;
+    *batch |= lead;
+    if (other && n < size) n += (size_t)snprintf(list + n, size - n, "%s%s", n ? ", " : "", g->syms[s]);
+  }
+}
+
 static void print_json(const char *path, kiln_graph *g, const kiln_model_opts *o) {
   int count[KILN_OP_COUNT];
   histogram(g, count);
@@ -110,9 +129,13 @@ static void print_json(const char *path, kiln_graph *g, const kiln_model_opts *o
       printf("%s\"%s\": %d", first ? "" : ", ", kiln_op_get((kiln_op)i)->name, count[i]);
       first = 0;
     }
-  printf("}, \"params\": %" PRId64 ", \"bn_stats\": %" PRId64 ", \"macs\": %" PRId64 ", \"weights_bytes\": %" PRId64
+  int batch;
+  char dims[512], macs[32] = "null"; /* unknown while non-batch dims are symbolic */
+  unbound_dims(g, &batch, dims, sizeof dims);
+  if (!dims[0]) snprintf(macs, sizeof macs, "%" PRId64, kiln_cli_macs(g));
+  printf("}, \"params\": %" PRId64 ", \"bn_stats\": %" PRId64 ", \"macs\": %s, \"weights_bytes\": %" PRId64
          ", \"peak_activation_bytes\": %" PRId64 ", \"batch_bound\": %s}\n",
-         o->params, o->bn_stats, kiln_cli_macs(g), o->param_bytes, peak_bytes(g), o->bound_note ? "true" : "false");
+         o->params, o->bn_stats, macs, o->param_bytes, peak_bytes(g), o->bound_note ? "true" : "false");
 }
 
 static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts *o, int verbose) {
@@ -146,12 +169,16 @@ static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts
   printf("\nparams    %s learnable (%s)", group3(o->params, b1), human((double)o->param_bytes, "B", b2));
   if (o->bn_stats) printf(", plus %s BatchNorm running statistics", group3(o->bn_stats, b1));
   int64_t macs = kiln_cli_macs(g);
-  printf("\nMACs      %s (%s)%s\n", human((double)macs, "", b2), group3(macs, b1),
-         g->nsyms ? " per batch item" : "");
+  int batch;
+  char dims[512];
+  unbound_dims(g, &batch, dims, sizeof dims);
+  if (dims[0]) printf("\nMACs      unknown: they depend on %s (bind with --dim NAME=N)\n", dims);
+  else printf("\nMACs      %s (%s)%s\n", human((double)macs, "", b2), group3(macs, b1), batch ? " per batch item" : "");
   int64_t peak = peak_bytes(g);
   if (peak >= 0) printf("memory    %s peak activations (memory plan), %s weights\n", human((double)peak, "B", b1),
                         human((double)o->param_bytes, "B", b2));
-  else printf("memory    (no plan: %s)\n", g->nsyms ? "bind the batch with --batch N" : "an op is not yet lowered");
+  else printf("memory    (no plan: %s)\n", dims[0] ? "bind the symbolic dims with --dim NAME=N"
+                                          : batch ? "bind the batch with --batch N" : "an op is not yet lowered");
   if (verbose) {
     printf("\n");
     for (int i = 0; i < g->nnodes; i++) {
@@ -170,17 +197,17 @@ static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts
 int kiln_cmd_inspect(int argc, char **argv) {
   int verbose = 0, ir = 0, json = 0;
   const char *path = NULL;
-  kiln_model_opts o = {0};
+  kiln_cli_bindings bind = {0};
+  kiln_model_opts o = {.bind = &bind};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
     else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) verbose = 1;
     else if (!strcmp(a, "--ir")) ir = 1;
     else if (!strcmp(a, "--json")) json = 1;
-    else if (!strcmp(a, "--batch")) {
-      if (i + 1 >= argc) return kiln_cli_usage_error("inspect", "--batch needs a value");
-      o.batch = kiln_cli_parse_count(argv[++i]);
-      if (o.batch < 0) return kiln_cli_usage_error("inspect", "--batch must be a positive integer, got '%s'", argv[i]);
+    else if (!strcmp(a, "--batch") || !strcmp(a, "--dim")) {
+      if (i + 1 >= argc) return kiln_cli_usage_error("inspect", "%s needs a value", a);
+      if (kiln_cli_binding_option("inspect", a, argv[++i], &bind)) { kiln_cli_bindings_free(&bind); return 2; }
     } else if (a[0] == '-' && a[1]) return kiln_cli_usage_error("inspect", "unknown option '%s'", a);
     else if (path) return kiln_cli_usage_error("inspect", "more than one model given ('%s' and '%s')", path, a);
     else path = a;
@@ -188,12 +215,13 @@ int kiln_cmd_inspect(int argc, char **argv) {
   if (!path) return kiln_cli_usage_error("inspect", "no model given");
   kiln_diag d = {0};
   kiln_graph *g = kiln_cli_load(path, &o, &d);
-  if (!g) { kiln_cli_report(&d); return 1; }
+  if (!g) { kiln_cli_report(&d); kiln_cli_bindings_free(&bind); return 1; }
   if (o.bound_note && !json)
-    fprintf(stderr, "kiln: note: symbolic dims bound to 1 to infer shapes (choose with --batch N)\n");
+    fprintf(stderr, "kiln: note: symbolic dims bound to 1 to infer shapes (choose with --batch N or --dim NAME=N)\n");
   if (json) print_json(path, g, &o);
   else if (ir) kiln_graph_print(g, stdout);
   else print_summary(path, g, &o, verbose);
   kiln_graph_free(g);
+  kiln_cli_bindings_free(&bind);
   return 0;
 }

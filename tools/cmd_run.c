@@ -23,7 +23,9 @@ static const char help[] =
     "  --random           fill inputs without a file with seeded uniform [0,1) data\n"
     "  --output DIR       write every output to DIR/NAME.npy (or .pb with --format pb)\n"
     "  --format npy|pb    output file format (default npy)\n"
-    "  --batch N          bind symbolic (batch) dims to N when no input file fixes them\n"
+    "  --batch N          bind the symbolic batch dim to N when no input file fixes it\n"
+    "                     (default 1)\n"
+    "  --dim NAME=N       bind symbolic dim NAME to N (input files must agree)\n"
     "  --repeat N         run N times and report the median time\n"
     "  --threads N        run parallel loops on N threads (default 1)\n"
     "  --image FILE|DIR   classify PNG/JPEG photos (options: kiln run --image x --help)\n"
@@ -80,7 +82,7 @@ int kiln_cmd_run(int argc, char **argv) {
   const char *path = NULL, *outdir = NULL, *format = "npy";
   const char *in_names[MAX_INPUTS], *in_files[MAX_INPUTS];
   int nin = 0, random = 0, repeat = 1, threads = 1;
-  int64_t batch = 0;
+  kiln_cli_bindings bind = {0};
   for (int i = 1; i < argc; i++) /* photos in: handled by cmd_run_image.c */
     if (!strcmp(argv[i], "--image")) return kiln_cmd_run_images(argc, argv);
   for (int i = 1; i < argc; i++) {
@@ -88,15 +90,15 @@ int kiln_cmd_run(int argc, char **argv) {
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
     else if (!strcmp(a, "--random")) random = 1;
     else if (!strcmp(a, "--input") || !strcmp(a, "--output") || !strcmp(a, "--format") || !strcmp(a, "--batch") ||
-             !strcmp(a, "--repeat") || !strcmp(a, "--threads")) {
+             !strcmp(a, "--dim") || !strcmp(a, "--repeat") || !strcmp(a, "--threads")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("run", "%s needs a value", a);
       const char *v = argv[++i];
       if (!strcmp(a, "--output")) outdir = v;
       else if (!strcmp(a, "--format")) {
         if (strcmp(v, "npy") && strcmp(v, "pb")) return kiln_cli_usage_error("run", "--format must be npy or pb, got '%s'", v);
         format = v;
-      } else if (!strcmp(a, "--batch")) {
-        if ((batch = kiln_cli_parse_count(v)) < 0) return kiln_cli_usage_error("run", "--batch must be a positive integer, got '%s'", v);
+      } else if (!strcmp(a, "--batch") || !strcmp(a, "--dim")) {
+        if (kiln_cli_binding_option("run", a, v, &bind)) { kiln_cli_bindings_free(&bind); return 2; }
       } else if (!strcmp(a, "--threads")) {
         int64_t t = kiln_cli_parse_count(v);
         if (t < 0 || t > 1024) return kiln_cli_usage_error("run", "--threads must be a positive integer, got '%s'", v);
@@ -118,56 +120,73 @@ int kiln_cmd_run(int argc, char **argv) {
     else path = a;
   }
   if (!path) return kiln_cli_usage_error("run", "no model given");
-  if (outdir) {
-    struct stat st;
-    if (stat(outdir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-      fprintf(stderr, "kiln: error: %s: output folder does not exist\n", outdir);
-      return 1;
-    }
-  }
+  char tmpdir[4096] = "";
+  const char *writedir = outdir;
   int rc = 1;
   kiln_diag d = {0};
   kiln_tensor tensors[MAX_INPUTS] = {0};
   void **bufs = NULL, *ws = NULL, **outs = NULL;
   kiln_llvm_jit *jit = NULL;
   int nbufs = 0;
-  kiln_graph *g = kiln_cli_import(path, &d);
+  kiln_graph *g = NULL;
+  /* An existing --output folder gets each file atomically; a missing one
+   * is filled as a temporary sibling and renamed into place at the end, so
+   * a failed run leaves no half-written folder either. */
+  if (outdir) {
+    struct stat st;
+    if (stat(outdir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+      kiln_error(&d, NULL, "%s: exists and is not a folder", outdir);
+      goto fail;
+    }
+    if (stat(outdir, &st) != 0) {
+      /* Missing parents are made first (like mkdir -p): empty folders. */
+      char parent[4096];
+      snprintf(parent, sizeof parent, "%s", outdir);
+      for (char *c = parent + 1; *c; c++)
+        if (*c == '/') { *c = 0; mkdir(parent, 0777); *c = '/'; }
+      if (kiln_out_dir_begin(outdir, tmpdir, sizeof tmpdir, &d)) goto fail;
+      writedir = tmpdir;
+    }
+  }
+  g = kiln_cli_import(path, &d);
   if (!g) goto fail;
-  /* Match --input options to model inputs and read them. */
+  /* Match --input options to model inputs and read them; bind the
+   * symbolic dims they fix, and bind inputs that decide shapes as
+   * compile-time constants (kiln compiles for each run). */
+  kiln_cli_bindings dims_only = bind;
+  dims_only.batch = 0; /* --batch applies where no input file fixes the batch */
+  if (kiln_cli_bind_dims(g, &dims_only, &d)) goto fail;
   kiln_value *bound_to[MAX_INPUTS] = {0};
+  char *deciding = kiln_pass_shape_deciding(g);
+  if (!deciding) { kiln_error(&d, NULL, "out of memory"); goto fail; }
   for (int i = 0; i < nin; i++) {
     kiln_value *v = NULL;
     if (!in_names[i]) {
-      if (g->ninputs != 1) { kiln_error(&d, NULL, "%s: the model has %d inputs: write --input NAME=FILE", path, g->ninputs); goto fail; }
+      if (g->ninputs != 1) { kiln_error(&d, NULL, "%s: the model has %d inputs: write --input NAME=FILE", path, g->ninputs); free(deciding); goto fail; }
       v = g->inputs[0];
-    } else {
-      for (int k = 0; k < g->ninputs; k++)
-        if (!strcmp(g->inputs[k]->name, in_names[i])) v = g->inputs[k];
-      if (!v) { kiln_error(&d, NULL, "%s: the model has no input named '%s'", path, in_names[i]); goto fail; }
-    }
-    for (int j = 0; j < i; j++)
-      if (bound_to[j] == v) { kiln_error(&d, NULL, "input '%s' is given twice", v->name); goto fail; }
-    bound_to[i] = v;
-    if (kiln_tensor_read(in_files[i], &tensors[i], &d)) goto fail;
-    kiln_tensor *t = &tensors[i];
-    char want[256];
-    kiln_value_type_str(g, v, want, sizeof want);
-    int ok = t->dtype == v->dtype && t->rank == v->rank;
-    for (int k = 0; ok && k < v->rank; k++) ok = KILN_DIM_IS_SYM(v->dims[k]) || v->dims[k] == t->dims[k];
-    if (!ok) {
-      kiln_value tv = {0};
-      char got[256];
-      tv.dtype = t->dtype;
-      tv.rank = t->rank;
-      memcpy(tv.dims, t->dims, sizeof tv.dims);
-      kiln_value_type_str(g, &tv, got, sizeof got);
-      kiln_error(&d, NULL, "%s: input '%s' must be %s, got %s", in_files[i], v->name, want, got);
+    } else if (!(v = kiln_cli_find_input(g, in_names[i]))) {
+      int bound = 0;
+      for (int j = 0; j < i; j++) bound |= bound_to[j] && !strcmp(bound_to[j]->name, in_names[i]);
+      if (bound) kiln_error(&d, NULL, "input '%s' is given twice", in_names[i]);
+      else kiln_error(&d, NULL, "%s: the model has no input named '%s'", path, in_names[i]);
+      free(deciding);
       goto fail;
     }
-    for (int k = 0; k < v->rank; k++)
-      if (KILN_DIM_IS_SYM(v->dims[k])) kiln_pass_bind_sym(g, v->dims[k], t->dims[k]);
+    for (int j = 0; j < i; j++)
+      if (bound_to[j] == v) { kiln_error(&d, NULL, "input '%s' is given twice", v->name); free(deciding); goto fail; }
+    bound_to[i] = v;
+    if (kiln_tensor_read(in_files[i], &tensors[i], &d) || kiln_cli_bind_input(g, v, &tensors[i], in_files[i], &d)) {
+      free(deciding);
+      goto fail;
+    }
+    if (deciding[v->id]) {
+      kiln_tensor *t = &tensors[i];
+      if (kiln_pass_bind_input(g, v->name, t->dtype, t->rank, t->dims, t->data, &d)) { free(deciding); goto fail; }
+    }
   }
-  for (int s = 0; s < g->nsyms; s++) kiln_pass_bind_sym(g, -(s + 1), batch > 0 ? batch : 1);
+  free(deciding);
+  if (bind.batch > 0) kiln_cli_bind_batch(g, bind.batch);
+  if (kiln_cli_require_static(g, "--input", &d)) goto fail;
   int ninputs = g->ninputs;
   kiln_value *inputs[MAX_INPUTS];
   for (int k = 0; k < ninputs && k < MAX_INPUTS; k++) inputs[k] = g->inputs[k];
@@ -224,13 +243,15 @@ int kiln_cmd_run(int argc, char **argv) {
       memcpy(t.dims, buf->dims, sizeof t.dims);
       char safe[256];
       kiln_file_name_for(safe, sizeof safe, buf->name);
-      snprintf(file, sizeof file, "%s/%s.%s", outdir, safe, format);
+      snprintf(file, sizeof file, "%s/%s.%s", writedir, safe, format);
       if (kiln_tensor_write(file, &t, &d)) goto fail;
     }
   }
+  if (tmpdir[0] && kiln_out_dir_commit(outdir, tmpdir, &d)) goto fail;
   rc = 0;
 fail:
   if (rc) kiln_cli_report(&d);
+  kiln_out_dir_abort(tmpdir);
   for (int b = 0; outs && b < nbufs; b++) free(outs[b]);
   free(outs);
   free(bufs);
@@ -238,5 +259,6 @@ fail:
   kiln_llvm_jit_free(jit);
   for (int i = 0; i < nin; i++) { kiln_tensor_free(&tensors[i]); free((void *)in_names[i]); }
   kiln_graph_free(g);
+  kiln_cli_bindings_free(&bind);
   return rc;
 }

@@ -50,30 +50,41 @@ kiln_graph *kiln_cli_import(const char *path, kiln_diag *d) {
   return kiln_onnx_load(path, d);
 }
 
-static kiln_graph *load_once(const char *path, int64_t batch, kiln_model_opts *o, kiln_diag *d) {
+/* bind_rest > 0: bind the symbolic dims left to it (the retry). */
+static kiln_graph *load_once(const char *path, kiln_model_opts *o, int64_t bind_rest, kiln_diag *d) {
   kiln_graph *g = kiln_cli_import(path, d);
   if (!g) return NULL;
   count_params(g, o);
-  if (batch > 0)
-    for (int s = 0; s < g->nsyms; s++) kiln_pass_bind_sym(g, -(s + 1), batch);
-  if (kiln_pass_infer_shapes(g, d)) {
-    kiln_graph_free(g);
-    return NULL;
-  }
+  kiln_cli_bindings none = {0};
+  kiln_cli_bindings *b = o->bind ? o->bind : &none;
+  /* --const tensors are read again on a retry: drop the first reading. */
+  for (int i = 0; i < b->nconsts; i++) kiln_tensor_free(&b->consts[i]);
+  if (kiln_cli_bind_dims(g, b, d) || kiln_cli_bind_consts(g, b, d) ||
+      (o->static_shapes && kiln_cli_require_static(g, "--const", d)))
+    goto fail;
+  if (bind_rest > 0)
+    for (int s = 0; s < g->nsyms; s++) kiln_pass_bind_sym(g, -(s + 1), bind_rest);
+  if (kiln_pass_infer_shapes(g, d)) goto fail;
   return g;
+fail:
+  kiln_graph_free(g);
+  return NULL;
 }
 
 kiln_graph *kiln_cli_load(const char *path, kiln_model_opts *o, kiln_diag *d) {
   o->bound_note = 0;
-  kiln_graph *g = load_once(path, o->batch, o, d);
-  if (g || o->batch > 0) return g;
+  kiln_graph *g = load_once(path, o, 0, d);
+  if (g || o->static_shapes) return g;
   /* Retry with symbolic dims bound to 1 when that is what failed. */
   kiln_diag d2 = {0};
   kiln_graph *probe = kiln_cli_import(path, &d2);
-  int had_syms = probe && probe->nsyms > 0;
+  int had_syms = probe && probe->nsyms > 0 && !kiln_cli_bind_dims(probe, o->bind ? o->bind : &(kiln_cli_bindings){0}, &d2);
+  int left = 0;
+  for (int i = 0; had_syms && i < probe->ninputs; i++)
+    for (int k = 0; k < probe->inputs[i]->rank; k++) left |= KILN_DIM_IS_SYM(probe->inputs[i]->dims[k]);
   kiln_graph_free(probe);
-  if (!had_syms) return NULL;
-  g = load_once(path, 1, o, &d2);
+  if (!had_syms || !left) return NULL;
+  g = load_once(path, o, 1, &d2);
   if (g) {
     o->bound_note = 1;
     *d = (kiln_diag){0};

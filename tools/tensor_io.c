@@ -138,7 +138,7 @@ int kiln_npy_write(const char *path, const kiln_tensor *t, kiln_diag *d) {
   const char *descr = NULL;
   for (size_t i = 0; i < sizeof npy_types / sizeof npy_types[0]; i++)
     if (npy_types[i].t == t->dtype) descr = npy_types[i].descr;
-  char shape[256];
+  char shape[256] = ""; /* rank 0: "()" */
   int n = 0;
   for (int i = 0; i < t->rank; i++) n += snprintf(shape + n, sizeof shape - (size_t)n, "%lld,%s", (long long)t->dims[i], i + 1 < t->rank ? " " : "");
   if (t->rank > 1) shape[n - 1] = 0; /* numpy writes (1, 3) but (3,) */

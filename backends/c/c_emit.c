@@ -537,7 +537,7 @@ static char *make_header(emitter *e) {
       fprintf(f, "\"\n#define %s_%s_RANK %d\n#define %s_%s_SIZE %" PRId64 "\n", up, nm, x->rank, up, nm, x->numel);
       fprintf(f, "#define %s_%s_SHAPE {", up, nm);
       for (int k = 0; k < x->rank; k++) fprintf(f, "%s%" PRId64, k ? ", " : "", x->dims[k]);
-      fprintf(f, "}\n\n");
+      fprintf(f, "%s}\n\n", x->rank ? "" : "1 /* rank 0 (a scalar): {} is not valid C */");
     }
   for (int io = 0; io < 2; io++) { /* sizes in bytes, in order: for generic hosts */
     int n = io ? p->noutputs : p->ninputs;

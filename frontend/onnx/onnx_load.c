@@ -53,11 +53,15 @@ static int graph_input(onnx_importer *im, const Onnx__ValueInfoProto *vi) {
   v->rank = (int)tt->shape->n_dim;
   for (int i = 0; i < v->rank; i++) {
     const Onnx__TensorShapeProto__Dimension *dm = tt->shape->dim[i];
-    if (dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE) {
+    /* dim_value -1 (some exporters' "unknown") is a symbolic dim, named
+     * like an unnamed one: INPUT_dimK. */
+    if (dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && dm->dim_value != -1) {
       if (dm->dim_value < 0 || dm->dim_value > ((int64_t)1 << 40))
         return kiln_error(im->d, &loc, "graph input '%s' has invalid dim %lld", name, (long long)dm->dim_value);
       v->dims[i] = dm->dim_value;
     } else {
+      if (im->g->nsyms == KILN_MAX_SYMS)
+        return kiln_error(im->d, &loc, "graph input '%s': more than %d symbolic dims in the model", name, KILN_MAX_SYMS);
       const char *sym = dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM && dm->dim_param[0]
                             ? dm->dim_param : kiln_arena_printf(&im->g->arena, "%s_dim%d", name, i);
       v->dims[i] = kiln_graph_sym(im->g, sym);

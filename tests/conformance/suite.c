@@ -93,25 +93,6 @@ void suite_fail_diag(suite_run *r, const suite_case *c, const kiln_diag *d) {
   suite_set(r, "known-fail", strip_file(d->msg, model));
 }
 
-/* Values whose contents decide some shape: those read by a constant ('#')
- * slot, and transitively the inputs of nodes computing them (except Shape,
- * which reads only its input's shape). */
-static char *shape_deciding(const kiln_graph *g) {
-  char *mark = calloc((size_t)g->nvalues + 1, 1);
-  for (int i = g->nnodes - 1; i >= 0; i--) {
-    const kiln_node *n = g->nodes[i];
-    int needed = 0;
-    for (int k = 0; k < n->nout; k++) needed |= n->out[k] && mark[n->out[k]->id];
-    for (int k = 0; k < n->nin; k++) {
-      kiln_slot s;
-      if (!n->in[k]) continue;
-      kiln_sig_slot(kiln_op_get(n->op)->inputs, k, &s);
-      if (s.constant || (needed && n->op != KILN_OP_SHAPE)) mark[n->in[k]->id] = 1;
-    }
-  }
-  return mark;
-}
-
 int suite_count_sets(const suite_case *c) {
   int n = 0;
   for (;; n++) {
@@ -142,7 +123,7 @@ int suite_prepare(const suite_case *c, int set, suite_run *r) {
   kiln_graph *g = r->g;
   r->nin = g->ninputs < SUITE_MAX_IO ? g->ninputs : SUITE_MAX_IO;
   for (int i = 0; i < r->nin; i++) r->inputs[i] = g->inputs[i];
-  char *deciding = shape_deciding(g);
+  char *deciding = kiln_pass_shape_deciding(g);
   for (int i = 0; i < r->nin; i++) {
     kiln_value *v = r->inputs[i];
     kiln_tensor *t = &r->in[i];

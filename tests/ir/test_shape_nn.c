@@ -483,3 +483,41 @@ Test(matmul, batch_mismatch_names_the_node) {
   NODE(KILN_OP_MATMUL, "mm_batch", f32("a", DIMS(2, 3, 4)), f32("b", DIMS(3, 4, 5)));
   infer_fails("node 'mm_batch' (MatMul)", "do not broadcast");
 }
+
+/* ---- symbolic spatial dims (kiln inspect keeps H and W symbolic) ---- */
+
+static const char *sym_of(kiln_dim d) { return KILN_DIM_IS_SYM(d) ? g->syms[-d - 1] : "(static)"; }
+
+Test(conv, symbolic_spatial_dims_become_formula_dims) {
+  kiln_dim N = kiln_graph_sym(g, "N"), H = kiln_graph_sym(g, "H"), W = kiln_graph_sym(g, "W");
+  kiln_node *n = NODE(KILN_OP_CONV, "c", f32("x", DIMS(N, 3, H, W)), f32("w", DIMS(8, 3, 3, 3)));
+  kiln_attrs_conv *a = n->attrs;
+  a->strides = INTS(2, 1);
+  a->pads = INTS(1, 1, 1, 1);
+  infer_ok();
+  /* H: floor((H + 2 - 3) / 2) + 1; W: stride 1, pads 1+1 = k - 1: W itself */
+  cr_assert_eq(n->out[0]->dims[0], N);
+  cr_assert_eq(n->out[0]->dims[1], 8);
+  cr_assert_str_eq(sym_of(n->out[0]->dims[2]), "floor((H-1)/2)+1");
+  cr_assert_eq(n->out[0]->dims[3], W);
+}
+
+Test(pool, symbolic_spatial_dims_with_same_padding_and_ceil_mode) {
+  kiln_dim H = kiln_graph_sym(g, "H"), W = kiln_graph_sym(g, "W");
+  kiln_node *m = NODE(KILN_OP_MAX_POOL, "p", f32("x", DIMS(1, 4, H, W)));
+  kiln_attrs_pool *a = m->attrs;
+  a->kernel_shape = INTS(3, 3);
+  a->strides = INTS(2, 2);
+  a->auto_pad = "SAME_UPPER";
+  kiln_node *q = NODE(KILN_OP_AVERAGE_POOL, "q", m->out[0]);
+  kiln_attrs_pool *b = q->attrs;
+  b->kernel_shape = INTS(2, 2);
+  b->strides = INTS(2, 2);
+  b->ceil_mode = 1;
+  infer_ok();
+  cr_assert_str_eq(sym_of(m->out[0]->dims[2]), "ceil(H/2)");
+  cr_assert_str_eq(sym_of(m->out[0]->dims[3]), "ceil(W/2)");
+  /* the same formula for the same extent: one symbol */
+  cr_assert_str_eq(sym_of(q->out[0]->dims[2]), "ceil(((ceil(H/2))-2)/2)+1");
+  cr_assert_eq(kiln_graph_sym(g, "ceil(H/2)"), m->out[0]->dims[2]);
+}

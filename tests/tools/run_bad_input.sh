@@ -44,7 +44,7 @@ expect_error "input twice" "given twice" "$model" --input input="$work/good.npy"
 expect_error "bad threads" "--threads must be a positive integer" "$model" --random --threads 0
 expect_error "bad repeat" "--repeat must be a positive integer" "$model" --random --repeat x
 expect_error "bad format" "--format must be npy or pb" "$model" --random --format csv
-expect_error "missing output folder" "output folder does not exist" "$model" --random --output "$work/nope"
+expect_error "output folder under a file" "cannot create" "$model" --random --output "$work/good.npy/nope"
 expect_error "unknown option" "unknown option '--fast'" "$model" --fast
 [ -z "$(ls "$work/out")" ] || { fail=$((fail + 1)); echo "FAIL: a failed run left files behind"; }
 if "$kiln" run "$model" --input "$work/good.npy" --output "$work/out" --format pb > /dev/null 2>&1 &&
