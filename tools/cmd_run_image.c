@@ -386,12 +386,10 @@ int kiln_cmd_run_images(int argc, char **argv) {
 oom:
   kiln_error(&d, &loc, "out of memory");
 fail:
-  if (rc && import_failed) kiln_cli_report(&d); /* the importer's own (multi-line for DSL sources) */
-  else if (rc) { /* names from folders and models: escaped, so the error stays one line */
-    char esc[2048];
-    kiln_text_escape(d.failed ? d.msg : "unknown failure", esc, sizeof esc);
-    fprintf(stderr, "kiln: error: %s\n", esc);
-  }
+  /* kiln_error escapes control bytes in names from folders and models
+   * (ir/diag.c), so every message stays one line. */
+  if (rc && (import_failed || d.failed)) kiln_cli_report(&d);
+  else if (rc) fprintf(stderr, "kiln: error: unknown failure\n");
   kiln_image_free(&im);
   free(csv.p);
   free(probs);
