@@ -91,6 +91,11 @@ int kiln_run_volume(const char *model, const kiln_volume_opts *o, int threads, c
   void **stacked = NULL;
   uint8_t *mlab = NULL, *clab = NULL, *vlab = NULL;
   const char *src = o->nifti ? o->nifti : o->dicom;
+  size_t sl = o->seg_out ? strlen(o->seg_out) : 0;
+  if (o->seg_out && !(sl > 4 && !strcmp(o->seg_out + sl - 4, ".nii")) && !(sl > 7 && !strcmp(o->seg_out + sl - 7, ".nii.gz"))) {
+    kiln_error(&d, NULL, "%s: --seg-out must name a .nii or .nii.gz file", o->seg_out);
+    goto fail;
+  }
   if (o->seg_out && !parent_exists(o->seg_out)) { kiln_error(&d, NULL, "%s: its folder does not exist", o->seg_out); goto fail; }
   if (o->overlay_out && kiln_out_dir_check(o->overlay_out, &d)) goto fail;
   if (o->nifti ? kiln_volume_read_nifti(o->nifti, &vol, &d) : kiln_volume_read_dicom(o->dicom, &vol, &d)) goto fail;

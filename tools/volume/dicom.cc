@@ -16,7 +16,11 @@
  * (LPS) with x and y negated to RAS; voxel i runs along a row (column
  * index), j down the rows, k along the sorted slices. */
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -66,35 +70,49 @@ bool supported(gdcm::TransferSyntax::TSType t) {
   }
 }
 
-bool is_dicom_file(const std::string &path) {
+/* The file meta group (0002,xxxx) is always explicit VR little endian
+ * right after the 128-byte preamble and "DICM": read TransferSyntaxUID
+ * from it by hand, so that a syntax GDCM cannot decode is named, and never
+ * handed to GDCM.  Returns 0 for not DICOM, 1 with *uid set, -1 if the meta
+ * group is malformed. */
+int meta_transfer_syntax(const std::string &path, std::string *uid) {
   FILE *f = fopen(path.c_str(), "rb");
-  if (!f) return false;
-  char b[132];
-  bool ok = fread(b, 1, sizeof b, f) == sizeof b && !memcmp(b + 128, "DICM", 4);
+  if (!f) return 0;
+  unsigned char b[4096];
+  size_t n = fread(b, 1, sizeof b, f);
   fclose(f);
-  return ok;
+  if (n < 132 || memcmp(b + 128, "DICM", 4)) return 0;
+  size_t at = 132;
+  while (at + 8 <= n) {
+    unsigned grp = b[at] | b[at + 1] << 8, el = b[at + 2] | b[at + 3] << 8;
+    if (grp != 2) break;
+    char vr[3] = {(char)b[at + 4], (char)b[at + 5], 0};
+    size_t len, head = 8;
+    if (!strcmp(vr, "OB") || !strcmp(vr, "OW") || !strcmp(vr, "UN") || !strcmp(vr, "SQ") || !strcmp(vr, "UT")) {
+      if (at + 12 > n) return -1;
+      len = (size_t)b[at + 8] | (size_t)b[at + 9] << 8 | (size_t)b[at + 10] << 16 | (size_t)b[at + 11] << 24;
+      head = 12;
+    } else {
+      len = (size_t)(b[at + 6] | b[at + 7] << 8);
+    }
+    if (len > n || at + head + len > n) return -1;
+    if (el == 0x0010) {
+      uid->assign((const char *)b + at + head, len);
+      while (!uid->empty() && (uid->back() == '\0' || uid->back() == ' ')) uid->pop_back();
+      for (char c : *uid)
+        if (!(c == '.' || (c >= '0' && c <= '9'))) return -1;
+      return 1;
+    }
+    at += head + len;
+  }
+  return -1;
 }
 
 /* Reads one file into s; returns "" or what is wrong. */
 std::string read_slice(const std::string &path, slice &s) {
   gdcm::ImageReader r;
   r.SetFileName(path.c_str());
-  if (!r.Read()) {
-    /* Say which transfer syntax when that is the reason. */
-    gdcm::Reader h;
-    h.SetFileName(path.c_str());
-    if (h.ReadUpToTag(gdcm::Tag(0x0008, 0x0000))) {
-      const gdcm::FileMetaInformation &meta = h.GetFile().GetHeader();
-      gdcm::Attribute<0x0002, 0x0010> ts;
-      if (meta.FindDataElement(ts.GetTag())) {
-        ts.SetFromDataSet(meta);
-        std::string uid = ts.GetValue().c_str();
-        gdcm::TransferSyntax::TSType t = gdcm::TransferSyntax::GetTSType(uid.c_str());
-        if (!supported(t)) return "unsupported transfer syntax " + uid;
-      }
-    }
-    return "not a readable DICOM image";
-  }
+  if (!r.Read()) return "not a readable DICOM image";
   const gdcm::File &file = r.GetFile();
   const gdcm::DataSet &ds = file.GetDataSet();
   const gdcm::TransferSyntax &ts = file.GetHeader().GetDataSetTransferSyntax();
@@ -192,6 +210,98 @@ std::string read_slice(const std::string &path, slice &s) {
   return "";
 }
 
+/* Debian's GDCM is built with assertions, and some malformed files (a
+ * truncated one, for instance) reach an assert() that aborts.  Each file is
+ * therefore parsed in a forked child that sends the slice back through a
+ * pipe: a file that kills the parser is an error line, not a crash. */
+bool put_all(int fd, const void *p, size_t n) {
+  const char *c = (const char *)p;
+  while (n) {
+    ssize_t w = write(fd, c, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    c += w;
+    n -= (size_t)w;
+  }
+  return true;
+}
+
+bool get_all(int fd, void *p, size_t n) {
+  char *c = (char *)p;
+  while (n) {
+    ssize_t r = read(fd, c, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    c += r;
+    n -= (size_t)r;
+  }
+  return true;
+}
+
+bool put_str(int fd, const std::string &s) {
+  uint64_t n = s.size();
+  return put_all(fd, &n, sizeof n) && put_all(fd, s.data(), s.size());
+}
+
+bool get_str(int fd, std::string &s, uint64_t max) {
+  uint64_t n;
+  if (!get_all(fd, &n, sizeof n) || n > max) return false;
+  s.resize(n);
+  return get_all(fd, &s[0], n);
+}
+
+std::string read_slice_isolated(const std::string &path, slice &s) {
+  int fd[2];
+  if (pipe(fd) != 0) return "cannot create a pipe";
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(fd[0]);
+    close(fd[1]);
+    return "cannot fork";
+  }
+  if (pid == 0) { /* the child: quiet (an assert prints), parse, send, exit */
+    close(fd[0]);
+    int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) dup2(null, 2);
+    slice t;
+    std::string why;
+    try {
+      why = read_slice(path, t);
+    } catch (...) {
+      why = "not a readable DICOM image";
+    }
+    if (!why.empty()) t.px.clear();
+    uint64_t npx = t.px.size();
+    bool ok = put_str(fd[1], why) && put_str(fd[1], t.uid) && put_all(fd[1], t.ipp, sizeof t.ipp) &&
+              put_all(fd[1], t.iop, sizeof t.iop) && put_all(fd[1], t.ps, sizeof t.ps) &&
+              put_all(fd[1], &t.thick, sizeof t.thick) && put_all(fd[1], &t.rows, sizeof t.rows) &&
+              put_all(fd[1], &t.cols, sizeof t.cols) && put_all(fd[1], &npx, sizeof npx) &&
+              put_all(fd[1], t.px.data(), npx * sizeof(float));
+    _exit(ok ? 0 : 1);
+  }
+  close(fd[1]);
+  std::string why;
+  uint64_t npx = 0;
+  bool ok = get_str(fd[0], why, 4096) && get_str(fd[0], s.uid, 1024) && get_all(fd[0], s.ipp, sizeof s.ipp) &&
+            get_all(fd[0], s.iop, sizeof s.iop) && get_all(fd[0], s.ps, sizeof s.ps) &&
+            get_all(fd[0], &s.thick, sizeof s.thick) && get_all(fd[0], &s.rows, sizeof s.rows) &&
+            get_all(fd[0], &s.cols, sizeof s.cols) && get_all(fd[0], &npx, sizeof npx) &&
+            npx == (uint64_t)s.rows * (uint64_t)s.cols * (why.empty() ? 1u : 0u);
+  if (ok) {
+    s.px.resize(npx);
+    ok = get_all(fd[0], s.px.data(), npx * sizeof(float));
+  }
+  close(fd[0]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!ok || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return "not a readable DICOM image (the DICOM parser failed on it)";
+  return why;
+}
+
 int fail(kiln_diag *d, const std::string &where, const std::string &what) {
   return kiln_error(d, nullptr, "%s: %s", where.c_str(), what.c_str());
 }
@@ -213,10 +323,15 @@ int read_series(const char *dir, kiln_volume *v, kiln_diag *d) {
   std::sort(names.begin(), names.end());
   std::vector<slice> sl;
   for (const std::string &p : names) {
-    if (!is_dicom_file(p)) continue;
+    std::string ts;
+    int m = meta_transfer_syntax(p, &ts);
+    if (m == 0) continue;
+    if (m < 0) return fail(d, p, "malformed DICOM file meta information");
+    if (!supported(gdcm::TransferSyntax::GetTSType(ts.c_str())))
+      return fail(d, p, "unsupported transfer syntax " + ts + " (supported: uncompressed, deflate, RLE, JPEG, JPEG-LS, JPEG 2000)");
     slice s;
     s.file = p;
-    std::string why = read_slice(p, s);
+    std::string why = read_slice_isolated(p, s);
     if (!why.empty()) return fail(d, p, why);
     sl.push_back(std::move(s));
   }
@@ -253,7 +368,7 @@ int read_series(const char *dir, kiln_volume *v, kiln_diag *d) {
       if (std::fabs(g - usual) <= tol) continue;
       double m = std::round(g / usual);
       if (m >= 2 && std::fabs(g - m * usual) <= tol * m)
-        snprintf(msg, sizeof msg, "missing slices: a gap of %.4g mm (%d slices of %.4g mm) between %s and %s", g,
+        snprintf(msg, sizeof msg, "missing slices: a gap of %.4g mm (%d missing at %.4g mm) between %s and %s", g,
                  (int)m - 1, usual, sl[k - 1].file.c_str(), sl[k].file.c_str());
       else
         snprintf(msg, sizeof msg, "inconsistent slice spacing: %.4g mm between %s and %s, %.4g mm elsewhere", g,
