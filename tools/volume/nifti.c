@@ -2,8 +2,9 @@
  * NIfTI-2, .nii/.nii.gz/.hdr+.img, gzip via znzlib).  The library prints
  * its own diagnostics only above debug level 0, so it is kept silent and
  * every failure becomes one kiln error line.  Hostile files: the header is
- * read and checked first (dimensions, voxel count, data type, file size for
- * uncompressed files) before any voxel memory is allocated.
+ * read and checked first (dimensions, voxel count, data type; the file size
+ * against the declared image, allowing deflate's maximum ratio for .gz)
+ * before any voxel memory is allocated.
  * Labels are written with the input's own header when there was one (so
  * qform, sform, pixdim and units round-trip exactly), else with sform and
  * qform built from the affine. */
@@ -80,7 +81,14 @@ int kiln_volume_read_nifti(const char *path, kiln_volume *v, kiln_diag *d) {
   if (!why && (n[0] > KILN_VOLUME_MAX_VOXELS / n[1] || n[0] * n[1] > KILN_VOLUME_MAX_VOXELS / n[2]))
     why = "too many voxels (more than 2^31)";
   int64_t count = why ? 0 : n[0] * n[1] * n[2];
-  if (!why && !ends_with(nim->iname ? nim->iname : "", ".gz")) {
+  if (!why && ends_with(nim->iname ? nim->iname : "", ".gz")) {
+    /* Deflate expands at most 1032:1: a small .gz cannot hold a huge image,
+     * so a forged header is refused before its memory is allocated. */
+    struct stat si;
+    if (stat(nim->iname, &si) != 0) why = "its image file is missing";
+    else if (count / 1032 > (si.st_size + 1) / nim->nbyper)
+      why = "truncated or corrupt gzip: the file is far too small for the image its header declares";
+  } else if (!why) {
     struct stat si;
     if (!nim->iname || stat(nim->iname, &si) != 0) why = "its image file is missing";
     else if (nim->iname_offset < 0 || si.st_size < nim->iname_offset ||
