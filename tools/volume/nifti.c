@@ -1,8 +1,10 @@
 /* NIfTI volumes through niftilib (Debian libnifti2-dev; reads NIfTI-1 and
  * NIfTI-2, .nii/.nii.gz/.hdr+.img, gzip via znzlib).  The library prints
  * its own diagnostics only above debug level 0, so it is kept silent and
- * every failure becomes one kiln error line.  Hostile files: the header is
- * read and checked first (dimensions, voxel count, data type; the file size
+ * every failure becomes one kiln error line.  Hostile files: kiln reads and
+ * checks the header itself first (niftilib prints on some malformed headers
+ * whatever the debug level, and recurses without bound on others - found
+ * by tests/fuzz/fuzz_volume_nifti), then lets niftilib parse it, and checks (dimensions, voxel count, data type; the file size
  * against the declared image, allowing deflate's maximum ratio for .gz)
  * before any voxel memory is allocated.
  * Labels are written with the input's own header when there was one (so
@@ -17,6 +19,7 @@
 #include <unistd.h>
 
 #include <nifti2_io.h>
+#include <zlib.h>
 
 #include "volume.h"
 
@@ -47,6 +50,42 @@ static int type_ok(int dt) {
          dt == DT_UINT32 || dt == DT_INT64 || dt == DT_UINT64 || dt == DT_FLOAT32 || dt == DT_FLOAT64;
 }
 
+static int64_t le(const unsigned char *p, int bytes, int swap) {
+  uint64_t x = 0;
+  for (int k = 0; k < bytes; k++) x |= (uint64_t)p[swap ? bytes - 1 - k : k] << (8 * k);
+  if (bytes < 8 && (x >> (8 * bytes - 1)) & 1) x |= ~(uint64_t)0 << (8 * bytes); /* sign-extend */
+  return (int64_t)x;
+}
+
+/* kiln's own check of a NIfTI-1 (348-byte) or NIfTI-2 (540-byte) header,
+ * plain or gzip'd: magic, dim[0] in 1..7, dims >= 1, a known data type
+ * whose bitpix matches.  NULL when it looks sane, else what is wrong. */
+static const char *check_header(const char *path) {
+  gzFile z = gzopen(path, "rb");
+  if (!z) return "cannot open";
+  unsigned char h[540];
+  int n = gzread(z, h, sizeof h);
+  gzclose(z);
+  if (n < 348) return n < 0 ? "not a readable NIfTI file (corrupt gzip)" : "not a NIfTI file (header too short)";
+  int v2 = 0, swap = 0;
+  if (le(h, 4, 0) == 348 || le(h, 4, 1) == 348) swap = le(h, 4, 1) == 348;
+  else if (n == 540 && (le(h, 4, 0) == 540 || le(h, 4, 1) == 540)) v2 = 1, swap = le(h, 4, 1) == 540;
+  else return "not a NIfTI-1/-2 file (bad header size field)";
+  if (v2 ? memcmp(h + 4, "n+2\0\r\n\032\n", 8) && memcmp(h + 4, "ni2\0\r\n\032\n", 8)
+         : memcmp(h + 344, "n+1", 4) && memcmp(h + 344, "ni1", 4))
+    return "not a NIfTI-1/-2 file (bad magic)";
+  int64_t dim[8];
+  for (int k = 0; k < 8; k++) dim[k] = v2 ? le(h + 16 + 8 * k, 8, swap) : le(h + 40 + 2 * k, 2, swap);
+  int dt = (int)le(h + (v2 ? 12 : 70), 2, swap), bitpix = (int)le(h + (v2 ? 14 : 72), 2, swap);
+  if (dim[0] < 1 || dim[0] > 7) return "bad header: dim[0] is not in 1..7";
+  for (int k = 1; k <= dim[0]; k++)
+    if (dim[k] < 1 || dim[k] > KILN_VOLUME_MAX_VOXELS) return "bad header: a dimension is not in 1..2^31";
+  int nbyper = 0, swapsize = 0;
+  nifti_datatype_sizes(dt, &nbyper, &swapsize);
+  if (nbyper == 0 || bitpix != 8 * nbyper) return "bad header: unknown data type or bitpix";
+  return NULL;
+}
+
 int kiln_volume_read_nifti(const char *path, kiln_volume *v, kiln_diag *d) {
   memset(v, 0, sizeof *v);
   nifti_set_debug_level(0);
@@ -55,6 +94,8 @@ int kiln_volume_read_nifti(const char *path, kiln_volume *v, kiln_diag *d) {
   if (!S_ISREG(st.st_mode)) return kiln_error(d, NULL, "%s: not a file", path);
   if (!nifti_is_complete_filename(path) && !ends_with(path, ".nii") && !ends_with(path, ".nii.gz"))
     return kiln_error(d, NULL, "%s: not a NIfTI file name (.nii, .nii.gz, .hdr)", path);
+  const char *bad = check_header(path);
+  if (bad) return kiln_error(d, NULL, "%s: %s", path, bad);
   nifti_image *nim = nifti_image_read(path, 0);
   if (!nim)
     return kiln_error(d, NULL, "%s: not a readable NIfTI file (bad header%s)", path,
@@ -65,10 +106,11 @@ int kiln_volume_read_nifti(const char *path, kiln_volume *v, kiln_diag *d) {
   for (int k = 1; !why && k <= nim->dim[0]; k++)
     if (nim->dim[k] < 1) why = "a dimension is not positive";
   int64_t extra = 1;
-  for (int k = 4; !why && k <= nim->dim[0]; k++) extra *= nim->dim[k] > 0 ? nim->dim[k] : 1;
+  for (int k = 4; !why && k <= nim->dim[0]; k++) /* saturating: dims are forged at will */
+    if (__builtin_mul_overflow(extra, nim->dim[k] > 0 ? nim->dim[k] : 1, &extra)) extra = INT64_MAX;
   if (!why && extra != 1) {
-    snprintf(msg, sizeof msg, "wrong dimensionality: %d-D with %lld volumes; kiln takes one 2-D or 3-D image",
-             (int)nim->dim[0], (long long)extra);
+    snprintf(msg, sizeof msg, "wrong dimensionality: %d-D with %lld%s volumes; kiln takes one 2-D or 3-D image",
+             (int)nim->dim[0], (long long)extra, extra == INT64_MAX ? " or more" : "");
     why = msg;
   }
   if (!why && !type_ok(nim->datatype)) {
