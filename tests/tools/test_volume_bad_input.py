@@ -3,7 +3,7 @@
 stderr line `kiln: error: ...` matching its pattern, an exit status in
 1..127 (no crash), and no output at all (no --seg-out file, no
 --overlay-out folder, nothing in --output).  Cases: corrupt gzip (damaged
-deflate stream, truncated .nii.gz), garbage and truncated .nii, 4-D NIfTI
+deflate stream, truncated .nii.gz, bad CRC in the trailer), garbage and truncated .nii, 4-D NIfTI
 (wrong dimensionality), a DICOM series with a missing slice, with uneven
 spacing, mixed with another series, with a duplicate position, in an
 unsupported transfer syntax (HTJ2K, which this GDCM does not know), with a
@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 
+import nibabel as nib
 import numpy as np
 import pydicom
 
@@ -52,8 +53,15 @@ mid = len(bad) // 2
 bad[mid:mid + 64] = bytes((b ^ 0x5A) for b in bad[mid:mid + 64])
 open(W("corrupt.nii.gz"), "wb").write(bytes(bad))
 open(W("truncated.nii.gz"), "wb").write(raw[: len(raw) // 2])
+# The gzip trailer's CRC-32, in a file large enough that reading the voxels
+# does not obviously reach the trailer (niftilib notices; kiln also reads
+# the whole stream once more to be sure).
+big = np.random.default_rng(5).integers(-1000, 1000, (64, 64, 24)).astype(np.int16)
+nib.save(nib.Nifti1Image(big, vd.ras_affine(g)), W("big.nii.gz"))
+crc = bytearray(open(W("big.nii.gz"), "rb").read())
+crc[-8] ^= 0xFF
+open(W("badcrc.nii.gz"), "wb").write(bytes(crc))
 open(W("garbage.nii"), "wb").write(b"this is not a NIfTI file" * 20)
-import nibabel as nib  # noqa: E402
 nib.save(nib.Nifti1Image(vol.astype(np.int16), vd.ras_affine(g)), W("plain.nii"))
 plain = open(W("plain.nii"), "rb").read()
 open(W("short.nii"), "wb").write(plain[: len(plain) - 100])
@@ -118,7 +126,8 @@ def expect_error(what, pattern, *args, rc_range=(1, 127)):
 
 expect_error("corrupt gzip", r"corrupt\.nii\.gz: .*(corrupt gzip)", model, "--volume", W("corrupt.nii.gz"))
 expect_error("truncated gzip", r"truncated\.nii\.gz: .*(truncated|corrupt gzip)", model, "--volume", W("truncated.nii.gz"))
-expect_error("garbage nii", r"garbage\.nii: not a readable NIfTI file", model, "--volume", W("garbage.nii"))
+expect_error("gzip CRC", r"badcrc\.nii\.gz: .*corrupt gzip", model, "--volume", W("badcrc.nii.gz"))
+expect_error("garbage nii", r"garbage\.nii: not a NIfTI-1/-2 file", model, "--volume", W("garbage.nii"))
 expect_error("truncated nii", r"short\.nii: truncated", model, "--volume", W("short.nii"))
 expect_error("4-D NIfTI", r"four_d\.nii\.gz: wrong dimensionality: 4-D with 3 volumes", model, "--volume", W("four_d.nii.gz"))
 expect_error("missing file", r"nope\.nii\.gz: cannot open", model, "--volume", W("nope.nii.gz"))

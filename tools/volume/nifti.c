@@ -86,6 +86,21 @@ static const char *check_header(const char *path) {
   return NULL;
 }
 
+/* niftilib reads exactly the voxel bytes, so zlib may never reach the gzip
+ * trailer: read the whole stream once more so a bad CRC or length is seen. */
+static int gz_intact(const char *path) {
+  gzFile z = gzopen(path, "rb");
+  if (!z) return 0;
+  static const size_t chunk = 1 << 16;
+  char *buf = malloc(chunk);
+  int n = 0, err = 0;
+  while (buf && (n = gzread(z, buf, (unsigned)chunk)) > 0) {}
+  gzerror(z, &err);
+  gzclose(z);
+  free(buf);
+  return buf && n == 0 && err == Z_OK;
+}
+
 int kiln_volume_read_nifti(const char *path, kiln_volume *v, kiln_diag *d) {
   memset(v, 0, sizeof *v);
   nifti_set_debug_level(0);
@@ -144,6 +159,7 @@ int kiln_volume_read_nifti(const char *path, kiln_volume *v, kiln_diag *d) {
   for (int c = 0; !why && c < 3; c++)
     if (m.m[0][c] == 0 && m.m[1][c] == 0 && m.m[2][c] == 0) why = "its affine has a zero column";
   if (!why && nifti_image_load(nim) != 0) why = "cannot read the voxel data (truncated file or corrupt gzip)";
+  if (!why && ends_with(nim->iname, ".gz") && !gz_intact(nim->iname)) why = "corrupt gzip (bad data, CRC or length)";
   if (why) {
     nifti_image_free(nim);
     return kiln_error(d, NULL, "%s: %s", path, why);
