@@ -23,8 +23,8 @@ fi
 
 if [ $want_python -eq 1 ]; then
   py=${PYTHON:-python3}
-  if ! "$py" -c 'import onnx, onnxruntime, numpy, nibabel, pydicom' 2>/dev/null; then
-    echo "kiln: installing Python test oracles: onnx onnxruntime numpy nibabel pydicom" >&2
-    "$py" -m pip install -q onnx onnxruntime numpy nibabel pydicom
+  if ! "$py" -c 'import onnx, onnxruntime, numpy, nibabel, pydicom, pylibjpeg, openjpeg' 2>/dev/null; then
+    echo "kiln: installing Python test oracles: onnx onnxruntime numpy nibabel pydicom pylibjpeg-openjpeg" >&2
+    "$py" -m pip install -q onnx onnxruntime numpy nibabel pydicom pylibjpeg pylibjpeg-openjpeg
   fi
 fi

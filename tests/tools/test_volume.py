@@ -37,6 +37,8 @@ with the onnx helper API (a 3-D conv net [1,1,8,12,10] and a 2-D one
 5. --overlay-out writes one PNG per canonical axial slice, size (R, A)
    extent, radiological view: the pixel at row r, column c is tinted iff the
    canonical label at i = nR-1-c, j = nA-1-r is non-zero.
+6. RLE Lossless and JPEG 2000 Lossless copies of a series give the same
+   output as the uncompressed one (GDCM decodes them).
 Prints PASS/FAIL lines and "N passed, M failed".
 """
 import glob
@@ -151,7 +153,8 @@ for kind in ("axial", "coronal_tilted"):
     img = vd.write_nifti(nii, vol, g)
     img = nib.load(nii)
     dcm = os.path.join(d, "dicom")
-    vd.write_dicom_series(dcm, vol, g)
+    # Coronal: RescaleSlope 0.5 (stored = 2 * (HU + 1024)), so slope matters.
+    vd.write_dicom_series(dcm, vol, g, slope=0.5 if kind == "coronal_tilted" else 1.0)
     arr, canon_img = canonical(img)
     for rank, model in models.items():
         tag = f"{kind} {'3-D' if rank == 5 else '2-D'}"
@@ -227,6 +230,32 @@ for kind in ("axial", "coronal_tilted"):
                                              f"({int(want.sum())} of {want.size} voxels set)")
         else:
             check(False, f"{kind}: threshold model on the DICOM series")
+
+# Compressed transfer syntaxes decode to the same voxels: RLE Lossless
+# (pydicom's own encoder) and JPEG 2000 Lossless (pylibjpeg-openjpeg; needs
+# slices of at least 32 x 32 for its default 6 resolutions) against the
+# uncompressed series, on the 3-D model: identical outputs.
+from pydicom.uid import JPEG2000Lossless, RLELossless  # noqa: E402
+import pydicom  # noqa: E402
+d = os.path.join(work, "compressed")
+vol = vd.ct_volume((64, 48, 4), seed=9)
+vd.write_dicom_series(os.path.join(d, "plain"), vol, vd.geometry("axial"))
+outs = {}
+for name, ts in (("plain", None), ("rle", RLELossless), ("j2k", JPEG2000Lossless)):
+    src = os.path.join(d, name)
+    if ts is not None:
+        shutil.copytree(os.path.join(d, "plain"), src)
+        for f in os.listdir(src):
+            ds = pydicom.dcmread(os.path.join(src, f))
+            ds.compress(ts)
+            ds.save_as(os.path.join(src, f))
+    od = os.path.join(d, "out_" + name)
+    os.makedirs(od)
+    r = run(models[5], "--dicom", src, "--output", od)
+    outs[name] = np.load(os.path.join(od, "scores.npy")) if r.returncode == 0 else None
+for name, uid in (("rle", RLELossless), ("j2k", JPEG2000Lossless)):
+    check(outs[name] is not None and outs["plain"] is not None and np.array_equal(outs[name], outs["plain"]),
+          f"{name} ({uid}): same output as the uncompressed series")
 
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -10,7 +10,7 @@ numpy, nibabel, pydicom, onnx).
 - write_nifti(): the volume with its RAS affine (int16 + scl_inter, as CT).
 - write_dicom_series(): one CT Image Storage file per slice k, pixel (row j,
   column i) = vol[i, j, k], stored uint16 = HU + 1024 with RescaleIntercept
-  -1024, slope 1; file names shuffled so order must come from positions.
+  -1024, slope 1 (or as given); file names shuffled so order must come from positions.
 - models: tiny segmenters made with the onnx helper API (seeded weights).
 """
 import os
@@ -72,7 +72,7 @@ def _fmt(x):  # DS values: 16 characters at most
     return float(f"{x:.8g}")
 
 
-def write_dicom_series(folder, vol, g, series_uid=None, seed=1, transfer_syntax=None):
+def write_dicom_series(folder, vol, g, series_uid=None, seed=1, transfer_syntax=None, slope=1.0):
     import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -109,9 +109,11 @@ def write_dicom_series(folder, vol, g, series_uid=None, seed=1, transfer_syntax=
         ds.Rows, ds.Columns = vol.shape[1], vol.shape[0]
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
         ds.RescaleIntercept = -1024
-        ds.RescaleSlope = 1
+        ds.RescaleSlope = _fmt(slope)
         ds.RescaleType = "HU"
-        pix = (vol[:, :, k].T.astype(np.int32) + 1024).astype(np.uint16)
+        stored = (vol[:, :, k].T.astype(np.float64) + 1024) / slope
+        assert np.all(stored == np.round(stored)) and stored.max() < 65536
+        pix = stored.astype(np.uint16)
         ds.PixelData = pix.tobytes()
         path = os.path.join(folder, f"IM{order[k]:04d}")
         ds.save_as(path, enforce_file_format=True)
