@@ -302,8 +302,13 @@ std::string read_slice_isolated(const std::string &path, slice &s) {
   return why;
 }
 
+/* File names come from the folder, not the user: control characters (a
+ * newline would break the one-line error) are shown as '?'. */
 int fail(kiln_diag *d, const std::string &where, const std::string &what) {
-  return kiln_error(d, nullptr, "%s: %s", where.c_str(), what.c_str());
+  std::string m = where + ": " + what;
+  for (char &c : m)
+    if ((unsigned char)c < 0x20 || c == 0x7f) c = '?';
+  return kiln_error(d, nullptr, "%s", m.c_str());
 }
 
 int read_series(const char *dir, kiln_volume *v, kiln_diag *d) {
@@ -320,6 +325,7 @@ int read_series(const char *dir, kiln_volume *v, kiln_diag *d) {
     if (names.size() > 100000) break;
   }
   closedir(dd);
+  if (names.size() > 100000) return fail(d, dir, "more than 100000 files: not one series");
   std::sort(names.begin(), names.end());
   std::vector<slice> sl;
   for (const std::string &p : names) {

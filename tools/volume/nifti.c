@@ -232,7 +232,11 @@ int kiln_volume_write_labels(const char *path, const kiln_volume *v, const uint8
   nim->intent_code = NIFTI_INTENT_LABEL;
   memset(nim->intent_name, 0, sizeof nim->intent_name);
   snprintf(nim->descrip, sizeof nim->descrip, "kiln segmentation");
-  if (nim->nifti_type != NIFTI_FTYPE_NIFTI2_1) nim->nifti_type = NIFTI_FTYPE_NIFTI1_1;
+  /* One .nii file; NIfTI-2 when the input was, or when a dimension does
+   * not fit NIfTI-1's int16. */
+  int v2 = nim->nifti_type == NIFTI_FTYPE_NIFTI2_1 || nim->nifti_type == NIFTI_FTYPE_NIFTI2_2;
+  for (int k = 0; k < 3; k++) v2 |= v->n[k] > 32767;
+  nim->nifti_type = v2 ? NIFTI_FTYPE_NIFTI2_1 : NIFTI_FTYPE_NIFTI1_1;
   nifti_free_extensions(nim);
   /* Temporary name in the same folder, keeping the extension niftilib
    * picks the format from; renamed into place once written and re-read. */
