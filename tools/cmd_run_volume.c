@@ -129,6 +129,10 @@ int kiln_run_volume(const char *model, const kiln_volume_opts *o, int threads, c
   /* Model grid m (i fastest): W, H, and D (3-D) or the slices (2-D). */
   int64_t m[3] = {in->dims[rank - 1], in->dims[rank - 2], rank == 5 ? in->dims[2] : cn.n[2]};
   int64_t runs = rank == 5 ? 1 : cn.n[2], per_run = m[0] * m[1] * (rank == 5 ? m[2] : 1);
+  if (m[0] < 1 || m[1] < 1 || m[2] < 1 || chans < 1) {
+    kiln_error(&d, NULL, "%s: input '%s' has an empty dimension", model, in->name);
+    goto fail;
+  }
   if (m[0] > KILN_VOLUME_MAX_VOXELS / m[1] || m[0] * m[1] > KILN_VOLUME_MAX_VOXELS / m[2] ||
       chans > KILN_VOLUME_MAX_VOXELS / (m[0] * m[1] * m[2])) {
     kiln_error(&d, NULL, "%s: input '%s' is too large", model, in->name);
