@@ -355,7 +355,8 @@ int read_series(const char *dir, kiln_volume *v, kiln_diag *d) {
   double nrm[3] = {a.iop[1] * a.iop[5] - a.iop[2] * a.iop[4], a.iop[2] * a.iop[3] - a.iop[0] * a.iop[5],
                    a.iop[0] * a.iop[4] - a.iop[1] * a.iop[3]};
   for (slice &s : sl) s.pos = s.ipp[0] * nrm[0] + s.ipp[1] * nrm[1] + s.ipp[2] * nrm[2];
-  std::stable_sort(sl.begin(), sl.end(), [](const slice &x, const slice &y) { return x.pos < y.pos; });
+  std::sort(sl.begin(), sl.end(),
+            [](const slice &x, const slice &y) { return x.pos < y.pos || (x.pos == y.pos && x.file < y.file); });
   size_t ns = sl.size();
   double step = 0;
   if (ns > 1) {
