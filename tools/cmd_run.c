@@ -12,6 +12,7 @@
 #include "../passes/lower.h"
 #include "../passes/passes.h"
 #include "cli.h"
+#include "cmd_run_volume.h"
 #include "tensor_io.h"
 
 static const char help[] =
@@ -29,6 +30,9 @@ static const char help[] =
     "  --repeat N         run N times and report the median time\n"
     "  --threads N        run parallel loops on N threads (default 1)\n"
     "  --image FILE|DIR   classify PNG/JPEG photos (options: kiln run --image x --help)\n"
+    "  --volume FILE      input from a NIfTI volume (.nii, .nii.gz); or --dicom DIR,\n"
+    "                     a DICOM series; with --window C,W, --seg-out FILE.nii.gz,\n"
+    "                     --overlay-out DIR (see README: medical volumes)\n"
     "  -h, --help         show this help\n";
 
 enum { MAX_INPUTS = 64 };
@@ -85,8 +89,11 @@ int kiln_cmd_run(int argc, char **argv) {
   kiln_cli_bindings bind = {0};
   for (int i = 1; i < argc; i++) /* photos in: handled by cmd_run_image.c */
     if (!strcmp(argv[i], "--image")) return kiln_cmd_run_images(argc, argv);
+  kiln_volume_opts vol = {0};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
+    int vo = kiln_volume_parse_opt(&vol, argc, argv, &i);
+    if (vo) { if (vo == 2) return 2; continue; }
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
     else if (!strcmp(a, "--random")) random = 1;
     else if (!strcmp(a, "--input") || !strcmp(a, "--output") || !strcmp(a, "--format") || !strcmp(a, "--batch") ||
@@ -120,6 +127,18 @@ int kiln_cmd_run(int argc, char **argv) {
     else path = a;
   }
   if (!path) return kiln_cli_usage_error("run", "no model given");
+  if (vol.nifti || vol.dicom || vol.seg_out || vol.overlay_out || vol.window) { /* medical volumes */
+    if (outdir) {
+      struct stat st;
+      if (stat(outdir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "kiln: error: %s: output folder does not exist\n", outdir);
+        return 1;
+      }
+    }
+    if (!vol.nifti == !vol.dicom || nin || random)
+      return kiln_cli_usage_error("run", "give one of --volume FILE or --dicom DIR (and no --input/--random)");
+    return kiln_run_volume(path, &vol, threads, outdir, format);
+  }
   char tmpdir[4096] = "";
   const char *writedir = outdir;
   int rc = 1;

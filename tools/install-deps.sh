@@ -8,7 +8,7 @@ want_python=1
 
 debs=(cmake make gcc llvm-19-dev clang-19 libclang-rt-19-dev libprotobuf-c-dev protobuf-c-compiler
       libonnx-dev libcriterion-dev pkg-config zlib1g-dev libzstd-dev libffi-dev libedit-dev libxml2-dev
-      libpng-dev libjpeg62-turbo-dev)
+      g++ libnifti2-dev libgdcm-dev libpng-dev libjpeg62-turbo-dev dcm2niix)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,8 +23,8 @@ fi
 
 if [ $want_python -eq 1 ]; then
   py=${PYTHON:-python3}
-  if ! "$py" -c 'import onnx, onnxruntime, numpy, PIL' 2>/dev/null; then
-    echo "kiln: installing Python test oracles: onnx onnxruntime numpy pillow" >&2
-    "$py" -m pip install -q onnx onnxruntime numpy pillow
+  if ! "$py" -c 'import onnx, onnxruntime, numpy, PIL, nibabel, pydicom, pylibjpeg, openjpeg' 2>/dev/null; then
+    echo "kiln: installing Python test oracles: onnx onnxruntime numpy pillow nibabel pydicom pylibjpeg-openjpeg" >&2
+    "$py" -m pip install -q onnx onnxruntime numpy pillow nibabel pydicom pylibjpeg pylibjpeg-openjpeg
   fi
 fi

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the ONNX importer, the DSL parser, then the image readers:
-# tests/fuzz/run.sh [SECONDS]
-# (default 60 each)
+# Fuzzes the ONNX importer, the DSL parser, the image readers, then the
+# medical-volume readers (NIfTI, DICOM): tests/fuzz/run.sh [SECONDS] (default 60 each)
 #
 # Configures and builds build-fuzz/ at the repository root (clang-19,
 # -DKILN_FUZZ=ON -DKILN_SANITIZE=ON; only the fuzz target is built), copies
@@ -19,10 +18,11 @@ case $secs in '' | *[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;; esac
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 build=$repo/build-fuzz
 cc=${CC:-clang-19}
+cxx=${CXX:-clang++-19}  # tools/volume/dicom.cc (GDCM is C++)
 
-cmake -S "$repo" -B "$build" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+cmake -S "$repo" -B "$build" -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DKILN_FUZZ=ON -DKILN_SANITIZE=ON -DKILN_TESTS=OFF >/dev/null
-cmake --build "$build" --target fuzz_onnx_import fuzz_dsl_parse fuzz_image_decode -j2
+cmake --build "$build" --target fuzz_onnx_import fuzz_dsl_parse fuzz_image_decode fuzz_volume_nifti fuzz_volume_dicom -j2
 
 rm -rf "$build/corpus"
 mkdir -p "$build/corpus" "$build/artifacts"
@@ -56,3 +56,12 @@ mkdir -p "$build/corpus-image"
 cp "$repo"/tests/fuzz/corpus/image/* "$build/corpus-image/"
 "$build/tests/fuzz/fuzz_image_decode" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$build/artifacts/" "$build/corpus-image"
+# The NIfTI reader (and the preparation after it), then the DICOM reader,
+# each on its own seeds (tests/fuzz/corpus/nifti/, corpus/dicom/).
+for kind in nifti dicom; do
+  rm -rf "$build/corpus-$kind"
+  mkdir -p "$build/corpus-$kind"
+  cp "$repo"/tests/fuzz/corpus/$kind/* "$build/corpus-$kind/"
+  "$build/tests/fuzz/fuzz_volume_$kind" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+      -artifact_prefix="$build/artifacts/" "$build/corpus-$kind"
+done
