@@ -38,9 +38,10 @@ run_build() { # name, ctest-exclude-label, extra cmake args...
   (cd "$dir" && ctest --output-on-failure -j "$jobs" "${skip[@]}")
 }
 
-run_build build "" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# KILN_WERROR: any compiler warning fails the build, hence the test run.
+run_build build "" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_WERROR=ON
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  run_build build-asan slow -DCMAKE_BUILD_TYPE=Debug -DKILN_SANITIZE=ON
+  run_build build-asan slow -DCMAKE_BUILD_TYPE=Debug -DKILN_SANITIZE=ON -DKILN_WERROR=ON
 
 if [ -x tests/fuzz/run.sh ]; then
   echo "=== fuzz (${KILN_FUZZ_SECONDS:-60} s)"
