@@ -18,7 +18,12 @@ if [ -z "$suite" ] && [ -d "$root/../shared/onnx-tests/node" ]; then suite=$(cd 
 if [ -z "$suite" ]; then
   suite="$root/build/onnx-tests"
   echo "kiln: NOTE: no shared ONNX test suite found; regenerating it into $suite with the onnx package" >&2
-  if ! python3 tests/conformance/generate_suite.py "$suite"; then
+  # the onnx version is pinned (generate_suite.py says why); it lives apart
+  # from the oracle onnx, in build/onnx-suite-pkg
+  pinned="$root/build/onnx-suite-pkg"
+  rm -rf "$suite" # no stale cases from an earlier generation
+  if ! { bash tools/install-deps.sh --suite-onnx "$pinned" &&
+         PYTHONPATH="$pinned" python3 tests/conformance/generate_suite.py "$suite"; }; then
     echo "kiln: WARNING: could not regenerate the ONNX suite: conformance tests will be SKIPPED" >&2
     suite=""
   fi
