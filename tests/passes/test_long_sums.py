@@ -191,6 +191,22 @@ def rel_err(y, ref):
     return float(np.max(np.abs(y.astype(np.float64) - ref)) / np.max(np.abs(ref)))
 
 
+def check_short_sums_plain(kiln, work):
+    """Short sums (ResNet's 7x7 global pool: 49 terms) keep the single
+    float32 accumulator: the emitted C has no float64 at all."""
+    import subprocess
+    m = model("GlobalAveragePool", (1, 8, 7, 7), (1, 8, 1, 1), opset=17)
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        path = Path(tmp) / "gap49.onnx"
+        onnx.save(m, path)
+        proc = subprocess.run([kiln, "emit-c", str(path), "-o", str(Path(tmp) / "c"), "--name", "net"],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            return f"kiln emit-c exited {proc.returncode}: {proc.stderr.strip()}"
+        src = (Path(tmp) / "c" / "net.c").read_text()
+    return "the 49-term sum uses double" if "double" in src else None
+
+
 def main(argv):
     backend = "llvm"
     if len(argv) > 1 and argv[1] == "--backend":
@@ -203,6 +219,11 @@ def main(argv):
     work.mkdir(parents=True, exist_ok=True)
     cases = build_cases(np.random.default_rng(0))
     passed = failed = 0
+    if not only:
+        err = check_short_sums_plain(kiln, work)
+        print(f"{'FAIL' if err else 'PASS'} short_sum_49_stays_float32{': ' + err if err else ''}")
+        passed += not err
+        failed += bool(err)
     for name, (m, x, ref, naive) in cases.items():
         if only and name not in only:
             continue
