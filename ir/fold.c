@@ -165,8 +165,7 @@ int kiln_fold_binary(kiln_shape_ctx *c, kiln_node *n) {
 int kiln_fold_where(kiln_shape_ctx *c, kiln_node *n) {
   const kiln_value *y = n->out[0];
   size_t es = kiln_dtype_size(y->dtype);
-  bcast b[3];
-  for (int k = 0; k < 3; k++) b[k] = bcast_of(y, n->in[k]);
+  const bcast b[3] = {bcast_of(y, n->in[0]), bcast_of(y, n->in[1]), bcast_of(y, n->in[2])};
   char *d = out_buf(c, y);
   int64_t idx[KILN_MAX_RANK] = {0}, m = kiln_value_numel(y, 1);
   for (int64_t i = 0; i < m; i++, idx_next(y, idx)) {

@@ -224,8 +224,10 @@ int kiln_graph_toposort(kiln_graph *g, kiln_diag *d) {
     for (int i = 0; i < n && !bad; i++) if (pending[i]) bad = g->nodes[i];
     rc = kiln_error(d, &bad->loc, "graph has a cycle through this node");
   } else {
-    memcpy(g->nodes, order, (size_t)n * sizeof *order);
-    for (int i = 0; i < n; i++) g->nodes[i]->id = i;
+    for (int i = 0; i < n; i++) {
+      g->nodes[i] = order[i];
+      g->nodes[i]->id = i;
+    }
   }
   free(pending); free(pos); free(order); free(head); free(edge); free(cnt); free(heap);
   return rc;

@@ -57,6 +57,24 @@ void kiln_nest_end(kiln_lctx *L, kiln_nest *ns);
 kiln_buf *kiln_lower_scratch(kiln_lctx *L, const char *name, kiln_dtype t, int64_t numel);
 /* Loads buf[off] widened to the compute type. */
 kiln_lx *kiln_lower_load(kiln_lctx *L, const kiln_buf *b, kiln_lx *off);
+/* Accurate sums (lower_sum.c): a long float32 sum is added in blocks of
+ * 128 into a float64 total, short ones stay one plain accumulator.
+ *   kiln_sum_begin   declares the total (before the reduction's loops);
+ *   kiln_sum_row     adds term(i) for i in [0, extent) (the innermost loop;
+ *                    call once per enclosing iteration of the outer loops);
+ *   kiln_sum_result  total (/ divisor, in the total's precision) in ct.
+ * A term may append statements (a store) and may set *cond: the term is
+ * added only where cond holds. */
+typedef kiln_lx *(*kiln_sum_term)(kiln_lctx *L, void *ctx, kiln_lx *i, kiln_lx **cond);
+typedef struct kiln_sum {
+  kiln_dtype ct;   /* type of the terms and of the result */
+  kiln_dtype wt;   /* type of the total: ct, or f64 for a long f32 sum */
+  int wide;        /* blocked (long float32 sum) */
+  int total;       /* the local holding the running total */
+} kiln_sum;
+void kiln_sum_begin(kiln_lctx *L, kiln_sum *s, kiln_dtype ct, int64_t count);
+void kiln_sum_row(kiln_lctx *L, kiln_sum *s, int64_t extent, kiln_sum_term term, void *ctx);
+kiln_lx *kiln_sum_result(kiln_lctx *L, const kiln_sum *s, kiln_lx *divisor);
 int kiln_lower_fail(kiln_lctx *L, const kiln_node *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -1,7 +1,9 @@
 /* Normalisations: Softmax, LogSoftmax, BatchNormalization,
  * InstanceNormalization.  Everything is computed in kiln_lower_ctype
  * (f16/bf16 in f32) with scalar locals for the statistics; each node is
- * one kernel whose outermost loop is parallel. */
+ * one kernel whose outermost loop is parallel.  Sums (softmax denominators,
+ * means, variances) go through lower_sum.c: long float32 sums are added in
+ * blocks into a float64 total. */
 #include "lower.h"
 
 #define LB (&L->b)
@@ -18,11 +20,31 @@ static int64_t prod(const kiln_value *v, int from, int to) {
   return p;
 }
 
+/* exp(x[base + r*inner] - m), stored into Y first when keep_exp. */
+typedef struct softmax_term {
+  const kiln_buf *xb, *yb;
+  kiln_lx *base;
+  int64_t inner;
+  int m, keep_exp;
+} softmax_term;
+
+static kiln_lx *softmax_exp(kiln_lctx *L, void *ctx, kiln_lx *r, kiln_lx **cond) {
+  softmax_term *t = ctx;
+  (void)cond;
+  kiln_lx *off = kiln_lx_iadd(LB, t->base, kiln_lx_imul(LB, r, t->inner));
+  kiln_lx *e = kiln_lx_un(LB, KILN_UN_EXP, bin(L, KILN_BIN_SUB, kiln_lower_load(L, t->xb, off), loc(L, t->m)));
+  if (!t->keep_exp) return e;
+  kiln_lb_store(LB, t->yb, off, e);
+  return kiln_lx_load(LB, t->yb, off);
+}
+
 /* Softmax / LogSoftmax over axis (or, with _coerce_2d, jointly over axes
  * [axis, rank)): the input is viewed as [outer, R, inner] and each of the
  * outer*inner rows is normalised after subtracting its max:
  *   softmax    y = exp(x - m) / sum(exp(x - m))
  *   logsoftmax y = (x - m) - log(sum(exp(x - m)))
+ * The sum goes through lower_sum.c (a long row is added in float32 blocks
+ * into a float64 total).
  * Softmax stores exp(x - m) on the sum pass and scales it by 1/sum after
  * (recomputing exp instead when Y's storage is narrower than the compute
  * type). */
@@ -51,16 +73,12 @@ int kiln_lower_softmax(kiln_lctx *L, const kiln_node *n) {
   kiln_lx *x = kiln_lower_load(L, xb, XOFF(rr));
   kiln_lb_assign(LB, m, kiln_lx_select(LB, bin(L, KILN_BIN_LT, loc(L, m), x), x, loc(L, m)));
   kiln_nest_end(L, &ns);
-  /* s = sum_r exp(x - m) */
-  int s = kiln_lb_decl(LB, ct, kf(L, ct, 0));
-  rr = kiln_nest_for(L, &ns, R, 0);
-  kiln_lx *e = kiln_lx_un(LB, KILN_UN_EXP, bin(L, KILN_BIN_SUB, kiln_lower_load(L, xb, XOFF(rr)), loc(L, m)));
-  if (keep_exp) {
-    kiln_lb_store(LB, yb, XOFF(rr), e);
-    e = kiln_lx_load(LB, yb, XOFF(rr));
-  }
-  kiln_lb_assign(LB, s, bin(L, KILN_BIN_ADD, loc(L, s), e));
-  kiln_nest_end(L, &ns);
+  /* s = sum_r exp(x - m), accurately (lower_sum.c) */
+  softmax_term st = {xb, yb, base, inner, m, keep_exp};
+  kiln_sum sum;
+  kiln_sum_begin(L, &sum, ct, R);
+  kiln_sum_row(L, &sum, R, softmax_exp, &st);
+  int s = kiln_lb_decl(LB, ct, kiln_sum_result(L, &sum, NULL));
   /* normalise */
   if (logsm) {
     int ls = kiln_lb_decl(LB, ct, kiln_lx_un(LB, KILN_UN_LOG, loc(L, s)));
@@ -82,39 +100,83 @@ int kiln_lower_softmax(kiln_lctx *L, const kiln_node *n) {
   return 0;
 }
 
-/* Statistics of the rows of X viewed as [.., S] at `base + (nn*nstride + s)`
- * for nn in [0, nrep), s in [0, S): mean and (population) variance into
- * new locals *mean and *var, two passes. */
-static void moments(kiln_lctx *L, kiln_nest *ns, const kiln_buf *xb, kiln_lx *base, int64_t nrep, int64_t nstride,
-                    int64_t S, kiln_dtype ct, int *mean, int *var) {
-  double cnt = (double)nrep * (double)S;
-  int sum = kiln_lb_decl(LB, ct, kf(L, ct, 0));
+/* The mean as an unevaluated sum hi + lo of two ct values (lo: a local,
+ * or -1 when the mean came from a short sum and is hi alone).  Deviations
+ * x - mean are then (x - hi) - lo: for data with a large common offset
+ * (1000 + U(0,1)) the float32 mean alone is off by up to half an ulp of
+ * 1000 (3e-5), which a float32 x - mean keeps and the normalisation divides
+ * by the (small) standard deviation; hi + lo carries the float64 mean's
+ * accuracy at one extra subtraction per element. */
+typedef struct split_mean {
+  int hi, lo;
+} split_mean;
+
+static kiln_lx *deviation(kiln_lctx *L, kiln_lx *x, split_mean m) {
+  kiln_lx *d = bin(L, KILN_BIN_SUB, x, loc(L, m.hi));
+  return m.lo < 0 ? d : bin(L, KILN_BIN_SUB, d, loc(L, m.lo));
+}
+
+typedef struct moment_term {
+  const kiln_buf *xb;
+  kiln_lx *base;          /* the row's first element */
+  kiln_lx *shift;         /* mean pass: NULL, or x - shift */
+  const split_mean *mean; /* NULL: the mean pass; else (x - mean)^2 */
+} moment_term;
+
+static kiln_lx *moment_load(kiln_lctx *L, void *ctx, kiln_lx *s, kiln_lx **cond) {
+  moment_term *t = ctx;
+  (void)cond;
+  kiln_lx *x = kiln_lower_load(L, t->xb, kiln_lx_iadd(LB, t->base, s));
+  if (!t->mean) return t->shift ? bin(L, KILN_BIN_SUB, x, t->shift) : x;
+  kiln_lx *d = deviation(L, x, *t->mean);
+  return bin(L, KILN_BIN_MUL, d, d);
+}
+
+/* sum over nn in [0, nrep), s in [0, S) of term(base + nn*nstride + s) / cnt
+ * (accurate sum, lower_sum.c) into a new local.  The mean of a long row
+ * (a blocked sum) is computed as shift + sum(x - shift) / cnt with shift
+ * the row's first element (the shifted-data method): with a large common
+ * offset the block sums of x would round at the offset's scale (~3e-5
+ * absolute for 1000 + U(0,1), two orders above what normalising by the
+ * spread can tolerate), those of x - shift at the spread's scale.  Its
+ * float64 result is split into hi + lo (split_mean). */
+static split_mean moment(kiln_lctx *L, kiln_nest *ns, const kiln_buf *xb, kiln_lx *base, int64_t nrep, int64_t nstride,
+                         int64_t S, kiln_dtype ct, const split_mean *mean) {
+  kiln_sum sum;
+  kiln_sum_begin(L, &sum, ct, nrep * S);
+  int shift = !mean && sum.wide ? kiln_lb_decl(LB, ct, kiln_lower_load(L, xb, base)) : -1;
   kiln_lx *nn = kiln_nest_for(L, ns, nrep, 0);
-  kiln_lx *s = kiln_nest_for(L, ns, S, 0);
-  kiln_lx *off = kiln_lx_iadd(LB, base, kiln_lx_iadd(LB, kiln_lx_imul(LB, nn, nstride), s));
-  kiln_lb_assign(LB, sum, bin(L, KILN_BIN_ADD, loc(L, sum), kiln_lower_load(L, xb, off)));
+  moment_term t = {xb, kiln_lx_iadd(LB, base, kiln_lx_imul(LB, nn, nstride)), shift >= 0 ? loc(L, shift) : NULL, mean};
+  kiln_sum_row(L, &sum, S, moment_load, &t);
   kiln_nest_end(L, ns);
-  kiln_nest_end(L, ns);
-  *mean = kiln_lb_decl(LB, ct, bin(L, KILN_BIN_DIV, loc(L, sum), kf(L, ct, cnt)));
-  int sq = kiln_lb_decl(LB, ct, kf(L, ct, 0));
-  nn = kiln_nest_for(L, ns, nrep, 0);
-  s = kiln_nest_for(L, ns, S, 0);
-  off = kiln_lx_iadd(LB, base, kiln_lx_iadd(LB, kiln_lx_imul(LB, nn, nstride), s));
-  kiln_lx *d = bin(L, KILN_BIN_SUB, kiln_lower_load(L, xb, off), loc(L, *mean));
-  kiln_lb_assign(LB, sq, bin(L, KILN_BIN_ADD, loc(L, sq), bin(L, KILN_BIN_MUL, d, d)));
-  kiln_nest_end(L, ns);
-  kiln_nest_end(L, ns);
-  *var = kiln_lb_decl(LB, ct, bin(L, KILN_BIN_DIV, loc(L, sq), kf(L, ct, cnt)));
+  kiln_lx *cnt = kiln_lx_const_i(LB, nrep * S);
+  if (shift < 0) return (split_mean){kiln_lb_decl(LB, ct, kiln_sum_result(L, &sum, cnt)), -1};
+  kiln_lx *wide = bin(L, KILN_BIN_ADD, kiln_lx_cast(LB, sum.wt, loc(L, shift)),
+                      bin(L, KILN_BIN_DIV, loc(L, sum.total), kiln_lx_cast(LB, sum.wt, cnt)));
+  int w = kiln_lb_decl(LB, sum.wt, wide);
+  split_mean r = {kiln_lb_decl(LB, ct, kiln_lx_cast(LB, ct, loc(L, w))), -1};
+  r.lo = kiln_lb_decl(LB, ct, kiln_lx_cast(LB, ct, bin(L, KILN_BIN_SUB, loc(L, w), kiln_lx_cast(LB, sum.wt, loc(L, r.hi)))));
+  return r;
+}
+
+/* Statistics of the rows of X viewed as [.., S] at `base + (nn*nstride + s)`
+ * for nn in [0, nrep), s in [0, S): mean (split, see split_mean) and
+ * (population) variance, two passes (the variance from deviations of the
+ * mean, never E[x^2] - E[x]^2). */
+static void moments(kiln_lctx *L, kiln_nest *ns, const kiln_buf *xb, kiln_lx *base, int64_t nrep, int64_t nstride,
+                    int64_t S, kiln_dtype ct, split_mean *mean, int *var) {
+  *mean = moment(L, ns, xb, base, nrep, nstride, S, ct, NULL);
+  *var = moment(L, ns, xb, base, nrep, nstride, S, ct, mean).hi;
 }
 
 /* y = (x - mean) * k + shift over the same view as moments(), where
  * k = scale / sqrt(var + eps) (a local). */
 static void normalise(kiln_lctx *L, kiln_nest *ns, const kiln_buf *xb, const kiln_buf *yb, kiln_lx *base, int64_t nrep,
-                      int64_t nstride, int64_t S, kiln_lx *mean, int k, kiln_lx *shift) {
+                      int64_t nstride, int64_t S, split_mean mean, int k, kiln_lx *shift) {
   kiln_lx *nn = kiln_nest_for(L, ns, nrep, 0);
   kiln_lx *s = kiln_nest_for(L, ns, S, 0);
   kiln_lx *off = kiln_lx_iadd(LB, base, kiln_lx_iadd(LB, kiln_lx_imul(LB, nn, nstride), s));
-  kiln_lx *v = bin(L, KILN_BIN_MUL, bin(L, KILN_BIN_SUB, kiln_lower_load(L, xb, off), mean), loc(L, k));
+  kiln_lx *v = bin(L, KILN_BIN_MUL, deviation(L, kiln_lower_load(L, xb, off), mean), loc(L, k));
   kiln_lb_store(LB, yb, off, bin(L, KILN_BIN_ADD, v, shift));
   kiln_nest_end(L, ns);
   kiln_nest_end(L, ns);
@@ -150,16 +212,17 @@ int kiln_lower_batch_norm(kiln_lctx *L, const kiln_node *n) {
   kiln_lx *base = kiln_lx_imul(LB, c, S);
   kiln_lx *scale = kiln_lx_cast(LB, ct, kiln_lower_load(L, sb, c)), *shift = kiln_lx_cast(LB, ct, kiln_lower_load(L, bb, c));
   if (a->training_mode) {
-    int mean, var;
+    split_mean mean;
+    int var;
     moments(L, &ns, xb, base, N, C * S, S, ct, &mean, &var);
     int k = scale_factor(L, scale, loc(L, var), a->epsilon);
-    normalise(L, &ns, xb, yb, base, N, C * S, S, loc(L, mean), k, shift);
+    normalise(L, &ns, xb, yb, base, N, C * S, S, mean, k, shift);
     double mom = a->momentum;
     if (rmb) {
       kiln_lx *old = kiln_lx_cast(LB, ct, kiln_lower_load(L, mb, c));
       kiln_lb_store(LB, rmb, c,
                     bin(L, KILN_BIN_ADD, bin(L, KILN_BIN_MUL, old, kf(L, ct, mom)),
-                        bin(L, KILN_BIN_MUL, loc(L, mean), kf(L, ct, 1 - mom))));
+                        bin(L, KILN_BIN_MUL, loc(L, mean.hi), kf(L, ct, 1 - mom))));
     }
     if (rvb) {
       kiln_lx *old = kiln_lx_cast(LB, ct, kiln_lower_load(L, vb, c));
@@ -169,8 +232,8 @@ int kiln_lower_batch_norm(kiln_lctx *L, const kiln_node *n) {
     }
   } else {
     int k = scale_factor(L, scale, kiln_lx_cast(LB, ct, kiln_lower_load(L, vb, c)), a->epsilon);
-    int mean = kiln_lb_decl(LB, ct, kiln_lx_cast(LB, ct, kiln_lower_load(L, mb, c)));
-    normalise(L, &ns, xb, yb, base, N, C * S, S, loc(L, mean), k, shift);
+    split_mean mean = {kiln_lb_decl(LB, ct, kiln_lx_cast(LB, ct, kiln_lower_load(L, mb, c))), -1};
+    normalise(L, &ns, xb, yb, base, N, C * S, S, mean, k, shift);
     /* inference: the running statistics pass through unchanged */
     if (rmb) kiln_lb_store(LB, rmb, c, kiln_lower_load(L, mb, c));
     if (rvb) kiln_lb_store(LB, rvb, c, kiln_lower_load(L, vb, c));
@@ -196,10 +259,11 @@ int kiln_lower_instance_norm(kiln_lctx *L, const kiln_node *n) {
   kiln_lx *c = C == 1 ? kiln_lx_const_i(LB, 0) : N == 1 ? nc : bin(L, KILN_BIN_REM, nc, kiln_lx_const_i(LB, C));
   kiln_lx *base = kiln_lx_imul(LB, nc, S);
   kiln_lx *scale = kiln_lx_cast(LB, ct, kiln_lower_load(L, sb, c)), *shift = kiln_lx_cast(LB, ct, kiln_lower_load(L, bb, c));
-  int mean, var;
+  split_mean mean;
+  int var;
   moments(L, &ns, xb, base, 1, 0, S, ct, &mean, &var);
   int k = scale_factor(L, scale, loc(L, var), a->epsilon);
-  normalise(L, &ns, xb, yb, base, 1, 0, S, loc(L, mean), k, shift);
+  normalise(L, &ns, xb, yb, base, 1, 0, S, mean, k, shift);
   kiln_nest_end(L, &ns);
   return 0;
 }

@@ -9,6 +9,9 @@
  *       for k0 .. k_{k-1}               window, one bounds IF per dim
  *         acc = acc (+|max) X[...]      only where it has to be checked
  *       Y[...] = acc (/ count)
+ * AveragePool and GlobalAveragePool add through lower_sum.c, so windows
+ * and planes of more than 256 values are summed in float32 blocks into a
+ * float64 total (accuracy); short ones keep the single accumulator.
  * Padding positions are skipped by the bounds IFs, so they never win a max
  * and never add to a sum.  Window attributes arrive canonical from shape
  * inference (ir/shape_nn.c): kernel_shape, strides, dilations and pads
@@ -79,6 +82,24 @@ static kiln_lx *tap_count(kiln_lctx *L, kiln_lx *o, int64_t s, int64_t pb, int64
   return BIN(MAX, CI(0), BIN(SUB, kmax, kmin));
 }
 
+/* AveragePool's terms along the innermost window dim: X at
+ * base + pos*xstr, pos = start + k*d, where pos is inside [0, in). */
+typedef struct window_term {
+  const kiln_buf *X;
+  kiln_dtype ct;
+  kiln_lx *base, *start;
+  int64_t d, xstr;
+  int need_lo, need_hi;
+  int64_t in;
+} window_term;
+
+static kiln_lx *window_load(kiln_lctx *L, void *ctx, kiln_lx *k, kiln_lx **cond) {
+  window_term *t = ctx;
+  kiln_lx *pos = IADD(t->start, IMUL(k, t->d));
+  *cond = in_range(L, pos, t->need_lo, t->need_hi, t->in);
+  return kiln_lx_cast(B, t->ct, kiln_lx_load(B, t->X, IADD(t->base, IMUL(pos, t->xstr))));
+}
+
 /* MaxPool, AveragePool. */
 int kiln_lower_pool(kiln_lctx *L, const kiln_node *n) {
   const kiln_attrs_pool *a = n->attrs;
@@ -113,13 +134,19 @@ int kiln_lower_pool(kiln_lctx *L, const kiln_node *n) {
   kiln_lx *nc = IDX(kiln_lb_for(B, x->dims[0] * x->dims[1], par_sched));
   kiln_lx *o[3];
   for (int i = 0; i < sp; i++) o[i] = IDX(kiln_lb_for(B, out[i], seq_sched));
-  int acc = kiln_lb_decl(B, ct, is_max ? max_identity(L, ct) : kiln_lx_const_f(B, ct, 0));
+  int64_t taps = 1;
+  for (int i = 0; i < sp; i++) taps *= K[i];
+  kiln_sum sum = {0};
+  int acc = -1;
+  if (is_max) acc = kiln_lb_decl(B, ct, max_identity(L, ct));
+  else kiln_sum_begin(L, &sum, ct, taps); /* accurate sum (lower_sum.c) */
   int best = I ? kiln_lb_decl(B, KILN_DT_I64, CI(-1)) : -1;
 
-  /* window taps: pos = o*s - pb + k*d, checked against [0, in) per dim */
+  /* window taps: pos = o*s - pb + k*d, checked against [0, in) per dim;
+   * AveragePool's innermost window dim is the accurate sum's row */
   kiln_lx *pos[3];
-  int open = 0;
-  for (int i = 0; i < sp; i++) {
+  int open = 0, nloop = is_max ? sp : sp - 1;
+  for (int i = 0; i < nloop; i++) {
     kiln_lx *k = IDX(kiln_lb_for(B, K[i], seq_sched));
     open++;
     pos[i] = IADD(IADD(IMUL(o[i], s[i]), IMUL(k, d[i])), CI(-pb[i]));
@@ -128,30 +155,35 @@ int kiln_lower_pool(kiln_lctx *L, const kiln_node *n) {
     if (ok) { kiln_lb_if(B, ok); open++; }
   }
   kiln_lx *xoff = IMUL(nc, isz);
-  for (int i = 0; i < sp; i++) xoff = IADD(xoff, IMUL(pos[i], xstr[i]));
-  kiln_lx *v = kiln_lx_cast(B, ct, kiln_lx_load(B, X, xoff));
-  if (I) v = kiln_lx_local(B, kiln_lb_decl(B, ct, v)); /* read twice below */
-  if (I) {
-    /* first maximum wins (strict >), as the ONNX reference */
-    kiln_lx *flat = xoff;
-    if (a->storage_order) {
-      flat = IMUL(nc, isz);
-      for (int i = 0; i < sp; i++) flat = IADD(flat, IMUL(pos[i], colstr[i]));
-    }
-    kiln_lb_if(B, BIN(OR, BIN(LT, kiln_lx_local(B, best), CI(0)), BIN(LT, kiln_lx_local(B, acc), v)));
-    kiln_lb_assign(B, acc, v);
-    kiln_lb_assign(B, best, flat);
-    kiln_lb_end(B);
-  } else if (is_max) {
-    kiln_lb_assign(B, acc, BIN(MAX, kiln_lx_local(B, acc), v));
+  for (int i = 0; i < nloop; i++) xoff = IADD(xoff, IMUL(pos[i], xstr[i]));
+  if (!is_max) {
+    int l = sp - 1;
+    window_term t = {X, ct, xoff, IADD(IMUL(o[l], s[l]), CI(-pb[l])), d[l], xstr[l], pb[l] > 0,
+                     (out[l] - 1) * s[l] - pb[l] + (K[l] - 1) * d[l] >= in[l], in[l]};
+    kiln_sum_row(L, &sum, K[l], window_load, &t);
   } else {
-    kiln_lb_assign(B, acc, BIN(ADD, kiln_lx_local(B, acc), v));
+    kiln_lx *v = kiln_lx_cast(B, ct, kiln_lx_load(B, X, xoff));
+    if (I) v = kiln_lx_local(B, kiln_lb_decl(B, ct, v)); /* read twice below */
+    if (I) {
+      /* first maximum wins (strict >), as the ONNX reference */
+      kiln_lx *flat = xoff;
+      if (a->storage_order) {
+        flat = IMUL(nc, isz);
+        for (int i = 0; i < sp; i++) flat = IADD(flat, IMUL(pos[i], colstr[i]));
+      }
+      kiln_lb_if(B, BIN(OR, BIN(LT, kiln_lx_local(B, best), CI(0)), BIN(LT, kiln_lx_local(B, acc), v)));
+      kiln_lb_assign(B, acc, v);
+      kiln_lb_assign(B, best, flat);
+      kiln_lb_end(B);
+    } else {
+      kiln_lb_assign(B, acc, BIN(MAX, kiln_lx_local(B, acc), v));
+    }
   }
   kiln_lower_close(L, open);
 
   kiln_lx *yoff = IMUL(nc, osz);
   for (int i = 0; i < sp; i++) yoff = IADD(yoff, IMUL(o[i], ystr[i]));
-  kiln_lx *r = kiln_lx_local(B, acc);
+  kiln_lx *r = is_max ? kiln_lx_local(B, acc) : NULL;
   if (!is_max) {
     /* count_include_pad=0: taps inside the input; =1: taps inside input+pads
      * (a ceil_mode window hanging past the padded end counts only those) */
@@ -161,12 +193,24 @@ int kiln_lower_pool(kiln_lctx *L, const kiln_node *n) {
       kiln_lx *c = tap_count(L, o[i], s[i], pb[i], K[i], d[i], lo, hi, out[i]);
       cnt = cnt->kind == KILN_LX_CONST && c->kind == KILN_LX_CONST ? CI(cnt->i * c->i) : BIN(MUL, cnt, c);
     }
-    r = BIN(DIV, r, kiln_lx_cast(B, ct, cnt));
+    r = kiln_sum_result(L, &sum, cnt);
   }
   kiln_lb_store(B, Y, yoff, r);
   if (I) kiln_lb_store(B, I, yoff, kiln_lx_local(B, best));
   kiln_lower_close(L, sp + 1);
   return 0;
+}
+
+typedef struct plane_term {
+  const kiln_buf *X;
+  kiln_dtype ct;
+  kiln_lx *base;
+} plane_term;
+
+static kiln_lx *plane_load(kiln_lctx *L, void *ctx, kiln_lx *i, kiln_lx **cond) {
+  plane_term *t = ctx;
+  (void)cond;
+  return kiln_lx_cast(B, t->ct, kiln_lx_load(B, t->X, IADD(t->base, i)));
 }
 
 /* GlobalAveragePool, GlobalMaxPool: one reduction over each (n, c) plane. */
@@ -183,13 +227,21 @@ int kiln_lower_global_pool(kiln_lctx *L, const kiln_node *n) {
 
   kiln_lower_begin(L, n);
   kiln_lx *nc = IDX(kiln_lb_for(B, x->dims[0] * x->dims[1], par_sched));
-  int acc = kiln_lb_decl(B, ct, is_max ? max_identity(L, ct) : kiln_lx_const_f(B, ct, 0));
-  kiln_lx *i = IDX(kiln_lb_for(B, S, seq_sched));
-  kiln_lx *v = kiln_lx_cast(B, ct, kiln_lx_load(B, X, IADD(IMUL(nc, S), i)));
-  kiln_lb_assign(B, acc, is_max ? BIN(MAX, kiln_lx_local(B, acc), v) : BIN(ADD, kiln_lx_local(B, acc), v));
-  kiln_lb_end(B);
-  kiln_lx *r = kiln_lx_local(B, acc);
-  if (!is_max) r = BIN(DIV, r, kiln_lx_const_f(B, ct, (double)S));
+  kiln_lx *r;
+  if (is_max) {
+    int acc = kiln_lb_decl(B, ct, max_identity(L, ct));
+    kiln_lx *i = IDX(kiln_lb_for(B, S, seq_sched));
+    kiln_lx *v = kiln_lx_cast(B, ct, kiln_lx_load(B, X, IADD(IMUL(nc, S), i)));
+    kiln_lb_assign(B, acc, BIN(MAX, kiln_lx_local(B, acc), v));
+    kiln_lb_end(B);
+    r = kiln_lx_local(B, acc);
+  } else { /* accurate sum of the plane (lower_sum.c) */
+    kiln_sum sum;
+    kiln_sum_begin(L, &sum, ct, S);
+    plane_term t = {X, ct, IMUL(nc, S)};
+    kiln_sum_row(L, &sum, S, plane_load, &t);
+    r = kiln_sum_result(L, &sum, CI(S));
+  }
   kiln_lb_store(B, Y, nc, r);
   kiln_lb_end(B);
   return 0;

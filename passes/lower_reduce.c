@@ -1,7 +1,9 @@
 /* Reductions: ReduceMean, ReduceSum, ReduceMax and ArgMax.  One kernel
  * per node: loops over the kept dims (outermost parallel), the reduced
  * dims inside them, a scalar accumulator in kiln_lower_ctype (f16/bf16 in
- * f32) and one store per output element.
+ * f32) and one store per output element.  Neighbouring reduced dims are
+ * merged into one loop, and sums go through the accurate summation of
+ * lower_sum.c (long float32 sums are blocked into a float64 total).
  *
  * Reduce: axes come from the constant `axes` input; absent or empty axes
  * mean every axis, or, with noop_with_empty_axes, a plain copy.  Over an
@@ -43,6 +45,50 @@ static kiln_lx *lowest(kiln_lctx *L, kiln_dtype t) {
   return e; /* unsigned and bool: 0 */
 }
 
+/* A row-major view of X with extent-1 dims dropped and each run of
+ * neighbouring dims that are all reduced (or all kept) merged into one
+ * dim: ReduceMean over H and W of NCHW is one row of H*W contiguous
+ * values, which the accurate sum blocks as a whole. */
+typedef struct reduce_view {
+  int n;
+  int64_t ext[KILN_MAX_RANK], xstride[KILN_MAX_RANK], ystride[KILN_MAX_RANK];
+  int red[KILN_MAX_RANK];
+} reduce_view;
+
+static void view_of(const kiln_value *X, const int *red, reduce_view *v) {
+  v->n = 0;
+  for (int i = 0; i < X->rank; i++) {
+    if (X->dims[i] == 1) continue;
+    if (v->n > 0 && v->red[v->n - 1] == red[i]) {
+      v->ext[v->n - 1] *= X->dims[i];
+      continue;
+    }
+    v->ext[v->n] = X->dims[i];
+    v->red[v->n] = red[i];
+    v->n++;
+  }
+  int64_t xs = 1, ys = 1;
+  for (int i = v->n - 1; i >= 0; i--) {
+    v->xstride[i] = xs;
+    xs *= v->ext[i];
+    v->ystride[i] = v->red[i] ? 0 : ys;
+    if (!v->red[i]) ys *= v->ext[i];
+  }
+}
+
+typedef struct reduce_term {
+  const kiln_buf *xb;
+  kiln_dtype ct;
+  kiln_lx *base;  /* offset of the row's first element */
+  int64_t stride; /* between the row's elements */
+} reduce_term;
+
+static kiln_lx *reduce_load(kiln_lctx *L, void *ctx, kiln_lx *i, kiln_lx **cond) {
+  reduce_term *t = ctx;
+  (void)cond;
+  return kiln_lx_cast(LB, t->ct, kiln_lx_load(LB, t->xb, kiln_lx_iadd(LB, t->base, kiln_lx_imul(LB, i, t->stride))));
+}
+
 int kiln_lower_reduce(kiln_lctx *L, const kiln_node *n) {
   const kiln_attrs_reduce *a = n->attrs;
   const kiln_value *X = n->in[0], *Y = n->out[0];
@@ -68,30 +114,48 @@ int kiln_lower_reduce(kiln_lctx *L, const kiln_node *n) {
   for (int i = 0; i < r; i++)
     if (red[i]) count *= X->dims[i];
   kiln_lower_begin(L, n);
+  if (kiln_value_numel(Y, 1) == 0) return 0;
+  reduce_view v;
+  view_of(X, red, &v);
+  int last = -1; /* the innermost reduced dim of the view: the sum's row */
+  for (int i = 0; i < v.n; i++)
+    if (v.red[i]) last = i;
   kiln_nest ns = {0};
-  kiln_lx *idx[KILN_MAX_RANK];
-  for (int i = 0; i < r; i++)
-    if (!red[i]) idx[i] = kiln_nest_for(L, &ns, X->dims[i], 1);
-  int acc = kiln_lb_decl(LB, ct, n->op == KILN_OP_REDUCE_MAX ? lowest(L, ct) : kiln_lx_const_f(LB, ct, 0));
-  for (int i = 0; i < r; i++)
-    if (red[i]) idx[i] = kiln_nest_for(L, &ns, X->dims[i], 0);
-  kiln_lx *x = kiln_lx_cast(LB, ct, kiln_lx_load(LB, xb, offset_sel(L, X, idx, NULL, 0)));
-  kiln_lx *t = kiln_lx_local(LB, acc);
+  kiln_lx *xoff = kiln_lx_const_i(LB, 0), *yoff = kiln_lx_const_i(LB, 0);
+  for (int i = 0; i < v.n; i++)
+    if (!v.red[i]) {
+      kiln_lx *k = kiln_nest_for(L, &ns, v.ext[i], 1);
+      xoff = kiln_lx_iadd(LB, xoff, kiln_lx_imul(LB, k, v.xstride[i]));
+      yoff = kiln_lx_iadd(LB, yoff, kiln_lx_imul(LB, k, v.ystride[i]));
+    }
+  kiln_lx *res;
   if (n->op == KILN_OP_REDUCE_MAX) {
+    int acc = kiln_lb_decl(LB, ct, lowest(L, ct));
+    for (int i = 0; i < v.n; i++)
+      if (v.red[i]) xoff = kiln_lx_iadd(LB, xoff, kiln_lx_imul(LB, kiln_nest_for(L, &ns, v.ext[i], 0), v.xstride[i]));
+    kiln_lx *x = kiln_lx_cast(LB, ct, kiln_lx_load(LB, xb, xoff));
+    kiln_lx *t = kiln_lx_local(LB, acc);
     kiln_lx *take = bin(L, KILN_BIN_LT, t, x);
     if (kiln_dtype_is_float(ct)) take = bin(L, KILN_BIN_OR, take, kiln_lx_un(LB, KILN_UN_ISNAN, x));
     kiln_lb_assign(LB, acc, kiln_lx_select(LB, take, x, t));
+    for (int i = 0; i < v.n; i++)
+      if (v.red[i]) kiln_nest_end(L, &ns);
+    res = kiln_lx_local(LB, acc);
   } else {
-    kiln_lb_assign(LB, acc, bin(L, KILN_BIN_ADD, t, x));
+    kiln_sum sum;
+    kiln_sum_begin(L, &sum, ct, count);
+    for (int i = 0; i < last; i++)
+      if (v.red[i]) xoff = kiln_lx_iadd(LB, xoff, kiln_lx_imul(LB, kiln_nest_for(L, &ns, v.ext[i], 0), v.xstride[i]));
+    reduce_term t = {xb, ct, xoff, last >= 0 ? v.xstride[last] : 0};
+    kiln_sum_row(L, &sum, last >= 0 ? v.ext[last] : count, reduce_load, &t);
+    for (int i = 0; i < last; i++)
+      if (v.red[i]) kiln_nest_end(L, &ns);
+    /* ReduceMean over an empty set is 0/0 (NaN) */
+    res = kiln_sum_result(L, &sum, n->op == KILN_OP_REDUCE_MEAN ? kiln_lx_const_i(LB, count) : NULL);
   }
-  for (int i = 0; i < r; i++)
-    if (red[i]) kiln_nest_end(L, &ns);
-  kiln_lx *v = kiln_lx_local(LB, acc);
-  if (n->op == KILN_OP_REDUCE_MEAN) v = bin(L, KILN_BIN_DIV, v, kiln_lx_const_f(LB, ct, (double)count));
-  /* Y's layout is X's kept dims in order (reduced dims absent or 1). */
-  kiln_lb_store(LB, yb, offset_sel(L, X, idx, red, 0), v);
-  for (int i = 0; i < r; i++)
-    if (!red[i]) kiln_nest_end(L, &ns);
+  kiln_lb_store(LB, yb, yoff, res);
+  for (int i = 0; i < v.n; i++)
+    if (!v.red[i]) kiln_nest_end(L, &ns);
   return 0;
 }
 

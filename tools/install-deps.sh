@@ -2,9 +2,26 @@
 # Installs what building and testing kiln needs, and nothing that is already there.
 # Debian packages via apt-get (non-interactive); Python test oracles via pip.
 # Used by both README commands and by .ci/run.  Pass --no-python to skip pip.
+# --suite-onnx DIR: only install the onnx version that regenerates the ONNX
+# conformance suite (pinned in tests/conformance/generate_suite.py) into DIR
+# (pip --target, no dependencies: the oracles' numpy/protobuf serve), apart
+# from the onnx the tests use as an oracle; use it with PYTHONPATH=DIR.
 set -euo pipefail
 want_python=1
 [ "${1:-}" = "--no-python" ] && want_python=0
+if [ "${1:-}" = "--suite-onnx" ]; then
+  dir=${2:?usage: install-deps.sh --suite-onnx DIR}
+  py=${PYTHON:-python3}
+  here=$(cd "$(dirname "$0")/.." && pwd)
+  want=$("$py" "$here/tests/conformance/generate_suite.py" --onnx-version)
+  have=$(cd / && PYTHONPATH="$dir" "$py" -c 'import onnx; print(onnx.__version__)' 2>/dev/null || true)
+  if [ "$have" != "$want" ]; then
+    echo "kiln: installing onnx==$want into $dir (for regenerating the conformance suite)" >&2
+    rm -rf "$dir"
+    "$py" -m pip install -q --no-deps --target "$dir" "onnx==$want"
+  fi
+  exit 0
+fi
 
 debs=(cmake make gcc llvm-19-dev clang-19 libclang-rt-19-dev libprotobuf-c-dev protobuf-c-compiler
       libonnx-dev libcriterion-dev pkg-config zlib1g-dev libzstd-dev libffi-dev libedit-dev libxml2-dev

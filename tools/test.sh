@@ -18,7 +18,12 @@ if [ -z "$suite" ] && [ -d "$root/../shared/onnx-tests/node" ]; then suite=$(cd 
 if [ -z "$suite" ]; then
   suite="$root/build/onnx-tests"
   echo "kiln: NOTE: no shared ONNX test suite found; regenerating it into $suite with the onnx package" >&2
-  if ! python3 tests/conformance/generate_suite.py "$suite"; then
+  # the onnx version is pinned (generate_suite.py says why); it lives apart
+  # from the oracle onnx, in build/onnx-suite-pkg
+  pinned="$root/build/onnx-suite-pkg"
+  rm -rf "$suite" # no stale cases from an earlier generation
+  if ! { bash tools/install-deps.sh --suite-onnx "$pinned" &&
+         PYTHONPATH="$pinned" python3 tests/conformance/generate_suite.py "$suite"; }; then
     echo "kiln: WARNING: could not regenerate the ONNX suite: conformance tests will be SKIPPED" >&2
     suite=""
   fi
@@ -38,9 +43,10 @@ run_build() { # name, ctest-exclude-label, extra cmake args...
   (cd "$dir" && ctest --output-on-failure -j "$jobs" "${skip[@]}")
 }
 
-run_build build "" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# KILN_WERROR: any compiler warning fails the build, hence the test run.
+run_build build "" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_WERROR=ON
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  run_build build-asan slow -DCMAKE_BUILD_TYPE=Debug -DKILN_SANITIZE=ON
+  run_build build-asan slow -DCMAKE_BUILD_TYPE=Debug -DKILN_SANITIZE=ON -DKILN_WERROR=ON
 
 if [ -x tests/fuzz/run.sh ]; then
   echo "=== fuzz (${KILN_FUZZ_SECONDS:-60} s)"

@@ -197,13 +197,15 @@ static const char *suggest(ev *E, frame *F, const char *name) {
 
 /* ---- arithmetic ---- */
 
+/* These helpers write *out on every path (a defined 0 / NULL on failure),
+ * so no caller ever reads an indeterminate value. */
 static int as_number(const dsl_val *v, double *out) {
-  if (v->kind == V_INT || v->kind == V_BOOL) { *out = (double)v->i; return 1; }
-  if (v->kind == V_FLOAT) { *out = v->f; return 1; }
-  return 0;
+  *out = v->kind == V_INT || v->kind == V_BOOL ? (double)v->i : v->kind == V_FLOAT ? v->f : 0;
+  return v->kind == V_INT || v->kind == V_BOOL || v->kind == V_FLOAT;
 }
 
 static int truthy(ev *E, const dsl_ast *a, const dsl_val *v, int *out) {
+  *out = 0;
   if (v->kind == V_BOOL || v->kind == V_INT) { *out = v->i != 0; return 0; }
   if (v->kind == V_NONE) { *out = 0; return 0; }
   return fail(E, a, "a condition must be true or false, got %s", dsl_val_str(E->c, v));
@@ -313,12 +315,14 @@ static int binary(ev *E, frame *F, const dsl_ast *a, dsl_val *out) {
 /* ---- built-in functions ---- */
 
 static int want_int(ev *E, const dsl_ast *a, const dsl_val *v, const char *what, int64_t *out) {
+  *out = 0;
   if (v->kind != V_INT) return fail(E, a, "%s must be an integer, got %s", what, dsl_val_str(E->c, v));
   *out = v->i;
   return 0;
 }
 
 static int want_tensor(ev *E, const dsl_ast *a, const dsl_val *v, const char *what, kiln_value **out) {
+  *out = NULL;
   if (v->kind != V_TENSOR) return fail(E, a, "%s needs a tensor, got %s", what, dsl_val_str(E->c, v));
   *out = v->t;
   return 0;

@@ -24,6 +24,8 @@ static const char *tname(const Onnx__TensorProto *t) { return t->name ? t->name 
 
 static int tensor_shape(kiln_diag *d, const kiln_loc *loc, const Onnx__TensorProto *t, const char *what,
                         kiln_dtype *dt, int *rank, int64_t *dims, int64_t *numel) {
+  *rank = 0; /* outputs are defined on the error paths too */
+  *numel = 0;
   int code = t->has_data_type ? t->data_type : 0;
   if (code <= 0 || code >= KILN_DT_MAX_CODE || !kiln_dtype_size((kiln_dtype)code))
     return kiln_error(d, loc, "%s '%s' has unsupported element type %s", what, tname(t),
