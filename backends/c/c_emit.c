@@ -17,6 +17,7 @@ typedef struct emitter {
   const kiln_program *p;
   const kiln_c_options *o;
   char **names;       /* per buffer: its C identifier */
+  const kiln_kernel *k; /* the kernel being printed (names of its locals) */
   int uses_h2f, uses_f2h, uses_bf2f, uses_f2bf, uses_sat; /* helpers the kernels call */
 } emitter;
 
@@ -68,6 +69,27 @@ static void print_const(emitter *e, const kiln_lx *x) {
 }
 
 static void expr(emitter *e, const kiln_lx *x);
+
+static void local(emitter *e, int v) {
+  if (e->k && e->k->local_names && e->k->local_names[v]) fprintf(e->f, "%s", e->k->local_names[v]);
+  else fprintf(e->f, "t%d", v);
+}
+
+/* Integer division and remainder are defined for every divisor (ir/loop.h);
+ * C needs a guard unless the divisor is a constant other than 0 and -1. */
+static int div_needs_guard(const kiln_lx *divisor) {
+  return divisor->kind != KILN_LX_CONST || divisor->i == 0 || divisor->i == -1;
+}
+
+/* An i64 constant beside a non-constant i64 operand prints as a plain
+ * decimal: the other operand's type carries the arithmetic to 64 bits. */
+static void operand(emitter *e, const kiln_lx *x, const kiln_lx *other) {
+  if (x->kind == KILN_LX_CONST && x->dtype == KILN_DT_I64 && other->dtype == KILN_DT_I64 &&
+      other->kind != KILN_LX_CONST && x->i > INT32_MIN && x->i <= INT32_MAX)
+    fprintf(e->f, "%" PRId64, x->i);
+  else
+    expr(e, x);
+}
 
 static void cast(emitter *e, const kiln_lx *x) {
   FILE *f = e->f;
@@ -156,6 +178,11 @@ static void binary(emitter *e, const kiln_lx *x) {
   case KILN_BIN_REM:
     if (fl && x->op == KILN_BIN_DIV) break;
     if (fl) { fprintf(f, "%s(", mathfn("fmod", t, fn)); expr(e, x->a); fprintf(f, ", "); expr(e, x->b); fprintf(f, ")"); return; }
+    if (!div_needs_guard(x->b)) {
+      fprintf(f, "("); operand(e, x->a, x->b); fprintf(f, " %s ", x->op == KILN_BIN_DIV ? "/" : "%");
+      operand(e, x->b, x->a); fprintf(f, ")");
+      return;
+    }
     /* integer division by zero gives the dividend, as in the LLVM backend */
     fprintf(f, "(("); expr(e, x->b); fprintf(f, ") == 0 ? ("); expr(e, x->a);
     fprintf(f, ") %s (%s)1 : (", x->op == KILN_BIN_DIV ? "/" : "%", ctype(t)); expr(e, x->a);
@@ -174,9 +201,9 @@ static void binary(emitter *e, const kiln_lx *x) {
   }
   const char *s = x->op == KILN_BIN_DIV ? "/" : sym[x->op];
   fprintf(f, "(");
-  expr(e, x->a);
+  operand(e, x->a, x->b);
   fprintf(f, " %s ", s);
-  expr(e, x->b);
+  operand(e, x->b, x->a);
   fprintf(f, ")");
 }
 
@@ -185,7 +212,7 @@ static void expr(emitter *e, const kiln_lx *x) {
   switch (x->kind) {
   case KILN_LX_CONST: print_const(e, x); return;
   case KILN_LX_INDEX: fprintf(f, "i%d", x->var); return;
-  case KILN_LX_LOCAL: fprintf(f, "t%d", x->var); return;
+  case KILN_LX_LOCAL: local(e, x->var); return;
   case KILN_LX_LOAD:
     fprintf(f, "%s%s[", x->buf->dtype == KILN_DT_BOOL ? "(int)" : "", e->names[x->buf->id]);
     expr(e, x->a);
@@ -236,13 +263,17 @@ static void stmts(emitter *e, const kiln_ls *s, int ind) {
       break;
     case KILN_LS_DECL:
       indent(f, ind);
-      fprintf(f, "%s t%d = ", vtype(s->dtype), s->var);
+      if (e->k && e->k->local_names && e->k->local_names[s->var]) fprintf(f, "const ");
+      fprintf(f, "%s ", vtype(s->dtype));
+      local(e, s->var);
+      fprintf(f, " = ");
       expr(e, s->value);
       fprintf(f, ";\n");
       break;
     case KILN_LS_ASSIGN:
       indent(f, ind);
-      fprintf(f, "t%d = ", s->var);
+      local(e, s->var);
+      fprintf(f, " = ");
       expr(e, s->value);
       fprintf(f, ";\n");
       break;
@@ -328,6 +359,7 @@ static int top_level_locals(const kiln_kernel *k) {
 static void kernel(emitter *e, const kiln_kernel *k) {
   FILE *f = e->f;
   int par = e->o->threads && !top_level_locals(k);
+  e->k = k;
   kernel_comment(e, k);
   if (par) { /* outlined bodies of the top-level parallel loops */
     int j = 0;
