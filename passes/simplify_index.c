@@ -243,7 +243,8 @@ static int term_cmp(sctx *S, const term *x, const term *y) {
 }
 
 /* Rebuilds a linear form: terms by loop depth (outermost first), the
- * constant after the outermost group, left-associated. */
+ * constant last, left-associated: x[(base + i) + 3] leaves `base` a
+ * subtree that hoisting binds once for every constant offset. */
 static kiln_lx *lin_build(sctx *S, lin *L) {
   for (int i = 1; i < L->n; i++) /* insertion sort: n is small */
     for (int j = i; j > 0 && term_cmp(S, &L->t[j - 1], &L->t[j]) > 0; j--) {
@@ -252,14 +253,13 @@ static kiln_lx *lin_build(sctx *S, lin *L) {
       L->t[j - 1] = t;
     }
   kiln_lx *acc = NULL;
-  int c_done = L->c == 0;
   for (int i = 0; i <= L->n; i++) {
-    if (!c_done && acc && (i == L->n || level(S, L->t[i].atom) != level(S, L->t[i - 1].atom))) {
+    if (i == L->n) {
       int64_t c = (int64_t)L->c;
-      acc = c < 0 && c != INT64_MIN ? mk_bin(S, KILN_BIN_SUB, acc, ci(S, -c)) : mk_bin(S, KILN_BIN_ADD, acc, ci(S, c));
-      c_done = 1;
+      if (acc && c)
+        acc = c < 0 && c != INT64_MIN ? mk_bin(S, KILN_BIN_SUB, acc, ci(S, -c)) : mk_bin(S, KILN_BIN_ADD, acc, ci(S, c));
+      break;
     }
-    if (i == L->n) break;
     int64_t k = (int64_t)L->t[i].k;
     int neg = acc && k < 0 && k != INT64_MIN;
     int64_t m = neg ? -k : k;
@@ -344,6 +344,10 @@ static kiln_lx *copy_with(sctx *S, const kiln_lx *e, kiln_lx *a, kiln_lx *b, kil
 static kiln_lx *simp(sctx *S, kiln_lx *e) {
   if (!e) return NULL;
   if (e->kind == KILN_LX_INDEX && S->var_ext[e->var] == 1) return ci(S, 0); /* runs once, at 0 */
+  if (e->kind == KILN_LX_LOCAL && e->var < S->cap_locals && S->local_level[e->var] != NOLEVEL) {
+    rng r = S->local_rng[e->var]; /* a constant bound once */
+    if (r.ok && r.lo == r.hi) return ci(S, r.lo);
+  }
   kiln_lx *a = simp(S, e->a), *b = simp(S, e->b), *c = simp(S, e->c);
   switch (e->kind) {
   case KILN_LX_BIN:
@@ -430,7 +434,10 @@ static kiln_ls *simp_stmt(sctx *S, kiln_ls *s, int depth) {
     return s;
   case KILN_LS_DECL:
     s->value = simp(S, s->value);
-    if (S->local_level[s->var] != NOLEVEL) S->local_rng[s->var] = range_of(S, s->value);
+    if (S->local_level[s->var] != NOLEVEL) {
+      S->local_rng[s->var] = range_of(S, s->value);
+      if (s->value->kind == KILN_LX_CONST) return NULL; /* every use reads the constant */
+    }
     return s;
   case KILN_LS_ASSIGN: s->value = simp(S, s->value); return s;
   case KILN_LS_IF: {
@@ -503,6 +510,9 @@ static int new_local(sctx *S, const char *role) {
 
 static kiln_lx *hoist(sctx *S, kiln_lx *e, int depth, const char *role) {
   if (!e) return NULL;
+  if (e->kind == KILN_LX_BIN && (e->op == KILN_BIN_ADD || e->op == KILN_BIN_SUB) && is_i64(e) &&
+      e->b->kind == KILN_LX_CONST) /* base + 3: bind the base, keep the offset */
+    return copy_with(S, e, hoist(S, e->a, depth, role), e->b, NULL);
   int lv = worth_hoisting(e) ? level(S, e) : NOLEVEL;
   if (lv >= 1 && lv < depth) {
     frame *F = &S->fr[lv];

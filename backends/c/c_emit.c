@@ -91,6 +91,28 @@ static void operand(emitter *e, const kiln_lx *x, const kiln_lx *other) {
     expr(e, x);
 }
 
+/* i64 +, -, * print with C's precedence: left-nested sums and products
+ * need no parentheses (x[base + i + 3]); everything else prints through
+ * expr(), fully parenthesised. */
+static int iprec(const kiln_lx *x) {
+  if (x->kind != KILN_LX_BIN || x->dtype != KILN_DT_I64) return 0;
+  return x->op == KILN_BIN_ADD || x->op == KILN_BIN_SUB ? 1 : x->op == KILN_BIN_MUL ? 2 : 0;
+}
+static void iexpr(emitter *e, const kiln_lx *x, int ctx);
+static void ioperand(emitter *e, const kiln_lx *x, const kiln_lx *other, int ctx) {
+  if (iprec(x)) iexpr(e, x, ctx);
+  else operand(e, x, other);
+}
+static void iexpr(emitter *e, const kiln_lx *x, int ctx) {
+  int p = iprec(x);
+  if (!p) { expr(e, x); return; }
+  if (p < ctx) fprintf(e->f, "(");
+  ioperand(e, x->a, x->b, p);
+  fprintf(e->f, " %s ", x->op == KILN_BIN_ADD ? "+" : x->op == KILN_BIN_SUB ? "-" : "*");
+  ioperand(e, x->b, x->a, p + 1);
+  if (p < ctx) fprintf(e->f, ")");
+}
+
 static void cast(emitter *e, const kiln_lx *x) {
   FILE *f = e->f;
   kiln_dtype from = x->a->dtype, to = x->dtype;
@@ -199,6 +221,7 @@ static void binary(emitter *e, const kiln_lx *x) {
     return;
   default: break;
   }
+  if (iprec(x)) { iexpr(e, x, 3); return; }
   const char *s = x->op == KILN_BIN_DIV ? "/" : sym[x->op];
   fprintf(f, "(");
   operand(e, x->a, x->b);
@@ -215,7 +238,7 @@ static void expr(emitter *e, const kiln_lx *x) {
   case KILN_LX_LOCAL: local(e, x->var); return;
   case KILN_LX_LOAD:
     fprintf(f, "%s%s[", x->buf->dtype == KILN_DT_BOOL ? "(int)" : "", e->names[x->buf->id]);
-    expr(e, x->a);
+    iexpr(e, x->a, 0);
     fprintf(f, "]");
     return;
   case KILN_LX_UN: unary(e, x); return;
@@ -255,7 +278,7 @@ static void stmts(emitter *e, const kiln_ls *s, int ind) {
     case KILN_LS_STORE:
       indent(f, ind);
       fprintf(f, "%s[", e->names[s->buf->id]);
-      expr(e, s->index);
+      iexpr(e, s->index, 0);
       fprintf(f, "] = ");
       if (s->buf->dtype == KILN_DT_BOOL) fprintf(f, "(uint8_t)");
       expr(e, s->value);
@@ -267,7 +290,7 @@ static void stmts(emitter *e, const kiln_ls *s, int ind) {
       fprintf(f, "%s ", vtype(s->dtype));
       local(e, s->var);
       fprintf(f, " = ");
-      expr(e, s->value);
+      iexpr(e, s->value, 0);
       fprintf(f, ";\n");
       break;
     case KILN_LS_ASSIGN:
