@@ -306,11 +306,12 @@ static kiln_lx *bconst(sctx *S, int v) {
   e->dtype = KILN_DT_BOOL;
   return e;
 }
-static int is_bconst(const kiln_lx *e, int v) {
-  return e->kind == KILN_LX_CONST && e->dtype == KILN_DT_BOOL && (e->i != 0) == v;
+static int is_bconst(const kiln_lx *e, int v) { /* as the printers read a bool constant */
+  return e->kind == KILN_LX_CONST && e->dtype == KILN_DT_BOOL && (e->i != 0 || e->f != 0) == v;
 }
 
-/* a < b, a <= b, a == b, a != b on i64: decided when the range of a - b says so. */
+/* a < b, a <= b, a == b, a != b on i64: decided when the range of a - b
+ * says so, and a and b have known ranges (so neither wrapped). */
 static kiln_lx *compare(sctx *S, kiln_lx_op op, kiln_lx *a, kiln_lx *b) {
   lin A, B, D = {0};
   lin_of(S, a, &A);
@@ -318,7 +319,7 @@ static kiln_lx *compare(sctx *S, kiln_lx_op op, kiln_lx *a, kiln_lx *b) {
   D.ok = 1;
   lin_axpy(&D, 1, &A);
   lin_axpy(&D, (uint64_t)-1, &B);
-  rng r = D.ok ? lin_range(S, &D) : r_unknown();
+  rng r = D.ok && A.ok && B.ok && lin_range(S, &A).ok && lin_range(S, &B).ok ? lin_range(S, &D) : r_unknown();
   if (r.ok) {
     switch (op) {
     case KILN_BIN_LT: if (r.hi < 0) return bconst(S, 1); if (r.lo >= 0) return bconst(S, 0); break;
@@ -384,7 +385,7 @@ static kiln_lx *simp(sctx *S, kiln_lx *e) {
     }
     break;
   case KILN_LX_UN:
-    if (e->op == KILN_UN_NOT && a->kind == KILN_LX_CONST && a->dtype == KILN_DT_BOOL) return bconst(S, a->i == 0);
+    if (e->op == KILN_UN_NOT && a->kind == KILN_LX_CONST && a->dtype == KILN_DT_BOOL) return bconst(S, is_bconst(a, 0));
     if (e->op == KILN_UN_NEG && is_i64(a)) {
       lin L;
       lin_of(S, copy_with(S, e, a, b, c), &L);
