@@ -1,5 +1,6 @@
 /* simplify_index: program -> the same program computing the same values,
- * with its i64 index arithmetic folded, canonicalised and hoisted.
+ * with its i64 index arithmetic folded, canonicalised and hoisted; run by
+ * kiln_lower on every kernel, so both printers see only its result.
  *
  * Lowering writes index math the direct way (row-major offsets, div/mod to
  * split flat positions, one expression per load); printed as is, it is
@@ -9,8 +10,8 @@
  *  1. simplify: each i64 expression becomes a linear form (sum of
  *     coefficient * atom, plus a constant; atoms are indices, locals and
  *     whatever is not + - * by a constant), terms with the same atom merge,
- *     and the sum is rebuilt outermost loop first, the constant beside the
- *     outermost terms, so invariant prefixes are subtrees.  Integer
+ *     and the sum is rebuilt outermost loop first, the constant last
+ *     (x[(base + i) + 3]), so invariant prefixes are subtrees.  Integer
  *     arithmetic wraps (ir/loop.h), so ring algebra on coefficients is
  *     exact.  Division and remainder by a constant K > 0 use value ranges
  *     (loop index v in [0, extent), locals declared once and never
@@ -20,10 +21,12 @@
  *     point is never reassociated or folded.
  *  2. hoist: an i64 expression made only of constants, indices and
  *     never-assigned locals, invariant in the innermost loop around its
- *     use, is bound once to a local (DECL) at the top of the outermost
- *     loop body where all its inputs exist; equal ones share the local.
- *     Loads are never hoisted, nothing goes to a kernel's top level (that
- *     would stop the printers outlining its parallel loops).
+ *     use, is bound once to a local (DECL) in the body of the outermost
+ *     loop where all its inputs exist, before the statement that uses it;
+ *     equal ones share the local (common subexpressions), a constant
+ *     offset stays at the use.  Loads are never hoisted; nothing goes to a
+ *     kernel's top level (that would stop the printers outlining its
+ *     parallel loops).  Constant locals and extent-1 indices fold away.
  * Hoisted locals get names (`w_base3` indexes a weight, `in_base`, `out_base`,
  * `idx`) that the C printer uses. */
 #include <string.h>
@@ -449,7 +452,7 @@ static kiln_ls *simp_stmt(sctx *S, kiln_ls *s, int depth) {
     kiln_ls *taken = s->value->i ? s->body : s->orelse;
     if (depth == 0) /* a top-level local would stop the printers outlining parallel loops */
       for (kiln_ls *t = taken; t; t = t->next)
-        if (t->kind == KILN_LS_DECL) return s;
+        if (t->kind == KILN_LS_DECL || t->kind == KILN_LS_ASSIGN) return s;
     return taken; /* may be NULL: nothing */
   }
   default: return s;
