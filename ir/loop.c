@@ -210,51 +210,57 @@ static const char *const op_names[KILN_LX_OP_COUNT] = {
 
 const char *kiln_lx_op_name(kiln_lx_op op) { return (unsigned)op < KILN_LX_OP_COUNT ? op_names[op] : "?"; }
 
-static void print_lx(const kiln_lx *e, FILE *f) {
+static void print_local(const kiln_kernel *k, int v, FILE *f) {
+  if (k && k->local_names && k->local_names[v]) fprintf(f, "%s", k->local_names[v]);
+  else fprintf(f, "t%d", v);
+}
+
+static void print_lx(const kiln_kernel *k, const kiln_lx *e, FILE *f) {
   switch (e->kind) {
   case KILN_LX_CONST:
     if (kiln_dtype_is_float(e->dtype)) fprintf(f, "%.9g", e->f);
     else fprintf(f, "%" PRId64, e->i);
     break;
   case KILN_LX_INDEX: fprintf(f, "i%d", e->var); break;
-  case KILN_LX_LOCAL: fprintf(f, "t%d", e->var); break;
-  case KILN_LX_LOAD: fprintf(f, "%%%s[", e->buf->name); print_lx(e->a, f); fprintf(f, "]"); break;
-  case KILN_LX_UN: fprintf(f, "%s(", op_names[e->op]); print_lx(e->a, f); fprintf(f, ")"); break;
+  case KILN_LX_LOCAL: print_local(k, e->var, f); break;
+  case KILN_LX_LOAD: fprintf(f, "%%%s[", e->buf->name); print_lx(k, e->a, f); fprintf(f, "]"); break;
+  case KILN_LX_UN: fprintf(f, "%s(", op_names[e->op]); print_lx(k, e->a, f); fprintf(f, ")"); break;
   case KILN_LX_BIN:
     if (e->op >= KILN_BIN_MIN && e->op <= KILN_BIN_POW) {
-      fprintf(f, "%s(", op_names[e->op]); print_lx(e->a, f); fprintf(f, ", "); print_lx(e->b, f); fprintf(f, ")");
+      fprintf(f, "%s(", op_names[e->op]); print_lx(k, e->a, f); fprintf(f, ", "); print_lx(k, e->b, f); fprintf(f, ")");
     } else {
-      fprintf(f, "("); print_lx(e->a, f); fprintf(f, " %s ", op_names[e->op]); print_lx(e->b, f); fprintf(f, ")");
+      fprintf(f, "("); print_lx(k, e->a, f); fprintf(f, " %s ", op_names[e->op]); print_lx(k, e->b, f); fprintf(f, ")");
     }
     break;
   case KILN_LX_SELECT:
-    fprintf(f, "("); print_lx(e->a, f); fprintf(f, " ? "); print_lx(e->b, f); fprintf(f, " : ");
-    print_lx(e->c, f); fprintf(f, ")");
+    fprintf(f, "("); print_lx(k, e->a, f); fprintf(f, " ? "); print_lx(k, e->b, f); fprintf(f, " : ");
+    print_lx(k, e->c, f); fprintf(f, ")");
     break;
-  case KILN_LX_CAST: fprintf(f, "%s(", kiln_dtype_name(e->dtype)); print_lx(e->a, f); fprintf(f, ")"); break;
+  case KILN_LX_CAST: fprintf(f, "%s(", kiln_dtype_name(e->dtype)); print_lx(k, e->a, f); fprintf(f, ")"); break;
   }
 }
 
-static void print_ls(const kiln_ls *s, int ind, FILE *f) {
+static void print_ls(const kiln_kernel *k, const kiln_ls *s, int ind, FILE *f) {
   for (; s; s = s->next) {
     fprintf(f, "%*s", ind, "");
     switch (s->kind) {
     case KILN_LS_FOR:
       fprintf(f, "for i%d in 0..%" PRId64 "%s:\n", s->var, s->extent, s->sched.parallel ? " parallel" : "");
-      print_ls(s->body, ind + 2, f);
+      print_ls(k, s->body, ind + 2, f);
       break;
     case KILN_LS_STORE:
-      fprintf(f, "%%%s[", s->buf->name); print_lx(s->index, f); fprintf(f, "] = "); print_lx(s->value, f);
+      fprintf(f, "%%%s[", s->buf->name); print_lx(k, s->index, f); fprintf(f, "] = "); print_lx(k, s->value, f);
       fprintf(f, "\n");
       break;
     case KILN_LS_DECL:
-      fprintf(f, "t%d : %s = ", s->var, kiln_dtype_name(s->dtype)); print_lx(s->value, f); fprintf(f, "\n");
+      print_local(k, s->var, f);
+      fprintf(f, " : %s = ", kiln_dtype_name(s->dtype)); print_lx(k, s->value, f); fprintf(f, "\n");
       break;
-    case KILN_LS_ASSIGN: fprintf(f, "t%d = ", s->var); print_lx(s->value, f); fprintf(f, "\n"); break;
+    case KILN_LS_ASSIGN: print_local(k, s->var, f); fprintf(f, " = "); print_lx(k, s->value, f); fprintf(f, "\n"); break;
     case KILN_LS_IF:
-      fprintf(f, "if "); print_lx(s->value, f); fprintf(f, ":\n");
-      print_ls(s->body, ind + 2, f);
-      if (s->orelse) { fprintf(f, "%*selse:\n", ind, ""); print_ls(s->orelse, ind + 2, f); }
+      fprintf(f, "if "); print_lx(k, s->value, f); fprintf(f, ":\n");
+      print_ls(k, s->body, ind + 2, f);
+      if (s->orelse) { fprintf(f, "%*selse:\n", ind, ""); print_ls(k, s->orelse, ind + 2, f); }
       break;
     case KILN_LS_BARRIER: fprintf(f, "barrier\n"); break;
     }
@@ -271,6 +277,6 @@ void kiln_program_print(const kiln_program *p, FILE *f) {
   }
   for (int i = 0; i < p->nkernels; i++) {
     fprintf(f, "kernel %s:\n", p->kernels[i]->name);
-    print_ls(p->kernels[i]->body, 2, f);
+    print_ls(p->kernels[i], p->kernels[i]->body, 2, f);
   }
 }

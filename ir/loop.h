@@ -107,6 +107,8 @@ typedef struct kiln_kernel {
   const kiln_node *node;     /* the graph node it computes (comments, errors) */
   kiln_ls *body;
   int nvars, nlocals;        /* loop vars and locals are numbered 0.. */
+  const char **local_names;  /* NULL, or per local a C identifier (NULL: tN); set by
+                                kiln_simplify_index for the values it hoists */
 } kiln_kernel;
 
 typedef struct kiln_program {

@@ -18,6 +18,9 @@ typedef struct kiln_lctx {
 kiln_program *kiln_lower(kiln_graph *g, kiln_diag *d);
 /* plan_memory: places workspace buffers by liveness; sets workspace_bytes. */
 void kiln_plan_memory(kiln_program *p);
+/* simplify_index: folds, canonicalises and hoists i64 index math in every
+ * kernel; same values computed (see passes/simplify_index.c). */
+void kiln_simplify_index(kiln_program *p);
 
 /* Every lower/scalar function named in ops.def. */
 #define KILN_OP(E, name, attrs, ins, outs, shape, fold, macs, lower, scalar) \

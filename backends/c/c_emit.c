@@ -20,6 +20,7 @@ typedef struct emitter {
   char **names;       /* per buffer: its C identifier */
   char **io_lower;    /* per buffer (inputs and outputs): parameter name fragment */
   char **io_upper;    /* per buffer (inputs and outputs): macro name fragment */
+  const kiln_kernel *k; /* the kernel being printed (names of its locals) */
   int uses_h2f, uses_f2h, uses_bf2f, uses_f2bf, uses_sat; /* helpers the kernels call */
 } emitter;
 
@@ -71,6 +72,49 @@ static void print_const(emitter *e, const kiln_lx *x) {
 }
 
 static void expr(emitter *e, const kiln_lx *x);
+
+static void local(emitter *e, int v) {
+  if (e->k && e->k->local_names && e->k->local_names[v]) fprintf(e->f, "%s", e->k->local_names[v]);
+  else fprintf(e->f, "t%d", v);
+}
+
+/* Integer division and remainder are defined for every divisor (ir/loop.h);
+ * C needs a guard unless the divisor is a constant other than 0 and -1. */
+static int div_needs_guard(const kiln_lx *divisor) {
+  return divisor->kind != KILN_LX_CONST || divisor->i == 0 || divisor->i == -1;
+}
+
+/* An i64 constant beside a non-constant i64 operand prints as a plain
+ * decimal: the other operand's type carries the arithmetic to 64 bits. */
+static void operand(emitter *e, const kiln_lx *x, const kiln_lx *other) {
+  if (x->kind == KILN_LX_CONST && x->dtype == KILN_DT_I64 && other->dtype == KILN_DT_I64 &&
+      other->kind != KILN_LX_CONST && x->i > INT32_MIN && x->i <= INT32_MAX)
+    fprintf(e->f, "%" PRId64, x->i);
+  else
+    expr(e, x);
+}
+
+/* i64 +, -, * print with C's precedence: left-nested sums and products
+ * need no parentheses (x[base + i + 3]); everything else prints through
+ * expr(), fully parenthesised. */
+static int iprec(const kiln_lx *x) {
+  if (x->kind != KILN_LX_BIN || x->dtype != KILN_DT_I64) return 0;
+  return x->op == KILN_BIN_ADD || x->op == KILN_BIN_SUB ? 1 : x->op == KILN_BIN_MUL ? 2 : 0;
+}
+static void iexpr(emitter *e, const kiln_lx *x, int ctx);
+static void ioperand(emitter *e, const kiln_lx *x, const kiln_lx *other, int ctx) {
+  if (iprec(x)) iexpr(e, x, ctx);
+  else operand(e, x, other);
+}
+static void iexpr(emitter *e, const kiln_lx *x, int ctx) {
+  int p = iprec(x);
+  if (!p) { expr(e, x); return; }
+  if (p < ctx) fprintf(e->f, "(");
+  ioperand(e, x->a, x->b, p);
+  fprintf(e->f, " %s ", x->op == KILN_BIN_ADD ? "+" : x->op == KILN_BIN_SUB ? "-" : "*");
+  ioperand(e, x->b, x->a, p + 1);
+  if (p < ctx) fprintf(e->f, ")");
+}
 
 static void cast(emitter *e, const kiln_lx *x) {
   FILE *f = e->f;
@@ -159,6 +203,11 @@ static void binary(emitter *e, const kiln_lx *x) {
   case KILN_BIN_REM:
     if (fl && x->op == KILN_BIN_DIV) break;
     if (fl) { fprintf(f, "%s(", mathfn("fmod", t, fn)); expr(e, x->a); fprintf(f, ", "); expr(e, x->b); fprintf(f, ")"); return; }
+    if (!div_needs_guard(x->b)) {
+      fprintf(f, "("); operand(e, x->a, x->b); fprintf(f, " %s ", x->op == KILN_BIN_DIV ? "/" : "%");
+      operand(e, x->b, x->a); fprintf(f, ")");
+      return;
+    }
     /* integer division by zero gives the dividend, as in the LLVM backend */
     fprintf(f, "(("); expr(e, x->b); fprintf(f, ") == 0 ? ("); expr(e, x->a);
     fprintf(f, ") %s (%s)1 : (", x->op == KILN_BIN_DIV ? "/" : "%", ctype(t)); expr(e, x->a);
@@ -175,11 +224,12 @@ static void binary(emitter *e, const kiln_lx *x) {
     return;
   default: break;
   }
+  if (iprec(x)) { iexpr(e, x, 3); return; }
   const char *s = x->op == KILN_BIN_DIV ? "/" : sym[x->op];
   fprintf(f, "(");
-  expr(e, x->a);
+  operand(e, x->a, x->b);
   fprintf(f, " %s ", s);
-  expr(e, x->b);
+  operand(e, x->b, x->a);
   fprintf(f, ")");
 }
 
@@ -188,10 +238,10 @@ static void expr(emitter *e, const kiln_lx *x) {
   switch (x->kind) {
   case KILN_LX_CONST: print_const(e, x); return;
   case KILN_LX_INDEX: fprintf(f, "i%d", x->var); return;
-  case KILN_LX_LOCAL: fprintf(f, "t%d", x->var); return;
+  case KILN_LX_LOCAL: local(e, x->var); return;
   case KILN_LX_LOAD:
     fprintf(f, "%s%s[", x->buf->dtype == KILN_DT_BOOL ? "(int)" : "", e->names[x->buf->id]);
-    expr(e, x->a);
+    iexpr(e, x->a, 0);
     fprintf(f, "]");
     return;
   case KILN_LX_UN: unary(e, x); return;
@@ -231,7 +281,7 @@ static void stmts(emitter *e, const kiln_ls *s, int ind) {
     case KILN_LS_STORE:
       indent(f, ind);
       fprintf(f, "%s[", e->names[s->buf->id]);
-      expr(e, s->index);
+      iexpr(e, s->index, 0);
       fprintf(f, "] = ");
       if (s->buf->dtype == KILN_DT_BOOL) fprintf(f, "(uint8_t)");
       expr(e, s->value);
@@ -239,13 +289,17 @@ static void stmts(emitter *e, const kiln_ls *s, int ind) {
       break;
     case KILN_LS_DECL:
       indent(f, ind);
-      fprintf(f, "%s t%d = ", vtype(s->dtype), s->var);
-      expr(e, s->value);
+      if (e->k && e->k->local_names && e->k->local_names[s->var]) fprintf(f, "const ");
+      fprintf(f, "%s ", vtype(s->dtype));
+      local(e, s->var);
+      fprintf(f, " = ");
+      iexpr(e, s->value, 0);
       fprintf(f, ";\n");
       break;
     case KILN_LS_ASSIGN:
       indent(f, ind);
-      fprintf(f, "t%d = ", s->var);
+      local(e, s->var);
+      fprintf(f, " = ");
       expr(e, s->value);
       fprintf(f, ";\n");
       break;
@@ -350,6 +404,7 @@ static int top_level_locals(const kiln_kernel *k) {
 static void kernel(emitter *e, const kiln_kernel *k) {
   FILE *f = e->f;
   int par = e->o->threads && !top_level_locals(k);
+  e->k = k;
   kernel_comment(e, k);
   if (par) { /* outlined bodies of the top-level parallel loops */
     int j = 0;

@@ -109,6 +109,12 @@ static LLVMValueRef unary(cg *c, const kiln_lx *e) {
   }
 }
 
+/* Integer division and remainder are defined for every divisor (ir/loop.h);
+ * LLVM needs a guard unless the divisor is a constant other than 0 and -1. */
+static int div_needs_guard(const kiln_lx *divisor) {
+  return divisor->kind != KILN_LX_CONST || divisor->i == 0 || divisor->i == -1;
+}
+
 static LLVMValueRef binary(cg *c, const kiln_lx *e) {
   LLVMValueRef a = expr(c, e->a), b = expr(c, e->b);
   kiln_dtype t = e->a->dtype;
@@ -121,11 +127,13 @@ static LLVMValueRef binary(cg *c, const kiln_lx *e) {
   case KILN_BIN_DIV:
     if (fl) return LLVMBuildFDiv(c->b, a, b, "");
     /* integer division by zero is undefined in LLVM: make it 0 */
-    b = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, b, LLVMConstNull(ty), ""), LLVMConstInt(ty, 1, 0), b, "");
+    if (div_needs_guard(e->b))
+      b = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, b, LLVMConstNull(ty), ""), LLVMConstInt(ty, 1, 0), b, "");
     return un ? LLVMBuildUDiv(c->b, a, b, "") : LLVMBuildSDiv(c->b, a, b, "");
   case KILN_BIN_REM:
     if (fl) return LLVMBuildFRem(c->b, a, b, "");
-    b = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, b, LLVMConstNull(ty), ""), LLVMConstInt(ty, 1, 0), b, "");
+    if (div_needs_guard(e->b))
+      b = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, b, LLVMConstNull(ty), ""), LLVMConstInt(ty, 1, 0), b, "");
     return un ? LLVMBuildURem(c->b, a, b, "") : LLVMBuildSRem(c->b, a, b, "");
   case KILN_BIN_MIN:
   case KILN_BIN_MAX: {
