@@ -1,5 +1,5 @@
 /* ORC LLJIT driver: build the module, verify it, optimise with
- * default<O3> for the host CPU, JIT it, look up kiln_run. */
+ * default<O3> for the host CPU (or KILN_CPU's), JIT it, look up kiln_run. */
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Error.h>
 #include <llvm-c/LLJIT.h>
@@ -29,6 +29,11 @@ static LLVMErrorRef define_runtime(LLVMOrcLLJITRef jit, LLVMOrcJITDylibRef jd) {
   return LLVMOrcJITDylibDefine(jd, mu);
 }
 
+static int allowed_symbol(void *ctx, LLVMOrcSymbolStringPoolEntryRef sym) {
+  (void)ctx;
+  return kiln_llvm_symbol_allowed(LLVMOrcSymbolStringPoolEntryStr(sym));
+}
+
 static int llvm_fail(kiln_diag *d, const char *what, LLVMErrorRef err) {
   char *msg = LLVMGetErrorMessage(err);
   kiln_error(d, NULL, "LLVM: %s: %s", what, msg);
@@ -44,11 +49,11 @@ static LLVMTargetMachineRef host_machine(const char *triple, kiln_diag *d) {
     LLVMDisposeMessage(err);
     return NULL;
   }
-  char *cpu = LLVMGetHostCPUName(), *features = LLVMGetHostCPUFeatures();
+  char *cpu, *features;
+  kiln_llvm_target_cpu(&cpu, &features); /* KILN_CPU or the host */
   LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, cpu, features, LLVMCodeGenLevelAggressive,
                                                     LLVMRelocPIC, LLVMCodeModelJITDefault);
-  LLVMDisposeMessage(cpu);
-  LLVMDisposeMessage(features);
+  kiln_llvm_target_cpu_free(cpu, features);
   return tm;
 }
 
@@ -97,9 +102,12 @@ kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d) {
     kiln_llvm_jit_free(j);
     return NULL;
   }
-  /* libm (tanhf, erff) and the runtime come from this process */
+  /* libm (tanhf, erff) and libc's mem* come from this process, and
+   * nothing else: a compiler-rt helper the process happens to carry
+   * (libgcc's half conversions) would be missing on another host */
   LLVMOrcDefinitionGeneratorRef gen;
-  err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->jit), NULL, NULL);
+  err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->jit),
+                                                             allowed_symbol, NULL);
   if (err) { llvm_fail(d, "cannot search the process for symbols", err); kiln_llvm_jit_free(j); return NULL; }
   LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->jit);
   LLVMOrcJITDylibAddGenerator(jd, gen);

@@ -43,12 +43,12 @@ int kiln_llvm_emit_object(const kiln_program *p, const char *prefix, int portabl
     LLVMDisposeMessage(triple);
     return -1;
   }
-  char *cpu = portable ? NULL : LLVMGetHostCPUName(), *features = portable ? NULL : LLVMGetHostCPUFeatures();
+  char *cpu, *features;
+  kiln_llvm_target_cpu(&cpu, &features); /* KILN_CPU or the host */
   LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, portable ? "x86-64" : cpu,
                                                     portable ? "" : features, LLVMCodeGenLevelAggressive,
                                                     LLVMRelocPIC, LLVMCodeModelDefault);
-  if (cpu) LLVMDisposeMessage(cpu);
-  if (features) LLVMDisposeMessage(features);
+  kiln_llvm_target_cpu_free(cpu, features);
   cg c = {0};
   c.ctx = LLVMContextCreate();
   c.mod = LLVMModuleCreateWithNameInContext(prefix, c.ctx);
