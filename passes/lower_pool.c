@@ -10,7 +10,9 @@
  *         acc = acc (+|max) X[...]      only where it has to be checked
  *       Y[...] = acc (/ count)
  * Padding positions are skipped by the bounds IFs, so they never win a max
- * and never add to a sum.  Window attributes arrive canonical from shape
+ * and never add to a sum.  A NaN in a window makes its max NaN (as Max;
+ * ONNX Runtime's 2-D MaxPool keeps a NaN only when no later tap replaces
+ * it, its 1-D one drops NaN: kiln picks the rule Max and numpy follow).  Window attributes arrive canonical from shape
  * inference (ir/shape_nn.c): kernel_shape, strides, dilations and pads
  * explicit, auto_pad resolved to NOTSET.  f16/bf16 compute in f32. */
 #include <math.h>
@@ -143,7 +145,7 @@ int kiln_lower_pool(kiln_lctx *L, const kiln_node *n) {
     kiln_lb_assign(B, best, flat);
     kiln_lb_end(B);
   } else if (is_max) {
-    kiln_lb_assign(B, acc, BIN(MAX, kiln_lx_local(B, acc), v));
+    kiln_lb_assign(B, acc, kiln_lower_max_nan(L, 1, kiln_lx_local(B, acc), v)); /* NaN propagates */
   } else {
     kiln_lb_assign(B, acc, BIN(ADD, kiln_lx_local(B, acc), v));
   }
@@ -186,7 +188,7 @@ int kiln_lower_global_pool(kiln_lctx *L, const kiln_node *n) {
   int acc = kiln_lb_decl(B, ct, is_max ? max_identity(L, ct) : kiln_lx_const_f(B, ct, 0));
   kiln_lx *i = IDX(kiln_lb_for(B, S, seq_sched));
   kiln_lx *v = kiln_lx_cast(B, ct, kiln_lx_load(B, X, IADD(IMUL(nc, S), i)));
-  kiln_lb_assign(B, acc, is_max ? BIN(MAX, kiln_lx_local(B, acc), v) : BIN(ADD, kiln_lx_local(B, acc), v));
+  kiln_lb_assign(B, acc, is_max ? kiln_lower_max_nan(L, 1, kiln_lx_local(B, acc), v) : BIN(ADD, kiln_lx_local(B, acc), v));
   kiln_lb_end(B);
   kiln_lx *r = kiln_lx_local(B, acc);
   if (!is_max) r = BIN(DIV, r, kiln_lx_const_f(B, ct, (double)S));
