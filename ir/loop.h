@@ -31,7 +31,8 @@
  *    gives 0.  Integer -> float rounds to nearest even.  Anything -> bool
  *    is "!= 0" (NaN -> true).
  *  - CAST to f16/bf16 rounds to nearest even with subnormals, overflow to
- *    +-Inf and NaN -> quiet NaN (sign kept); from f64 or an integer it
+ *    +-Inf and NaN -> quiet NaN (sign kept; f16 0x7e00, bf16
+ *    keeps the top payload bits); from f64 or an integer it
  *    first converts to f32 (as ONNX Runtime does).  f16/bf16 -> wider is
  *    exact.  Printers implement these as integer bit manipulation, never
  *    as calls into compiler-rt (portable hosts: any x86-64 CPU).
