@@ -7,7 +7,7 @@
  * fails on another ("Symbols not found").  The sequences below are branch
  * free (selects), so the loop vectoriser widens them like any arithmetic;
  * the rounding is to nearest even with subnormals, overflow to Inf and
- * NaN -> quiet NaN, as ir/loop.h specifies (and kiln_f32_to_f16 in
+ * NaN -> quiet NaN (f16: 0x7e00 with the sign; bf16: the payload kept), as ir/loop.h specifies (and kiln_f32_to_f16 in
  * ir/dtype.c, the C printer's helpers and the interpreter compute).
  *
  * The target CPU is the host's unless KILN_CPU names another (znver3,
@@ -33,7 +33,9 @@ LLVMValueRef kiln_llvm_narrow_f32(cg *c, LLVMValueRef v, int bf16) {
   /* too large for the target (or Inf / NaN) */
   LLVMValueRef big = LLVMBuildICmp(b, LLVMIntUGE, a, k32(c, bf16 ? 0x7f800000u : 0x47800000u), "");
   LLVMValueRef nan = LLVMBuildICmp(b, LLVMIntUGT, a, k32(c, 0x7f800000u), "");
-  LLVMValueRef special = LLVMBuildSelect(b, nan, k32(c, bf16 ? 0x7fc0 : 0x7e00), k32(c, bf16 ? 0x7f80 : 0x7c00), "");
+  /* NaN: f16 gets the quiet NaN 0x7e00, bf16 keeps its payload, made quiet */
+  LLVMValueRef qnan = bf16 ? LLVMBuildOr(b, LLVMBuildLShr(b, x, k32(c, 16), ""), k32(c, 0x40), "") : k32(c, 0x7e00);
+  LLVMValueRef special = LLVMBuildSelect(b, nan, qnan, k32(c, bf16 ? 0x7f80 : 0x7c00), "");
   /* normal: rebias the exponent, round the dropped bits to nearest even */
   unsigned shift = bf16 ? 16 : 13;
   uint32_t rebias = bf16 ? 0 : (uint32_t)(15 - 127) << 23;
