@@ -27,5 +27,6 @@ LLVMValueRef kiln_llvm_widen_f32(cg *c, LLVMValueRef v, int bf16);
 void kiln_llvm_target_cpu(char **cpu, char **features);
 void kiln_llvm_target_cpu_free(char *cpu, char *features);
 int kiln_llvm_symbol_allowed(const char *name);
+int kiln_llvm_object_foreign_symbols(LLVMMemoryBufferRef obj, char *bad, size_t size);
 
 #endif

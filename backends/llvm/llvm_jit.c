@@ -17,6 +17,7 @@ struct kiln_llvm_jit {
   void (*run)(void **bufs);
   int nbufs;
   kiln_rt_pool *pool; /* NULL: single-threaded */
+  char why[400];      /* why linking failed (check_object) */
 };
 
 /* The runtime entry points generated code calls, resolved to this
@@ -32,6 +33,24 @@ static LLVMErrorRef define_runtime(LLVMOrcLLJITRef jit, LLVMOrcJITDylibRef jd) {
 static int allowed_symbol(void *ctx, LLVMOrcSymbolStringPoolEntryRef sym) {
   (void)ctx;
   return kiln_llvm_symbol_allowed(LLVMOrcSymbolStringPoolEntryStr(sym));
+}
+
+/* Every object the JIT links is checked before linking: an undefined
+ * symbol outside the allowlist (a compiler-rt helper this CPU needs and
+ * another would not) fails the compilation here and on every host. */
+static LLVMErrorRef check_object(void *ctx, LLVMMemoryBufferRef *obj) {
+  char bad[256], *msg = ctx; /* kiln_llvm_jit.why: the lookup's error reports it */
+  int n = kiln_llvm_object_foreign_symbols(*obj, bad, sizeof bad);
+  if (n == 0) return NULL;
+  if (n < 0) snprintf(msg, 400, "cannot read the generated object: %s", bad);
+  else snprintf(msg, 400, "generated code calls '%s', which kiln does not provide on every host", bad);
+  return LLVMCreateStringError(msg);
+}
+
+/* Session errors become the lookup's one-line diagnostic, not stderr noise. */
+static void quiet_session_error(void *ctx, LLVMErrorRef err) {
+  (void)ctx;
+  LLVMConsumeError(err);
 }
 
 static int llvm_fail(kiln_diag *d, const char *what, LLVMErrorRef err) {
@@ -71,12 +90,21 @@ kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d) {
   LLVMInitializeNativeTarget();
   LLVMInitializeNativeAsmPrinter();
   kiln_llvm_jit *j = calloc(1, sizeof *j);
-  LLVMErrorRef err = LLVMOrcCreateLLJIT(&j->jit, NULL);
+  /* the JIT's code generator targets the same CPU as the optimiser:
+   * KILN_CPU's when set, so a test can build what another host would */
+  char *host_triple = LLVMGetDefaultTargetTriple();
+  LLVMTargetMachineRef jtm = host_machine(host_triple, d);
+  LLVMDisposeMessage(host_triple);
+  if (!jtm) { free(j); return NULL; }
+  LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
+  LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(jtm));
+  LLVMErrorRef err = LLVMOrcCreateLLJIT(&j->jit, builder); /* takes the builder */
   if (err) { llvm_fail(d, "cannot create the JIT", err); free(j); return NULL; }
   LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
   cg c = {0};
   c.ctx = LLVMOrcThreadSafeContextGetContext(tsc);
   c.mod = LLVMModuleCreateWithNameInContext("kiln", c.ctx);
+  LLVMSetSourceFileName(c.mod, "", 0); /* no file symbol: see check_object */
   c.b = LLVMCreateBuilderInContext(c.ctx);
   const char *triple = LLVMOrcLLJITGetTripleString(j->jit);
   LLVMSetTarget(c.mod, triple);
@@ -113,12 +141,20 @@ kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d) {
   LLVMOrcJITDylibAddGenerator(jd, gen);
   err = define_runtime(j->jit, jd);
   if (err) { llvm_fail(d, "cannot define runtime symbols", err); kiln_llvm_jit_free(j); return NULL; }
+  LLVMOrcObjectTransformLayerSetTransform(LLVMOrcLLJITGetObjTransformLayer(j->jit), check_object, j->why);
+  LLVMOrcExecutionSessionSetErrorReporter(LLVMOrcLLJITGetExecutionSession(j->jit), quiet_session_error, NULL);
   LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(c.mod, tsc);
   LLVMOrcDisposeThreadSafeContext(tsc); /* the module keeps it alive */
   err = LLVMOrcLLJITAddLLVMIRModule(j->jit, jd, tsm);
   if (err) { llvm_fail(d, "cannot add the module", err); kiln_llvm_jit_free(j); return NULL; }
   LLVMOrcExecutorAddress addr;
   err = LLVMOrcLLJITLookup(j->jit, &addr, "kiln_run");
+  if (err && j->why[0]) {
+    LLVMConsumeError(err);
+    kiln_error(d, NULL, "internal error: %s", j->why);
+    kiln_llvm_jit_free(j);
+    return NULL;
+  }
   if (err) { llvm_fail(d, "cannot compile the module", err); kiln_llvm_jit_free(j); return NULL; }
   j->run = (void (*)(void **))(uintptr_t)addr;
   j->nbufs = p->nbufs;

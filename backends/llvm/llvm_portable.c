@@ -12,10 +12,13 @@
  *
  * The target CPU is the host's unless KILN_CPU names another (znver3,
  * x86-64-v3, x86-64...): tests use it to compile as a different machine
- * would.  And the JIT resolves only symbols on an allowlist (libm, libc's
- * mem*, the runtime's), so a dependency on anything else fails here too,
- * not only on the machine that lacks it. */
+ * would.  And every object kiln makes (JIT or `kiln compile`) is checked:
+ * its undefined symbols must be on an allowlist (libm, libc's mem*, the
+ * runtime's), so a dependency on anything else fails on every machine,
+ * not only on the one that lacks it. */
+#include <llvm-c/Object.h>
 #include <llvm-c/TargetMachine.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,8 +105,37 @@ int kiln_llvm_symbol_allowed(const char *name) {
       "tanhf", "tanh", "erff", "erf", "expf", "exp", "exp2f", "exp2", "logf", "log", "log2f", "log2", "powf", "pow",
       "fmodf", "fmod", "sqrtf", "sqrt", "floorf", "floor", "ceilf", "ceil", "roundevenf", "roundeven", "nearbyintf",
       "nearbyint", "rintf", "rint", "truncf", "trunc", "roundf", "round", "fabsf", "fabs", "fminf", "fmin",
-      "fmaxf", "fmax", "fmaf", "fma", "memset", "memcpy", "memmove", "kiln_rt_parallel_for", NULL};
+      "fmaxf", "fmax", "fmaf", "fma", "memset", "memcpy", "memmove", "kiln_rt_parallel_for",
+      "_GLOBAL_OFFSET_TABLE_", /* defined by every linker (PIC code) */
+      NULL};
   for (int i = 0; ok[i]; i++)
     if (!strcmp(name, ok[i])) return 1;
   return 0;
+}
+
+/* Undefined symbols of an object outside the allowlist: returns the count
+ * and names the first in bad[size].  An ELF symbol in no section is
+ * undefined (the file symbol is nameless: the module's source name is "").
+ * -1 when the object cannot be read. */
+int kiln_llvm_object_foreign_symbols(LLVMMemoryBufferRef obj, char *bad, size_t size) {
+  char *err = NULL;
+  LLVMBinaryRef bin = LLVMCreateBinary(obj, NULL, &err);
+  if (!bin) {
+    snprintf(bad, size, "%s", err ? err : "unreadable object");
+    LLVMDisposeMessage(err);
+    return -1;
+  }
+  LLVMSectionIteratorRef sect = LLVMObjectFileCopySectionIterator(bin);
+  LLVMSymbolIteratorRef sym = LLVMObjectFileCopySymbolIterator(bin);
+  int n = 0;
+  for (; !LLVMObjectFileIsSymbolIteratorAtEnd(bin, sym); LLVMMoveToNextSymbol(sym)) {
+    const char *name = LLVMGetSymbolName(sym);
+    LLVMMoveToContainingSection(sect, sym);
+    if (!name || !*name || !LLVMObjectFileIsSectionIteratorAtEnd(bin, sect) || kiln_llvm_symbol_allowed(name)) continue;
+    if (n++ == 0) snprintf(bad, size, "%s", name);
+  }
+  LLVMDisposeSymbolIterator(sym);
+  LLVMDisposeSectionIterator(sect);
+  LLVMDisposeBinary(bin);
+  return n;
 }
