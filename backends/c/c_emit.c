@@ -182,6 +182,7 @@ static void unary(emitter *e, const kiln_lx *x) {
   case KILN_UN_NOT: fprintf(f, "(!"); expr(e, x->a); fprintf(f, ")"); return;
   case KILN_UN_ISNAN: fprintf(f, "(isnan("); expr(e, x->a); fprintf(f, ") != 0)"); return;
   case KILN_UN_ABS:
+    if (!fl && (t == KILN_DT_U8 || t == KILN_DT_U16 || t == KILN_DT_U32 || t == KILN_DT_U64)) { expr(e, x->a); return; }
     if (!fl) { /* ABS(MIN) == MIN: wraps */
       fprintf(f, "(("); expr(e, x->a); fprintf(f, ") < 0 ? (%s)((%s)0 - (%s)(", ctype(t), U, U); expr(e, x->a);
       fprintf(f, ")) : ("); expr(e, x->a); fprintf(f, "))");

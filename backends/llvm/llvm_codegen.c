@@ -115,6 +115,7 @@ static LLVMValueRef unary(cg *c, const kiln_lx *e) {
   case KILN_UN_NEG: return fl ? LLVMBuildFNeg(c->b, a, "") : LLVMBuildNeg(c->b, a, "");
   case KILN_UN_ABS:
     if (fl) return call_intrinsic(c, "llvm.fabs", &ty, 1, &a, 1);
+    if (is_unsigned(t)) return a;
     return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, a, LLVMConstNull(ty), ""), LLVMBuildNeg(c->b, a, ""),
                            a, "");
   case KILN_UN_EXP: return call_intrinsic(c, "llvm.exp", &ty, 1, &a, 1);

@@ -38,7 +38,7 @@ I64MIN, I64MAX = -2**63, 2**63 - 1
 BF16 = np.dtype(ml_dtypes.bfloat16)
 ONNX_TYPE = {np.dtype(np.float32): T.FLOAT, np.dtype(np.float64): T.DOUBLE, np.dtype(np.float16): T.FLOAT16,
              np.dtype(np.int8): T.INT8, np.dtype(np.uint8): T.UINT8, np.dtype(np.int16): T.INT16,
-             np.dtype(np.uint16): T.UINT16, np.dtype(np.int32): T.INT32, np.dtype(np.int64): T.INT64,
+             np.dtype(np.uint16): T.UINT16, np.dtype(np.int32): T.INT32, np.dtype(np.uint32): T.UINT32, np.dtype(np.int64): T.INT64,
              np.dtype(np.uint64): T.UINT64, BF16: T.BFLOAT16}
 
 
@@ -85,6 +85,8 @@ a, b = [127, -128, 100], [1, -1, 100]
 case("add_i8_wraps", "Add", {"A": np.array(a, np.int8), "B": np.array(b, np.int8)}, wrap(np.add, a, b, np.int8))
 case("neg_i32_wraps", "Neg", {"X": np.array([I32MIN, 5, 0], np.int32)}, np.array([I32MIN, -5, 0], np.int32))
 case("abs_i64_wraps", "Abs", {"X": np.array([I64MIN, -5, 7], np.int64)}, np.array([I64MIN, 5, 7], np.int64))
+case("abs_u32_is_identity", "Abs", {"X": np.array([2**32 - 1, 2**31, 5], np.uint32)},
+     np.array([2**32 - 1, 2**31, 5], np.uint32))
 
 # -- integer division: x / 0 == 0, MIN / -1 == MIN, truncation toward zero --
 case("div_i32_edges", "Div", {"A": np.array([7, -7, 5, I32MIN, I32MIN, 0, -7], np.int32),
