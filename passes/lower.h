@@ -59,7 +59,7 @@ kiln_buf *kiln_lower_scratch(kiln_lctx *L, const char *name, kiln_dtype t, int64
 kiln_lx *kiln_lower_load(kiln_lctx *L, const kiln_buf *b, kiln_lx *off);
 /* The larger (is_max) or smaller of acc and x, a NaN in either giving
  * NaN: Max, Min, MaxPool as ONNX Runtime computes them.  The loop IR's
- * MIN/MAX keep only a NaN in their first operand (ir/loop.h). */
+ * MIN/MAX pass a NaN through from one operand only (ir/loop.h). */
 kiln_lx *kiln_lower_max_nan(kiln_lctx *L, int is_max, kiln_lx *acc, kiln_lx *x);
 int kiln_lower_fail(kiln_lctx *L, const kiln_node *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
