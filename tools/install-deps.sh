@@ -22,8 +22,8 @@ fi
 
 if [ $want_python -eq 1 ]; then
   py=${PYTHON:-python3}
-  if ! "$py" -c 'import onnx, onnxruntime, numpy' 2>/dev/null; then
-    echo "kiln: installing Python test oracles: onnx onnxruntime numpy" >&2
-    "$py" -m pip install -q onnx onnxruntime numpy
+  if ! "$py" -c 'import onnx, onnxruntime, numpy, ml_dtypes' 2>/dev/null; then
+    echo "kiln: installing Python test oracles: onnx onnxruntime numpy ml_dtypes (bf16)" >&2
+    "$py" -m pip install -q onnx onnxruntime numpy ml_dtypes
   fi
 fi
