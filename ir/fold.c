@@ -1,9 +1,10 @@
-/* Constant folding: computes an op's outputs at compile time when all its
- * inputs are constants.  Its job is the shape arithmetic exporters emit
- * (Shape -> Gather -> Unsqueeze -> Concat -> Reshape) and cheap weight
- * transforms; it is a reference evaluator in double/int64 precision, not a
- * fast one.  A folder returns 0 (folded), 1 (declined: left for run time)
- * or -1 (error). */
+/* Constant folding of data movement: computes an op's outputs at compile
+ * time when all its inputs are constants, for the shape arithmetic
+ * exporters emit (Shape -> Gather -> Unsqueeze -> Concat -> Reshape).
+ * These folders only copy elements; ops that compute (elementwise math,
+ * casts, comparisons, Where) fold through their lowering instead
+ * (passes/fold_lowered.c), so their meaning is defined once.  A folder
+ * returns 0 (folded), 1 (declined: left for run time) or -1 (error). */
 #include <math.h>
 #include <string.h>
 
@@ -41,138 +42,9 @@ static void idx_next(const kiln_value *v, int64_t *idx) {
   }
 }
 
-/* Integer folding wraps around, like the int64 arithmetic it stands in
- * for; C's signed overflow (and INT64_MIN / -1) would be undefined
- * behaviour, which a fuzzed model reaches easily. */
-static long long wrap_add(long long a, long long b) { return (long long)((unsigned long long)a + (unsigned long long)b); }
-static long long wrap_sub(long long a, long long b) { return (long long)((unsigned long long)a - (unsigned long long)b); }
-static long long wrap_mul(long long a, long long b) { return (long long)((unsigned long long)a * (unsigned long long)b); }
-/* double -> int64, saturating (an out-of-range conversion is undefined). */
-static long long sat_int(double v) {
-  return v != v ? 0 : v >= 9.2e18 ? INT64_MAX : v <= -9.2e18 ? INT64_MIN : (long long)v;
-}
-
 int kiln_fold_copy(kiln_shape_ctx *c, kiln_node *n) {
   /* Same bytes, new shape: share the input's storage. */
   kiln_fold_set(c, n, 0, (void *)n->in[0]->data);
-  return 0;
-}
-
-int kiln_fold_cast(kiln_shape_ctx *c, kiln_node *n) {
-  const kiln_value *x = n->in[0], *y = n->out[0];
-  void *d = out_buf(c, y);
-  int64_t m = kiln_value_numel(y, 1);
-  for (int64_t i = 0; i < m; i++) {
-    if (kiln_dtype_is_float(x->dtype) || kiln_dtype_is_float(y->dtype))
-      kiln_dtype_store_f(y->dtype, d, (size_t)i, kiln_dtype_load_f(x->dtype, x->data, (size_t)i));
-    else
-      kiln_dtype_store_i(y->dtype, d, (size_t)i, kiln_dtype_load_i(x->dtype, x->data, (size_t)i));
-  }
-  kiln_fold_set(c, n, 0, d);
-  return 0;
-}
-
-int kiln_fold_unary(kiln_shape_ctx *c, kiln_node *n) {
-  const kiln_value *x = n->in[0], *y = n->out[0];
-  int is_int = !kiln_dtype_is_float(x->dtype);
-  switch (n->op) { /* shape arithmetic only; the rest runs at run time */
-  case KILN_OP_NEG: case KILN_OP_ABS: case KILN_OP_FLOOR: case KILN_OP_CEIL: case KILN_OP_RELU: break;
-  default: return 1;
-  }
-  void *d = out_buf(c, y);
-  int64_t m = kiln_value_numel(y, 1);
-  for (int64_t i = 0; i < m; i++) {
-    double v = kiln_dtype_load_f(x->dtype, x->data, (size_t)i);
-    long long iv = kiln_dtype_load_i(x->dtype, x->data, (size_t)i);
-    switch (n->op) {
-    case KILN_OP_NEG: v = -v; iv = wrap_sub(0, iv); break;
-    case KILN_OP_ABS: v = fabs(v); iv = iv < 0 ? wrap_sub(0, iv) : iv; break;
-    case KILN_OP_FLOOR: v = floor(v); break;
-    case KILN_OP_CEIL: v = ceil(v); break;
-    default: v = v > 0 ? v : 0; iv = iv > 0 ? iv : 0; break;
-    }
-    if (is_int) kiln_dtype_store_i(y->dtype, d, (size_t)i, iv);
-    else kiln_dtype_store_f(y->dtype, d, (size_t)i, v);
-  }
-  kiln_fold_set(c, n, 0, d);
-  return 0;
-}
-
-static int fold_binary_pair(kiln_op op, int is_int, double a, double b, long long ia, long long ib,
-                            double *r, long long *ir) {
-  switch (op) {
-  case KILN_OP_ADD: case KILN_OP_SUM: case KILN_OP_MEAN: *r = a + b; *ir = wrap_add(ia, ib); return 0;
-  case KILN_OP_SUB: *r = a - b; *ir = wrap_sub(ia, ib); return 0;
-  case KILN_OP_MUL: *r = a * b; *ir = wrap_mul(ia, ib); return 0;
-  case KILN_OP_DIV:
-    if (is_int) {
-      if (ib == 0) return 1; /* leave the run-time behaviour to run time */
-      *ir = ib == -1 ? wrap_sub(0, ia) : ia / ib;
-    }
-    *r = a / b;
-    return 0;
-  case KILN_OP_POW:
-    /* the exponent may be a float even for an integer base (T1 != T):
-     * use its real value b, not ib, which truncates 0.5 to 0 */
-    *r = pow(a, b);
-    *ir = sat_int(pow((double)ia, b));
-    return 0;
-  case KILN_OP_EQUAL: *r = *ir = is_int ? ia == ib : a == b; return 0;
-  case KILN_OP_LESS: *r = *ir = is_int ? ia < ib : a < b; return 0;
-  case KILN_OP_GREATER: *r = *ir = is_int ? ia > ib : a > b; return 0;
-  case KILN_OP_MAX: *r = a > b ? a : b; *ir = ia > ib ? ia : ib; return 0;
-  case KILN_OP_MIN: *r = a < b ? a : b; *ir = ia < ib ? ia : ib; return 0;
-  default: return 1;
-  }
-}
-
-int kiln_fold_binary(kiln_shape_ctx *c, kiln_node *n) {
-  const kiln_value *y = n->out[0], *x0 = n->in[0];
-  int is_int = !kiln_dtype_is_float(x0->dtype);
-  if (n->op == KILN_OP_MEAN && is_int) return 1;
-  int64_t m = kiln_value_numel(y, 1);
-  double *acc = kiln_arena_array(&c->g->arena, (size_t)m + 1, sizeof *acc);
-  long long *iacc = kiln_arena_array(&c->g->arena, (size_t)m + 1, sizeof *iacc);
-  int64_t idx[KILN_MAX_RANK];
-  bcast b0 = bcast_of(y, x0);
-  memset(idx, 0, sizeof idx);
-  for (int64_t i = 0; i < m; i++, idx_next(y, idx)) {
-    int64_t o = bcast_off(&b0, idx);
-    acc[i] = kiln_dtype_load_f(x0->dtype, x0->data, (size_t)o);
-    iacc[i] = kiln_dtype_load_i(x0->dtype, x0->data, (size_t)o);
-  }
-  for (int k = 1; k < n->nin; k++) {
-    const kiln_value *x = n->in[k];
-    bcast bk = bcast_of(y, x);
-    memset(idx, 0, sizeof idx);
-    for (int64_t i = 0; i < m; i++, idx_next(y, idx)) {
-      int64_t o = bcast_off(&bk, idx);
-      if (fold_binary_pair(n->op, is_int, acc[i], kiln_dtype_load_f(x->dtype, x->data, (size_t)o), iacc[i],
-                           kiln_dtype_load_i(x->dtype, x->data, (size_t)o), &acc[i], &iacc[i]))
-        return 1;
-    }
-  }
-  void *d = out_buf(c, y);
-  for (int64_t i = 0; i < m; i++) {
-    if (n->op == KILN_OP_MEAN) acc[i] /= n->nin;
-    if (is_int || y->dtype == KILN_DT_BOOL) kiln_dtype_store_i(y->dtype, d, (size_t)i, is_int ? iacc[i] : (long long)acc[i]);
-    else kiln_dtype_store_f(y->dtype, d, (size_t)i, acc[i]);
-  }
-  kiln_fold_set(c, n, 0, d);
-  return 0;
-}
-
-int kiln_fold_where(kiln_shape_ctx *c, kiln_node *n) {
-  const kiln_value *y = n->out[0];
-  size_t es = kiln_dtype_size(y->dtype);
-  const bcast b[3] = {bcast_of(y, n->in[0]), bcast_of(y, n->in[1]), bcast_of(y, n->in[2])};
-  char *d = out_buf(c, y);
-  int64_t idx[KILN_MAX_RANK] = {0}, m = kiln_value_numel(y, 1);
-  for (int64_t i = 0; i < m; i++, idx_next(y, idx)) {
-    int pick = ((const unsigned char *)n->in[0]->data)[bcast_off(&b[0], idx)] ? 1 : 2;
-    memcpy(d + (size_t)i * es, (const char *)n->in[pick]->data + (size_t)bcast_off(&b[pick], idx) * es, es);
-  }
-  kiln_fold_set(c, n, 0, d);
   return 0;
 }
 

@@ -54,7 +54,8 @@ static kiln_lx *lx(kiln_lb *b, kiln_lx_kind kind, kiln_dtype t) {
 kiln_lx *kiln_lx_const_f(kiln_lb *b, kiln_dtype t, double v) {
   kiln_lx *e = lx(b, KILN_LX_CONST, t);
   e->f = v;
-  e->i = kiln_dtype_is_float(t) ? 0 : (int64_t)v;
+  /* saturating, NaN -> 0: (int64_t)v is undefined out of range */
+  e->i = kiln_dtype_is_float(t) || v != v ? 0 : v >= 0x1p63 ? INT64_MAX : v < -0x1p63 ? INT64_MIN : (int64_t)v;
   return e;
 }
 
@@ -278,5 +279,25 @@ void kiln_program_print(const kiln_program *p, FILE *f) {
   for (int i = 0; i < p->nkernels; i++) {
     fprintf(f, "kernel %s:\n", p->kernels[i]->name);
     print_ls(p->kernels[i], p->kernels[i]->body, 2, f);
+  }
+}
+
+int kiln_lx_div_needs_guard(const kiln_lx *divisor) {
+  if (divisor->kind != KILN_LX_CONST || kiln_dtype_is_float(divisor->dtype)) return 1;
+  return divisor->i == 0 || divisor->i == -1;
+}
+
+int kiln_lx_is_index_expr(const kiln_lx *e) {
+  switch (e->kind) {
+  case KILN_LX_CONST: return !kiln_dtype_is_float(e->dtype);
+  case KILN_LX_INDEX: return 1;
+  case KILN_LX_BIN:
+    switch (e->op) {
+    case KILN_BIN_ADD: case KILN_BIN_SUB: case KILN_BIN_MUL: case KILN_BIN_DIV: case KILN_BIN_REM:
+    case KILN_BIN_MIN: case KILN_BIN_MAX:
+      return kiln_lx_is_index_expr(e->a) && kiln_lx_is_index_expr(e->b);
+    default: return 0;
+    }
+  default: return 0;
   }
 }

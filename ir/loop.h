@@ -9,7 +9,45 @@
  *
  * All op semantics live in the lowering (passes/lower_*.c, the `lower` and
  * `scalar` columns of ops.def); printers (LLVM, C, CUDA) translate this IR
- * one construct at a time and know nothing about ops. */
+ * one construct at a time and know nothing about ops.
+ *
+ * ---- Semantics of the edge cases ----
+ * Every printer and the interpreter (loop_eval.c, which the constant folder
+ * runs) give these exact results; none of them is undefined behaviour in
+ * the generated LLVM IR or C.  Tests: tests/ir/test_semantics.py (op by
+ * op, vs numpy and ONNX Runtime) and tests/ir/test_loop_semantics.c.
+ *
+ *  - Integer ADD, SUB, MUL, NEG, ABS wrap around modulo 2^bits of the
+ *    dtype (two's complement): INT32_MAX + 1 == INT32_MIN, ABS(INT_MIN) ==
+ *    INT_MIN.  Exception: index arithmetic (expressions built only from
+ *    loop indices and constants) never overflows, because extents are
+ *    static and bounded by buffer sizes; printers may mark it no-wrap.
+ *  - Integer DIV truncates toward zero and REM has the dividend's sign
+ *    (C99), with: x / 0 == 0, x % 0 == x, INT_MIN / -1 == INT_MIN (wraps),
+ *    INT_MIN % -1 == 0.  Printers guard a division only when the divisor
+ *    is not a constant, or is the constant 0 or -1 (one helper,
+ *    kiln_lx_div_needs_guard, decides this for every printer).
+ *  - Float -> integer CAST truncates toward zero and saturates: values
+ *    beyond the target's range give its min/max (+-Inf included), NaN
+ *    gives 0.  Integer -> float rounds to nearest even.  Anything -> bool
+ *    is "!= 0" (NaN -> true).
+ *  - CAST to f16/bf16 rounds to nearest even with subnormals, overflow to
+ *    +-Inf and NaN -> quiet NaN (sign kept; f16 0x7e00, bf16 keeps the top
+ *    payload bits); from f64 or an integer it first converts to f32 (as
+ *    ONNX Runtime does).  f16/bf16 -> wider is
+ *    exact.  Printers implement these as integer bit manipulation, never
+ *    as calls into compiler-rt (portable hosts: any x86-64 CPU).
+ *  - Float arithmetic is IEEE-754 in the expression's dtype, round to
+ *    nearest even; f16/bf16 values are not computed on (the lowering
+ *    widens them to f32).  EXP, LOG, TANH, ERF, POW, REM (fmod) are libm's
+ *    functions (f32 calls the f variant: expf...).
+ *  - Comparisons LT, LE, EQ are false when an operand is NaN, NE is true.
+ *  - MIN(a, b) is `a < b ? a : b` and MAX(a, b) is `a < b ? b : a`: with
+ *    a NaN operand the comparison is false, so MIN gives b and MAX gives a
+ *    (whichever is NaN).  Ops whose ONNX meaning
+ *    propagates NaN from every operand (Max, Min, MaxPool: ONNX Runtime
+ *    returns NaN) add an explicit ISNAN in the lowering
+ *    (kiln_lower_max_nan); the printers never special-case ops. */
 #ifndef KILN_LOOP_H
 #define KILN_LOOP_H
 
@@ -156,5 +194,17 @@ kiln_buf *kiln_program_add_buf(kiln_program *p, const kiln_value *v, kiln_buf_ki
 /* Human-readable dump (kiln inspect --loops, tests). */
 void kiln_program_print(const kiln_program *p, FILE *f);
 const char *kiln_lx_op_name(kiln_lx_op op);
+/* True when an integer DIV/REM by `divisor` needs the x/0, INT_MIN/-1
+ * guard: unless the divisor is a constant other than 0 and -1. */
+int kiln_lx_div_needs_guard(const kiln_lx *divisor);
+/* True for index arithmetic: only loop indices, constants and
+ * ADD/SUB/MUL/DIV/REM/MIN/MAX of them (cannot overflow, see above). */
+int kiln_lx_is_index_expr(const kiln_lx *e);
+
+/* ---- interpreting (constant folding, tests): loop_eval.c ---- */
+/* Runs kernel k of p with bufs[i] the memory of p->bufs[i], following the
+ * semantics above.  Returns 0, or -1 when an index falls outside its
+ * buffer (nothing is written out of bounds). */
+int kiln_loop_eval(const kiln_program *p, const kiln_kernel *k, void **bufs);
 
 #endif

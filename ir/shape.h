@@ -19,11 +19,9 @@ typedef struct kiln_shape_ctx {
   int shape(kiln_shape_ctx *c, kiln_node *n);
 #include "ops.def"
 #undef KILN_OP
-int kiln_fold_unary(kiln_shape_ctx *c, kiln_node *n);
 int kiln_fold_copy(kiln_shape_ctx *c, kiln_node *n);
-int kiln_fold_cast(kiln_shape_ctx *c, kiln_node *n);
-int kiln_fold_binary(kiln_shape_ctx *c, kiln_node *n);
-int kiln_fold_where(kiln_shape_ctx *c, kiln_node *n);
+/* Lowers the node and interprets its kernel (passes/fold_lowered.c). */
+int kiln_fold_lowered(kiln_shape_ctx *c, kiln_node *n);
 int kiln_fold_transpose(kiln_shape_ctx *c, kiln_node *n);
 int kiln_fold_concat(kiln_shape_ctx *c, kiln_node *n);
 int kiln_fold_slice(kiln_shape_ctx *c, kiln_node *n);

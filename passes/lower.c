@@ -113,6 +113,13 @@ kiln_lx *kiln_lower_load(kiln_lctx *L, const kiln_buf *b, kiln_lx *off) {
   return kiln_lx_cast(&L->b, kiln_lower_ctype(b->dtype), kiln_lx_load(&L->b, b, off));
 }
 
+kiln_lx *kiln_lower_max_nan(kiln_lctx *L, int is_max, kiln_lx *acc, kiln_lx *x) {
+  kiln_lx *take = is_max ? kiln_lx_bin(&L->b, KILN_BIN_LT, acc, x) : kiln_lx_bin(&L->b, KILN_BIN_LT, x, acc);
+  if (kiln_dtype_is_float(x->dtype))
+    take = kiln_lx_bin(&L->b, KILN_BIN_OR, take, kiln_lx_un(&L->b, KILN_UN_ISNAN, x));
+  return kiln_lx_select(&L->b, take, x, acc);
+}
+
 /* Reshape, Flatten, Squeeze, Unsqueeze, graph-output passthrough: the
  * bytes stay, only the shape changes. */
 int kiln_lower_copy(kiln_lctx *L, const kiln_node *n) {

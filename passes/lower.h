@@ -78,6 +78,11 @@ typedef struct kiln_sum {
 void kiln_sum_begin(kiln_lctx *L, kiln_sum *s, kiln_dtype ct, int64_t count);
 void kiln_sum_row(kiln_lctx *L, kiln_sum *s, int64_t extent, kiln_sum_term term, void *ctx);
 kiln_lx *kiln_sum_result(kiln_lctx *L, const kiln_sum *s, kiln_lx *divisor);
+
+/* The larger (is_max) or smaller of acc and x, a NaN in either giving
+ * NaN: Max, Min, MaxPool as ONNX Runtime computes them.  The loop IR's
+ * MIN/MAX pass a NaN through from one operand only (ir/loop.h). */
+kiln_lx *kiln_lower_max_nan(kiln_lctx *L, int is_max, kiln_lx *acc, kiln_lx *x);
 int kiln_lower_fail(kiln_lctx *L, const kiln_node *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

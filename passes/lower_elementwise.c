@@ -194,8 +194,7 @@ kiln_lx *kiln_scalar_where(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
 static kiln_lx *fold_inputs(kiln_lctx *L, const kiln_node *n, kiln_lx **in, kiln_lx_op op) {
   kiln_lx *acc = in[0];
   for (int k = 1; k < n->nin; k++) {
-    if (op == KILN_BIN_MAX) acc = kiln_lx_select(B, kiln_lx_bin(B, KILN_BIN_LT, acc, in[k]), in[k], acc);
-    else if (op == KILN_BIN_MIN) acc = kiln_lx_select(B, kiln_lx_bin(B, KILN_BIN_LT, in[k], acc), in[k], acc);
+    if (op == KILN_BIN_MAX || op == KILN_BIN_MIN) acc = kiln_lower_max_nan(L, op == KILN_BIN_MAX, acc, in[k]);
     else acc = kiln_lx_bin(B, op, acc, in[k]);
   }
   return acc;

@@ -13,7 +13,9 @@
  * and planes of more than 256 values are summed in float32 blocks into a
  * float64 total (accuracy); short ones keep the single accumulator.
  * Padding positions are skipped by the bounds IFs, so they never win a max
- * and never add to a sum.  Window attributes arrive canonical from shape
+ * and never add to a sum.  A NaN in a window makes its max NaN (as Max;
+ * ONNX Runtime's 2-D MaxPool keeps a NaN only when no later tap replaces
+ * it, its 1-D one drops NaN: kiln picks the rule Max and numpy follow).  Window attributes arrive canonical from shape
  * inference (ir/shape_nn.c): kernel_shape, strides, dilations and pads
  * explicit, auto_pad resolved to NOTSET.  f16/bf16 compute in f32. */
 #include <math.h>
@@ -176,7 +178,7 @@ int kiln_lower_pool(kiln_lctx *L, const kiln_node *n) {
       kiln_lb_assign(B, best, flat);
       kiln_lb_end(B);
     } else {
-      kiln_lb_assign(B, acc, BIN(MAX, kiln_lx_local(B, acc), v));
+      kiln_lb_assign(B, acc, kiln_lower_max_nan(L, 1, kiln_lx_local(B, acc), v)); /* NaN propagates */
     }
   }
   kiln_lower_close(L, open);
@@ -232,7 +234,7 @@ int kiln_lower_global_pool(kiln_lctx *L, const kiln_node *n) {
     int acc = kiln_lb_decl(B, ct, max_identity(L, ct));
     kiln_lx *i = IDX(kiln_lb_for(B, S, seq_sched));
     kiln_lx *v = kiln_lx_cast(B, ct, kiln_lx_load(B, X, IADD(IMUL(nc, S), i)));
-    kiln_lb_assign(B, acc, BIN(MAX, kiln_lx_local(B, acc), v));
+    kiln_lb_assign(B, acc, kiln_lower_max_nan(L, 1, kiln_lx_local(B, acc), v));
     kiln_lb_end(B);
     r = kiln_lx_local(B, acc);
   } else { /* accurate sum of the plane (lower_sum.c) */

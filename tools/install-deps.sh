@@ -40,8 +40,8 @@ fi
 
 if [ $want_python -eq 1 ]; then
   py=${PYTHON:-python3}
-  if ! "$py" -c 'import onnx, onnxruntime, numpy, PIL, nibabel, pydicom, pylibjpeg, openjpeg' 2>/dev/null; then
-    echo "kiln: installing Python test oracles: onnx onnxruntime numpy pillow nibabel pydicom pylibjpeg-openjpeg" >&2
-    "$py" -m pip install -q onnx onnxruntime numpy pillow nibabel pydicom pylibjpeg pylibjpeg-openjpeg
+  if ! "$py" -c 'import onnx, onnxruntime, numpy, ml_dtypes, PIL, nibabel, pydicom, pylibjpeg, openjpeg' 2>/dev/null; then
+    echo "kiln: installing Python test oracles: onnx onnxruntime numpy ml_dtypes pillow nibabel pydicom pylibjpeg-openjpeg" >&2
+    "$py" -m pip install -q onnx onnxruntime numpy ml_dtypes pillow nibabel pydicom pylibjpeg pylibjpeg-openjpeg
   fi
 fi

@@ -22,6 +22,7 @@ typedef struct emitter {
   char **io_upper;    /* per buffer (inputs and outputs): macro name fragment */
   const kiln_kernel *k; /* the kernel being printed (names of its locals) */
   int uses_h2f, uses_f2h, uses_bf2f, uses_f2bf, uses_sat; /* helpers the kernels call */
+  unsigned uses_div, uses_rem, uses_sat64; /* ... per dtype (bit 1 << dtype) */
 } emitter;
 
 static const char *ctype(kiln_dtype t) {
@@ -78,12 +79,6 @@ static void local(emitter *e, int v) {
   else fprintf(e->f, "t%d", v);
 }
 
-/* Integer division and remainder are defined for every divisor (ir/loop.h);
- * C needs a guard unless the divisor is a constant other than 0 and -1. */
-static int div_needs_guard(const kiln_lx *divisor) {
-  return divisor->kind != KILN_LX_CONST || divisor->i == 0 || divisor->i == -1;
-}
-
 /* An i64 constant beside a non-constant i64 operand prints as a plain
  * decimal: the other operand's type carries the arithmetic to 64 bits. */
 static void operand(emitter *e, const kiln_lx *x, const kiln_lx *other) {
@@ -97,8 +92,10 @@ static void operand(emitter *e, const kiln_lx *x, const kiln_lx *other) {
 /* i64 +, -, * print with C's precedence: left-nested sums and products
  * need no parentheses (x[base + i + 3]); everything else prints through
  * expr(), fully parenthesised. */
+static int wraps(const kiln_lx *x);
 static int iprec(const kiln_lx *x) {
-  if (x->kind != KILN_LX_BIN || x->dtype != KILN_DT_I64) return 0;
+  /* data arithmetic that must wrap prints through binary()'s unsigned casts */
+  if (x->kind != KILN_LX_BIN || x->dtype != KILN_DT_I64 || wraps(x)) return 0;
   return x->op == KILN_BIN_ADD || x->op == KILN_BIN_SUB ? 1 : x->op == KILN_BIN_MUL ? 2 : 0;
 }
 static void iexpr(emitter *e, const kiln_lx *x, int ctx);
@@ -114,6 +111,53 @@ static void iexpr(emitter *e, const kiln_lx *x, int ctx) {
   fprintf(e->f, " %s ", x->op == KILN_BIN_ADD ? "+" : x->op == KILN_BIN_SUB ? "-" : "*");
   ioperand(e, x->b, x->a, p + 1);
   if (p < ctx) fprintf(e->f, ")");
+}
+
+/* The unsigned type integer arithmetic on t wraps in (ir/loop.h): no
+ * signed overflow, and no promotion of uint16_t to a signed int. */
+static const char *wrap_type(kiln_dtype t) {
+  return t == KILN_DT_I64 || t == KILN_DT_U64 ? "uint64_t" : "uint32_t";
+}
+static int wraps(const kiln_lx *x) {
+  kiln_dtype t = x->a->dtype;
+  return kiln_dtype_is_int(t) && t != KILN_DT_U32 && t != KILN_DT_U64 && !kiln_lx_is_index_expr(x);
+}
+
+/* Integer DIV / REM as ir/loop.h defines them (x / 0 == 0, x % 0 == x,
+ * MIN / -1 == MIN, MIN % -1 == 0) through kiln_div_T / kiln_rem_T helpers;
+ * plain C when the divisor is a constant other than 0 and -1. */
+static void int_divrem(emitter *e, const kiln_lx *x) {
+  FILE *f = e->f;
+  int div = x->op == KILN_BIN_DIV;
+  kiln_dtype t = x->a->dtype;
+  if (!kiln_lx_div_needs_guard(x->b)) {
+    fprintf(f, "("); operand(e, x->a, x->b); fprintf(f, " %s ", div ? "/" : "%"); operand(e, x->b, x->a); fprintf(f, ")");
+    return;
+  }
+  *(div ? &e->uses_div : &e->uses_rem) |= 1u << t;
+  fprintf(f, "kiln_%s_%s(", div ? "div" : "rem", kiln_dtype_name(t));
+  expr(e, x->a);
+  fprintf(f, ", ");
+  expr(e, x->b);
+  fprintf(f, ")");
+}
+
+static void print_divrem_helpers(emitter *e) {
+  for (int t = 0; t < 32; t++) {
+    if (!((e->uses_div | e->uses_rem) & (1u << t))) continue;
+    const char *T = ctype((kiln_dtype)t), *n = kiln_dtype_name((kiln_dtype)t), *U = wrap_type((kiln_dtype)t);
+    int un = t == KILN_DT_U8 || t == KILN_DT_U16 || t == KILN_DT_U32 || t == KILN_DT_U64;
+    if (e->uses_div & (1u << t)) {
+      if (un) fprintf(e->f, "static %s kiln_div_%s(%s a, %s b) { return b == 0 ? 0 : (%s)(a / b); }\n", T, n, T, T, T);
+      else
+        fprintf(e->f, "static %s kiln_div_%s(%s a, %s b) { return b == 0 ? 0 : b == -1 ? (%s)((%s)0 - (%s)a) : (%s)(a / b); }\n",
+                T, n, T, T, T, U, U, T);
+    }
+    if (e->uses_rem & (1u << t)) {
+      if (un) fprintf(e->f, "static %s kiln_rem_%s(%s a, %s b) { return b == 0 ? a : (%s)(a %% b); }\n", T, n, T, T, T);
+      else fprintf(e->f, "static %s kiln_rem_%s(%s a, %s b) { return b == 0 ? a : b == -1 ? 0 : (%s)(a %% b); }\n", T, n, T, T, T);
+    }
+  }
 }
 
 static void cast(emitter *e, const kiln_lx *x) {
@@ -140,6 +184,13 @@ static void cast(emitter *e, const kiln_lx *x) {
     fprintf(f, ") != 0)");
     return;
   }
+  if (ff && !tf && (to == KILN_DT_I64 || to == KILN_DT_U64)) { /* 2^63, 2^64 are not doubles' neighbours */
+    e->uses_sat64 |= 1u << to;
+    fprintf(f, "kiln_sat_%s((double)(", kiln_dtype_name(to));
+    expr(e, x->a);
+    fprintf(f, "))");
+    return;
+  }
   if (ff && !tf) { /* saturating, NaN -> 0, as the LLVM backend's fpto*i.sat */
     e->uses_sat = 1;
     fprintf(f, "((%s)kiln_sat((double)(", ctype(to));
@@ -150,9 +201,7 @@ static void cast(emitter *e, const kiln_lx *x) {
     case KILN_DT_I16: fprintf(f, "), -32768.0, 32767.0))"); break;
     case KILN_DT_U16: fprintf(f, "), 0.0, 65535.0))"); break;
     case KILN_DT_I32: fprintf(f, "), -2147483648.0, 2147483647.0))"); break;
-    case KILN_DT_U32: fprintf(f, "), 0.0, 4294967295.0))"); break;
-    case KILN_DT_U64: fprintf(f, "), 0.0, 18446744073709549568.0))"); break;
-    default: fprintf(f, "), -9223372036854775808.0, 9223372036854774784.0))"); break;
+    default: fprintf(f, "), 0.0, 4294967295.0))"); break; /* u32 */
     }
     return;
   }
@@ -167,12 +216,21 @@ static void unary(emitter *e, const kiln_lx *x) {
   int fl = kiln_dtype_is_float(t);
   char fn[32];
   const char *name = NULL;
+  const char *U = wrap_type(t);
   switch (x->op) {
-  case KILN_UN_NEG: fprintf(f, "(-"); expr(e, x->a); fprintf(f, ")"); return;
+  case KILN_UN_NEG:
+    if (fl) { fprintf(f, "(-"); expr(e, x->a); fprintf(f, ")"); return; }
+    fprintf(f, "((%s)((%s)0 - (%s)(", ctype(t), U, U); expr(e, x->a); fprintf(f, ")))"); /* wraps */
+    return;
   case KILN_UN_NOT: fprintf(f, "(!"); expr(e, x->a); fprintf(f, ")"); return;
   case KILN_UN_ISNAN: fprintf(f, "(isnan("); expr(e, x->a); fprintf(f, ") != 0)"); return;
   case KILN_UN_ABS:
-    if (!fl) { fprintf(f, "("); expr(e, x->a); fprintf(f, " < 0 ? -"); expr(e, x->a); fprintf(f, " : "); expr(e, x->a); fprintf(f, ")"); return; }
+    if (!fl && (t == KILN_DT_U8 || t == KILN_DT_U16 || t == KILN_DT_U32 || t == KILN_DT_U64)) { expr(e, x->a); return; }
+    if (!fl) { /* ABS(MIN) == MIN: wraps */
+      fprintf(f, "(("); expr(e, x->a); fprintf(f, ") < 0 ? (%s)((%s)0 - (%s)(", ctype(t), U, U); expr(e, x->a);
+      fprintf(f, ")) : ("); expr(e, x->a); fprintf(f, "))");
+      return;
+    }
     name = "fabs";
     break;
   case KILN_UN_EXP: name = "exp"; break;
@@ -203,15 +261,17 @@ static void binary(emitter *e, const kiln_lx *x) {
   case KILN_BIN_REM:
     if (fl && x->op == KILN_BIN_DIV) break;
     if (fl) { fprintf(f, "%s(", mathfn("fmod", t, fn)); expr(e, x->a); fprintf(f, ", "); expr(e, x->b); fprintf(f, ")"); return; }
-    if (!div_needs_guard(x->b)) {
-      fprintf(f, "("); operand(e, x->a, x->b); fprintf(f, " %s ", x->op == KILN_BIN_DIV ? "/" : "%");
-      operand(e, x->b, x->a); fprintf(f, ")");
-      return;
-    }
-    /* integer division by zero gives the dividend, as in the LLVM backend */
-    fprintf(f, "(("); expr(e, x->b); fprintf(f, ") == 0 ? ("); expr(e, x->a);
-    fprintf(f, ") %s (%s)1 : (", x->op == KILN_BIN_DIV ? "/" : "%", ctype(t)); expr(e, x->a);
-    fprintf(f, ") %s (", x->op == KILN_BIN_DIV ? "/" : "%"); expr(e, x->b); fprintf(f, "))");
+    int_divrem(e, x);
+    return;
+  case KILN_BIN_ADD:
+  case KILN_BIN_SUB:
+  case KILN_BIN_MUL:
+    if (!wraps(x)) break;
+    fprintf(f, "((%s)((%s)(", ctype(t), wrap_type(t));
+    expr(e, x->a);
+    fprintf(f, ") %s (%s)(", sym[x->op], wrap_type(t));
+    expr(e, x->b);
+    fprintf(f, ")))");
     return;
   case KILN_BIN_MIN:
   case KILN_BIN_MAX: /* select on <, exactly as the LLVM backend (NaN handling included) */
@@ -498,6 +558,12 @@ static const char helper_f2bf[] =
     "  x += 0x7fffu + ((x >> 16) & 1u);\n"
     "  return (uint16_t)(x >> 16);\n"
     "}\n";
+static const char helper_sat_i64[] =
+    "static int64_t kiln_sat_i64(double x) {\n"
+    "  return x != x ? 0 : x >= 0x1p63 ? INT64_MAX : x < -0x1p63 ? INT64_MIN : (int64_t)x;\n"
+    "}\n";
+static const char helper_sat_u64[] =
+    "static uint64_t kiln_sat_u64(double x) { return x != x || x <= -1.0 ? 0 : x >= 0x1p64 ? UINT64_MAX : (uint64_t)x; }\n";
 static const char helper_sat[] =
     "/* float -> integer conversions saturate and map NaN to 0 (defined behaviour). */\n"
     "static double kiln_sat(double x, double lo, double hi) { return x != x ? 0.0 : x < lo ? lo : x > hi ? hi : x; }\n\n";
@@ -721,7 +787,12 @@ static char *make_source(emitter *e) {
   if (e->uses_bf2f) fprintf(f, "%s", helper_bf2f);
   if (e->uses_f2bf) fprintf(f, "%s", helper_f2bf);
   if (e->uses_sat) fprintf(f, "%s", helper_sat);
-  if (e->uses_h2f || e->uses_f2h || e->uses_bf2f || e->uses_f2bf || e->uses_sat) fprintf(f, "\n");
+  if (e->uses_sat64 & (1u << KILN_DT_I64)) fprintf(f, "%s", helper_sat_i64);
+  if (e->uses_sat64 & (1u << KILN_DT_U64)) fprintf(f, "%s", helper_sat_u64);
+  print_divrem_helpers(e);
+  if (e->uses_h2f || e->uses_f2h || e->uses_bf2f || e->uses_f2bf || e->uses_sat || e->uses_sat64 || e->uses_div ||
+      e->uses_rem)
+    fprintf(f, "\n");
   if (e->o->threads)
     fprintf(f, "typedef struct kiln_par { %s_parallel_for fn; void *ctx; } kiln_par;\n\n", pre);
   if (!e->o->weights_file) {

@@ -51,22 +51,21 @@ static LLVMValueRef call_libm(cg *c, const char *f32name, const char *f64name, L
   return LLVMBuildCall2(c->b, fty, fn, &x, 1, "");
 }
 
+/* Casts follow ir/loop.h: f16/bf16 go through f32 by bit manipulation
+ * (llvm_portable.c), float -> int saturates. */
 static LLVMValueRef cast(cg *c, LLVMValueRef v, kiln_dtype from, kiln_dtype to) {
   if (from == to) return v;
+  if (from == KILN_DT_F16 || from == KILN_DT_BF16)
+    return cast(c, kiln_llvm_widen_f32(c, v, from == KILN_DT_BF16), KILN_DT_F32, to);
+  if (to == KILN_DT_F16 || to == KILN_DT_BF16)
+    return kiln_llvm_narrow_f32(c, cast(c, v, from, KILN_DT_F32), to == KILN_DT_BF16);
   LLVMTypeRef ty = kiln_llvm_value_type(c, to);
   int ff = kiln_dtype_is_float(from), tf = kiln_dtype_is_float(to);
   if (to == KILN_DT_BOOL) {
     return ff ? LLVMBuildFCmp(c->b, LLVMRealUNE, v, LLVMConstNull(LLVMTypeOf(v)), "")
               : LLVMBuildICmp(c->b, LLVMIntNE, v, LLVMConstNull(LLVMTypeOf(v)), "");
   }
-  if (ff && tf) {
-    unsigned fb = kiln_dtype_size(from), tb = kiln_dtype_size(to);
-    if (fb == tb) { /* f16 <-> bf16 through f32 */
-      LLVMValueRef w = LLVMBuildFPExt(c->b, v, LLVMFloatTypeInContext(c->ctx), "");
-      return LLVMBuildFPTrunc(c->b, w, ty, "");
-    }
-    return fb < tb ? LLVMBuildFPExt(c->b, v, ty, "") : LLVMBuildFPTrunc(c->b, v, ty, "");
-  }
+  if (ff && tf) return from == KILN_DT_F32 ? LLVMBuildFPExt(c->b, v, ty, "") : LLVMBuildFPTrunc(c->b, v, ty, "");
   if (ff && !tf) { /* saturating: out-of-range and NaN are defined */
     LLVMTypeRef tys[2] = {ty, LLVMTypeOf(v)};
     return call_intrinsic(c, is_unsigned(to) ? "llvm.fptoui.sat" : "llvm.fptosi.sat", tys, 2, &v, 1);
@@ -76,6 +75,29 @@ static LLVMValueRef cast(cg *c, LLVMValueRef v, kiln_dtype from, kiln_dtype to) 
   if (fb == tb) return v;
   if (fb > tb) return LLVMBuildTrunc(c->b, v, ty, "");
   return is_unsigned(from) ? LLVMBuildZExt(c->b, v, ty, "") : LLVMBuildSExt(c->b, v, ty, "");
+}
+
+/* Integer DIV / REM as ir/loop.h defines them: x / 0 == 0, x % 0 == x,
+ * MIN / -1 == MIN, MIN % -1 == 0 (LLVM's sdiv/srem are undefined there).
+ * No guard when the divisor is a constant other than 0 and -1. */
+static LLVMValueRef int_divrem(cg *c, const kiln_lx *e, LLVMValueRef a, LLVMValueRef b, int un) {
+  int div = e->op == KILN_BIN_DIV;
+  if (!kiln_lx_div_needs_guard(e->b))
+    return div ? (un ? LLVMBuildUDiv(c->b, a, b, "") : LLVMBuildSDiv(c->b, a, b, ""))
+               : (un ? LLVMBuildURem(c->b, a, b, "") : LLVMBuildSRem(c->b, a, b, ""));
+  LLVMTypeRef ty = LLVMTypeOf(a);
+  LLVMValueRef zero = LLVMBuildICmp(c->b, LLVMIntEQ, b, LLVMConstNull(ty), "");
+  LLVMValueRef bad = zero, neg1 = NULL;
+  if (!un) {
+    neg1 = LLVMBuildICmp(c->b, LLVMIntEQ, b, LLVMConstAllOnes(ty), "");
+    bad = LLVMBuildOr(c->b, zero, neg1, "");
+  }
+  LLVMValueRef d = LLVMBuildSelect(c->b, bad, LLVMConstInt(ty, 1, 0), b, "");
+  if (!div) /* x % 1 == 0 already covers -1 */
+    return LLVMBuildSelect(c->b, zero, a, un ? LLVMBuildURem(c->b, a, d, "") : LLVMBuildSRem(c->b, a, d, ""), "");
+  LLVMValueRef q = un ? LLVMBuildUDiv(c->b, a, d, "") : LLVMBuildSDiv(c->b, a, d, "");
+  if (neg1) q = LLVMBuildSelect(c->b, neg1, LLVMBuildNeg(c->b, a, ""), q, ""); /* wraps */
+  return LLVMBuildSelect(c->b, zero, LLVMConstNull(ty), q, "");
 }
 
 static LLVMValueRef buf_ptr(cg *c, const kiln_buf *b, LLVMValueRef index) {
@@ -93,6 +115,7 @@ static LLVMValueRef unary(cg *c, const kiln_lx *e) {
   case KILN_UN_NEG: return fl ? LLVMBuildFNeg(c->b, a, "") : LLVMBuildNeg(c->b, a, "");
   case KILN_UN_ABS:
     if (fl) return call_intrinsic(c, "llvm.fabs", &ty, 1, &a, 1);
+    if (is_unsigned(t)) return a;
     return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, a, LLVMConstNull(ty), ""), LLVMBuildNeg(c->b, a, ""),
                            a, "");
   case KILN_UN_EXP: return call_intrinsic(c, "llvm.exp", &ty, 1, &a, 1);
@@ -109,12 +132,6 @@ static LLVMValueRef unary(cg *c, const kiln_lx *e) {
   }
 }
 
-/* Integer division and remainder are defined for every divisor (ir/loop.h);
- * LLVM needs a guard unless the divisor is a constant other than 0 and -1. */
-static int div_needs_guard(const kiln_lx *divisor) {
-  return divisor->kind != KILN_LX_CONST || divisor->i == 0 || divisor->i == -1;
-}
-
 static LLVMValueRef binary(cg *c, const kiln_lx *e) {
   LLVMValueRef a = expr(c, e->a), b = expr(c, e->b);
   kiln_dtype t = e->a->dtype;
@@ -124,17 +141,8 @@ static LLVMValueRef binary(cg *c, const kiln_lx *e) {
   case KILN_BIN_ADD: return fl ? LLVMBuildFAdd(c->b, a, b, "") : LLVMBuildAdd(c->b, a, b, "");
   case KILN_BIN_SUB: return fl ? LLVMBuildFSub(c->b, a, b, "") : LLVMBuildSub(c->b, a, b, "");
   case KILN_BIN_MUL: return fl ? LLVMBuildFMul(c->b, a, b, "") : LLVMBuildMul(c->b, a, b, "");
-  case KILN_BIN_DIV:
-    if (fl) return LLVMBuildFDiv(c->b, a, b, "");
-    /* integer division by zero is undefined in LLVM: make it 0 */
-    if (div_needs_guard(e->b))
-      b = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, b, LLVMConstNull(ty), ""), LLVMConstInt(ty, 1, 0), b, "");
-    return un ? LLVMBuildUDiv(c->b, a, b, "") : LLVMBuildSDiv(c->b, a, b, "");
-  case KILN_BIN_REM:
-    if (fl) return LLVMBuildFRem(c->b, a, b, "");
-    if (div_needs_guard(e->b))
-      b = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, b, LLVMConstNull(ty), ""), LLVMConstInt(ty, 1, 0), b, "");
-    return un ? LLVMBuildURem(c->b, a, b, "") : LLVMBuildSRem(c->b, a, b, "");
+  case KILN_BIN_DIV: return fl ? LLVMBuildFDiv(c->b, a, b, "") : int_divrem(c, e, a, b, un);
+  case KILN_BIN_REM: return fl ? LLVMBuildFRem(c->b, a, b, "") : int_divrem(c, e, a, b, un);
   case KILN_BIN_MIN:
   case KILN_BIN_MAX: {
     int mx = e->op == KILN_BIN_MAX;

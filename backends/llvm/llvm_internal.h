@@ -20,5 +20,13 @@ typedef struct cg {
 
 int kiln_llvm_codegen(cg *c, const kiln_program *p);
 LLVMTypeRef kiln_llvm_value_type(cg *c, kiln_dtype t);
+/* llvm_portable.c: f16/bf16 conversions as bit manipulation, the target
+ * CPU (KILN_CPU overrides the host), the symbols generated code may use. */
+LLVMValueRef kiln_llvm_narrow_f32(cg *c, LLVMValueRef v, int bf16);
+LLVMValueRef kiln_llvm_widen_f32(cg *c, LLVMValueRef v, int bf16);
+void kiln_llvm_target_cpu(char **cpu, char **features);
+void kiln_llvm_target_cpu_free(char *cpu, char *features);
+int kiln_llvm_symbol_allowed(const char *name);
+int kiln_llvm_object_foreign_symbols(LLVMMemoryBufferRef obj, char *bad, size_t size);
 
 #endif

@@ -1,5 +1,5 @@
 /* ORC LLJIT driver: build the module, verify it, optimise with
- * default<O3> for the host CPU, JIT it, look up kiln_run. */
+ * default<O3> for the host CPU (or KILN_CPU's), JIT it, look up kiln_run. */
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Error.h>
 #include <llvm-c/LLJIT.h>
@@ -17,6 +17,7 @@ struct kiln_llvm_jit {
   void (*run)(void **bufs);
   int nbufs;
   kiln_rt_pool *pool; /* NULL: single-threaded */
+  char why[400];      /* why linking failed (check_object) */
 };
 
 /* The runtime entry points generated code calls, resolved to this
@@ -27,6 +28,29 @@ static LLVMErrorRef define_runtime(LLVMOrcLLJITRef jit, LLVMOrcJITDylibRef jd) {
       {(LLVMOrcExecutorAddress)(uintptr_t)&kiln_rt_parallel_for, {LLVMJITSymbolGenericFlagsExported, 0}}};
   LLVMOrcMaterializationUnitRef mu = LLVMOrcAbsoluteSymbols(&sym, 1);
   return LLVMOrcJITDylibDefine(jd, mu);
+}
+
+static int allowed_symbol(void *ctx, LLVMOrcSymbolStringPoolEntryRef sym) {
+  (void)ctx;
+  return kiln_llvm_symbol_allowed(LLVMOrcSymbolStringPoolEntryStr(sym));
+}
+
+/* Every object the JIT links is checked before linking: an undefined
+ * symbol outside the allowlist (a compiler-rt helper this CPU needs and
+ * another would not) fails the compilation here and on every host. */
+static LLVMErrorRef check_object(void *ctx, LLVMMemoryBufferRef *obj) {
+  char bad[256], *msg = ctx; /* kiln_llvm_jit.why: the lookup's error reports it */
+  int n = kiln_llvm_object_foreign_symbols(*obj, bad, sizeof bad);
+  if (n == 0) return NULL;
+  if (n < 0) snprintf(msg, 400, "cannot read the generated object: %s", bad);
+  else snprintf(msg, 400, "generated code calls '%s', which kiln does not provide on every host", bad);
+  return LLVMCreateStringError(msg);
+}
+
+/* Session errors become the lookup's one-line diagnostic, not stderr noise. */
+static void quiet_session_error(void *ctx, LLVMErrorRef err) {
+  (void)ctx;
+  LLVMConsumeError(err);
 }
 
 static int llvm_fail(kiln_diag *d, const char *what, LLVMErrorRef err) {
@@ -44,11 +68,11 @@ static LLVMTargetMachineRef host_machine(const char *triple, kiln_diag *d) {
     LLVMDisposeMessage(err);
     return NULL;
   }
-  char *cpu = LLVMGetHostCPUName(), *features = LLVMGetHostCPUFeatures();
+  char *cpu, *features;
+  kiln_llvm_target_cpu(&cpu, &features); /* KILN_CPU or the host */
   LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, cpu, features, LLVMCodeGenLevelAggressive,
                                                     LLVMRelocPIC, LLVMCodeModelJITDefault);
-  LLVMDisposeMessage(cpu);
-  LLVMDisposeMessage(features);
+  kiln_llvm_target_cpu_free(cpu, features);
   return tm;
 }
 
@@ -66,12 +90,21 @@ kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d) {
   LLVMInitializeNativeTarget();
   LLVMInitializeNativeAsmPrinter();
   kiln_llvm_jit *j = calloc(1, sizeof *j);
-  LLVMErrorRef err = LLVMOrcCreateLLJIT(&j->jit, NULL);
+  /* the JIT's code generator targets the same CPU as the optimiser:
+   * KILN_CPU's when set, so a test can build what another host would */
+  char *host_triple = LLVMGetDefaultTargetTriple();
+  LLVMTargetMachineRef jtm = host_machine(host_triple, d);
+  LLVMDisposeMessage(host_triple);
+  if (!jtm) { free(j); return NULL; }
+  LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
+  LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(jtm));
+  LLVMErrorRef err = LLVMOrcCreateLLJIT(&j->jit, builder); /* takes the builder */
   if (err) { llvm_fail(d, "cannot create the JIT", err); free(j); return NULL; }
   LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
   cg c = {0};
   c.ctx = LLVMOrcThreadSafeContextGetContext(tsc);
   c.mod = LLVMModuleCreateWithNameInContext("kiln", c.ctx);
+  LLVMSetSourceFileName(c.mod, "", 0); /* no file symbol: see check_object */
   c.b = LLVMCreateBuilderInContext(c.ctx);
   const char *triple = LLVMOrcLLJITGetTripleString(j->jit);
   LLVMSetTarget(c.mod, triple);
@@ -97,20 +130,31 @@ kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d) {
     kiln_llvm_jit_free(j);
     return NULL;
   }
-  /* libm (tanhf, erff) and the runtime come from this process */
+  /* libm (tanhf, erff) and libc's mem* come from this process, and
+   * nothing else: a compiler-rt helper the process happens to carry
+   * (libgcc's half conversions) would be missing on another host */
   LLVMOrcDefinitionGeneratorRef gen;
-  err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->jit), NULL, NULL);
+  err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->jit),
+                                                             allowed_symbol, NULL);
   if (err) { llvm_fail(d, "cannot search the process for symbols", err); kiln_llvm_jit_free(j); return NULL; }
   LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->jit);
   LLVMOrcJITDylibAddGenerator(jd, gen);
   err = define_runtime(j->jit, jd);
   if (err) { llvm_fail(d, "cannot define runtime symbols", err); kiln_llvm_jit_free(j); return NULL; }
+  LLVMOrcObjectTransformLayerSetTransform(LLVMOrcLLJITGetObjTransformLayer(j->jit), check_object, j->why);
+  LLVMOrcExecutionSessionSetErrorReporter(LLVMOrcLLJITGetExecutionSession(j->jit), quiet_session_error, NULL);
   LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(c.mod, tsc);
   LLVMOrcDisposeThreadSafeContext(tsc); /* the module keeps it alive */
   err = LLVMOrcLLJITAddLLVMIRModule(j->jit, jd, tsm);
   if (err) { llvm_fail(d, "cannot add the module", err); kiln_llvm_jit_free(j); return NULL; }
   LLVMOrcExecutorAddress addr;
   err = LLVMOrcLLJITLookup(j->jit, &addr, "kiln_run");
+  if (err && j->why[0]) {
+    LLVMConsumeError(err);
+    kiln_error(d, NULL, "internal error: %s", j->why);
+    kiln_llvm_jit_free(j);
+    return NULL;
+  }
   if (err) { llvm_fail(d, "cannot compile the module", err); kiln_llvm_jit_free(j); return NULL; }
   j->run = (void (*)(void **))(uintptr_t)addr;
   j->nbufs = p->nbufs;

@@ -43,15 +43,16 @@ int kiln_llvm_emit_object(const kiln_program *p, const char *prefix, int portabl
     LLVMDisposeMessage(triple);
     return -1;
   }
-  char *cpu = portable ? NULL : LLVMGetHostCPUName(), *features = portable ? NULL : LLVMGetHostCPUFeatures();
+  char *cpu, *features;
+  kiln_llvm_target_cpu(&cpu, &features); /* KILN_CPU or the host */
   LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, portable ? "x86-64" : cpu,
                                                     portable ? "" : features, LLVMCodeGenLevelAggressive,
                                                     LLVMRelocPIC, LLVMCodeModelDefault);
-  if (cpu) LLVMDisposeMessage(cpu);
-  if (features) LLVMDisposeMessage(features);
+  kiln_llvm_target_cpu_free(cpu, features);
   cg c = {0};
   c.ctx = LLVMContextCreate();
   c.mod = LLVMModuleCreateWithNameInContext(prefix, c.ctx);
+  LLVMSetSourceFileName(c.mod, "", 0); /* no file symbol (the symbol check) */
   c.b = LLVMCreateBuilderInContext(c.ctx);
   char entry[256];
   snprintf(entry, sizeof entry, "%s_kernels", prefix);
@@ -84,6 +85,15 @@ int kiln_llvm_emit_object(const kiln_program *p, const char *prefix, int portabl
   LLVMMemoryBufferRef mb;
   if (LLVMTargetMachineEmitToMemoryBuffer(tm, c.mod, LLVMObjectFile, &err, &mb)) {
     kiln_error(d, NULL, "LLVM: cannot emit the object: %s", err);
+    goto out;
+  }
+  char bad[256];
+  int nbad = kiln_llvm_object_foreign_symbols(mb, bad, sizeof bad);
+  if (nbad) {
+    kiln_error(d, NULL, nbad < 0 ? "LLVM: cannot read the emitted object: %s"
+                                 : "internal error: the object calls '%s', which kiln does not provide on every host",
+               bad);
+    LLVMDisposeMemoryBuffer(mb);
     goto out;
   }
   *len = LLVMGetBufferSize(mb);

@@ -166,9 +166,23 @@ void suite_run_free(suite_run *r) {
 
 typedef struct result { char status[32], reason[512]; } result;
 
+/* --only A,B,C: a case runs when its name contains any of the substrings. */
+static int selected(const char *name, const char *only) {
+  if (!only) return 1;
+  for (const char *p = only; *p;) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    for (const char *q = name; len && *q; q++)
+      if (!strncmp(q, p, len)) return 1;
+    if (!end) break;
+    p = end + 1;
+  }
+  return 0;
+}
+
 int suite_main(int argc, char **argv, const char *title, suite_case_fn fn) {
   if (argc < 3) {
-    fprintf(stderr, "usage: %s SUITE_DIR EXPECT_FILE [--update] [--only SUBSTRING]\n", argv[0]);
+    fprintf(stderr, "usage: %s SUITE_DIR EXPECT_FILE [--update] [--only SUBSTRING[,SUBSTRING...]]\n", argv[0]);
     return 2;
   }
   int update = 0;
@@ -188,7 +202,7 @@ int suite_main(int argc, char **argv, const char *title, suite_case_fn fn) {
   int ne = suite_read_expect(argv[2], expect, SUITE_MAX_CASES);
   int pass = 0, unsupported = 0, known = 0, regressed = 0, unlisted = 0, ran = 0;
   for (int i = 0; i < n; i++) {
-    if (only && !strstr(cases[i].name, only)) continue;
+    if (!selected(cases[i].name, only)) continue;
     ran++;
     suite_run r;
     memset(&r, 0, sizeof r);
