@@ -1,5 +1,6 @@
-/* ir/text_escape.c and the display form of ir/diag.c messages: model strings
- * shown on a terminal (display form) and in `inspect --json` (JSON form).
+/* ir/text_escape.c, and its users in ir/: diag.c messages, the graph IR
+ * printer (print.c) and the loop IR dump (loop.c).  Model strings shown on
+ * a terminal take the display form, in `inspect --json` the JSON form.
  * Every expectation is written out by hand from the rules in
  * ir/text_escape.h and from UTF-8 as RFC 3629 defines it (the ill-formed
  * cases are its overlong, surrogate and out-of-range examples). */
@@ -10,6 +11,8 @@
 
 #include "ir/diag.h"
 #include "ir/text_escape.h"
+#include "ir_test.h"
+#include "passes/lower.h"
 
 /* What a FILE-writing function printed, as a string (caller frees). */
 #define CAPTURE(out, call)                       \
@@ -142,4 +145,35 @@ Test(diag, excerpt_is_escaped_and_the_caret_follows_the_display) {
                   .source = "first\na\x1b\tcb c\nthird"};
   kiln_error(&d, &loc, "bad");
   cr_expect_str_eq(d.msg, "net.kiln:2:5: relu: bad\n    2 | a\\x1b\tcb c\n      |      \t ^");
+}
+
+/* ---- the graph and loop IR dumps print names in display form ---- */
+
+static void expect_clean(const char *text) {
+  for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+    cr_expect(*p == '\n' || (*p >= 0x20 && *p != 0x7f), "raw byte 0x%02x at %d of:\n%s", *p,
+              (int)(p - (const unsigned char *)text), text);
+}
+
+Test(dumps, graph_and_loop_ir_show_names_in_display_form, .init = graph_setup, .fini = graph_teardown) {
+  kiln_value *x = t_input("x\n\x1b[2J", KILN_DT_F32, DIMS(1, 4));
+  NODE(KILN_OP_RELU, "r\r\x1b]0;t\x07", x); /* its output is named "r\r\x1b]0;t\x07:0" */
+  infer_ok();
+  char *t = NULL;
+  CAPTURE(t, kiln_graph_print(g, f));
+  expect_clean(t);
+  cr_expect(strstr(t, "  input %x\\x0a\\x1b[2J : f32[1,4]\n"), "%s", t);
+  cr_expect(strstr(t, "  %r\\x0d\\x1b]0;t\\x07:0 : f32[1,4] = Relu(%x\\x0a\\x1b[2J)  # r\\x0d\\x1b]0;t\\x07\n"), "%s", t);
+  cr_expect(strstr(t, "  output %r\\x0d\\x1b]0;t\\x07:0 : f32[1,4]\n"), "%s", t);
+  free(t);
+  kiln_diag d = {0};
+  kiln_program *p = kiln_lower(g, &d);
+  cr_assert_not_null(p, "%s", d.msg);
+  CAPTURE(t, kiln_program_print(p, f));
+  expect_clean(t);
+  cr_expect(strstr(t, "buffer %x\\x0a\\x1b[2J : f32[4] input\n"), "%s", t);
+  cr_expect(strstr(t, "buffer %r\\x0d\\x1b]0;t\\x07:0 : f32[4] output\n"), "%s", t);
+  cr_expect(strstr(t, "      %r\\x0d\\x1b]0;t\\x07:0[("), "%s", t); /* the store */
+  cr_expect(strstr(t, "%x\\x0a\\x1b[2J[i1]"), "%s", t);                 /* a load */
+  free(t);
 }
