@@ -177,3 +177,14 @@ Test(dumps, graph_and_loop_ir_show_names_in_display_form, .init = graph_setup, .
   cr_expect(strstr(t, "%x\\x0a\\x1b[2J[i1]"), "%s", t);                 /* a load */
   free(t);
 }
+
+Test(dumps, string_attributes_show_in_display_form, .init = graph_setup, .fini = graph_teardown) {
+  kiln_value *a = t_input("a", KILN_DT_F32, DIMS(1, 1, 2, 2));
+  kiln_node *rs = NODE(KILN_OP_RESIZE, "up", a);
+  ((kiln_attrs_resize *)rs->attrs)->mode = "lin\n\x1b[8mear\\";
+  char *t = NULL;
+  CAPTURE(t, kiln_graph_print(g, f));
+  expect_clean(t);
+  cr_expect(strstr(t, "mode=\"lin\\x0a\\x1b[8mear\\\\\""), "%s", t);
+  free(t);
+}
