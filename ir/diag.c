@@ -1,5 +1,6 @@
 /* Formatting of located diagnostics. */
 #include "diag.h"
+#include "text_escape.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,9 +30,9 @@ void kiln_loc_format(const kiln_loc *loc, char *buf, int size) {
 #undef PUT
 }
 
-/* Appends "\n  12 | <source line>\n     |     ^" (the line cut at 160 bytes;
- * tabs are kept in the caret line so the caret lines up; a multi-byte UTF-8
- * character counts as one column). */
+/* Appends "\n  12 | <source line>\n     |     ^" (the line cut at 160 bytes
+ * and shown in display form, tabs kept; the caret line holds one space per
+ * column of what is shown before the caret, a tab where the line has one). */
 static void append_excerpt(char *msg, size_t size, const kiln_loc *loc) {
   const char *p = loc->source;
   for (int l = 1; l < loc->line && *p; p++)
@@ -40,28 +41,43 @@ static void append_excerpt(char *msg, size_t size, const kiln_loc *loc) {
   while (p[len] && p[len] != '\n' && p[len] != '\r' && len < 160) len++;
   size_t n = strlen(msg);
   if (n >= size) return;
-  int w = snprintf(msg + n, size - n, "\n%5d | %.*s\n      | ", loc->line, len, p);
+  int w = snprintf(msg + n, size - n, "\n%5d | ", loc->line);
   if (w < 0 || (size_t)w >= size - n) return;
   n += (size_t)w;
-  for (int i = 0; i < loc->col - 1 && i < len && n + 2 < size; i++) {
-    unsigned char ch = (unsigned char)p[i];
-    if ((ch & 0xC0) == 0x80) continue;
-    msg[n++] = ch == '\t' ? '\t' : ' ';
+  /* The line in pieces between tabs, so tabs stay tabs. */
+  for (int i = 0; i < len && n + 1 < size;) {
+    char piece[161];
+    int k = 0;
+    while (i + k < len && p[i + k] != '\t') { piece[k] = p[i + k]; k++; }
+    piece[k] = 0;
+    size_t used = kiln_display_escape(msg + n, size - n, piece);
+    n += strlen(msg + n);
+    if ((int)used < k) return; /* msg is full */
+    i += k;
+    if (i < len && n + 1 < size) { msg[n++] = '\t'; msg[n] = 0; i++; }
+  }
+  /* Columns before the caret: the display width of the first col-1 bytes. */
+  char head[161];
+  int hl = loc->col - 1 < len ? loc->col - 1 : len;
+  memcpy(head, p, (size_t)(hl > 0 ? hl : 0));
+  head[hl > 0 ? hl : 0] = 0;
+  w = snprintf(msg + n, size - n, "\n      | ");
+  if (w < 0 || (size_t)w >= size - n) return;
+  n += (size_t)w;
+  for (int i = 0; head[i] && n + 2 < size;) {
+    if (head[i] == '\t') { msg[n++] = '\t'; i++; continue; }
+    int k = 0;
+    char piece[161];
+    while (head[i + k] && head[i + k] != '\t') { piece[k] = head[i + k]; k++; }
+    piece[k] = 0;
+    char shown[161 * 4 + 1];
+    kiln_display_escape(shown, sizeof shown, piece);
+    /* one column per shown character: count UTF-8 lead bytes */
+    for (const unsigned char *c = (const unsigned char *)shown; *c && n + 2 < size; c++)
+      if ((*c & 0xC0) != 0x80) msg[n++] = ' ';
+    i += k;
   }
   if (n + 2 <= size) { msg[n++] = '^'; msg[n] = 0; }
-}
-
-/* Copies src into dst with control bytes (a model's names may hold
- * newlines or terminal escapes) written as \xHH: a message stays one line
- * and prints as text. */
-static void copy_escaped(char *dst, size_t size, const char *src) {
-  size_t n = 0;
-  for (const unsigned char *p = (const unsigned char *)src; *p && n + 1 < size; p++) {
-    if (*p >= 0x20 && *p != 0x7f) dst[n++] = (char)*p;
-    else if (n + 5 < size) n += (size_t)snprintf(dst + n, size - n, "\\x%02x", *p);
-    else break;
-  }
-  dst[n] = 0;
 }
 
 int kiln_verror(kiln_diag *d, const kiln_loc *loc, const char *fmt, va_list ap) {
@@ -73,7 +89,7 @@ int kiln_verror(kiln_diag *d, const kiln_loc *loc, const char *fmt, va_list ap) 
   if (where[0]) n = snprintf(raw, sizeof raw, "%s: ", where);
   if (n < 0 || n >= (int)sizeof raw) n = 0;
   vsnprintf(raw + n, sizeof raw - (size_t)n, fmt, ap);
-  copy_escaped(d->msg, sizeof d->msg, raw);
+  kiln_display_escape(d->msg, sizeof d->msg, raw);
   if (loc && loc->line > 0 && loc->source) append_excerpt(d->msg, sizeof d->msg, loc);
   return -1;
 }

@@ -3,7 +3,9 @@
  * usually consequences) and returns a failure status; the CLI prints it as
  * `kiln: error: MSG`.  A location names the file and either the ONNX node
  * (name and index) or a DSL line:column; a DSL location that carries its
- * source text also gets the source line and a caret under the column. */
+ * source text also gets the source line and a caret under the column.
+ * The message is stored in display form (ir/text_escape.h): the model
+ * strings it quotes cannot break its line or reach the terminal raw. */
 #ifndef KILN_DIAG_H
 #define KILN_DIAG_H
 

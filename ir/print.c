@@ -1,14 +1,16 @@
 /* Textual IR: one line per input, constant and node, in graph order, with
  * attributes that differ from their defaults.  Constant payloads are
  * summarised (count + a few leading values), so the output stays small and
- * diffs stay readable when weights change. */
+ * diffs stay readable when weights change.  Model strings (names, string
+ * attributes, symbolic dims) are printed in display form (text_escape.h). */
 #include <inttypes.h>
 #include <string.h>
 
 #include "graph.h"
+#include "text_escape.h"
 
 static void print_value_ref(FILE *f, const kiln_value *v) {
-  if (v) fprintf(f, "%%%s", v->name);
+  if (v) { fputc('%', f); kiln_put_display(f, v->name); }
   else fprintf(f, "_");
 }
 
@@ -40,7 +42,9 @@ void kiln_node_print_attrs(FILE *f, const kiln_node *n) {
     case KILN_AT_STRING: {
       const char *v, *dv; memcpy(&v, p, sizeof v); memcpy(&dv, q, sizeof dv);
       if (!v || (dv && strcmp(v, dv) == 0)) continue;
-      snprintf(buf, sizeof buf, "\"%s\"", v);
+      buf[0] = '"'; /* model text: display form, cut to fit */
+      kiln_display_escape(buf + 1, sizeof buf - 2, v);
+      strcat(buf, "\"");
       break;
     }
     case KILN_AT_INTS: {
@@ -91,16 +95,25 @@ static void print_payload(FILE *f, const kiln_value *v) {
 
 void kiln_graph_print(const kiln_graph *g, FILE *f) {
   char ty[256];
-  fprintf(f, "graph \"%s\" ir_version %" PRId64 " opset %" PRId64 "\n", g->name, g->ir_version, g->opset);
+  fprintf(f, "graph \"");
+  kiln_put_display(f, g->name);
+  fprintf(f, "\" ir_version %" PRId64 " opset %" PRId64 "\n", g->ir_version, g->opset);
   for (int i = 0; i < g->ninputs; i++) {
     kiln_value_type_str(g, g->inputs[i], ty, sizeof ty);
-    fprintf(f, "  input %%%s : %s\n", g->inputs[i]->name, ty);
+    fprintf(f, "  input %%");
+    kiln_put_display(f, g->inputs[i]->name);
+    fprintf(f, " : ");
+    kiln_put_display(f, ty);
+    fprintf(f, "\n");
   }
   for (int i = 0; i < g->nvalues; i++) {
     const kiln_value *v = g->values[i];
     if (v->producer || !v->data || v->uses == 0) continue;
     kiln_value_type_str(g, v, ty, sizeof ty);
-    fprintf(f, "  %s %%%s : %s", v->kind == KILN_VALUE_PARAM ? "param" : "const", v->name, ty);
+    fprintf(f, "  %s %%", v->kind == KILN_VALUE_PARAM ? "param" : "const");
+    kiln_put_display(f, v->name);
+    fprintf(f, " : ");
+    kiln_put_display(f, ty);
     print_payload(f, v);
     fprintf(f, "\n");
   }
@@ -112,7 +125,8 @@ void kiln_graph_print(const kiln_graph *g, FILE *f) {
       print_value_ref(f, n->out[k]);
       if (n->out[k]) {
         kiln_value_type_str(g, n->out[k], ty, sizeof ty);
-        fprintf(f, " : %s", ty);
+        fprintf(f, " : ");
+        kiln_put_display(f, ty);
       }
     }
     fprintf(f, " = %s(", kiln_op_get(n->op)->name);
@@ -122,12 +136,15 @@ void kiln_graph_print(const kiln_graph *g, FILE *f) {
     }
     fprintf(f, ")");
     kiln_node_print_attrs(f, n);
-    if (n->name[0]) fprintf(f, "  # %s", n->name);
+    if (n->name[0]) { fprintf(f, "  # "); kiln_put_display(f, n->name); }
     fprintf(f, "\n");
   }
   for (int i = 0; i < g->noutputs; i++) {
     kiln_value_type_str(g, g->outputs[i], ty, sizeof ty);
-    fprintf(f, "  output %%%s : %s", g->outputs[i]->name, ty);
+    fprintf(f, "  output %%");
+    kiln_put_display(f, g->outputs[i]->name);
+    fprintf(f, " : ");
+    kiln_put_display(f, ty);
     if (g->outputs[i]->data && !g->outputs[i]->producer) print_payload(f, g->outputs[i]);
     fprintf(f, "\n");
   }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../ir/text_escape.h"
 #include "../passes/lower.h"
 #include "cli.h"
 
@@ -21,16 +22,7 @@ static const char help[] =
     "  --dim NAME=N  bind symbolic dim NAME to N (default: keep it symbolic)\n"
     "  -h, --help    show this help\n";
 
-static void json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  for (; *s; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-    else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-    else fputc(ch, f);
-  }
-  fputc('"', f);
-}
+static void json_str(FILE *f, const char *s) { kiln_put_json_string(f, s); }
 
 static void json_shape(FILE *f, const kiln_graph *g, const kiln_value *v) {
   fputc('[', f);
@@ -141,20 +133,33 @@ static void print_json(const char *path, kiln_graph *g, const kiln_model_opts *o
 static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts *o, int verbose) {
   char ty[256], b1[64], b2[64];
   int count[KILN_OP_COUNT];
-  printf("model     %s\n", path);
+  printf("model     ");
+  kiln_put_display(stdout, path);
+  printf("\n");
   size_t plen = strlen(path);
   if (plen > 5 && !strcmp(path + plen - 5, ".kiln"))
     printf("format    kiln DSL (kiln export writes it as ONNX opset %" PRId64 ")\n", g->opset);
-  else
-    printf("format    ONNX ir_version %" PRId64 ", opset %" PRId64 "%s%s\n", g->ir_version, g->opset,
-           g->producer[0] ? ", producer " : "", g->producer);
+  else {
+    printf("format    ONNX ir_version %" PRId64 ", opset %" PRId64 "%s", g->ir_version, g->opset,
+           g->producer[0] ? ", producer " : "");
+    kiln_put_display(stdout, g->producer);
+    printf("\n");
+  }
   for (int i = 0; i < g->ninputs; i++) {
     kiln_value_type_str(g, g->inputs[i], ty, sizeof ty);
-    printf("%-9s %-24s %s\n", i ? "" : "inputs", g->inputs[i]->name, ty);
+    printf("%-9s ", i ? "" : "inputs");
+    kiln_put_display_pad(stdout, g->inputs[i]->name, 24);
+    printf(" ");
+    kiln_put_display(stdout, ty);
+    printf("\n");
   }
   for (int i = 0; i < g->noutputs; i++) {
     kiln_value_type_str(g, g->outputs[i], ty, sizeof ty);
-    printf("%-9s %-24s %s\n", i ? "" : "outputs", g->outputs[i]->name, ty);
+    printf("%-9s ", i ? "" : "outputs");
+    kiln_put_display_pad(stdout, g->outputs[i]->name, 24);
+    printf(" ");
+    kiln_put_display(stdout, ty);
+    printf("\n");
   }
   histogram(g, count);
   printf("nodes     %d\nops      ", g->nnodes);
@@ -183,11 +188,13 @@ static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts
     printf("\n");
     for (int i = 0; i < g->nnodes; i++) {
       const kiln_node *n = g->nodes[i];
-      printf("  #%-4d %-22s %-28s", i, kiln_op_get(n->op)->name, n->name[0] ? n->name : "-");
+      printf("  #%-4d %-22s ", i, kiln_op_get(n->op)->name);
+      kiln_put_display_pad(stdout, n->name[0] ? n->name : "-", 28);
       for (int k = 0; k < n->nout; k++) {
         if (!n->out[k]) continue;
         kiln_value_type_str(g, n->out[k], ty, sizeof ty);
-        printf(" %s", ty);
+        printf(" ");
+        kiln_put_display(stdout, ty);
       }
       printf("\n");
     }

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "../backends/llvm/kiln_llvm.h"
+#include "../ir/text_escape.h"
 #include "../passes/lower.h"
 #include "../passes/passes.h"
 #include "cli.h"
@@ -63,7 +64,11 @@ static void summarise(const kiln_graph *g, const kiln_buf *b, const void *data) 
     hi = x > hi ? x : hi;
     sum += x;
   }
-  printf("output %s : %s  min %.6g  max %.6g  mean %.6g\n", b->name, ty, lo, hi, b->numel ? sum / (double)b->numel : 0);
+  printf("output ");
+  kiln_put_display(stdout, b->name);
+  printf(" : ");
+  kiln_put_display(stdout, ty);
+  printf("  min %.6g  max %.6g  mean %.6g\n", lo, hi, b->numel ? sum / (double)b->numel : 0);
   int64_t classes = b->rank ? b->dims[b->rank - 1] : 0;
   if (kiln_dtype_is_float(b->dtype) && classes >= 5 && b->numel == classes) {
     int top[5];
