@@ -152,6 +152,12 @@ def main(argv):
         mean, var, rm, rv = f64_stats(inputs, momentum)
         ok, msg = compare(name, got, want, {"saved_mean": mean, "saved_var": var, "mean_out": rm, "var_out": rv})
         results.append((ok, name, msg))
+    # opset 15 has no saved_mean/saved_var: a one-line error, no output
+    m = model((2, 3, 4), {"training_mode": 1}, ("y", "rm", "rv", "sm", "sv"), 15)
+    got, err = run_kiln(kiln, m, feeds(rng, (2, 3, 4)), work, "opset15_five_outputs")
+    want = "node 'bn' (BatchNormalization): has 5 outputs, BatchNormalization gives 1 to 3 since opset 14"
+    ok = got is None and want in (err or "") and err.count("\n") == 0
+    results.append((ok, "opset15_five_outputs_rejected", err or "kiln accepted it"))
     passed = sum(ok for ok, _, _ in results)
     for ok, name, msg in results:
         print(f"{'PASS' if ok else 'FAIL'} {name}: {msg}")
