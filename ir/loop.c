@@ -243,6 +243,8 @@ static void print_lx(const kiln_kernel *k, const kiln_lx *e, FILE *f) {
   }
 }
 
+void kiln_lx_print(const kiln_kernel *k, const kiln_lx *e, FILE *f) { print_lx(k, e, f); }
+
 static void print_ls(const kiln_kernel *k, const kiln_ls *s, int ind, FILE *f) {
   for (; s; s = s->next) {
     fprintf(f, "%*s", ind, "");

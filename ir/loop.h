@@ -194,6 +194,8 @@ kiln_buf *kiln_program_add_buf(kiln_program *p, const kiln_value *v, kiln_buf_ki
 /* Human-readable dump (kiln inspect --loops, tests). */
 void kiln_program_print(const kiln_program *p, FILE *f);
 const char *kiln_lx_op_name(kiln_lx_op op);
+/* One expression as the dump writes it (k: its kernel, for local names). */
+void kiln_lx_print(const kiln_kernel *k, const kiln_lx *e, FILE *f);
 /* True when an integer DIV/REM by `divisor` needs the x/0, INT_MIN/-1
  * guard: unless the divisor is a constant other than 0 and -1. */
 int kiln_lx_div_needs_guard(const kiln_lx *divisor);
@@ -206,5 +208,19 @@ int kiln_lx_is_index_expr(const kiln_lx *e);
  * semantics above.  Returns 0, or -1 when an index falls outside its
  * buffer (nothing is written out of bounds). */
 int kiln_loop_eval(const kiln_program *p, const kiln_kernel *k, void **bufs);
+
+/* ---- verifying: loop_verify.c ---- */
+/* Checks p's invariants: loop vars used only inside their loops, locals
+ * declared before use and in scope, stores only to outputs and workspace,
+ * consistent types (BIN operands alike, bool conditions, i64 indices),
+ * barriers only under GPU-bound loops, and no index provably outside its
+ * buffer (interval analysis; silent where it cannot decide).  Returns the
+ * number of errors; the first is recorded in d as
+ * "FILE: node 'NAME' (Op): loop IR: kernel 'K': what is wrong". */
+int kiln_loop_verify(const kiln_program *p, kiln_diag *d);
+/* Whether kiln_lower verifies: always in debug builds (no NDEBUG), else
+ * when the environment sets KILN_VERIFY_LOOPS (not "0"), as the
+ * conformance runners do. */
+int kiln_loop_verify_wanted(void);
 
 #endif

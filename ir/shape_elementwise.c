@@ -173,6 +173,9 @@ int kiln_shape_batchnorm(kiln_shape_ctx *c, kiln_node *n) {
   kiln_shape_copy(n, 0, n->in[0]);
   kiln_shape_copy(n, 1, n->in[3]);
   kiln_shape_copy(n, 2, n->in[4]);
+  /* saved_mean / saved_var: opset < 14 training outputs (onnx_upgrade.c) */
+  kiln_shape_set(n, 3, n->in[0]->dtype, n->in[3]->rank, n->in[3]->dims);
+  kiln_shape_set(n, 4, n->in[0]->dtype, n->in[4]->rank, n->in[4]->dims);
   return 0;
 }
 

@@ -22,6 +22,18 @@ void kiln_plan_memory(kiln_program *p);
  * kernel; same values computed (see passes/simplify_index.c). */
 void kiln_simplify_index(kiln_program *p);
 
+/* Interval analysis of i64 index expressions (simplify_index.c, shared
+ * with the loop-IR verifier): var_ext[v] is loop var v's extent, local_rng
+ * (NULL: none known) the range of each never-assigned i64 local.  Returns
+ * 1 with [*lo, *hi] containing every value e can take, or 0: unknown. */
+typedef struct kiln_index_rng { int ok; int64_t lo, hi; } kiln_index_rng;
+typedef struct kiln_index_env {
+  const int64_t *var_ext;
+  const kiln_index_rng *local_rng;
+  int nlocals;
+} kiln_index_env;
+int kiln_index_range(const kiln_index_env *env, const kiln_lx *e, int64_t *lo, int64_t *hi);
+
 /* Every lower/scalar function named in ops.def. */
 #define KILN_OP(E, name, attrs, ins, outs, shape, fold, macs, lower, scalar) \
   int lower(kiln_lctx *L, const kiln_node *n);

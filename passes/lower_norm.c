@@ -194,7 +194,9 @@ static int scale_factor(kiln_lctx *L, kiln_lx *scale, kiln_lx *var, double eps) 
  *     (population variance, over N and S); the optional outputs
  *     running_mean / running_var are input_mean * momentum +
  *     batch_mean * (1 - momentum) (and the same for var), as in the ONNX
- *     reference.
+ *     reference.  Opset < 14 files may also ask for saved_mean /
+ *     saved_var (onnx_upgrade.c keeps them): the batch mean and variance,
+ *     as the onnx package's _batchnorm_training_mode returns them.
  * One kernel: c (parallel), then n, s. */
 int kiln_lower_batch_norm(kiln_lctx *L, const kiln_node *n) {
   const kiln_attrs_batchnorm *a = n->attrs;
@@ -205,6 +207,10 @@ int kiln_lower_batch_norm(kiln_lctx *L, const kiln_node *n) {
   kiln_buf *mb = kiln_lower_buf(L, n->in[3]), *vb = kiln_lower_buf(L, n->in[4]);
   kiln_buf *rmb = n->nout > 1 && n->out[1] ? kiln_lower_buf(L, n->out[1]) : NULL;
   kiln_buf *rvb = n->nout > 2 && n->out[2] ? kiln_lower_buf(L, n->out[2]) : NULL;
+  kiln_buf *smb = n->nout > 3 && n->out[3] ? kiln_lower_buf(L, n->out[3]) : NULL;
+  kiln_buf *svb = n->nout > 4 && n->out[4] ? kiln_lower_buf(L, n->out[4]) : NULL;
+  if ((smb || svb) && !a->training_mode)
+    return kiln_lower_fail(L, n, "outputs saved_mean/saved_var are computed only in training mode");
   kiln_dtype ct = kiln_lower_ctype(X->dtype);
   kiln_lower_begin(L, n);
   kiln_nest ns = {0};
@@ -218,6 +224,9 @@ int kiln_lower_batch_norm(kiln_lctx *L, const kiln_node *n) {
     int k = scale_factor(L, scale, loc(L, var), a->epsilon);
     normalise(L, &ns, xb, yb, base, N, C * S, S, mean, k, shift);
     double mom = a->momentum;
+    /* opset < 14 training outputs: the batch statistics themselves */
+    if (smb) kiln_lb_store(LB, smb, c, loc(L, mean.hi)); /* hi: the mean rounded to ct */
+    if (svb) kiln_lb_store(LB, svb, c, loc(L, var));
     if (rmb) {
       kiln_lx *old = kiln_lx_cast(LB, ct, kiln_lower_load(L, mb, c));
       kiln_lb_store(LB, rmb, c,

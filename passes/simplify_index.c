@@ -36,7 +36,7 @@
 #define MAXT 24 /* terms in one linear form; longer sums stay as they are */
 #define NOLEVEL 1000
 
-typedef struct rng { int ok; int64_t lo, hi; } rng;
+typedef kiln_index_rng rng; /* ok = 0: unknown */
 typedef struct term { uint64_t k; kiln_lx *atom; } term;
 typedef struct lin { int n, ok; term t[MAXT]; uint64_t c; } lin;
 
@@ -577,6 +577,20 @@ static int max_var(const kiln_ls *s, int m) {
     m = max_var(s->orelse, m);
   }
   return m;
+}
+
+/* The range analysis above, for the loop-IR verifier (ir/loop_verify.c):
+ * one range for a kernel's loop vars and never-assigned i64 locals. */
+int kiln_index_range(const kiln_index_env *env, const kiln_lx *e, int64_t *lo, int64_t *hi) {
+  sctx S = {0};
+  S.var_ext = (int64_t *)env->var_ext;
+  S.local_rng = (rng *)env->local_rng;
+  S.cap_locals = env->local_rng ? env->nlocals : 0;
+  rng r = range_of(&S, e);
+  if (!r.ok) return 0;
+  *lo = r.lo;
+  *hi = r.hi;
+  return 1;
 }
 
 void kiln_simplify_index(kiln_program *p) {

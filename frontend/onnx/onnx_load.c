@@ -174,6 +174,8 @@ static int convert_node(onnx_importer *im, const Onnx__NodeProto *np, int index)
   if (n.nout < lo || n.nout > hi)
     return kiln_error(im->d, &loc, "has %d outputs, %s gives %d%s", n.nout, info->name, lo,
                       hi == INT_MAX ? " or more" : hi > lo ? kiln_arena_printf(ar, " to %d", hi) : "");
+  if (op == KILN_OP_BATCH_NORM && im->opset >= 14 && n.nout > 3) /* saved_mean/saved_var: only before 14 (onnx_upgrade.c) */
+    return kiln_error(im->d, &loc, "has %d outputs, %s gives 1 to 3 since opset 14", n.nout, info->name);
   kiln_node *kn = kiln_node_new(im->g, (kiln_op)op, np->name, n.nin, n.nout);
   kn->loc = loc;
   for (int k = 0; k < n.nin; k++) {

@@ -124,15 +124,20 @@ static int up_batchnorm(onnx_importer *im, onnx_node *n) {
   Onnx__AttributeProto *sp = onnx_take_attr(n, "spatial");
   if (sp && sp->i == 0)
     return kiln_error(im->d, &n->loc, "per-activation BatchNormalization (spatial=0) is not supported");
-  onnx_take_attr(n, "is_test");
+  Onnx__AttributeProto *test = onnx_take_attr(n, "is_test");
   onnx_take_attr(n, "consumed_inputs");
-  /* saved_mean / saved_var (training-only outputs before opset 14) */
-  if (n->nout > 3) {
-    for (int k = 3; k < n->nout; k++)
-      if (n->proto->output[k] && n->proto->output[k][0])
-        return kiln_error(im->d, &n->loc, "training outputs saved_mean/saved_var are not supported");
-    n->nout = 3;
-  }
+  /* saved_mean / saved_var (outputs 3, 4): before opset 14 a node asking
+   * for them runs in training mode (the spec's "output case #1"); they are
+   * the batch statistics.  Without them the node keeps its inference
+   * meaning (running statistics pass through), as ONNX's own 13 -> 14
+   * version converter reads it. */
+  int saved = 0;
+  for (int k = 3; k < n->nout && k < 5; k++) saved |= n->proto->output[k] && n->proto->output[k][0];
+  if (n->nout > 5) n->nout = 5;
+  if (saved && test && test->i)
+    return kiln_error(im->d, &n->loc, "outputs saved_mean/saved_var are training outputs, but is_test=1");
+  if (saved) set_attr_int(im, n, "training_mode", 1);
+  else if (n->nout > 3) n->nout = 3;
   return 0;
 }
 

@@ -88,6 +88,9 @@ static int run_set(const suite_case *c, int set, suite_run *r, const suite_backe
 }
 
 void suite_execute(const suite_case *c, suite_run *r, const suite_backend *b) {
+  /* every program is verified after lowering and after the simplifier
+   * (kiln_loop_verify); a verifier error fails the case like any other */
+  setenv("KILN_VERIFY_LOOPS", "1", 1);
   int sets = suite_count_sets(c);
   if (sets == 0) sets = 1;
   for (int s = 0; s < sets; s++) {

@@ -47,6 +47,8 @@ PARTS = ("node", "pytorch-converted", "pytorch-operator", "simple")
 HERE = os.path.dirname(os.path.abspath(__file__))
 OPS_DEF = os.path.join(HERE, "..", "..", "ir", "ops.def")
 TIMEOUT_S = 300
+# every program the CLI lowers is verified (ir/loop_verify.c), release builds too
+os.environ["KILN_VERIFY_LOOPS"] = "1"
 
 TP = onnx.TensorProto
 EXCLUDED_TYPES = {}
