@@ -64,6 +64,13 @@ static void copy_escaped(char *dst, size_t size, const char *src) {
   dst[n] = 0;
 }
 
+void kiln_put_shown(FILE *f, const char *s) {
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p >= 0x20 && *p != 0x7f) fputc(*p, f);
+    else fprintf(f, "\\x%02x", *p);
+  }
+}
+
 int kiln_verror(kiln_diag *d, const kiln_loc *loc, const char *fmt, va_list ap) {
   if (!d || d->failed) return -1;
   d->failed = 1;

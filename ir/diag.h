@@ -8,6 +8,7 @@
 #define KILN_DIAG_H
 
 #include <stdarg.h>
+#include <stdio.h>
 
 typedef struct kiln_loc {
   const char *file;      /* model path, or NULL */
@@ -32,6 +33,9 @@ typedef struct kiln_diag {
 int kiln_error(kiln_diag *d, const kiln_loc *loc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int kiln_verror(kiln_diag *d, const kiln_loc *loc, const char *fmt, va_list ap);
+/* Writes a model-derived name in display form: control bytes and DEL as
+ * \xHH (as in diagnostics), so a dump stays one line per item. */
+void kiln_put_shown(FILE *f, const char *s);
 /* Formats just the location prefix ("FILE: node 'x' (Conv)") into buf. */
 void kiln_loc_format(const kiln_loc *loc, char *buf, int size);
 

@@ -224,7 +224,7 @@ static void print_lx(const kiln_kernel *k, const kiln_lx *e, FILE *f) {
     break;
   case KILN_LX_INDEX: fprintf(f, "i%d", e->var); break;
   case KILN_LX_LOCAL: print_local(k, e->var, f); break;
-  case KILN_LX_LOAD: fprintf(f, "%%%s[", e->buf->name); print_lx(k, e->a, f); fprintf(f, "]"); break;
+  case KILN_LX_LOAD: fputc('%', f); kiln_put_shown(f, e->buf->name); fputc('[', f); print_lx(k, e->a, f); fprintf(f, "]"); break;
   case KILN_LX_UN: fprintf(f, "%s(", op_names[e->op]); print_lx(k, e->a, f); fprintf(f, ")"); break;
   case KILN_LX_BIN:
     if (e->op >= KILN_BIN_MIN && e->op <= KILN_BIN_POW) {
@@ -250,7 +250,7 @@ static void print_ls(const kiln_kernel *k, const kiln_ls *s, int ind, FILE *f) {
       print_ls(k, s->body, ind + 2, f);
       break;
     case KILN_LS_STORE:
-      fprintf(f, "%%%s[", s->buf->name); print_lx(k, s->index, f); fprintf(f, "] = "); print_lx(k, s->value, f);
+      fputc('%', f); kiln_put_shown(f, s->buf->name); fputc('[', f); print_lx(k, s->index, f); fprintf(f, "] = "); print_lx(k, s->value, f);
       fprintf(f, "\n");
       break;
     case KILN_LS_DECL:
@@ -272,12 +272,16 @@ void kiln_program_print(const kiln_program *p, FILE *f) {
   static const char *const kinds[] = {"input", "output", "weight", "workspace"};
   for (int i = 0; i < p->nbufs; i++) {
     const kiln_buf *b = p->bufs[i];
-    fprintf(f, "buffer %%%s : %s[%" PRId64 "] %s", b->name, kiln_dtype_name(b->dtype), b->numel, kinds[b->kind]);
+    fprintf(f, "buffer %%");
+    kiln_put_shown(f, b->name);
+    fprintf(f, " : %s[%" PRId64 "] %s", kiln_dtype_name(b->dtype), b->numel, kinds[b->kind]);
     if (b->kind == KILN_BUF_WORKSPACE) fprintf(f, " @%" PRId64, b->offset);
     fprintf(f, "\n");
   }
   for (int i = 0; i < p->nkernels; i++) {
-    fprintf(f, "kernel %s:\n", p->kernels[i]->name);
+    fprintf(f, "kernel ");
+    kiln_put_shown(f, p->kernels[i]->name);
+    fprintf(f, ":\n");
     print_ls(p->kernels[i], p->kernels[i]->body, 2, f);
   }
 }

@@ -8,7 +8,7 @@
 #include "graph.h"
 
 static void print_value_ref(FILE *f, const kiln_value *v) {
-  if (v) fprintf(f, "%%%s", v->name);
+  if (v) { fputc('%', f); kiln_put_shown(f, v->name); }
   else fprintf(f, "_");
 }
 
@@ -91,16 +91,22 @@ static void print_payload(FILE *f, const kiln_value *v) {
 
 void kiln_graph_print(const kiln_graph *g, FILE *f) {
   char ty[256];
-  fprintf(f, "graph \"%s\" ir_version %" PRId64 " opset %" PRId64 "\n", g->name, g->ir_version, g->opset);
+  fprintf(f, "graph \"");
+  kiln_put_shown(f, g->name);
+  fprintf(f, "\" ir_version %" PRId64 " opset %" PRId64 "\n", g->ir_version, g->opset);
   for (int i = 0; i < g->ninputs; i++) {
     kiln_value_type_str(g, g->inputs[i], ty, sizeof ty);
-    fprintf(f, "  input %%%s : %s\n", g->inputs[i]->name, ty);
+    fprintf(f, "  input ");
+    print_value_ref(f, g->inputs[i]);
+    fprintf(f, " : %s\n", ty);
   }
   for (int i = 0; i < g->nvalues; i++) {
     const kiln_value *v = g->values[i];
     if (v->producer || !v->data || v->uses == 0) continue;
     kiln_value_type_str(g, v, ty, sizeof ty);
-    fprintf(f, "  %s %%%s : %s", v->kind == KILN_VALUE_PARAM ? "param" : "const", v->name, ty);
+    fprintf(f, "  %s ", v->kind == KILN_VALUE_PARAM ? "param" : "const");
+    print_value_ref(f, v);
+    fprintf(f, " : %s", ty);
     print_payload(f, v);
     fprintf(f, "\n");
   }
@@ -122,12 +128,14 @@ void kiln_graph_print(const kiln_graph *g, FILE *f) {
     }
     fprintf(f, ")");
     kiln_node_print_attrs(f, n);
-    if (n->name[0]) fprintf(f, "  # %s", n->name);
+    if (n->name[0]) { fprintf(f, "  # "); kiln_put_shown(f, n->name); }
     fprintf(f, "\n");
   }
   for (int i = 0; i < g->noutputs; i++) {
     kiln_value_type_str(g, g->outputs[i], ty, sizeof ty);
-    fprintf(f, "  output %%%s : %s", g->outputs[i]->name, ty);
+    fprintf(f, "  output ");
+    print_value_ref(f, g->outputs[i]);
+    fprintf(f, " : %s", ty);
     if (g->outputs[i]->data && !g->outputs[i]->producer) print_payload(f, g->outputs[i]);
     fprintf(f, "\n");
   }

@@ -182,7 +182,5 @@ kiln_program *kiln_lower(kiln_graph *g, kiln_diag *d) {
   }
   for (int i = 0; i < g->noutputs; i++)
     if (copied[i] && copy_output(&L, g->outputs[i], copied[i], i)) return NULL;
-  kiln_plan_memory(p);
-  kiln_simplify_index(p);
   return p;
 }
