@@ -1,6 +1,6 @@
 /* The compiler pipeline, in one place: every command that compiles a model
  * (run, compile, emit-c, inspect) runs it through kiln_pipeline_run.  The
- * passes, in order (also `kiln --dump-after list`):
+ * passes, in order (also `kiln COMMAND --dump-after list`):
  *   import          model file -> graph IR, then the command's bindings
  *                   (--batch, --dim, --const, --input, image/volume size)
  *   infer-shapes    every value's dtype and shape; constants folded
