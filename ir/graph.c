@@ -148,9 +148,12 @@ void kiln_value_type_str(const kiln_graph *g, const kiln_value *v, char *buf, in
   for (int i = 0; i < v->rank && n < size; i++) {
     kiln_dim d = v->dims[i];
     const char *sep = i ? "," : "";
-    if (KILN_DIM_IS_SYM(d) && -d - 1 < g->nsyms)
-      n += snprintf(buf + n, (size_t)(size - n), "%s%s", sep, g->syms[-d - 1]);
-    else
+    if (KILN_DIM_IS_SYM(d) && -d - 1 < g->nsyms) { /* a model's name: control bytes as \xHH */
+      n += snprintf(buf + n, (size_t)(size - n), "%s", sep);
+      for (const unsigned char *c = (const unsigned char *)g->syms[-d - 1]; *c && n < size; c++)
+        n += *c >= 0x20 && *c != 0x7f ? snprintf(buf + n, (size_t)(size - n), "%c", *c)
+                                       : snprintf(buf + n, (size_t)(size - n), "\\x%02x", *c);
+    } else
       n += snprintf(buf + n, (size_t)(size - n), "%s%lld", sep, (long long)d);
   }
   if (n < size) snprintf(buf + n, (size_t)(size - n), "]");

@@ -58,8 +58,7 @@ kiln_graph *kiln_pipeline_import(const char *path, kiln_diag *d) {
 }
 
 int kiln_pipeline_run(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_diag *d) {
-  out->graph = o->graph;
-  out->dumped = 0;
+  *out = (kiln_pipeline){.graph = o->graph};
   if (o->from > KILN_PASS_LOWER) return kiln_error(d, NULL, "internal: the pipeline cannot start after lower");
   if (wanted(o, KILN_PASS_IMPORT)) {
     if (!out->graph && !(out->graph = kiln_pipeline_import(o->path, d))) return -1;

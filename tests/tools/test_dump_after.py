@@ -192,6 +192,25 @@ def check_hostile(kiln, src, work):
           "hostile: inspect, run, compile and emit-c dump the same program after plan-memory")
 
 
+def check_control_bytes(kiln, work):
+    """Control bytes in a graph name, a value name, a node name and a
+    symbolic dim's name: every one shown as \\xHH in the graph IR."""
+    from onnx import TensorProto, helper
+    x, y, dim = "in\nput", "out\x7f", "B\x1b[31m"
+    g = helper.make_graph([helper.make_node("Relu", [x], [y], name="re\rlu")], "g\x07raph",
+                          [helper.make_tensor_value_info(x, TensorProto.FLOAT, [dim, 4])],
+                          [helper.make_tensor_value_info(y, TensorProto.FLOAT, [dim, 4])])
+    path = os.path.join(work, "ctl.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    for p in ("import", "infer-shapes"):
+        r = sh([kiln, "inspect", "--ir", "--dump-after", p, path])
+        d = dump_of(r.stderr) or ""
+        want = ['graph "g\\x07raph"', "%in\\x0aput : f32[B\\x1b[31m,4]", "%out\\x7f", "# re\\x0dlu"]
+        check(r.returncode == 0 and all(w in d for w in want) and
+              all(c == "\n" or 32 <= ord(c) != 127 for c in r.stderr.decode("latin-1")),
+              f"control bytes: {p} dump shows every name escaped ({d!r})")
+
+
 def check_usage(kiln, src, work):
     model = os.path.join(src, "models", "resnet8_cifar.onnx")
     for cmd in ("run", "compile", "emit-c", "inspect"):
@@ -216,6 +235,7 @@ def main():
     check_usage(kiln, src, work)
     check_resnet(kiln, src, work)
     check_hostile(kiln, src, work)
+    check_control_bytes(kiln, work)
     print(f"{len(failures)} failure(s)")
     sys.exit(1 if failures else 0)
 
