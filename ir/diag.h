@@ -10,6 +10,7 @@
 #define KILN_DIAG_H
 
 #include <stdarg.h>
+#include <stdio.h>
 
 typedef struct kiln_loc {
   const char *file;      /* model path, or NULL */

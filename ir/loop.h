@@ -191,7 +191,8 @@ int kiln_lb_decl(kiln_lb *b, kiln_dtype t, kiln_lx *init);
 void kiln_lb_assign(kiln_lb *b, int local, kiln_lx *value);
 
 kiln_buf *kiln_program_add_buf(kiln_program *p, const kiln_value *v, kiln_buf_kind kind);
-/* Human-readable dump (kiln inspect --loops, tests). */
+/* Human-readable dump (kiln inspect --loops, --dump-after, tests); model
+ * names in display form (kiln_put_display). */
 void kiln_program_print(const kiln_program *p, FILE *f);
 const char *kiln_lx_op_name(kiln_lx_op op);
 /* One expression as the dump writes it (k: its kernel, for local names). */

@@ -182,10 +182,5 @@ kiln_program *kiln_lower(kiln_graph *g, kiln_diag *d) {
   }
   for (int i = 0; i < g->noutputs; i++)
     if (copied[i] && copy_output(&L, g->outputs[i], copied[i], i)) return NULL;
-  int verify = kiln_loop_verify_wanted();
-  if (verify && kiln_loop_verify(p, d)) return NULL;
-  kiln_plan_memory(p);
-  kiln_simplify_index(p);
-  if (verify && kiln_loop_verify(p, d)) return NULL;
   return p;
 }

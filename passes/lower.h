@@ -14,7 +14,9 @@ typedef struct kiln_lctx {
   kiln_buf **buf_of;    /* by value id */
 } kiln_lctx;
 
-/* lower: graph (static shapes) -> program; returns NULL with d set. */
+/* lower: graph (static shapes) -> program; returns NULL with d set.  The
+ * loop passes (simplify_index, plan_memory) are run after it by the
+ * pipeline (pipeline.h), not by kiln_lower. */
 kiln_program *kiln_lower(kiln_graph *g, kiln_diag *d);
 /* plan_memory: places workspace buffers by liveness; sets workspace_bytes. */
 void kiln_plan_memory(kiln_program *p);

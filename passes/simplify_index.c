@@ -1,6 +1,7 @@
 /* simplify_index: program -> the same program computing the same values,
  * with its i64 index arithmetic folded, canonicalised and hoisted; run by
- * kiln_lower on every kernel, so both printers see only its result.
+ * the pipeline (pipeline.c) after lowering, so both printers see only its
+ * result.
  *
  * Lowering writes index math the direct way (row-major offsets, div/mod to
  * split flat positions, one expression per load); printed as is, it is

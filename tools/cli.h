@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "../ir/graph.h"
+#include "../ir/loop.h"
 #include "tensor_io.h"
 
 typedef struct kiln_cmd {
@@ -63,8 +64,16 @@ typedef struct kiln_model_opts {
   int static_shapes;
   int bound_note; /* out: symbolic dims had to be bound to 1 */
   int64_t params, bn_stats, param_bytes; /* out: counted before folding */
+  int lower;             /* also run the loop passes (lower, simplify, plan) */
+  int dump_after;        /* --dump-after: a kiln_pass_id; 0 (KILN_PASS_NONE): none */
+  int dumped;            /* out: the IR after dump_after was printed */
+  kiln_program *program; /* out, with `lower` */
 } kiln_model_opts;
 kiln_graph *kiln_cli_load(const char *path, kiln_model_opts *o, kiln_diag *d);
+/* --dump-after VALUE (every command that compiles): 0 with *pass set; 2
+ * after a usage error naming the passes; 3 for "list" (names printed to
+ * stdout, the caller exits 0). */
+int kiln_cli_dump_option(const char *cmd, const char *val, int *pass);
 /* Output folders (out_dir.c): check, fill a temporary sibling, rename. */
 int kiln_out_dir_check(const char *dir, kiln_diag *d);
 int kiln_out_dir_begin(const char *dir, char *tmp, size_t size, kiln_diag *d);

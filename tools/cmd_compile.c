@@ -41,6 +41,7 @@ static const char help[] =
     "                     for inputs that decide shapes (Reshape shape, Pad pads...)\n"
     "  --portable         target baseline x86-64 instead of this machine's CPU\n"
     "  --shared           also link libPREFIX.so (needs a C compiler, `cc`)\n"
+    "  --dump-after PASS  print the IR after PASS to stderr (`list`: the passes)\n"
     "  -h, --help         show this help\n";
 
 static const char *c_type(kiln_dtype t) {
@@ -131,12 +132,17 @@ int kiln_cmd_compile(int argc, char **argv) {
   const char *path = NULL, *outdir = NULL, *name = NULL;
   int portable = 0, shared = 0;
   kiln_cli_bindings bind = {0};
+  int dump_after = 0; /* KILN_PASS_NONE */
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
     else if (!strcmp(a, "--portable")) portable = 1;
     else if (!strcmp(a, "--shared")) shared = 1;
-    else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--name") || !strcmp(a, "--batch") ||
+    else if (!strcmp(a, "--dump-after")) {
+      if (i + 1 >= argc) return kiln_cli_usage_error("compile", "%s needs a value", a);
+      int r = kiln_cli_dump_option("compile", argv[++i], &dump_after);
+      if (r) { kiln_cli_bindings_free(&bind); return r == 3 ? 0 : r; }
+    } else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--name") || !strcmp(a, "--batch") ||
              !strcmp(a, "--dim") || !strcmp(a, "--const")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("compile", "%s needs a value", a);
       const char *v = argv[++i];
@@ -163,13 +169,12 @@ int kiln_cmd_compile(int argc, char **argv) {
   void *obj = NULL;
   char *header = NULL;
   unsigned char *weights = NULL;
-  kiln_model_opts o = {.bind = &bind, .static_shapes = 1};
+  kiln_model_opts o = {.bind = &bind, .static_shapes = 1, .lower = 1, .dump_after = dump_after};
   kiln_graph *g = NULL;
   if (kiln_out_dir_check(outdir, &d)) goto fail;
-  g = kiln_cli_load(path, &o, &d);
+  g = kiln_cli_load(path, &o, &d); /* the pipeline, through plan-memory */
   if (!g) goto fail;
-  kiln_program *p = kiln_lower(g, &d);
-  if (!p) goto fail;
+  kiln_program *p = o.program;
   size_t olen = 0;
   fprintf(stderr, "kiln: compiling %d kernels for %s...\n", p->nkernels, portable ? "x86-64" : "this CPU");
   if (kiln_llvm_emit_object(p, prefix, portable, &obj, &olen, &d)) goto fail;

@@ -33,6 +33,7 @@ static const char help[] =
     "  --dim NAME=N       bind symbolic dim NAME to N (every other one must be bound)\n"
     "  --const NAME=FILE  freeze input NAME to the tensor in FILE (.npy/.pb): needed\n"
     "                     for inputs that decide shapes (Reshape shape, Pad pads...)\n"
+    "  --dump-after PASS  print the IR after PASS to stderr (`list`: the passes)\n"
     "  -h, --help         show this help\n";
 
 static const char example_main[] =
@@ -170,12 +171,17 @@ int kiln_cmd_emit_c(int argc, char **argv) {
   const char *path = NULL, *outdir = NULL, *name = NULL;
   kiln_c_options co = {0};
   kiln_cli_bindings bind = {0};
+  int dump_after = 0; /* KILN_PASS_NONE */
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
     else if (!strcmp(a, "--weights-file")) co.weights_file = 1;
     else if (!strcmp(a, "--threads")) co.threads = 1;
-    else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--name") || !strcmp(a, "--batch") ||
+    else if (!strcmp(a, "--dump-after")) {
+      if (i + 1 >= argc) return kiln_cli_usage_error("emit-c", "%s needs a value", a);
+      int r = kiln_cli_dump_option("emit-c", argv[++i], &dump_after);
+      if (r) { kiln_cli_bindings_free(&bind); return r == 3 ? 0 : r; }
+    } else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--name") || !strcmp(a, "--batch") ||
              !strcmp(a, "--dim") || !strcmp(a, "--const")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("emit-c", "%s needs a value", a);
       const char *v = argv[++i];
@@ -204,13 +210,12 @@ int kiln_cmd_emit_c(int argc, char **argv) {
   char tmp[4096] = "";
   kiln_c_output out = {0};
   char *main_c = NULL;
-  kiln_model_opts o = {.bind = &bind, .static_shapes = 1};
+  kiln_model_opts o = {.bind = &bind, .static_shapes = 1, .lower = 1, .dump_after = dump_after};
   kiln_graph *g = NULL;
   if (kiln_out_dir_check(outdir, &d)) goto fail;
-  g = kiln_cli_load(path, &o, &d);
+  g = kiln_cli_load(path, &o, &d); /* the pipeline, through plan-memory */
   if (!g) goto fail;
-  kiln_program *p = kiln_lower(g, &d);
-  if (!p) goto fail;
+  kiln_program *p = o.program;
   if (kiln_c_emit(p, &co, &out, &d)) goto fail;
   main_c = make_main(p, prefix);
   if (kiln_out_dir_begin(outdir, tmp, sizeof tmp, &d)) goto fail;

@@ -1,6 +1,7 @@
 /* kiln inspect: import a model, infer every shape, and print a summary
  * (inputs, outputs, op histogram, parameters, MACs), every node (--verbose),
- * the IR (--ir) or the same facts as JSON (--json). */
+ * the graph IR (--ir), the loop IR after the loop passes and the memory
+ * plan (--loops), or the same facts as JSON (--json). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 
 #include "../ir/text_escape.h"
 #include "../passes/lower.h"
+#include "../passes/pipeline.h"
 #include "cli.h"
 
 static const char help[] =
@@ -17,9 +19,12 @@ static const char help[] =
     "options:\n"
     "  --verbose     also list every node with its output shapes\n"
     "  --ir          print kiln's graph IR after shape inference\n"
+    "  --loops       print the loop IR: kernels, loops and buffers after the loop\n"
+    "                passes and the memory plan (symbolic dims bound; batch 1)\n"
     "  --json        print the summary as one JSON object\n"
     "  --batch N     bind the symbolic batch dim to N (default: keep it symbolic)\n"
     "  --dim NAME=N  bind symbolic dim NAME to N (default: keep it symbolic)\n"
+    "  --dump-after PASS  print the IR after PASS to stderr (`list`: the passes)\n"
     "  -h, --help    show this help\n";
 
 static void json_str(FILE *f, const char *s) { kiln_put_json_string(f, s); }
@@ -74,16 +79,20 @@ static const char *human(double v, const char *unit, char *buf) {
 }
 
 /* Peak activation memory from kiln's memory plan (the lowered program's
- * workspace); -1 when the graph cannot be planned (symbolic dims, or an op
- * the code generators do not handle yet). */
-static int64_t peak_bytes(kiln_graph *g) {
+ * workspace, from the pipeline's loop passes, which print their dump here);
+ * -1 when the graph cannot be planned (symbolic dims, or an op the code
+ * generators do not handle yet). */
+static int64_t peak_bytes(kiln_graph *g, kiln_model_opts *o) {
   if (g->nsyms) {
     for (int i = 0; i < g->nvalues; i++)
       if (!kiln_value_is_static(g->values[i]) && g->values[i]->rank >= 0) return -1;
   }
   kiln_diag d = {0};
-  kiln_program *p = kiln_lower(g, &d);
-  return p ? p->workspace_bytes : -1;
+  kiln_pipeline pl;
+  kiln_pipeline_opts po = {.graph = g, .from = KILN_PASS_LOWER, .dump_after = (kiln_pass_id)o->dump_after};
+  int rc = kiln_pipeline_run(&po, &pl, &d);
+  o->dumped |= pl.dumped;
+  return rc ? -1 : pl.program->workspace_bytes;
 }
 
 /* Symbolic dims still unbound in the inputs: *batch when a leading dim is
@@ -104,7 +113,7 @@ static void unbound_dims(const kiln_graph *g, int *batch, char *list, size_t siz
   }
 }
 
-static void print_json(const char *path, kiln_graph *g, const kiln_model_opts *o) {
+static void print_json(const char *path, kiln_graph *g, const kiln_model_opts *o, int64_t peak) {
   int count[KILN_OP_COUNT];
   histogram(g, count);
   printf("{\"model\": ");
@@ -127,10 +136,10 @@ static void print_json(const char *path, kiln_graph *g, const kiln_model_opts *o
   if (!dims[0]) snprintf(macs, sizeof macs, "%" PRId64, kiln_cli_macs(g));
   printf("}, \"params\": %" PRId64 ", \"bn_stats\": %" PRId64 ", \"macs\": %s, \"weights_bytes\": %" PRId64
          ", \"peak_activation_bytes\": %" PRId64 ", \"batch_bound\": %s}\n",
-         o->params, o->bn_stats, macs, o->param_bytes, peak_bytes(g), o->bound_note ? "true" : "false");
+         o->params, o->bn_stats, macs, o->param_bytes, peak, o->bound_note ? "true" : "false");
 }
 
-static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts *o, int verbose) {
+static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts *o, int64_t peak, int verbose) {
   char ty[256], b1[64], b2[64];
   int count[KILN_OP_COUNT];
   printf("model     ");
@@ -179,7 +188,6 @@ static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts
   unbound_dims(g, &batch, dims, sizeof dims);
   if (dims[0]) printf("\nMACs      unknown: they depend on %s (bind with --dim NAME=N)\n", dims);
   else printf("\nMACs      %s (%s)%s\n", human((double)macs, "", b2), group3(macs, b1), batch ? " per batch item" : "");
-  int64_t peak = peak_bytes(g);
   if (peak >= 0) printf("memory    %s peak activations (memory plan), %s weights\n", human((double)peak, "B", b1),
                         human((double)o->param_bytes, "B", b2));
   else printf("memory    (no plan: %s)\n", dims[0] ? "bind the symbolic dims with --dim NAME=N"
@@ -202,7 +210,7 @@ static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts
 }
 
 int kiln_cmd_inspect(int argc, char **argv) {
-  int verbose = 0, ir = 0, json = 0;
+  int verbose = 0, ir = 0, json = 0, loops = 0;
   const char *path = NULL;
   kiln_cli_bindings bind = {0};
   kiln_model_opts o = {.bind = &bind};
@@ -212,6 +220,12 @@ int kiln_cmd_inspect(int argc, char **argv) {
     else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) verbose = 1;
     else if (!strcmp(a, "--ir")) ir = 1;
     else if (!strcmp(a, "--json")) json = 1;
+    else if (!strcmp(a, "--loops")) loops = 1;
+    else if (!strcmp(a, "--dump-after")) {
+      if (i + 1 >= argc) return kiln_cli_usage_error("inspect", "%s needs a value", a);
+      int r = kiln_cli_dump_option("inspect", argv[++i], &o.dump_after);
+      if (r) { kiln_cli_bindings_free(&bind); return r == 3 ? 0 : r; }
+    }
     else if (!strcmp(a, "--batch") || !strcmp(a, "--dim")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("inspect", "%s needs a value", a);
       if (kiln_cli_binding_option("inspect", a, argv[++i], &bind)) { kiln_cli_bindings_free(&bind); return 2; }
@@ -221,13 +235,21 @@ int kiln_cmd_inspect(int argc, char **argv) {
   }
   if (!path) return kiln_cli_usage_error("inspect", "no model given");
   kiln_diag d = {0};
+  o.static_shapes = o.lower = loops; /* --loops: the whole pipeline, as compile runs it */
   kiln_graph *g = kiln_cli_load(path, &o, &d);
   if (!g) { kiln_cli_report(&d); kiln_cli_bindings_free(&bind); return 1; }
   if (o.bound_note && !json)
     fprintf(stderr, "kiln: note: symbolic dims bound to 1 to infer shapes (choose with --batch N or --dim NAME=N)\n");
-  if (json) print_json(path, g, &o);
+  /* The loop passes run for the memory figure, or for a dump after one. */
+  int64_t peak = -1;
+  if (!loops && (!ir || o.dump_after >= KILN_PASS_LOWER)) peak = peak_bytes(g, &o);
+  if (o.dump_after && !o.dumped)
+    fprintf(stderr, "kiln: note: --dump-after %s printed nothing: the model could not be lowered (bind its symbolic "
+                    "dims with --batch N or --dim NAME=N)\n", kiln_pass_name((kiln_pass_id)o.dump_after));
+  if (loops) kiln_program_print(o.program, stdout);
+  else if (json) print_json(path, g, &o, peak);
   else if (ir) kiln_graph_print(g, stdout);
-  else print_summary(path, g, &o, verbose);
+  else print_summary(path, g, &o, peak, verbose);
   kiln_graph_free(g);
   kiln_cli_bindings_free(&bind);
   return 0;

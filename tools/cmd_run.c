@@ -12,6 +12,7 @@
 #include "../ir/text_escape.h"
 #include "../passes/lower.h"
 #include "../passes/passes.h"
+#include "../passes/pipeline.h"
 #include "cli.h"
 #include "cmd_run_volume.h"
 #include "tensor_io.h"
@@ -30,6 +31,7 @@ static const char help[] =
     "  --dim NAME=N       bind symbolic dim NAME to N (input files must agree)\n"
     "  --repeat N         run N times and report the median time\n"
     "  --threads N        run parallel loops on N threads (default 1)\n"
+    "  --dump-after PASS  print the IR after PASS to stderr (`list`: the passes)\n"
     "  --image FILE|DIR   classify PNG/JPEG photos (options: kiln run --image x --help)\n"
     "  --volume FILE      input from a NIfTI volume (.nii, .nii.gz); or --dicom DIR,\n"
     "                     a DICOM series; with --window C,W, --seg-out FILE.nii.gz,\n"
@@ -87,10 +89,67 @@ static void summarise(const kiln_graph *g, const kiln_buf *b, const void *data) 
   }
 }
 
+/* The command's inputs, bound in the pipeline's import pass. */
+typedef struct run_inputs {
+  kiln_cli_bindings *bind;
+  int nin;
+  const char **in_names, **in_files;
+  kiln_tensor *tensors;
+  const char *path;
+  kiln_value *bound_to[MAX_INPUTS]; /* out: the input each --input names */
+  kiln_value *inputs[MAX_INPUTS];   /* out: the graph's inputs, before folding */
+  int ninputs;
+  double t0; /* out: when compiling started */
+} run_inputs;
+
+/* Match --input options to model inputs and read them; bind the
+ * symbolic dims they fix, and bind inputs that decide shapes as
+ * compile-time constants (kiln compiles for each run). */
+static int bind_inputs(kiln_graph *g, void *ctx, kiln_diag *d) {
+  run_inputs *ri = ctx;
+  const char *path = ri->path;
+  kiln_cli_bindings dims_only = *ri->bind;
+  dims_only.batch = 0; /* --batch applies where no input file fixes the batch */
+  if (kiln_cli_bind_dims(g, &dims_only, d)) return -1;
+  kiln_value **bound_to = ri->bound_to;
+  char *deciding = kiln_pass_shape_deciding(g);
+  if (!deciding) return kiln_error(d, NULL, "out of memory");
+  for (int i = 0; i < ri->nin; i++) {
+    kiln_value *v = NULL;
+    const char *name = ri->in_names[i], *file = ri->in_files[i];
+    if (!name) {
+      if (g->ninputs != 1) { kiln_error(d, NULL, "%s: the model has %d inputs: write --input NAME=FILE", path, g->ninputs); goto fail; }
+      v = g->inputs[0];
+    } else if (!(v = kiln_cli_find_input(g, name))) {
+      int bound = 0;
+      for (int j = 0; j < i; j++) bound |= bound_to[j] && !strcmp(bound_to[j]->name, name);
+      if (bound) kiln_error(d, NULL, "input '%s' is given twice", name);
+      else kiln_error(d, NULL, "%s: the model has no input named '%s'", path, name);
+      goto fail;
+    }
+    for (int j = 0; j < i; j++)
+      if (bound_to[j] == v) { kiln_error(d, NULL, "input '%s' is given twice", v->name); goto fail; }
+    bound_to[i] = v;
+    kiln_tensor *t = &ri->tensors[i];
+    if (kiln_tensor_read(file, t, d) || kiln_cli_bind_input(g, v, t, file, d)) goto fail;
+    if (deciding[v->id] && kiln_pass_bind_input(g, v->name, t->dtype, t->rank, t->dims, t->data, d)) goto fail;
+  }
+  free(deciding);
+  if (ri->bind->batch > 0) kiln_cli_bind_batch(g, ri->bind->batch);
+  if (kiln_cli_require_static(g, "--input", d)) return -1;
+  ri->ninputs = g->ninputs;
+  for (int k = 0; k < ri->ninputs && k < MAX_INPUTS; k++) ri->inputs[k] = g->inputs[k];
+  ri->t0 = now();
+  return 0;
+fail:
+  free(deciding);
+  return -1;
+}
+
 int kiln_cmd_run(int argc, char **argv) {
   const char *path = NULL, *outdir = NULL, *format = "npy";
   const char *in_names[MAX_INPUTS], *in_files[MAX_INPUTS];
-  int nin = 0, random = 0, repeat = 1, threads = 1;
+  int nin = 0, random = 0, repeat = 1, threads = 1, dump_after = 0;
   kiln_cli_bindings bind = {0};
   for (int i = 1; i < argc; i++) /* photos in: handled by cmd_run_image.c */
     if (!strcmp(argv[i], "--image")) return kiln_cmd_run_images(argc, argv);
@@ -101,6 +160,11 @@ int kiln_cmd_run(int argc, char **argv) {
     if (vo) { if (vo == 2) return 2; continue; }
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
     else if (!strcmp(a, "--random")) random = 1;
+    else if (!strcmp(a, "--dump-after")) {
+      if (i + 1 >= argc) return kiln_cli_usage_error("run", "%s needs a value", a);
+      int r = kiln_cli_dump_option("run", argv[++i], &dump_after);
+      if (r) { kiln_cli_bindings_free(&bind); return r == 3 ? 0 : r; }
+    }
     else if (!strcmp(a, "--input") || !strcmp(a, "--output") || !strcmp(a, "--format") || !strcmp(a, "--batch") ||
              !strcmp(a, "--dim") || !strcmp(a, "--repeat") || !strcmp(a, "--threads")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("run", "%s needs a value", a);
@@ -142,6 +206,7 @@ int kiln_cmd_run(int argc, char **argv) {
     }
     if (!vol.nifti == !vol.dicom || nin || random)
       return kiln_cli_usage_error("run", "give one of --volume FILE or --dicom DIR (and no --input/--random)");
+    vol.dump_after = dump_after;
     return kiln_run_volume(path, &vol, threads, outdir, format);
   }
   char tmpdir[4096] = "";
@@ -172,52 +237,17 @@ int kiln_cmd_run(int argc, char **argv) {
       writedir = tmpdir;
     }
   }
-  g = kiln_cli_import(path, &d);
-  if (!g) goto fail;
-  /* Match --input options to model inputs and read them; bind the
-   * symbolic dims they fix, and bind inputs that decide shapes as
-   * compile-time constants (kiln compiles for each run). */
-  kiln_cli_bindings dims_only = bind;
-  dims_only.batch = 0; /* --batch applies where no input file fixes the batch */
-  if (kiln_cli_bind_dims(g, &dims_only, &d)) goto fail;
-  kiln_value *bound_to[MAX_INPUTS] = {0};
-  char *deciding = kiln_pass_shape_deciding(g);
-  if (!deciding) { kiln_error(&d, NULL, "out of memory"); goto fail; }
-  for (int i = 0; i < nin; i++) {
-    kiln_value *v = NULL;
-    if (!in_names[i]) {
-      if (g->ninputs != 1) { kiln_error(&d, NULL, "%s: the model has %d inputs: write --input NAME=FILE", path, g->ninputs); free(deciding); goto fail; }
-      v = g->inputs[0];
-    } else if (!(v = kiln_cli_find_input(g, in_names[i]))) {
-      int bound = 0;
-      for (int j = 0; j < i; j++) bound |= bound_to[j] && !strcmp(bound_to[j]->name, in_names[i]);
-      if (bound) kiln_error(&d, NULL, "input '%s' is given twice", in_names[i]);
-      else kiln_error(&d, NULL, "%s: the model has no input named '%s'", path, in_names[i]);
-      free(deciding);
-      goto fail;
-    }
-    for (int j = 0; j < i; j++)
-      if (bound_to[j] == v) { kiln_error(&d, NULL, "input '%s' is given twice", v->name); free(deciding); goto fail; }
-    bound_to[i] = v;
-    if (kiln_tensor_read(in_files[i], &tensors[i], &d) || kiln_cli_bind_input(g, v, &tensors[i], in_files[i], &d)) {
-      free(deciding);
-      goto fail;
-    }
-    if (deciding[v->id]) {
-      kiln_tensor *t = &tensors[i];
-      if (kiln_pass_bind_input(g, v->name, t->dtype, t->rank, t->dims, t->data, &d)) { free(deciding); goto fail; }
-    }
-  }
-  free(deciding);
-  if (bind.batch > 0) kiln_cli_bind_batch(g, bind.batch);
-  if (kiln_cli_require_static(g, "--input", &d)) goto fail;
-  int ninputs = g->ninputs;
-  kiln_value *inputs[MAX_INPUTS];
-  for (int k = 0; k < ninputs && k < MAX_INPUTS; k++) inputs[k] = g->inputs[k];
-  double t0 = now();
-  if (kiln_pass_infer_shapes(g, &d)) goto fail;
-  kiln_program *p = kiln_lower(g, &d);
-  if (!p) goto fail;
+  run_inputs ri = {.bind = &bind, .nin = nin, .in_names = in_names, .in_files = in_files, .tensors = tensors,
+                   .path = path};
+  kiln_pipeline pl;
+  kiln_pipeline_opts po = {.path = path, .bind = bind_inputs, .bind_ctx = &ri, .dump_after = (kiln_pass_id)dump_after};
+  int prc = kiln_pipeline_run(&po, &pl, &d);
+  g = pl.graph;
+  if (prc) goto fail;
+  kiln_program *p = pl.program;
+  kiln_value **inputs = ri.inputs, **bound_to = ri.bound_to;
+  int ninputs = ri.ninputs;
+  double t0 = ri.t0;
   jit = kiln_llvm_jit_compile(p, &d);
   if (!jit) goto fail;
   if (kiln_llvm_jit_set_threads(jit, threads)) { kiln_error(&d, NULL, "cannot start %d threads", threads); goto fail; }

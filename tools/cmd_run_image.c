@@ -23,6 +23,7 @@
 #include "../backends/llvm/kiln_llvm.h"
 #include "../passes/lower.h"
 #include "../passes/passes.h"
+#include "../passes/pipeline.h"
 #include "cli.h"
 #include "image_io.h"
 #include "labels.h"
@@ -47,6 +48,7 @@ static const char help[] =
     "  --batch-size N          images per run when the batch dim is symbolic (default 8)\n"
     "  --csv FILE              write file,class,label,p (top-5) per image\n"
     "  --threads N             run parallel loops on N threads (default 1)\n"
+    "  --dump-after PASS       print the IR after PASS to stderr (`list`: the passes)\n"
     "See docs/images.md for the exact definitions.\n";
 
 #define MAX_PIXELS ((int64_t)100000000)
@@ -162,7 +164,7 @@ static const char *const settings[] = {"resize", "channels", "layout", "scale", 
 int kiln_cmd_run_images(int argc, char **argv) {
   const char *path = NULL, *labels_path = NULL, *csv_path = NULL, *set_val[6] = {0};
   int64_t batch_opt = 0, size_h = 0, size_w = 0;
-  int threads = 1, from_dir = 0;
+  int threads = 1, from_dir = 0, dump_after = 0;
   strvec args = {0}, files = {0};
   kiln_diag d = {0};
   for (int i = 1; i < argc; i++) {
@@ -191,6 +193,9 @@ int kiln_cmd_run_images(int argc, char **argv) {
       if (strvec_push(&args, v)) return kiln_cli_usage_error("run", "out of memory");
     } else if (!strcmp(a, "--crop")) {
       if (strcmp(v, "center") && strcmp(v, "centre")) { strvec_free(&args); return kiln_cli_usage_error("run", "--crop must be center"); }
+    } else if (!strcmp(a, "--dump-after")) {
+      int r = kiln_cli_dump_option("run", v, &dump_after);
+      if (r) { strvec_free(&args); return r == 3 ? 0 : r; }
     } else if (!strcmp(a, "--labels")) labels_path = v;
     else if (!strcmp(a, "--csv")) csv_path = v;
     else if (!strcmp(a, "--batch-size") || !strcmp(a, "--threads")) {
@@ -291,9 +296,11 @@ int kiln_cmd_run_images(int argc, char **argv) {
   }
   for (int s = 0; s < g->nsyms; s++) kiln_pass_bind_sym(g, -(s + 1), 1); /* any other: 1 (bound ones stay) */
 
-  if (kiln_pass_infer_shapes(g, &d)) goto fail;
-  kiln_program *p = kiln_lower(g, &d);
-  if (!p) goto fail;
+  /* The rest of the pipeline (the graph is imported and bound above). */
+  kiln_pipeline pl;
+  kiln_pipeline_opts po = {.graph = g, .dump_after = (kiln_pass_id)dump_after};
+  if (kiln_pipeline_run(&po, &pl, &d)) goto fail;
+  kiln_program *p = pl.program;
   jit = kiln_llvm_jit_compile(p, &d);
   if (!jit) goto fail;
   if (kiln_llvm_jit_set_threads(jit, threads)) { kiln_error(&d, NULL, "cannot start %d threads", threads); goto fail; }

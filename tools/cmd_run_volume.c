@@ -19,6 +19,7 @@
 #include "../backends/llvm/kiln_llvm.h"
 #include "../passes/lower.h"
 #include "../passes/passes.h"
+#include "../passes/pipeline.h"
 #include "cli.h"
 #include "cmd_run_volume.h"
 #include "tensor_io.h"
@@ -140,8 +141,11 @@ int kiln_run_volume(const char *model, const kiln_volume_opts *o, int threads, c
   }
   grid = malloc((size_t)(m[0] * m[1] * m[2]) * sizeof *grid);
   if (!grid || kiln_volume_resample(canon, cn.n, grid, m)) { kiln_error(&d, NULL, "%s: out of memory", src); goto fail; }
-  if (kiln_pass_infer_shapes(g, &d)) goto fail;
-  if (!(p = kiln_lower(g, &d)) || !(jit = kiln_llvm_jit_compile(p, &d))) goto fail;
+  /* The rest of the pipeline (the graph is imported and bound above). */
+  kiln_pipeline pl;
+  kiln_pipeline_opts po = {.graph = g, .dump_after = (kiln_pass_id)o->dump_after};
+  if (kiln_pipeline_run(&po, &pl, &d)) goto fail;
+  if (!(p = pl.program) || !(jit = kiln_llvm_jit_compile(p, &d))) goto fail;
   if (kiln_llvm_jit_set_threads(jit, threads)) { kiln_error(&d, NULL, "cannot start %d threads", threads); goto fail; }
   bufs = calloc((size_t)p->nbufs + 1, sizeof *bufs);
   stacked = calloc((size_t)p->nbufs + 1, sizeof *stacked);

@@ -9,6 +9,7 @@ typedef struct kiln_volume_opts {
   const char *overlay_out;    /* folder of axial PNG overlays, or NULL */
   int window;                 /* --window given */
   double center, width;
+  int dump_after;             /* --dump-after (a kiln_pass_id; 0: none), set by kiln run */
 } kiln_volume_opts;
 
 /* If argv[*i] is a volume option, takes it (and its value, advancing *i)

@@ -1,11 +1,12 @@
 /* The front half of every subcommand: import, bind the batch size, count
- * parameters, infer shapes. */
+ * parameters, infer shapes (and, with `lower`, the loop passes): the
+ * pipeline (passes/pipeline.c) with the --batch/--dim/--const bindings. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../frontend/dsl/kiln_dsl.h"
-#include "../frontend/onnx/kiln_onnx.h"
 #include "../passes/passes.h"
+#include "../passes/pipeline.h"
 #include "cli.h"
 
 /* Learnable parameters: floating-point initializers read by some node in
@@ -44,16 +45,17 @@ int64_t kiln_cli_macs(const kiln_graph *g) {
 }
 
 /* .kiln files are DSL sources (frontend/dsl); anything else is read as ONNX. */
-kiln_graph *kiln_cli_import(const char *path, kiln_diag *d) {
-  size_t n = strlen(path);
-  if (n > 5 && !strcmp(path + n - 5, ".kiln")) return kiln_dsl_load(path, d);
-  return kiln_onnx_load(path, d);
-}
+kiln_graph *kiln_cli_import(const char *path, kiln_diag *d) { return kiln_pipeline_import(path, d); }
 
-/* bind_rest > 0: bind the symbolic dims left to it (the retry). */
-static kiln_graph *load_once(const char *path, kiln_model_opts *o, int64_t bind_rest, kiln_diag *d) {
-  kiln_graph *g = kiln_cli_import(path, d);
-  if (!g) return NULL;
+typedef struct load_ctx {
+  kiln_model_opts *o;
+  int64_t bind_rest; /* > 0: bind the symbolic dims left to it (the retry) */
+} load_ctx;
+
+/* The import pass's bindings: count parameters, then --dim/--batch/--const. */
+static int bind_model(kiln_graph *g, void *ctx, kiln_diag *d) {
+  load_ctx *c = ctx;
+  kiln_model_opts *o = c->o;
   count_params(g, o);
   kiln_cli_bindings none = {0};
   kiln_cli_bindings *b = o->bind ? o->bind : &none;
@@ -61,19 +63,34 @@ static kiln_graph *load_once(const char *path, kiln_model_opts *o, int64_t bind_
   for (int i = 0; i < b->nconsts; i++) kiln_tensor_free(&b->consts[i]);
   if (kiln_cli_bind_dims(g, b, d) || kiln_cli_bind_consts(g, b, d) ||
       (o->static_shapes && kiln_cli_require_static(g, "--const", d)))
-    goto fail;
-  if (bind_rest > 0)
-    for (int s = 0; s < g->nsyms; s++) kiln_pass_bind_sym(g, -(s + 1), bind_rest);
-  if (kiln_pass_infer_shapes(g, d)) goto fail;
-  return g;
-fail:
-  kiln_graph_free(g);
-  return NULL;
+    return -1;
+  if (c->bind_rest > 0)
+    for (int s = 0; s < g->nsyms; s++) kiln_pass_bind_sym(g, -(s + 1), c->bind_rest);
+  return 0;
+}
+
+static kiln_graph *load_once(const char *path, kiln_model_opts *o, int64_t bind_rest, kiln_pass_id dump_after,
+                             kiln_diag *d) {
+  load_ctx c = {o, bind_rest};
+  kiln_pipeline pl;
+  kiln_pipeline_opts po = {.path = path, .bind = bind_model, .bind_ctx = &c,
+                           .until = o->lower ? KILN_PASS_PLAN_MEMORY : KILN_PASS_INFER_SHAPES,
+                           .dump_after = dump_after};
+  int rc = kiln_pipeline_run(&po, &pl, d);
+  o->dumped |= pl.dumped;
+  if (rc) {
+    if (pl.graph) kiln_graph_free(pl.graph);
+    return NULL;
+  }
+  o->program = pl.program;
+  return pl.graph;
 }
 
 kiln_graph *kiln_cli_load(const char *path, kiln_model_opts *o, kiln_diag *d) {
   o->bound_note = 0;
-  kiln_graph *g = load_once(path, o, 0, d);
+  o->dumped = 0;
+  o->program = NULL;
+  kiln_graph *g = load_once(path, o, 0, (kiln_pass_id)o->dump_after, d);
   if (g || o->static_shapes) return g;
   /* Retry with symbolic dims bound to 1 when that is what failed. */
   kiln_diag d2 = {0};
@@ -84,10 +101,21 @@ kiln_graph *kiln_cli_load(const char *path, kiln_model_opts *o, kiln_diag *d) {
     for (int k = 0; k < probe->inputs[i]->rank; k++) left |= KILN_DIM_IS_SYM(probe->inputs[i]->dims[k]);
   kiln_graph_free(probe);
   if (!had_syms || !left) return NULL;
-  g = load_once(path, o, 1, &d2);
+  g = load_once(path, o, 1, o->dumped ? KILN_PASS_NONE : (kiln_pass_id)o->dump_after, &d2);
   if (g) {
     o->bound_note = 1;
     *d = (kiln_diag){0};
   }
   return g;
+}
+
+int kiln_cli_dump_option(const char *cmd, const char *val, int *pass) {
+  if (!strcmp(val, "list")) {
+    for (int i = KILN_PASS_NONE + 1; i < KILN_PASS_COUNT; i++) printf("%s\n", kiln_pass_name((kiln_pass_id)i));
+    return 3;
+  }
+  kiln_pass_id id = kiln_pass_lookup(val);
+  if (id == KILN_PASS_NONE) return kiln_cli_usage_error(cmd, "--dump-after: unknown pass '%s' (passes: %s)", val, kiln_pass_list());
+  *pass = id;
+  return 0;
 }

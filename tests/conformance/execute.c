@@ -9,6 +9,8 @@
  *   integers and bool: exact.  NaN matches NaN; infinities must match. */
 #include "execute.h"
 
+#include "../../passes/pipeline.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +29,10 @@ static int run_set(const suite_case *c, int set, suite_run *r, const suite_backe
   char why[600];
   if (suite_prepare(c, set, r)) return -1;
   kiln_diag d = {0};
-  kiln_program *p = kiln_lower(r->g, &d);
-  if (!p) { suite_fail_diag(r, c, &d); return -1; }
+  kiln_pipeline pl;
+  kiln_pipeline_opts po = {.graph = r->g, .from = KILN_PASS_LOWER};
+  if (kiln_pipeline_run(&po, &pl, &d)) { suite_fail_diag(r, c, &d); return -1; }
+  kiln_program *p = pl.program;
   void *h = be->compile(p, c, &d);
   if (!h) { suite_fail_diag(r, c, &d); return -1; }
   void **bufs = calloc((size_t)p->nbufs + 1, sizeof *bufs);

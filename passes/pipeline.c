@@ -1,0 +1,92 @@
+/* The pipeline: import -> infer-shapes -> lower -> simplify-index ->
+ * plan-memory, read top to bottom in kiln_pipeline_run (as QBE's main.c
+ * reads).  Commands used to repeat this sequence each in their own way;
+ * now they differ only in how they bind their inputs (the bind callback)
+ * and in the backend they hand the program to.  --dump-after prints the IR
+ * after one pass: graph IR (ir/print.c) after a graph pass, loop IR
+ * (kiln_program_print) after a loop pass; names are printed in display
+ * form by both printers. */
+#include "pipeline.h"
+
+#include <string.h>
+
+#include "../frontend/dsl/kiln_dsl.h"
+#include "../frontend/onnx/kiln_onnx.h"
+#include "lower.h"
+#include "passes.h"
+
+static const char *const names[KILN_PASS_COUNT] = {
+    [KILN_PASS_IMPORT] = "import",
+    [KILN_PASS_INFER_SHAPES] = "infer-shapes",
+    [KILN_PASS_LOWER] = "lower",
+    [KILN_PASS_SIMPLIFY_INDEX] = "simplify-index",
+    [KILN_PASS_PLAN_MEMORY] = "plan-memory",
+};
+
+const char *kiln_pass_name(kiln_pass_id id) { return id > KILN_PASS_NONE && id < KILN_PASS_COUNT ? names[id] : "none"; }
+
+kiln_pass_id kiln_pass_lookup(const char *s) {
+  for (int i = KILN_PASS_NONE + 1; i < KILN_PASS_COUNT; i++)
+    if (!strcmp(s, names[i])) return (kiln_pass_id)i;
+  return KILN_PASS_NONE;
+}
+
+const char *kiln_pass_list(void) {
+  return "import, infer-shapes, lower, simplify-index, plan-memory";
+}
+
+/* True when pass id is in opts' range. */
+static int wanted(const kiln_pipeline_opts *o, kiln_pass_id id) {
+  kiln_pass_id until = o->until ? o->until : KILN_PASS_PLAN_MEMORY;
+  return id >= o->from && id <= until;
+}
+
+static void dump(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_pass_id id) {
+  if (o->dump_after != id) return;
+  FILE *f = o->dump ? o->dump : stderr;
+  fprintf(f, "# kiln: IR after %s\n", names[id]);
+  if (id < KILN_PASS_LOWER) kiln_graph_print(out->graph, f);
+  else kiln_program_print(out->program, f);
+  fflush(f);
+  out->dumped = 1;
+}
+
+kiln_graph *kiln_pipeline_import(const char *path, kiln_diag *d) {
+  size_t n = strlen(path);
+  if (n > 5 && !strcmp(path + n - 5, ".kiln")) return kiln_dsl_load(path, d);
+  return kiln_onnx_load(path, d);
+}
+
+int kiln_pipeline_run(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_diag *d) {
+  *out = (kiln_pipeline){.graph = o->graph};
+  /* the loop-IR verifier: debug builds, or KILN_VERIFY_LOOPS=1 (tests) */
+  int verify = kiln_loop_verify_wanted();
+  if (o->from > KILN_PASS_LOWER) return kiln_error(d, NULL, "internal: the pipeline cannot start after lower");
+  if (wanted(o, KILN_PASS_IMPORT)) {
+    if (!out->graph && !(out->graph = kiln_pipeline_import(o->path, d))) return -1;
+    if (o->bind && o->bind(out->graph, o->bind_ctx, d)) return -1;
+    dump(o, out, KILN_PASS_IMPORT);
+  }
+  kiln_graph *g = out->graph;
+  if (!g) return kiln_error(d, NULL, "internal: the pipeline has no graph");
+  if (wanted(o, KILN_PASS_INFER_SHAPES)) {
+    if (kiln_pass_infer_shapes(g, d)) return -1;
+    dump(o, out, KILN_PASS_INFER_SHAPES);
+  }
+  if (wanted(o, KILN_PASS_LOWER)) {
+    if (!(out->program = kiln_lower(g, d))) return -1;
+    dump(o, out, KILN_PASS_LOWER);
+    if (verify && kiln_loop_verify(out->program, d)) return -1;
+  }
+  if (!out->program) return 0; /* stopped at a graph pass */
+  if (wanted(o, KILN_PASS_SIMPLIFY_INDEX)) {
+    kiln_simplify_index(out->program);
+    dump(o, out, KILN_PASS_SIMPLIFY_INDEX);
+    if (verify && kiln_loop_verify(out->program, d)) return -1;
+  }
+  if (wanted(o, KILN_PASS_PLAN_MEMORY)) {
+    kiln_plan_memory(out->program);
+    dump(o, out, KILN_PASS_PLAN_MEMORY);
+  }
+  return 0;
+}

@@ -1,0 +1,59 @@
+/* The compiler pipeline, in one place: every command that compiles a model
+ * (run, compile, emit-c, inspect) runs it through kiln_pipeline_run.  The
+ * passes, in order (also `kiln COMMAND --dump-after list`):
+ *   import          model file -> graph IR, then the command's bindings
+ *                   (--batch, --dim, --const, --input, image/volume size)
+ *   infer-shapes    every value's dtype and shape; constants folded
+ *   lower           graph IR -> loop IR (one kernel per node)
+ *   simplify-index  index arithmetic folded, canonicalised, hoisted
+ *   plan-memory     workspace buffers placed by liveness
+ * The backend (LLVM JIT or object, C printer) is the command's own last step. */
+#ifndef KILN_PIPELINE_H
+#define KILN_PIPELINE_H
+
+#include <stdio.h>
+
+#include "../ir/loop.h"
+
+typedef enum kiln_pass_id {
+  KILN_PASS_NONE, /* 0: options left out mean "from the first", "to the last", "no dump" */
+  KILN_PASS_IMPORT,
+  KILN_PASS_INFER_SHAPES,
+  KILN_PASS_LOWER,
+  KILN_PASS_SIMPLIFY_INDEX,
+  KILN_PASS_PLAN_MEMORY,
+  KILN_PASS_COUNT
+} kiln_pass_id;
+
+/* The command's bindings, applied to the freshly imported graph (part of
+ * the import pass); 0, or -1 with d set. */
+typedef int (*kiln_bind_fn)(kiln_graph *g, void *ctx, kiln_diag *d);
+
+typedef struct kiln_pipeline_opts {
+  const char *path;     /* the model: .kiln is DSL source, anything else ONNX */
+  kiln_graph *graph;    /* or a graph the command imported itself (path unused) */
+  kiln_bind_fn bind;    /* optional */
+  void *bind_ctx;
+  kiln_pass_id from;       /* first pass run (those before it ran already); NONE: import */
+  kiln_pass_id until;      /* last pass run; NONE: plan-memory */
+  kiln_pass_id dump_after; /* print the IR after this pass to `dump`; NONE: no dump */
+  FILE *dump;           /* NULL: stderr */
+} kiln_pipeline_opts;
+
+typedef struct kiln_pipeline {
+  kiln_graph *graph;     /* always set when there is one, even on failure: the caller frees it */
+  kiln_program *program; /* set once lower ran (in graph's arena) */
+  int dumped;            /* the IR after dump_after was printed */
+} kiln_pipeline;
+
+/* Runs passes opts->from..opts->until; 0, or -1 with d set. */
+int kiln_pipeline_run(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_diag *d);
+/* The import pass's reading of a model file (no bindings). */
+kiln_graph *kiln_pipeline_import(const char *path, kiln_diag *d);
+/* A pass's name ("infer-shapes"), and the pass named s (NONE if none). */
+const char *kiln_pass_name(kiln_pass_id id);
+kiln_pass_id kiln_pass_lookup(const char *s);
+/* "import, infer-shapes, ..." for usage messages. */
+const char *kiln_pass_list(void);
+
+#endif
