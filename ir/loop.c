@@ -295,15 +295,16 @@ int kiln_lx_div_needs_guard(const kiln_lx *divisor) {
   return divisor->i == 0 || divisor->i == -1;
 }
 
-int kiln_lx_is_index_expr(const kiln_lx *e) {
+int kiln_lx_is_index_expr(const kiln_kernel *k, const kiln_lx *e) {
   switch (e->kind) {
   case KILN_LX_CONST: return !kiln_dtype_is_float(e->dtype);
   case KILN_LX_INDEX: return 1;
+  case KILN_LX_LOCAL: return k && k->local_index && e->var < k->nlocals && k->local_index[e->var];
   case KILN_LX_BIN:
     switch (e->op) {
     case KILN_BIN_ADD: case KILN_BIN_SUB: case KILN_BIN_MUL: case KILN_BIN_DIV: case KILN_BIN_REM:
     case KILN_BIN_MIN: case KILN_BIN_MAX:
-      return kiln_lx_is_index_expr(e->a) && kiln_lx_is_index_expr(e->b);
+      return kiln_lx_is_index_expr(k, e->a) && kiln_lx_is_index_expr(k, e->b);
     default: return 0;
     }
   default: return 0;

@@ -147,6 +147,9 @@ typedef struct kiln_kernel {
   int nvars, nlocals;        /* loop vars and locals are numbered 0.. */
   const char **local_names;  /* NULL, or per local a C identifier (NULL: tN); set by
                                 kiln_simplify_index for the values it hoists */
+  const unsigned char *local_index; /* NULL, or per local 1 when it holds index
+                                arithmetic (declared once from a kiln_lx_is_index_expr
+                                value, never assigned); set by kiln_simplify_index */
 } kiln_kernel;
 
 typedef struct kiln_program {
@@ -200,9 +203,10 @@ void kiln_lx_print(const kiln_kernel *k, const kiln_lx *e, FILE *f);
 /* True when an integer DIV/REM by `divisor` needs the x/0, INT_MIN/-1
  * guard: unless the divisor is a constant other than 0 and -1. */
 int kiln_lx_div_needs_guard(const kiln_lx *divisor);
-/* True for index arithmetic: only loop indices, constants and
+/* True for index arithmetic: only loop indices, constants, locals that
+ * hold index arithmetic (k->local_index; k may be NULL) and
  * ADD/SUB/MUL/DIV/REM/MIN/MAX of them (cannot overflow, see above). */
-int kiln_lx_is_index_expr(const kiln_lx *e);
+int kiln_lx_is_index_expr(const kiln_kernel *k, const kiln_lx *e);
 
 /* ---- interpreting (constant folding, tests): loop_eval.c ---- */
 /* Runs kernel k of p with bufs[i] the memory of p->bufs[i], following the

@@ -594,6 +594,28 @@ int kiln_index_range(const kiln_index_env *env, const kiln_lx *e, int64_t *lo, i
   return 1;
 }
 
+static void mark_assigned(unsigned char *assigned, const kiln_ls *s) {
+  for (; s; s = s->next) {
+    if (s->kind == KILN_LS_ASSIGN) assigned[s->var] = 1;
+    mark_assigned(assigned, s->body);
+    mark_assigned(assigned, s->orelse);
+  }
+}
+
+/* Marks the locals that hold index arithmetic: declared once from an index
+ * expression and never assigned (in statement order, so a value built on an
+ * earlier such local counts too).  The C printer prints their arithmetic
+ * without the wrapping casts data arithmetic needs (ir/loop.h). */
+static void mark_index_locals(const kiln_kernel *k, unsigned char *is_index, const unsigned char *assigned,
+                              const kiln_ls *s) {
+  for (; s; s = s->next) {
+    if (s->kind == KILN_LS_DECL && !assigned[s->var] && s->value && s->dtype == KILN_DT_I64)
+      is_index[s->var] = (unsigned char)kiln_lx_is_index_expr(k, s->value);
+    mark_index_locals(k, is_index, assigned, s->body);
+    mark_index_locals(k, is_index, assigned, s->orelse);
+  }
+}
+
 void kiln_simplify_index(kiln_program *p) {
   for (int i = 0; i < p->nkernels; i++) {
     kiln_kernel *k = p->kernels[i];
@@ -616,5 +638,10 @@ void kiln_simplify_index(kiln_program *p) {
       memcpy(names, S.names, (size_t)k->nlocals * sizeof *names);
       k->local_names = names;
     }
+    unsigned char *is_index = kiln_arena_array(p->arena, (size_t)k->nlocals + 1, 1);
+    unsigned char *assigned = kiln_arena_array(p->arena, (size_t)k->nlocals + 1, 1);
+    mark_assigned(assigned, k->body);
+    k->local_index = is_index;
+    mark_index_locals(k, is_index, assigned, k->body);
   }
 }

@@ -92,19 +92,19 @@ static void operand(emitter *e, const kiln_lx *x, const kiln_lx *other) {
 /* i64 +, -, * print with C's precedence: left-nested sums and products
  * need no parentheses (x[base + i + 3]); everything else prints through
  * expr(), fully parenthesised. */
-static int wraps(const kiln_lx *x);
-static int iprec(const kiln_lx *x) {
+static int wraps(const emitter *e, const kiln_lx *x);
+static int iprec(const emitter *e, const kiln_lx *x) {
   /* data arithmetic that must wrap prints through binary()'s unsigned casts */
-  if (x->kind != KILN_LX_BIN || x->dtype != KILN_DT_I64 || wraps(x)) return 0;
+  if (x->kind != KILN_LX_BIN || x->dtype != KILN_DT_I64 || wraps(e, x)) return 0;
   return x->op == KILN_BIN_ADD || x->op == KILN_BIN_SUB ? 1 : x->op == KILN_BIN_MUL ? 2 : 0;
 }
 static void iexpr(emitter *e, const kiln_lx *x, int ctx);
 static void ioperand(emitter *e, const kiln_lx *x, const kiln_lx *other, int ctx) {
-  if (iprec(x)) iexpr(e, x, ctx);
+  if (iprec(e, x)) iexpr(e, x, ctx);
   else operand(e, x, other);
 }
 static void iexpr(emitter *e, const kiln_lx *x, int ctx) {
-  int p = iprec(x);
+  int p = iprec(e, x);
   if (!p) { expr(e, x); return; }
   if (p < ctx) fprintf(e->f, "(");
   ioperand(e, x->a, x->b, p);
@@ -118,9 +118,9 @@ static void iexpr(emitter *e, const kiln_lx *x, int ctx) {
 static const char *wrap_type(kiln_dtype t) {
   return t == KILN_DT_I64 || t == KILN_DT_U64 ? "uint64_t" : "uint32_t";
 }
-static int wraps(const kiln_lx *x) {
+static int wraps(const emitter *e, const kiln_lx *x) {
   kiln_dtype t = x->a->dtype;
-  return kiln_dtype_is_int(t) && t != KILN_DT_U32 && t != KILN_DT_U64 && !kiln_lx_is_index_expr(x);
+  return kiln_dtype_is_int(t) && t != KILN_DT_U32 && t != KILN_DT_U64 && !kiln_lx_is_index_expr(e->k, x);
 }
 
 /* Integer DIV / REM as ir/loop.h defines them (x / 0 == 0, x % 0 == x,
@@ -266,7 +266,7 @@ static void binary(emitter *e, const kiln_lx *x) {
   case KILN_BIN_ADD:
   case KILN_BIN_SUB:
   case KILN_BIN_MUL:
-    if (!wraps(x)) break;
+    if (!wraps(e, x)) break;
     fprintf(f, "((%s)((%s)(", ctype(t), wrap_type(t));
     expr(e, x->a);
     fprintf(f, ") %s (%s)(", sym[x->op], wrap_type(t));
@@ -284,7 +284,7 @@ static void binary(emitter *e, const kiln_lx *x) {
     return;
   default: break;
   }
-  if (iprec(x)) { iexpr(e, x, 3); return; }
+  if (iprec(e, x)) { iexpr(e, x, 3); return; }
   const char *s = x->op == KILN_BIN_DIV ? "/" : sym[x->op];
   fprintf(f, "(");
   operand(e, x->a, x->b);

@@ -70,8 +70,10 @@ static uint32_t fnv1a(const char *s) {
 
 static int is_alnum(unsigned char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
-/* The fragment for one name, before collisions with other names. */
-static void fragment(char *out, size_t size, const char *name, int upper) {
+/* The fragment for one name, before collisions with other names; returns
+ * 1 when it is not the name itself (characters dropped or changed, or cut
+ * short), so that it may stand for other names too. */
+static int fragment(char *out, const char *name, int upper) {
   size_t j = 0;
   int pending_sep = 0;
   for (const unsigned char *p = (const unsigned char *)name; *p && j < IDENT_BASE_MAX; p++) {
@@ -85,19 +87,36 @@ static void fragment(char *out, size_t size, const char *name, int upper) {
   int exact = j > 0 && strlen(name) == j;
   for (size_t i = 0; exact && i < j; i++)
     exact = out[i] == name[i] || (upper && name[i] >= 'a' && name[i] <= 'z' && out[i] == name[i] - 'a' + 'A');
-  if (!exact) snprintf(out + j, size - j, "%sh%08x", j ? "_" : "", (unsigned)fnv1a(name));
+  return !exact;
 }
 
 /* Hash sets keep this linear in practice, even for thousands of equal names. */
 char **kiln_c_idents(kiln_arena *a, const char *const *names, int n, int upper, const char *const *taken) {
   char **ids = kiln_arena_array(a, (size_t)n + 1, sizeof *ids);
-  kiln_strmap used, next; /* identifiers given out; per clashing base, the next suffix to try */
+  char **bases = kiln_arena_array(a, (size_t)n + 1, sizeof *bases);
+  unsigned char *changed = kiln_arena_array(a, (size_t)n + 1, 1);
+  kiln_strmap used, next, seen; /* identifiers given out; per clashing base, the next suffix to try; bases' counts */
   kiln_strmap_init(&used, a);
   kiln_strmap_init(&next, a);
+  kiln_strmap_init(&seen, a);
   for (int i = 0; taken && taken[i]; i++) kiln_strmap_put(&used, taken[i], (void *)1);
   for (int i = 0; i < n; i++) {
+    char base[IDENT_BASE_MAX + 16];
+    changed[i] = (unsigned char)fragment(base, names[i], upper);
+    bases[i] = kiln_arena_strdup(a, base);
+    kiln_strmap_put(&seen, bases[i], (void *)((intptr_t)kiln_strmap_get(&seen, bases[i]) + 1));
+  }
+  for (int i = 0; i < n; i++) {
     char base[IDENT_BASE_MAX + 16], id[IDENT_BASE_MAX + 32];
-    fragment(base, sizeof base, names[i], upper);
+    snprintf(base, sizeof base, "%s", bases[i]);
+    /* A mangled name that another name mangles to as well (`a.b`, `a-b`),
+     * or an empty one, gets a hash of its exact bytes: distinct, and the
+     * same whatever order the names come in.  Plain, unique names stay as
+     * they are, so generated code reads like the model. */
+    if (changed[i] && (!base[0] || (intptr_t)kiln_strmap_get(&seen, bases[i]) > 1 || kiln_strmap_get(&used, base))) {
+      size_t j = strlen(base);
+      snprintf(base + j, sizeof base - j, "%sh%08x", j ? "_" : "", (unsigned)fnv1a(names[i]));
+    }
     snprintf(id, sizeof id, "%s", base);
     if (kiln_strmap_get(&used, id)) {
       intptr_t k = (intptr_t)kiln_strmap_get(&next, base);

@@ -34,10 +34,11 @@ void kiln_c_put_display_string(FILE *f, const char *s);
 /* n distinct identifier fragments for names[0..n): letters and digits joined
  * by single underscores, no leading or trailing underscore, at most 52
  * characters, never equal to one of `taken` (NULL-terminated list, may be
- * NULL).  A name that is not already such a fragment gets a suffix "_h" and
- * 8 hex digits of a hash of its exact bytes, so `a.b` and `a-b` differ and
- * a name always gets the same identifier; remaining collisions (equal names,
- * case folding with upper) get "_2", "_3", ... in order.  upper: letters
+ * NULL).  A name that is not already such a fragment, and whose fragment
+ * another name shares (or is taken, or empty), gets a suffix "_h" and 8 hex
+ * digits of a hash of its exact bytes, so `a.b` and `a-b` differ whatever
+ * their order; remaining collisions (equal names) get "_2", "_3", ... in
+ * order.  upper: letters
  * upper-cased (for macros).  Callers join them after a prefix (`in_`, `X_`),
  * so the result is never a keyword or reserved identifier by itself. */
 char **kiln_c_idents(kiln_arena *a, const char *const *names, int n, int upper, const char *const *taken);
