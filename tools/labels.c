@@ -12,6 +12,8 @@
  * read the field as text, not as a formula). */
 #include "labels.h"
 
+#include "../ir/text_escape.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,40 +127,8 @@ void kiln_labels_free(kiln_labels *l) {
   l->n = 0;
 }
 
-/* Length of a valid UTF-8 sequence at s for a printable code point
- * (>= U+00A0, not a surrogate), or 0. */
-static int utf8_printable(const unsigned char *s) {
-  unsigned c = s[0], cp;
-  int n;
-  if (c >= 0xc2 && c <= 0xdf) n = 2, cp = c & 0x1f;
-  else if (c >= 0xe0 && c <= 0xef) n = 3, cp = c & 0x0f;
-  else if (c >= 0xf0 && c <= 0xf4) n = 4, cp = c & 0x07;
-  else return 0;
-  for (int i = 1; i < n; i++) {
-    if ((s[i] & 0xc0) != 0x80) return 0;
-    cp = cp << 6 | (s[i] & 0x3f);
-  }
-  static const unsigned min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < min_cp[n] || cp < 0xa0 || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) return 0;
-  return n;
-}
-
 void kiln_text_escape(const char *s, char *out, size_t size) {
-  size_t o = 0;
-  if (!size) return;
-  for (const unsigned char *p = (const unsigned char *)s; *p;) {
-    char piece[8];
-    int n = 1;
-    if (*p == '\\') memcpy(piece, "\\\\", n = 2);
-    else if (*p >= 0x20 && *p < 0x7f) piece[0] = (char)*p;
-    else if ((n = utf8_printable(p)) > 0) memcpy(piece, p, (size_t)n);
-    else n = snprintf(piece, sizeof piece, "\\x%02x", *p);
-    if (o + (size_t)n >= size) break;
-    memcpy(out + o, piece, (size_t)n);
-    o += (size_t)n;
-    p += *p >= 0x80 && utf8_printable(p) ? utf8_printable(p) : 1;
-  }
-  out[o] = '\0';
+  if (size) kiln_display_escape(out, size, s); /* the one display form (ir/text_escape.h) */
 }
 
 void kiln_csv_field(const char *s, char *out, size_t size) {

@@ -25,8 +25,9 @@ int kiln_labels_from_meta(const kiln_graph *g, kiln_labels *l, kiln_diag *d);
 const char *kiln_labels_get(const kiln_labels *l, int64_t i);
 void kiln_labels_free(kiln_labels *l);
 
-/* Text safe for a terminal: control bytes, invalid UTF-8 and C1 controls
- * become \xNN, backslash becomes \\; truncated to fit (always terminated). */
+/* Text safe for a terminal: kiln_display_escape's display form (control
+ * bytes, invalid UTF-8, C1 and bidi controls as \xNN, backslash as \\),
+ * truncated to fit (always terminated). */
 void kiln_text_escape(const char *s, char *out, size_t size);
 /* A CSV field (RFC 4180): quoted, quotes doubled, the text escaped as
  * above, and a leading = + - @ prefixed with ' so spreadsheets do not
