@@ -28,7 +28,7 @@
  * kernel_shape, strides, dilations, pads explicit, auto_pad resolved (for
  * ConvTranspose, output_shape and output_padding already folded into pads
  * and the output dims).  f16/bf16 compute in f32. */
-#include "lower.h"
+#include "conv_def.h"
 
 #define B (&L->b)
 #define CI(v) kiln_lx_const_i(B, (v))
@@ -41,54 +41,9 @@
 static const kiln_sched seq_sched = {0};
 static const kiln_sched par_sched = {.parallel = 1};
 
-/* The geometry both ops share. */
-typedef struct conv_geom {
-  int sp;                                       /* spatial dims, 1..3 */
-  int64_t N, C, M, G, Cg, Mg;                   /* batch, in/out channels, groups */
-  int64_t in[3], out[3], K[3], s[3], d[3], pb[3];
-  int64_t xstr[3], ystr[3], kstr[3];            /* row-major spatial strides */
-  int64_t isz, osz, ksz;                        /* spatial sizes */
-} conv_geom;
-
-static int conv_setup(kiln_lctx *L, const kiln_node *n, conv_geom *g) {
-  const kiln_attrs_conv *a = n->attrs;
-  const kiln_value *x = n->in[0], *w = n->in[1], *y = n->out[0];
-  for (int k = 0; k < n->nin; k++)
-    if (n->in[k] && n->in[k]->layout != KILN_LAYOUT_PLAIN)
-      return kiln_lower_fail(L, n, "input '%s' has a blocked layout, which %s does not lower yet", n->in[k]->name,
-                             kiln_op_get(n->op)->name);
-  if (y->layout != KILN_LAYOUT_PLAIN)
-    return kiln_lower_fail(L, n, "output '%s' has a blocked layout, which %s does not lower yet", y->name,
-                           kiln_op_get(n->op)->name);
-  if (!kiln_dtype_is_float(x->dtype) || w->dtype != x->dtype)
-    return kiln_lower_fail(L, n, "%s needs floating-point X and W of one type, got %s and %s",
-                           kiln_op_get(n->op)->name, kiln_dtype_name(x->dtype), kiln_dtype_name(w->dtype));
-  int sp = g->sp = x->rank - 2;
-  if (sp < 1 || sp > 3 || a->kernel_shape.n != sp || a->strides.n != sp || a->dilations.n != sp || a->pads.n != 2 * sp)
-    return kiln_lower_fail(L, n, "window attributes are not in canonical form (run shape inference first)");
-  g->N = x->dims[0];
-  g->C = x->dims[1];
-  g->M = y->dims[1];
-  g->G = a->group;
-  g->Cg = g->C / g->G;
-  g->Mg = g->M / g->G;
-  g->isz = g->osz = g->ksz = 1;
-  for (int i = sp - 1; i >= 0; i--) {
-    g->in[i] = x->dims[2 + i];
-    g->out[i] = y->dims[2 + i];
-    g->K[i] = a->kernel_shape.v[i];
-    g->s[i] = a->strides.v[i];
-    g->d[i] = a->dilations.v[i];
-    g->pb[i] = a->pads.v[i];
-    g->xstr[i] = g->isz;
-    g->ystr[i] = g->osz;
-    g->kstr[i] = g->ksz;
-    g->isz *= g->in[i];
-    g->osz *= g->out[i];
-    g->ksz *= g->K[i];
-  }
-  return 0;
-}
+/* The geometry both ops share: conv_def.h. */
+typedef kiln_conv_geom conv_geom;
+static int conv_setup(kiln_lctx *L, const kiln_node *n, conv_geom *g) { return kiln_conv_setup(L, n, g); }
 
 static kiln_lx *and_opt(kiln_lctx *L, kiln_lx *a, kiln_lx *c) {
   if (!a) return c;

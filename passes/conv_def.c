@@ -1,0 +1,43 @@
+/* The convolution's definition: its geometry, taken from the node once
+ * (see conv_def.h for the formulas every schedule computes). */
+#include "conv_def.h"
+
+int kiln_conv_setup(kiln_lctx *L, const kiln_node *n, kiln_conv_geom *g) {
+  const kiln_attrs_conv *a = n->attrs;
+  const kiln_value *x = n->in[0], *w = n->in[1], *y = n->out[0];
+  for (int k = 0; k < n->nin; k++)
+    if (n->in[k] && n->in[k]->layout != KILN_LAYOUT_PLAIN)
+      return kiln_lower_fail(L, n, "input '%s' has a blocked layout, which %s does not lower yet", n->in[k]->name,
+                             kiln_op_get(n->op)->name);
+  if (y->layout != KILN_LAYOUT_PLAIN)
+    return kiln_lower_fail(L, n, "output '%s' has a blocked layout, which %s does not lower yet", y->name,
+                           kiln_op_get(n->op)->name);
+  if (!kiln_dtype_is_float(x->dtype) || w->dtype != x->dtype)
+    return kiln_lower_fail(L, n, "%s needs floating-point X and W of one type, got %s and %s",
+                           kiln_op_get(n->op)->name, kiln_dtype_name(x->dtype), kiln_dtype_name(w->dtype));
+  int sp = g->sp = x->rank - 2;
+  if (sp < 1 || sp > 3 || a->kernel_shape.n != sp || a->strides.n != sp || a->dilations.n != sp || a->pads.n != 2 * sp)
+    return kiln_lower_fail(L, n, "window attributes are not in canonical form (run shape inference first)");
+  g->N = x->dims[0];
+  g->C = x->dims[1];
+  g->M = y->dims[1];
+  g->G = a->group;
+  g->Cg = g->C / g->G;
+  g->Mg = g->M / g->G;
+  g->isz = g->osz = g->ksz = 1;
+  for (int i = sp - 1; i >= 0; i--) {
+    g->in[i] = x->dims[2 + i];
+    g->out[i] = y->dims[2 + i];
+    g->K[i] = a->kernel_shape.v[i];
+    g->s[i] = a->strides.v[i];
+    g->d[i] = a->dilations.v[i];
+    g->pb[i] = a->pads.v[i];
+    g->xstr[i] = g->isz;
+    g->ystr[i] = g->osz;
+    g->kstr[i] = g->ksz;
+    g->isz *= g->in[i];
+    g->osz *= g->out[i];
+    g->ksz *= g->K[i];
+  }
+  return 0;
+}

@@ -1,0 +1,32 @@
+/* The convolution's compute definition, apart from any schedule of it.
+ *
+ * Conv:          Y[n, m, o] = B[m] + sum over c < Cg, taps k of
+ *                             X[n, grp*Cg + c, o*s + k*d - pb] * W[m, c, k]
+ * ConvTranspose: Y[n, m, o] = B[m] + sum over c < Cg, taps k where
+ *                             t = o + pb - k*d is a multiple of s inside X of
+ *                             X[n, grp*Cg + c, t / s] * W[grp*Cg + c, m', k]
+ * with grp = m / Mg, m' = m % Mg, and positions outside X reading zero.
+ * kiln_conv_geom holds every size and stride these formulas need, taken
+ * once from the node (attributes canonical after shape inference); the
+ * CPU lowering (lower_conv.c) and the GPU schedule (schedule_conv_gpu.c)
+ * are two schedules of the same definition and read only this. */
+#ifndef KILN_CONV_DEF_H
+#define KILN_CONV_DEF_H
+
+#include "lower.h"
+
+/* The geometry Conv and ConvTranspose share. */
+typedef struct kiln_conv_geom {
+  int sp;                                       /* spatial dims, 1..3 */
+  int64_t N, C, M, G, Cg, Mg;                   /* batch, in/out channels, groups */
+  int64_t in[3], out[3], K[3], s[3], d[3], pb[3];
+  int64_t xstr[3], ystr[3], kstr[3];            /* row-major spatial strides */
+  int64_t isz, osz, ksz;                        /* spatial sizes */
+} kiln_conv_geom;
+
+/* Fills g from node n (Conv or ConvTranspose); returns 0, or -1 with a
+ * located error in L (blocked layouts, non-float or mixed X/W types,
+ * non-canonical window attributes). */
+int kiln_conv_setup(kiln_lctx *L, const kiln_node *n, kiln_conv_geom *g);
+
+#endif
