@@ -194,6 +194,51 @@ void kiln_lb_assign(kiln_lb *b, int local, kiln_lx *value) {
   s->value = value;
 }
 
+kiln_buf *kiln_lb_alloc(kiln_lb *b, const char *name, kiln_scope scope, kiln_dtype t, int64_t numel) {
+  KILN_ASSERT(scope != KILN_SCOPE_GLOBAL && numel > 0);
+  kiln_kernel *k = b->k;
+  kiln_buf *buf = alloc(b, sizeof *buf);
+  buf->id = k->nallocs;
+  buf->name = kiln_arena_strdup(b->p->arena, name);
+  buf->dtype = t;
+  buf->rank = 1;
+  buf->dims[0] = buf->numel = numel;
+  buf->kind = KILN_BUF_WORKSPACE;
+  buf->io_index = -1;
+  buf->scope = scope;
+  push(b->p->arena, (void ***)&k->allocs, &k->nallocs, &k->cap_allocs, buf);
+  ls(b, KILN_LS_ALLOC)->buf = buf;
+  return buf;
+}
+
+void kiln_lb_barrier(kiln_lb *b) { ls(b, KILN_LS_BARRIER); }
+
+static int launch_walk(const kiln_ls *s, kiln_launch *l, int *seen) {
+  for (; s; s = s->next) {
+    if (s->kind == KILN_LS_FOR && s->sched.gpu >= 1 && s->sched.gpu <= 6) {
+      int a = s->sched.gpu - 1;
+      if (seen[a]++) return -1;
+      (a < 3 ? l->grid : l->block)[a % 3] = s->extent;
+    }
+    if (launch_walk(s->body, l, seen) || launch_walk(s->orelse, l, seen)) return -1;
+  }
+  return 0;
+}
+
+int kiln_kernel_launch_of(const kiln_kernel *k, kiln_launch *out) {
+  kiln_launch l = {{1, 1, 1}, {1, 1, 1}};
+  int seen[6] = {0};
+  if (launch_walk(k->body, &l, seen)) return -1;
+  *out = l;
+  return 0;
+}
+
+void kiln_lb_launch(kiln_lb *b) {
+  kiln_launch *l = alloc(b, sizeof *l);
+  KILN_ASSERT(kiln_kernel_launch_of(b->k, l) == 0);
+  b->k->launch = l;
+}
+
 static kiln_dtype local_type(kiln_lb *b, int local, kiln_ls *s) {
   (void)b;
   for (; s; s = s->next) {
@@ -250,7 +295,10 @@ static void print_ls(const kiln_kernel *k, const kiln_ls *s, int ind, FILE *f) {
     fprintf(f, "%*s", ind, "");
     switch (s->kind) {
     case KILN_LS_FOR:
-      fprintf(f, "for i%d in 0..%" PRId64 "%s:\n", s->var, s->extent, s->sched.parallel ? " parallel" : "");
+      fprintf(f, "for i%d in 0..%" PRId64 "%s", s->var, s->extent, s->sched.parallel ? " parallel" : "");
+      if (s->sched.gpu >= 1 && s->sched.gpu <= 6)
+        fprintf(f, " %s.%c", s->sched.gpu <= 3 ? "blockIdx" : "threadIdx", "xyz"[(s->sched.gpu - 1) % 3]);
+      fprintf(f, ":\n");
       print_ls(k, s->body, ind + 2, f);
       break;
     case KILN_LS_STORE:
@@ -268,6 +316,11 @@ static void print_ls(const kiln_kernel *k, const kiln_ls *s, int ind, FILE *f) {
       if (s->orelse) { fprintf(f, "%*selse:\n", ind, ""); print_ls(k, s->orelse, ind + 2, f); }
       break;
     case KILN_LS_BARRIER: fprintf(f, "barrier\n"); break;
+    case KILN_LS_ALLOC:
+      fprintf(f, "alloc %s %%", s->buf->scope == KILN_SCOPE_SHARED ? "shared" : "local");
+      kiln_put_display(f, s->buf->name);
+      fprintf(f, " : %s[%" PRId64 "]\n", kiln_dtype_name(s->buf->dtype), s->buf->numel);
+      break;
     }
   }
 }
@@ -285,6 +338,10 @@ void kiln_program_print(const kiln_program *p, FILE *f) {
   for (int i = 0; i < p->nkernels; i++) {
     fprintf(f, "kernel ");
     kiln_put_display(f, p->kernels[i]->name);
+    const kiln_launch *l = p->kernels[i]->launch;
+    if (l)
+      fprintf(f, " launch grid(%" PRId64 ", %" PRId64 ", %" PRId64 ") block(%" PRId64 ", %" PRId64 ", %" PRId64 ")",
+              l->grid[0], l->grid[1], l->grid[2], l->block[0], l->block[1], l->block[2]);
     fprintf(f, ":\n");
     print_ls(p->kernels[i], p->kernels[i]->body, 2, f);
   }

@@ -47,7 +47,32 @@
  *    (whichever is NaN).  Ops whose ONNX meaning
  *    propagates NaN from every operand (Max, Min, MaxPool: ONNX Runtime
  *    returns NaN) add an explicit ISNAN in the lowering
- *    (kiln_lower_max_nan); the printers never special-case ops. */
+ *    (kiln_lower_max_nan); the printers never special-case ops.
+ *
+ * ---- GPU kernels: launches, bindings, memory scopes ----
+ * A kernel whose `launch` is set is one GPU launch (the host runs kernels
+ * in program order, each after the previous one has finished).  Its body
+ * is a perfect nest of block-bound loops (sched.gpu 1..3: blockIdx x/y/z),
+ * then the block body: KILN_LS_ALLOCs of SHARED buffers, DECLs and one
+ * perfect nest of thread-bound loops (sched.gpu 4..6: threadIdx x/y/z),
+ * whose body every thread of the block runs.  A launch's grid is the
+ * extents of its block-bound loops and its block the extents of its
+ * thread-bound loops, per axis (1 for an axis no loop binds): a bound
+ * loop is the axis itself (iteration i = blockIdx or threadIdx == i), never
+ * a grid-stride loop.  Memory scopes (kiln_buf.scope): GLOBAL buffers are
+ * the program's table, seen by every kernel; SHARED ones live per block
+ * and LOCAL ones per thread (registers), allocated by a KILN_LS_ALLOC in
+ * the block body (SHARED) or under the thread-bound loops (LOCAL), visible
+ * from there to the end of the enclosing block and in no other kernel;
+ * their contents start undefined.  KILN_LS_BARRIER is __syncthreads():
+ * every thread of the block reaches it before any goes on; it sits under
+ * the thread-bound loops, under sequential loops and IFs whose condition
+ * is the same for every thread of a block (uniform: no thread var, no
+ * load).  Between two barriers the threads of a block may run in any
+ * order, so a SHARED element one thread writes is read or written by
+ * another only after a barrier.  CPU backends print only kernels with no
+ * launch; loop_eval.c emulates a launch (blocks one after another, each
+ * block's threads segment by segment between barriers). */
 #ifndef KILN_LOOP_H
 #define KILN_LOOP_H
 
@@ -63,8 +88,15 @@ typedef enum kiln_buf_kind {
   KILN_BUF_WORKSPACE  /* intermediate activation, placed by the memory plan */
 } kiln_buf_kind;
 
+/* Where a buffer lives (GPU kernels; see the top of this file). */
+typedef enum kiln_scope {
+  KILN_SCOPE_GLOBAL,  /* the program's buffer table: every kernel sees it */
+  KILN_SCOPE_SHARED,  /* one per GPU block (__shared__), a kernel's KILN_LS_ALLOC */
+  KILN_SCOPE_LOCAL    /* one per GPU thread (registers), a kernel's KILN_LS_ALLOC */
+} kiln_scope;
+
 typedef struct kiln_buf {
-  int id;
+  int id;                /* GLOBAL: index in p->bufs; SHARED/LOCAL: in its kernel's allocs */
   const char *name;      /* the graph value's name */
   kiln_dtype dtype;
   int rank;
@@ -75,6 +107,7 @@ typedef struct kiln_buf {
   const void *data;      /* weights: contents */
   int64_t offset;        /* workspace: byte offset in the activation arena;
                             weights: byte offset in the packed weights file */
+  kiln_scope scope;      /* GLOBAL unless allocated in a kernel (then kind WORKSPACE) */
 } kiln_buf;
 
 typedef enum kiln_lx_kind {
@@ -124,7 +157,8 @@ typedef enum kiln_ls_kind {
   KILN_LS_DECL,    /* local var : dtype = value */
   KILN_LS_ASSIGN,  /* local var = value */
   KILN_LS_IF,      /* if cond: body else: orelse */
-  KILN_LS_BARRIER  /* GPU block barrier (threads of a block meet) */
+  KILN_LS_BARRIER, /* GPU block barrier (threads of a block meet) */
+  KILN_LS_ALLOC    /* buf (SHARED or LOCAL scope) exists from here to the end of the block */
 } kiln_ls_kind;
 
 typedef struct kiln_ls {
@@ -135,10 +169,16 @@ typedef struct kiln_ls {
   kiln_sched sched;          /* FOR */
   struct kiln_ls *body;      /* FOR, IF */
   struct kiln_ls *orelse;    /* IF */
-  const kiln_buf *buf;       /* STORE */
+  const kiln_buf *buf;       /* STORE, ALLOC */
   kiln_lx *index, *value;    /* STORE: index, value; DECL/ASSIGN: value; IF: value = cond */
   kiln_dtype dtype;          /* DECL */
 } kiln_ls;
+
+/* One GPU launch: grid[a] is the extent of the loop bound to blockIdx a,
+ * block[a] of the loop bound to threadIdx a (1 where no loop binds a). */
+typedef struct kiln_launch {
+  int64_t grid[3], block[3];
+} kiln_launch;
 
 typedef struct kiln_kernel {
   const char *name;          /* C identifier, unique in the program */
@@ -150,6 +190,9 @@ typedef struct kiln_kernel {
   const unsigned char *local_index; /* NULL, or per local 1 when it holds index
                                 arithmetic (declared once from a kiln_lx_is_index_expr
                                 value, never assigned); set by kiln_simplify_index */
+  const kiln_launch *launch; /* NULL: a CPU kernel; else one GPU launch (kiln_lb_launch) */
+  kiln_buf **allocs;         /* its SHARED/LOCAL buffers, by id (KILN_LS_ALLOC) */
+  int nallocs, cap_allocs;
 } kiln_kernel;
 
 typedef struct kiln_program {
@@ -193,6 +236,17 @@ void kiln_lb_store(kiln_lb *b, const kiln_buf *buf, kiln_lx *index, kiln_lx *val
 int kiln_lb_decl(kiln_lb *b, kiln_dtype t, kiln_lx *init);
 void kiln_lb_assign(kiln_lb *b, int local, kiln_lx *value);
 
+/* GPU kernels: a SHARED or LOCAL buffer of numel elements, allocated here
+ * (a KILN_LS_ALLOC statement) and owned by the current kernel; a barrier;
+ * and, once the kernel is built, its launch recorded from its bound loops
+ * (kiln_kernel_launch_of).  name is copied; it appears in dumps only. */
+kiln_buf *kiln_lb_alloc(kiln_lb *b, const char *name, kiln_scope scope, kiln_dtype t, int64_t numel);
+void kiln_lb_barrier(kiln_lb *b);
+void kiln_lb_launch(kiln_lb *b);
+/* The grid and block k's bound loops give (1 per unbound axis); returns 0,
+ * or -1 when an axis is bound by two loops. */
+int kiln_kernel_launch_of(const kiln_kernel *k, kiln_launch *out);
+
 kiln_buf *kiln_program_add_buf(kiln_program *p, const kiln_value *v, kiln_buf_kind kind);
 /* Human-readable dump (kiln inspect --loops, --dump-after, tests); model
  * names in display form (kiln_put_display). */
@@ -211,7 +265,13 @@ int kiln_lx_is_index_expr(const kiln_kernel *k, const kiln_lx *e);
 /* ---- interpreting (constant folding, tests): loop_eval.c ---- */
 /* Runs kernel k of p with bufs[i] the memory of p->bufs[i], following the
  * semantics above.  Returns 0, or -1 when an index falls outside its
- * buffer (nothing is written out of bounds). */
+ * buffer (nothing is written out of bounds).  A GPU kernel (k->launch) is
+ * emulated: blocks one after another, SHARED buffers per block and LOCAL
+ * ones, loop vars and locals per thread; the threads of a block run each
+ * barrier-free run of statements one thread after another, and meet at
+ * barriers.  It also returns -1 on a data race (a SHARED element written
+ * by one thread and read or written by another with no barrier between)
+ * and on a barrier that threads of a block reach differently. */
 int kiln_loop_eval(const kiln_program *p, const kiln_kernel *k, void **bufs);
 
 /* ---- verifying: loop_verify.c ---- */
@@ -219,7 +279,11 @@ int kiln_loop_eval(const kiln_program *p, const kiln_kernel *k, void **bufs);
  * declared before use and in scope, stores only to outputs and workspace,
  * consistent types (BIN operands alike, bool conditions, i64 indices),
  * barriers only under GPU-bound loops, and no index provably outside its
- * buffer (interval analysis; silent where it cannot decide).  Returns the
+ * buffer (interval analysis; silent where it cannot decide); in GPU
+ * kernels also the launch structure described at the top of this file
+ * (recorded launch = bound loops, SHARED allocations in the block body,
+ * LOCAL ones under the thread loops, barriers under the thread loops and
+ * no non-uniform IF, scoped buffers used only where allocated).  Returns the
  * number of errors; the first is recorded in d as
  * "FILE: node 'NAME' (Op): loop IR: kernel 'K': what is wrong". */
 int kiln_loop_verify(const kiln_program *p, kiln_diag *d);

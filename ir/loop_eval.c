@@ -8,7 +8,19 @@
  * Values are held as double (float dtypes, rounded to the dtype after
  * every operation: an f32 +,-,*,/ computed in double and rounded once is
  * the correctly rounded f32 result) or as int64 normalised to the dtype's
- * width (sign- or zero-extended; u64 as its bit pattern). */
+ * width (sign- or zero-extended; u64 as its bit pattern).
+ *
+ * A GPU kernel (k->launch set) is emulated on this one CPU thread: block
+ * loops run as ordinary loops; at the thread-bound nest every thread gets
+ * its own copy of the loop vars and locals (and its own LOCAL buffers),
+ * and the nest's body runs "segment by segment": each maximal run of
+ * statements holding no barrier is run by thread 0, then thread 1, ...;
+ * a statement holding barriers (a loop or a uniform IF around them) is
+ * stepped through by all threads together.  This is one legal order of a
+ * real launch; SHARED buffers start as all-ones bytes (NaN floats) and a
+ * shadow per element records the last writer and readers in the current
+ * barrier interval, so an access another order could see differently (a
+ * missing barrier) is reported as a race instead of passing by luck. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,12 +32,49 @@ typedef struct kv {
   int64_t i; /* integers and bool */
 } kv;
 
+/* Per-element shadow of a SHARED buffer: last writer / reader thread and
+ * the barrier interval (epoch) of that access; reader -2: several. */
+typedef struct shadow {
+  int32_t *wt, *rt;
+  int64_t *we, *re;
+} shadow;
+
+typedef struct gpu {
+  const kiln_kernel *k;
+  shadow *sh;       /* by alloc id (SHARED only) */
+  int64_t epoch;    /* barrier intervals so far */
+} gpu;
+
 typedef struct ev {
   void **bufs;
   int64_t *var;
   kv *local;
-  int bad; /* an index fell outside its buffer */
+  int bad;          /* an index fell outside its buffer, a race, a divergent barrier */
+  gpu *G;           /* NULL: a CPU kernel */
+  void **scoped;    /* this thread's (or block's) SHARED/LOCAL memory, by alloc id */
+  int tid;          /* thread within the block; -1 at block level */
 } ev;
+
+/* The memory of buffer b for E; NULL (bad) when a scoped one is not allocated. */
+static void *bufmem(ev *E, const kiln_buf *b) {
+  if (b->scope == KILN_SCOPE_GLOBAL) return E->bufs[b->id];
+  void *m = E->scoped && E->G && b->id < E->G->k->nallocs ? E->scoped[b->id] : NULL;
+  if (!m) E->bad = 1;
+  return m;
+}
+
+/* Race check of thread E->tid's access to a SHARED element. */
+static void shared_access(ev *E, const kiln_buf *b, int64_t i, int write) {
+  if (b->scope != KILN_SCOPE_SHARED || E->tid < 0) return;
+  shadow *h = &E->G->sh[b->id];
+  int64_t ep = E->G->epoch;
+  int t = E->tid;
+  if (h->we[i] == ep && h->wt[i] != t) E->bad = 1;            /* read or write after another's write */
+  if (write && h->re[i] == ep && h->rt[i] != t) E->bad = 1;   /* write after another's read */
+  if (write) { h->wt[i] = t; h->we[i] = ep; }
+  else if (h->re[i] == ep && h->rt[i] != t) h->rt[i] = -2;
+  else { h->rt[i] = t; h->re[i] = ep; }
+}
 
 static int is_unsigned(kiln_dtype t) {
   return t == KILN_DT_U8 || t == KILN_DT_U16 || t == KILN_DT_U32 || t == KILN_DT_U64 || t == KILN_DT_BOOL;
@@ -167,7 +216,9 @@ static kv load(ev *E, const kiln_lx *e) {
   kv r = {0, 0}, idx = eval(E, e->a);
   const kiln_buf *b = e->buf;
   if (idx.i < 0 || idx.i >= b->numel) { E->bad = 1; return r; }
-  const void *p = E->bufs[b->id];
+  const void *p = bufmem(E, b);
+  if (!p) return r;
+  shared_access(E, b, idx.i, 0);
   if (kiln_dtype_is_float(b->dtype)) r.f = kiln_dtype_load_f(b->dtype, p, (size_t)idx.i);
   else r.i = b->dtype == KILN_DT_BOOL ? kiln_dtype_load_i(b->dtype, p, (size_t)idx.i) != 0
                                       : kiln_dtype_load_i(b->dtype, p, (size_t)idx.i);
@@ -193,10 +244,16 @@ static kv eval(ev *E, const kiln_lx *e) {
   return r;
 }
 
-static void run(ev *E, const kiln_ls *s) {
-  for (; s && !E->bad; s = s->next) {
+static void run_until(ev *E, const kiln_ls *s, const kiln_ls *end);
+static void run(ev *E, const kiln_ls *s) { run_until(E, s, NULL); }
+static void run_block(ev *E, const kiln_ls *s);
+static void alloc_scoped(ev *E, const kiln_buf *b);
+
+static void run_until(ev *E, const kiln_ls *s, const kiln_ls *end) {
+  for (; s != end && !E->bad; s = s->next) {
     switch (s->kind) {
     case KILN_LS_FOR:
+      if (E->G && E->tid < 0 && s->sched.gpu >= 4) { run_block(E, s); break; }
       for (int64_t i = 0; i < s->extent && !E->bad; i++) {
         E->var[s->var] = i;
         run(E, s->body);
@@ -205,23 +262,152 @@ static void run(ev *E, const kiln_ls *s) {
     case KILN_LS_STORE: {
       kv idx = eval(E, s->index), v = eval(E, s->value);
       if (idx.i < 0 || idx.i >= s->buf->numel) { E->bad = 1; break; }
-      if (kiln_dtype_is_float(s->buf->dtype)) kiln_dtype_store_f(s->buf->dtype, E->bufs[s->buf->id], (size_t)idx.i, v.f);
-      else kiln_dtype_store_i(s->buf->dtype, E->bufs[s->buf->id], (size_t)idx.i, v.i);
+      void *m = bufmem(E, s->buf);
+      if (!m) break;
+      shared_access(E, s->buf, idx.i, 1);
+      if (kiln_dtype_is_float(s->buf->dtype)) kiln_dtype_store_f(s->buf->dtype, m, (size_t)idx.i, v.f);
+      else kiln_dtype_store_i(s->buf->dtype, m, (size_t)idx.i, v.i);
       break;
     }
     case KILN_LS_DECL:
     case KILN_LS_ASSIGN: E->local[s->var] = eval(E, s->value); break;
     case KILN_LS_IF: run(E, eval(E, s->value).i ? s->body : s->orelse); break;
-    case KILN_LS_BARRIER: break; /* one thread */
+    case KILN_LS_BARRIER: break; /* one thread (run_threads handles a block's) */
+    case KILN_LS_ALLOC: alloc_scoped(E, s->buf); break;
     }
   }
 }
 
+/* ---- GPU emulation ---- */
+
+/* Fresh memory for a SHARED (at block level) or LOCAL (per thread)
+ * buffer each time its ALLOC runs: all-ones bytes, NaN for floats. */
+static void alloc_scoped(ev *E, const kiln_buf *b) {
+  if (!E->G || !E->scoped || b->id < 0 || b->id >= E->G->k->nallocs) { E->bad = 1; return; }
+  if ((b->scope == KILN_SCOPE_SHARED) != (E->tid < 0)) { E->bad = 1; return; } /* SHARED per block, LOCAL per thread */
+  size_t n = (size_t)b->numel, sz = kiln_dtype_size(b->dtype);
+  free(E->scoped[b->id]);
+  E->scoped[b->id] = malloc(n * sz);
+  if (!E->scoped[b->id]) { E->bad = 1; return; }
+  memset(E->scoped[b->id], 0xff, n * sz);
+  if (b->scope != KILN_SCOPE_SHARED || E->tid >= 0) return;
+  shadow *h = &E->G->sh[b->id];
+  free(h->wt); free(h->rt); free(h->we); free(h->re);
+  h->wt = malloc(n * sizeof *h->wt); h->rt = malloc(n * sizeof *h->rt);
+  h->we = malloc(n * sizeof *h->we); h->re = malloc(n * sizeof *h->re);
+  if (!h->wt || !h->rt || !h->we || !h->re) { E->bad = 1; return; }
+  for (size_t i = 0; i < n; i++) h->we[i] = h->re[i] = -1;
+}
+
+static int has_barrier(const kiln_ls *s) {
+  if (s->kind == KILN_LS_BARRIER) return 1;
+  for (const kiln_ls *t = s->body; t; t = t->next) if (has_barrier(t)) return 1;
+  for (const kiln_ls *t = s->orelse; t; t = t->next) if (has_barrier(t)) return 1;
+  return 0;
+}
+
+static int any_bad(ev *T, int nt) {
+  for (int t = 0; t < nt; t++) if (T[t].bad) return 1;
+  return 0;
+}
+
+/* The threads T[0..nt) run s segment by segment (see the top). */
+static void run_threads(ev *T, int nt, const kiln_ls *s) {
+  while (s && !any_bad(T, nt)) {
+    if (!has_barrier(s)) {
+      const kiln_ls *end = s;
+      while (end && !has_barrier(end)) end = end->next;
+      for (int t = 0; t < nt; t++) run_until(&T[t], s, end);
+      s = end;
+      continue;
+    }
+    switch (s->kind) {
+    case KILN_LS_BARRIER: T[0].G->epoch++; break;
+    case KILN_LS_FOR:
+      for (int64_t i = 0; i < s->extent && !any_bad(T, nt); i++) {
+        for (int t = 0; t < nt; t++) T[t].var[s->var] = i;
+        run_threads(T, nt, s->body);
+      }
+      break;
+    case KILN_LS_IF: {
+      int64_t c = eval(&T[0], s->value).i;
+      for (int t = 1; t < nt; t++)
+        if (eval(&T[t], s->value).i != c) T[t].bad = 1; /* threads would reach different barriers */
+      run_threads(T, nt, c ? s->body : s->orelse);
+      break;
+    }
+    default: T[0].bad = 1; break; /* nothing else holds statements */
+    }
+    s = s->next;
+  }
+}
+
+/* One block's thread-bound nest starting at s, from block-level state E. */
+static void run_block(ev *E, const kiln_ls *s) {
+  const kiln_ls *nest[6];
+  int depth = 0;
+  int64_t nt = 1;
+  for (const kiln_ls *t = s; depth < 6; t = t->body) {
+    nest[depth++] = t;
+    nt *= t->extent;
+    if (!t->body || t->body->next || t->body->kind != KILN_LS_FOR || t->body->sched.gpu < 4) break;
+  }
+  const kiln_ls *body = nest[depth - 1]->body;
+  if (nt <= 0) return;
+  if (nt > 4096) { E->bad = 1; return; } /* more threads than any GPU block holds */
+  const kiln_kernel *k = E->G->k;
+  size_t nv = (size_t)k->nvars + 1, nl = (size_t)k->nlocals + 1, na = (size_t)k->nallocs + 1;
+  ev *T = calloc((size_t)nt, sizeof *T);
+  if (!T) { E->bad = 1; return; }
+  E->G->epoch++;
+  for (int64_t t = 0; t < nt; t++) {
+    ev *X = &T[t];
+    *X = *E;
+    X->tid = (int)t;
+    X->var = malloc(nv * sizeof *X->var);
+    X->local = malloc(nl * sizeof *X->local);
+    X->scoped = malloc(na * sizeof *X->scoped);
+    if (!X->var || !X->local || !X->scoped) { X->bad = 1; continue; }
+    memcpy(X->var, E->var, nv * sizeof *X->var);
+    memcpy(X->local, E->local, nl * sizeof *X->local);
+    for (size_t a = 0; a < na - 1; a++) /* SHARED: the block's; LOCAL: this thread's own */
+      X->scoped[a] = k->allocs[a]->scope == KILN_SCOPE_SHARED ? E->scoped[a] : NULL;
+    int64_t rest = t; /* thread-bound vars, the innermost loop fastest */
+    for (int d = depth - 1; d >= 0; d--) {
+      X->var[nest[d]->var] = rest % nest[d]->extent;
+      rest /= nest[d]->extent;
+    }
+  }
+  run_threads(T, (int)nt, body);
+  for (int64_t t = 0; t < nt; t++) {
+    if (T[t].bad) E->bad = 1;
+    if (T[t].scoped)
+      for (int a = 0; a < k->nallocs; a++)
+        if (k->allocs[a]->scope == KILN_SCOPE_LOCAL) free(T[t].scoped[a]);
+    free(T[t].var); free(T[t].local); free(T[t].scoped);
+  }
+  free(T);
+}
+
 int kiln_loop_eval(const kiln_program *p, const kiln_kernel *k, void **bufs) {
   (void)p;
-  ev E = {bufs, calloc((size_t)k->nvars + 1, sizeof(int64_t)), calloc((size_t)k->nlocals + 1, sizeof(kv)), 0};
+  ev E = {bufs, calloc((size_t)k->nvars + 1, sizeof(int64_t)), calloc((size_t)k->nlocals + 1, sizeof(kv)), 0,
+          NULL, NULL, -1};
+  gpu G = {k, NULL, 0};
+  if (k->launch) {
+    E.G = &G;
+    E.scoped = calloc((size_t)k->nallocs + 1, sizeof *E.scoped);
+    G.sh = calloc((size_t)k->nallocs + 1, sizeof *G.sh);
+    if (!E.scoped || !G.sh) E.bad = 1;
+  }
   if (!E.var || !E.local) E.bad = 1;
-  else run(&E, k->body);
+  if (!E.bad) run(&E, k->body);
+  if (E.scoped)
+    for (int a = 0; a < k->nallocs; a++) free(E.scoped[a]);
+  if (G.sh)
+    for (int a = 0; a < k->nallocs; a++) { free(G.sh[a].wt); free(G.sh[a].rt); free(G.sh[a].we); free(G.sh[a].re); }
+  free(E.scoped);
+  free(G.sh);
   free(E.var);
   free(E.local);
   return E.bad ? -1 : 0;

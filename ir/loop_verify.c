@@ -15,6 +15,16 @@
  *    and store indices are i64, a stored / declared / assigned value has
  *    its destination's dtype, a local read has its declaration's dtype;
  *  - a barrier sits under a GPU-bound loop;
+ *  - GPU kernels (k->launch, ir/loop.h's GPU section): the recorded launch
+ *    is what the bound loops give; block-bound loops nest at the top, the
+ *    thread-bound ones perfectly, in the block body, under no sequential
+ *    loop or IF; the block body holds only SHARED allocations, locals and
+ *    the thread nest (any other statement would run once per thread); a
+ *    LOCAL allocation sits under the thread loops; a barrier under the
+ *    thread loops and under no IF whose condition may differ between
+ *    threads (one reading a thread var, a load, or an assigned local); a
+ *    SHARED or LOCAL buffer is used only by its kernel, where allocated.
+ *    CPU kernels bind no loop and allocate nothing;
  *  - a load or store index lies in [0, numel) of its buffer.  Ranges come
  *    from the simplifier's interval analysis (kiln_index_range).  An index
  *    is reported only when it is provably out of range: its whole interval
@@ -47,6 +57,12 @@ typedef struct vctx {
   int gpu_depth;             /* enclosing GPU-bound loops */
   int cond_depth;            /* enclosing IFs and SELECT arms */
   int empty_depth;           /* enclosing loops that never run */
+  int thread_depth;          /* enclosing thread-bound loops (GPU kernels) */
+  int plain_depth;           /* enclosing unbound loops and IFs under them */
+  int divergent_depth;       /* enclosing IFs whose condition may differ between threads */
+  char *var_thread;          /* loop var bound to a thread axis */
+  char *local_uniform;       /* never assigned, declared from a uniform value */
+  char *alloc_live;          /* scoped buffers allocated and in scope */
 } vctx;
 
 static void verr(vctx *V, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -104,7 +120,35 @@ static void check_bounds(vctx *V, const char *what, const kiln_buf *b, const kil
 }
 
 static int own_buf(vctx *V, const kiln_buf *b) {
+  if (b && b->scope != KILN_SCOPE_GLOBAL) {
+    if (b->id < 0 || b->id >= V->k->nallocs || V->k->allocs[b->id] != b)
+      verr(V, "%s buffer '%s' used outside the kernel that allocates it",
+           b->scope == KILN_SCOPE_SHARED ? "shared" : "local", b->name);
+    else if (!V->alloc_live[b->id])
+      verr(V, "%s buffer '%s' used outside the block that allocates it",
+           b->scope == KILN_SCOPE_SHARED ? "shared" : "local", b->name);
+    else return 1;
+    return -1; /* reported */
+  }
   return b && b->id >= 0 && b->id < V->p->nbufs && V->p->bufs[b->id] == b;
+}
+
+/* The same value in every thread of a block (see the top). */
+static int uniform(vctx *V, const kiln_lx *e) {
+  if (!e) return 1;
+  switch (e->kind) {
+  case KILN_LX_CONST: return 1;
+  case KILN_LX_INDEX: return e->var >= 0 && e->var < V->nvars && !V->var_thread[e->var];
+  case KILN_LX_LOCAL: return e->var >= 0 && e->var < V->nlocals && V->local_uniform[e->var];
+  case KILN_LX_LOAD: return 0;
+  default: return uniform(V, e->a) && uniform(V, e->b) && uniform(V, e->c);
+  }
+}
+
+/* In a GPU kernel, a statement of kind `what` outside the thread loops. */
+static void block_level(vctx *V, const char *what) {
+  if (V->k->launch && !V->thread_depth)
+    verr(V, "%s outside the thread-bound loops (every thread of the block would run it)", what);
 }
 
 static void vx(vctx *V, const kiln_lx *e);
@@ -135,12 +179,15 @@ static void vx(vctx *V, const kiln_lx *e) {
       verr(V, "local t%d declared %s, read as %s", e->var, kiln_dtype_name(V->local_type[e->var]),
            kiln_dtype_name(e->dtype));
     break;
-  case KILN_LX_LOAD:
-    if (!own_buf(V, e->buf)) { verr(V, "load from a buffer not in the program"); break; }
+  case KILN_LX_LOAD: {
+    int own = own_buf(V, e->buf);
+    if (own < 0) break;
+    if (!own) { verr(V, "load from a buffer not in the program"); break; }
     if (e->dtype != e->buf->dtype)
       verr(V, "load from '%s' (%s) typed %s", e->buf->name, kiln_dtype_name(e->buf->dtype), kiln_dtype_name(e->dtype));
     vx_index(V, "load", e->buf, e->a);
     break;
+  }
   case KILN_LX_UN: vx(V, e->a); break;
   case KILN_LX_BIN:
     vx(V, e->a);
@@ -172,20 +219,45 @@ static void vs_block(vctx *V, const kiln_ls *s);
 
 static void vs(vctx *V, const kiln_ls *s) {
   switch (s->kind) {
-  case KILN_LS_FOR:
+  case KILN_LS_FOR: {
     if (s->var < 0 || s->var >= V->k->nvars) { verr(V, "loop var i%d out of the kernel's %d", s->var, V->k->nvars); break; }
     if (V->var_open[s->var]) { verr(V, "loop var i%d reused by a loop nested in its own", s->var); break; }
+    int gb = s->sched.gpu, blk = gb >= 1 && gb <= 3, thr = gb >= 4 && gb <= 6;
+    if (gb < 0 || gb > 6) verr(V, "loop i%d bound to %d, not a GPU axis", s->var, gb);
+    else if (gb && !V->k->launch) verr(V, "loop i%d is GPU-bound in a kernel with no launch", s->var);
+    else if (V->k->launch) {
+      if (blk && (V->thread_depth || V->plain_depth))
+        verr(V, "block-bound loop i%d is not in the block-loop nest at the top of the kernel", s->var);
+      if (thr && V->plain_depth) verr(V, "thread-bound loop i%d under a sequential loop or IF", s->var);
+      if (thr && s->body && s->body->next)
+        for (const kiln_ls *t = s->body; t; t = t->next)
+          if (t->kind == KILN_LS_FOR && t->sched.gpu >= 4) {
+            verr(V, "thread-bound loops i%d and i%d are not perfectly nested", s->var, t->var);
+            break;
+          }
+      if (!gb) block_level(V, "a sequential loop");
+    }
     V->var_open[s->var] = 1;
     V->var_ext[s->var] = s->extent;
-    V->gpu_depth += s->sched.gpu != 0;
+    V->var_thread[s->var] = (char)thr;
+    V->gpu_depth += gb != 0;
+    V->thread_depth += thr;
+    V->plain_depth += gb == 0;
     V->empty_depth += s->extent <= 0;
     vs_block(V, s->body);
-    V->gpu_depth -= s->sched.gpu != 0;
+    V->gpu_depth -= gb != 0;
+    V->thread_depth -= thr;
+    V->plain_depth -= gb == 0;
     V->empty_depth -= s->extent <= 0;
     V->var_open[s->var] = 0;
+    V->var_thread[s->var] = 0;
     break;
-  case KILN_LS_STORE:
-    if (!own_buf(V, s->buf)) { verr(V, "store to a buffer not in the program"); break; }
+  }
+  case KILN_LS_STORE: {
+    block_level(V, "a store");
+    int own = own_buf(V, s->buf);
+    if (own < 0) break;
+    if (!own) { verr(V, "store to a buffer not in the program"); break; }
     if (s->buf->kind != KILN_BUF_OUTPUT && s->buf->kind != KILN_BUF_WORKSPACE)
       verr(V, "store to '%s', a read-only %s buffer", s->buf->name, s->buf->kind == KILN_BUF_INPUT ? "input" : "weight");
     vx_index(V, "store", s->buf, s->index);
@@ -194,6 +266,7 @@ static void vs(vctx *V, const kiln_ls *s) {
       verr(V, "store of a %s value into '%s' (%s)", kiln_dtype_name(s->value->dtype), s->buf->name,
            kiln_dtype_name(s->buf->dtype));
     break;
+  }
   case KILN_LS_DECL:
     vx(V, s->value);
     if (s->var < 0 || s->var >= V->k->nlocals) { verr(V, "local t%d out of the kernel's %d", s->var, V->k->nlocals); break; }
@@ -203,6 +276,7 @@ static void vs(vctx *V, const kiln_ls *s) {
            kiln_dtype_name(s->value->dtype));
     V->local_live[s->var] = 1;
     V->local_type[s->var] = s->dtype;
+    V->local_uniform[s->var] = !V->local_assigned[s->var] && uniform(V, s->value);
     if (s->dtype == KILN_DT_I64 && !V->local_assigned[s->var] && s->value) {
       kiln_index_env env = {V->var_ext, V->local_rng, V->nlocals};
       kiln_index_rng *r = &V->local_rng[s->var];
@@ -211,6 +285,7 @@ static void vs(vctx *V, const kiln_ls *s) {
     }
     break;
   case KILN_LS_ASSIGN:
+    block_level(V, "an assignment");
     vx(V, s->value);
     if (s->var < 0 || s->var >= V->k->nlocals || !V->local_live[s->var])
       verr(V, "assignment to local t%d before its declaration or outside its block", s->var);
@@ -222,22 +297,65 @@ static void vs(vctx *V, const kiln_ls *s) {
     vx(V, s->value);
     if (s->value && s->value->dtype != KILN_DT_BOOL)
       verr(V, "if condition is %s, not bool", kiln_dtype_name(s->value->dtype));
-    V->cond_depth++;
-    vs_block(V, s->body);
-    vs_block(V, s->orelse);
-    V->cond_depth--;
+    block_level(V, "an if");
+    {
+      int div = !uniform(V, s->value);
+      V->cond_depth++;
+      V->plain_depth++;
+      V->divergent_depth += div;
+      vs_block(V, s->body);
+      vs_block(V, s->orelse);
+      V->cond_depth--;
+      V->plain_depth--;
+      V->divergent_depth -= div;
+    }
     break;
   case KILN_LS_BARRIER:
     if (!V->gpu_depth) verr(V, "barrier outside any GPU-bound loop");
+    else if (V->k->launch && !V->thread_depth) verr(V, "barrier outside the thread-bound loops");
+    else if (V->divergent_depth) verr(V, "barrier under an IF whose condition may differ between threads");
     break;
+  case KILN_LS_ALLOC: {
+    const kiln_buf *b = s->buf;
+    if (!b || b->scope == KILN_SCOPE_GLOBAL || b->id < 0 || b->id >= V->k->nallocs || V->k->allocs[b->id] != b) {
+      verr(V, "allocation of a buffer that is not one of the kernel's shared or local buffers");
+      break;
+    }
+    int shared = b->scope == KILN_SCOPE_SHARED;
+    if (!V->k->launch) verr(V, "%s buffer '%s' allocated in a CPU kernel (no launch)", shared ? "shared" : "local", b->name);
+    else if (shared && (V->thread_depth || V->plain_depth))
+      verr(V, "shared buffer '%s' allocated outside the block body (under thread-bound or sequential loops)", b->name);
+    else if (!shared && !V->thread_depth) verr(V, "local buffer '%s' allocated outside the thread-bound loops", b->name);
+    if (V->alloc_live[b->id]) verr(V, "buffer '%s' allocated twice", b->name);
+    V->alloc_live[b->id] = 1;
+    break;
+  }
   }
 }
 
-/* A block's locals go out of scope at its end. */
+/* A block's locals and allocations go out of scope at its end. */
 static void vs_block(vctx *V, const kiln_ls *s) {
   for (const kiln_ls *t = s; t; t = t->next) vs(V, t);
-  for (const kiln_ls *t = s; t; t = t->next)
+  for (const kiln_ls *t = s; t; t = t->next) {
     if (t->kind == KILN_LS_DECL && t->var >= 0 && t->var < V->k->nlocals) V->local_live[t->var] = 0;
+    if (t->kind == KILN_LS_ALLOC && t->buf && t->buf->id >= 0 && t->buf->id < V->k->nallocs &&
+        V->k->allocs[t->buf->id] == t->buf)
+      V->alloc_live[t->buf->id] = 0;
+  }
+}
+
+/* A GPU kernel's recorded launch against its bound loops. */
+static void check_launch(vctx *V) {
+  const kiln_launch *r = V->k->launch;
+  kiln_launch l;
+  if (!r) return;
+  if (kiln_kernel_launch_of(V->k, &l)) { verr(V, "a GPU axis is bound by two loops"); return; }
+  if (memcmp(&l, r, sizeof l))
+    verr(V, "recorded launch grid(%lld, %lld, %lld) block(%lld, %lld, %lld) is not its bound loops' "
+            "grid(%lld, %lld, %lld) block(%lld, %lld, %lld)",
+         (long long)r->grid[0], (long long)r->grid[1], (long long)r->grid[2], (long long)r->block[0],
+         (long long)r->block[1], (long long)r->block[2], (long long)l.grid[0], (long long)l.grid[1],
+         (long long)l.grid[2], (long long)l.block[0], (long long)l.block[1], (long long)l.block[2]);
 }
 
 static void scan_assigned(vctx *V, const kiln_ls *s) {
@@ -263,13 +381,18 @@ int kiln_loop_verify(const kiln_program *p, kiln_diag *d) {
     V.local_type = calloc((size_t)V.nlocals, sizeof *V.local_type);
     V.local_rng = calloc((size_t)V.nlocals, sizeof *V.local_rng);
     V.local_def = calloc((size_t)V.nlocals, sizeof *V.local_def);
+    V.var_thread = calloc((size_t)V.nvars, 1);
+    V.local_uniform = calloc((size_t)V.nlocals, 1);
+    V.alloc_live = calloc((size_t)k->nallocs + 1, 1);
     KILN_ASSERT(V.var_ext && V.var_open && V.seen && V.local_live && V.local_assigned && V.local_type && V.local_rng &&
-                V.local_def);
+                V.local_def && V.var_thread && V.local_uniform && V.alloc_live);
     scan_assigned(&V, k->body);
+    check_launch(&V);
     vs_block(&V, k->body);
     nerr += V.nerr;
     free(V.var_ext); free(V.var_open); free(V.seen); free(V.local_live); free(V.local_assigned);
     free(V.local_type); free(V.local_rng); free(V.local_def);
+    free(V.var_thread); free(V.local_uniform); free(V.alloc_live);
   }
   return nerr;
 }

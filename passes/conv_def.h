@@ -29,4 +29,21 @@ typedef struct kiln_conv_geom {
  * non-canonical window attributes). */
 int kiln_conv_setup(kiln_lctx *L, const kiln_node *n, kiln_conv_geom *g);
 
+/* A GPU schedule of Conv (schedule_conv_gpu.c): implicit GEMM per group,
+ * rows = the group's output channels, columns = N * output positions,
+ * reduction = C/group * taps.  A block computes a bm x bn tile of outputs
+ * with (bm/rm) x (bn/rn) threads, each an rm x rn micro-tile in LOCAL
+ * registers; bk-deep slices of W and of X (gathered im2col-style on the
+ * fly, zero outside the input) go through SHARED tiles between barriers. */
+typedef struct kiln_conv_gpu_tile {
+  int64_t bm, bn, bk;  /* block tile: output channels, output columns, reduction step */
+  int64_t rm, rn;      /* per-thread micro-tile (divides bm, bn) */
+} kiln_conv_gpu_tile;
+
+/* Appends to p (lowered from n's graph: n's values' buffers are found by
+ * name, others added) one GPU kernel, one launch, computing Conv node n
+ * with tile t.  Returns 0, or -1 with a located error in d (not a Conv,
+ * a tile the block cannot hold). */
+int kiln_schedule_conv_gpu(kiln_program *p, const kiln_node *n, const kiln_conv_gpu_tile *t, kiln_diag *d);
+
 #endif

@@ -378,6 +378,7 @@ static void stmts(emitter *e, const kiln_ls *s, int ind) {
       fprintf(f, "}\n");
       break;
     case KILN_LS_BARRIER: break; /* CPU: one thread per block */
+    case KILN_LS_ALLOC: break; /* GPU kernels only, which CPU backends never get */
     }
   }
 }

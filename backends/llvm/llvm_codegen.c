@@ -239,6 +239,7 @@ static void stmts(cg *c, const kiln_ls *s) {
       break;
     }
     case KILN_LS_BARRIER: break; /* one CPU thread per block: nothing to wait for */
+    case KILN_LS_ALLOC: break; /* GPU kernels only, which CPU backends never get */
     }
   }
 }

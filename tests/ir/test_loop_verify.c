@@ -201,7 +201,7 @@ Test(verify, barrier_outside_gpu_loop) {
   fails("m.onnx: node 'relu0' (Relu): loop IR: kernel 'k0_relu': barrier outside any GPU-bound loop");
 }
 
-/* the same barrier under a thread-bound loop is fine */
+/* the same barrier under a thread-bound loop of a GPU kernel (one launch) is fine */
 Test(verify, barrier_under_gpu_loop) {
   int i = kiln_lb_for(&B, 8, (kiln_sched){.gpu = 4});
   kiln_lb_store(&B, ws8, idx(i), kiln_lx_load(&B, in8, idx(i)));
@@ -211,6 +211,7 @@ Test(verify, barrier_under_gpu_loop) {
   B.tail = &bar->next;
   kiln_lb_store(&B, out8, idx(i), kiln_lx_load(&B, ws8, idx(i)));
   kiln_lb_end(&B);
+  kiln_lb_launch(&B);
   verifies();
 }
 

@@ -1,0 +1,216 @@
+/* A GPU schedule of convolution, built from its definition (conv_def.h):
+ * the loop IR carries a whole CUDA-style kernel -- grid and block
+ * bindings, SHARED tiles, LOCAL register tiles, barriers -- that no
+ * backend runs yet (there is no GPU target): tests emulate it with
+ * loop_eval.c and print it with the CUDA sketch (backends/gpu_sketch/).
+ *
+ * Implicit GEMM, per group grp: Y[m, col] = B[m] + sum_kg A[m, kg] * X'[kg, col]
+ * with m < Mg the group's output channels, col < N * osz (batch, output
+ * position), kg < Cg * ksz (input channel, tap), A = W's rows (contiguous:
+ * W[m, c, k] is A[m, c*ksz + k]) and X'[kg, col] = X[n, grp*Cg + c,
+ * o*s + k*d - pb] (0 outside X), the definition's sum reordered.
+ *
+ *   for bx in ceil(cols/bn)  blockIdx.x     a tile of bn columns
+ *    for by in ceil(Mg/bm)   blockIdx.y     a tile of bm output channels
+ *     for bz in G            blockIdx.z     the group
+ *      shared Ws[bk*bm], Xs[bk*bn]
+ *      for tx in bn/rn       threadIdx.x    rn columns each
+ *       for ty in bm/rm      threadIdx.y    rm channels each
+ *        local acc[rm*rn] = 0;  tid = ty*(bn/rn) + tx
+ *        for kt in ceil(K/bk)               one reduction step
+ *          Ws[e] = A[.., kt*bk + e/bm]  for e = tid, tid + T, ...   (0 outside)
+ *          Xs[e] = X'[kt*bk + e/bn, ..] for e = tid, tid + T, ...   (0 outside)
+ *          barrier                          tiles complete
+ *          acc[i*rn + j] += Ws[kk*bm + ty*rm + i] * Xs[kk*bn + tx*rn + j]
+ *          barrier                          tiles free for the next step
+ *        Y[..] = acc + B[m]                 where m and col exist
+ *
+ * The loads are cooperative: the block's T threads fill each tile
+ * together, consecutive threads taking consecutive elements.  Sums are in
+ * the compute type (f32 for f16/bf16), in a different order than the CPU
+ * kernels': equal up to float reassociation. */
+#include "conv_def.h"
+
+#include <stdio.h>
+
+#define B (&L->b)
+#define CI(v) kiln_lx_const_i(B, (v))
+#define BIN(op, a, b) kiln_lx_bin(B, KILN_BIN_##op, (a), (b))
+#define IADD(a, b) kiln_lx_iadd(B, (a), (b))
+#define IMUL(a, k) kiln_lx_imul(B, (a), (k))
+#define IDX(v) kiln_lx_index(B, (v))
+#define LOCAL(v) kiln_lx_local(B, (v))
+
+static kiln_lx *and_opt(kiln_lctx *L, kiln_lx *a, kiln_lx *c) { return !a ? c : !c ? a : BIN(AND, a, c); }
+
+/* a < k, or NULL when it always holds (a ranges below `max` + 1). */
+static kiln_lx *below(kiln_lctx *L, kiln_lx *a, int64_t max, int64_t k) { return max < k ? NULL : BIN(LT, a, CI(k)); }
+
+typedef struct gconv {
+  const kiln_conv_geom *g;
+  kiln_conv_gpu_tile t;
+  int64_t K, cols, T, tx_n;      /* reduction length, columns, threads, threads along x */
+  kiln_dtype ct;
+  const kiln_buf *x, *w, *bias, *y, *ws, *xs;
+  kiln_lx *bx, *by, *bz, *tid, *kt;
+} gconv;
+
+/* for l: e = l*T + tid; if e < size: body(e), with the guard only where
+ * some thread's last e overshoots. */
+static kiln_lx *coop_open(kiln_lctx *L, const gconv *c, int64_t size, int *open) {
+  int64_t n = (size + c->T - 1) / c->T;
+  kiln_lx *e = c->tid;
+  *open = 0;
+  if (n > 1) {
+    e = IADD(IMUL(IDX(kiln_lb_for(B, n, (kiln_sched){0})), c->T), c->tid);
+    ++*open;
+  }
+  if (n * c->T > size) {
+    kiln_lb_if(B, BIN(LT, e, CI(size)));
+    ++*open;
+  }
+  return e;
+}
+
+/* Ws[e] = W[grp*Mg + m, kg] with m = by*bm + e % bm, kg = kt*bk + e / bm. */
+static void load_w(kiln_lctx *L, const gconv *c) {
+  const kiln_conv_geom *g = c->g;
+  int open;
+  kiln_lx *e = coop_open(L, c, c->t.bk * c->t.bm, &open);
+  kiln_lx *kg = IADD(IMUL(c->kt, c->t.bk), BIN(DIV, e, CI(c->t.bm)));
+  kiln_lx *m = IADD(IMUL(c->by, c->t.bm), BIN(REM, e, CI(c->t.bm)));
+  int64_t gm = (g->Mg + c->t.bm - 1) / c->t.bm, nk = (c->K + c->t.bk - 1) / c->t.bk;
+  kiln_lx *ok = and_opt(L, below(L, m, gm * c->t.bm - 1, g->Mg), below(L, kg, nk * c->t.bk - 1, c->K));
+  kiln_lx *src = IADD(IMUL(IADD(IMUL(c->bz, g->Mg), m), c->K), kg);
+  if (ok) kiln_lb_if(B, ok);
+  kiln_lb_store(B, c->ws, e, kiln_lower_load(L, c->w, src));
+  if (ok) {
+    kiln_lb_else(B);
+    kiln_lb_store(B, c->ws, e, kiln_lx_const_f(B, c->ct, 0));
+    kiln_lb_end(B);
+  }
+  kiln_lower_close(L, open);
+}
+
+/* Xs[e] = X'[kg, col] with kg = kt*bk + e / bn, col = bx*bn + e % bn:
+ * the im2col element, 0 where the tap falls in the padding. */
+static void load_x(kiln_lctx *L, const gconv *c) {
+  const kiln_conv_geom *g = c->g;
+  int open;
+  kiln_lx *e = coop_open(L, c, c->t.bk * c->t.bn, &open);
+  kiln_lx *kg = IADD(IMUL(c->kt, c->t.bk), BIN(DIV, e, CI(c->t.bn)));
+  kiln_lx *col = IADD(IMUL(c->bx, c->t.bn), BIN(REM, e, CI(c->t.bn)));
+  int64_t gn = (c->cols + c->t.bn - 1) / c->t.bn, nk = (c->K + c->t.bk - 1) / c->t.bk;
+  kiln_lx *ok = and_opt(L, below(L, col, gn * c->t.bn - 1, c->cols), below(L, kg, nk * c->t.bk - 1, c->K));
+  kiln_lx *ch = g->ksz == 1 ? kg : BIN(DIV, kg, CI(g->ksz)), *tap = g->ksz == 1 ? CI(0) : BIN(REM, kg, CI(g->ksz));
+  kiln_lx *nb = g->osz == 1 ? col : BIN(DIV, col, CI(g->osz)), *o = g->osz == 1 ? CI(0) : BIN(REM, col, CI(g->osz));
+  kiln_lx *src = IMUL(IADD(IADD(IMUL(nb, g->C), IMUL(c->bz, g->Cg)), ch), g->isz);
+  for (int i = 0; i < g->sp; i++) {
+    kiln_lx *ki = g->K[i] == 1 ? CI(0) : BIN(REM, BIN(DIV, tap, CI(g->kstr[i])), CI(g->K[i]));
+    kiln_lx *oi = g->out[i] == 1 ? CI(0) : BIN(REM, BIN(DIV, o, CI(g->ystr[i])), CI(g->out[i]));
+    kiln_lx *pos = IADD(IADD(IMUL(oi, g->s[i]), IMUL(ki, g->d[i])), CI(-g->pb[i]));
+    int64_t last = (g->out[i] - 1) * g->s[i] - g->pb[i] + (g->K[i] - 1) * g->d[i];
+    ok = and_opt(L, ok, g->pb[i] > 0 ? BIN(LE, CI(0), pos) : NULL);
+    ok = and_opt(L, ok, last >= g->in[i] ? BIN(LT, pos, CI(g->in[i])) : NULL);
+    src = IADD(src, IMUL(pos, g->xstr[i]));
+  }
+  if (ok) kiln_lb_if(B, ok);
+  kiln_lb_store(B, c->xs, e, kiln_lower_load(L, c->x, src));
+  if (ok) {
+    kiln_lb_else(B);
+    kiln_lb_store(B, c->xs, e, kiln_lx_const_f(B, c->ct, 0));
+    kiln_lb_end(B);
+  }
+  kiln_lower_close(L, open);
+}
+
+static int schedule(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g, const kiln_conv_gpu_tile *t) {
+  gconv c = {.g = g, .t = *t};
+  const kiln_value *bias = n->nin > 2 ? n->in[2] : NULL;
+  if (t->bm < 1 || t->bn < 1 || t->bk < 1 || t->rm < 1 || t->rn < 1 || t->bm % t->rm || t->bn % t->rn)
+    return kiln_lower_fail(L, n, "GPU tile %lldx%lldx%lld with micro-tile %lldx%lld: sizes must be positive and "
+                           "the micro-tile divide the tile", (long long)t->bm, (long long)t->bn, (long long)t->bk,
+                           (long long)t->rm, (long long)t->rn);
+  c.tx_n = t->bn / t->rn;
+  c.T = c.tx_n * (t->bm / t->rm);
+  if (c.T > 1024 || t->bm > 1024 || t->bn > 1024 || t->bk > 1024 || t->rm * t->rn > 256)
+    return kiln_lower_fail(L, n, "GPU tile needs %lld threads or registers past a block's limits (1024 threads, "
+                           "256 accumulators)", (long long)c.T);
+  c.ct = kiln_lower_ctype(n->out[0]->dtype);
+  int64_t shared = t->bk * (t->bm + t->bn) * (int64_t)kiln_dtype_size(c.ct);
+  if (shared > 48 * 1024)
+    return kiln_lower_fail(L, n, "GPU tiles need %lld bytes of shared memory, over 48 KiB", (long long)shared);
+  c.K = g->Cg * g->ksz;
+  c.cols = g->N * g->osz;
+  c.x = kiln_lower_buf(L, n->in[0]);
+  c.w = kiln_lower_buf(L, n->in[1]);
+  c.bias = bias ? kiln_lower_buf(L, bias) : NULL;
+  c.y = kiln_lower_buf(L, n->out[0]);
+  int64_t gn = (c.cols + t->bn - 1) / t->bn, gm = (g->Mg + t->bm - 1) / t->bm, nk = (c.K + t->bk - 1) / t->bk;
+
+  kiln_lower_begin(L, n);
+  c.bx = IDX(kiln_lb_for(B, gn, (kiln_sched){.gpu = 1}));
+  c.by = IDX(kiln_lb_for(B, gm, (kiln_sched){.gpu = 2}));
+  c.bz = IDX(kiln_lb_for(B, g->G, (kiln_sched){.gpu = 3}));
+  c.ws = kiln_lb_alloc(B, "W.tile", KILN_SCOPE_SHARED, c.ct, t->bk * t->bm);
+  c.xs = kiln_lb_alloc(B, "X.tile", KILN_SCOPE_SHARED, c.ct, t->bk * t->bn);
+  kiln_lx *tx = IDX(kiln_lb_for(B, c.tx_n, (kiln_sched){.gpu = 4}));
+  kiln_lx *ty = IDX(kiln_lb_for(B, t->bm / t->rm, (kiln_sched){.gpu = 5}));
+  const kiln_buf *acc = kiln_lb_alloc(B, "acc", KILN_SCOPE_LOCAL, c.ct, t->rm * t->rn);
+  kiln_sched unr = {.unroll = (int)(t->rm * t->rn)};
+  kiln_lx *r = IDX(kiln_lb_for(B, t->rm * t->rn, unr));
+  kiln_lb_store(B, acc, r, kiln_lx_const_f(B, c.ct, 0));
+  kiln_lb_end(B);
+  c.tid = LOCAL(kiln_lb_decl(B, KILN_DT_I64, IADD(IMUL(ty, c.tx_n), tx)));
+
+  c.kt = IDX(kiln_lb_for(B, nk, (kiln_sched){0}));
+  load_w(L, &c);
+  load_x(L, &c);
+  kiln_lb_barrier(B);
+  kiln_lx *kk = IDX(kiln_lb_for(B, t->bk, (kiln_sched){0}));
+  kiln_lx *i = IDX(kiln_lb_for(B, t->rm, (kiln_sched){.unroll = (int)t->rm}));
+  kiln_lx *j = IDX(kiln_lb_for(B, t->rn, (kiln_sched){.unroll = (int)t->rn}));
+  kiln_lx *a = kiln_lx_load(B, c.ws, IADD(IADD(IMUL(kk, t->bm), IMUL(ty, t->rm)), i));
+  kiln_lx *xv = kiln_lx_load(B, c.xs, IADD(IADD(IMUL(kk, t->bn), IMUL(tx, t->rn)), j));
+  kiln_lx *ai = IADD(IMUL(i, t->rn), j);
+  kiln_lb_store(B, acc, ai, BIN(ADD, kiln_lx_load(B, acc, ai), BIN(MUL, a, xv)));
+  kiln_lower_close(L, 3);
+  kiln_lb_barrier(B);
+  kiln_lb_end(B); /* kt */
+
+  /* Y[nb, grp*Mg + m, o] = acc + B[grp*Mg + m] where m < Mg and col < cols */
+  i = IDX(kiln_lb_for(B, t->rm, (kiln_sched){.unroll = (int)t->rm}));
+  j = IDX(kiln_lb_for(B, t->rn, (kiln_sched){.unroll = (int)t->rn}));
+  kiln_lx *m = LOCAL(kiln_lb_decl(B, KILN_DT_I64, IADD(IADD(IMUL(c.by, t->bm), IMUL(ty, t->rm)), i)));
+  kiln_lx *col = LOCAL(kiln_lb_decl(B, KILN_DT_I64, IADD(IADD(IMUL(c.bx, t->bn), IMUL(tx, t->rn)), j)));
+  kiln_lx *ok = and_opt(L, below(L, m, gm * t->bm - 1, g->Mg), below(L, col, gn * t->bn - 1, c.cols));
+  if (ok) kiln_lb_if(B, ok);
+  kiln_lx *mg = IADD(IMUL(c.bz, g->Mg), m);
+  kiln_lx *nb = g->osz == 1 ? col : BIN(DIV, col, CI(g->osz)), *o = g->osz == 1 ? CI(0) : BIN(REM, col, CI(g->osz));
+  kiln_lx *v = kiln_lx_load(B, acc, IADD(IMUL(i, t->rn), j));
+  if (c.bias) v = BIN(ADD, v, kiln_lower_load(L, c.bias, mg));
+  kiln_lb_store(B, c.y, IADD(IMUL(IADD(IMUL(nb, g->M), mg), g->osz), o), v);
+  if (ok) kiln_lb_end(B);
+  kiln_lower_close(L, 2 + 2 + 3); /* i, j; ty, tx; bz, by, bx */
+  kiln_lb_launch(B);
+  return 0;
+}
+
+int kiln_schedule_conv_gpu(kiln_program *p, const kiln_node *n, const kiln_conv_gpu_tile *t, kiln_diag *d) {
+  kiln_graph *gr = (kiln_graph *)p->graph;
+  kiln_lctx Lc = {.g = gr, .d = d}, *L = &Lc;
+  L->b.p = p;
+  L->buf_of = kiln_arena_array(p->arena, (size_t)gr->nvalues + 1, sizeof *L->buf_of);
+  if (n->op != KILN_OP_CONV) return kiln_lower_fail(L, n, "the GPU schedule covers Conv only");
+  /* n's values keep the buffers the lowering gave them (same name pointer) */
+  for (int k = 0; k < n->nin + n->nout; k++) {
+    const kiln_value *v = k < n->nin ? n->in[k] : n->out[k - n->nin];
+    for (int i = 0; v && i < p->nbufs; i++)
+      if (p->bufs[i]->name == v->name) L->buf_of[v->id] = p->bufs[i];
+  }
+  kiln_conv_geom g;
+  if (kiln_conv_setup(L, n, &g)) return -1;
+  if (n->in[1]->dims[1] != g.Cg || n->in[1]->dims[0] != g.M)
+    return kiln_lower_fail(L, n, "W does not match X, Y and group (run shape inference first)");
+  return schedule(L, n, &g, t);
+}
