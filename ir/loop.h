@@ -62,7 +62,8 @@
  * a grid-stride loop.  Memory scopes (kiln_buf.scope): GLOBAL buffers are
  * the program's table, seen by every kernel; SHARED ones live per block
  * and LOCAL ones per thread (registers), allocated by a KILN_LS_ALLOC in
- * the block body (SHARED) or under the thread-bound loops (LOCAL), visible
+ * the block body, under the block-bound loops (SHARED), or under the
+ * thread-bound loops (LOCAL), visible
  * from there to the end of the enclosing block and in no other kernel;
  * their contents start undefined.  KILN_LS_BARRIER is __syncthreads():
  * every thread of the block reaches it before any goes on; it sits under

@@ -323,6 +323,8 @@ static void vs(vctx *V, const kiln_ls *s) {
     }
     int shared = b->scope == KILN_SCOPE_SHARED;
     if (!V->k->launch) verr(V, "%s buffer '%s' allocated in a CPU kernel (no launch)", shared ? "shared" : "local", b->name);
+    else if (shared && V->gpu_depth - V->thread_depth == 0)
+      verr(V, "shared buffer '%s' allocated outside any block-bound loop", b->name);
     else if (shared && (V->thread_depth || V->plain_depth))
       verr(V, "shared buffer '%s' allocated outside the block body (under thread-bound or sequential loops)", b->name);
     else if (!shared && !V->thread_depth) verr(V, "local buffer '%s' allocated outside the thread-bound loops", b->name);
