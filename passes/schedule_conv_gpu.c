@@ -43,6 +43,12 @@
 
 static kiln_lx *and_opt(kiln_lctx *L, kiln_lx *a, kiln_lx *c) { return !a ? c : !c ? a : BIN(AND, a, c); }
 
+/* An i64 local holding index value v (a constant or a bare var stays as is). */
+static kiln_lx *let(kiln_lctx *L, kiln_lx *v) {
+  if (v->kind == KILN_LX_CONST || v->kind == KILN_LX_INDEX || v->kind == KILN_LX_LOCAL) return v;
+  return LOCAL(kiln_lb_decl(B, KILN_DT_I64, v));
+}
+
 /* a < k, or NULL when it always holds (a ranges below `max` + 1). */
 static kiln_lx *below(kiln_lctx *L, kiln_lx *a, int64_t max, int64_t k) { return max < k ? NULL : BIN(LT, a, CI(k)); }
 
@@ -62,7 +68,7 @@ static kiln_lx *coop_open(kiln_lctx *L, const gconv *c, int64_t size, int *open)
   kiln_lx *e = c->tid;
   *open = 0;
   if (n > 1) {
-    e = IADD(IMUL(IDX(kiln_lb_for(B, n, (kiln_sched){0})), c->T), c->tid);
+    e = let(L, IADD(IMUL(IDX(kiln_lb_for(B, n, (kiln_sched){0})), c->T), c->tid));
     ++*open;
   }
   if (n * c->T > size) {
@@ -77,8 +83,8 @@ static void load_w(kiln_lctx *L, const gconv *c) {
   const kiln_conv_geom *g = c->g;
   int open;
   kiln_lx *e = coop_open(L, c, c->t.bk * c->t.bm, &open);
-  kiln_lx *kg = IADD(IMUL(c->kt, c->t.bk), BIN(DIV, e, CI(c->t.bm)));
-  kiln_lx *m = IADD(IMUL(c->by, c->t.bm), BIN(REM, e, CI(c->t.bm)));
+  kiln_lx *kg = let(L, IADD(IMUL(c->kt, c->t.bk), BIN(DIV, e, CI(c->t.bm))));
+  kiln_lx *m = let(L, IADD(IMUL(c->by, c->t.bm), BIN(REM, e, CI(c->t.bm))));
   int64_t gm = (g->Mg + c->t.bm - 1) / c->t.bm, nk = (c->K + c->t.bk - 1) / c->t.bk;
   kiln_lx *ok = and_opt(L, below(L, m, gm * c->t.bm - 1, g->Mg), below(L, kg, nk * c->t.bk - 1, c->K));
   kiln_lx *src = IADD(IMUL(IADD(IMUL(c->bz, g->Mg), m), c->K), kg);
@@ -98,17 +104,21 @@ static void load_x(kiln_lctx *L, const gconv *c) {
   const kiln_conv_geom *g = c->g;
   int open;
   kiln_lx *e = coop_open(L, c, c->t.bk * c->t.bn, &open);
-  kiln_lx *kg = IADD(IMUL(c->kt, c->t.bk), BIN(DIV, e, CI(c->t.bn)));
-  kiln_lx *col = IADD(IMUL(c->bx, c->t.bn), BIN(REM, e, CI(c->t.bn)));
+  kiln_lx *kg = let(L, IADD(IMUL(c->kt, c->t.bk), BIN(DIV, e, CI(c->t.bn))));
+  kiln_lx *col = let(L, IADD(IMUL(c->bx, c->t.bn), BIN(REM, e, CI(c->t.bn))));
   int64_t gn = (c->cols + c->t.bn - 1) / c->t.bn, nk = (c->K + c->t.bk - 1) / c->t.bk;
   kiln_lx *ok = and_opt(L, below(L, col, gn * c->t.bn - 1, c->cols), below(L, kg, nk * c->t.bk - 1, c->K));
-  kiln_lx *ch = g->ksz == 1 ? kg : BIN(DIV, kg, CI(g->ksz)), *tap = g->ksz == 1 ? CI(0) : BIN(REM, kg, CI(g->ksz));
-  kiln_lx *nb = g->osz == 1 ? col : BIN(DIV, col, CI(g->osz)), *o = g->osz == 1 ? CI(0) : BIN(REM, col, CI(g->osz));
+  /* kg = (channel, tap), col = (batch, output position) */
+  kiln_lx *ch = g->ksz == 1 ? kg : let(L, BIN(DIV, kg, CI(g->ksz))), *tap = g->ksz == 1 ? CI(0) : let(L, BIN(REM, kg, CI(g->ksz)));
+  kiln_lx *nb = g->osz == 1 ? col : let(L, BIN(DIV, col, CI(g->osz))), *o = g->osz == 1 ? CI(0) : let(L, BIN(REM, col, CI(g->osz)));
   kiln_lx *src = IMUL(IADD(IADD(IMUL(nb, g->C), IMUL(c->bz, g->Cg)), ch), g->isz);
   for (int i = 0; i < g->sp; i++) {
-    kiln_lx *ki = g->K[i] == 1 ? CI(0) : BIN(REM, BIN(DIV, tap, CI(g->kstr[i])), CI(g->K[i]));
-    kiln_lx *oi = g->out[i] == 1 ? CI(0) : BIN(REM, BIN(DIV, o, CI(g->ystr[i])), CI(g->out[i]));
-    kiln_lx *pos = IADD(IADD(IMUL(oi, g->s[i]), IMUL(ki, g->d[i])), CI(-g->pb[i]));
+    /* tap < ksz and o < osz: the outermost dim needs no REM, the innermost no DIV */
+    kiln_lx *ki = g->K[i] == 1 ? CI(0) : g->kstr[i] == 1 ? tap : BIN(DIV, tap, CI(g->kstr[i]));
+    if (g->K[i] > 1 && i > 0) ki = BIN(REM, ki, CI(g->K[i]));
+    kiln_lx *oi = g->out[i] == 1 ? CI(0) : g->ystr[i] == 1 ? o : BIN(DIV, o, CI(g->ystr[i]));
+    if (g->out[i] > 1 && i > 0) oi = BIN(REM, oi, CI(g->out[i]));
+    kiln_lx *pos = let(L, IADD(IADD(IMUL(oi, g->s[i]), IMUL(ki, g->d[i])), CI(-g->pb[i])));
     int64_t last = (g->out[i] - 1) * g->s[i] - g->pb[i] + (g->K[i] - 1) * g->d[i];
     ok = and_opt(L, ok, g->pb[i] > 0 ? BIN(LE, CI(0), pos) : NULL);
     ok = and_opt(L, ok, last >= g->in[i] ? BIN(LT, pos, CI(g->in[i])) : NULL);
@@ -185,7 +195,7 @@ static int schedule(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g, c
   kiln_lx *col = LOCAL(kiln_lb_decl(B, KILN_DT_I64, IADD(IADD(IMUL(c.bx, t->bn), IMUL(tx, t->rn)), j)));
   kiln_lx *ok = and_opt(L, below(L, m, gm * t->bm - 1, g->Mg), below(L, col, gn * t->bn - 1, c.cols));
   if (ok) kiln_lb_if(B, ok);
-  kiln_lx *mg = IADD(IMUL(c.bz, g->Mg), m);
+  kiln_lx *mg = let(L, IADD(IMUL(c.bz, g->Mg), m));
   kiln_lx *nb = g->osz == 1 ? col : BIN(DIV, col, CI(g->osz)), *o = g->osz == 1 ? CI(0) : BIN(REM, col, CI(g->osz));
   kiln_lx *v = kiln_lx_load(B, acc, IADD(IMUL(i, t->rn), j));
   if (c.bias) v = BIN(ADD, v, kiln_lower_load(L, c.bias, mg));
