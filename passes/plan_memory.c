@@ -12,7 +12,7 @@ typedef struct live { kiln_buf *b; int first, last; int64_t size; } live;
 
 static void mark_lx(const kiln_lx *e, int k, live *lv) {
   if (!e) return;
-  if (e->kind == KILN_LX_LOAD) {
+  if (e->kind == KILN_LX_LOAD && e->buf->scope == KILN_SCOPE_GLOBAL) { /* GPU-scoped ones are a kernel's own */
     live *l = &lv[e->buf->id];
     if (l->first < 0) l->first = k;
     if (k > l->last) l->last = k;
@@ -24,7 +24,7 @@ static void mark_lx(const kiln_lx *e, int k, live *lv) {
 
 static void mark_ls(const kiln_ls *s, int k, live *lv) {
   for (; s; s = s->next) {
-    if (s->kind == KILN_LS_STORE) {
+    if (s->kind == KILN_LS_STORE && s->buf->scope == KILN_SCOPE_GLOBAL) {
       live *l = &lv[s->buf->id];
       if (l->first < 0) l->first = k;
       if (k > l->last) l->last = k;
