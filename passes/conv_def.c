@@ -1,5 +1,6 @@
-/* The convolution's definition: its geometry, taken from the node once
- * (see conv_def.h for the formulas every schedule computes). */
+/* The convolution's definition: its geometry, taken from the node once,
+ * and the index terms of its formula (conv_def.h) as loop-IR expressions
+ * for the schedules that build on it. */
 #include "conv_def.h"
 
 int kiln_conv_setup(kiln_lctx *L, const kiln_node *n, kiln_conv_geom *g) {
@@ -40,4 +41,28 @@ int kiln_conv_setup(kiln_lctx *L, const kiln_node *n, kiln_conv_geom *g) {
     g->ksz *= g->K[i];
   }
   return 0;
+}
+
+int kiln_conv_def_of(kiln_lctx *L, const kiln_node *n, kiln_conv_def *def) {
+  if (n->op != KILN_OP_CONV) return kiln_lower_fail(L, n, "not a Conv");
+  if (kiln_conv_setup(L, n, &def->g)) return -1;
+  if (n->in[1]->dims[1] != def->g.Cg || n->in[1]->dims[0] != def->g.M)
+    return kiln_lower_fail(L, n, "W does not match X, Y and group (run shape inference first)");
+  def->x = n->in[0];
+  def->w = n->in[1];
+  def->b = n->nin > 2 ? n->in[2] : NULL;
+  def->y = n->out[0];
+  return 0;
+}
+
+kiln_lx *kiln_conv_in_pos(kiln_lb *b, const kiln_conv_geom *g, int i, kiln_lx *o, kiln_lx *k) {
+  return kiln_lx_iadd(b, kiln_lx_iadd(b, kiln_lx_imul(b, o, g->s[i]), kiln_lx_imul(b, k, g->d[i])),
+                      kiln_lx_const_i(b, -g->pb[i]));
+}
+
+kiln_lx *kiln_conv_in_bounds(kiln_lb *b, const kiln_conv_geom *g, int i, kiln_lx *pos) {
+  int64_t last = (g->out[i] - 1) * g->s[i] - g->pb[i] + (g->K[i] - 1) * g->d[i];
+  kiln_lx *lo = g->pb[i] > 0 ? kiln_lx_bin(b, KILN_BIN_LE, kiln_lx_const_i(b, 0), pos) : NULL;
+  kiln_lx *hi = last >= g->in[i] ? kiln_lx_bin(b, KILN_BIN_LT, pos, kiln_lx_const_i(b, g->in[i])) : NULL;
+  return !lo ? hi : !hi ? lo : kiln_lx_bin(b, KILN_BIN_AND, lo, hi);
 }

@@ -29,6 +29,24 @@ typedef struct kiln_conv_geom {
  * non-canonical window attributes). */
 int kiln_conv_setup(kiln_lctx *L, const kiln_node *n, kiln_conv_geom *g);
 
+/* Conv's definition as data: the geometry and the four tensors of
+ *   Y[n, m, o] = B[m] + sum over c < Cg, taps k of X[n, grp*Cg + c, pos(o, k)] * W[m, c, k]
+ * with grp = m / Mg and pos(o, k) = o*s + k*d - pb per spatial dim (X is
+ * zero outside).  A schedule reorders this sum, never changes its terms. */
+typedef struct kiln_conv_def {
+  kiln_conv_geom g;
+  const kiln_value *x, *w, *b, *y;  /* b NULL: no bias (0) */
+} kiln_conv_def;
+
+/* Fills def from Conv node n (kiln_conv_setup, plus W's shape checked
+ * against X, Y and group); returns 0, or -1 with a located error in L. */
+int kiln_conv_def_of(kiln_lctx *L, const kiln_node *n, kiln_conv_def *def);
+/* pos along spatial dim i of output index o through tap k, o*s + k*d - pb,
+ * and the condition that it lies in [0, in) -- NULL when it does for every
+ * o < out and k < K (no padding reached on that side). */
+kiln_lx *kiln_conv_in_pos(kiln_lb *b, const kiln_conv_geom *g, int i, kiln_lx *o, kiln_lx *k);
+kiln_lx *kiln_conv_in_bounds(kiln_lb *b, const kiln_conv_geom *g, int i, kiln_lx *pos);
+
 /* A GPU schedule of Conv (schedule_conv_gpu.c): implicit GEMM per group,
  * rows = the group's output channels, columns = N * output positions,
  * reduction = C/group * taps.  A block computes a bm x bn tile of outputs

@@ -118,10 +118,8 @@ static void load_x(kiln_lctx *L, const gconv *c) {
     if (g->K[i] > 1 && i > 0) ki = BIN(REM, ki, CI(g->K[i]));
     kiln_lx *oi = g->out[i] == 1 ? CI(0) : g->ystr[i] == 1 ? o : BIN(DIV, o, CI(g->ystr[i]));
     if (g->out[i] > 1 && i > 0) oi = BIN(REM, oi, CI(g->out[i]));
-    kiln_lx *pos = let(L, IADD(IADD(IMUL(oi, g->s[i]), IMUL(ki, g->d[i])), CI(-g->pb[i])));
-    int64_t last = (g->out[i] - 1) * g->s[i] - g->pb[i] + (g->K[i] - 1) * g->d[i];
-    ok = and_opt(L, ok, g->pb[i] > 0 ? BIN(LE, CI(0), pos) : NULL);
-    ok = and_opt(L, ok, last >= g->in[i] ? BIN(LT, pos, CI(g->in[i])) : NULL);
+    kiln_lx *pos = let(L, kiln_conv_in_pos(B, g, i, oi, ki));
+    ok = and_opt(L, ok, kiln_conv_in_bounds(B, g, i, pos));
     src = IADD(src, IMUL(pos, g->xstr[i]));
   }
   if (ok) kiln_lb_if(B, ok);
@@ -134,9 +132,9 @@ static void load_x(kiln_lctx *L, const gconv *c) {
   kiln_lower_close(L, open);
 }
 
-static int schedule(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g, const kiln_conv_gpu_tile *t) {
+static int schedule(kiln_lctx *L, const kiln_node *n, const kiln_conv_def *def, const kiln_conv_gpu_tile *t) {
+  const kiln_conv_geom *g = &def->g;
   gconv c = {.g = g, .t = *t};
-  const kiln_value *bias = n->nin > 2 ? n->in[2] : NULL;
   if (t->bm < 1 || t->bn < 1 || t->bk < 1 || t->rm < 1 || t->rn < 1 || t->bm % t->rm || t->bn % t->rn)
     return kiln_lower_fail(L, n, "GPU tile %lldx%lldx%lld with micro-tile %lldx%lld: sizes must be positive and "
                            "the micro-tile divide the tile", (long long)t->bm, (long long)t->bn, (long long)t->bk,
@@ -146,16 +144,16 @@ static int schedule(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g, c
   if (c.T > 1024 || t->bm > 1024 || t->bn > 1024 || t->bk > 1024 || t->rm * t->rn > 256)
     return kiln_lower_fail(L, n, "GPU tile needs %lld threads or registers past a block's limits (1024 threads, "
                            "256 accumulators)", (long long)c.T);
-  c.ct = kiln_lower_ctype(n->out[0]->dtype);
+  c.ct = kiln_lower_ctype(def->y->dtype);
   int64_t shared = t->bk * (t->bm + t->bn) * (int64_t)kiln_dtype_size(c.ct);
   if (shared > 48 * 1024)
     return kiln_lower_fail(L, n, "GPU tiles need %lld bytes of shared memory, over 48 KiB", (long long)shared);
   c.K = g->Cg * g->ksz;
   c.cols = g->N * g->osz;
-  c.x = kiln_lower_buf(L, n->in[0]);
-  c.w = kiln_lower_buf(L, n->in[1]);
-  c.bias = bias ? kiln_lower_buf(L, bias) : NULL;
-  c.y = kiln_lower_buf(L, n->out[0]);
+  c.x = kiln_lower_buf(L, def->x);
+  c.w = kiln_lower_buf(L, def->w);
+  c.bias = def->b ? kiln_lower_buf(L, def->b) : NULL;
+  c.y = kiln_lower_buf(L, def->y);
   int64_t gn = (c.cols + t->bn - 1) / t->bn, gm = (g->Mg + t->bm - 1) / t->bm, nk = (c.K + t->bk - 1) / t->bk;
 
   kiln_lower_begin(L, n);
@@ -218,9 +216,7 @@ int kiln_schedule_conv_gpu(kiln_program *p, const kiln_node *n, const kiln_conv_
     for (int i = 0; v && i < p->nbufs; i++)
       if (p->bufs[i]->name == v->name) L->buf_of[v->id] = p->bufs[i];
   }
-  kiln_conv_geom g;
-  if (kiln_conv_setup(L, n, &g)) return -1;
-  if (n->in[1]->dims[1] != g.Cg || n->in[1]->dims[0] != g.M)
-    return kiln_lower_fail(L, n, "W does not match X, Y and group (run shape inference first)");
-  return schedule(L, n, &g, t);
+  kiln_conv_def def;
+  if (kiln_conv_def_of(L, n, &def)) return -1;
+  return schedule(L, n, &def, t);
 }
