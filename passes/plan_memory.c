@@ -30,6 +30,8 @@ static int by_size(const void *a, const void *b) {
 void kiln_plan_memory(kiln_program *p) {
   live *lv = calloc((size_t)p->nbufs + 1, sizeof *lv);
   live **order = calloc((size_t)p->nbufs + 1, sizeof *order);
+  unsigned char *used = calloc((size_t)p->nbufs + 1, 1);
+  KILN_ASSERT(lv && order && used);
   int n = 0;
   for (int i = 0; i < p->nbufs; i++) {
     lv[i].b = p->bufs[i];
@@ -37,8 +39,6 @@ void kiln_plan_memory(kiln_program *p) {
     lv[i].last = -1;
     lv[i].size = (p->bufs[i]->numel * (int64_t)kiln_dtype_size(p->bufs[i]->dtype) + 63) & ~(int64_t)63;
   }
-  unsigned char *used = calloc((size_t)p->nbufs + 1, 1);
-  KILN_ASSERT(lv && order && used);
   for (int k = 0; k < p->nkernels; k++) {
     memset(used, 0, (size_t)p->nbufs + 1);
     kiln_loop_bufs_used(p->kernels[k]->body, used);
