@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "../passes/lower.h"
+#include "loop_walk.h"
 
 typedef struct vctx {
   const kiln_program *p;
@@ -49,7 +50,7 @@ typedef struct vctx {
   int64_t *var_ext;          /* extent of each open loop var */
   char *var_open;
   char *local_live;          /* declared and in scope */
-  char *local_assigned;      /* ASSIGNed anywhere in the kernel */
+  unsigned char *local_assigned; /* kiln_loop_locals flags: KILN_LOCAL_ASSIGNED anywhere in the kernel */
   kiln_dtype *local_type;
   kiln_index_rng *local_rng; /* never-assigned i64 locals */
   const kiln_lx **local_def; /* their declared values */
@@ -276,8 +277,8 @@ static void vs(vctx *V, const kiln_ls *s) {
            kiln_dtype_name(s->value->dtype));
     V->local_live[s->var] = 1;
     V->local_type[s->var] = s->dtype;
-    V->local_uniform[s->var] = !V->local_assigned[s->var] && uniform(V, s->value);
-    if (s->dtype == KILN_DT_I64 && !V->local_assigned[s->var] && s->value) {
+    V->local_uniform[s->var] = !(V->local_assigned[s->var] & KILN_LOCAL_ASSIGNED) && uniform(V, s->value);
+    if (s->dtype == KILN_DT_I64 && !(V->local_assigned[s->var] & KILN_LOCAL_ASSIGNED) && s->value) {
       kiln_index_env env = {V->var_ext, V->local_rng, V->nlocals};
       kiln_index_rng *r = &V->local_rng[s->var];
       r->ok = kiln_index_range(&env, s->value, &r->lo, &r->hi);
@@ -360,14 +361,6 @@ static void check_launch(vctx *V) {
          (long long)l.grid[2], (long long)l.block[0], (long long)l.block[1], (long long)l.block[2]);
 }
 
-static void scan_assigned(vctx *V, const kiln_ls *s) {
-  for (; s; s = s->next) {
-    if (s->kind == KILN_LS_ASSIGN && s->var >= 0 && s->var < V->k->nlocals) V->local_assigned[s->var] = 1;
-    scan_assigned(V, s->body);
-    scan_assigned(V, s->orelse);
-  }
-}
-
 int kiln_loop_verify(const kiln_program *p, kiln_diag *d) {
   int nerr = 0;
   for (int i = 0; i < p->nkernels; i++) {
@@ -388,7 +381,7 @@ int kiln_loop_verify(const kiln_program *p, kiln_diag *d) {
     V.alloc_live = calloc((size_t)k->nallocs + 1, 1);
     KILN_ASSERT(V.var_ext && V.var_open && V.seen && V.local_live && V.local_assigned && V.local_type && V.local_rng &&
                 V.local_def && V.var_thread && V.local_uniform && V.alloc_live);
-    scan_assigned(&V, k->body);
+    kiln_loop_locals(k->body, k->nlocals, V.local_assigned);
     check_launch(&V);
     vs_block(&V, k->body);
     nerr += V.nerr;

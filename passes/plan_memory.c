@@ -2,37 +2,22 @@
  * one activation arena, reusing memory between buffers whose live ranges
  * (first write .. last read, in kernel order) do not overlap (greedy
  * placement by decreasing size, 64-byte aligned), and whose weights have
- * offsets in one packed weights blob. */
+ * offsets in one packed weights blob.  A kernel touches the buffers the
+ * loop-IR walker finds it loading or storing (kiln_loop_bufs_used). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "../ir/loop_walk.h"
 #include "lower.h"
 
 typedef struct live { kiln_buf *b; int first, last; int64_t size; } live;
 
-static void mark_lx(const kiln_lx *e, int k, live *lv) {
-  if (!e) return;
-  if (e->kind == KILN_LX_LOAD && e->buf->scope == KILN_SCOPE_GLOBAL) { /* GPU-scoped ones are a kernel's own */
-    live *l = &lv[e->buf->id];
-    if (l->first < 0) l->first = k;
-    if (k > l->last) l->last = k;
-  }
-  mark_lx(e->a, k, lv);
-  mark_lx(e->b, k, lv);
-  mark_lx(e->c, k, lv);
-}
-
-static void mark_ls(const kiln_ls *s, int k, live *lv) {
-  for (; s; s = s->next) {
-    if (s->kind == KILN_LS_STORE && s->buf->scope == KILN_SCOPE_GLOBAL) {
-      live *l = &lv[s->buf->id];
-      if (l->first < 0) l->first = k;
-      if (k > l->last) l->last = k;
-    }
-    mark_lx(s->index, k, lv);
-    mark_lx(s->value, k, lv);
-    mark_ls(s->body, k, lv);
-    mark_ls(s->orelse, k, lv);
+/* Kernel k touches the buffers marked in used: their ranges reach k. */
+static void mark_kernel(int k, const unsigned char *used, live *lv, int nbufs) {
+  for (int i = 0; i < nbufs; i++) {
+    if (!used[i]) continue;
+    if (lv[i].first < 0) lv[i].first = k;
+    if (k > lv[i].last) lv[i].last = k;
   }
 }
 
@@ -45,6 +30,8 @@ static int by_size(const void *a, const void *b) {
 void kiln_plan_memory(kiln_program *p) {
   live *lv = calloc((size_t)p->nbufs + 1, sizeof *lv);
   live **order = calloc((size_t)p->nbufs + 1, sizeof *order);
+  unsigned char *used = calloc((size_t)p->nbufs + 1, 1);
+  KILN_ASSERT(lv && order && used);
   int n = 0;
   for (int i = 0; i < p->nbufs; i++) {
     lv[i].b = p->bufs[i];
@@ -52,7 +39,12 @@ void kiln_plan_memory(kiln_program *p) {
     lv[i].last = -1;
     lv[i].size = (p->bufs[i]->numel * (int64_t)kiln_dtype_size(p->bufs[i]->dtype) + 63) & ~(int64_t)63;
   }
-  for (int k = 0; k < p->nkernels; k++) mark_ls(p->kernels[k]->body, k, lv);
+  for (int k = 0; k < p->nkernels; k++) {
+    memset(used, 0, (size_t)p->nbufs + 1);
+    kiln_loop_bufs_used(p->kernels[k]->body, used);
+    mark_kernel(k, used, lv, p->nbufs);
+  }
+  free(used);
   for (int i = 0; i < p->nbufs; i++)
     if (p->bufs[i]->kind == KILN_BUF_WORKSPACE) order[n++] = &lv[i];
   qsort(order, (size_t)n, sizeof *order, by_size);

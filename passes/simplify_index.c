@@ -32,6 +32,7 @@
  * `idx`) that the C printer uses. */
 #include <string.h>
 
+#include "../ir/loop_walk.h"
 #include "lower.h"
 
 #define MAXT 24 /* terms in one linear form; longer sums stay as they are */
@@ -571,15 +572,6 @@ static void hoist_block(sctx *S, kiln_ls **link, int depth, int loop_body) {
   }
 }
 
-static int max_var(const kiln_ls *s, int m) {
-  for (; s; s = s->next) {
-    if (s->kind == KILN_LS_FOR && s->var + 1 > m) m = s->var + 1;
-    m = max_var(s->body, m);
-    m = max_var(s->orelse, m);
-  }
-  return m;
-}
-
 /* The range analysis above, for the loop-IR verifier (ir/loop_verify.c):
  * one range for a kernel's loop vars and never-assigned i64 locals. */
 int kiln_index_range(const kiln_index_env *env, const kiln_lx *e, int64_t *lo, int64_t *hi) {
@@ -594,26 +586,21 @@ int kiln_index_range(const kiln_index_env *env, const kiln_lx *e, int64_t *lo, i
   return 1;
 }
 
-static void mark_assigned(unsigned char *assigned, const kiln_ls *s) {
-  for (; s; s = s->next) {
-    if (s->kind == KILN_LS_ASSIGN) assigned[s->var] = 1;
-    mark_assigned(assigned, s->body);
-    mark_assigned(assigned, s->orelse);
-  }
-}
-
 /* Marks the locals that hold index arithmetic: declared once from an index
  * expression and never assigned (in statement order, so a value built on an
  * earlier such local counts too).  The C printer prints their arithmetic
  * without the wrapping casts data arithmetic needs (ir/loop.h). */
-static void mark_index_locals(const kiln_kernel *k, unsigned char *is_index, const unsigned char *assigned,
-                              const kiln_ls *s) {
-  for (; s; s = s->next) {
-    if (s->kind == KILN_LS_DECL && !assigned[s->var] && s->value && s->dtype == KILN_DT_I64)
-      is_index[s->var] = (unsigned char)kiln_lx_is_index_expr(k, s->value);
-    mark_index_locals(k, is_index, assigned, s->body);
-    mark_index_locals(k, is_index, assigned, s->orelse);
-  }
+typedef struct index_locals {
+  const kiln_kernel *k;
+  unsigned char *is_index;
+  const unsigned char *locals; /* kiln_loop_locals flags */
+} index_locals;
+
+static int mark_index_local(kiln_walk *w, const kiln_ls *s) {
+  index_locals *c = w->ctx;
+  if (s->kind == KILN_LS_DECL && !(c->locals[s->var] & KILN_LOCAL_ASSIGNED) && s->value && s->dtype == KILN_DT_I64)
+    c->is_index[s->var] = (unsigned char)kiln_lx_is_index_expr(c->k, s->value);
+  return KILN_WALK_CONTINUE;
 }
 
 void kiln_simplify_index(kiln_program *p) {
@@ -623,7 +610,8 @@ void kiln_simplify_index(kiln_program *p) {
     S.b.p = p;
     S.b.k = k;
     S.k = k;
-    int nv = max_var(k->body, k->nvars) + 1;
+    int nv = kiln_loop_nvars(k->body);
+    nv = (nv > k->nvars ? nv : k->nvars) + 1;
     S.var_depth = kiln_arena_array(p->arena, (size_t)nv, sizeof *S.var_depth);
     S.var_ext = kiln_arena_array(p->arena, (size_t)nv, sizeof *S.var_ext);
     S.cap_locals = k->nlocals + 1;
@@ -639,9 +627,11 @@ void kiln_simplify_index(kiln_program *p) {
       k->local_names = names;
     }
     unsigned char *is_index = kiln_arena_array(p->arena, (size_t)k->nlocals + 1, 1);
-    unsigned char *assigned = kiln_arena_array(p->arena, (size_t)k->nlocals + 1, 1);
-    mark_assigned(assigned, k->body);
+    unsigned char *locals = kiln_arena_array(p->arena, (size_t)k->nlocals + 1, 1);
+    kiln_loop_locals(k->body, k->nlocals, locals);
     k->local_index = is_index;
-    mark_index_locals(k, is_index, assigned, k->body);
+    index_locals c = {k, is_index, locals};
+    kiln_walk w = {.stmt_pre = mark_index_local, .ctx = &c};
+    kiln_walk_block(&w, k->body);
   }
 }

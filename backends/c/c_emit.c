@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../ir/loop_walk.h"
 #include "c_names.h"
 #include "kiln_c.h"
 
@@ -383,31 +384,14 @@ static void stmts(emitter *e, const kiln_ls *s, int ind) {
   }
 }
 
-static void uses_lx(const kiln_lx *x, char *used) {
-  if (!x) return;
-  if (x->kind == KILN_LX_LOAD) used[x->buf->id] |= 1;
-  uses_lx(x->a, used);
-  uses_lx(x->b, used);
-  uses_lx(x->c, used);
-}
-static void uses_ls(const kiln_ls *s, char *used) {
-  for (; s; s = s->next) {
-    if (s->kind == KILN_LS_STORE) used[s->buf->id] |= 2;
-    uses_lx(s->index, used);
-    uses_lx(s->value, used);
-    uses_ls(s->body, used);
-    uses_ls(s->orelse, used);
-  }
-}
-
 /* One restrict pointer per buffer the statements touch; const if only read. */
 static void bind_pointers(emitter *e, const kiln_ls *body, int ind) {
-  char *used = calloc((size_t)e->p->nbufs + 1, 1);
-  uses_ls(body, used);
+  unsigned char *used = calloc((size_t)e->p->nbufs + 1, 1);
+  kiln_loop_bufs_used(body, used);
   for (int i = 0; i < e->p->nbufs; i++) {
     if (!used[i]) continue;
     const kiln_buf *b = e->p->bufs[i];
-    const char *q = used[i] & 2 ? "" : "const ";
+    const char *q = used[i] & KILN_USE_WRITE ? "" : "const ";
     indent(e->f, ind);
     fprintf(e->f, "%s%s *restrict %s = (%s%s *)bufs[%d];\n", q, ctype(b->dtype), e->names[i], q, ctype(b->dtype), i);
   }

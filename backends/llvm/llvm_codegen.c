@@ -8,6 +8,8 @@
 
 #include <string.h>
 
+#include "../../ir/loop_walk.h"
+
 static LLVMTypeRef storage_type(cg *c, kiln_dtype t) {
   switch (t) {
   case KILN_DT_F32: return LLVMFloatTypeInContext(c->ctx);
@@ -245,37 +247,21 @@ static void stmts(cg *c, const kiln_ls *s) {
 }
 
 /* Allocas for every DECL, in the entry block (mem2reg needs them there). */
+static int alloca_decl(kiln_walk *w, const kiln_ls *s) {
+  cg *c = w->ctx;
+  if (s->kind == KILN_LS_DECL) c->local[s->var] = LLVMBuildAlloca(c->b, kiln_llvm_value_type(c, s->dtype), "t");
+  return KILN_WALK_CONTINUE;
+}
 static void declare_locals(cg *c, const kiln_ls *s) {
-  for (; s; s = s->next) {
-    if (s->kind == KILN_LS_DECL) c->local[s->var] = LLVMBuildAlloca(c->b, kiln_llvm_value_type(c, s->dtype), "t");
-    declare_locals(c, s->body);
-    declare_locals(c, s->orelse);
-  }
-}
-
-/* Marks which buffers a kernel touches, so it loads only those pointers. */
-static void uses_lx(const kiln_lx *e, char *used) {
-  if (!e) return;
-  if (e->kind == KILN_LX_LOAD) used[e->buf->id] = 1;
-  uses_lx(e->a, used);
-  uses_lx(e->b, used);
-  uses_lx(e->c, used);
-}
-static void uses_ls(const kiln_ls *s, char *used) {
-  for (; s; s = s->next) {
-    if (s->kind == KILN_LS_STORE) used[s->buf->id] = 1;
-    uses_lx(s->index, used);
-    uses_lx(s->value, used);
-    uses_ls(s->body, used);
-    uses_ls(s->orelse, used);
-  }
+  kiln_walk w = {.stmt_pre = alloca_decl, .ctx = c};
+  kiln_walk_block(&w, s);
 }
 
 /* Loads the base pointer of every buffer the statements touch. */
-static void load_bases(cg *c, const kiln_program *p, const kiln_ls *body, LLVMValueRef bufs, char *used) {
+static void load_bases(cg *c, const kiln_program *p, const kiln_ls *body, LLVMValueRef bufs, unsigned char *used) {
   LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0);
   memset(used, 0, (size_t)p->nbufs + 1);
-  uses_ls(body, used);
+  kiln_loop_bufs_used(body, used);
   for (int i = 0; i < p->nbufs; i++) {
     if (!used[i]) continue;
     LLVMValueRef idx = LLVMConstInt(LLVMInt64TypeInContext(c->ctx), (unsigned long long)i, 0);
@@ -293,7 +279,7 @@ static int outlinable(const kiln_kernel *k) {
 }
 
 /* void name_pJ(ptr bufs, i64 lo, i64 hi): iterations [lo, hi) of s. */
-static LLVMValueRef outline(cg *c, const kiln_program *p, const kiln_kernel *kn, const kiln_ls *s, int j, char *used) {
+static LLVMValueRef outline(cg *c, const kiln_program *p, const kiln_kernel *kn, const kiln_ls *s, int j, unsigned char *used) {
   LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
   LLVMTypeRef params[3] = {ptr, i64, i64};
   LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), params, 3, 0);
@@ -330,7 +316,7 @@ int kiln_llvm_codegen(cg *c, const kiln_program *p) {
   LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), &ptr, 1, 0);
   LLVMTypeRef pfty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), (LLVMTypeRef[]){ptr, ptr, ptr, i64}, 4, 0);
   LLVMValueRef *fns = calloc((size_t)p->nkernels + 1, sizeof *fns);
-  char *used = calloc((size_t)p->nbufs + 1, 1);
+  unsigned char *used = calloc((size_t)p->nbufs + 1, 1);
   c->base = calloc((size_t)p->nbufs + 1, sizeof *c->base);
   for (int k = 0; k < p->nkernels; k++) {
     const kiln_kernel *kn = p->kernels[k];
