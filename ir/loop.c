@@ -25,6 +25,8 @@ void kiln_lb_kernel(kiln_lb *b, const char *name, const kiln_node *node) {
   kiln_kernel *k = kiln_arena_alloc(b->p->arena, sizeof *k);
   k->name = kiln_arena_strdup(b->p->arena, name);
   k->node = node;
+  k->nodes = &k->node;
+  k->nnodes = node != NULL;
   push(b->p->arena, (void ***)&b->p->kernels, &b->p->nkernels, &b->p->cap_kernels, k);
   b->k = k;
   b->tail = &k->body;
