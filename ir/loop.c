@@ -287,7 +287,15 @@ void kiln_program_print(const kiln_program *p, FILE *f) {
   for (int i = 0; i < p->nkernels; i++) {
     fprintf(f, "kernel ");
     kiln_put_display(f, p->kernels[i]->name);
-    fprintf(f, ":\n");
+    fprintf(f, ":");
+    /* a kernel that computes more than its node lists them (epilogues) */
+    for (int j = 0; p->kernels[i]->nnodes > 1 && j < p->kernels[i]->nnodes; j++) {
+      const kiln_node *n = p->kernels[i]->nodes[j];
+      fprintf(f, "%s'", j ? ", " : "  # nodes ");
+      kiln_put_display(f, n->name);
+      fprintf(f, "' (%s)", kiln_op_get(n->op)->name);
+    }
+    fprintf(f, "\n");
     print_ls(p->kernels[i], p->kernels[i]->body, 2, f);
   }
 }
