@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../backends/c/kiln_c.h"
 #include "../../ir/loop.h"
 #include "../../passes/lower.h"
 #include "../../passes/passes.h"
@@ -508,4 +509,36 @@ Test(epilogue, non_elementwise_step_is_refused) {
   cr_assert_null(kiln_lower(t.g, &d));
   cr_assert(strstr(d.msg, "is not elementwise"), "%s", d.msg);
   kiln_graph_free(t.g);
+}
+
+/* The C printer's kernel comment lists the epilogue's nodes, their names
+ * made comment-safe. */
+static void mul_evil_relu(tg *t) {
+  mul_relu(t);
+  t->steps[0]->name = "re*/lu";
+}
+
+Test(epilogue, c_kernel_comment_lists_the_fused_nodes) {
+  rng = 8;
+  float *x = fill(24), *y = fill(24);
+  float *inputs[2] = {x, y};
+  kiln_graph *g;
+  double *got = fused_equals_unfused(mul_evil_relu, inputs, 24, NULL, &g);
+  kiln_diag d = {0};
+  kiln_program *p = kiln_lower(g, &d);
+  cr_assert(p, "%s", d.msg);
+  kiln_plan_memory(p);
+  kiln_c_options o = {.prefix = "m", .model = "test", .weights_file = 1};
+  kiln_c_output out;
+  cr_assert_eq(kiln_c_emit(p, &o, &out, &d), 0, "%s", d.msg);
+  const char *c = strstr(out.source, "'mul': Mul");
+  cr_assert(c, "%s", out.source);
+  const char *then = strstr(c, "\n *   then 're");
+  const char *end = strstr(c, "*/");
+  cr_assert(then && end && then < end, "the fused node is inside the kernel's comment:\n%s", out.source);
+  cr_assert(strstr(then, ": Relu -> "), "%s", out.source);
+  cr_assert_null(strstr(out.source, "re*/lu"), "a model name closed the comment");
+  kiln_c_output_free(&out);
+  kiln_graph_free(g);
+  free(got), free(x), free(y);
 }
