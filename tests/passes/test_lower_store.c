@@ -175,7 +175,7 @@ static void finish(tg *t, int fuse) {
 
 /* Lowers (plus the loop passes) and runs g on its inputs' data (in input
  * order); returns the first graph output as doubles (malloc'd). */
-static double *run(kiln_graph *g, float **inputs, kiln_program **pout) {
+static double *run(kiln_graph *g, float **inputs, kiln_program **pout, int64_t *numel) {
   kiln_diag d = {0};
   kiln_program *p = kiln_lower(g, &d);
   cr_assert(p, "%s", d.msg);
@@ -200,13 +200,14 @@ static double *run(kiln_graph *g, float **inputs, kiln_program **pout) {
     if (p->bufs[i]->kind == KILN_BUF_OUTPUT || p->bufs[i]->kind == KILN_BUF_WORKSPACE) free(bufs[i]);
   free(bufs);
   if (pout) *pout = p;
+  *numel = ob->numel;
   return r;
 }
 
 typedef void (*builder)(tg *t);
 
 /* Builds the case twice (plain, fused), runs both on the same inputs and
- * requires bitwise-equal outputs; returns the unfused output and, through
+ * requires bitwise-equal outputs (numel elements, -1: all); returns the unfused output and, through
  * fk, the fused program's kernel that computes t.first. */
 static double *fused_equals_unfused(builder build, float **inputs, int64_t numel, const kiln_kernel **fk,
                                     kiln_graph **keep) {
@@ -218,7 +219,10 @@ static double *fused_equals_unfused(builder build, float **inputs, int64_t numel
   build(&b);
   finish(&b, 1);
   kiln_program *pa, *pb;
-  double *ra = run(a.g, inputs, &pa), *rb = run(b.g, inputs, &pb);
+  int64_t na, nb;
+  double *ra = run(a.g, inputs, &pa, &na), *rb = run(b.g, inputs, &pb, &nb);
+  cr_assert_eq(na, nb);
+  if (numel < 0) numel = na;
   cr_assert_eq(pb->nkernels, pa->nkernels - b.nsteps, "fused: %d kernels, unfused %d", pb->nkernels, pa->nkernels);
   for (int64_t i = 0; i < numel; i++) {
     uint64_t x, y;
@@ -541,4 +545,104 @@ Test(epilogue, c_kernel_comment_lists_the_fused_nodes) {
   kiln_c_output_free(&out);
   kiln_graph_free(g);
   free(got), free(x), free(y);
+}
+
+/* ---- every lowering's final store: op(x) then + per-channel constant,
+ * then Relu, fused == unfused bitwise ---- */
+
+static kiln_value *ints_const(kiln_graph *g, const char *name, int n, const int64_t *v) {
+  return kiln_value_const(g, name, KILN_DT_I64, 1, (int64_t[]){n}, kiln_arena_memdup(&g->arena, v, (size_t)n * 8));
+}
+
+static kiln_ints ints_attr(kiln_graph *g, int n, const int64_t *v) {
+  return (kiln_ints){n, kiln_arena_memdup(&g->arena, v, (size_t)n * sizeof *v)};
+}
+
+enum { XN = 2, XC = 4, XS = 5 };
+static int op_case;
+static int64_t case_channels; /* dim 1 of the case's output */
+
+static void op_then_add_relu(tg *t) {
+  kiln_graph *g = t->g;
+  kiln_value *x = input(g, "x", 4, (int64_t[]){XN, XC, XS, XS});
+  int64_t c4[1] = {XC};
+  case_channels = XC;
+  switch (op_case) {
+  case 0: case 1: { /* MaxPool 3x3 s2 p1 / AveragePool 2x2 */
+    t->first = node(t, op_case ? KILN_OP_AVERAGE_POOL : KILN_OP_MAX_POOL, "pool", 1, &x);
+    kiln_attrs_pool *a = t->first->attrs;
+    a->kernel_shape = op_case ? ints_attr(g, 2, (int64_t[]){2, 2}) : ints_attr(g, 2, (int64_t[]){3, 3});
+    if (!op_case) {
+      a->strides = ints_attr(g, 2, (int64_t[]){2, 2});
+      a->pads = ints_attr(g, 4, (int64_t[]){1, 1, 1, 1});
+    }
+    break;
+  }
+  case 2: t->first = node(t, KILN_OP_GLOBAL_AVERAGE_POOL, "gap", 1, &x); break;
+  case 3:
+    t->first = node(t, KILN_OP_LRN, "lrn", 1, &x);
+    ((kiln_attrs_lrn *)t->first->attrs)->size = 3;
+    break;
+  case 4: case 5: { /* BatchNormalization, inference / training */
+    kiln_value *in[5] = {x, constant(g, "scale", 1, c4), constant(g, "b", 1, c4), constant(g, "mean", 1, c4),
+                         constant(g, "var", 1, c4)};
+    float *var = (float *)in[4]->data;
+    for (int i = 0; i < XC; i++) var[i] = fabsf(var[i]) + 0.5f;
+    t->first = node(t, KILN_OP_BATCH_NORM, "bn", 5, in);
+    ((kiln_attrs_batchnorm *)t->first->attrs)->training_mode = op_case == 5;
+    break;
+  }
+  case 6:
+    t->first = node(t, KILN_OP_INSTANCE_NORM, "in", 3, (kiln_value *[]){x, constant(g, "s", 1, c4), constant(g, "b", 1, c4)});
+    break;
+  case 7:
+    t->first = node(t, KILN_OP_SOFTMAX, "softmax", 1, &x);
+    ((kiln_attrs_softmax *)t->first->attrs)->axis = 1;
+    break;
+  case 8:
+    t->first = node(t, KILN_OP_REDUCE_SUM, "sum", 2, (kiln_value *[]){x, ints_const(g, "axes", 2, (int64_t[]){2, 3})});
+    break;
+  case 9:
+    t->first = node(t, KILN_OP_TRANSPOSE, "tr", 1, &x);
+    ((kiln_attrs_transpose *)t->first->attrs)->perm = ints_attr(g, 4, (int64_t[]){0, 1, 3, 2});
+    break;
+  case 10:
+    t->first = node(t, KILN_OP_CONCAT, "cat", 2, (kiln_value *[]){x, x});
+    ((kiln_attrs_concat *)t->first->attrs)->axis = 1;
+    case_channels = 2 * XC;
+    break;
+  case 11:
+    t->first = node(t, KILN_OP_PAD, "pad", 2,
+                    (kiln_value *[]){x, ints_const(g, "pads", 8, (int64_t[]){0, 0, 1, 1, 0, 0, 1, 1})});
+    break;
+  case 12:
+    t->first = node(t, KILN_OP_CONV_TRANSPOSE, "convt", 3,
+                    (kiln_value *[]){x, constant(g, "w", 4, (int64_t[]){XC, XC, 3, 3}), constant(g, "b", 1, c4)});
+    break;
+  case 13: {
+    float sc[4] = {1, 1, 2, 2};
+    kiln_value *scales = kiln_value_const(g, "scales", KILN_DT_F32, 1, (int64_t[]){4}, kiln_arena_memdup(&g->arena, sc, sizeof sc));
+    t->first = node(t, KILN_OP_RESIZE, "resize", 3, (kiln_value *[]){x, NULL, scales});
+    break;
+  }
+  }
+  step(t, KILN_OP_ADD, "add", constant(g, "per_channel", 3, (int64_t[]){case_channels, 1, 1}), 0);
+  step(t, KILN_OP_RELU, "relu", NULL, 0);
+}
+
+Test(epilogue, every_lowering_applies_it_at_its_final_store) {
+  for (op_case = 0; op_case <= 13; op_case++) {
+    rng = 100 + (uint32_t)op_case;
+    float *x = fill(XN * XC * XS * XS);
+    float *inputs[1] = {x};
+    kiln_graph *g;
+    double *got = fused_equals_unfused(op_then_add_relu, inputs, -1, NULL, &g);
+    int64_t numel = kiln_value_numel(g->outputs[0], 1);
+    cr_assert_gt(numel, 0);
+    kiln_graph_free(g);
+    int positive = 0;
+    for (int64_t i = 0; i < numel; i++) positive += got[i] > 0;
+    cr_assert(positive > 0, "case %d: all clipped", op_case);
+    free(got), free(x);
+  }
 }
