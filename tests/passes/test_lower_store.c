@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "../../backends/c/kiln_c.h"
+#include "../../backends/llvm/kiln_llvm.h"
 #include "../../ir/loop.h"
 #include "../../passes/lower.h"
 #include "../../passes/passes.h"
@@ -175,6 +176,8 @@ static void finish(tg *t, int fuse) {
 
 /* Lowers (plus the loop passes) and runs g on its inputs' data (in input
  * order); returns the first graph output as doubles (malloc'd). */
+static int via_jit; /* run through the LLVM JIT instead of the interpreter */
+
 static double *run(kiln_graph *g, float **inputs, kiln_program **pout, int64_t *numel) {
   kiln_diag d = {0};
   kiln_program *p = kiln_lower(g, &d);
@@ -182,14 +185,21 @@ static double *run(kiln_graph *g, float **inputs, kiln_program **pout, int64_t *
   cr_assert_eq(kiln_loop_verify(p, &d), 0, "%s", d.msg);
   kiln_simplify_index(p);
   kiln_plan_memory(p);
-  void **bufs = calloc((size_t)p->nbufs, sizeof *bufs);
+  void **bufs = calloc((size_t)p->nbufs + 1, sizeof *bufs);
   for (int i = 0; i < p->nbufs; i++) {
     const kiln_buf *b = p->bufs[i];
     if (b->kind == KILN_BUF_INPUT) bufs[i] = inputs[b->io_index];
     else if (b->kind == KILN_BUF_WEIGHT) bufs[i] = (void *)b->data;
     else bufs[i] = calloc((size_t)b->numel + 1, kiln_dtype_size(b->dtype));
   }
-  for (int k = 0; k < p->nkernels; k++) cr_assert_eq(kiln_loop_eval(p, p->kernels[k], bufs), 0);
+  if (via_jit) {
+    kiln_llvm_jit *j = kiln_llvm_jit_compile(p, &d);
+    cr_assert_not_null(j, "%s", d.msg);
+    kiln_llvm_jit_run(j, bufs);
+    kiln_llvm_jit_free(j);
+  } else {
+    for (int k = 0; k < p->nkernels; k++) cr_assert_eq(kiln_loop_eval(p, p->kernels[k], bufs), 0);
+  }
   const kiln_buf *ob = NULL;
   for (int i = 0; i < p->nbufs; i++)
     if (p->bufs[i]->kind == KILN_BUF_OUTPUT && p->bufs[i]->io_index == 0) ob = p->bufs[i];
@@ -331,6 +341,22 @@ static void check_conv_case(void) {
 Test(epilogue, conv_fast_path_add_relu) {
   conv_stride = 1, conv_pad = 1, conv_in = CH;
   check_conv_case();
+}
+
+static void check_gemm(int transb);
+
+/* The same through the LLVM JIT: the printers only print the loop IR. */
+Test(epilogue, conv_fast_path_add_relu_llvm_jit) {
+  conv_stride = 1, conv_pad = 1, conv_in = CH;
+  via_jit = 1;
+  check_conv_case();
+  via_jit = 0;
+}
+
+Test(epilogue, gemm_dot_form_add_relu_llvm_jit) {
+  via_jit = 1;
+  check_gemm(1);
+  via_jit = 0;
 }
 
 Test(epilogue, conv_fast_path_strided) {
