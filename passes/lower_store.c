@@ -85,6 +85,20 @@ int kiln_lower_check_epilogue(kiln_lctx *L, const kiln_node *n) {
     }
     prev = st->out[0];
   }
+  /* The kernel runs where the last step stands: a node between the two
+   * must not read the node's other outputs (computed only then). */
+  if (n->epi.nsteps > 0) {
+    int i = 0;
+    while (i < L->g->nnodes && L->g->nodes[i] != n) i++;
+    for (i++; i < L->g->nnodes && L->g->nodes[i] != n->epi.steps[n->epi.nsteps - 1]; i++) {
+      const kiln_node *m = L->g->nodes[i];
+      for (int k = 0; k < m->nin && !m->dead; k++)
+        for (int o = 1; o < n->nout; o++)
+          if (m->in[k] && m->in[k] == n->out[o])
+            return kiln_lower_fail(L, n, "output %d is read by '%s' (%s) before the epilogue's last step", o, m->name,
+                                   kiln_op_get(m->op)->name);
+    }
+  }
   return 0;
 }
 

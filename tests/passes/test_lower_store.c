@@ -672,3 +672,30 @@ Test(epilogue, every_lowering_applies_it_at_its_final_store) {
     free(got), free(x);
   }
 }
+
+/* The fused kernel runs where its last step stands: a node in between may
+ * not read the first node's other outputs. */
+Test(epilogue, other_output_read_before_the_last_step_is_refused) {
+  tg t = {.g = kiln_graph_new()};
+  kiln_graph *g = t.g;
+  rng = 3;
+  kiln_value *x = input(g, "x", 4, (int64_t[]){XN, XC, XS, XS});
+  int64_t c4[1] = {XC};
+  kiln_value *in[5] = {x, constant(g, "scale", 1, c4), constant(g, "b", 1, c4), constant(g, "mean", 1, c4),
+                       constant(g, "var", 1, c4)};
+  t.first = kiln_node_new(g, KILN_OP_BATCH_NORM, "bn", 5, 3);
+  for (int k = 0; k < 5; k++) kiln_node_set_input(t.first, k, in[k]);
+  ((kiln_attrs_batchnorm *)t.first->attrs)->training_mode = 1;
+  kiln_node_set_output(t.first, 0, kiln_value_new(g, "y", KILN_VALUE_ACTIVATION));
+  kiln_value *rm = kiln_value_new(g, "running_mean", KILN_VALUE_ACTIVATION);
+  kiln_node_set_output(t.first, 1, rm);
+  kiln_node *neg = node(&t, KILN_OP_NEG, "neg", 1, &rm); /* between the BN and its Relu */
+  kiln_graph_add_output(g, neg->out[0]);
+  step(&t, KILN_OP_RELU, "relu", NULL, 0);
+  finish(&t, 1);
+  kiln_diag d = {0};
+  cr_assert_null(kiln_lower(g, &d));
+  cr_assert(strstr(d.msg, "node 'bn' (BatchNormalization): output 1 is read by 'neg' (Neg) before the epilogue's last step"),
+            "%s", d.msg);
+  kiln_graph_free(g);
+}
