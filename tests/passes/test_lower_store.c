@@ -699,3 +699,30 @@ Test(epilogue, other_output_read_before_the_last_step_is_refused) {
             "%s", d.msg);
   kiln_graph_free(g);
 }
+
+/* Model names in the dump's node list are in display form. */
+static void mul_hostile_relu(tg *t) {
+  mul_relu(t);
+  t->steps[0]->name = "re\nlu\x1b[2J";
+}
+
+Test(epilogue, dump_shows_fused_node_names_in_display_form) {
+  rng = 8;
+  float *x = fill(24), *y = fill(24);
+  float *inputs[2] = {x, y};
+  kiln_graph *g;
+  double *got = fused_equals_unfused(mul_hostile_relu, inputs, 24, NULL, &g);
+  kiln_diag d = {0};
+  kiln_program *p = kiln_lower(g, &d);
+  cr_assert(p, "%s", d.msg);
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  kiln_program_print(p, f);
+  fclose(f);
+  cr_assert(strstr(text, "# nodes 'mul' (Mul), 're\\x0alu\\x1b[2J' (Relu)\n"), "%s", text);
+  cr_assert_null(strchr(text, '\x1b'));
+  free(text);
+  kiln_graph_free(g);
+  free(got), free(x), free(y);
+}
