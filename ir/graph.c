@@ -84,6 +84,11 @@ kiln_node *kiln_node_new(kiln_graph *g, kiln_op op, const char *name, int nin, i
   return n;
 }
 
+void kiln_node_fuse(kiln_graph *g, kiln_node *into, kiln_node *step) {
+  push(&g->arena, (void ***)&into->epi.steps, &into->epi.nsteps, &into->epi.cap, step);
+  step->fused_into = into;
+}
+
 void kiln_graph_add_input(kiln_graph *g, kiln_value *v) {
   int cap = g->ninputs;
   push(&g->arena, (void ***)&g->inputs, &g->ninputs, &cap, v);

@@ -46,6 +46,17 @@ typedef enum kiln_layout {
 
 typedef struct kiln_node kiln_node;
 
+/* The elementwise nodes fused after a node, empty by default (a fusion
+ * pass, or a test, fills it through kiln_node_fuse).  The node's kernel
+ * computes them too: at each output index, step 0 takes the node's result
+ * in place of the input that reads it, each later step the previous one's,
+ * their other operands are loaded at that index (broadcast), and only the
+ * last step's output is stored (passes/lower_store.c). */
+typedef struct kiln_epilogue {
+  kiln_node **steps;  /* in order; steps[i] reads out[0] of the one before */
+  int nsteps, cap;
+} kiln_epilogue;
+
 typedef struct kiln_value {
   const char *name;
   int id;                      /* index in graph->values */
@@ -77,6 +88,8 @@ struct kiln_node {
   void *attrs;        /* kiln_attrs_<kind> per the op table */
   kiln_loc loc;       /* source location for diagnostics */
   int dead;           /* removed (folded or pruned); skipped everywhere */
+  kiln_epilogue epi;  /* nodes fused after this one (computed by its kernel) */
+  kiln_node *fused_into; /* set on an epilogue step: the node whose kernel computes it */
 };
 
 typedef struct kiln_graph {
@@ -111,6 +124,9 @@ void kiln_graph_add_output(kiln_graph *g, kiln_value *v);
 void kiln_node_set_input(kiln_node *n, int slot, kiln_value *v);
 void kiln_node_set_output(kiln_node *n, int slot, kiln_value *v);
 int kiln_graph_sym(kiln_graph *g, const char *name); /* returns the negative dim */
+/* Appends `step` to into's epilogue (see kiln_epilogue); the lowering
+ * checks that the chain is one it can compute. */
+void kiln_node_fuse(kiln_graph *g, kiln_node *into, kiln_node *step);
 
 /* Element count (symbolic dims count as sym_value) and byte size. */
 int64_t kiln_value_numel(const kiln_value *v, int64_t sym_value);

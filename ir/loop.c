@@ -25,6 +25,8 @@ void kiln_lb_kernel(kiln_lb *b, const char *name, const kiln_node *node) {
   kiln_kernel *k = kiln_arena_alloc(b->p->arena, sizeof *k);
   k->name = kiln_arena_strdup(b->p->arena, name);
   k->node = node;
+  k->nodes = &k->node;
+  k->nnodes = node != NULL;
   push(b->p->arena, (void ***)&b->p->kernels, &b->p->nkernels, &b->p->cap_kernels, k);
   b->k = k;
   b->tail = &k->body;
@@ -342,7 +344,15 @@ void kiln_program_print(const kiln_program *p, FILE *f) {
     if (l)
       fprintf(f, " launch grid(%" PRId64 ", %" PRId64 ", %" PRId64 ") block(%" PRId64 ", %" PRId64 ", %" PRId64 ")",
               l->grid[0], l->grid[1], l->grid[2], l->block[0], l->block[1], l->block[2]);
-    fprintf(f, ":\n");
+    fprintf(f, ":");
+    /* a kernel that computes more than its node lists them (epilogues) */
+    for (int j = 0; p->kernels[i]->nnodes > 1 && j < p->kernels[i]->nnodes; j++) {
+      const kiln_node *n = p->kernels[i]->nodes[j];
+      fprintf(f, "%s'", j ? ", " : "  # nodes ");
+      kiln_put_display(f, n->name);
+      fprintf(f, "' (%s)", kiln_op_get(n->op)->name);
+    }
+    fprintf(f, "\n");
     print_ls(p->kernels[i], p->kernels[i]->body, 2, f);
   }
 }

@@ -184,6 +184,9 @@ typedef struct kiln_launch {
 typedef struct kiln_kernel {
   const char *name;          /* C identifier, unique in the program */
   const kiln_node *node;     /* the graph node it computes (comments, errors) */
+  const kiln_node **nodes;   /* every graph node it computes: nodes[0] == node, then
+                                node's epilogue steps (kiln_epilogue), in order */
+  int nnodes;                /* 0 for a copy kernel (node NULL) */
   kiln_ls *body;
   int nvars, nlocals;        /* loop vars and locals are numbered 0.. */
   const char **local_names;  /* NULL, or per local a C identifier (NULL: tN); set by

@@ -74,7 +74,15 @@ static void verr(vctx *V, const char *fmt, ...) {
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   V->nerr++;
-  kiln_error(V->d, V->k->node ? &V->k->node->loc : NULL, "loop IR: kernel '%s': %s", V->k->name, msg);
+  char with[300] = "";
+  size_t w = 0; /* the epilogue's nodes, when the kernel computes more than its node */
+  for (int i = 1; i < V->k->nnodes && w < sizeof with; i++) {
+    const kiln_node *st = V->k->nodes[i];
+    w += (size_t)snprintf(with + w, sizeof with - w, "%s'%s' (%s)", i == 1 ? " (with " : ", ", st->name,
+                          kiln_op_get(st->op)->name);
+  }
+  if (V->k->nnodes > 1 && w < sizeof with) snprintf(with + w, sizeof with - w, ")");
+  kiln_error(V->d, V->k->node ? &V->k->node->loc : NULL, "loop IR: kernel '%s'%s: %s", V->k->name, with, msg);
 }
 
 static const char *expr_str(vctx *V, const kiln_lx *e, char *buf, size_t size) {

@@ -45,6 +45,13 @@ void kiln_lower_begin(kiln_lctx *L, const kiln_node *n) {
     name[j++] = isalnum((unsigned char)*s) ? *s : '_';
   name[j] = 0;
   kiln_lb_kernel(&L->b, name, n);
+  if (n->epi.nsteps > 0) { /* the kernel computes the epilogue's nodes too */
+    const kiln_node **all = kiln_arena_array(L->b.p->arena, (size_t)n->epi.nsteps + 1, sizeof *all);
+    all[0] = n;
+    for (int s = 0; s < n->epi.nsteps; s++) all[s + 1] = n->epi.steps[s];
+    L->b.k->nodes = all;
+    L->b.k->nnodes = n->epi.nsteps + 1;
+  }
 }
 
 void kiln_lower_loops(kiln_lctx *L, const kiln_value *v, kiln_lx **idx) {
@@ -124,11 +131,11 @@ kiln_lx *kiln_lower_max_nan(kiln_lctx *L, int is_max, kiln_lx *acc, kiln_lx *x) 
  * bytes stay, only the shape changes. */
 int kiln_lower_copy(kiln_lctx *L, const kiln_node *n) {
   const kiln_value *x = n->in[0], *y = n->out[0];
-  kiln_buf *in = kiln_lower_buf(L, x), *out = kiln_lower_buf(L, y);
+  kiln_buf *in = kiln_lower_buf(L, x);
   kiln_lower_begin(L, n);
   kiln_sched s = {.parallel = 1};
   kiln_lx *i = kiln_lx_index(&L->b, kiln_lb_for(&L->b, kiln_value_numel(y, 1), s));
-  kiln_lb_store(&L->b, out, i, kiln_lx_load(&L->b, in, i));
+  kiln_lower_store_flat(L, n, 0, i, kiln_lx_load(&L->b, in, i));
   kiln_lb_end(&L->b);
   return 0;
 }
@@ -173,12 +180,28 @@ kiln_program *kiln_lower(kiln_graph *g, kiln_diag *d) {
   }
   for (int i = 0; i < g->nnodes; i++) {
     const kiln_node *n = g->nodes[i];
+    /* A node with an epilogue is lowered where its last step stands, once
+     * every operand of the chain has been computed. */
+    if (n->epi.nsteps > 0) continue;
+    if (n->fused_into) {
+      if (n != n->fused_into->epi.steps[n->fused_into->epi.nsteps - 1]) continue;
+      n = n->fused_into;
+    }
     const kiln_op_info *info = kiln_op_get(n->op);
+    if (kiln_lower_check_epilogue(&L, n)) return NULL;
     for (int k = 0; k < n->nin; k++)
       if (n->in[k]) kiln_lower_buf(&L, n->in[k]);
     for (int k = 0; k < n->nout; k++)
       if (n->out[k]) kiln_lower_buf(&L, n->out[k]);
-    if (info->lower(&L, n)) return NULL;
+    for (int s = 0; s < n->epi.nsteps; s++) {
+      const kiln_node *st = n->epi.steps[s];
+      for (int k = 0; k < st->nin; k++)
+        if (st->in[k] && st->in[k]->producer != n && (s == 0 || st->in[k]->producer != n->epi.steps[s - 1]))
+          kiln_lower_buf(&L, st->in[k]);
+      kiln_lower_buf(&L, st->out[0]);
+    }
+    int failed = d->failed;
+    if (info->lower(&L, n) || d->failed != failed) return NULL; /* a store's epilogue step may fail */
   }
   for (int i = 0; i < g->noutputs; i++)
     if (copied[i] && copy_output(&L, g->outputs[i], copied[i], i)) return NULL;

@@ -54,6 +54,34 @@ void kiln_lower_begin(kiln_lctx *L, const kiln_node *n);
  * index.  Close with kiln_lower_close(L, v->rank). */
 void kiln_lower_loops(kiln_lctx *L, const kiln_value *v, kiln_lx **idx);
 void kiln_lower_close(kiln_lctx *L, int n);
+/* ---- the output store and addressing (lower_store.c) ---- */
+/* Offset of logical index idx (one per dim) into v's buffer for v's layout
+ * (PLAIN: row-major, as kiln_lower_offset; NCHWC: N, C/b, spatial..., b). */
+kiln_lx *kiln_lower_addr(kiln_lctx *L, const kiln_value *v, kiln_lx **idx);
+/* Every lowering's final store of output `slot` of n at logical index idx
+ * (value in the compute type): applies n's epilogue (slot 0 only) and
+ * stores into kiln_lower_result(n, slot) through kiln_lower_addr.  The
+ * _flat form takes the row-major element number of n->out[slot] instead
+ * (== its offset when plain) and derives idx only if it must. */
+void kiln_lower_store_output(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx **idx, kiln_lx *value);
+void kiln_lower_store_flat(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx *flat, kiln_lx *value);
+/* Both at once (either may be NULL): flat must be idx's element number. */
+void kiln_lower_store(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx **idx, kiln_lx *flat, kiln_lx *value);
+/* n has epilogue steps: a lowering that accumulates in n->out[0]'s buffer
+ * must then end with one pass storing every element through the above. */
+int kiln_lower_has_epilogue(const kiln_node *n);
+/* The value the final store of `slot` writes: the last epilogue step's
+ * output for slot 0 when there are steps, else n->out[slot]. */
+const kiln_value *kiln_lower_result(const kiln_node *n, int slot);
+/* Fails (one-line error) unless n's epilogue is a chain the store can
+ * compute: elementwise steps, each reading the previous result (used
+ * nowhere else, not a graph output), shape unchanged, plain operands. */
+int kiln_lower_check_epilogue(kiln_lctx *L, const kiln_node *n);
+/* Elementwise node st at an output index of y (idx, or flat when idx is
+ * NULL): its scalar function, the input `prev` (may be NULL) taking
+ * `carried`, the others loaded (broadcast). NULL on failure (d set). */
+kiln_lx *kiln_lower_apply(kiln_lctx *L, const kiln_node *st, const kiln_value *prev, kiln_lx *carried,
+                          const kiln_value *y, kiln_lx **idx, kiln_lx *flat);
 /* Row-major offset of idx (one per dim) into v. */
 kiln_lx *kiln_lower_offset(kiln_lctx *L, const kiln_value *v, kiln_lx **idx);
 /* Offset into `in` broadcast against an output of rank out_rank. */

@@ -70,10 +70,12 @@ static int open_outputs(kiln_lctx *L, const kiln_node *n, const conv_geom *g, in
 }
 
 /* Stores the accumulator and closes the output and plane loops. */
-static void close_outputs(kiln_lctx *L, const kiln_node *n, const conv_geom *g, kiln_lx *nm, kiln_lx **o, int acc) {
-  kiln_lx *yoff = IMUL(nm, g->osz);
+static void close_outputs(kiln_lctx *L, const kiln_node *n, const conv_geom *g, kiln_lx *nm, int nv, int mv, kiln_lx **o,
+                          int acc) {
+  kiln_lx *yoff = IMUL(nm, g->osz), *idx[5] = {LOCAL(nv), LOCAL(mv)};
   for (int i = 0; i < g->sp; i++) yoff = IADD(yoff, IMUL(o[i], g->ystr[i]));
-  kiln_lb_store(B, kiln_lower_buf(L, n->out[0]), yoff, LOCAL(acc));
+  for (int i = 0; i < g->sp; i++) idx[2 + i] = o[i];
+  kiln_lower_store(L, n, 0, idx, yoff, LOCAL(acc));
   kiln_lower_close(L, g->sp + 1);
 }
 
@@ -400,9 +402,12 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
     if (g->Mg % mb == 0) { f.MB = mb; break; }
   /* f16/bf16 outputs sum in an f32 Yv, never in their own storage */
   if (kiln_lower_ctype(n->out[0]->dtype) != n->out[0]->dtype) direct_y = 0;
+  /* an epilogue is applied once per element, in the pass out of Yv */
+  int epi = kiln_lower_has_epilogue(n);
+  if (epi) direct_y = 0;
   int single = g->Cg * g->ksz <= (g->Mg == 1 ? SINGLE_MAX : 1);
   int64_t OW = f.out[last], owr = (OW + VW - 1) / VW * VW, R = g->osz / OW;
-  int rows = single && !direct_y && OW >= VW && f.ct == n->out[0]->dtype;
+  int rows = single && !direct_y && OW >= VW && f.ct == n->out[0]->dtype && !epi;
   int64_t nfull = owr == OW ? R : R - 1;
   /* virtual positions: all of them rounded up to VW (exactly the outputs
    * when y is Y); in rows mode the padded rows read up to VW further */
@@ -491,12 +496,13 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
     kiln_lx *j = IDX(kiln_lb_for(B, f.MB, seq_sched));
     kiln_lx *yo = IMUL(IADD(IADD(IMUL(LOCAL(nv), g->M), LOCAL(m0)), j), g->osz);
     kiln_lx *src = IADD(LOCAL(yb), IMUL(j, f.V));
+    kiln_lx *idx[5] = {LOCAL(nv), IADD(LOCAL(m0), j)};
     for (int i = 0; i < sp; i++) {
-      kiln_lx *o = IDX(kiln_lb_for(B, f.out[i], seq_sched));
+      kiln_lx *o = idx[2 + i] = IDX(kiln_lb_for(B, f.out[i], seq_sched));
       yo = IADD(yo, IMUL(o, g->ystr[i]));
       src = IADD(src, IMUL(o, f.vs[i]));
     }
-    kiln_lb_store(B, Y, yo, kiln_lx_load(B, Yv, src));
+    kiln_lower_store(L, n, 0, idx, yo, kiln_lx_load(B, Yv, src));
     kiln_lower_close(L, sp + 1);
   }
   kiln_lb_end(B);
@@ -589,7 +595,7 @@ static int lower_convt_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
     if (g->Mg % mb == 0) { f.MB = mb; break; }
   f.V = (U[0] * f.vs[0] + VW - 1) / VW * VW;
   f.psz = f.V + maxoff;
-  const kiln_buf *X = kiln_lower_buf(L, n->in[0]), *Y = kiln_lower_buf(L, n->out[0]);
+  const kiln_buf *X = kiln_lower_buf(L, n->in[0]);
   f.x = X;
   f.w = kiln_lower_buf(L, n->in[1]);
   const kiln_value *bias = n->nin > 2 ? n->in[2] : NULL;
@@ -659,12 +665,13 @@ static int lower_convt_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
     kiln_lx *j = IDX(kiln_lb_for(B, f.MB, seq_sched));
     kiln_lx *yo = IMUL(IADD(IADD(IMUL(LOCAL(nv), g->M), LOCAL(m0)), j), g->osz);
     kiln_lx *src = IADD(IADD(LOCAL(yb), IMUL(j, f.ycs)), CI(ph * f.V));
+    kiln_lx *idx[5] = {LOCAL(nv), IADD(LOCAL(m0), j)};
     for (int i = 0; i < sp; i++) {
       kiln_lx *u = IDX(kiln_lb_for(B, Ur[i][r[i]], seq_sched));
-      yo = IADD(yo, IMUL(IADD(IMUL(u, so[i]), CI(r[i])), g->ystr[i]));
+      yo = IADD(yo, IMUL(idx[2 + i] = IADD(IMUL(u, so[i]), CI(r[i])), g->ystr[i]));
       src = IADD(src, IMUL(u, f.vs[i]));
     }
-    kiln_lb_store(B, Y, yo, kiln_lx_load(B, f.y, src));
+    kiln_lower_store(L, n, 0, idx, yo, kiln_lx_load(B, f.y, src));
     kiln_lower_close(L, sp + 1);
   }
   kiln_lb_end(B);
@@ -704,7 +711,7 @@ int kiln_lower_conv(kiln_lctx *L, const kiln_node *n) {
   }
   channel_loop(L, n, &g, acc, xoff, g.isz, woff, g.ksz);
   kiln_lower_close(L, open);
-  close_outputs(L, n, &g, nm, o, acc);
+  close_outputs(L, n, &g, nm, nv, mv, o, acc);
   return 0;
 }
 
@@ -749,6 +756,6 @@ int kiln_lower_conv_transpose(kiln_lctx *L, const kiln_node *n) {
   }
   channel_loop(L, n, &g, acc, xoff, g.isz, woff, g.Mg * g.ksz);
   kiln_lower_close(L, open);
-  close_outputs(L, n, &g, nm, o, acc);
+  close_outputs(L, n, &g, nm, nv, mv, o, acc);
   return 0;
 }

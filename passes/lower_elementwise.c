@@ -8,27 +8,16 @@
 #include "lower.h"
 
 int kiln_lower_elementwise(kiln_lctx *L, const kiln_node *n) {
-  const kiln_op_info *info = kiln_op_get(n->op);
   const kiln_value *y = n->out[0];
-  kiln_lx *idx[KILN_MAX_RANK], *in[64];
-  if (n->nin > 64) return kiln_lower_fail(L, n, "too many inputs (%d)", n->nin);
+  kiln_lx *idx[KILN_MAX_RANK];
   kiln_lower_begin(L, n);
   kiln_lower_loops(L, y, idx);
-  for (int k = 0; k < n->nin; k++) {
-    kiln_slot s;
-    kiln_sig_slot(info->inputs, k, &s);
-    in[k] = NULL;
-    if (!n->in[k] || s.constant) continue;
-    kiln_buf *b = kiln_lower_buf(L, n->in[k]);
-    kiln_lx *v = kiln_lx_load(&L->b, b, kiln_lower_bcast_offset(L, n->in[k], y->rank, idx));
-    in[k] = n->op == KILN_OP_CAST ? v : kiln_lx_cast(&L->b, kiln_lower_ctype(v->dtype), v);
-  }
-  kiln_lx *r = info->scalar(L, n, in);
+  /* the node itself is applied like an epilogue step (lower_store.c) */
+  kiln_lx *r = kiln_lower_apply(L, n, NULL, NULL, y, idx, NULL);
   if (!r) return -1;
-  kiln_lx *off = kiln_lower_offset(L, y, idx);
-  kiln_lb_store(&L->b, kiln_lower_buf(L, y), off, r);
+  kiln_lower_store_output(L, n, 0, idx, r);
   if (n->op == KILN_OP_DROPOUT && n->nout > 1 && n->out[1]) /* inference: nothing dropped */
-    kiln_lb_store(&L->b, kiln_lower_buf(L, n->out[1]), off, kiln_lx_const_f(&L->b, KILN_DT_BOOL, 1));
+    kiln_lower_store_output(L, n, 1, idx, kiln_lx_const_f(&L->b, KILN_DT_BOOL, 1));
   kiln_lower_close(L, y->rank);
   return 0;
 }

@@ -33,7 +33,21 @@ typedef struct mm {
   double alpha, beta;
   const kiln_value *cv;           /* NULL: no C */
   const kiln_buf *c;
+  /* the final store (lower_store.c): Y's logical index is the batch
+   * index, then i unless A is 1-D, then j unless B is 1-D */
+  const kiln_node *n;
+  kiln_lx **bidx;
+  int nb, yi, yj;
 } mm;
+
+static void store_y(kiln_lctx *L, const mm *m, kiln_lx *i, kiln_lx *j, kiln_lx *flat, kiln_lx *v) {
+  kiln_lx *idx[KILN_MAX_RANK];
+  int r = 0;
+  for (; r < m->nb; r++) idx[r] = m->bidx[r];
+  if (m->yi) idx[r++] = i;
+  if (m->yj) idx[r++] = j;
+  kiln_lower_store(L, m->n, 0, idx, flat, v);
+}
 
 static kiln_lx *epilogue(kiln_lctx *L, const mm *m, kiln_lx *v, kiln_lx *i, kiln_lx *j) {
   kiln_dtype ct = v->dtype;
@@ -107,16 +121,16 @@ static void emit_mm(kiln_lctx *L, kiln_nest *ns, const mm *m, int par) {
     kiln_lb_store(LB, m->y, yo, kiln_lx_bin(LB, KILN_BIN_ADD, kiln_lx_load(LB, m->y, yo), prod));
     kiln_nest_end(L, ns);
     kiln_nest_end(L, ns);
-    if (has_epilogue(m)) {
+    if (has_epilogue(m) || kiln_lower_has_epilogue(m->n)) {
       j = kiln_nest_for(L, ns, m->N, par);
       yo = kiln_lx_iadd(LB, y_row, j);
-      kiln_lb_store(LB, m->y, yo, epilogue(L, m, kiln_lx_load(LB, m->y, yo), i, j));
+      store_y(L, m, i, j, yo, epilogue(L, m, kiln_lx_load(LB, m->y, yo), i, j));
       kiln_nest_end(L, ns);
     }
   } else {
     kiln_lx *j = kiln_nest_for(L, ns, m->N, par);
     kiln_lx *b_col = kiln_lx_iadd(LB, m->b0, kiln_lx_imul(LB, j, m->sb_j));
-    kiln_lb_store(LB, m->y, kiln_lx_iadd(LB, y_row, j), epilogue(L, m, dot(L, ns, m, a_row, b_col, ct), i, j));
+    store_y(L, m, i, j, kiln_lx_iadd(LB, y_row, j), epilogue(L, m, dot(L, ns, m, a_row, b_col, ct), i, j));
     kiln_nest_end(L, ns);
   }
   kiln_nest_end(L, ns);
@@ -138,6 +152,8 @@ int kiln_lower_gemm(kiln_lctx *L, const kiln_node *n) {
   m.sb_j = at->transB ? m.K : 1;
   m.alpha = at->alpha;
   m.beta = at->beta;
+  m.n = n;
+  m.yi = m.yj = 1;
   if (C && at->beta != 0) {
     m.cv = C;
     m.c = kiln_lower_buf(L, C);
@@ -167,6 +183,9 @@ int kiln_lower_matmul(kiln_lctx *L, const kiln_node *n) {
   m.sb_k = m.N;
   m.sb_j = 1;
   m.alpha = 1;
+  m.n = n;
+  m.yi = ra > 1;
+  m.yj = rb > 1;
   int nb = Y->rank - (ra > 1) - (rb > 1); /* batch rank */
   kiln_value abat = *A, bbat = *Bv, ybat = *Y;
   abat.rank = ra > 2 ? ra - 2 : 0;
@@ -179,6 +198,8 @@ int kiln_lower_matmul(kiln_lctx *L, const kiln_node *n) {
   m.a0 = kiln_lx_imul(LB, kiln_lower_bcast_offset(L, &abat, nb, bidx), m.M * m.K);
   m.b0 = kiln_lx_imul(LB, kiln_lower_bcast_offset(L, &bbat, nb, bidx), m.K * m.N);
   m.y0 = kiln_lx_imul(LB, kiln_lower_offset(L, &ybat, bidx), m.M * m.N);
+  m.bidx = bidx;
+  m.nb = nb;
   emit_mm(L, &ns, &m, 1);
   for (int d = 0; d < nb; d++) kiln_nest_end(L, &ns);
   return 0;

@@ -84,14 +84,14 @@ int kiln_lower_softmax(kiln_lctx *L, const kiln_node *n) {
     int ls = kiln_lb_decl(LB, ct, kiln_lx_un(LB, KILN_UN_LOG, loc(L, s)));
     rr = kiln_nest_for(L, &ns, R, 0);
     kiln_lx *v = bin(L, KILN_BIN_SUB, bin(L, KILN_BIN_SUB, kiln_lower_load(L, xb, XOFF(rr)), loc(L, m)), loc(L, ls));
-    kiln_lb_store(LB, yb, XOFF(rr), v);
+    kiln_lower_store_flat(L, n, 0, XOFF(rr), v);
     kiln_nest_end(L, &ns);
   } else {
     int inv = kiln_lb_decl(LB, ct, bin(L, KILN_BIN_DIV, kf(L, ct, 1), loc(L, s)));
     rr = kiln_nest_for(L, &ns, R, 0);
     kiln_lx *ev = keep_exp ? kiln_lx_load(LB, yb, XOFF(rr))
                            : kiln_lx_un(LB, KILN_UN_EXP, bin(L, KILN_BIN_SUB, kiln_lower_load(L, xb, XOFF(rr)), loc(L, m)));
-    kiln_lb_store(LB, yb, XOFF(rr), bin(L, KILN_BIN_MUL, ev, loc(L, inv)));
+    kiln_lower_store_flat(L, n, 0, XOFF(rr), bin(L, KILN_BIN_MUL, ev, loc(L, inv)));
     kiln_nest_end(L, &ns);
   }
 #undef XOFF
@@ -171,13 +171,13 @@ static void moments(kiln_lctx *L, kiln_nest *ns, const kiln_buf *xb, kiln_lx *ba
 
 /* y = (x - mean) * k + shift over the same view as moments(), where
  * k = scale / sqrt(var + eps) (a local). */
-static void normalise(kiln_lctx *L, kiln_nest *ns, const kiln_buf *xb, const kiln_buf *yb, kiln_lx *base, int64_t nrep,
+static void normalise(kiln_lctx *L, kiln_nest *ns, const kiln_buf *xb, const kiln_node *n, kiln_lx *base, int64_t nrep,
                       int64_t nstride, int64_t S, split_mean mean, int k, kiln_lx *shift) {
   kiln_lx *nn = kiln_nest_for(L, ns, nrep, 0);
   kiln_lx *s = kiln_nest_for(L, ns, S, 0);
   kiln_lx *off = kiln_lx_iadd(LB, base, kiln_lx_iadd(LB, kiln_lx_imul(LB, nn, nstride), s));
   kiln_lx *v = bin(L, KILN_BIN_MUL, deviation(L, kiln_lower_load(L, xb, off), mean), loc(L, k));
-  kiln_lb_store(LB, yb, off, bin(L, KILN_BIN_ADD, v, shift));
+  kiln_lower_store_flat(L, n, 0, off, bin(L, KILN_BIN_ADD, v, shift));
   kiln_nest_end(L, ns);
   kiln_nest_end(L, ns);
 }
@@ -200,9 +200,9 @@ static int scale_factor(kiln_lctx *L, kiln_lx *scale, kiln_lx *var, double eps) 
  * One kernel: c (parallel), then n, s. */
 int kiln_lower_batch_norm(kiln_lctx *L, const kiln_node *n) {
   const kiln_attrs_batchnorm *a = n->attrs;
-  const kiln_value *X = n->in[0], *Y = n->out[0];
+  const kiln_value *X = n->in[0];
   int64_t N = X->dims[0], C = X->dims[1], S = prod(X, 2, X->rank);
-  kiln_buf *xb = kiln_lower_buf(L, X), *yb = kiln_lower_buf(L, Y);
+  kiln_buf *xb = kiln_lower_buf(L, X);
   kiln_buf *sb = kiln_lower_buf(L, n->in[1]), *bb = kiln_lower_buf(L, n->in[2]);
   kiln_buf *mb = kiln_lower_buf(L, n->in[3]), *vb = kiln_lower_buf(L, n->in[4]);
   kiln_buf *rmb = n->nout > 1 && n->out[1] ? kiln_lower_buf(L, n->out[1]) : NULL;
@@ -222,30 +222,30 @@ int kiln_lower_batch_norm(kiln_lctx *L, const kiln_node *n) {
     int var;
     moments(L, &ns, xb, base, N, C * S, S, ct, &mean, &var);
     int k = scale_factor(L, scale, loc(L, var), a->epsilon);
-    normalise(L, &ns, xb, yb, base, N, C * S, S, mean, k, shift);
+    normalise(L, &ns, xb, n, base, N, C * S, S, mean, k, shift);
     double mom = a->momentum;
     /* opset < 14 training outputs: the batch statistics themselves */
-    if (smb) kiln_lb_store(LB, smb, c, loc(L, mean.hi)); /* hi: the mean rounded to ct */
-    if (svb) kiln_lb_store(LB, svb, c, loc(L, var));
+    if (smb) kiln_lower_store_flat(L, n, 3, c, loc(L, mean.hi)); /* hi: the mean rounded to ct */
+    if (svb) kiln_lower_store_flat(L, n, 4, c, loc(L, var));
     if (rmb) {
       kiln_lx *old = kiln_lx_cast(LB, ct, kiln_lower_load(L, mb, c));
-      kiln_lb_store(LB, rmb, c,
+      kiln_lower_store_flat(L, n, 1, c,
                     bin(L, KILN_BIN_ADD, bin(L, KILN_BIN_MUL, old, kf(L, ct, mom)),
                         bin(L, KILN_BIN_MUL, loc(L, mean.hi), kf(L, ct, 1 - mom))));
     }
     if (rvb) {
       kiln_lx *old = kiln_lx_cast(LB, ct, kiln_lower_load(L, vb, c));
-      kiln_lb_store(LB, rvb, c,
+      kiln_lower_store_flat(L, n, 2, c,
                     bin(L, KILN_BIN_ADD, bin(L, KILN_BIN_MUL, old, kf(L, ct, mom)),
                         bin(L, KILN_BIN_MUL, loc(L, var), kf(L, ct, 1 - mom))));
     }
   } else {
     int k = scale_factor(L, scale, kiln_lx_cast(LB, ct, kiln_lower_load(L, vb, c)), a->epsilon);
     split_mean mean = {kiln_lb_decl(LB, ct, kiln_lx_cast(LB, ct, kiln_lower_load(L, mb, c))), -1};
-    normalise(L, &ns, xb, yb, base, N, C * S, S, mean, k, shift);
+    normalise(L, &ns, xb, n, base, N, C * S, S, mean, k, shift);
     /* inference: the running statistics pass through unchanged */
-    if (rmb) kiln_lb_store(LB, rmb, c, kiln_lower_load(L, mb, c));
-    if (rvb) kiln_lb_store(LB, rvb, c, kiln_lower_load(L, vb, c));
+    if (rmb) kiln_lower_store_flat(L, n, 1, c, kiln_lower_load(L, mb, c));
+    if (rvb) kiln_lower_store_flat(L, n, 2, c, kiln_lower_load(L, vb, c));
   }
   kiln_nest_end(L, &ns);
   return 0;
@@ -257,9 +257,9 @@ int kiln_lower_batch_norm(kiln_lctx *L, const kiln_node *n) {
  * One kernel: nc = n*C + c (parallel), then s. */
 int kiln_lower_instance_norm(kiln_lctx *L, const kiln_node *n) {
   const kiln_attrs_epsilon *a = n->attrs;
-  const kiln_value *X = n->in[0], *Y = n->out[0];
+  const kiln_value *X = n->in[0];
   int64_t N = X->dims[0], C = X->dims[1], S = prod(X, 2, X->rank);
-  kiln_buf *xb = kiln_lower_buf(L, X), *yb = kiln_lower_buf(L, Y);
+  kiln_buf *xb = kiln_lower_buf(L, X);
   kiln_buf *sb = kiln_lower_buf(L, n->in[1]), *bb = kiln_lower_buf(L, n->in[2]);
   kiln_dtype ct = kiln_lower_ctype(X->dtype);
   kiln_lower_begin(L, n);
@@ -272,7 +272,7 @@ int kiln_lower_instance_norm(kiln_lctx *L, const kiln_node *n) {
   int var;
   moments(L, &ns, xb, base, 1, 0, S, ct, &mean, &var);
   int k = scale_factor(L, scale, loc(L, var), a->epsilon);
-  normalise(L, &ns, xb, yb, base, 1, 0, S, mean, k, shift);
+  normalise(L, &ns, xb, n, base, 1, 0, S, mean, k, shift);
   kiln_nest_end(L, &ns);
   return 0;
 }

@@ -115,7 +115,7 @@ int kiln_lower_pool(kiln_lctx *L, const kiln_node *n) {
   if (!is_max && !kiln_dtype_is_float(x->dtype))
     return kiln_lower_fail(L, n, "AveragePool needs a floating-point input, got %s", kiln_dtype_name(x->dtype));
   kiln_dtype ct = kiln_lower_ctype(x->dtype);
-  kiln_buf *X = kiln_lower_buf(L, x), *Y = kiln_lower_buf(L, y), *I = ind ? kiln_lower_buf(L, ind) : NULL;
+  kiln_buf *X = kiln_lower_buf(L, x), *I = ind ? kiln_lower_buf(L, ind) : NULL;
 
   int64_t in[3], out[3], K[3], s[3], d[3], pb[3], pe[3];
   int64_t xstr[3], ystr[3], colstr[3], isz = 1, osz = 1;
@@ -197,8 +197,8 @@ int kiln_lower_pool(kiln_lctx *L, const kiln_node *n) {
     }
     r = kiln_sum_result(L, &sum, cnt);
   }
-  kiln_lb_store(B, Y, yoff, r);
-  if (I) kiln_lb_store(B, I, yoff, kiln_lx_local(B, best));
+  kiln_lower_store_flat(L, n, 0, yoff, r);
+  if (I) kiln_lower_store_flat(L, n, 1, yoff, kiln_lx_local(B, best));
   kiln_lower_close(L, sp + 1);
   return 0;
 }
@@ -217,13 +217,13 @@ static kiln_lx *plane_load(kiln_lctx *L, void *ctx, kiln_lx *i, kiln_lx **cond) 
 
 /* GlobalAveragePool, GlobalMaxPool: one reduction over each (n, c) plane. */
 int kiln_lower_global_pool(kiln_lctx *L, const kiln_node *n) {
-  const kiln_value *x = n->in[0], *y = n->out[0];
+  const kiln_value *x = n->in[0];
   int is_max = n->op == KILN_OP_GLOBAL_MAX_POOL;
   if (check_plain(L, n)) return -1;
   if (!is_max && !kiln_dtype_is_float(x->dtype))
     return kiln_lower_fail(L, n, "GlobalAveragePool needs a floating-point input, got %s", kiln_dtype_name(x->dtype));
   kiln_dtype ct = kiln_lower_ctype(x->dtype);
-  kiln_buf *X = kiln_lower_buf(L, x), *Y = kiln_lower_buf(L, y);
+  kiln_buf *X = kiln_lower_buf(L, x);
   int64_t S = 1;
   for (int i = 2; i < x->rank; i++) S *= x->dims[i];
 
@@ -244,7 +244,7 @@ int kiln_lower_global_pool(kiln_lctx *L, const kiln_node *n) {
     kiln_sum_row(L, &sum, S, plane_load, &t);
     r = kiln_sum_result(L, &sum, CI(S));
   }
-  kiln_lb_store(B, Y, nc, r);
+  kiln_lower_store_flat(L, n, 0, nc, r);
   kiln_lb_end(B);
   return 0;
 }
@@ -254,12 +254,12 @@ int kiln_lower_global_pool(kiln_lctx *L, const kiln_node *n) {
  * window(c) = [c - floor((size-1)/2), c + ceil((size-1)/2)] clipped to [0, C). */
 int kiln_lower_lrn(kiln_lctx *L, const kiln_node *n) {
   const kiln_attrs_lrn *a = n->attrs;
-  const kiln_value *x = n->in[0], *y = n->out[0];
+  const kiln_value *x = n->in[0];
   if (check_plain(L, n)) return -1;
   if (!kiln_dtype_is_float(x->dtype))
     return kiln_lower_fail(L, n, "LRN needs a floating-point input, got %s", kiln_dtype_name(x->dtype));
   kiln_dtype ct = kiln_lower_ctype(x->dtype);
-  kiln_buf *X = kiln_lower_buf(L, x), *Y = kiln_lower_buf(L, y);
+  kiln_buf *X = kiln_lower_buf(L, x);
   int64_t C = x->dims[1], S = 1, size = a->size, before = (size - 1) / 2;
   for (int i = 2; i < x->rank; i++) S *= x->dims[i];
 
@@ -279,7 +279,7 @@ int kiln_lower_lrn(kiln_lctx *L, const kiln_node *n) {
   kiln_lx *base = BIN(ADD, kiln_lx_const_f(B, ct, a->bias),
                       BIN(MUL, kiln_lx_const_f(B, ct, (double)a->alpha / (double)size), kiln_lx_local(B, acc)));
   kiln_lx *xv = kiln_lx_cast(B, ct, kiln_lx_load(B, X, center));
-  kiln_lb_store(B, Y, center, BIN(DIV, xv, BIN(POW, base, kiln_lx_const_f(B, ct, a->beta))));
+  kiln_lower_store_flat(L, n, 0, center, BIN(DIV, xv, BIN(POW, base, kiln_lx_const_f(B, ct, a->beta))));
   kiln_lower_close(L, 2);
   return 0;
 }

@@ -108,7 +108,7 @@ int kiln_lower_reduce(kiln_lctx *L, const kiln_node *n) {
     if (a->noop_with_empty_axes) return kiln_lower_copy(L, n);
     for (int i = 0; i < r; i++) red[i] = 1;
   }
-  kiln_buf *xb = kiln_lower_buf(L, X), *yb = kiln_lower_buf(L, Y);
+  kiln_buf *xb = kiln_lower_buf(L, X);
   kiln_dtype ct = kiln_lower_ctype(X->dtype);
   int64_t count = 1;
   for (int i = 0; i < r; i++)
@@ -153,7 +153,7 @@ int kiln_lower_reduce(kiln_lctx *L, const kiln_node *n) {
     /* ReduceMean over an empty set is 0/0 (NaN) */
     res = kiln_sum_result(L, &sum, n->op == KILN_OP_REDUCE_MEAN ? kiln_lx_const_i(LB, count) : NULL);
   }
-  kiln_lb_store(LB, yb, yoff, res);
+  kiln_lower_store_flat(L, n, 0, yoff, res);
   for (int i = 0; i < v.n; i++)
     if (!v.red[i]) kiln_nest_end(L, &ns);
   return 0;
@@ -164,7 +164,7 @@ int kiln_lower_argmax(kiln_lctx *L, const kiln_node *n) {
   const kiln_value *X = n->in[0], *Y = n->out[0];
   int r = X->rank, ax = (int)a->axis;
   if (ax < 0 || ax >= r) return kiln_lower_fail(L, n, "axis %d out of range for rank %d", ax, r);
-  kiln_buf *xb = kiln_lower_buf(L, X), *yb = kiln_lower_buf(L, Y);
+  kiln_buf *xb = kiln_lower_buf(L, X);
   kiln_dtype ct = kiln_lower_ctype(X->dtype);
   int sel[KILN_MAX_RANK] = {0};
   sel[ax] = 1;
@@ -176,10 +176,10 @@ int kiln_lower_argmax(kiln_lctx *L, const kiln_node *n) {
   for (int i = 0; i < r; i++)
     if (i != ax) idx[i] = kiln_nest_for(L, &ns, X->dims[i], 1);
   idx[ax] = kiln_lx_const_i(LB, 0);
-  int best = kiln_lb_decl(LB, ct, kiln_lx_cast(LB, ct, kiln_lx_load(LB, xb, offset_sel(L, X, idx, NULL, 0))));
+  int best = kiln_lb_decl(LB, ct, kiln_lx_cast(LB, ct, kiln_lx_load(LB, xb, kiln_lower_addr(L, X, idx))));
   int at = kiln_lb_decl(LB, KILN_DT_I64, kiln_lx_const_i(LB, 0));
   idx[ax] = kiln_nest_for(L, &ns, X->dims[ax], 0);
-  kiln_lx *x = kiln_lx_cast(LB, ct, kiln_lx_load(LB, xb, offset_sel(L, X, idx, NULL, 0)));
+  kiln_lx *x = kiln_lx_cast(LB, ct, kiln_lx_load(LB, xb, kiln_lower_addr(L, X, idx)));
   kiln_lx *b = kiln_lx_local(LB, best), *take;
   if (a->select_last_index) {
     take = bin(L, KILN_BIN_LE, b, x);
@@ -195,7 +195,7 @@ int kiln_lower_argmax(kiln_lctx *L, const kiln_node *n) {
   kiln_lb_assign(LB, at, idx[ax]);
   kiln_lb_end(LB);
   kiln_nest_end(L, &ns);
-  kiln_lb_store(LB, yb, offset_sel(L, X, idx, sel, 0), kiln_lx_local(LB, at));
+  kiln_lower_store_flat(L, n, 0, offset_sel(L, X, idx, sel, 0), kiln_lx_local(LB, at));
   for (int i = 0; i < r; i++)
     if (i != ax) kiln_nest_end(L, &ns);
   return 0;

@@ -353,7 +353,7 @@ int kiln_lower_resize(kiln_lctx *L, const kiln_node *n) {
   const kiln_value *x = n->in[0], *y = n->out[0];
   rs R;
   if (parse(L, n, &R)) return -1;
-  kiln_buf *in = kiln_lower_buf(L, x), *out = kiln_lower_buf(L, y);
+  kiln_buf *in = kiln_lower_buf(L, x);
   int64_t xs[KILN_MAX_RANK], s = 1;
   for (int i = x->rank - 1; i >= 0; i--) {
     xs[i] = s;
@@ -409,7 +409,7 @@ int kiln_lower_resize(kiln_lctx *L, const kiln_node *n) {
   /* integer data: round half to even, then the store's saturating cast
    * (as the reference's saturate_cast) */
   if (R.mode != NEAREST && !kiln_dtype_is_float(y->dtype)) v = kiln_lx_un(B, KILN_UN_ROUND_EVEN, v);
-  kiln_lb_store(B, out, kiln_lower_offset(L, y, idx), v);
+  kiln_lower_store_output(L, n, 0, idx, v);
   kiln_lower_close(L, R.r);
   return 0;
 }

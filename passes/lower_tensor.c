@@ -57,7 +57,7 @@ static void strides_of(const kiln_value *v, int64_t *st) {
  * o < outer, j < len: Concat's and Split's pieces, one contiguous run per
  * outer index.  The parallel loop is the outer one, or the run itself when
  * there is a single row. */
-static void copy_rows(kiln_lctx *L, kiln_buf *dst, int64_t dst_row, int64_t dst_off, kiln_buf *src, int64_t src_row,
+static void copy_rows(kiln_lctx *L, const kiln_node *n, int slot, int64_t dst_row, int64_t dst_off, kiln_buf *src, int64_t src_row,
                       int64_t src_off, int64_t outer, int64_t len) {
   if (outer <= 0 || len <= 0) return;
   kiln_lx *o = NULL;
@@ -68,7 +68,7 @@ static void copy_rows(kiln_lctx *L, kiln_buf *dst, int64_t dst_row, int64_t dst_
     di = iadd(L, imul(L, o, dst_row), di);
     si = iadd(L, imul(L, o, src_row), si);
   }
-  kiln_lb_store(B, dst, iadd(L, di, j), kiln_lx_load(B, src, iadd(L, si, j)));
+  kiln_lower_store_flat(L, n, slot, iadd(L, di, j), kiln_lx_load(B, src, iadd(L, si, j)));
   kiln_lb_end(B);
   if (o) kiln_lb_end(B);
 }
@@ -80,7 +80,7 @@ static void copy_rows(kiln_lctx *L, kiln_buf *dst, int64_t dst_row, int64_t dst_
 int kiln_lower_transpose(kiln_lctx *L, const kiln_node *n) {
   const kiln_attrs_transpose *a = n->attrs;
   const kiln_value *x = n->in[0], *y = n->out[0];
-  kiln_buf *in = kiln_lower_buf(L, x), *out = kiln_lower_buf(L, y);
+  kiln_buf *in = kiln_lower_buf(L, x);
   int r = x->rank;
   if (a->perm.n != r) return kiln_lower_fail(L, n, "perm has %d entries, input has rank %d", a->perm.n, r);
   int64_t xs[KILN_MAX_RANK], gdim[KILN_MAX_RANK], gstr[KILN_MAX_RANK];
@@ -107,7 +107,7 @@ int kiln_lower_transpose(kiln_lctx *L, const kiln_node *n) {
     oo = iadd(L, imul(L, oo, gdim[g]), v);
     io = iadd(L, io, imul(L, v, gstr[g]));
   }
-  kiln_lb_store(B, out, oo, kiln_lx_load(B, in, io));
+  kiln_lower_store_flat(L, n, 0, oo, kiln_lx_load(B, in, io));
   kiln_lower_close(L, ng);
   return 0;
 }
@@ -118,7 +118,6 @@ int kiln_lower_transpose(kiln_lctx *L, const kiln_node *n) {
 int kiln_lower_concat(kiln_lctx *L, const kiln_node *n) {
   const kiln_attrs_concat *a = n->attrs;
   const kiln_value *y = n->out[0];
-  kiln_buf *out = kiln_lower_buf(L, y);
   int ax = (int)a->axis;
   if (ax < 0) ax += y->rank;
   if (ax < 0 || ax >= y->rank) return kiln_lower_fail(L, n, "axis %lld is out of range", (long long)a->axis);
@@ -132,7 +131,7 @@ int kiln_lower_concat(kiln_lctx *L, const kiln_node *n) {
     const kiln_value *x = n->in[k];
     if (!x) continue;
     int64_t len = x->dims[ax] * inner;
-    copy_rows(L, out, row, off, kiln_lower_buf(L, x), len, 0, outer, len);
+    copy_rows(L, n, 0, row, off, kiln_lower_buf(L, x), len, 0, outer, len);
     off += len;
   }
   return 0;
@@ -170,7 +169,7 @@ int kiln_lower_split(kiln_lctx *L, const kiln_node *n) {
       continue;
     }
     int64_t len = y->dims[ax] * inner;
-    copy_rows(L, kiln_lower_buf(L, y), len, 0, in, row, off, outer, len);
+    copy_rows(L, n, k, len, 0, in, row, off, outer, len);
     off += len;
   }
   return 0;
@@ -185,7 +184,7 @@ int kiln_lower_slice(kiln_lctx *L, const kiln_node *n) {
   kiln_dim od[KILN_MAX_RANK];
   kiln_shape_ctx c = {L->g, L->d, 0};
   if (kiln_slice_params(&c, n, start, step, od)) return -1;
-  kiln_buf *in = kiln_lower_buf(L, x), *out = kiln_lower_buf(L, y);
+  kiln_buf *in = kiln_lower_buf(L, x);
   strides_of(x, xs);
   if (kiln_value_numel(y, 1) == 0) return 0; /* nothing to compute: no kernel */
   kiln_lower_begin(L, n);
@@ -197,7 +196,7 @@ int kiln_lower_slice(kiln_lctx *L, const kiln_node *n) {
     base += start[i] * xs[i];
     io = iadd(L, io, imul(L, idx[i], step[i] * xs[i]));
   }
-  kiln_lb_store(B, out, kiln_lower_offset(L, y, idx), kiln_lx_load(B, in, iadd(L, io, ci(L, base))));
+  kiln_lower_store_output(L, n, 0, idx, kiln_lx_load(B, in, iadd(L, io, ci(L, base))));
   kiln_lower_close(L, y->rank);
   return 0;
 }
@@ -229,7 +228,7 @@ int kiln_lower_pad(kiln_lctx *L, const kiln_node *n) {
   }
   enum { CONSTANT, EDGE, REFLECT, WRAP } mode = !strcmp(a->mode, "edge") ? EDGE : !strcmp(a->mode, "reflect") ? REFLECT
                                                  : !strcmp(a->mode, "wrap") ? WRAP : CONSTANT;
-  kiln_buf *in = kiln_lower_buf(L, x), *out = kiln_lower_buf(L, y);
+  kiln_buf *in = kiln_lower_buf(L, x);
   kiln_dtype ct = kiln_lower_ctype(y->dtype);
   kiln_lx *cv = konst(L, ct, 0, 0);
   const kiln_value *cvv = n->nin > 2 ? n->in[2] : NULL;
@@ -295,7 +294,7 @@ int kiln_lower_pad(kiln_lctx *L, const kiln_node *n) {
     v = kiln_lx_cast(B, ct, kiln_lx_load(B, in, io));
     if (inside) v = kiln_lx_select(B, inside, v, cv);
   }
-  kiln_lb_store(B, out, kiln_lower_offset(L, y, idx), v);
+  kiln_lower_store_output(L, n, 0, idx, v);
   kiln_lower_close(L, y->rank);
   return 0;
 }
@@ -303,12 +302,12 @@ int kiln_lower_pad(kiln_lctx *L, const kiln_node *n) {
 /* ---- Expand: a broadcast copy. ---- */
 int kiln_lower_expand(kiln_lctx *L, const kiln_node *n) {
   const kiln_value *x = n->in[0], *y = n->out[0];
-  kiln_buf *in = kiln_lower_buf(L, x), *out = kiln_lower_buf(L, y);
+  kiln_buf *in = kiln_lower_buf(L, x);
   if (kiln_value_numel(y, 1) == 0) return 0; /* nothing to compute: no kernel */
   kiln_lower_begin(L, n);
   kiln_lx *idx[KILN_MAX_RANK];
   kiln_lower_loops(L, y, idx);
-  kiln_lb_store(B, out, kiln_lower_offset(L, y, idx), kiln_lx_load(B, in, kiln_lower_bcast_offset(L, x, y->rank, idx)));
+  kiln_lower_store_output(L, n, 0, idx, kiln_lx_load(B, in, kiln_lower_bcast_offset(L, x, y->rank, idx)));
   kiln_lower_close(L, y->rank);
   return 0;
 }
@@ -322,7 +321,7 @@ int kiln_lower_expand(kiln_lctx *L, const kiln_node *n) {
 int kiln_lower_gather(kiln_lctx *L, const kiln_node *n) {
   const kiln_attrs_gather *a = n->attrs;
   const kiln_value *x = n->in[0], *ind = n->in[1], *y = n->out[0];
-  kiln_buf *in = kiln_lower_buf(L, x), *ib = kiln_lower_buf(L, ind), *out = kiln_lower_buf(L, y);
+  kiln_buf *in = kiln_lower_buf(L, x), *ib = kiln_lower_buf(L, ind);
   int ax = (int)a->axis, q = ind->rank;
   if (ax < 0) ax += x->rank;
   if (ax < 0 || ax >= x->rank) return kiln_lower_fail(L, n, "axis %lld is out of range", (long long)a->axis);
@@ -334,7 +333,7 @@ int kiln_lower_gather(kiln_lctx *L, const kiln_node *n) {
   int gd = -1, last = ax + q; /* the index is read once the loops over its dims are open */
   for (int d = 0; d <= y->rank; d++) {
     if (d == last && dim > 0) {
-      kiln_lx *jo = kiln_lower_offset(L, ind, idx + ax);
+      kiln_lx *jo = kiln_lower_addr(L, ind, idx + ax);
       int raw = kiln_lb_decl(B, KILN_DT_I64, kiln_lx_load(B, ib, jo));
       kiln_lx *g = kiln_lx_local(B, raw);
       g = kiln_lx_select(B, kiln_lx_bin(B, KILN_BIN_LT, g, ci(L, 0)), iadd(L, g, ci(L, dim)), g);
@@ -355,7 +354,7 @@ int kiln_lower_gather(kiln_lctx *L, const kiln_node *n) {
     }
     v = kiln_lx_load(B, in, io);
   }
-  kiln_lb_store(B, out, kiln_lower_offset(L, y, idx), v);
+  kiln_lower_store_output(L, n, 0, idx, v);
   kiln_lower_close(L, y->rank);
   return 0;
 }
@@ -364,7 +363,6 @@ int kiln_lower_gather(kiln_lctx *L, const kiln_node *n) {
 int kiln_lower_shape(kiln_lctx *L, const kiln_node *n) {
   const kiln_attrs_shape *a = n->attrs;
   const kiln_value *x = n->in[0], *y = n->out[0];
-  kiln_buf *out = kiln_lower_buf(L, y);
   int r = x->rank;
   int64_t s = a->start, e = a->end;
   if (s < 0) s += r;
@@ -373,7 +371,7 @@ int kiln_lower_shape(kiln_lctx *L, const kiln_node *n) {
   e = e < 0 ? 0 : e > r ? r : e;
   if (e <= s) return 0; /* empty: no kernel */
   kiln_lower_begin(L, n);
-  for (int64_t i = s; i < e; i++) kiln_lb_store(B, out, ci(L, i - s), konst(L, y->dtype, (double)x->dims[i], x->dims[i]));
+  for (int64_t i = s; i < e; i++) kiln_lower_store_flat(L, n, 0, ci(L, i - s), konst(L, y->dtype, (double)x->dims[i], x->dims[i]));
   return 0;
 }
 
@@ -381,7 +379,6 @@ int kiln_lower_shape(kiln_lctx *L, const kiln_node *n) {
 int kiln_lower_constant_of_shape(kiln_lctx *L, const kiln_node *n) {
   const kiln_attrs_constant_of_shape *a = n->attrs;
   const kiln_value *y = n->out[0];
-  kiln_buf *out = kiln_lower_buf(L, y);
   kiln_dtype ct = kiln_lower_ctype(y->dtype);
   kiln_lx *v = a->value.dtype != KILN_DT_UNDEF && a->value.count > 0
                    ? konst_elem(L, ct, a->value.dtype, a->value.data, 0)
@@ -390,7 +387,7 @@ int kiln_lower_constant_of_shape(kiln_lctx *L, const kiln_node *n) {
   if (m == 0) return 0; /* nothing to compute: no kernel */
   kiln_lower_begin(L, n);
   kiln_lx *i = kiln_lx_index(B, kiln_lb_for(B, m, PAR));
-  kiln_lb_store(B, out, i, v);
+  kiln_lower_store_flat(L, n, 0, i, v);
   kiln_lb_end(B);
   return 0;
 }

@@ -437,6 +437,20 @@ static void kernel_comment(emitter *e, const kiln_kernel *k) {
   fprintf(f, " -> ");
   for (int i = 0; i < n->nout; i++)
     if (n->out[i]) operand_comment(e, n->out[i], i == 0);
+  /* the epilogue's nodes, computed by this kernel too */
+  for (int s = 1; s < k->nnodes; s++) {
+    const kiln_node *st = k->nodes[s];
+    fprintf(f, "\n *   then ");
+    if (st->name[0]) {
+      fprintf(f, "'");
+      kiln_c_put_comment(f, st->name, KILN_C_NAME_SHOWN);
+      fprintf(f, "'");
+    } else {
+      fprintf(f, "node");
+    }
+    fprintf(f, ": %s -> ", kiln_op_get(st->op)->name);
+    operand_comment(e, st->out[0], 1);
+  }
   fprintf(f, " */\n");
 }
 

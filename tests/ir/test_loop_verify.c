@@ -101,6 +101,21 @@ Test(verify, constant_index_out_of_range) {
         "outside [0, 4)");
 }
 
+/* A kernel that computes an epilogue too names its nodes in the error. */
+Test(verify, error_lists_the_fused_nodes) {
+  kiln_node *add = kiln_node_new(g, KILN_OP_ADD, "add0", 2, 1);
+  const kiln_node **nodes = kiln_arena_array(&g->arena, 2, sizeof *nodes);
+  nodes[0] = B.k->node;
+  nodes[1] = add;
+  B.k->nodes = nodes;
+  B.k->nnodes = 2;
+  int i = kiln_lb_for(&B, 8, (kiln_sched){0});
+  kiln_lb_store(&B, out8, idx(i), kiln_lx_load(&B, w4, ci(4)));
+  kiln_lb_end(&B);
+  fails("m.onnx: node 'relu0' (Relu): loop IR: kernel 'k0_relu' (with 'add0' (Add)): load index 4 of 'w' takes "
+        "values in [4, 4], outside [0, 4)");
+}
+
 /* unconditional out[i + 1], i in [0, 8): affine, so i = 7 really writes out[8] */
 Test(verify, unguarded_affine_store_past_the_end) {
   int i = kiln_lb_for(&B, 8, (kiln_sched){0});

@@ -1,0 +1,179 @@
+/* The one place a lowering writes its result, and the one addressing rule.
+ *
+ * kiln_lower_addr turns a logical index (one i64 expression per dim) into
+ * an offset in a value's buffer for the value's layout: row-major for
+ * KILN_LAYOUT_PLAIN, N, C/b, spatial..., b for KILN_LAYOUT_NCHWC.
+ *
+ * kiln_lower_store_output / kiln_lower_store_flat are every lowering's
+ * final store.  They apply the node's epilogue (ir/graph.h kiln_epilogue:
+ * the elementwise nodes fused after it) to the value before storing it:
+ * each step is its op's `scalar` entry from ops.def, with the running
+ * value in place of the input that reads the previous result (rounded to
+ * that value's dtype first, so a fused chain computes what the unfused
+ * graph stores and reloads) and its other operands loaded at the same
+ * output index, broadcast.  The value lands in the last step's output.
+ * With an empty epilogue nothing is added: the store is the one the
+ * lowering made before this file existed.
+ *
+ * The _flat form takes the row-major element number of the output (what a
+ * lowering that walks its output as [N*C, S] already has); the logical
+ * index is derived from it (div/mod) only when an epilogue operand is
+ * broadcast or a layout is not plain.
+ *
+ * A lowering that accumulates into its output in pieces (the conv fast
+ * path, Gemm's row form) keeps doing so in the node's own output buffer
+ * and, when kiln_lower_has_epilogue, makes one final pass that stores each
+ * element through here exactly once. */
+#include "lower.h"
+
+#include <string.h>
+
+#define LB (&L->b)
+
+kiln_lx *kiln_lower_addr(kiln_lctx *L, const kiln_value *v, kiln_lx **idx) {
+  if (v->layout == KILN_LAYOUT_PLAIN || v->rank < 2) return kiln_lower_offset(L, v, idx);
+  /* NCHWc: [N][ceil(C/b)][spatial...][b] */
+  int64_t b = v->layout_block > 0 ? v->layout_block : 1;
+  kiln_lx *c = idx[1];
+  kiln_lx *cb = b == 1 ? c : kiln_lx_bin(LB, KILN_BIN_DIV, c, kiln_lx_const_i(LB, b));
+  kiln_lx *cr = b == 1 ? kiln_lx_const_i(LB, 0) : kiln_lx_bin(LB, KILN_BIN_REM, c, kiln_lx_const_i(LB, b));
+  kiln_lx *off = cr;
+  int64_t stride = b;
+  for (int i = v->rank - 1; i >= 2; i--) {
+    off = kiln_lx_iadd(LB, off, kiln_lx_imul(LB, idx[i], stride));
+    stride *= v->dims[i];
+  }
+  off = kiln_lx_iadd(LB, off, kiln_lx_imul(LB, cb, stride));
+  stride *= (v->dims[1] + b - 1) / b;
+  return kiln_lx_iadd(LB, off, kiln_lx_imul(LB, idx[0], stride));
+}
+
+int kiln_lower_has_epilogue(const kiln_node *n) { return n->epi.nsteps > 0; }
+
+const kiln_value *kiln_lower_result(const kiln_node *n, int slot) {
+  if (slot == 0 && n->epi.nsteps > 0) return n->epi.steps[n->epi.nsteps - 1]->out[0];
+  return n->out[slot];
+}
+
+static int same_dims(const kiln_value *a, const kiln_value *b) {
+  if (a->rank != b->rank) return 0;
+  for (int i = 0; i < a->rank; i++)
+    if (a->dims[i] != b->dims[i]) return 0;
+  return 1;
+}
+
+int kiln_lower_check_epilogue(kiln_lctx *L, const kiln_node *n) {
+  const kiln_value *prev = n->nout > 0 ? n->out[0] : NULL;
+  for (int s = 0; s < n->epi.nsteps; s++) {
+    const kiln_node *st = n->epi.steps[s];
+    const kiln_op_info *info = kiln_op_get(st->op);
+    const char *what = NULL;
+    int reads = 0;
+    for (int k = 0; k < st->nin; k++) reads += st->in[k] == prev;
+    for (int k = 1; k < st->nout; k++)
+      if (st->out[k]) what = "has a second output";
+    if (!prev || prev->is_output || prev->uses != reads) what = "reads a value that is used elsewhere";
+    else if (reads == 0) what = "does not read the result of the step before";
+    else if (info->lower != kiln_lower_elementwise || !info->scalar) what = "is not elementwise";
+    else if (st->fused_into != n || st->nout < 1 || !st->out[0]) what = "is not fused into this node";
+    else if (!same_dims(st->out[0], prev)) what = "changes the shape";
+    for (int k = 0; k < st->nin && !what; k++)
+      if (st->in[k] && st->in[k] != prev && st->in[k]->layout != KILN_LAYOUT_PLAIN) what = "has an operand in a blocked layout";
+    if (what) {
+      const char *name = st->name[0] ? st->name : kiln_op_get(st->op)->name;
+      return kiln_lower_fail(L, n, "epilogue step %d ('%s', %s) %s", s, name, info->name, what);
+    }
+    prev = st->out[0];
+  }
+  /* The kernel runs where the last step stands: a node between the two
+   * must not read the node's other outputs (computed only then). */
+  if (n->epi.nsteps > 0) {
+    int i = 0;
+    while (i < L->g->nnodes && L->g->nodes[i] != n) i++;
+    for (i++; i < L->g->nnodes && L->g->nodes[i] != n->epi.steps[n->epi.nsteps - 1]; i++) {
+      const kiln_node *m = L->g->nodes[i];
+      for (int k = 0; k < m->nin && !m->dead; k++)
+        for (int o = 1; o < n->nout; o++)
+          if (m->in[k] && m->in[k] == n->out[o])
+            return kiln_lower_fail(L, n, "output %d is read by '%s' (%s) before the epilogue's last step", o, m->name,
+                                   kiln_op_get(m->op)->name);
+    }
+  }
+  return 0;
+}
+
+/* The output index of one store: logical (idx) and/or flat (row-major
+ * element number), each derived from the other when first needed. */
+typedef struct oindex {
+  const kiln_value *y; /* the node's output (logical shape of the index) */
+  kiln_lx *idx[KILN_MAX_RANK];
+  int have_idx;
+  kiln_lx *flat;
+} oindex;
+
+static kiln_lx **logical(kiln_lctx *L, oindex *o) {
+  if (o->have_idx) return o->idx;
+  int64_t stride = 1;
+  for (int i = o->y->rank - 1; i >= 0; i--) {
+    int64_t d = o->y->dims[i];
+    kiln_lx *q = stride == 1 ? o->flat : kiln_lx_bin(LB, KILN_BIN_DIV, o->flat, kiln_lx_const_i(LB, stride));
+    o->idx[i] = d == 1 ? kiln_lx_const_i(LB, 0) : i == 0 ? q : kiln_lx_bin(LB, KILN_BIN_REM, q, kiln_lx_const_i(LB, d));
+    stride *= d;
+  }
+  o->have_idx = 1;
+  return o->idx;
+}
+
+/* Offset into v (whose dims equal the output's, or broadcast to them). */
+static kiln_lx *operand_offset(kiln_lctx *L, oindex *o, const kiln_value *v) {
+  if (v->layout != KILN_LAYOUT_PLAIN) return kiln_lower_addr(L, v, logical(L, o)); /* same dims (checked) */
+  if (o->flat && same_dims(v, o->y)) return o->flat;
+  return kiln_lower_bcast_offset(L, v, o->y->rank, logical(L, o));
+}
+
+kiln_lx *kiln_lower_apply(kiln_lctx *L, const kiln_node *st, const kiln_value *prev, kiln_lx *carried,
+                          const kiln_value *y, kiln_lx **idx, kiln_lx *flat) {
+  oindex o = {.y = y, .flat = flat, .have_idx = idx != NULL};
+  if (idx) memcpy(o.idx, idx, (size_t)y->rank * sizeof *idx);
+  const kiln_op_info *info = kiln_op_get(st->op);
+  kiln_lx *in[64];
+  if (st->nin > 64) {
+    kiln_lower_fail(L, st, "too many inputs (%d)", st->nin);
+    return NULL;
+  }
+  for (int k = 0; k < st->nin; k++) {
+    kiln_slot s;
+    kiln_sig_slot(info->inputs, k, &s);
+    in[k] = NULL;
+    if (!st->in[k] || s.constant) continue;
+    kiln_lx *v;
+    if (prev && st->in[k] == prev) v = kiln_lx_cast(LB, prev->dtype, carried); /* as stored, then reloaded */
+    else v = kiln_lx_load(LB, kiln_lower_buf(L, st->in[k]), operand_offset(L, &o, st->in[k]));
+    in[k] = st->op == KILN_OP_CAST ? v : kiln_lx_cast(LB, kiln_lower_ctype(v->dtype), v);
+  }
+  return info->scalar(L, st, in);
+}
+
+void kiln_lower_store(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx **idx, kiln_lx *flat, kiln_lx *value) {
+  const kiln_value *y = n->out[slot];
+  oindex o = {.y = y, .flat = flat, .have_idx = idx != NULL};
+  if (idx) memcpy(o.idx, idx, (size_t)y->rank * sizeof *idx);
+  const kiln_value *res = y;
+  if (slot == 0)
+    for (int s = 0; s < n->epi.nsteps && value; s++) {
+      const kiln_node *st = n->epi.steps[s];
+      value = kiln_lower_apply(L, st, res, value, y, o.have_idx ? logical(L, &o) : NULL, o.flat);
+      res = st->out[0];
+    }
+  if (!value) return; /* the step's scalar function failed; L->d says why */
+  kiln_lx *off = o.flat && res->layout == KILN_LAYOUT_PLAIN ? o.flat : kiln_lower_addr(L, res, logical(L, &o));
+  kiln_lb_store(LB, kiln_lower_buf(L, res), off, value);
+}
+
+void kiln_lower_store_output(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx **idx, kiln_lx *value) {
+  kiln_lower_store(L, n, slot, idx, NULL, value);
+}
+
+void kiln_lower_store_flat(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx *flat, kiln_lx *value) {
+  kiln_lower_store(L, n, slot, NULL, flat, value);
+}
