@@ -47,7 +47,47 @@
  *    (whichever is NaN).  Ops whose ONNX meaning
  *    propagates NaN from every operand (Max, Min, MaxPool: ONNX Runtime
  *    returns NaN) add an explicit ISNAN in the lowering
- *    (kiln_lower_max_nan); the printers never special-case ops. */
+ *    (kiln_lower_max_nan); the printers never special-case ops.
+ *
+ * ---- Reductions ----
+ * A reduction is stated as what it computes, not as accumulator code:
+ *
+ *   t : dtype = reduce OP from INIT:      KILN_LS_REDUCE (var t, reduce OP,
+ *     for r0 ..:                          value INIT, body)
+ *       if mask:                          (any statements, loops, IFs)
+ *         combine t <- value              KILN_LS_COMBINE (var t, value)
+ *
+ * t is INIT combined by OP with every value the body's COMBINEs (of var
+ * t) contribute; t is readable only after the statement (in the
+ * enclosing block, like a DECL), never inside its body.  A masked
+ * (skipped) or empty iteration space contributes nothing: an empty window
+ * gives INIT.  The combiners (kiln_reduce_op), with t's dtype T:
+ *   ADD      t + v (integer: wraps, as ADD above)        identity 0
+ *   MAX, MIN the loop IR's MAX(t, v) / MIN(t, v): a NaN contribution is
+ *            ignored, a NaN INIT stays NaN (Softmax's max)  identity
+ *            -inf / +inf (integers: T's min / max; unsigned, bool: 0 / max)
+ *   MAX_NAN, MIN_NAN  any NaN (INIT or contribution) gives NaN, as ONNX
+ *            Max / MaxPool / ReduceMax need (kiln_lower_max_nan's form:
+ *            (t < v || isnan(v)) ? v : t)
+ * kiln_lx_reduce_identity gives the identity; INIT is often it.
+ * A COMBINE's value has T, except for an accurate float sum: an ADD
+ * reduction declared f64 may combine f32 values ("the sum of these f32
+ * values, to f64-like accuracy").
+ *
+ * The order of combination is unspecified: a schedule may split and
+ * reassociate (float sums then differ by rounding; MAX/MIN may pick
+ * either of +0 / -0).  `sched.vector` on the REDUCE asks for that many
+ * interleaved partial results (lanes), folded in halves at the end.  The
+ * CPU form (passes/expand_reduce.c, run right after lowering; printers
+ * never see a REDUCE) is: a plain accumulator, in source order; with lanes,
+ * lane l takes iterations l mod lanes of the innermost loop; an f64 sum of
+ * f32 values adds each innermost row in f32 blocks of 128 into the f64
+ * total (rows shorter than 8 straight into it), which keeps the result
+ * within a few f32 ulps of the exact sum for any length (lower.h:
+ * kiln_sum_dtype says when a lowering asks for it).  The interpreter
+ * (loop_eval.c) runs a REDUCE in source order, in T (the exact order-
+ * and precision-defining reference); the constant folder expands first,
+ * so it folds exactly what run time computes. */
 #ifndef KILN_LOOP_H
 #define KILN_LOOP_H
 
@@ -124,8 +164,19 @@ typedef enum kiln_ls_kind {
   KILN_LS_DECL,    /* local var : dtype = value */
   KILN_LS_ASSIGN,  /* local var = value */
   KILN_LS_IF,      /* if cond: body else: orelse */
-  KILN_LS_BARRIER  /* GPU block barrier (threads of a block meet) */
+  KILN_LS_BARRIER, /* GPU block barrier (threads of a block meet) */
+  KILN_LS_REDUCE,  /* local var : dtype = value (init) combined by `reduce` with what body COMBINEs */
+  KILN_LS_COMBINE  /* contribute value to the enclosing REDUCE of local var */
 } kiln_ls_kind;
+
+typedef enum kiln_reduce_op {
+  KILN_RED_ADD,     /* t + v; identity 0 */
+  KILN_RED_MAX,     /* MAX(t, v): NaN contributions ignored; identity -inf / T's min */
+  KILN_RED_MIN,     /* MIN(t, v): NaN contributions ignored; identity +inf / T's max */
+  KILN_RED_MAX_NAN, /* larger, any NaN gives NaN (ONNX Max, MaxPool, ReduceMax) */
+  KILN_RED_MIN_NAN, /* smaller, any NaN gives NaN (ONNX Min, ReduceMin) */
+  KILN_RED_OP_COUNT
+} kiln_reduce_op;
 
 typedef struct kiln_ls {
   kiln_ls_kind kind;
@@ -137,7 +188,8 @@ typedef struct kiln_ls {
   struct kiln_ls *orelse;    /* IF */
   const kiln_buf *buf;       /* STORE */
   kiln_lx *index, *value;    /* STORE: index, value; DECL/ASSIGN: value; IF: value = cond */
-  kiln_dtype dtype;          /* DECL */
+  kiln_dtype dtype;          /* DECL, REDUCE, COMBINE: the local's dtype */
+  kiln_reduce_op reduce;     /* REDUCE, COMBINE: the combiner (sched.vector on a REDUCE: lanes) */
 } kiln_ls;
 
 typedef struct kiln_kernel {
@@ -160,6 +212,7 @@ typedef struct kiln_program {
   int ninputs, noutputs;
   int64_t workspace_bytes;   /* size of the activation arena */
   int64_t weights_bytes;     /* size of the packed weights (64-byte aligned entries) */
+  int reductions_expanded;   /* set by kiln_expand_reduce: no REDUCE/COMBINE is left */
 } kiln_program;
 
 /* ---- building (used by the lowering) ---- */
@@ -192,6 +245,16 @@ void kiln_lb_end(kiln_lb *b);
 void kiln_lb_store(kiln_lb *b, const kiln_buf *buf, kiln_lx *index, kiln_lx *value);
 int kiln_lb_decl(kiln_lb *b, kiln_dtype t, kiln_lx *init);
 void kiln_lb_assign(kiln_lb *b, int local, kiln_lx *value);
+/* A reduction (see "Reductions" above): returns the local it declares,
+ * `t` of dtype t, starting from init (NULL: the identity of op); the
+ * statements up to kiln_lb_reduce_end are its body, where kiln_lb_combine
+ * contributes values.  sched.vector: lanes (0: one). */
+int kiln_lb_reduce_begin(kiln_lb *b, kiln_reduce_op op, kiln_dtype t, kiln_lx *init, kiln_sched sched);
+void kiln_lb_combine(kiln_lb *b, int local, kiln_lx *value);
+void kiln_lb_reduce_end(kiln_lb *b);
+/* The identity of op in dtype t (a constant). */
+kiln_lx *kiln_lx_reduce_identity(kiln_lb *b, kiln_reduce_op op, kiln_dtype t);
+const char *kiln_reduce_op_name(kiln_reduce_op op);
 
 kiln_buf *kiln_program_add_buf(kiln_program *p, const kiln_value *v, kiln_buf_kind kind);
 /* Human-readable dump (kiln inspect --loops, --dump-after, tests); model
@@ -219,7 +282,10 @@ int kiln_loop_eval(const kiln_program *p, const kiln_kernel *k, void **bufs);
  * declared before use and in scope, stores only to outputs and workspace,
  * consistent types (BIN operands alike, bool conditions, i64 indices),
  * barriers only under GPU-bound loops, and no index provably outside its
- * buffer (interval analysis; silent where it cannot decide).  Returns the
+ * buffer (interval analysis; silent where it cannot decide); a COMBINE
+ * only inside the REDUCE of its local, with its dtype (or f32 into an f64
+ * ADD), the reduced local not read in the body, and no REDUCE/COMBINE at
+ * all once p->reductions_expanded is set.  Returns the
  * number of errors; the first is recorded in d as
  * "FILE: node 'NAME' (Op): loop IR: kernel 'K': what is wrong". */
 int kiln_loop_verify(const kiln_program *p, kiln_diag *d);

@@ -239,6 +239,8 @@ static void stmts(cg *c, const kiln_ls *s) {
       break;
     }
     case KILN_LS_BARRIER: break; /* one CPU thread per block: nothing to wait for */
+    case KILN_LS_REDUCE:
+    case KILN_LS_COMBINE: KILN_ASSERT(!"reductions are expanded before printing (passes/expand_reduce.c)"); break;
     }
   }
 }
