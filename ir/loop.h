@@ -63,8 +63,9 @@
  * (skipped) or empty iteration space contributes nothing: an empty window
  * gives INIT.  The combiners (kiln_reduce_op), with t's dtype T:
  *   ADD      t + v (integer: wraps, as ADD above)        identity 0
- *   MAX, MIN the loop IR's MAX(t, v) / MIN(t, v): a NaN contribution is
- *            ignored, a NaN INIT stays NaN (Softmax's max)  identity
+ *   MAX, MIN the loop IR's MAX(t, v) / MIN(v, t), i.e. v replaces t when
+ *            t < v / v < t: a NaN contribution is ignored, a NaN INIT
+ *            stays NaN (Softmax's max)                    identity
  *            -inf / +inf (integers: T's min / max; unsigned, bool: 0 / max)
  *   MAX_NAN, MIN_NAN  any NaN (INIT or contribution) gives NaN, as ONNX
  *            Max / MaxPool / ReduceMax need (kiln_lower_max_nan's form:
@@ -172,7 +173,7 @@ typedef enum kiln_ls_kind {
 typedef enum kiln_reduce_op {
   KILN_RED_ADD,     /* t + v; identity 0 */
   KILN_RED_MAX,     /* MAX(t, v): NaN contributions ignored; identity -inf / T's min */
-  KILN_RED_MIN,     /* MIN(t, v): NaN contributions ignored; identity +inf / T's max */
+  KILN_RED_MIN,     /* MIN(v, t): NaN contributions ignored; identity +inf / T's max */
   KILN_RED_MAX_NAN, /* larger, any NaN gives NaN (ONNX Max, MaxPool, ReduceMax) */
   KILN_RED_MIN_NAN, /* smaller, any NaN gives NaN (ONNX Min, ReduceMin) */
   KILN_RED_OP_COUNT

@@ -94,7 +94,7 @@ static kiln_lx *combined(ectx *E, kiln_reduce_op op, int var, kiln_dtype t, kiln
   switch (op) {
   case KILN_RED_ADD: return kiln_lx_bin(b, KILN_BIN_ADD, acc, v);
   case KILN_RED_MAX: return kiln_lx_bin(b, KILN_BIN_MAX, acc, v);
-  case KILN_RED_MIN: return kiln_lx_bin(b, KILN_BIN_MIN, acc, v);
+  case KILN_RED_MIN: return kiln_lx_bin(b, KILN_BIN_MIN, v, acc); /* v < t ? v : t: a NaN v is ignored */
   default: {
     int is_max = op == KILN_RED_MAX_NAN;
     kiln_lx *take = is_max ? kiln_lx_bin(b, KILN_BIN_LT, acc, v) : kiln_lx_bin(b, KILN_BIN_LT, v, acc);
