@@ -42,8 +42,8 @@ static kiln_lx *softmax_exp(kiln_lctx *L, const softmax_term *t, kiln_lx *r) {
  * outer*inner rows is normalised after subtracting its max:
  *   softmax    y = exp(x - m) / sum(exp(x - m))
  *   logsoftmax y = (x - m) - log(sum(exp(x - m)))
- * The sum goes through lower_sum.c (a long row is added in float32 blocks
- * into a float64 total).
+ * The sum is an accurate sum (lower_sum.c: a long row is added in float32
+ * blocks into a float64 total).
  * Softmax stores exp(x - m) on the sum pass and scales it by 1/sum after
  * (recomputing exp instead when Y's storage is narrower than the compute
  * type). */
