@@ -4,7 +4,7 @@
  * weights, workspace) and an ordered list of kernels.  A kernel is a tree
  * of statements: counted loops (with a schedule: parallel, vector width,
  * unroll, GPU binding), stores of expressions into buffers, scalar locals
- * (accumulators), and conditionals.  Expressions are typed trees: constants,
+ * (accumulators), conditionals, and reductions (see "Reductions" below).  Expressions are typed trees: constants,
  * loop indices, locals, loads, unary/binary math, selects and casts.
  *
  * All op semantics live in the lowering (passes/lower_*.c, the `lower` and

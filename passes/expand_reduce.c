@@ -198,6 +198,19 @@ static int combines_here(const kiln_ls *s, int var) {
 
 /* ---- blocked: an f64 total of f32 blocks ---- */
 
+/* Every COMBINE into var under s contributes an f32 value (and there is
+ * one): an accurate sum, not an f64 sum of f64 values. */
+static int all_f32(const kiln_ls *s, int var, int *seen) {
+  for (; s; s = s->next) {
+    if (s->kind == KILN_LS_COMBINE && s->var == var) {
+      if (s->value->dtype != KILN_DT_F32) return 0;
+      *seen = 1;
+    }
+    if (!all_f32(s->body, var, seen) || !all_f32(s->orelse, var, seen)) return 0;
+  }
+  return 1;
+}
+
 /* One f32 block: part = 0; for j in [0, n): part += v(first + j); total += (f64) part.
  * Returns the block's first statement; its last links to nothing. */
 static kiln_ls *block(ectx *E, const kiln_ls *row, kiln_lx *first, int64_t n, int var, int total) {
@@ -302,8 +315,9 @@ static kiln_ls *expand(ectx *E, kiln_ls *r) {
     last(head)->next = next;
     return head;
   }
-  int accurate = r->reduce == KILN_RED_ADD && r->dtype == KILN_DT_F64;
-  if (accurate) block_rows(E, &r->body, r->var, r->var);
+  int seen = 0;
+  if (r->reduce == KILN_RED_ADD && r->dtype == KILN_DT_F64 && all_f32(r->body, r->var, &seen) && seen)
+    block_rows(E, &r->body, r->var, r->var);
   to_assign(E, r->body, r->var, r->var, r->dtype);
   /* r becomes the declaration, its body follows it */
   r->kind = KILN_LS_DECL;

@@ -333,3 +333,31 @@ Test(expand_reduce, verifier_rejects_misplaced_reductions) {
   cr_expect_gt(kiln_loop_verify(p, &d2), 0);
   cr_expect(strstr(d2.msg, "outside its reduction") != NULL, "%s", d2.msg);
 }
+
+/* An f64 sum of f64 values is not an accurate sum of f32 values: it stays
+ * one f64 accumulator, in order (bit-identical to the sequential sum). */
+Test(expand_reduce, f64_sum_of_f64_values_stays_plain) {
+  enum { NV = 1000 };
+  kiln_program *p = new_program();
+  kiln_buf *x = buf(p, "x", KILN_DT_F64, NV, KILN_BUF_INPUT), *y = buf(p, "y", KILN_DT_F64, 1, KILN_BUF_OUTPUT);
+  kiln_lb B = {.p = p};
+  kiln_lb_kernel(&B, "k0_sum64", NULL);
+  int t = kiln_lb_reduce_begin(&B, KILN_RED_ADD, kiln_sum_dtype(KILN_DT_F64, NV), NULL, (kiln_sched){0});
+  kiln_lx *i = kiln_lx_index(&B, kiln_lb_for(&B, NV, (kiln_sched){0}));
+  kiln_lb_combine(&B, t, kiln_lx_load(&B, x, i));
+  kiln_lb_end(&B);
+  kiln_lb_reduce_end(&B);
+  kiln_lb_store(&B, y, kiln_lx_const_i(&B, 0), kiln_lx_local(&B, t));
+  kiln_expand_reduce(p);
+  cr_expect_eq(count_kind(p->kernels[0]->body, KILN_LS_DECL), 1, "one accumulator");
+  cr_expect_eq(count_kind(p->kernels[0]->body, KILN_LS_FOR), 1, "one loop");
+  double xs[NV], want = 0, yv = 0;
+  uint64_t seed = 7;
+  for (int k = 0; k < NV; k++) {
+    xs[k] = 1e3 + uniform(&seed) * 1e-3;
+    want += xs[k];
+  }
+  void *bufs[2] = {xs, &yv};
+  cr_assert_eq(kiln_loop_eval(p, p->kernels[0], bufs), 0);
+  cr_expect(yv == want, "%.17g vs %.17g", yv, want);
+}
