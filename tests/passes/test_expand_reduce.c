@@ -115,7 +115,7 @@ static void run_window(kiln_reduce_op op, kiln_lx *(*init)(kiln_lb *b), double i
   kiln_diag d = {0};
   cr_assert_eq(kiln_loop_verify(p, &d), 0, "%s", d.msg);
   float y[NO];
-  void *bufs[2] = {(void *)window_x, y};
+  void *bufs[3] = {(void *)window_x, y}; /* + the JIT's thread pool slot */
   cr_assert_eq(kiln_loop_eval(p, p->kernels[0], bufs), 0);
   check_window(p, op, window_x, y, init_v, "interpreted");
   kiln_expand_reduce(p);
