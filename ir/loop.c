@@ -6,6 +6,7 @@
 #include "text_escape.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <string.h>
 
 static void *alloc(kiln_lb *b, size_t n) { return kiln_arena_alloc(b->p->arena, n); }
@@ -239,12 +240,60 @@ void kiln_lb_launch(kiln_lb *b) {
   kiln_launch *l = alloc(b, sizeof *l);
   KILN_ASSERT(kiln_kernel_launch_of(b->k, l) == 0);
   b->k->launch = l;
+int kiln_lb_reduce_begin(kiln_lb *b, kiln_reduce_op op, kiln_dtype t, kiln_lx *init, kiln_sched sched) {
+  kiln_ls *s = ls(b, KILN_LS_REDUCE);
+  s->var = b->k->nlocals++;
+  s->dtype = t;
+  s->reduce = op;
+  s->sched = sched;
+  s->value = init ? kiln_lx_cast(b, t, init) : kiln_lx_reduce_identity(b, op, t);
+  KILN_ASSERT(b->depth < 32);
+  b->stack[b->depth++] = b->tail;
+  b->tail = &s->body;
+  return s->var;
+}
+
+void kiln_lb_combine(kiln_lb *b, int local, kiln_lx *value) {
+  /* the REDUCE of `local` is one of the open statements (as in kiln_lb_else) */
+  const kiln_ls *r = NULL;
+  for (int d = b->depth - 1; d >= 0 && !r; d--) {
+    kiln_ls *s = (kiln_ls *)((char *)b->stack[d] - offsetof(kiln_ls, next));
+    if (s->kind == KILN_LS_REDUCE && s->var == local) r = s;
+  }
+  KILN_ASSERT(r != NULL);
+  kiln_ls *s = ls(b, KILN_LS_COMBINE);
+  s->var = local;
+  s->dtype = r->dtype;
+  s->reduce = r->reduce;
+  /* an accurate sum (f64 of f32 values) keeps its f32 values */
+  int accurate = r->reduce == KILN_RED_ADD && r->dtype == KILN_DT_F64 && value->dtype == KILN_DT_F32;
+  s->value = accurate ? value : kiln_lx_cast(b, r->dtype, value);
+}
+
+void kiln_lb_reduce_end(kiln_lb *b) { kiln_lb_end(b); }
+
+kiln_lx *kiln_lx_reduce_identity(kiln_lb *b, kiln_reduce_op op, kiln_dtype t) {
+  kiln_lx *e = kiln_lx_const_f(b, t, 0);
+  if (op == KILN_RED_ADD) return e;
+  int is_max = op == KILN_RED_MAX || op == KILN_RED_MAX_NAN;
+  if (kiln_dtype_is_float(t)) {
+    e->f = is_max ? -INFINITY : INFINITY;
+    return e;
+  }
+  int bits = (int)kiln_dtype_size(t) * 8;
+  int sign = t == KILN_DT_I8 || t == KILN_DT_I16 || t == KILN_DT_I32 || t == KILN_DT_I64;
+  if (t == KILN_DT_BOOL) e->i = !is_max;
+  else if (sign) e->i = is_max ? (bits == 64 ? INT64_MIN : -((int64_t)1 << (bits - 1)))
+                               : (bits == 64 ? INT64_MAX : ((int64_t)1 << (bits - 1)) - 1);
+  else e->i = is_max ? 0 : bits == 64 ? -1 /* u64 max, as its bit pattern */ : (int64_t)(((uint64_t)1 << bits) - 1);
+  e->f = t == KILN_DT_U64 && !is_max ? 0x1p64 - 1 : (double)e->i;
+  return e;
 }
 
 static kiln_dtype local_type(kiln_lb *b, int local, kiln_ls *s) {
   (void)b;
   for (; s; s = s->next) {
-    if (s->kind == KILN_LS_DECL && s->var == local) return s->dtype;
+    if ((s->kind == KILN_LS_DECL || s->kind == KILN_LS_REDUCE) && s->var == local) return s->dtype;
     kiln_dtype t = KILN_DT_UNDEF;
     if (s->body) t = local_type(b, local, s->body);
     if (t == KILN_DT_UNDEF && s->orelse) t = local_type(b, local, s->orelse);
@@ -259,6 +308,12 @@ static const char *const op_names[KILN_LX_OP_COUNT] = {
     "+", "-", "*", "/", "%", "min", "max", "pow", "<", "<=", "==", "!=", "&&", "||"};
 
 const char *kiln_lx_op_name(kiln_lx_op op) { return (unsigned)op < KILN_LX_OP_COUNT ? op_names[op] : "?"; }
+
+static const char *const reduce_names[KILN_RED_OP_COUNT] = {"add", "max", "min", "max_nan", "min_nan"};
+
+const char *kiln_reduce_op_name(kiln_reduce_op op) {
+  return (unsigned)op < KILN_RED_OP_COUNT ? reduce_names[op] : "?";
+}
 
 static void print_local(const kiln_kernel *k, int v, FILE *f) {
   if (k && k->local_names && k->local_names[v]) fprintf(f, "%s", k->local_names[v]);
@@ -323,6 +378,15 @@ static void print_ls(const kiln_kernel *k, const kiln_ls *s, int ind, FILE *f) {
       kiln_put_display(f, s->buf->name);
       fprintf(f, " : %s[%" PRId64 "]\n", kiln_dtype_name(s->buf->dtype), s->buf->numel);
       break;
+    case KILN_LS_REDUCE:
+      print_local(k, s->var, f);
+      fprintf(f, " : %s = reduce %s from ", kiln_dtype_name(s->dtype), kiln_reduce_op_name(s->reduce));
+      print_lx(k, s->value, f);
+      if (s->sched.vector > 1) fprintf(f, " lanes %d", s->sched.vector);
+      fprintf(f, ":\n");
+      print_ls(k, s->body, ind + 2, f);
+      break;
+    case KILN_LS_COMBINE: fprintf(f, "combine "); print_local(k, s->var, f); fprintf(f, " <- "); print_lx(k, s->value, f); fprintf(f, "\n"); break;
     }
   }
 }

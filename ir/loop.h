@@ -4,7 +4,7 @@
  * weights, workspace) and an ordered list of kernels.  A kernel is a tree
  * of statements: counted loops (with a schedule: parallel, vector width,
  * unroll, GPU binding), stores of expressions into buffers, scalar locals
- * (accumulators), and conditionals.  Expressions are typed trees: constants,
+ * (accumulators), conditionals, and reductions (see "Reductions" below).  Expressions are typed trees: constants,
  * loop indices, locals, loads, unary/binary math, selects and casts.
  *
  * All op semantics live in the lowering (passes/lower_*.c, the `lower` and
@@ -73,7 +73,48 @@
  * order, so a SHARED element one thread writes is read or written by
  * another only after a barrier.  CPU backends print only kernels with no
  * launch; loop_eval.c emulates a launch (blocks one after another, each
- * block's threads segment by segment between barriers). */
+ * block's threads segment by segment between barriers).
+ *
+ * ---- Reductions ----
+ * A reduction is stated as what it computes, not as accumulator code:
+ *
+ *   t : dtype = reduce OP from INIT:      KILN_LS_REDUCE (var t, reduce OP,
+ *     for r0 ..:                          value INIT, body)
+ *       if mask:                          (any statements, loops, IFs)
+ *         combine t <- value              KILN_LS_COMBINE (var t, value)
+ *
+ * t is INIT combined by OP with every value the body's COMBINEs (of var
+ * t) contribute; t is readable only after the statement (in the
+ * enclosing block, like a DECL), never inside its body.  A masked
+ * (skipped) or empty iteration space contributes nothing: an empty window
+ * gives INIT.  The combiners (kiln_reduce_op), with t's dtype T:
+ *   ADD      t + v (integer: wraps, as ADD above)        identity 0
+ *   MAX, MIN the loop IR's MAX(t, v) / MIN(v, t), i.e. v replaces t when
+ *            t < v / v < t: a NaN contribution is ignored, a NaN INIT
+ *            stays NaN (Softmax's max)                    identity
+ *            -inf / +inf (integers: T's min / max; unsigned, bool: 0 / max)
+ *   MAX_NAN, MIN_NAN  any NaN (INIT or contribution) gives NaN, as ONNX
+ *            Max / MaxPool / ReduceMax need (kiln_lower_max_nan's form:
+ *            (t < v || isnan(v)) ? v : t)
+ * kiln_lx_reduce_identity gives the identity; INIT is often it.
+ * A COMBINE's value has T, except for an accurate float sum: an ADD
+ * reduction declared f64 may combine f32 values ("the sum of these f32
+ * values, to f64-like accuracy").
+ *
+ * The order of combination is unspecified: a schedule may split and
+ * reassociate (float sums then differ by rounding; MAX/MIN may pick
+ * either of +0 / -0).  `sched.vector` on the REDUCE asks for that many
+ * interleaved partial results (lanes), folded in halves at the end.  The
+ * CPU form (passes/expand_reduce.c, run right after lowering; printers
+ * never see a REDUCE) is: a plain accumulator, in source order; with lanes,
+ * lane l takes iterations l mod lanes of the innermost loop; an f64 sum of
+ * f32 values adds each innermost row in f32 blocks of 128 into the f64
+ * total (rows shorter than 8 straight into it), which keeps the result
+ * within a few f32 ulps of the exact sum for any length (lower.h:
+ * kiln_sum_dtype says when a lowering asks for it).  The interpreter
+ * (loop_eval.c) runs a REDUCE in source order, in T (the exact order-
+ * and precision-defining reference); the constant folder expands first,
+ * so it folds exactly what run time computes. */
 #ifndef KILN_LOOP_H
 #define KILN_LOOP_H
 
@@ -159,8 +200,19 @@ typedef enum kiln_ls_kind {
   KILN_LS_ASSIGN,  /* local var = value */
   KILN_LS_IF,      /* if cond: body else: orelse */
   KILN_LS_BARRIER, /* GPU block barrier (threads of a block meet) */
-  KILN_LS_ALLOC    /* buf (SHARED or LOCAL scope) exists from here to the end of the block */
+  KILN_LS_ALLOC,   /* buf (SHARED or LOCAL scope) exists from here to the end of the block */
+  KILN_LS_REDUCE,  /* local var : dtype = value (init) combined by `reduce` with what body COMBINEs */
+  KILN_LS_COMBINE  /* contribute value to the enclosing REDUCE of local var */
 } kiln_ls_kind;
+
+typedef enum kiln_reduce_op {
+  KILN_RED_ADD,     /* t + v; identity 0 */
+  KILN_RED_MAX,     /* MAX(t, v): NaN contributions ignored; identity -inf / T's min */
+  KILN_RED_MIN,     /* MIN(v, t): NaN contributions ignored; identity +inf / T's max */
+  KILN_RED_MAX_NAN, /* larger, any NaN gives NaN (ONNX Max, MaxPool, ReduceMax) */
+  KILN_RED_MIN_NAN, /* smaller, any NaN gives NaN (ONNX Min, ReduceMin) */
+  KILN_RED_OP_COUNT
+} kiln_reduce_op;
 
 typedef struct kiln_ls {
   kiln_ls_kind kind;
@@ -172,7 +224,8 @@ typedef struct kiln_ls {
   struct kiln_ls *orelse;    /* IF */
   const kiln_buf *buf;       /* STORE, ALLOC */
   kiln_lx *index, *value;    /* STORE: index, value; DECL/ASSIGN: value; IF: value = cond */
-  kiln_dtype dtype;          /* DECL */
+  kiln_dtype dtype;          /* DECL, REDUCE, COMBINE: the local's dtype */
+  kiln_reduce_op reduce;     /* REDUCE, COMBINE: the combiner (sched.vector on a REDUCE: lanes) */
 } kiln_ls;
 
 /* One GPU launch: grid[a] is the extent of the loop bound to blockIdx a,
@@ -207,6 +260,7 @@ typedef struct kiln_program {
   int ninputs, noutputs;
   int64_t workspace_bytes;   /* size of the activation arena */
   int64_t weights_bytes;     /* size of the packed weights (64-byte aligned entries) */
+  int reductions_expanded;   /* set by kiln_expand_reduce: no REDUCE/COMBINE is left */
 } kiln_program;
 
 /* ---- building (used by the lowering) ---- */
@@ -239,6 +293,16 @@ void kiln_lb_end(kiln_lb *b);
 void kiln_lb_store(kiln_lb *b, const kiln_buf *buf, kiln_lx *index, kiln_lx *value);
 int kiln_lb_decl(kiln_lb *b, kiln_dtype t, kiln_lx *init);
 void kiln_lb_assign(kiln_lb *b, int local, kiln_lx *value);
+/* A reduction (see "Reductions" above): returns the local it declares,
+ * `t` of dtype t, starting from init (NULL: the identity of op); the
+ * statements up to kiln_lb_reduce_end are its body, where kiln_lb_combine
+ * contributes values.  sched.vector: lanes (0: one). */
+int kiln_lb_reduce_begin(kiln_lb *b, kiln_reduce_op op, kiln_dtype t, kiln_lx *init, kiln_sched sched);
+void kiln_lb_combine(kiln_lb *b, int local, kiln_lx *value);
+void kiln_lb_reduce_end(kiln_lb *b);
+/* The identity of op in dtype t (a constant). */
+kiln_lx *kiln_lx_reduce_identity(kiln_lb *b, kiln_reduce_op op, kiln_dtype t);
+const char *kiln_reduce_op_name(kiln_reduce_op op);
 
 /* GPU kernels: a SHARED or LOCAL buffer of numel elements, allocated here
  * (a KILN_LS_ALLOC statement) and owned by the current kernel; a barrier;
@@ -287,7 +351,10 @@ int kiln_loop_eval(const kiln_program *p, const kiln_kernel *k, void **bufs);
  * kernels also the launch structure described at the top of this file
  * (recorded launch = bound loops, SHARED allocations in the block body,
  * LOCAL ones under the thread loops, barriers under the thread loops and
- * no non-uniform IF, scoped buffers used only where allocated).  Returns the
+ * no non-uniform IF, scoped buffers used only where allocated); a COMBINE
+ * only inside the REDUCE of its local, with its dtype (or f32 into an f64
+ * ADD), the reduced local not read in the body, and no REDUCE/COMBINE at
+ * all once p->reductions_expanded is set.  Returns the
  * number of errors; the first is recorded in d as
  * "FILE: node 'NAME' (Op): loop IR: kernel 'K': what is wrong". */
 int kiln_loop_verify(const kiln_program *p, kiln_diag *d);

@@ -244,6 +244,22 @@ static kv eval(ev *E, const kiln_lx *e) {
   return r;
 }
 
+/* t OP v in dtype t (ir/loop.h, "Reductions"); v already in t. */
+static kv combine(kiln_reduce_op op, kiln_dtype t, kv a, kv v) {
+  int fl = kiln_dtype_is_float(t);
+  switch (op) {
+  case KILN_RED_ADD:
+    if (fl) a.f = fround(t, a.f + v.f);
+    else a.i = wrap(t, (uint64_t)a.i + (uint64_t)v.i);
+    return a;
+  case KILN_RED_MAX: return lt(t, a, v) ? v : a;
+  case KILN_RED_MIN: return lt(t, v, a) ? v : a;
+  case KILN_RED_MAX_NAN: return lt(t, a, v) || (fl && v.f != v.f) ? v : a;
+  case KILN_RED_MIN_NAN: return lt(t, v, a) || (fl && v.f != v.f) ? v : a;
+  default: return a;
+  }
+}
+
 static void run_until(ev *E, const kiln_ls *s, const kiln_ls *end);
 static void run(ev *E, const kiln_ls *s) { run_until(E, s, NULL); }
 static void run_block(ev *E, const kiln_ls *s);
@@ -274,6 +290,16 @@ static void run_until(ev *E, const kiln_ls *s, const kiln_ls *end) {
     case KILN_LS_IF: run(E, eval(E, s->value).i ? s->body : s->orelse); break;
     case KILN_LS_BARRIER: break; /* one thread (run_threads handles a block's) */
     case KILN_LS_ALLOC: alloc_scoped(E, s->buf); break;
+    case KILN_LS_REDUCE: /* in source order, in the reduction's dtype */
+      E->local[s->var] = eval(E, s->value);
+      run(E, s->body);
+      break;
+    case KILN_LS_COMBINE: {
+      kv v = eval(E, s->value);
+      if (s->value->dtype != s->dtype) v = cast(s->value->dtype, s->dtype, v);
+      E->local[s->var] = combine(s->reduce, s->dtype, E->local[s->var], v);
+      break;
+    }
     }
   }
 }

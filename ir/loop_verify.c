@@ -25,6 +25,10 @@
  *    threads (one reading a thread var, a load, or an assigned local); a
  *    SHARED or LOCAL buffer is used only by its kernel, where allocated.
  *    CPU kernels bind no loop and allocate nothing;
+ *  - a COMBINE sits inside the REDUCE of its local and has its dtype (or
+ *    is an f32 value of an f64 ADD, an accurate sum); the reduced local is
+ *    not read inside its REDUCE's body; once kiln_expand_reduce ran
+ *    (p->reductions_expanded) no REDUCE or COMBINE is left;
  *  - a load or store index lies in [0, numel) of its buffer.  Ranges come
  *    from the simplifier's interval analysis (kiln_index_range).  An index
  *    is reported only when it is provably out of range: its whole interval
@@ -55,6 +59,7 @@ typedef struct vctx {
   kiln_index_rng *local_rng; /* never-assigned i64 locals */
   const kiln_lx **local_def; /* their declared values */
   char *seen;                /* scratch for affine() */
+  char *reduce_open;         /* per local: inside the body of its REDUCE */
   int gpu_depth;             /* enclosing GPU-bound loops */
   int cond_depth;            /* enclosing IFs and SELECT arms */
   int empty_depth;           /* enclosing loops that never run */
@@ -341,6 +346,33 @@ static void vs(vctx *V, const kiln_ls *s) {
     V->alloc_live[b->id] = 1;
     break;
   }
+  case KILN_LS_REDUCE:
+    if (V->p->reductions_expanded) verr(V, "reduction of t%d left after expand-reduce", s->var);
+    vx(V, s->value);
+    if (s->var < 0 || s->var >= V->k->nlocals) { verr(V, "local t%d out of the kernel's %d", s->var, V->k->nlocals); break; }
+    if (V->local_live[s->var] || V->reduce_open[s->var]) verr(V, "local t%d declared twice", s->var);
+    if ((unsigned)s->reduce >= KILN_RED_OP_COUNT) verr(V, "reduction of t%d has no combiner", s->var);
+    if (s->value && s->value->dtype != s->dtype)
+      verr(V, "reduction t%d declared %s, initialised with %s", s->var, kiln_dtype_name(s->dtype),
+           kiln_dtype_name(s->value->dtype));
+    V->reduce_open[s->var] = 1;
+    vs_block(V, s->body);
+    V->reduce_open[s->var] = 0;
+    V->local_live[s->var] = 1;
+    V->local_type[s->var] = s->dtype;
+    break;
+  case KILN_LS_COMBINE:
+    if (V->p->reductions_expanded) verr(V, "combine into t%d left after expand-reduce", s->var);
+    vx(V, s->value);
+    if (s->var < 0 || s->var >= V->k->nlocals || !V->reduce_open[s->var]) {
+      verr(V, "combine into t%d outside its reduction", s->var);
+      break;
+    }
+    if (s->value && s->value->dtype != s->dtype &&
+        !(s->reduce == KILN_RED_ADD && s->dtype == KILN_DT_F64 && s->value->dtype == KILN_DT_F32))
+      verr(V, "combine of a %s value into reduction t%d (%s)", kiln_dtype_name(s->value->dtype), s->var,
+           kiln_dtype_name(s->dtype));
+    break;
   }
 }
 
@@ -348,7 +380,7 @@ static void vs(vctx *V, const kiln_ls *s) {
 static void vs_block(vctx *V, const kiln_ls *s) {
   for (const kiln_ls *t = s; t; t = t->next) vs(V, t);
   for (const kiln_ls *t = s; t; t = t->next) {
-    if (t->kind == KILN_LS_DECL && t->var >= 0 && t->var < V->k->nlocals) V->local_live[t->var] = 0;
+    if ((t->kind == KILN_LS_DECL || t->kind == KILN_LS_REDUCE) && t->var >= 0 && t->var < V->k->nlocals) V->local_live[t->var] = 0;
     if (t->kind == KILN_LS_ALLOC && t->buf && t->buf->id >= 0 && t->buf->id < V->k->nallocs &&
         V->k->allocs[t->buf->id] == t->buf)
       V->alloc_live[t->buf->id] = 0;
@@ -387,15 +419,16 @@ int kiln_loop_verify(const kiln_program *p, kiln_diag *d) {
     V.var_thread = calloc((size_t)V.nvars, 1);
     V.local_uniform = calloc((size_t)V.nlocals, 1);
     V.alloc_live = calloc((size_t)k->nallocs + 1, 1);
+    V.reduce_open = calloc((size_t)V.nlocals, 1);
     KILN_ASSERT(V.var_ext && V.var_open && V.seen && V.local_live && V.local_assigned && V.local_type && V.local_rng &&
-                V.local_def && V.var_thread && V.local_uniform && V.alloc_live);
+                V.local_def && V.var_thread && V.local_uniform && V.alloc_live && V.reduce_open);
     kiln_loop_locals(k->body, k->nlocals, V.local_assigned);
     check_launch(&V);
     vs_block(&V, k->body);
     nerr += V.nerr;
     free(V.var_ext); free(V.var_open); free(V.seen); free(V.local_live); free(V.local_assigned);
     free(V.local_type); free(V.local_rng); free(V.local_def);
-    free(V.var_thread); free(V.local_uniform); free(V.alloc_live);
+    free(V.var_thread); free(V.local_uniform); free(V.alloc_live); free(V.reduce_open);
   }
   return nerr;
 }

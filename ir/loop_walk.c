@@ -54,6 +54,11 @@ void kiln_walk_stmt(kiln_walk *w, const kiln_ls *s) {
       kiln_walk_block(w, s->body);
       kiln_walk_block(w, s->orelse);
       break;
+    case KILN_LS_REDUCE: /* value: the initial value; body: the contributions */
+      walk_operand(w, s, s->value);
+      kiln_walk_block(w, s->body);
+      break;
+    case KILN_LS_COMBINE: walk_operand(w, s, s->value); break;
     case KILN_LS_BARRIER:
     case KILN_LS_ALLOC: break;
     }
@@ -93,6 +98,9 @@ static int locals_read(kiln_walk *w, const kiln_lx *e) {
 static int locals_written(kiln_walk *w, const kiln_ls *s) {
   if (s->kind == KILN_LS_DECL) local_flag(w->ctx, s->var, KILN_LOCAL_DECLARED);
   if (s->kind == KILN_LS_ASSIGN) local_flag(w->ctx, s->var, KILN_LOCAL_ASSIGNED);
+  /* a reduction declares its local and its combines update it */
+  if (s->kind == KILN_LS_REDUCE) local_flag(w->ctx, s->var, KILN_LOCAL_DECLARED | KILN_LOCAL_ASSIGNED);
+  if (s->kind == KILN_LS_COMBINE) local_flag(w->ctx, s->var, KILN_LOCAL_ASSIGNED);
   return KILN_WALK_CONTINUE;
 }
 

@@ -46,6 +46,7 @@ int kiln_fold_lowered(kiln_shape_ctx *c, kiln_node *n) {
     for (int i = 0; i < p->nbufs; i++)
       if (!bufs[i]) bufs[i] = kiln_arena_array(&a, (size_t)p->bufs[i]->numel + 1, kiln_dtype_size(p->bufs[i]->dtype));
     rc = 0;
+    kiln_expand_reduce(p); /* reductions exactly as run time computes them */
     for (int i = 0; i < p->nkernels && rc == 0; i++)
       if (kiln_loop_eval(p, p->kernels[i], bufs)) rc = 1; /* an index out of range: run time's business */
     for (int k = 0; k < n->nout && rc == 0; k++)

@@ -15,7 +15,7 @@ typedef struct kiln_lctx {
 } kiln_lctx;
 
 /* lower: graph (static shapes) -> program; returns NULL with d set.  The
- * loop passes (simplify_index, plan_memory) are run after it by the
+ * loop passes (expand_reduce, simplify_index, plan_memory) are run after it by the
  * pipeline (pipeline.h), not by kiln_lower. */
 kiln_program *kiln_lower(kiln_graph *g, kiln_diag *d);
 /* plan_memory: places workspace buffers by liveness; sets workspace_bytes. */
@@ -23,6 +23,10 @@ void kiln_plan_memory(kiln_program *p);
 /* simplify_index: folds, canonicalises and hoists i64 index math in every
  * kernel; same values computed (see passes/simplify_index.c). */
 void kiln_simplify_index(kiln_program *p);
+/* expand_reduce: rewrites every REDUCE into CPU accumulator code (plain,
+ * lanes, or blocked f64 totals of f32 blocks; passes/expand_reduce.c) and
+ * sets p->reductions_expanded.  Run right after kiln_lower. */
+void kiln_expand_reduce(kiln_program *p);
 
 /* Interval analysis of i64 index expressions (simplify_index.c, shared
  * with the loop-IR verifier): var_ext[v] is loop var v's extent, local_rng
@@ -102,24 +106,15 @@ void kiln_nest_end(kiln_lctx *L, kiln_nest *ns);
 kiln_buf *kiln_lower_scratch(kiln_lctx *L, const char *name, kiln_dtype t, int64_t numel);
 /* Loads buf[off] widened to the compute type. */
 kiln_lx *kiln_lower_load(kiln_lctx *L, const kiln_buf *b, kiln_lx *off);
-/* Accurate sums (lower_sum.c): a long float32 sum is added in blocks of
- * 128 into a float64 total, short ones stay one plain accumulator.
- *   kiln_sum_begin   declares the total (before the reduction's loops);
- *   kiln_sum_row     adds term(i) for i in [0, extent) (the innermost loop;
- *                    call once per enclosing iteration of the outer loops);
- *   kiln_sum_result  total (/ divisor, in the total's precision) in ct.
- * A term may append statements (a store) and may set *cond: the term is
- * added only where cond holds. */
-typedef kiln_lx *(*kiln_sum_term)(kiln_lctx *L, void *ctx, kiln_lx *i, kiln_lx **cond);
-typedef struct kiln_sum {
-  kiln_dtype ct;   /* type of the terms and of the result */
-  kiln_dtype wt;   /* type of the total: ct, or f64 for a long f32 sum */
-  int wide;        /* blocked (long float32 sum) */
-  int total;       /* the local holding the running total */
-} kiln_sum;
-void kiln_sum_begin(kiln_lctx *L, kiln_sum *s, kiln_dtype ct, int64_t count);
-void kiln_sum_row(kiln_lctx *L, kiln_sum *s, int64_t extent, kiln_sum_term term, void *ctx);
-kiln_lx *kiln_sum_result(kiln_lctx *L, const kiln_sum *s, kiln_lx *divisor);
+/* Accurate sums: the loop IR's ADD reduction (ir/loop.h), declared in
+ * kiln_sum_dtype(ct, count): f64 for a float32 sum of more than 256 terms
+ * (expand_reduce.c then adds it in float32 blocks into a float64 total),
+ * else ct.  kiln_sum_begin opens that reduction (combine ct values into
+ * it; close with kiln_lb_reduce_end); kiln_sum_result is its total
+ * (/ divisor, in the total's precision) as ct (lower_sum.c). */
+kiln_dtype kiln_sum_dtype(kiln_dtype ct, int64_t count);
+int kiln_sum_begin(kiln_lctx *L, kiln_dtype ct, int64_t count);
+kiln_lx *kiln_sum_result(kiln_lctx *L, int sum, kiln_dtype ct, kiln_lx *divisor);
 
 /* The larger (is_max) or smaller of acc and x, a NaN in either giving
  * NaN: Max, Min, MaxPool as ONNX Runtime computes them.  The loop IR's

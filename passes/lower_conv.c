@@ -13,11 +13,12 @@
  *     n, m and the plane's base offsets  (the only div/mod, once per plane)
  *     for o0 .. o_{k-1}                  output spatial dims, the last
  *                                        (contiguous width) innermost
- *       acc = bias[m] or 0
- *       for k0 .. k_{k-1}                kernel taps; a bounds IF per dim
+ *       acc = reduce add from bias[m] or 0   (ir/loop.h; the CPU form
+ *                                        is one accumulator: expand_reduce.c)
+ *         for k0 .. k_{k-1}              kernel taps; a bounds IF per dim
  *                                        only where it can fail
- *         for c in C/group               input channels of the group
- *           acc += X[...] * W[...]
+ *           for c in C/group             input channels of the group
+ *             combine acc <- X[...] * W[...]
  *       Y[...] = acc
  * Kernel taps sit outside the channel loop so each bounds check is paid
  * once per tap, not once per tap and channel.  ConvTranspose gathers: the
@@ -59,19 +60,21 @@ static kiln_lx *open_plane(kiln_lctx *L, const conv_geom *g, int *nv, int *mv) {
   return nm;
 }
 
-/* The output loops and the accumulator, initialised to B[m] or 0. */
+/* The output loops and the output's sum (the loop IR's ADD reduction,
+ * ir/loop.h), starting from B[m] or 0; close_outputs ends it. */
 static int open_outputs(kiln_lctx *L, const kiln_node *n, const conv_geom *g, int mv, kiln_lx **o) {
   for (int i = 0; i < g->sp; i++) o[i] = IDX(kiln_lb_for(B, g->out[i], seq_sched));
   kiln_dtype ct = kiln_lower_ctype(n->out[0]->dtype);
   const kiln_value *bias = n->nin > 2 ? n->in[2] : NULL;
   kiln_lx *init = bias ? kiln_lx_cast(B, ct, kiln_lx_load(B, kiln_lower_buf(L, bias), LOCAL(mv)))
                        : kiln_lx_const_f(B, ct, 0);
-  return kiln_lb_decl(B, ct, init);
+  return kiln_lb_reduce_begin(B, KILN_RED_ADD, ct, init, seq_sched);
 }
 
-/* Stores the accumulator and closes the output and plane loops. */
+/* Ends the output's sum, stores it and closes the output and plane loops. */
 static void close_outputs(kiln_lctx *L, const kiln_node *n, const conv_geom *g, kiln_lx *nm, int nv, int mv, kiln_lx **o,
                           int acc) {
+  kiln_lb_reduce_end(B);
   kiln_lx *yoff = IMUL(nm, g->osz), *idx[5] = {LOCAL(nv), LOCAL(mv)};
   for (int i = 0; i < g->sp; i++) yoff = IADD(yoff, IMUL(o[i], g->ystr[i]));
   for (int i = 0; i < g->sp; i++) idx[2 + i] = o[i];
@@ -79,14 +82,14 @@ static void close_outputs(kiln_lctx *L, const kiln_node *n, const conv_geom *g, 
   kiln_lower_close(L, g->sp + 1);
 }
 
-/* for c in C/group: acc += X[xoff + c*xcs] * W[woff + c*wcs] */
+/* for c in C/group: combine acc <- X[xoff + c*xcs] * W[woff + c*wcs] */
 static void channel_loop(kiln_lctx *L, const kiln_node *n, const conv_geom *g, int acc, kiln_lx *xoff, int64_t xcs,
                          kiln_lx *woff, int64_t wcs) {
   kiln_dtype ct = kiln_lower_ctype(n->out[0]->dtype);
   kiln_lx *c = IDX(kiln_lb_for(B, g->Cg, seq_sched));
   kiln_lx *xv = kiln_lx_cast(B, ct, kiln_lx_load(B, kiln_lower_buf(L, n->in[0]), IADD(xoff, IMUL(c, xcs))));
   kiln_lx *wv = kiln_lx_cast(B, ct, kiln_lx_load(B, kiln_lower_buf(L, n->in[1]), IADD(woff, IMUL(c, wcs))));
-  kiln_lb_assign(B, acc, BIN(ADD, LOCAL(acc), BIN(MUL, xv, wv)));
+  kiln_lb_combine(B, acc, BIN(MUL, xv, wv));
   kiln_lb_end(B);
 }
 

@@ -6,12 +6,16 @@
  *   type: MatMul, Gemm without transB): i (parallel), k, j — Y's row i is
  *   zeroed, then for each k the scalar A[i,k] times B's row k is added into
  *   it, so the innermost loop runs over contiguous B and Y and vectorises;
- *   an epilogue pass over the row applies alpha and beta*C.
+ *   an epilogue pass over the row applies alpha and beta*C.  This form
+ *   stays explicit code: its sum over k accumulates a whole row of Y in
+ *   memory (a loop interchange of the dot form), which the loop IR's
+ *   reduction, a scalar, does not state yet.
  *
  *   dot form (Gemm with transB, whose B rows are contiguous along K, as in
  *   exported Linear layers; or an f16/bf16 Y, which must not accumulate in
- *   its storage type): i (parallel), j, k — one sum per output, k
- *   innermost, kept in DOT_W lane accumulators (see dot()).  On a 512^3 f32
+ *   its storage type): i (parallel), j, k — one ADD reduction per output
+ *   (ir/loop.h), k innermost, expanded into DOT_W lane accumulators (see
+ *   dot()).  On a 512^3 f32
  *   Gemm with transB=1 the row form (strided B) took ~600 ms, a single
  *   serial accumulator ~300 ms, the lane accumulators ~40 ms (row form
  *   without transB: ~20 ms).
@@ -64,39 +68,24 @@ static kiln_lx *epilogue(kiln_lctx *L, const mm *m, kiln_lx *v, kiln_lx *i, kiln
 
 static int has_epilogue(const mm *m) { return m->alpha != 1 || m->cv; }
 
-/* sum_k A[a_row + k*sa_k] * B[b_col + k*sb_k] in ct.  Long sums use DOT_W
- * independent partial sums (lane l takes k = l mod DOT_W), folded in
- * halves at the end (lane l + w/2 into lane l, like a vector reduction):
- * the lanes are independent chains LLVM's SLP vectoriser turns into vector
+/* sum_k A[a_row + k*sa_k] * B[b_col + k*sb_k] in ct: the loop IR's ADD
+ * reduction (ir/loop.h).  Long sums ask for DOT_W lanes (independent
+ * partial sums, lane l taking k = l mod DOT_W, folded in halves at the
+ * end; expand_reduce.c): chains LLVM's SLP vectoriser turns into vector
  * accumulators, where a single serial sum would be latency-bound and
  * cannot be reassociated.  The summation order differs from a serial sum
  * by rounding only. */
 enum { DOT_W = 8 };
 static kiln_lx *dot(kiln_lctx *L, kiln_nest *ns, const mm *m, kiln_lx *a_row, kiln_lx *b_col, kiln_dtype ct) {
-  int w = m->K >= 2 * DOT_W ? DOT_W : 1, acc[DOT_W];
-  int64_t kb = m->K / w, rem = m->K - kb * w;
-  for (int l = 0; l < w; l++) acc[l] = kiln_lb_decl(LB, ct, kiln_lx_const_f(LB, ct, 0));
-  kiln_lx *k = kiln_nest_for(L, ns, kb, 0);
-  for (int l = 0; l < w; l++) {
-    kiln_lx *kk = kiln_lx_iadd(LB, kiln_lx_imul(LB, k, w), kiln_lx_const_i(LB, l));
-    kiln_lx *av = kiln_lower_load(L, m->a, kiln_lx_iadd(LB, a_row, kiln_lx_imul(LB, kk, m->sa_k)));
-    kiln_lx *bv = kiln_lower_load(L, m->b, kiln_lx_iadd(LB, b_col, kiln_lx_imul(LB, kk, m->sb_k)));
-    kiln_lb_assign(LB, acc[l], kiln_lx_bin(LB, KILN_BIN_ADD, kiln_lx_local(LB, acc[l]), kiln_lx_bin(LB, KILN_BIN_MUL, av, bv)));
-  }
+  kiln_sched lanes = {.vector = m->K >= 2 * DOT_W ? DOT_W : 0};
+  int acc = kiln_lb_reduce_begin(LB, KILN_RED_ADD, ct, NULL, lanes);
+  kiln_lx *k = kiln_nest_for(L, ns, m->K, 0);
+  kiln_lx *av = kiln_lower_load(L, m->a, kiln_lx_iadd(LB, a_row, kiln_lx_imul(LB, k, m->sa_k)));
+  kiln_lx *bv = kiln_lower_load(L, m->b, kiln_lx_iadd(LB, b_col, kiln_lx_imul(LB, k, m->sb_k)));
+  kiln_lb_combine(LB, acc, kiln_lx_bin(LB, KILN_BIN_MUL, av, bv));
   kiln_nest_end(L, ns);
-  if (rem > 0) {
-    kiln_lx *r = kiln_nest_for(L, ns, rem, 0);
-    kiln_lx *kk = kiln_lx_iadd(LB, r, kiln_lx_const_i(LB, kb * w));
-    kiln_lx *av = kiln_lower_load(L, m->a, kiln_lx_iadd(LB, a_row, kiln_lx_imul(LB, kk, m->sa_k)));
-    kiln_lx *bv = kiln_lower_load(L, m->b, kiln_lx_iadd(LB, b_col, kiln_lx_imul(LB, kk, m->sb_k)));
-    kiln_lb_assign(LB, acc[0], kiln_lx_bin(LB, KILN_BIN_ADD, kiln_lx_local(LB, acc[0]), kiln_lx_bin(LB, KILN_BIN_MUL, av, bv)));
-    kiln_nest_end(L, ns);
-  }
-  kiln_lx *part[DOT_W];
-  for (int l = 0; l < w; l++) part[l] = kiln_lx_local(LB, acc[l]);
-  for (int n = w; n > 1; n /= 2)
-    for (int l = 0; l < n / 2; l++) part[l] = kiln_lx_bin(LB, KILN_BIN_ADD, part[l], part[l + n / 2]);
-  return part[0];
+  kiln_lb_reduce_end(LB);
+  return kiln_lx_local(LB, acc);
 }
 
 /* Emits Y[y0 + i*N + j] = epilogue(sum_k A[a0 + i*sa_i + k*sa_k] * B[b0 + k*sb_k + j*sb_j]).

@@ -1,9 +1,10 @@
 /* Normalisations: Softmax, LogSoftmax, BatchNormalization,
  * InstanceNormalization.  Everything is computed in kiln_lower_ctype
  * (f16/bf16 in f32) with scalar locals for the statistics; each node is
- * one kernel whose outermost loop is parallel.  Sums (softmax denominators,
- * means, variances) go through lower_sum.c: long float32 sums are added in
- * blocks into a float64 total. */
+ * one kernel whose outermost loop is parallel.  Softmax's max is a MAX
+ * reduction (ir/loop.h) and sums (softmax denominators, means, variances)
+ * are accurate sums (lower_sum.c): long float32 sums are added in blocks
+ * into a float64 total (expand_reduce.c). */
 #include "lower.h"
 
 #define LB (&L->b)
@@ -28,9 +29,7 @@ typedef struct softmax_term {
   int m, keep_exp;
 } softmax_term;
 
-static kiln_lx *softmax_exp(kiln_lctx *L, void *ctx, kiln_lx *r, kiln_lx **cond) {
-  softmax_term *t = ctx;
-  (void)cond;
+static kiln_lx *softmax_exp(kiln_lctx *L, const softmax_term *t, kiln_lx *r) {
   kiln_lx *off = kiln_lx_iadd(LB, t->base, kiln_lx_imul(LB, r, t->inner));
   kiln_lx *e = kiln_lx_un(LB, KILN_UN_EXP, bin(L, KILN_BIN_SUB, kiln_lower_load(L, t->xb, off), loc(L, t->m)));
   if (!t->keep_exp) return e;
@@ -43,8 +42,8 @@ static kiln_lx *softmax_exp(kiln_lctx *L, void *ctx, kiln_lx *r, kiln_lx **cond)
  * outer*inner rows is normalised after subtracting its max:
  *   softmax    y = exp(x - m) / sum(exp(x - m))
  *   logsoftmax y = (x - m) - log(sum(exp(x - m)))
- * The sum goes through lower_sum.c (a long row is added in float32 blocks
- * into a float64 total).
+ * The sum is an accurate sum (lower_sum.c: a long row is added in float32
+ * blocks into a float64 total).
  * Softmax stores exp(x - m) on the sum pass and scales it by 1/sum after
  * (recomputing exp instead when Y's storage is narrower than the compute
  * type). */
@@ -68,17 +67,19 @@ int kiln_lower_softmax(kiln_lctx *L, const kiln_node *n) {
   kiln_lx *base = kiln_lx_iadd(LB, kiln_lx_imul(LB, o, R * inner), in);
 #define XOFF(rr) kiln_lx_iadd(LB, base, kiln_lx_imul(LB, (rr), inner))
   /* m = max_r x */
-  int m = kiln_lb_decl(LB, ct, kiln_lower_load(L, xb, base));
+  int m = kiln_lb_reduce_begin(LB, KILN_RED_MAX, ct, kiln_lower_load(L, xb, base), (kiln_sched){0});
   kiln_lx *rr = kiln_nest_for(L, &ns, R, 0);
-  kiln_lx *x = kiln_lower_load(L, xb, XOFF(rr));
-  kiln_lb_assign(LB, m, kiln_lx_select(LB, bin(L, KILN_BIN_LT, loc(L, m), x), x, loc(L, m)));
+  kiln_lb_combine(LB, m, kiln_lower_load(L, xb, XOFF(rr)));
   kiln_nest_end(L, &ns);
+  kiln_lb_reduce_end(LB);
   /* s = sum_r exp(x - m), accurately (lower_sum.c) */
   softmax_term st = {xb, yb, base, inner, m, keep_exp};
-  kiln_sum sum;
-  kiln_sum_begin(L, &sum, ct, R);
-  kiln_sum_row(L, &sum, R, softmax_exp, &st);
-  int s = kiln_lb_decl(LB, ct, kiln_sum_result(L, &sum, NULL));
+  int sum = kiln_sum_begin(L, ct, R);
+  rr = kiln_lx_index(LB, kiln_lb_for(LB, R, (kiln_sched){0}));
+  kiln_lb_combine(LB, sum, softmax_exp(L, &st, rr));
+  kiln_lb_end(LB);
+  kiln_lb_reduce_end(LB);
+  int s = kiln_lb_decl(LB, ct, kiln_sum_result(L, sum, ct, NULL));
   /* normalise */
   if (logsm) {
     int ls = kiln_lb_decl(LB, ct, kiln_lx_un(LB, KILN_UN_LOG, loc(L, s)));
@@ -123,9 +124,7 @@ typedef struct moment_term {
   const split_mean *mean; /* NULL: the mean pass; else (x - mean)^2 */
 } moment_term;
 
-static kiln_lx *moment_load(kiln_lctx *L, void *ctx, kiln_lx *s, kiln_lx **cond) {
-  moment_term *t = ctx;
-  (void)cond;
+static kiln_lx *moment_load(kiln_lctx *L, const moment_term *t, kiln_lx *s) {
   kiln_lx *x = kiln_lower_load(L, t->xb, kiln_lx_iadd(LB, t->base, s));
   if (!t->mean) return t->shift ? bin(L, KILN_BIN_SUB, x, t->shift) : x;
   kiln_lx *d = deviation(L, x, *t->mean);
@@ -142,20 +141,25 @@ static kiln_lx *moment_load(kiln_lctx *L, void *ctx, kiln_lx *s, kiln_lx **cond)
  * float64 result is split into hi + lo (split_mean). */
 static split_mean moment(kiln_lctx *L, kiln_nest *ns, const kiln_buf *xb, kiln_lx *base, int64_t nrep, int64_t nstride,
                          int64_t S, kiln_dtype ct, const split_mean *mean) {
-  kiln_sum sum;
-  kiln_sum_begin(L, &sum, ct, nrep * S);
-  int shift = !mean && sum.wide ? kiln_lb_decl(LB, ct, kiln_lower_load(L, xb, base)) : -1;
+  kiln_dtype wt = kiln_sum_dtype(ct, nrep * S); /* f64: a long (blocked) float32 sum */
+  int shift = !mean && wt != ct ? kiln_lb_decl(LB, ct, kiln_lower_load(L, xb, base)) : -1;
+  int sum = kiln_sum_begin(L, ct, nrep * S);
   kiln_lx *nn = kiln_nest_for(L, ns, nrep, 0);
   moment_term t = {xb, kiln_lx_iadd(LB, base, kiln_lx_imul(LB, nn, nstride)), shift >= 0 ? loc(L, shift) : NULL, mean};
-  kiln_sum_row(L, &sum, S, moment_load, &t);
+  if (S > 0) {
+    kiln_lx *s = kiln_lx_index(LB, kiln_lb_for(LB, S, (kiln_sched){0}));
+    kiln_lb_combine(LB, sum, moment_load(L, &t, s));
+    kiln_lb_end(LB);
+  }
   kiln_nest_end(L, ns);
+  kiln_lb_reduce_end(LB);
   kiln_lx *cnt = kiln_lx_const_i(LB, nrep * S);
-  if (shift < 0) return (split_mean){kiln_lb_decl(LB, ct, kiln_sum_result(L, &sum, cnt)), -1};
-  kiln_lx *wide = bin(L, KILN_BIN_ADD, kiln_lx_cast(LB, sum.wt, loc(L, shift)),
-                      bin(L, KILN_BIN_DIV, loc(L, sum.total), kiln_lx_cast(LB, sum.wt, cnt)));
-  int w = kiln_lb_decl(LB, sum.wt, wide);
+  if (shift < 0) return (split_mean){kiln_lb_decl(LB, ct, kiln_sum_result(L, sum, ct, cnt)), -1};
+  kiln_lx *wide = bin(L, KILN_BIN_ADD, kiln_lx_cast(LB, wt, loc(L, shift)),
+                      bin(L, KILN_BIN_DIV, loc(L, sum), kiln_lx_cast(LB, wt, cnt)));
+  int w = kiln_lb_decl(LB, wt, wide);
   split_mean r = {kiln_lb_decl(LB, ct, kiln_lx_cast(LB, ct, loc(L, w))), -1};
-  r.lo = kiln_lb_decl(LB, ct, kiln_lx_cast(LB, ct, bin(L, KILN_BIN_SUB, loc(L, w), kiln_lx_cast(LB, sum.wt, loc(L, r.hi)))));
+  r.lo = kiln_lb_decl(LB, ct, kiln_lx_cast(LB, ct, bin(L, KILN_BIN_SUB, loc(L, w), kiln_lx_cast(LB, wt, loc(L, r.hi)))));
   return r;
 }
 

@@ -5,21 +5,21 @@
  *   for nc in N*C (parallel)            one (batch, channel) plane
  *     for o0 .. o_{k-1}                 output spatial dims, the last
  *                                       (contiguous width) innermost
- *       acc = init
- *       for k0 .. k_{k-1}               window, one bounds IF per dim
- *         acc = acc (+|max) X[...]      only where it has to be checked
+ *       acc = reduce (add|max_nan):     the loop IR's reduction (ir/loop.h)
+ *         for k0 .. k_{k-1}             window, one bounds IF per dim
+ *           combine acc <- X[...]       only where it has to be checked
  *       Y[...] = acc (/ count)
- * AveragePool and GlobalAveragePool add through lower_sum.c, so windows
- * and planes of more than 256 values are summed in float32 blocks into a
- * float64 total (accuracy); short ones keep the single accumulator.
+ * AveragePool and GlobalAveragePool are accurate sums (lower_sum.c), so
+ * windows and planes of more than 256 values are summed in float32 blocks
+ * into a float64 total (expand_reduce.c); short ones keep the single
+ * accumulator.  MaxPool with Indices keeps an explicit (value, index)
+ * update.  LRN's short channel-window sum of squares is an ADD too.
  * Padding positions are skipped by the bounds IFs, so they never win a max
  * and never add to a sum.  A NaN in a window makes its max NaN (as Max;
  * ONNX Runtime's 2-D MaxPool keeps a NaN only when no later tap replaces
  * it, its 1-D one drops NaN: kiln picks the rule Max and numpy follow).  Window attributes arrive canonical from shape
  * inference (ir/shape_nn.c): kernel_shape, strides, dilations and pads
  * explicit, auto_pad resolved to NOTSET.  f16/bf16 compute in f32. */
-#include <math.h>
-
 #include "lower.h"
 
 #define B (&L->b)
@@ -42,19 +42,6 @@ static int check_plain(kiln_lctx *L, const kiln_node *n) {
       return kiln_lower_fail(L, n, "output '%s' has a blocked layout, which %s does not lower yet", n->out[k]->name,
                              kiln_op_get(n->op)->name);
   return 0;
-}
-
-/* The identity of max in compute type t: -inf, or the integer minimum. */
-static kiln_lx *max_identity(kiln_lctx *L, kiln_dtype t) {
-  switch (t) {
-  case KILN_DT_I8: return kiln_lx_const_f(B, t, -128.0);
-  case KILN_DT_I16: return kiln_lx_const_f(B, t, -32768.0);
-  case KILN_DT_I32: return kiln_lx_const_f(B, t, -2147483648.0);
-  case KILN_DT_I64: return kiln_lx_const_f(B, t, -9223372036854775808.0);
-  case KILN_DT_U8: case KILN_DT_U16: case KILN_DT_U32: case KILN_DT_U64: case KILN_DT_BOOL:
-    return kiln_lx_const_f(B, t, 0);
-  default: return kiln_lx_const_f(B, t, -INFINITY);
-  }
 }
 
 /* 0 <= i < hi (only the halves that can fail are emitted); NULL: always true. */
@@ -138,10 +125,12 @@ int kiln_lower_pool(kiln_lctx *L, const kiln_node *n) {
   for (int i = 0; i < sp; i++) o[i] = IDX(kiln_lb_for(B, out[i], seq_sched));
   int64_t taps = 1;
   for (int i = 0; i < sp; i++) taps *= K[i];
-  kiln_sum sum = {0};
-  int acc = -1;
-  if (is_max) acc = kiln_lb_decl(B, ct, max_identity(L, ct));
-  else kiln_sum_begin(L, &sum, ct, taps); /* accurate sum (lower_sum.c) */
+  /* the window's reduction: a max (NaN propagating) or an accurate sum
+   * (lower_sum.c); with Indices an explicit (value, index) update, which
+   * a single-value combiner cannot carry */
+  int acc = I ? kiln_lb_decl(B, ct, kiln_lx_reduce_identity(B, KILN_RED_MAX, ct))
+          : is_max ? kiln_lb_reduce_begin(B, KILN_RED_MAX_NAN, ct, NULL, seq_sched)
+                   : kiln_sum_begin(L, ct, taps);
   int best = I ? kiln_lb_decl(B, KILN_DT_I64, CI(-1)) : -1;
 
   /* window taps: pos = o*s - pb + k*d, checked against [0, in) per dim;
@@ -162,7 +151,14 @@ int kiln_lower_pool(kiln_lctx *L, const kiln_node *n) {
     int l = sp - 1;
     window_term t = {X, ct, xoff, IADD(IMUL(o[l], s[l]), CI(-pb[l])), d[l], xstr[l], pb[l] > 0,
                      (out[l] - 1) * s[l] - pb[l] + (K[l] - 1) * d[l] >= in[l], in[l]};
-    kiln_sum_row(L, &sum, K[l], window_load, &t);
+    if (K[l] > 0) { /* the innermost window dim: the sum's row */
+      kiln_lx *cond = NULL, *k = IDX(kiln_lb_for(B, K[l], seq_sched));
+      kiln_lx *v = window_load(L, &t, k, &cond);
+      if (cond) kiln_lb_if(B, cond);
+      kiln_lb_combine(B, acc, v);
+      if (cond) kiln_lb_end(B);
+      kiln_lb_end(B);
+    }
   } else {
     kiln_lx *v = kiln_lx_cast(B, ct, kiln_lx_load(B, X, xoff));
     if (I) v = kiln_lx_local(B, kiln_lb_decl(B, ct, v)); /* read twice below */
@@ -178,10 +174,11 @@ int kiln_lower_pool(kiln_lctx *L, const kiln_node *n) {
       kiln_lb_assign(B, best, flat);
       kiln_lb_end(B);
     } else {
-      kiln_lb_assign(B, acc, kiln_lower_max_nan(L, 1, kiln_lx_local(B, acc), v)); /* NaN propagates */
+      kiln_lb_combine(B, acc, v); /* NaN propagates */
     }
   }
   kiln_lower_close(L, open);
+  if (!I) kiln_lb_reduce_end(B);
 
   kiln_lx *yoff = IMUL(nc, osz);
   for (int i = 0; i < sp; i++) yoff = IADD(yoff, IMUL(o[i], ystr[i]));
@@ -195,24 +192,12 @@ int kiln_lower_pool(kiln_lctx *L, const kiln_node *n) {
       kiln_lx *c = tap_count(L, o[i], s[i], pb[i], K[i], d[i], lo, hi, out[i]);
       cnt = cnt->kind == KILN_LX_CONST && c->kind == KILN_LX_CONST ? CI(cnt->i * c->i) : BIN(MUL, cnt, c);
     }
-    r = kiln_sum_result(L, &sum, cnt);
+    r = kiln_sum_result(L, acc, ct, cnt);
   }
   kiln_lower_store_flat(L, n, 0, yoff, r);
   if (I) kiln_lower_store_flat(L, n, 1, yoff, kiln_lx_local(B, best));
   kiln_lower_close(L, sp + 1);
   return 0;
-}
-
-typedef struct plane_term {
-  const kiln_buf *X;
-  kiln_dtype ct;
-  kiln_lx *base;
-} plane_term;
-
-static kiln_lx *plane_load(kiln_lctx *L, void *ctx, kiln_lx *i, kiln_lx **cond) {
-  plane_term *t = ctx;
-  (void)cond;
-  return kiln_lx_cast(B, t->ct, kiln_lx_load(B, t->X, IADD(t->base, i)));
 }
 
 /* GlobalAveragePool, GlobalMaxPool: one reduction over each (n, c) plane. */
@@ -229,21 +214,16 @@ int kiln_lower_global_pool(kiln_lctx *L, const kiln_node *n) {
 
   kiln_lower_begin(L, n);
   kiln_lx *nc = IDX(kiln_lb_for(B, x->dims[0] * x->dims[1], par_sched));
-  kiln_lx *r;
-  if (is_max) {
-    int acc = kiln_lb_decl(B, ct, max_identity(L, ct));
+  /* one reduction over the plane: a max (NaN propagating) or an
+   * accurate sum (lower_sum.c) */
+  int acc = is_max ? kiln_lb_reduce_begin(B, KILN_RED_MAX_NAN, ct, NULL, seq_sched) : kiln_sum_begin(L, ct, S);
+  if (S > 0) {
     kiln_lx *i = IDX(kiln_lb_for(B, S, seq_sched));
-    kiln_lx *v = kiln_lx_cast(B, ct, kiln_lx_load(B, X, IADD(IMUL(nc, S), i)));
-    kiln_lb_assign(B, acc, kiln_lower_max_nan(L, 1, kiln_lx_local(B, acc), v));
+    kiln_lb_combine(B, acc, kiln_lx_cast(B, ct, kiln_lx_load(B, X, IADD(IMUL(nc, S), i))));
     kiln_lb_end(B);
-    r = kiln_lx_local(B, acc);
-  } else { /* accurate sum of the plane (lower_sum.c) */
-    kiln_sum sum;
-    kiln_sum_begin(L, &sum, ct, S);
-    plane_term t = {X, ct, IMUL(nc, S)};
-    kiln_sum_row(L, &sum, S, plane_load, &t);
-    r = kiln_sum_result(L, &sum, CI(S));
   }
+  kiln_lb_reduce_end(B);
+  kiln_lx *r = is_max ? kiln_lx_local(B, acc) : kiln_sum_result(L, acc, ct, CI(S));
   kiln_lower_store_flat(L, n, 0, nc, r);
   kiln_lb_end(B);
   return 0;
@@ -268,14 +248,15 @@ int kiln_lower_lrn(kiln_lctx *L, const kiln_node *n) {
   int c = kiln_lb_decl(B, KILN_DT_I64, BIN(REM, nc, CI(C)));
   kiln_lx *i = IDX(kiln_lb_for(B, S, seq_sched));
   kiln_lx *center = IADD(IMUL(nc, S), i);
-  int acc = kiln_lb_decl(B, ct, kiln_lx_const_f(B, ct, 0));
+  int acc = kiln_lb_reduce_begin(B, KILN_RED_ADD, ct, NULL, seq_sched);
   kiln_lx *j = IDX(kiln_lb_for(B, size, seq_sched));
   kiln_lx *cj = IADD(kiln_lx_local(B, c), IADD(j, CI(-before))); /* neighbour channel */
   kiln_lb_if(B, BIN(AND, BIN(LE, CI(0), cj), BIN(LT, cj, CI(C))));
   kiln_lx *v = kiln_lx_cast(B, ct, kiln_lx_load(B, X, IADD(center, IMUL(IADD(j, CI(-before)), S))));
-  kiln_lb_assign(B, acc, BIN(ADD, kiln_lx_local(B, acc), BIN(MUL, v, v)));
+  kiln_lb_combine(B, acc, BIN(MUL, v, v));
   kiln_lb_end(B); /* if */
   kiln_lb_end(B); /* j */
+  kiln_lb_reduce_end(B);
   kiln_lx *base = BIN(ADD, kiln_lx_const_f(B, ct, a->bias),
                       BIN(MUL, kiln_lx_const_f(B, ct, (double)a->alpha / (double)size), kiln_lx_local(B, acc)));
   kiln_lx *xv = kiln_lx_cast(B, ct, kiln_lx_load(B, X, center));

@@ -1,9 +1,11 @@
 /* Reductions: ReduceMean, ReduceSum, ReduceMax and ArgMax.  One kernel
  * per node: loops over the kept dims (outermost parallel), the reduced
- * dims inside them, a scalar accumulator in kiln_lower_ctype (f16/bf16 in
- * f32) and one store per output element.  Neighbouring reduced dims are
- * merged into one loop, and sums go through the accurate summation of
- * lower_sum.c (long float32 sums are blocked into a float64 total).
+ * dims inside them, stated as one loop-IR reduction per output element
+ * (ir/loop.h: ReduceSum/ReduceMean an ADD, ReduceMax a MAX_NAN) in
+ * kiln_lower_ctype (f16/bf16 in f32) and one store per output element.
+ * Neighbouring reduced dims are merged into one loop, and sums are
+ * accurate sums (lower_sum.c: long float32 sums are declared f64, which
+ * expand_reduce.c blocks into f32 partials of a float64 total).
  *
  * Reduce: axes come from the constant `axes` input; absent or empty axes
  * mean every axis, or, with noop_with_empty_axes, a plain copy.  Over an
@@ -11,9 +13,9 @@
  * 0/0.  ReduceMax propagates NaN like numpy's maximum.reduce.
  *
  * ArgMax: index (i64) of the first maximum along axis, or the last with
- * select_last_index; a NaN counts as the maximum (numpy's argmax). */
-#include <math.h>
-
+ * select_last_index; a NaN counts as the maximum (numpy's argmax).  It
+ * keeps explicit code: its state is a (value, index) pair, which no
+ * single-value combiner of the reduction construct carries. */
 #include "lower.h"
 
 #define LB (&L->b)
@@ -31,18 +33,6 @@ static kiln_lx *offset_sel(kiln_lctx *L, const kiln_value *v, kiln_lx **idx, con
     stride *= v->dims[i];
   }
   return off;
-}
-
-/* The lowest value of t: -inf for floats, the minimum for integers, false. */
-static kiln_lx *lowest(kiln_lctx *L, kiln_dtype t) {
-  if (kiln_dtype_is_float(t)) return kiln_lx_const_f(LB, t, -INFINITY);
-  kiln_lx *e = kiln_lx_const_f(LB, t, 0);
-  if (t == KILN_DT_I8 || t == KILN_DT_I16 || t == KILN_DT_I32 || t == KILN_DT_I64) {
-    int bits = (int)kiln_dtype_size(t) * 8;
-    e->i = bits == 64 ? INT64_MIN : -((int64_t)1 << (bits - 1));
-    e->f = (double)e->i;
-  }
-  return e; /* unsigned and bool: 0 */
 }
 
 /* A row-major view of X with extent-1 dims dropped and each run of
@@ -74,19 +64,6 @@ static void view_of(const kiln_value *X, const int *red, reduce_view *v) {
     v->ystride[i] = v->red[i] ? 0 : ys;
     if (!v->red[i]) ys *= v->ext[i];
   }
-}
-
-typedef struct reduce_term {
-  const kiln_buf *xb;
-  kiln_dtype ct;
-  kiln_lx *base;  /* offset of the row's first element */
-  int64_t stride; /* between the row's elements */
-} reduce_term;
-
-static kiln_lx *reduce_load(kiln_lctx *L, void *ctx, kiln_lx *i, kiln_lx **cond) {
-  reduce_term *t = ctx;
-  (void)cond;
-  return kiln_lx_cast(LB, t->ct, kiln_lx_load(LB, t->xb, kiln_lx_iadd(LB, t->base, kiln_lx_imul(LB, i, t->stride))));
 }
 
 int kiln_lower_reduce(kiln_lctx *L, const kiln_node *n) {
@@ -129,29 +106,30 @@ int kiln_lower_reduce(kiln_lctx *L, const kiln_node *n) {
       yoff = kiln_lx_iadd(LB, yoff, kiln_lx_imul(LB, k, v.ystride[i]));
     }
   kiln_lx *res;
-  if (n->op == KILN_OP_REDUCE_MAX) {
-    int acc = kiln_lb_decl(LB, ct, lowest(L, ct));
+  if (n->op == KILN_OP_REDUCE_MAX) { /* NaN propagates (numpy's maximum.reduce) */
+    int acc = kiln_lb_reduce_begin(LB, KILN_RED_MAX_NAN, ct, NULL, (kiln_sched){0});
     for (int i = 0; i < v.n; i++)
       if (v.red[i]) xoff = kiln_lx_iadd(LB, xoff, kiln_lx_imul(LB, kiln_nest_for(L, &ns, v.ext[i], 0), v.xstride[i]));
-    kiln_lx *x = kiln_lx_cast(LB, ct, kiln_lx_load(LB, xb, xoff));
-    kiln_lx *t = kiln_lx_local(LB, acc);
-    kiln_lx *take = bin(L, KILN_BIN_LT, t, x);
-    if (kiln_dtype_is_float(ct)) take = bin(L, KILN_BIN_OR, take, kiln_lx_un(LB, KILN_UN_ISNAN, x));
-    kiln_lb_assign(LB, acc, kiln_lx_select(LB, take, x, t));
+    kiln_lb_combine(LB, acc, kiln_lx_cast(LB, ct, kiln_lx_load(LB, xb, xoff)));
     for (int i = 0; i < v.n; i++)
       if (v.red[i]) kiln_nest_end(L, &ns);
+    kiln_lb_reduce_end(LB);
     res = kiln_lx_local(LB, acc);
-  } else {
-    kiln_sum sum;
-    kiln_sum_begin(L, &sum, ct, count);
+  } else { /* an accurate sum (lower_sum.c); the last reduced dim is its row */
+    int sum = kiln_sum_begin(L, ct, count);
     for (int i = 0; i < last; i++)
       if (v.red[i]) xoff = kiln_lx_iadd(LB, xoff, kiln_lx_imul(LB, kiln_nest_for(L, &ns, v.ext[i], 0), v.xstride[i]));
-    reduce_term t = {xb, ct, xoff, last >= 0 ? v.xstride[last] : 0};
-    kiln_sum_row(L, &sum, last >= 0 ? v.ext[last] : count, reduce_load, &t);
+    int64_t row = last >= 0 ? v.ext[last] : count, stride = last >= 0 ? v.xstride[last] : 0;
+    if (row > 0) {
+      kiln_lx *j = kiln_lx_index(LB, kiln_lb_for(LB, row, (kiln_sched){0}));
+      kiln_lb_combine(LB, sum, kiln_lx_cast(LB, ct, kiln_lx_load(LB, xb, kiln_lx_iadd(LB, xoff, kiln_lx_imul(LB, j, stride)))));
+      kiln_lb_end(LB);
+    }
     for (int i = 0; i < last; i++)
       if (v.red[i]) kiln_nest_end(L, &ns);
+    kiln_lb_reduce_end(LB);
     /* ReduceMean over an empty set is 0/0 (NaN) */
-    res = kiln_sum_result(L, &sum, n->op == KILN_OP_REDUCE_MEAN ? kiln_lx_const_i(LB, count) : NULL);
+    res = kiln_sum_result(L, sum, ct, n->op == KILN_OP_REDUCE_MEAN ? kiln_lx_const_i(LB, count) : NULL);
   }
   kiln_lower_store_flat(L, n, 0, yoff, res);
   for (int i = 0; i < v.n; i++)

@@ -5,6 +5,7 @@
  *                   (--batch, --dim, --const, --input, image/volume size)
  *   infer-shapes    every value's dtype and shape; constants folded
  *   lower           graph IR -> loop IR (one kernel per node)
+ *   expand-reduce   reductions -> CPU accumulator code (plain, lanes, blocked f64 sums)
  *   simplify-index  index arithmetic folded, canonicalised, hoisted
  *   plan-memory     workspace buffers placed by liveness
  * The backend (LLVM JIT or object, C printer) is the command's own last step. */
@@ -20,6 +21,7 @@ typedef enum kiln_pass_id {
   KILN_PASS_IMPORT,
   KILN_PASS_INFER_SHAPES,
   KILN_PASS_LOWER,
+  KILN_PASS_EXPAND_REDUCE,
   KILN_PASS_SIMPLIFY_INDEX,
   KILN_PASS_PLAN_MEMORY,
   KILN_PASS_COUNT

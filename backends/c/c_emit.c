@@ -380,6 +380,8 @@ static void stmts(emitter *e, const kiln_ls *s, int ind) {
       break;
     case KILN_LS_BARRIER: break; /* CPU: one thread per block */
     case KILN_LS_ALLOC: break; /* GPU kernels only, which CPU backends never get */
+    case KILN_LS_REDUCE:
+    case KILN_LS_COMBINE: KILN_ASSERT(!"reductions are expanded before printing (passes/expand_reduce.c)"); break;
     }
   }
 }

@@ -19,7 +19,7 @@ statistics updated with momentum).
 Tolerance: |kiln - ref| <= 1e-6 + 1e-5 * |ref| elementwise.  Both sides are
 float32: the reference rounds each of its ~6 operations per element (and
 its pairwise float32 sums over <= 360 terms) to float32 (eps 1.2e-7), kiln
-sums in float64 blocks (passes/lower_sum.c); the two differ by a few ulps,
+sums in float64 blocks (passes/expand_reduce.c); the two differ by a few ulps,
 ~1e-6 relative at most, and 1e-5 leaves a 10x margin while still catching
 any wrong formula (e.g. sample instead of population variance differs by
 1/(n-1) >= 0.3%, momentum applied the wrong way round by >= 10%).  The

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Accuracy of long reductions (passes/lower_sum.c) against float64 NumPy.
+"""Accuracy of long reductions (passes/expand_reduce.c) against float64 NumPy.
 
 Usage:  python3 tests/passes/test_long_sums.py [--backend llvm|c] KILN_BINARY WORK_DIR [case ...]
 

@@ -4,7 +4,7 @@
     test_dump_after.py KILN SOURCE_DIR WORK_DIR
 
 Checked, each against something kiln did not compute:
-  * `--dump-after list` prints the five passes in pipeline order, on run,
+  * `--dump-after list` prints the six passes in pipeline order, on run,
     compile, emit-c and inspect; an unknown name is a one-line usage error
     (exit 2) that lists them, and writes no output folder.
   * On models/resnet8_cifar.onnx (batch 1), the dump after each pass shows
@@ -13,7 +13,9 @@ Checked, each against something kiln did not compute:
       infer-shapes    every node output's shape equals ONNX's own shape
                       inference (onnx.shape_inference) on the same file;
       lower           loop IR still holding divisions by 1 (`/ 1`), every
-                      workspace buffer at offset 0 (not yet planned);
+                      workspace buffer at offset 0 (not yet planned), and
+                      reductions (`reduce add`, `combine`);
+      expand-reduce   the same kernels with no reduction left;
       simplify-index  the same kernels without one `/ 1`;
       plan-memory     workspace offsets such that no two buffers live in
                       the same kernel range overlap (liveness recomputed
@@ -37,7 +39,7 @@ import sys
 import onnx
 from onnx import shape_inference
 
-PASSES = ["import", "infer-shapes", "lower", "simplify-index", "plan-memory"]
+PASSES = ["import", "infer-shapes", "lower", "expand-reduce", "simplify-index", "plan-memory"]
 failures = []
 
 
@@ -112,6 +114,11 @@ def check_resnet(kiln, src, work):
     div1 = re.compile(r"/ 1(?![0-9])")
     check(len(div1.findall(dumps["lower"])) > 0, "lower: loop IR with `/ 1` left for the simplifier")
     check(not div1.search(dumps["simplify-index"]), "simplify-index: no `/ 1` left")
+    red = re.compile(r"= reduce (add|max|min|max_nan|min_nan) from |^\s*combine ", re.M)
+    check(len(red.findall(dumps["lower"])) > 0, "lower: loop IR with reductions (GlobalAveragePool, Gemm)")
+    check(not red.search(dumps["expand-reduce"]), "expand-reduce: no reduction left")
+    check([k for k, _ in kernels(dumps["lower"])] == [k for k, _ in kernels(dumps["expand-reduce"])],
+          "lower/expand-reduce: the same kernels")
     ks_l, ks_s = kernels(dumps["lower"]), kernels(dumps["simplify-index"])
     check(len(ks_l) > 0 and [k for k, _ in ks_l] == [k for k, _ in ks_s], "lower/simplify-index: the same kernels")
     ws = [b for b in buffers(dumps["simplify-index"]).values() if b[0] == "workspace"]
