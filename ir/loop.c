@@ -240,6 +240,8 @@ void kiln_lb_launch(kiln_lb *b) {
   kiln_launch *l = alloc(b, sizeof *l);
   KILN_ASSERT(kiln_kernel_launch_of(b->k, l) == 0);
   b->k->launch = l;
+}
+
 int kiln_lb_reduce_begin(kiln_lb *b, kiln_reduce_op op, kiln_dtype t, kiln_lx *init, kiln_sched sched) {
   kiln_ls *s = ls(b, KILN_LS_REDUCE);
   s->var = b->k->nlocals++;

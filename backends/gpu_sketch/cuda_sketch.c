@@ -264,6 +264,8 @@ static void st(sk *S, const kiln_ls *s, int n) {
       kiln_put_display(f, s->buf->name);
       fprintf(f, "'\n");
       break;
+    case KILN_LS_REDUCE:
+    case KILN_LS_COMBINE: unsupported(S, "a reduction (expand-reduce runs before printing)"); break;
     }
   }
 }

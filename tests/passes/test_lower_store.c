@@ -183,6 +183,7 @@ static double *run(kiln_graph *g, float **inputs, kiln_program **pout, int64_t *
   kiln_program *p = kiln_lower(g, &d);
   cr_assert(p, "%s", d.msg);
   cr_assert_eq(kiln_loop_verify(p, &d), 0, "%s", d.msg);
+  kiln_expand_reduce(p);
   kiln_simplify_index(p);
   kiln_plan_memory(p);
   void **bufs = calloc((size_t)p->nbufs + 1, sizeof *bufs);
@@ -557,6 +558,7 @@ Test(epilogue, c_kernel_comment_lists_the_fused_nodes) {
   kiln_diag d = {0};
   kiln_program *p = kiln_lower(g, &d);
   cr_assert(p, "%s", d.msg);
+  kiln_expand_reduce(p);
   kiln_plan_memory(p);
   kiln_c_options o = {.prefix = "m", .model = "test", .weights_file = 1};
   kiln_c_output out;
