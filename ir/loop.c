@@ -250,7 +250,8 @@ static void print_ls(const kiln_kernel *k, const kiln_ls *s, int ind, FILE *f) {
     fprintf(f, "%*s", ind, "");
     switch (s->kind) {
     case KILN_LS_FOR:
-      fprintf(f, "for i%d in 0..%" PRId64 "%s:\n", s->var, s->extent, s->sched.parallel ? " parallel" : "");
+      fprintf(f, "for i%d in 0..%" PRId64 "%s%s:\n", s->var, s->extent, s->sched.parallel ? " parallel" : "",
+              s->sched.threads ? " threads" : "");
       print_ls(k, s->body, ind + 2, f);
       break;
     case KILN_LS_STORE:

@@ -6,6 +6,7 @@
  *   infer-shapes    every value's dtype and shape; constants folded
  *   lower           graph IR -> loop IR (one kernel per node)
  *   simplify-index  index arithmetic folded, canonicalised, hoisted
+ *   schedule-threads  which loop of each kernel runs on the thread pool (target)
  *   plan-memory     workspace buffers placed by liveness
  * The backend (LLVM JIT or object, C printer) is the command's own last step. */
 #ifndef KILN_PIPELINE_H
@@ -21,6 +22,7 @@ typedef enum kiln_pass_id {
   KILN_PASS_INFER_SHAPES,
   KILN_PASS_LOWER,
   KILN_PASS_SIMPLIFY_INDEX,
+  KILN_PASS_SCHEDULE_THREADS,
   KILN_PASS_PLAN_MEMORY,
   KILN_PASS_COUNT
 } kiln_pass_id;
@@ -38,6 +40,7 @@ typedef struct kiln_pipeline_opts {
   kiln_pass_id until;      /* last pass run; NONE: plan-memory */
   kiln_pass_id dump_after; /* print the IR after this pass to `dump`; NONE: no dump */
   FILE *dump;           /* NULL: stderr */
+  const kiln_target *target; /* what to lower and schedule for; NULL: kiln_target_default() */
 } kiln_pipeline_opts;
 
 typedef struct kiln_pipeline {
