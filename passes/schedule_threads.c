@@ -17,7 +17,8 @@
  * with the parallel loop directly inside it, while there is one:
  *   for i in 0..A parallel: [decls] for j in 0..B parallel: body
  *   ->  for ij in 0..A*B parallel threads: li = ij / B; lj = ij % B; [decls] body
- * with i and j read from the index locals li and lj.  The decls (hoisted
+ * with i and j read from the index locals li and lj (declared only when
+ * read; with A = 1 the inner loop simply replaces the outer, i being 0).  The decls (hoisted
  * index arithmetic of i) move into the body unchanged; the inner loop
  * being parallel means no iteration assigns them.  Same values: every
  * (i, j) pair runs the same body once. */
@@ -81,14 +82,24 @@ static int64_t list_work(const kiln_ls *s) {
 
 typedef struct remap {
   int vo, vi;   /* loop vars replaced */
-  int lo, li;   /* by these locals */
+  int lo, li;   /* by these locals (-1: by the constant 0) */
+  int count;    /* 1: only count the uses (uo, ui) */
+  int uo, ui;
 } remap;
 
-static void remap_expr(kiln_lx *e, const remap *r, int depth) {
+static void remap_expr(kiln_lx *e, remap *r, int depth) {
   if (!e || depth > 10000) return;
   if (e->kind == KILN_LX_INDEX && (e->var == r->vo || e->var == r->vi)) {
-    e->kind = KILN_LX_LOCAL;
-    e->var = e->var == r->vo ? r->lo : r->li;
+    int outer = e->var == r->vo, local = outer ? r->lo : r->li;
+    if (r->count) {
+      *(outer ? &r->uo : &r->ui) += 1;
+    } else if (local < 0) {
+      e->kind = KILN_LX_CONST;
+      e->i = 0;
+    } else {
+      e->kind = KILN_LX_LOCAL;
+      e->var = local;
+    }
     return;
   }
   remap_expr(e->a, r, depth + 1);
@@ -96,7 +107,7 @@ static void remap_expr(kiln_lx *e, const remap *r, int depth) {
   remap_expr(e->c, r, depth + 1);
 }
 
-static void remap_list(kiln_ls *s, const remap *r) {
+static void remap_list(kiln_ls *s, remap *r) {
   for (; s; s = s->next) {
     remap_expr(s->index, r, 0);
     remap_expr(s->value, r, 0);
@@ -150,25 +161,50 @@ static kiln_ls *new_decl(kiln_program *p, int local, kiln_lx_op op, int var, int
   return s;
 }
 
-/* Rewrites `outer` in place into the collapsed loop (see the top). */
+/* Rewrites `outer` in place into the collapsed loop (see the top).  An
+ * outer loop of one iteration just gives way to the inner one (its index
+ * is 0); a local is declared only for an index the body reads. */
 static void collapse(kiln_program *p, kiln_kernel *k, kiln_ls *outer, kiln_ls *in) {
-  int64_t B = in->extent;
-  remap r = {outer->var, in->var, add_index_local(p, k), add_index_local(p, k)};
-  int v = k->nvars++;
-  /* decls of the outer body, then the inner body, under the new locals */
+  int64_t A = outer->extent, B = in->extent;
+  /* decls of the outer body, then the inner body */
   kiln_ls *head = outer->body == in ? in->body : outer->body;
   if (head != in->body) {
     kiln_ls *d = outer->body;
     while (d->next != in) d = d->next;
     d->next = in->body;
   }
+  remap r = {outer->var, in->var, -1, -1, 1, 0, 0};
   remap_list(head, &r);
-  kiln_ls *dl = new_decl(p, r.lo, KILN_BIN_DIV, v, B), *dj = new_decl(p, r.li, KILN_BIN_REM, v, B);
-  dl->next = dj;
-  dj->next = head;
-  outer->body = dl;
+  r.count = 0;
+  if (A == 1) {
+    r.vi = -1;
+    remap_list(head, &r); /* outer index -> 0; the inner index stays */
+    outer->body = head;
+    outer->var = in->var;
+    outer->extent = B;
+    return;
+  }
+  int v = k->nvars++;
+  kiln_ls *first = head;
+  if (r.ui) {
+    r.li = add_index_local(p, k);
+    kiln_ls *dj = new_decl(p, r.li, KILN_BIN_REM, v, B);
+    dj->next = first;
+    first = dj;
+  } else {
+    r.li = -1;
+  }
+  if (r.uo) {
+    r.lo = add_index_local(p, k);
+    kiln_ls *dl = new_decl(p, r.lo, KILN_BIN_DIV, v, B);
+    dl->next = first;
+    first = dl;
+  }
+  r.vi = r.ui ? r.vi : -1;
+  remap_list(head, &r);
+  outer->body = first;
   outer->var = v;
-  outer->extent = sat_mul(outer->extent, B);
+  outer->extent = sat_mul(A, B);
 }
 
 static int has_top_locals(const kiln_kernel *k) {
