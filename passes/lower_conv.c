@@ -183,13 +183,19 @@ static void channel_loop(kiln_lctx *L, const kiln_node *n, const conv_geom *g, i
  * row is exact).  A block that owns its input channels (one whole group
  * per block: depthwise) packs them itself, in the same parallel loop.
  * f16/bf16 outputs always sum in an f32 Yv. */
-enum { MB_MAX = 4, T_CH = 4, TILE_MAX = 1024, SINGLE_MAX = 32, S_MAX = 16 };
+enum { MB_MAX = 4, T_CH = 4, SINGLE_MAX = 32, S_MAX = 16 };
 
 /* The vector width VW (elements of the compute type in one vector) is the
  * target's (kiln_target_lanes: 16 f32 lanes for 64-byte vectors).  Which
  * loops run on threads is not decided here: the block and pack loops are
  * marked parallel (independent iterations) and the schedule-threads pass
- * hands one to the pool when the target says the work pays for it. */
+ * hands one to the pool when the target says the work pays for it.
+ * The tile (TILE_MAX positions) keeps the MB_MAX accumulated f32 rows in a
+ * third of the target's L1d: 1024 with 48 KiB. */
+static int64_t tile_max(const kiln_target *t) {
+  int64_t n = t->l1d_bytes / (3 * MB_MAX * (int64_t)sizeof(float));
+  return n < 256 ? 256 : n > 4096 ? 4096 : n;
+}
 
 typedef struct fconv {
   int sp;
@@ -319,14 +325,14 @@ static void emit_tile(kiln_lctx *L, const fconv *f, int single, kiln_lx *s0, kil
 }
 
 /* Tile length for n positions: n itself when small, else a divisor of n
- * in [TILE_MAX/4, TILE_MAX] (a multiple of VW if there is one), else
- * TILE_MAX with a shorter last tile. */
-static int64_t tile_len(int64_t n, int64_t vw) {
-  if (n <= TILE_MAX) return n;
+ * in [tmax/4, tmax] (a multiple of vw if there is one), else tmax with a
+ * shorter last tile; tmax is the target's TILE_MAX (tile_max). */
+static int64_t tile_len(int64_t n, int64_t vw, int64_t tmax) {
+  if (n <= tmax) return n;
   int64_t best = 0;
-  for (int64_t t = TILE_MAX; t >= TILE_MAX / 4; t--)
+  for (int64_t t = tmax; t >= tmax / 4; t--)
     if (n % t == 0 && (!best || (t % vw == 0 && best % vw != 0))) best = t;
-  return best ? best : TILE_MAX;
+  return best ? best : tmax;
 }
 
 /* Copies [j0, j1) of the last dim for the given last-dim phases: S at
@@ -526,7 +532,7 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
       emit_tile(L, &f, single, CI(s0), CI((R - 1) * OW), OW);
     }
   } else {
-    int64_t t = tile_len(f.V, VW), ntile = f.V / t, trem = f.V % t;
+    int64_t t = tile_len(f.V, VW, tile_max(L->target)), ntile = f.V / t, trem = f.V % t;
     kiln_lx *v0 = ntile > 1 ? IMUL(IDX(kiln_lb_for(B, ntile, seq_sched)), t) : CI(0);
     emit_tile(L, &f, single, v0, v0, t);
     if (ntile > 1) kiln_lb_end(B);
@@ -667,7 +673,7 @@ static int lower_convt_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   for (int j = 0; j < f.MB; j++)
     f.bias[j] = kiln_lb_decl(B, f.ct, bias ? kiln_lower_load(L, kiln_lower_buf(L, bias), IADD(LOCAL(m0), CI(j)))
                                            : kiln_lx_const_f(B, f.ct, 0));
-  int64_t t = tile_len(f.V, VW), ntile = f.V / t, trem = f.V % t;
+  int64_t t = tile_len(f.V, VW, tile_max(L->target)), ntile = f.V / t, trem = f.V % t;
   for (int64_t ph = 0; ph < nphase; ph++) {
     int64_t r[3], rest = ph, count = 1;
     for (int i = last; i >= 0; i--) {
