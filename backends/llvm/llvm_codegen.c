@@ -289,7 +289,7 @@ static void load_bases(cg *c, const kiln_program *p, const kiln_ls *body, LLVMVa
 static void prefer_width(cg *c, LLVMValueRef fn, const kiln_program *p) {
   char bits[16];
   if (p->target.vector_bytes <= 0) return;
-  int n = snprintf(bits, sizeof bits, "%d", getenv("KILN_PVW_TMP") ? atoi(getenv("KILN_PVW_TMP")) : p->target.vector_bytes * 8);
+  int n = snprintf(bits, sizeof bits, "%d", p->target.vector_bytes * 8);
   LLVMAttributeRef a = LLVMCreateStringAttribute(c->ctx, "prefer-vector-width", 19, bits, (unsigned)n);
   LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a);
 }
