@@ -15,6 +15,7 @@ Checked, each against something kiln did not compute:
       lower           loop IR still holding divisions by 1 (`/ 1`), every
                       workspace buffer at offset 0 (not yet planned);
       simplify-index  the same kernels without one `/ 1`;
+      schedule-threads  (listed in order; its own checks: passes.test_schedule_threads)
       plan-memory     workspace offsets such that no two buffers live in
                       the same kernel range overlap (liveness recomputed
                       here from the dump's own loads and stores), and the
@@ -37,7 +38,7 @@ import sys
 import onnx
 from onnx import shape_inference
 
-PASSES = ["import", "infer-shapes", "lower", "simplify-index", "plan-memory"]
+PASSES = ["import", "infer-shapes", "lower", "simplify-index", "schedule-threads", "plan-memory"]
 failures = []
 
 
