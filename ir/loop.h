@@ -122,6 +122,7 @@
 #include <stdio.h>
 
 #include "graph.h"
+#include "target.h"
 
 typedef enum kiln_buf_kind {
   KILN_BUF_INPUT,     /* supplied by the caller at run time */
@@ -186,8 +187,17 @@ typedef struct kiln_lx {
   struct kiln_lx *a, *b, *c;
 } kiln_lx;
 
+/* A loop's schedule: how to run it, never what it computes.  `parallel`
+ * is legality only: the lowering sets it on every loop whose iterations
+ * are independent (each writes its own elements, reads nothing another
+ * iteration writes, and assigns no local declared outside the loop), at
+ * any depth.  Whether threading pays is `threads`, set by the
+ * schedule-threads pass (passes/schedule_threads.c) from the target on at
+ * most one top-level parallel loop per kernel; printers hand exactly the
+ * loops with `threads` to the thread pool. */
 typedef struct kiln_sched {
-  int parallel;       /* iterations may run on different threads */
+  int parallel;       /* iterations are independent: may run on different threads */
+  int threads;        /* this loop runs on the thread pool (top level, parallel) */
   int vector;         /* vector width hint, 0 = backend's choice */
   int unroll;         /* unroll factor hint, 0 = backend's choice */
   int gpu;            /* 0: none; 1..3: block x/y/z; 4..6: thread x/y/z */
@@ -261,6 +271,7 @@ typedef struct kiln_program {
   int64_t workspace_bytes;   /* size of the activation arena */
   int64_t weights_bytes;     /* size of the packed weights (64-byte aligned entries) */
   int reductions_expanded;   /* set by kiln_expand_reduce: no REDUCE/COMBINE is left */
+  kiln_target target;        /* what it was lowered and scheduled for */
 } kiln_program;
 
 /* ---- building (used by the lowering) ---- */

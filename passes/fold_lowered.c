@@ -25,7 +25,8 @@ int kiln_fold_lowered(kiln_shape_ctx *c, kiln_node *n) {
   p->arena = &a;
   p->graph = g;
   kiln_diag d = {0};
-  kiln_lctx L = {.g = g, .d = &d};
+  p->target = kiln_target_default(); /* evaluated, never printed: any target computes the same values */
+  kiln_lctx L = {.g = g, .d = &d, .target = &p->target};
   L.b.p = p;
   L.buf_of = kiln_arena_array(&a, (size_t)g->nvalues + 1, sizeof *L.buf_of);
   for (int k = 0; k < n->nin; k++)

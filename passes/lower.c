@@ -56,8 +56,7 @@ void kiln_lower_begin(kiln_lctx *L, const kiln_node *n) {
 
 void kiln_lower_loops(kiln_lctx *L, const kiln_value *v, kiln_lx **idx) {
   for (int i = 0; i < v->rank; i++) {
-    kiln_sched s = {0};
-    s.parallel = i == 0;
+    kiln_sched s = {.parallel = 1}; /* one output element per iteration */
     idx[i] = kiln_lx_index(&L->b, kiln_lb_for(&L->b, v->dims[i], s));
   }
 }
@@ -93,7 +92,7 @@ kiln_lx *kiln_nest_for(kiln_lctx *L, kiln_nest *ns, int64_t extent, int par) {
   ns->opened[ns->depth++] = (char)open;
   if (!open) return kiln_lx_const_i(&L->b, 0);
   kiln_sched s = {0};
-  s.parallel = par && ns->nopen == 0;
+  s.parallel = par;
   ns->nopen++;
   return kiln_lx_index(&L->b, kiln_lb_for(&L->b, extent, s));
 }
@@ -153,11 +152,14 @@ static int copy_output(kiln_lctx *L, const kiln_value *v, kiln_buf *out, int ind
   return 0;
 }
 
-kiln_program *kiln_lower(kiln_graph *g, kiln_diag *d) {
+kiln_program *kiln_lower(kiln_graph *g, kiln_diag *d) { return kiln_lower_with(g, NULL, d); }
+
+kiln_program *kiln_lower_with(kiln_graph *g, const kiln_target *t, kiln_diag *d) {
   kiln_program *p = kiln_arena_alloc(&g->arena, sizeof *p);
   p->arena = &g->arena;
   p->graph = g;
-  kiln_lctx L = {.g = g, .d = d};
+  p->target = t ? *t : kiln_target_default();
+  kiln_lctx L = {.g = g, .d = d, .target = &p->target};
   L.b.p = p;
   L.buf_of = kiln_arena_array(&g->arena, (size_t)g->nvalues + 1, sizeof *L.buf_of);
   for (int i = 0; i < g->nvalues; i++) {

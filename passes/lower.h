@@ -12,12 +12,15 @@ typedef struct kiln_lctx {
   kiln_graph *g;
   kiln_diag *d;
   kiln_buf **buf_of;    /* by value id */
+  const kiln_target *target; /* what the code is for: vector width, caches (never NULL) */
 } kiln_lctx;
 
 /* lower: graph (static shapes) -> program; returns NULL with d set.  The
  * loop passes (expand_reduce, simplify_index, plan_memory) are run after it by the
  * pipeline (pipeline.h), not by kiln_lower. */
 kiln_program *kiln_lower(kiln_graph *g, kiln_diag *d);
+/* The same for target t (NULL: kiln_target_default()); p->target = *t. */
+kiln_program *kiln_lower_with(kiln_graph *g, const kiln_target *t, kiln_diag *d);
 /* plan_memory: places workspace buffers by liveness; sets workspace_bytes. */
 void kiln_plan_memory(kiln_program *p);
 /* simplify_index: folds, canonicalises and hoists i64 index math in every
@@ -27,6 +30,13 @@ void kiln_simplify_index(kiln_program *p);
  * lanes, or blocked f64 totals of f32 blocks; passes/expand_reduce.c) and
  * sets p->reductions_expanded.  Run right after kiln_lower. */
 void kiln_expand_reduce(kiln_program *p);
+/* schedule_threads: per kernel, sets `threads` on the top-level parallel
+ * loop worth running on the pool for p->target, collapsing a too-short
+ * one with the parallel loop inside it (passes/schedule_threads.c). */
+void kiln_schedule_threads(kiln_program *p);
+/* The work in s (a loop: its trip count times its body's), in the units
+ * target->thread_min_work is measured in. */
+int64_t kiln_schedule_work(const kiln_ls *s);
 
 /* Interval analysis of i64 index expressions (simplify_index.c, shared
  * with the loop-IR verifier): var_ext[v] is loop var v's extent, local_rng
@@ -93,7 +103,8 @@ kiln_lx *kiln_lower_bcast_offset(kiln_lctx *L, const kiln_value *in, int out_ran
 /* Compute type of an element: f16/bf16 widen to f32. */
 kiln_dtype kiln_lower_ctype(kiln_dtype t);
 /* Loop nests that leave out extent-1 loops (their index is the constant 0);
- * a loop is marked parallel only when asked and not inside another loop. */
+ * a loop is marked parallel when asked (its iterations are independent),
+ * at any depth. */
 typedef struct kiln_nest {
   int depth, nopen;
   char opened[64];

@@ -63,7 +63,7 @@ static kiln_lx *open_plane(kiln_lctx *L, const conv_geom *g, int *nv, int *mv) {
 /* The output loops and the output's sum (the loop IR's ADD reduction,
  * ir/loop.h), starting from B[m] or 0; close_outputs ends it. */
 static int open_outputs(kiln_lctx *L, const kiln_node *n, const conv_geom *g, int mv, kiln_lx **o) {
-  for (int i = 0; i < g->sp; i++) o[i] = IDX(kiln_lb_for(B, g->out[i], seq_sched));
+  for (int i = 0; i < g->sp; i++) o[i] = IDX(kiln_lb_for(B, g->out[i], par_sched)); /* one output each */
   kiln_dtype ct = kiln_lower_ctype(n->out[0]->dtype);
   const kiln_value *bias = n->nin > 2 ? n->in[2] : NULL;
   kiln_lx *init = bias ? kiln_lx_cast(B, ct, kiln_lx_load(B, kiln_lower_buf(L, bias), LOCAL(mv)))
@@ -143,13 +143,19 @@ static void channel_loop(kiln_lctx *L, const kiln_node *n, const conv_geom *g, i
  * row is exact).  A block that owns its input channels (one whole group
  * per block: depthwise) packs them itself, in the same parallel loop.
  * f16/bf16 outputs always sum in an f32 Yv. */
-enum { MB_MAX = 4, T_CH = 4, VW = 16, TILE_MAX = 1024, SINGLE_MAX = 32, S_MAX = 16 };
+enum { MB_MAX = 4, T_CH = 4, SINGLE_MAX = 32, S_MAX = 16 };
 
-/* Convolutions of fewer multiply-adds than this run on one thread: handing
- * a loop to the pool costs tens of microseconds on a busy 2-vCPU VM, more
- * than such a kernel takes (depthwise 3x3 on 960 x 7x7, 0.4 M, ran 45 us on
- * one thread and 94 us on two). */
-#define PAR_MIN_MACS 4000000
+/* The vector width VW (elements of the compute type in one vector) is the
+ * target's (kiln_target_lanes: 16 f32 lanes for 64-byte vectors).  Which
+ * loops run on threads is not decided here: the block and pack loops are
+ * marked parallel (independent iterations) and the schedule-threads pass
+ * hands one to the pool when the target says the work pays for it.
+ * The tile (TILE_MAX positions) keeps the MB_MAX accumulated f32 rows in a
+ * third of the target's L1d: 1024 with 48 KiB. */
+static int64_t tile_max(const kiln_target *t) {
+  int64_t n = t->l1d_bytes / (3 * MB_MAX * (int64_t)sizeof(float));
+  return n < 256 ? 256 : n > 4096 ? 4096 : n;
+}
 
 typedef struct fconv {
   int sp;
@@ -279,14 +285,14 @@ static void emit_tile(kiln_lctx *L, const fconv *f, int single, kiln_lx *s0, kil
 }
 
 /* Tile length for n positions: n itself when small, else a divisor of n
- * in [TILE_MAX/4, TILE_MAX] (a multiple of VW if there is one), else
- * TILE_MAX with a shorter last tile. */
-static int64_t tile_len(int64_t n) {
-  if (n <= TILE_MAX) return n;
+ * in [tmax/4, tmax] (a multiple of vw if there is one), else tmax with a
+ * shorter last tile; tmax is the target's TILE_MAX (tile_max). */
+static int64_t tile_len(int64_t n, int64_t vw, int64_t tmax) {
+  if (n <= tmax) return n;
   int64_t best = 0;
-  for (int64_t t = TILE_MAX; t >= TILE_MAX / 4; t--)
-    if (n % t == 0 && (!best || (t % VW == 0 && best % VW != 0))) best = t;
-  return best ? best : TILE_MAX;
+  for (int64_t t = tmax; t >= tmax / 4; t--)
+    if (n % t == 0 && (!best || (t % vw == 0 && best % vw != 0))) best = t;
+  return best ? best : tmax;
 }
 
 /* Copies [j0, j1) of the last dim for the given last-dim phases: S at
@@ -408,6 +414,7 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   /* an epilogue is applied once per element, in the pass out of Yv */
   int epi = kiln_lower_has_epilogue(n);
   if (epi) direct_y = 0;
+  const int64_t VW = kiln_target_lanes(L->target, f.ct);
   int single = g->Cg * g->ksz <= (g->Mg == 1 ? SINGLE_MAX : 1);
   int64_t OW = f.out[last], owr = (OW + VW - 1) / VW * VW, R = g->osz / OW;
   int rows = single && !direct_y && OW >= VW && f.ct == n->out[0]->dtype && !epi;
@@ -421,7 +428,6 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   f.x = X;
   f.w = kiln_lower_buf(L, n->in[1]);
   const kiln_value *bias = n->nin > 2 ? n->in[2] : NULL;
-  kiln_sched par = {.parallel = g->N * g->M * g->osz * g->Cg * g->ksz >= PAR_MIN_MACS};
   /* a block that owns its input channels (a whole group: depthwise) packs
    * them itself, sparing the pass over all channels before the blocks */
   int own = !direct_x && f.MB == g->Mg && g->G > 1;
@@ -436,7 +442,7 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
     f.scs = f.nph * f.psz;
     f.pk = kiln_lower_scratch(L, name, X->dtype, g->N * g->C * f.scs);
     if (!own) {
-      kiln_lx *nc = IDX(kiln_lb_for(B, g->N * g->C, par));
+      kiln_lx *nc = IDX(kiln_lb_for(B, g->N * g->C, par_sched));
       emit_pack(L, &f, g, nc);
       kiln_lb_end(B);
     }
@@ -451,7 +457,7 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   f.y = Yv;
 
   int64_t nb = g->M / f.MB;
-  kiln_lx *blk = IDX(kiln_lb_for(B, g->N * nb, par));
+  kiln_lx *blk = IDX(kiln_lb_for(B, g->N * nb, par_sched));
   int nv = kiln_lb_decl(B, KILN_DT_I64, nb == 1 ? blk : BIN(DIV, blk, CI(nb)));
   int m0 = kiln_lb_decl(B, KILN_DT_I64, nb == 1 ? CI(0) : IMUL(BIN(REM, blk, CI(nb)), f.MB));
   kiln_lx *grp = g->G == 1 ? CI(0) : BIN(DIV, LOCAL(m0), CI(g->Mg));
@@ -489,7 +495,7 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
       emit_tile(L, &f, single, CI(s0), CI((R - 1) * OW), OW);
     }
   } else {
-    int64_t t = tile_len(f.V), ntile = f.V / t, trem = f.V % t;
+    int64_t t = tile_len(f.V, VW, tile_max(L->target)), ntile = f.V / t, trem = f.V % t;
     kiln_lx *v0 = ntile > 1 ? IMUL(IDX(kiln_lb_for(B, ntile, seq_sched)), t) : CI(0);
     emit_tile(L, &f, single, v0, v0, t);
     if (ntile > 1) kiln_lb_end(B);
@@ -596,6 +602,7 @@ static int lower_convt_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   f.MB = 1;
   for (int64_t mb = MB_MAX; mb > 1; mb /= 2)
     if (g->Mg % mb == 0) { f.MB = mb; break; }
+  const int64_t VW = kiln_target_lanes(L->target, f.ct);
   f.V = (U[0] * f.vs[0] + VW - 1) / VW * VW;
   f.psz = f.V + maxoff;
   const kiln_buf *X = kiln_lower_buf(L, n->in[0]);
@@ -630,7 +637,7 @@ static int lower_convt_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   for (int j = 0; j < f.MB; j++)
     f.bias[j] = kiln_lb_decl(B, f.ct, bias ? kiln_lower_load(L, kiln_lower_buf(L, bias), IADD(LOCAL(m0), CI(j)))
                                            : kiln_lx_const_f(B, f.ct, 0));
-  int64_t t = tile_len(f.V), ntile = f.V / t, trem = f.V % t;
+  int64_t t = tile_len(f.V, VW, tile_max(L->target)), ntile = f.V / t, trem = f.V % t;
   for (int64_t ph = 0; ph < nphase; ph++) {
     int64_t r[3], rest = ph, count = 1;
     for (int i = last; i >= 0; i--) {

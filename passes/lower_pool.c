@@ -122,7 +122,7 @@ int kiln_lower_pool(kiln_lctx *L, const kiln_node *n) {
   kiln_lower_begin(L, n);
   kiln_lx *nc = IDX(kiln_lb_for(B, x->dims[0] * x->dims[1], par_sched));
   kiln_lx *o[3];
-  for (int i = 0; i < sp; i++) o[i] = IDX(kiln_lb_for(B, out[i], seq_sched));
+  for (int i = 0; i < sp; i++) o[i] = IDX(kiln_lb_for(B, out[i], par_sched)); /* one output each */
   int64_t taps = 1;
   for (int i = 0; i < sp; i++) taps *= K[i];
   /* the window's reduction: a max (NaN propagating) or an accurate sum
@@ -246,7 +246,7 @@ int kiln_lower_lrn(kiln_lctx *L, const kiln_node *n) {
   kiln_lower_begin(L, n);
   kiln_lx *nc = IDX(kiln_lb_for(B, x->dims[0] * C, par_sched));
   int c = kiln_lb_decl(B, KILN_DT_I64, BIN(REM, nc, CI(C)));
-  kiln_lx *i = IDX(kiln_lb_for(B, S, seq_sched));
+  kiln_lx *i = IDX(kiln_lb_for(B, S, par_sched)); /* one output each */
   kiln_lx *center = IADD(IMUL(nc, S), i);
   int acc = kiln_lb_reduce_begin(B, KILN_RED_ADD, ct, NULL, seq_sched);
   kiln_lx *j = IDX(kiln_lb_for(B, size, seq_sched));

@@ -363,7 +363,7 @@ int kiln_lower_resize(kiln_lctx *L, const kiln_node *n) {
   kiln_lower_begin(L, n);
   kiln_lx *idx[KILN_MAX_RANK];
   for (int d = 0; d < R.r; d++) {
-    kiln_sched sc = {.parallel = d == 0};
+    kiln_sched sc = {.parallel = 1}; /* one output element per iteration */
     idx[d] = kiln_lx_index(B, kiln_lb_for(B, y->dims[d], sc));
     if (R.ax[d].resized) emit_axis(L, &R, &R.ax[d], idx[d]);
   }

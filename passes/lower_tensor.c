@@ -16,7 +16,6 @@ int kiln_slice_params(kiln_shape_ctx *c, const kiln_node *n, int64_t *start, int
 #define B (&L->b)
 
 static const kiln_sched PAR = {.parallel = 1};
-static const kiln_sched SEQ = {0};
 
 static kiln_lx *ci(kiln_lctx *L, int64_t v) { return kiln_lx_const_i(B, v); }
 static kiln_lx *iadd(kiln_lctx *L, kiln_lx *a, kiln_lx *b) { return kiln_lx_iadd(B, a, b); }
@@ -55,14 +54,13 @@ static void strides_of(const kiln_value *v, int64_t *st) {
 
 /* dst[o * dst_row + dst_off + j] = src[o * src_row + src_off + j] for
  * o < outer, j < len: Concat's and Split's pieces, one contiguous run per
- * outer index.  The parallel loop is the outer one, or the run itself when
- * there is a single row. */
+ * outer index; both loops are parallel (independent iterations). */
 static void copy_rows(kiln_lctx *L, const kiln_node *n, int slot, int64_t dst_row, int64_t dst_off, kiln_buf *src, int64_t src_row,
                       int64_t src_off, int64_t outer, int64_t len) {
   if (outer <= 0 || len <= 0) return;
   kiln_lx *o = NULL;
   if (outer > 1) o = kiln_lx_index(B, kiln_lb_for(B, outer, PAR));
-  kiln_lx *j = kiln_lx_index(B, kiln_lb_for(B, len, outer > 1 ? SEQ : PAR));
+  kiln_lx *j = kiln_lx_index(B, kiln_lb_for(B, len, PAR));
   kiln_lx *di = ci(L, dst_off), *si = ci(L, src_off);
   if (o) {
     di = iadd(L, imul(L, o, dst_row), di);
@@ -103,7 +101,7 @@ int kiln_lower_transpose(kiln_lctx *L, const kiln_node *n) {
   kiln_lower_begin(L, n);
   kiln_lx *oo = ci(L, 0), *io = ci(L, 0);
   for (int g = 0; g < ng; g++) {
-    kiln_lx *v = kiln_lx_index(B, kiln_lb_for(B, gdim[g], g == 0 ? PAR : SEQ));
+    kiln_lx *v = kiln_lx_index(B, kiln_lb_for(B, gdim[g], PAR));
     oo = iadd(L, imul(L, oo, gdim[g]), v);
     io = iadd(L, io, imul(L, v, gstr[g]));
   }
@@ -341,7 +339,7 @@ int kiln_lower_gather(kiln_lctx *L, const kiln_node *n) {
       gd = kiln_lb_decl(B, KILN_DT_I64, iclamp(L, g, 0, dim - 1));
     }
     if (d == y->rank) break;
-    idx[d] = kiln_lx_index(B, kiln_lb_for(B, y->dims[d], d == 0 ? PAR : SEQ));
+    idx[d] = kiln_lx_index(B, kiln_lb_for(B, y->dims[d], PAR));
   }
   kiln_lx *v;
   if (dim == 0) { /* every index is out of range: nothing to read */

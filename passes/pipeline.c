@@ -1,6 +1,6 @@
 /* The pipeline: import -> infer-shapes -> lower -> expand-reduce ->
- * simplify-index -> plan-memory, read top to bottom in kiln_pipeline_run
- * (as QBE's main.c reads).  Commands used to repeat this sequence each in their own way;
+ * simplify-index -> schedule-threads -> plan-memory, read top to bottom in
+ * kiln_pipeline_run (as QBE's main.c reads).  Commands used to repeat this sequence each in their own way;
  * now they differ only in how they bind their inputs (the bind callback)
  * and in the backend they hand the program to.  --dump-after prints the IR
  * after one pass: graph IR (ir/print.c) after a graph pass, loop IR
@@ -21,6 +21,7 @@ static const char *const names[KILN_PASS_COUNT] = {
     [KILN_PASS_LOWER] = "lower",
     [KILN_PASS_EXPAND_REDUCE] = "expand-reduce",
     [KILN_PASS_SIMPLIFY_INDEX] = "simplify-index",
+    [KILN_PASS_SCHEDULE_THREADS] = "schedule-threads",
     [KILN_PASS_PLAN_MEMORY] = "plan-memory",
 };
 
@@ -33,7 +34,7 @@ kiln_pass_id kiln_pass_lookup(const char *s) {
 }
 
 const char *kiln_pass_list(void) {
-  return "import, infer-shapes, lower, expand-reduce, simplify-index, plan-memory";
+  return "import, infer-shapes, lower, expand-reduce, simplify-index, schedule-threads, plan-memory";
 }
 
 /* True when pass id is in opts' range. */
@@ -75,7 +76,7 @@ int kiln_pipeline_run(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_diag
     dump(o, out, KILN_PASS_INFER_SHAPES);
   }
   if (wanted(o, KILN_PASS_LOWER)) {
-    if (!(out->program = kiln_lower(g, d))) return -1;
+    if (!(out->program = kiln_lower_with(g, o->target, d))) return -1;
     dump(o, out, KILN_PASS_LOWER);
     if (verify && kiln_loop_verify(out->program, d)) return -1;
   }
@@ -88,6 +89,11 @@ int kiln_pipeline_run(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_diag
   if (wanted(o, KILN_PASS_SIMPLIFY_INDEX)) {
     kiln_simplify_index(out->program);
     dump(o, out, KILN_PASS_SIMPLIFY_INDEX);
+    if (verify && kiln_loop_verify(out->program, d)) return -1;
+  }
+  if (wanted(o, KILN_PASS_SCHEDULE_THREADS)) {
+    kiln_schedule_threads(out->program);
+    dump(o, out, KILN_PASS_SCHEDULE_THREADS);
     if (verify && kiln_loop_verify(out->program, d)) return -1;
   }
   if (wanted(o, KILN_PASS_PLAN_MEMORY)) {

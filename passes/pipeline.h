@@ -7,6 +7,7 @@
  *   lower           graph IR -> loop IR (one kernel per node)
  *   expand-reduce   reductions -> CPU accumulator code (plain, lanes, blocked f64 sums)
  *   simplify-index  index arithmetic folded, canonicalised, hoisted
+ *   schedule-threads  which loop of each kernel runs on the thread pool (target)
  *   plan-memory     workspace buffers placed by liveness
  * The backend (LLVM JIT or object, C printer) is the command's own last step. */
 #ifndef KILN_PIPELINE_H
@@ -23,6 +24,7 @@ typedef enum kiln_pass_id {
   KILN_PASS_LOWER,
   KILN_PASS_EXPAND_REDUCE,
   KILN_PASS_SIMPLIFY_INDEX,
+  KILN_PASS_SCHEDULE_THREADS,
   KILN_PASS_PLAN_MEMORY,
   KILN_PASS_COUNT
 } kiln_pass_id;
@@ -40,6 +42,7 @@ typedef struct kiln_pipeline_opts {
   kiln_pass_id until;      /* last pass run; NONE: plan-memory */
   kiln_pass_id dump_after; /* print the IR after this pass to `dump`; NONE: no dump */
   FILE *dump;           /* NULL: stderr */
+  const kiln_target *target; /* what to lower and schedule for; NULL: kiln_target_default() */
 } kiln_pipeline_opts;
 
 typedef struct kiln_pipeline {

@@ -68,6 +68,7 @@ typedef struct kiln_model_opts {
   int dump_after;        /* --dump-after: a kiln_pass_id; 0 (KILN_PASS_NONE): none */
   int dumped;            /* out: the IR after dump_after was printed */
   kiln_program *program; /* out, with `lower` */
+  const kiln_target *target; /* with `lower`: what to lower for (NULL: kiln_target_default()) */
 } kiln_model_opts;
 kiln_graph *kiln_cli_load(const char *path, kiln_model_opts *o, kiln_diag *d);
 /* --dump-after VALUE (every command that compiles): 0 with *pass set; 2

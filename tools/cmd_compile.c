@@ -169,7 +169,8 @@ int kiln_cmd_compile(int argc, char **argv) {
   void *obj = NULL;
   char *header = NULL;
   unsigned char *weights = NULL;
-  kiln_model_opts o = {.bind = &bind, .static_shapes = 1, .lower = 1, .dump_after = dump_after};
+  kiln_target target = kiln_llvm_target(portable);
+  kiln_model_opts o = {.bind = &bind, .static_shapes = 1, .lower = 1, .dump_after = dump_after, .target = &target};
   kiln_graph *g = NULL;
   if (kiln_out_dir_check(outdir, &d)) goto fail;
   g = kiln_cli_load(path, &o, &d); /* the pipeline, through plan-memory */

@@ -210,7 +210,8 @@ int kiln_cmd_emit_c(int argc, char **argv) {
   char tmp[4096] = "";
   kiln_c_output out = {0};
   char *main_c = NULL;
-  kiln_model_opts o = {.bind = &bind, .static_shapes = 1, .lower = 1, .dump_after = dump_after};
+  kiln_target target = kiln_target_c();
+  kiln_model_opts o = {.bind = &bind, .static_shapes = 1, .lower = 1, .dump_after = dump_after, .target = &target};
   kiln_graph *g = NULL;
   if (kiln_out_dir_check(outdir, &d)) goto fail;
   g = kiln_cli_load(path, &o, &d); /* the pipeline, through plan-memory */

@@ -240,7 +240,9 @@ int kiln_cmd_run(int argc, char **argv) {
   run_inputs ri = {.bind = &bind, .nin = nin, .in_names = in_names, .in_files = in_files, .tensors = tensors,
                    .path = path};
   kiln_pipeline pl;
-  kiln_pipeline_opts po = {.path = path, .bind = bind_inputs, .bind_ctx = &ri, .dump_after = (kiln_pass_id)dump_after};
+  kiln_target target = kiln_llvm_target(0);
+  kiln_pipeline_opts po = {.path = path, .bind = bind_inputs, .bind_ctx = &ri, .dump_after = (kiln_pass_id)dump_after,
+                           .target = &target};
   int prc = kiln_pipeline_run(&po, &pl, &d);
   g = pl.graph;
   if (prc) goto fail;

@@ -143,7 +143,8 @@ int kiln_run_volume(const char *model, const kiln_volume_opts *o, int threads, c
   if (!grid || kiln_volume_resample(canon, cn.n, grid, m)) { kiln_error(&d, NULL, "%s: out of memory", src); goto fail; }
   /* The rest of the pipeline (the graph is imported and bound above). */
   kiln_pipeline pl;
-  kiln_pipeline_opts po = {.graph = g, .dump_after = (kiln_pass_id)o->dump_after};
+  kiln_target target = kiln_llvm_target(0);
+  kiln_pipeline_opts po = {.graph = g, .dump_after = (kiln_pass_id)o->dump_after, .target = &target};
   if (kiln_pipeline_run(&po, &pl, &d)) goto fail;
   if (!(p = pl.program) || !(jit = kiln_llvm_jit_compile(p, &d))) goto fail;
   if (kiln_llvm_jit_set_threads(jit, threads)) { kiln_error(&d, NULL, "cannot start %d threads", threads); goto fail; }

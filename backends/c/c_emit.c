@@ -467,10 +467,10 @@ static void kernel(emitter *e, const kiln_kernel *k) {
   int par = e->o->threads && !top_level_locals(k);
   e->k = k;
   kernel_comment(e, k);
-  if (par) { /* outlined bodies of the top-level parallel loops */
+  if (par) { /* outlined bodies of the top-level loops marked `threads` */
     int j = 0;
     for (const kiln_ls *s = k->body; s; s = s->next) {
-      if (s->kind != KILN_LS_FOR || !s->sched.parallel) continue;
+      if (s->kind != KILN_LS_FOR || !s->sched.threads) continue;
       fprintf(f, "static void %s_p%d(void *arg, int64_t lo, int64_t hi) {\n  void **bufs = (void **)arg;\n", k->name, j++);
       kiln_ls one = *s;
       one.next = NULL;
@@ -489,7 +489,7 @@ static void kernel(emitter *e, const kiln_kernel *k) {
     for (const kiln_ls *s = k->body; s; s = s->next) {
       kiln_ls one = *s;
       one.next = NULL;
-      if (s->kind == KILN_LS_FOR && s->sched.parallel) {
+      if (s->kind == KILN_LS_FOR && s->sched.threads) {
         fprintf(f, "  if (par->fn) par->fn(par->ctx, %s_p%d, bufs, %" PRId64 ");\n", k->name, j, s->extent);
         fprintf(f, "  else %s_p%d(bufs, 0, %" PRId64 ");\n", k->name, j, s->extent);
         j++;

@@ -9,6 +9,13 @@
 
 typedef struct kiln_llvm_jit kiln_llvm_jit;
 
+/* The CPU this backend generates code for, as a target description: the
+ * one the JIT and `kiln compile` use (KILN_CPU, else this host), or the
+ * x86-64 baseline when portable is set; its vector width is the widest
+ * vector register that CPU has, and the code generated for it uses it
+ * (the functions' prefer-vector-width). */
+kiln_target kiln_llvm_target(int portable);
+
 /* Compiles p.  The program must outlive the JIT (weights are referenced,
  * not copied).  NULL with d set on failure. */
 kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d);

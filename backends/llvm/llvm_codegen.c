@@ -272,7 +272,18 @@ static void load_bases(cg *c, const kiln_program *p, const kiln_ls *body, LLVMVa
   }
 }
 
-/* A kernel's top-level parallel loop may be outlined into a function over
+/* The target's vector width as the loop and SLP vectorisers' preference:
+ * LLVM's tuning for some CPUs (Intel server cores) prefers 256-bit vectors
+ * even where 512-bit ones exist; the target description decides. */
+static void prefer_width(cg *c, LLVMValueRef fn, const kiln_program *p) {
+  char bits[16];
+  if (p->target.vector_bytes <= 0) return;
+  int n = snprintf(bits, sizeof bits, "%d", p->target.vector_bytes * 8);
+  LLVMAttributeRef a = LLVMCreateStringAttribute(c->ctx, "prefer-vector-width", 19, bits, (unsigned)n);
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a);
+}
+
+/* A kernel's top-level loop marked `threads` (schedule-threads) is outlined into a function over
  * a range of iterations when no local of the kernel crosses into it. */
 static int outlinable(const kiln_kernel *k) {
   for (const kiln_ls *s = k->body; s; s = s->next)
@@ -291,6 +302,7 @@ static LLVMValueRef outline(cg *c, const kiln_program *p, const kiln_kernel *kn,
   LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(c->b);
   LLVMValueRef fn = LLVMAddFunction(c->mod, name, fty);
   LLVMSetLinkage(fn, LLVMInternalLinkage);
+  prefer_width(c, fn, p);
   c->fn = fn;
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
   kiln_ls one = *s;
@@ -324,6 +336,7 @@ int kiln_llvm_codegen(cg *c, const kiln_program *p) {
     const kiln_kernel *kn = p->kernels[k];
     c->fn = fns[k] = LLVMAddFunction(c->mod, kn->name, fty);
     LLVMSetLinkage(c->fn, LLVMInternalLinkage);
+    prefer_width(c, c->fn, p);
     c->index = calloc((size_t)kn->nvars + 1, sizeof *c->index);
     c->local = calloc((size_t)kn->nlocals + 1, sizeof *c->local);
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
@@ -334,7 +347,7 @@ int kiln_llvm_codegen(cg *c, const kiln_program *p) {
       LLVMValueRef pool = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, bufs, &idx, 1, ""), "pool");
       int j = 0;
       for (const kiln_ls *s = kn->body; s; s = s->next) {
-        if (s->kind == KILN_LS_FOR && s->sched.parallel) {
+        if (s->kind == KILN_LS_FOR && s->sched.threads) {
           LLVMValueRef body = outline(c, p, kn, s, j++, used);
           LLVMValueRef args[4] = {pool, body, bufs, LLVMConstInt(i64, (unsigned long long)s->extent, 1)};
           LLVMBuildCall2(c->b, pfty, parallel_for_decl(c), args, 4, "");

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kiln_llvm.h"
 #include "llvm_internal.h"
 
 static LLVMValueRef k32(cg *c, uint32_t v) { return LLVMConstInt(LLVMInt32TypeInContext(c->ctx), v, 0); }
@@ -96,6 +97,64 @@ void kiln_llvm_target_cpu(char **cpu, char **features) {
 void kiln_llvm_target_cpu_free(char *cpu, char *features) {
   LLVMDisposeMessage(cpu);
   LLVMDisposeMessage(features);
+}
+
+/* The widest vector register of cpu (with features) in bytes: LLVM has
+ * no C API for a named CPU's features (KILN_CPU gives no feature string),
+ * so ask its code generator.  A <16 x float> add is printed as one zmm
+ * instruction with AVX-512, two ymm with AVX, four xmm otherwise; the
+ * assembly of that one function says which. */
+static int vector_bytes(const char *triple, const char *cpu, const char *features) {
+  LLVMTargetRef target;
+  char *err = NULL;
+  if (LLVMGetTargetFromTriple(triple, &target, &err)) {
+    LLVMDisposeMessage(err);
+    return 16;
+  }
+  LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, cpu, features, LLVMCodeGenLevelDefault,
+                                                    LLVMRelocDefault, LLVMCodeModelDefault);
+  if (!tm) return 16;
+  LLVMContextRef ctx = LLVMContextCreate();
+  LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("probe", ctx);
+  LLVMSetTarget(mod, triple);
+  LLVMTypeRef v16 = LLVMVectorType(LLVMFloatTypeInContext(ctx), 16), ptr = LLVMPointerTypeInContext(ctx, 0);
+  LLVMValueRef fn = LLVMAddFunction(mod, "probe", LLVMFunctionType(LLVMVoidTypeInContext(ctx), &ptr, 1, 0));
+  LLVMBuilderRef b = LLVMCreateBuilderInContext(ctx);
+  LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(ctx, fn, "entry"));
+  LLVMValueRef v = LLVMBuildLoad2(b, v16, LLVMGetParam(fn, 0), "");
+  LLVMBuildStore(b, LLVMBuildFAdd(b, v, v, ""), LLVMGetParam(fn, 0));
+  LLVMBuildRetVoid(b);
+  LLVMDisposeBuilder(b);
+  LLVMMemoryBufferRef asm_text = NULL;
+  int bytes = 16;
+  if (!LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMAssemblyFile, &err, &asm_text)) {
+    size_t n = LLVMGetBufferSize(asm_text);
+    const char *t = LLVMGetBufferStart(asm_text);
+    for (size_t i = 0; i + 3 <= n; i++) {
+      if (!memcmp(t + i, "zmm", 3)) { bytes = 64; break; }
+      if (!memcmp(t + i, "ymm", 3)) bytes = 32;
+    }
+    LLVMDisposeMemoryBuffer(asm_text);
+  } else {
+    LLVMDisposeMessage(err);
+  }
+  LLVMDisposeModule(mod);
+  LLVMContextDispose(ctx);
+  LLVMDisposeTargetMachine(tm);
+  return bytes;
+}
+
+kiln_target kiln_llvm_target(int portable) {
+  LLVMInitializeNativeTarget();
+  LLVMInitializeNativeAsmPrinter();
+  char *cpu, *features;
+  kiln_llvm_target_cpu(&cpu, &features); /* KILN_CPU or the host */
+  const char *c = portable ? "x86-64" : cpu, *f = portable ? "" : features;
+  char *triple = LLVMGetDefaultTargetTriple();
+  kiln_target t = kiln_target_cpu(c, vector_bytes(triple, c, f), kiln_target_host_cores());
+  LLVMDisposeMessage(triple);
+  kiln_llvm_target_cpu_free(cpu, features);
+  return t;
 }
 
 /* Symbols generated code may call: libm (what LLVM's math intrinsics and

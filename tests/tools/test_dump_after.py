@@ -17,6 +17,7 @@ Checked, each against something kiln did not compute:
                       reductions (`reduce add`, `combine`);
       expand-reduce   the same kernels with no reduction left;
       simplify-index  the same kernels without one `/ 1`;
+      schedule-threads  (listed in order; its own checks: passes.test_schedule_threads)
       plan-memory     workspace offsets such that no two buffers live in
                       the same kernel range overlap (liveness recomputed
                       here from the dump's own loads and stores), and the
@@ -39,7 +40,7 @@ import sys
 import onnx
 from onnx import shape_inference
 
-PASSES = ["import", "infer-shapes", "lower", "expand-reduce", "simplify-index", "plan-memory"]
+PASSES = ["import", "infer-shapes", "lower", "expand-reduce", "simplify-index", "schedule-threads", "plan-memory"]
 failures = []
 
 
