@@ -67,7 +67,10 @@ int64_t kiln_schedule_work(const kiln_ls *s) {
     int64_t a = list_work(s->body), b = list_work(s->orelse);
     return sat_add(expr_cost(s->value, &budget), a > b ? a : b);
   }
-  case KILN_LS_BARRIER: return 0;
+  case KILN_LS_REDUCE: return sat_add(expr_cost(s->value, &budget), list_work(s->body));
+  case KILN_LS_COMBINE: return 1 + expr_cost(s->value, &budget);
+  case KILN_LS_BARRIER:
+  case KILN_LS_ALLOC: return 0;
   }
   return 0;
 }
