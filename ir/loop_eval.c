@@ -163,11 +163,18 @@ static kv binary(ev *E, const kiln_lx *e) {
   return r;
 }
 
+/* A buffer's memory: a view's is its root's, from its offset on. */
+static void *buf_mem(const ev *E, const kiln_buf *b) {
+  int64_t off;
+  const kiln_buf *r = kiln_buf_root(b, &off);
+  return (char *)E->bufs[r->id] + off;
+}
+
 static kv load(ev *E, const kiln_lx *e) {
   kv r = {0, 0}, idx = eval(E, e->a);
   const kiln_buf *b = e->buf;
   if (idx.i < 0 || idx.i >= b->numel) { E->bad = 1; return r; }
-  const void *p = E->bufs[b->id];
+  const void *p = buf_mem(E, b);
   if (kiln_dtype_is_float(b->dtype)) r.f = kiln_dtype_load_f(b->dtype, p, (size_t)idx.i);
   else r.i = b->dtype == KILN_DT_BOOL ? kiln_dtype_load_i(b->dtype, p, (size_t)idx.i) != 0
                                       : kiln_dtype_load_i(b->dtype, p, (size_t)idx.i);
@@ -205,8 +212,8 @@ static void run(ev *E, const kiln_ls *s) {
     case KILN_LS_STORE: {
       kv idx = eval(E, s->index), v = eval(E, s->value);
       if (idx.i < 0 || idx.i >= s->buf->numel) { E->bad = 1; break; }
-      if (kiln_dtype_is_float(s->buf->dtype)) kiln_dtype_store_f(s->buf->dtype, E->bufs[s->buf->id], (size_t)idx.i, v.f);
-      else kiln_dtype_store_i(s->buf->dtype, E->bufs[s->buf->id], (size_t)idx.i, v.i);
+      if (kiln_dtype_is_float(s->buf->dtype)) kiln_dtype_store_f(s->buf->dtype, buf_mem(E, s->buf), (size_t)idx.i, v.f);
+      else kiln_dtype_store_i(s->buf->dtype, buf_mem(E, s->buf), (size_t)idx.i, v.i);
       break;
     }
     case KILN_LS_DECL:

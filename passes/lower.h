@@ -7,18 +7,33 @@
 
 #include "../ir/loop.h"
 
+/* Which values share another's bytes (passes/views.c): by value id, the
+ * value whose storage it is a view of (NULL: its own storage) and the
+ * byte offset in it. */
+typedef struct kiln_views {
+  const kiln_value **root;
+  int64_t *offset;
+} kiln_views;
+
 typedef struct kiln_lctx {
   kiln_lb b;            /* the builder; b.p is the program */
   kiln_graph *g;
   kiln_diag *d;
   kiln_buf **buf_of;    /* by value id */
+  const kiln_views *views; /* NULL: every value its own storage (constant folding) */
+  const char *mutated;  /* by value id: updated in place (state); NULL: none */
 } kiln_lctx;
+
+/* views: the values that become views instead of copies (see views.c). */
+kiln_views *kiln_plan_views(kiln_graph *g);
 
 /* lower: graph (static shapes) -> program; returns NULL with d set.  The
  * loop passes (simplify_index, plan_memory) are run after it by the
  * pipeline (pipeline.h), not by kiln_lower. */
 kiln_program *kiln_lower(kiln_graph *g, kiln_diag *d);
-/* plan_memory: places workspace buffers by liveness; sets workspace_bytes. */
+/* plan_memory: places workspace buffers by liveness (a view and its root
+ * as one allocation), packs weights and state; sets workspace_bytes,
+ * weights_bytes, state_bytes. */
 void kiln_plan_memory(kiln_program *p);
 /* simplify_index: folds, canonicalises and hoists i64 index math in every
  * kernel; same values computed (see passes/simplify_index.c). */

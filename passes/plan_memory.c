@@ -1,8 +1,11 @@
 /* plan_memory: program -> program whose workspace buffers have offsets in
  * one activation arena, reusing memory between buffers whose live ranges
  * (first write .. last read, in kernel order) do not overlap (greedy
- * placement by decreasing size, 64-byte aligned), and whose weights have
- * offsets in one packed weights blob. */
+ * placement by decreasing size, 64-byte aligned), whose weights have
+ * offsets in one packed weights blob and whose state buffers have offsets
+ * in one state blob.  A view (kiln_buf.view_of) is no allocation: its
+ * reads and writes count for its root, whose live range is the union of
+ * all of theirs; its offset is then its root's plus its own. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +16,7 @@ typedef struct live { kiln_buf *b; int first, last; int64_t size; } live;
 static void mark_lx(const kiln_lx *e, int k, live *lv) {
   if (!e) return;
   if (e->kind == KILN_LX_LOAD) {
-    live *l = &lv[e->buf->id];
+    live *l = &lv[kiln_buf_root(e->buf, NULL)->id];
     if (l->first < 0) l->first = k;
     if (k > l->last) l->last = k;
   }
@@ -25,7 +28,7 @@ static void mark_lx(const kiln_lx *e, int k, live *lv) {
 static void mark_ls(const kiln_ls *s, int k, live *lv) {
   for (; s; s = s->next) {
     if (s->kind == KILN_LS_STORE) {
-      live *l = &lv[s->buf->id];
+      live *l = &lv[kiln_buf_root(s->buf, NULL)->id];
       if (l->first < 0) l->first = k;
       if (k > l->last) l->last = k;
     }
@@ -54,7 +57,7 @@ void kiln_plan_memory(kiln_program *p) {
   }
   for (int k = 0; k < p->nkernels; k++) mark_ls(p->kernels[k]->body, k, lv);
   for (int i = 0; i < p->nbufs; i++)
-    if (p->bufs[i]->kind == KILN_BUF_WORKSPACE) order[n++] = &lv[i];
+    if (p->bufs[i]->kind == KILN_BUF_WORKSPACE && !p->bufs[i]->view_of) order[n++] = &lv[i];
   qsort(order, (size_t)n, sizeof *order, by_size);
   int64_t total = 0;
   for (int i = 0; i < n; i++) {
@@ -86,6 +89,24 @@ void kiln_plan_memory(kiln_program *p) {
     w += (b->numel * (int64_t)kiln_dtype_size(b->dtype) + 63) & ~(int64_t)63;
   }
   p->weights_bytes = w;
+  /* state: packed in buffer order, each 64-byte aligned */
+  int64_t st = 0;
+  for (int i = 0; i < p->nbufs; i++) {
+    kiln_buf *b = p->bufs[i];
+    if (b->kind != KILN_BUF_STATE || b->view_of) continue;
+    b->offset = st;
+    st += (b->numel * (int64_t)kiln_dtype_size(b->dtype) + 63) & ~(int64_t)63;
+  }
+  p->state_bytes = st;
+  /* views: their root's offset plus their own (meaningful for workspace
+   * roots; printers address every view as root + view offset) */
+  for (int i = 0; i < p->nbufs; i++) {
+    kiln_buf *b = p->bufs[i];
+    if (!b->view_of) continue;
+    int64_t off;
+    const kiln_buf *r = kiln_buf_root(b, &off);
+    b->offset = r->offset + off;
+  }
   free(lv);
   free(order);
 }
