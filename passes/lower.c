@@ -179,6 +179,14 @@ static int check_aliases(kiln_lctx *L) {
                              : L->mutated[s->id] || s->aliases ? "it is updated in place twice"
                                                                : "their types differ");
     mutated[s->id] = 1;
+    /* SSA: nodes reading s expect its contents before the update */
+    for (int j = 0, after = 0; j < g->nnodes; j++) {
+      const kiln_node *r = g->nodes[j];
+      if (r == n) { after = 1; continue; }
+      for (int k = 0; after && k < r->nin; k++)
+        if (r->in[k] == s)
+          return kiln_lower_fail(L, r, "reads '%s' after node '%s' updated it in place", s->name, n->name);
+    }
   }
   return 0;
 }
