@@ -159,7 +159,7 @@ kiln_rt_status kiln_rt_create(const int64_t *layout, void (*kernels)(void **), c
   m->kernels = kernels;
   m->bufs = calloc((size_t)nbufs + 1, sizeof *m->bufs);
   m->workspace = malloc((size_t)ws + 64);
-  if (sbytes > 0) m->state = aligned_alloc(64, ((size_t)sbytes + 63) & ~(size_t)63);
+  if (sbytes > 0 && posix_memalign(&m->state, 64, (size_t)sbytes) != 0) m->state = NULL;
   if (!m->bufs || !m->workspace || (sbytes > 0 && !m->state)) { kiln_rt_destroy(m); return KILN_RT_ERR_NOMEM; }
   if (wbytes + sbytes > 0) { /* the weights, then the state's initial contents */
     if (!weights_path) { kiln_rt_destroy(m); return KILN_RT_ERR_WEIGHTS; }
