@@ -1,11 +1,19 @@
 /* The loop IR: what every backend prints.
  *
  * A program is a table of buffers (flat, typed arrays: inputs, outputs,
- * weights, workspace) and an ordered list of kernels.  A kernel is a tree
+ * weights, workspace, state) and an ordered list of kernels.  A kernel is a tree
  * of statements: counted loops (with a schedule: parallel, vector width,
  * unroll, GPU binding), stores of expressions into buffers, scalar locals
  * (accumulators), and conditionals.  Expressions are typed trees: constants,
  * loop indices, locals, loads, unary/binary math, selects and casts.
+ *
+ * State buffers (KILN_BUF_STATE) persist across runs of one model
+ * instance: the runner sets them to their initial contents once, kernels
+ * read and write them, and each instance (JIT, compiled runtime model,
+ * emit-c caller's state memory) has its own; they are packed in a state
+ * blob (kiln_program.state_bytes).  A view (kiln_buf.view_of) shares its
+ * root's bytes at an offset instead of having storage; every printer
+ * addresses it as root + offset (kiln_buf_root).  See ir/README.md.
  *
  * All op semantics live in the lowering (passes/lower_*.c, the `lower` and
  * `scalar` columns of ops.def); printers (LLVM, C, CUDA) translate this IR
