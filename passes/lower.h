@@ -35,6 +35,9 @@ kiln_program *kiln_lower(kiln_graph *g, kiln_diag *d);
  * as one allocation), packs weights and state; sets workspace_bytes,
  * weights_bytes, state_bytes. */
 void kiln_plan_memory(kiln_program *p);
+/* plan_inplace: whether kernel k may write `out` over `in`'s memory,
+ * element by element (see plan_inplace.c). */
+int kiln_inplace_ok(const kiln_kernel *k, const kiln_buf *out, const kiln_buf *in);
 /* simplify_index: folds, canonicalises and hoists i64 index math in every
  * kernel; same values computed (see passes/simplify_index.c). */
 void kiln_simplify_index(kiln_program *p);

@@ -5,7 +5,9 @@
  * offsets in one packed weights blob and whose state buffers have offsets
  * in one state blob.  A view (kiln_buf.view_of) is no allocation: its
  * reads and writes count for its root, whose live range is the union of
- * all of theirs; its offset is then its root's plus its own. */
+ * all of theirs; its offset is then its root's plus its own.  A buffer an
+ * elementwise kernel may write over its dying input (plan_inplace.c) takes
+ * that input's memory. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +41,50 @@ static void mark_ls(const kiln_ls *s, int k, live *lv) {
   }
 }
 
+/* In place: a workspace buffer first written by the kernel that last
+ * reads another of the same size, when that kernel may overwrite it
+ * element by element (kiln_inplace_ok), shares its memory: host[i] is the
+ * buffer whose allocation i uses (-1: its own), and the host's live range
+ * grows to cover i's.  Buffers with views stay out of it. */
+static int *plan_inplace(const kiln_program *p, live *lv) {
+  int nb = p->nbufs, nk = p->nkernels;
+  int *host = malloc(((size_t)nb + 1) * sizeof *host);
+  int *dies = malloc(((size_t)nb + 1) * sizeof *dies), *dies_at = calloc((size_t)nk + 2, sizeof *dies_at);
+  char *viewed = calloc((size_t)nb + 1, 1);
+  for (int i = 0; i < nb; i++) {
+    host[i] = -1;
+    if (p->bufs[i]->view_of) viewed[kiln_buf_root(p->bufs[i], NULL)->id] = 1;
+  }
+#define CANDIDATE(i) (p->bufs[i]->kind == KILN_BUF_WORKSPACE && !p->bufs[i]->view_of && !viewed[i] && lv[i].first >= 0)
+  /* buffers by the kernel that reads them last (counting sort) */
+  for (int i = 0; i < nb; i++)
+    if (CANDIDATE(i)) dies_at[lv[i].last + 1]++;
+  for (int k = 0; k < nk; k++) dies_at[k + 1] += dies_at[k];
+  int *fill = calloc((size_t)nk + 1, sizeof *fill);
+  for (int i = 0; i < nb; i++)
+    if (CANDIDATE(i)) dies[dies_at[lv[i].last] + fill[lv[i].last]++] = i;
+  for (int a = 0; a < nb; a++) {
+    if (!CANDIDATE(a)) continue;
+    int k = lv[a].first;
+    for (int j = dies_at[k]; j < dies_at[k + 1]; j++) {
+      int b = dies[j], h = host[b] >= 0 ? host[b] : b;
+      if (b == a || lv[h].last != k || lv[h].size != lv[a].size || host[a] >= 0) continue;
+      int taken = 0; /* one buffer per host per kernel */
+      for (int i = 0; i < a && !taken; i++) taken = host[i] == h && lv[i].first == k;
+      if (taken || !kiln_inplace_ok(p->kernels[k], p->bufs[a], p->bufs[b])) continue;
+      host[a] = h;
+      if (lv[a].last > lv[h].last) lv[h].last = lv[a].last;
+      break;
+    }
+  }
+#undef CANDIDATE
+  free(dies);
+  free(dies_at);
+  free(fill);
+  free(viewed);
+  return host;
+}
+
 static int by_size(const void *a, const void *b) {
   const live *x = *(live *const *)a, *y = *(live *const *)b;
   if (x->size != y->size) return x->size < y->size ? 1 : -1;
@@ -56,8 +102,9 @@ void kiln_plan_memory(kiln_program *p) {
     lv[i].size = (p->bufs[i]->numel * (int64_t)kiln_dtype_size(p->bufs[i]->dtype) + 63) & ~(int64_t)63;
   }
   for (int k = 0; k < p->nkernels; k++) mark_ls(p->kernels[k]->body, k, lv);
+  int *host = plan_inplace(p, lv);
   for (int i = 0; i < p->nbufs; i++)
-    if (p->bufs[i]->kind == KILN_BUF_WORKSPACE && !p->bufs[i]->view_of) order[n++] = &lv[i];
+    if (p->bufs[i]->kind == KILN_BUF_WORKSPACE && !p->bufs[i]->view_of && host[i] < 0) order[n++] = &lv[i];
   qsort(order, (size_t)n, sizeof *order, by_size);
   int64_t total = 0;
   for (int i = 0; i < n; i++) {
@@ -80,6 +127,9 @@ void kiln_plan_memory(kiln_program *p) {
     if (off + a->size > total) total = off + a->size;
   }
   p->workspace_bytes = total;
+  for (int i = 0; i < p->nbufs; i++) /* written in place over its host */
+    if (host[i] >= 0) p->bufs[i]->offset = p->bufs[host[i]]->offset;
+  free(host);
   /* weights: packed in buffer order, each 64-byte aligned */
   int64_t w = 0;
   for (int i = 0; i < p->nbufs; i++) {

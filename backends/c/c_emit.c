@@ -399,7 +399,29 @@ static void uses_ls(const kiln_ls *s, char *used) {
   }
 }
 
-/* One restrict pointer per buffer the statements touch; const if only read. */
+/* Where b's bytes are: a memory space (-1: the workspace, else the id of
+ * the buffer owning them) and a byte range in it. */
+static int64_t mem_range(const kiln_buf *b, int64_t *lo, int64_t *hi) {
+  int64_t off;
+  const kiln_buf *r = kiln_buf_root(b, &off);
+  int ws = r->kind == KILN_BUF_WORKSPACE;
+  *lo = (ws ? r->offset : 0) + off;
+  *hi = *lo + b->numel * (int64_t)kiln_dtype_size(b->dtype);
+  return ws ? -1 : r->id;
+}
+
+/* Whether buffer i's memory meets another's the statements touch (a view
+ * and its root, an elementwise kernel writing in place over its input):
+ * then its pointer cannot be restrict. */
+static int shares_memory(const emitter *e, const char *used, int i) {
+  int64_t lo, hi, lo2, hi2, sp = mem_range(e->p->bufs[i], &lo, &hi);
+  for (int j = 0; j < e->p->nbufs; j++)
+    if (j != i && used[j] && mem_range(e->p->bufs[j], &lo2, &hi2) == sp && lo < hi2 && lo2 < hi) return 1;
+  return 0;
+}
+
+/* One pointer per buffer the statements touch, restrict unless its memory
+ * meets another's; const if only read. */
 static void bind_pointers(emitter *e, const kiln_ls *body, int ind) {
   char *used = calloc((size_t)e->p->nbufs + 1, 1);
   uses_ls(body, used);
@@ -408,7 +430,8 @@ static void bind_pointers(emitter *e, const kiln_ls *body, int ind) {
     const kiln_buf *b = e->p->bufs[i];
     const char *q = used[i] & 2 ? "" : "const ";
     indent(e->f, ind);
-    fprintf(e->f, "%s%s *restrict %s = (%s%s *)bufs[%d];\n", q, ctype(b->dtype), e->names[i], q, ctype(b->dtype), i);
+    fprintf(e->f, "%s%s *%s%s = (%s%s *)bufs[%d];\n", q, ctype(b->dtype), shares_memory(e, used, i) ? "" : "restrict ",
+            e->names[i], q, ctype(b->dtype), i);
   }
   free(used);
 }

@@ -6,8 +6,8 @@ Usage:  python3 tests/passes/test_views.py KILN_BINARY WORK_DIR
 
 Each case is a small ONNX model.  Its outputs from `kiln run` (LLVM JIT)
 and from `kiln emit-c` + cc (the generated example main.c) must equal ONNX
-Runtime's exactly: the models compute only Relu, Neg, Abs, Add and Mul on
-float32 (each correctly rounded in IEEE-754, so any correct implementation
+Runtime's exactly: the models compute only Relu, Neg, Abs, Add, Mul and
+ReduceMax on float32 (each correctly rounded in IEEE-754, so any correct implementation
 gives the same bits) and move data (Reshape, Flatten, Squeeze, Unsqueeze,
 Identity, Concat).  The kernel count from `kiln inspect --loops` is
 asserted too: the number of compute nodes, plus the copies each case
@@ -18,7 +18,9 @@ Concat (no copy kernels at all); input -> Reshape -> output (the copy stays);
 a value read by two Concats; a Concat input that is also a graph output;
 a batch-2 Concat (strided slices: copied); DenseNet-like prefix Concats
 (each a prefix of the last); Concat(x, x); a Concat of a Reshape's view;
-a view of a graph input.
+a view of a graph input; elementwise chains the memory plan runs in place,
+with a Transpose, a ReduceMax and a broadcast Add among them (exact ops
+too).
 """
 
 import os
@@ -146,7 +148,22 @@ def cases():
     a = m.op("Relu", [r])
     b = m.op("Mul", [r, r])
     out.append((m, [("x", [1, 2, 9])], [a, b], 2))
+    # 10. elementwise chains run in place (plan_inplace.c); a Transpose,
+    #     a broadcast Add and a Concat copy among them must not
+    m = M("inplace")
+    a = m.op("Neg", ["x"])
+    b = m.op("Relu", [a])
+    t = m.op("Transpose", [b], perm=[0, 1, 3, 2])
+    c = m.op("Abs", [t])
+    d = m.op("Add", [c, m.op("Neg", [m.op("Relu", ["x"])])])
+    e = m.op("Add", [d, m.op("ReduceMax", [d], keepdims=1, axes=[3])])
+    f = m.op("Mul", [e, e])
+    out.append((m, [("x", [1, 8, 16, 16])], [f], 10))
     return out
+
+
+def same(m, got, ref):
+    return np.array_equal(got, ref)
 
 
 def run(cmd):
@@ -182,7 +199,7 @@ def main():
         for k, name in enumerate(outputs):
             ok = p.returncode == 0 and os.path.exists(os.path.join(od, name + ".npy"))
             got = np.load(os.path.join(od, name + ".npy")) if ok else None
-            check(f"{m.name}: llvm output {name} == ORT", ok and got.shape == ref[k].shape and np.array_equal(got, ref[k]),
+            check(f"{m.name}: llvm output {name} == ORT", ok and got.shape == ref[k].shape and same(m, got, ref[k]),
                   p.stderr.strip() if not ok else f"max diff {np.max(np.abs(got - ref[k])) if got.shape == ref[k].shape else got.shape}")
         # C: emit-c and the example main.c
         cd = os.path.join(d, "c")
@@ -199,7 +216,7 @@ def main():
             f = os.path.join(cd, "out", f"output_{k}.npy")
             ok = p.returncode == 0 and os.path.exists(f)
             got = np.load(f).reshape(ref[k].shape) if ok else None
-            check(f"{m.name}: c output {name} == ORT", ok and np.array_equal(got, ref[k]), p.stderr.strip())
+            check(f"{m.name}: c output {name} == ORT", ok and same(m, got, ref[k]), p.stderr.strip())
     print(f"{len(FAILS)} failed")
     return 1 if FAILS else 0
 
