@@ -18,7 +18,7 @@ Concat (no copy kernels at all); input -> Reshape -> output (the copy stays);
 a value read by two Concats; a Concat input that is also a graph output;
 a batch-2 Concat (strided slices: copied); DenseNet-like prefix Concats
 (each a prefix of the last); Concat(x, x); a Concat of a Reshape's view;
-a view of a graph input; elementwise chains the memory plan runs in place,
+a view of a graph input; Dropout without its mask; elementwise chains the memory plan runs in place,
 with a Transpose, a ReduceMax and a broadcast Add among them (exact ops
 too).
 """
@@ -159,6 +159,12 @@ def cases():
     e = m.op("Add", [d, m.op("ReduceMax", [d], keepdims=1, axes=[3])])
     f = m.op("Mul", [e, e])
     out.append((m, [("x", [1, 8, 16, 16])], [f], 10))
+    # 11. Dropout (inference, no mask output) is a view: no kernel
+    m = M("dropout")
+    a = m.op("Relu", ["x"])
+    d = m.op("Dropout", [a])
+    y = m.op("Neg", [d])
+    out.append((m, [("x", [1, 2, 9])], [y], 2))
     return out
 
 
