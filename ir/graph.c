@@ -240,13 +240,14 @@ int kiln_graph_toposort(kiln_graph *g, kiln_diag *d) {
 
 void kiln_graph_prune(kiln_graph *g) {
   /* Walk backwards: a node is live if it is not dead and something reads
-   * one of its outputs or one of them is a graph output. */
+   * one of its outputs, one of them is a graph output, or one updates
+   * state in place. */
   for (int i = g->nnodes - 1; i >= 0; i--) {
     kiln_node *n = g->nodes[i];
     int live = 0;
     if (!n->dead)
       for (int k = 0; k < n->nout; k++)
-        if (n->out[k] && (n->out[k]->uses > 0 || n->out[k]->is_output)) live = 1;
+        if (n->out[k] && (n->out[k]->uses > 0 || n->out[k]->is_output || n->out[k]->aliases)) live = 1; /* aliases: updates state */
     if (!live) {
       n->dead = 1;
       for (int k = 0; k < n->nin; k++) kiln_node_set_input(n, k, NULL);

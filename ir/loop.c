@@ -43,10 +43,26 @@ kiln_buf *kiln_program_add_buf(kiln_program *p, const kiln_value *v, kiln_buf_ki
   memcpy(buf->dims, v->dims, sizeof buf->dims);
   buf->numel = kiln_value_numel(v, 1);
   buf->kind = kind;
-  buf->data = kind == KILN_BUF_WEIGHT ? v->data : NULL;
+  buf->data = kind == KILN_BUF_WEIGHT || kind == KILN_BUF_STATE ? v->data : NULL;
   buf->io_index = kind == KILN_BUF_INPUT ? p->ninputs++ : kind == KILN_BUF_OUTPUT ? p->noutputs++ : -1;
   push(p->arena, (void ***)&p->bufs, &p->nbufs, &p->cap_bufs, buf);
   return buf;
+}
+
+const kiln_buf *kiln_buf_root(const kiln_buf *b, int64_t *byte_offset) {
+  int64_t off = 0;
+  for (; b->view_of; b = b->view_of) off += b->view_offset;
+  if (byte_offset) *byte_offset = off;
+  return b;
+}
+
+void kiln_program_state_init(const kiln_program *p, void *state) {
+  if (p->state_bytes > 0) memset(state, 0, (size_t)p->state_bytes);
+  for (int i = 0; i < p->nbufs; i++) {
+    const kiln_buf *b = p->bufs[i];
+    if (b->kind == KILN_BUF_STATE && !b->view_of && b->data)
+      memcpy((char *)state + b->offset, b->data, (size_t)b->numel * kiln_dtype_size(b->dtype));
+  }
 }
 
 static kiln_lx *lx(kiln_lb *b, kiln_lx_kind kind, kiln_dtype t) {
@@ -395,13 +411,19 @@ static void print_ls(const kiln_kernel *k, const kiln_ls *s, int ind, FILE *f) {
 }
 
 void kiln_program_print(const kiln_program *p, FILE *f) {
-  static const char *const kinds[] = {"input", "output", "weight", "workspace"};
+  static const char *const kinds[] = {"input", "output", "weight", "workspace", "state"};
   for (int i = 0; i < p->nbufs; i++) {
     const kiln_buf *b = p->bufs[i];
     fprintf(f, "buffer %%");
     kiln_put_display(f, b->name);
     fprintf(f, " : %s[%" PRId64 "] %s", kiln_dtype_name(b->dtype), b->numel, kinds[b->kind]);
-    if (b->kind == KILN_BUF_WORKSPACE) fprintf(f, " @%" PRId64, b->offset);
+    if (b->view_of) {
+      fprintf(f, " view of %%");
+      kiln_put_display(f, b->view_of->name);
+      fprintf(f, " +%" PRId64, b->view_offset);
+    } else if (b->kind == KILN_BUF_WORKSPACE || b->kind == KILN_BUF_STATE) {
+      fprintf(f, " @%" PRId64, b->offset);
+    }
     fprintf(f, "\n");
   }
   for (int i = 0; i < p->nkernels; i++) {

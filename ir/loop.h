@@ -1,11 +1,19 @@
 /* The loop IR: what every backend prints.
  *
  * A program is a table of buffers (flat, typed arrays: inputs, outputs,
- * weights, workspace) and an ordered list of kernels.  A kernel is a tree
+ * weights, workspace, state) and an ordered list of kernels.  A kernel is a tree
  * of statements: counted loops (with a schedule: parallel, vector width,
  * unroll, GPU binding), stores of expressions into buffers, scalar locals
  * (accumulators), conditionals, and reductions (see "Reductions" below).  Expressions are typed trees: constants,
  * loop indices, locals, loads, unary/binary math, selects and casts.
+ *
+ * State buffers (KILN_BUF_STATE) persist across runs of one model
+ * instance: the runner sets them to their initial contents once, kernels
+ * read and write them, and each instance (JIT, compiled runtime model,
+ * emit-c caller's state memory) has its own; they are packed in a state
+ * blob (kiln_program.state_bytes).  A view (kiln_buf.view_of) shares its
+ * root's bytes at an offset instead of having storage; every printer
+ * addresses it as root + offset (kiln_buf_root).  See ir/README.md.
  *
  * All op semantics live in the lowering (passes/lower_*.c, the `lower` and
  * `scalar` columns of ops.def); printers (LLVM, C, CUDA) translate this IR
@@ -128,7 +136,11 @@ typedef enum kiln_buf_kind {
   KILN_BUF_INPUT,     /* supplied by the caller at run time */
   KILN_BUF_OUTPUT,    /* written for the caller */
   KILN_BUF_WEIGHT,    /* constant data known at compile time */
-  KILN_BUF_WORKSPACE  /* intermediate activation, placed by the memory plan */
+  KILN_BUF_WORKSPACE, /* intermediate activation, placed by the memory plan */
+  KILN_BUF_STATE      /* persistent mutable state (parameters, optimizer moments,
+                         BatchNorm running statistics): read and written by
+                         kernels, kept across runs of one model instance, in
+                         the state blob; initial contents from `data`, or zeros */
 } kiln_buf_kind;
 
 /* Where a buffer lives (GPU kernels; see the top of this file). */
@@ -147,11 +159,26 @@ typedef struct kiln_buf {
   int64_t numel;
   kiln_buf_kind kind;
   int io_index;          /* position among inputs / outputs */
-  const void *data;      /* weights: contents */
+  const void *data;      /* weights: contents; state: initial contents (NULL: zeros) */
   int64_t offset;        /* workspace: byte offset in the activation arena;
-                            weights: byte offset in the packed weights file */
+                            weights: byte offset in the packed weights file;
+                            state: byte offset in the state blob */
+  /* A view is no storage of its own: its bytes are view_of's, from byte
+   * view_offset on (Reshape/Flatten/Squeeze/Unsqueeze/Identity outputs, a
+   * Concat input written straight into its slice of the output).  Views
+   * chain; kiln_buf_root finds the buffer that owns the memory.  A view
+   * keeps the kind its value would have had (workspace, almost always);
+   * printers and runners address it only as root + offset, and the memory
+   * plan gives root and views one allocation, live over the union of
+   * their ranges. */
+  const struct kiln_buf *view_of;
+  int64_t view_offset;
   kiln_scope scope;      /* GLOBAL unless allocated in a kernel (then kind WORKSPACE) */
 } kiln_buf;
+
+/* The buffer owning b's memory (b itself unless b is a view); *byte_offset
+ * (may be NULL) gets b's offset in it. */
+const kiln_buf *kiln_buf_root(const kiln_buf *b, int64_t *byte_offset);
 
 typedef enum kiln_lx_kind {
   KILN_LX_CONST,  /* number of the expression's dtype */
@@ -272,6 +299,8 @@ typedef struct kiln_program {
   int64_t weights_bytes;     /* size of the packed weights (64-byte aligned entries) */
   int reductions_expanded;   /* set by kiln_expand_reduce: no REDUCE/COMBINE is left */
   kiln_target target;        /* what it was lowered and scheduled for */
+  int64_t state_bytes;       /* size of the state blob (64-byte aligned entries);
+                                0: the program has no state */
 } kiln_program;
 
 /* ---- building (used by the lowering) ---- */
@@ -327,6 +356,10 @@ void kiln_lb_launch(kiln_lb *b);
 int kiln_kernel_launch_of(const kiln_kernel *k, kiln_launch *out);
 
 kiln_buf *kiln_program_add_buf(kiln_program *p, const kiln_value *v, kiln_buf_kind kind);
+/* Fills a state blob of p->state_bytes with every state buffer's initial
+ * contents (its data, or zeros).  Runners call it once per model instance,
+ * not per run: state persists across runs. */
+void kiln_program_state_init(const kiln_program *p, void *state);
 /* Human-readable dump (kiln inspect --loops, --dump-after, tests); model
  * names in display form (kiln_put_display). */
 void kiln_program_print(const kiln_program *p, FILE *f);
@@ -342,8 +375,9 @@ int kiln_lx_div_needs_guard(const kiln_lx *divisor);
 int kiln_lx_is_index_expr(const kiln_kernel *k, const kiln_lx *e);
 
 /* ---- interpreting (constant folding, tests): loop_eval.c ---- */
-/* Runs kernel k of p with bufs[i] the memory of p->bufs[i], following the
- * semantics above.  Returns 0, or -1 when an index falls outside its
+/* Runs kernel k of p with bufs[i] the memory of p->bufs[i] (for a view:
+ * unused, its root's memory + offset is used), following the semantics
+ * above.  Returns 0, or -1 when an index falls outside its
  * buffer (nothing is written out of bounds).  A GPU kernel (k->launch) is
  * emulated: blocks one after another, SHARED buffers per block and LOCAL
  * ones, loop vars and locals per thread; the threads of a block run each
@@ -355,7 +389,8 @@ int kiln_loop_eval(const kiln_program *p, const kiln_kernel *k, void **bufs);
 
 /* ---- verifying: loop_verify.c ---- */
 /* Checks p's invariants: loop vars used only inside their loops, locals
- * declared before use and in scope, stores only to outputs and workspace,
+ * declared before use and in scope, stores only to outputs, workspace and
+ * state (views: by their root's kind),
  * consistent types (BIN operands alike, bool conditions, i64 indices),
  * barriers only under GPU-bound loops, and no index provably outside its
  * buffer (interval analysis; silent where it cannot decide); in GPU

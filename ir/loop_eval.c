@@ -57,7 +57,11 @@ typedef struct ev {
 
 /* The memory of buffer b for E; NULL (bad) when a scoped one is not allocated. */
 static void *bufmem(ev *E, const kiln_buf *b) {
-  if (b->scope == KILN_SCOPE_GLOBAL) return E->bufs[b->id];
+  if (b->scope == KILN_SCOPE_GLOBAL) { /* a view is its root's memory + offset */
+    int64_t off;
+    const kiln_buf *r = kiln_buf_root(b, &off);
+    return (char *)E->bufs[r->id] + off;
+  }
   void *m = E->scoped && E->G && b->id < E->G->k->nallocs ? E->scoped[b->id] : NULL;
   if (!m) E->bad = 1;
   return m;
@@ -211,6 +215,8 @@ static kv binary(ev *E, const kiln_lx *e) {
   }
   return r;
 }
+
+/* A buffer's memory: a view's is its root's, from its offset on. */
 
 static kv load(ev *E, const kiln_lx *e) {
   kv r = {0, 0}, idx = eval(E, e->a);

@@ -272,8 +272,11 @@ static void vs(vctx *V, const kiln_ls *s) {
     int own = own_buf(V, s->buf);
     if (own < 0) break;
     if (!own) { verr(V, "store to a buffer not in the program"); break; }
-    if (s->buf->kind != KILN_BUF_OUTPUT && s->buf->kind != KILN_BUF_WORKSPACE)
-      verr(V, "store to '%s', a read-only %s buffer", s->buf->name, s->buf->kind == KILN_BUF_INPUT ? "input" : "weight");
+    { /* a view is writable when the memory it shares is */
+      const kiln_buf *r = kiln_buf_root(s->buf, NULL);
+      if (r->kind != KILN_BUF_OUTPUT && r->kind != KILN_BUF_WORKSPACE && r->kind != KILN_BUF_STATE)
+        verr(V, "store to '%s', a read-only %s buffer", s->buf->name, r->kind == KILN_BUF_INPUT ? "input" : "weight");
+    }
     vx_index(V, "store", s->buf, s->index);
     vx(V, s->value);
     if (s->value && s->value->dtype != s->buf->dtype)

@@ -136,6 +136,6 @@ void kiln_fold_set(kiln_shape_ctx *c, kiln_node *n, int k, void *data) {
 
 int kiln_fold_inputs_const(const kiln_node *n) {
   for (int k = 0; k < n->nin; k++)
-    if (n->in[k] && !n->in[k]->data) return 0;
+    if (n->in[k] && (!n->in[k]->data || n->in[k]->kind == KILN_VALUE_STATE)) return 0; /* state: initial contents only */
   return 1;
 }

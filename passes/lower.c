@@ -26,9 +26,21 @@ kiln_dtype kiln_lower_ctype(kiln_dtype t) {
 kiln_buf *kiln_lower_buf(kiln_lctx *L, const kiln_value *v) {
   kiln_buf *b = L->buf_of[v->id];
   if (b) return b;
+  /* An in-place update writes into the storage of the value it updates:
+   * one buffer, so its kernel reads and writes through one pointer. */
+  if (v->aliases) return L->buf_of[v->id] = kiln_lower_buf(L, v->aliases);
+  const kiln_value *root = L->views ? L->views->root[v->id] : NULL;
+  if (root) {
+    kiln_buf *rb = kiln_lower_buf(L, root);
+    b = kiln_program_add_buf(L->b.p, v, KILN_BUF_WORKSPACE);
+    b->view_of = rb;
+    b->view_offset = L->views->offset[v->id];
+    return L->buf_of[v->id] = b;
+  }
   /* A graph input (or constant) that is also a graph output keeps its own
    * buffer, which nodes read; copy_output fills the output buffer. */
   kiln_buf_kind kind = v->kind == KILN_VALUE_INPUT ? KILN_BUF_INPUT
+                       : v->kind == KILN_VALUE_STATE || (L->mutated && L->mutated[v->id]) ? KILN_BUF_STATE
                        : v->data ? KILN_BUF_WEIGHT
                        : v->is_output ? KILN_BUF_OUTPUT : KILN_BUF_WORKSPACE;
   b = kiln_program_add_buf(L->b.p, v, kind);
@@ -126,11 +138,15 @@ kiln_lx *kiln_lower_max_nan(kiln_lctx *L, int is_max, kiln_lx *acc, kiln_lx *x) 
   return kiln_lx_select(&L->b, take, x, acc);
 }
 
-/* Reshape, Flatten, Squeeze, Unsqueeze, graph-output passthrough: the
- * bytes stay, only the shape changes. */
+/* Reshape, Flatten, Squeeze, Unsqueeze, Identity: the bytes stay, only
+ * the shape changes.  No kernel when the output is a view of the input
+ * (views.c); a copy otherwise (a graph output, state). */
 int kiln_lower_copy(kiln_lctx *L, const kiln_node *n) {
   const kiln_value *x = n->in[0], *y = n->out[0];
-  kiln_buf *in = kiln_lower_buf(L, x);
+  kiln_buf *in = kiln_lower_buf(L, x), *out = kiln_lower_buf(L, y);
+  /* a view (views.c) needs no kernel, unless elementwise steps are fused
+   * after it (their kernel computes from here) */
+  if (!kiln_lower_has_epilogue(n) && (out == in || (out->view_of == in && out->view_offset == 0))) return 0;
   kiln_lower_begin(L, n);
   kiln_sched s = {.parallel = 1};
   kiln_lx *i = kiln_lx_index(&L->b, kiln_lb_for(&L->b, kiln_value_numel(y, 1), s));
@@ -152,6 +168,37 @@ static int copy_output(kiln_lctx *L, const kiln_value *v, kiln_buf *out, int ind
   return 0;
 }
 
+/* In-place updates (value->aliases): the updated value has the type of
+ * the one it updates, which is state (or a parameter, which becomes state:
+ * L->mutated), is computed by a node, and nothing else updates it. */
+static int check_aliases(kiln_lctx *L) {
+  kiln_graph *g = L->g;
+  char *mutated = kiln_arena_array(&g->arena, (size_t)g->nvalues + 1, 1);
+  L->mutated = mutated;
+  for (int i = 0; i < g->nvalues; i++) {
+    const kiln_value *v = g->values[i], *s = v->aliases;
+    if (!s) continue;
+    const kiln_node *n = v->producer;
+    if (!n || s->aliases || s->kind == KILN_VALUE_INPUT || s->kind == KILN_VALUE_ACTIVATION ||
+        L->mutated[s->id] || s->dtype != v->dtype || kiln_value_numel(s, 1) != kiln_value_numel(v, 1))
+      return kiln_lower_fail(L, n, "value '%s' cannot update '%s' in place: %s", v->name, s->name,
+                             !n ? "it is not computed by a node"
+                             : s->kind == KILN_VALUE_INPUT || s->kind == KILN_VALUE_ACTIVATION ? "only state or parameters are updated in place"
+                             : L->mutated[s->id] || s->aliases ? "it is updated in place twice"
+                                                               : "their types differ");
+    mutated[s->id] = 1;
+    /* SSA: nodes reading s expect its contents before the update */
+    for (int j = 0, after = 0; j < g->nnodes; j++) {
+      const kiln_node *r = g->nodes[j];
+      if (r == n) { after = 1; continue; }
+      for (int k = 0; after && k < r->nin; k++)
+        if (r->in[k] == s)
+          return kiln_lower_fail(L, r, "reads '%s' after node '%s' updated it in place", s->name, n->name);
+    }
+  }
+  return 0;
+}
+
 kiln_program *kiln_lower(kiln_graph *g, kiln_diag *d) { return kiln_lower_with(g, NULL, d); }
 
 kiln_program *kiln_lower_with(kiln_graph *g, const kiln_target *t, kiln_diag *d) {
@@ -162,6 +209,8 @@ kiln_program *kiln_lower_with(kiln_graph *g, const kiln_target *t, kiln_diag *d)
   kiln_lctx L = {.g = g, .d = d, .target = &p->target};
   L.b.p = p;
   L.buf_of = kiln_arena_array(&g->arena, (size_t)g->nvalues + 1, sizeof *L.buf_of);
+  if (check_aliases(&L)) return NULL;
+  L.views = kiln_plan_views(g);
   for (int i = 0; i < g->nvalues; i++) {
     const kiln_value *v = g->values[i];
     if (v->rank < 0) continue;
@@ -177,7 +226,8 @@ kiln_program *kiln_lower_with(kiln_graph *g, const kiln_target *t, kiln_diag *d)
   kiln_buf **copied = kiln_arena_array(&g->arena, (size_t)g->noutputs + 1, sizeof *copied);
   for (int i = 0; i < g->noutputs; i++) {
     const kiln_value *v = g->outputs[i];
-    if (v->producer) kiln_lower_buf(&L, v);
+    /* an in-place update is the state's buffer; the output gets a copy */
+    if (v->producer && !v->aliases) kiln_lower_buf(&L, v);
     else copied[i] = kiln_program_add_buf(L.b.p, v, KILN_BUF_OUTPUT);
   }
   for (int i = 0; i < g->nnodes; i++) {

@@ -7,13 +7,26 @@
 
 #include "../ir/loop.h"
 
+/* Which values share another's bytes (passes/views.c): by value id, the
+ * value whose storage it is a view of (NULL: its own storage) and the
+ * byte offset in it. */
+typedef struct kiln_views {
+  const kiln_value **root;
+  int64_t *offset;
+} kiln_views;
+
 typedef struct kiln_lctx {
   kiln_lb b;            /* the builder; b.p is the program */
   kiln_graph *g;
   kiln_diag *d;
   kiln_buf **buf_of;    /* by value id */
   const kiln_target *target; /* what the code is for: vector width, caches (never NULL) */
+  const kiln_views *views; /* NULL: every value its own storage (constant folding) */
+  const char *mutated;  /* by value id: updated in place (state); NULL: none */
 } kiln_lctx;
+
+/* views: the values that become views instead of copies (see views.c). */
+kiln_views *kiln_plan_views(kiln_graph *g);
 
 /* lower: graph (static shapes) -> program; returns NULL with d set.  The
  * loop passes (expand_reduce, simplify_index, plan_memory) are run after it by the
@@ -22,7 +35,13 @@ kiln_program *kiln_lower(kiln_graph *g, kiln_diag *d);
 /* The same for target t (NULL: kiln_target_default()); p->target = *t. */
 kiln_program *kiln_lower_with(kiln_graph *g, const kiln_target *t, kiln_diag *d);
 /* plan_memory: places workspace buffers by liveness; sets workspace_bytes. */
+/* plan_memory: places workspace buffers by liveness (a view and its root
+ * as one allocation), packs weights and state; sets workspace_bytes,
+ * weights_bytes, state_bytes. */
 void kiln_plan_memory(kiln_program *p);
+/* plan_inplace: whether kernel k may write `out` over `in`'s memory,
+ * element by element (see plan_inplace.c). */
+int kiln_inplace_ok(const kiln_kernel *k, const kiln_buf *out, const kiln_buf *in);
 /* simplify_index: folds, canonicalises and hoists i64 index math in every
  * kernel; same values computed (see passes/simplify_index.c). */
 void kiln_simplify_index(kiln_program *p);

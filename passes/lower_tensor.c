@@ -124,12 +124,22 @@ int kiln_lower_concat(kiln_lctx *L, const kiln_node *n) {
   for (int i = ax + 1; i < y->rank; i++) inner *= y->dims[i];
   int64_t row = y->dims[ax] * inner, off = 0;
   if (outer * row == 0) return 0; /* nothing to copy: no kernel */
-  kiln_lower_begin(L, n);
+  /* inputs whose bytes already are their slice's (views.c: same root, same
+   * place) were written there by their producers: only the others are
+   * copied; none left, no kernel */
+  int begun = 0;
   for (int k = 0; k < n->nin; k++) {
     const kiln_value *x = n->in[k];
     if (!x) continue;
     int64_t len = x->dims[ax] * inner;
-    copy_rows(L, n, 0, row, off, kiln_lower_buf(L, x), len, 0, outer, len);
+    kiln_buf *in = kiln_lower_buf(L, x);
+    int64_t in_at, out_at;
+    const kiln_buf *in_root = kiln_buf_root(in, &in_at), *out_root = kiln_buf_root(kiln_lower_buf(L, y), &out_at);
+    if (kiln_lower_has_epilogue(n) ||
+        !(in_root == out_root && outer == 1 && in_at == out_at + off * (int64_t)kiln_dtype_size(y->dtype))) {
+      if (!begun++) kiln_lower_begin(L, n);
+      copy_rows(L, n, 0, row, off, in, len, 0, outer, len);
+    }
     off += len;
   }
   return 0;

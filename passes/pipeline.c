@@ -66,6 +66,7 @@ int kiln_pipeline_run(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_diag
   if (o->from > KILN_PASS_LOWER) return kiln_error(d, NULL, "internal: the pipeline cannot start after lower");
   if (wanted(o, KILN_PASS_IMPORT)) {
     if (!out->graph && !(out->graph = kiln_pipeline_import(o->path, d))) return -1;
+    if (kiln_pass_bind_state(out->graph, d)) return -1; /* metadata kiln.state */
     if (o->bind && o->bind(out->graph, o->bind_ctx, d)) return -1;
     dump(o, out, KILN_PASS_IMPORT);
   }

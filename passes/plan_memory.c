@@ -1,9 +1,14 @@
 /* plan_memory: program -> program whose workspace buffers have offsets in
  * one activation arena, reusing memory between buffers whose live ranges
  * (first write .. last read, in kernel order) do not overlap (greedy
- * placement by decreasing size, 64-byte aligned), and whose weights have
- * offsets in one packed weights blob.  A kernel touches the buffers the
- * loop-IR walker finds it loading or storing (kiln_loop_bufs_used). */
+ * placement by decreasing size, 64-byte aligned), whose weights have
+ * offsets in one packed weights blob and whose state buffers have offsets
+ * in one state blob.  A view (kiln_buf.view_of) is no allocation: its
+ * reads and writes count for its root, whose live range is the union of
+ * all of theirs; its offset is then its root's plus its own.  A buffer an
+ * elementwise kernel may write over its dying input (plan_inplace.c) takes
+ * that input's memory.  A kernel touches the buffers the loop-IR walker
+ * finds it loading or storing (kiln_loop_bufs_used). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,13 +17,59 @@
 
 typedef struct live { kiln_buf *b; int first, last; int64_t size; } live;
 
-/* Kernel k touches the buffers marked in used: their ranges reach k. */
-static void mark_kernel(int k, const unsigned char *used, live *lv, int nbufs) {
-  for (int i = 0; i < nbufs; i++) {
+/* Kernel k touches the buffers marked in used: their ranges (a view's:
+ * its root's) reach k. */
+static void mark_kernel(const kiln_program *p, int k, const unsigned char *used, live *lv) {
+  for (int i = 0; i < p->nbufs; i++) {
     if (!used[i]) continue;
-    if (lv[i].first < 0) lv[i].first = k;
-    if (k > lv[i].last) lv[i].last = k;
+    live *l = &lv[kiln_buf_root(p->bufs[i], NULL)->id];
+    if (l->first < 0) l->first = k;
+    if (k > l->last) l->last = k;
   }
+}
+
+/* In place: a workspace buffer first written by the kernel that last
+ * reads another of the same size, when that kernel may overwrite it
+ * element by element (kiln_inplace_ok), shares its memory: host[i] is the
+ * buffer whose allocation i uses (-1: its own), and the host's live range
+ * grows to cover i's.  Buffers with views stay out of it. */
+static int *plan_inplace(const kiln_program *p, live *lv) {
+  int nb = p->nbufs, nk = p->nkernels;
+  int *host = malloc(((size_t)nb + 1) * sizeof *host);
+  int *dies = malloc(((size_t)nb + 1) * sizeof *dies), *dies_at = calloc((size_t)nk + 2, sizeof *dies_at);
+  char *viewed = calloc((size_t)nb + 1, 1);
+  for (int i = 0; i < nb; i++) {
+    host[i] = -1;
+    if (p->bufs[i]->view_of) viewed[kiln_buf_root(p->bufs[i], NULL)->id] = 1;
+  }
+#define CANDIDATE(i) (p->bufs[i]->kind == KILN_BUF_WORKSPACE && !p->bufs[i]->view_of && !viewed[i] && lv[i].first >= 0)
+  /* buffers by the kernel that reads them last (counting sort) */
+  for (int i = 0; i < nb; i++)
+    if (CANDIDATE(i)) dies_at[lv[i].last + 1]++;
+  for (int k = 0; k < nk; k++) dies_at[k + 1] += dies_at[k];
+  int *fill = calloc((size_t)nk + 1, sizeof *fill);
+  for (int i = 0; i < nb; i++)
+    if (CANDIDATE(i)) dies[dies_at[lv[i].last] + fill[lv[i].last]++] = i;
+  for (int a = 0; a < nb; a++) {
+    if (!CANDIDATE(a)) continue;
+    int k = lv[a].first;
+    for (int j = dies_at[k]; j < dies_at[k + 1]; j++) {
+      int b = dies[j], h = host[b] >= 0 ? host[b] : b;
+      if (b == a || lv[h].last != k || lv[h].size != lv[a].size || host[a] >= 0) continue;
+      int taken = 0; /* one buffer per host per kernel */
+      for (int i = 0; i < a && !taken; i++) taken = host[i] == h && lv[i].first == k;
+      if (taken || !kiln_inplace_ok(p->kernels[k], p->bufs[a], p->bufs[b])) continue;
+      host[a] = h;
+      if (lv[a].last > lv[h].last) lv[h].last = lv[a].last;
+      break;
+    }
+  }
+#undef CANDIDATE
+  free(dies);
+  free(dies_at);
+  free(fill);
+  free(viewed);
+  return host;
 }
 
 static int by_size(const void *a, const void *b) {
@@ -42,11 +93,12 @@ void kiln_plan_memory(kiln_program *p) {
   for (int k = 0; k < p->nkernels; k++) {
     memset(used, 0, (size_t)p->nbufs + 1);
     kiln_loop_bufs_used(p->kernels[k]->body, used);
-    mark_kernel(k, used, lv, p->nbufs);
+    mark_kernel(p, k, used, lv);
   }
   free(used);
+  int *host = plan_inplace(p, lv);
   for (int i = 0; i < p->nbufs; i++)
-    if (p->bufs[i]->kind == KILN_BUF_WORKSPACE) order[n++] = &lv[i];
+    if (p->bufs[i]->kind == KILN_BUF_WORKSPACE && !p->bufs[i]->view_of && host[i] < 0) order[n++] = &lv[i];
   qsort(order, (size_t)n, sizeof *order, by_size);
   int64_t total = 0;
   for (int i = 0; i < n; i++) {
@@ -69,6 +121,9 @@ void kiln_plan_memory(kiln_program *p) {
     if (off + a->size > total) total = off + a->size;
   }
   p->workspace_bytes = total;
+  for (int i = 0; i < p->nbufs; i++) /* written in place over its host */
+    if (host[i] >= 0) p->bufs[i]->offset = p->bufs[host[i]]->offset;
+  free(host);
   /* weights: packed in buffer order, each 64-byte aligned */
   int64_t w = 0;
   for (int i = 0; i < p->nbufs; i++) {
@@ -78,6 +133,24 @@ void kiln_plan_memory(kiln_program *p) {
     w += (b->numel * (int64_t)kiln_dtype_size(b->dtype) + 63) & ~(int64_t)63;
   }
   p->weights_bytes = w;
+  /* state: packed in buffer order, each 64-byte aligned */
+  int64_t st = 0;
+  for (int i = 0; i < p->nbufs; i++) {
+    kiln_buf *b = p->bufs[i];
+    if (b->kind != KILN_BUF_STATE || b->view_of) continue;
+    b->offset = st;
+    st += (b->numel * (int64_t)kiln_dtype_size(b->dtype) + 63) & ~(int64_t)63;
+  }
+  p->state_bytes = st;
+  /* views: their root's offset plus their own (meaningful for workspace
+   * roots; printers address every view as root + view offset) */
+  for (int i = 0; i < p->nbufs; i++) {
+    kiln_buf *b = p->bufs[i];
+    if (!b->view_of) continue;
+    int64_t off;
+    const kiln_buf *r = kiln_buf_root(b, &off);
+    b->offset = r->offset + off;
+  }
   free(lv);
   free(order);
 }

@@ -121,6 +121,7 @@ struct kiln_rt_model {
   void *weights;        /* mmap of the weights file */
   size_t weights_len;
   void *workspace;
+  void *state;          /* this instance's state blob (layout[6] bytes), or NULL */
   void **bufs;          /* per buffer: base pointer; bufs[nbufs] = the pool */
   kiln_rt_pool *pool;
 };
@@ -141,6 +142,7 @@ void kiln_rt_destroy(kiln_rt_model *m) {
   if (m->weights && m->weights_len) munmap(m->weights, m->weights_len);
   kiln_rt_pool_destroy(m->pool);
   free(m->workspace);
+  free(m->state);
   free(m->bufs);
   free(m);
 }
@@ -150,36 +152,39 @@ kiln_rt_status kiln_rt_create(const int64_t *layout, void (*kernels)(void **), c
   if (!layout || !kernels || !out) return KILN_RT_ERR_ARGUMENT;
   *out = NULL;
   if (layout[0] != KILN_RT_LAYOUT_VERSION) return KILN_RT_ERR_LAYOUT;
-  int64_t nbufs = layout[1], ws = layout[2], wbytes = layout[3];
+  int64_t nbufs = layout[1], ws = layout[2], wbytes = layout[3], sbytes = layout[6];
   kiln_rt_model *m = calloc(1, sizeof *m);
   if (!m) return KILN_RT_ERR_NOMEM;
   m->layout = layout;
   m->kernels = kernels;
   m->bufs = calloc((size_t)nbufs + 1, sizeof *m->bufs);
   m->workspace = malloc((size_t)ws + 64);
-  if (!m->bufs || !m->workspace) { kiln_rt_destroy(m); return KILN_RT_ERR_NOMEM; }
-  if (wbytes > 0) {
+  if (sbytes > 0 && posix_memalign(&m->state, 64, (size_t)sbytes) != 0) m->state = NULL;
+  if (!m->bufs || !m->workspace || (sbytes > 0 && !m->state)) { kiln_rt_destroy(m); return KILN_RT_ERR_NOMEM; }
+  if (wbytes + sbytes > 0) { /* the weights, then the state's initial contents */
     if (!weights_path) { kiln_rt_destroy(m); return KILN_RT_ERR_WEIGHTS; }
     int fd = open(weights_path, O_RDONLY);
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size != wbytes) {
+    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size != wbytes + sbytes) {
       if (fd >= 0) close(fd);
       kiln_rt_destroy(m);
       return KILN_RT_ERR_WEIGHTS;
     }
-    void *w = mmap(NULL, (size_t)wbytes, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *w = mmap(NULL, (size_t)(wbytes + sbytes), PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (w == MAP_FAILED) { kiln_rt_destroy(m); return KILN_RT_ERR_WEIGHTS; }
     m->weights = w;
-    m->weights_len = (size_t)wbytes;
+    m->weights_len = (size_t)(wbytes + sbytes);
   }
+  kiln_rt_reset_state(m);
   /* weights and workspace are fixed for the model's life; inputs and
    * outputs are bound per run */
   char *ws_base = (char *)(((uintptr_t)m->workspace + 63) & ~(uintptr_t)63);
   for (int64_t b = 0; b < nbufs; b++) {
-    const int64_t *e = layout + 6 + 4 * b;
+    const int64_t *e = layout + KILN_RT_LAYOUT_HEAD + 4 * b;
     if (e[0] == 2) m->bufs[b] = (char *)m->weights + e[2];
     else if (e[0] == 3) m->bufs[b] = ws_base + e[2];
+    else if (e[0] == 4) m->bufs[b] = (char *)m->state + e[2];
   }
   *out = m;
   return KILN_RT_OK;
@@ -198,11 +203,22 @@ kiln_rt_status kiln_rt_set_threads(kiln_rt_model *m, int nthreads) {
 kiln_rt_status kiln_rt_run(kiln_rt_model *m, const void *const *inputs, void *const *outputs) {
   if (!m || (!inputs && m->layout[4]) || (!outputs && m->layout[5])) return KILN_RT_ERR_ARGUMENT;
   for (int64_t b = 0; b < m->layout[1]; b++) {
-    const int64_t *e = m->layout + 6 + 4 * b;
+    const int64_t *e = m->layout + KILN_RT_LAYOUT_HEAD + 4 * b;
     if (e[0] == 0) m->bufs[b] = (void *)inputs[e[1]];
     else if (e[0] == 1) m->bufs[b] = outputs[e[1]];
     if ((e[0] == 0 || e[0] == 1) && !m->bufs[b] && e[3] > 0) return KILN_RT_ERR_ARGUMENT;
   }
   m->kernels(m->bufs);
+  return KILN_RT_OK;
+}
+
+void *kiln_rt_state(kiln_rt_model *m, size_t *bytes) {
+  if (bytes) *bytes = m ? (size_t)m->layout[6] : 0;
+  return m ? m->state : NULL;
+}
+
+kiln_rt_status kiln_rt_reset_state(kiln_rt_model *m) {
+  if (!m) return KILN_RT_ERR_ARGUMENT;
+  if (m->state) memcpy(m->state, (const char *)m->weights + m->layout[3], (size_t)m->layout[6]);
   return KILN_RT_OK;
 }

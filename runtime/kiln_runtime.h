@@ -20,11 +20,19 @@
 extern "C" {
 #endif
 
-/* Layout table, all int64: [0] format version (1), [1] nbufs,
- * [2] workspace bytes, [3] weights bytes, [4] ninputs, [5] noutputs, then
- * per buffer: kind (0 input, 1 output, 2 weight, 3 workspace), io index,
- * byte offset (in the weights file or the workspace), byte size. */
-enum { KILN_RT_LAYOUT_VERSION = 1 };
+/* Layout table, all int64: [0] format version (2), [1] nbufs,
+ * [2] workspace bytes, [3] weights bytes, [4] ninputs, [5] noutputs,
+ * [6] state bytes, then per buffer: kind (0 input, 1 output, 2 weight,
+ * 3 workspace, 4 state, 5 view: addressed by the generated code through
+ * the buffer it views, its entry unused), io index, byte offset (in the
+ * weights file, the workspace or the state), byte size.
+ *
+ * State: a model with state (parameters or statistics its kernels update)
+ * keeps it in a state blob of [6] bytes that every instance owns: set to
+ * its initial contents at create (they follow the weights in the weights
+ * file, which is [3] + [6] bytes long), read and updated by every run,
+ * never shared between instances. */
+enum { KILN_RT_LAYOUT_VERSION = 2, KILN_RT_LAYOUT_HEAD = 7 };
 
 typedef enum kiln_rt_status {
   KILN_RT_OK = 0,
@@ -56,6 +64,12 @@ kiln_rt_status kiln_rt_run(kiln_rt_model *m, const void *const *inputs, void *co
 /* Runs the model's parallel loops on nthreads threads (default 1). */
 kiln_rt_status kiln_rt_set_threads(kiln_rt_model *m, int nthreads);
 void kiln_rt_destroy(kiln_rt_model *m);
+/* The instance's state blob (NULL if the model has none) and its size in
+ * *bytes (may be NULL): to save it, or to restore a saved one by copying
+ * into it between runs. */
+void *kiln_rt_state(kiln_rt_model *m, size_t *bytes);
+/* Sets the state back to its initial contents, as create did. */
+kiln_rt_status kiln_rt_reset_state(kiln_rt_model *m);
 const char *kiln_rt_strerror(kiln_rt_status s);
 
 #ifdef __cplusplus

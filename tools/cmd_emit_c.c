@@ -83,15 +83,15 @@ static const char example_main[] =
     "    if (!inputs[i]) { fprintf(stderr, \"%s: not a .npy of %lld elements for input '%s'\\n\", argv[a + i], in_sizes[i], in_names[i]); return 1; }\n"
     "  }\n"
     "  for (i = 0; i < @NOUT@; i++) outputs[i] = calloc((size_t)(out_sizes[i] * out_elem[i]) + 1, 1);\n"
-    "  ws = malloc(@P@_workspace_size());\n"
-    "  if (!ws || @P@_run_v(weights, inputs, outputs, ws) != 0) { fprintf(stderr, \"run failed\\n\"); return 1; }\n"
+    "  ws = malloc(@P@_workspace_size());\n@STINIT@"
+    "  if (!ws || @P@_run_v(weights, inputs, outputs, @ST@ws) != 0) { fprintf(stderr, \"run failed\\n\"); return 1; }\n"
     "  for (i = 0; i < @NOUT@; i++) {\n    char path[4096];\n"
     "    snprintf(path, sizeof path, \"%s/output_%d.npy\", argv[argc - 1], i);\n"
     "    if (npy_write(path, out_descr[i], out_shape[i], outputs[i], out_sizes[i] * out_elem[i])) { fprintf(stderr, \"cannot write %s\\n\", path); return 1; }\n"
     "  }\n"
     "  for (i = 0; i < @NIN@; i++) free((void *)inputs[i]);\n"
     "  for (i = 0; i < @NOUT@; i++) free(outputs[i]);\n"
-    "  free(ws);\n  free(weights);\n  return 0;\n}\n";
+    "  free(ws);\n@STFREE@  free(weights);\n  return 0;\n}\n";
 
 static const char *npy_descr(kiln_dtype t) {
   switch (t) {
@@ -147,7 +147,8 @@ static char *make_main(const kiln_program *p, const char *prefix) {
   for (int i = 0; i < 7; i++) fclose(fs[i]);
   static const char *const keys[] = {"@INNAMES@", "@INSIZES@", "@INELEM@", "@OUTDESCR@", "@OUTSIZES@", "@OUTELEM@",
                                      "@OUTSHAPE@"};
-  char nin[16], nout[16];
+  char nin[16], nout[16], up[160];
+  kiln_c_identifier_from(up, sizeof up, prefix, 1);
   snprintf(nin, sizeof nin, "%d", p->ninputs);
   snprintf(nout, sizeof nout, "%d", p->noutputs);
   char *out = NULL;
@@ -160,6 +161,16 @@ static char *make_main(const kiln_program *p, const char *prefix) {
     if (!done && !strncmp(s, "@P@", 3)) { fputs(prefix, f); s += 3; done = 1; }
     if (!done && !strncmp(s, "@NIN@", 5)) { fputs(nin, f); s += 5; done = 1; }
     if (!done && !strncmp(s, "@NOUT@", 6)) { fputs(nout, f); s += 6; done = 1; }
+    /* a model with state: its memory, set once to the initial contents */
+    if (!done && !strncmp(s, "@STINIT@", 8)) {
+      if (p->state_bytes > 0)
+        fprintf(f, "  void *st = malloc(%s_STATE_SIZE);\n  if (!st) { fprintf(stderr, \"out of memory\\n\"); return 1; }\n"
+                   "  %s_state_init(weights, st);\n", up, prefix);
+      s += 8;
+      done = 1;
+    }
+    if (!done && !strncmp(s, "@ST@", 4)) { fputs(p->state_bytes > 0 ? "st, " : "", f); s += 4; done = 1; }
+    if (!done && !strncmp(s, "@STFREE@", 8)) { fputs(p->state_bytes > 0 ? "  free(st);\n" : "", f); s += 8; done = 1; }
     if (!done) fputc(*s++, f);
   }
   fclose(f);

@@ -386,7 +386,29 @@ static void stmts(emitter *e, const kiln_ls *s, int ind) {
   }
 }
 
-/* One restrict pointer per buffer the statements touch; const if only read. */
+/* Where b's bytes are: a memory space (-1: the workspace, else the id of
+ * the buffer owning them) and a byte range in it. */
+static int64_t mem_range(const kiln_buf *b, int64_t *lo, int64_t *hi) {
+  int64_t off;
+  const kiln_buf *r = kiln_buf_root(b, &off);
+  int ws = r->kind == KILN_BUF_WORKSPACE;
+  *lo = (ws ? r->offset : 0) + off;
+  *hi = *lo + b->numel * (int64_t)kiln_dtype_size(b->dtype);
+  return ws ? -1 : r->id;
+}
+
+/* Whether buffer i's memory meets another's the statements touch (a view
+ * and its root, an elementwise kernel writing in place over its input):
+ * then its pointer cannot be restrict. */
+static int shares_memory(const emitter *e, const unsigned char *used, int i) {
+  int64_t lo, hi, lo2, hi2, sp = mem_range(e->p->bufs[i], &lo, &hi);
+  for (int j = 0; j < e->p->nbufs; j++)
+    if (j != i && used[j] && mem_range(e->p->bufs[j], &lo2, &hi2) == sp && lo < hi2 && lo2 < hi) return 1;
+  return 0;
+}
+
+/* One pointer per buffer the statements touch, restrict unless its memory
+ * meets another's; const if only read. */
 static void bind_pointers(emitter *e, const kiln_ls *body, int ind) {
   unsigned char *used = calloc((size_t)e->p->nbufs + 1, 1);
   kiln_loop_bufs_used(body, used);
@@ -395,7 +417,8 @@ static void bind_pointers(emitter *e, const kiln_ls *body, int ind) {
     const kiln_buf *b = e->p->bufs[i];
     const char *q = used[i] & KILN_USE_WRITE ? "" : "const ";
     indent(e->f, ind);
-    fprintf(e->f, "%s%s *restrict %s = (%s%s *)bufs[%d];\n", q, ctype(b->dtype), e->names[i], q, ctype(b->dtype), i);
+    fprintf(e->f, "%s%s *%s%s = (%s%s *)bufs[%d];\n", q, ctype(b->dtype), shares_memory(e, used, i) ? "" : "restrict ",
+            e->names[i], q, ctype(b->dtype), i);
   }
   free(used);
 }
@@ -592,7 +615,7 @@ static void make_names(emitter *e, kiln_arena *a) {
     io[i] = i < p->ninputs ? io_buf(p, KILN_BUF_INPUT, i) : io_buf(p, KILN_BUF_OUTPUT, i - p->ninputs);
     src[i] = io[i]->name;
   }
-  static const char *const fixed[] = {"WORKSPACE", "WEIGHTS", NULL};
+  static const char *const fixed[] = {"WORKSPACE", "WEIGHTS", "STATE", NULL};
   char **lo = kiln_c_idents(a, src, nio, 0, NULL), **up = kiln_c_idents(a, src, nio, 1, fixed);
   e->io_lower = kiln_arena_array(a, (size_t)p->nbufs + 1, sizeof *e->io_lower);
   e->io_upper = kiln_arena_array(a, (size_t)p->nbufs + 1, sizeof *e->io_upper);
@@ -610,7 +633,10 @@ static void ident(char *out, size_t size, const char *name, int upper) {
   out[j] = 0;
 }
 
-/* The typed parameter list: [weights,] inputs..., outputs..., workspace. */
+/* Whether the program has state, and the parameter that then carries it. */
+static const char *state_param(const emitter *e) { return e->p->state_bytes > 0 ? "void *state, " : ""; }
+
+/* The typed parameter list: [weights,] inputs..., outputs..., [state,] workspace. */
 static void typed_params(emitter *e, FILE *f) {
   if (e->o->weights_file) fprintf(f, "const void *weights, ");
   for (int io = 0; io < 2; io++)
@@ -618,7 +644,7 @@ static void typed_params(emitter *e, FILE *f) {
       const kiln_buf *b = io_buf(e->p, io ? KILN_BUF_OUTPUT : KILN_BUF_INPUT, i);
       fprintf(f, "%s%s *%s_%s, ", io ? "" : "const ", ctype(b->dtype), io ? "out" : "in", e->io_lower[b->id]);
     }
-  fprintf(f, "void *workspace");
+  fprintf(f, "%svoid *workspace", state_param(e));
 }
 
 static char *make_header(emitter *e) {
@@ -633,10 +659,20 @@ static char *make_header(emitter *e) {
   fprintf(f, ".  Do not edit.\n *\n");
   fprintf(f, " * Plain C99, no dependencies, no allocation, no global mutable state:\n");
   fprintf(f, " *   static unsigned char ws[%s_WORKSPACE_SIZE];      (or any memory of that size)\n", up);
-  fprintf(f, " *   %s_run(%s<inputs>, <outputs>, ws);\n", pre, e->o->weights_file ? "weights, " : "");
+  fprintf(f, " *   %s_run(%s<inputs>, <outputs>, %sws);\n", pre, e->o->weights_file ? "weights, " : "",
+          p->state_bytes > 0 ? "state, " : "");
   fprintf(f, " * Tensors are dense, row-major, in the shapes below; f16/bf16 travel as\n"
              " * uint16_t bit patterns.  Returns 0.  Calls on different workspaces may run\n"
-             " * concurrently. */\n");
+             " * concurrently.");
+  if (p->state_bytes > 0)
+    fprintf(f, "\n *\n"
+               " * This model has state: values it updates in place on every run (parameters,\n"
+               " * running statistics).  The caller owns it: %s_STATE_SIZE bytes, set once\n"
+               " * with %s_state_init(weights, state), then passed to every run, which reads\n"
+               " * and updates it, so a run sees the previous runs' updates.  Each instance of\n"
+               " * the model is its own state memory; two never share one, and calls with\n"
+               " * different state and workspace memory may run concurrently.", up, pre);
+  fprintf(f, " */\n");
   fprintf(f, "#ifndef %s_H\n#define %s_H\n\n#include <stddef.h>\n#include <stdint.h>\n\n", up, up);
   fprintf(f, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
   fprintf(f, "#define %s_NUM_INPUTS %d\n#define %s_NUM_OUTPUTS %d\n", up, p->ninputs, up, p->noutputs);
@@ -644,7 +680,10 @@ static char *make_header(emitter *e) {
   fprintf(f, "#define %s_WORKSPACE_SIZE %" PRId64 "\n", up, p->workspace_bytes + 64);
   if (e->o->weights_file)
     fprintf(f, "/* bytes of %s.weights, the blob passed as `weights` */\n#define %s_WEIGHTS_SIZE %" PRId64 "\n", pre, up,
-            p->weights_bytes);
+            p->weights_bytes + p->state_bytes);
+  if (p->state_bytes > 0)
+    fprintf(f, "/* bytes of state memory one instance of the model keeps between runs */\n#define %s_STATE_SIZE %" PRId64
+               "\n", up, p->state_bytes + 64);
   fprintf(f, "\n");
   for (int io = 0; io < 2; io++)
     for (int i = 0; i < (io ? p->noutputs : p->ninputs); i++) {
@@ -671,22 +710,33 @@ static char *make_header(emitter *e) {
     fprintf(f, "%s}\n", n ? "" : "0");
   }
   fprintf(f, "\nsize_t %s_workspace_size(void);\n\n", pre);
+  if (p->state_bytes > 0)
+    fprintf(f, "/* Sets state (%s_STATE_SIZE bytes) to its initial contents (weights: NULL\n"
+               " * unless the model was emitted with a weights file). */\nvoid %s_state_init(const void *weights, void *state);\n\n",
+            up, pre);
   fprintf(f, "int %s_run(", pre);
   typed_params(e, f);
   fprintf(f, ");\n\n/* The same with arrays of tensors in input/output order (weights: NULL unless\n"
              " * the model was emitted with a weights file). */\n");
-  fprintf(f, "int %s_run_v(const void *weights, const void *const *inputs, void *const *outputs, void *workspace);\n", pre);
+  fprintf(f, "int %s_run_v(const void *weights, const void *const *inputs, void *const *outputs, %svoid *workspace);\n",
+          pre, state_param(e));
   if (e->o->threads) {
     fprintf(f, "\n/* Threads: the host runs body(arg, lo, hi) over [0, n) in chunks, on its own\n"
                " * threads, and returns when all are done.  NULL runs serially. */\n");
     fprintf(f, "typedef void (*%s_parallel_for)(void *ctx, void (*body)(void *arg, int64_t lo, int64_t hi), void *arg,\n"
                "                                int64_t n);\n", pre);
-    fprintf(f, "int %s_run_parallel(const void *weights, const void *const *inputs, void *const *outputs, void *workspace,\n"
-               "                    %s_parallel_for par, void *ctx);\n", pre, pre);
+    fprintf(f, "int %s_run_parallel(const void *weights, const void *const *inputs, void *const *outputs, %svoid *workspace,\n"
+               "                    %s_parallel_for par, void *ctx);\n", pre, state_param(e), pre);
   }
   fprintf(f, "\n#ifdef __cplusplus\n}\n#endif\n#endif\n");
   fclose(f);
   return buf;
+}
+
+/* Weights, and state's initial contents, are const arrays (without a
+ * weights file). */
+static int is_const_array(const kiln_buf *b) {
+  return !b->view_of && (b->kind == KILN_BUF_WEIGHT || (b->kind == KILN_BUF_STATE && b->data));
 }
 
 static void weight_decl(emitter *e, FILE *f, const kiln_buf *b, int definition) {
@@ -706,7 +756,7 @@ static char *make_weights(emitter *e) {
   fprintf(f, "typedef int %s_weights_unit; /* ISO C needs a declaration even with no weights */\n\n", e->o->prefix);
   for (int i = 0; i < e->p->nbufs; i++) {
     const kiln_buf *b = e->p->bufs[i];
-    if (b->kind != KILN_BUF_WEIGHT) continue;
+    if (!is_const_array(b)) continue;
     weight_decl(e, f, b, 0);
     fprintf(f, ";\n/* ");
     kiln_c_put_comment(f, b->name, KILN_C_NAME_SHOWN);
@@ -736,10 +786,11 @@ static void run_v(emitter *e, FILE *f, int parallel) {
   const kiln_program *p = e->p;
   const char *pre = e->o->prefix;
   if (parallel)
-    fprintf(f, "int %s_run_parallel(const void *weights, const void *const *inputs, void *const *outputs, void *workspace,\n"
-               "                    %s_parallel_for par_fn, void *ctx) {\n", pre, pre);
+    fprintf(f, "int %s_run_parallel(const void *weights, const void *const *inputs, void *const *outputs, %svoid *workspace,\n"
+               "                    %s_parallel_for par_fn, void *ctx) {\n", pre, state_param(e), pre);
   else
-    fprintf(f, "int %s_run_v(const void *weights, const void *const *inputs, void *const *outputs, void *workspace) {\n", pre);
+    fprintf(f, "int %s_run_v(const void *weights, const void *const *inputs, void *const *outputs, %svoid *workspace) {\n",
+            pre, state_param(e));
   fprintf(f, "  void *bufs[%d];\n", p->nbufs + 1);
   fprintf(f, "  char *ws = (char *)workspace + ((64u - (uintptr_t)workspace %% 64u) %% 64u);\n");
   if (e->o->threads) fprintf(f, "  kiln_par par;\n");
@@ -748,21 +799,49 @@ static void run_v(emitter *e, FILE *f, int parallel) {
     else fprintf(f, "  par.fn = 0;\n  par.ctx = 0;\n");
   }
   fprintf(f, "  (void)weights;\n  (void)inputs;\n  (void)outputs;\n  (void)ws;\n");
+  if (p->state_bytes > 0) fprintf(f, "  char *st = (char *)state + ((64u - (uintptr_t)state %% 64u) %% 64u);\n");
   for (int i = 0; i < p->nbufs; i++) {
     const kiln_buf *b = p->bufs[i];
+    if (b->view_of) continue; /* below, once its root is bound */
     switch (b->kind) {
     case KILN_BUF_INPUT: fprintf(f, "  bufs[%d] = (void *)inputs[%d];\n", i, b->io_index); break;
     case KILN_BUF_OUTPUT: fprintf(f, "  bufs[%d] = outputs[%d];\n", i, b->io_index); break;
     case KILN_BUF_WORKSPACE: fprintf(f, "  bufs[%d] = ws + %" PRId64 ";\n", i, b->offset); break;
+    case KILN_BUF_STATE: fprintf(f, "  bufs[%d] = st + %" PRId64 ";\n", i, b->offset); break;
     case KILN_BUF_WEIGHT:
       if (e->o->weights_file) fprintf(f, "  bufs[%d] = (void *)((const char *)weights + %" PRId64 ");\n", i, b->offset);
       else fprintf(f, "  bufs[%d] = (void *)%s_w%d;\n", i, pre, b->id);
       break;
     }
   }
+  for (int i = 0; i < p->nbufs; i++) { /* a view: its root's memory from its offset on */
+    int64_t off;
+    const kiln_buf *r = kiln_buf_root(p->bufs[i], &off);
+    if (r != p->bufs[i]) fprintf(f, "  bufs[%d] = (char *)bufs[%d] + %" PRId64 ";\n", i, r->id, off);
+  }
   fprintf(f, "  bufs[%d] = 0;\n  (void)bufs;\n", p->nbufs);
   for (int k = 0; k < p->nkernels; k++) fprintf(f, "  %s(bufs%s);\n", p->kernels[k]->name, e->o->threads ? ", &par" : "");
   fprintf(f, "  return 0;\n}\n\n");
+}
+
+/* state_init: zeros, then each state buffer's initial contents: from its
+ * const array, or from the weights blob, where they follow the weights. */
+static void state_init(emitter *e, FILE *f) {
+  const kiln_program *p = e->p;
+  fprintf(f, "void %s_state_init(const void *weights, void *state) {\n", e->o->prefix);
+  fprintf(f, "  char *st = (char *)state + ((64u - (uintptr_t)state %% 64u) %% 64u);\n  (void)weights;\n");
+  fprintf(f, "  memset(st, 0, %" PRId64 "u);\n", p->state_bytes);
+  if (e->o->weights_file) {
+    fprintf(f, "  if (weights) memcpy(st, (const char *)weights + %" PRId64 ", %" PRId64 "u);\n", p->weights_bytes,
+            p->state_bytes);
+  } else {
+    for (int i = 0; i < p->nbufs; i++) {
+      const kiln_buf *b = p->bufs[i];
+      if (b->kind == KILN_BUF_STATE && is_const_array(b))
+        fprintf(f, "  memcpy(st + %" PRId64 ", %s_w%d, sizeof %s_w%d);\n", b->offset, e->o->prefix, b->id, e->o->prefix, b->id);
+    }
+  }
+  fprintf(f, "}\n\n");
 }
 
 static char *make_source(emitter *e) {
@@ -798,7 +877,7 @@ static char *make_source(emitter *e) {
     fprintf(f, "typedef struct kiln_par { %s_parallel_for fn; void *ctx; } kiln_par;\n\n", pre);
   if (!e->o->weights_file) {
     for (int i = 0; i < p->nbufs; i++)
-      if (p->bufs[i]->kind == KILN_BUF_WEIGHT) {
+      if (is_const_array(p->bufs[i])) {
         weight_decl(e, f, p->bufs[i], 0);
         fprintf(f, "; /* ");
         kiln_c_put_comment(f, p->bufs[i]->name, KILN_C_NAME_SHOWN);
@@ -809,6 +888,7 @@ static char *make_source(emitter *e) {
   fputs(kbuf, f);
   free(kbuf);
   fprintf(f, "size_t %s_workspace_size(void) { return %" PRId64 "u; }\n\n", pre, p->workspace_bytes + 64);
+  if (p->state_bytes > 0) state_init(e, f);
   run_v(e, f, 0);
   if (e->o->threads) run_v(e, f, 1);
   fprintf(f, "int %s_run(", pre);
@@ -818,7 +898,8 @@ static char *make_source(emitter *e) {
     fprintf(f, "  inputs[%d] = in_%s;\n", i, e->io_lower[io_buf(p, KILN_BUF_INPUT, i)->id]);
   for (int i = 0; i < p->noutputs; i++)
     fprintf(f, "  outputs[%d] = out_%s;\n", i, e->io_lower[io_buf(p, KILN_BUF_OUTPUT, i)->id]);
-  fprintf(f, "  return %s_run_v(%s, inputs, outputs, workspace);\n}\n", pre, e->o->weights_file ? "weights" : "0");
+  fprintf(f, "  return %s_run_v(%s, inputs, outputs, %sworkspace);\n}\n", pre, e->o->weights_file ? "weights" : "0",
+          p->state_bytes > 0 ? "state, " : "");
   fclose(f);
   return buf;
 }
@@ -831,13 +912,15 @@ int kiln_c_emit(const kiln_program *p, const kiln_c_options *o, kiln_c_output *o
   out->header = make_header(&e);
   out->source = make_source(&e);
   if (o->weights_file) {
-    out->blob_len = (size_t)p->weights_bytes;
+    /* the weights, then the state's initial contents */
+    out->blob_len = (size_t)(p->weights_bytes + p->state_bytes);
     out->blob = calloc(1, out->blob_len + 1);
     for (int i = 0; i < p->nbufs && out->blob; i++) {
       const kiln_buf *b = p->bufs[i];
       if (b->kind == KILN_BUF_WEIGHT && b->data)
         memcpy(out->blob + b->offset, b->data, (size_t)b->numel * kiln_dtype_size(b->dtype));
     }
+    if (out->blob) kiln_program_state_init(p, out->blob + p->weights_bytes);
   } else {
     out->weights = make_weights(&e);
   }

@@ -23,8 +23,14 @@ kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d);
  * points inputs/outputs at its tensors; kiln_llvm_jit_bind fills weights
  * and workspace from an arena of p->workspace_bytes. */
 void kiln_llvm_jit_bind(const kiln_program *p, void **bufs, void *workspace);
-/* bufs must have p->nbufs + 1 entries: the last carries the thread pool. */
+/* bufs must have p->nbufs + 1 entries: the last carries the thread pool.
+ * The JIT instance owns the program's state (KILN_BUF_STATE buffers):
+ * initialised once at compile, read and updated by every run, never shared
+ * with another instance; run binds it into bufs. */
 void kiln_llvm_jit_run(kiln_llvm_jit *j, void **bufs);
+/* The instance's state blob (NULL when the program has none), of *bytes
+ * bytes, laid out by p's state buffers' offsets. */
+void *kiln_llvm_jit_state(kiln_llvm_jit *j, const kiln_program *p, int64_t *bytes);
 /* Parallel loops run on nthreads threads (default 1).  -1 on failure. */
 int kiln_llvm_jit_set_threads(kiln_llvm_jit *j, int nthreads);
 void kiln_llvm_jit_free(kiln_llvm_jit *j);

@@ -1,5 +1,6 @@
 /* Loop IR -> LLVM IR.  One function per kernel, `void kN(ptr bufs)`, where
- * bufs is the array of buffer base pointers, and `void kiln_run(ptr bufs)`
+ * bufs is the array of buffer base pointers (a view's address is its
+ * root's entry + its offset; its own entry is not read), and `void kiln_run(ptr bufs)`
  * calling the kernels in order.  Loops are emitted in the canonical
  * header/body/latch form the loop vectoriser expects; locals are allocas
  * that mem2reg promotes.  Only constructs are translated here: no op
@@ -266,9 +267,16 @@ static void load_bases(cg *c, const kiln_program *p, const kiln_ls *body, LLVMVa
   kiln_loop_bufs_used(body, used);
   for (int i = 0; i < p->nbufs; i++) {
     if (!used[i]) continue;
-    LLVMValueRef idx = LLVMConstInt(LLVMInt64TypeInContext(c->ctx), (unsigned long long)i, 0);
+    /* a view is its root's memory from its offset on (kiln_buf_root) */
+    int64_t off;
+    const kiln_buf *r = kiln_buf_root(p->bufs[i], &off);
+    LLVMValueRef idx = LLVMConstInt(LLVMInt64TypeInContext(c->ctx), (unsigned long long)r->id, 0);
     LLVMValueRef slot = LLVMBuildGEP2(c->b, ptr, bufs, &idx, 1, "");
     c->base[i] = LLVMBuildLoad2(c->b, ptr, slot, p->bufs[i]->name);
+    if (off) {
+      LLVMValueRef o = LLVMConstInt(LLVMInt64TypeInContext(c->ctx), (unsigned long long)off, 0);
+      c->base[i] = LLVMBuildGEP2(c->b, LLVMInt8TypeInContext(c->ctx), c->base[i], &o, 1, "");
+    }
   }
 }
 

@@ -17,6 +17,9 @@ struct kiln_llvm_jit {
   void (*run)(void **bufs);
   int nbufs;
   kiln_rt_pool *pool; /* NULL: single-threaded */
+  void *state;        /* the state blob (p->state_bytes), this instance's own */
+  int *state_bufs;    /* ids of the state buffers (not views), -1 ended */
+  int64_t *state_off; /* their offsets in the blob */
   char why[400];      /* why linking failed (check_object) */
 };
 
@@ -84,6 +87,29 @@ static int optimise(LLVMModuleRef mod, LLVMTargetMachineRef tm, kiln_diag *d) {
   LLVMErrorRef err = LLVMRunPasses(mod, "default<O3>", tm, opts);
   LLVMDisposePassBuilderOptions(opts);
   return err ? llvm_fail(d, "optimisation failed", err) : 0;
+}
+
+/* The instance's state: allocated and initialised once, here; every run
+ * reads and updates it (kiln_llvm_jit_run binds it). */
+static int init_state(kiln_llvm_jit *j, const kiln_program *p) {
+  int n = 0;
+  j->state_bufs = malloc(((size_t)p->nbufs + 1) * sizeof *j->state_bufs);
+  j->state_off = malloc(((size_t)p->nbufs + 1) * sizeof *j->state_off);
+  j->state = p->state_bytes > 0 ? aligned_alloc(64, ((size_t)p->state_bytes + 63) & ~(size_t)63) : NULL;
+  if (!j->state_bufs || !j->state_off || (p->state_bytes > 0 && !j->state)) return -1;
+  for (int i = 0; i < p->nbufs; i++)
+    if (p->bufs[i]->kind == KILN_BUF_STATE && !p->bufs[i]->view_of) {
+      j->state_bufs[n] = i;
+      j->state_off[n++] = p->bufs[i]->offset;
+    }
+  j->state_bufs[n] = -1;
+  if (j->state) kiln_program_state_init(p, j->state);
+  return 0;
+}
+
+void *kiln_llvm_jit_state(kiln_llvm_jit *j, const kiln_program *p, int64_t *bytes) {
+  if (bytes) *bytes = p->state_bytes;
+  return j->state;
 }
 
 kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d) {
@@ -158,6 +184,7 @@ kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d) {
   if (err) { llvm_fail(d, "cannot compile the module", err); kiln_llvm_jit_free(j); return NULL; }
   j->run = (void (*)(void **))(uintptr_t)addr;
   j->nbufs = p->nbufs;
+  if (init_state(j, p)) { kiln_error(d, NULL, "out of memory"); kiln_llvm_jit_free(j); return NULL; }
   return j;
 }
 
@@ -171,6 +198,7 @@ void kiln_llvm_jit_bind(const kiln_program *p, void **bufs, void *workspace) {
 
 void kiln_llvm_jit_run(kiln_llvm_jit *j, void **bufs) {
   bufs[j->nbufs] = j->pool;
+  for (int k = 0; j->state_bufs[k] >= 0; k++) bufs[j->state_bufs[k]] = (char *)j->state + j->state_off[k];
   j->run(bufs);
 }
 
@@ -186,5 +214,8 @@ void kiln_llvm_jit_free(kiln_llvm_jit *j) {
   if (!j) return;
   if (j->jit) LLVMOrcDisposeLLJIT(j->jit);
   kiln_rt_pool_destroy(j->pool);
+  free(j->state);
+  free(j->state_bufs);
+  free(j->state_off);
   free(j);
 }

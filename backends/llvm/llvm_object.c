@@ -11,16 +11,18 @@
 #include "llvm_internal.h"
 
 static void add_layout(cg *c, const kiln_program *p, const char *prefix) {
-  int n = 6 + 4 * p->nbufs;
+  enum { HEAD = 7 }; /* runtime/kiln_runtime.h, layout version 2 */
+  int n = HEAD + 4 * p->nbufs;
   LLVMTypeRef i64 = LLVMInt64TypeInContext(c->ctx);
   LLVMValueRef *v = calloc((size_t)n, sizeof *v);
-  int64_t head[6] = {1, p->nbufs, p->workspace_bytes, p->weights_bytes, p->ninputs, p->noutputs};
-  for (int i = 0; i < 6; i++) v[i] = LLVMConstInt(i64, (unsigned long long)head[i], 1);
+  int64_t head[HEAD] = {2, p->nbufs, p->workspace_bytes, p->weights_bytes, p->ninputs, p->noutputs, p->state_bytes};
+  for (int i = 0; i < HEAD; i++) v[i] = LLVMConstInt(i64, (unsigned long long)head[i], 1);
   for (int b = 0; b < p->nbufs; b++) {
     const kiln_buf *buf = p->bufs[b];
-    int64_t e[4] = {buf->kind, buf->io_index, buf->kind >= KILN_BUF_WEIGHT ? buf->offset : 0,
+    /* a view (kind 5) is addressed through its root by the kernels */
+    int64_t e[4] = {buf->view_of ? 5 : buf->kind, buf->io_index, buf->kind >= KILN_BUF_WEIGHT ? buf->offset : 0,
                     buf->numel * (int64_t)kiln_dtype_size(buf->dtype)};
-    for (int k = 0; k < 4; k++) v[6 + 4 * b + k] = LLVMConstInt(i64, (unsigned long long)e[k], 1);
+    for (int k = 0; k < 4; k++) v[HEAD + 4 * b + k] = LLVMConstInt(i64, (unsigned long long)e[k], 1);
   }
   char name[256];
   snprintf(name, sizeof name, "%s_layout", prefix);

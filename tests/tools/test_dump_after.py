@@ -20,7 +20,9 @@ Checked, each against something kiln did not compute:
       schedule-threads  (listed in order; its own checks: passes.test_schedule_threads)
       plan-memory     workspace offsets such that no two buffers live in
                       the same kernel range overlap (liveness recomputed
-                      here from the dump's own loads and stores), and the
+                      here from the dump's own loads and stores), except an
+                      in-place handoff (one's last kernel is the other's
+                      first, same offset and size), and the
                       same text `kiln inspect --loops` prints.
     `inspect --loops` lists the input (3072 = 1*3*32*32 f32), the output
     (10 logits) and every initializer as a weight buffer of its ONNX size,
@@ -139,7 +141,10 @@ def check_resnet(kiln, src, work):
             (l1, h1), (l2, h2) = live[n1], live[n2]
             if l1 <= h2 and l2 <= h1:  # live together
                 e1, e2 = b1[2] + b1[1] * DTYPE_BYTES[b1[3]], b2[2] + b2[1] * DTYPE_BYTES[b2[3]]
-                if b1[2] < e2 and b2[2] < e1:
+                # in place (passes/plan_inplace.c): the kernel that reads
+                # one last writes the other over it, same place and size
+                handoff = (h1 == l2 or h2 == l1) and b1[2] == b2[2] and e1 == e2
+                if b1[2] < e2 and b2[2] < e1 and not handoff:
                     clash.append((n1, n2))
     check(len(wsb) > 5 and not clash, f"plan-memory: buffers live together do not overlap ({clash[:3]})")
     check(any(b[2] for _, b in wsb), "plan-memory: workspace offsets assigned")
