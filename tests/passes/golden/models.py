@@ -112,7 +112,30 @@ def shapes_symbolic():
                  [weight("w", [4, 3, 3, 3]), ints("shape", [0, -1])])
 
 
-MODELS = [conv_relu_pool, gemm_flatten, add_concat, transpose_pad, residual_chain, shapes_symbolic]
+def gap_softmax():
+    """GlobalAveragePool over 20x20 planes (a long f32 sum: blocked into an
+    f64 total by expand-reduce) -> Flatten -> Softmax (a max and a sum)."""
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["x"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+        helper.make_node("Softmax", ["f"], ["y"], name="softmax", axis=1),
+    ]
+    return model("gap_softmax", nodes, [vi("x", [1, 4, 20, 20])], [vi("y", [1, 4])], [])
+
+
+def big_and_small():
+    """A Relu over 1x64x320x320 (worth the thread pool: its batch-1 loop
+    gives way to the channel loop) and a Neg over 4 values (not worth it)."""
+    nodes = [
+        helper.make_node("Relu", ["x"], ["y"], name="big_relu"),
+        helper.make_node("Neg", ["s"], ["z"], name="small_neg"),
+    ]
+    return model("big_and_small", nodes, [vi("x", [1, 64, 320, 320]), vi("s", [1, 4])],
+                 [vi("y", [1, 64, 320, 320]), vi("z", [1, 4])], [])
+
+
+MODELS = [conv_relu_pool, gemm_flatten, add_concat, transpose_pad, residual_chain, shapes_symbolic, gap_softmax,
+          big_and_small]
 
 
 def main():
