@@ -404,7 +404,7 @@ int kiln_loop_eval(const kiln_program *p, const kiln_kernel *k, void **bufs);
  * number of errors; the first is recorded in d as
  * "FILE: node 'NAME' (Op): loop IR: kernel 'K': what is wrong". */
 int kiln_loop_verify(const kiln_program *p, kiln_diag *d);
-/* Whether kiln_lower verifies: always in debug builds (no NDEBUG), else
+/* Whether kiln_pipeline_run verifies after each loop pass: always in debug builds (no NDEBUG), else
  * when the environment sets KILN_VERIFY_LOOPS (not "0"), as the
  * conformance runners do. */
 int kiln_loop_verify_wanted(void);

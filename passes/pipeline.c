@@ -15,15 +15,20 @@
 #include "lower.h"
 #include "passes.h"
 
-static const char *const names[KILN_PASS_COUNT] = {
-    [KILN_PASS_IMPORT] = "import",
-    [KILN_PASS_INFER_SHAPES] = "infer-shapes",
-    [KILN_PASS_LOWER] = "lower",
-    [KILN_PASS_EXPAND_REDUCE] = "expand-reduce",
-    [KILN_PASS_SIMPLIFY_INDEX] = "simplify-index",
-    [KILN_PASS_SCHEDULE_THREADS] = "schedule-threads",
-    [KILN_PASS_PLAN_MEMORY] = "plan-memory",
-};
+/* Every pass's --dump-after name, in pipeline order: the one list both
+ * names[] and kiln_pass_list() are made from. */
+#define PASSES(X)                               \
+  X(IMPORT, "import")                           \
+  X(INFER_SHAPES, "infer-shapes")               \
+  X(LOWER, "lower")                             \
+  X(EXPAND_REDUCE, "expand-reduce")             \
+  X(SIMPLIFY_INDEX, "simplify-index")           \
+  X(SCHEDULE_THREADS, "schedule-threads")       \
+  X(PLAN_MEMORY, "plan-memory")
+
+#define AS_ENTRY(id, name) [KILN_PASS_##id] = name,
+#define AS_LIST(id, name) ", " name
+static const char *const names[KILN_PASS_COUNT] = {PASSES(AS_ENTRY)};
 
 const char *kiln_pass_name(kiln_pass_id id) { return id > KILN_PASS_NONE && id < KILN_PASS_COUNT ? names[id] : "none"; }
 
@@ -34,7 +39,7 @@ kiln_pass_id kiln_pass_lookup(const char *s) {
 }
 
 const char *kiln_pass_list(void) {
-  return "import, infer-shapes, lower, expand-reduce, simplify-index, schedule-threads, plan-memory";
+  return PASSES(AS_LIST) + 2; /* without the first ", " */
 }
 
 /* True when pass id is in opts' range. */
