@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ir/graph.h"
+#include "ir/loop.h"
 #include "passes/passes.h"
 
 /* A brace list of int64s as an array, and its length: DIMS(2, 3) */
@@ -23,6 +24,27 @@ static inline void graph_setup(void) { g = kiln_graph_new(); }
 static inline void graph_teardown(void) {
   kiln_graph_free(g);
   g = NULL;
+}
+
+/* Loop IR built by hand: an empty program over g (after graph_setup), a
+ * rank-1 f32 buffer of n elements (data: a weight's contents, else NULL),
+ * and a node located in "m.onnx" for a kernel to name in errors. */
+static inline kiln_program *t_program(void) {
+  kiln_program *p = kiln_arena_alloc(&g->arena, sizeof *p);
+  p->arena = &g->arena;
+  p->graph = g;
+  return p;
+}
+static inline kiln_buf *t_buf(kiln_program *p, const char *name, int64_t n, kiln_buf_kind kind, const void *data) {
+  kiln_value v = {.name = name, .dtype = KILN_DT_F32, .rank = 1, .dims = {n}, .id = -1, .data = data};
+  return kiln_program_add_buf(p, &v, kind);
+}
+static inline kiln_node *t_node(kiln_op op, const char *name, const char *op_type) {
+  kiln_node *n = kiln_node_new(g, op, name, 1, 1);
+  n->loc.file = "m.onnx";
+  n->loc.node_name = name;
+  n->loc.op_type = op_type;
+  return n;
 }
 
 /* A run-time graph input of the given type. */

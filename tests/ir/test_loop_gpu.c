@@ -16,21 +16,11 @@ static kiln_lb B;
  * 'sum0' (ReduceSum). */
 static void setup(void) {
   graph_setup();
-  P = kiln_arena_alloc(&g->arena, sizeof *P);
-  P->arena = &g->arena;
-  P->graph = g;
-  kiln_value v = {.dtype = KILN_DT_F32, .rank = 1, .dims = {24}, .id = -1};
-  v.name = "in";
-  in24 = kiln_program_add_buf(P, &v, KILN_BUF_INPUT);
-  v.name = "out";
-  v.dims[0] = 3;
-  out3 = kiln_program_add_buf(P, &v, KILN_BUF_OUTPUT);
-  kiln_node *n = kiln_node_new(g, KILN_OP_REDUCE_SUM, "sum0", 1, 1);
-  n->loc.file = "m.onnx";
-  n->loc.node_name = "sum0";
-  n->loc.op_type = "ReduceSum";
+  P = t_program();
+  in24 = t_buf(P, "in", 24, KILN_BUF_INPUT, NULL);
+  out3 = t_buf(P, "out", 3, KILN_BUF_OUTPUT, NULL);
   B = (kiln_lb){.p = P};
-  kiln_lb_kernel(&B, "k0_sum", n);
+  kiln_lb_kernel(&B, "k0_sum", t_node(KILN_OP_REDUCE_SUM, "sum0", "ReduceSum"));
 }
 
 TestSuite(gpu, .init = setup, .fini = graph_teardown);

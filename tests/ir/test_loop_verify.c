@@ -13,30 +13,15 @@ static kiln_lb B;
 /* in: f32[8] input, out: f32[8] output, w: f32[4] weight, ws: f32[8]
  * workspace; one kernel "k0_relu" computing node 'relu0' (Relu). */
 static void setup(void) {
-  graph_setup();
-  P = kiln_arena_alloc(&g->arena, sizeof *P);
-  P->arena = &g->arena;
-  P->graph = g;
-  kiln_value v = {.dtype = KILN_DT_F32, .rank = 1, .dims = {8}, .id = -1};
-  v.name = "in";
-  in8 = kiln_program_add_buf(P, &v, KILN_BUF_INPUT);
-  v.name = "out";
-  out8 = kiln_program_add_buf(P, &v, KILN_BUF_OUTPUT);
   static const float wd[4] = {1, 2, 3, 4};
-  v.name = "w";
-  v.dims[0] = 4;
-  v.data = wd;
-  w4 = kiln_program_add_buf(P, &v, KILN_BUF_WEIGHT);
-  v.name = "ws";
-  v.dims[0] = 8;
-  v.data = NULL;
-  ws8 = kiln_program_add_buf(P, &v, KILN_BUF_WORKSPACE);
-  kiln_node *n = kiln_node_new(g, KILN_OP_RELU, "relu0", 1, 1);
-  n->loc.file = "m.onnx";
-  n->loc.node_name = "relu0";
-  n->loc.op_type = "Relu";
+  graph_setup();
+  P = t_program();
+  in8 = t_buf(P, "in", 8, KILN_BUF_INPUT, NULL);
+  out8 = t_buf(P, "out", 8, KILN_BUF_OUTPUT, NULL);
+  w4 = t_buf(P, "w", 4, KILN_BUF_WEIGHT, wd);
+  ws8 = t_buf(P, "ws", 8, KILN_BUF_WORKSPACE, NULL);
   B = (kiln_lb){.p = P};
-  kiln_lb_kernel(&B, "k0_relu", n);
+  kiln_lb_kernel(&B, "k0_relu", t_node(KILN_OP_RELU, "relu0", "Relu"));
 }
 
 TestSuite(verify, .init = setup, .fini = graph_teardown);

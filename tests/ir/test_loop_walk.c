@@ -25,19 +25,12 @@ static kiln_lb B;
  */
 static void setup(void) {
   graph_setup();
-  P = kiln_arena_alloc(&g->arena, sizeof *P);
-  P->arena = &g->arena;
-  P->graph = g;
-  kiln_value v = {.dtype = KILN_DT_F32, .rank = 1, .dims = {8}, .id = -1};
-  v.name = "in";
-  in8 = kiln_program_add_buf(P, &v, KILN_BUF_INPUT);
-  v.name = "out";
-  out8 = kiln_program_add_buf(P, &v, KILN_BUF_OUTPUT);
-  v.name = "ws";
-  ws8 = kiln_program_add_buf(P, &v, KILN_BUF_WORKSPACE);
-  kiln_node *n = kiln_node_new(g, KILN_OP_RELU, "n0", 1, 1);
+  P = t_program();
+  in8 = t_buf(P, "in", 8, KILN_BUF_INPUT, NULL);
+  out8 = t_buf(P, "out", 8, KILN_BUF_OUTPUT, NULL);
+  ws8 = t_buf(P, "ws", 8, KILN_BUF_WORKSPACE, NULL);
   B = (kiln_lb){.p = P};
-  kiln_lb_kernel(&B, "k0", n);
+  kiln_lb_kernel(&B, "k0", kiln_node_new(g, KILN_OP_RELU, "n0", 1, 1));
 
   int t0 = kiln_lb_decl(&B, KILN_DT_F32, kiln_lx_const_f(&B, KILN_DT_F32, 0));
   int i0 = kiln_lb_for(&B, 8, (kiln_sched){0});
