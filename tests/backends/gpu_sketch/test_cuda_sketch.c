@@ -92,6 +92,13 @@ typedef int (*nvrtc_size_fn)(void *, size_t *);
 typedef int (*nvrtc_get_fn)(void *, char *);
 typedef int (*nvrtc_destroy_fn)(void **);
 
+/* NVRTC keeps process-wide caches it never frees.  The library stays
+ * loaded (never dlclose'd) so LeakSanitizer can name it, and those
+ * allocations are suppressed by module name; leaks of the test's own code
+ * are still reported. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) { return "leak:libnvrtc\nleak:libnvrtc-builtins\n"; }
+
 static void *nvrtc_open(void) {
   static const char *const names[] = {"libnvrtc.so", "/usr/local/cuda/lib64/libnvrtc.so", "libnvrtc.so.13",
                                       "libnvrtc.so.12", "libnvrtc.so.11.2"};
@@ -148,7 +155,7 @@ Test(cuda_sketch, nvrtc_compiles_the_sketches) {
     free(ptx);
     free(text);
   }
-  dlclose(h);
+  /* no dlclose: see nvrtc_open */
 }
 
 /* Names are only in // comments, escaped, never ending a line in a
@@ -168,7 +175,6 @@ Test(cuda_sketch, hostile_names_stay_in_comments) {
   void *h = nvrtc_open();
   if (h) {
     free(nvrtc_ptx(h, text));
-    dlclose(h);
   }
   free(text);
 }
