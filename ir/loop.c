@@ -290,6 +290,12 @@ void kiln_lb_combine(kiln_lb *b, int local, kiln_lx *value) {
 
 void kiln_lb_reduce_end(kiln_lb *b) { kiln_lb_end(b); }
 
+kiln_lx *kiln_lx_max_nan(kiln_lb *b, int is_max, kiln_lx *acc, kiln_lx *x) {
+  kiln_lx *take = is_max ? kiln_lx_bin(b, KILN_BIN_LT, acc, x) : kiln_lx_bin(b, KILN_BIN_LT, x, acc);
+  if (kiln_dtype_is_float(x->dtype)) take = kiln_lx_bin(b, KILN_BIN_OR, take, kiln_lx_un(b, KILN_UN_ISNAN, x));
+  return kiln_lx_select(b, take, x, acc);
+}
+
 kiln_lx *kiln_lx_reduce_identity(kiln_lb *b, kiln_reduce_op op, kiln_dtype t) {
   kiln_lx *e = kiln_lx_const_f(b, t, 0);
   if (op == KILN_RED_ADD) return e;

@@ -340,6 +340,10 @@ void kiln_lb_assign(kiln_lb *b, int local, kiln_lx *value);
 int kiln_lb_reduce_begin(kiln_lb *b, kiln_reduce_op op, kiln_dtype t, kiln_lx *init, kiln_sched sched);
 void kiln_lb_combine(kiln_lb *b, int local, kiln_lx *value);
 void kiln_lb_reduce_end(kiln_lb *b);
+/* The larger (is_max) or smaller of acc and x, a NaN x giving NaN:
+ * (acc < x || isnan(x)) ? x : acc (MAX_NAN / MIN_NAN; with a NaN acc it
+ * stays NaN as x never replaces it). */
+kiln_lx *kiln_lx_max_nan(kiln_lb *b, int is_max, kiln_lx *acc, kiln_lx *x);
 /* The identity of op in dtype t (a constant). */
 kiln_lx *kiln_lx_reduce_identity(kiln_lb *b, kiln_reduce_op op, kiln_dtype t);
 const char *kiln_reduce_op_name(kiln_reduce_op op);

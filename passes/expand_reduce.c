@@ -7,7 +7,7 @@
  * interprets a kernel), gives them today's CPU form, one of three:
  *
  *  plain    t : T = INIT; the body, each `combine t <- v` an assignment
- *           t = t OP v (MAX_NAN / MIN_NAN as kiln_lower_max_nan writes
+ *           t = t OP v (MAX_NAN / MIN_NAN as kiln_lx_max_nan writes
  *           them: (t < v || isnan(v)) ? v : t).
  *
  *  lanes    (sched.vector = w on an ADD whose body is one loop of at least
@@ -95,12 +95,7 @@ static kiln_lx *combined(ectx *E, kiln_reduce_op op, int var, kiln_dtype t, kiln
   case KILN_RED_ADD: return kiln_lx_bin(b, KILN_BIN_ADD, acc, v);
   case KILN_RED_MAX: return kiln_lx_bin(b, KILN_BIN_MAX, acc, v);
   case KILN_RED_MIN: return kiln_lx_bin(b, KILN_BIN_MIN, v, acc); /* v < t ? v : t: a NaN v is ignored */
-  default: {
-    int is_max = op == KILN_RED_MAX_NAN;
-    kiln_lx *take = is_max ? kiln_lx_bin(b, KILN_BIN_LT, acc, v) : kiln_lx_bin(b, KILN_BIN_LT, v, acc);
-    if (kiln_dtype_is_float(t)) take = kiln_lx_bin(b, KILN_BIN_OR, take, kiln_lx_un(b, KILN_UN_ISNAN, v));
-    return kiln_lx_select(b, take, v, acc);
-  }
+  default: return kiln_lx_max_nan(b, op == KILN_RED_MAX_NAN, acc, v);
   }
 }
 

@@ -132,10 +132,7 @@ kiln_lx *kiln_lower_load(kiln_lctx *L, const kiln_buf *b, kiln_lx *off) {
 }
 
 kiln_lx *kiln_lower_max_nan(kiln_lctx *L, int is_max, kiln_lx *acc, kiln_lx *x) {
-  kiln_lx *take = is_max ? kiln_lx_bin(&L->b, KILN_BIN_LT, acc, x) : kiln_lx_bin(&L->b, KILN_BIN_LT, x, acc);
-  if (kiln_dtype_is_float(x->dtype))
-    take = kiln_lx_bin(&L->b, KILN_BIN_OR, take, kiln_lx_un(&L->b, KILN_UN_ISNAN, x));
-  return kiln_lx_select(&L->b, take, x, acc);
+  return kiln_lx_max_nan(&L->b, is_max, acc, x);
 }
 
 /* Reshape, Flatten, Squeeze, Unsqueeze, Identity: the bytes stay, only
