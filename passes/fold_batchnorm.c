@@ -75,7 +75,13 @@ static kiln_node *foldable(const kiln_node *bn) {
   if (p->op != KILN_OP_CONV && p->op != KILN_OP_CONV_TRANSPOSE && p->op != KILN_OP_GEMM) return NULL;
   if (!is_f32_fixed(p->in[1]) || (p->nin > 2 && p->in[2] && !is_f32_fixed(p->in[2]))) return NULL;
   int64_t m = x->dims[1];
-  if (KILN_DIM_IS_SYM(m)) return NULL;
+  if (KILN_DIM_IS_SYM(m) || m <= 0) return NULL;
+  if (p->op == KILN_OP_CONV_TRANSPOSE) { /* the layout channel_of assumes */
+    int64_t group = ((const kiln_attrs_conv *)p->attrs)->group;
+    const kiln_value *w = p->in[1];
+    if (group <= 0 || w->rank < 2 || w->dims[0] % group || m != w->dims[1] * group) return NULL;
+  } else if (p->op == KILN_OP_CONV && (p->in[1]->rank < 2 || p->in[1]->dims[0] != m)) return NULL;
+  else if (p->op == KILN_OP_GEMM && p->in[1]->rank != 2) return NULL;
   for (int k = 1; k < 5; k++)
     if (bn->in[k]->dims[0] != m) return NULL;
   return p;
@@ -97,7 +103,10 @@ static int64_t channel_of(const kiln_node *p, const kiln_value *w, int64_t m, in
   return ((const kiln_attrs_gemm *)p->attrs)->transB ? i / w->dims[1] : i % w->dims[1];
 }
 
-static void fold_pair(kiln_graph *g, kiln_node *p, kiln_node *bn) {
+/* Folds bn into p; 1 (declined, nothing changed) when a folded number
+ * would not be finite, where the unfolded model might still compute
+ * finite values (or different non-finite ones). */
+static int fold_pair(kiln_graph *g, kiln_node *p, kiln_node *bn) {
   const kiln_attrs_batchnorm *a = bn->attrs;
   const kiln_value *x = bn->in[0], *w = p->in[1], *b = p->nin > 2 ? p->in[2] : NULL;
   int64_t m = x->dims[1];
@@ -106,22 +115,22 @@ static void fold_pair(kiln_graph *g, kiln_node *p, kiln_node *bn) {
     s[c] = kiln_dtype_load_f(KILN_DT_F32, bn->in[1]->data, (size_t)c) /
            sqrt(kiln_dtype_load_f(KILN_DT_F32, bn->in[4]->data, (size_t)c) + (double)a->epsilon);
   double alpha = 1, beta = 1;
-  if (p->op == KILN_OP_GEMM) {
-    kiln_attrs_gemm *ga = p->attrs;
-    alpha = ga->alpha, beta = ga->beta;
-    ga->alpha = 1, ga->beta = 1; /* both folded into the new B and C */
-  }
+  kiln_attrs_gemm *ga = p->op == KILN_OP_GEMM ? p->attrs : NULL;
+  if (ga) alpha = ga->alpha, beta = ga->beta;
   int64_t nw = kiln_value_numel(w, 1);
   float *wd = kiln_arena_array(&g->arena, (size_t)(nw ? nw : 1), sizeof *wd);
   for (int64_t i = 0; i < nw; i++)
-    wd[i] = (float)(alpha * kiln_dtype_load_f(KILN_DT_F32, w->data, (size_t)i) * s[channel_of(p, w, m, i)]);
+    if (!isfinite(wd[i] = (float)(alpha * kiln_dtype_load_f(KILN_DT_F32, w->data, (size_t)i) * s[channel_of(p, w, m, i)])))
+      return 1;
   float *bd = kiln_arena_array(&g->arena, (size_t)(m ? m : 1), sizeof *bd);
   int64_t nb = b ? kiln_value_numel(b, 1) : 0;
   for (int64_t c = 0; c < m; c++) {
     double bc = nb ? beta * kiln_dtype_load_f(KILN_DT_F32, b->data, (size_t)(nb == 1 ? 0 : c)) : 0;
     double mean = kiln_dtype_load_f(KILN_DT_F32, bn->in[3]->data, (size_t)c);
     bd[c] = (float)((bc - mean) * s[c] + kiln_dtype_load_f(KILN_DT_F32, bn->in[2]->data, (size_t)c));
+    if (!isfinite(bd[c])) return 1;
   }
+  if (ga) ga->alpha = 1, ga->beta = 1; /* both folded into the new B and C */
   kiln_node_set_input(p, 1, new_const(g, w, "bnfold", w->rank, w->dims, wd));
   int64_t bdims[1] = {m};
   if (p->nin < 3) { /* the bias slot was left out: make room for it */
@@ -136,6 +145,7 @@ static void fold_pair(kiln_graph *g, kiln_node *p, kiln_node *bn) {
   bn->dead = 1;
   old->producer = NULL;
   kiln_node_set_output(p, 0, y);
+  return 0;
 }
 
 /* Gemm's C may fold only when it is one value or one per output column
@@ -185,7 +195,7 @@ int kiln_pass_fold_batchnorm(kiln_graph *g, kiln_diag *d) {
     }
     if (n->op != KILN_OP_BATCH_NORM) continue;
     kiln_node *p = foldable(n);
-    if (p && (p->op != KILN_OP_GEMM || gemm_bias_ok(p, n->in[0]->dims[1]))) fold_pair(g, p, n);
+    if (p && (p->op != KILN_OP_GEMM || gemm_bias_ok(p, n->in[0]->dims[1]))) (void)fold_pair(g, p, n);
   }
   kiln_graph_prune(g);
   return kiln_graph_verify(g, d);

@@ -129,6 +129,23 @@ def main():
         else:
             passed += 1
             print(f"PASS {name}: {want_left} BN left; largest error {worst:.3g} x tolerance")
+    # var + eps == 0 in one channel: s would be infinite, so the pass
+    # declines (the unfolded model's non-finite values are its own).
+    m = models.conv_bn()
+    for i, t in enumerate(m.graph.initializer):
+        if t.name == "bn_var":
+            a = numpy_helper.to_array(t).copy()
+            a[1] = -np.float32(1e-5)  # the default epsilon, exactly
+            m.graph.initializer[i].CopyFrom(numpy_helper.from_array(a, t.name))
+    path = work / "zero_var.onnx"
+    onnx.save(m, path)
+    left, err = bn_left(kiln, path)
+    if err or left != 1:
+        failed += 1
+        print(f"FAIL zero_var: {err or f'{left} BatchNormalization node(s) left, expected 1 (declined)'}")
+    else:
+        passed += 1
+        print("PASS zero_var: var + eps == 0, the BN stays")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 
