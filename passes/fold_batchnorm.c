@@ -22,6 +22,7 @@
  * The bypasses rewire consumers of the no-op's output to its input; they
  * skip values that are graph outputs (their name must survive), state
  * and in-place updates. */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -119,16 +120,19 @@ static int fold_pair(kiln_graph *g, kiln_node *p, kiln_node *bn) {
   if (ga) alpha = ga->alpha, beta = ga->beta;
   int64_t nw = kiln_value_numel(w, 1);
   float *wd = kiln_arena_array(&g->arena, (size_t)(nw ? nw : 1), sizeof *wd);
-  for (int64_t i = 0; i < nw; i++)
-    if (!isfinite(wd[i] = (float)(alpha * kiln_dtype_load_f(KILN_DT_F32, w->data, (size_t)i) * s[channel_of(p, w, m, i)])))
-      return 1;
+  for (int64_t i = 0; i < nw; i++) {
+    double v = alpha * kiln_dtype_load_f(KILN_DT_F32, w->data, (size_t)i) * s[channel_of(p, w, m, i)];
+    if (!(fabs(v) <= FLT_MAX)) return 1; /* also NaN; converting it to float would be undefined */
+    wd[i] = (float)v;
+  }
   float *bd = kiln_arena_array(&g->arena, (size_t)(m ? m : 1), sizeof *bd);
   int64_t nb = b ? kiln_value_numel(b, 1) : 0;
   for (int64_t c = 0; c < m; c++) {
     double bc = nb ? beta * kiln_dtype_load_f(KILN_DT_F32, b->data, (size_t)(nb == 1 ? 0 : c)) : 0;
     double mean = kiln_dtype_load_f(KILN_DT_F32, bn->in[3]->data, (size_t)c);
-    bd[c] = (float)((bc - mean) * s[c] + kiln_dtype_load_f(KILN_DT_F32, bn->in[2]->data, (size_t)c));
-    if (!isfinite(bd[c])) return 1;
+    double v = (bc - mean) * s[c] + kiln_dtype_load_f(KILN_DT_F32, bn->in[2]->data, (size_t)c);
+    if (!(fabs(v) <= FLT_MAX)) return 1;
+    bd[c] = (float)v;
   }
   if (ga) ga->alpha = 1, ga->beta = 1; /* both folded into the new B and C */
   kiln_node_set_input(p, 1, new_const(g, w, "bnfold", w->rank, w->dims, wd));
