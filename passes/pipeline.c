@@ -20,6 +20,7 @@
 #define PASSES(X)                               \
   X(IMPORT, "import")                           \
   X(INFER_SHAPES, "infer-shapes")               \
+  X(FOLD_BATCHNORM, "fold-batchnorm")           \
   X(LOWER, "lower")                             \
   X(EXPAND_REDUCE, "expand-reduce")             \
   X(SIMPLIFY_INDEX, "simplify-index")           \
@@ -80,6 +81,10 @@ int kiln_pipeline_run(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_diag
   if (wanted(o, KILN_PASS_INFER_SHAPES)) {
     if (kiln_pass_infer_shapes(g, d)) return -1;
     dump(o, out, KILN_PASS_INFER_SHAPES);
+  }
+  if (wanted(o, KILN_PASS_FOLD_BATCHNORM)) {
+    if (kiln_pass_fold_batchnorm(g, d)) return -1;
+    dump(o, out, KILN_PASS_FOLD_BATCHNORM);
   }
   if (wanted(o, KILN_PASS_LOWER)) {
     if (!(out->program = kiln_lower_with(g, o->target, d))) return -1;

@@ -134,8 +134,92 @@ def big_and_small():
                  [vi("y", [1, 64, 320, 320]), vi("z", [1, 4])], [])
 
 
+def bn_params(prefix, c):
+    """BatchNormalization scale, bias, mean, var for c channels: exact
+    binary fractions, var > 0, no two channels alike."""
+    i = np.arange(c, dtype=np.float32)
+    vals = {"scale": 0.5 + (i % 5) / 4, "bias": (i % 3 - 1) / 4, "mean": (i % 4 - 1.5) / 8, "var": 0.25 + (i % 6) / 2}
+    return [numpy_helper.from_array(v.astype(np.float32), prefix + "_" + k) for k, v in vals.items()]
+
+
+def bn(prefix, x, y, **attrs):
+    return helper.make_node("BatchNormalization", [x] + [prefix + "_" + k for k in ("scale", "bias", "mean", "var")],
+                            [y], name=prefix, **attrs)
+
+
+def conv_bn():
+    """Conv 3x3 without bias (2 -> 4 channels, 5x5) -> BatchNormalization -> Relu."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        bn("bn", "c", "n"),
+        helper.make_node("Relu", ["n"], ["y"], name="relu"),
+    ]
+    return model("conv_bn", nodes, [vi("x", [1, 2, 5, 5])], [vi("y", [1, 4, 5, 5])],
+                 [weight("w", [4, 2, 3, 3])] + bn_params("bn", 4))
+
+
+def conv_bias_bn():
+    """Conv 1x1 with bias (3 -> 3) -> BatchNormalization (epsilon 1e-3), whose output is the graph output."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", kernel_shape=[1, 1]),
+        bn("bn", "c", "y", epsilon=1e-3),
+    ]
+    return model("conv_bias_bn", nodes, [vi("x", [1, 3, 4, 4])], [vi("y", [1, 3, 4, 4])],
+                 [weight("w", [3, 3, 1, 1]), weight("b", [3])] + bn_params("bn", 3))
+
+
+def grouped_bn():
+    """Depthwise Conv (group 4) -> BN, then ConvTranspose group 2 (4 -> 6,
+    W [4, 3, 2, 2]: the BN channel is W's dim 1 within each group) -> BN."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="dw", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=4),
+        bn("bn1", "c1", "n1"),
+        helper.make_node("ConvTranspose", ["n1", "w2"], ["c2"], name="up", kernel_shape=[2, 2], strides=[2, 2], group=2),
+        bn("bn2", "c2", "y"),
+    ]
+    return model("grouped_bn", nodes, [vi("x", [1, 4, 3, 3])], [vi("y", [1, 6, 6, 6])],
+                 [weight("w1", [4, 1, 3, 3]), weight("b1", [4]), weight("w2", [4, 3, 2, 2])]
+                 + bn_params("bn1", 4) + bn_params("bn2", 6))
+
+
+def bn_nofold():
+    """BNs that must stay: conv a's output is also read by an Add (a
+    residual), conv b's BN is in training mode (opset 15).  Conv c's BN
+    folds, and a Transpose pair, an Identity and a same-type Cast go."""
+    nodes = [
+        helper.make_node("Conv", ["x", "wa"], ["a"], name="conv_a", kernel_shape=[1, 1]),
+        bn("bn_a", "a", "na"),
+        helper.make_node("Add", ["a", "na"], ["s"], name="residual"),
+        helper.make_node("Conv", ["s", "wb"], ["b"], name="conv_b", kernel_shape=[1, 1]),
+        bn("bn_b", "b", "nb", training_mode=1),
+        helper.make_node("Conv", ["nb", "wc"], ["c"], name="conv_c", kernel_shape=[1, 1]),
+        bn("bn_c", "c", "nc"),
+        helper.make_node("Transpose", ["nc"], ["t1"], name="to_nhwc", perm=[0, 2, 3, 1]),
+        helper.make_node("Transpose", ["t1"], ["t2"], name="to_nchw", perm=[0, 3, 1, 2]),
+        helper.make_node("Identity", ["t2"], ["i"], name="same"),
+        helper.make_node("Cast", ["i"], ["k"], name="still_float", to=F),
+        helper.make_node("Relu", ["k"], ["y"], name="relu"),
+    ]
+    return model("bn_nofold", nodes, [vi("x", [2, 3, 2, 2])], [vi("y", [2, 3, 2, 2])],
+                 [weight("wa", [3, 3, 1, 1]), weight("wb", [3, 3, 1, 1]), weight("wc", [3, 3, 1, 1])]
+                 + bn_params("bn_a", 3) + bn_params("bn_b", 3) + bn_params("bn_c", 3), opset=15)
+
+
+def gemm_bn():
+    """Gemm (alpha 0.5, beta 2, transB, bias [3]) -> BatchNormalization over the rows' 3 channels."""
+    nodes = [
+        helper.make_node("Gemm", ["x", "w", "b"], ["g"], name="fc", transB=1, alpha=0.5, beta=2.0),
+        bn("bn", "g", "y"),
+    ]
+    return model("gemm_bn", nodes, [vi("x", [2, 4])], [vi("y", [2, 3])],
+                 [weight("w", [3, 4]), weight("b", [3])] + bn_params("bn", 3))
+
+
+BN_MODELS = [conv_bn, conv_bias_bn, grouped_bn, bn_nofold, gemm_bn]
+
+
 MODELS = [conv_relu_pool, gemm_flatten, add_concat, transpose_pad, residual_chain, shapes_symbolic, gap_softmax,
-          big_and_small]
+          big_and_small] + BN_MODELS
 
 
 def main():
