@@ -1,4 +1,4 @@
-/* The pipeline: import -> infer-shapes -> lower -> expand-reduce ->
+/* The pipeline: import -> infer-shapes -> fuse-epilogue -> lower -> expand-reduce ->
  * simplify-index -> schedule-threads -> plan-memory, read top to bottom in
  * kiln_pipeline_run (as QBE's main.c reads).  Commands used to repeat this sequence each in their own way;
  * now they differ only in how they bind their inputs (the bind callback)
@@ -20,6 +20,7 @@
 #define PASSES(X)                               \
   X(IMPORT, "import")                           \
   X(INFER_SHAPES, "infer-shapes")               \
+  X(FUSE_EPILOGUE, "fuse-epilogue")             \
   X(LOWER, "lower")                             \
   X(EXPAND_REDUCE, "expand-reduce")             \
   X(SIMPLIFY_INDEX, "simplify-index")           \
@@ -80,6 +81,10 @@ int kiln_pipeline_run(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_diag
   if (wanted(o, KILN_PASS_INFER_SHAPES)) {
     if (kiln_pass_infer_shapes(g, d)) return -1;
     dump(o, out, KILN_PASS_INFER_SHAPES);
+  }
+  if (wanted(o, KILN_PASS_FUSE_EPILOGUE)) {
+    if (kiln_pass_fuse_epilogue(g, d)) return -1;
+    dump(o, out, KILN_PASS_FUSE_EPILOGUE);
   }
   if (wanted(o, KILN_PASS_LOWER)) {
     if (!(out->program = kiln_lower_with(g, o->target, d))) return -1;

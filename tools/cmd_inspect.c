@@ -89,7 +89,7 @@ static int64_t peak_bytes(kiln_graph *g, kiln_model_opts *o) {
   }
   kiln_diag d = {0};
   kiln_pipeline pl;
-  kiln_pipeline_opts po = {.graph = g, .from = KILN_PASS_LOWER, .dump_after = (kiln_pass_id)o->dump_after};
+  kiln_pipeline_opts po = {.graph = g, .from = KILN_PASS_FUSE_EPILOGUE, .dump_after = (kiln_pass_id)o->dump_after};
   int rc = kiln_pipeline_run(&po, &pl, &d);
   o->dumped |= pl.dumped;
   return rc ? -1 : pl.program->workspace_bytes;
@@ -242,7 +242,7 @@ int kiln_cmd_inspect(int argc, char **argv) {
     fprintf(stderr, "kiln: note: symbolic dims bound to 1 to infer shapes (choose with --batch N or --dim NAME=N)\n");
   /* The loop passes run for the memory figure, or for a dump after one. */
   int64_t peak = -1;
-  if (!loops && (!ir || o.dump_after >= KILN_PASS_LOWER)) peak = peak_bytes(g, &o);
+  if (!loops && (!ir || o.dump_after >= KILN_PASS_FUSE_EPILOGUE)) peak = peak_bytes(g, &o);
   if (o.dump_after && !o.dumped)
     fprintf(stderr, "kiln: note: --dump-after %s printed nothing: the model could not be lowered (bind its symbolic "
                     "dims with --batch N or --dim NAME=N)\n", kiln_pass_name((kiln_pass_id)o.dump_after));
