@@ -60,7 +60,7 @@ class M:
         g = helper.make_graph(self.nodes, self.name,
                               [helper.make_tensor_value_info(n, F, s) for n, s in inputs],
                               [helper.make_tensor_value_info(n, F, None) for n in outputs], self.inits)
-        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)]), path)
 
 
 EXACT, SUMS, HALF = (0, 0), (1e-5, 1e-5), (1e-3, 1e-5)
