@@ -82,15 +82,16 @@ def transpose_pad():
 
 
 def residual_chain():
-    """x -> Relu a -> Sigmoid b -> Neg c -> Add(a, c) d -> Exp e -> Tanh y:
-    five workspace buffers, a live across the chain, the others short-lived,
-    so the memory plan reuses offsets."""
+    """x -> Relu a -> Softmax b -> Neg c -> Add(a, c) d -> Softmax e -> Tanh y:
+    workspace buffers, a live across the chain, the others short-lived, so
+    the memory plan reuses offsets (the Softmaxes keep the chain from being
+    fused into one kernel: only Neg -> Add is)."""
     nodes = [
         helper.make_node("Relu", ["x"], ["a"], name="relu"),
-        helper.make_node("Sigmoid", ["a"], ["b"], name="sigmoid"),
+        helper.make_node("Softmax", ["a"], ["b"], name="softmax"),
         helper.make_node("Neg", ["b"], ["c"], name="neg"),
         helper.make_node("Add", ["a", "c"], ["d"], name="residual"),
-        helper.make_node("Exp", ["d"], ["e"], name="exp"),
+        helper.make_node("Softmax", ["d"], ["e"], name="softmax2"),
         helper.make_node("Tanh", ["e"], ["y"], name="tanh"),
     ]
     return model("residual_chain", nodes, [vi("x", [1, 64])], [vi("y", [1, 64])], [])
