@@ -136,6 +136,10 @@ void kiln_graph_print(const kiln_graph *g, FILE *f) {
     }
     fprintf(f, ")");
     kiln_node_print_attrs(f, n);
+    if (n->fused_into && n->fused_into->nout > 0) { /* an epilogue step: computed by that node's kernel */
+      fprintf(f, " fused into ");
+      print_value_ref(f, n->fused_into->out[0]);
+    }
     if (n->name[0]) { fprintf(f, "  # "); kiln_put_display(f, n->name); }
     fprintf(f, "\n");
   }

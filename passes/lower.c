@@ -247,7 +247,7 @@ kiln_program *kiln_lower_with(kiln_graph *g, const kiln_target *t, kiln_diag *d)
       for (int k = 0; k < st->nin; k++)
         if (st->in[k] && st->in[k]->producer != n && (s == 0 || st->in[k]->producer != n->epi.steps[s - 1]))
           kiln_lower_buf(&L, st->in[k]);
-      kiln_lower_buf(&L, st->out[0]);
+      if (s == n->epi.nsteps - 1) kiln_lower_buf(&L, st->out[0]); /* the others stay in registers */
     }
     int failed = d->failed;
     if (info->lower(&L, n) || d->failed != failed) return NULL; /* a store's epilogue step may fail */

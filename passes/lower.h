@@ -110,6 +110,16 @@ const kiln_value *kiln_lower_result(const kiln_node *n, int slot);
  * compute: elementwise steps, each reading the previous result (used
  * nowhere else, not a graph output), shape unchanged, plain operands. */
 int kiln_lower_check_epilogue(kiln_lctx *L, const kiln_node *n);
+/* The same conditions without failing (the fusion pass asks before it
+ * keeps a step): 0 when n's epilogue is computable, else 1 with r saying
+ * why: r->step the refused step (r->node), or -1 when output r->out is
+ * read by r->node before the last step. */
+typedef struct kiln_epi_refusal {
+  const char *what;
+  int step, out;
+  const kiln_node *node;
+} kiln_epi_refusal;
+int kiln_epilogue_refusal(const kiln_graph *g, const kiln_node *n, kiln_epi_refusal *r);
 /* Elementwise node st at an output index of y (idx, or flat when idx is
  * NULL): its scalar function, the input `prev` (may be NULL) taking
  * `carried`, the others loaded (broadcast). NULL on failure (d set). */

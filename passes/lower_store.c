@@ -62,7 +62,10 @@ static int same_dims(const kiln_value *a, const kiln_value *b) {
   return 1;
 }
 
-int kiln_lower_check_epilogue(kiln_lctx *L, const kiln_node *n) {
+/* The one statement of what an epilogue may hold (kiln_lower_check_epilogue
+ * reports it, the fusion pass asks it before keeping a step). */
+int kiln_epilogue_refusal(const kiln_graph *g, const kiln_node *n, kiln_epi_refusal *r) {
+  *r = (kiln_epi_refusal){.step = -1};
   const kiln_value *prev = n->nout > 0 ? n->out[0] : NULL;
   for (int s = 0; s < n->epi.nsteps; s++) {
     const kiln_node *st = n->epi.steps[s];
@@ -80,8 +83,8 @@ int kiln_lower_check_epilogue(kiln_lctx *L, const kiln_node *n) {
     for (int k = 0; k < st->nin && !what; k++)
       if (st->in[k] && st->in[k] != prev && st->in[k]->layout != KILN_LAYOUT_PLAIN) what = "has an operand in a blocked layout";
     if (what) {
-      const char *name = st->name[0] ? st->name : kiln_op_get(st->op)->name;
-      return kiln_lower_fail(L, n, "epilogue step %d ('%s', %s) %s", s, name, info->name, what);
+      *r = (kiln_epi_refusal){.what = what, .step = s, .node = st};
+      return 1;
     }
     prev = st->out[0];
   }
@@ -89,17 +92,29 @@ int kiln_lower_check_epilogue(kiln_lctx *L, const kiln_node *n) {
    * must not read the node's other outputs (computed only then). */
   if (n->epi.nsteps > 0) {
     int i = 0;
-    while (i < L->g->nnodes && L->g->nodes[i] != n) i++;
-    for (i++; i < L->g->nnodes && L->g->nodes[i] != n->epi.steps[n->epi.nsteps - 1]; i++) {
-      const kiln_node *m = L->g->nodes[i];
+    while (i < g->nnodes && g->nodes[i] != n) i++;
+    for (i++; i < g->nnodes && g->nodes[i] != n->epi.steps[n->epi.nsteps - 1]; i++) {
+      const kiln_node *m = g->nodes[i];
       for (int k = 0; k < m->nin && !m->dead; k++)
         for (int o = 1; o < n->nout; o++)
-          if (m->in[k] && m->in[k] == n->out[o])
-            return kiln_lower_fail(L, n, "output %d is read by '%s' (%s) before the epilogue's last step", o, m->name,
-                                   kiln_op_get(m->op)->name);
+          if (m->in[k] && m->in[k] == n->out[o]) {
+            *r = (kiln_epi_refusal){.what = "is read before the epilogue's last step", .step = -1, .out = o, .node = m};
+            return 1;
+          }
     }
   }
   return 0;
+}
+
+int kiln_lower_check_epilogue(kiln_lctx *L, const kiln_node *n) {
+  kiln_epi_refusal r;
+  if (!kiln_epilogue_refusal(L->g, n, &r)) return 0;
+  if (r.step < 0)
+    return kiln_lower_fail(L, n, "output %d is read by '%s' (%s) before the epilogue's last step", r.out, r.node->name,
+                           kiln_op_get(r.node->op)->name);
+  const kiln_op_info *info = kiln_op_get(r.node->op);
+  const char *name = r.node->name[0] ? r.node->name : info->name;
+  return kiln_lower_fail(L, n, "epilogue step %d ('%s', %s) %s", r.step, name, info->name, r.what);
 }
 
 /* The output index of one store: logical (idx) and/or flat (row-major

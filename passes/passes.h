@@ -18,6 +18,10 @@ void kiln_pass_bind_sym(kiln_graph *g, kiln_dim sym, int64_t value);
 int kiln_pass_bind_input(kiln_graph *g, const char *name, kiln_dtype t, int rank, const int64_t *dims,
                          const void *data, kiln_diag *d);
 
+/* Fuses elementwise chains into the epilogue of the Conv, ConvTranspose,
+ * Gemm, MatMul or elementwise node producing them; see fuse_epilogue.c. */
+int kiln_pass_fuse_epilogue(kiln_graph *g, kiln_diag *d);
+
 /* Reads the model's `kiln.state` metadata (PARAM=VALUE,...): PARAM becomes
  * state, VALUE updates it in place on every run; see state.c. */
 int kiln_pass_bind_state(kiln_graph *g, kiln_diag *d);

@@ -1,4 +1,4 @@
-/* The pipeline: import -> infer-shapes -> lower -> expand-reduce ->
+/* The pipeline: import -> infer-shapes -> fold-batchnorm -> fuse-epilogue -> lower -> expand-reduce ->
  * simplify-index -> schedule-threads -> plan-memory, read top to bottom in
  * kiln_pipeline_run (as QBE's main.c reads).  Commands used to repeat this sequence each in their own way;
  * now they differ only in how they bind their inputs (the bind callback)
@@ -21,6 +21,7 @@
   X(IMPORT, "import")                           \
   X(INFER_SHAPES, "infer-shapes")               \
   X(FOLD_BATCHNORM, "fold-batchnorm")           \
+  X(FUSE_EPILOGUE, "fuse-epilogue")             \
   X(LOWER, "lower")                             \
   X(EXPAND_REDUCE, "expand-reduce")             \
   X(SIMPLIFY_INDEX, "simplify-index")           \
@@ -85,6 +86,10 @@ int kiln_pipeline_run(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_diag
   if (wanted(o, KILN_PASS_FOLD_BATCHNORM)) {
     if (kiln_pass_fold_batchnorm(g, d)) return -1;
     dump(o, out, KILN_PASS_FOLD_BATCHNORM);
+  }
+  if (wanted(o, KILN_PASS_FUSE_EPILOGUE)) {
+    if (kiln_pass_fuse_epilogue(g, d)) return -1;
+    dump(o, out, KILN_PASS_FUSE_EPILOGUE);
   }
   if (wanted(o, KILN_PASS_LOWER)) {
     if (!(out->program = kiln_lower_with(g, o->target, d))) return -1;

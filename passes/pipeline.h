@@ -5,6 +5,7 @@
  *                   (--batch, --dim, --const, --input, image/volume size)
  *   infer-shapes    every value's dtype and shape; constants folded
  *   fold-batchnorm  inference BN folded into Conv/Gemm weights; no-op Cast/Identity/Transpose pairs bypassed
+ *   fuse-epilogue   elementwise chains fused into their producer's output store
  *   lower           graph IR -> loop IR (one kernel per node)
  *   expand-reduce   reductions -> CPU accumulator code (plain, lanes, blocked f64 sums)
  *   simplify-index  index arithmetic folded, canonicalised, hoisted
@@ -23,6 +24,7 @@ typedef enum kiln_pass_id {
   KILN_PASS_IMPORT,
   KILN_PASS_INFER_SHAPES,
   KILN_PASS_FOLD_BATCHNORM,
+  KILN_PASS_FUSE_EPILOGUE, /* elementwise chains into their producer's epilogue */
   KILN_PASS_LOWER,
   KILN_PASS_EXPAND_REDUCE,
   KILN_PASS_SIMPLIFY_INDEX,

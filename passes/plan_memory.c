@@ -98,7 +98,10 @@ void kiln_plan_memory(kiln_program *p) {
   free(used);
   int *host = plan_inplace(p, lv);
   for (int i = 0; i < p->nbufs; i++)
-    if (p->bufs[i]->kind == KILN_BUF_WORKSPACE && !p->bufs[i]->view_of && host[i] < 0) order[n++] = &lv[i];
+    /* a buffer no kernel touches (an epilogue step's intermediate result,
+     * computed in registers by the fused kernel) takes no space */
+    if (p->bufs[i]->kind == KILN_BUF_WORKSPACE && !p->bufs[i]->view_of && host[i] < 0 && lv[i].first >= 0)
+      order[n++] = &lv[i];
   qsort(order, (size_t)n, sizeof *order, by_size);
   int64_t total = 0;
   for (int i = 0; i < n; i++) {

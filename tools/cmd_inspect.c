@@ -204,6 +204,9 @@ static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts
         printf(" ");
         kiln_put_display(stdout, ty);
       }
+      /* an epilogue step (passes/fuse_epilogue.c): no kernel of its own */
+      for (int j = 0; n->fused_into && j < i; j++)
+        if (g->nodes[j] == n->fused_into) printf("  (fused into #%d)", j);
       printf("\n");
     }
   }

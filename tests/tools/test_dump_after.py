@@ -42,7 +42,7 @@ import sys
 import onnx
 from onnx import shape_inference
 
-PASSES = ["import", "infer-shapes", "fold-batchnorm", "lower", "expand-reduce", "simplify-index", "schedule-threads", "plan-memory"]
+PASSES = ["import", "infer-shapes", "fold-batchnorm", "fuse-epilogue", "lower", "expand-reduce", "simplify-index", "schedule-threads", "plan-memory"]
 failures = []
 
 

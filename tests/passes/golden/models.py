@@ -82,15 +82,16 @@ def transpose_pad():
 
 
 def residual_chain():
-    """x -> Relu a -> Sigmoid b -> Neg c -> Add(a, c) d -> Exp e -> Tanh y:
-    five workspace buffers, a live across the chain, the others short-lived,
-    so the memory plan reuses offsets."""
+    """x -> Relu a -> Softmax b -> Neg c -> Add(a, c) d -> Softmax e -> Tanh y:
+    workspace buffers, a live across the chain, the others short-lived, so
+    the memory plan reuses offsets (the Softmaxes keep the chain from being
+    fused into one kernel: only Neg -> Add is)."""
     nodes = [
         helper.make_node("Relu", ["x"], ["a"], name="relu"),
-        helper.make_node("Sigmoid", ["a"], ["b"], name="sigmoid"),
+        helper.make_node("Softmax", ["a"], ["b"], name="softmax"),
         helper.make_node("Neg", ["b"], ["c"], name="neg"),
         helper.make_node("Add", ["a", "c"], ["d"], name="residual"),
-        helper.make_node("Exp", ["d"], ["e"], name="exp"),
+        helper.make_node("Softmax", ["d"], ["e"], name="softmax2"),
         helper.make_node("Tanh", ["e"], ["y"], name="tanh"),
     ]
     return model("residual_chain", nodes, [vi("x", [1, 64])], [vi("y", [1, 64])], [])
@@ -218,8 +219,50 @@ def gemm_bn():
 BN_MODELS = [conv_bn, conv_bias_bn, grouped_bn, bn_nofold, gemm_bn]
 
 
+def conv_add_relu():
+    """Conv (bias) -> Add(residual: the graph input x) -> Relu: both fuse
+    into the Conv's epilogue; x exists before the Conv runs."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c", "x"], ["s"], name="residual"),
+        helper.make_node("Relu", ["s"], ["y"], name="relu"),
+    ]
+    return model("conv_add_relu", nodes, [vi("x", [1, 2, 4, 4])], [vi("y", [1, 2, 4, 4])],
+                 [weight("w", [2, 2, 3, 3]), weight("b", [2])])
+
+
+def gemm_sigmoid():
+    """Gemm (8 -> 3, bias) -> Sigmoid, then a bias Add broadcast over the
+    row: both steps fuse into the Gemm."""
+    nodes = [
+        helper.make_node("Gemm", ["x", "w", "b"], ["g"], name="fc", transB=1),
+        helper.make_node("Sigmoid", ["g"], ["s"], name="sigmoid"),
+        helper.make_node("Add", ["s", "shift"], ["y"], name="shift"),
+    ]
+    return model("gemm_sigmoid", nodes, [vi("x", [2, 8])], [vi("y", [2, 3])],
+                 [weight("w", [3, 8]), weight("b", [3]), weight("shift", [1, 3])])
+
+
+def no_fuse():
+    """What must not fuse: a Conv output read twice (Relu and Add), a MatMul
+    whose output is a graph output (its Relu stays a kernel of its own), and
+    an Add that broadcasts its running value to a larger shape."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Add", ["r", "c"], ["y"], name="twice"),
+        helper.make_node("MatMul", ["m", "k"], ["p"], name="matmul"),
+        helper.make_node("Relu", ["p"], ["q"], name="relu_of_output"),
+        helper.make_node("MatMul", ["m", "k"], ["p2"], name="matmul2"),
+        helper.make_node("Add", ["p2", "wide"], ["z"], name="widen"),
+    ]
+    return model("no_fuse", nodes, [vi("x", [1, 2, 3, 3]), vi("m", [1, 2, 4]), vi("wide", [3, 2, 2])],
+                 [vi("y", [1, 2, 3, 3]), vi("p", [1, 2, 2]), vi("q", [1, 2, 2]), vi("z", [3, 2, 2])],
+                 [weight("w", [2, 2, 1, 1]), weight("k", [4, 2])])
+
+
 MODELS = [conv_relu_pool, gemm_flatten, add_concat, transpose_pad, residual_chain, shapes_symbolic, gap_softmax,
-          big_and_small] + BN_MODELS
+          big_and_small, conv_add_relu, gemm_sigmoid, no_fuse] + BN_MODELS
 
 
 def main():
