@@ -89,7 +89,7 @@ def buffers(text):
 
 def kernels(text):
     """[(name, body)] in order."""
-    parts = re.split(r"^kernel (.*):$", text, flags=re.M)
+    parts = re.split(r"^kernel (\S+?):(?:  # .*)?$", text, flags=re.M)  # a fused kernel's header lists its nodes
     return [(parts[i], parts[i + 1]) for i in range(1, len(parts), 2)]
 
 
@@ -154,9 +154,14 @@ def check_resnet(kiln, src, work):
     lb = buffers(loops)
     check(lb.get("input", (None, 0))[:2] == ("input", 3072), "inspect --loops: input buffer f32[3072]")
     check(lb.get("logits", (None, 0))[:2] == ("output", 10), "inspect --loops: output buffer f32[10]")
-    missing = [i.name for i in m.graph.initializer
-               if lb.get(i.name, (None, -1))[:2] != ("weight", int(__import__("math").prod(i.dims)))]
-    check(not missing, f"inspect --loops: every initializer a weight of its ONNX size (not: {missing[:3]})")
+    # fold-batchnorm replaces a Conv's weight W by W_bnfold (same size) and
+    # drops the BN's four parameters; every other initializer stays as is
+    bn_params = {x for n in m.graph.node if n.op_type == "BatchNormalization" for x in n.input[1:]}
+    numel = {i.name: int(__import__("math").prod(i.dims)) for i in m.graph.initializer}
+    missing = [n for n, k in numel.items() if n not in bn_params
+               and lb.get(n, (None, -1))[:2] != ("weight", k) and lb.get(n + "_bnfold", (None, -1))[:2] != ("weight", k)]
+    check(not missing and bn_params, f"inspect --loops: every initializer a weight of its ONNX size (not: {missing[:3]})")
+    check(not [n for n in bn_params if n in lb], "inspect --loops: the BatchNorm parameters folded away")
     ks = kernels(loops)
     check(ks and all(re.search(r"^\s+(parallel )?for ", body, re.M) for _, body in ks),
           f"inspect --loops: {len(ks)} kernels, each with loops")
