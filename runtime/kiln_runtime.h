@@ -55,6 +55,12 @@ void kiln_rt_pool_destroy(kiln_rt_pool *p);
  * Generated code calls this; the pool travels in bufs[nbufs]. */
 void kiln_rt_parallel_for(kiln_rt_pool *pool, void (*fn)(void **, int64_t, int64_t), void **bufs, int64_t n);
 
+/* ---- per-kernel timing (kiln run --profile) ----
+ * Code compiled for profiling calls this before its first kernel (k = 0)
+ * and after each kernel k (k + 1): stamps[k] = CLOCK_MONOTONIC seconds.
+ * Kernel k took stamps[k + 1] - stamps[k].  Normal builds never call it. */
+void kiln_rt_profile_mark(double *stamps, int64_t k);
+
 /* Maps weights_path and allocates the workspace. */
 kiln_rt_status kiln_rt_create(const int64_t *layout, void (*kernels)(void **), const char *weights_path,
                               kiln_rt_model **out);
