@@ -58,9 +58,12 @@ enum { SPIN_NS = 100000, /* how long an idle thread spins before it blocks */
 typedef struct worker_arg { kiln_rt_pool *pool; int id; } worker_arg;
 
 struct kiln_rt_pool {
-  /* the job: written by the caller before it bumps the generation */
+  /* the job: written by the caller before it bumps the generation; fn
+   * (kiln_rt_parallel_for) or body (kiln_rt_parallel_run) */
   void (*fn)(void **, int64_t, int64_t);
   void **bufs;
+  void (*body)(void *, int64_t, int64_t);
+  void *arg;
   int64_t n;
   int nthreads;             /* threads running, the caller included */
   pthread_t *threads;
@@ -106,7 +109,8 @@ static int spun_out(unsigned i, int64_t *start) {
 static void run_chunk(const kiln_rt_pool *p, int c, int nchunks) {
   int64_t each = p->n / nchunks, extra = p->n % nchunks;
   int64_t lo = c * each + (c < extra ? c : extra);
-  p->fn(p->bufs, lo, lo + each + (c < extra));
+  if (p->body) p->body(p->arg, lo, lo + each + (c < extra));
+  else p->fn(p->bufs, lo, lo + each + (c < extra));
 }
 
 /* Claims and runs chunks of generation gen while any is left.  Whoever
@@ -195,13 +199,9 @@ void kiln_rt_pool_destroy(kiln_rt_pool *p) {
   free(p);
 }
 
-void kiln_rt_parallel_for(kiln_rt_pool *p, void (*fn)(void **, int64_t, int64_t), void **bufs, int64_t n) {
-  if (!p || p->nthreads == 1 || n < 2) {
-    if (n > 0) fn(bufs, 0, n);
-    return;
-  }
-  p->fn = fn;
-  p->bufs = bufs;
+/* Publishes the job already in p's fields, takes part in it, and waits
+ * until every chunk is done. */
+static void run_job(kiln_rt_pool *p, int64_t n) {
   p->n = n;
   int nchunks = n < p->nthreads ? (int)n : p->nthreads;
   __atomic_store_n(&p->done, 0, __ATOMIC_RELAXED);
@@ -223,6 +223,27 @@ void kiln_rt_parallel_for(kiln_rt_pool *p, void (*fn)(void **, int64_t, int64_t)
   while (__atomic_load_n(&p->done, __ATOMIC_SEQ_CST) != nchunks) pthread_cond_wait(&p->cv_done, &p->mu);
   __atomic_store_n(&p->caller_sleeping, 0, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&p->mu);
+}
+
+void kiln_rt_parallel_for(kiln_rt_pool *p, void (*fn)(void **, int64_t, int64_t), void **bufs, int64_t n) {
+  if (!p || p->nthreads == 1 || n < 2) {
+    if (n > 0) fn(bufs, 0, n);
+    return;
+  }
+  p->fn = fn;
+  p->bufs = bufs;
+  p->body = NULL;
+  run_job(p, n);
+}
+
+void kiln_rt_parallel_run(kiln_rt_pool *p, void (*body)(void *, int64_t, int64_t), void *arg, int64_t n) {
+  if (!p || p->nthreads == 1 || n < 2) {
+    if (n > 0) body(arg, 0, n);
+    return;
+  }
+  p->body = body;
+  p->arg = arg;
+  run_job(p, n);
 }
 
 void kiln_rt_profile_mark(double *stamps, int64_t k) {

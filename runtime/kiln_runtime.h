@@ -54,6 +54,9 @@ void kiln_rt_pool_destroy(kiln_rt_pool *p);
  * worker, and returns when all are done.  pool NULL: runs fn(bufs, 0, n).
  * Generated code calls this; the pool travels in bufs[nbufs]. */
 void kiln_rt_parallel_for(kiln_rt_pool *pool, void (*fn)(void **, int64_t, int64_t), void **bufs, int64_t n);
+/* The same for any body(arg, lo, hi): the callback shape of `kiln emit-c
+ * --threads` code (bench/c_harness.c passes it this). */
+void kiln_rt_parallel_run(kiln_rt_pool *pool, void (*body)(void *, int64_t, int64_t), void *arg, int64_t n);
 
 /* ---- per-kernel timing (kiln run --profile) ----
  * Code compiled for profiling calls this before its first kernel (k = 0)

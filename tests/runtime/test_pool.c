@@ -96,3 +96,28 @@ Test(pool, create_destroy_idle) {
   for (int i = 0; i < 50; i++) kiln_rt_pool_destroy(kiln_rt_pool_create(1 + i % 4));
   kiln_rt_pool_destroy(NULL);
 }
+
+/* kiln_rt_parallel_run: emit-c's callback shape, same partition and pool. */
+static void sum_arg(void *arg, int64_t lo, int64_t hi) {
+  int64_t s = 0;
+  for (int64_t i = lo; i < hi; i++) s += i;
+  __atomic_add_fetch((int64_t *)arg, s, __ATOMIC_RELAXED);
+}
+
+Test(pool, parallel_run_and_for_interleaved) {
+  kiln_rt_pool *pool = kiln_rt_pool_create(2);
+  cr_assert_not_null(pool);
+  int64_t a = 0, b = 0, expect = 0;
+  void *bufs[1] = {&b};
+  for (int64_t k = 0; k < 5000; k++) {
+    int64_t n = 1 + k % 11;
+    kiln_rt_parallel_run(pool, sum_arg, &a, n);
+    kiln_rt_parallel_for(pool, sum_range, bufs, n);
+    expect += n * (n - 1) / 2;
+  }
+  cr_assert_eq(a, expect);
+  cr_assert_eq(b, expect);
+  kiln_rt_parallel_run(NULL, sum_arg, &a, 4);
+  cr_assert_eq(a, expect + 6);
+  kiln_rt_pool_destroy(pool);
+}
