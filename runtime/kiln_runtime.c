@@ -30,7 +30,9 @@
  * pause instruction for up to SPIN_NS, and only then blocks on `work`; the
  * caller likewise waits for `done` spinning first, then on `cv_done`.  A
  * hand-off between spinning threads is a cache-line transfer (well under a
- * microsecond: bench/pool_latency.c).
+ * microsecond: bench/pool_latency.c).  Every SPIN_CHECK pauses a spinning
+ * thread also calls sched_yield: on a crowded machine the thread it waits
+ * for may be queued behind it on the same CPU.
  *
  * `state` holds the generation, the job's chunk count and the next
  * unclaimed chunk in one 64-bit word, so a worker that wakes late can only
@@ -55,8 +57,6 @@ enum { SPIN_NS = 100000, /* how long an idle thread spins before it blocks */
        GEN_SHIFT = 32,
        MAX_THREADS = 1 << 12 };
 
-typedef struct worker_arg { kiln_rt_pool *pool; int id; } worker_arg;
-
 struct kiln_rt_pool {
   /* the job: written by the caller before it bumps the generation; fn
    * (kiln_rt_parallel_for) or body (kiln_rt_parallel_run) */
@@ -67,7 +67,6 @@ struct kiln_rt_pool {
   int64_t n;
   int nthreads;             /* threads running, the caller included */
   pthread_t *threads;
-  worker_arg *args;
   pthread_mutex_t mu;
   pthread_cond_t work, cv_done;
   /* each hot word on its own cache line: threads poll them */
@@ -149,7 +148,7 @@ static uint32_t next_job(kiln_rt_pool *p, uint32_t seen) {
 }
 
 static void *worker(void *arg) {
-  kiln_rt_pool *p = ((worker_arg *)arg)->pool;
+  kiln_rt_pool *p = arg;
   uint32_t seen = 0;
   for (;;) {
     seen = next_job(p, seen);
@@ -171,12 +170,9 @@ kiln_rt_pool *kiln_rt_pool_create(int nthreads) {
   pthread_cond_init(&p->work, NULL);
   pthread_cond_init(&p->cv_done, NULL);
   p->threads = calloc((size_t)nthreads, sizeof *p->threads);
-  p->args = calloc((size_t)nthreads, sizeof *p->args);
-  if (!p->threads || !p->args) { kiln_rt_pool_destroy(p); return NULL; }
+  if (!p->threads) { kiln_rt_pool_destroy(p); return NULL; }
   for (int i = 1; i < nthreads; i++) {
-    p->args[i].pool = p;
-    p->args[i].id = i;
-    if (pthread_create(&p->threads[i], NULL, worker, &p->args[i]) != 0) { kiln_rt_pool_destroy(p); return NULL; }
+    if (pthread_create(&p->threads[i], NULL, worker, p) != 0) { kiln_rt_pool_destroy(p); return NULL; }
     p->nthreads = i + 1;
   }
   return p;
@@ -195,7 +191,6 @@ void kiln_rt_pool_destroy(kiln_rt_pool *p) {
   pthread_cond_destroy(&p->work);
   pthread_cond_destroy(&p->cv_done);
   free(p->threads);
-  free(p->args);
   free(p);
 }
 
