@@ -34,7 +34,7 @@ static const char help[] =
     "  --profile          print a table of every kernel: the graph nodes it computes,\n"
     "                     its median time over the --repeat runs, share of the total,\n"
     "                     GFLOP/s (2 x MACs of Conv, ConvTranspose, Gemm, MatMul) and\n"
-    "                     %% of the FMA peak (one core's, measured at start with an\n"
+    "                     % of the FMA peak (one core's, measured at start with an\n"
     "                     FMA-chain loop, x threads); the timing calls are compiled\n"
     "                     in only with --profile\n"
     "  --dump-after PASS  print the IR after PASS to stderr (`list`: the passes)\n"
@@ -157,8 +157,13 @@ int kiln_cmd_run(int argc, char **argv) {
   const char *in_names[MAX_INPUTS], *in_files[MAX_INPUTS];
   int nin = 0, random = 0, repeat = 1, threads = 1, dump_after = 0, profile = 0;
   kiln_cli_bindings bind = {0};
-  for (int i = 1; i < argc; i++) /* photos in: handled by cmd_run_image.c */
-    if (!strcmp(argv[i], "--image")) return kiln_cmd_run_images(argc, argv);
+  int images = 0, profiled = 0;
+  for (int i = 1; i < argc; i++) {
+    images |= !strcmp(argv[i], "--image");
+    profiled |= !strcmp(argv[i], "--profile");
+  }
+  if (images && profiled) return kiln_cli_usage_error("run", "--profile times tensor runs (--input, --random), not --image");
+  if (images) return kiln_cmd_run_images(argc, argv); /* photos in: cmd_run_image.c */
   kiln_volume_opts vol = {0};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -211,6 +216,7 @@ int kiln_cmd_run(int argc, char **argv) {
         return 1;
       }
     }
+    if (profile) return kiln_cli_usage_error("run", "--profile times tensor runs (--input, --random), not volumes");
     if (!vol.nifti == !vol.dicom || nin || random)
       return kiln_cli_usage_error("run", "give one of --volume FILE or --dicom DIR (and no --input/--random)");
     vol.dump_after = dump_after;

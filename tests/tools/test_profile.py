@@ -18,7 +18,8 @@ model (make_hostile_model.py), checks that
     rows under 0.05 ms, with two significant digits or fewer, are skipped);
   - the hostile model's node names come out escaped: no control character
     in the output, one line per kernel row;
-  - without --profile no table is printed.
+  - without --profile no table is printed; with --image it is a one-line
+    usage error; --help documents it.
 
 usage: test_profile.py KILN SOURCE_DIR WORK_DIR
 """
@@ -117,6 +118,13 @@ n1 = check_profile(resnet, 1)
 check_profile(resnet, 2)
 plain = kiln("run", resnet, "--random").stdout.decode()
 check("profile:" not in plain and "GFLOP/s" not in plain, "no table without --profile")
+
+bad = subprocess.run([KILN, "run", resnet, "--image", os.path.join(SRC, "models", "squeezenet", "kitten_224.png"),
+                      "--profile"], capture_output=True, text=True, timeout=600)
+check(bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("kiln: error: ")
+      and "--profile" in bad.stderr and not bad.stdout, "--profile with --image: one-line usage error, got %r" % bad.stderr)
+help_text = kiln("run", "--help").stdout.decode()
+check("--profile" in help_text and "%%" not in help_text, "--help documents --profile")
 
 import make_hostile_model  # noqa: E402  (needs onnx)
 import onnx  # noqa: E402
