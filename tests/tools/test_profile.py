@@ -18,7 +18,8 @@ model (make_hostile_model.py), checks that
     rows under 0.05 ms, with two significant digits or fewer, are skipped);
   - the hostile model's node names come out escaped: no control character
     in the output, one line per kernel row;
-  - without --profile no table is printed; with --image it is a one-line
+  - without --profile no table is printed, and `kiln compile`'s object
+    has no reference to the timing hook; with --image it is a one-line
     usage error; --help documents it.
 
 usage: test_profile.py KILN SOURCE_DIR WORK_DIR
@@ -125,6 +126,13 @@ check(bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startsw
       and "--profile" in bad.stderr and not bad.stdout, "--profile with --image: one-line usage error, got %r" % bad.stderr)
 help_text = kiln("run", "--help").stdout.decode()
 check("--profile" in help_text and "%%" not in help_text, "--help documents --profile")
+
+# ahead-of-time objects never carry the timing calls
+obj_dir = os.path.join(WORK, "aot")
+kiln("compile", resnet, "-o", obj_dir, "--name", "net")
+syms = subprocess.run(["nm", os.path.join(obj_dir, "net.o")], capture_output=True, text=True).stdout
+check("kiln_rt_parallel_for" in syms or "net_kernels" in syms, "nm lists the object's symbols")
+check("kiln_rt_profile_mark" not in syms, "a compiled object calls kiln_rt_profile_mark")
 
 import make_hostile_model  # noqa: E402  (needs onnx)
 import onnx  # noqa: E402
