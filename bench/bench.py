@@ -21,8 +21,8 @@ Then, for each thread count T (default 1):
 
   kiln-C `KILN_BINARY emit-c MODEL --weights-file --threads --name net`,
          compiled with `cc -std=c99 -O3 -march=native` into bench/c_harness.c,
-         which times net_run_v / net_run_parallel (T threads on a pthread
-         pool) the same way: 3 warm-up runs, median of N.  Also reported:
+         which times net_run_v / net_run_parallel (T threads on the
+         runtime's pool, runtime/kiln_runtime.c) the same way: 3 warm-up runs, median of N.  Also reported:
          the code size of the compiled net.o (`size`, text+data, weights
          excluded: they are a separate file) and the workspace bytes
          (kiln's memory plan, NET_WORKSPACE_SIZE).  --no-c skips it.
@@ -151,8 +151,8 @@ def build_c(kiln, model_path, work):
     obj = out / "net.o"
     harness = out / "harness"
     for cmd in ([cc, *flags, "-c", str(out / "net.c"), "-o", str(obj)],
-                [cc, *flags, "-pthread", "-I", str(out), str(REPO / "bench" / "c_harness.c"), str(obj),
-                 "-o", str(harness), "-lm"]):
+                [cc, *flags, "-pthread", "-I", str(out), "-I", str(REPO / "runtime"), str(REPO / "bench" / "c_harness.c"),
+                 str(REPO / "runtime" / "kiln_runtime.c"), str(obj), "-o", str(harness), "-lm"]):
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             return None, None, None, f"cc failed: {proc.stderr.strip()[-300:]}"

@@ -1,12 +1,20 @@
 /* Target descriptions (target.h): plain values built by constructors.
  *
- * The hand-off threshold is the one lower_conv.c measured as PAR_MIN_MACS
- * (4 M multiply-adds): handing a loop to the pool costs tens of
- * microseconds on a busy 2-vCPU VM, more than a smaller kernel takes
- * (depthwise 3x3 on 960 x 7x7, 0.4 M MACs, ran 45 us on one thread and 94
- * us on two).  kiln_sched_work counts about 3 units per multiply-add of
- * the convolution's inner loop (the multiply, the add, and its share of
- * the loads and stores), so 4 M MACs are 12 M units.
+ * The hand-off threshold: a threaded kernel pays the pool's hand-off and
+ * join on top of half its work.  With the spinning pool
+ * (runtime/kiln_runtime.c) a worker starts its chunk a median 0.46 us
+ * after the call (bench/pool_latency: 2 threads, 20 us chunks, on the
+ * shared 2-vCPU Sapphire Rapids VM; the condition-variable pool before it
+ * took 21 us, and 3 us for an empty kernel).  The threshold asks each
+ * threaded kernel to take at least ~10 us on one core, 20x that
+ * hand-off, even at the fastest rate kernels reach: about 1e11
+ * kiln_sched_work units a second for a vectorised convolution
+ * (MobileNetV2's 1x1 convolutions under `kiln run --profile`; elementwise
+ * kernels run ~1.2e10, so they get ~80 us).  10 us x 1e11/s = 1 M units
+ * (about 0.33 M multiply-adds: kiln_sched_work counts ~3 units per MAC).
+ * The old threshold, 12 M units (4 M MACs), was set for a hand-off of tens
+ * of microseconds and left MobileNetV2's BatchNorm, Clip and depthwise
+ * kernels (0.1-0.6 ms each) on one thread.
  *
  * The host's cores and caches come from sysconf; vector widths come from
  * whoever generates the code (the LLVM backend knows the CPU it targets). */
@@ -16,7 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { THREAD_MIN_WORK = 12000000 };
+enum { THREAD_MIN_WORK = 1000000 };
 #define L1D_DEFAULT ((int64_t)48 * 1024)
 #define L2_DEFAULT ((int64_t)2 * 1024 * 1024)
 

@@ -46,14 +46,27 @@ typedef struct kiln_rt_model kiln_rt_model;
 
 /* ---- thread pool: parallel loops of generated code run on it ---- */
 typedef struct kiln_rt_pool kiln_rt_pool;
-/* A pool of nthreads workers (the calling thread counts as one; 1 = no
- * extra threads).  NULL if threads cannot be created. */
+/* A pool of nthreads threads (the calling thread counts as one; 1 = no
+ * extra threads; at most 4096).  NULL if threads cannot be created.  Idle
+ * workers spin for up to 0.1 ms (pause, sched_yield) before they block, so
+ * back-to-back parallel loops hand off in well under a microsecond. */
 kiln_rt_pool *kiln_rt_pool_create(int nthreads);
 void kiln_rt_pool_destroy(kiln_rt_pool *p);
-/* Runs fn(bufs, lo, hi) over [0, n) split into contiguous chunks, one per
- * worker, and returns when all are done.  pool NULL: runs fn(bufs, 0, n).
- * Generated code calls this; the pool travels in bufs[nbufs]. */
+/* Runs fn(bufs, lo, hi) over [0, n) split into min(n, nthreads) even
+ * contiguous chunks, each run by whichever thread claims it first (the
+ * caller takes part), and returns when all are done.  One caller at a
+ * time.  pool NULL: runs fn(bufs, 0, n).  Generated code calls this; the
+ * pool travels in bufs[nbufs]. */
 void kiln_rt_parallel_for(kiln_rt_pool *pool, void (*fn)(void **, int64_t, int64_t), void **bufs, int64_t n);
+/* The same for any body(arg, lo, hi): the callback shape of `kiln emit-c
+ * --threads` code (bench/c_harness.c passes it this). */
+void kiln_rt_parallel_run(kiln_rt_pool *pool, void (*body)(void *, int64_t, int64_t), void *arg, int64_t n);
+
+/* ---- per-kernel timing (kiln run --profile) ----
+ * Code compiled for profiling calls this before its first kernel (k = 0)
+ * and after each kernel k (k + 1): stamps[k] = CLOCK_MONOTONIC seconds.
+ * Kernel k took stamps[k + 1] - stamps[k].  Normal builds never call it. */
+void kiln_rt_profile_mark(double *stamps, int64_t k);
 
 /* Maps weights_path and allocates the workspace. */
 kiln_rt_status kiln_rt_create(const int64_t *layout, void (*kernels)(void **), const char *weights_path,

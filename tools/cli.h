@@ -75,6 +75,10 @@ kiln_graph *kiln_cli_load(const char *path, kiln_model_opts *o, kiln_diag *d);
  * after a usage error naming the passes; 3 for "list" (names printed to
  * stdout, the caller exits 0). */
 int kiln_cli_dump_option(const char *cmd, const char *val, int *pass);
+/* kiln run --profile's table (profile.c): times[r * nkernels + k] is kernel
+ * k's time in run r (seconds); peak_core one core's FMA peak (GFLOP/s). */
+int kiln_cli_profile_print(const kiln_program *p, const double *times, int repeat, int threads, double peak_core,
+                           int vector_bits);
 /* Output folders (out_dir.c): check, fill a temporary sibling, rename. */
 int kiln_out_dir_check(const char *dir, kiln_diag *d);
 int kiln_out_dir_begin(const char *dir, char *tmp, size_t size, kiln_diag *d);

@@ -31,6 +31,12 @@ static const char help[] =
     "  --dim NAME=N       bind symbolic dim NAME to N (input files must agree)\n"
     "  --repeat N         run N times and report the median time\n"
     "  --threads N        run parallel loops on N threads (default 1)\n"
+    "  --profile          print a table of every kernel: the graph nodes it computes,\n"
+    "                     its median time over the --repeat runs, share of the total,\n"
+    "                     GFLOP/s (2 x MACs of Conv, ConvTranspose, Gemm, MatMul) and\n"
+    "                     % of the FMA peak (one core's, measured at start with an\n"
+    "                     FMA-chain loop, x threads); the timing calls are compiled\n"
+    "                     in only with --profile\n"
     "  --dump-after PASS  print the IR after PASS to stderr (`list`: the passes)\n"
     "  --image FILE|DIR   classify PNG/JPEG photos (options: kiln run --image x --help)\n"
     "  --volume FILE      input from a NIfTI volume (.nii, .nii.gz); or --dicom DIR,\n"
@@ -149,10 +155,15 @@ fail:
 int kiln_cmd_run(int argc, char **argv) {
   const char *path = NULL, *outdir = NULL, *format = "npy";
   const char *in_names[MAX_INPUTS], *in_files[MAX_INPUTS];
-  int nin = 0, random = 0, repeat = 1, threads = 1, dump_after = 0;
+  int nin = 0, random = 0, repeat = 1, threads = 1, dump_after = 0, profile = 0;
   kiln_cli_bindings bind = {0};
-  for (int i = 1; i < argc; i++) /* photos in: handled by cmd_run_image.c */
-    if (!strcmp(argv[i], "--image")) return kiln_cmd_run_images(argc, argv);
+  int images = 0, profiled = 0;
+  for (int i = 1; i < argc; i++) {
+    images |= !strcmp(argv[i], "--image");
+    profiled |= !strcmp(argv[i], "--profile");
+  }
+  if (images && profiled) return kiln_cli_usage_error("run", "--profile times tensor runs (--input, --random), not --image");
+  if (images) return kiln_cmd_run_images(argc, argv); /* photos in: cmd_run_image.c */
   kiln_volume_opts vol = {0};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -160,6 +171,7 @@ int kiln_cmd_run(int argc, char **argv) {
     if (vo) { if (vo == 2) return 2; continue; }
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
     else if (!strcmp(a, "--random")) random = 1;
+    else if (!strcmp(a, "--profile")) profile = 1;
     else if (!strcmp(a, "--dump-after")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("run", "%s needs a value", a);
       int r = kiln_cli_dump_option("run", argv[++i], &dump_after);
@@ -204,6 +216,7 @@ int kiln_cmd_run(int argc, char **argv) {
         return 1;
       }
     }
+    if (profile) return kiln_cli_usage_error("run", "--profile times tensor runs (--input, --random), not volumes");
     if (!vol.nifti == !vol.dicom || nin || random)
       return kiln_cli_usage_error("run", "give one of --volume FILE or --dicom DIR (and no --input/--random)");
     vol.dump_after = dump_after;
@@ -250,7 +263,7 @@ int kiln_cmd_run(int argc, char **argv) {
   kiln_value **inputs = ri.inputs, **bound_to = ri.bound_to;
   int ninputs = ri.ninputs;
   double t0 = ri.t0;
-  jit = kiln_llvm_jit_compile(p, &d);
+  jit = kiln_llvm_jit_compile_profiled(p, profile, &d);
   if (!jit) goto fail;
   if (kiln_llvm_jit_set_threads(jit, threads)) { kiln_error(&d, NULL, "cannot start %d threads", threads); goto fail; }
   double t1 = now();
@@ -278,16 +291,28 @@ int kiln_cmd_run(int argc, char **argv) {
       kiln_dtype_store_f(buf->dtype, bufs[b], (size_t)e, (double)((seed * 2685821657736338717ull) >> 11) / 9007199254740992.0);
     }
   }
+  double peak = 0; /* profiling: one core's FMA peak, measured before the runs */
+  if (profile && (peak = kiln_llvm_fma_peak(&d)) < 0) goto fail;
   double *times = calloc((size_t)repeat, sizeof *times);
+  double *ktimes = profile ? calloc((size_t)repeat * (size_t)p->nkernels + 1, sizeof *ktimes) : NULL;
+  if (!times || (profile && !ktimes)) { free(times); kiln_error(&d, NULL, "out of memory"); goto fail; }
   for (int r = 0; r < repeat; r++) {
     double s = now();
     kiln_llvm_jit_run(jit, bufs);
     times[r] = now() - s;
+    const double *st = kiln_llvm_jit_profile(jit, NULL);
+    for (int k = 0; ktimes && k < p->nkernels; k++) ktimes[(size_t)r * (size_t)p->nkernels + (size_t)k] = st[k + 1] - st[k];
   }
   qsort(times, (size_t)repeat, sizeof *times, cmp_double);
   printf("compiled in %.1f ms; ran in %.3f ms%s; workspace %.2f MB\n", 1e3 * (t1 - t0), 1e3 * times[repeat / 2],
          repeat > 1 ? " (median)" : "", (double)p->workspace_bytes / 1e6);
   free(times);
+  if (ktimes && kiln_cli_profile_print(p, ktimes, repeat, threads, peak, 8 * target.vector_bytes)) {
+    free(ktimes);
+    kiln_error(&d, NULL, "out of memory");
+    goto fail;
+  }
+  free(ktimes);
   for (int b = 0; b < p->nbufs; b++) {
     const kiln_buf *buf = p->bufs[b];
     if (buf->kind != KILN_BUF_OUTPUT) continue;

@@ -19,6 +19,18 @@ kiln_target kiln_llvm_target(int portable);
 /* Compiles p.  The program must outlive the JIT (weights are referenced,
  * not copied).  NULL with d set on failure. */
 kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d);
+/* As kiln_llvm_jit_compile; with profile set, every run also records when
+ * each kernel started and ended (kiln_llvm_jit_profile).  Code compiled
+ * without it has no timing calls at all. */
+kiln_llvm_jit *kiln_llvm_jit_compile_profiled(const kiln_program *p, int profile, kiln_diag *d);
+/* Profiling: the last run's p->nkernels + 1 times (seconds, monotonic):
+ * kernel k ran from [k] to [k + 1].  NULL (*nstamps 0) when not profiling. */
+const double *kiln_llvm_jit_profile(const kiln_llvm_jit *j, int *nstamps);
+/* One core's FMA peak, in GFLOP/s, for the code this backend generates:
+ * measured by JIT-compiling a loop of independent chains of vector FMAs
+ * (the target's vector width, kiln_llvm_target(0)) and timing it (best of
+ * a few short runs).  < 0 with d set on failure. */
+double kiln_llvm_fma_peak(kiln_diag *d);
 /* Runs the whole program.  bufs[i] is the memory of p->bufs[i]: the caller
  * points inputs/outputs at its tensors; kiln_llvm_jit_bind fills weights
  * and workspace from an arena of p->workspace_bytes. */

@@ -376,10 +376,20 @@ int kiln_llvm_codegen(cg *c, const kiln_program *p) {
     free(c->index);
     free(c->local);
   }
-  c->fn = LLVMAddFunction(c->mod, c->entry ? c->entry : "kiln_run", fty);
+  /* profiling: kiln_run(bufs, stamps) marks the time around each kernel */
+  LLVMTypeRef mfty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), (LLVMTypeRef[]){ptr, i64}, 2, 0);
+  LLVMTypeRef rfty = c->profile ? LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), (LLVMTypeRef[]){ptr, ptr}, 2, 0) : fty;
+  LLVMValueRef mark = c->profile ? LLVMAddFunction(c->mod, "kiln_rt_profile_mark", mfty) : NULL;
+  c->fn = LLVMAddFunction(c->mod, c->entry ? c->entry : "kiln_run", rfty);
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
   LLVMValueRef arg = LLVMGetParam(c->fn, 0);
-  for (int k = 0; k < p->nkernels; k++) LLVMBuildCall2(c->b, fty, fns[k], &arg, 1, "");
+  for (int k = 0; k <= p->nkernels; k++) {
+    if (mark) {
+      LLVMValueRef margs[2] = {LLVMGetParam(c->fn, 1), LLVMConstInt(i64, (unsigned long long)k, 0)};
+      LLVMBuildCall2(c->b, mfty, mark, margs, 2, "");
+    }
+    if (k < p->nkernels) LLVMBuildCall2(c->b, fty, fns[k], &arg, 1, "");
+  }
   LLVMBuildRetVoid(c->b);
   free(fns);
   free(used);

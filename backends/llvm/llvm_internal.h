@@ -3,6 +3,7 @@
 #define KILN_LLVM_INTERNAL_H
 
 #include <llvm-c/Core.h>
+#include <llvm-c/TargetMachine.h>
 #include <stdlib.h>
 
 #include "kiln_llvm.h"
@@ -16,9 +17,13 @@ typedef struct cg {
   LLVMValueRef *index;  /* per loop var: the induction variable */
   LLVMValueRef *local;  /* per local: its alloca */
   const char *entry;    /* name of the function running every kernel */
+  int profile;          /* the entry takes (bufs, stamps) and marks each kernel's
+                           start and end (kiln_rt_profile_mark); JIT only */
 } cg;
 
 int kiln_llvm_codegen(cg *c, const kiln_program *p);
+/* llvm_jit.c: a target machine for KILN_CPU's CPU, or this host's. */
+LLVMTargetMachineRef kiln_llvm_host_machine(const char *triple, kiln_diag *d);
 LLVMTypeRef kiln_llvm_value_type(cg *c, kiln_dtype t);
 /* llvm_portable.c: f16/bf16 conversions as bit manipulation, the target
  * CPU (KILN_CPU overrides the host), the symbols generated code may use. */

@@ -15,7 +15,9 @@
 struct kiln_llvm_jit {
   LLVMOrcLLJITRef jit;
   void (*run)(void **bufs);
-  int nbufs;
+  void (*run_profiled)(void **bufs, double *stamps); /* instead of run, when profiling */
+  double *stamps;     /* profiling: the last run's kiln_rt_profile_mark times */
+  int nbufs, nkernels;
   kiln_rt_pool *pool; /* NULL: single-threaded */
   void *state;        /* the state blob (p->state_bytes), this instance's own */
   int *state_bufs;    /* ids of the state buffers (not views), -1 ended */
@@ -26,10 +28,12 @@ struct kiln_llvm_jit {
 /* The runtime entry points generated code calls, resolved to this
  * process's copies (an executable's symbols are not visible to dlsym). */
 static LLVMErrorRef define_runtime(LLVMOrcLLJITRef jit, LLVMOrcJITDylibRef jd) {
-  LLVMOrcCSymbolMapPair sym = {
-      LLVMOrcLLJITMangleAndIntern(jit, "kiln_rt_parallel_for"),
-      {(LLVMOrcExecutorAddress)(uintptr_t)&kiln_rt_parallel_for, {LLVMJITSymbolGenericFlagsExported, 0}}};
-  LLVMOrcMaterializationUnitRef mu = LLVMOrcAbsoluteSymbols(&sym, 1);
+  LLVMOrcCSymbolMapPair sym[2] = {
+      {LLVMOrcLLJITMangleAndIntern(jit, "kiln_rt_parallel_for"),
+       {(LLVMOrcExecutorAddress)(uintptr_t)&kiln_rt_parallel_for, {LLVMJITSymbolGenericFlagsExported, 0}}},
+      {LLVMOrcLLJITMangleAndIntern(jit, "kiln_rt_profile_mark"),
+       {(LLVMOrcExecutorAddress)(uintptr_t)&kiln_rt_profile_mark, {LLVMJITSymbolGenericFlagsExported, 0}}}};
+  LLVMOrcMaterializationUnitRef mu = LLVMOrcAbsoluteSymbols(sym, 2);
   return LLVMOrcJITDylibDefine(jd, mu);
 }
 
@@ -63,7 +67,7 @@ static int llvm_fail(kiln_diag *d, const char *what, LLVMErrorRef err) {
   return -1;
 }
 
-static LLVMTargetMachineRef host_machine(const char *triple, kiln_diag *d) {
+LLVMTargetMachineRef kiln_llvm_host_machine(const char *triple, kiln_diag *d) {
   LLVMTargetRef target;
   char *err = NULL;
   if (LLVMGetTargetFromTriple(triple, &target, &err)) {
@@ -113,13 +117,17 @@ void *kiln_llvm_jit_state(kiln_llvm_jit *j, const kiln_program *p, int64_t *byte
 }
 
 kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d) {
+  return kiln_llvm_jit_compile_profiled(p, 0, d);
+}
+
+kiln_llvm_jit *kiln_llvm_jit_compile_profiled(const kiln_program *p, int profile, kiln_diag *d) {
   LLVMInitializeNativeTarget();
   LLVMInitializeNativeAsmPrinter();
   kiln_llvm_jit *j = calloc(1, sizeof *j);
   /* the JIT's code generator targets the same CPU as the optimiser:
    * KILN_CPU's when set, so a test can build what another host would */
   char *host_triple = LLVMGetDefaultTargetTriple();
-  LLVMTargetMachineRef jtm = host_machine(host_triple, d);
+  LLVMTargetMachineRef jtm = kiln_llvm_host_machine(host_triple, d);
   LLVMDisposeMessage(host_triple);
   if (!jtm) { free(j); return NULL; }
   LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
@@ -128,6 +136,7 @@ kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d) {
   if (err) { llvm_fail(d, "cannot create the JIT", err); free(j); return NULL; }
   LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
   cg c = {0};
+  c.profile = profile;
   c.ctx = LLVMOrcThreadSafeContextGetContext(tsc);
   c.mod = LLVMModuleCreateWithNameInContext("kiln", c.ctx);
   LLVMSetSourceFileName(c.mod, "", 0); /* no file symbol: see check_object */
@@ -147,7 +156,7 @@ kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d) {
     return NULL;
   }
   LLVMDisposeMessage(verr);
-  LLVMTargetMachineRef tm = host_machine(triple, d);
+  LLVMTargetMachineRef tm = kiln_llvm_host_machine(triple, d);
   int bad = !tm || optimise(c.mod, tm, d);
   if (tm) LLVMDisposeTargetMachine(tm);
   if (bad) {
@@ -182,8 +191,15 @@ kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d) {
     return NULL;
   }
   if (err) { llvm_fail(d, "cannot compile the module", err); kiln_llvm_jit_free(j); return NULL; }
-  j->run = (void (*)(void **))(uintptr_t)addr;
+  if (profile) j->run_profiled = (void (*)(void **, double *))(uintptr_t)addr;
+  else j->run = (void (*)(void **))(uintptr_t)addr;
   j->nbufs = p->nbufs;
+  j->nkernels = p->nkernels;
+  if (profile && !(j->stamps = calloc((size_t)p->nkernels + 1, sizeof *j->stamps))) {
+    kiln_error(d, NULL, "out of memory");
+    kiln_llvm_jit_free(j);
+    return NULL;
+  }
   if (init_state(j, p)) { kiln_error(d, NULL, "out of memory"); kiln_llvm_jit_free(j); return NULL; }
   return j;
 }
@@ -199,7 +215,13 @@ void kiln_llvm_jit_bind(const kiln_program *p, void **bufs, void *workspace) {
 void kiln_llvm_jit_run(kiln_llvm_jit *j, void **bufs) {
   bufs[j->nbufs] = j->pool;
   for (int k = 0; j->state_bufs[k] >= 0; k++) bufs[j->state_bufs[k]] = (char *)j->state + j->state_off[k];
-  j->run(bufs);
+  if (j->run_profiled) j->run_profiled(bufs, j->stamps);
+  else j->run(bufs);
+}
+
+const double *kiln_llvm_jit_profile(const kiln_llvm_jit *j, int *nstamps) {
+  if (nstamps) *nstamps = j->stamps ? j->nkernels + 1 : 0;
+  return j->stamps;
 }
 
 int kiln_llvm_jit_set_threads(kiln_llvm_jit *j, int nthreads) {
@@ -215,6 +237,7 @@ void kiln_llvm_jit_free(kiln_llvm_jit *j) {
   if (j->jit) LLVMOrcDisposeLLJIT(j->jit);
   kiln_rt_pool_destroy(j->pool);
   free(j->state);
+  free(j->stamps);
   free(j->state_bufs);
   free(j->state_off);
   free(j);

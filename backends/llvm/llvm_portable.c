@@ -165,6 +165,7 @@ int kiln_llvm_symbol_allowed(const char *name) {
       "fmodf", "fmod", "sqrtf", "sqrt", "floorf", "floor", "ceilf", "ceil", "roundevenf", "roundeven", "nearbyintf",
       "nearbyint", "rintf", "rint", "truncf", "trunc", "roundf", "round", "fabsf", "fabs", "fminf", "fmin",
       "fmaxf", "fmax", "fmaf", "fma", "memset", "memcpy", "memmove", "kiln_rt_parallel_for",
+      "kiln_rt_profile_mark", /* profiled JIT code only (kiln run --profile) */
       "_GLOBAL_OFFSET_TABLE_", /* defined by every linker (PIC code) */
       NULL};
   for (int i = 0; ok[i]; i++)
