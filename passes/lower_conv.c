@@ -304,7 +304,8 @@ static void pack_run(kiln_lctx *L, const fconv *f, kiln_lx *so, kiln_lx *xo, con
   kiln_lx *j = IADD(IDX(kiln_lb_for(B, j1 - j0, seq_sched)), CI(j0));
   for (int k = 0; k < nrs; k++) {
     kiln_lx *x = IADD(xo, IADD(IMUL(j, f->s[i]), CI(f->qmin[i] * f->s[i] + rs[k])));
-    kiln_lb_store(B, f->pk, IADD(IADD(so, CI(f->rof[i][rs[k]] * f->psz)), j), kiln_lx_load(B, f->x, x));
+    kiln_lb_store(B, f->pk, IADD(IADD(so, CI(f->rof[i][rs[k]] * f->psz)), j),
+                  kiln_lx_cast(B, f->pk->dtype, kiln_lx_load(B, f->x, x)));
   }
   kiln_lb_end(B);
 }
@@ -397,7 +398,8 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
       if (f.rof[i][r] == 0) f.rof[i][r] = (int)f.nr[i]++;
       else f.rof[i][r] = -1;
     f.Z[i] = f.out[i] + qmax[i] - f.qmin[i];
-    direct_x = direct_x && f.K[i] == 1 && f.p[i] == 0 && f.s[i] == 1 && g->in[i] == f.out[i];
+    direct_x = direct_x && f.K[i] == 1 && f.p[i] == 0 && f.s[i] == 1 && g->in[i] == f.out[i] &&
+               n->in[0]->dtype == f.ct;
     direct_y = direct_y && (i == 0 || f.Z[i] == f.out[i]);
   }
   for (int i = last; i >= 0; i--) {
@@ -440,7 +442,7 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   } else {
     snprintf(name, sizeof name, "%s.packed", n->out[0]->name);
     f.scs = f.nph * f.psz;
-    f.pk = kiln_lower_scratch(L, name, X->dtype, g->N * g->C * f.scs);
+    f.pk = kiln_lower_scratch(L, name, f.ct, g->N * g->C * f.scs);
     if (!own) {
       kiln_lx *nc = IDX(kiln_lb_for(B, g->N * g->C, par_sched));
       emit_pack(L, &f, g, nc);
@@ -614,7 +616,7 @@ static int lower_convt_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
 
   snprintf(name, sizeof name, "%s.packed", n->out[0]->name);
   f.scs = f.psz;
-  f.pk = kiln_lower_scratch(L, name, X->dtype, g->N * g->C * f.scs);
+  f.pk = kiln_lower_scratch(L, name, f.ct, g->N * g->C * f.scs);
   kiln_lx *nc = IDX(kiln_lb_for(B, g->N * g->C, par_sched));
   emit_pack(L, &f, g, nc);
   kiln_lb_end(B);
