@@ -66,7 +66,7 @@ static int open_outputs(kiln_lctx *L, const kiln_node *n, const conv_geom *g, in
   for (int i = 0; i < g->sp; i++) o[i] = IDX(kiln_lb_for(B, g->out[i], par_sched)); /* one output each */
   kiln_dtype ct = kiln_lower_ctype(n->out[0]->dtype);
   const kiln_value *bias = n->nin > 2 ? n->in[2] : NULL;
-  kiln_lx *init = bias ? kiln_lx_cast(B, ct, kiln_lx_load(B, kiln_lower_buf(L, bias), LOCAL(mv)))
+  kiln_lx *init = bias ? kiln_lx_cast(B, ct, kiln_lx_load(B, kiln_lower_weight_ct(L, bias), LOCAL(mv)))
                        : kiln_lx_const_f(B, ct, 0);
   return kiln_lb_reduce_begin(B, KILN_RED_ADD, ct, init, seq_sched);
 }
@@ -88,7 +88,7 @@ static void channel_loop(kiln_lctx *L, const kiln_node *n, const conv_geom *g, i
   kiln_dtype ct = kiln_lower_ctype(n->out[0]->dtype);
   kiln_lx *c = IDX(kiln_lb_for(B, g->Cg, seq_sched));
   kiln_lx *xv = kiln_lx_cast(B, ct, kiln_lx_load(B, kiln_lower_buf(L, n->in[0]), IADD(xoff, IMUL(c, xcs))));
-  kiln_lx *wv = kiln_lx_cast(B, ct, kiln_lx_load(B, kiln_lower_buf(L, n->in[1]), IADD(woff, IMUL(c, wcs))));
+  kiln_lx *wv = kiln_lx_cast(B, ct, kiln_lx_load(B, kiln_lower_weight_ct(L, n->in[1]), IADD(woff, IMUL(c, wcs))));
   kiln_lb_combine(B, acc, BIN(MUL, xv, wv));
   kiln_lb_end(B);
 }
@@ -428,7 +428,7 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   f.psz = f.V + maxoff;
   const kiln_buf *X = kiln_lower_buf(L, n->in[0]), *Y = kiln_lower_buf(L, n->out[0]);
   f.x = X;
-  f.w = kiln_lower_buf(L, n->in[1]);
+  f.w = kiln_lower_weight_ct(L, n->in[1]);
   const kiln_value *bias = n->nin > 2 ? n->in[2] : NULL;
   /* a block that owns its input channels (a whole group: depthwise) packs
    * them itself, sparing the pass over all channels before the blocks */
@@ -471,7 +471,7 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   f.ybase = LOCAL(yb);
   f.wbase = LOCAL(wb);
   for (int j = 0; j < f.MB; j++)
-    f.bias[j] = kiln_lb_decl(B, f.ct, bias ? kiln_lower_load(L, kiln_lower_buf(L, bias), IADD(LOCAL(m0), CI(j)))
+    f.bias[j] = kiln_lb_decl(B, f.ct, bias ? kiln_lower_load(L, kiln_lower_weight_ct(L, bias), IADD(LOCAL(m0), CI(j)))
                                            : kiln_lx_const_f(B, f.ct, 0));
   if (own) {
     kiln_lx *c = g->Cg == 1 ? CI(0) : IDX(kiln_lb_for(B, g->Cg, seq_sched));
@@ -609,7 +609,7 @@ static int lower_convt_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   f.psz = f.V + maxoff;
   const kiln_buf *X = kiln_lower_buf(L, n->in[0]);
   f.x = X;
-  f.w = kiln_lower_buf(L, n->in[1]);
+  f.w = kiln_lower_weight_ct(L, n->in[1]);
   const kiln_value *bias = n->nin > 2 ? n->in[2] : NULL;
   char name[256];
   kiln_lower_begin(L, n);
@@ -637,7 +637,7 @@ static int lower_convt_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   f.ybase = LOCAL(yb);
   f.wbase = LOCAL(wb);
   for (int j = 0; j < f.MB; j++)
-    f.bias[j] = kiln_lb_decl(B, f.ct, bias ? kiln_lower_load(L, kiln_lower_buf(L, bias), IADD(LOCAL(m0), CI(j)))
+    f.bias[j] = kiln_lb_decl(B, f.ct, bias ? kiln_lower_load(L, kiln_lower_weight_ct(L, bias), IADD(LOCAL(m0), CI(j)))
                                            : kiln_lx_const_f(B, f.ct, 0));
   int64_t t = tile_len(f.V, VW, tile_max(L->target)), ntile = f.V / t, trem = f.V % t;
   for (int64_t ph = 0; ph < nphase; ph++) {
