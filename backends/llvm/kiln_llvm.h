@@ -15,6 +15,10 @@ typedef struct kiln_llvm_jit kiln_llvm_jit;
  * vector register that CPU has, and the code generated for it uses it
  * (the functions' prefer-vector-width). */
 kiln_target kiln_llvm_target(int portable);
+/* Whether code generated for that CPU converts f16 <-> f32 with hardware
+ * instructions (F16C) rather than integer bit manipulation; the results
+ * are the same bits either way (ir/loop.h). */
+int kiln_llvm_native_f16(int portable);
 
 /* Compiles p.  The program must outlive the JIT (weights are referenced,
  * not copied).  NULL with d set on failure. */

@@ -54,10 +54,13 @@ static LLVMValueRef call_libm(cg *c, const char *f32name, const char *f64name, L
   return LLVMBuildCall2(c->b, fty, fn, &x, 1, "");
 }
 
-/* Casts follow ir/loop.h: f16/bf16 go through f32 by bit manipulation
- * (llvm_portable.c), float -> int saturates. */
+/* Casts follow ir/loop.h: f16/bf16 go through f32, by hardware
+ * conversions where the target has them (f16 with F16C) and bit
+ * manipulation otherwise (llvm_portable.c), float -> int saturates. */
 static LLVMValueRef cast(cg *c, LLVMValueRef v, kiln_dtype from, kiln_dtype to) {
   if (from == to) return v;
+  if (from == KILN_DT_F16 && c->native_f16) return cast(c, kiln_llvm_widen_f16_native(c, v), KILN_DT_F32, to);
+  if (to == KILN_DT_F16 && c->native_f16) return kiln_llvm_narrow_f16_native(c, cast(c, v, from, KILN_DT_F32));
   if (from == KILN_DT_F16 || from == KILN_DT_BF16)
     return cast(c, kiln_llvm_widen_f32(c, v, from == KILN_DT_BF16), KILN_DT_F32, to);
   if (to == KILN_DT_F16 || to == KILN_DT_BF16)

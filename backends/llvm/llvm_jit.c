@@ -135,6 +135,8 @@ kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d) {
   const char *triple = LLVMOrcLLJITGetTripleString(j->jit);
   LLVMSetTarget(c.mod, triple);
   LLVMSetDataLayout(c.mod, LLVMOrcLLJITGetDataLayoutStr(j->jit));
+  LLVMTargetMachineRef tm = host_machine(triple, d);
+  c.native_f16 = tm && kiln_llvm_tm_native_f16(tm);
   kiln_llvm_codegen(&c, p);
   LLVMDisposeBuilder(c.b);
   char *verr = NULL;
@@ -143,11 +145,11 @@ kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d) {
     LLVMDisposeMessage(verr);
     LLVMDisposeModule(c.mod);
     LLVMOrcDisposeThreadSafeContext(tsc);
+    if (tm) LLVMDisposeTargetMachine(tm);
     kiln_llvm_jit_free(j);
     return NULL;
   }
   LLVMDisposeMessage(verr);
-  LLVMTargetMachineRef tm = host_machine(triple, d);
   int bad = !tm || optimise(c.mod, tm, d);
   if (tm) LLVMDisposeTargetMachine(tm);
   if (bad) {
