@@ -1,13 +1,17 @@
 /* Convolution: Conv and ConvTranspose, 1D/2D/3D, groups (depthwise
  * included), strides, dilations, asymmetric pads, optional bias.
  *
- * With an f32/f64 output both take a fast path (lower_conv_fast,
- * lower_convt_fast below): the input packed into zero-padded scratch
- * planes, products summed over flat runs of output positions (the
- * vectorised loop) in blocks of output and input channels, with partial
- * sums kept in the output (or a scratch of it), which f32/f64 allow.
- * f16/bf16 outputs, which must not accumulate in their storage type, and
- * the shapes the fast paths decline use the generic kernel, one per node,
+ * Both take a fast path (lower_conv_fast, lower_convt_fast below): the
+ * input packed into zero-padded scratch planes, products summed over
+ * flat runs of output positions (the vectorised loop) in blocks of output
+ * and input channels, with partial sums kept in the output (or a scratch
+ * of it).  f16/bf16 convolutions compute in f32 there: the input is
+ * packed as f32 (converted once, in the pack; a 1x1 convolution that
+ * would read f32 X in place packs too), weights and bias are f32 copies
+ * made at compile time (kiln_lower_weight_ct), partial sums live in an
+ * f32 scratch and each output is rounded to f16 once, at the final store:
+ * an f32 accumulation rounded once, as the generic kernel computes.
+ * The shapes the fast paths decline use the generic kernel, one per node,
  * written output-stationary with one f32/f64 accumulator per output:
  *   for nm in N*M (parallel)             one (batch, output channel) plane
  *     n, m and the plane's base offsets  (the only div/mod, once per plane)
