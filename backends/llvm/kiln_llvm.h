@@ -25,7 +25,10 @@ int kiln_llvm_native_f16(int portable);
 kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d);
 /* Runs the whole program.  bufs[i] is the memory of p->bufs[i]: the caller
  * points inputs/outputs at its tensors; kiln_llvm_jit_bind fills weights
- * and workspace from an arena of p->workspace_bytes. */
+ * and workspace from an arena of p->workspace_bytes.  Once the memory plan
+ * has run (p->workspace_bytes > 0) workspace buffers must be bound as it
+ * placed them, arena + offset: buffers at one offset (a kernel written in
+ * place over its input) are compiled as one pointer. */
 void kiln_llvm_jit_bind(const kiln_program *p, void **bufs, void *workspace);
 /* bufs must have p->nbufs + 1 entries: the last carries the thread pool.
  * The JIT instance owns the program's state (KILN_BUF_STATE buffers):
