@@ -43,8 +43,12 @@
  *    +-Inf and NaN -> quiet NaN (sign kept; f16 0x7e00, bf16 keeps the top
  *    payload bits); from f64 or an integer it first converts to f32 (as
  *    ONNX Runtime does).  f16/bf16 -> wider is
- *    exact.  Printers implement these as integer bit manipulation, never
- *    as calls into compiler-rt (portable hosts: any x86-64 CPU).
+ *    exact (a NaN keeps its sign and payload, quiet or signalling).
+ *    Printers implement these as integer bit manipulation, or with the
+ *    target's conversion instructions where they give the same bits
+ *    (the LLVM backend's f16 with F16C: fpext/fptrunc plus a NaN
+ *    fix-up), never as calls into compiler-rt (portable hosts: any x86-64
+ *    CPU).
  *  - Float arithmetic is IEEE-754 in the expression's dtype, round to
  *    nearest even; f16/bf16 values are not computed on (the lowering
  *    widens them to f32).  EXP, LOG, TANH, ERF, POW, REM (fmod) are libm's

@@ -44,6 +44,8 @@ int kiln_fold_lowered(kiln_shape_ctx *c, kiln_node *n) {
     for (int k = 0; k < n->nout; k++)
       if (n->out[k]) bufs[L.buf_of[n->out[k]->id]->id] = outs[k] =
                          kiln_arena_alloc(&g->arena, kiln_value_nbytes(n->out[k]) + 8);
+    for (int i = 0; i < p->nbufs; i++) /* weights the lowering made (kiln_lower_weight_ct) */
+      if (!bufs[i] && p->bufs[i]->kind == KILN_BUF_WEIGHT && p->bufs[i]->data) bufs[i] = (void *)p->bufs[i]->data;
     for (int i = 0; i < p->nbufs; i++)
       if (!bufs[i]) bufs[i] = kiln_arena_array(&a, (size_t)p->bufs[i]->numel + 1, kiln_dtype_size(p->bufs[i]->dtype));
     rc = 0;

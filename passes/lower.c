@@ -6,8 +6,11 @@
  * or a constant passed through) gets a copy kernel. */
 #include "lower.h"
 
+#include "../ir/loop_walk.h"
+
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +49,26 @@ kiln_buf *kiln_lower_buf(kiln_lctx *L, const kiln_value *v) {
   b = kiln_program_add_buf(L->b.p, v, kind);
   L->buf_of[v->id] = b;
   return b;
+}
+
+kiln_buf *kiln_lower_weight_ct(kiln_lctx *L, const kiln_value *v) {
+  kiln_dtype ct = kiln_lower_ctype(v->dtype);
+  int weight = v->data && v->kind != KILN_VALUE_INPUT && v->kind != KILN_VALUE_STATE && !v->aliases &&
+               !(L->mutated && L->mutated[v->id]) && !(L->views && L->views->root[v->id]);
+  if (ct == v->dtype || !weight || !L->g || v->id < 0 || v->id >= L->g->nvalues) return kiln_lower_buf(L, v);
+  if (!L->wide_of) L->wide_of = kiln_arena_array(L->b.p->arena, (size_t)L->g->nvalues + 1, sizeof *L->wide_of);
+  if (L->wide_of[v->id]) return L->wide_of[v->id];
+  int64_t numel = kiln_value_numel(v, 1);
+  float *data = kiln_arena_array(L->b.p->arena, (size_t)numel + 1, sizeof *data);
+  for (int64_t i = 0; i < numel; i++) data[i] = (float)kiln_dtype_load_f(v->dtype, v->data, (size_t)i);
+  size_t len = strlen(v->name) + 8;
+  char *name = kiln_arena_alloc(L->b.p->arena, len);
+  snprintf(name, len, "%s.%s", v->name, kiln_dtype_name(ct));
+  kiln_value w = *v;
+  w.name = name;
+  w.dtype = ct;
+  w.data = data;
+  return L->wide_of[v->id] = kiln_program_add_buf(L->b.p, &w, KILN_BUF_WEIGHT);
 }
 
 /* Kernel names are C identifiers made from the node name (or op + index). */
@@ -196,6 +219,27 @@ static int check_aliases(kiln_lctx *L) {
   return 0;
 }
 
+/* An f16/bf16 weight that every kernel reads through its f32 copy
+ * (kiln_lower_weight_ct) is dropped from the program, so the weights
+ * blob holds each initializer once; the remaining buffers are renumbered
+ * (kernels refer to buffers by pointer, ids are table positions). */
+static void drop_narrow_weights(kiln_lctx *L) {
+  kiln_program *p = L->b.p;
+  unsigned char *used = kiln_arena_array(p->arena, (size_t)p->nbufs + 1, 1);
+  char *narrow = kiln_arena_array(p->arena, (size_t)p->nbufs + 1, 1);
+  for (int k = 0; k < p->nkernels; k++) kiln_loop_bufs_used(p->kernels[k]->body, used);
+  for (int i = 0; i < L->g->nvalues; i++)
+    if (L->wide_of[i] && L->buf_of[i] && L->buf_of[i]->kind == KILN_BUF_WEIGHT) narrow[L->buf_of[i]->id] = 1;
+  int n = 0;
+  for (int i = 0; i < p->nbufs; i++) {
+    if (narrow[i] && !used[i]) continue;
+    p->bufs[n] = p->bufs[i];
+    p->bufs[n]->id = n;
+    n++;
+  }
+  p->nbufs = n;
+}
+
 kiln_program *kiln_lower(kiln_graph *g, kiln_diag *d) { return kiln_lower_with(g, NULL, d); }
 
 kiln_program *kiln_lower_with(kiln_graph *g, const kiln_target *t, kiln_diag *d) {
@@ -254,5 +298,6 @@ kiln_program *kiln_lower_with(kiln_graph *g, const kiln_target *t, kiln_diag *d)
   }
   for (int i = 0; i < g->noutputs; i++)
     if (copied[i] && copy_output(&L, g->outputs[i], copied[i], i)) return NULL;
+  if (L.wide_of) drop_narrow_weights(&L);
   return p;
 }

@@ -23,6 +23,8 @@ typedef struct kiln_lctx {
   const kiln_target *target; /* what the code is for: vector width, caches (never NULL) */
   const kiln_views *views; /* NULL: every value its own storage (constant folding) */
   const char *mutated;  /* by value id: updated in place (state); NULL: none */
+  kiln_buf **wide_of;   /* by value id: an f16/bf16 weight's compute-type copy
+                           (kiln_lower_weight_ct; allocated on first use) */
 } kiln_lctx;
 
 /* views: the values that become views instead of copies (see views.c). */
@@ -81,6 +83,13 @@ int kiln_index_range(const kiln_index_env *env, const kiln_lx *e, int64_t *lo, i
 
 /* ---- helpers for lowering functions ---- */
 kiln_buf *kiln_lower_buf(kiln_lctx *L, const kiln_value *v);
+/* v's buffer as a kernel that computes in the compute type should read
+ * it: for an f16/bf16 weight (an initializer: contents known, never
+ * updated), an f32 weight buffer holding its values converted once, here
+ * at compile time (exact: f32 holds every f16/bf16 value), shared by every
+ * kernel that asks; so inner loops read W with no conversion.  Any other
+ * value: kiln_lower_buf's. */
+kiln_buf *kiln_lower_weight_ct(kiln_lctx *L, const kiln_value *v);
 /* Starts the node's kernel (named after the node). */
 void kiln_lower_begin(kiln_lctx *L, const kiln_node *n);
 /* Opens one loop per dim of `v` (outermost first); idx[i] gets dim i's

@@ -1,13 +1,17 @@
 /* Convolution: Conv and ConvTranspose, 1D/2D/3D, groups (depthwise
  * included), strides, dilations, asymmetric pads, optional bias.
  *
- * With an f32/f64 output both take a fast path (lower_conv_fast,
- * lower_convt_fast below): the input packed into zero-padded scratch
- * planes, products summed over flat runs of output positions (the
- * vectorised loop) in blocks of output and input channels, with partial
- * sums kept in the output (or a scratch of it), which f32/f64 allow.
- * f16/bf16 outputs, which must not accumulate in their storage type, and
- * the shapes the fast paths decline use the generic kernel, one per node,
+ * Both take a fast path (lower_conv_fast, lower_convt_fast below): the
+ * input packed into zero-padded scratch planes, products summed over
+ * flat runs of output positions (the vectorised loop) in blocks of output
+ * and input channels, with partial sums kept in the output (or a scratch
+ * of it).  f16/bf16 convolutions compute in f32 there: the input is
+ * packed as f32 (converted once, in the pack; a 1x1 convolution that
+ * would read f32 X in place packs too), weights and bias are f32 copies
+ * made at compile time (kiln_lower_weight_ct), partial sums live in an
+ * f32 scratch and each output is rounded to f16 once, at the final store:
+ * an f32 accumulation rounded once, as the generic kernel computes.
+ * The shapes the fast paths decline use the generic kernel, one per node,
  * written output-stationary with one f32/f64 accumulator per output:
  *   for nm in N*M (parallel)             one (batch, output channel) plane
  *     n, m and the plane's base offsets  (the only div/mod, once per plane)
@@ -66,7 +70,7 @@ static int open_outputs(kiln_lctx *L, const kiln_node *n, const conv_geom *g, in
   for (int i = 0; i < g->sp; i++) o[i] = IDX(kiln_lb_for(B, g->out[i], par_sched)); /* one output each */
   kiln_dtype ct = kiln_lower_ctype(n->out[0]->dtype);
   const kiln_value *bias = n->nin > 2 ? n->in[2] : NULL;
-  kiln_lx *init = bias ? kiln_lx_cast(B, ct, kiln_lx_load(B, kiln_lower_buf(L, bias), LOCAL(mv)))
+  kiln_lx *init = bias ? kiln_lx_cast(B, ct, kiln_lx_load(B, kiln_lower_weight_ct(L, bias), LOCAL(mv)))
                        : kiln_lx_const_f(B, ct, 0);
   return kiln_lb_reduce_begin(B, KILN_RED_ADD, ct, init, seq_sched);
 }
@@ -88,7 +92,7 @@ static void channel_loop(kiln_lctx *L, const kiln_node *n, const conv_geom *g, i
   kiln_dtype ct = kiln_lower_ctype(n->out[0]->dtype);
   kiln_lx *c = IDX(kiln_lb_for(B, g->Cg, seq_sched));
   kiln_lx *xv = kiln_lx_cast(B, ct, kiln_lx_load(B, kiln_lower_buf(L, n->in[0]), IADD(xoff, IMUL(c, xcs))));
-  kiln_lx *wv = kiln_lx_cast(B, ct, kiln_lx_load(B, kiln_lower_buf(L, n->in[1]), IADD(woff, IMUL(c, wcs))));
+  kiln_lx *wv = kiln_lx_cast(B, ct, kiln_lx_load(B, kiln_lower_weight_ct(L, n->in[1]), IADD(woff, IMUL(c, wcs))));
   kiln_lb_combine(B, acc, BIN(MUL, xv, wv));
   kiln_lb_end(B);
 }
@@ -304,7 +308,8 @@ static void pack_run(kiln_lctx *L, const fconv *f, kiln_lx *so, kiln_lx *xo, con
   kiln_lx *j = IADD(IDX(kiln_lb_for(B, j1 - j0, seq_sched)), CI(j0));
   for (int k = 0; k < nrs; k++) {
     kiln_lx *x = IADD(xo, IADD(IMUL(j, f->s[i]), CI(f->qmin[i] * f->s[i] + rs[k])));
-    kiln_lb_store(B, f->pk, IADD(IADD(so, CI(f->rof[i][rs[k]] * f->psz)), j), kiln_lx_load(B, f->x, x));
+    kiln_lb_store(B, f->pk, IADD(IADD(so, CI(f->rof[i][rs[k]] * f->psz)), j),
+                  kiln_lx_cast(B, f->pk->dtype, kiln_lx_load(B, f->x, x)));
   }
   kiln_lb_end(B);
 }
@@ -397,7 +402,8 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
       if (f.rof[i][r] == 0) f.rof[i][r] = (int)f.nr[i]++;
       else f.rof[i][r] = -1;
     f.Z[i] = f.out[i] + qmax[i] - f.qmin[i];
-    direct_x = direct_x && f.K[i] == 1 && f.p[i] == 0 && f.s[i] == 1 && g->in[i] == f.out[i];
+    direct_x = direct_x && f.K[i] == 1 && f.p[i] == 0 && f.s[i] == 1 && g->in[i] == f.out[i] &&
+               n->in[0]->dtype == f.ct;
     direct_y = direct_y && (i == 0 || f.Z[i] == f.out[i]);
   }
   for (int i = last; i >= 0; i--) {
@@ -426,7 +432,7 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   f.psz = f.V + maxoff;
   const kiln_buf *X = kiln_lower_buf(L, n->in[0]), *Y = kiln_lower_buf(L, n->out[0]);
   f.x = X;
-  f.w = kiln_lower_buf(L, n->in[1]);
+  f.w = kiln_lower_weight_ct(L, n->in[1]);
   const kiln_value *bias = n->nin > 2 ? n->in[2] : NULL;
   /* a block that owns its input channels (a whole group: depthwise) packs
    * them itself, sparing the pass over all channels before the blocks */
@@ -440,7 +446,7 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   } else {
     snprintf(name, sizeof name, "%s.packed", n->out[0]->name);
     f.scs = f.nph * f.psz;
-    f.pk = kiln_lower_scratch(L, name, X->dtype, g->N * g->C * f.scs);
+    f.pk = kiln_lower_scratch(L, name, f.ct, g->N * g->C * f.scs);
     if (!own) {
       kiln_lx *nc = IDX(kiln_lb_for(B, g->N * g->C, par_sched));
       emit_pack(L, &f, g, nc);
@@ -469,7 +475,7 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   f.ybase = LOCAL(yb);
   f.wbase = LOCAL(wb);
   for (int j = 0; j < f.MB; j++)
-    f.bias[j] = kiln_lb_decl(B, f.ct, bias ? kiln_lower_load(L, kiln_lower_buf(L, bias), IADD(LOCAL(m0), CI(j)))
+    f.bias[j] = kiln_lb_decl(B, f.ct, bias ? kiln_lower_load(L, kiln_lower_weight_ct(L, bias), IADD(LOCAL(m0), CI(j)))
                                            : kiln_lx_const_f(B, f.ct, 0));
   if (own) {
     kiln_lx *c = g->Cg == 1 ? CI(0) : IDX(kiln_lb_for(B, g->Cg, seq_sched));
@@ -607,14 +613,14 @@ static int lower_convt_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   f.psz = f.V + maxoff;
   const kiln_buf *X = kiln_lower_buf(L, n->in[0]);
   f.x = X;
-  f.w = kiln_lower_buf(L, n->in[1]);
+  f.w = kiln_lower_weight_ct(L, n->in[1]);
   const kiln_value *bias = n->nin > 2 ? n->in[2] : NULL;
   char name[256];
   kiln_lower_begin(L, n);
 
   snprintf(name, sizeof name, "%s.packed", n->out[0]->name);
   f.scs = f.psz;
-  f.pk = kiln_lower_scratch(L, name, X->dtype, g->N * g->C * f.scs);
+  f.pk = kiln_lower_scratch(L, name, f.ct, g->N * g->C * f.scs);
   kiln_lx *nc = IDX(kiln_lb_for(B, g->N * g->C, par_sched));
   emit_pack(L, &f, g, nc);
   kiln_lb_end(B);
@@ -635,7 +641,7 @@ static int lower_convt_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   f.ybase = LOCAL(yb);
   f.wbase = LOCAL(wb);
   for (int j = 0; j < f.MB; j++)
-    f.bias[j] = kiln_lb_decl(B, f.ct, bias ? kiln_lower_load(L, kiln_lower_buf(L, bias), IADD(LOCAL(m0), CI(j)))
+    f.bias[j] = kiln_lb_decl(B, f.ct, bias ? kiln_lower_load(L, kiln_lower_weight_ct(L, bias), IADD(LOCAL(m0), CI(j)))
                                            : kiln_lx_const_f(B, f.ct, 0));
   int64_t t = tile_len(f.V, VW, tile_max(L->target)), ntile = f.V / t, trem = f.V % t;
   for (int64_t ph = 0; ph < nphase; ph++) {

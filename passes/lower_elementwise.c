@@ -7,10 +7,53 @@
 #include "../ir/shape.h"
 #include "lower.h"
 
+/* Whether node st reads every data operand at the output's own element
+ * (same dims, or a single element) and all of them and its output are
+ * plain: then the flat element number addresses everything. */
+static int flat_operands(const kiln_node *st, const kiln_value *y) {
+  const kiln_op_info *info = kiln_op_get(st->op);
+  if (st->out[0]->layout != KILN_LAYOUT_PLAIN) return 0;
+  for (int k = 0; k < st->nin; k++) {
+    const kiln_value *v = st->in[k];
+    kiln_slot s;
+    kiln_sig_slot(info->inputs, k, &s);
+    if (!v || s.constant) continue;
+    int same = v->rank == y->rank;
+    for (int i = 0; same && i < v->rank; i++) same = v->dims[i] == y->dims[i];
+    if (v->layout != KILN_LAYOUT_PLAIN || (!same && kiln_value_numel(v, 1) != 1)) return 0;
+  }
+  return 1;
+}
+
+/* An elementwise node without broadcasting is one flat loop over its
+ * elements rather than a nest over the output's dims: a long loop the
+ * vectoriser runs at the full vector width, where rows of 7..111
+ * elements (ResNet's, SqueezeNet's feature maps) leave most of the work
+ * to remainder loops and make LLVM pick narrow vectors. */
+static int flat_ok(const kiln_node *n) {
+  const kiln_value *y = n->out[0];
+  if (y->rank < 2 || !flat_operands(n, y)) return 0;
+  for (int s = 0; s < n->epi.nsteps; s++)
+    if (!flat_operands(n->epi.steps[s], y)) return 0;
+  for (int k = 1; k < n->nout; k++)
+    if (n->out[k] && n->out[k]->layout != KILN_LAYOUT_PLAIN) return 0;
+  return 1;
+}
+
 int kiln_lower_elementwise(kiln_lctx *L, const kiln_node *n) {
   const kiln_value *y = n->out[0];
   kiln_lx *idx[KILN_MAX_RANK];
   kiln_lower_begin(L, n);
+  if (flat_ok(n)) {
+    kiln_lx *i = kiln_lx_index(&L->b, kiln_lb_for(&L->b, kiln_value_numel(y, 1), (kiln_sched){.parallel = 1}));
+    kiln_lx *r = kiln_lower_apply(L, n, NULL, NULL, y, NULL, i);
+    if (!r) return -1;
+    kiln_lower_store_flat(L, n, 0, i, r);
+    if (n->op == KILN_OP_DROPOUT && n->nout > 1 && n->out[1]) /* inference: nothing dropped */
+      kiln_lower_store_flat(L, n, 1, i, kiln_lx_const_f(&L->b, KILN_DT_BOOL, 1));
+    kiln_lb_end(&L->b);
+    return 0;
+  }
   kiln_lower_loops(L, y, idx);
   /* the node itself is applied like an epilogue step (lower_store.c) */
   kiln_lx *r = kiln_lower_apply(L, n, NULL, NULL, y, idx, NULL);

@@ -129,8 +129,8 @@ int kiln_lower_gemm(kiln_lctx *L, const kiln_node *n) {
   const kiln_attrs_gemm *at = n->attrs;
   const kiln_value *A = n->in[0], *Bv = n->in[1], *C = n->nin > 2 ? n->in[2] : NULL, *Y = n->out[0];
   mm m = {0};
-  m.a = kiln_lower_buf(L, A);
-  m.b = kiln_lower_buf(L, Bv);
+  m.a = kiln_lower_weight_ct(L, A);
+  m.b = kiln_lower_weight_ct(L, Bv); /* f16 weights: read as f32 copies */
   m.y = kiln_lower_buf(L, Y);
   m.M = Y->dims[0];
   m.N = Y->dims[1];
@@ -145,7 +145,7 @@ int kiln_lower_gemm(kiln_lctx *L, const kiln_node *n) {
   m.yi = m.yj = 1;
   if (C && at->beta != 0) {
     m.cv = C;
-    m.c = kiln_lower_buf(L, C);
+    m.c = kiln_lower_weight_ct(L, C);
   }
   kiln_lower_begin(L, n);
   m.a0 = m.b0 = m.y0 = kiln_lx_const_i(LB, 0);
@@ -161,8 +161,8 @@ int kiln_lower_matmul(kiln_lctx *L, const kiln_node *n) {
   const kiln_value *A = n->in[0], *Bv = n->in[1], *Y = n->out[0];
   int ra = A->rank, rb = Bv->rank;
   mm m = {0};
-  m.a = kiln_lower_buf(L, A);
-  m.b = kiln_lower_buf(L, Bv);
+  m.a = kiln_lower_weight_ct(L, A);
+  m.b = kiln_lower_weight_ct(L, Bv); /* f16 weights: read as f32 copies */
   m.y = kiln_lower_buf(L, Y);
   m.M = ra > 1 ? A->dims[ra - 2] : 1;
   m.K = A->dims[ra - 1];

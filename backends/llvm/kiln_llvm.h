@@ -15,6 +15,10 @@ typedef struct kiln_llvm_jit kiln_llvm_jit;
  * vector register that CPU has, and the code generated for it uses it
  * (the functions' prefer-vector-width). */
 kiln_target kiln_llvm_target(int portable);
+/* Whether code generated for that CPU converts f16 <-> f32 with hardware
+ * instructions (F16C) rather than integer bit manipulation; the results
+ * are the same bits either way (ir/loop.h). */
+int kiln_llvm_native_f16(int portable);
 
 /* Compiles p.  The program must outlive the JIT (weights are referenced,
  * not copied).  NULL with d set on failure. */
@@ -33,7 +37,10 @@ const double *kiln_llvm_jit_profile(const kiln_llvm_jit *j, int *nstamps);
 double kiln_llvm_fma_peak(kiln_diag *d);
 /* Runs the whole program.  bufs[i] is the memory of p->bufs[i]: the caller
  * points inputs/outputs at its tensors; kiln_llvm_jit_bind fills weights
- * and workspace from an arena of p->workspace_bytes. */
+ * and workspace from an arena of p->workspace_bytes.  Once the memory plan
+ * has run (p->workspace_bytes > 0) workspace buffers must be bound as it
+ * placed them, arena + offset: buffers at one offset (a kernel written in
+ * place over its input) are compiled as one pointer. */
 void kiln_llvm_jit_bind(const kiln_program *p, void **bufs, void *workspace);
 /* bufs must have p->nbufs + 1 entries: the last carries the thread pool.
  * The JIT instance owns the program's state (KILN_BUF_STATE buffers):

@@ -54,10 +54,13 @@ static LLVMValueRef call_libm(cg *c, const char *f32name, const char *f64name, L
   return LLVMBuildCall2(c->b, fty, fn, &x, 1, "");
 }
 
-/* Casts follow ir/loop.h: f16/bf16 go through f32 by bit manipulation
- * (llvm_portable.c), float -> int saturates. */
+/* Casts follow ir/loop.h: f16/bf16 go through f32, by hardware
+ * conversions where the target has them (f16 with F16C) and bit
+ * manipulation otherwise (llvm_portable.c), float -> int saturates. */
 static LLVMValueRef cast(cg *c, LLVMValueRef v, kiln_dtype from, kiln_dtype to) {
   if (from == to) return v;
+  if (from == KILN_DT_F16 && c->native_f16) return cast(c, kiln_llvm_widen_f16_native(c, v), KILN_DT_F32, to);
+  if (to == KILN_DT_F16 && c->native_f16) return kiln_llvm_narrow_f16_native(c, cast(c, v, from, KILN_DT_F32));
   if (from == KILN_DT_F16 || from == KILN_DT_BF16)
     return cast(c, kiln_llvm_widen_f32(c, v, from == KILN_DT_BF16), KILN_DT_F32, to);
   if (to == KILN_DT_F16 || to == KILN_DT_BF16)
@@ -276,6 +279,24 @@ static void load_bases(cg *c, const kiln_program *p, const kiln_ls *body, LLVMVa
     if (off) {
       LLVMValueRef o = LLVMConstInt(LLVMInt64TypeInContext(c->ctx), (unsigned long long)off, 0);
       c->base[i] = LLVMBuildGEP2(c->b, LLVMInt8TypeInContext(c->ctx), c->base[i], &o, 1, "");
+    }
+    /* A kernel written in place (plan_inplace.c: its output at its dying
+     * input's offset in the workspace arena) gets one pointer for both:
+     * LLVM then sees each element read and written at the same address
+     * and vectorises without a runtime overlap check, which in-place
+     * buffers (distance 0) would always fail, sending every element to
+     * the scalar loop.  Workspace buffers at one planned offset are one
+     * address wherever the arena is bound as planned (kiln_llvm_jit_bind,
+     * the runtime), which kiln_llvm.h requires of callers. */
+    const kiln_buf *b = p->bufs[i];
+    if (p->workspace_bytes <= 0 || b->view_of || b->kind != KILN_BUF_WORKSPACE || b->scope != KILN_SCOPE_GLOBAL) continue;
+    for (int j = 0; j < i; j++) {
+      const kiln_buf *o = p->bufs[j];
+      if (used[j] && !o->view_of && o->kind == KILN_BUF_WORKSPACE && o->scope == KILN_SCOPE_GLOBAL &&
+          o->offset == b->offset) {
+        c->base[i] = c->base[j];
+        break;
+      }
     }
   }
 }

@@ -19,6 +19,7 @@ typedef struct cg {
   const char *entry;    /* name of the function running every kernel */
   int profile;          /* the entry takes (bufs, stamps) and marks each kernel's
                            start and end (kiln_rt_profile_mark); JIT only */
+  int native_f16;       /* the target converts f16 <-> f32 in hardware (F16C) */
 } cg;
 
 int kiln_llvm_codegen(cg *c, const kiln_program *p);
@@ -29,6 +30,11 @@ LLVMTypeRef kiln_llvm_value_type(cg *c, kiln_dtype t);
  * CPU (KILN_CPU overrides the host), the symbols generated code may use. */
 LLVMValueRef kiln_llvm_narrow_f32(cg *c, LLVMValueRef v, int bf16);
 LLVMValueRef kiln_llvm_widen_f32(cg *c, LLVMValueRef v, int bf16);
+/* The same for f16 through LLVM's half conversions (cg.native_f16), bit
+ * for bit the results of the two above. */
+LLVMValueRef kiln_llvm_narrow_f16_native(cg *c, LLVMValueRef v);
+LLVMValueRef kiln_llvm_widen_f16_native(cg *c, LLVMValueRef v);
+int kiln_llvm_tm_native_f16(LLVMTargetMachineRef tm);
 void kiln_llvm_target_cpu(char **cpu, char **features);
 void kiln_llvm_target_cpu_free(char *cpu, char *features);
 int kiln_llvm_symbol_allowed(const char *name);

@@ -144,6 +144,8 @@ kiln_llvm_jit *kiln_llvm_jit_compile_profiled(const kiln_program *p, int profile
   const char *triple = LLVMOrcLLJITGetTripleString(j->jit);
   LLVMSetTarget(c.mod, triple);
   LLVMSetDataLayout(c.mod, LLVMOrcLLJITGetDataLayoutStr(j->jit));
+  LLVMTargetMachineRef tm = kiln_llvm_host_machine(triple, d);
+  c.native_f16 = tm && kiln_llvm_tm_native_f16(tm);
   kiln_llvm_codegen(&c, p);
   LLVMDisposeBuilder(c.b);
   char *verr = NULL;
@@ -152,11 +154,11 @@ kiln_llvm_jit *kiln_llvm_jit_compile_profiled(const kiln_program *p, int profile
     LLVMDisposeMessage(verr);
     LLVMDisposeModule(c.mod);
     LLVMOrcDisposeThreadSafeContext(tsc);
+    if (tm) LLVMDisposeTargetMachine(tm);
     kiln_llvm_jit_free(j);
     return NULL;
   }
   LLVMDisposeMessage(verr);
-  LLVMTargetMachineRef tm = kiln_llvm_host_machine(triple, d);
   int bad = !tm || optimise(c.mod, tm, d);
   if (tm) LLVMDisposeTargetMachine(tm);
   if (bad) {

@@ -65,6 +65,7 @@ int kiln_llvm_emit_object(const kiln_program *p, const char *prefix, int portabl
   LLVMSetDataLayout(c.mod, dl);
   LLVMDisposeMessage(dl);
   LLVMDisposeTargetData(td);
+  c.native_f16 = kiln_llvm_tm_native_f16(tm);
   kiln_llvm_codegen(&c, p);
   add_layout(&c, p, prefix);
   LLVMDisposeBuilder(c.b);

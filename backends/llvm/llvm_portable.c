@@ -9,6 +9,10 @@
  * the rounding is to nearest even with subnormals, overflow to Inf and
  * NaN -> quiet NaN (f16: 0x7e00 with the sign; bf16: the payload kept), as ir/loop.h specifies (and kiln_f32_to_f16 in
  * ir/dtype.c, the C printer's helpers and the interpreter compute).
+ * Where the target CPU converts f16 in hardware (F16C: every x86-64-v3
+ * CPU; kiln_llvm_tm_native_f16 asks the code generator), f16 goes through
+ * LLVM's fpext/fptrunc instead, one instruction per vector, with the NaN
+ * cases fixed up to give the same bits; bf16 stays on bit manipulation.
  *
  * The target CPU is the host's unless KILN_CPU names another (znver3,
  * x86-64-v3, x86-64...): tests use it to compile as a different machine
@@ -80,6 +84,107 @@ LLVMValueRef kiln_llvm_widen_f32(cg *c, LLVMValueRef v, int bf16) {
                       LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntEQ, e, k32(c, 0), ""), s, o, ""), "");
   o = LLVMBuildOr(b, o, LLVMBuildShl(b, LLVMBuildAnd(b, h, k32(c, 0x8000), ""), k32(c, 16), ""), "");
   return LLVMBuildBitCast(b, o, f32, "");
+}
+
+/* f32 -> f16 where the target converts natively (F16C: one vcvtps2ph per
+ * vector): LLVM's fptrunc rounds to nearest even with subnormals and
+ * overflow to Inf, as the bit manipulation above; only a NaN differs
+ * (the instruction keeps the payload, and LLVM leaves NaN bits open), so a
+ * NaN is replaced by ir/loop.h's quiet NaN 0x7e00 with x's sign, computed
+ * from x's bits.  Bit-exact with kiln_llvm_narrow_f32 for every f32
+ * (tests/backends/llvm/test_f16_native.c). */
+LLVMValueRef kiln_llvm_narrow_f16_native(cg *c, LLVMValueRef v) {
+  LLVMBuilderRef b = c->b;
+  LLVMTypeRef i32 = LLVMInt32TypeInContext(c->ctx), i16 = LLVMInt16TypeInContext(c->ctx);
+  LLVMValueRef h = LLVMBuildBitCast(b, LLVMBuildFPTrunc(b, v, LLVMHalfTypeInContext(c->ctx), ""), i16, "");
+  LLVMValueRef x = LLVMBuildBitCast(b, v, i32, "");
+  LLVMValueRef q = LLVMBuildOr(b, LLVMBuildAnd(b, LLVMBuildLShr(b, x, k32(c, 16), ""), k32(c, 0x8000), ""),
+                               k32(c, 0x7e00), "");
+  LLVMValueRef nan = LLVMBuildFCmp(b, LLVMRealUNO, v, v, "");
+  h = LLVMBuildSelect(b, nan, LLVMBuildTrunc(b, q, i16, ""), h, "");
+  return LLVMBuildBitCast(b, h, LLVMHalfTypeInContext(c->ctx), "");
+}
+
+/* f16 -> f32 natively (F16C: one vcvtph2ps per vector): exact for every
+ * number; a NaN takes the bit manipulation's result (sign, payload
+ * shifted into place, a signalling NaN left signalling: "exact"), which
+ * the instruction would quiet. */
+LLVMValueRef kiln_llvm_widen_f16_native(cg *c, LLVMValueRef v) {
+  LLVMBuilderRef b = c->b;
+  LLVMTypeRef i32 = LLVMInt32TypeInContext(c->ctx), f32 = LLVMFloatTypeInContext(c->ctx);
+  LLVMValueRef h = LLVMBuildZExt(b, LLVMBuildBitCast(b, v, LLVMInt16TypeInContext(c->ctx), ""), i32, "");
+  LLVMValueRef f = LLVMBuildBitCast(b, LLVMBuildFPExt(b, v, f32, ""), i32, "");
+  LLVMValueRef a = LLVMBuildAnd(b, h, k32(c, 0x7fff), "");
+  LLVMValueRef q = LLVMBuildAdd(b, LLVMBuildShl(b, a, k32(c, 13), ""), k32(c, (uint32_t)(255 - 31) << 23), "");
+  q = LLVMBuildOr(b, q, LLVMBuildShl(b, LLVMBuildAnd(b, h, k32(c, 0x8000), ""), k32(c, 16), ""), "");
+  LLVMValueRef nan = LLVMBuildICmp(b, LLVMIntUGT, a, k32(c, 0x7c00), "");
+  return LLVMBuildBitCast(b, LLVMBuildSelect(b, nan, q, f, ""), f32, "");
+}
+
+/* Whether tm converts half <-> float with instructions (F16C, AVX-512
+ * FP16) rather than through compiler-rt's __extendhfsf2 / __truncsfhf2,
+ * which kiln does not provide: the assembly of a probe function that
+ * does both says. */
+int kiln_llvm_tm_native_f16(LLVMTargetMachineRef tm) {
+  char *triple = LLVMGetTargetMachineTriple(tm), *err = NULL;
+  LLVMContextRef ctx = LLVMContextCreate();
+  LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("probe", ctx);
+  LLVMSetTarget(mod, triple);
+  LLVMDisposeMessage(triple);
+  LLVMTypeRef ptr = LLVMPointerTypeInContext(ctx, 0), i64 = LLVMInt64TypeInContext(ctx);
+  LLVMTypeRef half = LLVMHalfTypeInContext(ctx), f32 = LLVMFloatTypeInContext(ctx);
+  LLVMValueRef fn = LLVMAddFunction(mod, "probe", LLVMFunctionType(LLVMVoidTypeInContext(ctx), &ptr, 1, 0));
+  LLVMBuilderRef b = LLVMCreateBuilderInContext(ctx);
+  LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(ctx, fn, "entry"));
+  LLVMValueRef p = LLVMGetParam(fn, 0), eight = LLVMConstInt(i64, 8, 0);
+  LLVMValueRef q = LLVMBuildGEP2(b, LLVMInt8TypeInContext(ctx), p, &eight, 1, "");
+  LLVMValueRef w = LLVMBuildFPExt(b, LLVMBuildLoad2(b, half, p, ""), f32, "");
+  LLVMValueRef n = LLVMBuildFPTrunc(b, LLVMBuildLoad2(b, f32, q, ""), half, "");
+  LLVMBuildStore(b, w, q);
+  LLVMBuildStore(b, n, p);
+  LLVMBuildRetVoid(b);
+  LLVMDisposeBuilder(b);
+  LLVMMemoryBufferRef asm_text = NULL;
+  int native = 0;
+  if (!LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMAssemblyFile, &err, &asm_text)) {
+    size_t len = LLVMGetBufferSize(asm_text);
+    const char *t = LLVMGetBufferStart(asm_text);
+    /* a call into a runtime helper: __extendhfsf2, __truncsfhf2, __gnu_h2f_ieee, __gnu_f2h_ieee */
+    static const char *const helpers[] = {"hfsf2", "sfhf2", "__gnu_", NULL};
+    native = 1;
+    for (size_t i = 0; i < len && native; i++)
+      for (int h = 0; helpers[h]; h++)
+        if (len - i >= strlen(helpers[h]) && !memcmp(t + i, helpers[h], strlen(helpers[h]))) native = 0;
+    LLVMDisposeMemoryBuffer(asm_text);
+  } else {
+    LLVMDisposeMessage(err);
+  }
+  LLVMDisposeModule(mod);
+  LLVMContextDispose(ctx);
+  return native;
+}
+
+int kiln_llvm_native_f16(int portable) {
+  LLVMInitializeNativeTarget();
+  LLVMInitializeNativeAsmPrinter();
+  char *cpu, *features, *triple = LLVMGetDefaultTargetTriple(), *err = NULL;
+  kiln_llvm_target_cpu(&cpu, &features);
+  LLVMTargetRef target;
+  int native = 0;
+  if (!LLVMGetTargetFromTriple(triple, &target, &err)) {
+    LLVMTargetMachineRef tm =
+        LLVMCreateTargetMachine(target, triple, portable ? "x86-64" : cpu, portable ? "" : features,
+                                LLVMCodeGenLevelDefault, LLVMRelocPIC, LLVMCodeModelDefault);
+    if (tm) {
+      native = kiln_llvm_tm_native_f16(tm);
+      LLVMDisposeTargetMachine(tm);
+    }
+  } else {
+    LLVMDisposeMessage(err);
+  }
+  kiln_llvm_target_cpu_free(cpu, features);
+  LLVMDisposeMessage(triple);
+  return native;
 }
 
 /* The CPU to compile for: KILN_CPU, or the host (with its exact features). */

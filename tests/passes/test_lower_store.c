@@ -187,10 +187,12 @@ static double *run(kiln_graph *g, float **inputs, kiln_program **pout, int64_t *
   kiln_simplify_index(p);
   kiln_plan_memory(p);
   void **bufs = calloc((size_t)p->nbufs + 1, sizeof *bufs);
+  char *ws = calloc((size_t)p->workspace_bytes + 8, 1); /* the arena, as the plan placed it */
   for (int i = 0; i < p->nbufs; i++) {
     const kiln_buf *b = p->bufs[i];
     if (b->kind == KILN_BUF_INPUT) bufs[i] = inputs[b->io_index];
     else if (b->kind == KILN_BUF_WEIGHT) bufs[i] = (void *)b->data;
+    else if (b->kind == KILN_BUF_WORKSPACE) bufs[i] = ws + b->offset;
     else bufs[i] = calloc((size_t)b->numel + 1, kiln_dtype_size(b->dtype));
   }
   if (via_jit) {
@@ -208,7 +210,8 @@ static double *run(kiln_graph *g, float **inputs, kiln_program **pout, int64_t *
   double *r = malloc((size_t)ob->numel * sizeof *r);
   for (int64_t i = 0; i < ob->numel; i++) r[i] = kiln_dtype_load_f(ob->dtype, bufs[ob->id], (size_t)i);
   for (int i = 0; i < p->nbufs; i++)
-    if (p->bufs[i]->kind == KILN_BUF_OUTPUT || p->bufs[i]->kind == KILN_BUF_WORKSPACE) free(bufs[i]);
+    if (p->bufs[i]->kind == KILN_BUF_OUTPUT) free(bufs[i]);
+  free(ws);
   free(bufs);
   if (pout) *pout = p;
   *numel = ob->numel;
