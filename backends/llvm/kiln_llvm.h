@@ -6,6 +6,7 @@
 #define KILN_LLVM_H
 
 #include "../../ir/loop.h"
+#include "../../ir/timing.h"
 
 typedef struct kiln_llvm_jit kiln_llvm_jit;
 
@@ -19,6 +20,8 @@ kiln_target kiln_llvm_target(int portable);
 /* Compiles p.  The program must outlive the JIT (weights are referenced,
  * not copied).  NULL with d set on failure. */
 kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d);
+/* The same, marking its stages on t (`--time`; NULL: untimed). */
+kiln_llvm_jit *kiln_llvm_jit_compile_timed(const kiln_program *p, kiln_timing *t, kiln_diag *d);
 /* Runs the whole program.  bufs[i] is the memory of p->bufs[i]: the caller
  * points inputs/outputs at its tensors; kiln_llvm_jit_bind fills weights
  * and workspace from an arena of p->workspace_bytes. */
@@ -40,6 +43,6 @@ void kiln_llvm_jit_free(kiln_llvm_jit *j);
  * `PREFIX_layout` (the runtime's buffer table, runtime/kiln_runtime.h).
  * Returns the object's bytes (malloc'd) in *obj / *len. */
 int kiln_llvm_emit_object(const kiln_program *p, const char *prefix, int portable, void **obj, size_t *len,
-                          kiln_diag *d);
+                          kiln_timing *t, kiln_diag *d);
 
 #endif

@@ -113,6 +113,10 @@ void *kiln_llvm_jit_state(kiln_llvm_jit *j, const kiln_program *p, int64_t *byte
 }
 
 kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d) {
+  return kiln_llvm_jit_compile_timed(p, NULL, d);
+}
+
+kiln_llvm_jit *kiln_llvm_jit_compile_timed(const kiln_program *p, kiln_timing *t, kiln_diag *d) {
   LLVMInitializeNativeTarget();
   LLVMInitializeNativeAsmPrinter();
   kiln_llvm_jit *j = calloc(1, sizeof *j);
@@ -137,6 +141,7 @@ kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d) {
   LLVMSetDataLayout(c.mod, LLVMOrcLLJITGetDataLayoutStr(j->jit));
   kiln_llvm_codegen(&c, p);
   LLVMDisposeBuilder(c.b);
+  kiln_timing_mark(t, "llvm-ir");
   char *verr = NULL;
   if (LLVMVerifyModule(c.mod, LLVMReturnStatusAction, &verr)) {
     kiln_error(d, NULL, "internal error: generated LLVM IR is invalid: %.400s", verr);
@@ -148,7 +153,9 @@ kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d) {
   }
   LLVMDisposeMessage(verr);
   LLVMTargetMachineRef tm = host_machine(triple, d);
+  kiln_timing_mark(t, "llvm-verify");
   int bad = !tm || optimise(c.mod, tm, d);
+  kiln_timing_mark(t, "llvm-optimise");
   if (tm) LLVMDisposeTargetMachine(tm);
   if (bad) {
     LLVMDisposeModule(c.mod);
@@ -182,6 +189,7 @@ kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d) {
     return NULL;
   }
   if (err) { llvm_fail(d, "cannot compile the module", err); kiln_llvm_jit_free(j); return NULL; }
+  kiln_timing_mark(t, "llvm-codegen-jit");
   j->run = (void (*)(void **))(uintptr_t)addr;
   j->nbufs = p->nbufs;
   if (init_state(j, p)) { kiln_error(d, NULL, "out of memory"); kiln_llvm_jit_free(j); return NULL; }

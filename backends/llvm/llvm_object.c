@@ -33,7 +33,7 @@ static void add_layout(cg *c, const kiln_program *p, const char *prefix) {
 }
 
 int kiln_llvm_emit_object(const kiln_program *p, const char *prefix, int portable, void **obj, size_t *len,
-                          kiln_diag *d) {
+                          kiln_timing *t, kiln_diag *d) {
   LLVMInitializeNativeTarget();
   LLVMInitializeNativeAsmPrinter();
   char *triple = LLVMGetDefaultTargetTriple();
@@ -68,11 +68,13 @@ int kiln_llvm_emit_object(const kiln_program *p, const char *prefix, int portabl
   kiln_llvm_codegen(&c, p);
   add_layout(&c, p, prefix);
   LLVMDisposeBuilder(c.b);
+  kiln_timing_mark(t, "llvm-ir");
   int rc = -1;
   if (LLVMVerifyModule(c.mod, LLVMReturnStatusAction, &err)) {
     kiln_error(d, NULL, "internal error: generated LLVM IR is invalid: %.400s", err);
     goto out;
   }
+  kiln_timing_mark(t, "llvm-verify");
   LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
   LLVMPassBuilderOptionsSetLoopVectorization(opts, 1);
   LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
@@ -84,11 +86,13 @@ int kiln_llvm_emit_object(const kiln_program *p, const char *prefix, int portabl
     LLVMDisposeErrorMessage(m);
     goto out;
   }
+  kiln_timing_mark(t, "llvm-optimise");
   LLVMMemoryBufferRef mb;
   if (LLVMTargetMachineEmitToMemoryBuffer(tm, c.mod, LLVMObjectFile, &err, &mb)) {
     kiln_error(d, NULL, "LLVM: cannot emit the object: %s", err);
     goto out;
   }
+  kiln_timing_mark(t, "llvm-codegen");
   char bad[256];
   int nbad = kiln_llvm_object_foreign_symbols(mb, bad, sizeof bad);
   if (nbad) {
