@@ -291,6 +291,15 @@ static void prefer_width(cg *c, LLVMValueRef fn, const kiln_program *p) {
   LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a);
 }
 
+/* Kernels stay functions of their own: inlined into the entry (each has
+ * one call site), they made one function of the whole network, on which
+ * the code generator's loop strength reduction alone took over half of
+ * the compile time (superlinear in a function's loops and addresses). */
+static void no_inline(cg *c, LLVMValueRef fn) {
+  unsigned id = LLVMGetEnumAttributeKindForName("noinline", 8);
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c->ctx, id, 0));
+}
+
 /* A kernel's top-level loop marked `threads` (schedule-threads) is outlined into a function over
  * a range of iterations when no local of the kernel crosses into it. */
 static int outlinable(const kiln_kernel *k) {
@@ -340,11 +349,25 @@ int kiln_llvm_codegen(cg *c, const kiln_program *p) {
   LLVMValueRef *fns = calloc((size_t)p->nkernels + 1, sizeof *fns);
   unsigned char *used = calloc((size_t)p->nbufs + 1, 1);
   c->base = calloc((size_t)p->nbufs + 1, sizeof *c->base);
+  c->kernel_names = calloc((size_t)p->nkernels + 1, sizeof *c->kernel_names);
+  if (!fns || !used || !c->base || !c->kernel_names) {
+    free(fns);
+    free(used);
+    return -1;
+  }
+  c->nkernels = p->nkernels;
+  LLVMModuleRef main_mod = c->mod;
   for (int k = 0; k < p->nkernels; k++) {
     const kiln_kernel *kn = p->kernels[k];
+    /* light kernels go to their own module (llvm_optimise.c), external until linked */
+    c->mod = c->light && !kiln_llvm_kernel_heavy(kn) ? c->light : main_mod;
     c->fn = fns[k] = LLVMAddFunction(c->mod, kn->name, fty);
-    LLVMSetLinkage(c->fn, LLVMInternalLinkage);
+    size_t len;
+    c->kernel_names[k] = strdup(LLVMGetValueName2(c->fn, &len)); /* LLVM renames a clash */
+    if (!c->kernel_names[k]) { free(fns); free(used); return -1; }
+    LLVMSetLinkage(c->fn, c->light ? LLVMExternalLinkage : LLVMInternalLinkage);
     prefer_width(c, c->fn, p);
+    no_inline(c, c->fn);
     c->index = calloc((size_t)kn->nvars + 1, sizeof *c->index);
     c->local = calloc((size_t)kn->nlocals + 1, sizeof *c->local);
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
@@ -376,14 +399,29 @@ int kiln_llvm_codegen(cg *c, const kiln_program *p) {
     free(c->index);
     free(c->local);
   }
+  c->mod = main_mod;
   c->fn = LLVMAddFunction(c->mod, c->entry ? c->entry : "kiln_run", fty);
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
   LLVMValueRef arg = LLVMGetParam(c->fn, 0);
-  for (int k = 0; k < p->nkernels; k++) LLVMBuildCall2(c->b, fty, fns[k], &arg, 1, "");
+  for (int k = 0; k < p->nkernels; k++) {
+    LLVMValueRef callee = fns[k];
+    if (LLVMGetGlobalParent(callee) != main_mod) /* a light kernel: declared here, linked later */
+      callee = LLVMAddFunction(main_mod, c->kernel_names[k], fty);
+    LLVMBuildCall2(c->b, fty, callee, &arg, 1, "");
+  }
   LLVMBuildRetVoid(c->b);
   free(fns);
   free(used);
   free(c->base);
   c->base = NULL;
   return 0;
+}
+
+void kiln_llvm_codegen_free(cg *c) {
+  if (c->light) LLVMDisposeModule(c->light); /* not linked: an error path */
+  c->light = NULL;
+  if (!c->kernel_names) return;
+  for (int k = 0; k < c->nkernels; k++) free(c->kernel_names[k]);
+  free(c->kernel_names);
+  c->kernel_names = NULL;
 }

@@ -3,13 +3,17 @@
 #define KILN_LLVM_INTERNAL_H
 
 #include <llvm-c/Core.h>
+#include <llvm-c/TargetMachine.h>
 #include <stdlib.h>
 
 #include "kiln_llvm.h"
 
 typedef struct cg {
   LLVMContextRef ctx;
-  LLVMModuleRef mod;
+  LLVMModuleRef mod;    /* the entry and the heavy kernels (llvm_optimise.c) */
+  LLVMModuleRef light;  /* the light kernels; NULL: every kernel in mod */
+  char **kernel_names;  /* per kernel: its function's name (kiln_llvm_codegen fills it) */
+  int nkernels;         /* entries of kernel_names */
   LLVMBuilderRef b;
   LLVMValueRef fn;
   LLVMValueRef *base;   /* per buffer id: its base pointer in this kernel */
@@ -18,7 +22,17 @@ typedef struct cg {
   const char *entry;    /* name of the function running every kernel */
 } cg;
 
+/* Prints p into c->mod (and c->light, when set).  -1: out of memory. */
 int kiln_llvm_codegen(cg *c, const kiln_program *p);
+void kiln_llvm_codegen_free(cg *c);
+/* llvm_optimise.c: whether kernel k accumulates in a loop (O3 tier); runs
+ * the tiers' pipelines and links c->light into c->mod. */
+int kiln_llvm_kernel_heavy(const kiln_kernel *k);
+/* c->light for c->mod's target (NULL when KILN_OPT=O3: one tier); both
+ * modules verified (-1 with d set). */
+LLVMModuleRef kiln_llvm_light_module(cg *c, const char *name);
+int kiln_llvm_verify(cg *c, kiln_diag *d);
+int kiln_llvm_optimise(cg *c, LLVMTargetMachineRef tm, kiln_timing *t, kiln_diag *d);
 LLVMTypeRef kiln_llvm_value_type(cg *c, kiln_dtype t);
 /* llvm_portable.c: f16/bf16 conversions as bit manipulation, the target
  * CPU (KILN_CPU overrides the host), the symbols generated code may use. */

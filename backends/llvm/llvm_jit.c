@@ -79,16 +79,6 @@ static LLVMTargetMachineRef host_machine(const char *triple, kiln_diag *d) {
   return tm;
 }
 
-/* Optimises a module for the host with the new pass manager. */
-static int optimise(LLVMModuleRef mod, LLVMTargetMachineRef tm, kiln_diag *d) {
-  LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
-  LLVMPassBuilderOptionsSetLoopVectorization(opts, 1);
-  LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
-  LLVMErrorRef err = LLVMRunPasses(mod, "default<O3>", tm, opts);
-  LLVMDisposePassBuilderOptions(opts);
-  return err ? llvm_fail(d, "optimisation failed", err) : 0;
-}
-
 /* The instance's state: allocated and initialised once, here; every run
  * reads and updates it (kiln_llvm_jit_run binds it). */
 static int init_state(kiln_llvm_jit *j, const kiln_program *p) {
@@ -139,23 +129,22 @@ kiln_llvm_jit *kiln_llvm_jit_compile_timed(const kiln_program *p, kiln_timing *t
   const char *triple = LLVMOrcLLJITGetTripleString(j->jit);
   LLVMSetTarget(c.mod, triple);
   LLVMSetDataLayout(c.mod, LLVMOrcLLJITGetDataLayoutStr(j->jit));
-  kiln_llvm_codegen(&c, p);
+  c.light = kiln_llvm_light_module(&c, "kiln_light");
+  int cgrc = kiln_llvm_codegen(&c, p);
   LLVMDisposeBuilder(c.b);
   kiln_timing_mark(t, "llvm-ir");
-  char *verr = NULL;
-  if (LLVMVerifyModule(c.mod, LLVMReturnStatusAction, &verr)) {
-    kiln_error(d, NULL, "internal error: generated LLVM IR is invalid: %.400s", verr);
-    LLVMDisposeMessage(verr);
+  if (cgrc || kiln_llvm_verify(&c, d)) {
+    if (cgrc) kiln_error(d, NULL, "out of memory");
+    kiln_llvm_codegen_free(&c);
     LLVMDisposeModule(c.mod);
     LLVMOrcDisposeThreadSafeContext(tsc);
     kiln_llvm_jit_free(j);
     return NULL;
   }
-  LLVMDisposeMessage(verr);
   LLVMTargetMachineRef tm = host_machine(triple, d);
   kiln_timing_mark(t, "llvm-verify");
-  int bad = !tm || optimise(c.mod, tm, d);
-  kiln_timing_mark(t, "llvm-optimise");
+  int bad = !tm || kiln_llvm_optimise(&c, tm, t, d);
+  kiln_llvm_codegen_free(&c);
   if (tm) LLVMDisposeTargetMachine(tm);
   if (bad) {
     LLVMDisposeModule(c.mod);

@@ -1,10 +1,8 @@
 /* Ahead-of-time output: the same module as the JIT's, named for the model
  * and with its buffer table as a constant, optimised and emitted as an
  * ELF object into memory (the caller writes it atomically). */
-#include <llvm-c/Analysis.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
-#include <llvm-c/Transforms/PassBuilder.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -65,28 +63,18 @@ int kiln_llvm_emit_object(const kiln_program *p, const char *prefix, int portabl
   LLVMSetDataLayout(c.mod, dl);
   LLVMDisposeMessage(dl);
   LLVMDisposeTargetData(td);
-  kiln_llvm_codegen(&c, p);
+  c.light = kiln_llvm_light_module(&c, "kiln_light");
+  int rc = -1, cgrc = kiln_llvm_codegen(&c, p);
   add_layout(&c, p, prefix);
   LLVMDisposeBuilder(c.b);
   kiln_timing_mark(t, "llvm-ir");
-  int rc = -1;
-  if (LLVMVerifyModule(c.mod, LLVMReturnStatusAction, &err)) {
-    kiln_error(d, NULL, "internal error: generated LLVM IR is invalid: %.400s", err);
+  if (cgrc) {
+    kiln_error(d, NULL, "out of memory");
     goto out;
   }
+  if (kiln_llvm_verify(&c, d)) goto out;
   kiln_timing_mark(t, "llvm-verify");
-  LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
-  LLVMPassBuilderOptionsSetLoopVectorization(opts, 1);
-  LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
-  LLVMErrorRef perr = LLVMRunPasses(c.mod, "default<O3>", tm, opts);
-  LLVMDisposePassBuilderOptions(opts);
-  if (perr) {
-    char *m = LLVMGetErrorMessage(perr);
-    kiln_error(d, NULL, "LLVM: optimisation failed: %s", m);
-    LLVMDisposeErrorMessage(m);
-    goto out;
-  }
-  kiln_timing_mark(t, "llvm-optimise");
+  if (kiln_llvm_optimise(&c, tm, t, d)) goto out;
   LLVMMemoryBufferRef mb;
   if (LLVMTargetMachineEmitToMemoryBuffer(tm, c.mod, LLVMObjectFile, &err, &mb)) {
     kiln_error(d, NULL, "LLVM: cannot emit the object: %s", err);
@@ -108,6 +96,7 @@ int kiln_llvm_emit_object(const kiln_program *p, const char *prefix, int portabl
   LLVMDisposeMemoryBuffer(mb);
   rc = *obj ? 0 : kiln_error(d, NULL, "out of memory");
 out:
+  kiln_llvm_codegen_free(&c);
   if (err) LLVMDisposeMessage(err);
   LLVMDisposeModule(c.mod);
   LLVMContextDispose(c.ctx);
