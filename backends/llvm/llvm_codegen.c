@@ -260,24 +260,64 @@ static void declare_locals(cg *c, const kiln_ls *s) {
   kiln_walk_block(&w, s);
 }
 
-/* Loads the base pointer of every buffer the statements touch. */
-static void load_bases(cg *c, const kiln_program *p, const kiln_ls *body, LLVMValueRef bufs, unsigned char *used) {
+/* Loads the base pointer of every buffer the statements touch from the
+ * kernel's slots (kernel_wrapper put them there, views' offsets applied). */
+static void load_bases(cg *c, const kiln_program *p, const kiln_ls *body, LLVMValueRef slots, unsigned char *used) {
   LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0);
   memset(used, 0, (size_t)p->nbufs + 1);
   kiln_loop_bufs_used(body, used);
   for (int i = 0; i < p->nbufs; i++) {
     if (!used[i]) continue;
-    /* a view is its root's memory from its offset on (kiln_buf_root) */
-    int64_t off;
-    const kiln_buf *r = kiln_buf_root(p->bufs[i], &off);
-    LLVMValueRef idx = LLVMConstInt(LLVMInt64TypeInContext(c->ctx), (unsigned long long)r->id, 0);
-    LLVMValueRef slot = LLVMBuildGEP2(c->b, ptr, bufs, &idx, 1, "");
-    c->base[i] = LLVMBuildLoad2(c->b, ptr, slot, p->bufs[i]->name);
-    if (off) {
-      LLVMValueRef o = LLVMConstInt(LLVMInt64TypeInContext(c->ctx), (unsigned long long)off, 0);
-      c->base[i] = LLVMBuildGEP2(c->b, LLVMInt8TypeInContext(c->ctx), c->base[i], &o, 1, "");
-    }
+    LLVMValueRef idx = LLVMConstInt(LLVMInt64TypeInContext(c->ctx), (unsigned long long)c->slot_of[i], 0);
+    c->base[i] = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, slots, &idx, 1, ""), "");
   }
+}
+
+/* A kernel's buffers get slots in the order the kernel first uses them, so
+ * that two kernels doing the same work on different buffers print the same
+ * body function (which the mergefunc pass then keeps once: llvm_optimise.c). */
+static void add_slot(cg *c, const kiln_buf *b) {
+  if (b && b->scope == KILN_SCOPE_GLOBAL && c->slot_of[b->id] < 0) {
+    c->slot_buf[c->nslots] = b->id;
+    c->slot_of[b->id] = c->nslots++;
+  }
+}
+static int slot_stmt(kiln_walk *w, const kiln_ls *s) {
+  if (s->kind == KILN_LS_STORE) add_slot(w->ctx, s->buf);
+  return KILN_WALK_CONTINUE;
+}
+static int slot_expr(kiln_walk *w, const kiln_lx *e) {
+  if (e->kind == KILN_LX_LOAD) add_slot(w->ctx, e->buf);
+  return KILN_WALK_CONTINUE;
+}
+
+/* void kN(ptr bufs): fills slots[] with the base pointers of the buffers
+ * kernel kn uses (a view is its root's memory from its offset on) and the
+ * thread pool (bufs[nbufs]) after them, then calls the body. */
+static void kernel_wrapper(cg *c, const kiln_program *p, const kiln_kernel *kn, LLVMValueRef fn, LLVMValueRef body) {
+  LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
+  LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), &ptr, 1, 0);
+  for (int i = 0; i < p->nbufs; i++) c->slot_of[i] = -1;
+  c->nslots = 0;
+  kiln_walk w = {.stmt_pre = slot_stmt, .expr_pre = slot_expr, .ctx = c};
+  kiln_walk_block(&w, kn->body);
+  LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+  LLVMValueRef bufs = LLVMGetParam(fn, 0);
+  LLVMValueRef slots = LLVMBuildArrayAlloca(c->b, ptr, LLVMConstInt(i64, (unsigned long long)c->nslots + 1, 0), "slots");
+  for (int s = 0; s <= c->nslots; s++) {
+    int64_t off = 0, id = p->nbufs; /* the last slot: the pool */
+    if (s < c->nslots) id = kiln_buf_root(p->bufs[c->slot_buf[s]], &off)->id;
+    LLVMValueRef idx = LLVMConstInt(i64, (unsigned long long)id, 0);
+    LLVMValueRef base = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, bufs, &idx, 1, ""), "");
+    if (off) {
+      LLVMValueRef o = LLVMConstInt(i64, (unsigned long long)off, 0);
+      base = LLVMBuildGEP2(c->b, LLVMInt8TypeInContext(c->ctx), base, &o, 1, "");
+    }
+    LLVMValueRef si = LLVMConstInt(i64, (unsigned long long)s, 0);
+    LLVMBuildStore(c->b, base, LLVMBuildGEP2(c->b, ptr, slots, &si, 1, ""));
+  }
+  LLVMBuildCall2(c->b, fty, body, &slots, 1, "");
+  LLVMBuildRetVoid(c->b);
 }
 
 /* The target's vector width as the loop and SLP vectorisers' preference:
@@ -319,6 +359,7 @@ static LLVMValueRef outline(cg *c, const kiln_program *p, const kiln_kernel *kn,
   LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(c->b);
   LLVMValueRef fn = LLVMAddFunction(c->mod, name, fty);
   LLVMSetLinkage(fn, LLVMInternalLinkage);
+  LLVMSetUnnamedAddress(fn, LLVMGlobalUnnamedAddr);
   prefer_width(c, fn, p);
   c->fn = fn;
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
@@ -349,8 +390,10 @@ int kiln_llvm_codegen(cg *c, const kiln_program *p) {
   LLVMValueRef *fns = calloc((size_t)p->nkernels + 1, sizeof *fns);
   unsigned char *used = calloc((size_t)p->nbufs + 1, 1);
   c->base = calloc((size_t)p->nbufs + 1, sizeof *c->base);
+  c->slot_of = calloc((size_t)p->nbufs + 1, sizeof *c->slot_of);
+  c->slot_buf = calloc((size_t)p->nbufs + 1, sizeof *c->slot_buf);
   c->kernel_names = calloc((size_t)p->nkernels + 1, sizeof *c->kernel_names);
-  if (!fns || !used || !c->base || !c->kernel_names) {
+  if (!fns || !used || !c->base || !c->slot_of || !c->slot_buf || !c->kernel_names) {
     free(fns);
     free(used);
     return -1;
@@ -361,20 +404,27 @@ int kiln_llvm_codegen(cg *c, const kiln_program *p) {
     const kiln_kernel *kn = p->kernels[k];
     /* light kernels go to their own module (llvm_optimise.c), external until linked */
     c->mod = c->light && !kiln_llvm_kernel_heavy(kn) ? c->light : main_mod;
-    c->fn = fns[k] = LLVMAddFunction(c->mod, kn->name, fty);
+    fns[k] = LLVMAddFunction(c->mod, kn->name, fty);
     size_t len;
-    c->kernel_names[k] = strdup(LLVMGetValueName2(c->fn, &len)); /* LLVM renames a clash */
+    c->kernel_names[k] = strdup(LLVMGetValueName2(fns[k], &len)); /* LLVM renames a clash */
     if (!c->kernel_names[k]) { free(fns); free(used); return -1; }
-    LLVMSetLinkage(c->fn, c->light ? LLVMExternalLinkage : LLVMInternalLinkage);
+    LLVMSetLinkage(fns[k], c->light ? LLVMExternalLinkage : LLVMInternalLinkage);
+    no_inline(c, fns[k]);
+    char bname[300];
+    snprintf(bname, sizeof bname, "%s_b", c->kernel_names[k]);
+    c->fn = LLVMAddFunction(c->mod, bname, fty);
+    LLVMSetLinkage(c->fn, LLVMInternalLinkage);
+    LLVMSetUnnamedAddress(c->fn, LLVMGlobalUnnamedAddr); /* mergefunc may replace it by its twin */
     prefer_width(c, c->fn, p);
     no_inline(c, c->fn);
+    kernel_wrapper(c, p, kn, fns[k], c->fn);
     c->index = calloc((size_t)kn->nvars + 1, sizeof *c->index);
     c->local = calloc((size_t)kn->nlocals + 1, sizeof *c->local);
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
     LLVMValueRef bufs = LLVMGetParam(c->fn, 0);
     if (outlinable(kn)) {
-      /* the pool pointer travels in bufs[nbufs] */
-      LLVMValueRef idx = LLVMConstInt(i64, (unsigned long long)p->nbufs, 0);
+      /* the pool pointer travels in the last slot */
+      LLVMValueRef idx = LLVMConstInt(i64, (unsigned long long)c->nslots, 0);
       LLVMValueRef pool = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, bufs, &idx, 1, ""), "pool");
       int j = 0;
       for (const kiln_ls *s = kn->body; s; s = s->next) {
@@ -418,6 +468,11 @@ int kiln_llvm_codegen(cg *c, const kiln_program *p) {
 }
 
 void kiln_llvm_codegen_free(cg *c) {
+  free(c->base);
+  free(c->slot_of);
+  free(c->slot_buf);
+  c->base = NULL;
+  c->slot_of = c->slot_buf = NULL;
   if (c->light) LLVMDisposeModule(c->light); /* not linked: an error path */
   c->light = NULL;
   if (!c->kernel_names) return;

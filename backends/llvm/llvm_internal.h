@@ -17,6 +17,9 @@ typedef struct cg {
   LLVMBuilderRef b;
   LLVMValueRef fn;
   LLVMValueRef *base;   /* per buffer id: its base pointer in this kernel */
+  int *slot_of;         /* per buffer id: its slot in this kernel's body (-1: unused) */
+  int *slot_buf;        /* per slot: the buffer id */
+  int nslots;           /* this kernel's slots (the pool's slot is the next) */
   LLVMValueRef *index;  /* per loop var: the induction variable */
   LLVMValueRef *local;  /* per local: its alloca */
   const char *entry;    /* name of the function running every kernel */

@@ -101,10 +101,10 @@ static int run_pipeline(LLVMModuleRef mod, const char *pipeline, int unroll, LLV
 }
 
 int kiln_llvm_optimise(cg *c, LLVMTargetMachineRef tm, kiln_timing *t, kiln_diag *d) {
-  if (run_pipeline(c->mod, "default<O3>", 1, tm, d)) return -1;
+  if (run_pipeline(c->mod, "mergefunc,default<O3>", 1, tm, d)) return -1;
   kiln_timing_mark(t, "llvm-optimise-heavy");
   if (!c->light) return 0;
-  if (run_pipeline(c->light, "default<O2>", 0, tm, d)) return -1;
+  if (run_pipeline(c->light, "mergefunc,default<O2>", 0, tm, d)) return -1;
   kiln_timing_mark(t, "llvm-optimise-light");
   LLVMModuleRef light = c->light;
   c->light = NULL;
