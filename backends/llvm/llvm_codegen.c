@@ -348,7 +348,31 @@ static int outlinable(const kiln_kernel *k) {
   return 1;
 }
 
-/* void name_pJ(ptr bufs, i64 lo, i64 hi): iterations [lo, hi) of s. */
+/* The module a function doing `block` goes to: the light tier's when the
+ * block does no accumulation (llvm_optimise.c).  With two modules every
+ * kernel function is external until they are linked. */
+static LLVMModuleRef tier(cg *c, const kiln_ls *block, int one) {
+  return c->light && !kiln_llvm_heavy(block, one) ? c->light : c->main;
+}
+static LLVMValueRef add_function(cg *c, LLVMModuleRef m, const char *name, LLVMTypeRef fty, const kiln_program *p) {
+  LLVMValueRef fn = LLVMAddFunction(m, name, fty);
+  LLVMSetLinkage(fn, c->light ? LLVMExternalLinkage : LLVMInternalLinkage);
+  LLVMSetUnnamedAddress(fn, LLVMGlobalUnnamedAddr); /* mergefunc may replace it by its twin */
+  prefer_width(c, fn, p);
+  no_inline(c, fn);
+  return fn;
+}
+/* fn as seen from module m: itself, or a declaration of it (linked later). */
+static LLVMValueRef seen_from(LLVMModuleRef m, LLVMValueRef fn) {
+  if (LLVMGetGlobalParent(fn) == m) return fn;
+  size_t len;
+  const char *name = LLVMGetValueName2(fn, &len);
+  LLVMValueRef decl = LLVMGetNamedFunction(m, name);
+  return decl ? decl : LLVMAddFunction(m, name, LLVMGlobalGetValueType(fn));
+}
+
+/* void name_pJ(ptr slots, i64 lo, i64 hi): iterations [lo, hi) of s, in
+ * the module s's own work decides. */
 static LLVMValueRef outline(cg *c, const kiln_program *p, const kiln_kernel *kn, const kiln_ls *s, int j, unsigned char *used) {
   LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
   LLVMTypeRef params[3] = {ptr, i64, i64};
@@ -356,11 +380,10 @@ static LLVMValueRef outline(cg *c, const kiln_program *p, const kiln_kernel *kn,
   char name[256];
   snprintf(name, sizeof name, "%s_p%d", kn->name, j);
   LLVMValueRef saved_fn = c->fn;
+  LLVMModuleRef saved_mod = c->mod;
   LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(c->b);
-  LLVMValueRef fn = LLVMAddFunction(c->mod, name, fty);
-  LLVMSetLinkage(fn, LLVMInternalLinkage);
-  LLVMSetUnnamedAddress(fn, LLVMGlobalUnnamedAddr);
-  prefer_width(c, fn, p);
+  c->mod = tier(c, s, 1);
+  LLVMValueRef fn = add_function(c, c->mod, name, fty, p);
   c->fn = fn;
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
   kiln_ls one = *s;
@@ -370,8 +393,9 @@ static LLVMValueRef outline(cg *c, const kiln_program *p, const kiln_kernel *kn,
   loop_range(c, s, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2));
   LLVMBuildRetVoid(c->b);
   c->fn = saved_fn;
+  c->mod = saved_mod;
   LLVMPositionBuilderAtEnd(c->b, saved_bb);
-  return fn;
+  return seen_from(c->mod, fn);
 }
 
 static LLVMValueRef parallel_for_decl(cg *c) {
@@ -383,87 +407,90 @@ static LLVMValueRef parallel_for_decl(cg *c) {
   return fn;
 }
 
-int kiln_llvm_codegen(cg *c, const kiln_program *p) {
+/* Whether the body function of kn (what is not outlined) accumulates. */
+static int body_heavy(const kiln_kernel *kn, int outlined) {
+  if (!outlined) return kiln_llvm_heavy(kn->body, 0);
+  for (const kiln_ls *s = kn->body; s; s = s->next)
+    if (!(s->kind == KILN_LS_FOR && s->sched.threads) && kiln_llvm_heavy(s, 1)) return 1;
+  return 0;
+}
+
+/* Kernel kn as three kinds of function (see the top of the file): the
+ * wrapper kN, which fills the slots; the body kN_b, which runs the
+ * statements; one kN_pJ per threaded loop.  Body and loops each go to the
+ * tier their own statements decide. */
+static void kernel(cg *c, const kiln_program *p, const kiln_kernel *kn, LLVMValueRef wrapper, unsigned char *used) {
   LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
   LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), &ptr, 1, 0);
   LLVMTypeRef pfty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), (LLVMTypeRef[]){ptr, ptr, ptr, i64}, 4, 0);
+  int outlined = outlinable(kn);
+  char bname[300];
+  snprintf(bname, sizeof bname, "%s_b", kn->name);
+  c->mod = c->light && !body_heavy(kn, outlined) ? c->light : c->main;
+  c->fn = add_function(c, c->mod, bname, fty, p);
+  kernel_wrapper(c, p, kn, wrapper, seen_from(c->main, c->fn));
+  LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
+  LLVMValueRef slots = LLVMGetParam(c->fn, 0);
+  if (outlined) {
+    /* the pool pointer travels in the last slot */
+    LLVMValueRef idx = LLVMConstInt(i64, (unsigned long long)c->nslots, 0);
+    LLVMValueRef pool = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, slots, &idx, 1, ""), "pool");
+    int j = 0;
+    for (const kiln_ls *s = kn->body; s; s = s->next) {
+      if (s->kind == KILN_LS_FOR && s->sched.threads) {
+        LLVMValueRef body = outline(c, p, kn, s, j++, used);
+        LLVMValueRef args[4] = {pool, body, slots, LLVMConstInt(i64, (unsigned long long)s->extent, 1)};
+        LLVMBuildCall2(c->b, pfty, parallel_for_decl(c), args, 4, "");
+      } else {
+        kiln_ls one = *s;
+        one.next = NULL;
+        load_bases(c, p, &one, slots, used);
+        declare_locals(c, &one);
+        stmts(c, &one);
+      }
+    }
+  } else {
+    load_bases(c, p, kn->body, slots, used);
+    declare_locals(c, kn->body);
+    stmts(c, kn->body);
+  }
+  LLVMBuildRetVoid(c->b);
+}
+
+int kiln_llvm_codegen(cg *c, const kiln_program *p) {
+  LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0);
+  LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), &ptr, 1, 0);
   LLVMValueRef *fns = calloc((size_t)p->nkernels + 1, sizeof *fns);
   unsigned char *used = calloc((size_t)p->nbufs + 1, 1);
   c->base = calloc((size_t)p->nbufs + 1, sizeof *c->base);
   c->slot_of = calloc((size_t)p->nbufs + 1, sizeof *c->slot_of);
   c->slot_buf = calloc((size_t)p->nbufs + 1, sizeof *c->slot_buf);
-  c->kernel_names = calloc((size_t)p->nkernels + 1, sizeof *c->kernel_names);
-  if (!fns || !used || !c->base || !c->slot_of || !c->slot_buf || !c->kernel_names) {
+  if (!fns || !used || !c->base || !c->slot_of || !c->slot_buf) {
     free(fns);
     free(used);
     return -1;
   }
-  c->nkernels = p->nkernels;
-  LLVMModuleRef main_mod = c->mod;
+  c->main = c->mod;
   for (int k = 0; k < p->nkernels; k++) {
     const kiln_kernel *kn = p->kernels[k];
-    /* light kernels go to their own module (llvm_optimise.c), external until linked */
-    c->mod = c->light && !kiln_llvm_kernel_heavy(kn) ? c->light : main_mod;
-    fns[k] = LLVMAddFunction(c->mod, kn->name, fty);
-    size_t len;
-    c->kernel_names[k] = strdup(LLVMGetValueName2(fns[k], &len)); /* LLVM renames a clash */
-    if (!c->kernel_names[k]) { free(fns); free(used); return -1; }
-    LLVMSetLinkage(fns[k], c->light ? LLVMExternalLinkage : LLVMInternalLinkage);
+    fns[k] = LLVMAddFunction(c->main, kn->name, fty);
+    LLVMSetLinkage(fns[k], LLVMInternalLinkage);
     no_inline(c, fns[k]);
-    char bname[300];
-    snprintf(bname, sizeof bname, "%s_b", c->kernel_names[k]);
-    c->fn = LLVMAddFunction(c->mod, bname, fty);
-    LLVMSetLinkage(c->fn, LLVMInternalLinkage);
-    LLVMSetUnnamedAddress(c->fn, LLVMGlobalUnnamedAddr); /* mergefunc may replace it by its twin */
-    prefer_width(c, c->fn, p);
-    no_inline(c, c->fn);
-    kernel_wrapper(c, p, kn, fns[k], c->fn);
     c->index = calloc((size_t)kn->nvars + 1, sizeof *c->index);
     c->local = calloc((size_t)kn->nlocals + 1, sizeof *c->local);
-    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
-    LLVMValueRef bufs = LLVMGetParam(c->fn, 0);
-    if (outlinable(kn)) {
-      /* the pool pointer travels in the last slot */
-      LLVMValueRef idx = LLVMConstInt(i64, (unsigned long long)c->nslots, 0);
-      LLVMValueRef pool = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, bufs, &idx, 1, ""), "pool");
-      int j = 0;
-      for (const kiln_ls *s = kn->body; s; s = s->next) {
-        if (s->kind == KILN_LS_FOR && s->sched.threads) {
-          LLVMValueRef body = outline(c, p, kn, s, j++, used);
-          LLVMValueRef args[4] = {pool, body, bufs, LLVMConstInt(i64, (unsigned long long)s->extent, 1)};
-          LLVMBuildCall2(c->b, pfty, parallel_for_decl(c), args, 4, "");
-        } else {
-          kiln_ls one = *s;
-          one.next = NULL;
-          load_bases(c, p, &one, bufs, used);
-          declare_locals(c, &one);
-          stmts(c, &one);
-        }
-      }
-    } else {
-      load_bases(c, p, kn->body, bufs, used);
-      declare_locals(c, kn->body);
-      stmts(c, kn->body);
-    }
-    LLVMBuildRetVoid(c->b);
+    if (c->index && c->local) kernel(c, p, kn, fns[k], used);
     free(c->index);
     free(c->local);
+    c->index = c->local = NULL;
   }
-  c->mod = main_mod;
+  c->mod = c->main;
   c->fn = LLVMAddFunction(c->mod, c->entry ? c->entry : "kiln_run", fty);
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
   LLVMValueRef arg = LLVMGetParam(c->fn, 0);
-  for (int k = 0; k < p->nkernels; k++) {
-    LLVMValueRef callee = fns[k];
-    if (LLVMGetGlobalParent(callee) != main_mod) /* a light kernel: declared here, linked later */
-      callee = LLVMAddFunction(main_mod, c->kernel_names[k], fty);
-    LLVMBuildCall2(c->b, fty, callee, &arg, 1, "");
-  }
+  for (int k = 0; k < p->nkernels; k++) LLVMBuildCall2(c->b, fty, fns[k], &arg, 1, "");
   LLVMBuildRetVoid(c->b);
   free(fns);
   free(used);
-  free(c->base);
-  c->base = NULL;
   return 0;
 }
 
@@ -475,8 +502,4 @@ void kiln_llvm_codegen_free(cg *c) {
   c->slot_of = c->slot_buf = NULL;
   if (c->light) LLVMDisposeModule(c->light); /* not linked: an error path */
   c->light = NULL;
-  if (!c->kernel_names) return;
-  for (int k = 0; k < c->nkernels; k++) free(c->kernel_names[k]);
-  free(c->kernel_names);
-  c->kernel_names = NULL;
 }

@@ -10,10 +10,9 @@
 
 typedef struct cg {
   LLVMContextRef ctx;
-  LLVMModuleRef mod;    /* the entry and the heavy kernels (llvm_optimise.c) */
-  LLVMModuleRef light;  /* the light kernels; NULL: every kernel in mod */
-  char **kernel_names;  /* per kernel: its function's name (kiln_llvm_codegen fills it) */
-  int nkernels;         /* entries of kernel_names */
+  LLVMModuleRef mod;    /* the module being printed into: main or light */
+  LLVMModuleRef main;   /* the entry, the kernels' wrappers, heavy functions (llvm_optimise.c) */
+  LLVMModuleRef light;  /* the light functions; NULL: everything in main */
   LLVMBuilderRef b;
   LLVMValueRef fn;
   LLVMValueRef *base;   /* per buffer id: its base pointer in this kernel */
@@ -28,9 +27,10 @@ typedef struct cg {
 /* Prints p into c->mod (and c->light, when set).  -1: out of memory. */
 int kiln_llvm_codegen(cg *c, const kiln_program *p);
 void kiln_llvm_codegen_free(cg *c);
-/* llvm_optimise.c: whether kernel k accumulates in a loop (O3 tier); runs
- * the tiers' pipelines and links c->light into c->mod. */
-int kiln_llvm_kernel_heavy(const kiln_kernel *k);
+/* llvm_optimise.c: whether a block (s and what follows; with `one`, s
+ * alone) accumulates in a loop (the O3 tier); runs the tiers' pipelines
+ * and links c->light into c->mod. */
+int kiln_llvm_heavy(const kiln_ls *s, int one);
 /* c->light for c->mod's target (NULL when KILN_OPT=O3: one tier); both
  * modules verified (-1 with d set). */
 LLVMModuleRef kiln_llvm_light_module(cg *c, const char *name);

@@ -55,10 +55,11 @@ static int accum_expr(kiln_walk *w, const kiln_lx *e) {
   return a->found ? KILN_WALK_SKIP : KILN_WALK_CONTINUE;
 }
 
-int kiln_llvm_kernel_heavy(const kiln_kernel *k) {
+int kiln_llvm_heavy(const kiln_ls *s, int one) {
   accum a = {0};
   kiln_walk w = {.stmt_pre = accum_stmt, .expr_pre = accum_expr, .ctx = &a};
-  kiln_walk_block(&w, k->body);
+  if (one) kiln_walk_stmt(&w, s);
+  else kiln_walk_block(&w, s);
   return a.found;
 }
 
@@ -110,11 +111,10 @@ int kiln_llvm_optimise(cg *c, LLVMTargetMachineRef tm, kiln_timing *t, kiln_diag
   c->light = NULL;
   if (LLVMLinkModules2(c->mod, light)) /* takes light, even on failure */
     return kiln_error(d, NULL, "internal error: cannot link the kernels' modules");
-  /* the kernels were external only to be linked: no symbol of the object but the entry points */
-  for (int k = 0; k < c->nkernels; k++) {
-    LLVMValueRef fn = LLVMGetNamedFunction(c->mod, c->kernel_names[k]);
-    if (fn && !LLVMIsDeclaration(fn)) LLVMSetLinkage(fn, LLVMInternalLinkage);
-  }
+  /* functions were external only to be linked: the object exports nothing but the entry */
+  LLVMValueRef entry = LLVMGetNamedFunction(c->mod, c->entry ? c->entry : "kiln_run");
+  for (LLVMValueRef fn = LLVMGetFirstFunction(c->mod); fn; fn = LLVMGetNextFunction(fn))
+    if (!LLVMIsDeclaration(fn) && fn != entry) LLVMSetLinkage(fn, LLVMInternalLinkage);
   kiln_timing_mark(t, "llvm-link");
   return 0;
 }
