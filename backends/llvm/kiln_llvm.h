@@ -38,6 +38,14 @@ void *kiln_llvm_jit_state(kiln_llvm_jit *j, const kiln_program *p, int64_t *byte
 int kiln_llvm_jit_set_threads(kiln_llvm_jit *j, int nthreads);
 void kiln_llvm_jit_free(kiln_llvm_jit *j);
 
+/* The optimisation tier of the function doing block s (s and the
+ * statements after it; with `one`, s alone): 1 when it accumulates in a
+ * loop (a local assigned, or a buffer stored that the value reads:
+ * convolution, GEMM, pooling, reductions), optimised at default<O3>; 0
+ * for the rest (copies, elementwise), at O2 without unrolling.
+ * KILN_OPT=O3 in the environment puts everything in the O3 tier. */
+int kiln_llvm_heavy(const kiln_ls *s, int one);
+
 /* Writes a relocatable object (PIC) for the host CPU, or for the generic
  * x86-64 baseline when portable is set, exporting `PREFIX_kernels` and
  * `PREFIX_layout` (the runtime's buffer table, runtime/kiln_runtime.h).

@@ -27,10 +27,8 @@ typedef struct cg {
 /* Prints p into c->mod (and c->light, when set).  -1: out of memory. */
 int kiln_llvm_codegen(cg *c, const kiln_program *p);
 void kiln_llvm_codegen_free(cg *c);
-/* llvm_optimise.c: whether a block (s and what follows; with `one`, s
- * alone) accumulates in a loop (the O3 tier); runs the tiers' pipelines
- * and links c->light into c->mod. */
-int kiln_llvm_heavy(const kiln_ls *s, int one);
+/* llvm_optimise.c: runs the tiers' pipelines (kiln_llvm_heavy decides
+ * the tier) and links c->light into c->mod. */
 /* c->light for c->mod's target (NULL when KILN_OPT=O3: one tier); both
  * modules verified (-1 with d set). */
 LLVMModuleRef kiln_llvm_light_module(cg *c, const char *name);
