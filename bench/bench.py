@@ -27,7 +27,8 @@ Then, for each thread count T (default 1):
   kiln   `KILN_BINARY run MODEL --input NAME=FILE --repeat N [--threads T]`:
          the median of N runs of the compiled model as kiln prints it
          ("ran in Y ms (median)"; compilation is timed separately and not
-         included; its own "compiled in X ms" is the compile-s column).
+         included; its own "compiled in X ms", wall time from after the
+         model and inputs are read, is the compile-s column).
          --threads is passed only when `kiln run --help` lists it;
          otherwise kiln runs single-threaded once per model and that figure
          is reported on every thread-count row, marked "(1T)".

@@ -1,7 +1,9 @@
 /* The LLVM backend: prints a loop IR program as an LLVM module (LLVM C API,
- * LLVM 19), optimises it with the new pass manager's default<O3> for the
- * host CPU (AVX2/AVX-512 picked up from the running machine), and runs it
- * in-process with ORC LLJIT. */
+ * LLVM 19), optimises it with the new pass manager for the host CPU
+ * (AVX2/AVX-512 picked up from the running machine) -- default<O3> for the
+ * kernels that accumulate, O2 without unrolling for the rest (see
+ * kiln_llvm_heavy) -- and runs it in-process with ORC LLJIT or writes an
+ * object file. */
 #ifndef KILN_LLVM_H
 #define KILN_LLVM_H
 

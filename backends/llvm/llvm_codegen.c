@@ -1,10 +1,20 @@
-/* Loop IR -> LLVM IR.  One function per kernel, `void kN(ptr bufs)`, where
- * bufs is the array of buffer base pointers (a view's address is its
- * root's entry + its offset; its own entry is not read), and `void kiln_run(ptr bufs)`
- * calling the kernels in order.  Loops are emitted in the canonical
- * header/body/latch form the loop vectoriser expects; locals are allocas
- * that mem2reg promotes.  Only constructs are translated here: no op
- * knowledge. */
+/* Loop IR -> LLVM IR.  Each kernel kN becomes:
+ *   `void kN(ptr bufs)`, the wrapper: bufs is the array of buffer base
+ *     pointers (a view's address is its root's entry + its offset; its own
+ *     entry is not read; bufs[nbufs] is the thread pool); it copies the
+ *     bases of the buffers the kernel uses, in the order the kernel first
+ *     uses them, into a small `slots` array (the pool after them) and calls
+ *   `void kN_b(ptr slots)`, the body, which runs the statements, and hands
+ *     each top-level loop marked `threads` to the pool as
+ *   `void kN_pJ(ptr slots, i64 lo, i64 hi)`.
+ * Bodies never see a buffer id, so two kernels doing the same work on
+ * other buffers (ResNet's repeated blocks) print identical bodies, which
+ * mergefunc then keeps once (llvm_optimise.c).  `void kiln_run(ptr bufs)`
+ * calls the wrappers in order.  Bodies and loops go to the light or heavy
+ * module by their own statements (kiln_llvm_heavy).  Loops are emitted in
+ * the canonical header/body/latch form the loop vectoriser expects; locals
+ * are allocas that mem2reg promotes.  Only constructs are translated here:
+ * no op knowledge. */
 #include "llvm_internal.h"
 
 #include <string.h>

@@ -1,5 +1,6 @@
-/* ORC LLJIT driver: build the module, verify it, optimise with
- * default<O3> for the host CPU (or KILN_CPU's), JIT it, look up kiln_run. */
+/* ORC LLJIT driver: build the modules, verify them, optimise them in two
+ * tiers for the host CPU (or KILN_CPU's; llvm_optimise.c), JIT the linked
+ * module, look up kiln_run.  Stages are marked on the caller's timing. */
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Error.h>
 #include <llvm-c/LLJIT.h>

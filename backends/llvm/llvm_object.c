@@ -1,6 +1,7 @@
-/* Ahead-of-time output: the same module as the JIT's, named for the model
- * and with its buffer table as a constant, optimised and emitted as an
- * ELF object into memory (the caller writes it atomically). */
+/* Ahead-of-time output: the same modules as the JIT's, named for the
+ * model and with its buffer table as a constant, optimised in tiers and
+ * linked (llvm_optimise.c), emitted as an ELF object into memory (the
+ * caller writes it atomically). */
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <stdio.h>

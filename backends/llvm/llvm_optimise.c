@@ -6,22 +6,25 @@
  * was fully unrolled by default<O3> into 2,300 lines of IR, on which the
  * code generator's loop strength reduction then spent half a second.  Such
  * kernels are memory-bound: a vectorised loop runs them as fast as an
- * unrolled one.  So the code generator (llvm_codegen.c) puts each kernel
- * in one of two modules of the same context:
+ * unrolled one.  So the code generator (llvm_codegen.c) puts each function
+ * it prints (a kernel's body, each of its threaded loops) in one of two
+ * modules of the same context, by what that function's own statements do:
  *
- *   heavy  kernels with an accumulation loop (a local assigned inside a
- *          loop, or a store reading what it writes: convolution, GEMM,
- *          pooling, reductions) and the entry function: default<O3>, as
- *          before;
- *   light  everything else (copies, elementwise, casts, layout changes):
- *          default<O2> with loop unrolling off (the vectorisers stay on).
+ *   heavy  an accumulation loop (a local assigned inside a loop, or a
+ *          store reading what it writes: convolution, GEMM, pooling,
+ *          reductions); also the entry and the kernels' wrappers:
+ *          default<O3>, as before;
+ *   light  everything else (copies, elementwise, casts, a convolution's
+ *          input packing): default<O2> with loop unrolling off (the
+ *          vectorisers stay on).
  *
  * LLVM's new pass manager runs one pipeline over a whole module (the C API
  * has no per-function entry point in LLVM 19), hence two modules.  Each is
- * optimised on its own, then the light one is linked into the heavy one
- * and the kernels are made internal again, so the object and the JIT see
- * one module exactly as before.  Kernels are `noinline`, so the tiers stay
- * apart and no function grows to the size of the network.
+ * optimised on its own (mergefunc first: twin kernels share one body, see
+ * llvm_codegen.c), then the light one is linked into the heavy one and
+ * every function but the entry is made internal again, so the object and
+ * the JIT see one module as before.  Functions are `noinline`, so the
+ * tiers stay apart and no function grows to the size of the network.
  *
  * KILN_OPT=O3 in the environment puts every kernel in the heavy tier (the
  * single default<O3> module kiln used before): for comparing the two in
