@@ -3,13 +3,15 @@
  *     pointers (a view's address is its root's entry + its offset; its own
  *     entry is not read; bufs[nbufs] is the thread pool); it copies the
  *     bases of the buffers the kernel uses, in the order the kernel first
- *     uses them, into a small `slots` array (the pool after them) and calls
+ *     uses them, into a small `slots` array (then the pool, then the
+ *     kernel's threaded loops' functions) and calls
  *   `void kN_b(ptr slots)`, the body, which runs the statements, and hands
  *     each top-level loop marked `threads` to the pool as
  *   `void kN_pJ(ptr slots, i64 lo, i64 hi)`.
- * Bodies never see a buffer id, so two kernels doing the same work on
- * other buffers (ResNet's repeated blocks) print identical bodies, which
- * mergefunc then keeps once (llvm_optimise.c).  `void kiln_run(ptr bufs)`
+ * Bodies and loops never see a buffer id or another function's name, so
+ * two kernels doing the same work on other buffers (ResNet's repeated
+ * blocks) print identical bodies and loops, which mergefunc then keeps
+ * once (llvm_optimise.c).  `void kiln_run(ptr bufs)`
  * calls the wrappers in order.  Bodies and loops go to the light or heavy
  * module by their own statements (kiln_llvm_heavy).  Loops are emitted in
  * the canonical header/body/latch form the loop vectoriser expects; locals
@@ -301,30 +303,42 @@ static int slot_expr(kiln_walk *w, const kiln_lx *e) {
   return KILN_WALK_CONTINUE;
 }
 
-/* void kN(ptr bufs): fills slots[] with the base pointers of the buffers
- * kernel kn uses (a view is its root's memory from its offset on) and the
- * thread pool (bufs[nbufs]) after them, then calls the body. */
-static void kernel_wrapper(cg *c, const kiln_program *p, const kiln_kernel *kn, LLVMValueRef fn, LLVMValueRef body) {
-  LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
-  LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), &ptr, 1, 0);
+/* Slots for the buffers kernel kn uses, in the order it first uses them. */
+static void assign_slots(cg *c, const kiln_program *p, const kiln_kernel *kn) {
   for (int i = 0; i < p->nbufs; i++) c->slot_of[i] = -1;
   c->nslots = 0;
   kiln_walk w = {.stmt_pre = slot_stmt, .expr_pre = slot_expr, .ctx = c};
   kiln_walk_block(&w, kn->body);
+}
+
+/* void kN(ptr bufs): fills slots[] with the base pointers of the buffers
+ * kernel kn uses (a view is its root's memory from its offset on), the
+ * thread pool (bufs[nbufs]) after them, then the kernel's threaded loops
+ * (loops[0..nloops)), and calls the body. */
+static void kernel_wrapper(cg *c, const kiln_program *p, LLVMValueRef fn, LLVMValueRef body, LLVMValueRef *loops,
+                           int nloops) {
+  LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
+  LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), &ptr, 1, 0);
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
   LLVMValueRef bufs = LLVMGetParam(fn, 0);
-  LLVMValueRef slots = LLVMBuildArrayAlloca(c->b, ptr, LLVMConstInt(i64, (unsigned long long)c->nslots + 1, 0), "slots");
-  for (int s = 0; s <= c->nslots; s++) {
-    int64_t off = 0, id = p->nbufs; /* the last slot: the pool */
-    if (s < c->nslots) id = kiln_buf_root(p->bufs[c->slot_buf[s]], &off)->id;
-    LLVMValueRef idx = LLVMConstInt(i64, (unsigned long long)id, 0);
-    LLVMValueRef base = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, bufs, &idx, 1, ""), "");
-    if (off) {
-      LLVMValueRef o = LLVMConstInt(i64, (unsigned long long)off, 0);
-      base = LLVMBuildGEP2(c->b, LLVMInt8TypeInContext(c->ctx), base, &o, 1, "");
+  int n = c->nslots + 1 + nloops;
+  LLVMValueRef slots = LLVMBuildArrayAlloca(c->b, ptr, LLVMConstInt(i64, (unsigned long long)n, 0), "slots");
+  for (int s = 0; s < n; s++) {
+    LLVMValueRef v;
+    if (s <= c->nslots) {
+      int64_t off = 0, id = p->nbufs; /* slot nslots: the pool */
+      if (s < c->nslots) id = kiln_buf_root(p->bufs[c->slot_buf[s]], &off)->id;
+      LLVMValueRef idx = LLVMConstInt(i64, (unsigned long long)id, 0);
+      v = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, bufs, &idx, 1, ""), "");
+      if (off) {
+        LLVMValueRef o = LLVMConstInt(i64, (unsigned long long)off, 0);
+        v = LLVMBuildGEP2(c->b, LLVMInt8TypeInContext(c->ctx), v, &o, 1, "");
+      }
+    } else {
+      v = loops[s - c->nslots - 1];
     }
     LLVMValueRef si = LLVMConstInt(i64, (unsigned long long)s, 0);
-    LLVMBuildStore(c->b, base, LLVMBuildGEP2(c->b, ptr, slots, &si, 1, ""));
+    LLVMBuildStore(c->b, v, LLVMBuildGEP2(c->b, ptr, slots, &si, 1, ""));
   }
   LLVMBuildCall2(c->b, fty, body, &slots, 1, "");
   LLVMBuildRetVoid(c->b);
@@ -405,7 +419,7 @@ static LLVMValueRef outline(cg *c, const kiln_program *p, const kiln_kernel *kn,
   c->fn = saved_fn;
   c->mod = saved_mod;
   LLVMPositionBuilderAtEnd(c->b, saved_bb);
-  return seen_from(c->mod, fn);
+  return fn;
 }
 
 static LLVMValueRef parallel_for_decl(cg *c) {
@@ -433,23 +447,31 @@ static void kernel(cg *c, const kiln_program *p, const kiln_kernel *kn, LLVMValu
   LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
   LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), &ptr, 1, 0);
   LLVMTypeRef pfty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), (LLVMTypeRef[]){ptr, ptr, ptr, i64}, 4, 0);
-  int outlined = outlinable(kn);
+  int outlined = outlinable(kn), nloops = 0;
+  for (const kiln_ls *s = kn->body; outlined && s; s = s->next) nloops += s->kind == KILN_LS_FOR && s->sched.threads;
+  LLVMValueRef *loops = calloc((size_t)nloops + 1, sizeof *loops);
+  if (!loops) return;
+  assign_slots(c, p, kn);
   char bname[300];
   snprintf(bname, sizeof bname, "%s_b", kn->name);
   c->mod = c->light && !body_heavy(kn, outlined) ? c->light : c->main;
   c->fn = add_function(c, c->mod, bname, fty, p);
-  kernel_wrapper(c, p, kn, wrapper, seen_from(c->main, c->fn));
+  LLVMValueRef body_fn = c->fn;
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
   LLVMValueRef slots = LLVMGetParam(c->fn, 0);
   if (outlined) {
-    /* the pool pointer travels in the last slot */
+    /* the pool pointer travels in the slot after the buffers, the
+     * threaded loops' functions after it: a body names no function of its
+     * own, so twins' bodies stay identical */
     LLVMValueRef idx = LLVMConstInt(i64, (unsigned long long)c->nslots, 0);
     LLVMValueRef pool = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, slots, &idx, 1, ""), "pool");
     int j = 0;
     for (const kiln_ls *s = kn->body; s; s = s->next) {
       if (s->kind == KILN_LS_FOR && s->sched.threads) {
-        LLVMValueRef body = outline(c, p, kn, s, j++, used);
-        LLVMValueRef args[4] = {pool, body, slots, LLVMConstInt(i64, (unsigned long long)s->extent, 1)};
+        loops[j] = outline(c, p, kn, s, j, used);
+        LLVMValueRef fi = LLVMConstInt(i64, (unsigned long long)(c->nslots + 1 + j++), 0);
+        LLVMValueRef loop = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, slots, &fi, 1, ""), "");
+        LLVMValueRef args[4] = {pool, loop, slots, LLVMConstInt(i64, (unsigned long long)s->extent, 1)};
         LLVMBuildCall2(c->b, pfty, parallel_for_decl(c), args, 4, "");
       } else {
         kiln_ls one = *s;
@@ -465,6 +487,9 @@ static void kernel(cg *c, const kiln_program *p, const kiln_kernel *kn, LLVMValu
     stmts(c, kn->body);
   }
   LLVMBuildRetVoid(c->b);
+  for (int k = 0; k < nloops; k++) loops[k] = seen_from(c->main, loops[k]);
+  kernel_wrapper(c, p, wrapper, seen_from(c->main, body_fn), loops, nloops);
+  free(loops);
 }
 
 int kiln_llvm_codegen(cg *c, const kiln_program *p) {
