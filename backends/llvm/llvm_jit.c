@@ -179,10 +179,10 @@ kiln_llvm_jit *kiln_llvm_jit_compile_timed(const kiln_program *p, kiln_timing *t
     return NULL;
   }
   if (err) { llvm_fail(d, "cannot compile the module", err); kiln_llvm_jit_free(j); return NULL; }
-  kiln_timing_mark(t, "llvm-codegen-jit");
   j->run = (void (*)(void **))(uintptr_t)addr;
   j->nbufs = p->nbufs;
   if (init_state(j, p)) { kiln_error(d, NULL, "out of memory"); kiln_llvm_jit_free(j); return NULL; }
+  kiln_timing_mark(t, "llvm-codegen-jit");
   return j;
 }
 
