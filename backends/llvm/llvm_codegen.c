@@ -355,10 +355,10 @@ static void prefer_width(cg *c, LLVMValueRef fn, const kiln_program *p) {
   LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a);
 }
 
-/* Kernels stay functions of their own: inlined into the entry (each has
- * one call site), they made one function of the whole network, on which
- * the code generator's loop strength reduction alone took over half of
- * the compile time (superlinear in a function's loops and addresses). */
+/* Every function printed here stays a function of its own (each has one
+ * call site, so LLVM would inline it): the optimisation tiers and mergefunc
+ * work function by function, and a light body inlined into a heavy caller
+ * would be optimised at O3 after all. */
 static void no_inline(cg *c, LLVMValueRef fn) {
   unsigned id = LLVMGetEnumAttributeKindForName("noinline", 8);
   LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c->ctx, id, 0));
