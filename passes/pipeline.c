@@ -50,7 +50,10 @@ static int wanted(const kiln_pipeline_opts *o, kiln_pass_id id) {
   return id >= o->from && id <= until;
 }
 
+/* After pass id: its time (--time), then its dump (--dump-after), so that
+ * printing the IR is not counted as the pass's time. */
 static void dump(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_pass_id id) {
+  kiln_timing_mark(o->timing, names[id]);
   if (o->dump_after != id) return;
   FILE *f = o->dump ? o->dump : stderr;
   fprintf(f, "# kiln: IR after %s\n", names[id]);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 
 #include "../ir/loop.h"
+#include "../ir/timing.h"
 
 typedef enum kiln_pass_id {
   KILN_PASS_NONE, /* 0: options left out mean "from the first", "to the last", "no dump" */
@@ -47,6 +48,7 @@ typedef struct kiln_pipeline_opts {
   kiln_pass_id dump_after; /* print the IR after this pass to `dump`; NONE: no dump */
   FILE *dump;           /* NULL: stderr */
   const kiln_target *target; /* what to lower and schedule for; NULL: kiln_target_default() */
+  kiln_timing *timing;  /* --time: each pass's wall time; NULL: not timed */
 } kiln_pipeline_opts;
 
 typedef struct kiln_pipeline {

@@ -6,6 +6,7 @@
 
 #include "../ir/graph.h"
 #include "../ir/loop.h"
+#include "../ir/timing.h"
 #include "tensor_io.h"
 
 typedef struct kiln_cmd {
@@ -69,6 +70,7 @@ typedef struct kiln_model_opts {
   int dumped;            /* out: the IR after dump_after was printed */
   kiln_program *program; /* out, with `lower` */
   const kiln_target *target; /* with `lower`: what to lower for (NULL: kiln_target_default()) */
+  kiln_timing *timing;       /* --time: each pass's time (NULL: untimed) */
 } kiln_model_opts;
 kiln_graph *kiln_cli_load(const char *path, kiln_model_opts *o, kiln_diag *d);
 /* --dump-after VALUE (every command that compiles): 0 with *pass set; 2

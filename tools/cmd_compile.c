@@ -42,6 +42,7 @@ static const char help[] =
     "  --portable         target baseline x86-64 instead of this machine's CPU\n"
     "  --shared           also link libPREFIX.so (needs a C compiler, `cc`)\n"
     "  --dump-after PASS  print the IR after PASS to stderr (`list`: the passes)\n"
+    "  --time             print each compilation stage's wall and CPU time to stderr\n"
     "  -h, --help         show this help\n";
 
 static const char *c_type(kiln_dtype t) {
@@ -141,7 +142,7 @@ static char *make_header(const kiln_program *p, const char *prefix, const char *
 
 int kiln_cmd_compile(int argc, char **argv) {
   const char *path = NULL, *outdir = NULL, *name = NULL;
-  int portable = 0, shared = 0;
+  int portable = 0, shared = 0, timed = 0;
   kiln_cli_bindings bind = {0};
   int dump_after = 0; /* KILN_PASS_NONE */
   for (int i = 1; i < argc; i++) {
@@ -149,6 +150,7 @@ int kiln_cmd_compile(int argc, char **argv) {
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
     else if (!strcmp(a, "--portable")) portable = 1;
     else if (!strcmp(a, "--shared")) shared = 1;
+    else if (!strcmp(a, "--time")) timed = 1;
     else if (!strcmp(a, "--dump-after")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("compile", "%s needs a value", a);
       int r = kiln_cli_dump_option("compile", argv[++i], &dump_after);
@@ -181,7 +183,10 @@ int kiln_cmd_compile(int argc, char **argv) {
   char *header = NULL;
   unsigned char *weights = NULL;
   kiln_target target = kiln_llvm_target(portable);
-  kiln_model_opts o = {.bind = &bind, .static_shapes = 1, .lower = 1, .dump_after = dump_after, .target = &target};
+  kiln_timing timing;
+  kiln_timing_start(&timing, timed ? stderr : NULL);
+  kiln_model_opts o = {.bind = &bind, .static_shapes = 1, .lower = 1, .dump_after = dump_after, .target = &target,
+                       .timing = &timing};
   kiln_graph *g = NULL;
   if (kiln_out_dir_check(outdir, &d)) goto fail;
   g = kiln_cli_load(path, &o, &d); /* the pipeline, through plan-memory */
@@ -189,7 +194,7 @@ int kiln_cmd_compile(int argc, char **argv) {
   kiln_program *p = o.program;
   size_t olen = 0;
   fprintf(stderr, "kiln: compiling %d kernels for %s...\n", p->nkernels, portable ? "x86-64" : "this CPU");
-  if (kiln_llvm_emit_object(p, prefix, portable, &obj, &olen, &d)) goto fail;
+  if (kiln_llvm_emit_object(p, prefix, portable, &obj, &olen, &timing, &d)) goto fail;
   header = make_header(p, prefix, path);
   /* the weights, then the state's initial contents (kiln_runtime.h) */
   weights = calloc(1, (size_t)(p->weights_bytes + p->state_bytes) + 1);
@@ -218,6 +223,8 @@ int kiln_cmd_compile(int argc, char **argv) {
     if (strchr(tmp, '\'') || system(cmd) != 0) { kiln_error(&d, NULL, "linking lib%s.so with cc failed", prefix); goto fail; }
   }
   if (kiln_out_dir_commit(outdir, tmp, &d)) goto fail;
+  kiln_timing_mark(&timing, "write");
+  kiln_timing_total(&timing, "total");
   printf("wrote %s/: %s.o (%zu bytes, %d kernels), %s.h, %s.weights (%lld bytes), kiln_runtime.c/.h%s\n", outdir,
          prefix, olen, p->nkernels, prefix, prefix, (long long)p->weights_bytes, shared ? ", lib.so" : "");
   printf("params %lld, MACs %lld, peak activation memory %lld bytes\n", (long long)o.params,

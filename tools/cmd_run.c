@@ -38,6 +38,7 @@ static const char help[] =
     "                     FMA-chain loop, x threads); the timing calls are compiled\n"
     "                     in only with --profile\n"
     "  --dump-after PASS  print the IR after PASS to stderr (`list`: the passes)\n"
+    "  --time             print each compilation stage's wall and CPU time to stderr\n"
     "  --image FILE|DIR   classify PNG/JPEG photos (options: kiln run --image x --help)\n"
     "  --volume FILE      input from a NIfTI volume (.nii, .nii.gz); or --dicom DIR,\n"
     "                     a DICOM series; with --window C,W, --seg-out FILE.nii.gz,\n"
@@ -155,7 +156,7 @@ fail:
 int kiln_cmd_run(int argc, char **argv) {
   const char *path = NULL, *outdir = NULL, *format = "npy";
   const char *in_names[MAX_INPUTS], *in_files[MAX_INPUTS];
-  int nin = 0, random = 0, repeat = 1, threads = 1, dump_after = 0, profile = 0;
+  int nin = 0, random = 0, repeat = 1, threads = 1, dump_after = 0, profile = 0, timed = 0;
   kiln_cli_bindings bind = {0};
   int images = 0, profiled = 0;
   for (int i = 1; i < argc; i++) {
@@ -172,6 +173,7 @@ int kiln_cmd_run(int argc, char **argv) {
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
     else if (!strcmp(a, "--random")) random = 1;
     else if (!strcmp(a, "--profile")) profile = 1;
+    else if (!strcmp(a, "--time")) timed = 1;
     else if (!strcmp(a, "--dump-after")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("run", "%s needs a value", a);
       int r = kiln_cli_dump_option("run", argv[++i], &dump_after);
@@ -254,8 +256,10 @@ int kiln_cmd_run(int argc, char **argv) {
                    .path = path};
   kiln_pipeline pl;
   kiln_target target = kiln_llvm_target(0);
+  kiln_timing timing;
+  kiln_timing_start(&timing, timed ? stderr : NULL);
   kiln_pipeline_opts po = {.path = path, .bind = bind_inputs, .bind_ctx = &ri, .dump_after = (kiln_pass_id)dump_after,
-                           .target = &target};
+                           .target = &target, .timing = &timing};
   int prc = kiln_pipeline_run(&po, &pl, &d);
   g = pl.graph;
   if (prc) goto fail;
@@ -263,8 +267,9 @@ int kiln_cmd_run(int argc, char **argv) {
   kiln_value **inputs = ri.inputs, **bound_to = ri.bound_to;
   int ninputs = ri.ninputs;
   double t0 = ri.t0;
-  jit = kiln_llvm_jit_compile_profiled(p, profile, &d);
+  jit = kiln_llvm_jit_compile_with(p, profile, &timing, &d);
   if (!jit) goto fail;
+  kiln_timing_total(&timing, "total");
   if (kiln_llvm_jit_set_threads(jit, threads)) { kiln_error(&d, NULL, "cannot start %d threads", threads); goto fail; }
   double t1 = now();
   nbufs = p->nbufs;

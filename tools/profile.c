@@ -1,7 +1,7 @@
 /* kiln run --profile: the per-kernel table.
  *
  * The JIT compiles the program with a timing call before the first kernel
- * and after each one (kiln_llvm_jit_compile_profiled; normal runs carry no
+ * and after each one (kiln_llvm_jit_compile_with; normal runs carry no
  * such calls), so a kernel's time is the wall time between its two marks,
  * the pool hand-off of a threaded kernel included.  Per kernel the table
  * gives the median over the --repeat runs, its share of the sum of the

@@ -1,11 +1,14 @@
 /* The LLVM backend: prints a loop IR program as an LLVM module (LLVM C API,
- * LLVM 19), optimises it with the new pass manager's default<O3> for the
- * host CPU (AVX2/AVX-512 picked up from the running machine), and runs it
- * in-process with ORC LLJIT. */
+ * LLVM 19), optimises it with the new pass manager for the host CPU
+ * (AVX2/AVX-512 picked up from the running machine) -- default<O3> for the
+ * kernels that accumulate, O2 without unrolling for the rest (see
+ * kiln_llvm_heavy) -- and runs it in-process with ORC LLJIT or writes an
+ * object file. */
 #ifndef KILN_LLVM_H
 #define KILN_LLVM_H
 
 #include "../../ir/loop.h"
+#include "../../ir/timing.h"
 
 typedef struct kiln_llvm_jit kiln_llvm_jit;
 
@@ -25,8 +28,9 @@ int kiln_llvm_native_f16(int portable);
 kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d);
 /* As kiln_llvm_jit_compile; with profile set, every run also records when
  * each kernel started and ended (kiln_llvm_jit_profile).  Code compiled
- * without it has no timing calls at all. */
-kiln_llvm_jit *kiln_llvm_jit_compile_profiled(const kiln_program *p, int profile, kiln_diag *d);
+ * without it has no timing calls at all.  Compilation stages are marked on
+ * t (`--time`; NULL: untimed). */
+kiln_llvm_jit *kiln_llvm_jit_compile_with(const kiln_program *p, int profile, kiln_timing *t, kiln_diag *d);
 /* Profiling: the last run's p->nkernels + 1 times (seconds, monotonic):
  * kernel k ran from [k] to [k + 1].  NULL (*nstamps 0) when not profiling. */
 const double *kiln_llvm_jit_profile(const kiln_llvm_jit *j, int *nstamps);
@@ -54,11 +58,19 @@ void *kiln_llvm_jit_state(kiln_llvm_jit *j, const kiln_program *p, int64_t *byte
 int kiln_llvm_jit_set_threads(kiln_llvm_jit *j, int nthreads);
 void kiln_llvm_jit_free(kiln_llvm_jit *j);
 
+/* The optimisation tier of the function doing block s (s and the
+ * statements after it; with `one`, s alone): 1 when it accumulates in a
+ * loop (a local assigned, or a buffer stored that the value reads:
+ * convolution, GEMM, pooling, reductions), optimised at default<O3>; 0
+ * for the rest (copies, elementwise), at O2 without unrolling.
+ * KILN_OPT=O3 in the environment puts everything in the O3 tier. */
+int kiln_llvm_heavy(const kiln_ls *s, int one);
+
 /* Writes a relocatable object (PIC) for the host CPU, or for the generic
  * x86-64 baseline when portable is set, exporting `PREFIX_kernels` and
  * `PREFIX_layout` (the runtime's buffer table, runtime/kiln_runtime.h).
  * Returns the object's bytes (malloc'd) in *obj / *len. */
 int kiln_llvm_emit_object(const kiln_program *p, const char *prefix, int portable, void **obj, size_t *len,
-                          kiln_diag *d);
+                          kiln_timing *t, kiln_diag *d);
 
 #endif

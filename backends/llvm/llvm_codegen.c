@@ -1,10 +1,22 @@
-/* Loop IR -> LLVM IR.  One function per kernel, `void kN(ptr bufs)`, where
- * bufs is the array of buffer base pointers (a view's address is its
- * root's entry + its offset; its own entry is not read), and `void kiln_run(ptr bufs)`
- * calling the kernels in order.  Loops are emitted in the canonical
- * header/body/latch form the loop vectoriser expects; locals are allocas
- * that mem2reg promotes.  Only constructs are translated here: no op
- * knowledge. */
+/* Loop IR -> LLVM IR.  Each kernel kN becomes:
+ *   `void kN(ptr bufs)`, the wrapper: bufs is the array of buffer base
+ *     pointers (a view's address is its root's entry + its offset; its own
+ *     entry is not read; bufs[nbufs] is the thread pool); it copies the
+ *     bases of the buffers the kernel uses, in the order the kernel first
+ *     uses them, into a small `slots` array (then the pool, then the
+ *     kernel's threaded loops' functions) and calls
+ *   `void kN_b(ptr slots)`, the body, which runs the statements, and hands
+ *     each top-level loop marked `threads` to the pool as
+ *   `void kN_pJ(ptr slots, i64 lo, i64 hi)`.
+ * Bodies and loops never see a buffer id or another function's name, so
+ * two kernels doing the same work on other buffers (ResNet's repeated
+ * blocks) print identical bodies and loops, which mergefunc then keeps
+ * once (llvm_optimise.c).  `void kiln_run(ptr bufs)`
+ * calls the wrappers in order.  Bodies and loops go to the light or heavy
+ * module by their own statements (kiln_llvm_heavy).  Loops are emitted in
+ * the canonical header/body/latch form the loop vectoriser expects; locals
+ * are allocas that mem2reg promotes.  Only constructs are translated here:
+ * no op knowledge. */
 #include "llvm_internal.h"
 
 #include <string.h>
@@ -263,42 +275,92 @@ static void declare_locals(cg *c, const kiln_ls *s) {
   kiln_walk_block(&w, s);
 }
 
-/* Loads the base pointer of every buffer the statements touch. */
-static void load_bases(cg *c, const kiln_program *p, const kiln_ls *body, LLVMValueRef bufs, unsigned char *used) {
+/* Loads the base pointer of every buffer the statements touch from the
+ * kernel's slots (kernel_wrapper put them there, views' offsets applied). */
+static void load_bases(cg *c, const kiln_program *p, const kiln_ls *body, LLVMValueRef slots, unsigned char *used) {
   LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0);
   memset(used, 0, (size_t)p->nbufs + 1);
   kiln_loop_bufs_used(body, used);
   for (int i = 0; i < p->nbufs; i++) {
     if (!used[i]) continue;
-    /* a view is its root's memory from its offset on (kiln_buf_root) */
-    int64_t off;
-    const kiln_buf *r = kiln_buf_root(p->bufs[i], &off);
-    LLVMValueRef idx = LLVMConstInt(LLVMInt64TypeInContext(c->ctx), (unsigned long long)r->id, 0);
-    LLVMValueRef slot = LLVMBuildGEP2(c->b, ptr, bufs, &idx, 1, "");
-    c->base[i] = LLVMBuildLoad2(c->b, ptr, slot, p->bufs[i]->name);
-    if (off) {
-      LLVMValueRef o = LLVMConstInt(LLVMInt64TypeInContext(c->ctx), (unsigned long long)off, 0);
-      c->base[i] = LLVMBuildGEP2(c->b, LLVMInt8TypeInContext(c->ctx), c->base[i], &o, 1, "");
-    }
-    /* A kernel written in place (plan_inplace.c: its output at its dying
-     * input's offset in the workspace arena) gets one pointer for both:
-     * LLVM then sees each element read and written at the same address
-     * and vectorises without a runtime overlap check, which in-place
-     * buffers (distance 0) would always fail, sending every element to
-     * the scalar loop.  Workspace buffers at one planned offset are one
-     * address wherever the arena is bound as planned (kiln_llvm_jit_bind,
-     * the runtime), which kiln_llvm.h requires of callers. */
-    const kiln_buf *b = p->bufs[i];
-    if (p->workspace_bytes <= 0 || b->view_of || b->kind != KILN_BUF_WORKSPACE || b->scope != KILN_SCOPE_GLOBAL) continue;
-    for (int j = 0; j < i; j++) {
-      const kiln_buf *o = p->bufs[j];
-      if (used[j] && !o->view_of && o->kind == KILN_BUF_WORKSPACE && o->scope == KILN_SCOPE_GLOBAL &&
-          o->offset == b->offset) {
-        c->base[i] = c->base[j];
-        break;
+    LLVMValueRef idx = LLVMConstInt(LLVMInt64TypeInContext(c->ctx), (unsigned long long)c->slot_of[i], 0);
+    c->base[i] = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, slots, &idx, 1, ""), "");
+  }
+}
+
+/* A kernel's buffers get slots in the order the kernel first uses them, so
+ * that two kernels doing the same work on different buffers print the same
+ * body function (which the mergefunc pass then keeps once: llvm_optimise.c). */
+static void add_slot(cg *c, const kiln_buf *b) {
+  if (!b || b->scope != KILN_SCOPE_GLOBAL || c->slot_of[b->id] >= 0) return;
+  /* A kernel written in place (plan_inplace.c: its output at its dying
+   * input's offset in the workspace arena) reads one slot for both: LLVM
+   * then sees each element read and written at the same address and
+   * vectorises without a runtime overlap check, which in-place buffers
+   * (distance 0) would always fail, sending every element to the scalar
+   * loop.  Workspace buffers at one planned offset are one address wherever
+   * the arena is bound as planned (kiln_llvm_jit_bind, the runtime), which
+   * kiln_llvm.h requires of callers. */
+  const kiln_program *p = c->prog;
+  if (p && p->workspace_bytes > 0 && !b->view_of && b->kind == KILN_BUF_WORKSPACE)
+    for (int s = 0; s < c->nslots; s++) {
+      const kiln_buf *o = p->bufs[c->slot_buf[s]];
+      if (!o->view_of && o->kind == KILN_BUF_WORKSPACE && o->offset == b->offset) {
+        c->slot_of[b->id] = s;
+        return;
       }
     }
+  c->slot_buf[c->nslots] = b->id;
+  c->slot_of[b->id] = c->nslots++;
+}
+static int slot_stmt(kiln_walk *w, const kiln_ls *s) {
+  if (s->kind == KILN_LS_STORE) add_slot(w->ctx, s->buf);
+  return KILN_WALK_CONTINUE;
+}
+static int slot_expr(kiln_walk *w, const kiln_lx *e) {
+  if (e->kind == KILN_LX_LOAD) add_slot(w->ctx, e->buf);
+  return KILN_WALK_CONTINUE;
+}
+
+/* Slots for the buffers kernel kn uses, in the order it first uses them. */
+static void assign_slots(cg *c, const kiln_program *p, const kiln_kernel *kn) {
+  for (int i = 0; i < p->nbufs; i++) c->slot_of[i] = -1;
+  c->nslots = 0;
+  kiln_walk w = {.stmt_pre = slot_stmt, .expr_pre = slot_expr, .ctx = c};
+  kiln_walk_block(&w, kn->body);
+}
+
+/* void kN(ptr bufs): fills slots[] with the base pointers of the buffers
+ * kernel kn uses (a view is its root's memory from its offset on), the
+ * thread pool (bufs[nbufs]) after them, then the kernel's threaded loops
+ * (loops[0..nloops)), and calls the body. */
+static void kernel_wrapper(cg *c, const kiln_program *p, LLVMValueRef fn, LLVMValueRef body, LLVMValueRef *loops,
+                           int nloops) {
+  LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
+  LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), &ptr, 1, 0);
+  LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+  LLVMValueRef bufs = LLVMGetParam(fn, 0);
+  int n = c->nslots + 1 + nloops;
+  LLVMValueRef slots = LLVMBuildArrayAlloca(c->b, ptr, LLVMConstInt(i64, (unsigned long long)n, 0), "slots");
+  for (int s = 0; s < n; s++) {
+    LLVMValueRef v;
+    if (s <= c->nslots) {
+      int64_t off = 0, id = p->nbufs; /* slot nslots: the pool */
+      if (s < c->nslots) id = kiln_buf_root(p->bufs[c->slot_buf[s]], &off)->id;
+      LLVMValueRef idx = LLVMConstInt(i64, (unsigned long long)id, 0);
+      v = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, bufs, &idx, 1, ""), "");
+      if (off) {
+        LLVMValueRef o = LLVMConstInt(i64, (unsigned long long)off, 0);
+        v = LLVMBuildGEP2(c->b, LLVMInt8TypeInContext(c->ctx), v, &o, 1, "");
+      }
+    } else {
+      v = loops[s - c->nslots - 1];
+    }
+    LLVMValueRef si = LLVMConstInt(i64, (unsigned long long)s, 0);
+    LLVMBuildStore(c->b, v, LLVMBuildGEP2(c->b, ptr, slots, &si, 1, ""));
   }
+  LLVMBuildCall2(c->b, fty, body, &slots, 1, "");
+  LLVMBuildRetVoid(c->b);
 }
 
 /* The target's vector width as the loop and SLP vectorisers' preference:
@@ -312,6 +374,15 @@ static void prefer_width(cg *c, LLVMValueRef fn, const kiln_program *p) {
   LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a);
 }
 
+/* Every function printed here stays a function of its own (each has one
+ * call site, so LLVM would inline it): the optimisation tiers and mergefunc
+ * work function by function, and a light body inlined into a heavy caller
+ * would be optimised at O3 after all. */
+static void no_inline(cg *c, LLVMValueRef fn) {
+  unsigned id = LLVMGetEnumAttributeKindForName("noinline", 8);
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c->ctx, id, 0));
+}
+
 /* A kernel's top-level loop marked `threads` (schedule-threads) is outlined into a function over
  * a range of iterations when no local of the kernel crosses into it. */
 static int outlinable(const kiln_kernel *k) {
@@ -320,7 +391,31 @@ static int outlinable(const kiln_kernel *k) {
   return 1;
 }
 
-/* void name_pJ(ptr bufs, i64 lo, i64 hi): iterations [lo, hi) of s. */
+/* The module a function doing `block` goes to: the light tier's when the
+ * block does no accumulation (llvm_optimise.c).  With two modules every
+ * kernel function is external until they are linked. */
+static LLVMModuleRef tier(cg *c, const kiln_ls *block, int one) {
+  return c->light && !kiln_llvm_heavy(block, one) ? c->light : c->main;
+}
+static LLVMValueRef add_function(cg *c, LLVMModuleRef m, const char *name, LLVMTypeRef fty, const kiln_program *p) {
+  LLVMValueRef fn = LLVMAddFunction(m, name, fty);
+  LLVMSetLinkage(fn, c->light ? LLVMExternalLinkage : LLVMInternalLinkage);
+  LLVMSetUnnamedAddress(fn, LLVMGlobalUnnamedAddr); /* mergefunc may replace it by its twin */
+  prefer_width(c, fn, p);
+  no_inline(c, fn);
+  return fn;
+}
+/* fn as seen from module m: itself, or a declaration of it (linked later). */
+static LLVMValueRef seen_from(LLVMModuleRef m, LLVMValueRef fn) {
+  if (LLVMGetGlobalParent(fn) == m) return fn;
+  size_t len;
+  const char *name = LLVMGetValueName2(fn, &len);
+  LLVMValueRef decl = LLVMGetNamedFunction(m, name);
+  return decl ? decl : LLVMAddFunction(m, name, LLVMGlobalGetValueType(fn));
+}
+
+/* void name_pJ(ptr slots, i64 lo, i64 hi): iterations [lo, hi) of s, in
+ * the module s's own work decides. */
 static LLVMValueRef outline(cg *c, const kiln_program *p, const kiln_kernel *kn, const kiln_ls *s, int j, unsigned char *used) {
   LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
   LLVMTypeRef params[3] = {ptr, i64, i64};
@@ -328,10 +423,10 @@ static LLVMValueRef outline(cg *c, const kiln_program *p, const kiln_kernel *kn,
   char name[256];
   snprintf(name, sizeof name, "%s_p%d", kn->name, j);
   LLVMValueRef saved_fn = c->fn;
+  LLVMModuleRef saved_mod = c->mod;
   LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(c->b);
-  LLVMValueRef fn = LLVMAddFunction(c->mod, name, fty);
-  LLVMSetLinkage(fn, LLVMInternalLinkage);
-  prefer_width(c, fn, p);
+  c->mod = tier(c, s, 1);
+  LLVMValueRef fn = add_function(c, c->mod, name, fty, p);
   c->fn = fn;
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
   kiln_ls one = *s;
@@ -341,6 +436,7 @@ static LLVMValueRef outline(cg *c, const kiln_program *p, const kiln_kernel *kn,
   loop_range(c, s, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2));
   LLVMBuildRetVoid(c->b);
   c->fn = saved_fn;
+  c->mod = saved_mod;
   LLVMPositionBuilderAtEnd(c->b, saved_bb);
   return fn;
 }
@@ -354,49 +450,95 @@ static LLVMValueRef parallel_for_decl(cg *c) {
   return fn;
 }
 
-int kiln_llvm_codegen(cg *c, const kiln_program *p) {
+/* Whether the body function of kn (what is not outlined) accumulates. */
+static int body_heavy(const kiln_kernel *kn, int outlined) {
+  if (!outlined) return kiln_llvm_heavy(kn->body, 0);
+  for (const kiln_ls *s = kn->body; s; s = s->next)
+    if (!(s->kind == KILN_LS_FOR && s->sched.threads) && kiln_llvm_heavy(s, 1)) return 1;
+  return 0;
+}
+
+/* Kernel kn as three kinds of function (see the top of the file): the
+ * wrapper kN, which fills the slots; the body kN_b, which runs the
+ * statements; one kN_pJ per threaded loop.  Body and loops each go to the
+ * tier their own statements decide. */
+static void kernel(cg *c, const kiln_program *p, const kiln_kernel *kn, LLVMValueRef wrapper, unsigned char *used) {
   LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
   LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), &ptr, 1, 0);
   LLVMTypeRef pfty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), (LLVMTypeRef[]){ptr, ptr, ptr, i64}, 4, 0);
+  int outlined = outlinable(kn), nloops = 0;
+  for (const kiln_ls *s = kn->body; outlined && s; s = s->next) nloops += s->kind == KILN_LS_FOR && s->sched.threads;
+  LLVMValueRef *loops = calloc((size_t)nloops + 1, sizeof *loops);
+  if (!loops) return;
+  assign_slots(c, p, kn);
+  char bname[300];
+  snprintf(bname, sizeof bname, "%s_b", kn->name);
+  c->mod = c->light && !body_heavy(kn, outlined) ? c->light : c->main;
+  c->fn = add_function(c, c->mod, bname, fty, p);
+  LLVMValueRef body_fn = c->fn;
+  LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
+  LLVMValueRef slots = LLVMGetParam(c->fn, 0);
+  if (outlined) {
+    /* the pool pointer travels in the slot after the buffers, the
+     * threaded loops' functions after it: a body names no function of its
+     * own, so twins' bodies stay identical */
+    LLVMValueRef idx = LLVMConstInt(i64, (unsigned long long)c->nslots, 0);
+    LLVMValueRef pool = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, slots, &idx, 1, ""), "pool");
+    int j = 0;
+    for (const kiln_ls *s = kn->body; s; s = s->next) {
+      if (s->kind == KILN_LS_FOR && s->sched.threads) {
+        loops[j] = outline(c, p, kn, s, j, used);
+        LLVMValueRef fi = LLVMConstInt(i64, (unsigned long long)(c->nslots + 1 + j++), 0);
+        LLVMValueRef loop = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, slots, &fi, 1, ""), "");
+        LLVMValueRef args[4] = {pool, loop, slots, LLVMConstInt(i64, (unsigned long long)s->extent, 1)};
+        LLVMBuildCall2(c->b, pfty, parallel_for_decl(c), args, 4, "");
+      } else {
+        kiln_ls one = *s;
+        one.next = NULL;
+        load_bases(c, p, &one, slots, used);
+        declare_locals(c, &one);
+        stmts(c, &one);
+      }
+    }
+  } else {
+    load_bases(c, p, kn->body, slots, used);
+    declare_locals(c, kn->body);
+    stmts(c, kn->body);
+  }
+  LLVMBuildRetVoid(c->b);
+  for (int k = 0; k < nloops; k++) loops[k] = seen_from(c->main, loops[k]);
+  kernel_wrapper(c, p, wrapper, seen_from(c->main, body_fn), loops, nloops);
+  free(loops);
+}
+
+int kiln_llvm_codegen(cg *c, const kiln_program *p) {
+  LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
+  LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), &ptr, 1, 0);
   LLVMValueRef *fns = calloc((size_t)p->nkernels + 1, sizeof *fns);
   unsigned char *used = calloc((size_t)p->nbufs + 1, 1);
   c->base = calloc((size_t)p->nbufs + 1, sizeof *c->base);
+  c->prog = p;
+  c->slot_of = calloc((size_t)p->nbufs + 1, sizeof *c->slot_of);
+  c->slot_buf = calloc((size_t)p->nbufs + 1, sizeof *c->slot_buf);
+  if (!fns || !used || !c->base || !c->slot_of || !c->slot_buf) {
+    free(fns);
+    free(used);
+    return -1;
+  }
+  c->main = c->mod;
   for (int k = 0; k < p->nkernels; k++) {
     const kiln_kernel *kn = p->kernels[k];
-    c->fn = fns[k] = LLVMAddFunction(c->mod, kn->name, fty);
-    LLVMSetLinkage(c->fn, LLVMInternalLinkage);
-    prefer_width(c, c->fn, p);
+    fns[k] = LLVMAddFunction(c->main, kn->name, fty);
+    LLVMSetLinkage(fns[k], LLVMInternalLinkage);
+    no_inline(c, fns[k]);
     c->index = calloc((size_t)kn->nvars + 1, sizeof *c->index);
     c->local = calloc((size_t)kn->nlocals + 1, sizeof *c->local);
-    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
-    LLVMValueRef bufs = LLVMGetParam(c->fn, 0);
-    if (outlinable(kn)) {
-      /* the pool pointer travels in bufs[nbufs] */
-      LLVMValueRef idx = LLVMConstInt(i64, (unsigned long long)p->nbufs, 0);
-      LLVMValueRef pool = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, bufs, &idx, 1, ""), "pool");
-      int j = 0;
-      for (const kiln_ls *s = kn->body; s; s = s->next) {
-        if (s->kind == KILN_LS_FOR && s->sched.threads) {
-          LLVMValueRef body = outline(c, p, kn, s, j++, used);
-          LLVMValueRef args[4] = {pool, body, bufs, LLVMConstInt(i64, (unsigned long long)s->extent, 1)};
-          LLVMBuildCall2(c->b, pfty, parallel_for_decl(c), args, 4, "");
-        } else {
-          kiln_ls one = *s;
-          one.next = NULL;
-          load_bases(c, p, &one, bufs, used);
-          declare_locals(c, &one);
-          stmts(c, &one);
-        }
-      }
-    } else {
-      load_bases(c, p, kn->body, bufs, used);
-      declare_locals(c, kn->body);
-      stmts(c, kn->body);
-    }
-    LLVMBuildRetVoid(c->b);
+    if (c->index && c->local) kernel(c, p, kn, fns[k], used);
     free(c->index);
     free(c->local);
+    c->index = c->local = NULL;
   }
+  c->mod = c->main;
   /* profiling: kiln_run(bufs, stamps) marks the time around each kernel */
   LLVMTypeRef mfty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), (LLVMTypeRef[]){ptr, i64}, 2, 0);
   LLVMTypeRef rfty = c->profile ? LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), (LLVMTypeRef[]){ptr, ptr}, 2, 0) : fty;
@@ -414,7 +556,15 @@ int kiln_llvm_codegen(cg *c, const kiln_program *p) {
   LLVMBuildRetVoid(c->b);
   free(fns);
   free(used);
-  free(c->base);
-  c->base = NULL;
   return 0;
+}
+
+void kiln_llvm_codegen_free(cg *c) {
+  free(c->base);
+  free(c->slot_of);
+  free(c->slot_buf);
+  c->base = NULL;
+  c->slot_of = c->slot_buf = NULL;
+  if (c->light) LLVMDisposeModule(c->light); /* not linked: an error path */
+  c->light = NULL;
 }

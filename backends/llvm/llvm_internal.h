@@ -10,10 +10,16 @@
 
 typedef struct cg {
   LLVMContextRef ctx;
-  LLVMModuleRef mod;
+  LLVMModuleRef mod;    /* the module being printed into: main or light */
+  LLVMModuleRef main;   /* the entry, the kernels' wrappers, heavy functions (llvm_optimise.c) */
+  LLVMModuleRef light;  /* the light functions; NULL: everything in main */
   LLVMBuilderRef b;
   LLVMValueRef fn;
   LLVMValueRef *base;   /* per buffer id: its base pointer in this kernel */
+  int *slot_of;         /* per buffer id: its slot in this kernel's body (-1: unused) */
+  int *slot_buf;        /* per slot: the buffer id */
+  const kiln_program *prog; /* the program being printed */
+  int nslots;           /* this kernel's slots (the pool's slot is the next) */
   LLVMValueRef *index;  /* per loop var: the induction variable */
   LLVMValueRef *local;  /* per local: its alloca */
   const char *entry;    /* name of the function running every kernel */
@@ -22,9 +28,18 @@ typedef struct cg {
   int native_f16;       /* the target converts f16 <-> f32 in hardware (F16C) */
 } cg;
 
+/* Prints p into c->mod (and c->light, when set).  -1: out of memory. */
 int kiln_llvm_codegen(cg *c, const kiln_program *p);
 /* llvm_jit.c: a target machine for KILN_CPU's CPU, or this host's. */
 LLVMTargetMachineRef kiln_llvm_host_machine(const char *triple, kiln_diag *d);
+void kiln_llvm_codegen_free(cg *c);
+/* llvm_optimise.c: runs the tiers' pipelines (kiln_llvm_heavy decides
+ * the tier) and links c->light into c->mod. */
+/* c->light for c->mod's target (NULL when KILN_OPT=O3: one tier); both
+ * modules verified (-1 with d set). */
+LLVMModuleRef kiln_llvm_light_module(cg *c, const char *name);
+int kiln_llvm_verify(cg *c, kiln_diag *d);
+int kiln_llvm_optimise(cg *c, LLVMTargetMachineRef tm, kiln_timing *t, kiln_diag *d);
 LLVMTypeRef kiln_llvm_value_type(cg *c, kiln_dtype t);
 /* llvm_portable.c: f16/bf16 conversions as bit manipulation, the target
  * CPU (KILN_CPU overrides the host), the symbols generated code may use. */

@@ -1,5 +1,6 @@
-/* ORC LLJIT driver: build the module, verify it, optimise with
- * default<O3> for the host CPU (or KILN_CPU's), JIT it, look up kiln_run. */
+/* ORC LLJIT driver: build the modules, verify them, optimise them in two
+ * tiers for the host CPU (or KILN_CPU's; llvm_optimise.c), JIT the linked
+ * module, look up kiln_run.  Stages are marked on the caller's timing. */
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Error.h>
 #include <llvm-c/LLJIT.h>
@@ -83,16 +84,6 @@ LLVMTargetMachineRef kiln_llvm_host_machine(const char *triple, kiln_diag *d) {
   return tm;
 }
 
-/* Optimises a module for the host with the new pass manager. */
-static int optimise(LLVMModuleRef mod, LLVMTargetMachineRef tm, kiln_diag *d) {
-  LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
-  LLVMPassBuilderOptionsSetLoopVectorization(opts, 1);
-  LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
-  LLVMErrorRef err = LLVMRunPasses(mod, "default<O3>", tm, opts);
-  LLVMDisposePassBuilderOptions(opts);
-  return err ? llvm_fail(d, "optimisation failed", err) : 0;
-}
-
 /* The instance's state: allocated and initialised once, here; every run
  * reads and updates it (kiln_llvm_jit_run binds it). */
 static int init_state(kiln_llvm_jit *j, const kiln_program *p) {
@@ -117,10 +108,10 @@ void *kiln_llvm_jit_state(kiln_llvm_jit *j, const kiln_program *p, int64_t *byte
 }
 
 kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d) {
-  return kiln_llvm_jit_compile_profiled(p, 0, d);
+  return kiln_llvm_jit_compile_with(p, 0, NULL, d);
 }
 
-kiln_llvm_jit *kiln_llvm_jit_compile_profiled(const kiln_program *p, int profile, kiln_diag *d) {
+kiln_llvm_jit *kiln_llvm_jit_compile_with(const kiln_program *p, int profile, kiln_timing *t, kiln_diag *d) {
   LLVMInitializeNativeTarget();
   LLVMInitializeNativeAsmPrinter();
   kiln_llvm_jit *j = calloc(1, sizeof *j);
@@ -146,20 +137,22 @@ kiln_llvm_jit *kiln_llvm_jit_compile_profiled(const kiln_program *p, int profile
   LLVMSetDataLayout(c.mod, LLVMOrcLLJITGetDataLayoutStr(j->jit));
   LLVMTargetMachineRef tm = kiln_llvm_host_machine(triple, d);
   c.native_f16 = tm && kiln_llvm_tm_native_f16(tm);
-  kiln_llvm_codegen(&c, p);
+  c.light = kiln_llvm_light_module(&c, "kiln_light");
+  int cgrc = kiln_llvm_codegen(&c, p);
   LLVMDisposeBuilder(c.b);
-  char *verr = NULL;
-  if (LLVMVerifyModule(c.mod, LLVMReturnStatusAction, &verr)) {
-    kiln_error(d, NULL, "internal error: generated LLVM IR is invalid: %.400s", verr);
-    LLVMDisposeMessage(verr);
+  kiln_timing_mark(t, "llvm-ir");
+  if (cgrc || kiln_llvm_verify(&c, d)) {
+    if (cgrc) kiln_error(d, NULL, "out of memory");
+    kiln_llvm_codegen_free(&c);
     LLVMDisposeModule(c.mod);
     LLVMOrcDisposeThreadSafeContext(tsc);
     if (tm) LLVMDisposeTargetMachine(tm);
     kiln_llvm_jit_free(j);
     return NULL;
   }
-  LLVMDisposeMessage(verr);
-  int bad = !tm || optimise(c.mod, tm, d);
+  kiln_timing_mark(t, "llvm-verify");
+  int bad = !tm || kiln_llvm_optimise(&c, tm, t, d);
+  kiln_llvm_codegen_free(&c);
   if (tm) LLVMDisposeTargetMachine(tm);
   if (bad) {
     LLVMDisposeModule(c.mod);
@@ -203,6 +196,7 @@ kiln_llvm_jit *kiln_llvm_jit_compile_profiled(const kiln_program *p, int profile
     return NULL;
   }
   if (init_state(j, p)) { kiln_error(d, NULL, "out of memory"); kiln_llvm_jit_free(j); return NULL; }
+  kiln_timing_mark(t, "llvm-codegen-jit");
   return j;
 }
 

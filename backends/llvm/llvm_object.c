@@ -1,10 +1,9 @@
-/* Ahead-of-time output: the same module as the JIT's, named for the model
- * and with its buffer table as a constant, optimised and emitted as an
- * ELF object into memory (the caller writes it atomically). */
-#include <llvm-c/Analysis.h>
+/* Ahead-of-time output: the same modules as the JIT's, named for the
+ * model and with its buffer table as a constant, optimised in tiers and
+ * linked (llvm_optimise.c), emitted as an ELF object into memory (the
+ * caller writes it atomically). */
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
-#include <llvm-c/Transforms/PassBuilder.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -33,7 +32,7 @@ static void add_layout(cg *c, const kiln_program *p, const char *prefix) {
 }
 
 int kiln_llvm_emit_object(const kiln_program *p, const char *prefix, int portable, void **obj, size_t *len,
-                          kiln_diag *d) {
+                          kiln_timing *t, kiln_diag *d) {
   LLVMInitializeNativeTarget();
   LLVMInitializeNativeAsmPrinter();
   char *triple = LLVMGetDefaultTargetTriple();
@@ -66,30 +65,24 @@ int kiln_llvm_emit_object(const kiln_program *p, const char *prefix, int portabl
   LLVMDisposeMessage(dl);
   LLVMDisposeTargetData(td);
   c.native_f16 = kiln_llvm_tm_native_f16(tm);
-  kiln_llvm_codegen(&c, p);
+  c.light = kiln_llvm_light_module(&c, "kiln_light");
+  int rc = -1, cgrc = kiln_llvm_codegen(&c, p);
   add_layout(&c, p, prefix);
   LLVMDisposeBuilder(c.b);
-  int rc = -1;
-  if (LLVMVerifyModule(c.mod, LLVMReturnStatusAction, &err)) {
-    kiln_error(d, NULL, "internal error: generated LLVM IR is invalid: %.400s", err);
+  kiln_timing_mark(t, "llvm-ir");
+  if (cgrc) {
+    kiln_error(d, NULL, "out of memory");
     goto out;
   }
-  LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
-  LLVMPassBuilderOptionsSetLoopVectorization(opts, 1);
-  LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
-  LLVMErrorRef perr = LLVMRunPasses(c.mod, "default<O3>", tm, opts);
-  LLVMDisposePassBuilderOptions(opts);
-  if (perr) {
-    char *m = LLVMGetErrorMessage(perr);
-    kiln_error(d, NULL, "LLVM: optimisation failed: %s", m);
-    LLVMDisposeErrorMessage(m);
-    goto out;
-  }
+  if (kiln_llvm_verify(&c, d)) goto out;
+  kiln_timing_mark(t, "llvm-verify");
+  if (kiln_llvm_optimise(&c, tm, t, d)) goto out;
   LLVMMemoryBufferRef mb;
   if (LLVMTargetMachineEmitToMemoryBuffer(tm, c.mod, LLVMObjectFile, &err, &mb)) {
     kiln_error(d, NULL, "LLVM: cannot emit the object: %s", err);
     goto out;
   }
+  kiln_timing_mark(t, "llvm-codegen");
   char bad[256];
   int nbad = kiln_llvm_object_foreign_symbols(mb, bad, sizeof bad);
   if (nbad) {
@@ -105,6 +98,7 @@ int kiln_llvm_emit_object(const kiln_program *p, const char *prefix, int portabl
   LLVMDisposeMemoryBuffer(mb);
   rc = *obj ? 0 : kiln_error(d, NULL, "out of memory");
 out:
+  kiln_llvm_codegen_free(&c);
   if (err) LLVMDisposeMessage(err);
   LLVMDisposeModule(c.mod);
   LLVMContextDispose(c.ctx);

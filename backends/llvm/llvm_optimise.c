@@ -1,0 +1,123 @@
+/* Tiered optimisation: O3 where it pays, O2 without unrolling elsewhere.
+ *
+ * `kiln compile --time` showed LLVM's optimiser and code generator taking
+ * nearly all of a network's compile time, and much of it on kernels that do
+ * no arithmetic worth the effort: an elementwise Relu over 16x55x55 floats
+ * was fully unrolled by default<O3> into 2,300 lines of IR, on which the
+ * code generator's loop strength reduction then spent half a second.  Such
+ * kernels are memory-bound: a vectorised loop runs them as fast as an
+ * unrolled one.  So the code generator (llvm_codegen.c) puts each function
+ * it prints (a kernel's body, each of its threaded loops) in one of two
+ * modules of the same context, by what that function's own statements do:
+ *
+ *   heavy  an accumulation loop (a local assigned inside a loop, or a
+ *          store reading what it writes: convolution, GEMM, pooling,
+ *          reductions); also the entry and the kernels' wrappers:
+ *          default<O3>, as before;
+ *   light  everything else (copies, elementwise, casts, a convolution's
+ *          input packing): default<O2> with loop unrolling off (the
+ *          vectorisers stay on).
+ *
+ * LLVM's new pass manager runs one pipeline over a whole module (the C API
+ * has no per-function entry point in LLVM 19), hence two modules.  Each is
+ * optimised on its own (mergefunc first: twin kernels share one body, see
+ * llvm_codegen.c), then the light one is linked into the heavy one and
+ * every function but the entry is made internal again, so the object and
+ * the JIT see one module as before.  Functions are `noinline`, so the
+ * tiers stay apart and no function grows to the size of the network.
+ *
+ * KILN_OPT=O3 in the environment puts every kernel in the heavy tier (the
+ * single default<O3> module kiln used before): for comparing the two in
+ * one benchmark run, and as a way back should a light kernel ever need
+ * more than O2. */
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Linker.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+#include <string.h>
+
+#include "../../ir/loop_walk.h"
+#include "llvm_internal.h"
+
+/* An accumulation inside a loop: a local assigned (or a reduction
+ * combined) there, or a store whose value reads the buffer it writes
+ * (convolutions accumulate into their output). */
+typedef struct accum {
+  const kiln_buf *stored; /* the buffer of the STORE whose value is walked */
+  int found;
+} accum;
+
+static int accum_stmt(kiln_walk *w, const kiln_ls *s) {
+  accum *a = w->ctx;
+  if ((s->kind == KILN_LS_ASSIGN || s->kind == KILN_LS_COMBINE) && w->depth > 0) a->found = 1;
+  a->stored = s->kind == KILN_LS_STORE && w->depth > 0 ? s->buf : NULL;
+  return a->found ? KILN_WALK_SKIP : KILN_WALK_CONTINUE;
+}
+static int accum_expr(kiln_walk *w, const kiln_lx *e) {
+  accum *a = w->ctx;
+  if (e->kind == KILN_LX_LOAD && a->stored && e->buf == a->stored) a->found = 1;
+  return a->found ? KILN_WALK_SKIP : KILN_WALK_CONTINUE;
+}
+
+int kiln_llvm_heavy(const kiln_ls *s, int one) {
+  accum a = {0};
+  kiln_walk w = {.stmt_pre = accum_stmt, .expr_pre = accum_expr, .ctx = &a};
+  if (one) kiln_walk_stmt(&w, s);
+  else kiln_walk_block(&w, s);
+  return a.found;
+}
+
+LLVMModuleRef kiln_llvm_light_module(cg *c, const char *name) {
+  const char *only = getenv("KILN_OPT");
+  if (only && !strcmp(only, "O3")) return NULL;
+  LLVMModuleRef m = LLVMModuleCreateWithNameInContext(name, c->ctx);
+  LLVMSetSourceFileName(m, "", 0); /* no file symbol (the symbol check) */
+  LLVMSetTarget(m, LLVMGetTarget(c->mod));
+  LLVMSetDataLayout(m, LLVMGetDataLayoutStr(c->mod));
+  return m;
+}
+
+int kiln_llvm_verify(cg *c, kiln_diag *d) {
+  LLVMModuleRef mods[2] = {c->mod, c->light};
+  for (int i = 0; i < 2; i++) {
+    char *err = NULL;
+    if (mods[i] && LLVMVerifyModule(mods[i], LLVMReturnStatusAction, &err)) {
+      kiln_error(d, NULL, "internal error: generated LLVM IR is invalid: %.400s", err);
+      LLVMDisposeMessage(err);
+      return -1;
+    }
+    LLVMDisposeMessage(err);
+  }
+  return 0;
+}
+
+static int run_pipeline(LLVMModuleRef mod, const char *pipeline, int unroll, LLVMTargetMachineRef tm, kiln_diag *d) {
+  LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+  LLVMPassBuilderOptionsSetLoopVectorization(opts, 1);
+  LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
+  LLVMPassBuilderOptionsSetLoopUnrolling(opts, unroll);
+  LLVMErrorRef err = LLVMRunPasses(mod, pipeline, tm, opts);
+  LLVMDisposePassBuilderOptions(opts);
+  if (!err) return 0;
+  char *m = LLVMGetErrorMessage(err);
+  kiln_error(d, NULL, "LLVM: optimisation failed: %s", m);
+  LLVMDisposeErrorMessage(m);
+  return -1;
+}
+
+int kiln_llvm_optimise(cg *c, LLVMTargetMachineRef tm, kiln_timing *t, kiln_diag *d) {
+  if (run_pipeline(c->mod, "mergefunc,default<O3>", 1, tm, d)) return -1;
+  kiln_timing_mark(t, "llvm-optimise-heavy");
+  if (!c->light) return 0;
+  if (run_pipeline(c->light, "mergefunc,default<O2>", 0, tm, d)) return -1;
+  kiln_timing_mark(t, "llvm-optimise-light");
+  LLVMModuleRef light = c->light;
+  c->light = NULL;
+  if (LLVMLinkModules2(c->mod, light)) /* takes light, even on failure */
+    return kiln_error(d, NULL, "internal error: cannot link the kernels' modules");
+  /* functions were external only to be linked: the object exports nothing but the entry */
+  LLVMValueRef entry = LLVMGetNamedFunction(c->mod, c->entry ? c->entry : "kiln_run");
+  for (LLVMValueRef fn = LLVMGetFirstFunction(c->mod); fn; fn = LLVMGetNextFunction(fn))
+    if (!LLVMIsDeclaration(fn) && fn != entry) LLVMSetLinkage(fn, LLVMInternalLinkage);
+  kiln_timing_mark(t, "llvm-link");
+  return 0;
+}
