@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "../backends/cuda/kiln_cuda.h"
 #include "../backends/llvm/kiln_llvm.h"
 #include "../ir/text_escape.h"
 #include "../passes/lower.h"
@@ -31,6 +32,8 @@ static const char help[] =
     "  --dim NAME=N       bind symbolic dim NAME to N (input files must agree)\n"
     "  --repeat N         run N times and report the median time\n"
     "  --threads N        run parallel loops on N threads (default 1)\n"
+    "  --target T         cpu (default: LLVM, this CPU), cuda-host (the CUDA code run on\n"
+    "                     the CPU by an emulation, compiled with cc) or cuda (a GPU)\n"
     "  --dump-after PASS  print the IR after PASS to stderr (`list`: the passes)\n"
     "  --image FILE|DIR   classify PNG/JPEG photos (options: kiln run --image x --help)\n"
     "  --volume FILE      input from a NIfTI volume (.nii, .nii.gz); or --dicom DIR,\n"
@@ -150,6 +153,7 @@ int kiln_cmd_run(int argc, char **argv) {
   const char *path = NULL, *outdir = NULL, *format = "npy";
   const char *in_names[MAX_INPUTS], *in_files[MAX_INPUTS];
   int nin = 0, random = 0, repeat = 1, threads = 1, dump_after = 0;
+  const char *target_name = "cpu";
   kiln_cli_bindings bind = {0};
   for (int i = 1; i < argc; i++) /* photos in: handled by cmd_run_image.c */
     if (!strcmp(argv[i], "--image")) return kiln_cmd_run_images(argc, argv);
@@ -166,10 +170,15 @@ int kiln_cmd_run(int argc, char **argv) {
       if (r) { kiln_cli_bindings_free(&bind); return r == 3 ? 0 : r; }
     }
     else if (!strcmp(a, "--input") || !strcmp(a, "--output") || !strcmp(a, "--format") || !strcmp(a, "--batch") ||
-             !strcmp(a, "--dim") || !strcmp(a, "--repeat") || !strcmp(a, "--threads")) {
+             !strcmp(a, "--dim") || !strcmp(a, "--repeat") || !strcmp(a, "--threads") || !strcmp(a, "--target")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("run", "%s needs a value", a);
       const char *v = argv[++i];
       if (!strcmp(a, "--output")) outdir = v;
+      else if (!strcmp(a, "--target")) {
+        if (strcmp(v, "cpu") && strcmp(v, "cuda-host") && strcmp(v, "cuda"))
+          return kiln_cli_usage_error("run", "--target must be cpu, cuda-host or cuda, got '%s'", v);
+        target_name = v;
+      }
       else if (!strcmp(a, "--format")) {
         if (strcmp(v, "npy") && strcmp(v, "pb")) return kiln_cli_usage_error("run", "--format must be npy or pb, got '%s'", v);
         format = v;
@@ -216,6 +225,8 @@ int kiln_cmd_run(int argc, char **argv) {
   kiln_tensor tensors[MAX_INPUTS] = {0};
   void **bufs = NULL, *ws = NULL, **outs = NULL;
   kiln_llvm_jit *jit = NULL;
+  kiln_cuda_host *cuda_host = NULL;
+  int on_gpu = strcmp(target_name, "cpu") != 0;
   int nbufs = 0;
   kiln_graph *g = NULL;
   /* An existing --output folder gets each file atomically; a missing one
@@ -240,7 +251,8 @@ int kiln_cmd_run(int argc, char **argv) {
   run_inputs ri = {.bind = &bind, .nin = nin, .in_names = in_names, .in_files = in_files, .tensors = tensors,
                    .path = path};
   kiln_pipeline pl;
-  kiln_target target = kiln_llvm_target(0);
+  if (!strcmp(target_name, "cuda") && kiln_cuda_driver_check(path, &d)) goto fail;
+  kiln_target target = on_gpu ? kiln_target_gpu_default() : kiln_llvm_target(0);
   kiln_pipeline_opts po = {.path = path, .bind = bind_inputs, .bind_ctx = &ri, .dump_after = (kiln_pass_id)dump_after,
                            .target = &target};
   int prc = kiln_pipeline_run(&po, &pl, &d);
@@ -250,9 +262,10 @@ int kiln_cmd_run(int argc, char **argv) {
   kiln_value **inputs = ri.inputs, **bound_to = ri.bound_to;
   int ninputs = ri.ninputs;
   double t0 = ri.t0;
-  jit = kiln_llvm_jit_compile(p, &d);
-  if (!jit) goto fail;
-  if (kiln_llvm_jit_set_threads(jit, threads)) { kiln_error(&d, NULL, "cannot start %d threads", threads); goto fail; }
+  if (on_gpu) {
+    if (!(cuda_host = kiln_cuda_host_compile(p, &d))) goto fail;
+  } else if (!(jit = kiln_llvm_jit_compile(p, &d))) goto fail;
+  if (jit && kiln_llvm_jit_set_threads(jit, threads)) { kiln_error(&d, NULL, "cannot start %d threads", threads); goto fail; }
   double t1 = now();
   nbufs = p->nbufs;
   bufs = calloc((size_t)p->nbufs + 1, sizeof *bufs);
@@ -281,7 +294,8 @@ int kiln_cmd_run(int argc, char **argv) {
   double *times = calloc((size_t)repeat, sizeof *times);
   for (int r = 0; r < repeat; r++) {
     double s = now();
-    kiln_llvm_jit_run(jit, bufs);
+    if (cuda_host) kiln_cuda_host_run(cuda_host, bufs);
+    else kiln_llvm_jit_run(jit, bufs);
     times[r] = now() - s;
   }
   qsort(times, (size_t)repeat, sizeof *times, cmp_double);
@@ -313,6 +327,7 @@ fail:
   free(bufs);
   free(ws);
   kiln_llvm_jit_free(jit);
+  kiln_cuda_host_free(cuda_host);
   for (int i = 0; i < nin; i++) { kiln_tensor_free(&tensors[i]); free((void *)in_names[i]); }
   kiln_graph_free(g);
   kiln_cli_bindings_free(&bind);

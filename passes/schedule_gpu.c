@@ -1,0 +1,130 @@
+/* schedule_gpu: program -> program whose every kernel is one GPU launch
+ * (on a GPU target; a CPU target's program is left as it is).
+ *
+ * The lowering states each kernel for any target and marks every loop
+ * with independent iterations `parallel` (ir/loop.h); this pass maps a
+ * kernel onto a grid of blocks of threads, each thread computing what one
+ * iteration of the kernel's outer parallel loop nest computed:
+ *
+ *   [decls] for i in 0..A parallel: for j in 0..B parallel: body
+ *   ->  for b in 0..G   blockIdx.x            G = ceil(A*B / T)
+ *         for t in 0..T threadIdx.x           T = min(A*B, 256)
+ *           f = MIN(b*T + t, A*B - 1)         (the flat iteration, an index local)
+ *           [decls]
+ *           if b*T + t < A*B:                 (left out when T divides A*B)
+ *             body with i = f / B, j = f % B
+ *
+ * The nest is collapsed while a loop's body is (decls and) exactly one
+ * parallel loop: schedule_threads.c's collapse, the decls (index
+ * arithmetic hoisted by simplify-index, assigned by no iteration) moving
+ * into the thread.  f is clamped so its interval -- and every index
+ * computed from it -- stays inside the buffers for the verifier's
+ * interval analysis; the IF keeps the surplus threads of the last block
+ * from storing.  A kernel of any other shape (statements after its loop,
+ * a top-level loop that is not parallel, no loop) runs as one block of
+ * one thread: correct first, as the CPU ran it.
+ *
+ * Same values: each iteration of the parallel nest runs once, on its own
+ * thread; parallel iterations are independent by the lowering's
+ * guarantee, so their order does not matter.  No barriers and no shared
+ * memory: threads never communicate (what runtime/kiln_cuda_host.h's
+ * emulation needs).  Reductions were expanded plainly before (inside one
+ * thread, in source order).  The convolution schedule with shared-memory
+ * tiles (schedule_conv_gpu.c) is not chosen here yet. */
+#include <string.h>
+
+#include "lower.h"
+
+enum { THREADS = 256 }; /* threads per block: 8 warps, a common choice for elementwise kernels */
+
+static kiln_ls *stmt(kiln_program *p, kiln_ls_kind kind) {
+  kiln_ls *s = kiln_arena_alloc(p->arena, sizeof *s);
+  memset(s, 0, sizeof *s);
+  s->kind = kind;
+  return s;
+}
+
+/* Every read of loop var `var` under s becomes a read of index local `local`. */
+static void var_to_local(kiln_lx *e, int var, int local, int depth) {
+  if (!e || depth > 10000) return;
+  if (e->kind == KILN_LX_INDEX && e->var == var) {
+    e->kind = KILN_LX_LOCAL;
+    e->var = local;
+    return;
+  }
+  var_to_local(e->a, var, local, depth + 1);
+  var_to_local(e->b, var, local, depth + 1);
+  var_to_local(e->c, var, local, depth + 1);
+}
+
+static void list_var_to_local(kiln_ls *s, int var, int local) {
+  for (; s; s = s->next) {
+    var_to_local(s->index, var, local, 0);
+    var_to_local(s->value, var, local, 0);
+    list_var_to_local(s->body, var, local);
+    list_var_to_local(s->orelse, var, local);
+  }
+}
+
+/* for b in 0..G blockIdx.x: for t in 0..T threadIdx.x: body; returns the thread loop. */
+static kiln_ls *grid(kiln_program *p, kiln_kernel *k, int64_t G, int64_t T, kiln_ls *body) {
+  kiln_ls *b = stmt(p, KILN_LS_FOR), *t = stmt(p, KILN_LS_FOR);
+  b->var = k->nvars++;
+  b->extent = G;
+  b->sched.gpu = 1;
+  t->var = k->nvars++;
+  t->extent = T;
+  t->sched.gpu = 4;
+  b->body = t;
+  t->body = body;
+  k->body = b;
+  return t;
+}
+
+static void map_kernel(kiln_program *p, kiln_kernel *k) {
+  kiln_ls *decls = k->body, *last_decl = NULL, *f = k->body;
+  while (f && f->kind == KILN_LS_DECL) last_decl = f, f = f->next;
+  if (!(f && f->kind == KILN_LS_FOR && f->sched.parallel && !f->sched.gpu && !f->next && f->extent > 0)) {
+    grid(p, k, 1, 1, k->body); /* one thread */
+    return;
+  }
+  kiln_ls *in;
+  while ((in = kiln_schedule_inner_parallel(f)) != NULL && in->extent <= INT64_MAX / f->extent / 2)
+    kiln_schedule_collapse(p, k, f, in);
+  int64_t n = f->extent, T = n < THREADS ? n : THREADS, G = (n + T - 1) / T;
+  kiln_lb lb = {.p = p, .k = k};
+  kiln_ls *t = grid(p, k, G, T, NULL);
+  kiln_lx *flat = kiln_lx_iadd(&lb, kiln_lx_imul(&lb, kiln_lx_index(&lb, k->body->var), T), kiln_lx_index(&lb, t->var));
+  int local = kiln_schedule_index_local(p, k);
+  kiln_ls *d = stmt(p, KILN_LS_DECL);
+  d->var = local;
+  d->dtype = KILN_DT_I64;
+  d->value = n % T ? kiln_lx_bin(&lb, KILN_BIN_MIN, flat, kiln_lx_const_i(&lb, n - 1)) : flat;
+  list_var_to_local(f->body, f->var, local);
+  kiln_ls *work = f->body;
+  if (n % T) {
+    kiln_ls *cond = stmt(p, KILN_LS_IF);
+    cond->value = kiln_lx_bin(&lb, KILN_BIN_LT, flat, kiln_lx_const_i(&lb, n));
+    cond->body = f->body;
+    work = cond;
+  }
+  if (last_decl) { /* the hoisted decls, then the work */
+    last_decl->next = work;
+    d->next = decls;
+  } else {
+    d->next = work;
+  }
+  t->body = d;
+}
+
+void kiln_schedule_gpu(kiln_program *p) {
+  if (p->target.kind != KILN_TARGET_GPU) return;
+  for (int i = 0; i < p->nkernels; i++) {
+    kiln_kernel *k = p->kernels[i];
+    if (k->launch) continue; /* scheduled for the GPU by its lowering */
+    map_kernel(p, k);
+    kiln_launch *l = kiln_arena_alloc(p->arena, sizeof *l);
+    KILN_ASSERT(kiln_kernel_launch_of(k, l) == 0);
+    k->launch = l;
+  }
+}
