@@ -9,7 +9,7 @@
  *   [decls] for i in 0..A parallel: for j in 0..B parallel: body
  *   ->  for b in 0..G   blockIdx.x            G = ceil(A*B / T)
  *         for t in 0..T threadIdx.x           T = min(A*B, 256)
- *           f = MIN(b*T + t, A*B - 1)         (the flat iteration, an index local)
+ *           f = MIN(b*T + t, A*B - 1)         (the flat iteration, an index local, if read)
  *           [decls]
  *           if b*T + t < A*B:                 (left out when T divides A*B)
  *             body with i = f / B, j = f % B
@@ -44,26 +44,27 @@ static kiln_ls *stmt(kiln_program *p, kiln_ls_kind kind) {
   return s;
 }
 
-/* Every read of loop var `var` under s becomes a read of index local `local`. */
-static void var_to_local(kiln_lx *e, int var, int local, int depth) {
-  if (!e || depth > 10000) return;
+/* Every read of loop var `var` under s becomes a read of index local
+ * `local` (local < 0: only counted); returns the number of reads. */
+static int var_to_local(kiln_lx *e, int var, int local, int depth) {
+  if (!e || depth > 10000) return 0;
   if (e->kind == KILN_LX_INDEX && e->var == var) {
-    e->kind = KILN_LX_LOCAL;
-    e->var = local;
-    return;
+    if (local >= 0) {
+      e->kind = KILN_LX_LOCAL;
+      e->var = local;
+    }
+    return 1;
   }
-  var_to_local(e->a, var, local, depth + 1);
-  var_to_local(e->b, var, local, depth + 1);
-  var_to_local(e->c, var, local, depth + 1);
+  return var_to_local(e->a, var, local, depth + 1) + var_to_local(e->b, var, local, depth + 1) +
+         var_to_local(e->c, var, local, depth + 1);
 }
 
-static void list_var_to_local(kiln_ls *s, int var, int local) {
-  for (; s; s = s->next) {
-    var_to_local(s->index, var, local, 0);
-    var_to_local(s->value, var, local, 0);
-    list_var_to_local(s->body, var, local);
-    list_var_to_local(s->orelse, var, local);
-  }
+static int list_var_to_local(kiln_ls *s, int var, int local) {
+  int n = 0;
+  for (; s; s = s->next)
+    n += var_to_local(s->index, var, local, 0) + var_to_local(s->value, var, local, 0) +
+         list_var_to_local(s->body, var, local) + list_var_to_local(s->orelse, var, local);
+  return n;
 }
 
 /* for b in 0..G blockIdx.x: for t in 0..T threadIdx.x: body; returns the thread loop. */
@@ -95,12 +96,14 @@ static void map_kernel(kiln_program *p, kiln_kernel *k) {
   kiln_lb lb = {.p = p, .k = k};
   kiln_ls *t = grid(p, k, G, T, NULL);
   kiln_lx *flat = kiln_lx_iadd(&lb, kiln_lx_imul(&lb, kiln_lx_index(&lb, k->body->var), T), kiln_lx_index(&lb, t->var));
-  int local = kiln_schedule_index_local(p, k);
-  kiln_ls *d = stmt(p, KILN_LS_DECL);
-  d->var = local;
-  d->dtype = KILN_DT_I64;
-  d->value = n % T ? kiln_lx_bin(&lb, KILN_BIN_MIN, flat, kiln_lx_const_i(&lb, n - 1)) : flat;
-  list_var_to_local(f->body, f->var, local);
+  kiln_ls *d = NULL;
+  if (list_var_to_local(f->body, f->var, -1)) { /* the flat iteration, when the body reads it */
+    d = stmt(p, KILN_LS_DECL);
+    d->var = kiln_schedule_index_local(p, k);
+    d->dtype = KILN_DT_I64;
+    d->value = n % T ? kiln_lx_bin(&lb, KILN_BIN_MIN, flat, kiln_lx_const_i(&lb, n - 1)) : flat;
+    list_var_to_local(f->body, f->var, d->var);
+  }
   kiln_ls *work = f->body;
   if (n % T) {
     kiln_ls *cond = stmt(p, KILN_LS_IF);
@@ -108,13 +111,16 @@ static void map_kernel(kiln_program *p, kiln_kernel *k) {
     cond->body = f->body;
     work = cond;
   }
+  kiln_ls *first = work;
   if (last_decl) { /* the hoisted decls, then the work */
     last_decl->next = work;
-    d->next = decls;
-  } else {
-    d->next = work;
+    first = decls;
   }
-  t->body = d;
+  if (d) {
+    d->next = first;
+    first = d;
+  }
+  t->body = first;
 }
 
 void kiln_schedule_gpu(kiln_program *p) {
