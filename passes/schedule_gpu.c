@@ -20,9 +20,13 @@
  * into the thread.  f is clamped so its interval -- and every index
  * computed from it -- stays inside the buffers for the verifier's
  * interval analysis; the IF keeps the surplus threads of the last block
- * from storing.  A kernel of any other shape (statements after its loop,
- * a top-level loop that is not parallel, no loop) runs as one block of
- * one thread: correct first, as the CPU ran it.
+ * from storing.  A kernel whose body is several top-level loops (the
+ * convolution's packing then computing, Concat's copies) is first split
+ * into one kernel per loop, named kN_node_1, _2 ... (launches run in
+ * program order, each after the previous one, as the loops did).  A
+ * kernel of any other shape (a top-level loop that is not parallel,
+ * statements around its loop, no loop) runs as one block of one thread:
+ * correct first, as the CPU ran it.
  *
  * Same values: each iteration of the parallel nest runs once, on its own
  * thread; parallel iterations are independent by the lowering's
@@ -123,8 +127,45 @@ static void map_kernel(kiln_program *p, kiln_kernel *k) {
   t->body = first;
 }
 
+/* Kernel k, whose top-level statements are all loops, as one kernel per
+ * loop (each a copy of k's record with one loop for body) into out;
+ * returns how many (0: k is not all loops, left as it is). */
+static int split(kiln_program *p, kiln_kernel *k, kiln_kernel **out) {
+  int n = 0;
+  for (kiln_ls *s = k->body; s; s = s->next)
+    if (s->kind != KILN_LS_FOR) return 0;
+  for (kiln_ls *s = k->body, *next; s; s = next, n++) {
+    next = s->next;
+    kiln_kernel *c = kiln_arena_alloc(p->arena, sizeof *c);
+    *c = *k;
+    c->name = kiln_arena_printf(p->arena, "%s_%d", k->name, n + 1);
+    c->body = s;
+    s->next = NULL;
+    out[n] = c;
+  }
+  return n;
+}
+
 void kiln_schedule_gpu(kiln_program *p) {
   if (p->target.kind != KILN_TARGET_GPU) return;
+  int total = 0;
+  for (int i = 0; i < p->nkernels; i++) {
+    int stmts = 0;
+    for (kiln_ls *s = p->kernels[i]->body; s; s = s->next) stmts++;
+    total += p->kernels[i]->launch || stmts < 2 ? 1 : stmts;
+  }
+  if (total > p->nkernels) { /* kernels of several loops split */
+    kiln_kernel **ks = kiln_arena_array(p->arena, (size_t)total + 1, sizeof *ks);
+    int n = 0;
+    for (int i = 0; i < p->nkernels; i++) {
+      kiln_kernel *k = p->kernels[i];
+      int got = !k->launch && k->body && k->body->next ? split(p, k, ks + n) : 0;
+      if (got) n += got;
+      else ks[n++] = k;
+    }
+    p->kernels = ks;
+    p->nkernels = p->cap_kernels = n;
+  }
   for (int i = 0; i < p->nkernels; i++) {
     kiln_kernel *k = p->kernels[i];
     if (k->launch) continue; /* scheduled for the GPU by its lowering */
