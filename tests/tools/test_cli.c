@@ -216,7 +216,7 @@ Test(cli, version_mentions_llvm_and_cuda_target_status) {
   cr_assert_str_empty(r.err);
   cr_assert(!strncmp(r.out, "kiln ", 5), "stdout:\n%s", r.out);
   cr_assert(strstr(r.out, "LLVM 19."), "no LLVM version:\n%s", r.out);
-  /* no CUDA backend exists: the version must not claim a usable target */
-  cr_assert(strstr(r.out, "no CUDA backend yet"), "no CUDA status:\n%s", r.out);
+  /* no GPU runtime exists: the version must not claim a usable GPU target */
+  cr_assert(strstr(r.out, "no GPU runtime yet"), "no CUDA status:\n%s", r.out);
   cr_assert(!strstr(r.out, "CUDA target available"), "claims a CUDA target:\n%s", r.out);
 }
