@@ -31,12 +31,20 @@
  * Same values: each iteration of the parallel nest runs once, on its own
  * thread; parallel iterations are independent by the lowering's
  * guarantee, so their order does not matter.  No barriers and no shared
- * memory: threads never communicate (what runtime/kiln_cuda_host.h's
- * emulation needs).  Reductions were expanded plainly before (inside one
- * thread, in source order).  The convolution schedule with shared-memory
- * tiles (schedule_conv_gpu.c) is not chosen here yet. */
+ * memory: threads never communicate (runtime/kiln_cuda_host.h's emulation
+ * runs such kernels as plain loops).  Reductions were expanded plainly
+ * before (inside one thread, in source order).
+ *
+ * Convolutions first: a Conv kernel with no fused epilogue and an f32
+ * output is replaced by schedule_conv_gpu.c's implicit GEMM (shared-memory
+ * tiles of W and X between barriers, 64x64x16 block tiles, a 4x4 register
+ * tile per thread, 256 threads; the
+ * channel tile shrinks to the group's channels for small groups, e.g.
+ * depthwise), keeping the CPU kernel's name and place.  Where that
+ * schedule refuses the node, the CPU kernel is mapped as above. */
 #include <string.h>
 
+#include "conv_def.h"
 #include "lower.h"
 
 enum { THREADS = 256 }; /* threads per block: 8 warps, a common choice for elementwise kernels */
@@ -127,6 +135,29 @@ static void map_kernel(kiln_program *p, kiln_kernel *k) {
   t->body = first;
 }
 
+/* Replaces kernel i (a Conv's) by the implicit-GEMM GPU schedule when it
+ * applies (see the top). */
+static void conv_kernel(kiln_program *p, int i) {
+  kiln_kernel *k = p->kernels[i];
+  const kiln_node *n = k->node;
+  if (!n || n->op != KILN_OP_CONV || k->nnodes > 1 || n->epi.nsteps > 0 || n->nout < 1 || !n->out[0] ||
+      n->out[0]->dtype != KILN_DT_F32 || n->out[0]->layout != KILN_LAYOUT_PLAIN || !n->in[1] || n->in[1]->rank < 1)
+    return;
+  int64_t groups = ((const kiln_attrs_conv *)n->attrs)->group, mg = n->in[1]->dims[0] / (groups > 0 ? groups : 1);
+  kiln_conv_gpu_tile t = {.bm = 64, .bn = 64, .bk = 16, .rm = 4, .rn = 4};
+  while (t.bm > 1 && t.bm / 2 >= mg) t.bm /= 2; /* no more channel rows than the group has */
+  if (t.rm > t.bm) t.rm = t.bm;
+  kiln_diag d = {0};
+  int before = p->nkernels;
+  if (kiln_schedule_conv_gpu(p, n, &t, &d) || p->nkernels != before + 1) {
+    p->nkernels = before; /* refused: the CPU kernel stays */
+    return;
+  }
+  kiln_kernel *g = p->kernels[--p->nkernels];
+  g->name = k->name;
+  p->kernels[i] = g;
+}
+
 /* Kernel k, whose top-level statements are all loops, as one kernel per
  * loop (each a copy of k's record with one loop for body) into out;
  * returns how many (0: k is not all loops, left as it is). */
@@ -148,6 +179,7 @@ static int split(kiln_program *p, kiln_kernel *k, kiln_kernel **out) {
 
 void kiln_schedule_gpu(kiln_program *p) {
   if (p->target.kind != KILN_TARGET_GPU) return;
+  for (int i = 0; i < p->nkernels; i++) conv_kernel(p, i);
   int total = 0;
   for (int i = 0; i < p->nkernels; i++) {
     int stmts = 0;

@@ -77,10 +77,20 @@ static void alloc(FILE *f, const kiln_ls *s, const char *ctype, const char *name
 
 static void barrier(FILE *f, int ind) { fprintf(f, "%*s__syncthreads();\n", ind, ""); }
 
+static int find_barrier(kiln_walk *w, const kiln_ls *s) {
+  if (s->kind == KILN_LS_BARRIER) *(int *)w->ctx = 1;
+  return KILN_WALK_CONTINUE;
+}
+
+/* The host's launch; a kernel with barriers needs its threads interleaved
+ * (KILN_LAUNCH_SYNC: runtime/kiln_cuda_host.h). */
 static void call(FILE *f, const kiln_kernel *k) {
   const kiln_launch *l = k->launch;
-  fprintf(f, "  KILN_LAUNCH(%s, %" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 ", bufs);\n",
-          k->name, l->grid[0], l->grid[1], l->grid[2], l->block[0], l->block[1], l->block[2]);
+  int barriers = 0;
+  kiln_walk w = {.stmt_pre = find_barrier, .ctx = &barriers};
+  kiln_walk_block(&w, k->body);
+  fprintf(f, "  KILN_LAUNCH%s(%s, %" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 ", bufs);\n",
+          barriers ? "_SYNC" : "", k->name, l->grid[0], l->grid[1], l->grid[2], l->block[0], l->block[1], l->block[2]);
 }
 
 static const kiln_c_hooks cuda = {
