@@ -294,8 +294,12 @@ int kiln_cmd_run(int argc, char **argv) {
   double *times = calloc((size_t)repeat, sizeof *times);
   for (int r = 0; r < repeat; r++) {
     double s = now();
-    if (cuda_host) kiln_cuda_host_run(cuda_host, bufs);
-    else kiln_llvm_jit_run(jit, bufs);
+    if (!cuda_host) kiln_llvm_jit_run(jit, bufs);
+    else if (kiln_cuda_host_run(cuda_host, bufs)) {
+      free(times);
+      kiln_error(&d, NULL, "%s: cuda-host: out of memory running the kernels", path);
+      goto fail;
+    }
     times[r] = now() - s;
   }
   qsort(times, (size_t)repeat, sizeof *times, cmp_double);

@@ -126,11 +126,11 @@ int kiln_cuda_host_run(kiln_cuda_host *h, void **bufs) {
     if (x->kind == KILN_BUF_INPUT) in[x->io_index] = bufs[b];
     if (x->kind == KILN_BUF_OUTPUT) out[x->io_index] = bufs[b];
   }
-  if (p->state_bytes > 0) ((run_v_fn)(uintptr_t)h->run)(h->blob, in, out, h->state, h->ws);
-  else ((run_v_nostate_fn)(uintptr_t)h->run)(h->blob, in, out, h->ws);
+  int rc = p->state_bytes > 0 ? ((run_v_fn)(uintptr_t)h->run)(h->blob, in, out, h->state, h->ws)
+                               : ((run_v_nostate_fn)(uintptr_t)h->run)(h->blob, in, out, h->ws);
   free(in);
   free(out);
-  return 0;
+  return rc ? -1 : 0;
 }
 
 void kiln_cuda_host_free(kiln_cuda_host *h) {

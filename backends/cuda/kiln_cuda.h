@@ -39,7 +39,8 @@ typedef struct kiln_cuda_host kiln_cuda_host;
 kiln_cuda_host *kiln_cuda_host_compile(const kiln_program *p, kiln_diag *d);
 /* Runs p once: bufs as kiln_llvm_jit_run's (p->nbufs entries; inputs and
  * outputs bound; the rest ignored).  The workspace and state are the
- * instance's own (state persists across runs).  Returns 0, -1 out of memory. */
+ * instance's own (state persists across runs).  Returns 0, or -1 out of
+ * memory (a launch with barriers allocates its threads' stacks). */
 int kiln_cuda_host_run(kiln_cuda_host *h, void **bufs);
 void kiln_cuda_host_free(kiln_cuda_host *h);
 
