@@ -13,6 +13,7 @@
 
 typedef struct kiln_c_hooks {
   const char *helper_qual;  /* before every helper function ("static ": C; "static __device__ ": CUDA) */
+  const char *source_suffix; /* the source file's name after the prefix, for its comment (NULL: ".c") */
   /* After the generated-file comment: includes and definitions. */
   void (*preamble)(FILE *f, const kiln_c_options *o);
   /* The kernel's opening line(s), up to and including "{\n" (C: `static void kN(void **bufs) {`). */

@@ -95,6 +95,7 @@ static void call(FILE *f, const kiln_kernel *k) {
 
 static const kiln_c_hooks cuda = {
     .helper_qual = "static __device__ ",
+    .source_suffix = ".cu",
     .preamble = preamble,
     .kernel_open = kernel_open,
     .bound_loop = bound_loop,
