@@ -58,6 +58,16 @@ void kiln_schedule_threads(kiln_program *p);
 /* The work in s (a loop: its trip count times its body's), in the units
  * target->thread_min_work is measured in. */
 int64_t kiln_schedule_work(const kiln_ls *s);
+/* Shared with schedule_gpu: the parallel loop directly inside `outer`
+ * (after decls only) or NULL; `outer` rewritten in place into one loop
+ * over both (see schedule_threads.c); one more i64 index local in k. */
+kiln_ls *kiln_schedule_inner_parallel(kiln_ls *outer);
+void kiln_schedule_collapse(kiln_program *p, kiln_kernel *k, kiln_ls *outer, kiln_ls *in);
+int kiln_schedule_index_local(kiln_program *p, kiln_kernel *k);
+/* schedule_gpu: on a GPU target, makes every kernel one launch: its
+ * collapsed outer parallel loop nest over blocks of threads, else one
+ * thread (passes/schedule_gpu.c).  Nothing on a CPU target. */
+void kiln_schedule_gpu(kiln_program *p);
 
 /* Interval analysis of i64 index expressions (simplify_index.c, shared
  * with the loop-IR verifier): var_ext[v] is loop var v's extent, local_rng

@@ -1,5 +1,5 @@
 /* The pipeline: import -> infer-shapes -> fold-batchnorm -> fuse-epilogue -> lower -> expand-reduce ->
- * simplify-index -> schedule-threads -> plan-memory, read top to bottom in
+ * simplify-index -> schedule-threads -> schedule-gpu -> plan-memory, read top to bottom in
  * kiln_pipeline_run (as QBE's main.c reads).  Commands used to repeat this sequence each in their own way;
  * now they differ only in how they bind their inputs (the bind callback)
  * and in the backend they hand the program to.  --dump-after prints the IR
@@ -26,6 +26,7 @@
   X(EXPAND_REDUCE, "expand-reduce")             \
   X(SIMPLIFY_INDEX, "simplify-index")           \
   X(SCHEDULE_THREADS, "schedule-threads")       \
+  X(SCHEDULE_GPU, "schedule-gpu")               \
   X(PLAN_MEMORY, "plan-memory")
 
 #define AS_ENTRY(id, name) [KILN_PASS_##id] = name,
@@ -113,6 +114,11 @@ int kiln_pipeline_run(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_diag
   if (wanted(o, KILN_PASS_SCHEDULE_THREADS)) {
     kiln_schedule_threads(out->program);
     dump(o, out, KILN_PASS_SCHEDULE_THREADS);
+    if (verify && kiln_loop_verify(out->program, d)) return -1;
+  }
+  if (wanted(o, KILN_PASS_SCHEDULE_GPU)) {
+    kiln_schedule_gpu(out->program);
+    dump(o, out, KILN_PASS_SCHEDULE_GPU);
     if (verify && kiln_loop_verify(out->program, d)) return -1;
   }
   if (wanted(o, KILN_PASS_PLAN_MEMORY)) {

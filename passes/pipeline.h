@@ -10,6 +10,7 @@
  *   expand-reduce   reductions -> CPU accumulator code (plain, lanes, blocked f64 sums)
  *   simplify-index  index arithmetic folded, canonicalised, hoisted
  *   schedule-threads  which loop of each kernel runs on the thread pool (target)
+ *   schedule-gpu    GPU target: every kernel one launch (blocks x threads)
  *   plan-memory     workspace buffers placed by liveness
  * The backend (LLVM JIT or object, C printer) is the command's own last step. */
 #ifndef KILN_PIPELINE_H
@@ -30,6 +31,7 @@ typedef enum kiln_pass_id {
   KILN_PASS_EXPAND_REDUCE,
   KILN_PASS_SIMPLIFY_INDEX,
   KILN_PASS_SCHEDULE_THREADS,
+  KILN_PASS_SCHEDULE_GPU,
   KILN_PASS_PLAN_MEMORY,
   KILN_PASS_COUNT
 } kiln_pass_id;

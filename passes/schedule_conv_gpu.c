@@ -1,7 +1,7 @@
 /* A GPU schedule of convolution, built from its definition (conv_def.h):
  * the loop IR carries a whole CUDA-style kernel -- grid and block
- * bindings, SHARED tiles, LOCAL register tiles, barriers -- that no
- * backend runs yet (there is no GPU target): tests emulate it with
+ * bindings, SHARED tiles, LOCAL register tiles, barriers.  schedule_gpu.c
+ * chooses it for a GPU target's convolutions; tests also emulate it with
  * loop_eval.c and print it with the CUDA sketch (backends/gpu_sketch/).
  *
  * Implicit GEMM, per group grp: Y[m, col] = B[m] + sum_kg A[m, kg] * X'[kg, col]

@@ -120,14 +120,14 @@ static void remap_list(kiln_ls *s, remap *r) {
 }
 
 /* The parallel loop directly inside `outer` (after decls only), or NULL. */
-static kiln_ls *inner_parallel(kiln_ls *outer) {
+kiln_ls *kiln_schedule_inner_parallel(kiln_ls *outer) {
   kiln_ls *s = outer->body;
   while (s && s->kind == KILN_LS_DECL) s = s->next;
   return s && s->kind == KILN_LS_FOR && s->sched.parallel && !s->next && s->extent > 0 ? s : NULL;
 }
 
 /* One more i64 index local in k (names and index flags grown alike). */
-static int add_index_local(kiln_program *p, kiln_kernel *k) {
+int kiln_schedule_index_local(kiln_program *p, kiln_kernel *k) {
   int n = k->nlocals;
   const char **names = kiln_arena_array(p->arena, (size_t)n + 1, sizeof *names);
   unsigned char *flags = kiln_arena_array(p->arena, (size_t)n + 1, 1);
@@ -167,7 +167,7 @@ static kiln_ls *new_decl(kiln_program *p, int local, kiln_lx_op op, int var, int
 /* Rewrites `outer` in place into the collapsed loop (see the top).  An
  * outer loop of one iteration just gives way to the inner one (its index
  * is 0); a local is declared only for an index the body reads. */
-static void collapse(kiln_program *p, kiln_kernel *k, kiln_ls *outer, kiln_ls *in) {
+void kiln_schedule_collapse(kiln_program *p, kiln_kernel *k, kiln_ls *outer, kiln_ls *in) {
   int64_t A = outer->extent, B = in->extent;
   /* decls of the outer body, then the inner body */
   kiln_ls *head = outer->body == in ? in->body : outer->body;
@@ -190,7 +190,7 @@ static void collapse(kiln_program *p, kiln_kernel *k, kiln_ls *outer, kiln_ls *i
   int v = k->nvars++;
   kiln_ls *first = head;
   if (r.ui) {
-    r.li = add_index_local(p, k);
+    r.li = kiln_schedule_index_local(p, k);
     kiln_ls *dj = new_decl(p, r.li, KILN_BIN_REM, v, B);
     dj->next = first;
     first = dj;
@@ -198,7 +198,7 @@ static void collapse(kiln_program *p, kiln_kernel *k, kiln_ls *outer, kiln_ls *i
     r.li = -1;
   }
   if (r.uo) {
-    r.lo = add_index_local(p, k);
+    r.lo = kiln_schedule_index_local(p, k);
     kiln_ls *dl = new_decl(p, r.lo, KILN_BIN_DIV, v, B);
     dl->next = first;
     first = dl;
@@ -230,8 +230,8 @@ static void schedule_kernel(kiln_program *p, kiln_kernel *k, const kiln_target *
   if (!best || best_work < t->thread_min_work) return;
   int64_t enough = (int64_t)t->cores * SPLIT_PER_CORE;
   kiln_ls *in;
-  while (best->extent < enough && (in = inner_parallel(best)) != NULL && in->extent <= INT64_MAX / best->extent)
-    collapse(p, k, best, in);
+  while (best->extent < enough && (in = kiln_schedule_inner_parallel(best)) != NULL && in->extent <= INT64_MAX / best->extent)
+    kiln_schedule_collapse(p, k, best, in);
   if (best->extent >= 2) best->sched.threads = 1;
 }
 

@@ -25,6 +25,8 @@ static const char help[] =
     "  --batch N     bind the symbolic batch dim to N (default: keep it symbolic)\n"
     "  --dim NAME=N  bind symbolic dim NAME to N (default: keep it symbolic)\n"
     "  --dump-after PASS  print the IR after PASS to stderr (`list`: the passes)\n"
+    "  --target T    what --loops and --dump-after compile for: cpu (default: the fixed\n"
+    "                C target) or cuda (a GPU: every kernel one launch, schedule-gpu)\n"
     "  -h, --help    show this help\n";
 
 static void json_str(FILE *f, const char *s) { kiln_put_json_string(f, s); }
@@ -89,7 +91,8 @@ static int64_t peak_bytes(kiln_graph *g, kiln_model_opts *o) {
   }
   kiln_diag d = {0};
   kiln_pipeline pl;
-  kiln_pipeline_opts po = {.graph = g, .from = KILN_PASS_LOWER, .dump_after = (kiln_pass_id)o->dump_after};
+  kiln_pipeline_opts po = {.graph = g, .from = KILN_PASS_LOWER, .dump_after = (kiln_pass_id)o->dump_after,
+                           .target = o->target};
   int rc = kiln_pipeline_run(&po, &pl, &d);
   o->dumped |= pl.dumped;
   return rc ? -1 : pl.program->workspace_bytes;
@@ -217,9 +220,17 @@ int kiln_cmd_inspect(int argc, char **argv) {
   const char *path = NULL;
   kiln_cli_bindings bind = {0};
   kiln_model_opts o = {.bind = &bind};
+  kiln_target gpu = kiln_target_gpu_default();
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
+    else if (!strcmp(a, "--target")) {
+      if (i + 1 >= argc) return kiln_cli_usage_error("inspect", "%s needs a value", a);
+      const char *v = argv[++i];
+      if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "cuda-host"))
+        return kiln_cli_usage_error("inspect", "--target must be cpu, cuda or cuda-host, got '%s'", v);
+      o.target = strcmp(v, "cpu") ? &gpu : NULL;
+    }
     else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) verbose = 1;
     else if (!strcmp(a, "--ir")) ir = 1;
     else if (!strcmp(a, "--json")) json = 1;

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "../backends/cuda/kiln_cuda.h"
 #include "../backends/llvm/kiln_llvm.h"
 #include "../ir/text_escape.h"
 #include "../passes/lower.h"
@@ -37,6 +38,8 @@ static const char help[] =
     "                     % of the FMA peak (one core's, measured at start with an\n"
     "                     FMA-chain loop, x threads); the timing calls are compiled\n"
     "                     in only with --profile\n"
+    "  --target T         cpu (default: LLVM, this CPU), cuda-host (the CUDA code run on\n"
+    "                     the CPU by an emulation, compiled with cc) or cuda (a GPU)\n"
     "  --dump-after PASS  print the IR after PASS to stderr (`list`: the passes)\n"
     "  --time             print each compilation stage's wall and CPU time to stderr\n"
     "  --image FILE|DIR   classify PNG/JPEG photos (options: kiln run --image x --help)\n"
@@ -157,6 +160,7 @@ int kiln_cmd_run(int argc, char **argv) {
   const char *path = NULL, *outdir = NULL, *format = "npy";
   const char *in_names[MAX_INPUTS], *in_files[MAX_INPUTS];
   int nin = 0, random = 0, repeat = 1, threads = 1, dump_after = 0, profile = 0, timed = 0;
+  const char *target_name = "cpu";
   kiln_cli_bindings bind = {0};
   int images = 0, profiled = 0;
   for (int i = 1; i < argc; i++) {
@@ -180,10 +184,15 @@ int kiln_cmd_run(int argc, char **argv) {
       if (r) { kiln_cli_bindings_free(&bind); return r == 3 ? 0 : r; }
     }
     else if (!strcmp(a, "--input") || !strcmp(a, "--output") || !strcmp(a, "--format") || !strcmp(a, "--batch") ||
-             !strcmp(a, "--dim") || !strcmp(a, "--repeat") || !strcmp(a, "--threads")) {
+             !strcmp(a, "--dim") || !strcmp(a, "--repeat") || !strcmp(a, "--threads") || !strcmp(a, "--target")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("run", "%s needs a value", a);
       const char *v = argv[++i];
       if (!strcmp(a, "--output")) outdir = v;
+      else if (!strcmp(a, "--target")) {
+        if (strcmp(v, "cpu") && strcmp(v, "cuda-host") && strcmp(v, "cuda"))
+          return kiln_cli_usage_error("run", "--target must be cpu, cuda-host or cuda, got '%s'", v);
+        target_name = v;
+      }
       else if (!strcmp(a, "--format")) {
         if (strcmp(v, "npy") && strcmp(v, "pb")) return kiln_cli_usage_error("run", "--format must be npy or pb, got '%s'", v);
         format = v;
@@ -231,6 +240,9 @@ int kiln_cmd_run(int argc, char **argv) {
   kiln_tensor tensors[MAX_INPUTS] = {0};
   void **bufs = NULL, *ws = NULL, **outs = NULL;
   kiln_llvm_jit *jit = NULL;
+  kiln_cuda_host *cuda_host = NULL;
+  int on_gpu = strcmp(target_name, "cpu") != 0;
+  if (on_gpu && profile) return kiln_cli_usage_error("run", "--profile times the CPU backend's kernels, not --target %s", target_name);
   int nbufs = 0;
   kiln_graph *g = NULL;
   /* An existing --output folder gets each file atomically; a missing one
@@ -255,7 +267,8 @@ int kiln_cmd_run(int argc, char **argv) {
   run_inputs ri = {.bind = &bind, .nin = nin, .in_names = in_names, .in_files = in_files, .tensors = tensors,
                    .path = path};
   kiln_pipeline pl;
-  kiln_target target = kiln_llvm_target(0);
+  if (!strcmp(target_name, "cuda") && kiln_cuda_driver_check(path, &d)) goto fail;
+  kiln_target target = on_gpu ? kiln_target_gpu_default() : kiln_llvm_target(0);
   kiln_timing timing;
   kiln_timing_start(&timing, timed ? stderr : NULL);
   kiln_pipeline_opts po = {.path = path, .bind = bind_inputs, .bind_ctx = &ri, .dump_after = (kiln_pass_id)dump_after,
@@ -267,10 +280,11 @@ int kiln_cmd_run(int argc, char **argv) {
   kiln_value **inputs = ri.inputs, **bound_to = ri.bound_to;
   int ninputs = ri.ninputs;
   double t0 = ri.t0;
-  jit = kiln_llvm_jit_compile_with(p, profile, &timing, &d);
-  if (!jit) goto fail;
+  if (on_gpu) {
+    if (!(cuda_host = kiln_cuda_host_compile(p, &d))) goto fail;
+  } else if (!(jit = kiln_llvm_jit_compile_with(p, profile, &timing, &d))) goto fail;
   kiln_timing_total(&timing, "total");
-  if (kiln_llvm_jit_set_threads(jit, threads)) { kiln_error(&d, NULL, "cannot start %d threads", threads); goto fail; }
+  if (jit && kiln_llvm_jit_set_threads(jit, threads)) { kiln_error(&d, NULL, "cannot start %d threads", threads); goto fail; }
   double t1 = now();
   nbufs = p->nbufs;
   bufs = calloc((size_t)p->nbufs + 1, sizeof *bufs);
@@ -303,9 +317,15 @@ int kiln_cmd_run(int argc, char **argv) {
   if (!times || (profile && !ktimes)) { free(times); kiln_error(&d, NULL, "out of memory"); goto fail; }
   for (int r = 0; r < repeat; r++) {
     double s = now();
-    kiln_llvm_jit_run(jit, bufs);
+    if (!cuda_host) kiln_llvm_jit_run(jit, bufs);
+    else if (kiln_cuda_host_run(cuda_host, bufs)) {
+      free(times);
+      free(ktimes);
+      kiln_error(&d, NULL, "%s: cuda-host: out of memory running the kernels", path);
+      goto fail;
+    }
     times[r] = now() - s;
-    const double *st = kiln_llvm_jit_profile(jit, NULL);
+    const double *st = ktimes ? kiln_llvm_jit_profile(jit, NULL) : NULL;
     for (int k = 0; ktimes && k < p->nkernels; k++) ktimes[(size_t)r * (size_t)p->nkernels + (size_t)k] = st[k + 1] - st[k];
   }
   qsort(times, (size_t)repeat, sizeof *times, cmp_double);
@@ -343,6 +363,7 @@ fail:
   free(bufs);
   free(ws);
   kiln_llvm_jit_free(jit);
+  kiln_cuda_host_free(cuda_host);
   for (int i = 0; i < nin; i++) { kiln_tensor_free(&tensors[i]); free((void *)in_names[i]); }
   kiln_graph_free(g);
   kiln_cli_bindings_free(&bind);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../../ir/loop_walk.h"
+#include "c_emit.h"
 #include "c_names.h"
 #include "kiln_c.h"
 
@@ -18,6 +19,7 @@ typedef struct emitter {
   FILE *f;
   const kiln_program *p;
   const kiln_c_options *o;
+  const kiln_c_hooks *h;  /* the dialect (c_emit.h): never NULL, members may be */
   char **names;       /* per buffer: its C identifier */
   char **io_lower;    /* per buffer (inputs and outputs): parameter name fragment */
   char **io_upper;    /* per buffer (inputs and outputs): macro name fragment */
@@ -74,6 +76,14 @@ static void print_const(emitter *e, const kiln_lx *x) {
 }
 
 static void expr(emitter *e, const kiln_lx *x);
+
+/* A buffer's identifier: a GLOBAL one's from the model name (make_names);
+ * a kernel's SHARED / LOCAL buffer sN / lN by its id in kernel->allocs. */
+static const char *buf_name(emitter *e, const kiln_buf *b, char tmp[32]) {
+  if (b->scope == KILN_SCOPE_GLOBAL) return e->names[b->id];
+  snprintf(tmp, 32, "%c%d", b->scope == KILN_SCOPE_SHARED ? 's' : 'l', b->id);
+  return tmp;
+}
 
 static void local(emitter *e, int v) {
   if (e->k && e->k->local_names && e->k->local_names[v]) fprintf(e->f, "%s", e->k->local_names[v]);
@@ -144,19 +154,20 @@ static void int_divrem(emitter *e, const kiln_lx *x) {
 }
 
 static void print_divrem_helpers(emitter *e) {
+  const char *q = e->h->helper_qual ? e->h->helper_qual : "static ";
   for (int t = 0; t < 32; t++) {
     if (!((e->uses_div | e->uses_rem) & (1u << t))) continue;
     const char *T = ctype((kiln_dtype)t), *n = kiln_dtype_name((kiln_dtype)t), *U = wrap_type((kiln_dtype)t);
     int un = t == KILN_DT_U8 || t == KILN_DT_U16 || t == KILN_DT_U32 || t == KILN_DT_U64;
     if (e->uses_div & (1u << t)) {
-      if (un) fprintf(e->f, "static %s kiln_div_%s(%s a, %s b) { return b == 0 ? 0 : (%s)(a / b); }\n", T, n, T, T, T);
+      if (un) fprintf(e->f, "%s%s kiln_div_%s(%s a, %s b) { return b == 0 ? 0 : (%s)(a / b); }\n", q, T, n, T, T, T);
       else
-        fprintf(e->f, "static %s kiln_div_%s(%s a, %s b) { return b == 0 ? 0 : b == -1 ? (%s)((%s)0 - (%s)a) : (%s)(a / b); }\n",
-                T, n, T, T, T, U, U, T);
+        fprintf(e->f, "%s%s kiln_div_%s(%s a, %s b) { return b == 0 ? 0 : b == -1 ? (%s)((%s)0 - (%s)a) : (%s)(a / b); }\n",
+                q, T, n, T, T, T, U, U, T);
     }
     if (e->uses_rem & (1u << t)) {
-      if (un) fprintf(e->f, "static %s kiln_rem_%s(%s a, %s b) { return b == 0 ? a : (%s)(a %% b); }\n", T, n, T, T, T);
-      else fprintf(e->f, "static %s kiln_rem_%s(%s a, %s b) { return b == 0 ? a : b == -1 ? 0 : (%s)(a %% b); }\n", T, n, T, T, T);
+      if (un) fprintf(e->f, "%s%s kiln_rem_%s(%s a, %s b) { return b == 0 ? a : (%s)(a %% b); }\n", q, T, n, T, T, T);
+      else fprintf(e->f, "%s%s kiln_rem_%s(%s a, %s b) { return b == 0 ? a : b == -1 ? 0 : (%s)(a %% b); }\n", q, T, n, T, T, T);
     }
   }
 }
@@ -300,11 +311,13 @@ static void expr(emitter *e, const kiln_lx *x) {
   case KILN_LX_CONST: print_const(e, x); return;
   case KILN_LX_INDEX: fprintf(f, "i%d", x->var); return;
   case KILN_LX_LOCAL: local(e, x->var); return;
-  case KILN_LX_LOAD:
-    fprintf(f, "%s%s[", x->buf->dtype == KILN_DT_BOOL ? "(int)" : "", e->names[x->buf->id]);
+  case KILN_LX_LOAD: {
+    char nb[32];
+    fprintf(f, "%s%s[", x->buf->dtype == KILN_DT_BOOL ? "(int)" : "", buf_name(e, x->buf, nb));
     iexpr(e, x->a, 0);
     fprintf(f, "]");
     return;
+  }
   case KILN_LX_UN: unary(e, x); return;
   case KILN_LX_BIN: binary(e, x); return;
   case KILN_LX_SELECT:
@@ -326,6 +339,13 @@ static void stmts(emitter *e, const kiln_ls *s, int ind);
 
 static void loop(emitter *e, const kiln_ls *s, int ind, const char *lo, const char *hi) {
   char hb[32];
+  if (s->sched.gpu && e->h->bound_loop) { /* the dialect binds the var to a block/thread axis */
+    e->h->bound_loop(e->f, s, ind);
+    stmts(e, s->body, ind + 2);
+    indent(e->f, ind);
+    fprintf(e->f, "}\n");
+    return;
+  }
   if (!hi) { snprintf(hb, sizeof hb, "%" PRId64, s->extent); hi = hb; }
   indent(e->f, ind);
   fprintf(e->f, "for (int64_t i%d = %s; i%d < %s; ++i%d) {\n", s->var, lo ? lo : "0", s->var, hi, s->var);
@@ -339,15 +359,17 @@ static void stmts(emitter *e, const kiln_ls *s, int ind) {
   for (; s; s = s->next) {
     switch (s->kind) {
     case KILN_LS_FOR: loop(e, s, ind, NULL, NULL); break;
-    case KILN_LS_STORE:
+    case KILN_LS_STORE: {
+      char nb[32];
       indent(f, ind);
-      fprintf(f, "%s[", e->names[s->buf->id]);
+      fprintf(f, "%s[", buf_name(e, s->buf, nb));
       iexpr(e, s->index, 0);
       fprintf(f, "] = ");
       if (s->buf->dtype == KILN_DT_BOOL) fprintf(f, "(uint8_t)");
       expr(e, s->value);
       fprintf(f, ";\n");
       break;
+    }
     case KILN_LS_DECL:
       indent(f, ind);
       if (e->k && e->k->local_names && e->k->local_names[s->var]) fprintf(f, "const ");
@@ -378,8 +400,15 @@ static void stmts(emitter *e, const kiln_ls *s, int ind) {
       indent(f, ind);
       fprintf(f, "}\n");
       break;
-    case KILN_LS_BARRIER: break; /* CPU: one thread per block */
-    case KILN_LS_ALLOC: break; /* GPU kernels only, which CPU backends never get */
+    case KILN_LS_BARRIER: /* C: one thread per block */
+      if (e->h->barrier) e->h->barrier(f, ind);
+      break;
+    case KILN_LS_ALLOC: /* GPU kernels only, which the C dialect never gets */
+      if (e->h->alloc) {
+        char nb[32];
+        e->h->alloc(f, s, ctype(s->buf->dtype), buf_name(e, s->buf, nb), ind);
+      }
+      break;
     case KILN_LS_REDUCE:
     case KILN_LS_COMBINE: KILN_ASSERT(!"reductions are expanded before printing (passes/expand_reduce.c)"); break;
     }
@@ -502,7 +531,9 @@ static void kernel(emitter *e, const kiln_kernel *k) {
       fprintf(f, "}\n\n");
     }
   }
-  fprintf(f, "static void %s(void **bufs%s) {\n  (void)bufs;\n", k->name, e->o->threads ? ", const kiln_par *par" : "");
+  if (e->h->kernel_open) e->h->kernel_open(f, k);
+  else fprintf(f, "static void %s(void **bufs%s) {\n", k->name, e->o->threads ? ", const kiln_par *par" : "");
+  fprintf(f, "  (void)bufs;\n");
   if (e->o->threads) fprintf(f, "  (void)par; /* kernels without a parallel loop ignore it */\n");
   if (!par) {
     bind_pointers(e, k->body, 2);
@@ -591,6 +622,19 @@ static const char helper_sat_u64[] =
 static const char helper_sat[] =
     "/* float -> integer conversions saturate and map NaN to 0 (defined behaviour). */\n"
     "static double kiln_sat(double x, double lo, double hi) { return x != x ? 0.0 : x < lo ? lo : x > hi ? hi : x; }\n\n";
+
+/* A helper's text, its functions qualified for the dialect (each line
+ * starting "static " gets helper_qual instead). */
+static void put_helper(emitter *e, const char *text) {
+  const char *q = e->h->helper_qual ? e->h->helper_qual : "static ";
+  for (const char *line = text; *line;) {
+    const char *nl = strchr(line, '\n');
+    size_t n = nl ? (size_t)(nl - line) + 1 : strlen(line);
+    if (!strncmp(line, "static ", 7)) fprintf(e->f, "%s%.*s", q, (int)(n - 7), line + 7);
+    else fprintf(e->f, "%.*s", (int)n, line);
+    line += n;
+  }
+}
 
 static const kiln_buf *io_buf(const kiln_program *p, kiln_buf_kind kind, int index) {
   for (int b = 0; b < p->nbufs; b++)
@@ -820,7 +864,10 @@ static void run_v(emitter *e, FILE *f, int parallel) {
     if (r != p->bufs[i]) fprintf(f, "  bufs[%d] = (char *)bufs[%d] + %" PRId64 ";\n", i, r->id, off);
   }
   fprintf(f, "  bufs[%d] = 0;\n  (void)bufs;\n", p->nbufs);
-  for (int k = 0; k < p->nkernels; k++) fprintf(f, "  %s(bufs%s);\n", p->kernels[k]->name, e->o->threads ? ", &par" : "");
+  for (int k = 0; k < p->nkernels; k++) {
+    if (e->h->call) e->h->call(f, p->kernels[k]);
+    else fprintf(f, "  %s(bufs%s);\n", p->kernels[k]->name, e->o->threads ? ", &par" : "");
+  }
   fprintf(f, "  return 0;\n}\n\n");
 }
 
@@ -851,10 +898,11 @@ static char *make_source(emitter *e) {
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);
   e->f = f;
-  fprintf(f, "/* %s.c: generated by kiln from ", pre);
+  fprintf(f, "/* %s%s: generated by kiln from ", pre, e->h->source_suffix ? e->h->source_suffix : ".c");
   kiln_c_put_comment(f, e->o->model, KILN_C_NAME_SHOWN);
   fprintf(f, " (%d kernels).  Do not edit. */\n", p->nkernels);
-  fprintf(f, "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n\n#include \"%s.h\"\n\n", pre);
+  if (e->h->preamble) e->h->preamble(f, e->o);
+  else fprintf(f, "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n\n#include \"%s.h\"\n\n", pre);
   /* kernels first, into their own buffer, to learn which helpers they need */
   char *kbuf = NULL;
   size_t klen = 0;
@@ -862,13 +910,13 @@ static char *make_source(emitter *e) {
   for (int k = 0; k < p->nkernels; k++) kernel(e, p->kernels[k]);
   fclose(e->f);
   e->f = f;
-  if (e->uses_h2f) fprintf(f, "%s", helper_h2f);
-  if (e->uses_f2h) fprintf(f, "%s", helper_f2h);
-  if (e->uses_bf2f) fprintf(f, "%s", helper_bf2f);
-  if (e->uses_f2bf) fprintf(f, "%s", helper_f2bf);
-  if (e->uses_sat) fprintf(f, "%s", helper_sat);
-  if (e->uses_sat64 & (1u << KILN_DT_I64)) fprintf(f, "%s", helper_sat_i64);
-  if (e->uses_sat64 & (1u << KILN_DT_U64)) fprintf(f, "%s", helper_sat_u64);
+  if (e->uses_h2f) put_helper(e, helper_h2f);
+  if (e->uses_f2h) put_helper(e, helper_f2h);
+  if (e->uses_bf2f) put_helper(e, helper_bf2f);
+  if (e->uses_f2bf) put_helper(e, helper_f2bf);
+  if (e->uses_sat) put_helper(e, helper_sat);
+  if (e->uses_sat64 & (1u << KILN_DT_I64)) put_helper(e, helper_sat_i64);
+  if (e->uses_sat64 & (1u << KILN_DT_U64)) put_helper(e, helper_sat_u64);
   print_divrem_helpers(e);
   if (e->uses_h2f || e->uses_f2h || e->uses_bf2f || e->uses_f2bf || e->uses_sat || e->uses_sat64 || e->uses_div ||
       e->uses_rem)
@@ -887,6 +935,7 @@ static char *make_source(emitter *e) {
   }
   fputs(kbuf, f);
   free(kbuf);
+  if (e->h->host_begin) fputs(e->h->host_begin, f);
   fprintf(f, "size_t %s_workspace_size(void) { return %" PRId64 "u; }\n\n", pre, p->workspace_bytes + 64);
   if (p->state_bytes > 0) state_init(e, f);
   run_v(e, f, 0);
@@ -900,14 +949,20 @@ static char *make_source(emitter *e) {
     fprintf(f, "  outputs[%d] = out_%s;\n", i, e->io_lower[io_buf(p, KILN_BUF_OUTPUT, i)->id]);
   fprintf(f, "  return %s_run_v(%s, inputs, outputs, %sworkspace);\n}\n", pre, e->o->weights_file ? "weights" : "0",
           p->state_bytes > 0 ? "state, " : "");
+  if (e->h->host_end) fputs(e->h->host_end, f);
   fclose(f);
   return buf;
 }
 
 int kiln_c_emit(const kiln_program *p, const kiln_c_options *o, kiln_c_output *out, kiln_diag *d) {
-  (void)d;
+  static const kiln_c_hooks c99 = {0};
+  return kiln_c_emit_dialect(p, o, &c99, out, d);
+}
+
+int kiln_c_emit_dialect(const kiln_program *p, const kiln_c_options *o, const kiln_c_hooks *h, kiln_c_output *out,
+                        kiln_diag *d) {
   memset(out, 0, sizeof *out);
-  emitter e = {.p = p, .o = o};
+  emitter e = {.p = p, .o = o, .h = h};
   make_names(&e, p->arena);
   out->header = make_header(&e);
   out->source = make_source(&e);

@@ -1,7 +1,8 @@
 /* The C source backend: prints a loop IR program as dependency-free C99
  * (kiln emit-c).  The printer is shared with the CUDA backend through
- * kiln_c_hooks: a dialect overrides only what differs (kernel qualifiers,
- * how a parallel loop is mapped). */
+ * kiln_c_hooks (c_emit.h): a dialect overrides only what differs (kernel
+ * signature, helper qualifiers, GPU-bound loops, scoped buffers, barriers,
+ * launches). */
 #ifndef KILN_C_H
 #define KILN_C_H
 

@@ -13,6 +13,8 @@ typedef struct suite_backend {
   /* bufs: p->nbufs + 1 entries, inputs/outputs/weights/workspace bound. */
   void (*run)(void *handle, const kiln_program *p, void **bufs);
   void (*release)(void *handle);
+  /* What the pipeline lowers and schedules for (NULL: kiln_target_default()). */
+  const kiln_target *target;
 } suite_backend;
 
 /* Every test data set of c through backend b; fills r. */

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """End-to-end numerical check of `kiln run` against ONNX Runtime on the zoo.
 
-Usage:  python3 tests/models/test_zoo_run.py [--backend llvm|c] KILN_BINARY CACHE_DIR [name ...]
+Usage:  python3 tests/models/test_zoo_run.py [--backend llvm|c|cuda-host] KILN_BINARY CACHE_DIR [name ...]
+
+--backend cuda-host runs `kiln run MODEL --target cuda-host` (the CUDA
+backend's code through its host emulation); the rest is the same.
 
 --backend c checks the C backend instead of `kiln run`: `kiln emit-c MODEL
 --weights-file`, the generated example main.c built with
@@ -116,9 +119,9 @@ def output_file(out_dir, name):
     return Path(out_dir) / f"{safe}.npy"
 
 
-def run_kiln(kiln, model_path, inputs, work):
+def run_kiln(kiln, model_path, inputs, work, target=None):
     """Returns (outputs dict, {"compile_ms", "run_ms"}, None) or (None, None, error)."""
-    args = [kiln, "run", str(model_path)]
+    args = [kiln, "run", str(model_path)] + (["--target", target] if target else [])
     for name, array in inputs.items():
         path = Path(work) / f"input_{len(args)}.npy"
         np.save(path, array)
@@ -212,7 +215,10 @@ def check_model(kiln, name, path, backend="llvm"):
     inputs = make_inputs(path)
     ref, ort_ms = run_ort(path, inputs)
     with tempfile.TemporaryDirectory(prefix=f"kiln_zoo_run_{name}_") as work:
-        got, times, error = (run_c if backend == "c" else run_kiln)(kiln, path, inputs, work)
+        if backend == "c":
+            got, times, error = run_c(kiln, path, inputs, work)
+        else:
+            got, times, error = run_kiln(kiln, path, inputs, work, "cuda-host" if backend == "cuda-host" else None)
     if error:
         return False, f"{error} (ORT {ort_ms:.1f} ms)"
     results = []
@@ -235,7 +241,7 @@ def main(argv):
     backend = "llvm"
     if len(argv) > 2 and argv[1] == "--backend":
         backend, argv = argv[2], argv[:1] + argv[3:]
-        if backend not in ("llvm", "c"):
+        if backend not in ("llvm", "c", "cuda-host"):
             print(f"FAIL setup: unknown backend {backend!r}")
             return 2
     if len(argv) < 3:

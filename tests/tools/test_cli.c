@@ -216,7 +216,49 @@ Test(cli, version_mentions_llvm_and_cuda_target_status) {
   cr_assert_str_empty(r.err);
   cr_assert(!strncmp(r.out, "kiln ", 5), "stdout:\n%s", r.out);
   cr_assert(strstr(r.out, "LLVM 19."), "no LLVM version:\n%s", r.out);
-  /* no CUDA backend exists: the version must not claim a usable target */
-  cr_assert(strstr(r.out, "no CUDA backend yet"), "no CUDA status:\n%s", r.out);
+  /* no GPU runtime exists: the version must not claim a usable GPU target */
+  cr_assert(strstr(r.out, "no GPU runtime yet"), "no CUDA status:\n%s", r.out);
   cr_assert(!strstr(r.out, "CUDA target available"), "claims a CUDA target:\n%s", r.out);
+}
+
+/* ---- the CUDA backend's targets ---------------------------------------- */
+
+/* --target cuda without the GPU runtime (no driver here; the runtime is not
+ * built yet anywhere): one error line naming the target, nothing run. */
+Test(cli, target_cuda_fails_with_one_line) {
+  run_result r;
+  KILN(&r, "run", KILN_SOURCE_DIR "/models/resnet8_cifar.onnx", "--random", "--target", "cuda");
+  expect_error(&r, 1, "--target cuda");
+}
+
+Test(cli, target_unknown_is_a_usage_error) {
+  run_result r;
+  KILN(&r, "run", KILN_SOURCE_DIR "/models/resnet8_cifar.onnx", "--random", "--target", "tpu");
+  expect_error(&r, 2, "--target must be cpu, cuda-host or cuda");
+}
+
+/* The classes of a run's top-5 line ("#4 (0.7856) #9 ..."), as "4 9 ...". */
+static void top5_classes(const char *out, char *classes, size_t size) {
+  const char *t = strstr(out, "top-5:");
+  cr_assert(t, "no top-5 line:\n%s", out);
+  size_t j = 0;
+  for (const char *c = t; *c && *c != '\n' && j + 12 < size; c++)
+    if (*c == '#') j += (size_t)snprintf(classes + j, size - j, "%ld ", strtol(c + 1, NULL, 10));
+  classes[j] = 0;
+}
+
+/* --target cuda-host (GPU schedules: the convolutions' implicit GEMM sums
+ * in another order) gives the LLVM run's top-5 classes on the same seeded
+ * input; its values are checked against ONNX Runtime elsewhere
+ * (conformance.cuda_host, models.zoo_run_cuda_host). */
+Test(cli, target_cuda_host_matches_the_cpu_run) {
+  run_result cpu, host;
+  KILN(&cpu, "run", KILN_SOURCE_DIR "/models/resnet8_cifar.onnx", "--random");
+  cr_assert_eq(cpu.code, 0, "stderr:\n%s", cpu.err);
+  KILN(&host, "run", KILN_SOURCE_DIR "/models/resnet8_cifar.onnx", "--random", "--target", "cuda-host");
+  cr_assert_eq(host.code, 0, "stderr:\n%s", host.err);
+  char a[128], b[128];
+  top5_classes(cpu.out, a, sizeof a);
+  top5_classes(host.out, b, sizeof b);
+  cr_assert_str_eq(a, b, "cuda-host's top-5 differs from the CPU run's:\n%s\n---\n%s", cpu.out, host.out);
 }

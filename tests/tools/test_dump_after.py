@@ -18,6 +18,8 @@ Checked, each against something kiln did not compute:
       expand-reduce   the same kernels with no reduction left;
       simplify-index  the same kernels without one `/ 1`;
       schedule-threads  (listed in order; its own checks: passes.test_schedule_threads)
+      schedule-gpu    (listed in order; nothing on a CPU target: the CUDA
+                      backend's conformance.cuda_host runs it)
       plan-memory     workspace offsets such that no two buffers live in
                       the same kernel range overlap (liveness recomputed
                       here from the dump's own loads and stores), except an
@@ -42,7 +44,8 @@ import sys
 import onnx
 from onnx import shape_inference
 
-PASSES = ["import", "infer-shapes", "fold-batchnorm", "fuse-epilogue", "lower", "expand-reduce", "simplify-index", "schedule-threads", "plan-memory"]
+PASSES = ["import", "infer-shapes", "fold-batchnorm", "fuse-epilogue", "lower", "expand-reduce", "simplify-index",
+          "schedule-threads", "schedule-gpu", "plan-memory"]
 failures = []
 
 
