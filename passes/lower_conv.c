@@ -609,8 +609,8 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   if (reg) {
     emit_reg_blocks(L, &f, g, bias);
     if (Yv != Y) { /* the outputs out of Yv, one (n, m) plane per iteration */
-      int nv, mv;
-      kiln_lx *nm = open_plane(L, g, &nv, &mv), *idx[5] = {LOCAL(nv), LOCAL(mv)};
+      kiln_lx *nm = IDX(kiln_lb_for(B, g->N * g->M, par_sched));
+      kiln_lx *idx[5] = {digit(L, nm, g->M, g->N, 1), digit(L, nm, 1, g->M, 0)};
       kiln_lx *yo = IMUL(nm, g->osz), *src = IMUL(nm, f.V);
       for (int i = 0; i < sp; i++) {
         kiln_lx *o = idx[2 + i] = IDX(kiln_lb_for(B, f.out[i], seq_sched));
