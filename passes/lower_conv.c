@@ -203,6 +203,7 @@ typedef struct fconv {
   const int *acc;                               /* register path: acc[j*rvl + l], else NULL */
   const int *rbias;                             /* register path: bias locals per row */
   int64_t rmb, rvl;                             /* register path: rows, positions of the tile */
+  int fma;                                      /* register path: products summed by FMA */
 } fconv;
 
 static int64_t floordiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
@@ -275,7 +276,8 @@ static void emit_micro(kiln_lctx *L, const fconv *f, kiln_lx *c, kiln_lx *k, kil
     int wl = kiln_lb_decl(B, f->ct, kiln_lower_load(L, f->w, IADD(w, CI(j * f->wcs))));
     for (int64_t l = 0; l < f->rvl; l++) {
       int a = f->acc[j * f->rvl + l];
-      kiln_lb_assign(B, a, BIN(ADD, LOCAL(a), BIN(MUL, LOCAL(wl), LOCAL(xl[l]))));
+      kiln_lx *acc = LOCAL(a), *wx[2] = {LOCAL(wl), LOCAL(xl[l])};
+      kiln_lb_assign(B, a, f->fma ? kiln_lx_fma(B, wx[0], wx[1], acc) : BIN(ADD, acc, BIN(MUL, wx[0], wx[1])));
     }
   }
 }
@@ -470,6 +472,7 @@ static kiln_lx *digit(kiln_lctx *L, kiln_lx *blk, int64_t inner, int64_t extent,
 static void emit_reg_blocks(kiln_lctx *L, fconv *f, const conv_geom *g, const kiln_value *bias) {
   int64_t MBr, VL;
   rb_shape(L->target, f->ct, &MBr, &VL);
+  f->fma = kiln_target_has_fma(L->target) && (f->ct == KILN_DT_F32 || f->ct == KILN_DT_F64);
   int64_t nbg = (g->Mg + MBr - 1) / MBr, nbfull = g->Mg / MBr, mtail = g->Mg % MBr;
   int64_t nsub = f->V / VL, vtail = f->V % VL;
   /* supertiles: GT tiles whose input rows fit in half the L2 */
