@@ -511,9 +511,11 @@ static void emit_reg_blocks(kiln_lctx *L, fconv *f, const conv_geom *g, const ki
       emit_rtile(L, f, IMUL(sub, VL), mb, VL);
       kiln_lower_close(L, guard + (gt > 1));
     }
-    if (vtail) {
+    if (vtail) { /* whole vectors, then the rest: a tile of 49 would be shuffled across lanes */
+      int64_t lanes = kiln_target_lanes(L->target, f->ct), whole = vtail / lanes * lanes;
       if (nst > 1) kiln_lb_if(B, BIN(EQ, LOCAL(st), CI(nst - 1)));
-      emit_rtile(L, f, CI(nsub * VL), mb, vtail);
+      if (whole) emit_rtile(L, f, CI(nsub * VL), mb, whole);
+      if (vtail > whole) emit_rtile(L, f, CI(nsub * VL + whole), mb, vtail - whole);
       if (nst > 1) kiln_lb_end(B);
     }
     f->rbias = NULL;
