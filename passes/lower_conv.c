@@ -152,29 +152,35 @@ enum { MB_MAX = 4, T_CH = 4, SINGLE_MAX = 32, S_MAX = 16 };
  * tile of sums in registers for the whole reduction (oneDNN, MLAS and TVM's
  * x86 direct convolution do the same):
  *
- *   for (n, position supertile, group, block of RB_MB rows m0..)   parallel
+ *   for (n, position supertile, group, block of MB rows m0..)     parallel
  *     for tiles of VL = R vectors of virtual positions v0..
- *       acc[j][l] = B[m0+j]                      j < RB_MB, l < VL
+ *       acc[j][l] = B[m0+j]                      j < MB, l < VL
  *       for c < C/group, for taps k:
  *         x[l] = S[c, v0 + l + xo(k)]            R contiguous vector loads
- *         acc[j][l] += W[m0+j, c, k] * x[l]      weight broadcast, one FMA per vector
+ *         acc[j][l] = fma(W[m0+j, c, k], x[l], acc[j][l])   weight broadcast
  *       y[m0+j, v0+l] = acc[j][l]
  *   Y[n, m, o] = Yv[n, m, v(o)]  (when y is Yv: the output store, epilogues)
  *
- * The accumulators are RB_MB * VL scalar locals and the tile's statements
- * are fully unrolled in the loop IR: nothing a printer has to know about.
+ * The accumulators are MB * VL scalar locals and the tile's statements are
+ * fully unrolled in the loop IR: nothing a printer has to know about.
  * Measured on one tile (3x3, 64 channels, 56x56; one Sapphire Rapids core,
  * FMA peak about 179 GFLOP/s f32), this form ran at 160-170 GFLOP/s from
  * clang-19 and 120-157 from gcc 12, both keeping the sums in zmm registers;
  * an array of sums with constant-extent loops (a kernel-local buffer) ran
  * at 0.5-30 from clang (not promoted to registers) and 120-150 from gcc.
- * R is 4 with 32 vector registers (AVX-512: 24 sums, 4 inputs, a weight)
- * and 2 with 16 (AVX2, SSE2: 12 sums); RB_MB = 6 either way.  Output
- * channels not a multiple of RB_MB end in a shorter block, positions not a
- * multiple of VL in a shorter tile (packed S is padded to whole tiles
- * instead).  Supertiles of positions keep the C/group input rows a block
- * reads in half the L2, so the blocks of one supertile reuse them. */
-enum { RB_MB = 6, RB_VL_MAX = 64 };
+ * The products are summed by the loop IR's FMA where the target fuses in
+ * hardware (kiln_target_has_fma): LLVM does not contract a multiply and
+ * an add on its own (kiln's float semantics are exact), and a multiply and
+ * an add are two instructions, half the FMA peak.  Shapes (rb_shape): 6
+ * rows of R = 4 vectors with 32 vector registers (AVX-512: 24 sums, 4
+ * inputs, a weight), 8 rows of 3 where 8 divides the channels and 6 does
+ * not, 6 rows of 2 with 16 registers (AVX2, SSE2: 12 sums).  Output
+ * channels not a multiple of MB end in a shorter block; positions (V,
+ * rounded up to whole vectors when S is packed) not a multiple of VL in a
+ * shorter tile of whole vectors and, where S is X itself, one of the last
+ * few positions.  Supertiles of positions keep the C/group input rows a
+ * block reads in half the L2, so the blocks of one supertile reuse them. */
+enum { RB_MB = 6, RB_MB_MAX = 8, RB_VL_MAX = 64 };
 
 /* The vector width VW (elements of the compute type in one vector) is the
  * target's (kiln_target_lanes: 16 f32 lanes for 64-byte vectors).  Which
@@ -436,16 +442,21 @@ static void emit_pack(kiln_lctx *L, const fconv *f, const conv_geom *g, kiln_lx 
   }
 }
 
-/* Rows and positions of the register tile for target t (see above). */
-static void rb_shape(const kiln_target *t, kiln_dtype ct, int64_t *mb, int64_t *vl) {
-  int64_t r = t->vector_bytes >= 64 ? 4 : 2, v = r * kiln_target_lanes(t, ct);
+/* Rows and positions of the register tile for target t and Mg output
+ * channels per group (see above): with 32 vector registers 6 rows of 4
+ * vectors, or 8 rows of 3 when 8 divides Mg and 6 does not (ResNet's
+ * 64..2048 channels: no short block); with 16, 6 rows of 2. */
+static void rb_shape(const kiln_target *t, kiln_dtype ct, int64_t Mg, int64_t *mb, int64_t *vl) {
+  int64_t r = t->vector_bytes >= 64 ? 4 : 2;
   *mb = RB_MB;
+  if (r == 4 && Mg % RB_MB != 0 && Mg % 8 == 0) *mb = 8, r = 3;
+  int64_t v = r * kiln_target_lanes(t, ct);
   *vl = v > RB_VL_MAX ? RB_VL_MAX : v;
 }
 
 /* One register tile: mb rows by vl positions from v0. */
 static void emit_rtile(kiln_lctx *L, fconv *f, kiln_lx *v0, int64_t mb, int64_t vl) {
-  int acc[RB_MB * RB_VL_MAX];
+  int acc[RB_MB_MAX * RB_VL_MAX];
   for (int64_t j = 0; j < mb; j++)
     for (int64_t l = 0; l < vl; l++) acc[j * vl + l] = kiln_lb_decl(B, f->ct, LOCAL(f->rbias[j]));
   f->acc = acc, f->rmb = mb, f->rvl = vl;
@@ -471,7 +482,7 @@ static kiln_lx *digit(kiln_lctx *L, kiln_lx *blk, int64_t inner, int64_t extent,
  * positions into f->y (Y or Yv, channel stride f->ycs). */
 static void emit_reg_blocks(kiln_lctx *L, fconv *f, const conv_geom *g, const kiln_value *bias) {
   int64_t MBr, VL;
-  rb_shape(L->target, f->ct, &MBr, &VL);
+  rb_shape(L->target, f->ct, g->Mg, &MBr, &VL);
   f->fma = kiln_target_has_fma(L->target) && (f->ct == KILN_DT_F32 || f->ct == KILN_DT_F64);
   int64_t nbg = (g->Mg + MBr - 1) / MBr, nbfull = g->Mg / MBr, mtail = g->Mg % MBr;
   int64_t nsub = f->V / VL, vtail = f->V % VL;
@@ -498,7 +509,7 @@ static void emit_reg_blocks(kiln_lctx *L, fconv *f, const conv_geom *g, const ki
     if (part == 1 && mtail == 0) break;
     if (part == 0 && mtail) kiln_lb_if(B, BIN(LT, LOCAL(bi), CI(nbfull)));
     if (part == 1 && nbfull) kiln_lb_else(B);
-    int rb[RB_MB];
+    int rb[RB_MB_MAX];
     for (int64_t j = 0; j < mb; j++)
       rb[j] = kiln_lb_decl(B, f->ct, bias ? kiln_lower_load(L, kiln_lower_buf(L, bias), IADD(LOCAL(m0), CI(j)))
                                           : kiln_lx_const_f(B, f->ct, 0));
@@ -571,14 +582,11 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   int64_t OW = f.out[last], owr = (OW + VW - 1) / VW * VW, R = g->osz / OW;
   int rows = single && !direct_y && OW >= VW && f.ct == n->out[0]->dtype && !epi;
   int reg = !single;  /* the register path (above) */
-  int64_t RMB, RVL;
-  rb_shape(L->target, f.ct, &RMB, &RVL);
   int64_t nfull = owr == OW ? R : R - 1;
   /* virtual positions: all of them rounded up to VW (exactly the outputs
    * when y is Y); in rows mode the padded rows read up to VW further */
   f.V = direct_y || direct_x ? g->osz : (f.out[0] * f.vs[0] + VW - 1) / VW * VW;
   if (rows) f.V = f.out[0] * f.vs[0] + owr;
-  if (reg && !direct_y && !direct_x) f.V = (f.out[0] * f.vs[0] + RVL - 1) / RVL * RVL; /* whole tiles */
   f.psz = f.V + maxoff;
   const kiln_buf *X = kiln_lower_buf(L, n->in[0]), *Y = kiln_lower_buf(L, n->out[0]);
   f.x = X;

@@ -3,10 +3,11 @@
 
 Usage:  python3 tests/passes/test_conv_blocks.py [--backend llvm|c] KILN_BINARY WORK_DIR [case ...]
 
-The register path computes tiles of RB_MB = 6 output channels by VL virtual
-positions (VL = 64 f32 with 64-byte vectors, 16 with 32-byte ones: run this
-under KILN_CPU=znver3 for the AVX2 shape), with a shorter block where the
-channels of a group are not a multiple of 6, a shorter tile where the
+The register path computes tiles of MB output channels by VL virtual
+positions (6 x 64 f32 with 64-byte vectors, or 8 x 48 when 8 divides the
+channels per group and 6 does not; 6 x 16 with 32-byte ones: run this under
+KILN_CPU=znver3 for the AVX2 shape), with a shorter block where the
+channels of a group are not a multiple of MB, a shorter tile where the
 positions are not a multiple of VL, and supertiles of positions when a
 block's input rows outgrow half the L2.  Every case is a one-node ONNX Conv
 whose sizes land on those tails: 1-D, 2-D and 3-D, groups, strides,
@@ -117,6 +118,8 @@ def build_cases(rng):
     c["1x1_c256_supertiles"] = case(rng, (1, 256, 40, 40), 7, [1, 1])
     # groups (7 channels each: a block of 6 and one of 1 per group), dilation 2
     c["3x3_group2_dil2"] = case(rng, (1, 8, 12, 12), 14, [3, 3], dils=[2, 2], pads=[2, 2, 2, 2], group=2)
+    # 16 channels per group: blocks of 8 rows by 3 vectors (32 vector registers)
+    c["3x3_group2_m32_mb8"] = case(rng, (1, 6, 13, 12), 32, [3, 3], pads=[1, 1, 1, 1], group=2)
     c["3x3_group4_stride2_asym"] = case(rng, (2, 8, 10, 11), 12, [3, 3], strides=[2, 1], pads=[0, 1, 2, 1], group=4)
     # stem-like 7x7 stride 2 pad 3 from 3 channels
     c["7x7_stride2_stem"] = case(rng, (1, 3, 32, 32), 8, [7, 7], strides=[2, 2], pads=[3, 3, 3, 3])
