@@ -179,8 +179,10 @@ enum { MB_MAX = 4, T_CH = 4, SINGLE_MAX = 32, S_MAX = 16 };
  * rounded up to whole vectors when S is packed) not a multiple of VL in a
  * shorter tile of whole vectors and, where S is X itself, one of the last
  * few positions.  Supertiles of positions keep the C/group input rows a
- * block reads in half the L2, so the blocks of one supertile reuse them. */
-enum { RB_MB = 6, RB_MB_MAX = 8, RB_VL_MAX = 64 };
+ * block reads in half the L2, so the blocks of one supertile reuse them.
+ * Convolutions summing fewer than RB_MIN_TERMS products per output stay on
+ * the path above. */
+enum { RB_MB = 6, RB_MB_MAX = 8, RB_VL_MAX = 64, RB_MIN_TERMS = 32 };
 
 /* The vector width VW (elements of the compute type in one vector) is the
  * target's (kiln_target_lanes: 16 f32 lanes for 64-byte vectors).  Which
@@ -581,7 +583,10 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   int single = g->Cg * g->ksz <= (g->Mg == 1 ? SINGLE_MAX : 1);
   int64_t OW = f.out[last], owr = (OW + VW - 1) / VW * VW, R = g->osz / OW;
   int rows = single && !direct_y && OW >= VW && f.ct == n->out[0]->dtype && !epi;
-  int reg = !single;  /* the register path (above) */
+  /* the register path (above) when each output sums RB_MIN_TERMS products
+   * or more: with fewer, initialising and storing a tile of sums weighs as
+   * much as the products, and the in-Yv path makes as few passes */
+  int reg = !single && g->Cg * g->ksz >= RB_MIN_TERMS;
   int64_t nfull = owr == OW ? R : R - 1;
   /* virtual positions: all of them rounded up to VW (exactly the outputs
    * when y is Y); in rows mode the padded rows read up to VW further */

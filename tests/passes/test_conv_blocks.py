@@ -10,7 +10,8 @@ KILN_CPU=znver3 for the AVX2 shape), with a shorter block where the
 channels of a group are not a multiple of MB, a shorter tile where the
 positions are not a multiple of VL, and supertiles of positions when a
 block's input rows outgrow half the L2.  Every case is a one-node ONNX Conv
-whose sizes land on those tails: 1-D, 2-D and 3-D, groups, strides,
+summing at least 32 products per output (RB_MIN_TERMS: fewer take the
+older in-Yv path) whose sizes land on those tails: 1-D, 2-D and 3-D, groups, strides,
 dilations, asymmetric pads, 1x1 read in place, bias or none, f32, f64 and
 f16.  The reference is the definition (passes/conv_def.h) evaluated in
 float64 NumPy on the same inputs (f16 weights and inputs widened exactly).
@@ -110,22 +111,22 @@ def build_cases(rng):
     c["3x3_pad1_c64_28"] = case(rng, (1, 64, 28, 28), 8, [3, 3], pads=[1, 1, 1, 1])
     c["3x3_stride2_m7"] = case(rng, (1, 8, 15, 17), 7, [3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
     # 1x1 unpadded stride 1: X read in place, Y written directly; 90 positions (a short tile)
-    c["1x1_direct_m20"] = case(rng, (1, 16, 9, 10), 20, [1, 1])
-    c["1x1_direct_nobias_batch2"] = case(rng, (2, 12, 7, 7), 6, [1, 1], bias=False)
+    c["1x1_direct_m20"] = case(rng, (1, 40, 9, 10), 20, [1, 1])
+    c["1x1_direct_nobias_batch2"] = case(rng, (2, 36, 7, 7), 6, [1, 1], bias=False)
     # 1x1 stride 2: one phase of the input
-    c["1x1_stride2"] = case(rng, (1, 6, 13, 13), 6, [1, 1], strides=[2, 2])
+    c["1x1_stride2"] = case(rng, (1, 33, 13, 13), 6, [1, 1], strides=[2, 2])
     # a block's 256 input rows of 1600 positions outgrow half an L2: supertiles, a short last one
     c["1x1_c256_supertiles"] = case(rng, (1, 256, 40, 40), 7, [1, 1])
     # groups (7 channels each: a block of 6 and one of 1 per group), dilation 2
     c["3x3_group2_dil2"] = case(rng, (1, 8, 12, 12), 14, [3, 3], dils=[2, 2], pads=[2, 2, 2, 2], group=2)
     # 16 channels per group: blocks of 8 rows by 3 vectors (32 vector registers)
-    c["3x3_group2_m32_mb8"] = case(rng, (1, 6, 13, 12), 32, [3, 3], pads=[1, 1, 1, 1], group=2)
-    c["3x3_group4_stride2_asym"] = case(rng, (2, 8, 10, 11), 12, [3, 3], strides=[2, 1], pads=[0, 1, 2, 1], group=4)
+    c["3x3_group2_m32_mb8"] = case(rng, (1, 8, 13, 12), 32, [3, 3], pads=[1, 1, 1, 1], group=2)
+    c["3x3_group4_stride2_asym"] = case(rng, (2, 16, 10, 11), 12, [3, 3], strides=[2, 1], pads=[0, 1, 2, 1], group=4)
     # stem-like 7x7 stride 2 pad 3 from 3 channels
     c["7x7_stride2_stem"] = case(rng, (1, 3, 32, 32), 8, [7, 7], strides=[2, 2], pads=[3, 3, 3, 3])
     # 1-D (Y written directly), asymmetric pads; 3-D
-    c["1d_k5_asym"] = case(rng, (1, 3, 100), 10, [5], pads=[2, 1])
-    c["1d_stride3_dil2"] = case(rng, (1, 4, 70), 5, [3], strides=[3], dils=[2], pads=[1, 3])
+    c["1d_k5_asym"] = case(rng, (1, 7, 100), 10, [5], pads=[2, 1])
+    c["1d_stride3_dil2"] = case(rng, (1, 11, 70), 5, [3], strides=[3], dils=[2], pads=[1, 3])
     c["3d_3x3x3_pad1"] = case(rng, (1, 2, 6, 7, 8), 7, [3, 3, 3], pads=[1, 1, 1, 1, 1, 1])
     # other compute types: f64 sums in f64, f16 in an f32 scratch
     c["f64_3x3_m9"] = case(rng, (1, 4, 10, 10), 9, [3, 3], pads=[1, 1, 1, 1], dt=np.float64)
