@@ -132,6 +132,15 @@ kiln_lx *kiln_lx_select(kiln_lb *b, kiln_lx *cond, kiln_lx *a, kiln_lx *c) {
   return e;
 }
 
+kiln_lx *kiln_lx_fma(kiln_lb *b, kiln_lx *a, kiln_lx *m, kiln_lx *c) {
+  KILN_ASSERT(a->dtype == m->dtype && a->dtype == c->dtype && (a->dtype == KILN_DT_F32 || a->dtype == KILN_DT_F64));
+  kiln_lx *e = lx(b, KILN_LX_FMA, a->dtype);
+  e->a = a;
+  e->b = m;
+  e->c = c;
+  return e;
+}
+
 kiln_lx *kiln_lx_cast(kiln_lb *b, kiln_dtype t, kiln_lx *a) {
   if (a->dtype == t) return a;
   kiln_lx *e = lx(b, KILN_LX_CAST, t);
@@ -366,6 +375,10 @@ static void print_lx(const kiln_kernel *k, const kiln_lx *e, FILE *f) {
     print_lx(k, e->c, f); fprintf(f, ")");
     break;
   case KILN_LX_CAST: fprintf(f, "%s(", kiln_dtype_name(e->dtype)); print_lx(k, e->a, f); fprintf(f, ")"); break;
+  case KILN_LX_FMA:
+    fprintf(f, "fma("); print_lx(k, e->a, f); fprintf(f, ", "); print_lx(k, e->b, f); fprintf(f, ", ");
+    print_lx(k, e->c, f); fprintf(f, ")");
+    break;
   }
 }
 

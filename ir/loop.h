@@ -53,6 +53,11 @@
  *    nearest even; f16/bf16 values are not computed on (the lowering
  *    widens them to f32).  EXP, LOG, TANH, ERF, POW, REM (fmod) are libm's
  *    functions (f32 calls the f variant: expf...).
+ *  - FMA(a, b, c) is a * b + c with one rounding (C99 fma/fmaf), f32 or
+ *    f64 only; printers emit the fused operation itself (llvm.fma, fmaf),
+ *    never a separate multiply and add.  Lowerings use it where the target
+ *    fuses in hardware (kiln_target_has_fma) and a multiply and an add
+ *    (two roundings) elsewhere.
  *  - Comparisons LT, LE, EQ are false when an operand is NaN, NE is true.
  *  - MIN(a, b) is `a < b ? a : b` and MAX(a, b) is `a < b ? b : a`: with
  *    a NaN operand the comparison is false, so MIN gives b and MAX gives a
@@ -192,7 +197,8 @@ typedef enum kiln_lx_kind {
   KILN_LX_UN,     /* op(a) */
   KILN_LX_BIN,    /* op(a, b) */
   KILN_LX_SELECT, /* a ? b : c */
-  KILN_LX_CAST    /* (dtype) a */
+  KILN_LX_CAST,   /* (dtype) a */
+  KILN_LX_FMA     /* a * b + c rounded once (f32, f64): fma(a, b, c) */
 } kiln_lx_kind;
 
 typedef enum kiln_lx_op {
@@ -326,6 +332,7 @@ kiln_lx *kiln_lx_un(kiln_lb *b, kiln_lx_op op, kiln_lx *a);
 kiln_lx *kiln_lx_bin(kiln_lb *b, kiln_lx_op op, kiln_lx *a, kiln_lx *c);
 kiln_lx *kiln_lx_select(kiln_lb *b, kiln_lx *cond, kiln_lx *a, kiln_lx *c);
 kiln_lx *kiln_lx_cast(kiln_lb *b, kiln_dtype t, kiln_lx *a);
+kiln_lx *kiln_lx_fma(kiln_lb *b, kiln_lx *a, kiln_lx *m, kiln_lx *c);  /* a * m + c, one rounding */
 /* Index arithmetic with constant folding (i64). */
 kiln_lx *kiln_lx_iadd(kiln_lb *b, kiln_lx *a, kiln_lx *c);
 kiln_lx *kiln_lx_imul(kiln_lb *b, kiln_lx *a, int64_t k);

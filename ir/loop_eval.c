@@ -246,6 +246,11 @@ static kv eval(ev *E, const kiln_lx *e) {
   case KILN_LX_BIN: return binary(E, e);
   case KILN_LX_SELECT: return eval(E, e->a).i ? eval(E, e->b) : eval(E, e->c); /* only the branch taken */
   case KILN_LX_CAST: return cast(e->a->dtype, e->dtype, eval(E, e->a));
+  case KILN_LX_FMA: {
+    double a = eval(E, e->a).f, b = eval(E, e->b).f, c = eval(E, e->c).f;
+    r.f = e->dtype == KILN_DT_F32 ? (double)fmaf((float)a, (float)b, (float)c) : fma(a, b, c);
+    return r;
+  }
   }
   return r;
 }

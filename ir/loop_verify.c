@@ -226,6 +226,16 @@ static void vx(vctx *V, const kiln_lx *e) {
            kiln_dtype_name(e->dtype));
     break;
   case KILN_LX_CAST: vx(V, e->a); break;
+  case KILN_LX_FMA:
+    vx(V, e->a);
+    vx(V, e->b);
+    vx(V, e->c);
+    if (!e->a || !e->b || !e->c) break;
+    if ((e->dtype != KILN_DT_F32 && e->dtype != KILN_DT_F64) || e->a->dtype != e->dtype || e->b->dtype != e->dtype ||
+        e->c->dtype != e->dtype)
+      verr(V, "fma of %s, %s and %s into %s (f32 or f64 throughout)", kiln_dtype_name(e->a->dtype),
+           kiln_dtype_name(e->b->dtype), kiln_dtype_name(e->c->dtype), kiln_dtype_name(e->dtype));
+    break;
   }
 }
 

@@ -16,7 +16,8 @@ static void walk_expr(kiln_walk *w, const kiln_lx *e) {
     case KILN_LX_UN:
     case KILN_LX_CAST: walk_expr(w, e->a); break;
     case KILN_LX_BIN: walk_expr(w, e->a); walk_expr(w, e->b); break;
-    case KILN_LX_SELECT: walk_expr(w, e->a); walk_expr(w, e->b); walk_expr(w, e->c); break;
+    case KILN_LX_SELECT:
+    case KILN_LX_FMA: walk_expr(w, e->a); walk_expr(w, e->b); walk_expr(w, e->c); break;
     }
   }
   if (w->expr_post) w->expr_post(w, e);

@@ -90,3 +90,5 @@ int kiln_target_lanes(const kiln_target *t, kiln_dtype dt) {
   int n = (int)((size_t)t->vector_bytes / sz);
   return n >= 1 ? n : 1;
 }
+
+int kiln_target_has_fma(const kiln_target *t) { return t->kind == KILN_TARGET_GPU || t->vector_bytes >= 32; }

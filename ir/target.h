@@ -55,6 +55,11 @@ kiln_target kiln_target_c(void);
 kiln_target kiln_target_gpu_default(void);
 /* The target a caller that names none gets: kiln_target_c's. */
 kiln_target kiln_target_default(void);
+/* Whether the target multiplies and adds with one rounding in hardware
+ * (the loop IR's FMA pays): GPUs, and x86 CPUs with 32-byte vectors or
+ * wider (every AVX2 and AVX-512 processor has FMA3); not SSE2-only ones,
+ * where fma would be a libm call. */
+int kiln_target_has_fma(const kiln_target *t);
 /* Elements of dtype t in one vector (>= 1). */
 int kiln_target_lanes(const kiln_target *t, kiln_dtype dt);
 /* Cores this machine offers (>= 1). */

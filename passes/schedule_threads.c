@@ -46,7 +46,8 @@ static int64_t expr_cost(const kiln_lx *e, int *budget) {
   case KILN_LX_CAST: return expr_cost(e->a, budget);
   case KILN_LX_UN:
   case KILN_LX_BIN:
-  case KILN_LX_SELECT: {
+  case KILN_LX_SELECT:
+  case KILN_LX_FMA: {
     int64_t own = e->dtype == KILN_DT_I64 && kiln_lx_is_index_expr(NULL, e) ? 0 : 1;
     return own + expr_cost(e->a, budget) + expr_cost(e->b, budget) + expr_cost(e->c, budget);
   }

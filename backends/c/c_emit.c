@@ -330,6 +330,15 @@ static void expr(emitter *e, const kiln_lx *x) {
     fprintf(f, ")");
     return;
   case KILN_LX_CAST: cast(e, x); return;
+  case KILN_LX_FMA:
+    fprintf(f, "%s(", x->dtype == KILN_DT_F64 ? "fma" : "fmaf");
+    expr(e, x->a);
+    fprintf(f, ", ");
+    expr(e, x->b);
+    fprintf(f, ", ");
+    expr(e, x->c);
+    fprintf(f, ")");
+    return;
   }
 }
 

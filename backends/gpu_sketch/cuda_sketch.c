@@ -178,6 +178,10 @@ static void ex(sk *S, const kiln_lx *e) {
   case KILN_LX_SELECT:
     fputc('(', f); ex(S, e->a); fprintf(f, " ? "); ex(S, e->b); fprintf(f, " : "); ex(S, e->c); fputc(')', f);
     break;
+  case KILN_LX_FMA:
+    fprintf(f, "%s(", e->dtype == KILN_DT_F64 ? "fma" : "fmaf"); ex(S, e->a); fprintf(f, ", "); ex(S, e->b);
+    fprintf(f, ", "); ex(S, e->c); fputc(')', f);
+    break;
   case KILN_LX_CAST:
     if (kiln_dtype_is_float(e->a->dtype) && !kiln_dtype_is_float(e->dtype) && e->dtype != KILN_DT_BOOL)
       unsupported(S, "a float-to-integer cast (saturates)");

@@ -198,6 +198,11 @@ static LLVMValueRef expr(cg *c, const kiln_lx *e) {
   case KILN_LX_BIN: return binary(c, e);
   case KILN_LX_SELECT: return LLVMBuildSelect(c->b, expr(c, e->a), expr(c, e->b), expr(c, e->c), "");
   case KILN_LX_CAST: return cast(c, expr(c, e->a), e->a->dtype, e->dtype);
+  case KILN_LX_FMA: {
+    LLVMTypeRef ty = kiln_llvm_value_type(c, e->dtype);
+    LLVMValueRef args[3] = {expr(c, e->a), expr(c, e->b), expr(c, e->c)};
+    return call_intrinsic(c, "llvm.fma", &ty, 1, args, 3);
+  }
   }
   return NULL;
 }

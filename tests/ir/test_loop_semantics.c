@@ -128,3 +128,54 @@ static void run(const kiln_program *p, const char *how, const void *a, const voi
 Test(loop_semantics, i32_div_rem_wrap) { CHECK(int32_t, KILN_DT_I32, INT32_MIN); }
 Test(loop_semantics, i64_div_rem_wrap) { CHECK(int64_t, KILN_DT_I64, INT64_MIN); }
 Test(loop_semantics, i8_div_rem_wrap) { CHECK(int8_t, KILN_DT_I8, INT8_MIN); }
+
+/* FMA(a, b, c) rounds once: with a = 1 + e, a * a + c for c = -(1 + 2e)
+ * is exactly e^2 fused, but 0 as a multiply then an add (a * a = 1 + 2e +
+ * e^2 rounds to 1 + 2e, e^2 being half an ulp of 1 and 1 + 2e even).
+ * e = 2^-12 (f32), 2^-27 (f64).  Outputs: fma(a, a, c), a * a + c, and a
+ * three times (unused). */
+static kiln_program *build_fma(kiln_dtype t) {
+  kiln_program *p = kiln_arena_alloc(&g->arena, sizeof *p);
+  p->arena = &g->arena;
+  p->graph = g;
+  kiln_value v = {.dtype = t, .rank = 1, .dims = {N}, .id = -1};
+  v.name = "a";
+  kiln_buf *a = kiln_program_add_buf(p, &v, KILN_BUF_INPUT);
+  v.name = "b";
+  kiln_buf *b = kiln_program_add_buf(p, &v, KILN_BUF_INPUT);
+  kiln_buf *o[NOUT];
+  for (int k = 0; k < NOUT; k++) {
+    v.name = out_names[k];
+    o[k] = kiln_program_add_buf(p, &v, KILN_BUF_OUTPUT);
+  }
+  kiln_lb B = {.p = p};
+  kiln_lb_kernel(&B, "k0_fma", NULL);
+  kiln_lx *i = kiln_lx_index(&B, kiln_lb_for(&B, N, (kiln_sched){0}));
+  kiln_lx *x = kiln_lx_load(&B, a, i), *c = kiln_lx_load(&B, b, i);
+  kiln_lb_store(&B, o[0], i, kiln_lx_fma(&B, x, x, c));
+  kiln_lb_store(&B, o[1], i, kiln_lx_bin(&B, KILN_BIN_ADD, kiln_lx_bin(&B, KILN_BIN_MUL, x, x), c));
+  for (int k = 2; k < NOUT; k++) kiln_lb_store(&B, o[k], i, x);
+  kiln_lb_end(&B);
+  return p;
+}
+
+#define CHECK_FMA(T, DT, E)                                                                          \
+  do {                                                                                               \
+    T a[N], b[N];                                                                                    \
+    for (int i = 0; i < N; i++) a[i] = (T)1 + (T)(E), b[i] = -((T)1 + (T)2 * (T)(E));                \
+    const char *const hows[3] = {"eval", "llvm", "c"};                                               \
+    kiln_program *p = build_fma(DT);                                                                 \
+    for (int h = 0; h < 3; h++) {                                                                    \
+      T got[NOUT][N];                                                                                \
+      void *out[NOUT];                                                                               \
+      for (int k = 0; k < NOUT; k++) out[k] = got[k];                                                \
+      run(p, hows[h], a, b, out);                                                                    \
+      for (int i = 0; i < N; i++) {                                                                  \
+        cr_expect_eq(got[0][i], (T)(E) * (T)(E), "%s fma[%d]: %a", hows[h], i, (double)got[0][i]);  \
+        cr_expect_eq(got[1][i], (T)0, "%s mul+add[%d]: %a", hows[h], i, (double)got[1][i]);          \
+      }                                                                                              \
+    }                                                                                                \
+  } while (0)
+
+Test(loop_semantics, f32_fma_rounds_once) { CHECK_FMA(float, KILN_DT_F32, 0x1p-12); }
+Test(loop_semantics, f64_fma_rounds_once) { CHECK_FMA(double, KILN_DT_F64, 0x1p-27); }

@@ -261,8 +261,15 @@ def no_fuse():
                  [weight("w", [2, 2, 1, 1]), weight("k", [4, 2])])
 
 
+def conv_registers():
+    """1-D Conv of 4 channels, 9 taps (36 products per output: the register
+    path, passes/lower_conv.c), 16 positions -> 1 channel: one tile of sums."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", kernel_shape=[9], pads=[4, 4])]
+    return model("conv_registers", nodes, [vi("x", [1, 4, 16])], [vi("y", [1, 1, 16])], [weight("w", [1, 4, 9])])
+
+
 MODELS = [conv_relu_pool, gemm_flatten, add_concat, transpose_pad, residual_chain, shapes_symbolic, gap_softmax,
-          big_and_small, conv_add_relu, gemm_sigmoid, no_fuse] + BN_MODELS
+          big_and_small, conv_add_relu, gemm_sigmoid, no_fuse, conv_registers] + BN_MODELS
 
 
 def main():

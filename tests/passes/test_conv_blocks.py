@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Register-blocked Conv (passes/lower_conv.c, "the register path") against float64 NumPy.
+
+Usage:  python3 tests/passes/test_conv_blocks.py [--backend llvm|c] KILN_BINARY WORK_DIR [case ...]
+
+The register path computes tiles of MB output channels by VL virtual
+positions (6 x 64 f32 with 64-byte vectors, or 8 x 48 when 8 divides the
+channels per group and 6 does not; 6 x 16 with 32-byte ones: run this under
+KILN_CPU=znver3 for the AVX2 shape), with a shorter block where the
+channels of a group are not a multiple of MB, a shorter tile where the
+positions are not a multiple of VL, and supertiles of positions when a
+block's input rows outgrow half the L2.  Every case is a one-node ONNX Conv
+summing at least 32 products per output (RB_MIN_TERMS: fewer take the
+older in-Yv path) whose sizes land on those tails: 1-D, 2-D and 3-D, groups, strides,
+dilations, asymmetric pads, 1x1 read in place, bias or none, f32, f64 and
+f16.  The reference is the definition (passes/conv_def.h) evaluated in
+float64 NumPy on the same inputs (f16 weights and inputs widened exactly).
+
+TOLERANCE, per output element y with reference r:
+  |y - r| <= n * u * S + u * |r|
+where n = C/group * taps is the number of products summed, S = |b| + sum
+|w * x| over them, and u the unit roundoff of the compute type (2^-24 f32,
+2^-53 f64; f16 outputs compute in f32 and add one f16 rounding, 2^-11 |r|).
+That is the classical worst-case bound for a floating-point sum of n terms
+in any order (Higham, "Accuracy and Stability", 4.2: |error| <= gamma_n *
+sum |terms|, gamma_n ~ n*u), plus the final rounding: any summation order
+satisfies it, a wrong index or a dropped tap does not (its error is of the
+size of the terms themselves).
+
+Prints "PASS name: ..." or "FAIL name: ..." per case, then "N passed, M
+failed"; exit status 1 if any failed.
+"""
+
+import importlib.util
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+REPO = Path(__file__).resolve().parents[2]
+
+spec = importlib.util.spec_from_file_location("zoo_run", REPO / "tests" / "models" / "test_zoo_run.py")
+zoo_run = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(zoo_run)
+
+ONNX_TYPE = {np.float32: TensorProto.FLOAT, np.float64: TensorProto.DOUBLE, np.float16: TensorProto.FLOAT16}
+
+
+def out_size(n, k, s, d, pb, pe):
+    return (n + pb + pe - d * (k - 1) - 1) // s + 1
+
+
+def conv_ref(x, w, b, strides, dils, pads, group):
+    """Y = B + sum X * W (conv_def.h) in float64; also S = |B| + sum |X * W|."""
+    x, w = x.astype(np.float64), w.astype(np.float64)
+    sp = x.ndim - 2
+    N, C = x.shape[:2]
+    M, Cg = w.shape[:2]
+    K = w.shape[2:]
+    pb, pe = pads[:sp], pads[sp:]
+    xp = np.pad(x, [(0, 0), (0, 0)] + [(pb[i], pe[i]) for i in range(sp)])
+    out = [out_size(x.shape[2 + i], K[i], strides[i], dils[i], pb[i], pe[i]) for i in range(sp)]
+    Mg = M // group
+    y = np.zeros((N, M, *out))
+    s = np.zeros((N, M, *out))
+    for tap in np.ndindex(*K):
+        sl = tuple(slice(tap[i] * dils[i], tap[i] * dils[i] + (out[i] - 1) * strides[i] + 1, strides[i])
+                   for i in range(sp))
+        for g in range(group):
+            xs = xp[(slice(None), slice(g * Cg, (g + 1) * Cg)) + sl]       # N, Cg, out...
+            ws = w[(slice(g * Mg, (g + 1) * Mg), slice(None)) + tap]       # Mg, Cg
+            y[:, g * Mg:(g + 1) * Mg] += np.einsum("nc...,mc->nm...", xs, ws)
+            s[:, g * Mg:(g + 1) * Mg] += np.einsum("nc...,mc->nm...", np.abs(xs), np.abs(ws))
+    if b is not None:
+        shape = (1, M) + (1,) * sp
+        y += b.astype(np.float64).reshape(shape)
+        s += np.abs(b.astype(np.float64)).reshape(shape)
+    return y, s, Cg * int(np.prod(K))
+
+
+def case(rng, x_shape, M, K, strides=None, dils=None, pads=None, group=1, bias=True, dt=np.float32):
+    sp = len(K)
+    strides, dils = strides or [1] * sp, dils or [1] * sp
+    pads = pads or [0] * (2 * sp)
+    C = x_shape[1]
+    x = rng.uniform(-1, 1, x_shape).astype(dt)
+    w = rng.uniform(-1, 1, (M, C // group, *K)).astype(dt)
+    b = rng.uniform(-1, 1, (M,)).astype(dt) if bias else None
+    ref, s, n = conv_ref(x, w, b, strides, dils, pads, group)
+    t = ONNX_TYPE[dt]
+    inits = [numpy_helper.from_array(w, "w")] + ([numpy_helper.from_array(b, "b")] if bias else [])
+    node = helper.make_node("Conv", ["x", "w"] + (["b"] if bias else []), ["y"], name="conv", kernel_shape=list(K),
+                            strides=strides, dilations=dils, pads=pads, group=group)
+    g = helper.make_graph([node], "conv_blocks", [helper.make_tensor_value_info("x", t, list(x_shape))],
+                          [helper.make_tensor_value_info("y", t, list(ref.shape))], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], producer_name="kiln-test")
+    m.ir_version = 8
+    u = 2.0 ** -53 if dt == np.float64 else 2.0 ** -24
+    out_u = 2.0 ** -11 if dt == np.float16 else u
+    return m, x, ref, n * u * s + out_u * np.abs(ref)
+
+
+def build_cases(rng):
+    c = {}
+    # 2-D 3x3 pad 1: 13 channels = two blocks of 6 and one of 1; 11*9 positions
+    c["3x3_pad1_m13"] = case(rng, (1, 5, 11, 9), 13, [3, 3], pads=[1, 1, 1, 1])
+    # ResNet-like 3x3 at 28x28 with 64 input channels: many tiles, tap loop, channel loop
+    c["3x3_pad1_c64_28"] = case(rng, (1, 64, 28, 28), 8, [3, 3], pads=[1, 1, 1, 1])
+    c["3x3_stride2_m7"] = case(rng, (1, 8, 15, 17), 7, [3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    # 1x1 unpadded stride 1: X read in place, Y written directly; 90 positions (a short tile)
+    c["1x1_direct_m20"] = case(rng, (1, 40, 9, 10), 20, [1, 1])
+    c["1x1_direct_nobias_batch2"] = case(rng, (2, 36, 7, 7), 6, [1, 1], bias=False)
+    # 1x1 stride 2: one phase of the input
+    c["1x1_stride2"] = case(rng, (1, 33, 13, 13), 6, [1, 1], strides=[2, 2])
+    # a block's 256 input rows of 1600 positions outgrow half an L2: supertiles, a short last one
+    c["1x1_c256_supertiles"] = case(rng, (1, 256, 40, 40), 7, [1, 1])
+    # groups (7 channels each: a block of 6 and one of 1 per group), dilation 2
+    c["3x3_group2_dil2"] = case(rng, (1, 8, 12, 12), 14, [3, 3], dils=[2, 2], pads=[2, 2, 2, 2], group=2)
+    # 16 channels per group: blocks of 8 rows by 3 vectors (32 vector registers)
+    c["3x3_group2_m32_mb8"] = case(rng, (1, 8, 13, 12), 32, [3, 3], pads=[1, 1, 1, 1], group=2)
+    c["3x3_group4_stride2_asym"] = case(rng, (2, 16, 10, 11), 12, [3, 3], strides=[2, 1], pads=[0, 1, 2, 1], group=4)
+    # stem-like 7x7 stride 2 pad 3 from 3 channels
+    c["7x7_stride2_stem"] = case(rng, (1, 3, 32, 32), 8, [7, 7], strides=[2, 2], pads=[3, 3, 3, 3])
+    # 1-D (Y written directly), asymmetric pads; 3-D
+    c["1d_k5_asym"] = case(rng, (1, 7, 100), 10, [5], pads=[2, 1])
+    c["1d_stride3_dil2"] = case(rng, (1, 11, 70), 5, [3], strides=[3], dils=[2], pads=[1, 3])
+    c["3d_3x3x3_pad1"] = case(rng, (1, 2, 6, 7, 8), 7, [3, 3, 3], pads=[1, 1, 1, 1, 1, 1])
+    # other compute types: f64 sums in f64, f16 in an f32 scratch
+    c["f64_3x3_m9"] = case(rng, (1, 4, 10, 10), 9, [3, 3], pads=[1, 1, 1, 1], dt=np.float64)
+    c["f16_3x3_m7"] = case(rng, (1, 6, 9, 9), 7, [3, 3], pads=[1, 1, 1, 1], dt=np.float16)
+    return c
+
+
+def main(argv):
+    backend = "llvm"
+    if len(argv) > 1 and argv[1] == "--backend":
+        backend = argv[2]
+        argv = argv[:1] + argv[3:]
+    if len(argv) < 3:
+        sys.exit(__doc__)
+    kiln, work = argv[1], Path(argv[2])
+    only = set(argv[3:])
+    work.mkdir(parents=True, exist_ok=True)
+    passed = failed = 0
+    for name, (m, x, ref, tol) in build_cases(np.random.default_rng(0)).items():
+        if only and name not in only:
+            continue
+        with tempfile.TemporaryDirectory(dir=work) as tmp:
+            path = Path(tmp) / f"{name}.onnx"
+            onnx.save(m, path)
+            run = zoo_run.run_kiln if backend == "llvm" else zoo_run.run_c
+            outs, _, err = run(kiln, path, {"x": x}, tmp)
+        y = None if err else outs.get("y", outs.get("output_0"))
+        if err or y is None or y.size != ref.size:
+            failed += 1
+            print(f"FAIL {name}: {err or f'no output of {ref.size} values'}")
+            continue
+        d = np.abs(y.reshape(ref.shape).astype(np.float64) - ref)
+        worst = float(np.max(d / tol))
+        ok = bool(np.all(d <= tol))
+        print(f"{'PASS' if ok else 'FAIL'} {name}: max |y - ref| {float(np.max(d)):.2e}, "
+              f"{worst:.3f} of the bound at worst")
+        passed += ok
+        failed += not ok
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
