@@ -542,6 +542,20 @@ static void emit_reg_blocks(kiln_lctx *L, fconv *f, const conv_geom *g, const ki
   kiln_lb_end(B);
 }
 
+/* The copy out of the virtual positions: for o over the output's spatial
+ * dims, Y[yo + o . ystr] = Yv[src + o . vs] through the output store (which
+ * applies the node's epilogue); idx[0..1] hold n and m. */
+static void store_from_virtual(kiln_lctx *L, const kiln_node *n, const conv_geom *g, const fconv *f,
+                               const kiln_buf *Yv, kiln_lx **idx, kiln_lx *yo, kiln_lx *src) {
+  for (int i = 0; i < g->sp; i++) {
+    kiln_lx *o = idx[2 + i] = IDX(kiln_lb_for(B, f->out[i], seq_sched));
+    yo = IADD(yo, IMUL(o, g->ystr[i]));
+    src = IADD(src, IMUL(o, f->vs[i]));
+  }
+  kiln_lower_store(L, n, 0, idx, yo, kiln_lx_load(B, Yv, src));
+  kiln_lower_close(L, g->sp);
+}
+
 static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g) {
   fconv f = {0};
   int sp = f.sp = g->sp, last = sp - 1;
@@ -636,13 +650,8 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
       kiln_lx *nm = IDX(kiln_lb_for(B, g->N * g->M, par_sched));
       kiln_lx *idx[5] = {digit(L, nm, g->M, g->N, 1), digit(L, nm, 1, g->M, 0)};
       kiln_lx *yo = IMUL(nm, g->osz), *src = IMUL(nm, f.V);
-      for (int i = 0; i < sp; i++) {
-        kiln_lx *o = idx[2 + i] = IDX(kiln_lb_for(B, f.out[i], seq_sched));
-        yo = IADD(yo, IMUL(o, g->ystr[i]));
-        src = IADD(src, IMUL(o, f.vs[i]));
-      }
-      kiln_lower_store(L, n, 0, idx, yo, kiln_lx_load(B, Yv, src));
-      kiln_lower_close(L, sp + 1);
+      store_from_virtual(L, n, g, &f, Yv, idx, yo, src);
+      kiln_lower_close(L, 1);
     }
     return;
   }
@@ -697,13 +706,8 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
     kiln_lx *yo = IMUL(IADD(IADD(IMUL(LOCAL(nv), g->M), LOCAL(m0)), j), g->osz);
     kiln_lx *src = IADD(LOCAL(yb), IMUL(j, f.V));
     kiln_lx *idx[5] = {LOCAL(nv), IADD(LOCAL(m0), j)};
-    for (int i = 0; i < sp; i++) {
-      kiln_lx *o = idx[2 + i] = IDX(kiln_lb_for(B, f.out[i], seq_sched));
-      yo = IADD(yo, IMUL(o, g->ystr[i]));
-      src = IADD(src, IMUL(o, f.vs[i]));
-    }
-    kiln_lower_store(L, n, 0, idx, yo, kiln_lx_load(B, Yv, src));
-    kiln_lower_close(L, sp + 1);
+    store_from_virtual(L, n, g, &f, Yv, idx, yo, src);
+    kiln_lower_close(L, 1);
   }
   kiln_lb_end(B);
 }
