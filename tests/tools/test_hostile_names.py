@@ -7,7 +7,8 @@ kiln generates (make_hostile_model.py) goes through
            through the example main.c;
   compile  its header included by a host built with the same -Werror flags,
            linked with the object and runtime, run;
-  run      kiln run with every input given by name;
+  run      kiln run with every input given by name, on the CPU and with
+           --target cuda-host (the CUDA printer's source, built with cc);
 
 and each must give ONNX Runtime's outputs and never create the marker file
 that the model's payloads `touch`.  Also checked: the `_NAME` macros of both
@@ -256,23 +257,26 @@ def main():
                 check(r.stdout.split(b"\0")[:-1] == [n.encode() for n in printable],
                       "compile header: NAME macros hold the names byte for byte")
 
-    # ---- run ----
-    rd = os.path.join(work, "run")
-    os.makedirs(rd)
-    args = [kiln, "run", model_path, "--output", rd]
-    for k, n in enumerate(in_names):
-        args += ["--input", f"{n}={os.path.join(work, f'in{k}.npy')}"]
-    r = sh(args)
-    check(r.returncode == 0, "run succeeds with every input given by its hostile name")
-    if r.returncode == 0:
-        files = sorted(os.listdir(rd))
-        check(len(files) == len(out_names), f"run: one file per output ({len(files)} files)")
-        got = []
-        for n in out_names:
-            f = os.path.join(rd, run_file_name(n) + ".npy")
-            check(os.path.exists(f), f"run: output {ascii(n)[:40]} is in {os.path.basename(f)[:60]}")
-            got.append(np.load(f) if os.path.exists(f) else np.full(1, np.nan))
-        compare("run", got, want)
+    # ---- run, on the CPU and through the CUDA printer's host emulation ----
+    # (--target cuda-host prints the model as CUDA C and compiles it with cc:
+    # the same names land in that source)
+    for tag, extra in (("run", []), ("run --target cuda-host", ["--target", "cuda-host"])):
+        rd = os.path.join(work, "run" if not extra else "run_cuda_host")
+        os.makedirs(rd)
+        args = [kiln, "run", model_path, "--output", rd] + extra
+        for k, n in enumerate(in_names):
+            args += ["--input", f"{n}={os.path.join(work, f'in{k}.npy')}"]
+        r = sh(args)
+        check(r.returncode == 0, f"{tag} succeeds with every input given by its hostile name")
+        if r.returncode == 0:
+            files = sorted(os.listdir(rd))
+            check(len(files) == len(out_names), f"{tag}: one file per output ({len(files)} files)")
+            got = []
+            for n in out_names:
+                f = os.path.join(rd, run_file_name(n) + ".npy")
+                check(os.path.exists(f), f"{tag}: output {ascii(n)[:40]} is in {os.path.basename(f)[:60]}")
+                got.append(np.load(f) if os.path.exists(f) else np.full(1, np.nan))
+            compare(tag, got, want)
 
     # ---- errors that name hostile strings stay one printable line ----
     bad = os.path.join(work, "bad.onnx")
