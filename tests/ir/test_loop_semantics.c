@@ -21,20 +21,26 @@ enum { N = 8, NOUT = 5 };
 /* outputs: a / b, a % b, a % 3, a / -1, a * a */
 static const char *const out_names[NOUT] = {"div", "rem", "rem3", "divm1", "sq"};
 
-static kiln_program *build(kiln_dtype t) {
+/* A program with inputs a, b and the NOUT outputs, all dtype t and N long. */
+static kiln_program *ab_program(kiln_dtype t, kiln_buf **a, kiln_buf **b, kiln_buf **o) {
   kiln_program *p = kiln_arena_alloc(&g->arena, sizeof *p);
   p->arena = &g->arena;
   p->graph = g;
   kiln_value v = {.dtype = t, .rank = 1, .dims = {N}, .id = -1};
   v.name = "a";
-  kiln_buf *a = kiln_program_add_buf(p, &v, KILN_BUF_INPUT);
+  *a = kiln_program_add_buf(p, &v, KILN_BUF_INPUT);
   v.name = "b";
-  kiln_buf *b = kiln_program_add_buf(p, &v, KILN_BUF_INPUT);
-  kiln_buf *o[NOUT];
+  *b = kiln_program_add_buf(p, &v, KILN_BUF_INPUT);
   for (int k = 0; k < NOUT; k++) {
     v.name = out_names[k];
     o[k] = kiln_program_add_buf(p, &v, KILN_BUF_OUTPUT);
   }
+  return p;
+}
+
+static kiln_program *build(kiln_dtype t) {
+  kiln_buf *a, *b, *o[NOUT];
+  kiln_program *p = ab_program(t, &a, &b, o);
   kiln_lb B = {.p = p};
   kiln_lb_kernel(&B, "k0_divrem", NULL);
   kiln_lx *i = kiln_lx_index(&B, kiln_lb_for(&B, N, (kiln_sched){0}));
@@ -135,19 +141,8 @@ Test(loop_semantics, i8_div_rem_wrap) { CHECK(int8_t, KILN_DT_I8, INT8_MIN); }
  * e = 2^-12 (f32), 2^-27 (f64).  Outputs: fma(a, a, c), a * a + c, and a
  * three times (unused). */
 static kiln_program *build_fma(kiln_dtype t) {
-  kiln_program *p = kiln_arena_alloc(&g->arena, sizeof *p);
-  p->arena = &g->arena;
-  p->graph = g;
-  kiln_value v = {.dtype = t, .rank = 1, .dims = {N}, .id = -1};
-  v.name = "a";
-  kiln_buf *a = kiln_program_add_buf(p, &v, KILN_BUF_INPUT);
-  v.name = "b";
-  kiln_buf *b = kiln_program_add_buf(p, &v, KILN_BUF_INPUT);
-  kiln_buf *o[NOUT];
-  for (int k = 0; k < NOUT; k++) {
-    v.name = out_names[k];
-    o[k] = kiln_program_add_buf(p, &v, KILN_BUF_OUTPUT);
-  }
+  kiln_buf *a, *b, *o[NOUT];
+  kiln_program *p = ab_program(t, &a, &b, o);
   kiln_lb B = {.p = p};
   kiln_lb_kernel(&B, "k0_fma", NULL);
   kiln_lx *i = kiln_lx_index(&B, kiln_lb_for(&B, N, (kiln_sched){0}));
