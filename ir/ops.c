@@ -25,10 +25,17 @@
 #undef KILN_ATTR
 #undef KILN_ATTRS_END
 
+/* The gradient column's functions (passes/grad_*.c); `missing` is NULL. */
+#define KILN_OP(E, name, attrs, ins, outs, shape, fold, macs, lower, scalar, grad) \
+  int kiln_grad_##grad(struct kiln_grad_ctx *c, const kiln_node *n, kiln_value *const *dy, kiln_value **dx);
+#include "ops.def"
+#undef KILN_OP
+
 #define kiln_scalar_none NULL /* ops that are not elementwise */
+#define kiln_grad_missing NULL
 static const kiln_op_info op_table[KILN_OP_COUNT] = {
-#define KILN_OP(E, name, attrs, ins, outs, shape, fold, macs, lower, scalar) \
-  [KILN_OP_##E] = {name, &kiln_schema_##attrs, ins, outs, shape, fold, macs, lower, kiln_scalar_##scalar},
+#define KILN_OP(E, name, attrs, ins, outs, shape, fold, macs, lower, scalar, grad) \
+  [KILN_OP_##E] = {name, &kiln_schema_##attrs, ins, outs, shape, fold, macs, lower, kiln_scalar_##scalar, kiln_grad_##grad},
 #include "ops.def"
 #undef KILN_OP
 };

@@ -56,7 +56,7 @@ typedef struct kiln_attr_schema {
 
 /* ---- ops ---- */
 typedef enum kiln_op {
-#define KILN_OP(E, name, attrs, ins, outs, shape, fold, macs, lower, scalar) KILN_OP_##E,
+#define KILN_OP(E, name, attrs, ins, outs, shape, fold, macs, lower, scalar, grad) KILN_OP_##E,
 #include "ops.def"
 #undef KILN_OP
   KILN_OP_COUNT
@@ -71,6 +71,12 @@ struct kiln_lctx;
 struct kiln_lx;
 typedef int (*kiln_lower_fn)(struct kiln_lctx *L, const struct kiln_node *n);
 typedef struct kiln_lx *(*kiln_scalar_fn)(struct kiln_lctx *L, const struct kiln_node *n, struct kiln_lx **in);
+struct kiln_grad_ctx;
+struct kiln_value;
+/* Reverse mode (passes/grad.h): dy[k] is the gradient of n->out[k] (NULL
+ * when none flows); sets dx[k] for every input k the context wants. */
+typedef int (*kiln_grad_fn)(struct kiln_grad_ctx *c, const struct kiln_node *n, struct kiln_value *const *dy,
+                            struct kiln_value **dx);
 
 typedef struct kiln_op_info {
   const char *name;              /* ONNX op type */
@@ -81,6 +87,7 @@ typedef struct kiln_op_info {
   kiln_macs_fn macs;             /* NULL: no multiply-accumulates counted */
   kiln_lower_fn lower;           /* loops computing the node (passes/lower_*.c) */
   kiln_scalar_fn scalar;         /* per-element meaning of elementwise ops */
+  kiln_grad_fn grad;             /* NULL: gradient not written yet; kiln_grad_nondiff: none flows */
 } kiln_op_info;
 
 const kiln_op_info *kiln_op_get(kiln_op op);

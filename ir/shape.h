@@ -15,7 +15,7 @@ typedef struct kiln_shape_ctx {
 } kiln_shape_ctx;
 
 /* Declarations of every function ops.def names. */
-#define KILN_OP(E, name, attrs, ins, outs, shape, fold, macs, lower, scalar) \
+#define KILN_OP(E, name, attrs, ins, outs, shape, fold, macs, lower, scalar, grad) \
   int shape(kiln_shape_ctx *c, kiln_node *n);
 #include "ops.def"
 #undef KILN_OP

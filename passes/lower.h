@@ -82,11 +82,11 @@ typedef struct kiln_index_env {
 int kiln_index_range(const kiln_index_env *env, const kiln_lx *e, int64_t *lo, int64_t *hi);
 
 /* Every lower/scalar function named in ops.def. */
-#define KILN_OP(E, name, attrs, ins, outs, shape, fold, macs, lower, scalar) \
+#define KILN_OP(E, name, attrs, ins, outs, shape, fold, macs, lower, scalar, grad) \
   int lower(kiln_lctx *L, const kiln_node *n);
 #include "../ir/ops.def"
 #undef KILN_OP
-#define KILN_OP(E, name, attrs, ins, outs, shape, fold, macs, lower, scalar) \
+#define KILN_OP(E, name, attrs, ins, outs, shape, fold, macs, lower, scalar, grad) \
   kiln_lx *kiln_scalar_##scalar(kiln_lctx *L, const kiln_node *n, kiln_lx **in);
 #include "../ir/ops.def"
 #undef KILN_OP
