@@ -160,7 +160,7 @@ static int convert_node(onnx_importer *im, const Onnx__NodeProto *np, int index)
   n.nattr = (int)np->n_attribute;
   if (n.nattr) memcpy(n.attr, np->attribute, (size_t)n.nattr * sizeof *n.attr); /* attribute is NULL when empty */
   if (onnx_upgrade(im, &n)) return -1;
-  int op = kiln_op_find(n.op_type);
+  int op = strncmp(n.op_type, "kiln.", 5) ? kiln_op_find(n.op_type) : -1;
   if (op < 0)
     return kiln_error(im->d, &loc, "unsupported op '%s' (domain 'ai.onnx', opset %lld)", n.op_type, (long long)im->opset);
   const kiln_op_info *info = kiln_op_get((kiln_op)op);
@@ -208,7 +208,8 @@ static int check_ops(onnx_importer *im, const Onnx__GraphProto *gp) {
     if (!is_default_domain(np->domain))
       return kiln_error(im->d, &loc, "unsupported op '%s' (domain '%s'): kiln implements the default ONNX domain only",
                         op, np->domain);
-    if (kiln_op_find(op) < 0 && strcmp(op, "Constant") && strcmp(op, "Upsample"))
+    /* "kiln.*" rows of the op table are kiln's own (gradients): never read from a model */
+    if ((kiln_op_find(op) < 0 || !strncmp(op, "kiln.", 5)) && strcmp(op, "Constant") && strcmp(op, "Upsample"))
       return kiln_error(im->d, &loc, "unsupported op '%s' (domain 'ai.onnx', opset %lld)", op, (long long)im->opset);
   }
   return 0;
