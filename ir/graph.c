@@ -64,6 +64,15 @@ kiln_value *kiln_value_const(kiln_graph *g, const char *name, kiln_dtype t, int 
   return v;
 }
 
+kiln_value *kiln_graph_new_input(kiln_graph *g, const char *name, kiln_dtype t, int rank, const kiln_dim *dims) {
+  kiln_value *v = kiln_value_new(g, name, KILN_VALUE_INPUT);
+  v->dtype = t;
+  v->rank = rank;
+  for (int i = 0; i < rank; i++) v->dims[i] = dims[i];
+  kiln_graph_add_input(g, v);
+  return v;
+}
+
 kiln_node *kiln_node_new(kiln_graph *g, kiln_op op, const char *name, int nin, int nout) {
   kiln_node *n = kiln_arena_alloc(&g->arena, sizeof *n);
   const kiln_op_info *info = kiln_op_get(op);

@@ -118,6 +118,8 @@ kiln_value *kiln_value_new(kiln_graph *g, const char *name, kiln_value_kind kind
 /* A constant value owning a copy of nothing: data must outlive the graph. */
 kiln_value *kiln_value_const(kiln_graph *g, const char *name, kiln_dtype t, int rank,
                              const int64_t *dims, const void *data);
+/* A run-time graph input of dtype t and shape dims, appended to g->inputs. */
+kiln_value *kiln_graph_new_input(kiln_graph *g, const char *name, kiln_dtype t, int rank, const kiln_dim *dims);
 kiln_node *kiln_node_new(kiln_graph *g, kiln_op op, const char *name, int nin, int nout);
 void kiln_graph_add_input(kiln_graph *g, kiln_value *v);
 void kiln_graph_add_output(kiln_graph *g, kiln_value *v);

@@ -195,10 +195,8 @@ int kiln_autodiff(kiln_graph *g, kiln_value *loss, int nwrt, kiln_value *const *
   for (int i = nnodes - 1; i >= 0; i--) {
     kiln_node *n = g->nodes[i];
     if (n->dead) continue;
-    kiln_value *dy[KILN_MAX_RANK * 4] = {0}, **dyp = dy, *dx_small[16] = {0}, **dx = dx_small;
     int flows = 0, any = 0;
-    if (n->nout > (int)(sizeof dy / sizeof *dy))
-      dyp = kiln_arena_array(&g->arena, (size_t)n->nout, sizeof *dyp);
+    kiln_value **dyp = kiln_arena_array(&g->arena, (size_t)(n->nout ? n->nout : 1), sizeof *dyp);
     for (int k = 0; k < n->nout; k++)
       if (n->out[k] && n->out[k]->id < c.nvals && (dyp[k] = c.grad[n->out[k]->id])) flows = 1;
     for (int k = 0; k < n->nin; k++) any |= kiln_grad_wanted(&c, n, k);
@@ -208,8 +206,7 @@ int kiln_autodiff(kiln_graph *g, kiln_value *loss, int nwrt, kiln_value *const *
     if (!info->grad)
       return kiln_grad_fail(&c, "kiln has no gradient for %s yet; freeze the parameters before it, or "
                             "leave it out of the trained part", info->name);
-    if (n->nin > 16) dx = kiln_arena_array(&g->arena, (size_t)n->nin, sizeof *dx);
-    else memset(dx_small, 0, sizeof dx_small);
+    kiln_value **dx = kiln_arena_array(&g->arena, (size_t)(n->nin ? n->nin : 1), sizeof *dx);
     if (info->grad(&c, n, dyp, dx)) return -1;
     for (int k = 0; k < n->nin; k++) {
       if (!kiln_grad_wanted(&c, n, k)) continue;

@@ -74,15 +74,6 @@ int kiln_train_prepare(kiln_graph *g, const kiln_train_opts *t, kiln_diag *d) {
 
 /* ---- the loss ---- */
 
-static kiln_value *input(kiln_graph *g, const char *name, kiln_dtype t, int rank, const kiln_dim *dims) {
-  kiln_value *v = kiln_value_new(g, name, KILN_VALUE_INPUT);
-  v->dtype = t;
-  v->rank = rank;
-  for (int i = 0; i < rank; i++) v->dims[i] = dims[i];
-  kiln_graph_add_input(g, v);
-  return v;
-}
-
 static kiln_value *node1(kiln_grad_ctx *c, kiln_op op, kiln_value *a, void (*set)(void *attrs, const void *arg),
                          const void *arg, kiln_value *b) {
   kiln_node *m = kiln_grad_node(c, op, b ? 2 : 1, 1);
@@ -344,8 +335,9 @@ int kiln_pass_train(kiln_graph *g, const kiln_train_opts *t, kiln_diag *d) {
   } else {
     for (int i = 0; i < y->rank; i++) ldims[lrank++] = y->dims[i];
   }
-  kiln_value *label = input(g, "label", ltype, lrank, ldims);
-  step_scalars s = {.lr = input(g, "lr", KILN_DT_F32, 0, NULL), .step = input(g, "step", KILN_DT_F32, 0, NULL)};
+  kiln_value *label = kiln_graph_new_input(g, "label", ltype, lrank, ldims);
+  step_scalars s = {.lr = kiln_graph_new_input(g, "lr", KILN_DT_F32, 0, NULL),
+                    .step = kiln_graph_new_input(g, "step", KILN_DT_F32, 0, NULL)};
   kiln_value *loss = NULL;
   switch (t->loss) {
   case KILN_LOSS_CE: loss = cross_entropy(c, t, y, label); break;

@@ -49,12 +49,7 @@ static inline kiln_node *t_node(kiln_op op, const char *name, const char *op_typ
 
 /* A run-time graph input of the given type. */
 static inline kiln_value *t_input(const char *name, kiln_dtype t, int rank, const int64_t *dims) {
-  kiln_value *v = kiln_value_new(g, name, KILN_VALUE_INPUT);
-  v->dtype = t;
-  v->rank = rank;
-  for (int i = 0; i < rank; i++) v->dims[i] = dims[i];
-  kiln_graph_add_input(g, v);
-  return v;
+  return kiln_graph_new_input(g, name, t, rank, dims);
 }
 
 /* A constant whose data is copied into the graph's arena. */

@@ -41,12 +41,7 @@ static inline double gc_uniform(uint64_t *s, double lo, double hi) {
 
 /* Helpers for builders: an input of dtype t and shape, a node applying op. */
 static inline kiln_value *gc_input(kiln_graph *g, const char *name, kiln_dtype t, int rank, const int64_t *dims) {
-  kiln_value *v = kiln_value_new(g, name, KILN_VALUE_INPUT);
-  v->dtype = t;
-  v->rank = rank;
-  for (int i = 0; i < rank; i++) v->dims[i] = dims[i];
-  kiln_graph_add_input(g, v);
-  return v;
+  return kiln_graph_new_input(g, name, t, rank, dims);
 }
 
 static inline kiln_node *gc_node(kiln_graph *g, kiln_op op, int nin, kiln_value *const *in, int nout) {
