@@ -4,9 +4,13 @@
  * dilations, asymmetric pads, auto_pad, output_padding and output_shape,
  * with and without bias.  kiln.ConvGradWeight's values alone against a
  * naive float64 sum written here; and the gradient program of a
- * LeNet-sized Conv through the LLVM JIT against the interpreter in f64. */
+ * LeNet-sized Conv through the LLVM JIT and the C printer against the
+ * interpreter in f64. */
+#include <dlfcn.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "../../backends/c/kiln_c.h"
 #include "../../backends/llvm/kiln_llvm.h"
 #include "gradcheck.h"
 
@@ -288,7 +292,66 @@ static double now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-Test(grad_conv, lenet_sized_gradients_agree_through_the_llvm_jit) {
+/* The relative l2 error of gradient k (f32, got) against the f64 reference. */
+static double grad_rel(const gc_prog *p64, int k, const float *got) {
+  double e = 0, nr = 0;
+  for (int64_t i = 0; i < p64->numel[k]; i++) {
+    double r = ((double *)p64->bufs[p64->grad_buf[k]])[i];
+    e += (got[i] - r) * (got[i] - r);
+    nr += r * r;
+  }
+  cr_assert(nr > 0, "gradient %d is zero", k);
+  return sqrt(e / nr);
+}
+
+/* Runs p through the C printer: emitted, compiled with cc (-Werror, UBSan
+ * aborting on undefined behaviour), loaded and run; bufs as for the JIT
+ * (inputs and outputs bound, by io_index). */
+static void run_c(const kiln_program *p, void **bufs) {
+  kiln_diag d = {0};
+  kiln_c_options o = {.prefix = "net", .model = "test"};
+  kiln_c_output co;
+  cr_assert_eq(kiln_c_emit(p, &o, &co, &d), 0, "%s", d.msg);
+  char dir[64], path[128], cmd[512];
+  snprintf(dir, sizeof dir, "/tmp/kiln-gradconv-%ld", (long)getpid());
+  snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
+  cr_assert_eq(system(cmd), 0);
+  const char *names[3] = {"net.h", "net.c", "net_weights.c"}, *texts[3] = {co.header, co.source, co.weights};
+  for (int f = 0; f < 3; f++) {
+    snprintf(path, sizeof path, "%s/%s", dir, names[f]);
+    FILE *fp = fopen(path, "w");
+    cr_assert_not_null(fp);
+    fputs(texts[f] ? texts[f] : "", fp);
+    fclose(fp);
+  }
+  kiln_c_output_free(&co);
+  snprintf(cmd, sizeof cmd,
+           "cc -std=c99 -O1 -Wall -Wextra -Wpedantic -Werror -fPIC -shared -fsanitize=undefined "
+           "-fno-sanitize-recover=all -o %s/net.so %s/net.c %s/net_weights.c -lm",
+           dir, dir, dir);
+  cr_assert_eq(system(cmd), 0, "generated C does not compile");
+  snprintf(path, sizeof path, "%s/net.so", dir);
+  void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  cr_assert_not_null(dl, "%s", dlerror());
+  int (*fn)(const void *, const void *const *, void *const *, void *) =
+      (int (*)(const void *, const void *const *, void *const *, void *))(uintptr_t)dlsym(dl, "net_run_v");
+  cr_assert_not_null(fn);
+  const void *in[8] = {0};
+  void *out[8] = {0};
+  cr_assert(p->ninputs <= 8 && p->noutputs <= 8);
+  for (int b = 0; b < p->nbufs; b++) {
+    if (p->bufs[b]->kind == KILN_BUF_INPUT) in[p->bufs[b]->io_index] = bufs[b];
+    if (p->bufs[b]->kind == KILN_BUF_OUTPUT) out[p->bufs[b]->io_index] = bufs[b];
+  }
+  void *ws = calloc(1, (size_t)p->workspace_bytes + 64);
+  fn(NULL, in, out, ws);
+  free(ws);
+  dlclose(dl);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  cr_assert_eq(system(cmd), 0);
+}
+
+Test(grad_conv, lenet_sized_gradients_agree_through_the_llvm_jit_and_c) {
   kiln_diag d = {0};
   gc_prog p64, p32;
   cr_assert_eq(gc_compile(conv_graph, &lenet, KILN_DT_F64, &p64, &d), 0, "%s", d.msg);
@@ -314,15 +377,17 @@ Test(grad_conv, lenet_sized_gradients_agree_through_the_llvm_jit) {
    * values in [-1, 1]; rounding in f32 through conv, transpose conv and the
    * loss is ~1e-6 relative: 1e-5 (the gradcheck's f32 bound is 1e-3) */
   for (int k = 0; k < p64.nin; k++) {
-    double e = 0, nr = 0;
-    for (int64_t i = 0; i < p64.numel[k]; i++) {
-      double r = ((double *)p64.bufs[p64.grad_buf[k]])[i], v = ((float *)bufs[p32.grad_buf[k]])[i];
-      e += (v - r) * (v - r);
-      nr += r * r;
-    }
-    double rel = sqrt(e / nr);
+    double rel = grad_rel(&p64, k, bufs[p32.grad_buf[k]]);
     cr_log_info("LeNet conv: gradient of input %d, JIT f32 vs interpreter f64: relative error %.3g\n", k, rel);
-    cr_assert(nr > 0 && rel < 1e-5, "gradient of input %d: JIT f32 vs f64 relative error %.3g", k, rel);
+    cr_assert(rel < 1e-5, "gradient of input %d: JIT f32 vs f64 relative error %.3g", k, rel);
+  }
+  /* the same program through the C printer (outputs overwritten first) */
+  for (int k = 0; k < p64.nin; k++) memset(bufs[p32.grad_buf[k]], 0xff, (size_t)p64.numel[k] * sizeof(float));
+  run_c(p, bufs);
+  for (int k = 0; k < p64.nin; k++) {
+    double rel = grad_rel(&p64, k, bufs[p32.grad_buf[k]]);
+    cr_log_info("LeNet conv: gradient of input %d, C f32 vs interpreter f64: relative error %.3g\n", k, rel);
+    cr_assert(rel < 1e-5, "gradient of input %d: C f32 vs f64 relative error %.3g", k, rel);
   }
   /* the weight gradient's speed, once (rough: one thread, a shared machine) */
   int kg = -1;
