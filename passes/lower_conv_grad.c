@@ -6,7 +6,10 @@
  * with grp = m / Mg and X zero outside: Conv's definition (conv_def.h)
  * summed over (n, o) instead of (c, k), so its index terms are conv_def's
  * (kiln_conv_in_pos, kiln_conv_in_bounds) on a kiln_conv_geom whose
- * "out" is dY's spatial shape.  The schedule:
+ * "out" is dY's spatial shape.  Two schedules of it: convolutions with
+ * every stride 1 (most of a CNN's) pack X and dY into zero-padded planes
+ * and sum flat runs in a register tile (lower_packed, below); strided
+ * ones, and those whose packed planes would be huge, take the row form:
  *
  *   for e in M * Cg * (taps of every spatial dim but the last)   parallel
  *     m, c and those taps k' from e (the only div/mod, once per row of dW)
@@ -21,8 +24,8 @@
  *           combine tot <- row
  *       dW[m, c, k', kl] = tot                 (kiln_lower_store: epilogues)
  *
- * Every dW element is one accumulator in a reduction (ir/loop.h); the
- * innermost loop reads dY contiguously and X with the stride, and its
+ * In the row form every dW element is one accumulator in a reduction
+ * (ir/loop.h); the innermost loop reads dY contiguously and X with the stride, and its
  * partial sums are independent chains the vectoriser packs
  * (expand_reduce.c, lanes).  The rows are short (an output row), so each
  * row's f32 sum is short and the long sum over rows is accurate.  A last

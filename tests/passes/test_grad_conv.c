@@ -135,7 +135,9 @@ static int64_t out_extent(const gw_case *gc, int i) {
   return (gc->in[i] + gc->pads[i] + gc->pads[gc->sp + i] - dk) / gc->s[i] + 1;
 }
 
-static kiln_program *gw_program(const gw_case *gc, kiln_dtype t, kiln_diag *d, kiln_graph **gout) {
+/* sgd: the output is W0 - 0.5 * dW (an SGD step, W0 a third input), which
+ * the fusion pass makes the kernel's epilogue. */
+static kiln_program *gw_program(const gw_case *gc, kiln_dtype t, int sgd, kiln_diag *d, kiln_graph **gout) {
   kiln_graph *g = gc_graph();
   int sp = gc->sp, r = sp + 2;
   int64_t xd[5] = {gc->N, gc->C}, yd[5] = {gc->N, gc->M};
@@ -148,8 +150,18 @@ static kiln_program *gw_program(const gw_case *gc, kiln_dtype t, kiln_diag *d, k
   a->strides = ints_of(g, sp, gc->s);
   a->dilations = ints_of(g, sp, gc->d);
   a->pads = ints_of(g, 2 * sp, gc->pads);
-  n->out[0]->name = "dW";
-  kiln_graph_add_output(g, n->out[0]);
+  kiln_value *out = n->out[0];
+  if (sgd) {
+    int64_t wd[5] = {gc->M, gc->C / gc->G};
+    for (int i = 0; i < sp; i++) wd[2 + i] = gc->K[i];
+    void *hv = kiln_arena_alloc(&g->arena, 8);
+    kiln_dtype_store_f(t, hv, 0, 0.5);
+    kiln_value *w0 = gc_input(g, "W0", t, r, wd), *half = kiln_value_const(g, "half", t, 0, NULL, hv);
+    kiln_node *mul = gc_node(g, KILN_OP_MUL, 2, (kiln_value *[]){out, half}, 1);
+    out = gc_node(g, KILN_OP_SUB, 2, (kiln_value *[]){w0, mul->out[0]}, 1)->out[0];
+  }
+  out->name = "dW";
+  kiln_graph_add_output(g, out);
   *gout = g;
   kiln_pipeline pl;
   kiln_pipeline_opts po = {.graph = g};
@@ -188,12 +200,17 @@ static void gw_reference(const gw_case *gc, const double *x, const double *dy, d
       }
 }
 
-/* Runs the lowered ConvGradWeight in dtype t on x, dy; dw gets the result. */
-static void gw_run(const gw_case *gc, kiln_dtype t, const double *x, const double *dy, double *dw, int64_t nw) {
+/* Runs the lowered ConvGradWeight in dtype t on x, dy (and w0 when not
+ * NULL: the SGD form); dw gets the result. */
+static void gw_run(const gw_case *gc, kiln_dtype t, const double *x, const double *dy, const double *w0, double *dw,
+                   int64_t nw) {
   kiln_diag d = {0};
   kiln_graph *g;
-  kiln_program *p = gw_program(gc, t, &d, &g);
+  kiln_program *p = gw_program(gc, t, w0 != NULL, &d, &g);
   cr_assert(p, "%s", d.msg);
+  if (w0) /* fused: one kernel, the update computed in its store */
+    cr_assert(p->nkernels == 1 && p->kernels[0]->nnodes == 3, "%d kernels, the first computing %d nodes", p->nkernels,
+              p->kernels[0]->nnodes);
   void **bufs = calloc((size_t)p->nbufs + 1, sizeof *bufs);
   void *ws = calloc(1, (size_t)p->workspace_bytes + 64);
   for (int b = 0; b < p->nbufs; b++) {
@@ -201,7 +218,7 @@ static void gw_run(const gw_case *gc, kiln_dtype t, const double *x, const doubl
     if (buf->kind == KILN_BUF_WEIGHT) bufs[b] = (void *)buf->data;
     else if (buf->kind == KILN_BUF_WORKSPACE) bufs[b] = (char *)ws + buf->offset;
     else bufs[b] = calloc((size_t)buf->numel + 1, kiln_dtype_size(buf->dtype));
-    const double *src = !strcmp(buf->name, "X") ? x : !strcmp(buf->name, "dY") ? dy : NULL;
+    const double *src = !strcmp(buf->name, "X") ? x : !strcmp(buf->name, "dY") ? dy : !strcmp(buf->name, "W0") ? w0 : NULL;
     if (src && buf->kind == KILN_BUF_INPUT)
       for (int64_t i = 0; i < buf->numel; i++) kiln_dtype_store_f(t, bufs[b], (size_t)i, src[i]);
   }
@@ -255,12 +272,38 @@ Test(grad_conv, conv_grad_weight_values_match_a_naive_float64_sum) {
     const kiln_dtype types[2] = {KILN_DT_F64, KILN_DT_F32};
     const double tol[2] = {1e-12, 1e-5};
     for (int ti = 0; ti < 2; ti++) {
-      gw_run(gc, types[ti], x, dy, got, nw);
+      gw_run(gc, types[ti], x, dy, NULL, got, nw);
       for (int64_t i = 0; i < nw; i++)
         cr_assert(fabs(got[i] - ref[i]) <= tol[ti] * mag[i] + 1e-300, "case %d %s dW[%lld] = %.9g, reference %.9g",
                   ci, kiln_dtype_name(types[ti]), (long long)i, got[i], ref[i]);
     }
     free(x), free(dy), free(ref), free(mag), free(got);
+  }
+}
+
+Test(grad_conv, conv_grad_weight_fuses_an_sgd_step_into_its_store) {
+  const gw_case cases[] = {
+      {2, 2, 4, 6, 2, {7, 9}, {3, 3}, {1, 1}, {2, 1}, {1, 0, 3, 2}}, /* stride 1: the tiled form */
+      {2, 2, 4, 6, 2, {7, 9}, {3, 2}, {2, 1}, {1, 2}, {1, 0, 2, 1}}, /* strided: the row form */
+  };
+  for (int ci = 0; ci < 2; ci++) {
+    const gw_case *gc = &cases[ci];
+    int64_t nx = gc->N * gc->C, ny = gc->N * gc->M, nw = gc->M * (gc->C / gc->G);
+    for (int i = 0; i < gc->sp; i++) nx *= gc->in[i], ny *= out_extent(gc, i), nw *= gc->K[i];
+    double *x = malloc((size_t)nx * sizeof *x), *dy = malloc((size_t)ny * sizeof *dy), *w0 = malloc((size_t)nw * sizeof *w0);
+    double *ref = malloc((size_t)nw * sizeof *ref), *mag = malloc((size_t)nw * sizeof *mag);
+    double *got = malloc((size_t)nw * sizeof *got);
+    uint64_t s = 7 + (uint64_t)ci;
+    for (int64_t i = 0; i < nx; i++) x[i] = (float)gc_uniform(&s, -1, 1);
+    for (int64_t i = 0; i < ny; i++) dy[i] = (float)gc_uniform(&s, -1, 1);
+    for (int64_t i = 0; i < nw; i++) w0[i] = (float)gc_uniform(&s, -1, 1);
+    gw_reference(gc, x, dy, ref, mag);
+    /* f64: W0 - 0.5 dW rounds twice more than dW (~1e-16 of |W0| + mag) */
+    gw_run(gc, KILN_DT_F64, x, dy, w0, got, nw);
+    for (int64_t i = 0; i < nw; i++)
+      cr_assert(fabs(got[i] - (w0[i] - 0.5 * ref[i])) <= 1e-12 * (mag[i] + fabs(w0[i])), "case %d W[%lld] = %.12g, want %.12g",
+                ci, (long long)i, got[i], w0[i] - 0.5 * ref[i]);
+    free(x), free(dy), free(w0), free(ref), free(mag), free(got);
   }
 }
 
