@@ -31,6 +31,7 @@ int kiln_fold_shape(kiln_shape_ctx *c, kiln_node *n);
 int kiln_fold_constant_of_shape(kiln_shape_ctx *c, kiln_node *n);
 int64_t kiln_macs_conv(const kiln_node *n);
 int64_t kiln_macs_conv_transpose(const kiln_node *n);
+int64_t kiln_macs_conv_grad_weight(const kiln_node *n);
 int64_t kiln_macs_gemm(const kiln_node *n);
 int64_t kiln_macs_matmul(const kiln_node *n);
 

@@ -186,7 +186,9 @@ int kiln_shape_conv_transpose(kiln_shape_ctx *c, kiln_node *n) {
     return kiln_shape_fail(c, n, "output_shape has %d entries, expected %d", a->output_shape.n, sp);
   kiln_dim out[KILN_MAX_RANK];
   int64_t *pads = kiln_arena_array(&c->g->arena, (size_t)(2 * sp), sizeof *pads);
+  int64_t *opad = kiln_arena_array(&c->g->arena, (size_t)sp, sizeof *opad);
   memcpy(pads, a->pads.v, (size_t)(2 * sp) * sizeof *pads);
+  memcpy(opad, a->output_padding.v, (size_t)sp * sizeof *opad);
   for (int i = 0; i < sp; i++) {
     int64_t in = x->dims[2 + i], s = a->strides.v[i], dk = (a->kernel_shape.v[i] - 1) * a->dilations.v[i] + 1;
     int64_t op = a->output_padding.v[i];
@@ -196,7 +198,9 @@ int kiln_shape_conv_transpose(kiln_shape_ctx *c, kiln_node *n) {
     if (a->output_shape.n || same) {
       int64_t want = a->output_shape.n ? a->output_shape.v[a->output_shape.n - sp + i] : in * s;
       int64_t total = full - want;
-      if (total < 0) total = 0;
+      /* a target past the full extent: the excess is output padding, kept
+       * in the attribute so the canonical (NOTSET) form infers it again */
+      if (total < 0) opad[i] += -total, total = 0;
       /* ConvTranspose puts the odd pad at the end for SAME_UPPER */
       int upper = strcmp(a->auto_pad, "SAME_LOWER") != 0;
       pads[i] = upper ? total / 2 : total - total / 2;
@@ -209,9 +213,47 @@ int kiln_shape_conv_transpose(kiln_shape_ctx *c, kiln_node *n) {
     if (out[2 + i] < 1) return kiln_shape_fail(c, n, "output spatial dim %d would be %lld", i, (long long)out[2 + i]);
   }
   a->pads = (kiln_ints){2 * sp, pads};
+  a->output_padding = (kiln_ints){sp, opad};
   a->auto_pad = "NOTSET";
   out[0] = x->dims[0];
   out[1] = m;
+  kiln_shape_set(n, 0, x->dtype, r, out);
+  return 0;
+}
+
+/* kiln.ConvGradWeight (X, dY -> dW), the weight gradient of Conv: the
+ * window attributes are the forward Conv's (kernel_shape required: there
+ * is no W to take it from), completed into canonical form like Conv's;
+ * dY must have exactly the shape that Conv of X with them produces. */
+int kiln_shape_conv_grad_weight(kiln_shape_ctx *c, kiln_node *n) {
+  kiln_attrs_conv *a = n->attrs;
+  if (kiln_shape_need(c, n, 0) || kiln_shape_need(c, n, 1) || check_float(c, n, 0)) return -1;
+  const kiln_value *x = n->in[0], *dy = n->in[1];
+  int r = x->rank, sp = r - 2;
+  if (r < 3 || r > 5) return kiln_shape_fail(c, n, "X must be (N, C, D1[, D2[, D3]]), got %s", kiln_shape_str(c, x));
+  if (dy->rank != r)
+    return kiln_shape_fail(c, n, "dY %s must have the same rank as X %s", kiln_shape_str(c, dy), kiln_shape_str(c, x));
+  if (x->dtype != dy->dtype) return kiln_shape_fail(c, n, "X is %s but dY is %s", kiln_dtype_name(x->dtype), kiln_dtype_name(dy->dtype));
+  if (a->group < 1) return kiln_shape_fail(c, n, "group must be positive, got %lld", (long long)a->group);
+  kiln_dim cin = x->dims[1], m = dy->dims[1];
+  if (KILN_DIM_IS_SYM(cin) || KILN_DIM_IS_SYM(m)) return kiln_shape_fail(c, n, "the channel dims must be static");
+  if (cin % a->group || m % a->group)
+    return kiln_shape_fail(c, n, "group %lld does not divide input channels %lld and output channels %lld",
+                           (long long)a->group, (long long)cin, (long long)m);
+  if (x->dims[0] != dy->dims[0])
+    return kiln_shape_fail(c, n, "X %s and dY %s differ in batch", kiln_shape_str(c, x), kiln_shape_str(c, dy));
+  if (a->kernel_shape.n != sp)
+    return kiln_shape_fail(c, n, "kernel_shape must have %d entries, got %d", sp, a->kernel_shape.n);
+  window w = {&a->kernel_shape, &a->strides, &a->dilations, &a->pads, &a->auto_pad};
+  kiln_dim out[KILN_MAX_RANK];
+  if (window_complete(c, n, w, sp, NULL) || window_out(c, n, w, sp, x->dims + 2, 0, out + 2)) return -1;
+  for (int i = 0; i < sp; i++)
+    if (out[2 + i] != dy->dims[2 + i])
+      return kiln_shape_fail(c, n, "dY %s does not have the spatial shape the convolution of X %s gives", kiln_shape_str(c, dy),
+                             kiln_shape_str(c, x));
+  out[0] = m;
+  out[1] = cin / a->group;
+  for (int i = 0; i < sp; i++) out[2 + i] = a->kernel_shape.v[i];
   kiln_shape_set(n, 0, x->dtype, r, out);
   return 0;
 }
@@ -320,6 +362,15 @@ int64_t kiln_macs_conv_transpose(const kiln_node *n) {
   if (x->rank < 0 || w->rank < 0) return 0;
   int64_t m = kiln_value_numel(x, 1); /* each input element scatters into Cout/group * kernel outputs */
   for (int i = 1; i < w->rank; i++) m = macs_mul(m, w->dims[i]);
+  return m;
+}
+
+int64_t kiln_macs_conv_grad_weight(const kiln_node *n) {
+  const kiln_value *dy = n->in[1], *dw = n->out[0];
+  if (!dw || dw->rank < 0 || dy->rank < 0) return 0;
+  int64_t m = kiln_value_numel(dw, 1); /* each dW element sums N * output positions products */
+  for (int i = 0; i < dy->rank; i++)
+    if (i != 1) m = macs_mul(m, dy->dims[i]);
   return m;
 }
 

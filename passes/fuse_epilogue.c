@@ -1,5 +1,5 @@
 /* fuse_epilogue: graph -> graph where each Conv, ConvTranspose, Gemm,
- * MatMul or elementwise node whose result only feeds a chain of
+ * MatMul, kiln.ConvGradWeight or elementwise node whose result only feeds a chain of
  * elementwise nodes has that chain in its epilogue (kiln_node_fuse).
  *
  * How it works: one walk in graph order.  At a producer (not itself fused
@@ -30,7 +30,8 @@
 static int is_producer(const kiln_node *n) {
   const kiln_op_info *info = kiln_op_get(n->op);
   return n->op == KILN_OP_CONV || n->op == KILN_OP_CONV_TRANSPOSE || n->op == KILN_OP_GEMM ||
-         n->op == KILN_OP_MATMUL || (info->lower == kiln_lower_elementwise && info->scalar);
+         n->op == KILN_OP_MATMUL || n->op == KILN_OP_CONV_GRAD_WEIGHT ||
+         (info->lower == kiln_lower_elementwise && info->scalar);
 }
 
 static int is_step(const kiln_node *n) {

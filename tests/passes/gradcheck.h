@@ -80,7 +80,10 @@ static inline int gc_buf_named(const kiln_program *p, const char *name) {
   return -1;
 }
 
-static inline int gc_compile(gc_build_fn build, const void *ctx, kiln_dtype t, gc_prog *gp, kiln_diag *d) {
+/* target: what to lower for (NULL: the pipeline's default; a JIT test
+ * passes the host's, kiln_llvm_target(0)). */
+static inline int gc_compile_for(gc_build_fn build, const void *ctx, kiln_dtype t, const kiln_target *target, gc_prog *gp,
+                                 kiln_diag *d) {
   memset(gp, 0, sizeof *gp);
   kiln_graph *g = gp->g = build(t, ctx);
   cr_assert(g && g->noutputs >= 1 && g->ninputs <= 8);
@@ -122,7 +125,7 @@ static inline int gc_compile(gc_build_fn build, const void *ctx, kiln_dtype t, g
       kiln_graph_add_output(g, gv);
     }
   kiln_pipeline pl;
-  kiln_pipeline_opts po = {.graph = g, .from = KILN_PASS_INFER_SHAPES};
+  kiln_pipeline_opts po = {.graph = g, .from = KILN_PASS_INFER_SHAPES, .target = target};
   if (kiln_pipeline_run(&po, &pl, d)) return -1;
   kiln_program *p = gp->p = pl.program;
   gp->bufs = calloc((size_t)p->nbufs + 1, sizeof *gp->bufs);
@@ -145,6 +148,10 @@ static inline int gc_compile(gc_build_fn build, const void *ctx, kiln_dtype t, g
   }
   cr_assert(gp->loss_buf >= 0);
   return 0;
+}
+
+static inline int gc_compile(gc_build_fn build, const void *ctx, kiln_dtype t, gc_prog *gp, kiln_diag *d) {
+  return gc_compile_for(build, ctx, t, NULL, gp, d);
 }
 
 static inline double gc_run(gc_prog *gp) {
