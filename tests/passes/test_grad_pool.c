@@ -227,3 +227,73 @@ Test(grad_pool, max_pool_ties_go_to_the_first_maximum) {
   free(ws);
   kiln_graph_free(g);
 }
+
+/* f16 (and so the accumulate-in-f32-scratch path of lower_pool_grad.c):
+ * loss = ReduceSum(Pool(x)) in f16 vs the same in f32, on inputs exact in
+ * f16 (multiples of 1/64, distinct for MaxPool).  MaxPool's gradient is
+ * a count of windows (exact in both); AveragePool's sums of 1/count are
+ * accumulated in f32 and rounded to f16 once on the store: within half
+ * an f16 ulp, 2^-11 = 4.9e-4 relative, of the f32 result. */
+static int run_sum_grad(const pool_case *pc, kiln_dtype t, const double *xin, int64_t n, double *gx_out) {
+  kiln_graph *g = pool(t, pc);
+  kiln_value *y = g->outputs[0];
+  kiln_node *rs = gc_node(g, KILN_OP_REDUCE_SUM, 1, (kiln_value *[]){y}, 1);
+  ((kiln_attrs_reduce *)rs->attrs)->keepdims = 0;
+  g->noutputs = 0;
+  y->is_output = 0;
+  kiln_graph_add_output(g, rs->out[0]);
+  kiln_diag d = {0};
+  cr_assert_eq(kiln_pass_infer_shapes(g, &d), 0, "%s", d.msg);
+  kiln_value *x = g->inputs[0], *gx = NULL;
+  cr_assert_eq(kiln_autodiff(g, rs->out[0], 1, &x, &gx, &d), 0, "%s", d.msg);
+  cr_assert(gx && gx->dtype == t);
+  gx->name = "gx";
+  kiln_graph_add_output(g, gx);
+  kiln_pipeline pl;
+  kiln_pipeline_opts po = {.graph = g, .from = KILN_PASS_INFER_SHAPES};
+  cr_assert_eq(kiln_pipeline_run(&po, &pl, &d), 0, "%s", d.msg);
+  kiln_program *p = pl.program;
+  size_t es = kiln_dtype_size(t);
+  void **bufs = calloc((size_t)p->nbufs + 1, sizeof *bufs);
+  char *xb = calloc((size_t)n, es), *gb = calloc((size_t)n, es), loss[8];
+  for (int64_t i = 0; i < n; i++) kiln_dtype_store_f(t, xb, (size_t)i, xin[i]);
+  void *ws = calloc(1, (size_t)p->workspace_bytes + 64);
+  for (int b = 0; b < p->nbufs; b++) {
+    const kiln_buf *bf = p->bufs[b];
+    bufs[b] = bf->kind == KILN_BUF_INPUT ? (void *)xb
+            : bf->kind == KILN_BUF_OUTPUT ? (!strcmp(bf->name, "gx") ? (void *)gb : (void *)loss)
+            : bf->kind == KILN_BUF_WEIGHT ? (void *)bf->data : (char *)ws + bf->offset;
+  }
+  int nk = p->nkernels;
+  for (int k = 0; k < nk; k++) cr_assert_eq(kiln_loop_eval(p, p->kernels[k], bufs), 0);
+  for (int64_t i = 0; i < n; i++) gx_out[i] = kiln_dtype_load_f(t, gb, (size_t)i);
+  free(bufs);
+  free(xb);
+  free(gb);
+  free(ws);
+  kiln_graph_free(g);
+  return nk;
+}
+
+Test(grad_pool, f16_accumulates_in_f32) {
+  for (int o = 0; o < 2; o++)
+    for (int i = 0; i < NGEOM; i++) {
+      pool_case pc = geometries[i];
+      pc.op = o ? KILN_OP_AVERAGE_POOL : KILN_OP_MAX_POOL;
+      pc.cip = 1;
+      int64_t n = 1;
+      for (int k = 0; k < pc.sp + 2; k++) n *= pc.x[k];
+      double *x = calloc((size_t)n, sizeof *x), *g16 = calloc((size_t)n, sizeof *g16), *g32 = calloc((size_t)n, sizeof *g32);
+      uint64_t s = 5;
+      distinct(0, x, n, &s, NULL);
+      for (int64_t k = 0; k < n; k++) x[k] = round(x[k] * 64) / 64; /* n <= 128: still distinct */
+      run_sum_grad(&pc, KILN_DT_F16, x, n, g16);
+      run_sum_grad(&pc, KILN_DT_F32, x, n, g32);
+      for (int64_t k = 0; k < n; k++)
+        cr_assert(fabs(g16[k] - g32[k]) <= 4.9e-4 * fabs(g32[k]), "%s geometry %d: dX[%lld] f16 %.6g vs f32 %.6g",
+                  kiln_op_get(pc.op)->name, i, (long long)k, g16[k], g32[k]);
+      free(x);
+      free(g16);
+      free(g32);
+    }
+}
