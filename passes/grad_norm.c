@@ -194,7 +194,9 @@ int kiln_grad_lrn(kiln_grad_ctx *c, const kiln_node *n, kiln_value *const *dy, k
  * with a nonzero ratio needs the forward's random mask; kiln does not
  * generate one (kiln_lower_dropout refuses such a forward too), so its
  * gradient is refused by name here rather than silently taken as the
- * identity. */
+ * identity.  (When it does, with a counter-based mask hash(seed, step,
+ * element) that a kernel recomputes instead of storing, this gradient is
+ * that same Dropout applied to dY.) */
 int kiln_grad_dropout(kiln_grad_ctx *c, const kiln_node *n, kiln_value *const *dy, kiln_value **dx) {
   if (!WANT(0) || !dy[0]) return 0;
   double training = 0, ratio = 0.5;
