@@ -297,3 +297,36 @@ Test(grad_pool, f16_accumulates_in_f32) {
       free(g32);
     }
 }
+
+/* The gradient ops' shape function checks what it is given: a dY that is
+ * not the pool's output for X, or an invalid x_shape, is one located
+ * error line, not a crash. */
+Test(grad_pool, gradient_op_shape_errors_are_one_line) {
+  kiln_graph *g = gc_graph();
+  kiln_value *x = gc_input(g, "x", KILN_DT_F32, 4, (int64_t[]){1, 2, 6, 6});
+  kiln_value *dy = gc_input(g, "dy", KILN_DT_F32, 4, (int64_t[]){1, 2, 4, 4});
+  kiln_node *m = gc_node(g, KILN_OP_MAX_POOL_GRAD, 2, (kiln_value *[]){x, dy}, 1);
+  kiln_attrs_pool *a = m->attrs;
+  a->kernel_shape = ints(g, 2, (int64_t[]){2, 2});
+  a->strides = ints(g, 2, (int64_t[]){2, 2}); /* output 3x3, not 4x4 */
+  kiln_graph_add_output(g, m->out[0]);
+  kiln_diag d = {0};
+  cr_assert_neq(kiln_pass_infer_shapes(g, &d), 0);
+  cr_assert(strstr(d.msg, "kiln.MaxPoolGrad") && strstr(d.msg, "not the pool's output") && !strchr(d.msg, '\n'),
+            "%s", d.msg);
+  kiln_graph_free(g);
+
+  g = gc_graph();
+  dy = gc_input(g, "dy", KILN_DT_F32, 4, (int64_t[]){1, 2, 3, 3});
+  static const int64_t bad[4] = {1, 2, -6, 6};
+  kiln_value *shape = kiln_value_const(g, "x_shape", KILN_DT_I64, 1, (int64_t[]){4}, bad);
+  m = gc_node(g, KILN_OP_AVERAGE_POOL_GRAD, 2, (kiln_value *[]){dy, shape}, 1);
+  a = m->attrs;
+  a->kernel_shape = ints(g, 2, (int64_t[]){2, 2});
+  a->strides = ints(g, 2, (int64_t[]){2, 2});
+  kiln_graph_add_output(g, m->out[0]);
+  memset(&d, 0, sizeof d);
+  cr_assert_neq(kiln_pass_infer_shapes(g, &d), 0);
+  cr_assert(strstr(d.msg, "x_shape[2]") && !strchr(d.msg, '\n'), "%s", d.msg);
+  kiln_graph_free(g);
+}
