@@ -386,3 +386,46 @@ int64_t kiln_macs_matmul(const kiln_node *n) {
   if (!y || y->rank < 0 || A->rank < 1) return 0;
   return macs_mul(kiln_value_numel(y, 1), A->dims[A->rank - 1]);
 }
+
+/* kiln.MaxPoolGrad (X, dY) and kiln.AveragePoolGrad (dY, #x_shape): dX has
+ * X's shape (MaxPoolGrad: X's; AveragePoolGrad: the constant x_shape) and
+ * dY must be exactly the pool's output for that shape and these window
+ * attributes (autodiff copies them, already canonical, from the forward
+ * pool).  Static shapes only: gradients are built after dims are bound. */
+int kiln_shape_pool_grad(kiln_shape_ctx *c, kiln_node *n) {
+  kiln_attrs_pool *a = n->attrs;
+  int is_max = n->op == KILN_OP_MAX_POOL_GRAD, dyk = is_max ? 1 : 0;
+  if (kiln_shape_need(c, n, 0) || kiln_shape_need(c, n, dyk)) return -1;
+  const kiln_value *dy = n->in[dyk];
+  kiln_dim xd[KILN_MAX_RANK];
+  int r;
+  if (is_max) {
+    r = n->in[0]->rank;
+    for (int i = 0; i < r; i++) xd[i] = n->in[0]->dims[i];
+    if (n->in[0]->dtype != dy->dtype)
+      return kiln_shape_fail(c, n, "X is %s but dY is %s", kiln_dtype_name(n->in[0]->dtype), kiln_dtype_name(dy->dtype));
+  } else {
+    int64_t v[KILN_MAX_RANK];
+    if (kiln_shape_const_ints(c, n, 1, v, KILN_MAX_RANK, &r)) return -1;
+    for (int i = 0; i < r; i++) {
+      if (v[i] < 1 || v[i] > ((int64_t)1 << 40)) return kiln_shape_fail(c, n, "x_shape[%d] = %lld is not a valid extent", i, (long long)v[i]);
+      xd[i] = v[i];
+    }
+  }
+  if (r < 3 || r > 5) return kiln_shape_fail(c, n, "X must be (N, C, D1[, D2[, D3]]), got rank %d", r);
+  if (check_float(c, n, dyk)) return -1;
+  for (int i = 0; i < r; i++)
+    if (KILN_DIM_IS_SYM(xd[i]) || KILN_DIM_IS_SYM(dy->dims[i]))
+      return kiln_shape_fail(c, n, "a pooling gradient needs static shapes (bind symbolic dims with --dim)");
+  int sp = r - 2;
+  window w = {&a->kernel_shape, &a->strides, &a->dilations, &a->pads, &a->auto_pad};
+  kiln_dim out[KILN_MAX_RANK];
+  if (window_complete(c, n, w, sp, NULL) || window_out(c, n, w, sp, xd + 2, (int)a->ceil_mode, out + 2)) return -1;
+  out[0] = xd[0];
+  out[1] = xd[1];
+  int same = dy->rank == r;
+  for (int i = 0; same && i < r; i++) same = dy->dims[i] == out[i];
+  if (!same) return kiln_shape_fail(c, n, "dY %s is not the pool's output shape for this X", kiln_shape_str(c, dy));
+  kiln_shape_set(n, 0, dy->dtype, r, xd);
+  return 0;
+}
