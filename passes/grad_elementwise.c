@@ -60,7 +60,9 @@ UNARY(reciprocal, RECIPROCAL_GRAD, 1)
 #undef UNARY
 
 /* With alpha > 0, Y has X's sign, so the row can test Y: X is then read
- * by the forward alone, which keeps LeakyRelu fusable into its producer. */
+ * by the forward alone, which keeps LeakyRelu fusable into its producer.
+ * (The one difference: where alpha X underflows to -0, within 1e-43 of
+ * the kink in f32, Y takes the X >= 0 side.) */
 int kiln_grad_leaky_relu(kiln_grad_ctx *c, const kiln_node *n, kiln_value *const *dy, kiln_value **dx) {
   return unary(c, n, dy, dx, KILN_OP_LEAKY_RELU_GRAD, ((const kiln_attrs_leaky_relu *)n->attrs)->alpha > 0);
 }
