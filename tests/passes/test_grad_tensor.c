@@ -246,17 +246,26 @@ typedef struct resize_case {
   int64_t dims[5];
   double scales[5];
   int64_t sizes[5]; /* used when nscales == 0 */
+  int antialias, exclude_outside, naxes;
+  int64_t axes[2];  /* the axes attribute: scales/sizes then have naxes entries */
+  double roi[8];    /* tf_crop_and_resize: starts, then ends (of the axes) */
 } resize_case;
 
 static kiln_graph *resize(kiln_dtype t, const void *ctx) {
   const resize_case *rc = ctx;
   kiln_graph *g = gc_graph();
   kiln_value *x = gc_input(g, "x", t, rc->rank, rc->dims);
-  kiln_value *in[4] = {x, NULL, rc->nscales ? floats(g, "scales", rc->rank, rc->scales) : NULL,
-                       rc->nscales ? NULL : ints(g, "sizes", rc->rank, rc->sizes)};
+  int na = rc->naxes ? rc->naxes : rc->rank;
+  kiln_value *in[4] = {x, !strcmp(rc->ctm, "tf_crop_and_resize") ? floats(g, "roi", 2 * na, rc->roi) : NULL,
+                       rc->nscales ? floats(g, "scales", na, rc->scales) : NULL,
+                       rc->nscales ? NULL : ints(g, "sizes", na, rc->sizes)};
   kiln_node *n = gc_node(g, KILN_OP_RESIZE, 4, in, 1);
   kiln_attrs_resize *a = n->attrs;
   a->mode = rc->mode;
+  a->antialias = rc->antialias;
+  a->exclude_outside = rc->exclude_outside;
+  a->extrapolation_value = 0.25f;
+  if (rc->naxes) a->axes = (kiln_ints){rc->naxes, (int64_t *)rc->axes};
   a->coordinate_transformation_mode = rc->ctm;
   if (rc->nearest) a->nearest_mode = rc->nearest;
   return one_output(g, n);
@@ -286,8 +295,13 @@ Test(grad_tensor, resize_linear_1d_2d_3d) {
       {"linear", "half_pixel", NULL, 4, 1, {2, 1, 5, 6}, {1, 1, 0.6, 0.5}, {0}},          /* downsampling */
       {"linear", "pytorch_half_pixel", NULL, 4, 1, {1, 2, 3, 1}, {1, 1, 2, 3}, {0}},
       {"linear", "half_pixel", NULL, 4, 1, {1, 2, 4, 4}, {1, 1, 2, 2}, {0}},             /* U-Net's x2 */
+      {"linear", "half_pixel", NULL, 4, 1, {1, 1, 6, 5}, {1, 1, 0.6, 0.7}, {0}, 1},       /* antialias */
+      {"linear", "half_pixel", NULL, 4, 1, {1, 1, 3, 4}, {1, 1, 1.5, 2}, {0}, 0, 1},      /* exclude_outside */
+      {"linear", "align_corners", NULL, 4, 1, {2, 3, 3, 4}, {2, 1.5}, {0}, 0, 0, 2, {3, 1}}, /* axes attribute */
+      {"linear", "tf_crop_and_resize", NULL, 4, 1, {1, 1, 4, 4}, {1, 1, 1.5, 1.5}, {0}, 0, 0, 0, {0},
+       {0, 0, -0.2, 0.1, 1, 1, 0.9, 1.2}}, /* extrapolated positions: no gradient */
   };
-  for (int i = 0; i < 6; i++) {
+  for (int i = 0; i < 10; i++) {
     char what[48];
     snprintf(what, sizeof what, "Resize linear case %d (%s)", i, cases[i].ctm);
     gradcheck(what, resize, NULL, &cases[i]);
