@@ -6,6 +6,11 @@
  * LLVM JIT runs to the interpreter's results. */
 #include "gradcheck.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "../../backends/c/kiln_c.h"
 #include "../../backends/llvm/kiln_llvm.h"
 
 /* ---- helpers ---- */
@@ -471,6 +476,25 @@ Test(grad_tensor, unet_block_gradient_jit_matches_interpreter) {
     free(outs[buf->io_index]);
   }
   cr_assert_eq(checked, 3, "the loss and two gradients");
+  /* the C printer prints the same program as C99 that cc compiles */
+  kiln_c_output co = {0};
+  kiln_c_options opt = {.prefix = "unet", .model = "unet"};
+  cr_assert_eq(kiln_c_emit(p, &opt, &co, &d), 0, "%s", d.msg);
+  char dir[] = "/tmp/kiln_grad_tensor_XXXXXX", path[128], cmd[512];
+  cr_assert(mkdtemp(dir));
+  const char *files[3][2] = {{"unet.h", co.header}, {"unet.c", co.source}, {"unet_weights.c", co.weights}};
+  for (int f = 0; f < 3; f++) {
+    if (!files[f][1]) continue;
+    snprintf(path, sizeof path, "%s/%s", dir, files[f][0]);
+    FILE *fp = fopen(path, "w");
+    cr_assert(fp);
+    fputs(files[f][1], fp);
+    fclose(fp);
+  }
+  snprintf(cmd, sizeof cmd, "cd %s && cc -std=c99 -c unet.c -o unet.o 2>&1 && rm -f unet.o unet.c unet.h unet_weights.c", dir);
+  cr_assert_eq(system(cmd), 0, "cc failed on the printed C (kept in %s)", dir);
+  rmdir(dir);
+  kiln_c_output_free(&co);
   kiln_llvm_jit_free(j);
   free(jb);
   free(ws);
