@@ -500,3 +500,43 @@ Test(grad_tensor, unet_block_gradient_jit_matches_interpreter) {
   free(ws);
   gc_free(&gp);
 }
+
+/* ---- the gradient ops' shape functions check their inputs ---- */
+
+static const char *shape_error(kiln_graph *g, kiln_node *n, kiln_diag *d) {
+  kiln_shape_ctx sc = {g, d, 0};
+  cr_assert_neq(kiln_op_get(n->op)->shape(&sc, n), 0, "accepted");
+  cr_assert(!strchr(d->msg, '\n'), "one line: %s", d->msg);
+  return d->msg;
+}
+
+Test(grad_tensor, gather_grad_and_resize_grad_refuse_inconsistent_inputs) {
+  kiln_graph *g = gc_graph();
+  kiln_value *dy = gc_input(g, "dy", KILN_DT_F32, 2, (int64_t[]){3, 4});
+  kiln_value *idx = kiln_value_const(g, "idx", KILN_DT_I64, 1, (int64_t[]){3}, (int64_t[]){0, 5, 1});
+  kiln_diag d = {0};
+  /* dY [3, 4] cannot come from Gather(axis 0, 3 indices) of a [5, 3] X */
+  kiln_node *n = gc_node(g, KILN_OP_GATHER_GRAD, 3, (kiln_value *[]){dy, idx, ints(g, "s", 2, (int64_t[]){5, 3})}, 1);
+  cr_assert(strstr(shape_error(g, n, &d), "not what Gather makes"), "%s", d.msg);
+  /* index 5 is outside an axis of 5 */
+  d = (kiln_diag){0};
+  n = gc_node(g, KILN_OP_GATHER_GRAD, 3, (kiln_value *[]){dy, idx, ints(g, "s2", 2, (int64_t[]){5, 4})}, 1);
+  cr_assert(strstr(shape_error(g, n, &d), "out of range"), "%s", d.msg);
+  /* integer dY */
+  d = (kiln_diag){0};
+  kiln_value *iy = gc_input(g, "iy", KILN_DT_I32, 2, (int64_t[]){3, 4});
+  n = gc_node(g, KILN_OP_GATHER_GRAD, 3, (kiln_value *[]){iy, idx, ints(g, "s3", 2, (int64_t[]){6, 4})}, 1);
+  cr_assert(strstr(shape_error(g, n, &d), "floating-point"), "%s", d.msg);
+  /* Resize x2 of [3, 2] is [6, 4], not [3, 4] */
+  d = (kiln_diag){0};
+  n = gc_node(g, KILN_OP_RESIZE_GRAD, 4,
+              (kiln_value *[]){dy, ints(g, "s4", 2, (int64_t[]){3, 2}), NULL, floats(g, "sc", 2, (double[]){2, 2})}, 1);
+  cr_assert(strstr(shape_error(g, n, &d), "Resize makes [6,4]"), "%s", d.msg);
+  /* cubic */
+  d = (kiln_diag){0};
+  n = gc_node(g, KILN_OP_RESIZE_GRAD, 4,
+              (kiln_value *[]){dy, ints(g, "s5", 2, (int64_t[]){3, 2}), NULL, floats(g, "sc2", 2, (double[]){1, 2})}, 1);
+  ((kiln_attrs_resize *)n->attrs)->mode = "cubic";
+  cr_assert(strstr(shape_error(g, n, &d), "cubic"), "%s", d.msg);
+  kiln_graph_free(g);
+}
