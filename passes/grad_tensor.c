@@ -5,7 +5,8 @@
  * rows of the table: Concat's gradient is a Slice of dY per input, Split's
  * a Concat of the dYs (zeros for an output nobody differentiates),
  * Transpose's the inverse permutation, Expand's an unbroadcast, constant
- * Pad's a Pad by the negated pads (a negative pad crops), ReduceMax's a
+ * Pad's a Pad by the negated pads (a negative pad crops; the border modes
+ * fold each border back onto what it copied), ReduceMax's a
  * mask of the first maximum (ArgMax) selecting dY.  Slice's gradient puts
  * dY back where it was read: reversed (a Slice with step -1) on axes the
  * forward walked backwards, spread out with zeros between (Reshape to
@@ -212,26 +213,91 @@ int kiln_grad_slice(kiln_grad_ctx *c, const kiln_node *n, kiln_value *const *dy,
   return 0;
 }
 
-/* Pad, constant mode: Y[o] = X[o - pad_begin] inside, so dX = dY padded
- * by the negated pads (zeros where X was cropped, cropping where Y was
- * padded).  The other modes fold border elements back several times. */
+enum { PAD_EDGE, PAD_REFLECT, PAD_WRAP };
+
+/* One axis of a border-mode Pad run backwards: g's axis a holds B + m + E
+ * positions (B, E: the positive pads, m: the length kept after any crop);
+ * returns the gradient of the m kept positions: the middle, plus each
+ * border folded back onto the positions it copied (edge: summed into the
+ * end element; reflect: reversed onto 1..B and m-1-E..m-2; wrap: onto the
+ * other end). */
+static kiln_value *border_axis(kiln_grad_ctx *c, kiln_value *g, int a, int64_t B, int64_t E, int64_t m, int mode) {
+  int r = g->rank;
+  int64_t ax = a, s = B, e = B + m, minus1 = -1;
+  kiln_value *acc = slice(c, g, 1, &s, &e, &ax, NULL);
+  for (int side = 0; side < 2 && acc; side++) {
+    int64_t p = side ? E : B, s0 = side ? B + m : 0, e0 = s0 + p, before, len = p;
+    if (!p) continue;
+    kiln_value *part;
+    if (mode == PAD_EDGE) {
+      part = slice(c, g, 1, &s0, &e0, &ax, NULL);
+      part = part ? kiln_grad_sum_axes(c, part, 1, &ax, 1) : NULL;
+      before = side ? m - 1 : 0;
+      len = 1;
+    } else if (mode == PAD_REFLECT) {
+      int64_t st = e0 - 1, en = s0 - 1 - g->dims[a]; /* down to s0 (a negative end counts from the end) */
+      part = slice(c, g, 1, &st, &en, &ax, &minus1);
+      before = side ? m - 1 - p : 1;
+    } else {
+      part = slice(c, g, 1, &s0, &e0, &ax, NULL);
+      before = side ? 0 : m - p;
+    }
+    int64_t pads[2 * KILN_MAX_RANK] = {0};
+    pads[a] = before;
+    pads[r + a] = m - before - len;
+    part = part ? pad_zeros(c, part, pads) : NULL;
+    acc = part ? kiln_grad_apply2(c, KILN_OP_ADD, acc, part) : NULL;
+  }
+  return acc;
+}
+
+/* Pad: Y[o] = X[map(o - pad_begin)] per axis (negative pads crop first).
+ * Constant mode: dX = dY padded by the negated pads (zeros where X was
+ * cropped, cropping where Y was padded).  Edge, reflect, wrap: every
+ * mode's map is separable, so the gradient is each axis' border folded
+ * back (border_axis), then zeros where X was cropped. */
 int kiln_grad_pad(kiln_grad_ctx *c, const kiln_node *n, kiln_value *const *dy, kiln_value **dx) {
   const kiln_attrs_pad *a = n->attrs;
   if (!WANT(0)) return 0;
-  if (strcmp(a->mode, "constant"))
-    return kiln_grad_fail(c, "Pad in '%s' mode is not differentiable yet (only constant mode is)", a->mode);
-  const kiln_value *pv = n->in[1];
+  const kiln_value *x = n->in[0], *pv = n->in[1], *av = n->nin > 3 ? n->in[3] : NULL;
+  int r = x->rank;
   int64_t np = kiln_value_numel(pv, 1);
-  if (!pv->data || np > 2 * KILN_MAX_RANK) return kiln_grad_fail(c, "pads must be a constant of at most %d entries", 2 * KILN_MAX_RANK);
-  int64_t neg[2 * KILN_MAX_RANK];
-  for (int64_t i = 0; i < np; i++) neg[i] = -(int64_t)kiln_dtype_load_i(pv->dtype, pv->data, (size_t)i);
-  kiln_value *axes = n->nin > 3 ? n->in[3] : NULL;
-  kiln_node *m = kiln_grad_node(c, KILN_OP_PAD, axes ? 4 : 2, 1);
-  kiln_node_set_input(m, 0, dy[0]);
-  kiln_node_set_input(m, 1, kiln_grad_ints(c, (int)np, neg));
-  if (axes) kiln_node_set_input(m, 3, axes);
-  TRY(!kiln_grad_emit(c, m, 1));
-  dx[0] = m->out[0];
+  if (!pv->data || np > 2 * KILN_MAX_RANK || np % 2) return kiln_grad_fail(c, "pads must be a constant of at most %d entries", 2 * KILN_MAX_RANK);
+  if (!strcmp(a->mode, "constant")) {
+    int64_t neg[2 * KILN_MAX_RANK];
+    for (int64_t i = 0; i < np; i++) neg[i] = -(int64_t)kiln_dtype_load_i(pv->dtype, pv->data, (size_t)i);
+    kiln_node *m = kiln_grad_node(c, KILN_OP_PAD, av ? 4 : 2, 1);
+    kiln_node_set_input(m, 0, dy[0]);
+    kiln_node_set_input(m, 1, kiln_grad_ints(c, (int)np, neg));
+    if (av) kiln_node_set_input(m, 3, (kiln_value *)av);
+    TRY(!kiln_grad_emit(c, m, 1));
+    dx[0] = m->out[0];
+    return 0;
+  }
+  int mode = !strcmp(a->mode, "edge") ? PAD_EDGE : !strcmp(a->mode, "reflect") ? PAD_REFLECT : PAD_WRAP;
+  int64_t pb[KILN_MAX_RANK] = {0}, pe[KILN_MAX_RANK] = {0}, na = np / 2;
+  if (av && (!av->data || kiln_value_numel(av, 1) != na)) return kiln_grad_fail(c, "axes must be a constant of %lld entries", (long long)na);
+  for (int64_t i = 0; i < na; i++) {
+    int64_t ax = av ? (int64_t)kiln_dtype_load_i(av->dtype, av->data, (size_t)i) : i;
+    if (ax < 0) ax += r;
+    if (ax < 0 || ax >= r) return kiln_grad_fail(c, "axes entry out of range");
+    pb[ax] = (int64_t)kiln_dtype_load_i(pv->dtype, pv->data, (size_t)i);
+    pe[ax] = (int64_t)kiln_dtype_load_i(pv->dtype, pv->data, (size_t)(i + na));
+  }
+  kiln_value *g = dy[0];
+  int64_t crop[2 * KILN_MAX_RANK];
+  for (int i = 0; i < r; i++) {
+    int64_t B = pb[i] > 0 ? pb[i] : 0, E = pe[i] > 0 ? pe[i] : 0;
+    crop[i] = pb[i] < 0 ? -pb[i] : 0;
+    crop[r + i] = pe[i] < 0 ? -pe[i] : 0;
+    int64_t m = x->dims[i] - crop[i] - crop[r + i];
+    if (!B && !E) continue;
+    if (m <= 0 || (mode == PAD_REFLECT && (B >= m || E >= m)) || (mode == PAD_WRAP && (B > m || E > m)))
+      return kiln_grad_fail(c, "Pad in '%s' mode with pads reaching past the kept %lld elements of axis %d is not "
+                            "differentiable yet", a->mode, (long long)m, i);
+    TRY(g = border_axis(c, g, i, B, E, m, mode));
+  }
+  TRY(dx[0] = pad_zeros(c, g, crop));
   return 0;
 }
 
