@@ -241,9 +241,12 @@ static kiln_lx *accum(kiln_lctx *L, const rs *R, int d, kiln_lx *off, kiln_lx **
   return sum;
 }
 
-static int parse(kiln_lctx *L, const kiln_node *n, rs *R) {
+/* x is resized into y with n's attributes and the roi, scales and sizes
+ * inputs in rss[0..3) (NULL: absent); kiln.ResizeGrad passes its dX and
+ * dY. */
+static int parse(kiln_lctx *L, const kiln_node *n, const kiln_value *x, const kiln_value *y,
+                 const kiln_value *const *rss, rs *R) {
   const kiln_attrs_resize *at = n->attrs;
-  const kiln_value *x = n->in[0], *y = n->out[0];
   memset(R, 0, sizeof *R);
   R->r = x->rank;
   if (!strcmp(at->mode, "nearest")) R->mode = NEAREST;
@@ -280,8 +283,7 @@ static int parse(kiln_lctx *L, const kiln_node *n, rs *R) {
     if (a < 0 || a >= R->r) return kiln_lower_fail(L, n, "axes entry %lld is out of range", (long long)a);
     axes[i] = (int)a;
   }
-  const kiln_value *roi = n->nin > 1 ? n->in[1] : NULL, *scales = n->nin > 2 ? n->in[2] : NULL,
-                   *sizes = n->nin > 3 ? n->in[3] : NULL;
+  const kiln_value *roi = rss[0], *scales = rss[1], *sizes = rss[2];
   if (roi && (kiln_value_numel(roi, 1) == 0 || !roi->data)) roi = NULL;
   if (scales && kiln_value_numel(scales, 1) == 0) scales = NULL;
   if (sizes && kiln_value_numel(sizes, 1) == 0) sizes = NULL;
@@ -352,7 +354,9 @@ static int parse(kiln_lctx *L, const kiln_node *n, rs *R) {
 int kiln_lower_resize(kiln_lctx *L, const kiln_node *n) {
   const kiln_value *x = n->in[0], *y = n->out[0];
   rs R;
-  if (parse(L, n, &R)) return -1;
+  const kiln_value *rss[3];
+  for (int k = 0; k < 3; k++) rss[k] = k + 1 < n->nin ? n->in[k + 1] : NULL;
+  if (parse(L, n, x, y, rss, &R)) return -1;
   kiln_buf *in = kiln_lower_buf(L, x);
   int64_t xs[KILN_MAX_RANK], s = 1;
   for (int i = x->rank - 1; i >= 0; i--) {
@@ -411,5 +415,92 @@ int kiln_lower_resize(kiln_lctx *L, const kiln_node *n) {
   if (R.mode != NEAREST && !kiln_dtype_is_float(y->dtype)) v = kiln_lx_un(B, KILN_UN_ROUND_EVEN, v);
   kiln_lower_store_output(L, n, 0, idx, v);
   kiln_lower_close(L, R.r);
+  return 0;
+}
+
+/* ---- kiln.ResizeGrad: the transpose of the interpolation ---------------
+ * dX = 0, then for every dY element, in row-major order (the forward's
+ * loops over its output), every tap the forward read there gets weight *
+ * dY added: the same per-axis locals (emit_axis), each load turned into a
+ * read-modify-write of dX.  A clamped tap (edge replication) adds into
+ * the edge element, as the forward read it; tf_crop_and_resize positions
+ * that gave extrapolation_value add nothing.  Loops over axes that are
+ * not resized are parallel (they address disjoint parts of dX); resized
+ * axes are sequential, so every sum is taken in one fixed order.  Tap
+ * weights multiply in f64 and meet dY in the compute type. */
+static void scatter(kiln_lctx *L, const rs *R, int d, kiln_lx *off, kiln_lx *w, kiln_lx **idx, const kiln_buf *xb,
+                    const int64_t *xs, kiln_lx *g) {
+  if (d == R->r) {
+    kiln_lx *v = w ? kiln_lx_bin(B, KILN_BIN_MUL, kiln_lx_cast(B, R->ct, w), g) : g;
+    kiln_lx *old = kiln_lx_load(B, xb, off);
+    if (old->dtype != R->ct) old = kiln_lx_cast(B, R->ct, old);
+    kiln_lx *sum = kiln_lx_bin(B, KILN_BIN_ADD, old, v);
+    kiln_lb_store(B, xb, off, sum->dtype == xb->dtype ? sum : kiln_lx_cast(B, xb->dtype, sum));
+    return;
+  }
+  const rs_axis *a = &R->ax[d];
+  if (!a->resized) {
+    scatter(L, R, d + 1, kiln_lx_iadd(B, off, kiln_lx_imul(B, idx[d], xs[d])), w, idx, xb, xs, g);
+    return;
+  }
+  if (R->mode == NEAREST) {
+    scatter(L, R, d + 1, kiln_lx_iadd(B, off, kiln_lx_imul(B, kiln_lx_local(B, a->nearest_idx), xs[d])), w, idx, xb, xs, g);
+    return;
+  }
+  for (int k = 0; k < a->ntaps; k++) {
+    kiln_lx *c = kiln_lx_local(B, a->coef[k]);
+    scatter(L, R, d + 1, kiln_lx_iadd(B, off, kiln_lx_imul(B, kiln_lx_local(B, a->cidx[k]), xs[d])),
+            w ? fbin(L, KILN_BIN_MUL, w, c) : c, idx, xb, xs, g);
+  }
+}
+
+int kiln_lower_resize_grad(kiln_lctx *L, const kiln_node *n) {
+  const kiln_value *dy = n->in[0], *dx = n->out[0];
+  rs R;
+  const kiln_value *rss[3];
+  for (int k = 0; k < 3; k++) rss[k] = k + 2 < n->nin ? n->in[k + 2] : NULL;
+  if (parse(L, n, dx, dy, rss, &R)) return -1;
+  if (R.mode == CUBIC) return kiln_lower_fail(L, n, "cubic resizing has no gradient yet");
+  if (!R.unrolled && R.mode != NEAREST)
+    return kiln_lower_fail(L, n, "the gradient of antialiased downsampling by this factor is not implemented");
+  kiln_buf *yb = kiln_lower_buf(L, dy), *xb = kiln_lower_buf(L, dx);
+  int64_t xs[KILN_MAX_RANK], s = 1;
+  for (int i = dx->rank - 1; i >= 0; i--) {
+    xs[i] = s;
+    s *= dx->dims[i];
+  }
+  if (kiln_value_numel(dx, 1) == 0) return 0; /* nothing to compute: no kernel */
+  kiln_lower_begin(L, n);
+  kiln_lx *idx[KILN_MAX_RANK];
+  kiln_lx *zero = kiln_lx_const_f(B, R.ct, 0);
+  kiln_lower_loops(L, dx, idx);
+  kiln_lb_store(B, xb, kiln_lower_offset(L, dx, idx), zero->dtype == dx->dtype ? zero : kiln_lx_cast(B, dx->dtype, zero));
+  kiln_lower_close(L, dx->rank);
+  if (kiln_value_numel(dy, 1) > 0) {
+    for (int d = 0; d < R.r; d++) {
+      kiln_sched sc = {.parallel = !R.ax[d].resized};
+      idx[d] = kiln_lx_index(B, kiln_lb_for(B, dy->dims[d], sc));
+      if (R.ax[d].resized) emit_axis(L, &R, &R.ax[d], idx[d]);
+    }
+    kiln_lx *gv = kiln_lx_load(B, yb, kiln_lower_addr(L, dy, idx));
+    if (gv->dtype != R.ct) gv = kiln_lx_cast(B, R.ct, gv);
+    kiln_lx *g = kiln_lx_local(B, kiln_lb_decl(B, R.ct, gv));
+    kiln_lx *any = NULL;
+    for (int d = 0; R.ctm == TF_CROP && d < R.r; d++)
+      if (R.ax[d].resized) {
+        kiln_lx *o = kiln_lx_local(B, R.ax[d].outside);
+        any = any ? kiln_lx_bin(B, KILN_BIN_OR, any, o) : o;
+      }
+    if (any) kiln_lb_if(B, kiln_lx_un(B, KILN_UN_NOT, any));
+    scatter(L, &R, 0, kiln_lx_const_i(B, 0), NULL, idx, xb, xs, g);
+    if (any) kiln_lb_end(B);
+    kiln_lower_close(L, R.r);
+  }
+  if (kiln_lower_has_epilogue(n)) {
+    kiln_lower_loops(L, dx, idx);
+    kiln_lx *v = kiln_lx_load(B, xb, kiln_lower_offset(L, dx, idx));
+    kiln_lower_store_output(L, n, 0, idx, v->dtype == R.ct ? v : kiln_lx_cast(B, R.ct, v));
+    kiln_lower_close(L, dx->rank);
+  }
   return 0;
 }
