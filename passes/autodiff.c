@@ -22,7 +22,14 @@ struct kiln_grad_ctx {
   unsigned char *wanted; /* per value id < nvals: on a path from a wrt value */
   kiln_value **grad;     /* per value id < nvals: gradient so far */
   int serial;            /* names of made values */
+  const char *prefix;    /* names of made values when there is no forward node */
 };
+
+kiln_grad_ctx *kiln_grad_builder(kiln_graph *g, const char *prefix, kiln_diag *d) {
+  kiln_grad_ctx *c = kiln_arena_alloc(&g->arena, sizeof *c);
+  *c = (kiln_grad_ctx){.g = g, .d = d, .prefix = kiln_arena_strdup(&g->arena, prefix)};
+  return c;
+}
 
 kiln_graph *kiln_grad_graph(kiln_grad_ctx *c) { return c->g; }
 
@@ -47,7 +54,8 @@ int kiln_grad_nondiff(kiln_grad_ctx *c, const kiln_node *n, kiln_value *const *d
 
 static const char *made_name(kiln_grad_ctx *c, const char *what) {
   char buf[256];
-  snprintf(buf, sizeof buf, "%s.%s%d", c->fwd && c->fwd->name[0] ? c->fwd->name : "grad", what, c->serial++);
+  const char *base = c->fwd && c->fwd->name[0] ? c->fwd->name : c->prefix ? c->prefix : "grad";
+  snprintf(buf, sizeof buf, "%s.%s%d", base, what, c->serial++);
   return kiln_arena_strdup(&c->g->arena, buf);
 }
 

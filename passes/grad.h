@@ -53,6 +53,11 @@ kiln_value *kiln_grad_sum_axes(kiln_grad_ctx *c, kiln_value *x, int naxes, const
 /* x reshaped to like's shape (a view: no copy after lowering). */
 kiln_value *kiln_grad_reshape_like(kiln_grad_ctx *c, kiln_value *x, const kiln_value *like);
 
+/* A context for building nodes outside autodiff (the loss and optimizer
+ * nodes of passes/train.c): the helpers above, with no forward node
+ * (nothing is wanted; made values are named after `prefix`). */
+kiln_grad_ctx *kiln_grad_builder(kiln_graph *g, const char *prefix, kiln_diag *d);
+
 /* A located error naming the forward node: "gradient of ...: what". */
 int kiln_grad_fail(kiln_grad_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 kiln_graph *kiln_grad_graph(kiln_grad_ctx *c);

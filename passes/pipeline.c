@@ -1,4 +1,4 @@
-/* The pipeline: import -> infer-shapes -> fold-batchnorm -> fuse-epilogue -> lower -> expand-reduce ->
+/* The pipeline: import -> infer-shapes -> [train] -> fold-batchnorm -> fuse-epilogue -> lower -> expand-reduce ->
  * simplify-index -> schedule-threads -> schedule-gpu -> plan-memory, read top to bottom in
  * kiln_pipeline_run (as QBE's main.c reads).  Commands used to repeat this sequence each in their own way;
  * now they differ only in how they bind their inputs (the bind callback)
@@ -14,12 +14,14 @@
 #include "../frontend/onnx/kiln_onnx.h"
 #include "lower.h"
 #include "passes.h"
+#include "train.h"
 
 /* Every pass's --dump-after name, in pipeline order: the one list both
  * names[] and kiln_pass_list() are made from. */
 #define PASSES(X)                               \
   X(IMPORT, "import")                           \
   X(INFER_SHAPES, "infer-shapes")               \
+  X(TRAIN, "train")                             \
   X(FOLD_BATCHNORM, "fold-batchnorm")           \
   X(FUSE_EPILOGUE, "fuse-epilogue")             \
   X(LOWER, "lower")                             \
@@ -79,6 +81,7 @@ int kiln_pipeline_run(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_diag
     if (!out->graph && !(out->graph = kiln_pipeline_import(o->path, d))) return -1;
     if (kiln_pass_bind_state(out->graph, d)) return -1; /* metadata kiln.state */
     if (o->bind && o->bind(out->graph, o->bind_ctx, d)) return -1;
+    if (o->train && kiln_train_prepare(out->graph, o->train, d)) return -1; /* parameters become state */
     dump(o, out, KILN_PASS_IMPORT);
   }
   kiln_graph *g = out->graph;
@@ -86,6 +89,10 @@ int kiln_pipeline_run(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_diag
   if (wanted(o, KILN_PASS_INFER_SHAPES)) {
     if (kiln_pass_infer_shapes(g, d)) return -1;
     dump(o, out, KILN_PASS_INFER_SHAPES);
+  }
+  if (wanted(o, KILN_PASS_TRAIN)) { /* inference: the graph unchanged */
+    if (o->train && kiln_pass_train(g, o->train, d)) return -1;
+    dump(o, out, KILN_PASS_TRAIN);
   }
   if (wanted(o, KILN_PASS_FOLD_BATCHNORM)) {
     if (kiln_pass_fold_batchnorm(g, d)) return -1;

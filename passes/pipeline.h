@@ -4,6 +4,7 @@
  *   import          model file -> graph IR, then the command's bindings
  *                   (--batch, --dim, --const, --input, image/volume size)
  *   infer-shapes    every value's dtype and shape; constants folded
+ *   train           training only: loss, gradients (autodiff), optimizer updates in place
  *   fold-batchnorm  inference BN folded into Conv/Gemm weights; no-op Cast/Identity/Transpose pairs bypassed
  *   fuse-epilogue   elementwise chains fused into their producer's output store
  *   lower           graph IR -> loop IR (one kernel per node)
@@ -25,6 +26,7 @@ typedef enum kiln_pass_id {
   KILN_PASS_NONE, /* 0: options left out mean "from the first", "to the last", "no dump" */
   KILN_PASS_IMPORT,
   KILN_PASS_INFER_SHAPES,
+  KILN_PASS_TRAIN, /* only with opts.train: the training step (passes/train.h) */
   KILN_PASS_FOLD_BATCHNORM,
   KILN_PASS_FUSE_EPILOGUE, /* elementwise chains into their producer's epilogue */
   KILN_PASS_LOWER,
@@ -51,6 +53,7 @@ typedef struct kiln_pipeline_opts {
   FILE *dump;           /* NULL: stderr */
   const kiln_target *target; /* what to lower and schedule for; NULL: kiln_target_default() */
   kiln_timing *timing;  /* --time: each pass's wall time; NULL: not timed */
+  const struct kiln_train_opts *train; /* NULL: inference; else the graph becomes one training step */
 } kiln_pipeline_opts;
 
 typedef struct kiln_pipeline {
