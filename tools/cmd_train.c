@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "../frontend/onnx/kiln_onnx.h"
+#include "../ir/ops.h"
 #include "../passes/passes.h"
 #include "../passes/pipeline.h"
 #include "cli.h"
@@ -196,11 +197,20 @@ static int bind_batch(kiln_graph *g, void *ctx, kiln_diag *d) {
   const kiln_value *x = g->inputs[0];
   if (x->rank < 2 || x->dims[0] != b->batch)
     return kiln_error(d, NULL, "%s: input '%s' has a fixed batch dim that is not --batch %lld", g->file, x->name, (long long)b->batch);
-  if (b->params_as_state)
-    for (int i = 0; i < g->nvalues; i++) {
-      kiln_value *v = g->values[i];
-      if (v->kind == KILN_VALUE_PARAM && v->data && kiln_dtype_is_float(v->dtype)) v->kind = KILN_VALUE_STATE;
+  if (!b->params_as_state) return 0;
+  /* Inference: float initializers read as data or as running statistics
+   * become state (never folded), so trained values can be copied in;
+   * constant slots (shapes, pads, scales) stay constants. */
+  for (int i = 0; i < g->nnodes; i++) {
+    const kiln_node *n = g->nodes[i];
+    for (int k = 0; !n->dead && k < n->nin; k++) {
+      kiln_value *v = n->in[k];
+      kiln_slot s;
+      if (v && v->kind == KILN_VALUE_PARAM && v->data && !v->producer && kiln_dtype_is_float(v->dtype) &&
+          kiln_sig_slot(kiln_op_get(n->op)->inputs, k, &s) && !s.constant)
+        v->kind = KILN_VALUE_STATE;
     }
+  }
   return 0;
 }
 

@@ -13,7 +13,8 @@
  * per element, Dice as 1 - soft Dice over the whole set; accuracy is
  * argmax agreement (per pixel for segmentation), BCE's is thresholded at
  * 0.5, Dice's metric is the hard Dice of the argmax (mean over the
- * foreground classes).  Training loss is the mean of the step's "loss"
+ * foreground classes), MSE's (with more than one output channel) the
+ * argmax agreement of output and target.  Training loss is the mean of the step's "loss"
  * output over the epoch's batches.  After each epoch: the progress line,
  * metrics.csv, curves.png and checkpoint.bin. */
 #include <math.h>
@@ -198,6 +199,15 @@ static void measure(const train_run *r, const float *out, const kiln_dataset *ds
           } else m->loss_sum += (v - t) * (v - t);
           m->loss_w += 1;
         }
+        if (loss == KILN_LOSS_MSE && K > 1) { /* one-hot-like targets: argmax agreement */
+          int64_t ao = 0, at = 0;
+          for (int64_t k = 1; k < K; k++) {
+            if (o[k * S + s] > o[ao * S + s]) ao = k;
+            if (ds->yf[src * ds->ysize + k * S + s] > ds->yf[src * ds->ysize + at * S + s]) at = k;
+          }
+          m->correct += ao == at;
+          m->total++;
+        }
       }
     }
   }
@@ -206,7 +216,7 @@ static void measure(const train_run *r, const float *out, const kiln_dataset *ds
 /* The epoch's metric (accuracy or hard Dice, 0..1; NaN for MSE) and,
  * for validation, the host loss. */
 static double metric_of(const train_run *r, const metric_acc *m) {
-  if (r->topts.loss == KILN_LOSS_MSE) return NAN;
+  if (r->topts.loss == KILN_LOSS_MSE && r->nclasses < 2) return NAN; /* regression */
   if (r->topts.loss != KILN_LOSS_DICE) return m->total ? (double)m->correct / (double)m->total : NAN;
   int64_t K = r->nclasses < MAX_CLASSES ? r->nclasses : MAX_CLASSES, from = K > 1 ? 1 : 0, n = 0;
   double sum = 0;
@@ -364,7 +374,7 @@ int kiln_train_loop(train_run *r, kiln_diag *d) {
       val_metric = metric_of(r, m);
     }
     double secs = now() - t0;
-    printf("epoch %lld/%lld ", (long long)epoch + 1, (long long)r->epochs);
+    printf("epoch %lld/%lld", (long long)epoch + 1, (long long)r->epochs);
     print_metric("train", train_loss, train_metric, dice);
     if (r->valid.n) print_metric("val", val_loss, val_metric, dice);
     printf("  %.1f s\n", secs);
