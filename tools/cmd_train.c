@@ -29,7 +29,8 @@ static const char help[] =
     "usage: kiln train MODEL --data DIR --out OUTDIR [options]\n\n"
     "Trains MODEL (ONNX: its initializers are the starting parameters; .kiln: seeded)\n"
     "on DIR and writes OUTDIR/metrics.csv, curves.png, checkpoint.bin (after every\n"
-    "epoch) and model.onnx (the trained network, for inference).\n\n"
+    "epoch), model.onnx (the trained network, for inference) and, with validation\n"
+    "data, val_outputs.npy (the trained network's outputs on it).\n\n"
     "data (DIR and --val DIR): x.npy + y.npy (N x C x H x W or N x C x D x H x W,\n"
     "float32 or uint8 / 255; y int64 class ids [N] or masks [N, H, W] / [N, D, H, W],\n"
     "float32 targets for bce/mse); MNIST/Fashion-MNIST idx files (train-*, with\n"
@@ -60,6 +61,8 @@ static const char help[] =
     "  --seed N              shuffling, split and augmentation seed (default 1)\n"
     "  --resume              continue from OUTDIR/checkpoint.bin (same model and options)\n"
     "  --threads N           threads for parallel loops (default 1)\n"
+    "  --dry-run             read and check the model and data, print a summary of\n"
+    "                        each set (sizes, class counts, checksums), write nothing\n"
     "  -h, --help            show this help\n";
 
 static int parse_double(const char *s, double *out) {
@@ -97,6 +100,7 @@ static int parse_args(train_run *r, int argc, char **argv) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 3; }
     if (!strcmp(a, "--resume")) { r->resume = 1; continue; }
+    if (!strcmp(a, "--dry-run")) { r->dry_run = 1; continue; }
     if (a[0] != '-' || !a[1]) {
       if (r->model) return kiln_cli_usage_error("train", "more than one model given ('%s' and '%s')", r->model, a);
       r->model = a;
@@ -294,17 +298,20 @@ static int model_wants(train_run *r, kiln_data_want *w, kiln_diag *d) {
   return 0;
 }
 
-/* Targets must fit the training step's label (per sample). */
+/* Targets must fit the network output (per sample): class ids (CE, Dice)
+ * of its shape without the class axis, or floats (BCE, MSE) of its shape. */
 static int check_targets(const train_run *r, const kiln_dataset *ds, kiln_diag *d) {
-  const kiln_buf *l = r->tr.p->bufs[r->tr.label];
-  int64_t per = l->numel / r->batch;
-  int ok = ds->ysize == per && l->rank - 1 == ds->yrank;
-  for (int i = 0; ok && i < ds->yrank; i++) ok = ds->ydims[i] == l->dims[i + 1];
+  int cls = r->topts.loss == KILN_LOSS_CE || r->topts.loss == KILN_LOSS_DICE;
+  int from = cls ? 2 : 1, rank = r->out_rank - from;
+  int ok = rank >= 0 && ds->yrank == rank;
+  for (int i = 0; ok && i < rank; i++) ok = ds->ydims[i] == r->out_dims[from + i];
+  if (ds->yfloat && cls) ok = 0;
   if (!ok) {
     char want[128] = "";
-    for (int i = 1; i < l->rank; i++) snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", i > 1 ? " x " : "", (long long)l->dims[i]);
-    return kiln_error(d, NULL, "%s: targets do not fit the model: each should be %s (%s), got %lld values", ds->source,
-                      l->rank > 1 ? want : "one class id", kiln_dtype_name(l->dtype), (long long)ds->ysize);
+    for (int i = 0; i < rank; i++) snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", i ? " x " : "", (long long)r->out_dims[from + i]);
+    return kiln_error(d, NULL, "%s: targets do not fit the model's output: each should be %s%s%s, got %lld %s value%s",
+                      ds->source, rank ? want : "one", cls ? " int64 class id" : " float32", rank && cls ? "s" : "",
+                      (long long)ds->ysize, ds->yfloat ? "float32" : "int64", ds->ysize == 1 ? "" : "s");
   }
   return 0;
 }
@@ -331,6 +338,33 @@ static int split_data(train_run *r, kiln_diag *d) {
   kiln_dataset_free(&r->train);
   r->train = tr;
   return 0;
+}
+
+/* --dry-run: one line per set.  Checksums in float64 over the samples
+ * as read (xsum; xwsum weights element i by i % 97 + 1, so misplaced
+ * values show), targets likewise, class ids counted. */
+static void summarise(const char *what, const kiln_dataset *ds, int64_t nclasses) {
+  double xs = 0, xw = 0, ys = 0, yw = 0;
+  int64_t nx = ds->n * ds->xsize, ny = ds->n * ds->ysize;
+  for (int64_t i = 0; i < nx; i++) { xs += ds->x[i]; xw += ds->x[i] * (double)(i % 97 + 1); }
+  for (int64_t i = 0; i < ny; i++) {
+    double v = ds->yfloat ? (double)ds->yf[i] : (double)ds->y[i];
+    ys += v;
+    yw += v * (double)(i % 97 + 1);
+  }
+  printf("%s n=%lld sample=", what, (long long)ds->n);
+  for (int i = 0; i < ds->xrank; i++) printf("%s%lld", i ? "x" : "", (long long)ds->xdims[i]);
+  printf(" target=%s", ds->yfloat ? "f32" : "i64");
+  for (int i = 0; i < ds->yrank; i++) printf("%s%lld", i ? "x" : ":", (long long)ds->ydims[i]);
+  printf(" xsum=%.17g xwsum=%.17g ysum=%.17g ywsum=%.17g", xs, xw, ys, yw);
+  if (!ds->yfloat && nclasses > 0 && nclasses <= 4096) {
+    int64_t *count = calloc((size_t)nclasses, sizeof *count);
+    for (int64_t i = 0; count && i < ny; i++) count[ds->y[i]]++;
+    printf(" classes=");
+    for (int64_t k = 0; count && k < nclasses; k++) printf("%s%lld", k ? "," : "", (long long)count[k]);
+    free(count);
+  }
+  printf("\n");
 }
 
 /* ---- export ---- */
@@ -393,6 +427,10 @@ int kiln_cmd_train(int argc, char **argv) {
   /* Before anything is compiled: an OUTDIR that would be refused. */
   if (!r->resume && kiln_out_dir_check(r->outdir, &d)) goto fail;
   if (compile_prog(r, 0, &r->inf, &d) || model_wants(r, &w, &d)) goto fail;
+  if ((r->aug_flip || r->aug_crop || r->aug_rotate > 0 || r->aug_intensity > 0) && w.xrank < 3) {
+    kiln_error(&d, NULL, "%s: --augment needs image samples (C x H x W or C x D x H x W)", r->model);
+    goto fail;
+  }
   if (kiln_dataset_load(r->data, &w, 0, &r->train, &d)) goto fail;
   if (r->val ? kiln_dataset_load(r->val, &w, 1, &r->valid, &d) : split_data(r, &d)) goto fail;
   if (r->train.n < r->batch) {
@@ -400,9 +438,20 @@ int kiln_cmd_train(int argc, char **argv) {
                (long long)r->batch);
     goto fail;
   }
-  if (compile_prog(r, 1, &r->tr, &d) || check_targets(r, &r->train, &d) || (r->valid.n && check_targets(r, &r->valid, &d)))
+  if (check_targets(r, &r->train, &d) || (r->valid.n && check_targets(r, &r->valid, &d))) goto fail;
+  if (r->dry_run) {
+    summarise("train", &r->train, r->nclasses);
+    if (r->valid.n) summarise("val", &r->valid, r->nclasses);
+    rc = 0;
     goto fail;
+  }
+  if (compile_prog(r, 1, &r->tr, &d)) goto fail;
   if (make_outdir(r, &d) || kiln_train_loop(r, &d) || export_onnx(r, &d)) goto fail;
+  if (r->valid.n) {
+    char pred[4096];
+    snprintf(pred, sizeof pred, "%s/val_outputs.npy", r->outdir);
+    if (kiln_train_predict(r, pred, &d)) goto fail;
+  }
   rc = 0;
 fail:
   if (rc) kiln_cli_report(&d);

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "tensor_io.h"
 #include "train_plot.h"
 #include "train_run.h"
 
@@ -407,5 +408,26 @@ int kiln_train_loop(train_run *r, kiln_diag *d) {
 out:
   free(order);
   free(m);
+  return rc;
+}
+
+int kiln_train_predict(train_run *r, const char *path, kiln_diag *d) {
+  const kiln_buf *o = r->inf.p->bufs[r->inf.out];
+  int64_t per = o->numel / r->batch, n = r->valid.n;
+  float *all = malloc((size_t)(n * per) * sizeof(float) + 1);
+  if (!all) return kiln_error(d, NULL, "out of memory");
+  kiln_train_copy_state(&r->tr, &r->inf);
+  for (int64_t first = 0; first < n; first += r->batch) {
+    int64_t real = n - first < r->batch ? n - first : r->batch;
+    fill_batch(r, &r->valid, NULL, first, real, r->inf.bufs[r->inf.x], NULL, NULL);
+    kiln_llvm_jit_run(r->inf.jit, r->inf.bufs);
+    memcpy(all + first * per, r->inf.bufs[r->inf.out], (size_t)(real * per) * sizeof(float));
+  }
+  kiln_tensor t = {.name = o->name, .dtype = KILN_DT_F32, .rank = o->rank, .data = all,
+                   .nbytes = (size_t)(n * per) * sizeof(float)};
+  memcpy(t.dims, o->dims, sizeof t.dims);
+  t.dims[0] = n;
+  int rc = kiln_npy_write(path, &t, d);
+  free(all);
   return rc;
 }

@@ -33,6 +33,7 @@ typedef struct train_run {
   int64_t sched_step;
   train_sched sched;
   int resume, threads;
+  int dry_run;              /* check model and data, print a summary, write nothing */
   float class_weights[1024];
   const char *freeze[KILN_TRAIN_MAX_FREEZE];
   kiln_train_opts topts;
@@ -55,6 +56,9 @@ typedef struct train_run {
 
 /* The epochs (train_loop.c): 0, or -1 with d set (NaN loss, I/O). */
 int kiln_train_loop(train_run *r, kiln_diag *d);
+/* The inference program's outputs on the whole validation set with the
+ * current parameters, written to path as .npy (first dim: the samples). */
+int kiln_train_predict(train_run *r, const char *path, kiln_diag *d);
 /* Copies every state buffer of `from` that `to` has by name (same size)
  * into to's JIT state: the trained parameters into the inference program. */
 void kiln_train_copy_state(const train_prog *from, train_prog *to);
