@@ -433,12 +433,12 @@ int kiln_cmd_train(int argc, char **argv) {
   }
   if (kiln_dataset_load(r->data, &w, 0, &r->train, &d)) goto fail;
   if (r->val ? kiln_dataset_load(r->val, &w, 1, &r->valid, &d) : split_data(r, &d)) goto fail;
+  if (check_targets(r, &r->train, &d) || (r->valid.n && check_targets(r, &r->valid, &d))) goto fail;
   if (r->train.n < r->batch) {
     kiln_error(&d, NULL, "%s: %lld training samples are fewer than one batch of %lld", r->data, (long long)r->train.n,
                (long long)r->batch);
     goto fail;
   }
-  if (check_targets(r, &r->train, &d) || (r->valid.n && check_targets(r, &r->valid, &d))) goto fail;
   if (r->dry_run) {
     summarise("train", &r->train, r->nclasses);
     if (r->valid.n) summarise("val", &r->valid, r->nclasses);

@@ -17,7 +17,7 @@
 #include "tensor_io.h"
 #include "train_data.h"
 
-enum { MAX_SAMPLE_BYTES = 1 << 30 };
+enum { MAX_IMAGE_PIXELS = 1 << 24 }; /* larger files are refused unread (the size error names them) */
 static const int64_t MAX_TOTAL = (int64_t)1 << 34; /* floats in one dataset: 64 GiB, beyond any machine here */
 
 void kiln_dataset_free(kiln_dataset *ds) {
@@ -293,7 +293,7 @@ static int load_images(const char *dir, const kiln_data_want *w, kiln_dataset *d
       char fp[4096];
       snprintf(fp, sizeof fp, "%s/%s", cdir, files[i]);
       kiln_image im;
-      if (kiln_image_read(fp, H * W, &im, d)) { free_names(files, nf); goto out; }
+      if (kiln_image_read(fp, H * W > MAX_IMAGE_PIXELS ? H * W : MAX_IMAGE_PIXELS, &im, d)) { free_names(files, nf); goto out; }
       if (im.width != W || im.height != H) {
         kiln_error(d, NULL, "%s: the image is %dx%d but the model's input is %lldx%lld", fp, im.width, im.height,
                    (long long)W, (long long)H);
@@ -314,8 +314,8 @@ static int load_images(const char *dir, const kiln_data_want *w, kiln_dataset *d
         const float *px = im.rgb + 3 * p;
         if (C == 3)
           for (int c = 0; c < 3; c++) dst[c * H * W + p] = px[c] / 255.0f;
-        else /* grey: ITU-R BT.601 luma of a colour file; a grey file's three equal channels give it back */
-          dst[p] = (0.299f * px[0] + 0.587f * px[1] + 0.114f * px[2]) / 255.0f;
+        else if (im.file_channels <= 2) dst[p] = px[0] / 255.0f; /* a grey file: its value, exactly */
+        else dst[p] = (0.299f * px[0] + 0.587f * px[1] + 0.114f * px[2]) / 255.0f; /* colour: ITU-R BT.601 luma */
       }
       ds->y[ds->n++] = k;
       kiln_image_free(&im);
