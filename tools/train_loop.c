@@ -327,6 +327,7 @@ int kiln_train_loop(train_run *r, kiln_diag *d) {
   int augmenting = r->aug_flip || r->aug_crop || r->aug_rotate > 0 || r->aug_intensity > 0, rc = -1;
   float *xb = tp->bufs[tp->x], *lrb = tp->bufs[tp->lr], *stepb = tp->bufs[tp->step];
   const float *lossb = tp->bufs[tp->loss], *outb = tp->bufs[tp->out];
+  int64_t first_epoch = c->epoch;
   for (int64_t epoch = c->epoch; epoch < r->epochs; epoch++) {
     double t0 = now(), loss_sum = 0, lr = 0;
     for (int64_t i = 0; i < ds->n; i++) order[i] = i;
@@ -403,7 +404,7 @@ int kiln_train_loop(train_run *r, kiln_diag *d) {
       break;
     }
   }
-  if (c->epoch >= r->epochs && !c->nmetrics) printf("nothing to do: %lld epochs done\n", (long long)c->epoch);
+  if (first_epoch >= r->epochs) printf("nothing to train: %lld epochs done already\n", (long long)c->epoch);
   rc = 0;
 out:
   free(order);
