@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../frontend/onnx/kiln_onnx.h"
 #include "../ir/ops.h"
@@ -305,7 +306,7 @@ static int check_targets(const train_run *r, const kiln_dataset *ds, kiln_diag *
   int from = cls ? 2 : 1, rank = r->out_rank - from;
   int ok = rank >= 0 && ds->yrank == rank;
   for (int i = 0; ok && i < rank; i++) ok = ds->ydims[i] == r->out_dims[from + i];
-  if (ds->yfloat && cls) ok = 0;
+  if (ds->yfloat == cls) ok = 0; /* class ids for CE/Dice, floats for BCE/MSE */
   if (!ok) {
     char want[128] = "";
     for (int i = 0; i < rank; i++) snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", i ? " x " : "", (long long)r->out_dims[from + i]);
@@ -399,7 +400,7 @@ static int export_onnx(train_run *r, kiln_diag *d) {
   return rc;
 }
 
-static int make_outdir(train_run *r, kiln_diag *d) {
+static int make_outdir(train_run *r, int *created, kiln_diag *d) {
   char ck[4096];
   struct stat st;
   snprintf(ck, sizeof ck, "%s/checkpoint.bin", r->outdir);
@@ -412,7 +413,8 @@ static int make_outdir(train_run *r, kiln_diag *d) {
   snprintf(parent, sizeof parent, "%s", r->outdir);
   for (char *c = parent + 1; *c; c++)
     if (*c == '/') { *c = 0; mkdir(parent, 0777); *c = '/'; }
-  if (mkdir(r->outdir, 0777) != 0 && errno != EEXIST) return kiln_error(d, NULL, "%s: cannot create: %s", r->outdir, strerror(errno));
+  if (mkdir(r->outdir, 0777) == 0) *created = 1;
+  else if (errno != EEXIST) return kiln_error(d, NULL, "%s: cannot create: %s", r->outdir, strerror(errno));
   return 0;
 }
 
@@ -423,6 +425,7 @@ int kiln_cmd_train(int argc, char **argv) {
   if (rc) { free(r); return rc == 3 ? 0 : rc; }
   kiln_diag d = {0};
   kiln_data_want w;
+  int created = 0;
   rc = 1;
   /* Before anything is compiled: an OUTDIR that would be refused. */
   if (!r->resume && kiln_out_dir_check(r->outdir, &d)) goto fail;
@@ -446,7 +449,7 @@ int kiln_cmd_train(int argc, char **argv) {
     goto fail;
   }
   if (compile_prog(r, 1, &r->tr, &d)) goto fail;
-  if (make_outdir(r, &d) || kiln_train_loop(r, &d) || export_onnx(r, &d)) goto fail;
+  if (make_outdir(r, &created, &d) || kiln_train_loop(r, &d) || export_onnx(r, &d)) goto fail;
   if (r->valid.n) {
     char pred[4096];
     snprintf(pred, sizeof pred, "%s/val_outputs.npy", r->outdir);
@@ -455,6 +458,7 @@ int kiln_cmd_train(int argc, char **argv) {
   rc = 0;
 fail:
   if (rc) kiln_cli_report(&d);
+  if (rc && created) rmdir(r->outdir); /* a failure before the first checkpoint leaves nothing (rmdir: only if empty) */
   free_prog(&r->tr);
   free_prog(&r->inf);
   kiln_dataset_free(&r->train);

@@ -241,6 +241,11 @@ def main():
     open(d + "/a/0.png", "wb").write(png_bytes(np.zeros((5, 4), np.uint8)))
     bad([img_model, "--data", d], "PNG of the wrong size", "0.png: the image is 4x5")
     bad([seg_model, "--data", base], "class ids for a per-pixel model", "targets do not fit")
+    bad([img_model, "--data", base, "--loss", "mse"], "int64 class ids for --loss mse", "float32")
+    d = os.path.join(WORK, "nan_x"); os.makedirs(d)
+    np.save(d + "/x.npy", np.full((4, 2), np.nan, np.float32)); np.save(d + "/y.npy", np.zeros((4, 2), np.float32))
+    lin0 = model(os.path.join(WORK, "lin0.onnx"), [(W(2, 2), np.zeros(2, np.float32), None)], [None, 2])
+    bad([lin0, "--data", d, "--loss", "mse", "--val-split", "0"], "NaN loss in the first epoch: no OUTDIR", "the loss is NaN")
 
     # ---- a synthetic run: 2 blobs, linear layer, MSE to one-hot ----
     def blobs(n, seed):
