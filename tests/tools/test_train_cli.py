@@ -321,6 +321,29 @@ def main():
     else:
         check(False, "--freeze run failed: %s" % err.strip())
 
+    # ---- augmentation: seeded, and resumable (the PRNG is in the checkpoint) ----
+    d = os.path.join(WORK, "aug"); os.makedirs(d)
+    r2 = np.random.default_rng(11)
+    c = r2.integers(0, 2, 96)
+    x = r2.random((96, 1, 4, 4), dtype=np.float32) * 0.2
+    x[c == 1, 0, :, :2] += 0.8  # class 1: bright left half
+    np.save(d + "/x.npy", x); np.save(d + "/y.npy", np.eye(2, dtype=np.float32)[c])
+    img2 = model(os.path.join(WORK, "img2.onnx"), [(W(2, 16), np.zeros(2, np.float32), None)], [None, 1, 4, 4])
+    aug = [img2, "--data", d, "--loss", "mse", "--lr", "0.05", "--batch", "8", "--augment", "flip,crop:1,rotate:10,intensity:0.1"]
+    out_f, out_g = os.path.join(WORK, "aug_full"), os.path.join(WORK, "aug_resumed")
+    rc1, o1, e1 = run(*aug, "--epochs", "3", "--out", out_f)
+    rc2, _, e2 = run(*aug, "--epochs", "1", "--out", out_g)
+    rc3, _, e3 = run(*aug, "--epochs", "3", "--out", out_g, "--resume")
+    ok = rc1 == rc2 == rc3 == 0
+    if ok:
+        key = lambda p: [(r["train_loss"], r["val_loss"], r["lr"]) for r in csv.DictReader(open(p + "/metrics.csv"))]
+        ok = key(out_f) == key(out_g)
+    check(ok, "augmented run resumed after 1 epoch = uninterrupted (%s %s %s)" % (e1.strip(), e2.strip(), e3.strip()))
+    out_h = os.path.join(WORK, "aug_plain")
+    rc4, _, _ = run(*aug[:-2], "--epochs", "3", "--out", out_h)
+    check(rc4 == 0 and rc1 == 0 and open(out_h + "/metrics.csv").read().splitlines()[1].split(",")[1] !=
+          open(out_f + "/metrics.csv").read().splitlines()[1].split(",")[1], "--augment changes the training batches")
+
     print("%d failure(s)" % len(failures))
     return 1 if failures else 0
 
