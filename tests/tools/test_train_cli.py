@@ -302,6 +302,23 @@ def main():
         check(rc3 == 1 and e3.startswith("kiln: error:") and "corrupt" in e3 and len(e3.strip().splitlines()) == 1,
               "corrupt checkpoint -> one error: %s" % e3.strip())
 
+    # ---- a .kiln network (seeded initializers) trains and exports ----
+    kp = os.path.join(WORK, "lin.kiln")
+    open(kp, "w").write("network lin {\n  input x: [N, 2]\n  fc: dense(2)\n  output fc\n}\n")
+    out_k = os.path.join(WORK, "run_kiln")
+    rc, out, err = run(kp, "--data", tr, "--val", va, "--loss", "mse", "--lr", "0.05", "--batch", "16", "--epochs", "3",
+                       "--out", out_k)
+    if rc == 0:
+        sess = ort.InferenceSession(out_k + "/model.onnx", providers=["CPUExecutionProvider"])
+        ref = sess.run(None, {"x": xv})[0]
+        pred = np.load(out_k + "/val_outputs.npy")
+        rel = np.abs(pred - ref).max() / np.abs(ref).max()
+        rows = list(csv.DictReader(open(out_k + "/metrics.csv")))
+        check(rel < 1e-5 and float(rows[-1]["val_acc"]) > 0.95,
+              ".kiln model: trained, model.onnx in ORT matches (rel %.2g), val acc %s" % (rel, rows[-1]["val_acc"]))
+    else:
+        check(False, ".kiln model run failed: %s" % err.strip())
+
     # ---- divergence, early stop, freeze ----
     out_c = os.path.join(WORK, "run_nan")
     rc, out, err = run(*common, "--epochs", "3", "--lr-schedule", "step:1:1e20", "--out", out_c)
