@@ -33,6 +33,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 import zlib
 import gzip
 
@@ -318,6 +319,24 @@ def main():
               ".kiln model: trained, model.onnx in ORT matches (rel %.2g), val acc %s" % (rel, rows[-1]["val_acc"]))
     else:
         check(False, ".kiln model run failed: %s" % err.strip())
+
+    # ---- killed at random moments (mid-checkpoint too): the checkpoint left always resumes ----
+    out_k9 = os.path.join(WORK, "run_kill")
+    ok = True
+    for i, delay in enumerate((0.01, 0.05, 0.2)):
+        args = [KILN, "train", *common, "--epochs", "100000", "--out", out_k9] + (["--resume"] if i else [])
+        before = os.path.getmtime(out_k9 + "/checkpoint.bin") if i else 0
+        p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        t0 = time.time()
+        while time.time() - t0 < 60 and p.poll() is None and (not os.path.exists(out_k9 + "/checkpoint.bin") or
+                                                              os.path.getmtime(out_k9 + "/checkpoint.bin") == before):
+            time.sleep(0.002)  # until this run has written a checkpoint, then a while more
+        time.sleep(delay)
+        ok &= p.poll() is None
+        p.kill()
+        p.wait()
+    rc, out, err = run(*common, "--epochs", "1", "--out", out_k9, "--resume")
+    check(ok and rc == 0 and "resumed" in out, "SIGKILL during training x3: checkpoint.bin still resumes (%s)" % err.strip())
 
     # ---- divergence, early stop, freeze ----
     out_c = os.path.join(WORK, "run_nan")
