@@ -31,7 +31,11 @@ static const char help[] =
     "Trains MODEL (ONNX: its initializers are the starting parameters; .kiln: seeded)\n"
     "on DIR and writes OUTDIR/metrics.csv, curves.png, checkpoint.bin (after every\n"
     "epoch), model.onnx (the trained network, for inference) and, with validation\n"
-    "data, val_outputs.npy (the trained network's outputs on it).\n\n"
+    "data, val_outputs.npy (the trained network's outputs on it).  metrics.csv:\n"
+    "epoch, train_loss, train_acc, val_loss, val_acc, seconds, lr (accuracies as\n"
+    "fractions; Dice for --loss dice; nan where not measured).  Validation runs an\n"
+    "inference program holding the trained parameters (BatchNorm in inference\n"
+    "mode); its loss and metrics are computed on the host in float64.\n\n"
     "data (DIR and --val DIR): x.npy + y.npy (N x C x H x W or N x C x D x H x W,\n"
     "float32 or uint8 / 255; y int64 class ids [N] or masks [N, H, W] / [N, D, H, W],\n"
     "float32 targets for bce/mse); MNIST/Fashion-MNIST idx files (train-*, with\n"
@@ -57,8 +61,13 @@ static const char help[] =
     "  --loss NAME           ce, bce, mse, dice (default ce)\n"
     "  --class-weights LIST  w0,w1,... per-class weights of ce\n"
     "  --freeze PATTERN      keep parameters matching this fnmatch pattern fixed (repeatable)\n"
+    "  --frozen-bn-inference BatchNorm layers whose parameters are all frozen run in\n"
+    "                        inference mode (running statistics, not updated)\n"
     "  --augment LIST        flip, crop:P, rotate:DEG, intensity:F (default: none)\n"
+    "                        applied to each training sample in the last two dims\n"
+    "                        (masks alike, nearest neighbour)\n"
     "  --early-stop N        stop after N epochs without a lower validation loss\n"
+    "                        (model.onnx then holds the last epoch's parameters)\n"
     "  --seed N              shuffling, split and augmentation seed (default 1)\n"
     "  --resume              continue from OUTDIR/checkpoint.bin (same model and options)\n"
     "  --threads N           threads for parallel loops (default 1)\n"
@@ -102,6 +111,7 @@ static int parse_args(train_run *r, int argc, char **argv) {
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 3; }
     if (!strcmp(a, "--resume")) { r->resume = 1; continue; }
     if (!strcmp(a, "--dry-run")) { r->dry_run = 1; continue; }
+    if (!strcmp(a, "--frozen-bn-inference")) { r->topts.frozen_bn_inference = 1; continue; }
     if (a[0] != '-' || !a[1]) {
       if (r->model) return kiln_cli_usage_error("train", "more than one model given ('%s' and '%s')", r->model, a);
       r->model = a;
