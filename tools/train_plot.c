@@ -121,7 +121,7 @@ static void panel(canvas *c, int x0, int y0, int w, int h, int n, const double *
   line(c, px, py, px + pw, py, BLACK, 1, 0);
   line(c, px + pw, py, px + pw, py + ph, BLACK, 1, 0);
   text(c, px + pw / 2 - text_width("epoch") / 2, py + ph + 10 + GLYPH_H + 4, "epoch", BLACK);
-  text(c, px + pw / 2 - text_width(title) / 2, y0 + 10, title, BLACK);
+  text(c, px, y0 + 12, title, BLACK);
   for (int sidx = 0; sidx < 2; sidx++) {
     const double *v = sidx ? b : a;
     rgb_t col = sidx ? VAL : TRAIN;
@@ -132,12 +132,13 @@ static void panel(canvas *c, int x0, int y0, int w, int h, int n, const double *
       if (i + 1 < n && isfinite(v[i + 1])) line(c, x, y, XP(i + 2), YP(v[i + 1] * scale), col, 2, sidx ? 6 : 0);
     }
   }
-  /* legend, top right inside the frame */
-  int lx = px + pw - 10 - 40 - text_width(leg_a), ly = py + 10;
+  /* legend: one row in the top margin, right-aligned (never over the curves) */
+  int lx = px + pw - (40 + text_width(leg_a) + 20 + 40 + text_width(leg_b)), ly = y0 + 12;
   line(c, lx, ly + GLYPH_H / 2, lx + 30, ly + GLYPH_H / 2, TRAIN, 2, 0);
   text(c, lx + 40, ly, leg_a, BLACK);
-  line(c, lx, ly + GLYPH_H + 8 + GLYPH_H / 2, lx + 30, ly + GLYPH_H + 8 + GLYPH_H / 2, VAL, 2, 6);
-  text(c, lx + 40, ly + GLYPH_H + 8, leg_b, BLACK);
+  lx += 40 + text_width(leg_a) + 20;
+  line(c, lx, ly + GLYPH_H / 2, lx + 30, ly + GLYPH_H / 2, VAL, 2, 6);
+  text(c, lx + 40, ly, leg_b, BLACK);
 #undef XP
 #undef YP
 }
