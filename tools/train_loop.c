@@ -344,9 +344,13 @@ int kiln_train_loop(train_run *r, kiln_diag *d) {
       *stepb = (float)(c->step + 1);
       kiln_llvm_jit_run(tp->jit, tp->bufs);
       if (!isfinite(*lossb)) {
-        kiln_error(d, NULL, "%s: epoch %lld, step %lld: the loss is %s; training stopped (%s keeps epoch %lld, the last good one)",
-                   r->model, (long long)epoch + 1, (long long)s + 1, isnan(*lossb) ? "NaN" : "infinite", ckpath,
-                   (long long)c->epoch);
+        if (c->epoch)
+          kiln_error(d, NULL, "%s: epoch %lld, step %lld: the loss is %s; training stopped (%s keeps epoch %lld, the last good one)",
+                     r->model, (long long)epoch + 1, (long long)s + 1, isnan(*lossb) ? "NaN" : "infinite", ckpath,
+                     (long long)c->epoch);
+        else
+          kiln_error(d, NULL, "%s: epoch 1, step %lld: the loss is %s; training stopped before any checkpoint", r->model,
+                     (long long)s + 1, isnan(*lossb) ? "NaN" : "infinite");
         goto out;
       }
       c->step++;

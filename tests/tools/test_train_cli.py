@@ -303,6 +303,20 @@ def main():
         check(rc3 == 1 and e3.startswith("kiln: error:") and "corrupt" in e3 and len(e3.strip().splitlines()) == 1,
               "corrupt checkpoint -> one error: %s" % e3.strip())
 
+        def fnv64(b):
+            h = 0xcbf29ce484222325
+            for x in b:
+                h = ((h ^ x) * 0x100000001b3) & 0xffffffffffffffff
+            return h
+        good = bytearray(data); good[100] ^= 1  # undo the flip
+        lying = bytearray(good[:-8]); lying[80:88] = struct.pack("<q", 1 << 40)  # nmetrics (after magic, layout, epoch, step, prng[4], best, bad): 2^40 rows
+        for blob, what in ((bytes(good[:50]), "truncated checkpoint"), (b"XXXX" + bytes(good[4:]), "checkpoint with a bad magic"),
+                           (bytes(lying) + struct.pack("<Q", fnv64(lying)), "checkpoint lying about its metrics (valid checksum)")):
+            open(ck, "wb").write(blob)
+            rc4, _, e4 = run(*common, "--epochs", "5", "--out", out_b, "--resume")
+            check(rc4 == 1 and e4.startswith("kiln: error:") and len(e4.strip().splitlines()) == 1,
+                  "%s -> one error: %s" % (what, e4.strip()))
+
     # ---- a .kiln network (seeded initializers) trains and exports ----
     kp = os.path.join(WORK, "lin.kiln")
     open(kp, "w").write("network lin {\n  input x: [N, 2]\n  fc: dense(2)\n  output fc\n}\n")
