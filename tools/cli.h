@@ -21,6 +21,7 @@ int kiln_cmd_run_images(int argc, char **argv); /* kiln run --image (cmd_run_ima
 int kiln_cmd_compile(int argc, char **argv);
 int kiln_cmd_export(int argc, char **argv);
 int kiln_cmd_emit_c(int argc, char **argv);
+int kiln_cmd_train(int argc, char **argv); /* cmd_train.c, train_loop.c */
 
 /* Prints "kiln: error: MSG" (and the note, if any) to stderr. */
 void kiln_cli_report(const kiln_diag *d);

@@ -25,7 +25,8 @@ fi
 
 debs=(cmake make gcc llvm-19-dev clang-19 libclang-rt-19-dev libprotobuf-c-dev protobuf-c-compiler
       libonnx-dev libcriterion-dev pkg-config zlib1g-dev libzstd-dev libffi-dev libedit-dev libxml2-dev
-      g++ libnifti2-dev libgdcm-dev libpng-dev libjpeg62-turbo-dev dcm2niix)
+      g++ libnifti2-dev libgdcm-dev libpng-dev libjpeg62-turbo-dev dcm2niix
+      dataset-fashion-mnist)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

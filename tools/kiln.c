@@ -14,6 +14,7 @@ static const kiln_cmd commands[] = {
     {"compile", "compile a model ahead of time: object, C header, weights, runtime", kiln_cmd_compile},
     {"export", "write a model (.kiln or .onnx) as an ONNX file", kiln_cmd_export},
     {"emit-c", "write a model as dependency-free C99 source for any C compiler", kiln_cmd_emit_c},
+    {"train", "train a model on a data folder: metrics, curves, checkpoints, trained ONNX", kiln_cmd_train},
 };
 enum { NCOMMANDS = sizeof commands / sizeof commands[0] };
 
