@@ -57,6 +57,8 @@ typedef struct kiln_train_opts {
   int nfreeze;
   int frozen_bn_inference;     /* BatchNorm layers whose parameters are all frozen run in inference mode */
   const char *output;          /* the network output the loss reads; NULL: the first */
+  int64_t new_classes;         /* > 0: a new classifier head for this many classes (kiln_train_prepare) */
+  uint64_t head_seed;          /* seed of the new head's initialisation */
 } kiln_train_opts;
 
 /* Defaults (PyTorch's): SGD, CE, momentum 0.9, betas 0.9/0.999, rho 0.99,

@@ -71,6 +71,7 @@ typedef struct kiln_model_opts {
   kiln_program *program; /* out, with `lower` */
   const kiln_target *target; /* with `lower`: what to lower for (NULL: kiln_target_default()) */
   kiln_timing *timing;       /* --time: each pass's time (NULL: untimed) */
+  const struct kiln_train_opts *train; /* --train: the graph becomes one training step (NULL: inference) */
 } kiln_model_opts;
 kiln_graph *kiln_cli_load(const char *path, kiln_model_opts *o, kiln_diag *d);
 /* --dump-after VALUE (every command that compiles): 0 with *pass set; 2
