@@ -56,6 +56,7 @@ typedef struct load_ctx {
 static int bind_model(kiln_graph *g, void *ctx, kiln_diag *d) {
   load_ctx *c = ctx;
   kiln_model_opts *o = c->o;
+  if (o->params_file && kiln_cli_apply_params(g, o->params_file, d)) return -1;
   count_params(g, o);
   kiln_cli_bindings none = {0};
   kiln_cli_bindings *b = o->bind ? o->bind : &none;
