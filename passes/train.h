@@ -70,6 +70,12 @@ kiln_train_opts kiln_train_defaults(void);
  * so that constant folding leaves it alone.  0, or -1 with d set. */
 int kiln_train_prepare(kiln_graph *g, const kiln_train_opts *t, kiln_diag *d);
 
+/* Parts of kiln_train_prepare (passes/train_prepare.c): BatchNorm nodes
+ * to training mode with their running statistics as state, and the new
+ * classifier head of opts->new_classes.  0, or -1 with d set. */
+int kiln_train_batchnorm(kiln_graph *g, const kiln_train_opts *t, kiln_diag *d);
+int kiln_train_new_head(kiln_graph *g, const kiln_train_opts *t, kiln_diag *d);
+
 /* The `train` pass (after infer-shapes): adds the label/lr/step inputs, the
  * loss, the gradients (kiln_autodiff) and the optimizer's in-place updates,
  * and sets the outputs as described above.  0, or -1 with d set. */
