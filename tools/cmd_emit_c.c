@@ -247,7 +247,7 @@ int kiln_cmd_emit_c(int argc, char **argv) {
   if (!g) goto fail;
   kiln_program *p = o.program;
   if (kiln_c_emit(p, &co, &out, &d)) goto fail;
-  main_c = train ? kiln_cli_train_main(path, p, prefix, &d) : make_main(p, prefix);
+  main_c = train ? kiln_cli_train_main(path, p, prefix, co.weights_file, &d) : make_main(p, prefix);
   if (!main_c) goto fail;
   if (kiln_out_dir_begin(outdir, tmp, sizeof tmp, &d)) goto fail;
   char file[256], makefile[2048], shown[512];

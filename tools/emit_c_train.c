@@ -138,27 +138,31 @@ static const char program_text[] =
     "  int i;\n  if (a->rank != r || a->dims[0] < 1) return 0;\n"
     "  for (i = 1; i < r; i++) if (a->dims[i] != dims[i]) return 0;\n  return 1;\n}\n\n"
     "int main(int argc, char **argv) {\n"
-    "  npy x, y;\n  long epochs = 1, e, b, nb, i, step = 0;\n  double lr = 0.01;\n  unsigned long long seed = 0;\n"
-    "  const char *out = \"params.bin\";\n  unsigned char *weights = NULL;\n  int64_t *order;\n  long long n, k;\n"
+    "  npy x = {0}, y = {0};\n  long epochs = 1, e, b, nb, i, step = 0;\n  double lr = 0.01;\n  unsigned long long seed = 0;\n"
+    "  const char *out = \"params.bin\";\n  unsigned char *weights = NULL;\n  int64_t *order = NULL;\n  int rc = 1;\n  long long n, k;\n"
     "  if (argc < 3) return usage(argv[0]);\n"
     "  for (i = 3; i < argc; i++) {\n    char *end = NULL;\n"
-    "    if (i + 1 >= argc) return usage(argv[0]);\n"
-    "    if (!strcmp(argv[i], \"--epochs\")) { epochs = strtol(argv[++i], &end, 10); if (*end || epochs < 1 || epochs > 1000000) return usage(argv[0]); }\n"
-    "    else if (!strcmp(argv[i], \"--lr\")) { lr = strtod(argv[++i], &end); if (*end || !(lr >= 0) || lr > 1e6) return usage(argv[0]); }\n"
-    "    else if (!strcmp(argv[i], \"--seed\")) { seed = strtoull(argv[++i], &end, 10); if (*end) return usage(argv[0]); }\n"
+    "    if (i + 1 >= argc) { rc = usage(argv[0]); goto fail; }\n"
+    "    if (!strcmp(argv[i], \"--epochs\")) { epochs = strtol(argv[++i], &end, 10); if (*end || epochs < 1 || epochs > 1000000) { rc = usage(argv[0]); goto fail; } }\n"
+    "    else if (!strcmp(argv[i], \"--lr\")) { lr = strtod(argv[++i], &end); if (*end || !(lr >= 0) || lr > 1e6) { rc = usage(argv[0]); goto fail; } }\n"
+    "    else if (!strcmp(argv[i], \"--seed\")) { seed = strtoull(argv[++i], &end, 10); if (*end) { rc = usage(argv[0]); goto fail; } }\n"
     "    else if (!strcmp(argv[i], \"--out\")) out = argv[++i];\n"
-    "    else if (!strcmp(argv[i], \"--weights\")) {\n      long len;\n"
-    "      if (!(weights = read_all(argv[++i], &len))) { fprintf(stderr, \"cannot read %s\\n\", argv[i]); return 1; }\n    }\n"
-    "    else return usage(argv[0]);\n  }\n"
+    "    else if (!strcmp(argv[i], \"--weights\")) {\n      long len = 0;\n"
+    "      if (!(weights = read_all(argv[++i], &len))) { fprintf(stderr, \"cannot read %s\\n\", argv[i]); goto fail; }\n"
+    "#if @WFILE@\n"
+    "      if (len != @UP@_WEIGHTS_SIZE) { fprintf(stderr, \"%s: %ld bytes, expected %ld\\n\", argv[i], len, (long)@UP@_WEIGHTS_SIZE); goto fail; }\n"
+    "#endif\n    }\n"
+    "    else { rc = usage(argv[0]); goto fail; }\n  }\n"
+    "  if (@WFILE@ && !weights) { fprintf(stderr, \"this model's weights are a file: give --weights @P@.weights\\n\"); rc = 2; goto fail; }\n"
     "  if (npy_read(argv[1], &x) || !fits(&x, x_dims, @XRANK@) || (x.descr[0] != 'f' && x.descr[0] != 'u')) {\n"
-    "    fprintf(stderr, \"%s: not a float32 or uint8 .npy of samples shaped like the model's input\\n\", argv[1]);\n    return 1;\n  }\n"
+    "    fprintf(stderr, \"%s: not a float32 or uint8 .npy of samples shaped like the model's input\\n\", argv[1]);\n    goto fail;\n  }\n"
     "  if (npy_read(argv[2], &y) || !fits(&y, y_dims, @YRANK@) || y.dims[0] != x.dims[0] || (Y_INT ? y.descr[0] != 'i' : y.descr[0] != 'f')) {\n"
-    "    fprintf(stderr, \"%s: not a%s .npy of labels, one per sample of %s\\n\", argv[2], Y_INT ? \"n int64\" : \" float32\", argv[1]);\n    return 1;\n  }\n"
+    "    fprintf(stderr, \"%s: not a%s .npy of labels, one per sample of %s\\n\", argv[2], Y_INT ? \"n int64\" : \" float32\", argv[1]);\n    goto fail;\n  }\n"
     "  n = x.dims[0];\n  nb = (long)(n / BATCH);\n"
-    "  if (nb < 1) { fprintf(stderr, \"%lld samples: fewer than one batch of %lld\\n\", n, BATCH); return 1; }\n"
+    "  if (nb < 1) { fprintf(stderr, \"%lld samples: fewer than one batch of %lld\\n\", n, BATCH); goto fail; }\n"
     "#if Y_INT\n  for (k = 0; k < n * Y_SAMPLE; k++) {\n    int64_t c;\n    memcpy(&c, y.data + 8 * k, 8);\n"
-    "    if (c < 0 || c >= CLASSES) { fprintf(stderr, \"%s: label %lld of element %lld is not a class 0..%lld\\n\", argv[2], (long long)c, k, CLASSES - 1); return 1; }\n  }\n#endif\n"
-    "  if (!(order = malloc((size_t)n * sizeof *order))) { fprintf(stderr, \"out of memory\\n\"); return 1; }\n"
+    "    if (c < 0 || c >= CLASSES) { fprintf(stderr, \"%s: label %lld of element %lld is not a class 0..%lld\\n\", argv[2], (long long)c, k, CLASSES - 1); goto fail; }\n  }\n#endif\n"
+    "  if (!(order = malloc((size_t)n * sizeof *order))) { fprintf(stderr, \"out of memory\\n\"); goto fail; }\n"
     "  @P@_state_init(weights, state);\n"
     "  {\n    uint64_t rng = (uint64_t)seed;\n    for (e = 0; e < epochs; e++) {\n      double sum = 0;\n"
     "      kiln_shuffle_epoch(&rng, order, n);\n"
@@ -171,15 +175,16 @@ static const char program_text[] =
     "        step_f = (float)++step;\n"
     "        in[@IX@] = xb;\n        in[@IY@] = yb;\n        in[@ILR@] = &lr_f;\n        in[@ISTEP@] = &step_f;\n"
     "        outs[@OLOSS@] = &loss;\n        outs[@OY@] = ybuf;\n"
-    "        if (@P@_run_v(weights, in, outs, state, workspace) != 0) { fprintf(stderr, \"step %ld failed\\n\", step); return 1; }\n"
-    "        if (!(loss == loss) || loss > 3e38f || loss < -3e38f) { fprintf(stderr, \"epoch %ld: the loss is not finite at step %ld\\n\", e + 1, step); return 1; }\n"
+    "        if (@P@_run_v(weights, in, outs, state, workspace) != 0) { fprintf(stderr, \"step %ld failed\\n\", step); goto fail; }\n"
+    "        if (!(loss == loss) || loss > 3e38f || loss < -3e38f) { fprintf(stderr, \"epoch %ld: the loss is not finite at step %ld\\n\", e + 1, step); goto fail; }\n"
     "        sum += loss;\n      }\n"
     "      printf(\"epoch %ld loss %.9g\\n\", e + 1, sum / (double)nb);\n      fflush(stdout);\n    }\n  }\n"
     "  {\n    const unsigned char *st = state + (64u - (uintptr_t)state % 64u) % 64u;\n"
-    "    if (write_params(out, st)) { fprintf(stderr, \"cannot write %s\\n\", out); return 1; }\n  }\n"
-    "  free(order);\n  free(x.buf);\n  free(y.buf);\n  free(weights);\n  return 0;\n}\n";
+    "    if (write_params(out, st)) { fprintf(stderr, \"cannot write %s\\n\", out); goto fail; }\n  }\n"
+    "  rc = 0;\nfail:\n  free(order);\n  free(x.buf);\n  free(y.buf);\n  free(weights);\n  return rc;\n}\n";
 
-char *kiln_cli_train_main(const char *model, const kiln_program *p, const char *prefix, kiln_diag *d) {
+char *kiln_cli_train_main(const char *model, const kiln_program *p, const char *prefix, int weights_file,
+                          kiln_diag *d) {
   /* the step's tensors */
   const kiln_buf *label = NULL, *lr = NULL, *step = NULL, *x = NULL, *loss = NULL, *y = NULL;
   int ix = -1, iy = -1, ilr = -1, istep = -1, oloss = -1, oy = -1;
@@ -243,7 +248,7 @@ char *kiln_cli_train_main(const char *model, const kiln_program *p, const char *
       {"@PARAMS@", ""}, {"@BATCH@", ""},  {"@XSAMPLE@", ""}, {"@YSAMPLE@", ""}, {"@YINT@", ""},  {"@CLASSES@", ""},
       {"@XDIMS@", ""},  {"@YDIMS@", ""},  {"@UP@", ""},      {"@YOUT@", ""},    {"@XRANK@", ""}, {"@YRANK@", ""},
       {"@IX@", ""},     {"@IY@", ""},     {"@ILR@", ""},     {"@ISTEP@", ""},   {"@OLOSS@", ""}, {"@OY@", ""},
-      {"@P@", ""}};
+      {"@WFILE@", ""}, {"@P@", ""}};
   enum { NH = sizeof holes / sizeof holes[0] };
   snprintf(holes[1].val, 300, "%" PRId64, x->dims[0]);
   snprintf(holes[2].val, 300, "%" PRId64, xsample);
@@ -258,7 +263,8 @@ char *kiln_cli_train_main(const char *model, const kiln_program *p, const char *
   snprintf(holes[11].val, 300, "%d", label->rank);
   int idx[] = {ix, iy, ilr, istep, oloss, oy};
   for (int k = 0; k < 6; k++) snprintf(holes[12 + k].val, 300, "%d", idx[k]);
-  snprintf(holes[18].val, 300, "%s", prefix);
+  snprintf(holes[18].val, 300, "%d", weights_file);
+  snprintf(holes[19].val, 300, "%s", prefix);
   char *out = NULL;
   size_t olen = 0;
   FILE *f = open_memstream(&out, &olen);

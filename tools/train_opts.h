@@ -40,9 +40,11 @@ void kiln_cli_train_free(kiln_cli_train *o);
 int kiln_cli_inspect_train(const char *path, kiln_graph *g, const kiln_program *p, const kiln_train_opts *t, int json,
                            kiln_diag *d);
 /* emit-c --train's main.c (emit_c_train.c): the training program for the
- * step p (compiled from `model`, API prefix `prefix`); malloc'd text, or
- * NULL with d set. */
-char *kiln_cli_train_main(const char *model, const kiln_program *p, const char *prefix, kiln_diag *d);
+ * step p (compiled from `model`, API prefix `prefix`, weights in a file
+ * passed with --weights when weights_file); malloc'd text, or NULL with d
+ * set. */
+char *kiln_cli_train_main(const char *model, const kiln_program *p, const char *prefix, int weights_file,
+                          kiln_diag *d);
 /* The options' lines for a command's --help. */
 extern const char kiln_train_opts_usage[];
 

@@ -211,9 +211,12 @@ for opt in ("sgd", "momentum", "adam"):
                   f"{opt} {xs}: ONNX Runtime runs the exported model, output = the reference's forward")
 
 # bad data: one error line, exit 1, no parameter file
+# (the program built again under ASan/UBSan: a leak or overflow on an error path fails the run)
 d = os.path.join(WORK, "c_adam")
-exe = os.path.join(d, "train_model")
-if os.path.exists(exe):
+exe = os.path.join(d, "train_model_san")
+r = run(["cc"] + CFLAGS + ["-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-o", exe, "main.c",
+                           "mlp.c", "mlp_weights.c", "-lm"], cwd=d) if os.path.isdir(d) else None
+if r is not None and check(r.returncode == 0, f"main.c builds under -fsanitize=address,undefined ({r.stderr[:1500]})"):
     raw = open(os.path.join(WORK, "x.npy"), "rb").read()
     bad = {"truncated": raw[:len(raw) - 7], "garbage": b"\x93NUMPY\x01\x00\xff\xff" + b"{" * 40}
     for name, data in bad.items():
@@ -222,11 +225,40 @@ if os.path.exists(exe):
     np.save(os.path.join(WORK, "y_int.npy"), np.zeros(NS, np.int64))
     np.save(os.path.join(WORK, "x_f64.npy"), X.astype(np.float64))
     for xs, ys in (("truncated.npy", "y.npy"), ("garbage.npy", "y.npy"), ("x_shape.npy", "y.npy"),
-                   ("x.npy", "y_int.npy"), ("x_f64.npy", "y.npy"), ("x.npy", "truncated.npy")):
+                   ("x.npy", "y_int.npy"), ("x_f64.npy", "y.npy"), ("x.npy", "truncated.npy"),
+                   ("x.npy", "missing.npy")):
         pf = os.path.join(WORK, "bad_params.bin")
         r = run([exe, os.path.join(WORK, xs), os.path.join(WORK, ys), "--out", pf])
         check(r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and not os.path.exists(pf),
               f"bad data {xs} {ys}: one error line, exit 1, no parameter file ({r.stderr.strip()})")
+
+# ---- hostile parameter names, weights in a file ----
+HN = os.path.join(WORK, "hostile.onnx")
+wn, bn = 'W"*/\n??=\\x%s', "b\x01\u00e9 ../../etc"
+g = helper.make_graph([helper.make_node("Gemm", ["x", wn, bn], ["y"], name="fc */ \n", transB=1)], "h",
+                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+                      [numpy_helper.from_array(P0["W2"][:, :4].copy(), wn), numpy_helper.from_array(P0["b2"], bn)])
+hm = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+hm.ir_version = 8
+onnx.save(hm, HN)
+d = os.path.join(WORK, "hostile")
+r = run([KILN, "emit-c", HN, "--train", "--loss", "mse", "--batch", str(B), "--weights-file", "-o", d, "--name", "h"])
+if check(r.returncode == 0, f"hostile names: emit-c --train --weights-file ({r.stderr.strip()})"):
+    exe = os.path.join(d, "train_model")
+    r = run(["cc"] + CFLAGS + ["-o", exe, "main.c", "h.c", "-lm"], cwd=d)
+    if check(r.returncode == 0, f"hostile names: main.c builds ({r.stderr[:1500]})"):
+        r = run([exe, os.path.join(WORK, "x.npy"), os.path.join(WORK, "y.npy")])
+        check(r.returncode == 2 and "--weights" in r.stderr, "weights file not given: a usage error, no crash")
+        pf = os.path.join(d, "p.bin")
+        r = run([exe, os.path.join(WORK, "x.npy"), os.path.join(WORK, "y.npy"), "--weights", os.path.join(d, "h.weights"),
+                 "--lr", "0", "--out", pf])
+        onx = os.path.join(d, "p.onnx")
+        r2 = run([KILN, "export", HN, "--params", pf, "-o", onx]) if r.returncode == 0 else r
+        if check(r2.returncode == 0, f"hostile names: trains and exports ({r.stderr.strip()} {r2.stderr.strip()})"):
+            got = {i.name: numpy_helper.to_array(i) for i in onnx.load(onx).graph.initializer}
+            check(set(got) == {wn, bn} and np.array_equal(got[wn], P0["W2"][:, :4]),
+                  "hostile names: the parameter file carries the exact names (lr 0: values unchanged)")
 
 # ---- compile --train: one step through the object and the runtime ----
 d = os.path.join(WORK, "obj")
