@@ -260,6 +260,33 @@ if check(r.returncode == 0, f"hostile names: emit-c --train --weights-file ({r.s
             check(set(got) == {wn, bn} and np.array_equal(got[wn], P0["W2"][:, :4]),
                   "hostile names: the parameter file carries the exact names (lr 0: values unchanged)")
 
+# ---- bad parameter files: one error line, exit 1, no ONNX written ----
+import struct
+good = os.path.join(WORK, "c_sgd", "params_x.npy.bin")
+if os.path.exists(good):
+    raw = open(good, "rb").read()
+
+    def entry(name, dims, data, dtype=1, nbytes=None):
+        nb = len(data) if nbytes is None else nbytes
+        return (struct.pack("<I", len(name)) + name + struct.pack("<II", dtype, len(dims)) +
+                b"".join(struct.pack("<Q", x) for x in dims) + struct.pack("<Q", nb) + data)
+
+    bad = {"magic": b"KILNPAR2" + raw[8:], "truncated": raw[:-3], "trailing": raw + b"\0",
+           "count": raw[:8] + struct.pack("<I", 5) + raw[12:],
+           "unknown name": b"KILNPAR1" + struct.pack("<I", 1) + entry(b"nope", [3], b"\0" * 12),
+           "dtype": b"KILNPAR1" + struct.pack("<I", 1) + entry(b"b2", [3], b"\0" * 24, dtype=11),
+           "bytes": b"KILNPAR1" + struct.pack("<I", 1) + entry(b"b2", [3], b"\0" * 8),
+           "huge dims": b"KILNPAR1" + struct.pack("<I", 1) + entry(b"b2", [1 << 62, 1 << 62], b"", nbytes=0),
+           "twice": b"KILNPAR1" + struct.pack("<I", 2) + entry(b"b2", [3], b"\0" * 12) * 2,
+           "bad shape": b"KILNPAR1" + struct.pack("<I", 1) + entry(b"b2", [7], b"\0" * 28)}
+    for what, data in bad.items():
+        pf, onx = os.path.join(WORK, "bad.params"), os.path.join(WORK, "bad_out.onnx")
+        open(pf, "wb").write(data)
+        r = run([KILN, "export", MODEL, "--params", pf, "-o", onx])
+        check(r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("kiln: error: ")
+              and not os.path.exists(onx), f"bad parameter file ({what}): one error line, exit 1, nothing written "
+                                           f"({r.stderr.strip()})")
+
 # ---- compile --train: one step through the object and the runtime ----
 d = os.path.join(WORK, "obj")
 r = run([KILN, "compile", MODEL, "--train", "--loss", "mse", "--optimizer", "adam", "--batch", str(B), "-o", d,
