@@ -161,6 +161,7 @@ int kiln_cmd_compile(int argc, char **argv) {
   int train = 0, tr;
   kiln_cli_train topts;
   kiln_cli_train_init(&topts);
+  topts.own_output = 1; /* -o/--output DIR */
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); fputs(kiln_train_opts_usage, stdout); return 0; }

@@ -23,7 +23,8 @@ const char kiln_train_opts_usage[] =
     "  --freeze PATTERN            keep parameters matching PATTERN (fnmatch) fixed; repeatable\n"
     "  --frozen-bn-inference       BatchNorm whose scale and bias are frozen stays in inference mode\n"
     "  --class-weights W0,W1,...   per-class weights of the cross-entropy\n"
-    "  --output NAME               the network output the loss reads (default: the first)\n"
+    "  --loss-output NAME          the network output the loss reads (default: the first;\n"
+    "                              `inspect` also takes --output NAME)\n"
     "  --new-classes K             replace the classifier head by a new one for K classes\n"
     "  --head-seed S               seed of the new head's initialisation (default 0)\n";
 
@@ -101,7 +102,8 @@ int kiln_train_option(const char *cmd, int argc, char **argv, int *i, kiln_cli_t
     return 0;
   }
   int known = !strcmp(a, "--loss") || !strcmp(a, "--optimizer") || !strcmp(a, "--freeze") ||
-              !strcmp(a, "--class-weights") || !strcmp(a, "--output") || !strcmp(a, "--new-classes") ||
+              !strcmp(a, "--class-weights") || !strcmp(a, "--loss-output") ||
+              (!o->own_output && !strcmp(a, "--output")) || !strcmp(a, "--new-classes") ||
               !strcmp(a, "--head-seed");
   for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++) known |= !strcmp(a, nums[k].name);
   if (!known) return 1;
@@ -125,7 +127,7 @@ int kiln_train_option(const char *cmd, int argc, char **argv, int *i, kiln_cli_t
     o->freeze[o->t.nfreeze++] = v;
   } else if (!strcmp(a, "--class-weights")) {
     return class_weights(cmd, v, o) ? 2 : 0;
-  } else if (!strcmp(a, "--output")) {
+  } else if (!strcmp(a, "--output") || !strcmp(a, "--loss-output")) {
     o->t.output = v;
   } else if (!strcmp(a, "--new-classes")) {
     int64_t k = kiln_cli_parse_count(v);

@@ -10,7 +10,9 @@
  *   --freeze PATTERN (fnmatch(3) on parameter names; repeatable, at most 64)
  *   --frozen-bn-inference           BatchNorm with frozen scale/bias stays in inference mode
  *   --class-weights W0,W1,...       (CE: one per class)
- *   --output NAME                   the network output the loss reads
+ *   --loss-output NAME              the network output the loss reads (also
+ *                                   --output NAME, in commands whose own
+ *                                   --output is not a folder: own_output 0)
  *   --new-classes K --head-seed S   a new K-class head (transfer learning)
  * Numbers are checked (finite, in range); a bad one is a usage error naming
  * the option.  kiln_train_opts_usage is the help text for them. */
@@ -27,6 +29,7 @@ typedef struct kiln_cli_train {
   const char *freeze[KILN_TRAIN_MAX_FREEZE]; /* t.freeze points here */
   float *class_weights;                      /* malloc'd; t.class_weights points here */
   int given;           /* some training option was given (the command then needs --train) */
+  int own_output;      /* set by the caller: the command's --output is its own (a folder) */
 } kiln_cli_train;
 
 /* Defaults (kiln_train_defaults). */

@@ -581,5 +581,10 @@ if os.path.exists(os.path.join(WORK, "ce", "train_model")):
     check(r.returncode == 1 and "not a class" in r.stderr and not os.path.exists(os.path.join(WORK, "ce", "q.bin")),
           f"CE: a label outside 0..2 is one error line ({r.stderr.strip()})")
 
+r = run([KILN, "emit-c", MODEL, "--train", "--loss", "mse", "--output", os.path.join(WORK, "out_dir"), "--loss-output", "y"])
+check(r.returncode == 0 and os.path.exists(os.path.join(WORK, "out_dir", "main.c")),
+      f"emit-c --train: --output stays the folder, --loss-output names the output ({r.stderr.strip()})")
+r = run([KILN, "inspect", MODEL, "--train", "--loss", "mse", "--output", "nope"])
+check(r.returncode == 1 and "no output named 'nope'" in r.stderr, "inspect --train --output NAME: an unknown output is an error")
 print(f"\n{len(FAIL)} check(s) failed" if FAIL else "\nall checks passed")
 sys.exit(1 if FAIL else 0)
