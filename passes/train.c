@@ -57,6 +57,7 @@ static int trainable(const kiln_graph *g, const kiln_train_opts *t, const kiln_v
 }
 
 int kiln_train_prepare(kiln_graph *g, const kiln_train_opts *t, kiln_diag *d) {
+  if (kiln_train_new_head(g, t, d) || kiln_train_batchnorm(g, t, d)) return -1; /* passes/train_prepare.c */
   int n = 0;
   for (int i = 0; i < g->nvalues; i++) {
     kiln_value *v = g->values[i];

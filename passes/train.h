@@ -57,6 +57,8 @@ typedef struct kiln_train_opts {
   int nfreeze;
   int frozen_bn_inference;     /* BatchNorm layers whose parameters are all frozen run in inference mode */
   const char *output;          /* the network output the loss reads; NULL: the first */
+  int64_t new_classes;         /* > 0: a new classifier head for this many classes (kiln_train_prepare) */
+  uint64_t head_seed;          /* seed of the new head's initialisation */
 } kiln_train_opts;
 
 /* Defaults (PyTorch's): SGD, CE, momentum 0.9, betas 0.9/0.999, rho 0.99,
@@ -67,6 +69,12 @@ kiln_train_opts kiln_train_defaults(void);
  * will be trained (a float initializer read as data, not frozen) as state,
  * so that constant folding leaves it alone.  0, or -1 with d set. */
 int kiln_train_prepare(kiln_graph *g, const kiln_train_opts *t, kiln_diag *d);
+
+/* Parts of kiln_train_prepare (passes/train_prepare.c): BatchNorm nodes
+ * to training mode with their running statistics as state, and the new
+ * classifier head of opts->new_classes.  0, or -1 with d set. */
+int kiln_train_batchnorm(kiln_graph *g, const kiln_train_opts *t, kiln_diag *d);
+int kiln_train_new_head(kiln_graph *g, const kiln_train_opts *t, kiln_diag *d);
 
 /* The `train` pass (after infer-shapes): adds the label/lr/step inputs, the
  * loss, the gradients (kiln_autodiff) and the optimizer's in-place updates,

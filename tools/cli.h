@@ -72,6 +72,8 @@ typedef struct kiln_model_opts {
   kiln_program *program; /* out, with `lower` */
   const kiln_target *target; /* with `lower`: what to lower for (NULL: kiln_target_default()) */
   kiln_timing *timing;       /* --time: each pass's time (NULL: untimed) */
+  const struct kiln_train_opts *train; /* --train: the graph becomes one training step (NULL: inference) */
+  const char *params_file;   /* --params FILE: initializers replaced from a kiln parameter file (NULL: none) */
 } kiln_model_opts;
 kiln_graph *kiln_cli_load(const char *path, kiln_model_opts *o, kiln_diag *d);
 /* --dump-after VALUE (every command that compiles): 0 with *pass set; 2
@@ -100,6 +102,9 @@ void kiln_c_prefix_for(const char *model_path, char *prefix, size_t size);
 void kiln_file_name_for(char *out, size_t size, const char *name);
 /* Multiply-accumulates of the whole graph (symbolic dims counted as 1). */
 int64_t kiln_cli_macs(const kiln_graph *g);
+/* Replaces g's float initializers by the tensors of the kiln parameter
+ * file at path (params_file.c; format in emit_c_train.c); 0 or -1. */
+int kiln_cli_apply_params(kiln_graph *g, const char *path, kiln_diag *d);
 /* Just the import (by extension), no shape inference. */
 kiln_graph *kiln_cli_import(const char *path, kiln_diag *d);
 

@@ -24,6 +24,7 @@
 #include "../passes/passes.h"
 #include "cli.h"
 #include "tensor_io.h"
+#include "train_opts.h"
 
 extern const char kiln_runtime_c_source[], kiln_runtime_h_source[];
 
@@ -43,7 +44,8 @@ static const char help[] =
     "  --shared           also link libPREFIX.so (needs a C compiler, `cc`)\n"
     "  --dump-after PASS  print the IR after PASS to stderr (`list`: the passes)\n"
     "  --time             print each compilation stage's wall and CPU time to stderr\n"
-    "  -h, --help         show this help\n";
+    "  --train            compile one training step instead (header: its inputs and state)\n"
+    "  -h, --help         show this help\n\n";
 
 static const char *c_type(kiln_dtype t) {
   switch (t) {
@@ -73,7 +75,7 @@ static const kiln_buf *io_buf(const kiln_program *p, int k) {
  * distinct identifiers (one namespace for inputs and outputs; never
  * WORKSPACE or WEIGHTS, left to the header's own PREFIX_WORKSPACE_* and
  * PREFIX_WEIGHTS_* macros, as in emit-c's header). */
-static char *make_header(const kiln_program *p, const char *prefix, const char *model) {
+static char *make_header(const kiln_program *p, const char *prefix, const char *model, int train) {
   char *buf = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);
@@ -96,6 +98,17 @@ static char *make_header(const kiln_program *p, const char *prefix, const char *
              " * reads and updates it, so runs on one instance see each other's updates and\n"
              " * two instances never share it.  %s_state gives its bytes (to save or restore\n"
              " * them), %s_reset_state sets them back to the initial contents. */\n", up, prefix, prefix, prefix);
+  if (train)
+    fprintf(f, "/* Training step (kiln compile --train): one %s_run is one optimizer step on one\n"
+               " * mini-batch.  Inputs: the model's inputs (the batch), then `label` (int64 class\n"
+               " * ids for the cross-entropy and Dice losses, else targets shaped like the output),\n"
+               " * `lr` (float scalar: this step's learning rate) and `step` (float scalar: the\n"
+               " * step number t = 1, 2, ...: Adam's bias correction).  Outputs: `loss` (float\n"
+               " * scalar, the batch mean), then the network output the loss reads.  The trained\n"
+               " * parameters and the optimizer's moments are the instance's state: %s_state\n"
+               " * gives them after training (each state tensor at its offset in %s_layout,\n"
+               " * the same layout `kiln inspect --loops --train` prints), %s_reset_state\n"
+               " * starts over from the model's initial parameters. */\n", prefix, prefix, prefix, prefix);
   fprintf(f, "#ifndef %s_H\n#define %s_H\n\n#include <stdint.h>\n\n#include \"kiln_runtime.h\"\n\n", up, up);
   fprintf(f, "#define %s_NUM_INPUTS %d\n#define %s_NUM_OUTPUTS %d\n", up, p->ninputs, up, p->noutputs);
   fprintf(f, "#define %s_WORKSPACE_BYTES %lld\n#define %s_WEIGHTS_BYTES %lld\n", up, (long long)p->workspace_bytes, up,
@@ -145,9 +158,17 @@ int kiln_cmd_compile(int argc, char **argv) {
   int portable = 0, shared = 0, timed = 0;
   kiln_cli_bindings bind = {0};
   int dump_after = 0; /* KILN_PASS_NONE */
+  int train = 0, tr;
+  kiln_cli_train topts;
+  kiln_cli_train_init(&topts);
+  topts.own_output = 1; /* -o/--output DIR */
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); fputs(kiln_train_opts_usage, stdout); return 0; }
+    else if (!strcmp(a, "--train")) train = 1;
+    else if ((tr = kiln_train_option("compile", argc, argv, &i, &topts)) != 1) {
+      if (tr) { kiln_cli_bindings_free(&bind); kiln_cli_train_free(&topts); return tr; }
+    }
     else if (!strcmp(a, "--portable")) portable = 1;
     else if (!strcmp(a, "--shared")) shared = 1;
     else if (!strcmp(a, "--time")) timed = 1;
@@ -168,6 +189,10 @@ int kiln_cmd_compile(int argc, char **argv) {
   }
   if (!path) return kiln_cli_usage_error("compile", "no model given");
   if (!outdir) return kiln_cli_usage_error("compile", "no output folder given (-o DIR)");
+  if (topts.given && !train) {
+    kiln_cli_train_free(&topts);
+    return kiln_cli_usage_error("compile", "training options need --train");
+  }
   char prefix[128];
   if (name) {
     if (!kiln_c_identifier_ok(name))
@@ -187,6 +212,7 @@ int kiln_cmd_compile(int argc, char **argv) {
   kiln_timing_start(&timing, timed ? stderr : NULL);
   kiln_model_opts o = {.bind = &bind, .static_shapes = 1, .lower = 1, .dump_after = dump_after, .target = &target,
                        .timing = &timing};
+  if (train) o.train = &topts.t;
   kiln_graph *g = NULL;
   if (kiln_out_dir_check(outdir, &d)) goto fail;
   g = kiln_cli_load(path, &o, &d); /* the pipeline, through plan-memory */
@@ -195,7 +221,7 @@ int kiln_cmd_compile(int argc, char **argv) {
   size_t olen = 0;
   fprintf(stderr, "kiln: compiling %d kernels for %s...\n", p->nkernels, portable ? "x86-64" : "this CPU");
   if (kiln_llvm_emit_object(p, prefix, portable, &obj, &olen, &timing, &d)) goto fail;
-  header = make_header(p, prefix, path);
+  header = make_header(p, prefix, path, train);
   /* the weights, then the state's initial contents (kiln_runtime.h) */
   weights = calloc(1, (size_t)(p->weights_bytes + p->state_bytes) + 1);
   if (!weights) { kiln_error(&d, NULL, "out of memory"); goto fail; }
@@ -238,5 +264,6 @@ fail:
   free(weights);
   kiln_graph_free(g);
   kiln_cli_bindings_free(&bind);
+  kiln_cli_train_free(&topts);
   return rc;
 }

@@ -15,6 +15,8 @@ static const char help[] =
     "options:\n"
     "  -o, --output FILE  the ONNX file to write (replaced atomically)\n"
     "  --batch N          bind symbolic (batch) dims to N (default: keep them symbolic)\n"
+    "  --params FILE      replace initializers by name with the tensors of a kiln\n"
+    "                     parameter file (written by emit-c --train's program)\n"
     "  -h, --help         show this help\n";
 
 int kiln_cmd_export(int argc, char **argv) {
@@ -27,6 +29,9 @@ int kiln_cmd_export(int argc, char **argv) {
     else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("export", "%s needs a file name", a);
       out = argv[++i];
+    } else if (!strcmp(a, "--params")) {
+      if (i + 1 >= argc) return kiln_cli_usage_error("export", "--params needs a file name");
+      o.params_file = argv[++i];
     } else if (!strcmp(a, "--batch")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("export", "--batch needs a value");
       if (kiln_cli_binding_option("export", a, argv[++i], &bind)) return 2;

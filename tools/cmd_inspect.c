@@ -11,6 +11,7 @@
 #include "../passes/lower.h"
 #include "../passes/pipeline.h"
 #include "cli.h"
+#include "train_opts.h"
 
 static const char help[] =
     "usage: kiln inspect [options] MODEL\n\n"
@@ -27,7 +28,9 @@ static const char help[] =
     "  --dump-after PASS  print the IR after PASS to stderr (`list`: the passes)\n"
     "  --target T    what --loops and --dump-after compile for: cpu (default: the fixed\n"
     "                C target) or cuda (a GPU: every kernel one launch, schedule-gpu)\n"
-    "  -h, --help    show this help\n";
+    "  --train       summarise one training step instead (trained/frozen parameters,\n"
+    "                optimizer state, peak training memory); --dump-after train shows it\n"
+    "  -h, --help    show this help\n\n";
 
 static void json_str(FILE *f, const char *s) { kiln_put_json_string(f, s); }
 
@@ -216,14 +219,20 @@ static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts
 }
 
 int kiln_cmd_inspect(int argc, char **argv) {
-  int verbose = 0, ir = 0, json = 0, loops = 0;
+  int verbose = 0, ir = 0, json = 0, loops = 0, train = 0, tr;
   const char *path = NULL;
+  kiln_cli_train topts;
+  kiln_cli_train_init(&topts);
   kiln_cli_bindings bind = {0};
   kiln_model_opts o = {.bind = &bind};
   kiln_target gpu = kiln_target_gpu_default();
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); fputs(kiln_train_opts_usage, stdout); return 0; }
+    else if (!strcmp(a, "--train")) train = 1;
+    else if ((tr = kiln_train_option("inspect", argc, argv, &i, &topts)) != 1) {
+      if (tr) { kiln_cli_bindings_free(&bind); kiln_cli_train_free(&topts); return tr; }
+    }
     else if (!strcmp(a, "--target")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("inspect", "%s needs a value", a);
       const char *v = argv[++i];
@@ -248,10 +257,23 @@ int kiln_cmd_inspect(int argc, char **argv) {
     else path = a;
   }
   if (!path) return kiln_cli_usage_error("inspect", "no model given");
+  if (topts.given && !train) {
+    kiln_cli_train_free(&topts);
+    return kiln_cli_usage_error("inspect", "training options need --train");
+  }
   kiln_diag d = {0};
-  o.static_shapes = o.lower = loops; /* --loops: the whole pipeline, as compile runs it */
+  o.static_shapes = o.lower = loops || train; /* --loops, --train: the whole pipeline, as compile runs it */
+  if (train) o.train = &topts.t;
   kiln_graph *g = kiln_cli_load(path, &o, &d);
-  if (!g) { kiln_cli_report(&d); kiln_cli_bindings_free(&bind); return 1; }
+  if (!g) { kiln_cli_report(&d); kiln_cli_bindings_free(&bind); kiln_cli_train_free(&topts); return 1; }
+  if (train && !loops) { /* the training step's summary */
+    int rc = kiln_cli_inspect_train(path, g, o.program, &topts.t, json, &d);
+    if (rc) kiln_cli_report(&d);
+    kiln_graph_free(g);
+    kiln_cli_bindings_free(&bind);
+    kiln_cli_train_free(&topts);
+    return rc ? 1 : 0;
+  }
   if (o.bound_note && !json)
     fprintf(stderr, "kiln: note: symbolic dims bound to 1 to infer shapes (choose with --batch N or --dim NAME=N)\n");
   /* The loop passes run for the memory figure, or for a dump after one. */
@@ -266,5 +288,6 @@ int kiln_cmd_inspect(int argc, char **argv) {
   else print_summary(path, g, &o, peak, verbose);
   kiln_graph_free(g);
   kiln_cli_bindings_free(&bind);
+  kiln_cli_train_free(&topts);
   return 0;
 }

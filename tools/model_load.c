@@ -56,6 +56,7 @@ typedef struct load_ctx {
 static int bind_model(kiln_graph *g, void *ctx, kiln_diag *d) {
   load_ctx *c = ctx;
   kiln_model_opts *o = c->o;
+  if (o->params_file && kiln_cli_apply_params(g, o->params_file, d)) return -1;
   count_params(g, o);
   kiln_cli_bindings none = {0};
   kiln_cli_bindings *b = o->bind ? o->bind : &none;
@@ -75,7 +76,8 @@ static kiln_graph *load_once(const char *path, kiln_model_opts *o, int64_t bind_
   kiln_pipeline pl;
   kiln_pipeline_opts po = {.path = path, .bind = bind_model, .bind_ctx = &c,
                            .until = o->lower ? KILN_PASS_PLAN_MEMORY : KILN_PASS_LOWER - 1, /* every graph pass */
-                           .dump_after = dump_after, .target = o->target, .timing = o->timing};
+                           .dump_after = dump_after, .target = o->target, .timing = o->timing,
+                           .train = o->train};
   int rc = kiln_pipeline_run(&po, &pl, d);
   o->dumped |= pl.dumped;
   if (rc) {
