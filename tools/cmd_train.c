@@ -23,6 +23,7 @@
 #include "../ir/ops.h"
 #include "../passes/passes.h"
 #include "../passes/pipeline.h"
+#include "../runtime/kiln_shuffle.h"
 #include "cli.h"
 #include "train_run.h"
 
@@ -333,14 +334,8 @@ static int split_data(train_run *r, kiln_diag *d) {
   if (nval >= n) return kiln_error(d, NULL, "%s: --val-split %g leaves no training samples", r->data, r->val_split);
   int64_t *idx = malloc((size_t)n * sizeof *idx);
   if (!idx) return kiln_error(d, NULL, "out of memory");
-  uint64_t s[4];
-  kiln_train_seed(s, (uint64_t)r->seed ^ 0x5eed5b117ull); /* the split's own stream: fixed by --seed alone */
-  for (int64_t i = 0; i < n; i++) idx[i] = i;
-  for (int64_t i = n - 1; i > 0; i--) {
-    int64_t j = (int64_t)(kiln_train_next(s) % (uint64_t)(i + 1)), t = idx[i];
-    idx[i] = idx[j];
-    idx[j] = t;
-  }
+  uint64_t s = (uint64_t)r->seed ^ 0x5eed5b117ull; /* the split's own stream: fixed by --seed alone */
+  kiln_shuffle_epoch(&s, idx, n);
   kiln_dataset tr;
   int rc = kiln_dataset_subset(&r->train, idx + nval, n - nval, &tr, d) ||
            kiln_dataset_subset(&r->train, idx, nval, &r->valid, d);

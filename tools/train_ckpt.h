@@ -21,7 +21,7 @@ typedef struct kiln_ckpt {
   uint64_t layout;              /* fingerprint of the program's state layout and options */
   int64_t epoch;                /* epochs completed */
   int64_t step;                 /* optimizer steps taken */
-  uint64_t prng[4];             /* the shuffling/augmentation generator */
+  uint64_t prng[4];             /* the shuffling/augmentation streams (kiln_train_seed) */
   double best_val;              /* early stopping: best validation loss so far */
   int64_t bad_epochs;           /* epochs since it improved */
   int64_t nmetrics;             /* rows of metrics (one per epoch) */

@@ -1,7 +1,8 @@
 /* The epochs of `kiln train` (see cmd_train.c for the setup).
  *
- * One epoch: a seeded shuffle of the training samples (xoshiro256**, the
- * run's only randomness, saved in every checkpoint), full batches of B
+ * One epoch: a seeded shuffle of the training samples (runtime/kiln_shuffle.h,
+ * the very order emit-c --train's program visits; its state is saved in
+ * every checkpoint with the augmentation stream's), full batches of B
  * through the training step (a last batch shorter than B is skipped: the
  * program has one static batch size, and the shuffle changes every
  * epoch, so every sample is seen), optional augmentation of each batch on
@@ -23,35 +24,20 @@
 #include <string.h>
 #include <time.h>
 
+#include "../runtime/kiln_shuffle.h"
 #include "tensor_io.h"
 #include "train_plot.h"
 #include "train_run.h"
 
-static uint64_t splitmix(uint64_t *x) {
-  uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 void kiln_train_seed(uint64_t s[4], uint64_t seed) {
-  for (int i = 0; i < 4; i++) s[i] = splitmix(&seed);
+  s[0] = seed;                       /* epoch order: kiln_shuffle.h's stream, as in emit-c --train's main.c */
+  s[1] = seed ^ 0xa06e47a7e5eed5ull; /* augmentation: its own stream, so augmenting leaves the order alone */
+  s[2] = s[3] = 0;
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+uint64_t kiln_train_next(uint64_t *s) { return kiln_splitmix64(s); }
 
-uint64_t kiln_train_next(uint64_t s[4]) {
-  uint64_t out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-  s[2] ^= s[0];
-  s[3] ^= s[1];
-  s[1] ^= s[2];
-  s[0] ^= s[3];
-  s[2] ^= t;
-  s[3] = rotl(s[3], 45);
-  return out;
-}
-
-static double uniform(uint64_t s[4]) { return (double)(kiln_train_next(s) >> 11) * 0x1.0p-53; }
+static double uniform(uint64_t *s) { return (double)(kiln_train_next(s) >> 11) * 0x1.0p-53; }
 
 static double now(void) {
   struct timespec ts;
@@ -87,7 +73,7 @@ static double lr_at(const train_run *r, int64_t epoch, int64_t gstep, int64_t st
 }
 
 /* ---- augmentation (the last two dims of every sample are the image plane) ---- */
-static void augment(const train_run *r, uint64_t s[4], const kiln_dataset *ds, float *x, int64_t *y, float *yf) {
+static void augment(const train_run *r, uint64_t *s, const kiln_dataset *ds, float *x, int64_t *y, float *yf) {
   int64_t H = ds->xdims[ds->xrank - 1 - 1], W = ds->xdims[ds->xrank - 1], planes = ds->xsize / (H * W);
   int spatial_y = ds->yrank >= 2 && ds->ydims[ds->yrank - 2] == H && ds->ydims[ds->yrank - 1] == W;
   int64_t yplanes = spatial_y ? ds->ysize / (H * W) : 0;
@@ -330,15 +316,10 @@ int kiln_train_loop(train_run *r, kiln_diag *d) {
   int64_t first_epoch = c->epoch;
   for (int64_t epoch = c->epoch; epoch < r->epochs; epoch++) {
     double t0 = now(), loss_sum = 0, lr = 0;
-    for (int64_t i = 0; i < ds->n; i++) order[i] = i;
-    for (int64_t i = ds->n - 1; i > 0; i--) {
-      int64_t j = (int64_t)(kiln_train_next(r->prng) % (uint64_t)(i + 1)), t = order[i];
-      order[i] = order[j];
-      order[j] = t;
-    }
+    kiln_shuffle_epoch(&r->prng[0], order, ds->n);
     memset(m, 0, sizeof *m);
     for (int64_t s = 0; s < steps; s++) {
-      fill_batch(r, ds, order, s * r->batch, r->batch, xb, tp->bufs[tp->label], augmenting ? r->prng : NULL);
+      fill_batch(r, ds, order, s * r->batch, r->batch, xb, tp->bufs[tp->label], augmenting ? &r->prng[1] : NULL);
       lr = lr_at(r, epoch, c->step, steps);
       *lrb = (float)lr;
       *stepb = (float)(c->step + 1);

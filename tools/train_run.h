@@ -50,7 +50,7 @@ typedef struct train_run {
   /* programs: the training step, and inference with the same parameters */
   train_prog tr, inf;
   /* progress */
-  uint64_t prng[4];
+  uint64_t prng[4];         /* [0] epoch order, [1] augmentation (kiln_train_seed) */
   kiln_ckpt ck;             /* what the next checkpoint holds (metrics so far) */
 } train_run;
 
@@ -62,8 +62,11 @@ int kiln_train_predict(train_run *r, const char *path, kiln_diag *d);
 /* Copies every state buffer of `from` that `to` has by name (same size)
  * into to's JIT state: the trained parameters into the inference program. */
 void kiln_train_copy_state(const train_prog *from, train_prog *to);
-/* xoshiro256** (seeded with splitmix64): the run's only randomness. */
+/* The run's randomness: splitmix64 streams (runtime/kiln_shuffle.h).
+ * kiln_train_seed sets s[0], the epoch order (kiln_shuffle_epoch, exactly
+ * as emit-c --train's program), and s[1], augmentation; s[2..3] are 0.
+ * kiln_train_next draws from one stream. */
 void kiln_train_seed(uint64_t s[4], uint64_t seed);
-uint64_t kiln_train_next(uint64_t s[4]);
+uint64_t kiln_train_next(uint64_t *s);
 
 #endif

@@ -19,6 +19,8 @@ Checked:
     mean losses equal the reference's within 1e-4 relative (kiln computes
     in float32: a few hundred roundings of 6e-8 over 15 steps stay far
     below 1e-4), for SGD, momentum and Adam, float32 and uint8 x;
+  - `kiln train` with the same data, seed and options prints the same
+    per-epoch losses as the emitted program (1e-4 relative);
   - its parameter file, through `kiln export --params`, is an ONNX model
     whose initializers equal the reference's trained parameters within
     1e-4 * max(1, |p|) (same argument) and which ONNX Runtime runs;
@@ -40,6 +42,9 @@ Checked:
     until they land the test prints SKIP naming the missing one);
   - cross-entropy: per-epoch losses vs NumPy (SKIP naming LogSoftmax until
     its gradient lands), and an out-of-range label is one error line;
+  - a CNN (Conv, BatchNorm training mode, Relu, MaxPool, strided Conv, Tanh,
+    GlobalAveragePool, Gemm; CE, Adam): the emitted program and kiln train
+    print the same per-epoch losses (1e-4 relative);
   - inspect --train --json: trained/frozen parameter counts and bytes from
     the model's initializers, optimizer state bytes = trained bytes *
     moments (0 SGD, 1 momentum, 2 Adam), peak = workspace + state + weights.
@@ -183,7 +188,7 @@ for opt in ("sgd", "momentum", "adam"):
     r = run(["cc"] + CFLAGS + ["-o", exe, "main.c", "mlp.c", "mlp_weights.c", "-lm"], cwd=d)
     if not check(r.returncode == 0, f"{opt}: main.c + step build with {' '.join(CFLAGS)}: {r.stderr[:2000]}"):
         continue
-    for xs, xarr in (("x.npy", X), ("xu8.npy", XU8)):
+    for xs, xarr in (("x.npy", X), ("xu8.npy", XU8 / 255.0)):
         if xs == "xu8.npy" and opt != "adam":
             continue
         pf = os.path.join(d, f"params_{xs}.bin")
@@ -195,6 +200,25 @@ for opt in ("sgd", "momentum", "adam"):
         if len(got) == EPOCHS:
             worst = max(rel(a, b) for a, b in zip(got, want))
             check(worst <= 1e-4, f"{opt} {xs}: per-epoch losses {got} vs NumPy {[float(w) for w in want]}: "
+                                 f"max rel {worst:.2e} <= 1e-4")
+        # kiln train on the same data, seed and options: the same batches in
+        # the same order (kiln_shuffle.h) through the same step, so the same
+        # per-epoch losses within 1e-4 relative (both float32, the same
+        # kernels up to the C compiler's and LLVM's rounding choices)
+        data = os.path.join(d, f"data_{xs}")
+        os.makedirs(data, exist_ok=True)
+        shutil.copy(os.path.join(WORK, xs), os.path.join(data, "x.npy"))
+        shutil.copy(os.path.join(WORK, "y.npy"), os.path.join(data, "y.npy"))
+        tout = os.path.join(d, f"train_{xs}")
+        shutil.rmtree(tout, ignore_errors=True)
+        r = run([KILN, "train", MODEL, "--data", data, "--val-split", "0", "--loss", "mse", "--optimizer", opt,
+                 "--batch", str(B), "--epochs", str(EPOCHS), "--lr", str(LR), "--seed", str(SEED), "--out", tout])
+        if check(r.returncode == 0, f"{opt} {xs}: kiln train ({r.stderr.strip()})") and len(got) == EPOCHS:
+            with open(os.path.join(tout, "metrics.csv")) as f:
+                rows = [l.split(",") for l in f.read().split("\n")[1:] if l]
+            kt = [float(row[1]) for row in rows]
+            worst = max(rel(a, b) for a, b in zip(got, kt)) if len(kt) == EPOCHS else float("inf")
+            check(worst <= 1e-4, f"{opt} {xs}: emitted C program's per-epoch losses {got} vs kiln train's {kt}: "
                                  f"max rel {worst:.2e} <= 1e-4")
         # parameters -> ONNX
         onx = os.path.join(d, f"trained_{xs}.onnx")
@@ -580,6 +604,61 @@ if os.path.exists(os.path.join(WORK, "ce", "train_model")):
              "--out", os.path.join(WORK, "ce", "q.bin")])
     check(r.returncode == 1 and "not a class" in r.stderr and not os.path.exists(os.path.join(WORK, "ce", "q.bin")),
           f"CE: a label outside 0..2 is one error line ({r.stderr.strip()})")
+
+# ---- a CNN (Conv, BatchNorm in training mode, Relu, MaxPool, Tanh, GAP, Gemm) with
+# CE and Adam: the emitted program and kiln train, same data, seed and options,
+# print the same per-epoch losses (1e-4 relative; both float32, same step) ----
+def cnn_model(path):
+    g0 = np.random.default_rng(21)
+    inits = {"cw1": g0.normal(0, 0.3, (4, 1, 3, 3)), "cb1": g0.normal(0, 0.1, 4),
+             "bs": 1 + g0.normal(0, 0.1, 4), "bb": g0.normal(0, 0.1, 4), "bm": np.zeros(4), "bv": np.ones(4),
+             "cw2": g0.normal(0, 0.3, (6, 4, 3, 3)), "cb2": g0.normal(0, 0.1, 6),
+             "fw": g0.normal(0, 0.4, (3, 6)), "fb": np.zeros(3)}
+    nodes = [helper.make_node("Conv", ["x", "cw1", "cb1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c1", "bs", "bb", "bm", "bv"], ["n1"], name="bn1"),
+             helper.make_node("Relu", ["n1"], ["r1"], name="relu1"),
+             helper.make_node("MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Conv", ["p1", "cw2", "cb2"], ["c2"], name="conv2", strides=[2, 2]),
+             helper.make_node("Tanh", ["c2"], ["t2"], name="tanh2"),
+             helper.make_node("GlobalAveragePool", ["t2"], ["g2"], name="gap"),
+             helper.make_node("Flatten", ["g2"], ["f2"], name="flat"),
+             helper.make_node("Gemm", ["f2", "fw", "fb"], ["y"], name="fc", transB=1)]
+    g = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 12, 12])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+                          [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, path)
+
+
+CNN = os.path.join(WORK, "cnn.onnx")
+cnn_model(CNN)
+cdata = os.path.join(WORK, "cnn_data")
+os.makedirs(cdata, exist_ok=True)
+gc = np.random.default_rng(22)
+cx = gc.random((44, 1, 12, 12)).astype(np.float32)
+cy = gc.integers(0, 3, 44).astype(np.int64)
+np.save(os.path.join(cdata, "x.npy"), cx)
+np.save(os.path.join(cdata, "y.npy"), cy)
+d = os.path.join(WORK, "cnn_c")
+r = run([KILN, "emit-c", CNN, "--train", "--loss", "ce", "--optimizer", "adam", "--batch", "8", "-o", d, "--name", "cnn"])
+if check(r.returncode == 0, f"CNN: emit-c --train ({r.stderr.strip()})"):
+    exe = os.path.join(d, "train_model")
+    r = run(["cc"] + CFLAGS + ["-o", exe, "main.c", "cnn.c", "cnn_weights.c", "-lm"], cwd=d)
+    if check(r.returncode == 0, f"CNN: builds ({r.stderr[:1500]})"):
+        r = run([exe, os.path.join(cdata, "x.npy"), os.path.join(cdata, "y.npy"), "--epochs", "3", "--lr", "0.01",
+                 "--seed", "5", "--out", os.path.join(d, "p.bin")])
+        got = read_losses(r.stdout)
+        tout = os.path.join(d, "train")
+        r2 = run([KILN, "train", CNN, "--data", cdata, "--val-split", "0", "--loss", "ce", "--optimizer", "adam",
+                  "--batch", "8", "--epochs", "3", "--lr", "0.01", "--seed", "5", "--out", tout])
+        if check(r.returncode == 0 and r2.returncode == 0 and len(got) == 3,
+                 f"CNN: the program and kiln train run ({r.stderr.strip()} {r2.stderr.strip()})"):
+            with open(os.path.join(tout, "metrics.csv")) as f:
+                kt = [float(l.split(",")[1]) for l in f.read().split("\n")[1:] if l]
+            worst = max(rel(a, b) for a, b in zip(got, kt)) if len(kt) == 3 else float("inf")
+            check(worst <= 1e-4 and got[-1] < got[0], f"CNN: emitted program's losses {got} = kiln train's {kt} "
+                                                     f"(max rel {worst:.2e} <= 1e-4), and they go down")
 
 r = run([KILN, "emit-c", MODEL, "--train", "--loss", "mse", "--output", os.path.join(WORK, "out_dir"), "--loss-output", "y"])
 check(r.returncode == 0 and os.path.exists(os.path.join(WORK, "out_dir", "main.c")),
