@@ -74,6 +74,9 @@ static const char help[] =
     "  --threads N           threads for parallel loops (default 1)\n"
     "  --dry-run             read and check the model and data, print a summary of\n"
     "                        each set (sizes, class counts, checksums), write nothing\n"
+    "  --profile             time every kernel of the training step over the first\n"
+    "                        epoch's steps (up to 1000) and print kiln run --profile's\n"
+    "                        table at the end (the timing calls are compiled in only then)\n"
     "  -h, --help            show this help\n";
 
 static int parse_double(const char *s, double *out) {
@@ -112,6 +115,7 @@ static int parse_args(train_run *r, int argc, char **argv) {
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 3; }
     if (!strcmp(a, "--resume")) { r->resume = 1; continue; }
     if (!strcmp(a, "--dry-run")) { r->dry_run = 1; continue; }
+    if (!strcmp(a, "--profile")) { r->profile = 1; continue; }
     if (!strcmp(a, "--frozen-bn-inference")) { r->topts.frozen_bn_inference = 1; continue; }
     if (a[0] != '-' || !a[1]) {
       if (r->model) return kiln_cli_usage_error("train", "more than one model given ('%s' and '%s')", r->model, a);
@@ -246,7 +250,7 @@ static int compile_prog(train_run *r, int training, train_prog *tp, kiln_diag *d
   tp->g = pl.graph;
   if (rc) return -1;
   tp->p = pl.program;
-  if (!(tp->jit = kiln_llvm_jit_compile(tp->p, d))) return -1;
+  if (!(tp->jit = kiln_llvm_jit_compile_with(tp->p, training && r->profile, NULL, d))) return -1;
   if (kiln_llvm_jit_set_threads(tp->jit, r->threads)) return kiln_error(d, NULL, "cannot start %d threads", r->threads);
   kiln_program *p = tp->p;
   tp->bufs = calloc((size_t)p->nbufs + 1, sizeof *tp->bufs);
@@ -454,7 +458,25 @@ int kiln_cmd_train(int argc, char **argv) {
     goto fail;
   }
   if (compile_prog(r, 1, &r->tr, &d)) goto fail;
+  if (r->profile) {
+    double peak = kiln_llvm_fma_peak(&d);
+    if (peak < 0) goto fail;
+    r->prof_peak = peak;
+    if (!(r->prof_times = calloc((size_t)KILN_TRAIN_PROFILE_STEPS * (size_t)r->tr.p->nkernels + 1, sizeof(double)))) {
+      kiln_error(&d, NULL, "out of memory");
+      goto fail;
+    }
+  }
   if (make_outdir(r, &created, &d) || kiln_train_loop(r, &d) || export_onnx(r, &d)) goto fail;
+  if (r->prof_times && r->prof_steps) {
+    kiln_target target = kiln_llvm_target(0);
+    printf("training step, median of the first %lld steps:\n", (long long)r->prof_steps);
+    if (kiln_cli_profile_print(r->tr.p, r->prof_times, (int)r->prof_steps, r->threads, r->prof_peak,
+                               8 * target.vector_bytes)) {
+      kiln_error(&d, NULL, "out of memory");
+      goto fail;
+    }
+  }
   if (r->valid.n) {
     char pred[4096];
     snprintf(pred, sizeof pred, "%s/val_outputs.npy", r->outdir);
@@ -464,6 +486,7 @@ int kiln_cmd_train(int argc, char **argv) {
 fail:
   if (rc) kiln_cli_report(&d);
   if (rc && created) rmdir(r->outdir); /* a failure before the first checkpoint leaves nothing (rmdir: only if empty) */
+  free(r->prof_times);
   free_prog(&r->tr);
   free_prog(&r->inf);
   kiln_dataset_free(&r->train);

@@ -324,6 +324,12 @@ int kiln_train_loop(train_run *r, kiln_diag *d) {
       *lrb = (float)lr;
       *stepb = (float)(c->step + 1);
       kiln_llvm_jit_run(tp->jit, tp->bufs);
+      if (r->prof_times && r->prof_steps < KILN_TRAIN_PROFILE_STEPS) {
+        const double *st = kiln_llvm_jit_profile(tp->jit, NULL);
+        int nk = tp->p->nkernels;
+        for (int k = 0; k < nk; k++) r->prof_times[r->prof_steps * nk + k] = st[k + 1] - st[k];
+        r->prof_steps++;
+      }
       if (!isfinite(*lossb)) {
         if (c->epoch)
           kiln_error(d, NULL, "%s: epoch %lld, step %lld: the loss is %s; training stopped (%s keeps epoch %lld, the last good one)",

@@ -11,7 +11,7 @@
 #include "train_ckpt.h"
 #include "train_data.h"
 
-enum { KILN_TRAIN_MAX_FREEZE = 64 };
+enum { KILN_TRAIN_MAX_FREEZE = 64, KILN_TRAIN_PROFILE_STEPS = 1000 };
 
 typedef enum train_sched { SCHED_CONST, SCHED_STEP, SCHED_COSINE } train_sched;
 
@@ -34,6 +34,10 @@ typedef struct train_run {
   train_sched sched;
   int resume, threads;
   int dry_run;              /* check model and data, print a summary, write nothing */
+  int profile;              /* --profile: per-kernel times of the first steps */
+  double *prof_times;       /* [step * nkernels + kernel] seconds (NULL: not profiling) */
+  int64_t prof_steps;       /* steps recorded so far (<= KILN_TRAIN_PROFILE_STEPS) */
+  double prof_peak;         /* one core's FMA peak, GFLOP/s (kiln_llvm_fma_peak) */
   float class_weights[1024];
   const char *freeze[KILN_TRAIN_MAX_FREEZE];
   kiln_train_opts topts;

@@ -81,6 +81,20 @@ Test(grad_conv, conv_1d_2d_3d_groups_strides_dilations_asymmetric_pads) {
   check_cases(cases, (int)(sizeof cases / sizeof *cases), "Conv");
 }
 
+/* One window covering the whole input (LeNet's C5): the gradients are Gemms
+ * (grad_conv.c); 2-D with bias, 1-D with a stride (irrelevant: one window),
+ * 3-D; and the near misses that keep the windowed form (a pad, group 2). */
+Test(grad_conv, conv_with_one_window_over_the_whole_input) {
+  const conv_case cases[] = {
+      {0, 2, 1, 3, 4, 5, 1, {5, 5}, {5, 5}, {1, 1}, {1, 1}, {0, 0, 0, 0}},
+      {0, 1, 0, 2, 3, 4, 1, {6}, {6}, {3}, {1}, {0, 0}},
+      {0, 3, 1, 2, 2, 3, 1, {2, 3, 2}, {2, 3, 2}, {1, 1, 1}, {1, 1, 1}, {0, 0, 0, 0, 0, 0}},
+      {0, 2, 1, 2, 3, 4, 1, {4, 4}, {5, 4}, {1, 1}, {1, 1}, {1, 0, 0, 0}},
+      {0, 2, 1, 2, 4, 4, 2, {3, 3}, {3, 3}, {1, 1}, {1, 1}, {0, 0, 0, 0}},
+  };
+  check_cases(cases, (int)(sizeof cases / sizeof *cases), "Conv one window");
+}
+
 Test(grad_conv, conv_auto_pad_same_upper_same_lower_valid) {
   const conv_case cases[] = {
       {0, 2, 1, 1, 2, 3, 1, {5, 5}, {3, 3}, {2, 2}, {1, 1}, {0}, "SAME_UPPER"},
