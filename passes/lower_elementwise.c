@@ -146,11 +146,17 @@ kiln_lx *kiln_scalar_tanh(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
   static const double p[] = {1, 0.13084027171134949, 0.0031039752066135406, 1.1154503226862289e-05,
                              -2.0225986219202241e-08, 5.2782968967823862e-11, -8.4895598309511072e-14};
   static const double q[] = {1, 0.46417355537414551, 0.024495255202054977, 0.00025461727636866271};
-  kiln_lx *xc = SEL(BIN(LT, x, K(-9)), K(-9), SEL(BIN(LT, K(9), x), K(9), x));
-  kiln_lx *z = BIN(MUL, xc, xc), *pp = K(p[6]), *qq = K(q[3]);
+  /* the loop IR's expressions are trees: a value used more than once is a
+   * local (declared where the scalar function is applied, before its store) */
+  kiln_dtype ct = x->dtype;
+#define LOCAL(e) kiln_lx_local(B, kiln_lb_decl(B, ct, (e)))
+  x = LOCAL(x);
+  kiln_lx *xc = LOCAL(SEL(BIN(LT, x, K(-9)), K(-9), SEL(BIN(LT, K(9), x), K(9), x)));
+  kiln_lx *z = LOCAL(BIN(MUL, xc, xc)), *pp = K(p[6]), *qq = K(q[3]);
   for (int k = 5; k >= 0; k--) pp = BIN(ADD, BIN(MUL, pp, z), K(p[k]));
   for (int k = 2; k >= 0; k--) qq = BIN(ADD, BIN(MUL, qq, z), K(q[k]));
-  kiln_lx *t = BIN(DIV, BIN(MUL, xc, pp), qq);
+  kiln_lx *t = LOCAL(BIN(DIV, BIN(MUL, xc, pp), qq));
+#undef LOCAL
   t = SEL(BIN(LT, t, K(-1)), K(-1), SEL(BIN(LT, K(1), t), K(1), t));
   return SEL(BIN(LT, K(9), x), K(1), SEL(BIN(LT, x, K(-9)), K(-1), t));
 }

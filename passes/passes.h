@@ -11,6 +11,10 @@ int kiln_pass_infer_shapes(kiln_graph *g, kiln_diag *d);
 /* Folds inference BatchNormalization into Conv/Gemm weights and bypasses
  * no-op Cast/Identity/Transpose pairs; see fold_batchnorm.c. */
 int kiln_pass_fold_batchnorm(kiln_graph *g, kiln_diag *d);
+/* Gemm with transB = 1 reads B^T (transB = 0); a Conv whose one window
+ * covers its whole input becomes Flatten + Gemm + Reshape: both lower to
+ * the vectorised row form; see dense_gemm.c. */
+int kiln_pass_dense_gemm(kiln_graph *g, kiln_diag *d);
 /* Replaces symbolic dim `sym` (a negative dim) by `value` on every value. */
 void kiln_pass_bind_sym(kiln_graph *g, kiln_dim sym, int64_t value);
 /* Turns graph input `name` into a constant with the given contents (kiln

@@ -1,4 +1,4 @@
-/* The pipeline: import -> infer-shapes -> [train] -> fold-batchnorm -> fuse-epilogue -> lower -> expand-reduce ->
+/* The pipeline: import -> infer-shapes -> [train] -> fold-batchnorm -> dense-gemm -> fuse-epilogue -> lower -> expand-reduce ->
  * simplify-index -> schedule-threads -> schedule-gpu -> plan-memory, read top to bottom in
  * kiln_pipeline_run (as QBE's main.c reads).  Commands used to repeat this sequence each in their own way;
  * now they differ only in how they bind their inputs (the bind callback)
@@ -23,6 +23,7 @@
   X(INFER_SHAPES, "infer-shapes")               \
   X(TRAIN, "train")                             \
   X(FOLD_BATCHNORM, "fold-batchnorm")           \
+  X(DENSE_GEMM, "dense-gemm")                   \
   X(FUSE_EPILOGUE, "fuse-epilogue")             \
   X(LOWER, "lower")                             \
   X(EXPAND_REDUCE, "expand-reduce")             \
@@ -97,6 +98,10 @@ int kiln_pipeline_run(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_diag
   if (wanted(o, KILN_PASS_FOLD_BATCHNORM)) {
     if (kiln_pass_fold_batchnorm(g, d)) return -1;
     dump(o, out, KILN_PASS_FOLD_BATCHNORM);
+  }
+  if (wanted(o, KILN_PASS_DENSE_GEMM)) {
+    if (kiln_pass_dense_gemm(g, d)) return -1;
+    dump(o, out, KILN_PASS_DENSE_GEMM);
   }
   if (wanted(o, KILN_PASS_FUSE_EPILOGUE)) {
     if (kiln_pass_fuse_epilogue(g, d)) return -1;

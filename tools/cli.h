@@ -74,6 +74,7 @@ typedef struct kiln_model_opts {
   kiln_timing *timing;       /* --time: each pass's time (NULL: untimed) */
   const struct kiln_train_opts *train; /* --train: the graph becomes one training step (NULL: inference) */
   const char *params_file;   /* --params FILE: initializers replaced from a kiln parameter file (NULL: none) */
+  int until;                 /* without `lower`: the last graph pass to run (a kiln_pass_id; 0: every one) */
 } kiln_model_opts;
 kiln_graph *kiln_cli_load(const char *path, kiln_model_opts *o, kiln_diag *d);
 /* --dump-after VALUE (every command that compiles): 0 with *pass set; 2

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../frontend/onnx/kiln_onnx.h"
+#include "../passes/pipeline.h"
 #include "cli.h"
 
 static const char help[] =
@@ -22,7 +23,10 @@ static const char help[] =
 int kiln_cmd_export(int argc, char **argv) {
   const char *path = NULL, *out = NULL;
   kiln_cli_bindings bind = {0};
-  kiln_model_opts o = {.bind = &bind};
+  /* the graph as the model states it, BatchNorm folded: not dense-gemm's
+   * transposed weights (renamed initializers, a layout only kiln's
+   * lowering wants) nor fused epilogues */
+  kiln_model_opts o = {.bind = &bind, .until = KILN_PASS_FOLD_BATCHNORM};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }

@@ -75,7 +75,8 @@ static kiln_graph *load_once(const char *path, kiln_model_opts *o, int64_t bind_
   load_ctx c = {o, bind_rest};
   kiln_pipeline pl;
   kiln_pipeline_opts po = {.path = path, .bind = bind_model, .bind_ctx = &c,
-                           .until = o->lower ? KILN_PASS_PLAN_MEMORY : KILN_PASS_LOWER - 1, /* every graph pass */
+                           .until = o->lower ? KILN_PASS_PLAN_MEMORY
+                                    : o->until ? (kiln_pass_id)o->until : KILN_PASS_LOWER - 1, /* every graph pass */
                            .dump_after = dump_after, .target = o->target, .timing = o->timing,
                            .train = o->train};
   int rc = kiln_pipeline_run(&po, &pl, d);

@@ -44,7 +44,7 @@ import sys
 import onnx
 from onnx import shape_inference
 
-PASSES = ["import", "infer-shapes", "train", "fold-batchnorm", "fuse-epilogue", "lower", "expand-reduce", "simplify-index",
+PASSES = ["import", "infer-shapes", "train", "fold-batchnorm", "dense-gemm", "fuse-epilogue", "lower", "expand-reduce", "simplify-index",
           "schedule-threads", "schedule-gpu", "plan-memory"]
 failures = []
 
@@ -158,11 +158,13 @@ def check_resnet(kiln, src, work):
     check(lb.get("input", (None, 0))[:2] == ("input", 3072), "inspect --loops: input buffer f32[3072]")
     check(lb.get("logits", (None, 0))[:2] == ("output", 10), "inspect --loops: output buffer f32[10]")
     # fold-batchnorm replaces a Conv's weight W by W_bnfold (same size) and
-    # drops the BN's four parameters; every other initializer stays as is
+    # drops the BN's four parameters; dense-gemm replaces a Gemm's transB
+    # weight W by W_T (same size); every other initializer stays as is
     bn_params = {x for n in m.graph.node if n.op_type == "BatchNormalization" for x in n.input[1:]}
     numel = {i.name: int(__import__("math").prod(i.dims)) for i in m.graph.initializer}
     missing = [n for n, k in numel.items() if n not in bn_params
-               and lb.get(n, (None, -1))[:2] != ("weight", k) and lb.get(n + "_bnfold", (None, -1))[:2] != ("weight", k)]
+               and lb.get(n, (None, -1))[:2] != ("weight", k) and lb.get(n + "_bnfold", (None, -1))[:2] != ("weight", k)
+               and lb.get(n + "_T", (None, -1))[:2] != ("weight", k)]
     check(not missing and bn_params, f"inspect --loops: every initializer a weight of its ONNX size (not: {missing[:3]})")
     check(not [n for n in bn_params if n in lb], "inspect --loops: the BatchNorm parameters folded away")
     ks = kernels(loops)

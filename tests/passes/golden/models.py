@@ -268,8 +268,26 @@ def conv_registers():
     return model("conv_registers", nodes, [vi("x", [1, 4, 16])], [vi("y", [1, 1, 16])], [weight("w", [1, 4, 9])])
 
 
+def dense_heads():
+    """A Conv whose one 4x4 window is its whole input (with bias) becomes
+    Flatten + Gemm over W^T + Reshape; a Gemm with transB over a constant
+    reads a transposed constant, one over an input a Transpose node; a
+    padded 4x4 Conv on the same input (more than one window) stays."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="c5", kernel_shape=[4, 4]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Flatten", ["r"], ["f"], name="flat"),
+        helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], name="fc", transB=1),
+        helper.make_node("Gemm", ["y", "u"], ["z"], name="by_input", transB=1),
+        helper.make_node("Conv", ["x", "w"], ["p"], name="padded", kernel_shape=[4, 4], pads=[1, 1, 1, 1]),
+    ]
+    return model("dense_heads", nodes, [vi("x", [2, 3, 4, 4]), vi("u", [2, 3])],
+                 [vi("z", [2, 2]), vi("p", [2, 5, 3, 3])],
+                 [weight("w", [5, 3, 4, 4]), weight("b", [5]), weight("fw", [3, 5]), weight("fb", [3])])
+
+
 MODELS = [conv_relu_pool, gemm_flatten, add_concat, transpose_pad, residual_chain, shapes_symbolic, gap_softmax,
-          big_and_small, conv_add_relu, gemm_sigmoid, no_fuse, conv_registers] + BN_MODELS
+          big_and_small, conv_add_relu, gemm_sigmoid, no_fuse, conv_registers, dense_heads] + BN_MODELS
 
 
 def main():
