@@ -358,11 +358,18 @@ int kiln_pass_train(kiln_graph *g, const kiln_train_opts *t, kiln_diag *d) {
   if (kiln_autodiff(g, loss, np, params, grads, d)) return -1;
   if (t->clip_norm > 0 && clip(c, t->clip_norm, np, grads)) return -1;
   if (t->optimizer == KILN_OPTIM_ADAM || t->optimizer == KILN_OPTIM_ADAMW) {
-    kiln_value *b1t = kiln_grad_apply2(c, KILN_OP_POW, K(t->beta1), s.step);
-    kiln_value *b2t = kiln_grad_apply2(c, KILN_OP_POW, K(t->beta2), s.step);
-    s.bc1 = b1t ? SUB(K(1), b1t) : NULL;
-    kiln_value *v2 = b2t ? SUB(K(1), b2t) : NULL;
-    s.bc2 = v2 ? kiln_grad_apply1(c, KILN_OP_SQRT, v2) : NULL;
+    /* In float64, then rounded (torch computes them as Python floats):
+     * in float32, 1 - 0.999f^t cancels to 1.3e-5 relative error (0.999f
+     * is 0.999 + 1.3e-8), so every early step would be 6e-6 too short. */
+    int f64 = KILN_DT_F64, f32 = KILN_DT_F32;
+    kiln_value *st = node1(c, KILN_OP_CAST, s.step, set_cast, &f64, NULL);
+    kiln_value *b1t = st ? kiln_grad_apply2(c, KILN_OP_POW, kiln_grad_scalar(c, KILN_DT_F64, t->beta1), st) : NULL;
+    kiln_value *b2t = st ? kiln_grad_apply2(c, KILN_OP_POW, kiln_grad_scalar(c, KILN_DT_F64, t->beta2), st) : NULL;
+    kiln_value *v1 = b1t ? kiln_grad_apply2(c, KILN_OP_SUB, kiln_grad_scalar(c, KILN_DT_F64, 1), b1t) : NULL;
+    kiln_value *v2 = b2t ? kiln_grad_apply2(c, KILN_OP_SUB, kiln_grad_scalar(c, KILN_DT_F64, 1), b2t) : NULL;
+    v2 = v2 ? kiln_grad_apply1(c, KILN_OP_SQRT, v2) : NULL;
+    s.bc1 = v1 ? node1(c, KILN_OP_CAST, v1, set_cast, &f32, NULL) : NULL;
+    s.bc2 = v2 ? node1(c, KILN_OP_CAST, v2, set_cast, &f32, NULL) : NULL;
     if (!s.bc1 || !s.bc2) return -1;
   }
   for (int i = 0; i < np; i++)

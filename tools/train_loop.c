@@ -17,7 +17,9 @@
  * foreground classes), MSE's (with more than one output channel) the
  * argmax agreement of output and target.  Training loss is the mean of the step's "loss"
  * output over the epoch's batches.  After each epoch: the progress line,
- * metrics.csv, curves.png and checkpoint.bin. */
+ * metrics.csv, curves.png and checkpoint.bin (not when the epoch left a
+ * parameter or moment NaN or infinite: training stops there, keeping the
+ * last good checkpoint). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -285,6 +287,21 @@ static void print_metric(const char *what, double loss, double metric, int dice)
   else printf("%.1f%%", 100 * metric);
 }
 
+/* The first float state buffer (parameter, moment, running statistic)
+ * holding a NaN or an infinity, or NULL.  The loss only shows the
+ * parameters a step started from: the last step of an epoch can make them
+ * non-finite with a finite loss, and its checkpoint must not be written. */
+static const char *nonfinite_state(const train_prog *tp, const char *state) {
+  for (int b = 0; state && b < tp->p->nbufs; b++) {
+    const kiln_buf *buf = tp->p->bufs[b];
+    if (buf->kind != KILN_BUF_STATE || buf->dtype != KILN_DT_F32) continue;
+    const float *v = (const float *)(state + buf->offset);
+    for (int64_t i = 0; i < buf->numel; i++)
+      if (!isfinite(v[i])) return buf->name;
+  }
+  return NULL;
+}
+
 int kiln_train_loop(train_run *r, kiln_diag *d) {
   train_prog *tp = &r->tr;
   const kiln_dataset *ds = &r->train;
@@ -365,6 +382,15 @@ int kiln_train_loop(train_run *r, kiln_diag *d) {
       }
       val_loss = loss_of(r, m);
       val_metric = metric_of(r, m);
+    }
+    const char *bad = nonfinite_state(tp, state);
+    if (bad) {
+      if (c->epoch)
+        kiln_error(d, NULL, "%s: epoch %lld left '%s' NaN or infinite; training stopped (%s keeps epoch %lld, the last good one)",
+                   r->model, (long long)epoch + 1, bad, ckpath, (long long)c->epoch);
+      else
+        kiln_error(d, NULL, "%s: epoch 1 left '%s' NaN or infinite; training stopped before any checkpoint", r->model, bad);
+      goto out;
     }
     double secs = now() - t0;
     printf("epoch %lld/%lld", (long long)epoch + 1, (long long)r->epochs);

@@ -11,7 +11,9 @@
 - Bad input: missing files, N mismatch, truncated .npy, an idx header that
   lies about N, labels out of range (npy and idx), an empty folder, a PNG of
   the wrong size, targets of the wrong shape, a corrupt checkpoint: exactly
-  one `kiln: error:` line, exit 1, no OUTDIR.
+  one `kiln: error:` line, exit 1, no OUTDIR.  Also negative labels, mask
+  labels out of range, x.npy samples of the wrong shape or dtype, no
+  samples, a file that is not .npy, class weights of the wrong count.
 - A synthetic run (two Gaussian blobs, a linear layer, MSE to one-hot
   targets, plain SGD): the loss falls, validation accuracy > 95%; metrics.csv
   has the stated columns; curves.png is a valid 960x400 RGB PNG (chunks, CRCs,
@@ -22,7 +24,10 @@
   (losses, accuracies, lr: the same text) and bit-identical trained weights
   as 4 epochs in one run.
 - A loss that blows up (a step schedule multiplying lr by 1e20) stops with
-  one error naming NaN/infinite and keeps the last good checkpoint; early
+  one error naming NaN/infinite and keeps the last good checkpoint; an
+  epoch whose last step makes a parameter infinite (finite loss) is not
+  checkpointed, and the kept checkpoint resumes beside a half-written
+  temporary (a kill mid-checkpoint); early
   stopping; --freeze keeps a weight bit-identical.
 
 usage: test_train_cli.py KILN WORK_DIR
@@ -226,6 +231,26 @@ def main():
     d = os.path.join(WORK, "range"); os.makedirs(d)
     np.save(d + "/x.npy", np.zeros((10, 1, 4, 4), np.float32)); np.save(d + "/y.npy", np.array([0, 1, 2, 0, 1, 3, 0, 0, 0, 0]))
     bad([img_model, "--data", d], "npy label out of range", "label 3 at index 5 is out of range for the model's 3 classes")
+    d = os.path.join(WORK, "negative"); os.makedirs(d)
+    np.save(d + "/x.npy", np.zeros((4, 1, 4, 4), np.float32)); np.save(d + "/y.npy", np.array([0, -1, 1, 2]))
+    bad([img_model, "--data", d], "negative label", "label -1 at index 1 is out of range")
+    d = os.path.join(WORK, "mask_range"); os.makedirs(d)
+    mk = np.zeros((4, 4, 4), np.int64); mk[3, 0, 3] = 5
+    np.save(d + "/x.npy", np.zeros((4, 1, 4, 4), np.float32)); np.save(d + "/y.npy", mk)
+    bad([seg_model, "--data", d], "mask label out of range", "sample 3: label 5 at element 3 is out of range")
+    d = os.path.join(WORK, "x_shape"); os.makedirs(d)
+    np.save(d + "/x.npy", np.zeros((4, 1, 5, 5), np.float32)); np.save(d + "/y.npy", np.zeros(4, np.int64))
+    bad([img_model, "--data", d], "x.npy samples of the wrong shape", "samples are 1 x 5 x 5 but the model's input wants 1 x 4 x 4")
+    d = os.path.join(WORK, "x_f64"); os.makedirs(d)
+    np.save(d + "/x.npy", np.zeros((4, 1, 4, 4))); np.save(d + "/y.npy", np.zeros(4, np.int64))
+    bad([img_model, "--data", d], "float64 x.npy", "float32 or uint8")
+    d = os.path.join(WORK, "no_samples"); os.makedirs(d)
+    np.save(d + "/x.npy", np.zeros((0, 1, 4, 4), np.float32)); np.save(d + "/y.npy", np.zeros(0, np.int64))
+    bad([img_model, "--data", d], "x.npy with no samples", "holds no samples")
+    d = os.path.join(WORK, "not_npy"); os.makedirs(d)
+    open(d + "/x.npy", "wb").write(b"not a numpy file at all" * 8); np.save(d + "/y.npy", np.zeros(4, np.int64))
+    bad([img_model, "--data", d], "x.npy that is not .npy", "not a .npy file")
+    bad([img_model, "--data", base, "--class-weights", "1,2"], "2 class weights for 3 classes", "2 weights for the model's 3 classes")
     d = os.path.join(WORK, "lying"); os.makedirs(d)
     im = np.zeros((3, 28, 28), np.uint8)
     hdr = struct.pack(">IIII", 0x803, 10 ** 6, 28, 28)  # claims a million images (784 MB), holds 3
@@ -358,6 +383,25 @@ def main():
     rows = list(csv.DictReader(open(out_c + "/metrics.csv"))) if os.path.exists(out_c + "/metrics.csv") else []
     check(rc == 1 and len(err.strip().splitlines()) == 1 and ("NaN" in err or "infinite" in err) and
           os.path.exists(out_c + "/checkpoint.bin") and len(rows) >= 1, "diverging loss stops, keeps checkpoint: %s" % err.strip())
+    # the last step of an epoch makes W infinite (lr 3e38 in epoch 2) with a
+    # finite loss: that epoch's checkpoint is not written, the kept one resumes
+    d = os.path.join(WORK, "inf_w"); os.makedirs(d)
+    np.save(d + "/x.npy", np.ones((4, 2), np.float32)); np.save(d + "/y.npy", np.full((4, 2), 100, np.float32))
+    out_i = os.path.join(WORK, "run_inf")
+    blow = [lin0, "--data", d, "--loss", "mse", "--val-split", "0", "--batch", "4", "--lr", "1e-3", "--out", out_i]
+    rc, out, err = run(*blow, "--lr-schedule", "step:1:3e41", "--epochs", "3")
+    rows = list(csv.DictReader(open(out_i + "/metrics.csv"))) if os.path.exists(out_i + "/metrics.csv") else []
+    check(rc == 1 and len(err.strip().splitlines()) == 1 and "epoch 2 left 'W0' NaN or infinite" in err and
+          "keeps epoch 1" in err and len(rows) == 1, "parameters made infinite by an epoch's last step: %s" % err.strip())
+    # killed mid-checkpoint: a half-written temporary beside checkpoint.bin (kiln_write_durable renames only
+    # a complete file), then --resume from the kept epoch-1 checkpoint with a sane lr
+    ck = open(out_i + "/checkpoint.bin", "rb").read()
+    open(out_i + "/checkpoint.bin.tmp.99999", "wb").write(ck[:len(ck) // 2])
+    rc, out, err = run(*blow, "--epochs", "2", "--resume")
+    rows = list(csv.DictReader(open(out_i + "/metrics.csv"))) if rc == 0 else []
+    check(rc == 0 and "resumed from" in out and "1 epochs done" in out and len(rows) == 2 and
+          all(np.isfinite(float(r["train_loss"])) for r in rows),
+          "kept checkpoint (and a half-written temporary beside it) resumes: %s" % err.strip())
     out_d = os.path.join(WORK, "run_early")
     rc, out, err = run(lin, "--data", tr, "--val", va, "--loss", "mse", "--lr", "0", "--batch", "16", "--epochs", "6",
                        "--early-stop", "2", "--out", out_d)
