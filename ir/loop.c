@@ -338,7 +338,7 @@ static kiln_dtype local_type(kiln_lb *b, int local, kiln_ls *s) {
 /* ---- dump ---- */
 static const char *const op_names[KILN_LX_OP_COUNT] = {
     "neg", "abs", "exp", "log", "sqrt", "tanh", "erf", "floor", "ceil", "round_even", "not", "isnan",
-    "+", "-", "*", "/", "%", "min", "max", "pow", "<", "<=", "==", "!=", "&&", "||"};
+    "+", "-", "*", "/", "%", "min", "max", "pow", "^", "<", "<=", "==", "!=", "&&", "||"};
 
 const char *kiln_lx_op_name(kiln_lx_op op) { return (unsigned)op < KILN_LX_OP_COUNT ? op_names[op] : "?"; }
 
