@@ -194,9 +194,9 @@ int kiln_grad_lrn(kiln_grad_ctx *c, const kiln_node *n, kiln_value *const *dy, k
  * step a Dropout with a nonzero ratio never gets here: the train pass has
  * made it Y = X * mask (passes/train_dropout.c), whose gradient is Mul's,
  * dX = dY * mask, with the mask the forward drew.  A training-mode Dropout
- * differentiated outside the train pass has its mask only as its bool
- * output: dX = dY * mask / (1 - ratio) from that, or, without it, a clear
- * error rather than the identity. */
+ * differentiated outside the train pass has no mask kiln can compute (its
+ * forward is refused too, passes/lower_elementwise.c): a clear error
+ * rather than the identity. */
 int kiln_grad_dropout(kiln_grad_ctx *c, const kiln_node *n, kiln_value *const *dy, kiln_value **dx) {
   if (!WANT(0) || !dy[0]) return 0;
   double training = 0, ratio = 0.5;
@@ -206,15 +206,6 @@ int kiln_grad_dropout(kiln_grad_ctx *c, const kiln_node *n, kiln_value *const *d
     TRY(dx[0] = kiln_grad_reshape_like(c, dy[0], n->in[0]));
     return 0;
   }
-  if (n->nout < 2 || !n->out[1])
-    return kiln_grad_fail(c, "training-mode Dropout (ratio %g) outside a training step has no mask to differentiate "
-                          "with; the train pass (kiln train, --train) draws one", ratio);
-  kiln_node *m = kiln_grad_node(c, KILN_OP_CAST, 1, 1);
-  ((kiln_attrs_cast *)m->attrs)->to = dy[0]->dtype;
-  kiln_node_set_input(m, 0, n->out[1]);
-  TRY(kiln_grad_emit(c, m, 1) ? NULL : m->out[0]);
-  kiln_value *kept = kiln_grad_apply2(c, KILN_OP_MUL, dy[0], m->out[0]);
-  TRY(kept);
-  TRY(dx[0] = kiln_grad_apply2(c, KILN_OP_MUL, kept, kiln_grad_scalar(c, dy[0]->dtype, 1.0 / (1.0 - ratio))));
-  return 0;
+  return kiln_grad_fail(c, "training-mode Dropout (ratio %g) outside a training step has no mask; the train pass "
+                        "(kiln train, --train) draws one, or export the model with Dropout in eval mode", ratio);
 }
