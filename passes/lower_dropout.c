@@ -61,18 +61,17 @@ static kiln_lx *mix_lx(kiln_lctx *L, kiln_lx *z) {
   return xorshift(L, c, 31);
 }
 
-int kiln_lower_dropout_mask(kiln_lctx *L, const kiln_node *n) {
+/* Elements first .. first + len - 1 of the mask: skey from the step (a
+ * few operations per block), then one loop over the block. */
+static void mask_block(kiln_lctx *L, const kiln_node *n, kiln_lx *first, int64_t len) {
   const kiln_attrs_dropout_mask *a = n->attrs;
-  const kiln_value *y = n->out[0];
   double ratio = (double)a->ratio;
   uint64_t threshold = (uint64_t)ceil(ratio * 0x1p24);
-  kiln_dtype ct = kiln_lower_ctype(y->dtype);
+  kiln_dtype ct = kiln_lower_ctype(n->out[0]->dtype);
   uint64_t key = mix((uint64_t)a->seed + GAMMA * ((uint64_t)a->stream + 1));
-  kiln_lower_begin(L, n);
-  kiln_lx *step = kiln_lx_load(B, kiln_lower_buf(L, n->in[1]), kiln_lx_const_i(B, 0));
-  step = kiln_lx_cast(B, KILN_DT_U64, step);
+  kiln_lx *step = kiln_lx_cast(B, KILN_DT_U64, kiln_lx_load(B, kiln_lower_buf(L, n->in[1]), kiln_lx_const_i(B, 0)));
   int skey = kiln_lb_decl(B, KILN_DT_U64, mix_lx(L, bin(L, KILN_BIN_ADD, u64c(L, key), bin(L, KILN_BIN_MUL, u64c(L, GAMMA), step))));
-  kiln_lx *i = kiln_lx_index(B, kiln_lb_for(B, kiln_value_numel(y, 1), (kiln_sched){.parallel = 1}));
+  kiln_lx *i = kiln_lx_iadd(B, first, kiln_lx_index(B, kiln_lb_for(B, len, (kiln_sched){.parallel = 1})));
   kiln_lx *ctr = bin(L, KILN_BIN_ADD, kiln_lx_cast(B, KILN_DT_U64, i), u64c(L, 1));
   kiln_lx *r = bin(L, KILN_BIN_DIV, mix_lx(L, bin(L, KILN_BIN_ADD, kiln_lx_local(B, skey), bin(L, KILN_BIN_MUL, u64c(L, GAMMA), ctr))),
                    u64c(L, (uint64_t)1 << 40));
@@ -80,5 +79,25 @@ int kiln_lower_dropout_mask(kiln_lctx *L, const kiln_node *n) {
   kiln_lx *v = kiln_lx_select(B, keep, kiln_lx_const_f(B, ct, 1.0 / (1.0 - ratio)), kiln_lx_const_f(B, ct, 0));
   kiln_lower_store_flat(L, n, 0, i, v);
   kiln_lb_end(B);
+}
+
+/* Blocks of BLOCK elements under a parallel loop (no local at the
+ * kernel's top level, so the thread pool may take it:
+ * schedule_threads.c), then the remainder under a loop of one. */
+enum { BLOCK = 1024 };
+
+int kiln_lower_dropout_mask(kiln_lctx *L, const kiln_node *n) {
+  int64_t numel = kiln_value_numel(n->out[0], 1), nblocks = numel / BLOCK, rest = numel % BLOCK;
+  kiln_lower_begin(L, n);
+  if (nblocks > 0) {
+    kiln_lx *blk = kiln_lx_index(B, kiln_lb_for(B, nblocks, (kiln_sched){.parallel = 1}));
+    mask_block(L, n, kiln_lx_imul(B, blk, BLOCK), BLOCK);
+    kiln_lb_end(B);
+  }
+  if (rest > 0) {
+    kiln_lb_for(B, 1, (kiln_sched){0});
+    mask_block(L, n, kiln_lx_const_i(B, nblocks * BLOCK), rest);
+    kiln_lb_end(B);
+  }
   return 0;
 }

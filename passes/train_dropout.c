@@ -53,7 +53,7 @@ int kiln_train_dropout(kiln_graph *g, kiln_value *step, kiln_diag *d) {
     if ((float)ratio == 0) continue; /* the identity */
     kiln_value *x = n->in[0], *y = n->out[0];
     kiln_node *m = kiln_grad_node(c, KILN_OP_DROPOUT_MASK, 2, 1);
-    m->name = kiln_arena_printf(&g->arena, "%s.mask", n->name); /* its kernel's name */
+    m->name = kiln_arena_printf(&g->arena, "%s.mask", n->name[0] ? n->name : "Dropout"); /* its kernel's name */
     m->loc = n->loc;
     m->loc.node_index = -1;
     kiln_attrs_dropout_mask *a = m->attrs;

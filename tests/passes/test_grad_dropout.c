@@ -29,6 +29,7 @@ typedef struct drop_prog {
   kiln_program *p;
   int64_t n;
   int x, step, y, dx, loss; /* buffer ids */
+  int mask_threaded;        /* the mask kernel's loop runs on the thread pool */
   float *R;
 } drop_prog;
 
@@ -66,7 +67,9 @@ static void drop_compile(drop_prog *dp, int64_t n, float ratio, int64_t seed) {
   dx->name = "dx";
   kiln_graph_add_output(g, dx);
   kiln_pipeline pl;
-  kiln_pipeline_opts po = {.graph = g, .from = KILN_PASS_INFER_SHAPES};
+  kiln_target t = kiln_llvm_target(0);
+  t.cores = 4; /* big kernels go to the thread pool (checked below) */
+  kiln_pipeline_opts po = {.graph = g, .from = KILN_PASS_INFER_SHAPES, .target = &t};
   cr_assert_eq(kiln_pipeline_run(&po, &pl, &d), 0, "%s", d.msg);
   dp->p = pl.program;
   dp->x = gc_buf_named(dp->p, "x"), dp->step = gc_buf_named(dp->p, "step"), dp->y = gc_buf_named(dp->p, "y");
@@ -74,13 +77,20 @@ static void drop_compile(drop_prog *dp, int64_t n, float ratio, int64_t seed) {
   cr_assert(dp->x >= 0 && dp->step >= 0 && dp->y >= 0 && dp->dx >= 0 && dp->loss >= 0, "the program's buffers");
   int masks = 0;
   for (int k = 0; k < dp->p->nkernels; k++)
-    for (int j = 0; j < dp->p->kernels[k]->nnodes; j++) masks += dp->p->kernels[k]->nodes[j]->op == KILN_OP_DROPOUT_MASK;
+    for (int j = 0; j < dp->p->kernels[k]->nnodes; j++)
+      if (dp->p->kernels[k]->nodes[j]->op == KILN_OP_DROPOUT_MASK) {
+        masks++;
+        dp->mask_threaded = 0;
+        for (const kiln_ls *st = dp->p->kernels[k]->body; st; st = st->next)
+          if (st->kind == KILN_LS_FOR && st->sched.threads) dp->mask_threaded = 1;
+      }
   cr_assert_eq(masks, 1, "one mask kernel, computed once for forward and backward (%d)", masks);
 }
 
-/* Runs the program at `step` with x = 1, by the JIT (interp 0) or the
- * interpreter; y and dx (n floats each) are copied out. */
-static void drop_run(drop_prog *dp, int interp, float step, float *y, float *dx) {
+/* Runs the program at `step` with x = 1, by the JIT (interp 0; on
+ * `threads` threads) or the interpreter; y and dx (n floats each) are
+ * written. */
+static void drop_run_on(drop_prog *dp, int interp, int threads, float step, float *y, float *dx) {
   const kiln_program *p = dp->p;
   void **bufs = calloc((size_t)p->nbufs + 1, sizeof *bufs);
   void *ws = aligned_alloc(64, ((size_t)p->workspace_bytes + 127) & ~(size_t)63);
@@ -97,6 +107,7 @@ static void drop_run(drop_prog *dp, int interp, float step, float *y, float *dx)
   } else {
     j = kiln_llvm_jit_compile(p, &d);
     cr_assert(j, "%s", d.msg);
+    cr_assert_eq(kiln_llvm_jit_set_threads(j, threads), 0);
     kiln_llvm_jit_bind(p, bufs, ws);
   }
   bufs[dp->x] = x, bufs[dp->step] = &step, bufs[dp->y] = y, bufs[dp->dx] = dx, bufs[dp->loss] = &loss;
@@ -108,6 +119,10 @@ static void drop_run(drop_prog *dp, int interp, float step, float *y, float *dx)
   free(x);
   free(ws);
   free(bufs);
+}
+
+static void drop_run(drop_prog *dp, int interp, float step, float *y, float *dx) {
+  drop_run_on(dp, interp, 1, step, y, dx);
 }
 
 static int64_t differing(const float *a, const float *b, int64_t n) {
@@ -138,6 +153,13 @@ Test(grad_dropout, kept_fraction_and_exact_gradient) {
     double r = ratios[c], mean = (double)n * (1 - r), sd = sqrt((double)n * r * (1 - r));
     cr_assert(fabs((double)kept - mean) <= 5 * sd, "ratio %g: kept %lld of %lld, expected %.0f +- 5 x %.1f", r,
               (long long)kept, (long long)n, mean, sd);
+    if (c == 1) { /* the pool's threads each take a slice: the same mask (no generator state to share) */
+      cr_assert(dp.mask_threaded, "the mask kernel of 2^20 elements runs on the pool");
+      float *y4 = malloc((size_t)n * sizeof *y4);
+      drop_run_on(&dp, 0, 4, 1.0f, y4, dx);
+      cr_assert_eq(differing(y, y4, n), 0, "1 and 4 threads draw the same mask");
+      free(y4);
+    }
     kiln_graph_free(dp.g);
   }
   free(y);
@@ -145,7 +167,7 @@ Test(grad_dropout, kept_fraction_and_exact_gradient) {
 }
 
 Test(grad_dropout, mask_per_step_repeatable_and_same_in_jit_and_interpreter) {
-  const int64_t n = 4096;
+  const int64_t n = 4196; /* 4 blocks of 1024 (lower_dropout.c) and a remainder of 100 */
   float *a = malloc(6 * (size_t)n * sizeof *a), *b = a + n, *c = b + n, *e = c + n, *f = e + n, *dx = f + n;
   drop_prog p1, p2, p3;
   drop_compile(&p1, n, 0.5f, 0);

@@ -10,8 +10,8 @@ re-implemented here from its specification (passes/lower_dropout.c):
 Usage:  python3 tests/passes/test_train_dropout.py KILN_BINARY WORK_DIR
 
 The model (onnx.helper, seeded NumPy weights): x [N,4] -> Dropout(0.25, no
-seed: stream 0) -> Gemm(W1 [16,4], b1) -> Dropout(0.4, seed=11: stream 1)
--> Gemm(W2 [3,16], b2) -> y [N,3]; MSE loss, plain SGD, 4 samples = one
+seed: stream 0) -> Gemm(W1 [300,4], b1) -> Dropout(0.4, seed=11: stream 1)
+-> Gemm(W2 [3,300], b2) -> y [N,3]; MSE loss, plain SGD, 4 samples = one
 batch per epoch (the batch order is runtime/kiln_shuffle.h's, re-implemented
 as in tests/tools/test_train_artifact.py; `kiln train`'s is xoshiro256**,
 tools/train_loop.c).  The float64 reference uses the
@@ -84,8 +84,9 @@ def mask(shape, ratio, seed, stream, step):
 # ---- the model and the reference ----
 
 rng = np.random.default_rng(99)
-P0 = {"W1": rng.standard_normal((16, 4)) * 0.5, "b1": rng.standard_normal(16) * 0.1,
-      "W2": rng.standard_normal((3, 16)) * 0.5, "b2": rng.standard_normal(3) * 0.1}
+H = 300  # hidden width: the hidden mask (4 x 300) is one block of 1024 and a remainder (lower_dropout.c)
+P0 = {"W1": rng.standard_normal((H, 4)) * 0.5, "b1": rng.standard_normal(H) * 0.1,
+      "W2": rng.standard_normal((3, H)) * 0.2, "b2": rng.standard_normal(3) * 0.1}
 P0 = {k: v.astype(np.float32) for k, v in P0.items()}
 X = rng.standard_normal((NS, 4)).astype(np.float32)
 T = rng.standard_normal((NS, 3)).astype(np.float32)
@@ -195,7 +196,7 @@ ref2, _ = reference(2)
 ones2, _ = reference(2, dropout=False)
 check(min(rel(a, b) for a, b in zip(ref2, ones2)) > 1e-2,
       f"the reference's dropout matters: losses {ref2} vs {ones2} without it")
-m1, m2 = mask((NS, 16), R_H, SEED_H, 1, 1), mask((NS, 16), R_H, SEED_H, 1, 2)
+m1, m2 = mask((NS, H), R_H, SEED_H, 1, 1), mask((NS, H), R_H, SEED_H, 1, 2)
 check(0 < np.count_nonzero(m1) < m1.size and not np.array_equal(m1, m2), "the hidden masks of steps 1 and 2 differ")
 
 # ---- emit-c --train: the standalone C program ----
