@@ -46,7 +46,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 KILN, WORK = sys.argv[1], sys.argv[2]
 FAIL = []
-NS, LR, SEED = 4, 0.1, 7
+NS, LR, SEED = 4, 0.01, 7
 M64 = (1 << 64) - 1
 GAMMA = 0x9E3779B97F4A7C15
 R_IN, R_H, SEED_H = np.float32(0.25), np.float32(0.4), 11
