@@ -7,8 +7,8 @@
  *     standard deviations (|kept - n(1-r)| <= 5 sqrt(n r (1-r)));
  *   - dx = dY * mask exactly (dY = R: one f32 multiply, as computed here);
  *   - the mask changes with the step input and the seed, and is bit-identical
- *     for the same step across two compilations and between the LLVM JIT
- *     and the loop-IR interpreter;
+ *     for the same step across two compilations, between the LLVM JIT
+ *     and the loop-IR interpreter, and on 1 and 4 threads;
  *   - the finite-difference gradient check (gradcheck.h: f64 < 1e-6,
  *     f32 < 1e-3 relative) of y = Dropout(x) * x with the step held at a
  *     constant, so the mask is fixed;
