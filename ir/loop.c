@@ -338,7 +338,7 @@ static kiln_dtype local_type(kiln_lb *b, int local, kiln_ls *s) {
 /* ---- dump ---- */
 static const char *const op_names[KILN_LX_OP_COUNT] = {
     "neg", "abs", "exp", "log", "sqrt", "tanh", "erf", "floor", "ceil", "round_even", "not", "isnan",
-    "+", "-", "*", "/", "%", "min", "max", "pow", "<", "<=", "==", "!=", "&&", "||"};
+    "+", "-", "*", "/", "%", "min", "max", "pow", "^", "<", "<=", "==", "!=", "&&", "||"};
 
 const char *kiln_lx_op_name(kiln_lx_op op) { return (unsigned)op < KILN_LX_OP_COUNT ? op_names[op] : "?"; }
 
@@ -357,6 +357,7 @@ static void print_lx(const kiln_kernel *k, const kiln_lx *e, FILE *f) {
   switch (e->kind) {
   case KILN_LX_CONST:
     if (kiln_dtype_is_float(e->dtype)) fprintf(f, "%.9g", e->f);
+    else if (e->dtype == KILN_DT_U64) fprintf(f, "%" PRIu64, (uint64_t)e->i);
     else fprintf(f, "%" PRId64, e->i);
     break;
   case KILN_LX_INDEX: fprintf(f, "i%d", e->var); break;

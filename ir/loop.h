@@ -30,6 +30,10 @@
  *    INT_MIN.  Exception: index arithmetic (expressions built only from
  *    loop indices and constants) never overflows, because extents are
  *    static and bounded by buffer sizes; printers may mark it no-wrap.
+ *  - XOR is bitwise, on integer dtypes only (the result fits the dtype:
+ *    no wrap).  With u64 MUL (wraps) and u64 DIV by a power of two (a
+ *    logical shift) it computes counter-based hashes such as the training
+ *    Dropout mask (passes/lower_dropout.c).
  *  - Integer DIV truncates toward zero and REM has the dividend's sign
  *    (C99), with: x / 0 == 0, x % 0 == x, INT_MIN / -1 == INT_MIN (wraps),
  *    INT_MIN % -1 == 0.  Printers guard a division only when the divisor
@@ -208,6 +212,7 @@ typedef enum kiln_lx_op {
   /* binary: arithmetic (a op b), result of the operands' dtype */
   KILN_BIN_ADD, KILN_BIN_SUB, KILN_BIN_MUL, KILN_BIN_DIV, KILN_BIN_REM, KILN_BIN_MIN, KILN_BIN_MAX,
   KILN_BIN_POW,
+  KILN_BIN_XOR,   /* bitwise exclusive or: integer dtypes only (counter-based hashing) */
   /* binary: comparisons and logic, result bool */
   KILN_BIN_LT, KILN_BIN_LE, KILN_BIN_EQ, KILN_BIN_NE, KILN_BIN_AND, KILN_BIN_OR,
   KILN_LX_OP_COUNT

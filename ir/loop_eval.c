@@ -211,6 +211,7 @@ static kv binary(ev *E, const kiln_lx *e) {
   case KILN_BIN_MUL: r.i = wrap(t, x * y); break;
   case KILN_BIN_DIV: r.i = int_divrem(t, 1, a.i, b.i); break;
   case KILN_BIN_REM: r.i = int_divrem(t, 0, a.i, b.i); break;
+  case KILN_BIN_XOR: r.i = wrap(t, x ^ y); break;
   default: break; /* POW on integers: the lowering computes it in f64 */
   }
   return r;

@@ -212,6 +212,8 @@ static void vx(vctx *V, const kiln_lx *e) {
            kiln_dtype_name(e->a->dtype), kiln_dtype_name(e->b->dtype));
     else if ((e->op == KILN_BIN_AND || e->op == KILN_BIN_OR) && e->a->dtype != KILN_DT_BOOL)
       verr(V, "operands of '%s' are %s, not bool", kiln_lx_op_name(e->op), kiln_dtype_name(e->a->dtype));
+    else if (e->op == KILN_BIN_XOR && !kiln_dtype_is_int(e->a->dtype))
+      verr(V, "operands of '^' are %s, not integers", kiln_dtype_name(e->a->dtype));
     break;
   case KILN_LX_SELECT:
     vx(V, e->a);

@@ -40,6 +40,18 @@ int kiln_shape_dropout(kiln_shape_ctx *c, kiln_node *n) {
   return 0;
 }
 
+int kiln_shape_dropout_mask(kiln_shape_ctx *c, kiln_node *n) {
+  const kiln_attrs_dropout_mask *a = n->attrs;
+  if (kiln_shape_need(c, n, 0) || kiln_shape_need(c, n, 1)) return -1;
+  if (!kiln_dtype_is_float(n->in[0]->dtype))
+    return kiln_shape_fail(c, n, "X is %s; the mask is for float tensors", kiln_dtype_name(n->in[0]->dtype));
+  if (!kiln_dtype_is_float(n->in[1]->dtype) || n->in[1]->rank != 0)
+    return kiln_shape_fail(c, n, "step must be a float scalar (rank 0)");
+  if (!(a->ratio >= 0 && a->ratio < 1)) return kiln_shape_fail(c, n, "ratio %g is outside [0, 1)", (double)a->ratio);
+  kiln_shape_copy(n, 0, n->in[0]);
+  return 0;
+}
+
 /* Opset < 7 broadcasting: B's dims align with A's from `axis` on.  Rewrites
  * a constant B to the equivalent numpy shape (trailing 1s). */
 static int legacy_broadcast(kiln_shape_ctx *c, kiln_node *n) {

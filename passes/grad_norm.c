@@ -190,21 +190,22 @@ int kiln_grad_lrn(kiln_grad_ctx *c, const kiln_node *n, kiln_value *const *dy, k
   return 0;
 }
 
-/* Dropout: in inference mode (or ratio 0) the identity.  Training mode
- * with a nonzero ratio needs the forward's random mask; kiln does not
- * generate one (kiln_lower_dropout refuses such a forward too), so its
- * gradient is refused by name here rather than silently taken as the
- * identity.  (When it does, with a counter-based mask hash(seed, step,
- * element) that a kernel recomputes instead of storing, this gradient is
- * that same Dropout applied to dY.) */
+/* Dropout: in inference mode (or ratio 0) the identity.  In a training
+ * step a Dropout with a nonzero ratio never gets here: the train pass has
+ * made it Y = X * mask (passes/train_dropout.c), whose gradient is Mul's,
+ * dX = dY * mask, with the mask the forward drew.  A training-mode Dropout
+ * differentiated outside the train pass has no mask kiln can compute (its
+ * forward is refused too, passes/lower_elementwise.c): a clear error
+ * rather than the identity. */
 int kiln_grad_dropout(kiln_grad_ctx *c, const kiln_node *n, kiln_value *const *dy, kiln_value **dx) {
   if (!WANT(0) || !dy[0]) return 0;
   double training = 0, ratio = 0.5;
   if (n->nin > 2 && n->in[2] && n->in[2]->data) training = kiln_dtype_load_f(n->in[2]->dtype, n->in[2]->data, 0);
   if (n->nin > 1 && n->in[1] && n->in[1]->data) ratio = kiln_dtype_load_f(n->in[1]->dtype, n->in[1]->data, 0);
-  if (training != 0 && ratio != 0)
-    return kiln_grad_fail(c, "training-mode Dropout (ratio %g) needs a random mask, which kiln does not generate yet; "
-                          "export the model with Dropout in eval mode or ratio 0", ratio);
-  TRY(dx[0] = kiln_grad_reshape_like(c, dy[0], n->in[0]));
-  return 0;
+  if (training == 0 || ratio == 0) {
+    TRY(dx[0] = kiln_grad_reshape_like(c, dy[0], n->in[0]));
+    return 0;
+  }
+  return kiln_grad_fail(c, "training-mode Dropout (ratio %g) outside a training step has no mask; the train pass "
+                        "(kiln train, --train) draws one, or export the model with Dropout in eval mode", ratio);
 }

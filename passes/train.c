@@ -339,6 +339,7 @@ int kiln_pass_train(kiln_graph *g, const kiln_train_opts *t, kiln_diag *d) {
   kiln_value *label = kiln_graph_new_input(g, "label", ltype, lrank, ldims);
   step_scalars s = {.lr = kiln_graph_new_input(g, "lr", KILN_DT_F32, 0, NULL),
                     .step = kiln_graph_new_input(g, "step", KILN_DT_F32, 0, NULL)};
+  if (kiln_train_dropout(g, s.step, d)) return -1; /* passes/train_dropout.c */
   kiln_value *loss = NULL;
   switch (t->loss) {
   case KILN_LOSS_CE: loss = cross_entropy(c, t, y, label); break;

@@ -10,7 +10,9 @@
  *            "lr"     f32 scalar (rank 0): this step's learning rate
  *                     (schedules and warm-up are the host's business),
  *            "step"   f32 scalar: the optimizer step number t >= 1 (Adam's
- *                     bias correction 1 - beta^t is computed from it).
+ *                     bias correction 1 - beta^t is computed from it;
+ *                     Dropout's masks are drawn from it, a new one each
+ *                     step: kiln_train_dropout).
  *   outputs  "loss" (f32 scalar: the batch mean unless the loss says
  *            otherwise), then the network's output the loss reads (for
  *            accuracy / Dice metrics on the host).
@@ -75,6 +77,11 @@ int kiln_train_prepare(kiln_graph *g, const kiln_train_opts *t, kiln_diag *d);
  * classifier head of opts->new_classes.  0, or -1 with d set. */
 int kiln_train_batchnorm(kiln_graph *g, const kiln_train_opts *t, kiln_diag *d);
 int kiln_train_new_head(kiln_graph *g, const kiln_train_opts *t, kiln_diag *d);
+
+/* Part of the train pass (passes/train_dropout.c): every Dropout with a
+ * nonzero ratio becomes Y = X * kiln.DropoutMask(X, step), a fresh mask
+ * each step (step: the step input).  0, or -1 with d set. */
+int kiln_train_dropout(kiln_graph *g, kiln_value *step, kiln_diag *d);
 
 /* The `train` pass (after infer-shapes): adds the label/lr/step inputs, the
  * loss, the gradients (kiln_autodiff) and the optimizer's in-place updates,

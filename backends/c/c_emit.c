@@ -267,7 +267,8 @@ static void binary(emitter *e, const kiln_lx *x) {
   char fn[32];
   static const char *const sym[KILN_LX_OP_COUNT] = {
       [KILN_BIN_ADD] = "+", [KILN_BIN_SUB] = "-", [KILN_BIN_MUL] = "*", [KILN_BIN_LT] = "<", [KILN_BIN_LE] = "<=",
-      [KILN_BIN_EQ] = "==", [KILN_BIN_NE] = "!=", [KILN_BIN_AND] = "&&", [KILN_BIN_OR] = "||"};
+      [KILN_BIN_EQ] = "==", [KILN_BIN_NE] = "!=", [KILN_BIN_AND] = "&&", [KILN_BIN_OR] = "||",
+      [KILN_BIN_XOR] = "^"};
   switch (x->op) {
   case KILN_BIN_DIV:
   case KILN_BIN_REM:

@@ -152,6 +152,7 @@ static void ex(sk *S, const kiln_lx *e) {
     case KILN_BIN_NE: op = "!="; break;
     case KILN_BIN_AND: op = "&&"; break;
     case KILN_BIN_OR: op = "||"; break;
+    case KILN_BIN_XOR: op = "^"; break;
     default: break;
     }
     int arith = e->op <= KILN_BIN_POW;

@@ -169,6 +169,7 @@ static LLVMValueRef binary(cg *c, const kiln_lx *e) {
     return LLVMBuildSelect(c->b, lt, mx ? b : a, mx ? a : b, "");
   }
   case KILN_BIN_POW: return call_intrinsic(c, "llvm.pow", &ty, 1, (LLVMValueRef[]){a, b}, 2);
+  case KILN_BIN_XOR: return LLVMBuildXor(c->b, a, b, "");
   case KILN_BIN_LT: return fl ? LLVMBuildFCmp(c->b, LLVMRealOLT, a, b, "") : LLVMBuildICmp(c->b, un ? LLVMIntULT : LLVMIntSLT, a, b, "");
   case KILN_BIN_LE: return fl ? LLVMBuildFCmp(c->b, LLVMRealOLE, a, b, "") : LLVMBuildICmp(c->b, un ? LLVMIntULE : LLVMIntSLE, a, b, "");
   case KILN_BIN_EQ: return fl ? LLVMBuildFCmp(c->b, LLVMRealOEQ, a, b, "") : LLVMBuildICmp(c->b, LLVMIntEQ, a, b, "");

@@ -174,3 +174,54 @@ static kiln_program *build_fma(kiln_dtype t) {
 
 Test(loop_semantics, f32_fma_rounds_once) { CHECK_FMA(float, KILN_DT_F32, 0x1p-12); }
 Test(loop_semantics, f64_fma_rounds_once) { CHECK_FMA(double, KILN_DT_F64, 0x1p-27); }
+
+/* XOR (integer only, bitwise) with the u64 arithmetic the Dropout mask
+ * hash is made of (passes/lower_dropout.c): MUL wrapping mod 2^64 and DIV
+ * by a power of two as a logical shift.  Outputs: a ^ b, a ^ K (K a
+ * 64-bit constant narrowed to T), a ^ (a / 8), (a * b) ^ a (wrapping), a.
+ * The expectation is C's own ^ on T (computed here in uint64_t where C's
+ * signed multiply could overflow). */
+static kiln_program *build_xor(kiln_dtype t, int64_t k) {
+  kiln_buf *a, *b, *o[NOUT];
+  kiln_program *p = ab_program(t, &a, &b, o);
+  kiln_lb B = {.p = p};
+  kiln_lb_kernel(&B, "k0_xor", NULL);
+  kiln_lx *i = kiln_lx_index(&B, kiln_lb_for(&B, N, (kiln_sched){0}));
+  kiln_lx *x = kiln_lx_load(&B, a, i), *y = kiln_lx_load(&B, b, i);
+  kiln_lx *K = kiln_lx_const_i(&B, k), *eight = kiln_lx_const_i(&B, 8);
+  K->dtype = eight->dtype = t;
+  kiln_lb_store(&B, o[0], i, kiln_lx_bin(&B, KILN_BIN_XOR, x, y));
+  kiln_lb_store(&B, o[1], i, kiln_lx_bin(&B, KILN_BIN_XOR, x, K));
+  kiln_lb_store(&B, o[2], i, kiln_lx_bin(&B, KILN_BIN_XOR, x, kiln_lx_bin(&B, KILN_BIN_DIV, x, eight)));
+  kiln_lb_store(&B, o[3], i, kiln_lx_bin(&B, KILN_BIN_XOR, kiln_lx_bin(&B, KILN_BIN_MUL, x, y), x));
+  kiln_lb_store(&B, o[4], i, x);
+  kiln_lb_end(&B);
+  return p;
+}
+
+#define CHECK_XOR(T, DT)                                                                                 \
+  do {                                                                                                   \
+    const uint64_t K64 = 0x9E3779B97F4A7C15ull;                                                          \
+    const T a[N] = {0, 1, (T)-1, (T)0x5a5a5a5a5a5a5a5aull, (T)0x8000000000000000ull, 7,                  \
+                    (T)12345678901234567ull, (T)0xBF58476D1CE4E5B9ull};                                  \
+    const T b[N] = {0, (T)-1, (T)-1, (T)0xa5a5a5a5a5a5a5a5ull, 3, (T)0x94D049BB133111EBull, 2, (T)K64};  \
+    const char *const hows[3] = {"eval", "llvm", "c"};                                                   \
+    kiln_program *p = build_xor(DT, (int64_t)(T)K64);                                                    \
+    for (int h = 0; h < 3; h++) {                                                                        \
+      T got[NOUT][N];                                                                                    \
+      void *out[NOUT];                                                                                   \
+      for (int k = 0; k < NOUT; k++) out[k] = got[k];                                                    \
+      run(p, hows[h], a, b, out);                                                                        \
+      for (int i = 0; i < N; i++) {                                                                      \
+        T w[4] = {(T)(a[i] ^ b[i]), (T)(a[i] ^ (T)K64), (T)(a[i] ^ (T)(a[i] / 8)),                       \
+                  (T)((T)((uint64_t)a[i] * (uint64_t)b[i]) ^ a[i])};                                     \
+        for (int k = 0; k < 4; k++)                                                                      \
+          cr_expect_eq(got[k][i], w[k], "%s out %d [%d]: %llx, expected %llx", hows[h], k, i,            \
+                       (unsigned long long)got[k][i], (unsigned long long)w[k]);                         \
+      }                                                                                                  \
+    }                                                                                                    \
+  } while (0)
+
+Test(loop_semantics, u64_xor_mul_shift) { CHECK_XOR(uint64_t, KILN_DT_U64); }
+Test(loop_semantics, i32_xor) { CHECK_XOR(int32_t, KILN_DT_I32); }
+Test(loop_semantics, i8_xor) { CHECK_XOR(int8_t, KILN_DT_I8); }
