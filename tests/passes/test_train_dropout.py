@@ -12,9 +12,9 @@ Usage:  python3 tests/passes/test_train_dropout.py KILN_BINARY WORK_DIR
 The model (onnx.helper, seeded NumPy weights): x [N,4] -> Dropout(0.25, no
 seed: stream 0) -> Gemm(W1 [300,4], b1) -> Dropout(0.4, seed=11: stream 1)
 -> Gemm(W2 [3,300], b2) -> y [N,3]; MSE loss, plain SGD, 4 samples = one
-batch per epoch (the batch order is runtime/kiln_shuffle.h's, re-implemented
-as in tests/tools/test_train_artifact.py; `kiln train`'s is xoshiro256**,
-tools/train_loop.c).  The float64 reference uses the
+batch per epoch (the batch order is runtime/kiln_shuffle.h's, kiln train's and the
+emitted program's alike, re-implemented as in
+tests/tools/test_train_artifact.py).  The float64 reference uses the
 masks recomputed here (the independent definition of which elements drop).
 
 Checked, after one and after two SGD steps (steps 1 and 2: two different
@@ -121,43 +121,13 @@ def epoch_order(s, n):
     return s, order
 
 
-class Xoshiro:
-    """`kiln train`'s batch order (tools/train_loop.c): xoshiro256**
-    seeded by four splitmix64 outputs, Fisher-Yates from the top."""
-
-    def __init__(self, seed):
-        self.s = []
-        for _ in range(4):
-            seed, z = splitmix(seed)
-            self.s.append(z)
-
-    def next(self):
-        s = self.s
-        rotl = lambda x, k: ((x << k) | (x >> (64 - k))) & M64
-        out = (rotl((s[1] * 5) & M64, 7) * 9) & M64
-        t = (s[1] << 17) & M64
-        s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3]; s[2] ^= t
-        s[3] = rotl(s[3], 45)
-        return out
-
-    def order(self, n):
-        order = list(range(n))
-        for i in range(n - 1, 0, -1):
-            j = self.next() % (i + 1)
-            order[i], order[j] = order[j], order[i]
-        return order
-
-
-def reference(steps, dropout=True, cli=False):
-    """Losses and parameters after `steps` SGD steps; cli: kiln train's
-    batch order, else the emitted C program's (runtime/kiln_shuffle.h)."""
+def reference(steps, dropout=True):
+    """Losses and parameters after `steps` SGD steps, in the batch order of
+    runtime/kiln_shuffle.h (both the emitted C program's and kiln train's)."""
     p = {k: v.astype(np.float64) for k, v in P0.items()}
-    s, losses, xo = SEED, [], Xoshiro(SEED)
+    s, losses = SEED, []
     for step in range(1, steps + 1):
-        if cli:
-            order = xo.order(NS)
-        else:
-            s, order = epoch_order(s, NS)
+        s, order = epoch_order(s, NS)
         xb, tb = X[order].astype(np.float64), T[order].astype(np.float64)
         mx = mask(xb.shape, R_IN, 0, 0, step) if dropout else 1.0
         xd = xb * mx
@@ -231,7 +201,7 @@ for steps in (1, 2):
              "--optimizer", "sgd", "--lr", str(LR), "--loss", "mse", "--seed", str(SEED), "--out", out])
     if not check(r.returncode == 0, f"kiln train, {steps} step(s) ({r.stderr.strip()[-2000:]})"):
         continue
-    want, pref = reference(steps, cli=True)
+    want, pref = reference(steps)
     rows = list(csv.DictReader(open(os.path.join(out, "metrics.csv"))))
     got = [float(row["train_loss"]) for row in rows]
     check(len(got) == steps and max(rel(a, b) for a, b in zip(got, want)) <= 1e-5,
