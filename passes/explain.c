@@ -80,7 +80,8 @@ static kiln_value *find_layer(kiln_graph *g, const char *name, const kiln_value 
   for (int i = 0; i < g->nnodes && !name; i++)
     for (int k = 0; k < g->nodes[i]->nout; k++) {
       kiln_value *v = g->nodes[i]->out[k];
-      if (v && mark[v->id] && is_candidate(v)) best = v;
+      kiln_op op = g->nodes[i]->op;
+      if (v && mark[v->id] && is_candidate(v) && op != KILN_OP_MAX_POOL && op != KILN_OP_AVERAGE_POOL) best = v;
     }
   if (name)
     for (int i = 0; i < g->nvalues; i++)

@@ -42,8 +42,10 @@
  * The layer: opts->layer names a value (an error lists the candidates when
  * it is unknown); by default the last value, in topological order, among
  * the logits' ancestors that is a 4-D/5-D float activation with more than
- * one spatial element: the feature map that feeds global pooling (or the
- * Flatten of a classifier head).  Names the graph gives its new values
+ * one spatial element, not made by MaxPool / AveragePool: the feature map
+ * that feeds global pooling, or the last conv block's output before the
+ * pooling and Flatten of a classifier head (VGG's last ReLU, as the
+ * Grad-CAM paper uses).  Names the graph gives its new values
  * ("class", "cam", "logits", "grad") must not be model inputs; a model
  * activation already using one is renamed NAME + ".model". */
 #ifndef KILN_EXPLAIN_H
