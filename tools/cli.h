@@ -74,6 +74,7 @@ typedef struct kiln_model_opts {
   const kiln_target *target; /* with `lower`: what to lower for (NULL: kiln_target_default()) */
   kiln_timing *timing;       /* --time: each pass's time (NULL: untimed) */
   const struct kiln_train_opts *train; /* --train: the graph becomes one training step (NULL: inference) */
+  const struct kiln_explain_opts *explain; /* --explain: the explanation graph (passes/explain.h; NULL: none) */
   const char *params_file;   /* --params FILE: initializers replaced from a kiln parameter file (NULL: none) */
 } kiln_model_opts;
 kiln_graph *kiln_cli_load(const char *path, kiln_model_opts *o, kiln_diag *d);

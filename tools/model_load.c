@@ -77,7 +77,7 @@ static kiln_graph *load_once(const char *path, kiln_model_opts *o, int64_t bind_
   kiln_pipeline_opts po = {.path = path, .bind = bind_model, .bind_ctx = &c,
                            .until = o->lower ? KILN_PASS_PLAN_MEMORY : KILN_PASS_LOWER - 1, /* every graph pass */
                            .dump_after = dump_after, .target = o->target, .timing = o->timing,
-                           .train = o->train};
+                           .train = o->train, .explain = o->explain};
   int rc = kiln_pipeline_run(&po, &pl, d);
   o->dumped |= pl.dumped;
   if (rc) {
