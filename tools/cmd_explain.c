@@ -77,7 +77,8 @@ static int buf_named(const kiln_program *p, const char *name) {
 }
 
 typedef struct ex_args {
-  const char *model, *input_name, *input_file, *image, *out, *layer, *labels;
+  const char *model, *input_file, *image, *out, *layer, *labels;
+  char input_name[1024];
   const char *set_val[6];
   int method, threads;
   int64_t cls, steps;
@@ -311,9 +312,7 @@ static int parse_args(int argc, char **argv, ex_args *a) {
       const char *eq = strchr(v, '=');
       if (!eq || eq == v || !eq[1]) return kiln_cli_usage_error("explain", "--input must be NAME=FILE, got '%s'", v);
       if (a->input_file) return kiln_cli_usage_error("explain", "one --input only (kiln explain explains one item)");
-      static char name[1024];
-      snprintf(name, sizeof name, "%.*s", (int)(eq - v), v);
-      a->input_name = name;
+      snprintf(a->input_name, sizeof a->input_name, "%.*s", (int)(eq - v), v);
       a->input_file = eq + 1;
     } else if (!strcmp(o, "--image")) {
       if (a->image) return kiln_cli_usage_error("explain", "one --image only");
@@ -418,11 +417,12 @@ int kiln_cmd_explain(int argc, char **argv) {
   int64_t peak = 0;
   for (int64_t p = 0; p < npix; p++) {
     heat[p] = a.method == METHOD_IG ? fabs(up[p]) : up[p];
+    if (!isfinite(heat[p])) continue; /* drawn as 0; the .npy files keep it */
     if (heat[p] > heat[peak]) peak = p;
     lo = heat[p] < lo ? heat[p] : lo;
     hi = heat[p] > hi ? heat[p] : hi;
   }
-  for (int64_t p = 0; p < npix; p++) heat[p] = hi > lo ? (heat[p] - lo) / (hi - lo) : 0;
+  for (int64_t p = 0; p < npix; p++) heat[p] = hi > lo && isfinite(heat[p]) ? (heat[p] - lo) / (hi - lo) : 0;
   /* the base picture, 3 planes 0..255 */
   if (a.image) {
     kiln_image_prep raw = prep;
