@@ -257,6 +257,33 @@ def fd_grad(f, v, h=1e-4):
     return g
 
 
+def test_hostile_names():
+    """A feature map named with a newline and an escape sequence: the summary
+    stays one line, the name shown escaped; --layer finds it by its bytes."""
+    path, _ = small_cnn()
+    m = onnx.load(path)
+    bad = "fe\nat\x1b[31m"
+    for n in m.graph.node:
+        n.input[:] = [bad if v == "feat" else v for v in n.input]
+        n.output[:] = [bad if v == "feat" else v for v in n.output]
+    hp = os.path.join(WORK, "hostile.onnx")
+    onnx.save(m, hp)
+    xf = os.path.join(WORK, "x16.npy")
+    np.save(xf, np.random.default_rng(3).random((1, 3, 16, 16), dtype=np.float32))
+    out = fresh("hostile")
+    r = explain(hp, out, "--input", "x=" + xf)
+    lines = r.stdout.splitlines()
+    check(r.returncode == 0 and len(lines) == 1 and "\x1b" not in r.stdout and "layer 'fe" in r.stdout,
+          f"hostile layer name: one escaped summary line: {lines}")
+    out = fresh("hostile2")
+    r = explain(hp, out, "--input", "x=" + xf, "--layer", bad)
+    check(r.returncode == 0, "hostile layer name: --layer with its exact bytes")
+    out = fresh("hostile3")
+    r = explain(hp, out, "--input", "x=" + xf, "--layer", "nope", expect_rc=1)
+    check(r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "\x1b" not in r.stderr,
+          "hostile layer name: the candidate list stays one escaped line")
+
+
 def test_small_cnn():
     path, P = small_cnn()
     x = np.random.default_rng(3).random((1, 3, 16, 16), dtype=np.float32)
@@ -560,7 +587,7 @@ def main():
     os.makedirs(WORK, exist_ok=True)
     only = sys.argv[4:]
     for name, fn in [("kitten", test_kitten), ("small_cnn", test_small_cnn), ("3d", test_3d),
-                     ("artifacts", test_artifacts),
+                     ("artifacts", test_artifacts), ("hostile", test_hostile_names),
                      ("squeezenet_style", test_squeezenet_style), ("resnet50", test_resnet50)]:
         if not only or name in only:
             fn()
