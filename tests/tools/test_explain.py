@@ -34,6 +34,8 @@ Checked:
     sum of S steps errs by O(1/S) on a piecewise-linear path: bound 5% of
     |score(x) - score(0)| at S = 64 and 1.5% at S = 256, and the error must
     not grow with S.
+  - 3-D (depth 6 and 70): cam [1, D, H, W]; overlay_slice_NNN.png for every
+    slice up to 64, else 64 spread over the depth, plus overlay.png.
   - The bundled SqueezeNet 1.0 (float16) on the kitten photo: class 281
     (tabby cat), cam.npy [1,13,13], cam_upsampled.npy [1,224,224] equal to
     a half-pixel bilinear resize of cam.npy (NumPy, 1e-5), overlay.png
@@ -357,6 +359,11 @@ def test_small_cnn():
 # ---------------------------------------------------------------- 3-D
 
 def test_3d():
+    _test_3d(6)
+    _test_3d(70)  # more slices than overlays: 64, spread over the depth
+
+
+def _test_3d(depth):
     rng = np.random.default_rng(5)
     w1 = rng.normal(0, 0.5, (6, 1, 3, 3, 3)).astype(np.float32)
     b1 = rng.normal(0, 0.1, 6).astype(np.float32)
@@ -367,14 +374,14 @@ def test_3d():
              helper.make_node("GlobalAveragePool", ["vol"], ["gap"]),
              helper.make_node("Flatten", ["gap"], ["fl"]),
              helper.make_node("Gemm", ["fl", "w2", "b2"], ["z"], transB=1)]
-    g = helper.make_graph(nodes, "cnn3d", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 6, 10, 12])],
+    g = helper.make_graph(nodes, "cnn3d", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, depth, 10, 12])],
                           [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4])],
                           [numpy_helper.from_array(v, k) for k, v in {"w1": w1, "b1": b1, "w2": w2, "b2": b2}.items()])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 7
     path = os.path.join(WORK, "cnn3d_small.onnx")
     onnx.save(m, path)
-    x = rng.random((1, 1, 6, 10, 12), dtype=np.float32)
+    x = rng.random((1, 1, depth, 10, 12), dtype=np.float32)
     np.save(os.path.join(WORK, "x3d.npy"), x)
     out = fresh("vol")
     r = explain(path, out, "--input", "x=" + os.path.join(WORK, "x3d.npy"))
@@ -387,11 +394,13 @@ def test_3d():
     ref = np.maximum(np.einsum("k,kdhw->dhw", w2[c].astype(np.float64), A), 0) / A[0].size
     scale = np.einsum("k,kdhw->dhw", np.abs(w2[c]).astype(np.float64), A) / A[0].size
     cam = np.load(os.path.join(out, "cam.npy"))
-    check(cam.shape == (1, 6, 10, 12) and bool(np.all(np.abs(cam[0] - ref) <= 2e-4 * scale + 1e-30)),
-          "3-D: cam = ReLU(sum_k W[c,k] A_k)/(DHW)")
+    check(cam.shape == (1, depth, 10, 12) and bool(np.all(np.abs(cam[0] - ref) <= 2e-4 * scale + 1e-30)),
+          f"3-D (depth {depth}): cam = ReLU(sum_k W[c,k] A_k)/(DHW)")
     files = sorted(os.listdir(out))
-    want = sorted(["cam.npy", "cam_upsampled.npy", "overlay.png"] + [f"overlay_slice_{z:03d}.png" for z in range(6)])
-    check(files == want, f"3-D: files {files}")
+    n = min(depth, 64)
+    slices = [(2 * k + 1) * depth // (2 * n) if depth > 64 else k for k in range(n)]
+    want = sorted(["cam.npy", "cam_upsampled.npy", "overlay.png"] + [f"overlay_slice_{z:03d}.png" for z in slices])
+    check(files == want and len(set(slices)) == n, f"3-D (depth {depth}): {len(files)} files, {n} slice overlays")
 
 
 # ---------------------------------------------------------------- artifacts
