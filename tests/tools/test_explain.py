@@ -47,6 +47,8 @@ Checked:
     loop IR through other code generators: only contraction / vector order
     differ), for gradcam, gradcam++ and saliency on the small CNN, and the
     same logits; --class picks another class.
+  - Hostile names: a feature map named with a newline and ESC is shown
+    escaped on the one summary line and in the candidates of an error.
   - Bad inputs: unknown --layer (lists candidates), --class out of range, a
     missing image: one error line, exit 1, no DIR (nor a temporary) left.
 """
