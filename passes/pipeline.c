@@ -14,6 +14,7 @@
 #include "../frontend/onnx/kiln_onnx.h"
 #include "lower.h"
 #include "passes.h"
+#include "explain.h"
 #include "train.h"
 
 /* Every pass's --dump-after name, in pipeline order: the one list both
@@ -93,6 +94,7 @@ int kiln_pipeline_run(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_diag
   }
   if (wanted(o, KILN_PASS_TRAIN)) { /* inference: the graph unchanged */
     if (o->train && kiln_pass_train(g, o->train, d)) return -1;
+    if (o->explain && kiln_explain_build(g, o->explain, d)) return -1;
     dump(o, out, KILN_PASS_TRAIN);
   }
   if (wanted(o, KILN_PASS_FOLD_BATCHNORM)) {

@@ -4,7 +4,8 @@
  *   import          model file -> graph IR, then the command's bindings
  *                   (--batch, --dim, --const, --input, image/volume size)
  *   infer-shapes    every value's dtype and shape; constants folded
- *   train           training only: loss, gradients (autodiff), optimizer updates in place
+ *   train           training only: loss, gradients (autodiff), optimizer updates in place;
+ *                   or, for explanations, the explanation graph (passes/explain.h)
  *   fold-batchnorm  inference BN folded into Conv/Gemm weights; no-op Cast/Identity/Transpose pairs bypassed
  *   dense-gemm      Gemm with transB reads B^T; a Conv whose one window is its whole input is a Gemm
  *   fuse-epilogue   elementwise chains fused into their producer's output store
@@ -56,6 +57,7 @@ typedef struct kiln_pipeline_opts {
   const kiln_target *target; /* what to lower and schedule for; NULL: kiln_target_default() */
   kiln_timing *timing;  /* --time: each pass's wall time; NULL: not timed */
   const struct kiln_train_opts *train; /* NULL: inference; else the graph becomes one training step */
+  const struct kiln_explain_opts *explain; /* NULL: none; else the explanation graph (in the train pass's slot) */
 } kiln_pipeline_opts;
 
 typedef struct kiln_pipeline {

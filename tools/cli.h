@@ -22,6 +22,7 @@ int kiln_cmd_compile(int argc, char **argv);
 int kiln_cmd_export(int argc, char **argv);
 int kiln_cmd_emit_c(int argc, char **argv);
 int kiln_cmd_train(int argc, char **argv); /* cmd_train.c, train_loop.c */
+int kiln_cmd_explain(int argc, char **argv); /* cmd_explain.c */
 
 /* Prints "kiln: error: MSG" (and the note, if any) to stderr. */
 void kiln_cli_report(const kiln_diag *d);
@@ -73,6 +74,7 @@ typedef struct kiln_model_opts {
   const kiln_target *target; /* with `lower`: what to lower for (NULL: kiln_target_default()) */
   kiln_timing *timing;       /* --time: each pass's time (NULL: untimed) */
   const struct kiln_train_opts *train; /* --train: the graph becomes one training step (NULL: inference) */
+  const struct kiln_explain_opts *explain; /* --explain: the explanation graph (passes/explain.h; NULL: none) */
   const char *params_file;   /* --params FILE: initializers replaced from a kiln parameter file (NULL: none) */
   int until;                 /* without `lower`: the last graph pass to run (a kiln_pass_id; 0: every one) */
 } kiln_model_opts;

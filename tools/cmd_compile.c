@@ -24,6 +24,7 @@
 #include "../passes/passes.h"
 #include "cli.h"
 #include "tensor_io.h"
+#include "explain_opts.h"
 #include "train_opts.h"
 
 extern const char kiln_runtime_c_source[], kiln_runtime_h_source[];
@@ -162,10 +163,14 @@ int kiln_cmd_compile(int argc, char **argv) {
   kiln_cli_train topts;
   kiln_cli_train_init(&topts);
   topts.own_output = 1; /* -o/--output DIR */
+  kiln_cli_explain eopts = {0};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); fputs(kiln_train_opts_usage, stdout); return 0; }
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); fputs(kiln_train_opts_usage, stdout); fputs(kiln_explain_opts_usage, stdout); return 0; }
     else if (!strcmp(a, "--train")) train = 1;
+    else if ((tr = kiln_explain_option("compile", argc, argv, &i, &eopts)) != 1) {
+      if (tr) { kiln_cli_bindings_free(&bind); kiln_cli_train_free(&topts); return tr; }
+    }
     else if ((tr = kiln_train_option("compile", argc, argv, &i, &topts)) != 1) {
       if (tr) { kiln_cli_bindings_free(&bind); kiln_cli_train_free(&topts); return tr; }
     }
@@ -193,6 +198,10 @@ int kiln_cmd_compile(int argc, char **argv) {
     kiln_cli_train_free(&topts);
     return kiln_cli_usage_error("compile", "training options need --train");
   }
+  if ((eopts.given && !eopts.on) || (eopts.on && train)) {
+    kiln_cli_train_free(&topts);
+    return kiln_cli_usage_error("compile", eopts.on ? "--explain and --train exclude each other" : "--layer and --method need --explain");
+  }
   char prefix[128];
   if (name) {
     if (!kiln_c_identifier_ok(name))
@@ -213,6 +222,7 @@ int kiln_cmd_compile(int argc, char **argv) {
   kiln_model_opts o = {.bind = &bind, .static_shapes = 1, .lower = 1, .dump_after = dump_after, .target = &target,
                        .timing = &timing};
   if (train) o.train = &topts.t;
+  if (eopts.on) o.explain = &eopts.e;
   kiln_graph *g = NULL;
   if (kiln_out_dir_check(outdir, &d)) goto fail;
   g = kiln_cli_load(path, &o, &d); /* the pipeline, through plan-memory */
@@ -222,6 +232,7 @@ int kiln_cmd_compile(int argc, char **argv) {
   fprintf(stderr, "kiln: compiling %d kernels for %s...\n", p->nkernels, portable ? "x86-64" : "this CPU");
   if (kiln_llvm_emit_object(p, prefix, portable, &obj, &olen, &timing, &d)) goto fail;
   header = make_header(p, prefix, path, train);
+  if (eopts.on && kiln_cli_explain_header(&header, p, prefix, &eopts.e, 1, 0, &d)) goto fail;
   /* the weights, then the state's initial contents (kiln_runtime.h) */
   weights = calloc(1, (size_t)(p->weights_bytes + p->state_bytes) + 1);
   if (!weights) { kiln_error(&d, NULL, "out of memory"); goto fail; }

@@ -18,6 +18,7 @@
 #include "../passes/lower.h"
 #include "cli.h"
 #include "tensor_io.h"
+#include "explain_opts.h"
 #include "train_opts.h"
 
 extern const char kiln_shuffle_h_source[];
@@ -193,10 +194,14 @@ int kiln_cmd_emit_c(int argc, char **argv) {
   kiln_cli_train topts;
   kiln_cli_train_init(&topts);
   topts.own_output = 1; /* -o/--output DIR */
+  kiln_cli_explain eopts = {0};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); fputs(kiln_train_opts_usage, stdout); return 0; }
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); fputs(kiln_train_opts_usage, stdout); fputs(kiln_explain_opts_usage, stdout); return 0; }
     else if (!strcmp(a, "--train")) train = 1;
+    else if ((tr = kiln_explain_option("emit-c", argc, argv, &i, &eopts)) != 1) {
+      if (tr) { kiln_cli_bindings_free(&bind); kiln_cli_train_free(&topts); return tr; }
+    }
     else if ((tr = kiln_train_option("emit-c", argc, argv, &i, &topts)) != 1) {
       if (tr) { kiln_cli_bindings_free(&bind); kiln_cli_train_free(&topts); return tr; }
     }
@@ -223,6 +228,10 @@ int kiln_cmd_emit_c(int argc, char **argv) {
     kiln_cli_train_free(&topts);
     return kiln_cli_usage_error("emit-c", "training options need --train");
   }
+  if ((eopts.given && !eopts.on) || (eopts.on && train)) {
+    kiln_cli_train_free(&topts);
+    return kiln_cli_usage_error("emit-c", eopts.on ? "--explain and --train exclude each other" : "--layer and --method need --explain");
+  }
   char prefix[128];
   if (name) {
     if (!kiln_c_identifier_ok(name))
@@ -242,12 +251,14 @@ int kiln_cmd_emit_c(int argc, char **argv) {
   kiln_target target = kiln_target_c();
   kiln_model_opts o = {.bind = &bind, .static_shapes = 1, .lower = 1, .dump_after = dump_after, .target = &target};
   if (train) o.train = &topts.t;
+  if (eopts.on) o.explain = &eopts.e;
   kiln_graph *g = NULL;
   if (kiln_out_dir_check(outdir, &d)) goto fail;
   g = kiln_cli_load(path, &o, &d); /* the pipeline, through plan-memory */
   if (!g) goto fail;
   kiln_program *p = o.program;
   if (kiln_c_emit(p, &co, &out, &d)) goto fail;
+  if (eopts.on && kiln_cli_explain_header(&out.header, p, prefix, &eopts.e, 0, co.weights_file, &d)) goto fail;
   main_c = train ? kiln_cli_train_main(path, p, prefix, co.weights_file, &d) : make_main(p, prefix);
   if (!main_c) goto fail;
   if (kiln_out_dir_begin(outdir, tmp, sizeof tmp, &d)) goto fail;

@@ -205,3 +205,18 @@ int kiln_plot_curves(const char *path, int n, const double *train_loss, const do
   free(png);
   return rc;
 }
+
+/* Shared with kiln explain's overlays (tools/cmd_explain.c). */
+void kiln_plot_text(unsigned char *rgb, int w, int h, int x, int y, const char *s) {
+  canvas c = {w, h, rgb};
+  text(&c, x, y, s, BLACK);
+}
+
+int kiln_plot_png(const unsigned char *rgb, int w, int h, unsigned char **png, size_t *len) {
+  canvas c = {w, h, (unsigned char *)rgb};
+  membuf m = {0};
+  if (encode(&c, &m)) { free(m.p); return -1; }
+  *png = m.p;
+  *len = m.len;
+  return 0;
+}

@@ -20,4 +20,11 @@ int kiln_plot_curves(const char *path, int n, const double *train_loss, const do
 int kiln_plot_curves_png(int n, const double *train_loss, const double *val_loss, const double *train_acc,
                          const double *val_acc, const char *metric_name, unsigned char **png, size_t *len, kiln_diag *d);
 
+/* Pieces for other plots (kiln explain's overlays): text in the 5x7 font
+ * (digits, '.', '-', '+', '%', some lower-case letters; scaled by two,
+ * black) at pixel (x, y) of a w x h RGB canvas, and the canvas as PNG
+ * bytes (malloc'd); -1 when out of memory. */
+void kiln_plot_text(unsigned char *rgb, int w, int h, int x, int y, const char *s);
+int kiln_plot_png(const unsigned char *rgb, int w, int h, unsigned char **png, size_t *len);
+
 #endif
