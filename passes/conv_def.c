@@ -25,8 +25,13 @@ int kiln_conv_setup(kiln_lctx *L, const kiln_node *n, kiln_conv_geom *g) {
   g->G = a->group;
   g->Cg = g->C / g->G;
   g->Mg = g->M / g->G;
+  kiln_conv_geom_window(g, a, x, y);
+  return 0;
+}
+
+void kiln_conv_geom_window(kiln_conv_geom *g, const kiln_attrs_conv *a, const kiln_value *x, const kiln_value *y) {
   g->isz = g->osz = g->ksz = 1;
-  for (int i = sp - 1; i >= 0; i--) {
+  for (int i = g->sp - 1; i >= 0; i--) {
     g->in[i] = x->dims[2 + i];
     g->out[i] = y->dims[2 + i];
     g->K[i] = a->kernel_shape.v[i];
@@ -40,7 +45,6 @@ int kiln_conv_setup(kiln_lctx *L, const kiln_node *n, kiln_conv_geom *g) {
     g->osz *= g->out[i];
     g->ksz *= g->K[i];
   }
-  return 0;
 }
 
 int kiln_conv_def_of(kiln_lctx *L, const kiln_node *n, kiln_conv_def *def) {

@@ -28,6 +28,10 @@ typedef struct kiln_conv_geom {
  * located error in L (blocked layouts, non-float or mixed X/W types,
  * non-canonical window attributes). */
 int kiln_conv_setup(kiln_lctx *L, const kiln_node *n, kiln_conv_geom *g);
+/* The window part of g (g->sp set): spatial extents, strides and sizes
+ * from canonical attributes a, input x and output y ("out" = y's spatial
+ * dims; the weight gradient passes dY as y). */
+void kiln_conv_geom_window(kiln_conv_geom *g, const kiln_attrs_conv *a, const kiln_value *x, const kiln_value *y);
 
 /* Conv's definition as data: the geometry and the four tensors of
  *   Y[n, m, o] = B[m] + sum over c < Cg, taps k of X[n, grp*Cg + c, pos(o, k)] * W[m, c, k]

@@ -150,6 +150,13 @@ kiln_lx *kiln_lower_offset(kiln_lctx *L, const kiln_value *v, kiln_lx **idx);
 kiln_lx *kiln_lower_bcast_offset(kiln_lctx *L, const kiln_value *in, int out_rank, kiln_lx **idx);
 /* Compute type of an element: f16/bf16 widen to f32. */
 kiln_dtype kiln_lower_ctype(kiln_dtype t);
+/* Pooling windows (lower_pool.c; the pool gradients share them):
+ * 0 <= i < hi as a condition, only the halves that can fail (NULL: always
+ * true); and the AveragePool divisor along one dim, the taps k in [0, K)
+ * with lo <= o*s - pb + k*d < hi (i64). */
+kiln_lx *kiln_lower_in_range(kiln_lctx *L, kiln_lx *i, int need_lo, int need_hi, int64_t hi);
+kiln_lx *kiln_lower_pool_taps(kiln_lctx *L, kiln_lx *o, int64_t s, int64_t pb, int64_t K, int64_t d, int64_t lo,
+                              int64_t hi, int64_t nout);
 /* Loop nests that leave out extent-1 loops (their index is the constant 0);
  * a loop is marked parallel when asked (its iterations are independent),
  * at any depth. */

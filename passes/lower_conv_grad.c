@@ -65,21 +65,7 @@ static int grad_weight_geom(kiln_lctx *L, const kiln_node *n, kiln_conv_geom *g)
   g->Mg = g->M / g->G;
   if (dw->dims[0] != g->M || dw->dims[1] != g->Cg)
     return kiln_lower_fail(L, n, "dW does not match X, dY and group (run shape inference first)");
-  g->isz = g->osz = g->ksz = 1;
-  for (int i = sp - 1; i >= 0; i--) {
-    g->in[i] = x->dims[2 + i];
-    g->out[i] = dy->dims[2 + i];
-    g->K[i] = a->kernel_shape.v[i];
-    g->s[i] = a->strides.v[i];
-    g->d[i] = a->dilations.v[i];
-    g->pb[i] = a->pads.v[i];
-    g->xstr[i] = g->isz;
-    g->ystr[i] = g->osz;
-    g->kstr[i] = g->ksz;
-    g->isz *= g->in[i];
-    g->osz *= g->out[i];
-    g->ksz *= g->K[i];
-  }
+  kiln_conv_geom_window(g, a, x, dy);
   return 0;
 }
 

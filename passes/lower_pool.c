@@ -45,7 +45,7 @@ static int check_plain(kiln_lctx *L, const kiln_node *n) {
 }
 
 /* 0 <= i < hi (only the halves that can fail are emitted); NULL: always true. */
-static kiln_lx *in_range(kiln_lctx *L, kiln_lx *i, int need_lo, int need_hi, int64_t hi) {
+kiln_lx *kiln_lower_in_range(kiln_lctx *L, kiln_lx *i, int need_lo, int need_hi, int64_t hi) {
   kiln_lx *lo_ok = need_lo ? BIN(LE, CI(0), i) : NULL;
   kiln_lx *hi_ok = need_hi ? BIN(LT, i, CI(hi)) : NULL;
   if (lo_ok && hi_ok) return BIN(AND, lo_ok, hi_ok);
@@ -54,8 +54,8 @@ static kiln_lx *in_range(kiln_lctx *L, kiln_lx *i, int need_lo, int need_hi, int
 
 /* Number of window taps k in [0, K) with lo <= start + k*d < hi, where
  * start = o*s - pb: the AveragePool divisor along one dim (i64). */
-static kiln_lx *tap_count(kiln_lctx *L, kiln_lx *o, int64_t s, int64_t pb, int64_t K, int64_t d, int64_t lo,
-                          int64_t hi, int64_t nout) {
+kiln_lx *kiln_lower_pool_taps(kiln_lctx *L, kiln_lx *o, int64_t s, int64_t pb, int64_t K, int64_t d, int64_t lo,
+                               int64_t hi, int64_t nout) {
   int64_t first = -pb, last = (nout - 1) * s - pb + (K - 1) * d;
   if (first >= lo && last < hi) return CI(K); /* never clipped */
   kiln_lx *os = IMUL(o, s);
@@ -85,7 +85,7 @@ typedef struct window_term {
 static kiln_lx *window_load(kiln_lctx *L, void *ctx, kiln_lx *k, kiln_lx **cond) {
   window_term *t = ctx;
   kiln_lx *pos = IADD(t->start, IMUL(k, t->d));
-  *cond = in_range(L, pos, t->need_lo, t->need_hi, t->in);
+  *cond = kiln_lower_in_range(L, pos, t->need_lo, t->need_hi, t->in);
   return kiln_lx_cast(B, t->ct, kiln_lx_load(B, t->X, IADD(t->base, IMUL(pos, t->xstr))));
 }
 
@@ -142,7 +142,7 @@ int kiln_lower_pool(kiln_lctx *L, const kiln_node *n) {
     open++;
     pos[i] = IADD(IADD(IMUL(o[i], s[i]), IMUL(k, d[i])), CI(-pb[i]));
     int need_lo = pb[i] > 0, need_hi = (out[i] - 1) * s[i] - pb[i] + (K[i] - 1) * d[i] >= in[i];
-    kiln_lx *ok = in_range(L, pos[i], need_lo, need_hi, in[i]);
+    kiln_lx *ok = kiln_lower_in_range(L, pos[i], need_lo, need_hi, in[i]);
     if (ok) { kiln_lb_if(B, ok); open++; }
   }
   kiln_lx *xoff = IMUL(nc, isz);
@@ -189,7 +189,7 @@ int kiln_lower_pool(kiln_lctx *L, const kiln_node *n) {
     kiln_lx *cnt = CI(1);
     for (int i = 0; i < sp; i++) {
       int64_t lo = a->count_include_pad ? -pb[i] : 0, hi = a->count_include_pad ? in[i] + pe[i] : in[i];
-      kiln_lx *c = tap_count(L, o[i], s[i], pb[i], K[i], d[i], lo, hi, out[i]);
+      kiln_lx *c = kiln_lower_pool_taps(L, o[i], s[i], pb[i], K[i], d[i], lo, hi, out[i]);
       cnt = cnt->kind == KILN_LX_CONST && c->kind == KILN_LX_CONST ? CI(cnt->i * c->i) : BIN(MUL, cnt, c);
     }
     r = kiln_sum_result(L, acc, ct, cnt);

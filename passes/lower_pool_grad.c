@@ -35,32 +35,7 @@
 static const kiln_sched seq_sched = {0};
 static const kiln_sched par_sched = {.parallel = 1};
 
-/* 0 <= i < hi (only the halves that can fail are emitted); NULL: always true. */
-static kiln_lx *in_range(kiln_lctx *L, kiln_lx *i, int need_lo, int need_hi, int64_t hi) {
-  kiln_lx *lo_ok = need_lo ? BIN(LE, CI(0), i) : NULL;
-  kiln_lx *hi_ok = need_hi ? BIN(LT, i, CI(hi)) : NULL;
-  if (lo_ok && hi_ok) return BIN(AND, lo_ok, hi_ok);
-  return lo_ok ? lo_ok : hi_ok;
-}
 
-/* The AveragePool divisor along one dim: the taps k in [0, K) with
- * lo <= o*s - pb + k*d < hi (the same count as lower_pool.c's tap_count,
- * which is private to the forward; kept in step by test_grad_pool.c's
- * gradient checks of every count_include_pad / ceil_mode case). */
-static kiln_lx *tap_count(kiln_lctx *L, kiln_lx *o, int64_t s, int64_t pb, int64_t K, int64_t d, int64_t lo,
-                          int64_t hi, int64_t nout) {
-  int64_t first = -pb, last = (nout - 1) * s - pb + (K - 1) * d;
-  if (first >= lo && last < hi) return CI(K);
-  kiln_lx *os = IMUL(o, s);
-  kiln_lx *kmin = BIN(MAX, CI(0), BIN(SUB, CI(lo + pb), os));
-  kiln_lx *kmax = BIN(MAX, CI(0), BIN(SUB, CI(hi + pb), os));
-  if (d > 1) { /* ceil(v / d) for v >= 0 */
-    kmin = BIN(DIV, IADD(kmin, CI(d - 1)), CI(d));
-    kmax = BIN(DIV, IADD(kmax, CI(d - 1)), CI(d));
-  }
-  kmax = BIN(MIN, CI(K), kmax);
-  return BIN(MAX, CI(0), BIN(SUB, kmax, kmin));
-}
 
 int kiln_lower_pool_grad(kiln_lctx *L, const kiln_node *n) {
   const kiln_attrs_pool *a = n->attrs;
@@ -119,7 +94,7 @@ int kiln_lower_pool_grad(kiln_lctx *L, const kiln_node *n) {
       kiln_lx *cnt = CI(1);
       for (int k = 0; k < sp; k++) {
         int64_t lo = a->count_include_pad ? -pb[k] : 0, hi = a->count_include_pad ? in[k] + pe[k] : in[k];
-        kiln_lx *c = tap_count(L, o[k], s[k], pb[k], K[k], d[k], lo, hi, out[k]);
+        kiln_lx *c = kiln_lower_pool_taps(L, o[k], s[k], pb[k], K[k], d[k], lo, hi, out[k]);
         cnt = cnt->kind == KILN_LX_CONST && c->kind == KILN_LX_CONST ? CI(cnt->i * c->i) : BIN(MUL, cnt, c);
       }
       /* a window with no tap inside X (count 0) scatters nothing: the
@@ -135,7 +110,7 @@ int kiln_lower_pool_grad(kiln_lctx *L, const kiln_node *n) {
       open++;
       kiln_lx *pos = IADD(IADD(IMUL(o[k], s[k]), IMUL(t, d[k])), CI(-pb[k]));
       int need_hi = (out[k] - 1) * s[k] - pb[k] + (K[k] - 1) * d[k] >= in[k];
-      kiln_lx *ok = in_range(L, pos, pb[k] > 0, need_hi, in[k]);
+      kiln_lx *ok = kiln_lower_in_range(L, pos, pb[k] > 0, need_hi, in[k]);
       if (ok) { kiln_lb_if(B, ok); open++; }
       off = IADD(off, IMUL(pos, xstr[k]));
     }
