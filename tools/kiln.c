@@ -15,6 +15,7 @@ static const kiln_cmd commands[] = {
     {"export", "write a model (.kiln or .onnx) as an ONNX file", kiln_cmd_export},
     {"emit-c", "write a model as dependency-free C99 source for any C compiler", kiln_cmd_emit_c},
     {"train", "train a model on a data folder: metrics, curves, checkpoints, trained ONNX", kiln_cmd_train},
+    {"attack", "adversarial examples (FGSM, PGD) and robustness curves against eps", kiln_cmd_attack},
 };
 enum { NCOMMANDS = sizeof commands / sizeof commands[0] };
 

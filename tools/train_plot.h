@@ -20,4 +20,13 @@ int kiln_plot_curves(const char *path, int n, const double *train_loss, const do
 int kiln_plot_curves_png(int n, const double *train_loss, const double *val_loss, const double *train_acc,
                          const double *val_acc, const char *metric_name, unsigned char **png, size_t *len, kiln_diag *d);
 
+/* Pieces for other plots (kiln attack): RGB pixels (w x h, 3 bytes per
+ * pixel, row-major) encoded as PNG bytes (malloc'd); and one curve y(x)
+ * (n points, x ascending, y scaled by yscale for display) in one panel
+ * of KILN_PLOT_WIDTH/2+... pixels with axes, ticks, tick labels, a title
+ * and an x-axis label.  0, or -1 with d set. */
+int kiln_png_encode_rgb(int w, int h, const unsigned char *rgb, unsigned char **png, size_t *len, kiln_diag *d);
+int kiln_plot_xy_png(int n, const double *x, const double *y, double yscale, const char *title, const char *xlabel,
+                     unsigned char **png, size_t *len, kiln_diag *d);
+
 #endif
