@@ -27,6 +27,7 @@
  * robustness.png (accuracy against eps). */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,9 +252,13 @@ static void attack(atk_prog *ap, const attack_opts *o, const range *r, double ep
 }
 
 /* ---- options ---- */
-static int bad(const char *fmt, const char *a, const char *v) {
+/* A bad option value: one line, exit 1 (as every other bad input). */
+__attribute__((format(printf, 1, 2))) static int bad(const char *fmt, ...) {
+  va_list ap;
   fprintf(stderr, "kiln: error: ");
-  fprintf(stderr, fmt, a, v);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
   fprintf(stderr, " (see 'kiln attack --help')\n");
   return 1;
 }
@@ -289,7 +294,7 @@ static int parse_opts(int argc, char **argv, attack_opts *o) {
       kiln_image_prep probe;
       char err[128];
       kiln_image_prep_init(&probe);
-      if (kiln_image_prep_set(&probe, prep_keys[k], v, err, sizeof err)) return bad("--%s%s", err, "");
+      if (kiln_image_prep_set(&probe, prep_keys[k], v, err, sizeof err)) return bad("--%s", err);
       o->prep_val[k] = v;
     } else if (!strcmp(a, "--input")) o->input = v;
     else if (!strcmp(a, "--image")) o->image = v;
@@ -347,9 +352,9 @@ static int parse_opts(int argc, char **argv, attack_opts *o) {
     return kiln_cli_usage_error("attack", "give one of --input FILE, --image FILE or --data DIR");
   if (!o->out) return kiln_cli_usage_error("attack", "--out DIR is required");
   if (!o->neps) return kiln_cli_usage_error("attack", "--eps is required");
-  if (!o->data && o->neps > 1) return bad("%s takes one value without --data, got %s", "--eps", "a list");
-  if (o->image && o->has_clip) return bad("%s%s: --image clips to the pixel range", "--clip", "");
-  if (o->target >= 0 && o->label >= 0) return bad("%s%s: give --target-class or --label, not both", "--label", "");
+  if (!o->data && o->neps > 1) return bad("--eps takes one value here; a list is for a --data robustness curve");
+  if (o->image && o->has_clip) return bad("--clip is for --input and --data: --image clips to the pixel range");
+  if (o->target >= 0 && o->label >= 0) return bad("give --target-class or --label, not both");
   return 0;
 }
 
@@ -409,12 +414,7 @@ static int attack_one(const attack_opts *o, atk_prog *ap, double *x0, const rang
   if (!lab || !pred || !xa || !clean_loss) { kiln_error(d, NULL, "out of memory"); goto done; }
   prog_run(ap, x0, lab);
   for (int64_t k = 0; k < N; k++) pred[k] = argmax(ap, k);
-  int64_t cls = o->target >= 0 ? o->target : o->label;
-  if (cls >= ap->C) {
-    kiln_error(d, NULL, "%s: class %lld is out of range: the model has %lld classes (0..%lld)", o->model,
-               (long long)cls, (long long)ap->C, (long long)ap->C - 1);
-    goto done;
-  }
+  int64_t cls = o->target >= 0 ? o->target : o->label; /* checked against C by the caller */
   for (int64_t k = 0; k < N; k++) lab[k] = cls >= 0 ? cls : pred[k];
   prog_run(ap, x0, lab);
   for (int64_t k = 0; k < N; k++) clean_loss[k] = loss_at(ap, k);
@@ -483,8 +483,10 @@ static int attack_data(const attack_opts *o, atk_prog *ap, const range *r, const
   int64_t N = ap->N, n = N * ap->xs;
   double *x0 = malloc((size_t)n * sizeof *x0), *xa = malloc((size_t)n * sizeof *xa), acc[MAX_EPS];
   int64_t *lab = calloc((size_t)N, sizeof *lab), correct[MAX_EPS] = {0};
-  char *csv = malloc(64 * (MAX_EPS + 2));
+  enum { LINE = 160 };
+  char *csv = malloc(LINE * (MAX_EPS + 2));
   if (!x0 || !xa || !lab || !csv) { kiln_error(d, NULL, "out of memory"); goto done; }
+  if (ds.n < 1) { kiln_error(d, NULL, "%s: no samples", o->data); goto done; }
   if (ds.yfloat || ds.ysize != 1) { kiln_error(d, NULL, "%s: --data needs one class id per sample", ds.source); goto done; }
   if (o->target >= ap->C) {
     kiln_error(d, NULL, "%s: class %lld is out of range: the model has %lld classes (0..%lld)", o->model,
@@ -492,7 +494,7 @@ static int attack_data(const attack_opts *o, atk_prog *ap, const range *r, const
     goto done;
   }
   printf("%-10s %s\n", "eps", "accuracy");
-  size_t len = (size_t)snprintf(csv, 64, "eps,accuracy,correct,samples\n");
+  size_t len = (size_t)snprintf(csv, LINE, "eps,accuracy,correct,samples\n");
   for (int e = 0; e < o->neps; e++) {
     uint64_t rng = o->seed;
     for (int64_t first = 0; first < ds.n; first += N) {
@@ -505,7 +507,8 @@ static int attack_data(const attack_opts *o, atk_prog *ap, const range *r, const
     }
     acc[e] = (double)correct[e] / (double)ds.n;
     printf("%-10.6g %.4f  (%lld/%lld)\n", o->eps[e], acc[e], (long long)correct[e], (long long)ds.n);
-    len += (size_t)snprintf(csv + len, 64, "%.9g,%.6f,%lld,%lld\n", o->eps[e], acc[e], (long long)correct[e], (long long)ds.n);
+    len += (size_t)snprintf(csv + len, LINE, "%.9g,%.6f,%lld,%lld\n", o->eps[e], acc[e], (long long)correct[e],
+                            (long long)ds.n); /* < LINE: 16 + 8 + 2 x 20 + 4 bytes at most */
   }
   if (kiln_out_dir_write(tmp, "robustness.csv", csv, len, d)) goto done;
   unsigned char *png = NULL;
@@ -531,7 +534,7 @@ int kiln_cmd_attack(int argc, char **argv) {
   if (prc) return prc == 3 ? 0 : prc;
   if (o.data) { /* a curve needs increasing eps */
     for (int e = 1; e < o.neps; e++)
-      if (o.eps[e] <= o.eps[e - 1]) return bad("%s must be increasing, got '%s'", "--eps", "a list that is not");
+      if (o.eps[e] <= o.eps[e - 1]) return bad("--eps must be an increasing list for --data");
   }
   kiln_diag d = {0};
   kiln_labels lb = {0};
