@@ -58,9 +58,10 @@ int kiln_attack_build(kiln_graph *g, const char *input, const char *output, int6
     z = y->producer->in[0];
   int64_t nc[2] = {N, C};
   kiln_value *z2 = kiln_grad_apply2(c, KILN_OP_RESHAPE, z, kiln_grad_ints(c, 2, nc));
-  if (z2 && z2->dtype != KILN_DT_F32) {
+  kiln_dtype lt = z2 && kiln_dtype_size(z2->dtype) < 4 ? KILN_DT_F32 : z2 ? z2->dtype : KILN_DT_F32;
+  if (z2 && z2->dtype != lt) { /* f16/bf16 logits: the loss in float32 */
     kiln_node *m = kiln_grad_node(c, KILN_OP_CAST, 1, 1);
-    ((kiln_attrs_cast *)m->attrs)->to = KILN_DT_F32;
+    ((kiln_attrs_cast *)m->attrs)->to = lt;
     kiln_node_set_input(m, 0, z2);
     z2 = kiln_grad_emit(c, m, 1) ? NULL : m->out[0];
   }
@@ -77,7 +78,7 @@ int kiln_attack_build(kiln_graph *g, const char *input, const char *output, int6
   kiln_value *oh = NULL;
   if (eq) {
     kiln_node *m = kiln_grad_node(c, KILN_OP_CAST, 1, 1);
-    ((kiln_attrs_cast *)m->attrs)->to = KILN_DT_F32;
+    ((kiln_attrs_cast *)m->attrs)->to = lt;
     kiln_node_set_input(m, 0, eq);
     oh = kiln_grad_emit(c, m, 1) ? NULL : m->out[0];
   }

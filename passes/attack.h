@@ -11,8 +11,8 @@
  *             LogSoftmax (the probabilities' own logits: a loss on the
  *             probabilities would saturate), reshaped to [N, C] with
  *             C = elements per sample (so [N, 1000, 1, 1] is 1000 classes),
- *             cast to float32
- *   loss[n] = -log softmax(logits[n])[label[n]]           (float32 [N])
+ *             cast to float32 when narrower (f16, bf16): the loss type T
+ *   loss[n] = -log softmax(logits[n])[label[n]]           (T [N])
  *   grad    = d (sum_n loss[n]) / d x                     (x's dtype, shape)
  *
  * Summing over the batch keeps samples apart: sample n's gradient is that

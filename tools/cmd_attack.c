@@ -163,9 +163,13 @@ static void prog_run(atk_prog *ap, double *x, const int64_t *lab) {
   kiln_llvm_jit_run(ap->jit, ap->bufs);
 }
 
-static double logit(const atk_prog *ap, int64_t n, int64_t c) { return ((const float *)ap->bufs[ap->logits])[n * ap->C + c]; }
+static double logit(const atk_prog *ap, int64_t n, int64_t c) {
+  return kiln_dtype_load_f(ap->p->bufs[ap->logits]->dtype, ap->bufs[ap->logits], (size_t)(n * ap->C + c));
+}
 static double grad_at(const atk_prog *ap, int64_t i) { return kiln_dtype_load_f(ap->dt, ap->bufs[ap->grad], (size_t)i); }
-static double loss_at(const atk_prog *ap, int64_t n) { return ((const float *)ap->bufs[ap->loss])[n]; }
+static double loss_at(const atk_prog *ap, int64_t n) {
+  return kiln_dtype_load_f(ap->p->bufs[ap->loss]->dtype, ap->bufs[ap->loss], (size_t)n);
+}
 
 static int64_t argmax(const atk_prog *ap, int64_t n) {
   int64_t best = 0;
