@@ -36,6 +36,7 @@ Checks:
 usage: test_attack.py KILN WORK_DIR SQUEEZENET_DIR
 """
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -46,6 +47,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
 
 KILN, WORK, SQZ = sys.argv[1], sys.argv[2], sys.argv[3]
 failures = []
@@ -248,6 +250,37 @@ def main():
               f"p {pa.max():.3f} (tabby p {pa[281]:.3f})")
         check(png_size(os.path.join(out, "adversarial.png")) == (224, 224) and
               png_size(os.path.join(out, "perturbation.png")) == (224, 224), "squeezenet: 224x224 PNGs written")
+        # adversarial.png is x' de-preprocessed (BGR NCHW, scale 1 -> RGB HWC pixels), rounded
+        img = np.asarray(Image.open(os.path.join(out, "adversarial.png")).convert("RGB")).astype(np.float64)
+        want = xa[0, ::-1].transpose(1, 2, 0).astype(np.float64)
+        dpng = np.abs(img - want).max()
+        check(dpng <= 0.5, f"squeezenet: adversarial.png = x' in pixels, rounded (max diff {dpng})")
+        m = re.search(r"L-inf ([0-9.e+-]+)  L2 ([0-9.e+-]+) \(pixels", so)
+        dd = xa.astype(np.float64) - x0.astype(np.float64)
+        check(m is not None and abs(float(m.group(1)) - np.abs(dd).max()) <= 1e-5 * np.abs(dd).max() and
+              abs(float(m.group(2)) - np.sqrt((dd ** 2).sum())) <= 1e-5 * np.sqrt((dd ** 2).sum()),
+              f"squeezenet: reported pixel L-inf/L2 {m.groups() if m else None} = numpy's "
+              f"{np.abs(dd).max():.6g}/{np.sqrt((dd ** 2).sum()):.6g}")
+
+    # a preprocessing with std: tensor = pixel / 2 (range 0..127.5); eps 1
+    # input unit = 2 pixels; the report and the PNG convert back to pixels
+    out = os.path.join(WORK, "kitten_std")
+    rc, so, se = attack(sq, "--image", os.path.join(SQZ, "kitten_224.png"), "--channels", "bgr", "--scale", "1",
+                        "--std", "2,2,2", "--method", "pgd", "--steps", "2", "--eps", "1", "--out", out)
+    check(rc == 0, f"squeezenet --std 2 PGD ran {se.strip()[:300]}")
+    if rc == 0:
+        x0 = np.load(os.path.join(out, "original.npy")).astype(np.float64)
+        xa = np.load(os.path.join(out, "adversarial.npy")).astype(np.float64)
+        d = np.abs(xa - x0).max()
+        check(d <= 1 + 0.0625 and xa.min() >= 0 and xa.max() <= 127.5,
+              f"--std 2: max |x'-x| {d} <= 1 (+ f16 half ulp), x' in [0, 127.5] ({xa.min()}..{xa.max()})")
+        m = re.search(r"L-inf ([0-9.e+-]+)  L2 ([0-9.e+-]+) \(input units\)\n.*L-inf ([0-9.e+-]+)  L2 ([0-9.e+-]+) \(pixels", so)
+        check(m is not None and abs(float(m.group(3)) - 2 * float(m.group(1))) <= 1e-5 and
+              abs(float(m.group(4)) - 2 * float(m.group(2))) <= 1e-4 * float(m.group(4)),
+              f"--std 2: pixel sizes are twice the input-unit sizes {m.groups() if m else None}")
+        img = np.asarray(Image.open(os.path.join(out, "adversarial.png")).convert("RGB")).astype(np.float64)
+        dpng = np.abs(img - 2 * xa[0, ::-1].transpose(1, 2, 0)).max()
+        check(dpng <= 0.5, f"--std 2: adversarial.png = 2 x' rounded (max diff {dpng})")
 
     # ---- robustness curve ----
     data = os.path.join(WORK, "blobs")
