@@ -65,6 +65,7 @@ static const char help[] =
     "                         formats): accuracy against every eps of the list\n"
     "  --batch-size N         samples per run with --data (default 16)\n"
     "  --labels FILE          class names for the report\n"
+    "  --output NAME          the classifier output (default: the model's first)\n"
     "  --out DIR              output folder (created; must not exist or be empty)\n"
     "  --threads N            run parallel loops on N threads (default 1)\n"
     "  -h, --help             show this help\n";
@@ -72,7 +73,7 @@ static const char help[] =
 enum { MAX_EPS = 64, METHOD_FGSM = 0, METHOD_PGD = 1 };
 
 typedef struct attack_opts {
-  const char *model, *input, *image, *data, *out, *labels;
+  const char *model, *input, *image, *data, *out, *labels, *output;
   int method, steps, random_start, threads, has_clip, has_alpha;
   double eps[MAX_EPS], alpha, clip_lo, clip_hi;
   int neps;
@@ -101,7 +102,7 @@ static int find_buf(const kiln_program *p, kiln_buf_kind kind, const char *name)
 }
 
 /* g is imported and bound (static shapes); compiles its attack graph. */
-static int prog_compile(atk_prog *ap, kiln_graph *g, int threads, kiln_diag *d) {
+static int prog_compile(atk_prog *ap, kiln_graph *g, const char *output, int threads, kiln_diag *d) {
   memset(ap, 0, sizeof *ap);
   ap->g = g;
   if (g->ninputs != 1) return kiln_error(d, NULL, "%s: kiln attack needs a model with one input, this one has %d", g->file, g->ninputs);
@@ -112,7 +113,7 @@ static int prog_compile(atk_prog *ap, kiln_graph *g, int threads, kiln_diag *d) 
   kiln_target target = kiln_llvm_target(0);
   kiln_pipeline pl;
   kiln_pipeline_opts po = {.graph = g, .until = KILN_PASS_INFER_SHAPES, .target = &target};
-  if (kiln_pipeline_run(&po, &pl, d) || kiln_attack_build(g, NULL, NULL, &ap->C, d)) return -1;
+  if (kiln_pipeline_run(&po, &pl, d) || kiln_attack_build(g, NULL, output, &ap->C, d)) return -1;
   kiln_pipeline_opts po2 = {.graph = g, .from = KILN_PASS_INFER_SHAPES, .target = &target};
   if (kiln_pipeline_run(&po2, &pl, d)) return -1;
   kiln_program *p = ap->p = pl.program;
@@ -305,6 +306,7 @@ static int parse_opts(int argc, char **argv, attack_opts *o) {
     else if (!strcmp(a, "--data")) o->data = v;
     else if (!strcmp(a, "--out")) o->out = v;
     else if (!strcmp(a, "--labels")) o->labels = v;
+    else if (!strcmp(a, "--output")) o->output = v;
     else if (!strcmp(a, "--method")) {
       if (!strcmp(v, "fgsm")) o->method = METHOD_FGSM;
       else if (!strcmp(v, "pgd")) o->method = METHOD_PGD;
@@ -413,17 +415,15 @@ static int attack_one(const attack_opts *o, atk_prog *ap, double *x0, const rang
   double eps = o->eps[0];
   int64_t *lab = calloc((size_t)N, sizeof *lab), *pred = calloc((size_t)N, sizeof *pred);
   double *xa = malloc((size_t)n * sizeof *xa), *clean_loss = calloc((size_t)N, sizeof *clean_loss);
-  double *pix0 = NULL, *pixa = NULL;
+  double *orig_p = calloc((size_t)N, sizeof *orig_p), *pix0 = NULL, *pixa = NULL;
   int rc = -1;
-  if (!lab || !pred || !xa || !clean_loss) { kiln_error(d, NULL, "out of memory"); goto done; }
+  if (!lab || !pred || !xa || !clean_loss || !orig_p) { kiln_error(d, NULL, "out of memory"); goto done; }
   prog_run(ap, x0, lab);
   for (int64_t k = 0; k < N; k++) pred[k] = argmax(ap, k);
   int64_t cls = o->target >= 0 ? o->target : o->label; /* checked against C by the caller */
   for (int64_t k = 0; k < N; k++) lab[k] = cls >= 0 ? cls : pred[k];
   prog_run(ap, x0, lab);
   for (int64_t k = 0; k < N; k++) clean_loss[k] = loss_at(ap, k);
-  double *orig_p = calloc((size_t)N * 2, sizeof *orig_p);
-  if (!orig_p) { kiln_error(d, NULL, "out of memory"); goto done; }
   for (int64_t k = 0; k < N; k++) orig_p[k] = prob(ap, k, pred[k]);
   uint64_t rng = o->seed;
   attack(ap, o, r, eps, x0, lab, xa, &rng);
@@ -445,7 +445,6 @@ static int attack_one(const attack_opts *o, atk_prog *ap, double *x0, const rang
     }
     printf("%-12s L-inf %.6g  L2 %.6g (input units)\n", "perturbation", linf, sqrt(l2));
   }
-  free(orig_p);
   if (write_npy(tmp, "adversarial.npy", ap, xa, d)) goto done;
   if (pp) { /* one image: N == 1 */
     int64_t H = pp->height, W = pp->width;
@@ -471,6 +470,7 @@ done:
   free(pred);
   free(xa);
   free(clean_loss);
+  free(orig_p);
   free(pix0);
   free(pixa);
   return rc;
@@ -607,7 +607,7 @@ int kiln_cmd_attack(int argc, char **argv) {
     kiln_cli_bind_batch(g, o.batch);
   }
   if (o.has_clip) { r.kind = 1; r.lo = o.clip_lo; r.hi = o.clip_hi; }
-  if (prog_compile(&ap, g, o.threads, &d)) goto fail;
+  if (prog_compile(&ap, g, o.output, o.threads, &d)) goto fail;
   if (!o.data && (o.target >= ap.C || o.label >= ap.C)) {
     kiln_error(&d, NULL, "%s: class %lld is out of range: the model has %lld classes (0..%lld)", o.model,
                (long long)(o.target >= 0 ? o.target : o.label), (long long)ap.C, (long long)ap.C - 1);
