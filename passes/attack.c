@@ -50,6 +50,11 @@ int kiln_attack_build(kiln_graph *g, const char *input, const char *output, int6
   if (N < 1 || C < 2)
     return kiln_error(d, NULL, "%s: output '%s' has %lld element(s) per sample; a classifier needs 2 or more",
                       g->file, y->name, (long long)C);
+  int spread = 0; /* dims after the batch longer than 1: a classifier has one */
+  for (int i = 1; i < y->rank; i++) spread += y->dims[i] != 1;
+  if (spread > 1)
+    return kiln_error(d, NULL, "%s: output '%s' has more than one dim after the batch longer than 1; kiln attack "
+                      "attacks classifiers (one class vector per sample)", g->file, y->name);
   kiln_grad_ctx *c = kiln_grad_builder(g, "attack", d);
   if (!c) return kiln_error(d, NULL, "out of memory");
   kiln_value *z = y;

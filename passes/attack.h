@@ -35,7 +35,8 @@
 
 /* g: shape-inferred, static shapes.  input: the float input attacked
  * (NULL: the model's only input); output: the classifier output (NULL:
- * the first).  Both need the batch as dim 0.  On success g's shapes are
+ * the first): [N, C] or [N, C, 1, ...] (one class vector per sample;
+ * a segmentation map is refused).  Both need the batch as dim 0.  On success g's shapes are
  * inferred again and *classes is C.  0, or -1 with d set. */
 int kiln_attack_build(kiln_graph *g, const char *input, const char *output, int64_t *classes, kiln_diag *d);
 

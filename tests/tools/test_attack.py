@@ -28,10 +28,13 @@ Checks:
   probabilities) >= FGSM's at the same eps, up to 1e-5 relative (float32);
 - --data: accuracy at eps 0 equals ONNX Runtime's clean accuracy exactly,
   PGD accuracy is non-increasing in eps; robustness.csv and robustness.png
-  (a valid PNG) are written;
+  (a valid PNG) are written; also on class folders of grey PNGs (a
+  brightness classifier; a last batch shorter than --batch-size);
+- for --image, adversarial.png is x' converted back to pixels (rounded) and
+  the reported pixel L-inf/L2 are numpy's, with scale 1 and with std 2;
 - bad input (eps < 0, unknown method, class out of range, missing file,
-  corrupt .npy): one `kiln: error:` line, exit 1, no output folder (nor its
-  temporary sibling).
+  corrupt .npy, missing data folder, a segmentation output): one
+  `kiln: error:` line, exit 1, no output folder (nor its temporary sibling).
 
 usage: test_attack.py KILN WORK_DIR SQUEEZENET_DIR
 """
@@ -295,27 +298,71 @@ def main():
     if rc == 0:
         print("\n".join("     " + l for l in so.splitlines()))
         rows = [l.split(",") for l in open(os.path.join(out, "robustness.csv")).read().splitlines()]
-        acc = [float(r[1]) for r in rows[1:]]
+        acc = [int(r[2]) / int(r[3]) for r in rows[1:]]
         check(rows[0] == ["eps", "accuracy", "correct", "samples"] and len(acc) == len(epss), "robustness.csv rows")
-        check(abs(acc[0] - clean_acc) < 1e-9, f"accuracy at eps 0 {acc[0]} == ONNX Runtime's clean accuracy {clean_acc}")
+        check(acc[0] == clean_acc, f"accuracy at eps 0 {acc[0]} == ONNX Runtime's clean accuracy {clean_acc}")
         check(all(a >= b for a, b in zip(acc, acc[1:])) and acc[-1] < acc[0],
               f"PGD accuracy non-increasing in eps: {acc}")
         check(png_size(os.path.join(out, "robustness.png")) is not None, "robustness.png is a valid PNG")
+
+    # ---- robustness curve on class folders (grey 8x8 PNGs, values / 255) ----
+    # a brightness classifier: Conv 1x1 (+1, bias -0.5 | -1, bias +0.5) ->
+    # Relu -> GlobalAveragePool -> Flatten -> Gemm 10 I: class 1 "bright"
+    # when the mean of relu(x - 0.5) beats that of relu(0.5 - x)
+    bright = os.path.join(WORK, "bright.onnx")
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "fc"], ["logits"])]
+    inits = [numpy_helper.from_array(np.array([1, -1], np.float32).reshape(2, 1, 1, 1), "w"),
+             numpy_helper.from_array(np.array([-0.5, 0.5], np.float32), "b"),
+             numpy_helper.from_array(np.array([[0, 10], [10, 0]], np.float32), "fc")]
+    g = helper.make_graph(nodes, "bright", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2])], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), bright)
+    folders = os.path.join(WORK, "folders")
+    imgs, labs = [], []
+    r2 = np.random.default_rng(11)
+    for k, (name, lo, hi) in enumerate([("dark", 40, 150), ("light", 105, 215)]):
+        os.makedirs(os.path.join(folders, name))
+        for j in range(12):
+            im = np.clip(r2.uniform(lo, hi) + r2.normal(0, 30, (8, 8)), 0, 255).astype(np.uint8)
+            Image.fromarray(im, "L").save(os.path.join(folders, name, f"{j}.png"))
+            imgs.append(im)
+            labs.append(k)
+    xi = (np.stack(imgs).astype(np.float32) / np.float32(255))[:, None]
+    ok0 = int((ort_run(bright, xi).argmax(1) == np.array(labs)).sum())
+    out = os.path.join(WORK, "curve_folders")
+    rc, so, se = attack(bright, "--data", folders, "--method", "fgsm", "--eps", "0,0.05,0.2", "--clip", "0,1",
+                        "--batch-size", "5", "--out", out)
+    check(rc == 0, f"--data class folders ran {se.strip()}")
+    if rc == 0:
+        rows = [l.split(",") for l in open(os.path.join(out, "robustness.csv")).read().splitlines()[1:]]
+        ok = [int(r[2]) for r in rows]
+        check(ok[0] == ok0 and ok[0] > ok[1] > ok[2] and all(int(r[3]) == 24 for r in rows),
+              f"class folders (24 images, batches of 5, --clip 0,1): correct {ok} of 24; at eps 0 = ONNX Runtime's {ok0}")
 
     # ---- bad input ----
     good = os.path.join(WORK, "good.npy")
     np.save(good, xs[:1])
     corrupt = os.path.join(WORK, "corrupt.npy")
     open(corrupt, "wb").write(open(good, "rb").read()[:90])
+    seg = os.path.join(WORK, "seg.onnx")  # Conv only: [N, 2, 4, 4], a per-pixel map, not a classifier
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"])], "seg",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])],
+                          [numpy_helper.from_array(np.ones((2, 1, 1, 1), np.float32), "w")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), seg)
+    np.save(os.path.join(WORK, "seg_x.npy"), np.zeros((1, 1, 4, 4), np.float32))
     cases = [("eps < 0", ["--input", good, "--eps", "-0.1"]),
              ("unknown method", ["--input", good, "--eps", "0.1", "--method", "bim"]),
              ("class out of range", ["--input", good, "--eps", "0.1", "--target-class", "3"]),
              ("missing file", ["--input", os.path.join(WORK, "nope.npy"), "--eps", "0.1"]),
              ("corrupt npy", ["--input", corrupt, "--eps", "0.1"]),
-             ("missing data folder", ["--data", os.path.join(WORK, "nodata"), "--eps", "0,0.1"])]
-    for what, args in cases:
+             ("missing data folder", ["--data", os.path.join(WORK, "nodata"), "--eps", "0,0.1"]),
+             ("segmentation output", ["--input", os.path.join(WORK, "seg_x.npy"), "--eps", "0.1"], seg)]
+    for what, args, *m in cases:
         out = os.path.join(WORK, "bad_out")
-        rc, so, se = attack(mlp, *args, "--out", out)
+        rc, so, se = attack(m[0] if m else mlp, *args, "--out", out)
         lines = se.strip().splitlines()
         left = [f for f in os.listdir(WORK) if f.startswith("bad_out")]
         check(rc == 1 and len(lines) == 1 and lines[0].startswith("kiln: error:") and not left,
