@@ -15,9 +15,9 @@
  * intersected with the valid input range.  That range is, for --image,
  * what the preprocessing maps pixels 0..255 to (per channel), so the
  * adversarial example is still an image; for --input it is unbounded
- * unless --clip LO,HI (--data: the same).  After rounding, f32 and f64
- * values are nudged back inside the ball, so max |x' - x| <= eps exactly
- * there; f16/bf16 inputs may exceed it by half an ulp of the dtype.
+ * unless --clip LO,HI (--data: the same).  A value rounded to the input
+ * dtype (f32, f16, bf16) out of the ball or range is stepped one value of
+ * the dtype back in, so max |x' - x| <= eps holds exactly.
  *
  * Outputs, in a folder written atomically (out_dir.c): adversarial.npy
  * (the model's input dtype and shape); for --image also original.npy (the
@@ -207,8 +207,17 @@ static void range_at(const range *r, int64_t i, double *lo, double *hi) {
   }
 }
 
+/* The next 16-bit float (f16 or bf16: sign bit 15, magnitude below)
+ * after h toward +inf (up) or -inf. */
+static uint16_t next16(uint16_t h, int up) {
+  int neg = h >> 15, mag = h & 0x7fff;
+  if (mag == 0) return up ? 0x0001 : 0x8001;
+  return (uint16_t)(neg == !up ? h + 1 : h - 1);
+}
+
 /* v projected into [x0 - eps, x0 + eps] and the range, then rounded to
- * dt; an f32/f64 result rounded out of the ball is stepped back in. */
+ * dt; a result rounded out of that interval is stepped one value of dt
+ * back in (x0 is a value of dt, so the interval holds one). */
 static double project(double v, double x0, double eps, const range *r, int64_t i, kiln_dtype dt) {
   double lo, hi;
   range_at(r, i, &lo, &hi);
@@ -220,6 +229,14 @@ static double project(double v, double x0, double eps, const range *r, int64_t i
     if (f > b) f = nextafterf(f, -INFINITY);
     if (f < a) f = nextafterf(f, INFINITY);
     return f;
+  }
+  if (kiln_dtype_size(dt) == 2) {
+    uint16_t h;
+    kiln_dtype_store_f(dt, &h, 0, v);
+    double f = kiln_dtype_load_f(dt, &h, 0);
+    if (f > b) h = next16(h, 0);
+    if (f < a) h = next16(h, 1);
+    return kiln_dtype_load_f(dt, &h, 0);
   }
   return v;
 }
