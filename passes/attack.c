@@ -58,9 +58,11 @@ int kiln_attack_build(kiln_graph *g, const char *input, const char *output, int6
   kiln_grad_ctx *c = kiln_grad_builder(g, "attack", d);
   if (!c) return kiln_error(d, NULL, "out of memory");
   kiln_value *z = y;
-  if (y->producer && (y->producer->op == KILN_OP_SOFTMAX || y->producer->op == KILN_OP_LOG_SOFTMAX) &&
-      kiln_value_numel(y->producer->in[0], 1) == N * C)
-    z = y->producer->in[0];
+  const kiln_node *sm = y->producer;
+  if (sm && (sm->op == KILN_OP_SOFTMAX || sm->op == KILN_OP_LOG_SOFTMAX) && kiln_value_numel(sm->in[0], 1) == N * C) {
+    int axis = ((const kiln_attrs_softmax *)sm->attrs)->axis;
+    if ((axis < 0 ? axis + y->rank : axis) >= 1) z = sm->in[0]; /* over the classes, not across the batch */
+  }
   int64_t nc[2] = {N, C};
   kiln_value *z2 = kiln_grad_apply2(c, KILN_OP_RESHAPE, z, kiln_grad_ints(c, 2, nc));
   kiln_dtype lt = z2 && kiln_dtype_size(z2->dtype) < 4 ? KILN_DT_F32 : z2 ? z2->dtype : KILN_DT_F32;
