@@ -23,6 +23,7 @@ int kiln_cmd_export(int argc, char **argv);
 int kiln_cmd_emit_c(int argc, char **argv);
 int kiln_cmd_train(int argc, char **argv); /* cmd_train.c, train_loop.c */
 int kiln_cmd_explain(int argc, char **argv); /* cmd_explain.c */
+int kiln_cmd_attack(int argc, char **argv); /* cmd_attack.c, passes/attack.c */
 
 /* Prints "kiln: error: MSG" (and the note, if any) to stderr. */
 void kiln_cli_report(const kiln_diag *d);

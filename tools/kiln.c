@@ -16,6 +16,7 @@ static const kiln_cmd commands[] = {
     {"emit-c", "write a model as dependency-free C99 source for any C compiler", kiln_cmd_emit_c},
     {"train", "train a model on a data folder: metrics, curves, checkpoints, trained ONNX", kiln_cmd_train},
     {"explain", "explain a classifier's decision: Grad-CAM, saliency, integrated gradients", kiln_cmd_explain},
+    {"attack", "adversarial examples (FGSM, PGD) and robustness curves against eps", kiln_cmd_attack},
 };
 enum { NCOMMANDS = sizeof commands / sizeof commands[0] };
 

@@ -39,6 +39,8 @@ static const struct { char c; unsigned char rows[7]; } font[] = {
     {'r', {0, 0, 0x16, 0x19, 0x10, 0x10, 0x10}},       {'s', {0, 0, 0x0E, 0x10, 0x0E, 0x01, 0x1E}},
     {'t', {0x08, 0x08, 0x1C, 0x08, 0x08, 0x09, 0x06}}, {'u', {0, 0, 0x11, 0x11, 0x11, 0x13, 0x0D}},
     {'v', {0, 0, 0x11, 0x11, 0x11, 0x0A, 0x04}},       {'y', {0, 0, 0x11, 0x11, 0x0F, 0x01, 0x0E}},
+    {'f', {0x06, 0x09, 0x08, 0x1C, 0x08, 0x08, 0x08}}, {'g', {0, 0, 0x0F, 0x11, 0x0F, 0x01, 0x0E}},
+    {'m', {0, 0, 0x1A, 0x15, 0x15, 0x11, 0x11}},
 };
 enum { SCALE = 2, GLYPH_W = 6 * SCALE, GLYPH_H = 7 * SCALE };
 
@@ -216,6 +218,62 @@ int kiln_plot_png(const unsigned char *rgb, int w, int h, unsigned char **png, s
   canvas c = {w, h, (unsigned char *)rgb};
   membuf m = {0};
   if (encode(&c, &m)) { free(m.p); return -1; }
+  *png = m.p;
+  *len = m.len;
+  return 0;
+}
+
+/* The panel of kiln_plot_xy_png: as panel() above, with x values of any
+ * scale on the horizontal axis (nice ticks over [x0, x[n-1]]). */
+int kiln_plot_xy_png(int n, const double *x, const double *y, double yscale, const char *title, const char *xlabel,
+                     unsigned char **png, size_t *len, kiln_diag *d) {
+  enum { W = 640, H = 400, ML = 80, MR = 25, MT = 40, MB = 60 };
+  canvas c = {W, H, malloc(3 * (size_t)W * H)};
+  if (!c.rgb) return kiln_error(d, NULL, "out of memory");
+  memset(c.rgb, 255, 3 * (size_t)W * H);
+  int px = ML, py = MT, pw = W - ML - MR, ph = H - MT - MB;
+  double ylo = INFINITY, yhi = -INFINITY, xlo = n ? x[0] : 0, xhi = n ? x[n - 1] : 1;
+  for (int i = 0; i < n; i++)
+    if (isfinite(y[i])) { ylo = fmin(ylo, y[i] * yscale); yhi = fmax(yhi, y[i] * yscale); }
+  if (!isfinite(ylo)) { ylo = 0; yhi = 1; }
+  if (yhi - ylo < 1e-9) { ylo -= 0.5; yhi += 0.5; }
+  if (!(xhi - xlo > 1e-12)) { xlo -= 0.5; xhi += 0.5; }
+  double ys = nice_step(yhi - ylo, 5), xs = nice_step(xhi - xlo, 6);
+  ylo = floor(ylo / ys) * ys;
+  yhi = ceil(yhi / ys) * ys;
+#define XP(v) (px + (int)lround(((v) - xlo) / (xhi - xlo) * pw))
+#define YP(v) (py + ph - (int)lround(((v) - ylo) / (yhi - ylo) * ph))
+  char s[64];
+  for (double v = ylo; v <= yhi + ys / 2; v += ys) {
+    line(&c, px, YP(v), px + pw, YP(v), GRID, 1, 0);
+    line(&c, px - 6, YP(v), px, YP(v), BLACK, 1, 0);
+    snprintf(s, sizeof s, "%.4g", fabs(v) < ys / 1e6 ? 0.0 : v);
+    text(&c, px - 10 - text_width(s), YP(v) - GLYPH_H / 2, s, BLACK);
+  }
+  for (double v = ceil(xlo / xs - 1e-9) * xs; v <= xhi + xs * 1e-6; v += xs) {
+    line(&c, XP(v), py, XP(v), py + ph, GRID, 1, 0);
+    line(&c, XP(v), py + ph, XP(v), py + ph + 6, BLACK, 1, 0);
+    snprintf(s, sizeof s, "%.4g", fabs(v) < xs / 1e6 ? 0.0 : v);
+    text(&c, XP(v) - text_width(s) / 2, py + ph + 10, s, BLACK);
+  }
+  line(&c, px, py, px, py + ph, BLACK, 1, 0);
+  line(&c, px, py + ph, px + pw, py + ph, BLACK, 1, 0);
+  line(&c, px, py, px + pw, py, BLACK, 1, 0);
+  line(&c, px + pw, py, px + pw, py + ph, BLACK, 1, 0);
+  text(&c, px + pw / 2 - text_width(xlabel) / 2, py + ph + 10 + GLYPH_H + 6, xlabel, BLACK);
+  text(&c, px, 12, title, BLACK);
+  for (int i = 0; i < n; i++) {
+    if (!isfinite(y[i])) continue;
+    int X = XP(x[i]), Y = YP(y[i] * yscale);
+    for (int dy = -2; dy <= 2; dy++) line(&c, X - 2, Y + dy, X + 2, Y + dy, TRAIN, 1, 0);
+    if (i + 1 < n && isfinite(y[i + 1])) line(&c, X, Y, XP(x[i + 1]), YP(y[i + 1] * yscale), TRAIN, 2, 0);
+  }
+#undef XP
+#undef YP
+  membuf m = {0};
+  int rc = encode(&c, &m);
+  free(c.rgb);
+  if (rc) { free(m.p); return kiln_error(d, NULL, "cannot encode the plot as PNG (out of memory)"); }
   *png = m.p;
   *len = m.len;
   return 0;

@@ -26,5 +26,11 @@ int kiln_plot_curves_png(int n, const double *train_loss, const double *val_loss
  * bytes (malloc'd); -1 when out of memory. */
 void kiln_plot_text(unsigned char *rgb, int w, int h, int x, int y, const char *s);
 int kiln_plot_png(const unsigned char *rgb, int w, int h, unsigned char **png, size_t *len);
+/* kiln attack's robustness plot: one curve y(x)
+ * (n points, x ascending, y scaled by yscale for display) in one panel
+ * of KILN_PLOT_WIDTH/2+... pixels with axes, ticks, tick labels, a title
+ * and an x-axis label.  0, or -1 with d set. */
+int kiln_plot_xy_png(int n, const double *x, const double *y, double yscale, const char *title, const char *xlabel,
+                     unsigned char **png, size_t *len, kiln_diag *d);
 
 #endif
