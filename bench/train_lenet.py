@@ -4,7 +4,7 @@ optimizer and thread count, measured in the same run.
 
     python3 bench/train_lenet.py KILN [--epochs 10] [--batch 64] [--threads 1]
                                  [--lr 1e-3] [--data /usr/share/datasets/fashion-mnist]
-                                 [--skip-torch] [--skip-kiln]
+                                 [--skip-torch] [--skip-kiln] [--kiln-metrics CSV]
 
 The network is models/lenet5.kiln (C1-S2-C3-S4-C5-F6-output, tanh, 2x2
 average pooling, 32x32 input: the 28x28 images zero-padded by 2), trained
@@ -87,18 +87,24 @@ def run_torch(args, xtr, ytr, xte, yte):
     return times, acc
 
 
+def kiln_times(metrics):
+    with open(metrics) as f:
+        rows = list(csv.DictReader(f))
+    times = [float(r["seconds"]) for r in rows]
+    acc = float(rows[-1]["val_acc"])
+    return times, acc / 100 if acc > 1 else acc
+
+
 def run_kiln(args):
+    if args.kiln_metrics:  # a run that already happened (tools/train_demo.sh's)
+        return kiln_times(args.kiln_metrics)
     out = tempfile.mkdtemp(prefix="kiln-lenet-")
     cmd = [args.kiln, "train", os.path.join(os.path.dirname(__file__), "..", "models", "lenet5.kiln"), "--data",
            args.data, "--val", args.data, "--epochs", str(args.epochs), "--batch", str(args.batch), "--optimizer", "adam", "--lr",
            str(args.lr), "--loss", "ce", "--threads", str(args.threads), "--out", out]
     print("$ " + " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
-    with open(os.path.join(out, "metrics.csv")) as f:
-        rows = list(csv.DictReader(f))
-    times = [float(r["seconds"]) for r in rows]
-    acc = float(rows[-1]["val_acc"])
-    return times, acc / 100 if acc > 1 else acc
+    return kiln_times(os.path.join(out, "metrics.csv"))
 
 
 def main():
@@ -111,6 +117,7 @@ def main():
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--skip-kiln", action="store_true")
+    ap.add_argument("--kiln-metrics", help="take kiln's seconds per epoch from this metrics.csv instead of training")
     args = ap.parse_args()
     xtr, ytr, xte, yte = load(args.data)
     res = {}
@@ -118,7 +125,8 @@ def main():
         res["kiln"] = run_kiln(args)
     if not args.skip_torch:
         res["torch"] = run_torch(args, xtr, ytr, xte, yte)
-    print(f"\nLeNet-5, Fashion-MNIST, batch {args.batch}, {args.threads} thread(s), {args.epochs} epochs, Adam lr {args.lr}")
+    print(f"\nLeNet-5, Fashion-MNIST, batch {args.batch}, {args.threads} thread(s), Adam lr {args.lr}; "
+          f"kiln {len(res['kiln'][0]) if 'kiln' in res else 0} epochs, PyTorch {args.epochs if 'torch' in res else 0}")
     per = {}
     for name, (times, acc) in res.items():
         per[name] = statistics.median(times[1:] if len(times) > 1 else times)
