@@ -150,6 +150,10 @@ kiln_lx *kiln_lower_offset(kiln_lctx *L, const kiln_value *v, kiln_lx **idx);
 kiln_lx *kiln_lower_bcast_offset(kiln_lctx *L, const kiln_value *in, int out_rank, kiln_lx **idx);
 /* Compute type of an element: f16/bf16 widen to f32. */
 kiln_dtype kiln_lower_ctype(kiln_dtype t);
+/* e^x in x's compute type (lower_elementwise.c): libm's for f64; for f32
+ * vectorisable arithmetic (declares locals: call it where statements may
+ * go, as scalar functions are). */
+kiln_lx *kiln_lower_exp(kiln_lctx *L, kiln_lx *x);
 /* Pooling windows (lower_pool.c; the pool gradients share them):
  * 0 <= i < hi as a condition, only the halves that can fail (NULL: always
  * true); and the AveragePool divisor along one dim, the taps k in [0, K)

@@ -72,6 +72,48 @@ int kiln_lower_elementwise(kiln_lctx *L, const kiln_node *n) {
 #define UN(op, a) kiln_lx_un(B, KILN_UN_##op, (a))
 #define SEL(c, a, b) kiln_lx_select(B, (c), (a), (b))
 
+/* e^x.  f64: libm's exp.  f32 (and f16/bf16, computed in f32): plain
+ * arithmetic that vectorises in every backend, where libm's expf is one
+ * scalar call per element (Sigmoid, Softmax, Elu, Softplus all use it):
+ *   n = floor(x log2(e) + 1/2), r = x - n ln 2 (ln 2 in two parts, Cody
+ *   and Waite, so r is exact to an f32 ulp), |r| <= ln(2)/2;
+ *   e^r by its Taylor polynomial to r^7 (truncation below 3e-9 relative);
+ *   2^n as a product of exact powers of two, one per bit of |n| (the loop
+ *   IR has no bit casts), applied as (2 p) 2^(n-1) so that n = 128 does not
+ *   overflow where e^x itself does not.
+ * x > 88.7228 gives +inf, x < -103.2789 gives 0 (below half the least
+ * subnormal), NaN stays NaN.  Results in the subnormal range (x < -87.3)
+ * lose precision as subnormals do.  Measured against float64 exp in
+ * tests/passes/test_exp_f32.c. */
+kiln_lx *kiln_lower_exp(kiln_lctx *L, kiln_lx *x) {
+  if (x->dtype == KILN_DT_F64) return UN(EXP, x);
+  kiln_dtype ct = x->dtype;
+#define LOCAL(e) kiln_lx_local(B, kiln_lb_decl(B, ct, (e)))
+  x = LOCAL(x);
+  kiln_lx *xc = LOCAL(SEL(BIN(LT, x, K(-104)), K(-104), SEL(BIN(LT, K(89), x), K(89), x)));
+  kiln_lx *nf = LOCAL(UN(FLOOR, BIN(ADD, BIN(MUL, xc, K(1.4426950408889634)), K(0.5))));
+  kiln_lx *r = BIN(SUB, BIN(SUB, xc, BIN(MUL, nf, K(0.693359375))), BIN(MUL, nf, K(-2.12194440054690583e-4)));
+  r = LOCAL(r);
+  static const double c[] = {1.0 / 5040, 1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1, 1};
+  kiln_lx *p = K(c[0]);
+  for (int k = 1; k < 8; k++) p = BIN(ADD, BIN(MUL, p, r), K(c[k]));
+  p = BIN(MUL, p, K(2));
+  /* 2^(n-1), n - 1 in [-151, 128]: bits of m = |n - 1| from 128 down */
+  kiln_lx *m1 = LOCAL(BIN(SUB, nf, K(1)));
+  kiln_lx *m = LOCAL(SEL(BIN(LT, m1, K(0)), UN(NEG, m1), m1));
+  for (int b = 7; b >= 0; b--) {
+    double bit = (double)(1 << b);
+    kiln_lx *on = BIN(LE, K(bit), m);
+    kiln_lx *f = SEL(on, SEL(BIN(LT, m1, K(0)), K(ldexp(1, -(1 << b))), K(ldexp(1, 1 << b))), K(1));
+    p = BIN(MUL, p, f);
+    if (b) m = LOCAL(SEL(on, BIN(SUB, m, K(bit)), m));
+    p = LOCAL(p);
+  }
+  kiln_lx *res = SEL(BIN(LT, K(88.72283935546875), x), K(INFINITY), SEL(BIN(LT, x, K(-103.27892990343185)), K(0), p));
+#undef LOCAL
+  return res;
+}
+
 kiln_lx *kiln_scalar_relu(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
   (void)n;
   kiln_lx *x = in[0];
@@ -93,20 +135,20 @@ kiln_lx *kiln_scalar_prelu(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
 kiln_lx *kiln_scalar_elu(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
   const kiln_attrs_elu *a = n->attrs;
   kiln_lx *x = in[0];
-  return SEL(BIN(LT, x, K(0)), BIN(MUL, K(a->alpha), BIN(SUB, UN(EXP, x), K(1))), x);
+  return SEL(BIN(LT, x, K(0)), BIN(MUL, K(a->alpha), BIN(SUB, kiln_lower_exp(L, x), K(1))), x);
 }
 
 kiln_lx *kiln_scalar_selu(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
   const kiln_attrs_selu *a = n->attrs;
   kiln_lx *x = in[0];
-  kiln_lx *neg = BIN(SUB, BIN(MUL, K(a->alpha), UN(EXP, x)), K(a->alpha));
+  kiln_lx *neg = BIN(SUB, BIN(MUL, K(a->alpha), kiln_lower_exp(L, x)), K(a->alpha));
   return BIN(MUL, K(a->gamma), SEL(BIN(LE, x, K(0)), neg, x));
 }
 
 kiln_lx *kiln_scalar_sigmoid(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
   (void)n;
   kiln_lx *x = in[0];
-  return BIN(DIV, K(1), BIN(ADD, K(1), UN(EXP, UN(NEG, x))));
+  return BIN(DIV, K(1), BIN(ADD, K(1), kiln_lower_exp(L, UN(NEG, x))));
 }
 
 static kiln_lx *clamp01(kiln_lctx *L, kiln_lx *x, kiln_lx *v) {
@@ -166,7 +208,7 @@ kiln_lx *kiln_scalar_softplus(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
   (void)n;
   kiln_lx *x = in[0];
   kiln_lx *pos = SEL(BIN(LT, x, K(0)), K(0), x);
-  return BIN(ADD, pos, UN(LOG, BIN(ADD, K(1), UN(EXP, UN(NEG, UN(ABS, x))))));
+  return BIN(ADD, pos, UN(LOG, BIN(ADD, K(1), kiln_lower_exp(L, UN(NEG, UN(ABS, x))))));
 }
 
 kiln_lx *kiln_scalar_clip(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
@@ -181,7 +223,7 @@ kiln_lx *kiln_scalar_clip(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
 }
 
 kiln_lx *kiln_scalar_erf(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return UN(ERF, in[0]); }
-kiln_lx *kiln_scalar_exp(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return UN(EXP, in[0]); }
+kiln_lx *kiln_scalar_exp(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return kiln_lower_exp(L, in[0]); }
 kiln_lx *kiln_scalar_log(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return UN(LOG, in[0]); }
 kiln_lx *kiln_scalar_sqrt(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return UN(SQRT, in[0]); }
 kiln_lx *kiln_scalar_abs(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return UN(ABS, in[0]); }

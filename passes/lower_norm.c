@@ -31,7 +31,7 @@ typedef struct softmax_term {
 
 static kiln_lx *softmax_exp(kiln_lctx *L, const softmax_term *t, kiln_lx *r) {
   kiln_lx *off = kiln_lx_iadd(LB, t->base, kiln_lx_imul(LB, r, t->inner));
-  kiln_lx *e = kiln_lx_un(LB, KILN_UN_EXP, bin(L, KILN_BIN_SUB, kiln_lower_load(L, t->xb, off), loc(L, t->m)));
+  kiln_lx *e = kiln_lower_exp(L, bin(L, KILN_BIN_SUB, kiln_lower_load(L, t->xb, off), loc(L, t->m)));
   if (!t->keep_exp) return e;
   kiln_lb_store(LB, t->yb, off, e);
   return kiln_lx_load(LB, t->yb, off);
@@ -91,7 +91,7 @@ int kiln_lower_softmax(kiln_lctx *L, const kiln_node *n) {
     int inv = kiln_lb_decl(LB, ct, bin(L, KILN_BIN_DIV, kf(L, ct, 1), loc(L, s)));
     rr = kiln_nest_for(L, &ns, R, 0);
     kiln_lx *ev = keep_exp ? kiln_lx_load(LB, yb, XOFF(rr))
-                           : kiln_lx_un(LB, KILN_UN_EXP, bin(L, KILN_BIN_SUB, kiln_lower_load(L, xb, XOFF(rr)), loc(L, m)));
+                           : kiln_lower_exp(L, bin(L, KILN_BIN_SUB, kiln_lower_load(L, xb, XOFF(rr)), loc(L, m)));
     kiln_lower_store_flat(L, n, 0, XOFF(rr), bin(L, KILN_BIN_MUL, ev, loc(L, inv)));
     kiln_nest_end(L, &ns);
   }
