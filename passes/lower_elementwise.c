@@ -104,7 +104,9 @@ kiln_lx *kiln_lower_exp(kiln_lctx *L, kiln_lx *x) {
   for (int b = 7; b >= 0; b--) {
     double bit = (double)(1 << b);
     kiln_lx *on = BIN(LE, K(bit), m);
-    kiln_lx *f = SEL(on, SEL(BIN(LT, m1, K(0)), K(ldexp(1, -(1 << b))), K(ldexp(1, 1 << b))), K(1));
+    /* 2^128 is past f32's range: +inf (unreachable: x <= 89 gives n - 1 <= 127) */
+    kiln_lx *up = K(b == 7 ? INFINITY : ldexp(1, 1 << b));
+    kiln_lx *f = SEL(on, SEL(BIN(LT, m1, K(0)), K(ldexp(1, -(1 << b))), up), K(1));
     p = BIN(MUL, p, f);
     if (b) m = LOCAL(SEL(on, BIN(SUB, m, K(bit)), m));
     p = LOCAL(p);

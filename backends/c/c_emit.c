@@ -60,7 +60,8 @@ static void print_const(emitter *e, const kiln_lx *x) {
     double v = x->f;
     int single = x->dtype != KILN_DT_F64;
     if (isnan(v)) fprintf(f, single ? "((float)NAN)" : "((double)NAN)");
-    else if (isinf(v)) fprintf(f, "%s%s", v < 0 ? "-" : "", single ? "((float)INFINITY)" : "((double)INFINITY)");
+    else if (isinf(v) || (single && fabs(v) >= 0x1.ffffffp+127)) /* rounds to an f32 infinity */
+      fprintf(f, "%s%s", v < 0 ? "-" : "", single ? "((float)INFINITY)" : "((double)INFINITY)");
     else if (single) fprintf(f, "%af", (double)(float)v); /* exact hex float */
     else fprintf(f, "%a", v);
   } else if (x->dtype == KILN_DT_BOOL) {
