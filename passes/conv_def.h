@@ -51,6 +51,11 @@ int kiln_conv_def_of(kiln_lctx *L, const kiln_node *n, kiln_conv_def *def);
 kiln_lx *kiln_conv_in_pos(kiln_lb *b, const kiln_conv_geom *g, int i, kiln_lx *o, kiln_lx *k);
 kiln_lx *kiln_conv_in_bounds(kiln_lb *b, const kiln_conv_geom *g, int i, kiln_lx *pos);
 
+/* The depthwise schedule (lower_conv_dw.c): Conv node n with geometry g
+ * when group == C (any channel multiplier), 1-D or 2-D; returns 0, or -1
+ * having emitted nothing for a shape it declines. */
+int kiln_lower_conv_dw(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
+
 /* A GPU schedule of Conv (schedule_conv_gpu.c): implicit GEMM per group,
  * rows = the group's output channels, columns = N * output positions,
  * reduction = C/group * taps.  A block computes a bm x bn tile of outputs

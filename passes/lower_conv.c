@@ -890,6 +890,7 @@ int kiln_lower_conv(kiln_lctx *L, const kiln_node *n) {
   if (conv_setup(L, n, &g)) return -1;
   if (n->in[1]->dims[1] != g.Cg || n->in[1]->dims[0] != g.M)
     return kiln_lower_fail(L, n, "W does not match X, Y and group (run shape inference first)");
+  if (!kiln_lower_conv_dw(L, n, &g)) return 0; /* depthwise: lower_conv_dw.c */
   if (g.s[0] <= S_MAX && g.s[g.sp - 1] <= S_MAX && g.s[g.sp > 2 ? 1 : 0] <= S_MAX) {
     lower_conv_fast(L, n, &g);
     return 0;

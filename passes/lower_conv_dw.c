@@ -1,0 +1,213 @@
+/* Depthwise convolution (group == C, one input channel per group, any
+ * channel multiplier M/C), 1-D and 2-D, f32/f64 and f16/bf16 (computed in
+ * f32): a schedule of conv_def.h's definition for a memory-bound kernel.
+ *
+ * Each output sums only kh*kw products of one input plane, so the general
+ * fast path's passes (pack X into zero-padded phase planes, sum into a
+ * scratch, copy out through the epilogue) cost three trips through memory
+ * for a handful of FMAs.  This schedule reads X once and writes Y once:
+ *
+ *   for (n, m, row block) (parallel)       one output plane, or a band of it
+ *     w[t] = W[m, 0, t], b = B[m]           scalars, broadcast by the vectoriser
+ *     for output rows oh, for output columns ow (the vectorised loop)
+ *       acc = b
+ *       acc = fma(w[t], X[n, m / mult, oh*s + kh*d - p, ow*s + kw*d - p], acc)
+ *                                           every tap t = (kh, kw), unrolled
+ *       Y[n, m, oh, ow] = epilogue(acc)     bias, Clip, Relu, residual Add
+ *
+ * Rows and columns are split into a border before, an interior and a
+ * border after (interval arithmetic on the tap positions): the interior
+ * loads need no bounds checks; border rows and columns (a few, with pad
+ * 1: one each side) are emitted one by one with the taps that fall outside
+ * X left out, so they have no checks either; only a border wider than
+ * EDGE_MAX (large pads) becomes a loop with an IF per tap that can fail.
+ * Each output is one accumulator local summed in tap order (one rounding
+ * per FMA where the target fuses, kiln_target_has_fma), i.e. what the
+ * generic kernel computes.  With a stride the column loads are strided;
+ * LLVM's vectoriser turns them into interleaved vector loads and shuffles.
+ * When N*M planes are too few to keep the thread pool busy, the interior
+ * rows are split into bands (the plane loop then runs over plane x band).
+ * Shapes outside this (3-D, more than TAPS_MAX taps) are declined before
+ * anything is emitted and take lower_conv.c's paths. */
+#include "conv_def.h"
+
+#define B (&L->b)
+#define CI(v) kiln_lx_const_i(B, (v))
+#define BIN(op, a, b) kiln_lx_bin(B, KILN_BIN_##op, (a), (b))
+#define IADD(a, b) kiln_lx_iadd(B, (a), (b))
+#define IMUL(a, k) kiln_lx_imul(B, (a), (k))
+#define IDX(v) kiln_lx_index(B, (v))
+#define LOCAL(v) kiln_lx_local(B, (v))
+
+enum {
+  TAPS_MAX = 64, /* kernel taps kept as scalar locals */
+  EDGE_MAX = 4,  /* border rows/columns emitted one by one */
+  BAND_MIN = 4   /* fewest interior rows per band */
+};
+
+static const kiln_sched par_sched = {.parallel = 1};
+
+/* One spatial dim as the schedule sees it (1-D convolutions: rows are a
+ * dim of extent 1 with one tap). */
+typedef struct dw_dim {
+  int64_t in, out, K, s, d, p;
+  int64_t lo, hi; /* interior outputs [lo, hi): every tap inside X */
+} dw_dim;
+
+typedef struct dw {
+  const kiln_node *n;
+  int sp;
+  dw_dim r, c;             /* rows (dim H), columns (dim W) */
+  const kiln_buf *x, *w;
+  kiln_dtype ct;
+  int fma;
+  int wl[TAPS_MAX], bl;    /* the plane's weights and bias (locals) */
+  kiln_lx *xb, *yb;        /* plane offsets in X and Y */
+  kiln_lx *nv, *mv;        /* n and m (the output store's logical index) */
+} dw;
+
+static int64_t fdiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+static dw_dim dim_of(const kiln_conv_geom *g, int i) {
+  dw_dim d = {g->in[i], g->out[i], g->K[i], g->s[i], g->d[i], g->pb[i], 0, 0};
+  /* o*s - p >= 0 and o*s + (K-1)*d - p <= in - 1 */
+  d.lo = min64(fdiv(d.p + d.s - 1, d.s), d.out);
+  d.hi = max64(d.lo, min64(d.out, fdiv(d.in - 1 - (d.K - 1) * d.d + d.p, d.s) + 1));
+  return d;
+}
+
+/* A range of outputs along one dim: the index expression and the static
+ * interval [a, b] it takes. */
+typedef struct span {
+  kiln_lx *o;
+  int64_t a, b;
+} span;
+
+/* Tap k along dim d for outputs in sp: 0 outside X for every output (left
+ * out), 1 inside for every one, 2 when it depends (needs a check). */
+static int tap_class(const dw_dim *d, const span *sp, int64_t k) {
+  int64_t lo = sp->a * d->s + k * d->d - d->p, hi = sp->b * d->s + k * d->d - d->p;
+  if (hi < 0 || lo >= d->in) return 0;
+  return lo >= 0 && hi < d->in ? 1 : 2;
+}
+
+/* 0 <= pos < in as a condition, only the halves that can fail. */
+static kiln_lx *in_range(kiln_lctx *L, const dw_dim *d, const span *sp, int64_t k, kiln_lx *pos) {
+  int64_t lo = sp->a * d->s + k * d->d - d->p, hi = sp->b * d->s + k * d->d - d->p;
+  kiln_lx *a = lo < 0 ? BIN(LE, CI(0), pos) : NULL, *b = hi >= d->in ? BIN(LT, pos, CI(d->in)) : NULL;
+  return !a ? b : !b ? a : BIN(AND, a, b);
+}
+
+/* The outputs at rows rs x columns cs: one accumulator, every tap that
+ * can land inside X, the store through the epilogue. */
+static void emit_point(kiln_lctx *L, const dw *f, const span *rs, const span *cs) {
+  int acc = kiln_lb_decl(B, f->ct, LOCAL(f->bl));
+  for (int64_t kh = 0; kh < f->r.K; kh++) {
+    int rc = tap_class(&f->r, rs, kh);
+    if (!rc) continue;
+    kiln_lx *ih = IADD(IMUL(rs->o, f->r.s), CI(kh * f->r.d - f->r.p));
+    for (int64_t kw = 0; kw < f->c.K; kw++) {
+      int cc = tap_class(&f->c, cs, kw);
+      if (!cc) continue;
+      kiln_lx *iw = IADD(IMUL(cs->o, f->c.s), CI(kw * f->c.d - f->c.p));
+      kiln_lx *ok = NULL;
+      if (rc == 2) ok = in_range(L, &f->r, rs, kh, ih);
+      if (cc == 2) {
+        kiln_lx *c = in_range(L, &f->c, cs, kw, iw);
+        ok = ok ? BIN(AND, ok, c) : c;
+      }
+      if (ok) kiln_lb_if(B, ok);
+      kiln_lx *xv = kiln_lower_load(L, f->x, IADD(IADD(f->xb, IMUL(ih, f->c.in)), iw));
+      kiln_lx *wv = LOCAL(f->wl[kh * f->c.K + kw]);
+      kiln_lb_assign(B, acc, f->fma ? kiln_lx_fma(B, wv, xv, LOCAL(acc)) : BIN(ADD, LOCAL(acc), BIN(MUL, wv, xv)));
+      if (ok) kiln_lb_end(B);
+    }
+  }
+  kiln_lx *idx[4] = {f->nv, f->mv, rs->o, cs->o};
+  if (f->sp == 1) idx[2] = cs->o;
+  kiln_lx *flat = IADD(IADD(f->yb, IMUL(rs->o, f->c.out)), cs->o);
+  kiln_lower_store(L, f->n, 0, idx, flat, LOCAL(acc));
+}
+
+/* Outputs [a, b) along dim d: one by one when few (a border: taps
+ * decided statically), else a loop; calls fn for each span. */
+typedef void (*span_fn)(kiln_lctx *L, const dw *f, const span *outer, const span *sp);
+
+static void each_span(kiln_lctx *L, const dw *f, const span *outer, int64_t a, int64_t b, int border, span_fn fn) {
+  if (b <= a) return;
+  if (border && b - a <= EDGE_MAX) {
+    for (int64_t o = a; o < b; o++) fn(L, f, outer, &(span){CI(o), o, o});
+    return;
+  }
+  kiln_lx *o = IADD(IDX(kiln_lb_for(B, b - a, par_sched)), CI(a));
+  fn(L, f, outer, &(span){o, a, b - 1});
+  kiln_lb_end(B);
+}
+
+static void col_fn(kiln_lctx *L, const dw *f, const span *rs, const span *cs) { emit_point(L, f, rs, cs); }
+
+/* One row span: left border columns, the interior loop, right border. */
+static void row_fn(kiln_lctx *L, const dw *f, const span *unused, const span *rs) {
+  (void)unused;
+  each_span(L, f, rs, 0, f->c.lo, 1, col_fn);
+  each_span(L, f, rs, f->c.lo, f->c.hi, 0, col_fn);
+  each_span(L, f, rs, f->c.hi, f->c.out, 1, col_fn);
+}
+
+int kiln_lower_conv_dw(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g) {
+  if (g->Cg != 1 || g->G != g->C || g->sp > 2 || g->ksz > TAPS_MAX) return -1;
+  dw f = {.n = n, .sp = g->sp};
+  f.c = dim_of(g, g->sp - 1);
+  f.r = g->sp == 2 ? dim_of(g, 0) : (dw_dim){1, 1, 1, 1, 1, 0, 0, 1};
+  f.ct = kiln_lower_ctype(n->out[0]->dtype);
+  f.fma = kiln_target_has_fma(L->target) && (f.ct == KILN_DT_F32 || f.ct == KILN_DT_F64);
+  f.x = kiln_lower_buf(L, n->in[0]);
+  f.w = kiln_lower_weight_ct(L, n->in[1]);
+  const kiln_value *bias = n->nin > 2 ? n->in[2] : NULL;
+  /* bands of interior rows when the planes alone leave cores idle */
+  int64_t planes = g->N * g->M, inner = f.r.hi - f.r.lo, want = 4 * (int64_t)L->target->cores;
+  int64_t nb = planes >= want ? 1 : min64((want + planes - 1) / planes, inner / BAND_MIN);
+  if (nb < 1) nb = 1;
+  int64_t rpb = (inner + nb - 1) / nb;
+  if (rpb > 0) nb = (inner + rpb - 1) / rpb;
+
+  kiln_lower_begin(L, n);
+  kiln_lx *blk = IDX(kiln_lb_for(B, planes * nb, par_sched));
+  kiln_lx *nm = nb == 1 ? blk : BIN(DIV, blk, CI(nb)), *band = nb == 1 ? CI(0) : BIN(REM, blk, CI(nb));
+  int nml = kiln_lb_decl(B, KILN_DT_I64, nm);
+  int nvl = kiln_lb_decl(B, KILN_DT_I64, g->M == 1 ? LOCAL(nml) : BIN(DIV, LOCAL(nml), CI(g->M)));
+  int mvl = kiln_lb_decl(B, KILN_DT_I64, g->M == 1 ? CI(0) : BIN(REM, LOCAL(nml), CI(g->M)));
+  int bandl = nb == 1 ? -1 : kiln_lb_decl(B, KILN_DT_I64, band);
+  f.nv = LOCAL(nvl), f.mv = LOCAL(mvl);
+  /* input channel m / mult of image n */
+  kiln_lx *cin = g->Mg == 1 ? f.mv : BIN(DIV, f.mv, CI(g->Mg));
+  f.xb = LOCAL(kiln_lb_decl(B, KILN_DT_I64, IMUL(IADD(IMUL(f.nv, g->C), cin), g->isz)));
+  f.yb = LOCAL(kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(nml), g->osz)));
+  for (int64_t t = 0; t < g->ksz; t++)
+    f.wl[t] = kiln_lb_decl(B, f.ct, kiln_lower_load(L, f.w, IADD(IMUL(f.mv, g->ksz), CI(t))));
+  f.bl = kiln_lb_decl(B, f.ct, bias ? kiln_lower_load(L, kiln_lower_weight_ct(L, bias), f.mv) : kiln_lx_const_f(B, f.ct, 0));
+
+  span none = {CI(0), 0, 0};
+  if (nb > 1) kiln_lb_if(B, BIN(EQ, LOCAL(bandl), CI(0)));
+  each_span(L, &f, &none, 0, f.r.lo, 1, row_fn);
+  if (nb > 1) kiln_lb_end(B);
+  if (nb == 1) {
+    each_span(L, &f, &none, f.r.lo, f.r.hi, 0, row_fn);
+  } else if (inner > 0) {
+    /* band b: interior rows lo + b*rpb + i, i < rpb, the last band shorter */
+    kiln_lx *i = IDX(kiln_lb_for(B, rpb, par_sched));
+    kiln_lx *oh = IADD(IADD(IMUL(LOCAL(bandl), rpb), i), CI(f.r.lo));
+    int guard = nb * rpb != inner;
+    if (guard) kiln_lb_if(B, BIN(LT, oh, CI(f.r.hi)));
+    row_fn(L, &f, &none, &(span){oh, f.r.lo, f.r.hi - 1});
+    if (guard) kiln_lb_end(B);
+    kiln_lb_end(B);
+  }
+  if (nb > 1) kiln_lb_if(B, BIN(EQ, LOCAL(bandl), CI(nb - 1)));
+  each_span(L, &f, &none, f.r.hi, f.r.out, 1, row_fn);
+  if (nb > 1) kiln_lb_end(B);
+  kiln_lb_end(B);
+  return 0;
+}
