@@ -131,13 +131,13 @@ static void emit_point(kiln_lctx *L, const dw *f, const span *rs, const span *cs
   kiln_lower_store(L, f->n, 0, idx, flat, LOCAL(acc));
 }
 
-/* Outputs [a, b) along dim d: one by one when few (a border: taps
- * decided statically), else a loop; calls fn for each span. */
+/* Outputs [a, b) along a dim: one by one when at most `unroll` (a
+ * border: taps decided statically), else a loop; calls fn per span. */
 typedef void (*span_fn)(kiln_lctx *L, const dw *f, const span *outer, const span *sp);
 
-static void each_span(kiln_lctx *L, const dw *f, const span *outer, int64_t a, int64_t b, int border, span_fn fn) {
+static void each_span(kiln_lctx *L, const dw *f, const span *outer, int64_t a, int64_t b, int64_t unroll, span_fn fn) {
   if (b <= a) return;
-  if (border && b - a <= EDGE_MAX) {
+  if (b - a <= unroll) {
     for (int64_t o = a; o < b; o++) fn(L, f, outer, &(span){CI(o), o, o});
     return;
   }
@@ -151,9 +151,9 @@ static void col_fn(kiln_lctx *L, const dw *f, const span *rs, const span *cs) { 
 /* One row span: left border columns, the interior loop, right border. */
 static void row_fn(kiln_lctx *L, const dw *f, const span *unused, const span *rs) {
   (void)unused;
-  each_span(L, f, rs, 0, f->c.lo, 1, col_fn);
+  each_span(L, f, rs, 0, f->c.lo, EDGE_MAX, col_fn);
   each_span(L, f, rs, f->c.lo, f->c.hi, 0, col_fn);
-  each_span(L, f, rs, f->c.hi, f->c.out, 1, col_fn);
+  each_span(L, f, rs, f->c.hi, f->c.out, EDGE_MAX, col_fn);
 }
 
 int kiln_lower_conv_dw(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g) {
@@ -191,7 +191,7 @@ int kiln_lower_conv_dw(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g
 
   span none = {CI(0), 0, 0};
   if (nb > 1) kiln_lb_if(B, BIN(EQ, LOCAL(bandl), CI(0)));
-  each_span(L, &f, &none, 0, f.r.lo, 1, row_fn);
+  each_span(L, &f, &none, 0, f.r.lo, EDGE_MAX, row_fn);
   if (nb > 1) kiln_lb_end(B);
   if (nb == 1) {
     each_span(L, &f, &none, f.r.lo, f.r.hi, 0, row_fn);
@@ -206,7 +206,7 @@ int kiln_lower_conv_dw(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g
     kiln_lb_end(B);
   }
   if (nb > 1) kiln_lb_if(B, BIN(EQ, LOCAL(bandl), CI(nb - 1)));
-  each_span(L, &f, &none, f.r.hi, f.r.out, 1, row_fn);
+  each_span(L, &f, &none, f.r.hi, f.r.out, EDGE_MAX, row_fn);
   if (nb > 1) kiln_lb_end(B);
   kiln_lb_end(B);
   return 0;
