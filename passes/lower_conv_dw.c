@@ -156,6 +156,85 @@ static void row_fn(kiln_lctx *L, const dw *f, const span *unused, const span *rs
   each_span(L, f, rs, f->c.hi, f->c.out, EDGE_MAX, col_fn);
 }
 
+/* ---- Short rows: one flat run ----
+ *
+ * Rows much shorter than a few vectors (MobileNetV2's 14x14 and 7x7
+ * planes) leave the column loop mostly in its scalar remainder.  With
+ * stride 1 and OW == W (Y's and X's pitch alike) the interior rows are one
+ * run of positions v = oh*W + ow, every tap at the constant offset
+ * (kh*dh - ph)*W + kw*dw - pw from v: one long vector loop.  A border
+ * column inside the run would read an element of the neighbouring row; a
+ * column tap that can fall outside X is therefore combined under a mask,
+ * acc = mask ? fma(w, x, acc) : acc, from a compile-time table (1 where
+ * the column is inside X) indexed by the position within a chunk of whole
+ * rows (the pattern repeats every row).  The run starts after the first
+ * interior row's left border and ends before the last one's right border
+ * (emitted as points), so every read lies inside the plane. */
+enum { FLAT_ROWS_MAX = 4, FLAT_CHUNK = 512 };
+
+static int flat_ok(const dw *f, int64_t vw) {
+  return f->sp == 2 && f->r.s == 1 && f->c.s == 1 && f->c.out == f->c.in && f->r.hi > f->r.lo &&
+         f->c.hi > f->c.lo && f->c.out < FLAT_ROWS_MAX * vw;
+}
+
+/* Positions [v0, v0 + len) of the run; mask table mb (row m of masked
+ * column tap kw at masked[kw] * cl, or NULL). */
+static void emit_run(kiln_lctx *L, const dw *f, kiln_lx *v0, int64_t len, const kiln_buf *mb, const int *masked,
+                     int64_t cl) {
+  kiln_lx *j = IDX(kiln_lb_for(B, len, par_sched)), *v = IADD(v0, j);
+  int acc = kiln_lb_decl(B, f->ct, LOCAL(f->bl));
+  for (int64_t kh = 0; kh < f->r.K; kh++)
+    for (int64_t kw = 0; kw < f->c.K; kw++) {
+      int64_t off = (kh * f->r.d - f->r.p) * f->c.in + kw * f->c.d - f->c.p;
+      kiln_lx *xv = kiln_lower_load(L, f->x, IADD(IADD(f->xb, v), CI(off)));
+      kiln_lx *wv = LOCAL(f->wl[kh * f->c.K + kw]);
+      kiln_lx *sum = f->fma ? kiln_lx_fma(B, wv, xv, LOCAL(acc)) : BIN(ADD, LOCAL(acc), BIN(MUL, wv, xv));
+      if (masked[kw] >= 0) {
+        kiln_lx *m = kiln_lx_load(B, mb, IADD(j, CI(masked[kw] * cl)));
+        sum = kiln_lx_select(B, BIN(LT, kiln_lx_const_f(B, KILN_DT_F32, 0), m), sum, LOCAL(acc));
+      }
+      kiln_lb_assign(B, acc, sum);
+    }
+  kiln_lower_store(L, f->n, 0, NULL, IADD(f->yb, v), LOCAL(acc));
+  kiln_lb_end(B);
+}
+
+static void emit_flat(kiln_lctx *L, const dw *f) {
+  const dw_dim *r = &f->r, *c = &f->c;
+  int64_t W = c->in, v0 = r->lo * W + c->lo, len = (r->hi - 1) * W + c->hi - v0;
+  int64_t cl = (FLAT_CHUNK + W - 1) / W * W, nchunk = len / cl, tail = len % cl, tl = nchunk ? cl : tail;
+  span first = {CI(r->lo), r->lo, r->lo}, last = {CI(r->hi - 1), r->hi - 1, r->hi - 1}, all = {NULL, 0, c->out - 1};
+  each_span(L, f, &first, 0, c->lo, EDGE_MAX, col_fn);
+  int masked[TAPS_MAX], nmask = 0;
+  for (int64_t kw = 0; kw < c->K; kw++) masked[kw] = tap_class(c, &all, kw) == 1 ? -1 : nmask++;
+  const kiln_buf *mb = NULL;
+  if (nmask) {
+    float *data = kiln_arena_array(L->b.p->arena, (size_t)(nmask * tl), sizeof *data);
+    for (int64_t kw = 0; kw < c->K; kw++)
+      for (int64_t t = 0; masked[kw] >= 0 && t < tl; t++) {
+        int64_t iw = (v0 + t) % W + kw * c->d - c->p;
+        data[masked[kw] * tl + t] = iw >= 0 && iw < W ? 1.0f : 0.0f;
+      }
+    char name[256];
+    snprintf(name, sizeof name, "%s.colmask", f->n->out[0]->name);
+    kiln_value mv = {0};
+    mv.name = kiln_arena_strdup(L->b.p->arena, name);
+    mv.id = -1;
+    mv.dtype = KILN_DT_F32;
+    mv.rank = 1;
+    mv.dims[0] = nmask * tl;
+    mv.data = data;
+    mb = kiln_program_add_buf(L->b.p, &mv, KILN_BUF_WEIGHT);
+  }
+  if (nchunk) {
+    kiln_lx *k = IDX(kiln_lb_for(B, nchunk, par_sched));
+    emit_run(L, f, IADD(IMUL(k, cl), CI(v0)), cl, mb, masked, tl);
+    kiln_lb_end(B);
+  }
+  if (tail) emit_run(L, f, CI(v0 + nchunk * cl), tail, mb, masked, tl);
+  each_span(L, f, &last, c->hi, c->out, EDGE_MAX, col_fn);
+}
+
 int kiln_lower_conv_dw(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g) {
   if (g->Cg != 1 || g->G != g->C || g->sp > 2 || g->ksz > TAPS_MAX) return -1;
   dw f = {.n = n, .sp = g->sp};
@@ -168,7 +247,8 @@ int kiln_lower_conv_dw(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g
   const kiln_value *bias = n->nin > 2 ? n->in[2] : NULL;
   /* bands of interior rows when the planes alone leave cores idle */
   int64_t planes = g->N * g->M, inner = f.r.hi - f.r.lo, want = 4 * (int64_t)L->target->cores;
-  int64_t nb = planes >= want ? 1 : min64((want + planes - 1) / planes, inner / BAND_MIN);
+  int flat = flat_ok(&f, kiln_target_lanes(L->target, f.ct));
+  int64_t nb = planes >= want || flat ? 1 : min64((want + planes - 1) / planes, inner / BAND_MIN);
   if (nb < 1) nb = 1;
   int64_t rpb = (inner + nb - 1) / nb;
   if (rpb > 0) nb = (inner + rpb - 1) / rpb;
@@ -193,7 +273,9 @@ int kiln_lower_conv_dw(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g
   if (nb > 1) kiln_lb_if(B, BIN(EQ, LOCAL(bandl), CI(0)));
   each_span(L, &f, &none, 0, f.r.lo, EDGE_MAX, row_fn);
   if (nb > 1) kiln_lb_end(B);
-  if (nb == 1) {
+  if (flat) {
+    emit_flat(L, &f);
+  } else if (nb == 1) {
     each_span(L, &f, &none, f.r.lo, f.r.hi, 0, row_fn);
   } else if (inner > 0) {
     /* band b: interior rows lo + b*rpb + i, i < rpb, the last band shorter */

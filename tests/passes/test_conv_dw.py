@@ -7,7 +7,8 @@ The depthwise schedule (group == C, any channel multiplier, 1-D/2-D)
 splits rows and columns into borders emitted one by one (taps outside X
 left out), an interior without bounds checks, and, for borders wider than
 4, loops with a check per tap; planes are split into bands of rows when
-N*M planes are few.  The cases land on each of those: stride 1 and 2,
+N*M planes are few; short stride-1 rows with OW == W are one flat run
+over the interior rows with masked column taps, in chunks of whole rows.  The cases land on each of those: stride 1 and 2,
 dilation 2, asymmetric and large pads, 1x1, 3x3, 5x5 and 7x1 kernels,
 widths 1, 7, 17 and 112 (not multiples of the vector width), channel
 multiplier 1 and 3, N=2, no bias, f16 and f64, 1-D, a fused Clip(0, 6)
@@ -114,7 +115,13 @@ def build_cases(rng):
     c["relu6_3x3_s2_threads2"] = dw(rng, (1, 16, 56, 56), [3, 3], strides=[2, 2], pads=[1, 1, 1, 1], relu6=True,
                                     threads=2)
     # few planes: rows split into bands (2 planes, 2 threads)
-    c["bands_3x3_c2_threads2"] = dw(rng, (1, 2, 64, 40), [3, 3], pads=[1, 1, 1, 1], threads=2)
+    c["bands_3x3_c2_threads2"] = dw(rng, (1, 2, 40, 70), [3, 3], pads=[1, 1, 1, 1], threads=2)
+    # short rows, stride 1, OW == W: one flat run with column masks (w17 above, 1x1 and 5x5 too),
+    # several chunks of whole rows, dilation, width 7, and with 2 threads
+    c["flat_chunks_3x3_h70_w17"] = dw(rng, (1, 3, 70, 17), [3, 3], pads=[1, 1, 1, 1], relu6=True)
+    c["flat_3x3_dil2_w20"] = dw(rng, (1, 4, 11, 20), [3, 3], dils=[2, 2], pads=[2, 2, 2, 2])
+    c["flat_3x3_w7_c40_threads2"] = dw(rng, (2, 40, 7, 7), [3, 3], pads=[1, 1, 1, 1], relu6=True, threads=2)
+    c["flat_5x3_asym_w9"] = dw(rng, (1, 3, 12, 9), [5, 3], pads=[2, 0, 2, 2])
     c["residual_3x3"] = dw(rng, (1, 6, 9, 17), [3, 3], pads=[1, 1, 1, 1], residual=True)
     return c
 
