@@ -265,8 +265,13 @@ int kiln_lower_conv_dw(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g
   kiln_lx *cin = g->Mg == 1 ? f.mv : BIN(DIV, f.mv, CI(g->Mg));
   f.xb = LOCAL(kiln_lb_decl(B, KILN_DT_I64, IMUL(IADD(IMUL(f.nv, g->C), cin), g->isz)));
   f.yb = LOCAL(kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(nml), g->osz)));
+  /* the weights of the taps some output reads (a tap outside X for every
+   * output, as in a 1x1 plane with pads, is never combined) */
+  span rall = {NULL, 0, f.r.out - 1}, call = {NULL, 0, f.c.out - 1};
   for (int64_t t = 0; t < g->ksz; t++)
-    f.wl[t] = kiln_lb_decl(B, f.ct, kiln_lower_load(L, f.w, IADD(IMUL(f.mv, g->ksz), CI(t))));
+    f.wl[t] = !tap_class(&f.r, &rall, t / f.c.K) || !tap_class(&f.c, &call, t % f.c.K)
+                  ? -1
+                  : kiln_lb_decl(B, f.ct, kiln_lower_load(L, f.w, IADD(IMUL(f.mv, g->ksz), CI(t))));
   f.bl = kiln_lb_decl(B, f.ct, bias ? kiln_lower_load(L, kiln_lower_weight_ct(L, bias), f.mv) : kiln_lx_const_f(B, f.ct, 0));
 
   span none = {CI(0), 0, 0};
