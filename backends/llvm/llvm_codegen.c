@@ -10,8 +10,9 @@
  *   `void kN_pJ(ptr slots, i64 lo, i64 hi)`.
  * Bodies and loops never see a buffer id or another function's name, so
  * two kernels doing the same work on other buffers (ResNet's repeated
- * blocks) print identical bodies and loops, which mergefunc then keeps
- * once (llvm_optimise.c).  `void kiln_run(ptr bufs)`
+ * blocks) would print identical bodies and loops: such a twin is found
+ * before printing (llvm_twins.c) and gets only its wrapper, which calls
+ * the first one's body and loops.  `void kiln_run(ptr bufs)`
  * calls the wrappers in order.  Bodies and loops go to the light or heavy
  * module by their own statements (kiln_llvm_heavy).  Loops are emitted in
  * the canonical header/body/latch form the loop vectoriser expects; locals
@@ -295,8 +296,8 @@ static void load_bases(cg *c, const kiln_program *p, const kiln_ls *body, LLVMVa
 }
 
 /* A kernel's buffers get slots in the order the kernel first uses them, so
- * that two kernels doing the same work on different buffers print the same
- * body function (which the mergefunc pass then keeps once: llvm_optimise.c). */
+ * that two kernels doing the same work on different buffers have the same
+ * body function (printed once: llvm_twins.c). */
 static void add_slot(cg *c, const kiln_buf *b) {
   if (!b || b->scope != KILN_SCOPE_GLOBAL || c->slot_of[b->id] >= 0) return;
   /* A kernel written in place (plan_inplace.c: its output at its dying
