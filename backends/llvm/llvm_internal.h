@@ -47,8 +47,6 @@ const kiln_llvm_printed *kiln_llvm_twin_find(cg *c, const kiln_kernel *kn, const
 /* Records the functions printed for the kernel kiln_llvm_twin_find last
  * found no twin of.  -1: out of memory. */
 int kiln_llvm_twin_add(cg *c, LLVMValueRef body, const LLVMValueRef *loops, int nloops);
-/* Kernels looked up so far, and how many of them reused a twin's functions. */
-void kiln_llvm_twins_counts(const kiln_llvm_twins *t, int *kernels, int *twins);
 /* With --time: "kiln: llvm: K kernels, P printed, T share a twin's functions". */
 void kiln_llvm_twins_report(const cg *c, kiln_timing *t);
 

@@ -174,11 +174,6 @@ int kiln_llvm_twin_add(cg *c, LLVMValueRef body, const LLVMValueRef *loops, int 
   return 0;
 }
 
-void kiln_llvm_twins_counts(const kiln_llvm_twins *t, int *kernels, int *twins) {
-  *kernels = t ? t->looked_up : 0;
-  *twins = t ? t->found : 0;
-}
-
 void kiln_llvm_twins_report(const cg *c, kiln_timing *t) {
   if (!kiln_timing_on(t) || !c->twins) return;
   const kiln_llvm_twins *w = c->twins;
