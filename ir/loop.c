@@ -94,8 +94,24 @@ kiln_lx *kiln_lx_index(kiln_lb *b, int var) {
 }
 
 static kiln_dtype local_type(kiln_lb *b, int local, kiln_ls *s);
+/* Records that the builder declared `local` with dtype t (kiln_kernel.local_dtype). */
+static void note_local(kiln_lb *b, int local, kiln_dtype t) {
+  kiln_kernel *k = b->k;
+  if (local >= k->cap_local_dtype) {
+    int cap = k->cap_local_dtype ? 2 * k->cap_local_dtype : 64;
+    while (cap <= local) cap *= 2;
+    kiln_dtype *d = kiln_arena_array(b->p->arena, (size_t)cap, sizeof *d); /* zeroed: UNDEF */
+    if (k->cap_local_dtype) memcpy(d, k->local_dtype, sizeof *d * (size_t)k->cap_local_dtype);
+    k->local_dtype = d, k->cap_local_dtype = cap;
+  }
+  k->local_dtype[local] = t;
+}
 kiln_lx *kiln_lx_local(kiln_lb *b, int local) {
-  kiln_lx *e = lx(b, KILN_LX_LOCAL, local_type(b, local, b->k->body));
+  /* a lowering reads its locals many times: walking the kernel for each
+   * read was quadratic in the kernel's size (register tiles: seconds) */
+  const kiln_kernel *k = b->k;
+  kiln_dtype t = local >= 0 && local < k->cap_local_dtype ? k->local_dtype[local] : KILN_DT_UNDEF;
+  kiln_lx *e = lx(b, KILN_LX_LOCAL, t != KILN_DT_UNDEF ? t : local_type(b, local, b->k->body));
   e->var = local;
   return e;
 }
@@ -213,6 +229,7 @@ int kiln_lb_decl(kiln_lb *b, kiln_dtype t, kiln_lx *init) {
   s->var = b->k->nlocals++;
   s->dtype = t;
   s->value = kiln_lx_cast(b, t, init);
+  note_local(b, s->var, t);
   return s->var;
 }
 
@@ -271,6 +288,7 @@ int kiln_lb_reduce_begin(kiln_lb *b, kiln_reduce_op op, kiln_dtype t, kiln_lx *i
   kiln_ls *s = ls(b, KILN_LS_REDUCE);
   s->var = b->k->nlocals++;
   s->dtype = t;
+  note_local(b, s->var, t);
   s->reduce = op;
   s->sched = sched;
   s->value = init ? kiln_lx_cast(b, t, init) : kiln_lx_reduce_identity(b, op, t);

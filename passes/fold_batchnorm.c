@@ -120,10 +120,16 @@ static int fold_pair(kiln_graph *g, kiln_node *p, kiln_node *bn) {
   if (ga) alpha = ga->alpha, beta = ga->beta;
   int64_t nw = kiln_value_numel(w, 1);
   float *wd = kiln_arena_array(&g->arena, (size_t)(nw ? nw : 1), sizeof *wd);
-  for (int64_t i = 0; i < nw; i++) {
-    double v = alpha * kiln_dtype_load_f(KILN_DT_F32, w->data, (size_t)i) * s[channel_of(p, w, m, i)];
-    if (!(fabs(v) <= FLT_MAX)) return 1; /* also NaN; converting it to float would be undefined */
-    wd[i] = (float)v;
+  /* a Conv's weights are [M, C/group, k...]: output channel c's are one
+   * run, so its scale is looked up once per run (ResNet-50: 25M weights) */
+  int64_t run = p->op == KILN_OP_CONV && m > 0 && nw % m == 0 ? nw / m : 1;
+  for (int64_t i0 = 0; i0 < nw; i0 += run) {
+    double sc = s[channel_of(p, w, m, i0)];
+    for (int64_t i = i0; i < i0 + run; i++) {
+      double v = alpha * kiln_dtype_load_f(KILN_DT_F32, w->data, (size_t)i) * sc;
+      if (!(fabs(v) <= FLT_MAX)) return 1; /* also NaN; converting it to float would be undefined */
+      wd[i] = (float)v;
+    }
   }
   float *bd = kiln_arena_array(&g->arena, (size_t)(m ? m : 1), sizeof *bd);
   int64_t nb = b ? kiln_value_numel(b, 1) : 0;

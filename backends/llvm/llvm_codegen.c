@@ -10,8 +10,9 @@
  *   `void kN_pJ(ptr slots, i64 lo, i64 hi)`.
  * Bodies and loops never see a buffer id or another function's name, so
  * two kernels doing the same work on other buffers (ResNet's repeated
- * blocks) print identical bodies and loops, which mergefunc then keeps
- * once (llvm_optimise.c).  `void kiln_run(ptr bufs)`
+ * blocks) would print identical bodies and loops: such a twin is found
+ * before printing (llvm_twins.c) and gets only its wrapper, which calls
+ * the first one's body and loops.  `void kiln_run(ptr bufs)`
  * calls the wrappers in order.  Bodies and loops go to the light or heavy
  * module by their own statements (kiln_llvm_heavy).  Loops are emitted in
  * the canonical header/body/latch form the loop vectoriser expects; locals
@@ -295,8 +296,8 @@ static void load_bases(cg *c, const kiln_program *p, const kiln_ls *body, LLVMVa
 }
 
 /* A kernel's buffers get slots in the order the kernel first uses them, so
- * that two kernels doing the same work on different buffers print the same
- * body function (which the mergefunc pass then keeps once: llvm_optimise.c). */
+ * that two kernels doing the same work on different buffers have the same
+ * body function (printed once: llvm_twins.c). */
 static void add_slot(cg *c, const kiln_buf *b) {
   if (!b || b->scope != KILN_SCOPE_GLOBAL || c->slot_of[b->id] >= 0) return;
   /* A kernel written in place (plan_inplace.c: its output at its dying
@@ -468,15 +469,34 @@ static int body_heavy(const kiln_kernel *kn, int outlined) {
  * wrapper kN, which fills the slots; the body kN_b, which runs the
  * statements; one kN_pJ per threaded loop.  Body and loops each go to the
  * tier their own statements decide. */
-static void kernel(cg *c, const kiln_program *p, const kiln_kernel *kn, LLVMValueRef wrapper, unsigned char *used) {
+static int kernel(cg *c, const kiln_program *p, const kiln_kernel *kn, LLVMValueRef wrapper, unsigned char *used) {
   LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
   LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), &ptr, 1, 0);
   LLVMTypeRef pfty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), (LLVMTypeRef[]){ptr, ptr, ptr, i64}, 4, 0);
   int outlined = outlinable(kn), nloops = 0;
   for (const kiln_ls *s = kn->body; outlined && s; s = s->next) nloops += s->kind == KILN_LS_FOR && s->sched.threads;
   LLVMValueRef *loops = calloc((size_t)nloops + 1, sizeof *loops);
-  if (!loops) return;
+  int *decide = calloc((size_t)nloops + 2, sizeof *decide);
+  if (!loops || !decide) {
+    free(loops);
+    free(decide);
+    return -1;
+  }
   assign_slots(c, p, kn);
+  /* what the printer decides per function, beside the statements: the
+   * twins' key (llvm_twins.c) */
+  decide[0] = outlined;
+  decide[1] = c->light && body_heavy(kn, outlined);
+  int j = 0;
+  for (const kiln_ls *s = kn->body; outlined && s; s = s->next)
+    if (s->kind == KILN_LS_FOR && s->sched.threads) decide[2 + j++] = c->light && kiln_llvm_heavy(s, 1);
+  const kiln_llvm_printed *twin = kiln_llvm_twin_find(c, kn, decide, nloops + 2);
+  free(decide);
+  if (twin) {
+    kernel_wrapper(c, p, wrapper, twin->body, twin->loops, twin->nloops);
+    free(loops);
+    return 0;
+  }
   char bname[300];
   snprintf(bname, sizeof bname, "%s_b", kn->name);
   c->mod = c->light && !body_heavy(kn, outlined) ? c->light : c->main;
@@ -490,7 +510,7 @@ static void kernel(cg *c, const kiln_program *p, const kiln_kernel *kn, LLVMValu
      * own, so twins' bodies stay identical */
     LLVMValueRef idx = LLVMConstInt(i64, (unsigned long long)c->nslots, 0);
     LLVMValueRef pool = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, slots, &idx, 1, ""), "pool");
-    int j = 0;
+    j = 0;
     for (const kiln_ls *s = kn->body; s; s = s->next) {
       if (s->kind == KILN_LS_FOR && s->sched.threads) {
         loops[j] = outline(c, p, kn, s, j, used);
@@ -513,8 +533,11 @@ static void kernel(cg *c, const kiln_program *p, const kiln_kernel *kn, LLVMValu
   }
   LLVMBuildRetVoid(c->b);
   for (int k = 0; k < nloops; k++) loops[k] = seen_from(c->main, loops[k]);
-  kernel_wrapper(c, p, wrapper, seen_from(c->main, body_fn), loops, nloops);
+  body_fn = seen_from(c->main, body_fn);
+  kernel_wrapper(c, p, wrapper, body_fn, loops, nloops);
+  int rc = kiln_llvm_twin_add(c, body_fn, loops, nloops);
   free(loops);
+  return rc;
 }
 
 int kiln_llvm_codegen(cg *c, const kiln_program *p) {
@@ -526,7 +549,8 @@ int kiln_llvm_codegen(cg *c, const kiln_program *p) {
   c->prog = p;
   c->slot_of = calloc((size_t)p->nbufs + 1, sizeof *c->slot_of);
   c->slot_buf = calloc((size_t)p->nbufs + 1, sizeof *c->slot_buf);
-  if (!fns || !used || !c->base || !c->slot_of || !c->slot_buf) {
+  c->twins = kiln_llvm_twins_new();
+  if (!fns || !used || !c->base || !c->slot_of || !c->slot_buf || !c->twins) {
     free(fns);
     free(used);
     return -1;
@@ -539,10 +563,15 @@ int kiln_llvm_codegen(cg *c, const kiln_program *p) {
     no_inline(c, fns[k]);
     c->index = calloc((size_t)kn->nvars + 1, sizeof *c->index);
     c->local = calloc((size_t)kn->nlocals + 1, sizeof *c->local);
-    if (c->index && c->local) kernel(c, p, kn, fns[k], used);
+    int rc = c->index && c->local ? kernel(c, p, kn, fns[k], used) : -1;
     free(c->index);
     free(c->local);
     c->index = c->local = NULL;
+    if (rc) {
+      free(fns);
+      free(used);
+      return -1;
+    }
   }
   c->mod = c->main;
   /* profiling: kiln_run(bufs, stamps) marks the time around each kernel */
@@ -571,6 +600,8 @@ void kiln_llvm_codegen_free(cg *c) {
   free(c->slot_buf);
   c->base = NULL;
   c->slot_of = c->slot_buf = NULL;
+  kiln_llvm_twins_free(c->twins);
+  c->twins = NULL;
   if (c->light) LLVMDisposeModule(c->light); /* not linked: an error path */
   c->light = NULL;
 }

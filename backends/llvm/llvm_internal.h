@@ -8,6 +8,8 @@
 
 #include "kiln_llvm.h"
 
+typedef struct kiln_llvm_twins kiln_llvm_twins;
+
 typedef struct cg {
   LLVMContextRef ctx;
   LLVMModuleRef mod;    /* the module being printed into: main or light */
@@ -26,7 +28,27 @@ typedef struct cg {
   int profile;          /* the entry takes (bufs, stamps) and marks each kernel's
                            start and end (kiln_rt_profile_mark); JIT only */
   int native_f16;       /* the target converts f16 <-> f32 in hardware (F16C) */
+  kiln_llvm_twins *twins; /* the kernels printed so far, by key (llvm_twins.c) */
 } cg;
+
+/* llvm_twins.c: a kernel's printed functions, and kernels that share them. */
+typedef struct kiln_llvm_printed {
+  LLVMValueRef body;    /* kN_b, as seen from the main module */
+  LLVMValueRef *loops;  /* kN_pJ, as seen from the main module */
+  int nloops;
+} kiln_llvm_printed;
+kiln_llvm_twins *kiln_llvm_twins_new(void);
+void kiln_llvm_twins_free(kiln_llvm_twins *t);
+/* The functions printed for an earlier kernel that kn (its slots assigned
+ * in c) would print again, given the printer's per-function decisions
+ * (outlined, tiers); NULL when kn is the first of its kind, whose key is
+ * then kept for kiln_llvm_twin_add. */
+const kiln_llvm_printed *kiln_llvm_twin_find(cg *c, const kiln_kernel *kn, const int *decisions, int ndecisions);
+/* Records the functions printed for the kernel kiln_llvm_twin_find last
+ * found no twin of.  -1: out of memory. */
+int kiln_llvm_twin_add(cg *c, LLVMValueRef body, const LLVMValueRef *loops, int nloops);
+/* With --time: "kiln: llvm: K kernels, P printed, T share a twin's functions". */
+void kiln_llvm_twins_report(const cg *c, kiln_timing *t);
 
 /* Prints p into c->mod (and c->light, when set).  -1: out of memory. */
 int kiln_llvm_codegen(cg *c, const kiln_program *p);

@@ -20,8 +20,9 @@
  *
  * LLVM's new pass manager runs one pipeline over a whole module (the C API
  * has no per-function entry point in LLVM 19), hence two modules.  Each is
- * optimised on its own (mergefunc first: twin kernels share one body, see
- * llvm_codegen.c), then the light one is linked into the heavy one and
+ * optimised on its own (mergefunc first, for functions that came out equal
+ * though their loop IR differs; twin kernels, the same loop IR on other
+ * buffers, are printed once to begin with: llvm_twins.c), then the light one is linked into the heavy one and
  * every function but the entry is made internal again, so the object and
  * the JIT see one module as before.  Functions are `noinline`, so the
  * tiers stay apart and no function grows to the size of the network.
