@@ -21,7 +21,8 @@
  *
  * Taken only when that stays small: no Indices output (lower_pool.c keeps
  * the explicit (value, index) update), at most MAX_TAPS taps per window,
- * at most MAX_BORDER border outputs per dim, and an AveragePool window
+ * at most MAX_BORDER border outputs per dim, at most MAX_CODE taps emitted
+ * over all regions together, and an AveragePool window
  * short enough for a float32 sum (kiln_sum_dtype: the long ones are
  * lower_pool.c's accurate sums).  Results equal the generic form's: the
  * same taps combined in the same order in the same type; padding never
@@ -36,6 +37,7 @@
 enum {
   MAX_TAPS = 64,  /* window taps unrolled per output */
   MAX_BORDER = 4, /* border outputs emitted one by one, per dim */
+  MAX_CODE = 2048, /* taps emitted over all regions (compile time) */
   MAX_SP = 3
 };
 
@@ -144,7 +146,7 @@ int kiln_lower_pool_fast(kiln_lctx *L, const kiln_node *n) {
   if (n->op == KILN_OP_MAX_POOL && n->nout > 1 && n->out[1]) return 0; /* Indices */
   if (G.sp < 1 || G.sp > MAX_SP) return 0;
   G.ct = kiln_lower_ctype(x->dtype);
-  int64_t taps = 1;
+  int64_t taps = 1, regions = 1;
   for (int i = 0; i < G.sp; i++) {
     G.in[i] = x->dims[2 + i];
     G.out[i] = y->dims[2 + i];
@@ -165,7 +167,10 @@ int kiln_lower_pool_fast(kiln_lctx *L, const kiln_node *n) {
     G.lo[i] = lo;
     G.hi[i] = hi;
     if (lo + (G.out[i] - hi) > MAX_BORDER) return 0;
+    if (G.K[i] > 1 && G.d[i] > G.in[i] + G.pb[i] + G.pe[i]) return 0; /* never for inferred shapes */
+    regions *= lo + (G.out[i] - hi) + (hi > lo);
   }
+  if (regions * taps > MAX_CODE) return 0; /* unrolled taps in all regions together */
   if (!G.is_max && kiln_sum_dtype(G.ct, taps) != G.ct) return 0; /* an accurate long sum */
   G.isz = G.osz = 1;
   for (int i = G.sp - 1; i >= 0; i--) {
