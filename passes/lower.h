@@ -161,6 +161,9 @@ kiln_lx *kiln_lower_exp(kiln_lctx *L, kiln_lx *x);
 kiln_lx *kiln_lower_in_range(kiln_lctx *L, kiln_lx *i, int need_lo, int need_hi, int64_t hi);
 kiln_lx *kiln_lower_pool_taps(kiln_lctx *L, kiln_lx *o, int64_t s, int64_t pb, int64_t K, int64_t d, int64_t lo,
                               int64_t hi, int64_t nout);
+/* MaxPool/AveragePool by static regions (lower_pool_fast.c): 1 when it
+ * lowered n, 0 when n is not a case for it (nothing emitted). */
+int kiln_lower_pool_fast(kiln_lctx *L, const kiln_node *n);
 /* Loop nests that leave out extent-1 loops (their index is the constant 0);
  * a loop is marked parallel when asked (its iterations are independent),
  * at any depth. */

@@ -1,7 +1,12 @@
 /* Pooling and LRN: MaxPool (with the optional Indices output),
  * AveragePool, GlobalAveragePool, GlobalMaxPool, LRN.
  *
- * Loop structure (one kernel per node):
+ * Most windows take the fast form (lower_pool_fast.c: static border and
+ * interior regions, the window unrolled, no bounds checks); this file's
+ * generic form is for the rest (Indices, long windows or AveragePool sums,
+ * many border outputs).
+ *
+ * Generic loop structure (one kernel per node):
  *   for nc in N*C (parallel)            one (batch, channel) plane
  *     for o0 .. o_{k-1}                 output spatial dims, the last
  *                                       (contiguous width) innermost
@@ -28,6 +33,8 @@
 #define IADD(a, b) kiln_lx_iadd(B, (a), (b))
 #define IMUL(a, k) kiln_lx_imul(B, (a), (k))
 #define IDX(v) kiln_lx_index(B, (v))
+
+enum { GAP_LANES = 8 }; /* GlobalAveragePool's partial sums */
 
 static const kiln_sched seq_sched = {0};
 static const kiln_sched par_sched = {.parallel = 1};
@@ -101,6 +108,7 @@ int kiln_lower_pool(kiln_lctx *L, const kiln_node *n) {
     return kiln_lower_fail(L, n, "window attributes are not in canonical form (run shape inference first)");
   if (!is_max && !kiln_dtype_is_float(x->dtype))
     return kiln_lower_fail(L, n, "AveragePool needs a floating-point input, got %s", kiln_dtype_name(x->dtype));
+  if (kiln_lower_pool_fast(L, n)) return 0; /* static regions, no bounds checks (lower_pool_fast.c) */
   kiln_dtype ct = kiln_lower_ctype(x->dtype);
   kiln_buf *X = kiln_lower_buf(L, x), *I = ind ? kiln_lower_buf(L, ind) : NULL;
 
@@ -214,9 +222,14 @@ int kiln_lower_global_pool(kiln_lctx *L, const kiln_node *n) {
 
   kiln_lower_begin(L, n);
   kiln_lx *nc = IDX(kiln_lb_for(B, x->dims[0] * x->dims[1], par_sched));
-  /* one reduction over the plane: a max (NaN propagating) or an
-   * accurate sum (lower_sum.c) */
-  int acc = is_max ? kiln_lb_reduce_begin(B, KILN_RED_MAX_NAN, ct, NULL, seq_sched) : kiln_sum_begin(L, ct, S);
+  /* one reduction over the plane, read contiguously: a max (NaN
+   * propagating) or a sum in kiln_sum_dtype's precision (lower_sum.c) in
+   * GAP_LANES interleaved partial sums (expand_reduce.c's lanes: vector
+   * accumulators instead of one latency-bound serial chain; f64 lanes for
+   * the long f32 sums, as accurate as the blocked form) */
+  kiln_sched lanes = {.vector = S >= 2 * GAP_LANES ? GAP_LANES : 0};
+  int acc = is_max ? kiln_lb_reduce_begin(B, KILN_RED_MAX_NAN, ct, NULL, seq_sched)
+                   : kiln_lb_reduce_begin(B, KILN_RED_ADD, kiln_sum_dtype(ct, S), NULL, lanes);
   if (S > 0) {
     kiln_lx *i = IDX(kiln_lb_for(B, S, seq_sched));
     kiln_lb_combine(B, acc, kiln_lx_cast(B, ct, kiln_lx_load(B, X, IADD(IMUL(nc, S), i))));

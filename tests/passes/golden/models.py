@@ -51,6 +51,13 @@ def conv_relu_pool():
                  [weight("w", [3, 2, 3, 3]), weight("b", [3])])
 
 
+def maxpool_wide():
+    """MaxPool 9x9 (81 taps: more than lower_pool_fast.c unrolls) on [1,1,10,10]:
+    the generic form, a NaN-propagating max reduction."""
+    nodes = [helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[9, 9])]
+    return model("maxpool_wide", nodes, [vi("x", [1, 1, 10, 10])], [vi("y", [1, 1, 2, 2])], [])
+
+
 def gemm_flatten():
     """Flatten [1,2,2,2] -> Gemm with transB and a bias (8 -> 3)."""
     nodes = [
@@ -287,7 +294,7 @@ def dense_heads():
 
 
 MODELS = [conv_relu_pool, gemm_flatten, add_concat, transpose_pad, residual_chain, shapes_symbolic, gap_softmax,
-          big_and_small, conv_add_relu, gemm_sigmoid, no_fuse, conv_registers, dense_heads] + BN_MODELS
+          big_and_small, conv_add_relu, gemm_sigmoid, no_fuse, conv_registers, dense_heads, maxpool_wide] + BN_MODELS
 
 
 def main():

@@ -1,0 +1,192 @@
+/* MaxPool / AveragePool by static regions: the fast form of lower_pool.c.
+ *
+ * Along each spatial dim the outputs split into a left border (windows
+ * that start in the padding), an interior (every tap inside the input)
+ * and a right border (windows that end in the padding or, with
+ * ceil_mode, past it).  Which taps of a border output are inside is known
+ * at compile time, so each border output is emitted on its own with
+ * exactly its taps, and the interior as one loop with every tap: no
+ * bounds check anywhere, and the AveragePool divisor of every region is a
+ * constant.  The window is unrolled in the loop IR (a chain of locals,
+ * in the generic form's tap order), so the innermost loop is the output
+ * width with a straight-line body and contiguous stores, which the
+ * backends' loop vectorisers widen (a stride-s load becomes an
+ * interleaved load, no per-element gather of indices):
+ *
+ *   for nc in N*C (parallel)            one (batch, channel) plane
+ *     [dim 0: border o0 = 0 ..] [for o0 in interior (parallel)] [border ..]
+ *       [dim 1: the same] ...
+ *         acc = X[tap 0]; acc = max_nan(acc, X[tap 1]) | acc + X[tap 1] ...
+ *         Y[...] = acc (/ count, a constant per region)
+ *
+ * Taken only when that stays small: no Indices output (lower_pool.c keeps
+ * the explicit (value, index) update), at most MAX_TAPS taps per window,
+ * at most MAX_BORDER border outputs per dim, at most MAX_CODE taps emitted
+ * over all regions together, and an AveragePool window
+ * short enough for a float32 sum (kiln_sum_dtype: the long ones are
+ * lower_pool.c's accurate sums).  Results equal the generic form's: the
+ * same taps combined in the same order in the same type; padding never
+ * wins a max nor adds to a sum; a NaN in a window gives NaN. */
+#include "lower.h"
+
+#define B (&L->b)
+#define CI(v) kiln_lx_const_i(B, (v))
+#define IADD(a, b) kiln_lx_iadd(B, (a), (b))
+#define IMUL(a, k) kiln_lx_imul(B, (a), (k))
+
+enum {
+  MAX_TAPS = 64,  /* window taps unrolled per output */
+  MAX_BORDER = 4, /* border outputs emitted one by one, per dim */
+  MAX_CODE = 2048, /* taps emitted over all regions (compile time) */
+  MAX_SP = 3
+};
+
+typedef struct pool_geom {
+  const kiln_node *n;
+  const kiln_buf *X;
+  kiln_dtype ct;
+  int sp, is_max, include_pad;
+  int64_t in[MAX_SP], out[MAX_SP], K[MAX_SP], s[MAX_SP], d[MAX_SP], pb[MAX_SP], pe[MAX_SP];
+  int64_t lo[MAX_SP], hi[MAX_SP]; /* interior outputs [lo, hi) per dim */
+  int64_t xstr[MAX_SP], ystr[MAX_SP], isz, osz;
+} pool_geom;
+
+/* Taps of dim i for output o (-1: the interior, all of them) that read
+ * inside the input: k with 0 <= o*s - pb + k*d < in; the count, with taps[]
+ * filled.  *counted gets the AveragePool divisor's share: the taps inside
+ * [0, in) or, with count_include_pad, inside [-pb, in + pe). */
+static int dim_taps(const pool_geom *G, int i, int64_t o, int64_t *taps, int64_t *counted) {
+  int nt = 0;
+  int64_t c = 0;
+  for (int64_t k = 0; k < G->K[i]; k++) {
+    if (o < 0) {
+      taps[nt++] = k;
+      c++;
+      continue;
+    }
+    int64_t pos = o * G->s[i] - G->pb[i] + k * G->d[i];
+    if (pos >= 0 && pos < G->in[i]) taps[nt++] = k;
+    int64_t lo = G->include_pad ? -G->pb[i] : 0, hi = G->include_pad ? G->in[i] + G->pe[i] : G->in[i];
+    if (pos >= lo && pos < hi) c++;
+  }
+  *counted = c;
+  return nt;
+}
+
+/* The innermost body: every combination of the dims' taps, in row-major
+ * tap order (the generic form's), combined into one value and stored. */
+static void emit_body(kiln_lctx *L, const pool_geom *G, kiln_lx *nc, kiln_lx **o, int64_t (*taps)[64], int *nt,
+                      int64_t count) {
+  int64_t total = 1;
+  for (int i = 0; i < G->sp; i++) total *= nt[i];
+  kiln_lx *r;
+  if (total == 0) { /* every tap in the padding: the reduction's identity, as the generic form */
+    r = G->is_max ? kiln_lx_reduce_identity(B, KILN_RED_MAX_NAN, G->ct) : kiln_lx_const_f(B, G->ct, 0);
+  } else {
+    int acc = -1;
+    for (int64_t t = 0; t < total; t++) {
+      int64_t rest = t, kk[MAX_SP];
+      for (int i = G->sp - 1; i >= 0; i--) {
+        kk[i] = taps[i][rest % nt[i]];
+        rest /= nt[i];
+      }
+      kiln_lx *off = IMUL(nc, G->isz);
+      for (int i = 0; i < G->sp; i++)
+        off = IADD(off, IMUL(IADD(IMUL(o[i], G->s[i]), CI(kk[i] * G->d[i] - G->pb[i])), G->xstr[i]));
+      kiln_lx *v = kiln_lx_cast(B, G->ct, kiln_lx_load(B, G->X, off));
+      if (acc < 0) {
+        acc = kiln_lb_decl(B, G->ct, v);
+        continue;
+      }
+      kiln_lx *a = kiln_lx_local(B, acc);
+      if (G->is_max) v = kiln_lx_local(B, kiln_lb_decl(B, G->ct, v)); /* read twice by the max */
+      kiln_lb_assign(B, acc, G->is_max ? kiln_lower_max_nan(L, 1, a, v) : kiln_lx_bin(B, KILN_BIN_ADD, a, v));
+    }
+    r = kiln_lx_local(B, acc);
+  }
+  if (!G->is_max) r = kiln_lx_bin(B, KILN_BIN_DIV, r, kiln_lx_const_f(B, G->ct, (double)count));
+  kiln_lx *yoff = IMUL(nc, G->osz);
+  for (int i = 0; i < G->sp; i++) yoff = IADD(yoff, IMUL(o[i], G->ystr[i]));
+  kiln_lower_store_flat(L, G->n, 0, yoff, r);
+}
+
+/* Dim i and the ones after it: border outputs one by one, the interior as
+ * a loop. */
+static void emit_dim(kiln_lctx *L, const pool_geom *G, int i, kiln_lx *nc, kiln_lx **o, int64_t (*taps)[64], int *nt,
+                     int64_t count) {
+  if (i == G->sp) {
+    emit_body(L, G, nc, o, taps, nt, count);
+    return;
+  }
+  int64_t c;
+  for (int64_t v = 0; v < G->lo[i]; v++) {
+    nt[i] = dim_taps(G, i, v, taps[i], &c);
+    o[i] = CI(v);
+    emit_dim(L, G, i + 1, nc, o, taps, nt, count * c);
+  }
+  if (G->hi[i] > G->lo[i]) {
+    nt[i] = dim_taps(G, i, -1, taps[i], &c);
+    int var = kiln_lb_for(B, G->hi[i] - G->lo[i], (kiln_sched){.parallel = 1});
+    o[i] = IADD(kiln_lx_index(B, var), CI(G->lo[i]));
+    emit_dim(L, G, i + 1, nc, o, taps, nt, count * c);
+    kiln_lb_end(B);
+  }
+  for (int64_t v = G->hi[i]; v < G->out[i]; v++) {
+    nt[i] = dim_taps(G, i, v, taps[i], &c);
+    o[i] = CI(v);
+    emit_dim(L, G, i + 1, nc, o, taps, nt, count * c);
+  }
+}
+
+/* 1: lowered n; 0: not a case for this form (nothing emitted). */
+int kiln_lower_pool_fast(kiln_lctx *L, const kiln_node *n) {
+  const kiln_attrs_pool *a = n->attrs;
+  const kiln_value *x = n->in[0], *y = n->out[0];
+  pool_geom G = {.n = n, .sp = x->rank - 2, .is_max = n->op == KILN_OP_MAX_POOL, .include_pad = a->count_include_pad};
+  if (n->op == KILN_OP_MAX_POOL && n->nout > 1 && n->out[1]) return 0; /* Indices */
+  if (G.sp < 1 || G.sp > MAX_SP) return 0;
+  G.ct = kiln_lower_ctype(x->dtype);
+  int64_t taps = 1, regions = 1;
+  for (int i = 0; i < G.sp; i++) {
+    G.in[i] = x->dims[2 + i];
+    G.out[i] = y->dims[2 + i];
+    G.K[i] = a->kernel_shape.v[i];
+    G.s[i] = a->strides.v[i];
+    G.d[i] = a->dilations.v[i];
+    G.pb[i] = a->pads.v[i];
+    G.pe[i] = a->pads.v[i + G.sp];
+    if (G.K[i] < 1 || G.K[i] > MAX_TAPS || G.s[i] < 1 || G.d[i] < 1) return 0;
+    taps *= G.K[i];
+    if (taps > MAX_TAPS) return 0;
+    /* interior: o*s - pb >= 0 and o*s - pb + (K-1)*d <= in - 1 */
+    int64_t lo = (G.pb[i] + G.s[i] - 1) / G.s[i], last = G.in[i] - 1 + G.pb[i] - (G.K[i] - 1) * G.d[i];
+    int64_t hi = last < 0 ? 0 : last / G.s[i] + 1;
+    if (lo > G.out[i]) lo = G.out[i];
+    if (hi > G.out[i]) hi = G.out[i];
+    if (hi < lo) hi = lo;
+    G.lo[i] = lo;
+    G.hi[i] = hi;
+    if (lo + (G.out[i] - hi) > MAX_BORDER) return 0;
+    if (G.K[i] > 1 && G.d[i] > G.in[i] + G.pb[i] + G.pe[i]) return 0; /* never for inferred shapes */
+    regions *= lo + (G.out[i] - hi) + (hi > lo);
+  }
+  if (regions * taps > MAX_CODE) return 0; /* unrolled taps in all regions together */
+  if (!G.is_max && kiln_sum_dtype(G.ct, taps) != G.ct) return 0; /* an accurate long sum */
+  G.isz = G.osz = 1;
+  for (int i = G.sp - 1; i >= 0; i--) {
+    G.xstr[i] = G.isz;
+    G.isz *= G.in[i];
+    G.ystr[i] = G.osz;
+    G.osz *= G.out[i];
+  }
+  G.X = kiln_lower_buf(L, x);
+
+  kiln_lower_begin(L, n);
+  kiln_lx *nc = kiln_lx_index(B, kiln_lb_for(B, x->dims[0] * x->dims[1], (kiln_sched){.parallel = 1}));
+  kiln_lx *o[MAX_SP];
+  int64_t tap_list[MAX_SP][64];
+  int nt[MAX_SP];
+  emit_dim(L, &G, 0, nc, o, tap_list, nt, 1);
+  kiln_lb_end(B);
+  return 1;
+}
