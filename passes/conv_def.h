@@ -66,6 +66,12 @@ void kiln_conv_reg_shape(const kiln_target *t, kiln_dtype ct, int64_t Mg, int64_
  * the lowering emits the node's kernel and returns 0. */
 int kiln_conv_im2col_wanted(const kiln_conv_geom *g, kiln_dtype ct);
 int kiln_lower_conv_im2col(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
+/* Conv as a transposed GEMM, vectors over output channels
+ * (lower_conv_gemmt.c): wanted for a one-group 1x1 stride-1 unpadded
+ * convolution on a small map (<= 256 positions) with at least
+ * KILN_CONV_RB_MIN_TERMS input channels and constant weights. */
+int kiln_conv_gemmt_wanted(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
+int kiln_lower_conv_gemmt(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
 
 /* A GPU schedule of Conv (schedule_conv_gpu.c): implicit GEMM per group,
  * rows = the group's output channels, columns = N * output positions,
