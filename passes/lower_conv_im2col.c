@@ -20,10 +20,10 @@
  * tap) holds, for every output position, the input value that tap reads
  * (zero in the padding).  A 1x1, stride-1, unpadded convolution's Xc is X
  * itself, read in place; otherwise Xc is packed once, before the blocks,
- * in a loop over (n, c) rows that is parallel, with each tap's valid
+ * in a parallel loop over (n, c, output row), with each tap's valid
  * output range known at compile time (zero runs and one copy loop per
- * dim: no bounds test per element).  The GEMM is the register path's
- * tile (lower_conv.c, kiln_conv_reg_shape: 6 rows by 4 vectors of
+ * dim: no bounds test per element, one per row and tap).  The GEMM is
+ * the register path's tile (lower_conv.c, kiln_conv_reg_shape: 6 rows by 4 vectors of
  * positions with 32 vector registers, 8 by 3 when 8 divides M and 6 does
  * not, 6 by 2 with 16): MB x VL sums in scalar locals, fully unrolled, fed
  * by VL contiguous loads of an Xc row and MB broadcast weights per k, and
@@ -124,15 +124,36 @@ static void pack_dim(kiln_lctx *L, const im2col *f, const int64_t *tap, int i, k
   zero_run(L, f, IADD(po, CI(hi * in)), (g->out[i] - hi) * in);
 }
 
-/* Xc[n, c*taps + t, :] for every tap t of plane nc = n*C + c. */
+/* Xc[n, c*taps + t, :] for every tap t of plane nc = n*C + c, one
+ * iteration per (nc, first output index) with two or more dims (enough
+ * iterations for every thread: a stem has 3 planes), the first dim's
+ * bounds tested once per row and tap. */
 static void emit_pack(kiln_lctx *L, const im2col *f) {
   const kiln_conv_geom *g = f->g;
-  kiln_lx *nc = IDX(kiln_lb_for(B, g->N * g->C, par));
+  int rows = g->sp > 1;
+  int64_t o0n = rows ? g->out[0] : 1;
+  kiln_lx *it = IDX(kiln_lb_for(B, g->N * g->C * o0n, par));
+  kiln_lx *nc = rows ? BIN(DIV, it, CI(o0n)) : it, *o0 = rows ? BIN(REM, it, CI(o0n)) : NULL;
   kiln_lx *xo = IMUL(nc, g->isz);
   for (int64_t t = 0; t < g->ksz; t++) {
     int64_t tap[3];
     for (int i = 0; i < g->sp; i++) tap[i] = t / g->kstr[i] % g->K[i];
-    pack_dim(L, f, tap, 0, IMUL(IADD(IMUL(nc, g->ksz), CI(t)), f->P), xo);
+    kiln_lx *po = IMUL(IADD(IMUL(nc, g->ksz), CI(t)), f->P);
+    if (!rows) {
+      pack_dim(L, f, tap, 0, po, xo);
+      continue;
+    }
+    int64_t a = tap[0] * g->d[0] - g->pb[0];
+    kiln_lx *i0 = IADD(IMUL(o0, g->s[0]), CI(a));
+    kiln_lx *ok = kiln_lower_in_range(L, i0, a < 0, (o0n - 1) * g->s[0] + a >= g->in[0], g->in[0]);
+    po = IADD(po, IMUL(o0, f->inner[0]));
+    if (ok) kiln_lb_if(B, ok);
+    pack_dim(L, f, tap, 1, po, IADD(xo, IMUL(i0, g->xstr[0])));
+    if (ok) {
+      kiln_lb_else(B);
+      zero_run(L, f, po, f->inner[0]);
+      kiln_lb_end(B);
+    }
   }
   kiln_lb_end(B);
 }
