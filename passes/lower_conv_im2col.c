@@ -61,12 +61,19 @@ static const kiln_sched seq = {0};
 static const kiln_sched par = {.parallel = 1};
 
 /* The shape rule.  im2col: one group, at most IM_CIN_MAX input channels,
- * more than one tap, K at most IM_K_MAX (the pack is K x positions).
+ * more than one tap, K at most IM_K_MAX.  Larger K fell off a cliff on
+ * the 2-vCPU Sapphire Rapids VM: 3 channels x 3x3 (K = 27) ran at 82-93
+ * GFLOP/s, 4 x 3x3 at 110, 3 x 5x5 (75) at 16-66 and ResNet's 3 x 7x7
+ * (147) at 9-22, no better than the register path (22-24); each k of a
+ * tile reads a row of Xc 49 KiB from the last, and 147 such streams are
+ * more than the prefetchers follow (not confirmed: padding the row
+ * stride off the 4 KiB aliasing did not help).  So 7x7 stems stay on the
+ * register path for now.
  * 1x1 in place: one group, stride 1, no padding, at least IM_1X1_MIN and
  * fewer than KILN_CONV_RB_MIN_TERMS input channels (more go to the
  * register path); fewer than IM_1X1_MIN sum too little to fill a tile's
  * loads with arithmetic. */
-enum { IM_CIN_MAX = 4, IM_K_MAX = 256, IM_1X1_MIN = 8 };
+enum { IM_CIN_MAX = 4, IM_K_MAX = 64, IM_1X1_MIN = 8 };
 
 static int is_1x1_direct(const kiln_conv_geom *g) {
   for (int i = 0; i < g->sp; i++)
