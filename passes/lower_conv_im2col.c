@@ -72,8 +72,10 @@ static const kiln_sched par = {.parallel = 1};
  * 1x1 in place: one group, stride 1, no padding, at least IM_1X1_MIN and
  * fewer than KILN_CONV_RB_MIN_TERMS input channels (more go to the
  * register path); fewer than IM_1X1_MIN sum too little to fill a tile's
- * loads with arithmetic. */
-enum { IM_CIN_MAX = 4, IM_K_MAX = 64, IM_1X1_MIN = 8 };
+ * loads with arithmetic.  Convolutions of fewer than IM_MIN_MACS
+ * multiply-adds in all stay where they were (their unrolled tiles would
+ * only lengthen the dumps). */
+enum { IM_CIN_MAX = 4, IM_K_MAX = 64, IM_1X1_MIN = 8, IM_MIN_MACS = 65536 };
 
 static int is_1x1_direct(const kiln_conv_geom *g) {
   for (int i = 0; i < g->sp; i++)
@@ -83,6 +85,7 @@ static int is_1x1_direct(const kiln_conv_geom *g) {
 
 int kiln_conv_im2col_wanted(const kiln_conv_geom *g, kiln_dtype ct) {
   if (g->G != 1 || (ct != KILN_DT_F32 && ct != KILN_DT_F64)) return 0;
+  if (g->N * g->osz * g->M * g->Cg * g->ksz < IM_MIN_MACS) return 0; /* tiny: a few microseconds either way */
   if (is_1x1_direct(g)) return g->Cg >= IM_1X1_MIN && g->Cg < KILN_CONV_RB_MIN_TERMS;
   return g->Cg <= IM_CIN_MAX && g->ksz > 1 && g->Cg * g->ksz <= IM_K_MAX;
 }
