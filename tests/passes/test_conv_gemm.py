@@ -40,11 +40,9 @@ failed"; exit status 1 if any failed.
 import importlib.util
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 REPO = Path(__file__).resolve().parents[2]
@@ -156,44 +154,17 @@ def build_cases(rng):
     return c
 
 
+def check_schedule(kiln, name, path):
+    """The schedule the case is named after took it: its scratch buffer is in the loop IR."""
+    marker = next((m for p, m in SCHEDULE_MARK.items() if name.startswith(p)), None)
+    if not marker:
+        return None
+    dump = subprocess.run([kiln, "inspect", "--loops", str(path)], capture_output=True, text=True).stdout
+    return None if marker in dump else f"the loop IR has no '{marker}' buffer: another schedule took the case"
+
+
 def main(argv):
-    backend = "llvm"
-    if len(argv) > 1 and argv[1] == "--backend":
-        backend = argv[2]
-        argv = argv[:1] + argv[3:]
-    if len(argv) < 3:
-        sys.exit(__doc__)
-    kiln, work = argv[1], Path(argv[2])
-    only = set(argv[3:])
-    work.mkdir(parents=True, exist_ok=True)
-    passed = failed = 0
-    for name, (m, feeds, ref, tol) in build_cases(np.random.default_rng(0)).items():
-        if only and name not in only:
-            continue
-        with tempfile.TemporaryDirectory(dir=work) as tmp:
-            path = Path(tmp) / f"{name}.onnx"
-            onnx.save(m, path)
-            run = zoo_run.run_kiln if backend == "llvm" else zoo_run.run_c
-            outs, _, err = run(kiln, path, feeds, tmp)
-            # the schedule the case is named after took it: its scratch buffer is in the loop IR
-            marker = next((m for p, m in SCHEDULE_MARK.items() if name.startswith(p)), None)
-            if marker and not err:
-                dump = subprocess.run([kiln, "inspect", "--loops", str(path)], capture_output=True, text=True).stdout
-                if marker not in dump:
-                    err = f"the loop IR has no '{marker}' buffer: another schedule took the case"
-        y = None if err else outs.get("y", outs.get("output_0"))
-        if err or y is None or y.size != ref.size:
-            failed += 1
-            print(f"FAIL {name}: {err or f'no output of {ref.size} values'}")
-            continue
-        d = np.abs(y.reshape(ref.shape).astype(np.float64) - ref)
-        ok = bool(np.all(d <= tol))
-        print(f"{'PASS' if ok else 'FAIL'} {name}: max |y - ref| {float(np.max(d)):.2e}, "
-              f"{float(np.max(d / tol)):.3f} of the bound at worst")
-        passed += ok
-        failed += not ok
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return blocks.main(argv, build_cases, check_schedule)
 
 
 if __name__ == "__main__":
