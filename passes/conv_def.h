@@ -68,7 +68,7 @@ int kiln_conv_im2col_wanted(const kiln_conv_geom *g, kiln_dtype ct);
 int kiln_lower_conv_im2col(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
 /* Conv as a transposed GEMM, vectors over output channels
  * (lower_conv_gemmt.c): wanted for a one-group 1x1 stride-1 unpadded
- * convolution on a small map (<= 256 positions) with at least
+ * convolution on a small map (<= 169 positions: 13x13) with at least
  * KILN_CONV_RB_MIN_TERMS input channels and constant weights. */
 int kiln_conv_gemmt_wanted(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
 int kiln_lower_conv_gemmt(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);

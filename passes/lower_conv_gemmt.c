@@ -1,5 +1,5 @@
 /* Conv as a transposed GEMM, vectors over output channels: the schedule
- * for 1x1 convolutions on small maps (7x7, 13x13, 14x14) with many
+ * for 1x1 convolutions on small maps (7x7, 13x13) with many
  * channels (ResNet-50's last stage, SqueezeNet's classifier, MobileNetV2's
  * last layers).
  *
@@ -61,10 +61,14 @@
 static const kiln_sched seq = {0};
 static const kiln_sched par = {.parallel = 1};
 
-/* Tile: GT_PB positions by R vectors of channels; maps of at most GT_P_MAX
- * positions (16x16) take this schedule: from there on the register path's
- * 64-position tiles waste at most a quarter of their lanes. */
-enum { GT_PB = 6, GT_P_MAX = 256, GT_RV_MAX = 64 };
+/* Tile: GT_PB positions by R vectors of channels.  Maps of at most
+ * GT_P_MAX positions (13x13) take this schedule.  Measured on the shared
+ * 2-vCPU Sapphire Rapids VM (load 10-20, same minute, main's binary
+ * against this one): 512->1000 at 13x13 + Relu 1.82 -> 1.26 ms, 2048->512
+ * and 512->2048 at 7x7 1.3 -> 0.74-0.84 ms; at 14x14 (196 positions: 3
+ * register tiles of 64 and 4 left over) 256->1024 and 1024->256 were no
+ * faster and, on two threads, slower (0.68-0.84 -> 0.87-1.35 ms). */
+enum { GT_PB = 6, GT_P_MAX = 169, GT_RV_MAX = 64 };
 
 static int64_t vectors(const kiln_target *t) { return t->vector_bytes >= 64 ? 4 : 2; }
 

@@ -139,7 +139,7 @@ def build_cases(rng):
     c["1x1_c24_m20_add_relu"] = case(rng, (1, 24, 11, 13), 20, [1, 1], epi="add_relu")
     c["1x1_c16_f16"] = case(rng, (1, 16, 17, 17), 16, [1, 1], dt=np.float16)
     c["1x1_c31_1d"] = case(rng, (1, 31, 377), 6, [1])
-    # ---- transposed GEMM: 1x1 stride 1 unpadded, >= 32 input channels, <= 256 positions ----
+    # ---- transposed GEMM: 1x1 stride 1 unpadded, >= 32 input channels, <= 169 positions ----
     # 40 channels: a block of 48 lanes (64 with AVX-512, 16s with AVX2) storing 40; 169 positions
     c["gemmt_13x13_m40_relu"] = case(rng, (1, 64, 13, 13), 40, [1, 1], epi="relu")
     # N=2, 100 channels (one full block and a tail), residual Add + Relu, 7x7
@@ -149,8 +149,8 @@ def build_cases(rng):
     c["gemmt_1d_clip"] = case(rng, (1, 40, 50), 64, [1], epi="clip")
     c["gemmt_f64_6x6"] = case(rng, (1, 32, 6, 6), 24, [1, 1], dt=np.float64)
     c["gemmt_f16_7x7"] = case(rng, (1, 40, 7, 7), 32, [1, 1], dt=np.float16)
-    # 16x16: the largest map the schedule takes
-    c["gemmt_16x16_m128"] = case(rng, (1, 96, 16, 16), 128, [1, 1], epi="relu")
+    # 13x13 by 128 channels: the largest map the schedule takes, two blocks
+    c["gemmt_13x13_m128"] = case(rng, (1, 96, 13, 13), 128, [1, 1], epi="relu")
     return c
 
 
