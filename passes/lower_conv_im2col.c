@@ -1,11 +1,12 @@
 /* Conv as a register-blocked GEMM over im2col rows: the schedule for
- * convolutions with few input channels (first layers: 3 channels by 3x3 or
- * 7x7 taps) and for 1x1 convolutions too short for the register path.
+ * convolutions with few input channels (first layers: 3 channels by 3x3
+ * taps; not yet 7x7, see the shape rule) and for 1x1 convolutions too
+ * short for the register path.
  *
- * With K = C * taps products per output (27 for a 3x3 stem, 147 for
- * ResNet's 7x7 one), the register path of lower_conv.c walks 3 channels
- * of a phase-packed input, a few taps each: short loops, a stride-2 input
- * split into four phase planes, and every output computed on a padded
+ * With K = C * taps products per output (27 for a 3x3 stem), the
+ * register path of lower_conv.c walks 3 channels of a phase-packed
+ * input, a few taps each: short loops, a stride-2 input split into four
+ * phase planes, and every output computed on a padded
  * "virtual" grid, then copied out of a scratch.  A 1x1 convolution with
  * 16 input channels (MobileNetV2's expand, SqueezeNet's expand1x1) sums
  * too few products for that path and goes to the in-memory one, which
