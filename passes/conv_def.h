@@ -55,6 +55,27 @@ kiln_lx *kiln_conv_in_bounds(kiln_lb *b, const kiln_conv_geom *g, int i, kiln_lx
  * when group == C (any channel multiplier), 1-D or 2-D; returns 0, or -1
  * having emitted nothing for a shape it declines. */
 int kiln_lower_conv_dw(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
+/* The CPU register tile (lower_conv.c, "the register path"): sums of mb
+ * rows (output channels) by vl positions kept in registers, at most
+ * KILN_CONV_RB_MB_MAX by KILN_CONV_RB_VL_MAX; kiln_conv_reg_shape picks
+ * them for target t, compute type ct and Mg output channels per group.
+ * Convolutions summing fewer than KILN_CONV_RB_MIN_TERMS products per
+ * output stay off that path. */
+enum { KILN_CONV_RB_MB_MAX = 8, KILN_CONV_RB_VL_MAX = 64, KILN_CONV_RB_MIN_TERMS = 32 };
+void kiln_conv_reg_shape(const kiln_target *t, kiln_dtype ct, int64_t Mg, int64_t *mb, int64_t *vl);
+
+/* Conv as a GEMM over im2col rows (lower_conv_im2col.c): wanted for one
+ * group with few input channels and several taps, or a 1x1 stride-1
+ * unpadded convolution with 8..31 input channels, in compute type ct;
+ * the lowering emits the node's kernel and returns 0. */
+int kiln_conv_im2col_wanted(const kiln_conv_geom *g, kiln_dtype ct);
+int kiln_lower_conv_im2col(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
+/* Conv as a transposed GEMM, vectors over output channels
+ * (lower_conv_gemmt.c): wanted for a one-group 1x1 stride-1 unpadded
+ * convolution on a small map (<= 169 positions: 13x13) with at least
+ * KILN_CONV_RB_MIN_TERMS input channels and constant weights. */
+int kiln_conv_gemmt_wanted(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
+int kiln_lower_conv_gemmt(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
 
 /* A GPU schedule of Conv (schedule_conv_gpu.c): implicit GEMM per group,
  * rows = the group's output channels, columns = N * output positions,

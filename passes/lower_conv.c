@@ -175,7 +175,7 @@ enum { MB_MAX = 4, T_CH = 4, SINGLE_MAX = 32, S_MAX = 16 };
  * The products are summed by the loop IR's FMA where the target fuses in
  * hardware (kiln_target_has_fma): LLVM does not contract a multiply and
  * an add on its own (kiln's float semantics are exact), and a multiply and
- * an add are two instructions, half the FMA peak.  Shapes (rb_shape): 6
+ * an add are two instructions, half the FMA peak.  Shapes (kiln_conv_reg_shape): 6
  * rows of R = 4 vectors with 32 vector registers (AVX-512: 24 sums, 4
  * inputs, a weight), 8 rows of 3 where 8 divides the channels and 6 does
  * not, 6 rows of 2 with 16 registers (AVX2, SSE2: 12 sums).  Output
@@ -186,7 +186,7 @@ enum { MB_MAX = 4, T_CH = 4, SINGLE_MAX = 32, S_MAX = 16 };
  * block reads in half the L2, so the blocks of one supertile reuse them.
  * Convolutions summing fewer than RB_MIN_TERMS products per output stay on
  * the path above. */
-enum { RB_MB = 6, RB_MB_MAX = 8, RB_VL_MAX = 64, RB_MIN_TERMS = 32 };
+enum { RB_MB = 6, RB_MB_MAX = KILN_CONV_RB_MB_MAX, RB_VL_MAX = KILN_CONV_RB_VL_MAX, RB_MIN_TERMS = KILN_CONV_RB_MIN_TERMS };
 
 /* The vector width VW (elements of the compute type in one vector) is the
  * target's (kiln_target_lanes: 16 f32 lanes for 64-byte vectors).  Which
@@ -453,7 +453,7 @@ static void emit_pack(kiln_lctx *L, const fconv *f, const conv_geom *g, kiln_lx 
  * channels per group (see above): with 32 vector registers 6 rows of 4
  * vectors, or 8 rows of 3 when 8 divides Mg and 6 does not (ResNet's
  * 64..2048 channels: no short block); with 16, 6 rows of 2. */
-static void rb_shape(const kiln_target *t, kiln_dtype ct, int64_t Mg, int64_t *mb, int64_t *vl) {
+void kiln_conv_reg_shape(const kiln_target *t, kiln_dtype ct, int64_t Mg, int64_t *mb, int64_t *vl) {
   int64_t r = t->vector_bytes >= 64 ? 4 : 2;
   *mb = RB_MB;
   if (r == 4 && Mg % RB_MB != 0 && Mg % 8 == 0) *mb = 8, r = 3;
@@ -489,7 +489,7 @@ static kiln_lx *digit(kiln_lctx *L, kiln_lx *blk, int64_t inner, int64_t extent,
  * positions into f->y (Y or Yv, channel stride f->ycs). */
 static void emit_reg_blocks(kiln_lctx *L, fconv *f, const conv_geom *g, const kiln_value *bias) {
   int64_t MBr, VL;
-  rb_shape(L->target, f->ct, g->Mg, &MBr, &VL);
+  kiln_conv_reg_shape(L->target, f->ct, g->Mg, &MBr, &VL);
   f->fma = kiln_target_has_fma(L->target) && (f->ct == KILN_DT_F32 || f->ct == KILN_DT_F64);
   int64_t nbg = (g->Mg + MBr - 1) / MBr, nbfull = g->Mg / MBr, mtail = g->Mg % MBr;
   int64_t nsub = f->V / VL, vtail = f->V % VL;
@@ -891,6 +891,11 @@ int kiln_lower_conv(kiln_lctx *L, const kiln_node *n) {
   if (n->in[1]->dims[1] != g.Cg || n->in[1]->dims[0] != g.M)
     return kiln_lower_fail(L, n, "W does not match X, Y and group (run shape inference first)");
   if (!kiln_lower_conv_dw(L, n, &g)) return 0; /* depthwise: lower_conv_dw.c */
+  /* the GEMM schedules first, for the shapes their rules name (conv_def.h):
+   * 1x1 on maps up to 13x13 (lower_conv_gemmt.c), 3x3 stems and 1x1 with
+   * 8..31 input channels (lower_conv_im2col.c) */
+  if (kiln_conv_gemmt_wanted(L, n, &g)) return kiln_lower_conv_gemmt(L, n, &g);
+  if (kiln_conv_im2col_wanted(&g, kiln_lower_ctype(n->out[0]->dtype))) return kiln_lower_conv_im2col(L, n, &g);
   if (g.s[0] <= S_MAX && g.s[g.sp - 1] <= S_MAX && g.s[g.sp > 2 ? 1 : 0] <= S_MAX) {
     lower_conv_fast(L, n, &g);
     return 0;

@@ -134,7 +134,9 @@ def build_cases(rng):
     return c
 
 
-def main(argv):
+def main(argv, cases=None, check=None):
+    """Runs cases(rng) -> {name: (model, x or {input: array}, ref, tol)} (default: build_cases);
+    check(kiln, name, model_path), when given, returns an error string or None."""
     backend = "llvm"
     if len(argv) > 1 and argv[1] == "--backend":
         backend = argv[2]
@@ -145,14 +147,16 @@ def main(argv):
     only = set(argv[3:])
     work.mkdir(parents=True, exist_ok=True)
     passed = failed = 0
-    for name, (m, x, ref, tol) in build_cases(np.random.default_rng(0)).items():
+    for name, (m, x, ref, tol) in (cases or build_cases)(np.random.default_rng(0)).items():
         if only and name not in only:
             continue
         with tempfile.TemporaryDirectory(dir=work) as tmp:
             path = Path(tmp) / f"{name}.onnx"
             onnx.save(m, path)
             run = zoo_run.run_kiln if backend == "llvm" else zoo_run.run_c
-            outs, _, err = run(kiln, path, {"x": x}, tmp)
+            outs, _, err = run(kiln, path, x if isinstance(x, dict) else {"x": x}, tmp)
+            if check and not err:
+                err = check(kiln, name, path)
         y = None if err else outs.get("y", outs.get("output_0"))
         if err or y is None or y.size != ref.size:
             failed += 1
