@@ -24,7 +24,9 @@
  * Each output is one accumulator local summed in tap order (one rounding
  * per FMA where the target fuses, kiln_target_has_fma), i.e. what the
  * generic kernel computes.  With a stride the column loads are strided;
- * LLVM's vectoriser turns them into interleaved vector loads and shuffles.
+ * LLVM's vectoriser turns them into wide loads and shuffles (or gathers).
+ * Short stride-1 rows (fewer than a few vectors) would leave that loop in
+ * its scalar remainder: they are one flat run instead (see "Short rows").
  * When N*M planes are too few to keep the thread pool busy, the interior
  * rows are split into bands (the plane loop then runs over plane x band).
  * Shapes outside this (3-D, more than TAPS_MAX taps) are declined before
