@@ -890,12 +890,14 @@ int kiln_lower_conv(kiln_lctx *L, const kiln_node *n) {
   if (conv_setup(L, n, &g)) return -1;
   if (n->in[1]->dims[1] != g.Cg || n->in[1]->dims[0] != g.M)
     return kiln_lower_fail(L, n, "W does not match X, Y and group (run shape inference first)");
-  if (!kiln_lower_conv_dw(L, n, &g)) return 0; /* depthwise: lower_conv_dw.c */
   /* the GEMM schedules first, for the shapes their rules name (conv_def.h):
    * 1x1 on maps up to 13x13 (lower_conv_gemmt.c), 3x3 stems and 1x1 with
    * 8..31 input channels (lower_conv_im2col.c) */
   if (kiln_conv_gemmt_wanted(L, n, &g)) return kiln_lower_conv_gemmt(L, n, &g);
   if (kiln_conv_im2col_wanted(&g, kiln_lower_ctype(n->out[0]->dtype))) return kiln_lower_conv_im2col(L, n, &g);
+  /* depthwise after them: a one-channel Conv (group == C == 1) with several
+   * outputs is a GEMM's shape (the im2col rule takes it) */
+  if (!kiln_lower_conv_dw(L, n, &g)) return 0; /* depthwise: lower_conv_dw.c */
   if (g.s[0] <= S_MAX && g.s[g.sp - 1] <= S_MAX && g.s[g.sp > 2 ? 1 : 0] <= S_MAX) {
     lower_conv_fast(L, n, &g);
     return 0;
