@@ -350,6 +350,9 @@ static void build(gr *g, kiln_ls *blk, kiln_ls *stmts, int64_t most) {
   thread->sched.gpu = 4;
   g->b = (kiln_lb){.p = g->p, .k = g->k, .tail = &thread->body};
   program(g, stmts);
+  kiln_ls **last = &thread->body; /* a barrier ending the program orders nothing */
+  while (*last && (*last)->next) last = &(*last)->next;
+  if (*last && (*last)->kind == KILN_LS_BARRIER) *last = NULL;
   *g->alloc_tail = thread;
   blk->body = g->allocs;
   g->k->body = blk;
