@@ -29,6 +29,10 @@
  *                          "y[i] = exp(..); sum += y[i]"): iterations then
  *                          touch disjoint elements, any order gives the
  *                          same memory
+ *   FOR i in 0..E          (any other loop, with a loop to split inside:
+ *                          Gemm's rank-1 updates) every thread runs it, its
+ *                          body a program of its own (barriers inside a
+ *                          loop the same for every thread)
  *   anything else          thread 0 only (IF t == 0), then a barrier
  *
  * A kernel is refused (left to schedule_gpu) when a statement that runs
@@ -170,7 +174,9 @@ static int disjoint_iters(gr *g, const kiln_ls *f) {
 }
 
 /* How statement s runs in the block (see the top). */
-enum { ALL, SPLIT_FOR, SPLIT_REDUCE, THREAD0, REFUSE };
+enum { ALL, SPLIT_FOR, SPLIT_REDUCE, SERIAL, THREAD0, REFUSE };
+
+static int64_t split_extent(gr *g, const kiln_ls *s);
 
 static int kind_of(gr *g, const kiln_ls *s) {
   scan c;
@@ -180,16 +186,19 @@ static int kind_of(gr *g, const kiln_ls *s) {
     return s->body && s->body->kind == KILN_LS_FOR && !s->body->next && !scan_of(g, s->body, &c) &&
                    disjoint_iters(g, s->body) ? SPLIT_REDUCE : REFUSE;
   if (scan_of(g, s, &c)) return REFUSE;
-  return s->kind == KILN_LS_FOR && disjoint_iters(g, s) ? SPLIT_FOR : THREAD0;
+  if (s->kind != KILN_LS_FOR) return THREAD0;
+  if (disjoint_iters(g, s)) return SPLIT_FOR;
+  return split_extent(g, s->body) >= MIN_SPLIT ? SERIAL : THREAD0;
 }
 
-/* The most iterations a statement of list s splits; -1 when one is refused. */
+/* The most iterations a statement of list s (or of a SERIAL loop's body)
+ * splits; -1 when one is refused. */
 static int64_t split_extent(gr *g, const kiln_ls *s) {
   int64_t most = 0;
   for (; s; s = s->next) {
     int kd = kind_of(g, s);
     if (kd == REFUSE) return -1;
-    int64_t e = kd == SPLIT_FOR ? s->extent : kd == SPLIT_REDUCE ? s->body->extent : 0;
+    int64_t e = kd == SPLIT_FOR ? s->extent : kd == SPLIT_REDUCE ? s->body->extent : kd == SERIAL ? split_extent(g, s->body) : 0;
     if (e > most) most = e;
   }
   return most;
@@ -307,6 +316,7 @@ static void split_reduce(gr *g, kiln_ls *r) {
 
 /* Statements s.. as the block's program (see the top), at the cursor. */
 static void program(gr *g, kiln_ls *s) {
+  kiln_ls *body;
   for (kiln_ls *next; s; s = next) {
     next = s->next;
     scan c;
@@ -316,6 +326,14 @@ static void program(gr *g, kiln_ls *s) {
     case SPLIT_FOR:
       split_loop(g, s);
       kiln_lb_barrier(B);
+      break;
+    case SERIAL: /* every thread runs the loop; its body is a program */
+      body = s->body;
+      s->body = NULL;
+      put(g, s);
+      g->b.tail = &s->body;
+      program(g, body);
+      g->b.tail = &s->next;
       break;
     default: /* THREAD0 (REFUSE was ruled out) */
       kiln_lb_if(B, kiln_lx_bin(B, KILN_BIN_EQ, TID, CI(0)));
