@@ -20,6 +20,9 @@
  *                          for s = T/2, ..., 1: if t < s: red[t] = red[t] OP red[t+s]
  *                                                barrier
  *                          r = INIT OP red[0]
+ *                          (an accurate f64 sum of f32 values: the thread's
+ *                          part, at most 128 terms, is an f32 sum, the tree
+ *                          f64: the CPU's error bound, with f32 adds)
  *   FOR i in 0..E          the same strided split, then a barrier, when its
  *                          iterations are independent (parallel), or when
  *                          every store in it writes element f(i) of a
@@ -58,7 +61,8 @@ enum {
   MAX_THREADS = 256, /* threads per block */
   MIN_SPLIT = 64,    /* a one-thread kernel splits loops of at least this many iterations */
   MAX_BLOCKS = 1024, /* form B: fewer outer iterations than this (a GPU holds ~100k threads) */
-  MIN_ROW = 128      /* form B: reductions of at least this many elements */
+  MIN_ROW = 128,     /* form B: reductions of at least this many elements */
+  PART_F32 = 128     /* an accurate sum's thread part in f32 up to this many terms (expand_reduce.c's block) */
 };
 
 typedef struct gr {
@@ -282,8 +286,49 @@ static kiln_lx *combine(gr *g, kiln_reduce_op op, kiln_lx *acc, kiln_lx *v) {
   return acc;
 }
 
+typedef struct combines { int var, n, loops, f32; } combines;
+
+static int count_combine(kiln_walk *w, const kiln_ls *s) {
+  combines *c = w->ctx;
+  if (s->kind == KILN_LS_FOR) c->loops++;
+  if (s->kind == KILN_LS_COMBINE && s->var == c->var) c->n++, c->f32 &= s->value->dtype == KILN_DT_F32;
+  return KILN_WALK_CONTINUE;
+}
+
+static int retarget_combine(kiln_walk *w, const kiln_ls *s) {
+  combines *c = w->ctx;
+  if (s->kind == KILN_LS_COMBINE && s->var == c->var) {
+    ((kiln_ls *)s)->var = c->n;
+    ((kiln_ls *)s)->dtype = KILN_DT_F32;
+  }
+  return KILN_WALK_CONTINUE;
+}
+
+/* An accurate sum (f64 of f32 values, ir/loop.h) whose loop body is one
+ * COMBINE and no loop, at most PART_F32 terms a thread: the thread's part
+ * becomes an f32 REDUCE of its own local (returned), the tree staying f64.
+ * Each part then errs by at most (PART_F32 - 1) u of its magnitude, as the
+ * CPU's f32 blocks do (expand_reduce.c), and the GPU adds in f32, not f64
+ * (1/2 to 1/64 of the f32 rate).  Returns r->var when it does not apply. */
+static int part_f32(gr *g, kiln_ls *r, const kiln_ls *f) {
+  combines c = {.var = r->var, .f32 = 1};
+  kiln_walk w = {.stmt_pre = count_combine, .ctx = &c};
+  kiln_walk_block(&w, f->body);
+  if (r->reduce != KILN_RED_ADD || r->dtype != KILN_DT_F64 || c.n != 1 || c.loops || !c.f32 ||
+      (f->extent + g->T - 1) / g->T > PART_F32)
+    return r->var;
+  c.n = new_local(g, 0);
+  kiln_walk w2 = {.stmt_pre = retarget_combine, .ctx = &c};
+  kiln_walk_block(&w2, f->body);
+  r->var = c.n;
+  r->dtype = KILN_DT_F32;
+  return c.n;
+}
+
 /* The REDUCE r as each thread's part, then the tree in shared memory. */
 static void split_reduce(gr *g, kiln_ls *r) {
+  int result = r->var;
+  kiln_dtype D = r->dtype;
   kiln_lx *init = r->value;
   if (init->kind != KILN_LX_CONST) { /* INIT evaluated where the REDUCE was */
     int v = new_local(g, 0);
@@ -291,6 +336,7 @@ static void split_reduce(gr *g, kiln_ls *r) {
     init = local_lx(g, v, r->dtype);
   }
   kiln_ls *f = r->body;
+  part_f32(g, r, f);
   r->value = kiln_lx_reduce_identity(B, r->reduce, r->dtype);
   r->sched.vector = 0;
   r->body = NULL;
@@ -301,7 +347,7 @@ static void split_reduce(gr *g, kiln_ls *r) {
   g->b.tail = after;
 
   kiln_lb ab = {.p = g->p, .k = g->k, .tail = g->alloc_tail};
-  kiln_buf *red = kiln_lb_alloc(&ab, "red", KILN_SCOPE_SHARED, r->dtype, g->T);
+  kiln_buf *red = kiln_lb_alloc(&ab, "red", KILN_SCOPE_SHARED, D, g->T);
   g->alloc_tail = ab.tail;
   kiln_lb_store(B, red, TID, local_lx(g, r->var, r->dtype));
   kiln_lb_barrier(B);
@@ -311,7 +357,9 @@ static void split_reduce(gr *g, kiln_ls *r) {
     kiln_lb_end(B);
     kiln_lb_barrier(B);
   }
-  kiln_lb_assign(B, r->var, combine(g, r->reduce, init, kiln_lx_load(B, red, CI(0))));
+  kiln_lx *v = combine(g, r->reduce, init, kiln_lx_load(B, red, CI(0)));
+  if (result == r->var) kiln_lb_assign(B, result, v);
+  else decl(g, result, D, v); /* the part had a local of its own */
 }
 
 /* Statements s.. as the block's program (see the top), at the cursor. */
