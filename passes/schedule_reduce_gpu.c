@@ -38,6 +38,11 @@
  *                          loop the same for every thread)
  *   anything else          thread 0 only (IF t == 0), then a barrier
  *
+ * A statement that stores, other than DECL/ASSIGN, is preceded by a
+ * barrier unless one already ends what came before it: a thread running
+ * ahead must not overwrite what another has still to read (write after
+ * read), as its writes are followed by one (read after write).
+ *
  * A kernel is refused (left to schedule_gpu) when a statement that runs
  * on some threads only assigns a local declared outside it (the threads'
  * locals would differ), or a REDUCE's body is not one loop.  The tree
@@ -72,6 +77,7 @@ typedef struct gr {
   kiln_ls *allocs, **alloc_tail; /* the block body's SHARED buffers */
   int64_t T;
   int tid;                       /* the thread loop's var */
+  int synced;                    /* nothing emitted since the last barrier (or the start) */
 } gr;
 
 /* ---- checks ---- */
@@ -368,27 +374,31 @@ static void program(gr *g, kiln_ls *s) {
   for (kiln_ls *next; s; s = next) {
     next = s->next;
     scan c;
-    switch (kind_of(g, s)) {
+    int kd = kind_of(g, s);
+    scan_of(g, s, &c);
+    if (kd != ALL && c.has_store && !g->synced) kiln_lb_barrier(B); /* reads before it done (write after read) */
+    g->synced = 0;
+    switch (kd) {
     case ALL: put(g, s); break;
     case SPLIT_REDUCE: split_reduce(g, s); break;
     case SPLIT_FOR:
       split_loop(g, s);
       kiln_lb_barrier(B);
+      g->synced = 1;
       break;
     case SERIAL: /* every thread runs the loop; its body is a program */
       body = s->body;
       s->body = NULL;
       put(g, s);
       g->b.tail = &s->body;
-      program(g, body);
-      g->b.tail = &s->next;
+      program(g, body); /* (unsynced at its start: the previous iteration's end) */
+      g->b.tail = &s->next; /* synced as its body ends (extent > 0) */
       break;
     default: /* THREAD0 (REFUSE was ruled out) */
       kiln_lb_if(B, kiln_lx_bin(B, KILN_BIN_EQ, TID, CI(0)));
       put(g, s);
       kiln_lb_end(B);
-      scan_of(g, s, &c);
-      if (c.has_store) kiln_lb_barrier(B);
+      if (c.has_store) kiln_lb_barrier(B), g->synced = 1;
       break;
     }
   }
@@ -415,6 +425,7 @@ static void build(gr *g, kiln_ls *blk, kiln_ls *stmts, int64_t most) {
   thread->extent = g->T;
   thread->sched.gpu = 4;
   g->b = (kiln_lb){.p = g->p, .k = g->k, .tail = &thread->body};
+  g->synced = 1;
   program(g, stmts);
   kiln_ls **last = &thread->body; /* a barrier ending the program orders nothing */
   while (*last && (*last)->next) last = &(*last)->next;
