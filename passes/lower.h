@@ -68,6 +68,14 @@ int kiln_schedule_index_local(kiln_program *p, kiln_kernel *k);
  * collapsed outer parallel loop nest over blocks of threads, else one
  * thread (passes/schedule_gpu.c).  Nothing on a CPU target. */
 void kiln_schedule_gpu(kiln_program *p);
+/* Every read of loop var `var` in the statements s.. becomes a read of
+ * index local `local` (local < 0: only counted); returns the reads. */
+int kiln_schedule_var_to_local(kiln_ls *s, int var, int local);
+/* schedule_reduce_gpu: on a GPU target, right after lowering (REDUCEs
+ * unexpanded), a kernel that would run as one thread, or one block-sized
+ * nest of long reductions, as blocks of threads reducing in shared memory
+ * (passes/schedule_reduce_gpu.c).  Nothing on a CPU target. */
+void kiln_schedule_reduce_gpu(kiln_program *p);
 
 /* Interval analysis of i64 index expressions (simplify_index.c, shared
  * with the loop-IR verifier): var_ext[v] is loop var v's extent, local_rng

@@ -111,6 +111,7 @@ int kiln_pipeline_run(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_diag
   }
   if (wanted(o, KILN_PASS_LOWER)) {
     if (!(out->program = kiln_lower_with(g, o->target, d))) return -1;
+    kiln_schedule_reduce_gpu(out->program); /* GPU: block reductions, while REDUCEs are whole */
     dump(o, out, KILN_PASS_LOWER);
     if (verify && kiln_loop_verify(out->program, d)) return -1;
   }

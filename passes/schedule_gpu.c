@@ -35,6 +35,9 @@
  * runs such kernels as plain loops).  Reductions were expanded plainly
  * before (inside one thread, in source order).
  *
+ * Kernels scheduled before (a launch set: schedule_reduce_gpu.c's block
+ * reductions, run after lowering) are left as they are.
+ *
  * Convolutions first: a Conv kernel with no fused epilogue and an f32
  * output is replaced by schedule_conv_gpu.c's implicit GEMM (shared-memory
  * tiles of W and X between barriers, 64x64x16 block tiles, a 4x4 register
@@ -56,7 +59,7 @@ static kiln_ls *stmt(kiln_program *p, kiln_ls_kind kind) {
   return s;
 }
 
-/* Every read of loop var `var` under s becomes a read of index local
+/* Every read of loop var `var` under e becomes a read of index local
  * `local` (local < 0: only counted); returns the number of reads. */
 static int var_to_local(kiln_lx *e, int var, int local, int depth) {
   if (!e || depth > 10000) return 0;
@@ -71,11 +74,11 @@ static int var_to_local(kiln_lx *e, int var, int local, int depth) {
          var_to_local(e->c, var, local, depth + 1);
 }
 
-static int list_var_to_local(kiln_ls *s, int var, int local) {
+int kiln_schedule_var_to_local(kiln_ls *s, int var, int local) {
   int n = 0;
   for (; s; s = s->next)
     n += var_to_local(s->index, var, local, 0) + var_to_local(s->value, var, local, 0) +
-         list_var_to_local(s->body, var, local) + list_var_to_local(s->orelse, var, local);
+         kiln_schedule_var_to_local(s->body, var, local) + kiln_schedule_var_to_local(s->orelse, var, local);
   return n;
 }
 
@@ -109,12 +112,12 @@ static void map_kernel(kiln_program *p, kiln_kernel *k) {
   kiln_ls *t = grid(p, k, G, T, NULL);
   kiln_lx *flat = kiln_lx_iadd(&lb, kiln_lx_imul(&lb, kiln_lx_index(&lb, k->body->var), T), kiln_lx_index(&lb, t->var));
   kiln_ls *d = NULL;
-  if (list_var_to_local(f->body, f->var, -1)) { /* the flat iteration, when the body reads it */
+  if (kiln_schedule_var_to_local(f->body, f->var, -1)) { /* the flat iteration, when the body reads it */
     d = stmt(p, KILN_LS_DECL);
     d->var = kiln_schedule_index_local(p, k);
     d->dtype = KILN_DT_I64;
     d->value = n % T ? kiln_lx_bin(&lb, KILN_BIN_MIN, flat, kiln_lx_const_i(&lb, n - 1)) : flat;
-    list_var_to_local(f->body, f->var, d->var);
+    kiln_schedule_var_to_local(f->body, f->var, d->var);
   }
   kiln_ls *work = f->body;
   if (n % T) {
@@ -140,7 +143,7 @@ static void map_kernel(kiln_program *p, kiln_kernel *k) {
 static void conv_kernel(kiln_program *p, int i) {
   kiln_kernel *k = p->kernels[i];
   const kiln_node *n = k->node;
-  if (!n || n->op != KILN_OP_CONV || k->nnodes > 1 || n->epi.nsteps > 0 || n->nout < 1 || !n->out[0] ||
+  if (k->launch || !n || n->op != KILN_OP_CONV || k->nnodes > 1 || n->epi.nsteps > 0 || n->nout < 1 || !n->out[0] ||
       n->out[0]->dtype != KILN_DT_F32 || n->out[0]->layout != KILN_LAYOUT_PLAIN || !n->in[1] || n->in[1]->rank < 1)
     return;
   int64_t groups = ((const kiln_attrs_conv *)n->attrs)->group, mg = n->in[1]->dims[0] / (groups > 0 ? groups : 1);

@@ -5,13 +5,24 @@
  *
  * How a launch runs: blocks one after another.  A kernel without
  * barriers (KILN_LAUNCH) runs its block's threads one after another, each
- * the whole kernel body: exact, since its threads never wait for each
- * other.  A kernel with __syncthreads() (KILN_LAUNCH_SYNC, the printer
- * says which) runs each thread of the block as a coroutine (ucontext, its
- * own 64 KiB stack): the block's threads run in turn up to their next
- * barrier, and a round is over when every thread has reached it or
+ * the whole kernel body, as plain loops: exact, since its threads never
+ * wait for each other.  A kernel with __syncthreads() (KILN_LAUNCH_SYNC,
+ * the printer says which) runs each thread of the block as a coroutine
+ * (its own 64 KiB stack): the block's threads run in turn up to their
+ * next barrier, and a round is over when every thread has reached it or
  * returned; then the next round starts.  That is __syncthreads()'s
  * guarantee (ir/loop.h: threads of a block meet at a barrier).
+ *
+ * The switch between coroutines: on x86-64, kiln_cuh_swap below, a
+ * dozen instructions saving what the System V ABI says a call preserves
+ * (rbx, rbp, r12-r15, the stack pointer, MXCSR and the x87 control
+ * word); elsewhere (or with KILN_CUH_UCONTEXT defined) ucontext's
+ * swapcontext, which also saves and restores the signal mask: a
+ * sigprocmask system call per switch, which made barrier-heavy kernels
+ * (the implicit-GEMM convolution: two barriers per reduction step, 256
+ * threads) dominate the emulation's time.  A coroutine never runs signal
+ * handlers of its own, so the signal mask needs no switching.
+ *
  * __shared__ variables are per-OS-thread statics (`static __thread`):
  * every emulated thread of a block runs on the one OS thread running the
  * launch, blocks one after another, so they share one copy, as a block
@@ -26,7 +37,6 @@
 
 #include <stdint.h>
 #include <stdlib.h>
-#include <ucontext.h>
 
 #define __device__
 #define __global__
@@ -37,7 +47,7 @@
 typedef struct kiln_cuh_dim3 { unsigned x, y, z; } kiln_cuh_dim3;
 typedef struct kiln_cuh_ctx {
   kiln_cuh_dim3 block_idx, thread_idx, block_dim, grid_dim;
-  ucontext_t *self, *sched; /* KILN_LAUNCH_SYNC: this thread's coroutine and the block's scheduler */
+  void *self, *sched; /* KILN_LAUNCH_SYNC: this thread's coroutine and the block's scheduler */
   void *const *bufs;
   void (*kernel)(void *const *bufs, struct kiln_cuh_ctx *kiln_cuh);
   int done;
@@ -66,42 +76,105 @@ static inline void kiln_cuh_launch(kiln_cuh_kernel kernel, unsigned gx, unsigned
 }
 #define KILN_LAUNCH(name, gx, gy, gz, bx, by, bz, bufs) kiln_cuh_launch(name, gx, gy, gz, bx, by, bz, bufs)
 
+enum { KILN_CUH_STACK = 64 * 1024 };
+
+#if defined(__x86_64__) && !defined(KILN_CUH_UCONTEXT)
+/* kiln_cuh_swap(&from, to): saves the callee-saved registers on the
+ * current stack, stores the stack pointer in *from, continues on stack
+ * `to` (a stack this function saved, or one kiln_cuh_make_thread laid
+ * out).  A new coroutine starts at kiln_cuh_start with r12 = its context
+ * and r13 = kiln_cuh_thread; kiln_cuh_thread never returns (a finished
+ * thread switches back to the scheduler for good). */
+__asm__(".text\n"
+        ".p2align 4\n"
+        "kiln_cuh_swap:\n"
+        "\tpushq %rbp\n\tpushq %rbx\n\tpushq %r12\n\tpushq %r13\n\tpushq %r14\n\tpushq %r15\n"
+        "\tsubq $8, %rsp\n\tstmxcsr (%rsp)\n\tfnstcw 4(%rsp)\n"
+        "\tmovq %rsp, (%rdi)\n\tmovq %rsi, %rsp\n"
+        "\tldmxcsr (%rsp)\n\tfldcw 4(%rsp)\n\taddq $8, %rsp\n"
+        "\tpopq %r15\n\tpopq %r14\n\tpopq %r13\n\tpopq %r12\n\tpopq %rbx\n\tpopq %rbp\n"
+        "\tret\n"
+        ".p2align 4\n"
+        "kiln_cuh_start:\n"
+        "\tmovq %r12, %rdi\n\tcallq *%r13\n\tud2\n");
+__attribute__((visibility("hidden"))) void kiln_cuh_swap(void **from, void *to);
+__attribute__((visibility("hidden"))) void kiln_cuh_start(void);
+
 /* __syncthreads(): back to the block's scheduler until the next round. */
-static inline void kiln_cuh_sync(kiln_cuh_ctx *c) { swapcontext(c->self, c->sched); }
+static inline void kiln_cuh_sync(kiln_cuh_ctx *c) { kiln_cuh_swap(&c->self, *(void **)c->sched); }
+static inline void kiln_cuh_resume(void **sched, kiln_cuh_ctx *c) { kiln_cuh_swap(sched, c->self); }
+
+static __attribute__((unused)) void kiln_cuh_thread(kiln_cuh_ctx *c) {
+  c->kernel(c->bufs, c);
+  c->done = 1;
+  kiln_cuh_sync(c); /* never resumed */
+}
+
+/* Thread c's coroutine on its stack: the frame kiln_cuh_swap pops, with
+ * the caller's MXCSR and x87 control word, returning into kiln_cuh_start
+ * with the stack 16-byte aligned at its call (System V). */
+static __attribute__((unused)) void kiln_cuh_make_thread(kiln_cuh_ctx *c, char *stack, void **sched) {
+  uint32_t mxcsr;
+  uint16_t fpcw;
+  __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+  __asm__ volatile("fnstcw %0" : "=m"(fpcw));
+  uint64_t *top = (uint64_t *)(((uintptr_t)(stack + KILN_CUH_STACK) & ~(uintptr_t)15) - 16);
+  uint64_t *sp = top - 8;
+  sp[0] = (uint64_t)mxcsr | ((uint64_t)fpcw << 32);
+  sp[1] = sp[2] = sp[5] = sp[6] = 0;     /* r15, r14, rbx, rbp */
+  sp[3] = (uint64_t)(uintptr_t)kiln_cuh_thread; /* r13 */
+  sp[4] = (uint64_t)(uintptr_t)c;        /* r12 */
+  sp[7] = (uint64_t)(uintptr_t)kiln_cuh_start;
+  c->self = sp;
+  c->sched = sched;
+}
+#else
+#include <ucontext.h>
+/* The portable switch: ucontext (self and sched are ucontext_t pointers). */
+static inline void kiln_cuh_sync(kiln_cuh_ctx *c) { swapcontext((ucontext_t *)c->self, (ucontext_t *)c->sched); }
+static inline void kiln_cuh_resume(void **sched, kiln_cuh_ctx *c) {
+  swapcontext((ucontext_t *)*sched, (ucontext_t *)c->self);
+}
 
 /* A coroutine's entry: makecontext passes ints, so the context pointer
  * travels as two halves. */
-static inline void kiln_cuh_thread(unsigned hi, unsigned lo) {
+static inline void kiln_cuh_thread_uc(unsigned hi, unsigned lo) {
   kiln_cuh_ctx *c = (kiln_cuh_ctx *)(uintptr_t)(((uint64_t)hi << 32) | lo);
   c->kernel(c->bufs, c);
   c->done = 1; /* returns to uc_link, the scheduler */
 }
 
-enum { KILN_CUH_STACK = 64 * 1024 };
-
-/* Thread c's coroutine on its stack, returning to sched.  Apart (and not
- * inlined): getcontext returns twice, which no caller's locals should see.
- * (unused in a file without barriers) */
-static __attribute__((noinline, unused)) void kiln_cuh_make_thread(ucontext_t *uc, kiln_cuh_ctx *c, char *stack,
-                                                                  ucontext_t *sched) {
+/* Thread c's coroutine on its stack (its ucontext_t at the stack's
+ * start), returning to the scheduler's.  Apart (and not inlined):
+ * getcontext returns twice, which no caller's locals should see. */
+static __attribute__((noinline, unused)) void kiln_cuh_make_thread(kiln_cuh_ctx *c, char *stack, void **sched) {
+  ucontext_t *uc = (ucontext_t *)stack;
   uintptr_t p = (uintptr_t)c;
   getcontext(uc);
-  uc->uc_stack.ss_sp = stack;
-  uc->uc_stack.ss_size = KILN_CUH_STACK;
-  uc->uc_link = sched;
-  makecontext(uc, (void (*)(void))(uintptr_t)kiln_cuh_thread, 2, (unsigned)((uint64_t)p >> 32),
+  uc->uc_stack.ss_sp = stack + sizeof(ucontext_t);
+  uc->uc_stack.ss_size = KILN_CUH_STACK - sizeof(ucontext_t);
+  uc->uc_link = (ucontext_t *)*sched;
+  makecontext(uc, (void (*)(void))(uintptr_t)kiln_cuh_thread_uc, 2, (unsigned)((uint64_t)p >> 32),
               (unsigned)(p & 0xffffffffu));
+  c->self = uc;
+  c->sched = *sched;
 }
+#endif
 
 /* kernel<<<grid, block>>>(bufs) with barriers: per block, its threads as
  * coroutines run round by round (see the top).  Returns -1 out of memory. */
 static inline int kiln_cuh_launch_sync(kiln_cuh_kernel kernel, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                                        unsigned by, unsigned bz, void *const *bufs) {
   size_t n = (size_t)bx * by * bz;
-  ucontext_t sched, *uc = (ucontext_t *)calloc(n, sizeof *uc);
   kiln_cuh_ctx *cs = (kiln_cuh_ctx *)calloc(n, sizeof *cs);
   char *stacks = (char *)malloc(n * KILN_CUH_STACK);
-  if (!uc || !cs || !stacks) { free(uc); free(cs); free(stacks); return -1; }
+#if defined(__x86_64__) && !defined(KILN_CUH_UCONTEXT)
+  void *sched_sp = 0, **sched = &sched_sp; /* the scheduler's saved stack pointer */
+#else
+  ucontext_t sched_uc;
+  void *sched_p = &sched_uc, **sched = &sched_p;
+#endif
+  if (!cs || !stacks) { free(cs); free(stacks); return -1; }
   kiln_cuh_dim3 b;
   for (b.z = 0; b.z < gz; b.z++)
     for (b.y = 0; b.y < gy; b.y++)
@@ -111,18 +184,17 @@ static inline int kiln_cuh_launch_sync(kiln_cuh_kernel kernel, unsigned gx, unsi
         for (th.z = 0; th.z < bz; th.z++)
           for (th.y = 0; th.y < by; th.y++)
             for (th.x = 0; th.x < bx; th.x++, t++) {
-              kiln_cuh_ctx c = {b, th, {bx, by, bz}, {gx, gy, gz}, &uc[t], &sched, bufs, kernel, 0};
+              kiln_cuh_ctx c = {b, th, {bx, by, bz}, {gx, gy, gz}, 0, 0, bufs, kernel, 0};
               cs[t] = c;
-              kiln_cuh_make_thread(&uc[t], &cs[t], stacks + t * KILN_CUH_STACK, &sched);
+              kiln_cuh_make_thread(&cs[t], stacks + t * KILN_CUH_STACK, sched);
             }
         while (alive) /* one round: every live thread up to its next barrier */
           for (t = 0; t < n; t++) {
             if (cs[t].done) continue;
-            swapcontext(&sched, &uc[t]);
+            kiln_cuh_resume(sched, &cs[t]);
             if (cs[t].done) alive--;
           }
       }
-  free(uc);
   free(cs);
   free(stacks);
   return 0;

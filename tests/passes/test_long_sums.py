@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Accuracy of long reductions (passes/expand_reduce.c) against float64 NumPy.
 
-Usage:  python3 tests/passes/test_long_sums.py [--backend llvm|c] KILN_BINARY WORK_DIR [case ...]
+Usage:  python3 tests/passes/test_long_sums.py [--backend llvm|c|cuda-host] KILN_BINARY WORK_DIR [case ...]
 
 Every op whose lowering adds many values -- ReduceSum, ReduceMean (merged
 contiguous axes and non-contiguous axes), GlobalAveragePool, AveragePool
@@ -230,8 +230,10 @@ def main(argv):
         with tempfile.TemporaryDirectory(dir=work) as tmp:
             path = Path(tmp) / f"{name}.onnx"
             onnx.save(m, path)
-            run = zoo_run.run_kiln if backend == "llvm" else zoo_run.run_c
-            outs, _, err = run(kiln, path, {"x": x}, tmp)
+            if backend == "c":
+                outs, _, err = zoo_run.run_c(kiln, path, {"x": x}, tmp)
+            else:  # cuda-host: the GPU schedules (block reductions in shared memory) emulated
+                outs, _, err = zoo_run.run_kiln(kiln, path, {"x": x}, tmp, "cuda-host" if backend == "cuda-host" else None)
         if err:
             failed += 1
             print(f"FAIL {name}: {err}")
