@@ -9,6 +9,7 @@
 
 struct kiln_cuda_gpu {
   const kiln_program *p;
+  const char *what; /* the model's path, for errors */
   kiln_cuda_images images;
   kiln_cuda_module mod;
   unsigned char *blob;
@@ -30,6 +31,7 @@ kiln_cuda_gpu *kiln_cuda_gpu_compile(const kiln_program *p, const int *archs, in
   kiln_cuda_gpu *g = calloc(1, sizeof *g);
   if (!g) { kiln_error(d, NULL, "out of memory"); return NULL; }
   g->p = p;
+  g->what = what;
   if (kiln_cuda_emit(p, &o, &out, d)) { free(g); return NULL; }
   g->blob = out.blob;
   out.blob = NULL;
@@ -59,7 +61,7 @@ int kiln_cuda_gpu_run(kiln_cuda_gpu *g, void **bufs, kiln_diag *d) {
     if (x->kind == KILN_BUF_OUTPUT) g->out[x->io_index] = bufs[b];
   }
   char err[512];
-  if (kiln_cuda_rt_run(g->rt, g->in, g->out, err, sizeof err)) return kiln_error(d, NULL, "--target cuda: %s", err);
+  if (kiln_cuda_rt_run(g->rt, g->in, g->out, err, sizeof err)) return kiln_error(d, NULL, "%s: --target cuda: %s", g->what, err);
   return 0;
 }
 
