@@ -17,7 +17,7 @@
 #           (tests/conformance/run_cli_suite.py, expectations: cuda_host.expect),
 #           stopped after GPU_CHECK_ONNX_S seconds (default 200)
 # Models that are not carried (ResNet-50, ...) are regenerated with
-# models/gen/zoo2.py when python3 has numpy and onnx, and used only if their
+# models/gen/zoo.py or zoo2.py when python3 has numpy and onnx, and used only if their
 # sha256 is the reference's.
 set -u
 cd "$(dirname "$0")/.."
