@@ -52,6 +52,11 @@ int64_t kiln_cli_parse_count(const char *s) {
   return v;
 }
 
+/* NVRTC (--target cuda, backends/cuda/cuda_nvrtc.c) keeps process-wide
+ * caches it never frees: not kiln's leaks (as tests/conformance/conformance_nvrtc.c). */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) { return "leak:libnvrtc\nleak:libnvrtc-builtins\n"; }
+
 int main(int argc, char **argv) {
   if (argc < 2) { /* one line, like every other usage error; the usage is one --help away */
     fprintf(stderr, "kiln: error: no command given (see 'kiln --help')\n");

@@ -95,7 +95,8 @@ static int compile_one(const nvrtc *n, const char *src, int arch, int ptx, kiln_
   n->destroy(&prog);
   if (!data || rc) { free(data); return kiln_error(d, NULL, "NVRTC (%s): cannot read its output", opt + 19); }
   data[len] = 0;
-  *im = (kiln_cuda_rt_image){.arch = arch, .ptx = ptx, .data = data, .size = len};
+  /* (NVRTC's PTX size counts its NUL: the image's size does not, so the .ptx file is text) */
+  *im = (kiln_cuda_rt_image){.arch = arch, .ptx = ptx, .data = data, .size = ptx ? strlen(data) : len};
   return 0;
 }
 
