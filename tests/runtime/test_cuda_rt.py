@@ -169,6 +169,10 @@ def main():
                            "net_compute90.ptx", "net_cuda.c", "net_cuda.h", "net_sm80.cubin", "net_sm90.cubin"]),
           f"compile writes the .cu, cubins, PTX, loader, runtime: {files}")
     want = launches_of_cu(out / "net.cu")
+    ins = kiln(["inspect", str(model), "--target", "cuda"])
+    shown = [(m.group(1), m.group(2).replace(" ", ""), m.group(3).replace(" ", ""))
+             for m in re.finditer(r"^  (\w+) +grid \(([\d, ]+)\)  block \(([\d, ]+)\)", ins.stdout, re.M)]
+    check(shown == want, "kiln inspect --target cuda lists the same launches")
     r = kiln(["run", str(model), "--random", "--target", "cuda", "--repeat", "4"], env=fake(tmp))
     check(r.returncode == 0, "4 runs on the fake driver")
     L = log(tmp)
