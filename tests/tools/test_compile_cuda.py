@@ -10,7 +10,7 @@ Usage: test_compile_cuda.py KILN FAKE_DRIVER_SO ZOO_DIR
    kernel the .cu defines, and `ptxas` assembles the PTX for sm_90.
 2. A small CNN's artifact used as the README says: a C program (below) built
    with `cc -std=c99 -Wall -Wextra -Werror` from PREFIX_cuda.c and
-   kiln_cuda_rt.c, run on the fake driver (KILN_CUDA_DRIVER, kiln_cuda_rt.h's
+   kiln_cuda_rt.c (and ASan + UBSan), run on the fake driver (KILN_CUDA_DRIVER, kiln_cuda_rt.h's
    test hook) executing the kernels through the host emulation of the same
    .cu: 3 runs (eager, captured, graph), outputs vs ONNX Runtime
    (max|k - o| / max|o| <= 1e-4, tests/models/test_zoo_run.py's tolerance).
@@ -111,7 +111,8 @@ def main():
                        capture_output=True, text=True, env=env)
     check(r.returncode == 0, "kiln compile small --target cuda --arch sm_90")
     (art / "main.c").write_text(MAIN)
-    b = subprocess.run(["cc", "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", "-I", str(art), "-o", str(art / "main"),
+    b = subprocess.run(["cc", "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", "-fsanitize=address,undefined",
+                        "-fno-sanitize-recover=all", "-I", str(art), "-o", str(art / "main"),
                         str(art / "main.c"), str(art / "net_cuda.c"), str(art / "kiln_cuda_rt.c"), "-ldl"], capture_output=True, text=True)
     check(b.returncode == 0, f"the artifact builds as its README says, warning-free {b.stderr.strip()[:400]}")
     x = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
