@@ -236,6 +236,11 @@ kiln_cuda_rt *kiln_cuda_rt_open(const kiln_cuda_rt_module *m, const void *weight
   if (!rt) { say(err, n, "out of memory"); return NULL; }
   rt->m = m;
   int arch = 0;
+  if (!weights && (m->weights_bytes || m->state_bytes)) {
+    say(err, n, "CUDA: no weights given (the network has %llu bytes of them)",
+        (unsigned long long)(m->weights_bytes + m->state_bytes));
+    goto fail_early;
+  }
   uint64_t total, w, st, ws, io;
   CUdeviceptr *table = NULL;
   if (device_open(&rt->cu, &rt->dev, &arch, err, n)) goto fail;
@@ -305,6 +310,7 @@ kiln_cuda_rt *kiln_cuda_rt_open(const kiln_cuda_rt_module *m, const void *weight
   return rt;
 fail:
   free(table);
+fail_early:
   kiln_cuda_rt_close(rt);
   return NULL;
 }
@@ -342,6 +348,8 @@ static int capture(kiln_cuda_rt *rt, char *err, size_t n) {
 
 int kiln_cuda_rt_run(kiln_cuda_rt *rt, const void *const *inputs, void *const *outputs, char *err, size_t n) {
   const kiln_cuda_rt_module *m = rt->m;
+  /* (the calling thread may not be the one that opened the runtime) */
+  if (check(rt, rt->cu.CtxSetCurrent(rt->ctx), "cannot use the context", err, n)) return -1;
   for (int b = 0; b < m->nbufs; b++)
     if (m->bufs[b].kind == KILN_CUDA_RT_INPUT && m->bufs[b].bytes &&
         check(rt, rt->cu.MemcpyHtoDAsync(rt->in[m->bufs[b].index], inputs[m->bufs[b].index], (size_t)m->bufs[b].bytes, rt->stream),

@@ -22,6 +22,7 @@
  * device runs (same major version, minor not newer; else
  * CUDA_ERROR_NO_BINARY_FOR_GPU), PTX only for an architecture not newer
  * than the device's, as the driver does. */
+#define _GNU_SOURCE /* mkdtemp, realpath */
 #include <dlfcn.h>
 #include <stdarg.h>
 #include <stdint.h>
