@@ -44,7 +44,8 @@ static const char help[] =
     "                     NVRTC compiles the kernels, kiln's runtime runs them on the\n"
     "                     CUDA driver; the network is a CUDA Graph from run 2 on)\n"
     "  --arch LIST        --target cuda: the architectures NVRTC compiles cubins for\n"
-    "                     (e.g. sm_80,sm_90; default: the GPU's own), plus PTX\n"
+    "                     (e.g. sm_80,sm_90, plus PTX for the newest; default: the\n"
+    "                     GPU's own architecture, no PTX)\n"
     "  --dump-after PASS  print the IR after PASS to stderr (`list`: the passes)\n"
     "  --time             print each compilation stage's wall and CPU time to stderr\n"
     "  --image FILE|DIR   classify PNG/JPEG photos (options: kiln run --image x --help)\n"
@@ -298,7 +299,7 @@ int kiln_cmd_run(int argc, char **argv) {
   int ninputs = ri.ninputs;
   double t0 = ri.t0;
   if (!strcmp(target_name, "cuda")) {
-    if (!(cuda_gpu = kiln_cuda_gpu_compile(p, archs, narchs, path, &d))) goto fail;
+    if (!(cuda_gpu = kiln_cuda_gpu_compile(p, archs, narchs, arch_list != NULL, path, &d))) goto fail;
   } else if (on_gpu) {
     if (!(cuda_host = kiln_cuda_host_compile(p, &d))) goto fail;
   } else if (!(jit = kiln_llvm_jit_compile_with(p, profile, &timing, &d))) goto fail;

@@ -106,35 +106,41 @@ def model_path(net, ref, cache):
     return p, man
 
 
+def accuracy_one(kiln, ref, cache, net):
+    """(ok, line) for one network; None for ok when it was skipped."""
+    p, man = model_path(net, ref, cache)
+    if p is None:
+        return None, f"SKIP {net}: {man}"
+    out = Path(cache) / f"out_{net}"
+    shutil.rmtree(out, ignore_errors=True)
+    r = subprocess.run([kiln, "run", str(p), "--target", "cuda", "--input", f"{man['input']}={Path(ref) / (net + '.input.npy')}",
+                        "--repeat", "3", "--output", str(out)], capture_output=True, text=True)
+    if r.returncode:
+        return False, f"FAIL {net}: {r.stderr.strip()}"
+    msgs, ok = [], True
+    for k, oname in enumerate(man["outputs"]):
+        want = np.load(Path(ref) / f"{net}.output{k}.npy").astype(np.float64)
+        files = list(out.glob("*.npy"))
+        got = np.load(files[0] if len(files) == 1 else out / f"{oname}.npy").astype(np.float64)
+        err = float(np.max(np.abs(got - want)) / max(np.max(np.abs(want)), 1e-30))
+        ok &= err <= 1e-4
+        if want.ndim == 2:
+            ok &= bool(np.array_equal(np.argsort(-got, 1)[:, :5], np.argsort(-want, 1)[:, :5]))
+        msgs.append(f"{oname} rel err {err:.2e}")
+    ran = re.search(r"ran in [^;]*", r.stdout)
+    return ok, f"{'PASS' if ok else 'FAIL'} {net}: {', '.join(msgs)} ({ran.group(0) if ran else ''}; graph run 3)"
+
+
 def accuracy(kiln, ref, cache):
-    bad = 0
-    for net in NETS:
-        p, man = model_path(net, ref, cache)
-        if p is None:
-            print(f"SKIP {net}: {man}")
-            continue
-        out = Path(cache) / f"out_{net}"
-        shutil.rmtree(out, ignore_errors=True)
-        r = subprocess.run([kiln, "run", str(p), "--target", "cuda", "--input", f"{man['input']}={Path(ref) / (net + '.input.npy')}",
-                            "--repeat", "3", "--output", str(out)], capture_output=True, text=True)
-        if r.returncode:
-            print(f"FAIL {net}: {r.stderr.strip()}")
-            bad += 1
-            continue
-        msgs, ok = [], True
-        for k, oname in enumerate(man["outputs"]):
-            want = np.load(Path(ref) / f"{net}.output{k}.npy").astype(np.float64)
-            files = [f for f in out.glob("*.npy")]
-            got = np.load(files[0] if len(files) == 1 else out / f"{oname}.npy").astype(np.float64)
-            err = float(np.max(np.abs(got - want)) / max(np.max(np.abs(want)), 1e-30))
-            ok &= err <= 1e-4
-            if want.ndim == 2:
-                ok &= bool(np.array_equal(np.argsort(-got, 1)[:, :5], np.argsort(-want, 1)[:, :5]))
-            msgs.append(f"{oname} rel err {err:.2e}")
-        line = re.search(r"ran in [^;]*|GPU code: .*", r.stdout)
-        print(f"{'PASS' if ok else 'FAIL'} {net}: {', '.join(msgs)} ({line.group(0) if line else ''})")
-        bad += not ok
-    return 1 if bad else 0
+    """The networks side by side (NVRTC is the slow part, one CPU core each)."""
+    from concurrent.futures import ThreadPoolExecutor
+    for net in NETS:  # generate first, one at a time
+        model_path(net, ref, cache)
+    with ThreadPoolExecutor(max_workers=min(len(NETS), os.cpu_count() or 1)) as ex:
+        res = list(ex.map(lambda n: accuracy_one(kiln, ref, cache, n), NETS))
+    for _, line in res:
+        print(line)
+    return 1 if any(ok is False for ok, _ in res) else 0
 
 
 def peak_gflops():

@@ -100,7 +100,7 @@ static int compile_one(const nvrtc *n, const char *src, int arch, int ptx, kiln_
   return 0;
 }
 
-int kiln_cuda_nvrtc_compile(const char *source, const int *archs, int narchs, kiln_cuda_images *out, kiln_diag *d) {
+int kiln_cuda_nvrtc_compile(const char *source, const int *archs, int narchs, int ptx, kiln_cuda_images *out, kiln_diag *d) {
   memset(out, 0, sizeof *out);
   nvrtc n;
   if (narchs < 1 || narchs > KILN_CUDA_MAX_ARCHS) return kiln_error(d, NULL, "--arch: 1 to %d architectures", KILN_CUDA_MAX_ARCHS);
@@ -111,7 +111,7 @@ int kiln_cuda_nvrtc_compile(const char *source, const int *archs, int narchs, ki
     if (!rc) out->n++;
     if (archs[i] > newest) newest = archs[i];
   }
-  if (!rc && !(rc = compile_one(&n, source, newest, 1, &out->im[out->n], d))) out->n++;
+  if (!rc && ptx && !(rc = compile_one(&n, source, newest, 1, &out->im[out->n], d))) out->n++;
   /* NVRTC's process-wide caches stay: dlclose would not free them either */
   if (rc) kiln_cuda_images_free(out);
   return rc;

@@ -52,10 +52,11 @@ typedef struct kiln_cuda_gpu kiln_cuda_gpu;
 /* The GPU's architecture (10 * major + minor), or -1 with one line in d
  * naming `what` (no driver, no device). */
 int kiln_cuda_gpu_arch(const char *what, kiln_diag *d);
-/* Prints p as CUDA C, compiles it with NVRTC for archs[0..narchs) (cubins
- * + PTX for the newest), opens the runtime on the GPU (weights copied).
- * NULL with one line in d naming `what`. */
-kiln_cuda_gpu *kiln_cuda_gpu_compile(const kiln_program *p, const int *archs, int narchs, const char *what, kiln_diag *d);
+/* Prints p as CUDA C, compiles it with NVRTC for archs[0..narchs) (cubins,
+ * + PTX for the newest when ptx is 1), opens the runtime on the GPU
+ * (weights copied).  NULL with one line in d naming `what`. */
+kiln_cuda_gpu *kiln_cuda_gpu_compile(const kiln_program *p, const int *archs, int narchs, int ptx, const char *what,
+                                     kiln_diag *d);
 /* Runs p once on the GPU: bufs as kiln_cuda_host_run's.  -1 with one line. */
 int kiln_cuda_gpu_run(kiln_cuda_gpu *g, void **bufs, kiln_diag *d);
 /* "sm_90 cubin" or the PTX, as loaded. */
