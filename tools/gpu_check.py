@@ -39,6 +39,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 NETS = ["resnet50", "mobilenetv2", "cnn3d", "squeezenet1_1", "googlenet", "densenet121", "unet2d", "resnet18_dynbatch"]
 TIMED = ["resnet50", "mobilenetv2", "cnn3d"]
+# (fewer when time is short: GPU_CHECK_NETS / GPU_CHECK_TIMED, comma-separated)
+NETS = os.environ.get("GPU_CHECK_NETS", ",".join(NETS)).split(",")
+TIMED = os.environ.get("GPU_CHECK_TIMED", ",".join(TIMED)).split(",")
 CARRY_MB = 16
 SMS = {"H200": 132, "H100 80GB HBM3": 132, "H100 SXM": 132, "H100 PCIe": 114, "H100 NVL": 132, "A100": 108, "L40S": 142,
        "L4": 58}

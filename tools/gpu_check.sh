@@ -16,6 +16,7 @@
 #   onnx    the ONNX backend cases through `kiln run --target cuda`
 #           (tests/conformance/run_cli_suite.py, expectations: cuda_host.expect),
 #           stopped after GPU_CHECK_ONNX_S seconds (default 200)
+# GPU_CHECK_NETS / GPU_CHECK_TIMED (comma-separated) narrow the networks.
 # Models that are not carried (ResNet-50, ...) are regenerated with
 # models/gen/zoo.py or zoo2.py when python3 has numpy and onnx, and used only if their
 # sha256 is the reference's.
