@@ -69,7 +69,7 @@ int kiln_cli_compile_cuda(const char *path, const char *outdir, const char *pref
   fprintf(stderr, "kiln: compiling %d kernels with NVRTC for", p->nkernels);
   for (int i = 0; i < narchs; i++) fprintf(stderr, " sm_%d", archs[i]);
   fprintf(stderr, " (+ PTX)...\n");
-  if (kiln_cuda_nvrtc_compile(out.source, archs, narchs, 1, &im, &d)) goto fail;
+  if (kiln_cuda_nvrtc_compile(out.source, archs, narchs, 1, &im, path, &d)) goto fail;
   kiln_timing_mark(timing, "nvrtc");
   if (kiln_cuda_module_build(p, &mod, &d)) goto fail;
   mod.m.nimages = im.n;

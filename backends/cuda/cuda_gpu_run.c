@@ -36,7 +36,7 @@ kiln_cuda_gpu *kiln_cuda_gpu_compile(const kiln_program *p, const int *archs, in
   if (kiln_cuda_emit(p, &o, &out, d)) { free(g); return NULL; }
   g->blob = out.blob;
   out.blob = NULL;
-  int rc = kiln_cuda_nvrtc_compile(out.source, archs, narchs, ptx, &g->images, d);
+  int rc = kiln_cuda_nvrtc_compile(out.source, archs, narchs, ptx, &g->images, what, d);
   kiln_c_output_free(&out);
   if (rc || kiln_cuda_module_build(p, &g->mod, d)) { kiln_cuda_gpu_free(g); return NULL; }
   g->mod.m.nimages = g->images.n;

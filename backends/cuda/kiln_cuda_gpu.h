@@ -32,9 +32,10 @@ typedef struct kiln_cuda_images {
 } kiln_cuda_images;
 
 /* NVRTC: source -> out (the PTX only when ptx is 1: `kiln run` on the
- * GPU it compiled for needs no PTX).  -1 with one line in d (no NVRTC, or
- * its first error line). */
-int kiln_cuda_nvrtc_compile(const char *source, const int *archs, int narchs, int ptx, kiln_cuda_images *out, kiln_diag *d);
+ * GPU it compiled for needs no PTX).  -1 with one line in d naming `what`
+ * (the model): no NVRTC, or its first error line. */
+int kiln_cuda_nvrtc_compile(const char *source, const int *archs, int narchs, int ptx, kiln_cuda_images *out,
+                            const char *what, kiln_diag *d);
 void kiln_cuda_images_free(kiln_cuda_images *im);
 
 /* p's kernels and buffers (m.images left to the caller). */
