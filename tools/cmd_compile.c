@@ -42,6 +42,11 @@ static const char help[] =
     "  --const NAME=FILE  freeze input NAME to the tensor in FILE (.npy/.pb): needed\n"
     "                     for inputs that decide shapes (Reshape shape, Pad pads...)\n"
     "  --portable         target baseline x86-64 instead of this machine's CPU\n"
+    "  --target cuda      compile for a GPU instead: PREFIX.cu (CUDA C), NVRTC's cubins\n"
+    "                     and PTX, PREFIX_cuda.c/.h (loader, images embedded), the\n"
+    "                     runtime kiln_cuda_rt.c/.h; DIR/README.txt says how to build\n"
+    "  --arch LIST        with --target cuda: cubin architectures (e.g. sm_80,sm_90;\n"
+    "                     default: the GPU present, else sm_80,sm_90), PTX for the newest\n"
     "  --shared           also link libPREFIX.so (needs a C compiler, `cc`)\n"
     "  --dump-after PASS  print the IR after PASS to stderr (`list`: the passes)\n"
     "  --time             print each compilation stage's wall and CPU time to stderr\n"
@@ -157,6 +162,7 @@ static char *make_header(const kiln_program *p, const char *prefix, const char *
 int kiln_cmd_compile(int argc, char **argv) {
   const char *path = NULL, *outdir = NULL, *name = NULL;
   int portable = 0, shared = 0, timed = 0;
+  const char *target_name = "cpu", *arch_list = NULL;
   kiln_cli_bindings bind = {0};
   int dump_after = 0; /* KILN_PASS_NONE */
   int train = 0, tr;
@@ -182,10 +188,15 @@ int kiln_cmd_compile(int argc, char **argv) {
       int r = kiln_cli_dump_option("compile", argv[++i], &dump_after);
       if (r) { kiln_cli_bindings_free(&bind); return r == 3 ? 0 : r; }
     } else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--name") || !strcmp(a, "--batch") ||
-             !strcmp(a, "--dim") || !strcmp(a, "--const")) {
+             !strcmp(a, "--dim") || !strcmp(a, "--const") || !strcmp(a, "--target") || !strcmp(a, "--arch")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("compile", "%s needs a value", a);
       const char *v = argv[++i];
       if (!strcmp(a, "--name")) name = v;
+      else if (!strcmp(a, "--arch")) arch_list = v;
+      else if (!strcmp(a, "--target")) {
+        if (strcmp(v, "cpu") && strcmp(v, "cuda")) return kiln_cli_usage_error("compile", "--target must be cpu or cuda, got '%s'", v);
+        target_name = v;
+      }
       else if (!strcmp(a, "-o") || !strcmp(a, "--output")) outdir = v;
       else if (kiln_cli_binding_option("compile", a, v, &bind)) { kiln_cli_bindings_free(&bind); return 2; }
     } else if (a[0] == '-' && a[1]) return kiln_cli_usage_error("compile", "unknown option '%s'", a);
@@ -209,6 +220,18 @@ int kiln_cmd_compile(int argc, char **argv) {
     snprintf(prefix, sizeof prefix, "%s", name);
   } else {
     kiln_c_prefix_for(path, prefix, sizeof prefix);
+  }
+  int cuda = !strcmp(target_name, "cuda");
+  if (arch_list && !cuda) return kiln_cli_usage_error("compile", "--arch is for --target cuda");
+  if (cuda && (train || eopts.on || portable || shared))
+    return kiln_cli_usage_error("compile", "--target cuda compiles inference only (no --train, --explain, --portable, --shared)");
+  if (cuda) {
+    kiln_timing ct;
+    kiln_timing_start(&ct, timed ? stderr : NULL);
+    int crc = kiln_cli_compile_cuda(path, outdir, prefix, &bind, arch_list, dump_after, &ct);
+    kiln_cli_bindings_free(&bind);
+    kiln_cli_train_free(&topts);
+    return crc;
   }
   kiln_diag d = {0};
   int rc = 1;

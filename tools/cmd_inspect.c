@@ -27,7 +27,8 @@ static const char help[] =
     "  --dim NAME=N  bind symbolic dim NAME to N (default: keep it symbolic)\n"
     "  --dump-after PASS  print the IR after PASS to stderr (`list`: the passes)\n"
     "  --target T    what --loops and --dump-after compile for: cpu (default: the fixed\n"
-    "                C target) or cuda (a GPU: every kernel one launch, schedule-gpu)\n"
+    "                C target) or cuda (a GPU: every kernel one launch, schedule-gpu;\n"
+    "                the summary then lists every kernel's launch shape)\n"
     "  --train       summarise one training step instead (trained/frozen parameters,\n"
     "                optimizer state, peak training memory); --dump-after train shows it\n"
     "  -h, --help    show this help\n\n";
@@ -98,7 +99,26 @@ static int64_t peak_bytes(kiln_graph *g, kiln_model_opts *o) {
                            .target = o->target};
   int rc = kiln_pipeline_run(&po, &pl, &d);
   o->dumped |= pl.dumped;
+  if (!rc) o->program = pl.program; /* (--target cuda: its launches are listed) */
   return rc ? -1 : pl.program->workspace_bytes;
+}
+
+/* --target cuda: every kernel's launch shape, in launch order. */
+static void print_launches(const kiln_program *p) {
+  printf("launches  %d GPU kernels, in order (--loops prints their code)\n", p->nkernels);
+  for (int k = 0; k < p->nkernels; k++) {
+    const kiln_kernel *x = p->kernels[k];
+    if (!x->launch) continue;
+    printf("  %-28s grid (%" PRId64 ", %" PRId64 ", %" PRId64 ")  block (%" PRId64 ", %" PRId64 ", %" PRId64 ")", x->name,
+           x->launch->grid[0], x->launch->grid[1], x->launch->grid[2], x->launch->block[0], x->launch->block[1],
+           x->launch->block[2]);
+    if (x->node) {
+      printf("  node '");
+      kiln_put_display(stdout, x->node->name);
+      printf("' (%s)", kiln_op_get(x->node->op)->name);
+    }
+    printf("\n");
+  }
 }
 
 /* Symbolic dims still unbound in the inputs: *batch when a leading dim is
@@ -285,7 +305,10 @@ int kiln_cmd_inspect(int argc, char **argv) {
   if (loops) kiln_program_print(o.program, stdout);
   else if (json) print_json(path, g, &o, peak);
   else if (ir) kiln_graph_print(g, stdout);
-  else print_summary(path, g, &o, peak, verbose);
+  else {
+    print_summary(path, g, &o, peak, verbose);
+    if (o.target == &gpu && o.program) print_launches(o.program);
+  }
   kiln_graph_free(g);
   kiln_cli_bindings_free(&bind);
   kiln_cli_train_free(&topts);

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "../backends/cuda/kiln_cuda.h"
+#include "../backends/cuda/kiln_cuda_gpu.h"
 #include "../backends/llvm/kiln_llvm.h"
 #include "../ir/text_escape.h"
 #include "../passes/lower.h"
@@ -39,7 +40,12 @@ static const char help[] =
     "                     FMA-chain loop, x threads); the timing calls are compiled\n"
     "                     in only with --profile\n"
     "  --target T         cpu (default: LLVM, this CPU), cuda-host (the CUDA code run on\n"
-    "                     the CPU by an emulation, compiled with cc) or cuda (a GPU)\n"
+    "                     the CPU by an emulation, compiled with cc) or cuda (a GPU:\n"
+    "                     NVRTC compiles the kernels, kiln's runtime runs them on the\n"
+    "                     CUDA driver; the network is a CUDA Graph from run 2 on)\n"
+    "  --arch LIST        --target cuda: the architectures NVRTC compiles cubins for\n"
+    "                     (e.g. sm_80,sm_90, plus PTX for the newest; default: the\n"
+    "                     GPU's own architecture, no PTX)\n"
     "  --dump-after PASS  print the IR after PASS to stderr (`list`: the passes)\n"
     "  --time             print each compilation stage's wall and CPU time to stderr\n"
     "  --image FILE|DIR   classify PNG/JPEG photos (options: kiln run --image x --help)\n"
@@ -160,7 +166,7 @@ int kiln_cmd_run(int argc, char **argv) {
   const char *path = NULL, *outdir = NULL, *format = "npy";
   const char *in_names[MAX_INPUTS], *in_files[MAX_INPUTS];
   int nin = 0, random = 0, repeat = 1, threads = 1, dump_after = 0, profile = 0, timed = 0;
-  const char *target_name = "cpu";
+  const char *target_name = "cpu", *arch_list = NULL;
   kiln_cli_bindings bind = {0};
   int images = 0, profiled = 0;
   for (int i = 1; i < argc; i++) {
@@ -184,10 +190,12 @@ int kiln_cmd_run(int argc, char **argv) {
       if (r) { kiln_cli_bindings_free(&bind); return r == 3 ? 0 : r; }
     }
     else if (!strcmp(a, "--input") || !strcmp(a, "--output") || !strcmp(a, "--format") || !strcmp(a, "--batch") ||
-             !strcmp(a, "--dim") || !strcmp(a, "--repeat") || !strcmp(a, "--threads") || !strcmp(a, "--target")) {
+             !strcmp(a, "--dim") || !strcmp(a, "--repeat") || !strcmp(a, "--threads") || !strcmp(a, "--target") ||
+             !strcmp(a, "--arch")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("run", "%s needs a value", a);
       const char *v = argv[++i];
       if (!strcmp(a, "--output")) outdir = v;
+      else if (!strcmp(a, "--arch")) arch_list = v;
       else if (!strcmp(a, "--target")) {
         if (strcmp(v, "cpu") && strcmp(v, "cuda-host") && strcmp(v, "cuda"))
           return kiln_cli_usage_error("run", "--target must be cpu, cuda-host or cuda, got '%s'", v);
@@ -241,6 +249,13 @@ int kiln_cmd_run(int argc, char **argv) {
   void **bufs = NULL, *ws = NULL, **outs = NULL;
   kiln_llvm_jit *jit = NULL;
   kiln_cuda_host *cuda_host = NULL;
+  kiln_cuda_gpu *cuda_gpu = NULL;
+  int archs[KILN_CUDA_MAX_ARCHS], narchs = 0;
+  if (arch_list && strcmp(target_name, "cuda")) return kiln_cli_usage_error("run", "--arch is for --target cuda");
+  if (arch_list && (narchs = kiln_cuda_parse_archs(arch_list, archs, &d)) < 0) {
+    kiln_cli_report(&d);
+    return 2;
+  }
   int on_gpu = strcmp(target_name, "cpu") != 0;
   if (on_gpu && profile) return kiln_cli_usage_error("run", "--profile times the CPU backend's kernels, not --target %s", target_name);
   int nbufs = 0;
@@ -267,7 +282,10 @@ int kiln_cmd_run(int argc, char **argv) {
   run_inputs ri = {.bind = &bind, .nin = nin, .in_names = in_names, .in_files = in_files, .tensors = tensors,
                    .path = path};
   kiln_pipeline pl;
-  if (!strcmp(target_name, "cuda") && kiln_cuda_driver_check(path, &d)) goto fail;
+  if (!strcmp(target_name, "cuda") && !narchs) { /* the GPU present (no driver, no device: one line) */
+    if ((archs[0] = kiln_cuda_gpu_arch(path, &d)) < 0) goto fail;
+    narchs = 1;
+  }
   kiln_target target = on_gpu ? kiln_target_gpu_default() : kiln_llvm_target(0);
   kiln_timing timing;
   kiln_timing_start(&timing, timed ? stderr : NULL);
@@ -280,7 +298,9 @@ int kiln_cmd_run(int argc, char **argv) {
   kiln_value **inputs = ri.inputs, **bound_to = ri.bound_to;
   int ninputs = ri.ninputs;
   double t0 = ri.t0;
-  if (on_gpu) {
+  if (!strcmp(target_name, "cuda")) {
+    if (!(cuda_gpu = kiln_cuda_gpu_compile(p, archs, narchs, arch_list != NULL, path, &d))) goto fail;
+  } else if (on_gpu) {
     if (!(cuda_host = kiln_cuda_host_compile(p, &d))) goto fail;
   } else if (!(jit = kiln_llvm_jit_compile_with(p, profile, &timing, &d))) goto fail;
   kiln_timing_total(&timing, "total");
@@ -317,7 +337,9 @@ int kiln_cmd_run(int argc, char **argv) {
   if (!times || (profile && !ktimes)) { free(times); kiln_error(&d, NULL, "out of memory"); goto fail; }
   for (int r = 0; r < repeat; r++) {
     double s = now();
-    if (!cuda_host) kiln_llvm_jit_run(jit, bufs);
+    if (cuda_gpu) {
+      if (kiln_cuda_gpu_run(cuda_gpu, bufs, &d)) { free(times); free(ktimes); goto fail; }
+    } else if (!cuda_host) kiln_llvm_jit_run(jit, bufs);
     else if (kiln_cuda_host_run(cuda_host, bufs)) {
       free(times);
       free(ktimes);
@@ -332,6 +354,7 @@ int kiln_cmd_run(int argc, char **argv) {
   printf("compiled in %.1f ms; ran in %.3f ms%s; workspace %.2f MB\n", 1e3 * (t1 - t0), 1e3 * times[repeat / 2],
          repeat > 1 ? " (median)" : "", (double)p->workspace_bytes / 1e6);
   free(times);
+  if (cuda_gpu) printf("GPU code: %s\n", kiln_cuda_gpu_image(cuda_gpu));
   if (ktimes && kiln_cli_profile_print(p, ktimes, repeat, threads, peak, 8 * target.vector_bytes)) {
     free(ktimes);
     kiln_error(&d, NULL, "out of memory");
@@ -364,6 +387,7 @@ fail:
   free(ws);
   kiln_llvm_jit_free(jit);
   kiln_cuda_host_free(cuda_host);
+  kiln_cuda_gpu_free(cuda_gpu);
   for (int i = 0; i < nin; i++) { kiln_tensor_free(&tensors[i]); free((void *)in_names[i]); }
   kiln_graph_free(g);
   kiln_cli_bindings_free(&bind);

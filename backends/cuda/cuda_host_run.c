@@ -141,14 +141,3 @@ void kiln_cuda_host_free(kiln_cuda_host *h) {
   free(h->state);
   free(h);
 }
-
-int kiln_cuda_driver_check(const char *what, kiln_diag *d) {
-  void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-  if (!lib) {
-    const char *why = dlerror();
-    return kiln_error(d, NULL, "%s: no CUDA driver (libcuda.so.1) on this machine (%s); --target cuda-host runs the CUDA code on the CPU",
-                      what, why ? why : "not found");
-  }
-  dlclose(lib);
-  return kiln_error(d, NULL, "%s: --target cuda: the CUDA driver runtime is not built yet; --target cuda-host runs the CUDA code on the CPU", what);
-}

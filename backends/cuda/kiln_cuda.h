@@ -47,8 +47,20 @@ void kiln_cuda_host_free(kiln_cuda_host *h);
 /* runtime/kiln_cuda_host.h's text (embedded at build time). */
 extern const char kiln_cuda_host_h_source[];
 
-/* `--target cuda`: 0 when the CUDA driver (libcuda.so.1) loads, else -1
- * with "no CUDA driver (libcuda.so.1) ..." in d, naming `what`. */
-int kiln_cuda_driver_check(const char *what, kiln_diag *d);
+/* ---- `--target cuda` (cuda_gpu_run.c): NVRTC + runtime/kiln_cuda_rt ---- */
+typedef struct kiln_cuda_gpu kiln_cuda_gpu;
+/* The GPU's architecture (10 * major + minor), or -1 with one line in d
+ * naming `what` (no driver, no device). */
+int kiln_cuda_gpu_arch(const char *what, kiln_diag *d);
+/* Prints p as CUDA C, compiles it with NVRTC for archs[0..narchs) (cubins,
+ * + PTX for the newest when ptx is 1), opens the runtime on the GPU
+ * (weights copied).  NULL with one line in d naming `what`. */
+kiln_cuda_gpu *kiln_cuda_gpu_compile(const kiln_program *p, const int *archs, int narchs, int ptx, const char *what,
+                                     kiln_diag *d);
+/* Runs p once on the GPU: bufs as kiln_cuda_host_run's.  -1 with one line. */
+int kiln_cuda_gpu_run(kiln_cuda_gpu *g, void **bufs, kiln_diag *d);
+/* "sm_90 cubin" or the PTX, as loaded. */
+const char *kiln_cuda_gpu_image(const kiln_cuda_gpu *g);
+void kiln_cuda_gpu_free(kiln_cuda_gpu *g);
 
 #endif

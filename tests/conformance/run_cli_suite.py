@@ -30,6 +30,11 @@ failures.  --update rewrites the file from the results: review the diff.
 
 usage: run_cli_suite.py KILN SUITE_DIR EXPECT_FILE [--jobs N<=2] [--update]
                         [--only SUBSTRING] [--verbose]
+                        [--target T] [--dedicated] [--budget SECONDS]
+--target passes `--target T` to kiln run (tools/gpu_check.sh: cuda, with the
+cuda_host expectations); --dedicated lifts the two-worker cap (a machine of
+one's own); --budget starts no case after SECONDS (the rest are not run and
+not counted).
 """
 import argparse
 import concurrent.futures
@@ -38,6 +43,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 import onnx
@@ -171,8 +177,10 @@ def read_pb(path):
     return t
 
 
-def run_case(kiln, name, cdir, model):
-    """'pass' or 'fail: reason'."""
+def run_case(kiln, name, cdir, model, target="cpu", deadline=None):
+    """'pass', 'fail: reason' or 'skip' (past the deadline)."""
+    if deadline and time.time() > deadline:
+        return "skip"
     g = model.graph
     inits = {t.name for t in g.initializer}
     inputs = [i.name for i in g.input if i.name not in inits]
@@ -182,7 +190,7 @@ def run_case(kiln, name, cdir, model):
         return "fail: no test data"
     for ds in sets:
         ddir = os.path.join(cdir, ds)
-        args = [kiln, "run", os.path.join(cdir, "model.onnx")]
+        args = [kiln, "run", os.path.join(cdir, "model.onnx")] + (["--target", target] if target != "cpu" else [])
         for k, iname in enumerate(inputs):
             f = os.path.join(ddir, f"input_{k}.pb")
             if os.path.exists(f):
@@ -256,8 +264,12 @@ def main():
     ap.add_argument("--update", action="store_true")
     ap.add_argument("--only", default="")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--target", default="cpu")
+    ap.add_argument("--dedicated", action="store_true")
+    ap.add_argument("--budget", type=float, default=0)
     a = ap.parse_args()
-    jobs = max(1, min(a.jobs, 2))  # the machine is shared: two workers at most
+    jobs = max(1, a.jobs if a.dedicated else min(a.jobs, 2))  # a shared machine: two workers at most
+    deadline = time.time() + a.budget if a.budget else None
     if not os.path.isdir(a.suite):
         print(f"run_cli_suite: {a.suite}: no ONNX backend suite there", file=sys.stderr)
         return 1
@@ -270,13 +282,15 @@ def main():
         if why:
             results[name] = ("excluded", why)
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as ex:
-        futs = {ex.submit(run_case, kiln, n, d, m): n for n, d, m, _ in todo}
+        futs = {ex.submit(run_case, kiln, n, d, m, a.target, deadline): n for n, d, m, _ in todo}
         for fut in concurrent.futures.as_completed(futs):
             n = futs[fut]
             try:
                 r = fut.result()
             except Exception as e:  # noqa: BLE001 - a runner bug must name its case
                 r = f"fail: runner error: {type(e).__name__}: {e}"
+            if r == "skip":
+                continue
             results[n] = ("pass", "") if r == "pass" else ("fail", r[6:])
             if a.verbose:
                 print(f"{n}: {r}", flush=True)

@@ -216,19 +216,22 @@ Test(cli, version_mentions_llvm_and_cuda_target_status) {
   cr_assert_str_empty(r.err);
   cr_assert(!strncmp(r.out, "kiln ", 5), "stdout:\n%s", r.out);
   cr_assert(strstr(r.out, "LLVM 19."), "no LLVM version:\n%s", r.out);
-  /* no GPU runtime exists: the version must not claim a usable GPU target */
-  cr_assert(strstr(r.out, "no GPU runtime yet"), "no CUDA status:\n%s", r.out);
+  /* the GPU runtime has not run on a GPU: the version must not claim a tested GPU target */
+  cr_assert(strstr(r.out, "not yet run on a real GPU"), "no CUDA status:\n%s", r.out);
   cr_assert(!strstr(r.out, "CUDA target available"), "claims a CUDA target:\n%s", r.out);
 }
 
 /* ---- the CUDA backend's targets ---------------------------------------- */
 
-/* --target cuda without the GPU runtime (no driver here; the runtime is not
- * built yet anywhere): one error line naming the target, nothing run. */
+/* --target cuda without a CUDA driver (KILN_CUDA_DRIVER names a library
+ * that does not exist, so this holds on GPU machines too): one error line
+ * naming the target and the missing driver, nothing run. */
 Test(cli, target_cuda_fails_with_one_line) {
   run_result r;
+  setenv("KILN_CUDA_DRIVER", "/nonexistent/libcuda.so.1", 1);
   KILN(&r, "run", KILN_SOURCE_DIR "/models/resnet8_cifar.onnx", "--random", "--target", "cuda");
-  expect_error(&r, 1, "--target cuda");
+  unsetenv("KILN_CUDA_DRIVER");
+  expect_error(&r, 1, "--target cuda: no CUDA driver");
 }
 
 Test(cli, target_unknown_is_a_usage_error) {
