@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
+from test_cuda_rt import zoo_model  # noqa: E402 (after the path insert)
+
 KILN, FAKE, ZOO = sys.argv[1:4]
 BIN = Path("/usr/local/cuda/bin")
 failures = []
@@ -79,7 +81,7 @@ def main():
     env = dict(os.environ)
     env.pop("KILN_CUDA_DRIVER", None)
     out = tmp / "sq"
-    r = subprocess.run([KILN, "compile", str(Path(ZOO) / "squeezenet1_1.onnx"), "--target", "cuda", "--name", "sq", "-o", str(out)],
+    r = subprocess.run([KILN, "compile", str(zoo_model(ZOO, "squeezenet1_1")), "--target", "cuda", "--name", "sq", "-o", str(out)],
                        capture_output=True, text=True, env=env)
     if r.returncode and "NVRTC" in r.stderr:
         print("skipped: " + r.stderr.strip())
