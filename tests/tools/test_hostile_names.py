@@ -278,6 +278,29 @@ def main():
                 got.append(np.load(f) if os.path.exists(f) else np.full(1, np.nan))
             compare(tag, got, want)
 
+    # ---- compile --target cuda: the loader puts node names in C string
+    # literals and the model path in comments (NVRTC compiles the .cu; cc
+    # builds and runs the loader; the marker check at the end covers both) ----
+    cu = os.path.join(work, "cuda_co")
+    r = sh([kiln, "compile", model_path, "--target", "cuda", "--arch", "sm_80", "-o", cu])
+    if r.returncode != 0 and b"NVRTC (libnvrtc.so, the CUDA toolkit) not found" in r.stderr:
+        print("skip compile --target cuda: no NVRTC on this machine")
+    else:
+        check(r.returncode == 0, f"compile --target cuda succeeds ({r.stderr[-200:]!r})")
+        if r.returncode == 0:
+            files = sorted(os.listdir(cu))
+            check(all(f.startswith(("hostile", "kiln_cuda_")) or f == "README.txt" for f in files),
+                  f"compile --target cuda: every file is named from the prefix, none from the model ({files})")
+            main_c = os.path.join(cu, "main.c")
+            open(main_c, "w").write('#include "hostile_cuda.h"\nint main(void) { return 0; }\n')
+            exe = os.path.join(cu, "loader")
+            r = sh(["cc"] + FLAGS + ["-I", cu, "-o", exe, main_c, os.path.join(cu, "hostile_cuda.c"),
+                                     os.path.join(cu, "kiln_cuda_rt.c"), "-ldl"])
+            check(r.returncode == 0, f"compile --target cuda: the loader builds with cc {' '.join(FLAGS)} "
+                                     f"({r.stderr[-300:]!r})")
+            if r.returncode == 0:
+                check(sh([exe]).returncode == 0, "compile --target cuda: a program linking the loader runs")
+
     # ---- errors that name hostile strings stay one printable line ----
     bad = os.path.join(work, "bad.onnx")
     m2 = onnx.ModelProto()
