@@ -88,10 +88,40 @@ typedef struct kiln_conv_gpu_tile {
   int64_t rm, rn;      /* per-thread micro-tile (divides bm, bn) */
 } kiln_conv_gpu_tile;
 
+/* The shared-memory tiled product the GPU schedules share: for z < Z
+ * (blockIdx.z), Y[z, m, col] = sum over kg < K of A[z, m, kg] * B[z, kg, col],
+ * m < M, col < N, in compute type ct, with A[z, m, kg] = a[z*a_z + m*a_m +
+ * kg*a_k] and B plain (b[z*b_z + kg*b_k + col*b_n]) or, when conv is set,
+ * the im2col X' of that convolution (b = X, z the group).  store emits
+ * what becomes of each finished sum v (bias, Gemm's alpha/beta*C, the
+ * node's fused epilogue, the store itself); it runs only where m < M and
+ * col < N.  Conv and Gemm/MatMul (schedule_gemm_gpu.c) both build it. */
+typedef struct kiln_gpu_gemm kiln_gpu_gemm;
+struct kiln_gpu_gemm {
+  int64_t M, N, K, Z;
+  kiln_dtype ct;
+  const kiln_buf *a, *b;
+  int64_t a_z, a_m, a_k, b_z, b_k, b_n;
+  const kiln_conv_geom *conv;
+  void (*store)(kiln_lctx *L, const kiln_gpu_gemm *gm, kiln_lx *z, kiln_lx *m, kiln_lx *col, kiln_lx *v);
+  const void *ctx;       /* the store's data */
+  const kiln_node *node; /* the node computed */
+};
+/* Emits one GPU kernel computing gm for node n with tile t (see
+ * kiln_conv_gpu_tile); returns 0, or -1 with a located error in L->d. */
+int kiln_gpu_gemm_build(kiln_lctx *L, const kiln_node *n, const kiln_gpu_gemm *gm, const kiln_conv_gpu_tile *t);
+/* L set up to schedule node n of program p (already lowered): n's values
+ * and its epilogue steps' keep the buffers the lowering gave them. */
+void kiln_gpu_schedule_ctx(kiln_lctx *L, kiln_program *p, const kiln_node *n, kiln_diag *d);
+
 /* Appends to p (lowered from n's graph: n's values' buffers are found by
  * name, others added) one GPU kernel, one launch, computing Conv node n
- * with tile t.  Returns 0, or -1 with a located error in d (not a Conv,
- * a tile the block cannot hold). */
+ * with tile t, its fused epilogue applied at the store.  Returns 0, or -1
+ * with a located error in d (not a Conv, a tile the block cannot hold). */
 int kiln_schedule_conv_gpu(kiln_program *p, const kiln_node *n, const kiln_conv_gpu_tile *t, kiln_diag *d);
+/* The same for Gemm or MatMul node n (schedule_gemm_gpu.c): rows = Y's
+ * rows, columns = Y's columns, blockIdx.z = MatMul's batch; refuses (-1)
+ * a batch broadcast other than a whole operand shared by every batch. */
+int kiln_schedule_gemm_gpu(kiln_program *p, const kiln_node *n, const kiln_conv_gpu_tile *t, kiln_diag *d);
 
 #endif

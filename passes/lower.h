@@ -127,6 +127,12 @@ void kiln_lower_store_output(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx
 void kiln_lower_store_flat(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx *flat, kiln_lx *value);
 /* Both at once (either may be NULL): flat must be idx's element number. */
 void kiln_lower_store(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx **idx, kiln_lx *flat, kiln_lx *value);
+/* Gemm's v * alpha + C[i, j] * beta, C (numpy-broadcast to [M, N]) read
+ * from buffer c, skipped when c is NULL, C absent or beta 0; any other
+ * node (MatMul): v.  The one statement of Gemm's scaling, for the CPU
+ * lowering (lower_linalg.c) and the GPU schedule (schedule_gemm_gpu.c). */
+kiln_lx *kiln_lower_gemm_scale(kiln_lctx *L, const kiln_node *n, const kiln_buf *c, kiln_lx *v, kiln_lx *i,
+                               kiln_lx *j);
 /* n has epilogue steps: a lowering that accumulates in n->out[0]'s buffer
  * must then end with one pass storing every element through the above. */
 int kiln_lower_has_epilogue(const kiln_node *n);

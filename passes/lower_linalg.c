@@ -53,17 +53,24 @@ static void store_y(kiln_lctx *L, const mm *m, kiln_lx *i, kiln_lx *j, kiln_lx *
   kiln_lower_store(L, m->n, 0, idx, flat, v);
 }
 
-static kiln_lx *epilogue(kiln_lctx *L, const mm *m, kiln_lx *v, kiln_lx *i, kiln_lx *j) {
+kiln_lx *kiln_lower_gemm_scale(kiln_lctx *L, const kiln_node *n, const kiln_buf *c, kiln_lx *v, kiln_lx *i,
+                               kiln_lx *j) {
+  if (n->op != KILN_OP_GEMM) return v;
+  const kiln_attrs_gemm *at = n->attrs;
   kiln_dtype ct = v->dtype;
-  if (m->alpha != 1) v = kiln_lx_bin(LB, KILN_BIN_MUL, v, kiln_lx_const_f(LB, ct, m->alpha));
-  if (m->cv) {
+  if (at->alpha != 1) v = kiln_lx_bin(LB, KILN_BIN_MUL, v, kiln_lx_const_f(LB, ct, at->alpha));
+  if (c && n->nin > 2 && n->in[2] && at->beta != 0) {
     kiln_lx *ij[2] = {i, j};
-    kiln_lx *c = kiln_lower_load(L, m->c, kiln_lower_bcast_offset(L, m->cv, 2, ij));
-    c = kiln_lx_cast(LB, ct, c);
-    if (m->beta != 1) c = kiln_lx_bin(LB, KILN_BIN_MUL, c, kiln_lx_const_f(LB, ct, m->beta));
-    v = kiln_lx_bin(LB, KILN_BIN_ADD, v, c);
+    kiln_lx *cv = kiln_lower_load(L, c, kiln_lower_bcast_offset(L, n->in[2], 2, ij));
+    cv = kiln_lx_cast(LB, ct, cv);
+    if (at->beta != 1) cv = kiln_lx_bin(LB, KILN_BIN_MUL, cv, kiln_lx_const_f(LB, ct, at->beta));
+    v = kiln_lx_bin(LB, KILN_BIN_ADD, v, cv);
   }
   return v;
+}
+
+static kiln_lx *epilogue(kiln_lctx *L, const mm *m, kiln_lx *v, kiln_lx *i, kiln_lx *j) {
+  return kiln_lower_gemm_scale(L, m->n, m->c, v, i, j);
 }
 
 static int has_epilogue(const mm *m) { return m->alpha != 1 || m->cv; }

@@ -23,7 +23,17 @@
  *          barrier                          tiles complete
  *          acc[i*rn + j] += Ws[kk*bm + ty*rm + i] * Xs[kk*bn + tx*rn + j]
  *          barrier                          tiles free for the next step
- *        Y[..] = acc + B[m]                 where m and col exist
+ *        Y[..] = epi(acc + B[m])            where m and col exist
+ *
+ * The store adds the bias and applies the node's fused epilogue (folded
+ * BatchNorm's scale and shift, activations, a residual Add reading
+ * another tensor at the same index) through lower_store.c's
+ * kiln_lower_store_flat: each step is its op's scalar function from
+ * ops.def, as on the CPU, so the kernel computes every node fused into
+ * the Conv.  The tile builder (kiln_gpu_gemm_build) knows nothing of
+ * convolutions but the im2col gather of B: Gemm and MatMul
+ * (schedule_gemm_gpu.c) build the same kernel with a plain B and their
+ * own store.
  *
  * The loads are cooperative: the block's T threads fill each tile
  * together, consecutive threads taking consecutive elements.  Sums are in
@@ -53,11 +63,11 @@ static kiln_lx *let(kiln_lctx *L, kiln_lx *v) {
 static kiln_lx *below(kiln_lctx *L, kiln_lx *a, int64_t max, int64_t k) { return max < k ? NULL : BIN(LT, a, CI(k)); }
 
 typedef struct gconv {
-  const kiln_conv_geom *g;
+  const kiln_gpu_gemm *gm;
   kiln_conv_gpu_tile t;
   int64_t K, cols, T, tx_n;      /* reduction length, columns, threads, threads along x */
   kiln_dtype ct;
-  const kiln_buf *x, *w, *bias, *y, *ws, *xs;
+  const kiln_buf *ws, *xs;
   kiln_lx *bx, *by, *bz, *tid, *kt;
 } gconv;
 
@@ -78,36 +88,49 @@ static kiln_lx *coop_open(kiln_lctx *L, const gconv *c, int64_t size, int *open)
   return e;
 }
 
-/* Ws[e] = W[grp*Mg + m, kg] with m = by*bm + e % bm, kg = kt*bk + e / bm. */
+/* tile[e] = src[off] where ok (NULL: always), else 0. */
+static void fill(kiln_lctx *L, const gconv *c, const kiln_buf *tile, kiln_lx *e, kiln_lx *ok, const kiln_buf *src,
+                 kiln_lx *off) {
+  if (ok) kiln_lb_if(B, ok);
+  kiln_lb_store(B, tile, e, kiln_lower_load(L, src, off));
+  if (ok) {
+    kiln_lb_else(B);
+    kiln_lb_store(B, tile, e, kiln_lx_const_f(B, c->ct, 0));
+    kiln_lb_end(B);
+  }
+}
+
+/* Ws[e] = A[z, m, kg] with m = by*bm + e % bm, kg = kt*bk + e / bm. */
 static void load_w(kiln_lctx *L, const gconv *c) {
-  const kiln_conv_geom *g = c->g;
+  const kiln_gpu_gemm *gm = c->gm;
   int open;
   kiln_lx *e = coop_open(L, c, c->t.bk * c->t.bm, &open);
   kiln_lx *kg = let(L, IADD(IMUL(c->kt, c->t.bk), BIN(DIV, e, CI(c->t.bm))));
   kiln_lx *m = let(L, IADD(IMUL(c->by, c->t.bm), BIN(REM, e, CI(c->t.bm))));
-  int64_t gm = (g->Mg + c->t.bm - 1) / c->t.bm, nk = (c->K + c->t.bk - 1) / c->t.bk;
-  kiln_lx *ok = and_opt(L, below(L, m, gm * c->t.bm - 1, g->Mg), below(L, kg, nk * c->t.bk - 1, c->K));
-  kiln_lx *src = IADD(IMUL(IADD(IMUL(c->bz, g->Mg), m), c->K), kg);
-  if (ok) kiln_lb_if(B, ok);
-  kiln_lb_store(B, c->ws, e, kiln_lower_load(L, c->w, src));
-  if (ok) {
-    kiln_lb_else(B);
-    kiln_lb_store(B, c->ws, e, kiln_lx_const_f(B, c->ct, 0));
-    kiln_lb_end(B);
-  }
+  int64_t gmr = (gm->M + c->t.bm - 1) / c->t.bm, nk = (c->K + c->t.bk - 1) / c->t.bk;
+  kiln_lx *ok = and_opt(L, below(L, m, gmr * c->t.bm - 1, gm->M), below(L, kg, nk * c->t.bk - 1, c->K));
+  kiln_lx *src = IADD(IADD(IMUL(c->bz, gm->a_z), IMUL(m, gm->a_m)), IMUL(kg, gm->a_k));
+  fill(L, c, c->ws, e, ok, gm->a, src);
   kiln_lower_close(L, open);
 }
 
 /* Xs[e] = X'[kg, col] with kg = kt*bk + e / bn, col = bx*bn + e % bn:
  * the im2col element, 0 where the tap falls in the padding. */
 static void load_x(kiln_lctx *L, const gconv *c) {
-  const kiln_conv_geom *g = c->g;
+  const kiln_conv_geom *g = c->gm->conv;
   int open;
   kiln_lx *e = coop_open(L, c, c->t.bk * c->t.bn, &open);
   kiln_lx *kg = let(L, IADD(IMUL(c->kt, c->t.bk), BIN(DIV, e, CI(c->t.bn))));
   kiln_lx *col = let(L, IADD(IMUL(c->bx, c->t.bn), BIN(REM, e, CI(c->t.bn))));
   int64_t gn = (c->cols + c->t.bn - 1) / c->t.bn, nk = (c->K + c->t.bk - 1) / c->t.bk;
   kiln_lx *ok = and_opt(L, below(L, col, gn * c->t.bn - 1, c->cols), below(L, kg, nk * c->t.bk - 1, c->K));
+  if (!g) { /* a plain B[z, kg, col] */
+    const kiln_gpu_gemm *gm = c->gm;
+    kiln_lx *src = IADD(IADD(IMUL(c->bz, gm->b_z), IMUL(kg, gm->b_k)), IMUL(col, gm->b_n));
+    fill(L, c, c->xs, e, ok, gm->b, src);
+    kiln_lower_close(L, open);
+    return;
+  }
   /* kg = (channel, tap), col = (batch, output position) */
   kiln_lx *ch = g->ksz == 1 ? kg : let(L, BIN(DIV, kg, CI(g->ksz))), *tap = g->ksz == 1 ? CI(0) : let(L, BIN(REM, kg, CI(g->ksz)));
   kiln_lx *nb = g->osz == 1 ? col : let(L, BIN(DIV, col, CI(g->osz))), *o = g->osz == 1 ? CI(0) : let(L, BIN(REM, col, CI(g->osz)));
@@ -122,19 +145,13 @@ static void load_x(kiln_lctx *L, const gconv *c) {
     ok = and_opt(L, ok, kiln_conv_in_bounds(B, g, i, pos));
     src = IADD(src, IMUL(pos, g->xstr[i]));
   }
-  if (ok) kiln_lb_if(B, ok);
-  kiln_lb_store(B, c->xs, e, kiln_lower_load(L, c->x, src));
-  if (ok) {
-    kiln_lb_else(B);
-    kiln_lb_store(B, c->xs, e, kiln_lx_const_f(B, c->ct, 0));
-    kiln_lb_end(B);
-  }
+  fill(L, c, c->xs, e, ok, c->gm->b, src);
   kiln_lower_close(L, open);
 }
 
-static int schedule(kiln_lctx *L, const kiln_node *n, const kiln_conv_def *def, const kiln_conv_gpu_tile *t) {
-  const kiln_conv_geom *g = &def->g;
-  gconv c = {.g = g, .t = *t};
+int kiln_gpu_gemm_build(kiln_lctx *L, const kiln_node *n, const kiln_gpu_gemm *gmm, const kiln_conv_gpu_tile *t) {
+  gconv c = {.gm = gmm, .t = *t};
+  int failed = L->d->failed;
   if (t->bm < 1 || t->bn < 1 || t->bk < 1 || t->rm < 1 || t->rn < 1 || t->bm % t->rm || t->bn % t->rn)
     return kiln_lower_fail(L, n, "GPU tile %lldx%lldx%lld with micro-tile %lldx%lld: sizes must be positive and "
                            "the micro-tile divide the tile", (long long)t->bm, (long long)t->bn, (long long)t->bk,
@@ -144,22 +161,18 @@ static int schedule(kiln_lctx *L, const kiln_node *n, const kiln_conv_def *def, 
   if (c.T > 1024 || t->bm > 1024 || t->bn > 1024 || t->bk > 1024 || t->rm * t->rn > 256)
     return kiln_lower_fail(L, n, "GPU tile needs %lld threads or registers past a block's limits (1024 threads, "
                            "256 accumulators)", (long long)c.T);
-  c.ct = kiln_lower_ctype(def->y->dtype);
+  c.ct = gmm->ct;
   int64_t shared = t->bk * (t->bm + t->bn) * (int64_t)kiln_dtype_size(c.ct);
   if (shared > 48 * 1024)
     return kiln_lower_fail(L, n, "GPU tiles need %lld bytes of shared memory, over 48 KiB", (long long)shared);
-  c.K = g->Cg * g->ksz;
-  c.cols = g->N * g->osz;
-  c.x = kiln_lower_buf(L, def->x);
-  c.w = kiln_lower_buf(L, def->w);
-  c.bias = def->b ? kiln_lower_buf(L, def->b) : NULL;
-  c.y = kiln_lower_buf(L, def->y);
-  int64_t gn = (c.cols + t->bn - 1) / t->bn, gm = (g->Mg + t->bm - 1) / t->bm, nk = (c.K + t->bk - 1) / t->bk;
+  c.K = gmm->K;
+  c.cols = gmm->N;
+  int64_t gn = (c.cols + t->bn - 1) / t->bn, gm = (gmm->M + t->bm - 1) / t->bm, nk = (c.K + t->bk - 1) / t->bk;
 
   kiln_lower_begin(L, n);
   c.bx = IDX(kiln_lb_for(B, gn, (kiln_sched){.gpu = 1}));
   c.by = IDX(kiln_lb_for(B, gm, (kiln_sched){.gpu = 2}));
-  c.bz = IDX(kiln_lb_for(B, g->G, (kiln_sched){.gpu = 3}));
+  c.bz = IDX(kiln_lb_for(B, gmm->Z, (kiln_sched){.gpu = 3}));
   c.ws = kiln_lb_alloc(B, "W.tile", KILN_SCOPE_SHARED, c.ct, t->bk * t->bm);
   c.xs = kiln_lb_alloc(B, "X.tile", KILN_SCOPE_SHARED, c.ct, t->bk * t->bn);
   kiln_lx *tx = IDX(kiln_lb_for(B, c.tx_n, (kiln_sched){.gpu = 4}));
@@ -186,37 +199,59 @@ static int schedule(kiln_lctx *L, const kiln_node *n, const kiln_conv_def *def, 
   kiln_lb_barrier(B);
   kiln_lb_end(B); /* kt */
 
-  /* Y[nb, grp*Mg + m, o] = acc + B[grp*Mg + m] where m < Mg and col < cols */
+  /* the finished sums, where m < M and col < N: the caller's store */
   i = IDX(kiln_lb_for(B, t->rm, (kiln_sched){.unroll = (int)t->rm}));
   j = IDX(kiln_lb_for(B, t->rn, (kiln_sched){.unroll = (int)t->rn}));
   kiln_lx *m = LOCAL(kiln_lb_decl(B, KILN_DT_I64, IADD(IADD(IMUL(c.by, t->bm), IMUL(ty, t->rm)), i)));
   kiln_lx *col = LOCAL(kiln_lb_decl(B, KILN_DT_I64, IADD(IADD(IMUL(c.bx, t->bn), IMUL(tx, t->rn)), j)));
-  kiln_lx *ok = and_opt(L, below(L, m, gm * t->bm - 1, g->Mg), below(L, col, gn * t->bn - 1, c.cols));
+  kiln_lx *ok = and_opt(L, below(L, m, gm * t->bm - 1, gmm->M), below(L, col, gn * t->bn - 1, c.cols));
   if (ok) kiln_lb_if(B, ok);
-  kiln_lx *mg = let(L, IADD(IMUL(c.bz, g->Mg), m));
-  kiln_lx *nb = g->osz == 1 ? col : BIN(DIV, col, CI(g->osz)), *o = g->osz == 1 ? CI(0) : BIN(REM, col, CI(g->osz));
-  kiln_lx *v = kiln_lx_load(B, acc, IADD(IMUL(i, t->rn), j));
-  if (c.bias) v = BIN(ADD, v, kiln_lower_load(L, c.bias, mg));
-  kiln_lb_store(B, c.y, IADD(IMUL(IADD(IMUL(nb, g->M), mg), g->osz), o), v);
+  gmm->store(L, gmm, c.bz, m, col, kiln_lx_load(B, acc, IADD(IMUL(i, t->rn), j)));
   if (ok) kiln_lb_end(B);
   kiln_lower_close(L, 2 + 2 + 3); /* i, j; ty, tx; bz, by, bx */
   kiln_lb_launch(B);
-  return 0;
+  return L->d->failed > failed ? -1 : 0; /* an epilogue step's scalar function may have failed */
+}
+
+/* Y[nb, grp*Mg + m, o] = v + B[grp*Mg + m], through the node's epilogue. */
+static void conv_store(kiln_lctx *L, const kiln_gpu_gemm *gm, kiln_lx *z, kiln_lx *m, kiln_lx *col, kiln_lx *v) {
+  const kiln_conv_def *def = gm->ctx;
+  const kiln_conv_geom *g = &def->g;
+  kiln_lx *mg = let(L, IADD(IMUL(z, g->Mg), m));
+  kiln_lx *nb = g->osz == 1 ? col : BIN(DIV, col, CI(g->osz)), *o = g->osz == 1 ? CI(0) : BIN(REM, col, CI(g->osz));
+  if (def->b) v = BIN(ADD, v, kiln_lower_load(L, kiln_lower_buf(L, def->b), mg));
+  kiln_lower_store_flat(L, gm->node, 0, IADD(IMUL(IADD(IMUL(nb, g->M), mg), g->osz), o), v);
+}
+
+void kiln_gpu_schedule_ctx(kiln_lctx *L, kiln_program *p, const kiln_node *n, kiln_diag *d) {
+  kiln_graph *gr = (kiln_graph *)p->graph;
+  *L = (kiln_lctx){.g = gr, .d = d, .target = &p->target};
+  L->b.p = p;
+  L->buf_of = kiln_arena_array(p->arena, (size_t)gr->nvalues + 1, sizeof *L->buf_of);
+  /* the values of n and of its epilogue steps keep the buffers the
+   * lowering gave them (same name pointer) */
+  for (int s = -1; s < n->epi.nsteps; s++) {
+    const kiln_node *m = s < 0 ? n : n->epi.steps[s];
+    for (int k = 0; k < m->nin + m->nout; k++) {
+      const kiln_value *v = k < m->nin ? m->in[k] : m->out[k - m->nin];
+      for (int i = 0; v && i < p->nbufs; i++)
+        if (p->bufs[i]->name == v->name) L->buf_of[v->id] = p->bufs[i];
+    }
+  }
 }
 
 int kiln_schedule_conv_gpu(kiln_program *p, const kiln_node *n, const kiln_conv_gpu_tile *t, kiln_diag *d) {
-  kiln_graph *gr = (kiln_graph *)p->graph;
-  kiln_lctx Lc = {.g = gr, .d = d}, *L = &Lc;
-  L->b.p = p;
-  L->buf_of = kiln_arena_array(p->arena, (size_t)gr->nvalues + 1, sizeof *L->buf_of);
+  kiln_lctx Lc, *L = &Lc;
+  kiln_gpu_schedule_ctx(L, p, n, d);
   if (n->op != KILN_OP_CONV) return kiln_lower_fail(L, n, "the GPU schedule covers Conv only");
-  /* n's values keep the buffers the lowering gave them (same name pointer) */
-  for (int k = 0; k < n->nin + n->nout; k++) {
-    const kiln_value *v = k < n->nin ? n->in[k] : n->out[k - n->nin];
-    for (int i = 0; v && i < p->nbufs; i++)
-      if (p->bufs[i]->name == v->name) L->buf_of[v->id] = p->bufs[i];
-  }
+  if (kiln_lower_check_epilogue(L, n)) return -1;
   kiln_conv_def def;
   if (kiln_conv_def_of(L, n, &def)) return -1;
-  return schedule(L, n, &def, t);
+  const kiln_conv_geom *g = &def.g;
+  /* A = W's rows (W[grp*Mg + m, kg]), B = the im2col X' of group z */
+  kiln_gpu_gemm gm = {.M = g->Mg, .N = g->N * g->osz, .K = g->Cg * g->ksz, .Z = g->G,
+                      .ct = kiln_lower_ctype(def.y->dtype), .a = kiln_lower_buf(L, def.w), .a_z = g->Mg * g->Cg * g->ksz,
+                      .a_m = g->Cg * g->ksz, .a_k = 1, .b = kiln_lower_buf(L, def.x), .conv = g,
+                      .store = conv_store, .ctx = &def, .node = n};
+  return kiln_gpu_gemm_build(L, n, &gm, t);
 }

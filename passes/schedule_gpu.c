@@ -38,13 +38,14 @@
  * Kernels scheduled before (a launch set: schedule_reduce_gpu.c's block
  * reductions, run after lowering) are left as they are.
  *
- * Convolutions first: a Conv kernel with no fused epilogue and an f32
- * output is replaced by schedule_conv_gpu.c's implicit GEMM (shared-memory
- * tiles of W and X between barriers, 64x64x16 block tiles, a 4x4 register
- * tile per thread, 256 threads; the
- * channel tile shrinks to the group's channels for small groups, e.g.
- * depthwise), keeping the CPU kernel's name and place.  Where that
- * schedule refuses the node, the CPU kernel is mapped as above. */
+ * Products first: a Conv, Gemm or MatMul kernel with a plain output
+ * computed in f32 (f32, f16 or bf16 data) is replaced by the shared-memory
+ * tiled product (schedule_conv_gpu.c's implicit GEMM, schedule_gemm_gpu.c
+ * for Gemm/MatMul: tiles of A and B between barriers, a register tile
+ * per thread, see product_tile for the sizes), with its fused epilogue
+ * (bias, activations, residual Add) applied at the store, keeping the CPU
+ * kernel's name and place.  Where that schedule refuses the node, the CPU
+ * kernel is mapped as above. */
 #include <string.h>
 
 #include "conv_def.h"
@@ -138,21 +139,51 @@ static void map_kernel(kiln_program *p, kiln_kernel *k) {
   t->body = first;
 }
 
-/* Replaces kernel i (a Conv's) by the implicit-GEMM GPU schedule when it
- * applies (see the top). */
-static void conv_kernel(kiln_program *p, int i) {
+/* The block tile of a product with M rows per block-row group (a
+ * group's output channels, Gemm's rows) and N columns: 64x64x16 with a
+ * 4x4 register tile per thread (256 threads); the rows shrink to the
+ * power of two covering M (no idle rows for small groups).  With few rows
+ * (M <= 8: a batch-1..8 classifier's Gemm, 1 x 1000 x 2048 for ResNet-50)
+ * the 64-column tile would leave ~16 blocks for 132 SMs; such products
+ * are matrix-vector products bound by reading B once, so the tile
+ * becomes 16 columns wide, one column per thread, bk = 64 deep: N/16
+ * blocks (63 for 1000 classes), each thread 64 independent coalesced B
+ * loads per step.  Split-K (blocks summing slices of K, a second launch
+ * adding them) would fill every SM, at the price of a workspace and a
+ * launch: not done yet. */
+static kiln_conv_gpu_tile product_tile(int64_t M) {
+  kiln_conv_gpu_tile t = {.bm = 64, .bn = 64, .bk = 16, .rm = 4, .rn = 4};
+  while (t.bm > 1 && t.bm / 2 >= M) t.bm /= 2;
+  if (t.rm > t.bm) t.rm = t.bm;
+  if (M <= 8) t = (kiln_conv_gpu_tile){.bm = t.bm, .bn = 16, .bk = 64, .rm = 1, .rn = 1};
+  return t;
+}
+
+/* Replaces kernel i (a Conv's, a Gemm's or a MatMul's) by the
+ * shared-memory tiled GPU schedule, its fused epilogue at the store, when
+ * it applies (see the top). */
+static void tile_kernel(kiln_program *p, int i) {
   kiln_kernel *k = p->kernels[i];
   const kiln_node *n = k->node;
-  if (k->launch || !n || n->op != KILN_OP_CONV || k->nnodes > 1 || n->epi.nsteps > 0 || n->nout < 1 || !n->out[0] ||
-      n->out[0]->dtype != KILN_DT_F32 || n->out[0]->layout != KILN_LAYOUT_PLAIN || !n->in[1] || n->in[1]->rank < 1)
+  if (k->launch || !n || n->nout < 1 || !n->out[0] || n->out[0]->layout != KILN_LAYOUT_PLAIN || n->nin < 2 ||
+      !n->in[1] || n->in[1]->rank < 1)
     return;
-  int64_t groups = ((const kiln_attrs_conv *)n->attrs)->group, mg = n->in[1]->dims[0] / (groups > 0 ? groups : 1);
-  kiln_conv_gpu_tile t = {.bm = 64, .bn = 64, .bk = 16, .rm = 4, .rn = 4};
-  while (t.bm > 1 && t.bm / 2 >= mg) t.bm /= 2; /* no more channel rows than the group has */
-  if (t.rm > t.bm) t.rm = t.bm;
+  kiln_dtype ct = kiln_lower_ctype(n->out[0]->dtype);
+  if (ct != KILN_DT_F32) return; /* f32, or f16/bf16 computed in f32 */
   kiln_diag d = {0};
-  int before = p->nkernels;
-  if (kiln_schedule_conv_gpu(p, n, &t, &d) || p->nkernels != before + 1) {
+  int before = p->nkernels, rc;
+  if (n->op == KILN_OP_CONV) {
+    int64_t groups = ((const kiln_attrs_conv *)n->attrs)->group;
+    kiln_conv_gpu_tile t = product_tile(n->in[1]->dims[0] / (groups > 0 ? groups : 1));
+    rc = kiln_schedule_conv_gpu(p, n, &t, &d);
+  } else if (n->op == KILN_OP_GEMM || n->op == KILN_OP_MATMUL) {
+    const kiln_value *y = n->out[0];
+    int64_t rows = n->op == KILN_OP_GEMM ? y->dims[0] : n->in[0]->rank > 1 ? n->in[0]->dims[n->in[0]->rank - 2] : 1;
+    kiln_conv_gpu_tile t = product_tile(rows);
+    rc = kiln_schedule_gemm_gpu(p, n, &t, &d);
+  } else
+    return;
+  if (rc || p->nkernels != before + 1) {
     p->nkernels = before; /* refused: the CPU kernel stays */
     return;
   }
@@ -182,7 +213,7 @@ static int split(kiln_program *p, kiln_kernel *k, kiln_kernel **out) {
 
 void kiln_schedule_gpu(kiln_program *p) {
   if (p->target.kind != KILN_TARGET_GPU) return;
-  for (int i = 0; i < p->nkernels; i++) conv_kernel(p, i);
+  for (int i = 0; i < p->nkernels; i++) tile_kernel(p, i);
   int total = 0;
   for (int i = 0; i < p->nkernels; i++) {
     int stmts = 0;
