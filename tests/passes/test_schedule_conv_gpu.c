@@ -26,7 +26,10 @@ typedef struct cshape {
   int64_t N, C, M, G;
   int64_t in[3], K[3], s[3], d[3], pads[6];
   int bias;
+  int epi; /* fused epilogue: 0 none; EPI_SCALE: * s[m] (per channel, broadcast); EPI_RES: + R (another input); then Relu */
 } cshape;
+
+enum { EPI_SCALE = 1, EPI_RES = 2 };
 
 /* xorshift: the same pseudo-random data on every run */
 static uint32_t rng = 12345;
@@ -41,8 +44,9 @@ typedef struct built {
   kiln_node *n;
   kiln_program *p;
   void **mem;
-  float *x;
-  const float *w, *b;
+  float *x, *res;
+  const float *w, *b, *s;
+  const kiln_buf *yb;
 } built;
 
 static built build(const cshape *c) {
@@ -67,12 +71,35 @@ static built build(const cshape *c) {
   a->strides = t_ints_attr(c->sp, c->s);
   a->dilations = t_ints_attr(c->sp, c->d);
   a->pads = t_ints_attr(2 * c->sp, c->pads);
+  float *sc = malloc((size_t)c->M * sizeof *sc);
+  for (int64_t i = 0; i < c->M; i++) sc[i] = frand();
+  kiln_value *sv = NULL, *rv = NULL, *yv = r.n->out[0];
+  if (c->epi) { /* outputs before infer: the residual input needs Y's shape */
+    kiln_diag d0 = {0};
+    cr_assert_eq(kiln_pass_infer_shapes(g, &d0), 0, "%s", d0.msg);
+    int64_t sd[4] = {c->M, 1, 1, 1};
+    sv = t_const("s", KILN_DT_F32, c->sp + 1, sd, sc);
+    rv = t_input("r", KILN_DT_F32, yv->rank, yv->dims);
+    g->noutputs = 0;
+    yv->is_output = 0;
+    if (c->epi & EPI_SCALE) yv = NODE(KILN_OP_MUL, "scale", yv, sv)->out[0];
+    if (c->epi & EPI_RES) yv = NODE(KILN_OP_ADD, "residual", yv, rv)->out[0];
+    g->noutputs = 0;
+    for (int i = 0; i < g->nvalues; i++) g->values[i]->is_output = 0;
+    yv = NODE(KILN_OP_RELU, "relu", yv)->out[0];
+  }
   infer_ok();
   r.w = wv->data;
   r.b = bv->data;
+  r.s = sv ? sv->data : NULL;
   free(w);
   free(b);
+  free(sc);
   kiln_diag d = {0};
+  if (c->epi) {
+    cr_assert_eq(kiln_pass_fuse_epilogue(g, &d), 0, "%s", d.msg);
+    cr_assert_eq(r.n->epi.nsteps, 1 + !!(c->epi & EPI_SCALE) + !!(c->epi & EPI_RES), "epilogue not fused");
+  }
   r.p = kiln_lower(g, &d);
   cr_assert(r.p, "%s", d.msg);
   r.mem = calloc((size_t)r.p->nbufs, sizeof *r.mem);
@@ -81,10 +108,14 @@ static built build(const cshape *c) {
     r.mem[i] = calloc((size_t)bf->numel + 1, kiln_dtype_size(bf->dtype));
     if (bf->data) memcpy(r.mem[i], bf->data, (size_t)bf->numel * kiln_dtype_size(bf->dtype));
     if (bf->kind == KILN_BUF_INPUT) {
-      r.x = r.mem[i];
-      for (int64_t k = 0; k < bf->numel; k++) r.x[k] = frand();
+      float *in = r.mem[i];
+      for (int64_t k = 0; k < bf->numel; k++) in[k] = frand();
+      if (bf->name == x->name) r.x = in;
+      else r.res = in;
     }
+    if (bf->name == yv->name) r.yb = bf;
   }
+  cr_assert(r.x && r.yb && (!(c->epi & EPI_RES) || r.res));
   (void)xn;
   return r;
 }
@@ -94,11 +125,7 @@ static void unbuild(built *r) {
   free(r->mem);
 }
 
-static const float *ybuf(const built *r) {
-  for (int i = 0; i < r->p->nbufs; i++)
-    if (r->p->bufs[i]->kind == KILN_BUF_OUTPUT) return r->mem[i];
-  return NULL;
-}
+static const float *ybuf(const built *r) { return r->mem[r->yb->id]; }
 
 /* Every output against the float64 ONNX formula, within the bound above. */
 static void check(const cshape *c, const built *r, const float *y, const char *what) {
@@ -134,7 +161,21 @@ static void check(const cshape *c, const built *r, const float *y, const char *w
             sum += t;
             mag += fabs(t);
           }
-        double got = y[(n * c->M + m) * osz + o], err = fabs(got - sum), tol = gam * mag;
+        double tol = gam * mag;
+        if (c->epi & EPI_SCALE) { /* one more rounding each: within gamma(terms + 4) of the magnitudes */
+          sum *= r->s[m];
+          mag *= fabs(r->s[m]);
+        }
+        if (c->epi & EPI_RES) {
+          double rv = r->res[(n * c->M + m) * osz + o];
+          sum += rv;
+          mag += fabs(rv);
+        }
+        if (c->epi) {
+          tol = (terms + 4) * u / (1 - (terms + 4) * u) * mag;
+          sum = sum > 0 ? sum : 0; /* Relu: exact, and never widens an error */
+        }
+        double got = y[(n * c->M + m) * osz + o], err = fabs(got - sum);
         cr_assert(err <= tol, "%s: Y[%lld, %lld, %lld] = %.9g, float64 reference %.9g (error %.3g > bound %.3g)", what,
                   (long long)n, (long long)m, (long long)o, got, sum, err, tol);
         if (mag > 0 && err / mag > worst) worst = err / mag;
@@ -209,6 +250,48 @@ Test(conv_gpu, conv1d) {
 Test(conv_gpu, conv3d) {
   cshape c = {3, 1, 2, 5, 1, {4, 5, 3}, {3, 2, 3}, {1, 2, 1}, {1, 1, 1}, {1, 0, 1, 1, 1, 1}, 1};
   run_shape(&c, small);
+}
+
+/* Fused epilogues at the tile's store: Relu, a residual Add reading
+ * another input at the output index, a per-channel scale broadcast over
+ * positions (folded BatchNorm's form); sizes off the tile multiples. */
+Test(conv_gpu, epilogue_residual_relu) {
+  cshape c = {2, 2, 3, 13, 1, {7, 5}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, 1, EPI_RES};
+  run_shape(&c, small);
+}
+
+Test(conv_gpu, epilogue_scale_residual_relu) {
+  cshape c = {2, 1, 5, 12, 1, {9, 7}, {3, 3}, {2, 1}, {1, 1}, {1, 1, 1, 1}, 1, EPI_SCALE | EPI_RES};
+  run_shape(&c, (kiln_conv_gpu_tile){.bm = 8, .bn = 8, .bk = 5, .rm = 4, .rn = 2});
+}
+
+Test(conv_gpu, epilogue_scale_relu_grouped) {
+  cshape c = {2, 1, 6, 10, 2, {6, 6}, {3, 2}, {1, 1}, {1, 1}, {1, 0, 1, 1}, 0, 0};
+  c.epi = EPI_SCALE;
+  run_shape(&c, small);
+}
+
+/* The whole pass on a GPU target: the Conv with its epilogue is one
+ * tiled launch (shared tiles: 64 channel rows shrunk to 16 for 13
+ * channels, 64 columns) covering all three nodes. */
+Test(conv_gpu, pass_tiles_a_conv_with_epilogue) {
+  cshape c = {2, 1, 5, 13, 1, {9, 7}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, 1, EPI_RES};
+  built r = build(&c);
+  r.p->target = kiln_target_gpu_default();
+  kiln_schedule_gpu(r.p);
+  const kiln_kernel *k = NULL;
+  for (int i = 0; i < r.p->nkernels; i++)
+    if (r.p->kernels[i]->node == r.n) k = r.p->kernels[i];
+  cr_assert(k && k->launch);
+  cr_assert_eq(k->nnodes, 3);
+  cr_assert_eq(k->launch->grid[0], 1);  /* 9 x 7 = 63 columns: one 64-column tile */
+  cr_assert_eq(k->launch->grid[1], 1);  /* 13 channels: one 16-row tile */
+  cr_assert_eq(k->launch->block[0], 16); /* 64 / 4 */
+  cr_assert_eq(k->launch->block[1], 4);  /* 16 / 4 */
+  cr_assert_eq(k->nallocs >= 2, 1);
+  kiln_diag d = {0};
+  cr_assert_eq(kiln_loop_verify(r.p, &d), 0, "%s", d.msg);
+  unbuild(&r);
 }
 
 Test(conv_gpu, rejects_a_tile_the_block_cannot_hold) {
