@@ -29,7 +29,7 @@ extern "C" __global__ void __launch_bounds__(8) k1_conv1(const float *__restrict
                 long long t2 = ((i6 * 4) + (t1 / 4));
                 long long t3 = ((i1 * 4) + (t1 % 4));
                 if (((t3 < 3) && (t2 < 18))) {
-                  s0[t1] = b2[((((i2 * 3) + t3) * 18) + t2)];
+                  s0[t1] = b2[(((i2 * 54) + (t3 * 18)) + t2)];
                 } else {
                   s0[t1] = 0x0p+0f;
                 }
