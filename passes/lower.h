@@ -68,6 +68,10 @@ int kiln_schedule_index_local(kiln_program *p, kiln_kernel *k);
  * collapsed outer parallel loop nest over blocks of threads, else one
  * thread (passes/schedule_gpu.c).  Nothing on a CPU target. */
 void kiln_schedule_gpu(kiln_program *p);
+/* Whether schedule_gpu gives Gemm/MatMul node n the shared-memory tiled
+ * product (schedule_gemm_gpu.c); *rows (if not NULL): its rows per batch.
+ * schedule_reduce_gpu leaves such kernels to it. */
+int kiln_gpu_gemm_tiled(const kiln_node *n, int64_t *rows);
 /* Every read of loop var `var` in the statements s.. becomes a read of
  * index local `local` (local < 0: only counted); returns the reads. */
 int kiln_schedule_var_to_local(kiln_ls *s, int var, int local);

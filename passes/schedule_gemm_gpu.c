@@ -56,55 +56,75 @@ static int64_t batch_step(const kiln_value *v, int mat_rank, int64_t Z, int64_t 
   return numel == 1 ? 0 : numel == Z ? size : -1;
 }
 
+/* gm's sizes and strides and c's shape for Gemm/MatMul node n; returns
+ * NULL, or why the tiled schedule does not take n. */
+static const char *geometry(const kiln_node *n, kiln_gpu_gemm *gm, gemm_ctx *c) {
+  if (!n || (n->op != KILN_OP_GEMM && n->op != KILN_OP_MATMUL)) return "covers Gemm and MatMul only";
+  const kiln_value *A = n->nin > 1 ? n->in[0] : NULL, *Bv = n->nin > 1 ? n->in[1] : NULL;
+  const kiln_value *Y = n->nout > 0 ? n->out[0] : NULL;
+  if (!A || !Bv || !Y || A->rank < 1 || Bv->rank < 1 || Y->layout != KILN_LAYOUT_PLAIN ||
+      A->layout != KILN_LAYOUT_PLAIN || Bv->layout != KILN_LAYOUT_PLAIN)
+    return "needs plain A, B and Y";
+  gm->ct = kiln_lower_ctype(Y->dtype);
+  if (gm->ct != KILN_DT_F32 && gm->ct != KILN_DT_F64) return "computes floats only";
+  *c = (gemm_ctx){.y = Y};
+  gm->Z = 1;
+  if (n->op == KILN_OP_GEMM) {
+    const kiln_attrs_gemm *at = n->attrs;
+    if (A->rank != 2 || Bv->rank != 2 || Y->rank != 2) return "needs 2-D A, B and Y";
+    gm->M = Y->dims[0];
+    gm->N = Y->dims[1];
+    gm->K = at->transA ? A->dims[0] : A->dims[1];
+    gm->a_m = at->transA ? 1 : gm->K;
+    gm->a_k = at->transA ? gm->M : 1;
+    gm->b_k = at->transB ? 1 : gm->N;
+    gm->b_n = at->transB ? gm->K : 1;
+    c->yi = c->yj = 1;
+  } else { /* numpy: a 1-D A is a row, a 1-D B a column, that dim absent from Y */
+    int ra = A->rank, rb = Bv->rank;
+    gm->M = ra > 1 ? A->dims[ra - 2] : 1;
+    gm->K = A->dims[ra - 1];
+    gm->N = rb > 1 ? Bv->dims[rb - 1] : 1;
+    gm->a_m = gm->K;
+    gm->a_k = 1;
+    gm->b_k = gm->N;
+    gm->b_n = 1;
+    c->yi = ra > 1;
+    c->yj = rb > 1;
+    c->nb = Y->rank - c->yi - c->yj;
+    for (int k = 0; k < c->nb; k++) gm->Z *= Y->dims[k];
+    gm->a_z = batch_step(A, ra > 1 ? 2 : 1, gm->Z, gm->M * gm->K);
+    gm->b_z = batch_step(Bv, rb > 1 ? 2 : 1, gm->Z, gm->K * gm->N);
+    if (gm->a_z < 0 || gm->b_z < 0) return "does not broadcast part of a batch";
+  }
+  c->M = gm->M;
+  c->N = gm->N;
+  if (gm->M < 1 || gm->N < 1 || gm->K < 1 || gm->Z < 1) return "needs a non-empty product";
+  return NULL;
+}
+
+int kiln_gpu_gemm_tiled(const kiln_node *n, int64_t *rows) {
+  kiln_gpu_gemm gm = {0};
+  gemm_ctx c;
+  if (geometry(n, &gm, &c)) return 0;
+  if (rows) *rows = gm.M;
+  return 1;
+}
+
 int kiln_schedule_gemm_gpu(kiln_program *p, const kiln_node *n, const kiln_conv_gpu_tile *t, kiln_diag *d) {
   kiln_lctx Lc, *L = &Lc;
   kiln_gpu_schedule_ctx(L, p, n, d);
-  if (n->op != KILN_OP_GEMM && n->op != KILN_OP_MATMUL)
-    return kiln_lower_fail(L, n, "the GPU GEMM schedule covers Gemm and MatMul only");
+  kiln_gpu_gemm gm = {0};
+  gemm_ctx c;
+  const char *why = geometry(n, &gm, &c);
+  if (why) return kiln_lower_fail(L, n, "the GPU GEMM schedule %s", why);
   if (kiln_lower_check_epilogue(L, n)) return -1;
-  const kiln_value *A = n->in[0], *Bv = n->in[1], *Y = n->out[0];
-  if (!A || !Bv || !Y || A->rank < 1 || Bv->rank < 1 || Y->layout != KILN_LAYOUT_PLAIN ||
-      A->layout != KILN_LAYOUT_PLAIN || Bv->layout != KILN_LAYOUT_PLAIN)
-    return kiln_lower_fail(L, n, "the GPU GEMM schedule needs plain A, B and Y");
-  kiln_dtype ct = kiln_lower_ctype(Y->dtype);
-  if (ct != KILN_DT_F32 && ct != KILN_DT_F64)
-    return kiln_lower_fail(L, n, "the GPU GEMM schedule computes floats only, not %s", kiln_dtype_name(Y->dtype));
-  gemm_ctx c = {.y = Y};
-  kiln_gpu_gemm gm = {.ct = ct, .Z = 1, .store = gemm_store, .ctx = &c, .node = n};
-  gm.a = kiln_lower_buf(L, A);
-  gm.b = kiln_lower_buf(L, Bv);
-  if (n->op == KILN_OP_GEMM) {
-    const kiln_attrs_gemm *at = n->attrs;
-    if (A->rank != 2 || Bv->rank != 2 || Y->rank != 2) return kiln_lower_fail(L, n, "Gemm needs 2-D A, B and Y");
-    gm.M = Y->dims[0];
-    gm.N = Y->dims[1];
-    gm.K = at->transA ? A->dims[0] : A->dims[1];
-    gm.a_m = at->transA ? 1 : gm.K;
-    gm.a_k = at->transA ? gm.M : 1;
-    gm.b_k = at->transB ? 1 : gm.N;
-    gm.b_n = at->transB ? gm.K : 1;
-    c.yi = c.yj = 1;
-    if (n->nin > 2 && n->in[2] && at->beta != 0) c.c = kiln_lower_buf(L, n->in[2]);
-  } else { /* numpy: a 1-D A is a row, a 1-D B a column, that dim absent from Y */
-    int ra = A->rank, rb = Bv->rank;
-    gm.M = ra > 1 ? A->dims[ra - 2] : 1;
-    gm.K = A->dims[ra - 1];
-    gm.N = rb > 1 ? Bv->dims[rb - 1] : 1;
-    gm.a_m = gm.K;
-    gm.a_k = 1;
-    gm.b_k = gm.N;
-    gm.b_n = 1;
-    c.yi = ra > 1;
-    c.yj = rb > 1;
-    c.nb = Y->rank - c.yi - c.yj;
-    for (int k = 0; k < c.nb; k++) gm.Z *= Y->dims[k];
-    gm.a_z = batch_step(A, ra > 1 ? 2 : 1, gm.Z, gm.M * gm.K);
-    gm.b_z = batch_step(Bv, rb > 1 ? 2 : 1, gm.Z, gm.K * gm.N);
-    if (gm.a_z < 0 || gm.b_z < 0)
-      return kiln_lower_fail(L, n, "the GPU GEMM schedule does not broadcast part of a batch");
-  }
-  c.M = gm.M;
-  c.N = gm.N;
-  if (gm.M < 1 || gm.N < 1 || gm.K < 1 || gm.Z < 1) return kiln_lower_fail(L, n, "the GPU GEMM schedule needs a non-empty product");
+  gm.store = gemm_store;
+  gm.ctx = &c;
+  gm.node = n;
+  gm.a = kiln_lower_buf(L, n->in[0]);
+  gm.b = kiln_lower_buf(L, n->in[1]);
+  if (n->op == KILN_OP_GEMM && n->nin > 2 && n->in[2] && ((const kiln_attrs_gemm *)n->attrs)->beta != 0)
+    c.c = kiln_lower_buf(L, n->in[2]);
   return kiln_gpu_gemm_build(L, n, &gm, t);
 }

@@ -143,7 +143,7 @@ static void map_kernel(kiln_program *p, kiln_kernel *k) {
  * group's output channels, Gemm's rows) and N columns: 64x64x16 with a
  * 4x4 register tile per thread (256 threads); the rows shrink to the
  * power of two covering M (no idle rows for small groups).  With few rows
- * (M <= 8: a batch-1..8 classifier's Gemm, 1 x 1000 x 2048 for ResNet-50)
+ * (a Gemm/MatMul with M <= 8: a batch-1..8 classifier, 1 x 1000 x 2048 for ResNet-50)
  * the 64-column tile would leave ~16 blocks for 132 SMs; such products
  * are matrix-vector products bound by reading B once, so the tile
  * becomes 16 columns wide, one column per thread, bk = 64 deep: N/16
@@ -151,11 +151,11 @@ static void map_kernel(kiln_program *p, kiln_kernel *k) {
  * loads per step.  Split-K (blocks summing slices of K, a second launch
  * adding them) would fill every SM, at the price of a workspace and a
  * launch: not done yet. */
-static kiln_conv_gpu_tile product_tile(int64_t M) {
+static kiln_conv_gpu_tile product_tile(int64_t M, int gemm) {
   kiln_conv_gpu_tile t = {.bm = 64, .bn = 64, .bk = 16, .rm = 4, .rn = 4};
   while (t.bm > 1 && t.bm / 2 >= M) t.bm /= 2;
   if (t.rm > t.bm) t.rm = t.bm;
-  if (M <= 8) t = (kiln_conv_gpu_tile){.bm = t.bm, .bn = 16, .bk = 64, .rm = 1, .rn = 1};
+  if (gemm && M <= 8) t = (kiln_conv_gpu_tile){.bm = t.bm, .bn = 16, .bk = 64, .rm = 1, .rn = 1};
   return t;
 }
 
@@ -172,14 +172,13 @@ static void tile_kernel(kiln_program *p, int i) {
   if (ct != KILN_DT_F32) return; /* f32, or f16/bf16 computed in f32 */
   kiln_diag d = {0};
   int before = p->nkernels, rc;
+  int64_t rows;
   if (n->op == KILN_OP_CONV) {
     int64_t groups = ((const kiln_attrs_conv *)n->attrs)->group;
-    kiln_conv_gpu_tile t = product_tile(n->in[1]->dims[0] / (groups > 0 ? groups : 1));
+    kiln_conv_gpu_tile t = product_tile(n->in[1]->dims[0] / (groups > 0 ? groups : 1), 0);
     rc = kiln_schedule_conv_gpu(p, n, &t, &d);
-  } else if (n->op == KILN_OP_GEMM || n->op == KILN_OP_MATMUL) {
-    const kiln_value *y = n->out[0];
-    int64_t rows = n->op == KILN_OP_GEMM ? y->dims[0] : n->in[0]->rank > 1 ? n->in[0]->dims[n->in[0]->rank - 2] : 1;
-    kiln_conv_gpu_tile t = product_tile(rows);
+  } else if (kiln_gpu_gemm_tiled(n, &rows)) {
+    kiln_conv_gpu_tile t = product_tile(rows, 1);
     rc = kiln_schedule_gemm_gpu(p, n, &t, &d);
   } else
     return;

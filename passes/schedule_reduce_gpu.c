@@ -476,5 +476,6 @@ static void schedule_kernel(kiln_program *p, kiln_kernel *k) {
 void kiln_schedule_reduce_gpu(kiln_program *p) {
   if (p->target.kind != KILN_TARGET_GPU) return;
   for (int i = 0; i < p->nkernels; i++)
-    if (!p->kernels[i]->launch) schedule_kernel(p, p->kernels[i]);
+    if (!p->kernels[i]->launch && !kiln_gpu_gemm_tiled(p->kernels[i]->node, NULL)) /* tiled by schedule_gpu */
+      schedule_kernel(p, p->kernels[i]);
 }
