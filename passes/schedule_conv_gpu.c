@@ -42,6 +42,7 @@
 #include "conv_def.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #define B (&L->b)
 #define CI(v) kiln_lx_const_i(B, (v))
@@ -223,6 +224,21 @@ static void conv_store(kiln_lctx *L, const kiln_gpu_gemm *gm, kiln_lx *z, kiln_l
   kiln_lower_store_flat(L, gm->node, 0, IADD(IMUL(IADD(IMUL(nb, g->M), mg), g->osz), o), v);
 }
 
+/* b is f16/bf16 weight v's compute-type copy (kiln_lower_weight_ct's
+ * NAME.f32): named so and holding v's values -- checked, since a model
+ * may name another initializer that way. */
+static int is_wide_copy(const kiln_buf *b, const kiln_value *v) {
+  size_t len = strlen(v->name);
+  const char *ct = kiln_dtype_name(kiln_lower_ctype(v->dtype));
+  if (!b->data || b->kind != KILN_BUF_WEIGHT || b->dtype != kiln_lower_ctype(v->dtype) ||
+      b->numel != kiln_value_numel(v, 1) || strncmp(b->name, v->name, len) || b->name[len] != '.' ||
+      strcmp(b->name + len + 1, ct))
+    return 0;
+  for (int64_t i = 0; i < b->numel; i++)
+    if (kiln_dtype_load_f(b->dtype, b->data, (size_t)i) != kiln_dtype_load_f(v->dtype, v->data, (size_t)i)) return 0;
+  return 1;
+}
+
 void kiln_gpu_schedule_ctx(kiln_lctx *L, kiln_program *p, const kiln_node *n, kiln_diag *d) {
   kiln_graph *gr = (kiln_graph *)p->graph;
   *L = (kiln_lctx){.g = gr, .d = d, .target = &p->target};
@@ -236,6 +252,8 @@ void kiln_gpu_schedule_ctx(kiln_lctx *L, kiln_program *p, const kiln_node *n, ki
       const kiln_value *v = k < m->nin ? m->in[k] : m->out[k - m->nin];
       for (int i = 0; v && i < p->nbufs; i++)
         if (p->bufs[i]->name == v->name) L->buf_of[v->id] = p->bufs[i];
+      for (int i = 0; v && v->data && kiln_lower_ctype(v->dtype) != v->dtype && i < p->nbufs; i++)
+        if (is_wide_copy(p->bufs[i], v)) L->buf_of[v->id] = p->bufs[i];
     }
   }
 }
