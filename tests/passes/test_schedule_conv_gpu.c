@@ -18,6 +18,7 @@
 #include "ir/loop.h"
 #include "passes/conv_def.h"
 #include "../ir/ir_test.h"
+#include "gpu_sched_test.h"
 
 TestSuite(conv_gpu, .init = graph_setup, .fini = graph_teardown);
 
@@ -31,14 +32,6 @@ typedef struct cshape {
 
 enum { EPI_SCALE = 1, EPI_RES = 2 };
 
-/* xorshift: the same pseudo-random data on every run */
-static uint32_t rng = 12345;
-static float frand(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 17;
-  rng ^= rng << 5;
-  return (float)((rng >> 8) / 16777216.0 * 2.0 - 1.0);
-}
 
 typedef struct built {
   kiln_node *n;
@@ -60,8 +53,8 @@ static built build(const cshape *c) {
     wn *= c->K[i];
   }
   float *w = malloc((size_t)wn * sizeof *w), *b = malloc((size_t)c->M * sizeof *b);
-  for (int64_t i = 0; i < wn; i++) w[i] = frand();
-  for (int64_t i = 0; i < c->M; i++) b[i] = frand();
+  for (int64_t i = 0; i < wn; i++) w[i] = gst_frand();
+  for (int64_t i = 0; i < c->M; i++) b[i] = gst_frand();
   kiln_value *x = t_input("x", KILN_DT_F32, c->sp + 2, xd);
   kiln_value *wv = t_const("w", KILN_DT_F32, c->sp + 2, wd, w);
   kiln_value *bv = t_const("b", KILN_DT_F32, 1, (int64_t[]){c->M}, b);
@@ -72,7 +65,7 @@ static built build(const cshape *c) {
   a->dilations = t_ints_attr(c->sp, c->d);
   a->pads = t_ints_attr(2 * c->sp, c->pads);
   float *sc = malloc((size_t)c->M * sizeof *sc);
-  for (int64_t i = 0; i < c->M; i++) sc[i] = frand();
+  for (int64_t i = 0; i < c->M; i++) sc[i] = gst_frand();
   kiln_value *sv = NULL, *rv = NULL, *yv = r.n->out[0];
   if (c->epi) { /* outputs before infer: the residual input needs Y's shape */
     kiln_diag d0 = {0};
@@ -102,17 +95,10 @@ static built build(const cshape *c) {
   }
   r.p = kiln_lower(g, &d);
   cr_assert(r.p, "%s", d.msg);
-  r.mem = calloc((size_t)r.p->nbufs, sizeof *r.mem);
+  r.mem = gst_mem(r.p, gst_frand);
   for (int i = 0; i < r.p->nbufs; i++) {
     const kiln_buf *bf = r.p->bufs[i];
-    r.mem[i] = calloc((size_t)bf->numel + 1, kiln_dtype_size(bf->dtype));
-    if (bf->data) memcpy(r.mem[i], bf->data, (size_t)bf->numel * kiln_dtype_size(bf->dtype));
-    if (bf->kind == KILN_BUF_INPUT) {
-      float *in = r.mem[i];
-      for (int64_t k = 0; k < bf->numel; k++) in[k] = frand();
-      if (bf->name == x->name) r.x = in;
-      else r.res = in;
-    }
+    if (bf->kind == KILN_BUF_INPUT) *(bf->name == x->name ? &r.x : &r.res) = r.mem[i];
     if (bf->name == yv->name) r.yb = bf;
   }
   cr_assert(r.x && r.yb && (!(c->epi & EPI_RES) || r.res));
@@ -120,10 +106,7 @@ static built build(const cshape *c) {
   return r;
 }
 
-static void unbuild(built *r) {
-  for (int i = 0; i < r->p->nbufs; i++) free(r->mem[i]);
-  free(r->mem);
-}
+static void unbuild(built *r) { gst_free(r->p, r->mem); }
 
 static const float *ybuf(const built *r) { return r->mem[r->yb->id]; }
 
@@ -194,12 +177,8 @@ static void run_shape(const cshape *c, kiln_conv_gpu_tile t) {
   cr_assert_eq(kiln_schedule_conv_gpu(r.p, r.n, &t, &d), 0, "%s", d.msg);
   cr_assert_eq(r.p->nkernels, ncpu + 1);
   const kiln_kernel *k = r.p->kernels[ncpu];
-  cr_assert(k->launch);
-  cr_assert_eq(kiln_loop_verify(r.p, &d), 0, "%s", d.msg);
-  float *y = (float *)ybuf(&r);
-  int64_t yn = kiln_value_numel(r.n->out[0], 1);
-  for (int64_t i = 0; i < yn; i++) y[i] = NAN; /* every output must be written */
-  cr_assert_eq(kiln_loop_eval(r.p, k, r.mem), 0, "GPU emulation failed (out of bounds, race or divergent barrier)");
+  gst_run_gpu(r.p, k, r.mem, r.yb);
+  const float *y = ybuf(&r);
   check(c, &r, y, "GPU schedule");
   unbuild(&r);
 }

@@ -19,6 +19,7 @@
 #include "ir/loop.h"
 #include "passes/conv_def.h"
 #include "../ir/ir_test.h"
+#include "gpu_sched_test.h"
 
 TestSuite(gemm_gpu, .init = graph_setup, .fini = graph_teardown);
 
@@ -32,13 +33,6 @@ typedef struct gshape {
   int bvec;            /* MatMul: a 1-D B (Y [Z, M]) */
 } gshape;
 
-static uint32_t rng = 777;
-static float frand(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 17;
-  rng ^= rng << 5;
-  return (float)((rng >> 8) / 16777216.0 * 2.0 - 1.0);
-}
 
 typedef struct built {
   kiln_node *n;
@@ -53,8 +47,8 @@ static built build(const gshape *s) {
   built r = {0};
   int64_t N = s->bvec ? 1 : s->N, bn = s->K * N, cn = s->cmode == 2 ? s->M * N : N;
   float *b = malloc((size_t)bn * sizeof *b), *c = malloc((size_t)cn * sizeof *c);
-  for (int64_t i = 0; i < bn; i++) b[i] = frand();
-  for (int64_t i = 0; i < cn; i++) c[i] = frand();
+  for (int64_t i = 0; i < bn; i++) b[i] = gst_frand();
+  for (int64_t i = 0; i < cn; i++) c[i] = gst_frand();
   kiln_value *av, *bv, *cv = NULL;
   if (s->op == KILN_OP_GEMM) {
     av = t_input("a", KILN_DT_F32, 2, s->transA ? I64S(s->K, s->M) : I64S(s->M, s->K));
@@ -93,27 +87,17 @@ static built build(const gshape *s) {
   }
   r.p = kiln_lower(g, &d);
   cr_assert(r.p, "%s", d.msg);
-  r.mem = calloc((size_t)r.p->nbufs, sizeof *r.mem);
+  r.mem = gst_mem(r.p, gst_frand);
   for (int i = 0; i < r.p->nbufs; i++) {
     const kiln_buf *bf = r.p->bufs[i];
-    r.mem[i] = calloc((size_t)bf->numel + 1, kiln_dtype_size(bf->dtype));
-    if (bf->data) memcpy(r.mem[i], bf->data, (size_t)bf->numel * kiln_dtype_size(bf->dtype));
-    if (bf->kind == KILN_BUF_INPUT) {
-      float *in = r.mem[i];
-      for (int64_t k = 0; k < bf->numel; k++) in[k] = frand();
-      if (bf->name == av->name) r.a = in;
-      else r.r = in;
-    }
+    if (bf->kind == KILN_BUF_INPUT) *(bf->name == av->name ? &r.a : &r.r) = r.mem[i];
     if (bf->name == yv->name) r.yb = bf;
   }
   cr_assert(r.a && r.yb && (!s->res || r.r));
   return r;
 }
 
-static void unbuild(built *r) {
-  for (int i = 0; i < r->p->nbufs; i++) free(r->mem[i]);
-  free(r->mem);
-}
+static void unbuild(built *r) { gst_free(r->p, r->mem); }
 
 static void check(const gshape *s, const built *r, const float *y, const char *what) {
   int64_t N = s->bvec ? 1 : s->N, Z = s->op == KILN_OP_GEMM ? 1 : s->Z;
@@ -160,13 +144,8 @@ static void run_shape(const gshape *s, kiln_conv_gpu_tile t) {
   kiln_diag d = {0};
   cr_assert_eq(kiln_schedule_gemm_gpu(r.p, r.n, &t, &d), 0, "%s", d.msg);
   cr_assert_eq(r.p->nkernels, ncpu + 1);
-  const kiln_kernel *k = r.p->kernels[ncpu];
-  cr_assert(k->launch);
-  cr_assert_eq(kiln_loop_verify(r.p, &d), 0, "%s", d.msg);
-  float *y = r.mem[r.yb->id];
-  for (int64_t i = 0; i < r.yb->numel; i++) y[i] = NAN; /* every output must be written */
-  cr_assert_eq(kiln_loop_eval(r.p, k, r.mem), 0, "GPU emulation failed (out of bounds, race or divergent barrier)");
-  check(s, &r, y, "GPU schedule");
+  gst_run_gpu(r.p, r.p->kernels[ncpu], r.mem, r.yb);
+  check(s, &r, r.mem[r.yb->id], "GPU schedule");
   unbuild(&r);
 }
 
@@ -235,12 +214,8 @@ Test(gemm_gpu, pass_launch_shapes) {
     cr_assert_eq(k->launch->grid[1], cases[i].grid1, "case %zu", i);
     cr_assert_eq(k->launch->block[0], cases[i].block0, "case %zu", i);
     cr_assert_eq(k->launch->block[1], cases[i].block1, "case %zu", i);
-    kiln_diag d = {0};
-    cr_assert_eq(kiln_loop_verify(r.p, &d), 0, "%s", d.msg);
-    float *y = r.mem[r.yb->id];
-    for (int64_t e = 0; e < r.yb->numel; e++) y[e] = NAN;
-    cr_assert_eq(kiln_loop_eval(r.p, k, r.mem), 0);
-    check(&cases[i].s, &r, y, "GPU pass");
+    gst_run_gpu(r.p, k, r.mem, r.yb);
+    check(&cases[i].s, &r, r.mem[r.yb->id], "GPU pass");
     unbuild(&r);
   }
 }
