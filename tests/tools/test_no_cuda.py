@@ -14,9 +14,10 @@ libcuda fails and no ptxas runs.  Two rounds:
   ptxas   only ptxas hidden (NVRTC present): conformance.nvrtc and
           backends.cuda.nvrtc_networks skip (exit 77) instead of failing;
   all     no toolkit, no driver:
-          - kiln run MODEL --target cuda and kiln compile MODEL --target cuda
-            fail with exactly one line "kiln: error: ...", exit 1, nothing on
-            stdout, and compile leaves no output folder behind;
+          - kiln run MODEL --target cuda (no driver), the same with --arch
+            sm_90 (no NVRTC) and kiln compile MODEL --target cuda (no NVRTC)
+            fail with exactly one line "kiln: error: ..." saying what is
+            missing, exit 1, nothing on stdout; compile writes nothing;
           - kiln inspect MODEL --target cuda lists its launches (no NVRTC
             needed) and kiln run --target cuda-host (only cc needed) matches
             ONNX Runtime on resnet8_cifar (max|k - o| / max|o| <= 1e-4,
@@ -28,6 +29,7 @@ import ctypes
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -61,8 +63,8 @@ def cuda_dirs():
 def loose_files(mode):
     """CUDA files outside the hidden folders: [path]."""
     tools = ("ptxas",) if mode == "ptxas" else TOOLS
-    found = [shutil.which(t) for t in tools]
-    found += [str(Path(d) / t) for d in ("/usr/local/cuda/bin",) for t in tools]
+    dirs = os.environ.get("PATH", "").split(os.pathsep) + ["/usr/local/cuda/bin"]
+    found = [str(Path(d) / t) for d in dirs if d for t in tools]
     if mode == "all":
         cache = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
         found += [l.split("=>")[-1].strip() for l in cache.splitlines()
@@ -113,26 +115,37 @@ def one_line_error(r, what):
     return r.returncode == 1 and r.stdout == "" and len(lines) == 1 and lines[0].startswith("kiln: error: ") and what in lines[0]
 
 
-def rc_77(cmd, what, timeout=600):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    first = (r.stdout.strip().splitlines() or r.stderr.strip().splitlines() or [""])[-1]
-    check(r.returncode == 77, f"{what} skips (exit 77): rc {r.returncode}: {first[:200]}")
+def rc_77(cmd, what, timeout=120):
+    """cmd exits 77 within timeout (a skip is quick; on timeout its whole
+    process group is killed, not left compiling)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        check(False, f"{what} skips (exit 77): still running after {timeout} s")
+        return
+    last = (out.strip().splitlines() or err.strip().splitlines() or [""])[-1]
+    check(p.returncode == 77, f"{what} skips (exit 77): rc {p.returncode}: {last[:200]}")
 
 
 def inside(mode, kiln, conf_nvrtc, fake, suite, zoo, work):
     tests = REPO / "tests"
     if mode == "ptxas":
-        check(not runs("ptxas") and not runs("/usr/local/cuda/bin/ptxas") and loadable("libnvrtc.so"),
+        check(not shutil.which("ptxas") and not runs("/usr/local/cuda/bin/ptxas") and loadable("libnvrtc.so"),
               "hidden: ptxas does not run, NVRTC still loads")
         rc_77([conf_nvrtc, suite, "--only", "test_relu"], "conformance.nvrtc without ptxas")
         rc_77([sys.executable, str(tests / "backends/cuda/test_nvrtc_networks.py"), kiln, zoo], "backends.cuda.nvrtc_networks without ptxas")
         return
-    left = [l for l in LIBS if loadable(l)] + [t for t in TOOLS if runs(t) or runs(f"/usr/local/cuda/bin/{t}")]
+    left = [l for l in LIBS if loadable(l)] + [t for t in TOOLS if shutil.which(t) or runs(f"/usr/local/cuda/bin/{t}")]
     check(not left, f"hidden: no libnvrtc, no libcuda, no CUDA tools ({left or 'none left'})")
     if left:
         return
     r = subprocess.run([kiln, "run", str(MODEL), "--random", "--target", "cuda"], capture_output=True, text=True)
-    check(one_line_error(r, "--target cuda"), f"kiln run --target cuda: one line, exit 1: rc {r.returncode} {r.stderr!r}")
+    check(one_line_error(r, "driver"), f"kiln run --target cuda: one line naming the driver, exit 1: rc {r.returncode} {r.stderr!r}")
+    r = subprocess.run([kiln, "run", str(MODEL), "--random", "--target", "cuda", "--arch", "sm_90"], capture_output=True, text=True)
+    check(one_line_error(r, "NVRTC"), f"kiln run --target cuda --arch sm_90: one line naming NVRTC, exit 1: rc {r.returncode} {r.stderr!r}")
     out = Path(work) / "compiled"
     r = subprocess.run([kiln, "compile", str(MODEL), "--target", "cuda", "-o", str(out)], capture_output=True, text=True)
     check(one_line_error(r, "NVRTC") and not out.exists() and os.listdir(work) == [],
