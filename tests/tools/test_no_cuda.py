@@ -2,6 +2,7 @@
 """kiln on a machine without CUDA (issue #12), simulated on one that has it.
 
 Usage: test_no_cuda.py KILN CONFORMANCE_NVRTC FAKE_DRIVER_SO SUITE_DIR ZOO_DIR WORK_DIR
+       test_no_cuda.py --run CMD [ARG ...]    (CMD with CUDA hidden as below)
 
 The script re-runs itself in a private mount namespace (`unshare -m` as root,
 else `unshare -m --map-root-user`; neither possible: exit 77) in which the
@@ -173,6 +174,16 @@ def inside(mode, kiln, conf_nvrtc, fake, suite, zoo, work):
 
 
 def main(argv):
+    if argv[:1] == ["--run"] and len(argv) > 1:  # any command without CUDA (a build, a test run)
+        scratch = os.environ.pop("KILN_NO_CUDA_SCRATCH", "")
+        if not scratch:  # (outside: the namespace's scratch mount point, removed after)
+            unshare = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-m", "--map-root-user"]
+            scratch = tempfile.mkdtemp(prefix="kiln-nocuda-")
+            r = subprocess.run(unshare + [sys.executable, __file__] + argv, env=dict(os.environ, KILN_NO_CUDA_SCRATCH=scratch))
+            os.rmdir(scratch)
+            return r.returncode
+        hide("all", scratch)
+        os.execvp(argv[1], argv[1:])
     if len(argv) == 8 and argv[0] == "--inside":
         mode, args = argv[1], argv[2:]
         Path(args[5]).mkdir(parents=True, exist_ok=True)
