@@ -82,7 +82,7 @@ def hide(mode, scratch):
             mount("-t", "tmpfs", "tmpfs", d)
     by_dir = {}
     for f in loose_files(mode):
-        by_dir.setdefault(os.path.dirname(f), set()).add(os.path.basename(f))
+        by_dir.setdefault(os.path.realpath(os.path.dirname(f)), set()).add(os.path.basename(f))  # (cuda/bin = cuda-13.0/bin)
     for n, (d, names) in enumerate(sorted(by_dir.items())):
         orig, shadow = Path(scratch) / f"orig{n}", Path(scratch) / f"shadow{n}"
         orig.mkdir()
