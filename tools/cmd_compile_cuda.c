@@ -61,7 +61,7 @@ int kiln_cli_compile_cuda(const char *path, const char *outdir, const char *pref
   kiln_target target = kiln_target_gpu_default();
   kiln_model_opts o = {.bind = bind, .static_shapes = 1, .lower = 1, .dump_after = dump_after, .target = &target,
                        .timing = timing};
-  if (kiln_out_dir_check(outdir, &d)) goto fail;
+  if (kiln_out_dir_check(outdir, &d) || kiln_cuda_nvrtc_check(path, &d)) goto fail;
   if (!(g = kiln_cli_load(path, &o, &d))) goto fail;
   kiln_program *p = o.program;
   kiln_cuda_options co = {.prefix = prefix, .model = path};

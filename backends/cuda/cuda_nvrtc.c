@@ -119,6 +119,11 @@ int kiln_cuda_nvrtc_compile(const char *source, const int *archs, int narchs, in
   return rc;
 }
 
+int kiln_cuda_nvrtc_check(const char *what, kiln_diag *d) {
+  nvrtc n;
+  return nvrtc_open(&n, what, d); /* (left open: the compile that follows finds it loaded) */
+}
+
 void kiln_cuda_images_free(kiln_cuda_images *im) {
   for (int i = 0; i < im->n; i++) free((void *)im->im[i].data);
   im->n = 0;

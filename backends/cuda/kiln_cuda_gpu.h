@@ -37,6 +37,9 @@ typedef struct kiln_cuda_images {
 int kiln_cuda_nvrtc_compile(const char *source, const int *archs, int narchs, int ptx, kiln_cuda_images *out,
                             const char *what, kiln_diag *d);
 void kiln_cuda_images_free(kiln_cuda_images *im);
+/* 0 when NVRTC can be opened, else -1 with kiln_cuda_nvrtc_compile's
+ * one line: `kiln compile` asks before any work or progress line. */
+int kiln_cuda_nvrtc_check(const char *what, kiln_diag *d);
 
 /* p's kernels and buffers (m.images left to the caller). */
 typedef struct kiln_cuda_module {
