@@ -59,6 +59,10 @@ static int accum_expr(kiln_walk *w, const kiln_lx *e) {
   return a->found ? KILN_WALK_SKIP : KILN_WALK_CONTINUE;
 }
 
+#define TILED_PIPELINE \
+  "mergefunc,function(sroa,early-cse<memssa>,instcombine,simplifycfg,loop-mssa(licm),loop(loop-rotate,indvars)," \
+  "gvn,instcombine,slp-vectorizer,loop-unroll<O3;no-partial;no-runtime;no-peeling>,instcombine,simplifycfg)"
+
 int kiln_llvm_heavy(const kiln_ls *s, int one) {
   accum a = {0};
   kiln_walk w = {.stmt_pre = accum_stmt, .expr_pre = accum_expr, .ctx = &a};
@@ -67,7 +71,7 @@ int kiln_llvm_heavy(const kiln_ls *s, int one) {
   return a.found;
 }
 
-LLVMModuleRef kiln_llvm_light_module(cg *c, const char *name) {
+LLVMModuleRef kiln_llvm_tier_module(cg *c, const char *name) {
   const char *only = getenv("KILN_OPT");
   if (only && !strcmp(only, "O3")) return NULL;
   LLVMModuleRef m = LLVMModuleCreateWithNameInContext(name, c->ctx);
@@ -78,8 +82,8 @@ LLVMModuleRef kiln_llvm_light_module(cg *c, const char *name) {
 }
 
 int kiln_llvm_verify(cg *c, kiln_diag *d) {
-  LLVMModuleRef mods[2] = {c->mod, c->light};
-  for (int i = 0; i < 2; i++) {
+  LLVMModuleRef mods[3] = {c->mod, c->light, c->tiled};
+  for (int i = 0; i < 3; i++) {
     char *err = NULL;
     if (mods[i] && LLVMVerifyModule(mods[i], LLVMReturnStatusAction, &err)) {
       kiln_error(d, NULL, "internal error: generated LLVM IR is invalid: %.400s", err);
@@ -105,16 +109,29 @@ static int run_pipeline(LLVMModuleRef mod, const char *pipeline, int unroll, LLV
   return -1;
 }
 
+/* Links tier module *m into c->mod (which takes it, even on failure). */
+static int link_tier(cg *c, LLVMModuleRef *m, kiln_diag *d) {
+  LLVMModuleRef tier = *m;
+  *m = NULL;
+  if (tier && LLVMLinkModules2(c->mod, tier))
+    return kiln_error(d, NULL, "internal error: cannot link the kernels' modules");
+  return 0;
+}
+
+#include <llvm-c/BitWriter.h>
+#include <stdio.h>
 int kiln_llvm_optimise(cg *c, LLVMTargetMachineRef tm, kiln_timing *t, kiln_diag *d) {
-  if (run_pipeline(c->mod, "mergefunc,default<O3>", 1, tm, d)) return -1;
+  if (getenv("KILN_TMP_DUMP")) { char f[512]; snprintf(f, sizeof f, "%s.heavy.bc", getenv("KILN_TMP_DUMP")); LLVMWriteBitcodeToFile(c->mod, f); if (c->tiled) { snprintf(f, sizeof f, "%s.tiled.bc", getenv("KILN_TMP_DUMP")); LLVMWriteBitcodeToFile(c->tiled, f);} }
+  const char *hp = getenv("KILN_TMP_PIPE") ? getenv("KILN_TMP_PIPE") : "mergefunc,default<O3>";
+  if (run_pipeline(c->mod, hp, 1, tm, d)) return -1;
   kiln_timing_mark(t, "llvm-optimise-heavy");
   if (!c->light) return 0;
+  const char *tp = getenv("KILN_TMP_TILED") ? getenv("KILN_TMP_TILED") : TILED_PIPELINE;
+  if (run_pipeline(c->tiled, tp, 0, tm, d)) return -1;
+  kiln_timing_mark(t, "llvm-optimise-tiled");
   if (run_pipeline(c->light, "mergefunc,default<O2>", 0, tm, d)) return -1;
   kiln_timing_mark(t, "llvm-optimise-light");
-  LLVMModuleRef light = c->light;
-  c->light = NULL;
-  if (LLVMLinkModules2(c->mod, light)) /* takes light, even on failure */
-    return kiln_error(d, NULL, "internal error: cannot link the kernels' modules");
+  if (link_tier(c, &c->tiled, d) || link_tier(c, &c->light, d)) return -1;
   /* functions were external only to be linked: the object exports nothing but the entry */
   LLVMValueRef entry = LLVMGetNamedFunction(c->mod, c->entry ? c->entry : "kiln_run");
   for (LLVMValueRef fn = LLVMGetFirstFunction(c->mod); fn; fn = LLVMGetNextFunction(fn))
