@@ -12,7 +12,7 @@ typedef struct kiln_llvm_twins kiln_llvm_twins;
 
 typedef struct cg {
   LLVMContextRef ctx;
-  LLVMModuleRef mod;    /* the module being printed into: main or light */
+  LLVMModuleRef mod;    /* the module being printed into: main, light or tiled */
   LLVMModuleRef main;   /* the entry, the kernels' wrappers, heavy functions (llvm_optimise.c) */
   LLVMModuleRef light;  /* the light functions; NULL: everything in main */
   LLVMModuleRef tiled;  /* heavy functions of kernels with explicit vectors (register
