@@ -300,6 +300,10 @@ typedef struct kiln_kernel {
                                 arithmetic (declared once from a kiln_lx_is_index_expr
                                 value, never assigned); set by kiln_simplify_index */
   const kiln_launch *launch; /* NULL: a CPU kernel; else one GPU launch (kiln_lb_launch) */
+  int explicit_vectors;      /* 1: the lowering unrolled a register tile of sums (its lanes
+                                are scalar locals, its loads consecutive): a printer's
+                                compiler need only group them into vectors (SLP), not
+                                vectorise or unroll loops (backends/llvm/llvm_optimise.c) */
   kiln_dtype *local_dtype;   /* per local the builder declared (kiln_lb_decl, kiln_lb_reduce_begin)
                                 its dtype, UNDEF for others: kiln_lx_local's lookup without a
                                 walk of the kernel; cap_local_dtype entries */

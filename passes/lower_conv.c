@@ -186,7 +186,8 @@ enum { MB_MAX = 4, T_CH = 4, SINGLE_MAX = 32, S_MAX = 16 };
  * block reads in half the L2, so the blocks of one supertile reuse them.
  * Convolutions summing fewer than RB_MIN_TERMS products per output stay on
  * the path above. */
-enum { RB_MB = 6, RB_MB_MAX = KILN_CONV_RB_MB_MAX, RB_VL_MAX = KILN_CONV_RB_VL_MAX, RB_MIN_TERMS = KILN_CONV_RB_MIN_TERMS };
+enum { RB_MB = 6, RB_MB_MAX = KILN_CONV_RB_MB_MAX, RB_VL_MAX = KILN_CONV_RB_VL_MAX, RB_MIN_TERMS = KILN_CONV_RB_MIN_TERMS,
+       RB_UNROLL_TAPS = 9 /* taps a register tile unrolls: up to a 3x3 window */ };
 
 /* The vector width VW (elements of the compute type in one vector) is the
  * target's (kiln_target_lanes: 16 f32 lanes for 64-byte vectors).  Which
@@ -467,9 +468,13 @@ static void emit_rtile(kiln_lctx *L, fconv *f, kiln_lx *v0, int64_t mb, int64_t 
   for (int64_t j = 0; j < mb; j++)
     for (int64_t l = 0; l < vl; l++) acc[j * vl + l] = kiln_lb_decl(B, f->ct, LOCAL(f->rbias[j]));
   f->acc = acc, f->rmb = mb, f->rvl = vl;
+  B->k->explicit_vectors = 1;
   kiln_lx *c = f->Cg == 1 ? CI(0) : IDX(kiln_lb_for(B, f->Cg, seq_sched));
   int merged = taps_merged(f);
-  kiln_lx *t = merged ? IDX(kiln_lb_for(B, f->ksz, seq_sched)) : NULL;
+  /* a 3x3 window's taps unrolled (what LLVM's O3 did on its own): the
+   * tile's loads and FMAs as one straight run per input channel */
+  kiln_sched taps = {.unroll = f->ksz <= RB_UNROLL_TAPS ? (int)f->ksz : 0};
+  kiln_lx *t = merged ? IDX(kiln_lb_for(B, f->ksz, taps)) : NULL;
   emit_taps(L, f, c, 1, v0, v0, vl, 0, CI(0), CI(0), t);
   kiln_lower_close(L, merged + (f->Cg > 1));
   f->acc = NULL;

@@ -135,6 +135,7 @@ static void emit_tile(kiln_lctx *L, const gemmt *f, kiln_lx *p0, int64_t pb, int
                                                      : kiln_lx_const_f(B, f->ct, 0));
   for (int64_t p = 0; p < pb; p++)
     for (int64_t l = 0; l < rvl; l++) acc[p * rvl + l] = kiln_lb_decl(B, f->ct, LOCAL(bl[l]));
+  B->k->explicit_vectors = 1;
   kiln_lx *k = IDX(kiln_lb_for(B, f->K, seq));
   kiln_lx *wr = IADD(f->wb, IMUL(k, f->RV)), *xr = IADD(IADD(f->xb, IMUL(k, f->P)), p0);
   for (int64_t l = 0; l < rvl; l++) wl[l] = kiln_lb_decl(B, f->ct, kiln_lower_load(L, f->wt, IADD(wr, CI(l))));

@@ -176,6 +176,7 @@ static void emit_tile(kiln_lctx *L, const kiln_node *n, const im2col *f, kiln_lx
     rb[j] = kiln_lb_decl(B, f->ct, f->bias ? kiln_lower_load(L, f->bias, IADD(f->m0, CI(j))) : kiln_lx_const_f(B, f->ct, 0));
   for (int64_t j = 0; j < mb; j++)
     for (int64_t l = 0; l < vl; l++) acc[j * vl + l] = kiln_lb_decl(B, f->ct, LOCAL(rb[j]));
+  B->k->explicit_vectors = 1;
   kiln_lx *k = IDX(kiln_lb_for(B, f->K, seq));
   kiln_lx *xr = IADD(IADD(f->xb, IMUL(k, f->P)), p0), *wr = IADD(f->wb, k);
   for (int64_t l = 0; l < vl; l++) xl[l] = kiln_lb_decl(B, f->ct, kiln_lower_load(L, f->xc, IADD(xr, CI(l))));

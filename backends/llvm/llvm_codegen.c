@@ -14,12 +14,14 @@
  * before printing (llvm_twins.c) and gets only its wrapper, which calls
  * the first one's body and loops.  `void kiln_run(ptr bufs)`
  * calls the wrappers in order.  Bodies and loops go to the light or heavy
- * module by their own statements (kiln_llvm_heavy).  Loops are emitted in
+ * module by their own statements (kiln_llvm_heavy), heavy ones of a kernel
+ * with explicit vectors (register tiles) to the tiled module.  Loops are emitted in
  * the canonical header/body/latch form the loop vectoriser expects; locals
  * are allocas that mem2reg promotes.  Only constructs are translated here:
  * no op knowledge. */
 #include "llvm_internal.h"
 
+#include <llvm-c/DebugInfo.h>
 #include <string.h>
 
 #include "../../ir/loop_walk.h"
@@ -211,6 +213,23 @@ static LLVMValueRef expr(cg *c, const kiln_lx *e) {
 
 static void stmts(cg *c, const kiln_ls *s);
 
+/* sched.unroll N > 1 as the loop's llvm.loop metadata on its latch branch:
+ * llvm.loop.unroll.full when N covers the extent, else unroll.count N
+ * (the unroller honours it at any tier that runs one). */
+static void unroll_hint(cg *c, LLVMValueRef latch, const kiln_ls *s) {
+  if (s->sched.unroll <= 1) return;
+  int full = s->sched.unroll >= s->extent;
+  const char *key = full ? "llvm.loop.unroll.full" : "llvm.loop.unroll.count";
+  LLVMMetadataRef prop[2] = {LLVMMDStringInContext2(c->ctx, key, strlen(key)),
+                             LLVMValueAsMetadata(LLVMConstInt(LLVMInt32TypeInContext(c->ctx),
+                                                              (unsigned long long)s->sched.unroll, 0))};
+  LLVMMetadataRef self = LLVMTemporaryMDNode(c->ctx, NULL, 0);
+  LLVMMetadataRef ops[2] = {self, LLVMMDNodeInContext2(c->ctx, prop, full ? 1 : 2)};
+  LLVMMetadataRef id = LLVMMDNodeInContext2(c->ctx, ops, 2);
+  LLVMMetadataReplaceAllUsesWith(self, id); /* the loop id names itself; deletes self */
+  LLVMSetMetadata(latch, LLVMGetMDKindIDInContext(c->ctx, "llvm.loop", 9), LLVMMetadataAsValue(c->ctx, id));
+}
+
 /* for var in [lo, hi): lo/hi NULL mean 0 and the loop's extent. */
 static void loop_range(cg *c, const kiln_ls *s, LLVMValueRef lo, LLVMValueRef hi) {
   LLVMTypeRef i64 = LLVMInt64TypeInContext(c->ctx);
@@ -230,7 +249,7 @@ static void loop_range(cg *c, const kiln_ls *s, LLVMValueRef lo, LLVMValueRef hi
   stmts(c, s->body);
   LLVMValueRef next = LLVMBuildNSWAdd(c->b, i, LLVMConstInt(i64, 1, 0), "");
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
-  LLVMBuildBr(c->b, head);
+  unroll_hint(c, LLVMBuildBr(c->b, head), s);
   LLVMValueRef vals[2] = {lo, next};
   LLVMBasicBlockRef blocks[2] = {pre, latch};
   LLVMAddIncoming(i, vals, blocks, 2);
@@ -398,11 +417,19 @@ static int outlinable(const kiln_kernel *k) {
   return 1;
 }
 
-/* The module a function doing `block` goes to: the light tier's when the
- * block does no accumulation (llvm_optimise.c).  With two modules every
- * kernel function is external until they are linked. */
-static LLVMModuleRef tier(cg *c, const kiln_ls *block, int one) {
-  return c->light && !kiln_llvm_heavy(block, one) ? c->light : c->main;
+/* The tier of a function of kernel kn doing `block` (llvm_optimise.c):
+ * light when the block does no accumulation, tiled when it does and the
+ * lowering made kn's vectors explicit, else heavy; one when there are no
+ * tiers (KILN_OPT=O3). */
+enum { TIER_LIGHT, TIER_HEAVY, TIER_TILED };
+static int tier_of(cg *c, const kiln_kernel *kn, int heavy) {
+  if (!c->light) return TIER_HEAVY;
+  return !heavy ? TIER_LIGHT : kn->explicit_vectors && c->tiled ? TIER_TILED : TIER_HEAVY;
+}
+/* With several modules every kernel function is external until they are
+ * linked. */
+static LLVMModuleRef tier_module(cg *c, int tier) {
+  return tier == TIER_LIGHT ? c->light : tier == TIER_TILED ? c->tiled : c->main;
 }
 static LLVMValueRef add_function(cg *c, LLVMModuleRef m, const char *name, LLVMTypeRef fty, const kiln_program *p) {
   LLVMValueRef fn = LLVMAddFunction(m, name, fty);
@@ -432,7 +459,7 @@ static LLVMValueRef outline(cg *c, const kiln_program *p, const kiln_kernel *kn,
   LLVMValueRef saved_fn = c->fn;
   LLVMModuleRef saved_mod = c->mod;
   LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(c->b);
-  c->mod = tier(c, s, 1);
+  c->mod = tier_module(c, tier_of(c, kn, kiln_llvm_heavy(s, 1)));
   LLVMValueRef fn = add_function(c, c->mod, name, fty, p);
   c->fn = fn;
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
@@ -486,10 +513,10 @@ static int kernel(cg *c, const kiln_program *p, const kiln_kernel *kn, LLVMValue
   /* what the printer decides per function, beside the statements: the
    * twins' key (llvm_twins.c) */
   decide[0] = outlined;
-  decide[1] = c->light && body_heavy(kn, outlined);
+  decide[1] = tier_of(c, kn, body_heavy(kn, outlined));
   int j = 0;
   for (const kiln_ls *s = kn->body; outlined && s; s = s->next)
-    if (s->kind == KILN_LS_FOR && s->sched.threads) decide[2 + j++] = c->light && kiln_llvm_heavy(s, 1);
+    if (s->kind == KILN_LS_FOR && s->sched.threads) decide[2 + j++] = tier_of(c, kn, kiln_llvm_heavy(s, 1));
   const kiln_llvm_printed *twin = kiln_llvm_twin_find(c, kn, decide, nloops + 2);
   free(decide);
   if (twin) {
@@ -499,7 +526,7 @@ static int kernel(cg *c, const kiln_program *p, const kiln_kernel *kn, LLVMValue
   }
   char bname[300];
   snprintf(bname, sizeof bname, "%s_b", kn->name);
-  c->mod = c->light && !body_heavy(kn, outlined) ? c->light : c->main;
+  c->mod = tier_module(c, tier_of(c, kn, body_heavy(kn, outlined)));
   c->fn = add_function(c, c->mod, bname, fty, p);
   LLVMValueRef body_fn = c->fn;
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
@@ -603,5 +630,6 @@ void kiln_llvm_codegen_free(cg *c) {
   kiln_llvm_twins_free(c->twins);
   c->twins = NULL;
   if (c->light) LLVMDisposeModule(c->light); /* not linked: an error path */
-  c->light = NULL;
+  if (c->tiled) LLVMDisposeModule(c->tiled);
+  c->light = c->tiled = NULL;
 }

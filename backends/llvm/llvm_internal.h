@@ -12,9 +12,11 @@ typedef struct kiln_llvm_twins kiln_llvm_twins;
 
 typedef struct cg {
   LLVMContextRef ctx;
-  LLVMModuleRef mod;    /* the module being printed into: main or light */
+  LLVMModuleRef mod;    /* the module being printed into: main, light or tiled */
   LLVMModuleRef main;   /* the entry, the kernels' wrappers, heavy functions (llvm_optimise.c) */
   LLVMModuleRef light;  /* the light functions; NULL: everything in main */
+  LLVMModuleRef tiled;  /* heavy functions of kernels with explicit vectors (register
+                           tiles); NULL: in main */
   LLVMBuilderRef b;
   LLVMValueRef fn;
   LLVMValueRef *base;   /* per buffer id: its base pointer in this kernel */
@@ -50,16 +52,17 @@ int kiln_llvm_twin_add(cg *c, LLVMValueRef body, const LLVMValueRef *loops, int 
 /* With --time: "kiln: llvm: K kernels, P printed, T share a twin's functions". */
 void kiln_llvm_twins_report(const cg *c, kiln_timing *t);
 
-/* Prints p into c->mod (and c->light, when set).  -1: out of memory. */
+/* Prints p into c->mod (and c->light, c->tiled, when set).  -1: out of memory. */
 int kiln_llvm_codegen(cg *c, const kiln_program *p);
 /* llvm_jit.c: a target machine for KILN_CPU's CPU, or this host's. */
 LLVMTargetMachineRef kiln_llvm_host_machine(const char *triple, kiln_diag *d);
 void kiln_llvm_codegen_free(cg *c);
-/* llvm_optimise.c: runs the tiers' pipelines (kiln_llvm_heavy decides
- * the tier) and links c->light into c->mod. */
-/* c->light for c->mod's target (NULL when KILN_OPT=O3: one tier); both
- * modules verified (-1 with d set). */
-LLVMModuleRef kiln_llvm_light_module(cg *c, const char *name);
+/* llvm_optimise.c: runs the tiers' pipelines (kiln_llvm_heavy and the
+ * kernel's explicit_vectors decide the tier) and links c->light and
+ * c->tiled into c->mod. */
+/* A tier's module (c->light, c->tiled) for c->mod's target (NULL when
+ * KILN_OPT=O3: one tier); all modules verified (-1 with d set). */
+LLVMModuleRef kiln_llvm_tier_module(cg *c, const char *name);
 int kiln_llvm_verify(cg *c, kiln_diag *d);
 int kiln_llvm_optimise(cg *c, LLVMTargetMachineRef tm, kiln_timing *t, kiln_diag *d);
 LLVMTypeRef kiln_llvm_value_type(cg *c, kiln_dtype t);

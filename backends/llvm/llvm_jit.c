@@ -137,7 +137,8 @@ kiln_llvm_jit *kiln_llvm_jit_compile_with(const kiln_program *p, int profile, ki
   LLVMSetDataLayout(c.mod, LLVMOrcLLJITGetDataLayoutStr(j->jit));
   LLVMTargetMachineRef tm = kiln_llvm_host_machine(triple, d);
   c.native_f16 = tm && kiln_llvm_tm_native_f16(tm);
-  c.light = kiln_llvm_light_module(&c, "kiln_light");
+  c.light = kiln_llvm_tier_module(&c, "kiln_light");
+  c.tiled = kiln_llvm_tier_module(&c, "kiln_tiled");
   int cgrc = kiln_llvm_codegen(&c, p);
   LLVMDisposeBuilder(c.b);
   kiln_timing_mark(t, "llvm-ir");

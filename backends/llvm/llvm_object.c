@@ -65,7 +65,8 @@ int kiln_llvm_emit_object(const kiln_program *p, const char *prefix, int portabl
   LLVMDisposeMessage(dl);
   LLVMDisposeTargetData(td);
   c.native_f16 = kiln_llvm_tm_native_f16(tm);
-  c.light = kiln_llvm_light_module(&c, "kiln_light");
+  c.light = kiln_llvm_tier_module(&c, "kiln_light");
+  c.tiled = kiln_llvm_tier_module(&c, "kiln_tiled");
   int rc = -1, cgrc = kiln_llvm_codegen(&c, p);
   add_layout(&c, p, prefix);
   LLVMDisposeBuilder(c.b);

@@ -1,4 +1,4 @@
-/* Tiered optimisation: O3 where it pays, O2 without unrolling elsewhere.
+/* Tiered optimisation: each function gets the pipeline its work needs.
  *
  * `kiln compile --time` showed LLVM's optimiser and code generator taking
  * nearly all of a network's compile time, and much of it on kernels that do
@@ -7,30 +7,45 @@
  * code generator's loop strength reduction then spent half a second.  Such
  * kernels are memory-bound: a vectorised loop runs them as fast as an
  * unrolled one.  So the code generator (llvm_codegen.c) puts each function
- * it prints (a kernel's body, each of its threaded loops) in one of two
- * modules of the same context, by what that function's own statements do:
+ * it prints (a kernel's body, each of its threaded loops) in one of three
+ * modules of the same context, by what that function's own statements do
+ * and what the lowering says of its kernel:
  *
  *   heavy  an accumulation loop (a local assigned inside a loop, or a
- *          store reading what it writes: convolution, GEMM, pooling,
- *          reductions); also the entry and the kernels' wrappers:
- *          default<O3>, as before;
+ *          store reading what it writes: pooling, reductions, GEMM,
+ *          depthwise and generic convolutions); also the entry and the
+ *          kernels' wrappers: default<O3>, as before;
+ *   tiled  an accumulation loop of a kernel whose lowering unrolled a
+ *          register tile (kiln_kernel.explicit_vectors: the register-
+ *          blocked, im2col and transposed-GEMM convolutions): its lanes are
+ *          scalar locals with consecutive loads, so all it needs is SLP
+ *          grouping them into vectors.  default<O3> spent most of
+ *          ResNet-50's compile time there re-deriving what the lowering
+ *          knew (DSE, eight instcombines, loop passes for loops that have
+ *          nothing left to vectorise); TILED_PIPELINE below keeps what the
+ *          tile needs: locals to registers, loads de-duplicated and hoisted,
+ *          indvars (without it SLP's pointer analysis costs 10x more),
+ *          SLP, then O3's unroller, which unrolls what the loop IR asks
+ *          (sched.unroll: a 3x3 window's taps) and what O3 unrolled before;
+ *          the tiles' machine code is what default<O3> gave
+ *          (tests/backends/llvm/test_tiled_vectors.py compares them);
  *   light  everything else (copies, elementwise, casts, a convolution's
  *          input packing): default<O2> with loop unrolling off (the
  *          vectorisers stay on).
  *
  * LLVM's new pass manager runs one pipeline over a whole module (the C API
- * has no per-function entry point in LLVM 19), hence two modules.  Each is
- * optimised on its own (mergefunc first, for functions that came out equal
- * though their loop IR differs; twin kernels, the same loop IR on other
- * buffers, are printed once to begin with: llvm_twins.c), then the light one is linked into the heavy one and
- * every function but the entry is made internal again, so the object and
- * the JIT see one module as before.  Functions are `noinline`, so the
- * tiers stay apart and no function grows to the size of the network.
+ * has no per-function entry point in LLVM 19), hence one module per tier.
+ * Each is optimised on its own (mergefunc first, for functions that came
+ * out equal though their loop IR differs; twin kernels, the same loop IR on
+ * other buffers, are printed once to begin with: llvm_twins.c), then the
+ * tiled and light ones are linked into the heavy one and every function
+ * but the entry is made internal again, so the object and the JIT see one
+ * module as before.  Functions are `noinline`, so the tiers stay apart and
+ * no function grows to the size of the network.
  *
  * KILN_OPT=O3 in the environment puts every kernel in the heavy tier (the
- * single default<O3> module kiln used before): for comparing the two in
- * one benchmark run, and as a way back should a light kernel ever need
- * more than O2. */
+ * single default<O3> module kiln used before): for comparing them in one
+ * benchmark run, and as a way back should a kernel ever need more. */
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Linker.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -59,6 +74,11 @@ static int accum_expr(kiln_walk *w, const kiln_lx *e) {
   return a->found ? KILN_WALK_SKIP : KILN_WALK_CONTINUE;
 }
 
+/* The tiled tier's pipeline (see the top of the file). */
+#define TILED_PIPELINE \
+  "mergefunc,function(sroa,early-cse<memssa>,instcombine,simplifycfg,loop-mssa(licm),loop(loop-rotate,indvars)," \
+  "gvn,instcombine,slp-vectorizer,loop-unroll<O3>,instcombine,simplifycfg)"
+
 int kiln_llvm_heavy(const kiln_ls *s, int one) {
   accum a = {0};
   kiln_walk w = {.stmt_pre = accum_stmt, .expr_pre = accum_expr, .ctx = &a};
@@ -67,7 +87,7 @@ int kiln_llvm_heavy(const kiln_ls *s, int one) {
   return a.found;
 }
 
-LLVMModuleRef kiln_llvm_light_module(cg *c, const char *name) {
+LLVMModuleRef kiln_llvm_tier_module(cg *c, const char *name) {
   const char *only = getenv("KILN_OPT");
   if (only && !strcmp(only, "O3")) return NULL;
   LLVMModuleRef m = LLVMModuleCreateWithNameInContext(name, c->ctx);
@@ -78,8 +98,8 @@ LLVMModuleRef kiln_llvm_light_module(cg *c, const char *name) {
 }
 
 int kiln_llvm_verify(cg *c, kiln_diag *d) {
-  LLVMModuleRef mods[2] = {c->mod, c->light};
-  for (int i = 0; i < 2; i++) {
+  LLVMModuleRef mods[3] = {c->mod, c->light, c->tiled};
+  for (int i = 0; i < 3; i++) {
     char *err = NULL;
     if (mods[i] && LLVMVerifyModule(mods[i], LLVMReturnStatusAction, &err)) {
       kiln_error(d, NULL, "internal error: generated LLVM IR is invalid: %.400s", err);
@@ -105,16 +125,24 @@ static int run_pipeline(LLVMModuleRef mod, const char *pipeline, int unroll, LLV
   return -1;
 }
 
+/* Links tier module *m into c->mod (which takes it, even on failure). */
+static int link_tier(cg *c, LLVMModuleRef *m, kiln_diag *d) {
+  LLVMModuleRef tier = *m;
+  *m = NULL;
+  if (tier && LLVMLinkModules2(c->mod, tier))
+    return kiln_error(d, NULL, "internal error: cannot link the kernels' modules");
+  return 0;
+}
+
 int kiln_llvm_optimise(cg *c, LLVMTargetMachineRef tm, kiln_timing *t, kiln_diag *d) {
   if (run_pipeline(c->mod, "mergefunc,default<O3>", 1, tm, d)) return -1;
   kiln_timing_mark(t, "llvm-optimise-heavy");
   if (!c->light) return 0;
+  if (run_pipeline(c->tiled, TILED_PIPELINE, 0, tm, d)) return -1;
+  kiln_timing_mark(t, "llvm-optimise-tiled");
   if (run_pipeline(c->light, "mergefunc,default<O2>", 0, tm, d)) return -1;
   kiln_timing_mark(t, "llvm-optimise-light");
-  LLVMModuleRef light = c->light;
-  c->light = NULL;
-  if (LLVMLinkModules2(c->mod, light)) /* takes light, even on failure */
-    return kiln_error(d, NULL, "internal error: cannot link the kernels' modules");
+  if (link_tier(c, &c->tiled, d) || link_tier(c, &c->light, d)) return -1;
   /* functions were external only to be linked: the object exports nothing but the entry */
   LLVMValueRef entry = LLVMGetNamedFunction(c->mod, c->entry ? c->entry : "kiln_run");
   for (LLVMValueRef fn = LLVMGetFirstFunction(c->mod); fn; fn = LLVMGetNextFunction(fn))

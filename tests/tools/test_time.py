@@ -7,10 +7,10 @@ optimisation tiers it reports (backends/llvm/llvm_optimise.c).
 Checked on models/resnet8_cifar.onnx (batch 1):
   * compile --time prints one `kiln: time: STAGE W ms wall C ms cpu` line
     per stage, in pipeline order: the seven passes of --dump-after list,
-    then llvm-ir, llvm-verify, llvm-optimise-heavy, llvm-optimise-light,
-    llvm-link, llvm-codegen, write, and total; run --time the same with
-    llvm-codegen-jit and no write.  KILN_OPT=O3 (one tier) has no
-    light-tier or link stage.
+    then llvm-ir, llvm-verify, llvm-optimise-heavy, llvm-optimise-tiled,
+    llvm-optimise-light, llvm-link, llvm-codegen, write, and total; run
+    --time the same with llvm-codegen-jit and no write.  KILN_OPT=O3 (one
+    tier) has no tiled-tier, light-tier or link stage.
   * The stages tile the command: total CPU time = the sum of the stages'
     CPU times, up to the printed rounding (0.05 ms a line) plus 1 ms.  CPU,
     not wall: on a loaded machine the process can be descheduled between
@@ -32,7 +32,7 @@ import sys
 import numpy as np
 
 PASSES = ["import", "infer-shapes", "train", "fold-batchnorm", "dense-gemm", "fuse-epilogue", "lower", "expand-reduce", "simplify-index", "schedule-threads", "schedule-gpu", "plan-memory"]
-LLVM = ["llvm-ir", "llvm-verify", "llvm-optimise-heavy", "llvm-optimise-light", "llvm-link"]
+LLVM = ["llvm-ir", "llvm-verify", "llvm-optimise-heavy", "llvm-optimise-tiled", "llvm-optimise-light", "llvm-link"]
 LINE = re.compile(r"^kiln: time: (\S+) +([0-9.]+) ms wall +([0-9.]+) ms cpu$")
 failures = []
 

@@ -155,3 +155,56 @@ Test(llvm_tiers, object_exports_only_entry_points) {
   remove(path);
   cr_assert_str_eq(out, "net_kernels net_layout ");
 }
+
+/* A kernel the lowering marked explicit_vectors goes to the tiled tier
+ * (its own pipeline: SLP and the unroller, no loop vectoriser), and loop
+ * IR unroll hints become llvm.loop metadata: unroll 4 of a 10-trip loop
+ * (unroll.count, a remainder of 2) and unroll 8 of an 8-trip one (full).
+ *   for i < 8 (threads): a[l] = 0 (l < 4);
+ *                        for t < 10 (unroll 4): a[l] = fma(x[t], w[l], a[l]);
+ *                        for u < 8 (unroll 8): a[l] = a[l] + x[u];
+ *                        y[i*4 + l] = a[l] * (i + 1)
+ * With x[t] = t + 1 and w[l] = l - 1:  sum(x[0..10)) = 55,
+ * sum(x[0..8)) = 36, so y[i*4 + l] = (55 (l - 1) + 36) (i + 1). */
+static void check_tiled(const char *opt) {
+  if (opt) setenv("KILN_OPT", opt, 1);
+  else unsetenv("KILN_OPT");
+  kiln_program *p = t_program();
+  kiln_buf *x = t_buf(p, "x", 10, KILN_BUF_INPUT, NULL), *w = t_buf(p, "w", 4, KILN_BUF_INPUT, NULL);
+  kiln_buf *y = t_buf(p, "y", 32, KILN_BUF_OUTPUT, NULL);
+  kiln_lb B = {.p = p};
+  kiln_lb_kernel(&B, "k0_tile", NULL);
+  B.k->explicit_vectors = 1;
+  int i = kiln_lb_for(&B, 8, (kiln_sched){.parallel = 1, .threads = 1});
+  int a[4];
+  for (int l = 0; l < 4; l++) a[l] = kiln_lb_decl(&B, KILN_DT_F32, kiln_lx_const_f(&B, KILN_DT_F32, 0));
+  int t = kiln_lb_for(&B, 10, (kiln_sched){.unroll = 4});
+  for (int l = 0; l < 4; l++)
+    kiln_lb_assign(&B, a[l], kiln_lx_fma(&B, kiln_lx_load(&B, x, idx(&B, t)), kiln_lx_load(&B, w, kiln_lx_const_i(&B, l)),
+                                         kiln_lx_local(&B, a[l])));
+  kiln_lb_end(&B);
+  int u = kiln_lb_for(&B, 8, (kiln_sched){.unroll = 8});
+  for (int l = 0; l < 4; l++)
+    kiln_lb_assign(&B, a[l], kiln_lx_bin(&B, KILN_BIN_ADD, kiln_lx_local(&B, a[l]), kiln_lx_load(&B, x, idx(&B, u))));
+  kiln_lb_end(&B);
+  kiln_lx *scale = kiln_lx_cast(&B, KILN_DT_F32, kiln_lx_iadd(&B, idx(&B, i), kiln_lx_const_i(&B, 1)));
+  for (int l = 0; l < 4; l++)
+    kiln_lb_store(&B, y, kiln_lx_iadd(&B, kiln_lx_imul(&B, idx(&B, i), 4), kiln_lx_const_i(&B, l)),
+                  kiln_lx_bin(&B, KILN_BIN_MUL, kiln_lx_local(&B, a[l]), scale));
+  kiln_lb_end(&B);
+  float xv[10], wv[4] = {-1, 0, 1, 2}, yv[32];
+  for (int k = 0; k < 10; k++) xv[k] = (float)(k + 1);
+  void *bufs[4] = {xv, wv, yv, NULL};
+  kiln_diag d = {0};
+  kiln_llvm_jit *j = kiln_llvm_jit_compile(p, &d);
+  cr_assert_not_null(j, "%s", d.msg);
+  kiln_llvm_jit_run(j, bufs);
+  kiln_llvm_jit_free(j);
+  for (int k = 0; k < 32; k++) {
+    float want = (float)((55 * (k % 4 - 1) + 36) * (k / 4 + 1));
+    cr_assert_eq(yv[k], want, "y[%d] = %g, want %g", k, yv[k], want);
+  }
+}
+
+Test(llvm_tiers, tiled_kernel_with_unroll_hints) { check_tiled(NULL); }
+Test(llvm_tiers, tiled_kernel_with_unroll_hints_one_tier) { check_tiled("O3"); }
