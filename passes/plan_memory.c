@@ -1,6 +1,6 @@
 /* plan_memory: program -> program whose workspace buffers have offsets in
  * one activation arena, reusing memory between buffers whose live ranges
- * (first write .. last read, in kernel order) do not overlap (greedy
+ * (first write .. last read, in steps) do not overlap (greedy
  * placement by decreasing size, 64-byte aligned), whose weights have
  * offsets in one packed weights blob and whose state buffers have offsets
  * in one state blob.  A view (kiln_buf.view_of) is no allocation: its
@@ -8,7 +8,17 @@
  * all of theirs; its offset is then its root's plus its own.  A buffer an
  * elementwise kernel may write over its dying input (plan_inplace.c) takes
  * that input's memory.  A kernel touches the buffers the loop-IR walker
- * finds it loading or storing (kiln_loop_bufs_used). */
+ * finds it loading or storing (kiln_loop_bufs_used).
+ *
+ * Steps: a CPU kernel's top-level statements run one after another (a
+ * threaded loop joins before the next statement starts), so each is a
+ * step of its own; a GPU kernel (kiln_kernel.launch) is one step, its
+ * blocks running its statements concurrently.  A convolution's input
+ * read only by its packing loop is then dead when its sums are written,
+ * and its scratch shares memory with what is dead at that moment: kernel
+ * scratch (kiln_buf.scratch) costs only what does not fit beside the
+ * values live at the same step.  The plain plan (plain_workspace_bytes)
+ * is the same plan without any scratch. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,9 +27,9 @@
 
 typedef struct live { kiln_buf *b; int first, last; int64_t size; } live;
 
-/* Kernel k touches the buffers marked in used: their ranges (a view's:
+/* Step k touches the buffers marked in used: their ranges (a view's:
  * its root's) reach k. */
-static void mark_kernel(const kiln_program *p, int k, const unsigned char *used, live *lv) {
+static void mark_step(const kiln_program *p, int k, const unsigned char *used, live *lv) {
   for (int i = 0; i < p->nbufs; i++) {
     if (!used[i]) continue;
     live *l = &lv[kiln_buf_root(p->bufs[i], NULL)->id];
@@ -28,14 +38,14 @@ static void mark_kernel(const kiln_program *p, int k, const unsigned char *used,
   }
 }
 
-/* In place: a workspace buffer first written by the kernel that last
- * reads another of the same size, when that kernel may overwrite it
+/* In place: a workspace buffer first written by the step that last
+ * reads another of the same size, when that step's kernel (kernel_of) may overwrite it
  * element by element (kiln_inplace_ok), shares its memory: host[i] is the
  * buffer whose allocation i uses (-1: its own), and the host's live range
  * grows to cover i's.  Buffers with views stay out of it, and kernel
  * scratch too unless scratch is set (the plain plan has none). */
-static int *plan_inplace(const kiln_program *p, live *lv, int scratch) {
-  int nb = p->nbufs, nk = p->nkernels;
+static int *plan_inplace(const kiln_program *p, live *lv, int scratch, const int *kernel_of, int nk) {
+  int nb = p->nbufs;
   int *host = malloc(((size_t)nb + 1) * sizeof *host);
   int *dies = malloc(((size_t)nb + 1) * sizeof *dies), *dies_at = calloc((size_t)nk + 2, sizeof *dies_at);
   char *viewed = calloc((size_t)nb + 1, 1);
@@ -58,9 +68,9 @@ static int *plan_inplace(const kiln_program *p, live *lv, int scratch) {
     for (int j = dies_at[k]; j < dies_at[k + 1]; j++) {
       int b = dies[j], h = host[b] >= 0 ? host[b] : b;
       if (b == a || lv[h].last != k || lv[h].size != lv[a].size || host[a] >= 0) continue;
-      int taken = 0; /* one buffer per host per kernel */
+      int taken = 0; /* one buffer per host per step */
       for (int i = 0; i < a && !taken; i++) taken = host[i] == h && lv[i].first == k;
-      if (taken || !kiln_inplace_ok(p->kernels[k], p->bufs[a], p->bufs[b])) continue;
+      if (taken || !kiln_inplace_ok(p->kernels[kernel_of[k]], p->bufs[a], p->bufs[b])) continue;
       host[a] = h;
       if (lv[a].last > lv[h].last) lv[h].last = lv[a].last;
       break;
@@ -85,8 +95,8 @@ static int by_size(const void *a, const void *b) {
  * overlaps no already placed buffer live at the same time); returns the
  * arena size.  Without scratch, kernel scratch buffers (kiln_buf.scratch)
  * are left out: the plain plan, the graph values' own peak. */
-static int64_t plan_workspace(kiln_program *p, live *lv, live **order, int scratch) {
-  int *host = plan_inplace(p, lv, scratch), n = 0;
+static int64_t plan_workspace(kiln_program *p, live *lv, live **order, int scratch, const int *kernel_of, int nsteps) {
+  int *host = plan_inplace(p, lv, scratch, kernel_of, nsteps), n = 0;
   for (int i = 0; i < p->nbufs; i++)
     /* a buffer no kernel touches (an epilogue step's intermediate result,
      * computed in registers by the fused kernel) takes no space */
@@ -130,20 +140,41 @@ void kiln_plan_memory(kiln_program *p) {
     lv[i].last = -1;
     lv[i].size = (p->bufs[i]->numel * (int64_t)kiln_dtype_size(p->bufs[i]->dtype) + 63) & ~(int64_t)63;
   }
+  /* the plain plan first (its offsets are then overwritten): graph values
+   * only, live over whole kernels (a node's inputs beside its outputs),
+   * the figure the real plan is held to (tests/models/test_workspace_peak.py) */
+  live *plain = malloc(((size_t)p->nbufs + 1) * sizeof *plain);
+  int *kernel_of = malloc(((size_t)p->nkernels + 1) * sizeof *kernel_of);
+  KILN_ASSERT(plain && kernel_of);
+  memcpy(plain, lv, ((size_t)p->nbufs + 1) * sizeof *plain);
   for (int k = 0; k < p->nkernels; k++) {
+    kernel_of[k] = k;
     memset(used, 0, (size_t)p->nbufs + 1);
     kiln_loop_bufs_used(p->kernels[k]->body, used);
-    mark_kernel(p, k, used, lv);
+    mark_step(p, k, used, plain);
+  }
+  p->plain_workspace_bytes = plan_workspace(p, plain, order, 0, kernel_of, p->nkernels);
+  free(plain);
+  /* the real plan, in steps */
+  int nsteps = 0, cap = p->nkernels + 1;
+  for (int k = 0; k < p->nkernels; k++) {
+    const kiln_kernel *kn = p->kernels[k];
+    for (const kiln_ls *s = kn->body; s || kn->launch; s = s->next) {
+      if (nsteps == cap) {
+        kernel_of = realloc(kernel_of, (size_t)(cap *= 2) * sizeof *kernel_of);
+        KILN_ASSERT(kernel_of);
+      }
+      kernel_of[nsteps] = k;
+      memset(used, 0, (size_t)p->nbufs + 1);
+      if (kn->launch) kiln_loop_bufs_used(kn->body, used); /* a GPU kernel: one step */
+      else kiln_loop_bufs_used_stmt(s, used);
+      mark_step(p, nsteps++, used, lv);
+      if (kn->launch) break;
+    }
   }
   free(used);
-  /* the plain plan first (its offsets are then overwritten): the figure
-   * the real one is held to (tests/models/test_workspace_peak.py) */
-  live *plain = malloc(((size_t)p->nbufs + 1) * sizeof *plain);
-  KILN_ASSERT(plain);
-  memcpy(plain, lv, ((size_t)p->nbufs + 1) * sizeof *plain);
-  p->plain_workspace_bytes = plan_workspace(p, plain, order, 0);
-  free(plain);
-  p->workspace_bytes = plan_workspace(p, lv, order, 1);
+  p->workspace_bytes = plan_workspace(p, lv, order, 1, kernel_of, nsteps);
+  free(kernel_of);
   /* weights: packed in buffer order, each 64-byte aligned */
   int64_t w = 0;
   for (int i = 0; i < p->nbufs; i++) {
