@@ -308,6 +308,10 @@ typedef struct kiln_kernel {
   int cap_local_dtype;
   kiln_buf **allocs;         /* its SHARED/LOCAL buffers, by id (KILN_LS_ALLOC) */
   int nallocs, cap_allocs;
+  const kiln_buf *stores_once; /* set by a lowering: the kernel stores each element of this
+                                buffer exactly once, and each such store's value reads
+                                other buffers only at the stored index (the register-tiled
+                                conv's epilogue store): plan_inplace.c takes its word */
 } kiln_kernel;
 
 typedef struct kiln_program {

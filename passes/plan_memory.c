@@ -84,34 +84,32 @@ static int *plan_inplace(const kiln_program *p, live *lv, int scratch, const int
   return host;
 }
 
-static int by_size(const void *a, const void *b) {
-  const live *x = *(live *const *)a, *y = *(live *const *)b;
-  if (x->size != y->size) return x->size < y->size ? 1 : -1;
-  return x->b->id - y->b->id; /* deterministic */
+/* Placement orders (first fit, each buffer at the lowest offset free
+ * over its whole live range): by decreasing size; by decreasing breadth
+ * (the most bytes live at any step of the buffer's range, then size:
+ * the buffers at the peak first, TFLite's "greedy by breadth"); by
+ * decreasing length of range, then size.  None is best on every network
+ * (ResNet-50's 1x1 convolutions fragment the first), so each is tried
+ * and the smallest arena kept.  key[0..1] hold the sort keys. */
+typedef struct ordered { live *l; int64_t key[2]; } ordered;
+
+static int by_keys(const void *a, const void *b) {
+  const ordered *x = a, *y = b;
+  for (int k = 0; k < 2; k++)
+    if (x->key[k] != y->key[k]) return x->key[k] < y->key[k] ? 1 : -1;
+  return x->l->b->id - y->l->b->id; /* deterministic */
 }
 
-/* Places the workspace buffers with live ranges lv (written in place
- * first, then greedily by decreasing size at the lowest offset that
- * overlaps no already placed buffer live at the same time); returns the
- * arena size.  Without scratch, kernel scratch buffers (kiln_buf.scratch)
- * are left out: the plain plan, the graph values' own peak. */
-static int64_t plan_workspace(kiln_program *p, live *lv, live **order, int scratch, const int *kernel_of, int nsteps) {
-  int *host = plan_inplace(p, lv, scratch, kernel_of, nsteps), n = 0;
-  for (int i = 0; i < p->nbufs; i++)
-    /* a buffer no kernel touches (an epilogue step's intermediate result,
-     * computed in registers by the fused kernel) takes no space */
-    if (p->bufs[i]->kind == KILN_BUF_WORKSPACE && !p->bufs[i]->view_of && host[i] < 0 && lv[i].first >= 0 &&
-        (scratch || !p->bufs[i]->scratch))
-      order[n++] = &lv[i];
-  qsort(order, (size_t)n, sizeof *order, by_size);
+/* First fit of order[0..n) in that order; returns the arena size. */
+static int64_t place(ordered *order, int n) {
   int64_t total = 0;
   for (int i = 0; i < n; i++) {
-    live *a = order[i];
+    live *a = order[i].l;
     int64_t off = 0;
     for (int moved = 1; moved;) {
       moved = 0;
       for (int j = 0; j < i; j++) {
-        live *o = order[j];
+        live *o = order[j].l;
         int overlap_time = !(a->last < o->first || o->last < a->first);
         int overlap_mem = off < o->b->offset + o->size && o->b->offset < off + a->size;
         if (overlap_time && overlap_mem) {
@@ -123,6 +121,51 @@ static int64_t plan_workspace(kiln_program *p, live *lv, live **order, int scrat
     a->b->offset = off;
     if (off + a->size > total) total = off + a->size;
   }
+  return total;
+}
+
+enum { ORDER_SIZE, ORDER_BREADTH, ORDER_LENGTH, ORDER_COUNT };
+
+static void sort_keys(ordered *order, int n, int how, const int64_t *at_step) {
+  for (int i = 0; i < n; i++) {
+    const live *l = order[i].l;
+    int64_t breadth = 0;
+    if (how == ORDER_BREADTH)
+      for (int t = l->first; t <= l->last; t++) breadth = at_step[t] > breadth ? at_step[t] : breadth;
+    order[i].key[0] = how == ORDER_SIZE ? l->size : how == ORDER_BREADTH ? breadth : l->last - l->first;
+    order[i].key[1] = how == ORDER_SIZE ? 0 : l->size;
+  }
+  qsort(order, (size_t)n, sizeof *order, by_keys);
+}
+
+/* Places the workspace buffers with live ranges lv (written in place
+ * first, then first fit in the best of the orders above); returns the
+ * arena size.  Without scratch, kernel scratch buffers (kiln_buf.scratch)
+ * are left out: the plain plan, the graph values' own peak. */
+static int64_t plan_workspace(kiln_program *p, live *lv, int scratch, const int *kernel_of, int nsteps) {
+  int *host = plan_inplace(p, lv, scratch, kernel_of, nsteps), n = 0;
+  ordered *order = malloc(((size_t)p->nbufs + 1) * sizeof *order);
+  int64_t *at_step = calloc((size_t)nsteps + 1, sizeof *at_step);
+  KILN_ASSERT(order && at_step);
+  for (int i = 0; i < p->nbufs; i++)
+    /* a buffer no kernel touches (an epilogue step's intermediate result,
+     * computed in registers by the fused kernel) takes no space */
+    if (p->bufs[i]->kind == KILN_BUF_WORKSPACE && !p->bufs[i]->view_of && host[i] < 0 && lv[i].first >= 0 &&
+        (scratch || !p->bufs[i]->scratch)) {
+      order[n++].l = &lv[i];
+      for (int t = lv[i].first; t <= lv[i].last; t++) at_step[t] += lv[i].size;
+    }
+  int best = ORDER_SIZE;
+  int64_t total = -1;
+  for (int how = 0; how < ORDER_COUNT; how++) {
+    sort_keys(order, n, how, at_step);
+    int64_t t = place(order, n);
+    if (total < 0 || t < total) total = t, best = how;
+  }
+  sort_keys(order, n, best, at_step);
+  place(order, n);
+  free(order);
+  free(at_step);
   for (int i = 0; i < p->nbufs; i++) /* written in place over its host */
     if (host[i] >= 0) p->bufs[i]->offset = p->bufs[host[i]]->offset;
   free(host);
@@ -131,9 +174,8 @@ static int64_t plan_workspace(kiln_program *p, live *lv, live **order, int scrat
 
 void kiln_plan_memory(kiln_program *p) {
   live *lv = calloc((size_t)p->nbufs + 1, sizeof *lv);
-  live **order = calloc((size_t)p->nbufs + 1, sizeof *order);
   unsigned char *used = calloc((size_t)p->nbufs + 1, 1);
-  KILN_ASSERT(lv && order && used);
+  KILN_ASSERT(lv && used);
   for (int i = 0; i < p->nbufs; i++) {
     lv[i].b = p->bufs[i];
     lv[i].first = -1;
@@ -153,7 +195,7 @@ void kiln_plan_memory(kiln_program *p) {
     kiln_loop_bufs_used(p->kernels[k]->body, used);
     mark_step(p, k, used, plain);
   }
-  p->plain_workspace_bytes = plan_workspace(p, plain, order, 0, kernel_of, p->nkernels);
+  p->plain_workspace_bytes = plan_workspace(p, plain, 0, kernel_of, p->nkernels);
   free(plain);
   /* the real plan, in steps */
   int nsteps = 0, cap = p->nkernels + 1;
@@ -173,7 +215,7 @@ void kiln_plan_memory(kiln_program *p) {
     }
   }
   free(used);
-  p->workspace_bytes = plan_workspace(p, lv, order, 1, kernel_of, nsteps);
+  p->workspace_bytes = plan_workspace(p, lv, 1, kernel_of, nsteps);
   free(kernel_of);
   /* weights: packed in buffer order, each 64-byte aligned */
   int64_t w = 0;
@@ -203,5 +245,4 @@ void kiln_plan_memory(kiln_program *p) {
     b->offset = r->offset + off;
   }
   free(lv);
-  free(order);
 }
