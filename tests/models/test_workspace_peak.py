@@ -26,7 +26,6 @@ One line per network, "PASS name: ..." or "FAIL name: ...", then
 "N passed, M failed"; exit status 1 if anything failed.
 """
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -37,18 +36,12 @@ from pathlib import Path
 import onnx
 from onnx import shape_inference
 
-REPO = Path(__file__).resolve().parents[2]
-ZOO2_PATH = REPO / "models" / "gen" / "zoo2.py"
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_zoo_run import load_zoo2  # noqa: E402  (the zoo's generators)
+
 VGG_CONV1_2 = 2 * 64 * 224 * 224 * 4
 EMIT_C_MAX_WEIGHTS = 40e6
-
-
-def load_zoo2():
-    sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
-    spec = importlib.util.spec_from_file_location("kiln_zoo2", ZOO2_PATH)
-    zoo2 = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(zoo2)
-    return zoo2
 
 
 def largest_conv_io(path):
