@@ -38,7 +38,7 @@ from onnx import shape_inference
 
 sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_zoo_run import load_zoo2  # noqa: E402  (the zoo's generators)
+from test_zoo_run import run_models  # noqa: E402  (the zoo's generators, one line a network)
 
 VGG_CONV1_2 = 2 * 64 * 224 * 224 * 4
 EMIT_C_MAX_WEIGHTS = 40e6
@@ -119,18 +119,7 @@ def main(argv):
         print(__doc__.split("Usage:")[1].split("\n\n")[0].strip(), file=sys.stderr)
         return 2
     kiln, cache_dir, names = argv[1], argv[2], argv[3:]
-    zoo2 = load_zoo2()
-    passed = failed = 0
-    for name in names or zoo2.ALL_MODELS:
-        try:
-            path = zoo2.generate_any(cache_dir, [name], log=lambda m: print(f"# {m}"))[name]
-            ok, text = check(kiln, name, path)
-        except Exception as e:  # a generator problem fails this model only
-            ok, text = False, f"{type(e).__name__}: {e}"
-        print(f"{'PASS' if ok else 'FAIL'} {name}: {text}", flush=True)
-        passed, failed = passed + ok, failed + (not ok)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return run_models(cache_dir, names, lambda name, path: check(kiln, name, path))
 
 
 if __name__ == "__main__":

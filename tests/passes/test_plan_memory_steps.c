@@ -29,13 +29,17 @@ static void copy(fix *f, const kiln_buf *dst, const kiln_buf *src) {
   kiln_lb_end(&f->b);
 }
 
-static void build(fix *f, int gpu) {
-  static const kiln_launch one = {{1, 1, 1}, {32, 1, 1}};
+static void empty(fix *f) {
   f->g = kiln_graph_new();
   f->p = kiln_arena_alloc(&f->g->arena, sizeof *f->p);
   f->p->arena = &f->g->arena;
   f->p->graph = f->g;
   f->b = (kiln_lb){.p = f->p};
+}
+
+static void build(fix *f, int gpu) {
+  static const kiln_launch one = {{1, 1, 1}, {32, 1, 1}};
+  empty(f);
   f->a = buf(f, "A"), f->s = buf(f, "S"), f->bb = buf(f, "B"), f->c = buf(f, "C");
   f->s->scratch = 1;
   kiln_lb_kernel(&f->b, "k0", NULL);
@@ -87,14 +91,6 @@ static const kiln_kernel *two_stores(fix *f, kiln_buf *out, kiln_buf *in, int sh
     kiln_lb_end(b);
   }
   return f->p->kernels[f->p->nkernels - 1];
-}
-
-static void empty(fix *f) {
-  f->g = kiln_graph_new();
-  f->p = kiln_arena_alloc(&f->g->arena, sizeof *f->p);
-  f->p->arena = &f->g->arena;
-  f->p->graph = f->g;
-  f->b = (kiln_lb){.p = f->p};
 }
 
 Test(plan_memory_steps, stores_once_lets_many_stores_run_in_place) {
