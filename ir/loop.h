@@ -187,6 +187,8 @@ typedef struct kiln_buf {
   const struct kiln_buf *view_of;
   int64_t view_offset;
   kiln_scope scope;      /* GLOBAL unless allocated in a kernel (then kind WORKSPACE) */
+  int scratch;           /* a kernel's own working storage (kiln_lower_scratch), no graph
+                            value: the plain memory plan leaves it out */
 } kiln_buf;
 
 /* The buffer owning b's memory (b itself unless b is a view); *byte_offset
@@ -310,6 +312,10 @@ typedef struct kiln_kernel {
   int cap_local_dtype;
   kiln_buf **allocs;         /* its SHARED/LOCAL buffers, by id (KILN_LS_ALLOC) */
   int nallocs, cap_allocs;
+  const kiln_buf *stores_once; /* set by a lowering: the kernel stores each element of this
+                                buffer exactly once, and each such store's value reads
+                                other buffers only at the stored index (the register-tiled
+                                conv's epilogue store): plan_inplace.c takes its word */
 } kiln_kernel;
 
 typedef struct kiln_program {
@@ -319,6 +325,8 @@ typedef struct kiln_program {
   kiln_kernel **kernels; int nkernels, cap_kernels;
   int ninputs, noutputs;
   int64_t workspace_bytes;   /* size of the activation arena */
+  int64_t plain_workspace_bytes; /* the same plan with no kernel scratch (kiln_buf.scratch):
+                                the graph values' own peak, what the arena should not exceed */
   int64_t weights_bytes;     /* size of the packed weights (64-byte aligned entries) */
   int reductions_expanded;   /* set by kiln_expand_reduce: no REDUCE/COMBINE is left */
   kiln_target target;        /* what it was lowered and scheduled for */

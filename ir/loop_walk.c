@@ -87,6 +87,11 @@ void kiln_loop_bufs_used(const kiln_ls *s, unsigned char *used) {
   kiln_walk_block(&w, s);
 }
 
+void kiln_loop_bufs_used_stmt(const kiln_ls *s, unsigned char *used) {
+  kiln_walk w = {.stmt_pre = bufs_store, .expr_pre = bufs_load, .ctx = used};
+  kiln_walk_stmt(&w, s);
+}
+
 typedef struct locals_ctx { int n; unsigned char *flags; } locals_ctx;
 
 static void local_flag(locals_ctx *c, int var, unsigned char flag) {

@@ -62,6 +62,8 @@ enum { KILN_USE_READ = 1, KILN_USE_WRITE = 2 };
  * zeroed by the caller; SHARED/LOCAL buffers are a GPU kernel's own,
  * numbered in kernel->allocs, and are skipped). */
 void kiln_loop_bufs_used(const kiln_ls *s, unsigned char *used);
+/* The same for s alone (not s->next). */
+void kiln_loop_bufs_used_stmt(const kiln_ls *s, unsigned char *used);
 
 enum { KILN_LOCAL_DECLARED = 1, KILN_LOCAL_ASSIGNED = 2, KILN_LOCAL_READ = 4 };
 /* flags[var] |= the above for every DECL, ASSIGN and read of a local

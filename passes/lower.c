@@ -147,7 +147,9 @@ kiln_buf *kiln_lower_scratch(kiln_lctx *L, const char *name, kiln_dtype t, int64
   v.dtype = t;
   v.rank = 1;
   v.dims[0] = numel;
-  return kiln_program_add_buf(L->b.p, &v, KILN_BUF_WORKSPACE);
+  kiln_buf *b = kiln_program_add_buf(L->b.p, &v, KILN_BUF_WORKSPACE);
+  b->scratch = 1;
+  return b;
 }
 
 kiln_lx *kiln_lower_load(kiln_lctx *L, const kiln_buf *b, kiln_lx *off) {

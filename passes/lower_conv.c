@@ -217,6 +217,8 @@ typedef struct fconv {
   const int *rbias;                             /* register path: bias locals per row */
   int64_t rmb, rvl;                             /* register path: rows, positions of the tile */
   int fma;                                      /* register path: products summed by FMA */
+  const kiln_node *enode;                       /* register path with y = Y: the node whose final
+                                                   store (epilogue included) the tile makes */
 } fconv;
 
 static int64_t floordiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
@@ -479,8 +481,11 @@ static void emit_rtile(kiln_lctx *L, fconv *f, kiln_lx *v0, int64_t mb, int64_t 
   kiln_lower_close(L, merged + (f->Cg > 1));
   f->acc = NULL;
   for (int64_t j = 0; j < mb; j++)
-    for (int64_t l = 0; l < vl; l++)
-      kiln_lb_store(B, f->y, IADD(IADD(f->ybase, CI(j * f->ycs)), IADD(v0, CI(l))), LOCAL(acc[j * vl + l]));
+    for (int64_t l = 0; l < vl; l++) {
+      kiln_lx *off = IADD(IADD(f->ybase, CI(j * f->ycs)), IADD(v0, CI(l)));
+      if (f->enode) kiln_lower_store_flat(L, f->enode, 0, off, LOCAL(acc[j * vl + l])); /* y is Y: row-major */
+      else kiln_lb_store(B, f->y, off, LOCAL(acc[j * vl + l]));
+    }
 }
 
 /* (blk / inner) % extent, folding the trivial cases. */
@@ -601,9 +606,7 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
     if (g->Mg % mb == 0) { f.MB = mb; break; }
   /* f16/bf16 outputs sum in an f32 Yv, never in their own storage */
   if (kiln_lower_ctype(n->out[0]->dtype) != n->out[0]->dtype) direct_y = 0;
-  /* an epilogue is applied once per element, in the pass out of Yv */
   int epi = kiln_lower_has_epilogue(n);
-  if (epi) direct_y = 0;
   const int64_t VW = kiln_target_lanes(L->target, f.ct);
   int single = g->Cg * g->ksz <= (g->Mg == 1 ? SINGLE_MAX : 1);
   int64_t OW = f.out[last], owr = (OW + VW - 1) / VW * VW, R = g->osz / OW;
@@ -612,6 +615,10 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
    * or more: with fewer, initialising and storing a tile of sums weighs as
    * much as the products, and the in-Yv path makes as few passes */
   int reg = !single && g->Cg * g->ksz >= RB_MIN_TERMS;
+  /* an epilogue is applied once per element: by the register tile's final
+   * store when it writes Y (its sums are whole there), else in the pass
+   * out of Yv (the in-Yv path stores partial sums) */
+  if (epi && !reg) direct_y = 0;
   int64_t nfull = owr == OW ? R : R - 1;
   /* virtual positions: all of them rounded up to VW (exactly the outputs
    * when y is Y); in rows mode the padded rows read up to VW further */
@@ -649,6 +656,10 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
     Yv = kiln_lower_scratch(L, name, f.ct, g->N * g->M * f.V);
   }
   f.y = Yv;
+  if (reg && Yv == Y) { /* each output stored once, by its tile (plan_inplace.c) */
+    f.enode = n;
+    L->b.k->stores_once = kiln_lower_buf(L, kiln_lower_result(n, 0));
+  }
   if (reg) {
     emit_reg_blocks(L, &f, g, bias);
     if (Yv != Y) { /* the outputs out of Yv, one (n, m) plane per iteration */

@@ -9,7 +9,12 @@
  * radix: sorted by coefficient, each at least the span of the ones below
  * it), k never loads `out`, and every load of `in` is inside that store's
  * value at the very same index.  Then each element of `in` is read, in the
- * one iteration that writes that element of `out`, before the write. */
+ * one iteration that writes that element of `out`, before the write.
+ * A kernel whose lowering vouches that it stores each element of `out`
+ * once (kiln_kernel.stores_once: a register-tiled convolution's tiles,
+ * unrolled and under IFs) may store it in many statements: each load of
+ * `in` must still sit in a store's value at that store's own index (the
+ * same expression), so the one store of an element reads it first. */
 #include "lower.h"
 
 #include <stdlib.h>
@@ -77,6 +82,7 @@ typedef struct scan {
   const kiln_buf *out, *in;
   const kiln_ls *store;     /* the one store to out */
   int nstores, bad;
+  int trusted;              /* k->stores_once == out: many stores, each element once */
   int64_t ext[MAXV];        /* extents of the loops enclosing the store */
   int open[MAXV], nopen;
 } scan;
@@ -90,17 +96,27 @@ static void loads(scan *S, const kiln_lx *e) {
   loads(S, e->c);
 }
 
-/* Inside the store's value: every load of `in` at the store's index. */
-static void value_loads(scan *S, const kiln_lx *e, const affine *at) {
+static int same_expr(const kiln_lx *a, const kiln_lx *b, int depth) {
+  if (a == b) return 1;
+  if (!a || !b || depth > 64 || a->kind != b->kind || a->dtype != b->dtype || a->op != b->op || a->var != b->var ||
+      a->buf != b->buf)
+    return 0;
+  if (a->kind == KILN_LX_CONST && (a->i != b->i || memcmp(&a->f, &b->f, sizeof a->f))) return 0;
+  return same_expr(a->a, b->a, depth + 1) && same_expr(a->b, b->b, depth + 1) && same_expr(a->c, b->c, depth + 1);
+}
+
+/* Inside the store's value: every load of `in` at the store's index (an
+ * equal affine form; for a trusted kernel, the same expression idx). */
+static void value_loads(scan *S, const kiln_lx *e, const affine *at, const kiln_lx *idx) {
   if (!e) return;
   if (e->kind == KILN_LX_LOAD && e->buf == S->out) S->bad = 1;
   if (e->kind == KILN_LX_LOAD && e->buf == S->in) {
     affine f;
-    if (!to_affine(S->k, e->a, &f, 0) || memcmp(&f, at, sizeof f)) S->bad = 1;
+    if (S->trusted ? !same_expr(e->a, idx, 0) : !to_affine(S->k, e->a, &f, 0) || memcmp(&f, at, sizeof f)) S->bad = 1;
   }
-  value_loads(S, e->a, at);
-  value_loads(S, e->b, at);
-  value_loads(S, e->c, at);
+  value_loads(S, e->a, at, idx);
+  value_loads(S, e->b, at, idx);
+  value_loads(S, e->c, at, idx);
 }
 
 static void walk(scan *S, const kiln_ls *s, int under_if) {
@@ -121,11 +137,16 @@ static void walk(scan *S, const kiln_ls *s, int under_if) {
     case KILN_LS_STORE:
       loads(S, s->index);
       if (s->buf != S->out) { loads(S, s->value); break; }
+      if (S->trusted) { /* many stores, each element once: the lowering's word */
+        S->nstores++;
+        value_loads(S, s->value, NULL, s->index);
+        break;
+      }
       if (under_if || S->nstores++) { S->bad = 1; break; }
       S->store = s;
       affine at;
       if (!to_affine(S->k, s->index, &at, 0)) { S->bad = 1; break; }
-      value_loads(S, s->value, &at);
+      value_loads(S, s->value, &at, NULL);
       /* injective: every enclosing loop's var, mixed radix */
       int vars[MAXV], n = 0;
       for (int i = 0; i < S->nopen; i++) {
@@ -162,7 +183,7 @@ static void walk(scan *S, const kiln_ls *s, int under_if) {
 
 int kiln_inplace_ok(const kiln_kernel *k, const kiln_buf *out, const kiln_buf *in) {
   if (!k || out == in || out->dtype != in->dtype || out->numel != in->numel) return 0;
-  scan S = {.k = k, .out = out, .in = in};
+  scan S = {.k = k, .out = out, .in = in, .trusted = k->stores_once == out};
   walk(&S, k->body, 0);
-  return !S.bad && S.nstores == 1;
+  return !S.bad && (S.nstores == 1 || (S.trusted && S.nstores > 1));
 }

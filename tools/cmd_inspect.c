@@ -86,9 +86,10 @@ static const char *human(double v, const char *unit, char *buf) {
 
 /* Peak activation memory from kiln's memory plan (the lowered program's
  * workspace, from the pipeline's loop passes, which print their dump here);
- * -1 when the graph cannot be planned (symbolic dims, or an op the code
+ * *plain gets the plain plan's figure (graph values only, no kernel
+ * scratch: plan_memory.c); -1 when the graph cannot be planned (symbolic dims, or an op the code
  * generators do not handle yet). */
-static int64_t peak_bytes(kiln_graph *g, kiln_model_opts *o) {
+static int64_t peak_bytes(kiln_graph *g, kiln_model_opts *o, int64_t *plain) {
   if (g->nsyms) {
     for (int i = 0; i < g->nvalues; i++)
       if (!kiln_value_is_static(g->values[i]) && g->values[i]->rank >= 0) return -1;
@@ -100,6 +101,7 @@ static int64_t peak_bytes(kiln_graph *g, kiln_model_opts *o) {
   int rc = kiln_pipeline_run(&po, &pl, &d);
   o->dumped |= pl.dumped;
   if (!rc) o->program = pl.program; /* (--target cuda: its launches are listed) */
+  *plain = rc ? -1 : pl.program->plain_workspace_bytes;
   return rc ? -1 : pl.program->workspace_bytes;
 }
 
@@ -139,7 +141,7 @@ static void unbound_dims(const kiln_graph *g, int *batch, char *list, size_t siz
   }
 }
 
-static void print_json(const char *path, kiln_graph *g, const kiln_model_opts *o, int64_t peak) {
+static void print_json(const char *path, kiln_graph *g, const kiln_model_opts *o, int64_t peak, int64_t plain) {
   int count[KILN_OP_COUNT];
   histogram(g, count);
   printf("{\"model\": ");
@@ -161,12 +163,13 @@ static void print_json(const char *path, kiln_graph *g, const kiln_model_opts *o
   unbound_dims(g, &batch, dims, sizeof dims);
   if (!dims[0]) snprintf(macs, sizeof macs, "%" PRId64, kiln_cli_macs(g));
   printf("}, \"params\": %" PRId64 ", \"bn_stats\": %" PRId64 ", \"macs\": %s, \"weights_bytes\": %" PRId64
-         ", \"peak_activation_bytes\": %" PRId64 ", \"batch_bound\": %s}\n",
-         o->params, o->bn_stats, macs, o->param_bytes, peak, o->bound_note ? "true" : "false");
+         ", \"peak_activation_bytes\": %" PRId64 ", \"plain_activation_bytes\": %" PRId64 ", \"batch_bound\": %s}\n",
+         o->params, o->bn_stats, macs, o->param_bytes, peak, plain, o->bound_note ? "true" : "false");
 }
 
-static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts *o, int64_t peak, int verbose) {
-  char ty[256], b1[64], b2[64];
+static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts *o, int64_t peak, int64_t plain,
+                          int verbose) {
+  char ty[256], b1[64], b2[64], b3[64];
   int count[KILN_OP_COUNT];
   printf("model     ");
   kiln_put_display(stdout, path);
@@ -214,8 +217,10 @@ static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts
   unbound_dims(g, &batch, dims, sizeof dims);
   if (dims[0]) printf("\nMACs      unknown: they depend on %s (bind with --dim NAME=N)\n", dims);
   else printf("\nMACs      %s (%s)%s\n", human((double)macs, "", b2), group3(macs, b1), batch ? " per batch item" : "");
-  if (peak >= 0) printf("memory    %s peak activations (memory plan), %s weights\n", human((double)peak, "B", b1),
-                        human((double)o->param_bytes, "B", b2));
+  /* the plan's peak (kernel scratch included) beside the plain plan's
+   * (graph values only): scratch should fit in the plain plan's figure */
+  if (peak >= 0) printf("memory    %s peak workspace (plain plan %s), %s weights\n", human((double)peak, "B", b1),
+                        human((double)plain, "B", b3), human((double)o->param_bytes, "B", b2));
   else printf("memory    (no plan: %s)\n", dims[0] ? "bind the symbolic dims with --dim NAME=N"
                                           : batch ? "bind the batch with --batch N" : "an op is not yet lowered");
   if (verbose) {
@@ -297,16 +302,16 @@ int kiln_cmd_inspect(int argc, char **argv) {
   if (o.bound_note && !json)
     fprintf(stderr, "kiln: note: symbolic dims bound to 1 to infer shapes (choose with --batch N or --dim NAME=N)\n");
   /* The loop passes run for the memory figure, or for a dump after one. */
-  int64_t peak = -1;
-  if (!loops && (!ir || o.dump_after >= KILN_PASS_LOWER)) peak = peak_bytes(g, &o);
+  int64_t peak = -1, plain = -1;
+  if (!loops && (!ir || o.dump_after >= KILN_PASS_LOWER)) peak = peak_bytes(g, &o, &plain);
   if (o.dump_after && !o.dumped)
     fprintf(stderr, "kiln: note: --dump-after %s printed nothing: the model could not be lowered (bind its symbolic "
                     "dims with --batch N or --dim NAME=N)\n", kiln_pass_name((kiln_pass_id)o.dump_after));
   if (loops) kiln_program_print(o.program, stdout);
-  else if (json) print_json(path, g, &o, peak);
+  else if (json) print_json(path, g, &o, peak, plain);
   else if (ir) kiln_graph_print(g, stdout);
   else {
-    print_summary(path, g, &o, peak, verbose);
+    print_summary(path, g, &o, peak, plain, verbose);
     if (o.target == &gpu && o.program) print_launches(o.program);
   }
   kiln_graph_free(g);

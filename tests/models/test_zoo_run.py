@@ -252,13 +252,19 @@ def main(argv):
         print(f"FAIL setup: kiln binary {kiln!r} does not exist or is not executable")
         print("0 passed, 1 failed")
         return 1
+    return run_models(cache_dir, names, lambda name, path: check_model(kiln, name, path, backend))
+
+
+def run_models(cache_dir, names, check):
+    """check(name, path) -> (ok, text) for each network (default: all of
+    zoo2.ALL_MODELS), generated into cache_dir first; one PASS/FAIL line
+    each, then "N passed, M failed"; returns the exit status."""
     zoo2 = load_zoo2()
-    names = names or zoo2.ALL_MODELS
     passed = failed = 0
-    for name in names:
+    for name in names or zoo2.ALL_MODELS:
         try:
             path = zoo2.generate_any(cache_dir, [name], log=lambda m: print(f"# {m}"))[name]
-            ok, text = check_model(kiln, name, path, backend)
+            ok, text = check(name, path)
         except Exception as e:  # a generator or ORT problem fails this model only
             ok, text = False, f"{type(e).__name__}: {e}"
         print(f"{'PASS' if ok else 'FAIL'} {name}: {text}", flush=True)

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Peak workspace of every zoo network within its plain memory plan.
+
+Usage:  python3 tests/models/test_workspace_peak.py KILN_BINARY CACHE_DIR [name ...]
+
+kiln's memory plan (passes/plan_memory.c) places the graph's activations
+and every kernel's scratch (a convolution's zero-padded input planes, its
+virtual-grid sums, im2col rows) in one arena.  The plain plan is the same
+placement of the graph values alone, each live over whole kernels: what
+the network needs before any kernel asks for working storage.  Scratch is
+meant to fit in what is dead while its kernel runs, so for each network
+(default: models/gen/zoo2.ALL_MODELS, generated into CACHE_DIR when the
+cache lacks them) this checks, from `kiln inspect MODEL --batch 1 --json`:
+
+  1. peak_activation_bytes <= plain_activation_bytes;
+  2. the plain plan is at least the largest Conv's input plus output
+     (float32, from ONNX shape inference: an independent lower bound; any
+     plan holds both while the Conv runs), and for vgg16_v9 exactly that
+     (2 x 64 x 224 x 224 x 4 bytes = 25,690,112, conv1_2: nothing else is
+     live beside them at VGG's peak);
+  3. `kiln emit-c`'s static workspace (NAME_WORKSPACE_SIZE, the arena plus
+     64 bytes of alignment slack) is the same peak (networks with at most
+     EMIT_C_MAX_WEIGHTS of weights: emit-c writes them all out).
+
+One line per network, "PASS name: ..." or "FAIL name: ...", then
+"N passed, M failed"; exit status 1 if anything failed.
+"""
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import onnx
+from onnx import shape_inference
+
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_zoo_run import run_models  # noqa: E402  (the zoo's generators, one line a network)
+
+VGG_CONV1_2 = 2 * 64 * 224 * 224 * 4
+EMIT_C_MAX_WEIGHTS = 40e6
+
+
+def largest_conv_io(path):
+    """max over float32 Convs of bytes(X) + bytes(Y), batch bound to 1."""
+    m = onnx.load(str(path), load_external_data=False)
+    for vi in list(m.graph.input):
+        for d in vi.type.tensor_type.shape.dim:
+            if d.dim_param:
+                d.Clear()
+                d.dim_value = 1
+    m = shape_inference.infer_shapes(m)
+    shapes = {}
+    for vi in [*m.graph.input, *m.graph.value_info, *m.graph.output]:
+        dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+        if dims and all(d > 0 for d in dims):
+            n = 1
+            for d in dims:
+                n *= d
+            shapes[vi.name] = n * 4
+    inits = {t.name for t in m.graph.initializer}
+    graph_inputs = {vi.name for vi in m.graph.input}
+    best = 0
+    for node in m.graph.node:
+        if node.op_type != "Conv":
+            continue
+        x, y = node.input[0], node.output[0]
+        if x in inits or x in graph_inputs or x not in shapes or y not in shapes:
+            continue  # a graph input is the caller's buffer, not the arena's
+        best = max(best, shapes[x] + shapes[y])
+    return best
+
+
+def emit_c_workspace(kiln, path):
+    with tempfile.TemporaryDirectory() as out:
+        proc = subprocess.run([kiln, "emit-c", str(path), "--batch", "1", "--weights-file", "-o", out],
+                              capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            return None, proc.stderr.strip()[-400:]
+        for f in Path(out).glob("*.h"):
+            mt = re.search(r"#define \w+_WORKSPACE_SIZE (\d+)", f.read_text())
+            if mt:
+                return int(mt.group(1)), None
+    return None, "no _WORKSPACE_SIZE in emit-c's header"
+
+
+def check(kiln, name, path):
+    proc = subprocess.run([kiln, "inspect", str(path), "--batch", "1", "--json"],
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        return False, f"kiln inspect failed: {proc.stderr.strip()[-400:]}"
+    info = json.loads(proc.stdout)
+    peak, plain = info["peak_activation_bytes"], info["plain_activation_bytes"]
+    text = f"peak {peak / 1e6:.2f} MB, plain plan {plain / 1e6:.2f} MB"
+    if peak < 0 or plain <= 0:
+        return False, f"{text}: no memory plan"
+    bound = largest_conv_io(path)
+    if plain < bound:
+        return False, f"{text}: the plain plan is below the largest Conv's input + output ({bound})"
+    if name == "vgg16_v9" and plain != VGG_CONV1_2:
+        return False, f"{text}: VGG's plain plan should be conv1_2's input + output, {VGG_CONV1_2} bytes"
+    if peak > plain:
+        return False, f"{text}: peak exceeds the plain plan by {(peak - plain) / 1e6:.2f} MB"
+    if info["weights_bytes"] > EMIT_C_MAX_WEIGHTS:
+        return True, text
+    ws, err = emit_c_workspace(kiln, path)
+    if ws is None:
+        return False, f"{text}: emit-c: {err}"
+    if ws != peak + 64:
+        return False, f"{text}: emit-c's static workspace is {ws} bytes, not the peak + 64"
+    return True, text
+
+
+def main(argv):
+    if len(argv) < 3:
+        print(__doc__.split("Usage:")[1].split("\n\n")[0].strip(), file=sys.stderr)
+        return 2
+    kiln, cache_dir, names = argv[1], argv[2], argv[3:]
+    return run_models(cache_dir, names, lambda name, path: check(kiln, name, path))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
