@@ -190,7 +190,7 @@ static void compute(kiln_lctx *L, const sdw *f, kiln_lx *plane, kiln_lx *oh) {
   const kiln_conv_geom *g = f->g;
   int64_t rw = f->t.rw, tw = f->t.tx * rw, nct = cdiv(f->c.out, tw);
   kiln_lx *mv = let(L, g->M == 1 ? CI(0) : BIN(REM, plane, CI(g->M)));
-  kiln_lx *nv = let(L, g->M == 1 ? plane : BIN(DIV, plane, CI(g->M)));
+  kiln_lx *nv = g->M == 1 ? plane : BIN(DIV, plane, CI(g->M)); /* read only by a broadcast epilogue operand */
   int acc[RW_MAX];
   kiln_lx *bias = f->bias ? kiln_lower_load(L, f->bias, mv) : kiln_lx_const_f(B, f->ct, 0);
   int bl = kiln_lb_decl(B, f->ct, bias);
