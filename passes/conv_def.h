@@ -124,4 +124,23 @@ int kiln_schedule_conv_gpu(kiln_program *p, const kiln_node *n, const kiln_conv_
  * a batch broadcast other than a whole operand shared by every batch. */
 int kiln_schedule_gemm_gpu(kiln_program *p, const kiln_node *n, const kiln_conv_gpu_tile *t, kiln_diag *d);
 
+/* The direct depthwise GPU schedule (schedule_dw_gpu.c): a block computes
+ * tz planes x ty output rows x tx*rw output columns from a SHARED input
+ * tile with its halo; thread (x, y, z) computes rw outputs of one row,
+ * tx apart. */
+typedef struct kiln_dw_gpu_tile {
+  int64_t tx, ty, tz;  /* threads along output columns, rows, planes (n, m) */
+  int64_t rw;          /* outputs per thread along a row */
+} kiln_dw_gpu_tile;
+
+/* g is depthwise (group == C, one input channel per group), 1-D or 2-D. */
+int kiln_dw_gpu_wanted(const kiln_conv_geom *g);
+/* The tile the schedule picks for g with compute type ct (see the file's top). */
+void kiln_dw_gpu_tile_for(const kiln_conv_geom *g, kiln_dtype ct, kiln_dw_gpu_tile *t);
+/* Appends to p one GPU kernel computing depthwise Conv node n and its
+ * fused epilogue with tile t (NULL: kiln_dw_gpu_tile_for's).  Returns 0,
+ * or -1 with a located error in d (not depthwise, a tile over a block's
+ * limits or 48 KiB of shared memory). */
+int kiln_schedule_dw_gpu(kiln_program *p, const kiln_node *n, const kiln_dw_gpu_tile *t, kiln_diag *d);
+
 #endif

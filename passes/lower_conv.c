@@ -954,7 +954,10 @@ int kiln_lower_conv_transpose(kiln_lctx *L, const kiln_node *n) {
     return kiln_lower_fail(L, n, "W does not match X, Y and group (run shape inference first)");
   /* a shape the fast path declines has emitted nothing yet */
   int nk = L->b.p->nkernels;
-  if (!lower_convt_fast(L, n, &g)) return 0;
+  /* a GPU target takes the gather below: one output per thread once
+   * schedule_gpu maps the plane and output loops (the fast path's phase
+   * loops are a CPU schedule: a few coarse parallel iterations) */
+  if (L->target->kind != KILN_TARGET_GPU && !lower_convt_fast(L, n, &g)) return 0;
   KILN_ASSERT(L->b.p->nkernels == nk);
   kiln_lower_begin(L, n);
   int nv, mv;

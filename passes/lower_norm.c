@@ -174,11 +174,13 @@ static void moments(kiln_lctx *L, kiln_nest *ns, const kiln_buf *xb, kiln_lx *ba
 }
 
 /* y = (x - mean) * k + shift over the same view as moments(), where
- * k = scale / sqrt(var + eps) (a local). */
+ * k = scale / sqrt(var + eps) (a local).  Each (nn, s) writes its own
+ * element and assigns no local: both loops are parallel (a GPU target
+ * maps them one element per thread under the channel loop). */
 static void normalise(kiln_lctx *L, kiln_nest *ns, const kiln_buf *xb, const kiln_node *n, kiln_lx *base, int64_t nrep,
                       int64_t nstride, int64_t S, split_mean mean, int k, kiln_lx *shift) {
-  kiln_lx *nn = kiln_nest_for(L, ns, nrep, 0);
-  kiln_lx *s = kiln_nest_for(L, ns, S, 0);
+  kiln_lx *nn = kiln_nest_for(L, ns, nrep, 1);
+  kiln_lx *s = kiln_nest_for(L, ns, S, 1);
   kiln_lx *off = kiln_lx_iadd(LB, base, kiln_lx_iadd(LB, kiln_lx_imul(LB, nn, nstride), s));
   kiln_lx *v = bin(L, KILN_BIN_MUL, deviation(L, kiln_lower_load(L, xb, off), mean), loc(L, k));
   kiln_lower_store_flat(L, n, 0, off, bin(L, KILN_BIN_ADD, v, shift));

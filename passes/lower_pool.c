@@ -4,7 +4,8 @@
  * Most windows take the fast form (lower_pool_fast.c: static border and
  * interior regions, the window unrolled, no bounds checks); this file's
  * generic form is for the rest (Indices, long windows or AveragePool sums,
- * many border outputs).
+ * many border outputs) and for every window on a GPU target (one thread
+ * per output there, consecutive threads on consecutive output columns).
  *
  * Generic loop structure (one kernel per node):
  *   for nc in N*C (parallel)            one (batch, channel) plane
@@ -108,7 +109,12 @@ int kiln_lower_pool(kiln_lctx *L, const kiln_node *n) {
     return kiln_lower_fail(L, n, "window attributes are not in canonical form (run shape inference first)");
   if (!is_max && !kiln_dtype_is_float(x->dtype))
     return kiln_lower_fail(L, n, "AveragePool needs a floating-point input, got %s", kiln_dtype_name(x->dtype));
-  if (kiln_lower_pool_fast(L, n)) return 0; /* static regions, no bounds checks (lower_pool_fast.c) */
+  /* static regions, no bounds checks (lower_pool_fast.c): a CPU schedule
+   * (a plane per iteration, rows vectorised).  A GPU target keeps the
+   * generic nest: schedule_gpu maps it one output per thread, the output
+   * column innermost, so consecutive threads load and store consecutive
+   * columns (coalesced) and a plane is spread over many threads. */
+  if (L->target->kind != KILN_TARGET_GPU && kiln_lower_pool_fast(L, n)) return 0;
   kiln_dtype ct = kiln_lower_ctype(x->dtype);
   kiln_buf *X = kiln_lower_buf(L, x), *I = ind ? kiln_lower_buf(L, ind) : NULL;
 

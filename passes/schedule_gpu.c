@@ -45,7 +45,10 @@
  * per thread, see product_tile for the sizes), with its fused epilogue
  * (bias, activations, residual Add) applied at the store, keeping the CPU
  * kernel's name and place.  Where that schedule refuses the node, the CPU
- * kernel is mapped as above. */
+ * kernel is mapped as above.
+ * Depthwise convolutions (group == C, 1-D/2-D, any float type, fused
+ * epilogue or not) take schedule_dw_gpu.c's direct schedule before the
+ * products: a SHARED input tile with its halo, taps in registers. */
 #include <string.h>
 
 #include "conv_def.h"
@@ -139,6 +142,26 @@ static void map_kernel(kiln_program *p, kiln_kernel *k) {
   t->body = first;
 }
 
+/* Replaces kernel i by schedule_dw_gpu.c's direct schedule when it is a
+ * depthwise Conv's (fused epilogue included), before the implicit GEMM. */
+static void dw_kernel(kiln_program *p, int i) {
+  kiln_kernel *k = p->kernels[i];
+  const kiln_node *n = k->node;
+  if (k->launch || !n || n->op != KILN_OP_CONV || n->nin < 2 || !n->in[0] || !n->in[1] || n->nout < 1 || !n->out[0] ||
+      n->out[0]->layout != KILN_LAYOUT_PLAIN || !kiln_dtype_is_float(n->out[0]->dtype) || n->in[0]->rank < 3 ||
+      n->in[0]->rank > 4 || ((const kiln_attrs_conv *)n->attrs)->group != n->in[0]->dims[1] || n->in[1]->dims[1] != 1)
+    return;
+  kiln_diag d = {0};
+  int before = p->nkernels;
+  if (kiln_schedule_dw_gpu(p, n, NULL, &d) || p->nkernels != before + 1) {
+    p->nkernels = before; /* declined: the CPU kernel stays and is mapped below */
+    return;
+  }
+  kiln_kernel *g = p->kernels[--p->nkernels];
+  g->name = k->name;
+  p->kernels[i] = g;
+}
+
 /* The block tile of a product with M rows per block-row group (a
  * group's output channels, Gemm's rows) and N columns: 64x64x16 with a
  * 4x4 register tile per thread (256 threads); the rows shrink to the
@@ -212,6 +235,7 @@ static int split(kiln_program *p, kiln_kernel *k, kiln_kernel **out) {
 
 void kiln_schedule_gpu(kiln_program *p) {
   if (p->target.kind != KILN_TARGET_GPU) return;
+  for (int i = 0; i < p->nkernels; i++) dw_kernel(p, i);
   for (int i = 0; i < p->nkernels; i++) tile_kernel(p, i);
   int total = 0;
   for (int i = 0; i < p->nkernels; i++) {

@@ -53,7 +53,10 @@
  * so its partials hold none).
  *
  * When: a kernel that schedule_gpu would run as one thread, when some
- * statement has at least MIN_SPLIT iterations to split; form B when the
+ * statement has at least MIN_SPLIT iterations to split (not a kernel of
+ * several top-level loops, each a parallel nest of MAX_THREADS or more
+ * iterations, such as Concat's copies: schedule_gpu gives each its own
+ * launch, a thread per iteration); form B when the
  * outer parallel nest has fewer than MAX_BLOCKS iterations and its body
  * reduces at least MIN_ROW elements (a batch-1 Gemm's rows, a global pool
  * of few channels).  Convolutions keep schedule_conv_gpu.c. */
@@ -462,6 +465,20 @@ static void schedule_kernel(kiln_program *p, kiln_kernel *k) {
     build(&g, f, f->body, most);
     return;
   }
+  /* several top-level loops, each a parallel nest of at least a block's
+   * threads of iterations (Concat's copies): schedule_gpu splits them into
+   * one launch each, a thread per iteration -- better than one block
+   * striding over all of them */
+  int all_par = f->next != NULL;
+  for (const kiln_ls *s = f; s && all_par; s = s->next) {
+    all_par = s->kind == KILN_LS_FOR && s->sched.parallel && s->extent > 0;
+    int64_t n = all_par ? s->extent : 0;
+    const kiln_ls *in = s, *nx;
+    while (n < MAX_THREADS && (nx = kiln_schedule_inner_parallel((kiln_ls *)in)) != NULL && n <= INT64_MAX / nx->extent)
+      n *= nx->extent, in = nx;
+    all_par = all_par && n >= MAX_THREADS;
+  }
+  if (all_par) return;
   /* one thread in schedule_gpu: one block, when there is enough to split */
   int64_t most = split_extent(&g, k->body);
   if (most < MIN_SPLIT) return;

@@ -105,7 +105,8 @@ static int64_t peak_bytes(kiln_graph *g, kiln_model_opts *o, int64_t *plain) {
   return rc ? -1 : pl.program->workspace_bytes;
 }
 
-/* --target cuda: every kernel's launch shape, in launch order. */
+/* --target cuda: every kernel's launch shape, in launch order, and its
+ * estimated work (GPU audits: a large one launched as a few threads). */
 static void print_launches(const kiln_program *p) {
   printf("launches  %d GPU kernels, in order (--loops prints their code)\n", p->nkernels);
   for (int k = 0; k < p->nkernels; k++) {
@@ -119,7 +120,10 @@ static void print_launches(const kiln_program *p) {
       kiln_put_display(stdout, x->node->name);
       printf("' (%s)", kiln_op_get(x->node->op)->name);
     }
-    printf("\n");
+    /* the launch's estimated operations (loads, stores, arithmetic; schedule_threads.c's measure) */
+    int64_t work = 0;
+    for (const kiln_ls *s = x->body; s; s = s->next) work += kiln_schedule_work(s);
+    printf("  work %" PRId64 "\n", work);
   }
 }
 
@@ -294,6 +298,7 @@ int kiln_cmd_inspect(int argc, char **argv) {
   if (train && !loops) { /* the training step's summary */
     int rc = kiln_cli_inspect_train(path, g, o.program, &topts.t, json, &d);
     if (rc) kiln_cli_report(&d);
+    else if (!json && o.target == &gpu && o.program) print_launches(o.program); /* the step's launches */
     kiln_graph_free(g);
     kiln_cli_bindings_free(&bind);
     kiln_cli_train_free(&topts);

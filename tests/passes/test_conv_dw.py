@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """Depthwise Conv (passes/lower_conv_dw.c) against float64 NumPy.
 
-Usage:  python3 tests/passes/test_conv_dw.py [--backend llvm|c] KILN_BINARY WORK_DIR [case ...]
+Usage:  python3 tests/passes/test_conv_dw.py [--backend llvm|c|cuda-host] KILN_BINARY WORK_DIR [case ...]
+
+--backend cuda-host runs `kiln run --target cuda-host`: the GPU target's
+depthwise schedule (passes/schedule_dw_gpu.c: shared input tile with its
+halo, taps in registers, the epilogue at the store) through the CUDA
+backend's host emulation, same cases and bound (the thread count is moot).
 
 The depthwise schedule (group == C, any channel multiplier, 1-D/2-D)
 splits rows and columns into borders emitted one by one (taps outside X
@@ -159,6 +164,8 @@ def main(argv):
             onnx.save(m, path)
             if backend == "c":
                 outs, _, err = zoo_run.run_c(kiln, path, inputs, tmp)
+            elif backend == "cuda-host":
+                outs, _, err = zoo_run.run_kiln(kiln, path, inputs, tmp, "cuda-host")
             elif threads:
                 outs, _, err = run_threads(kiln, path, inputs, tmp, threads)
             else:

@@ -293,8 +293,23 @@ def dense_heads():
                  [weight("w", [5, 3, 4, 4]), weight("b", [5]), weight("fw", [3, 5]), weight("fb", [3])])
 
 
+def dw_add_clip():
+    """Depthwise Conv 3x3 pad 1 (4 channels, group 4, bias, 5x7) -> Add(residual:
+    the input x) -> Clip(0, 6): MobileNetV2's depthwise step with its fused
+    epilogue (passes/schedule_dw_gpu.c on a GPU target)."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="dw", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=4),
+        helper.make_node("Add", ["c", "x"], ["s"], name="residual"),
+        helper.make_node("Clip", ["s", "lo", "hi"], ["y"], name="relu6"),
+    ]
+    lo = numpy_helper.from_array(np.array(0, dtype=np.float32), "lo")
+    hi = numpy_helper.from_array(np.array(6, dtype=np.float32), "hi")
+    return model("dw_add_clip", nodes, [vi("x", [1, 4, 5, 7])], [vi("y", [1, 4, 5, 7])],
+                 [weight("w", [4, 1, 3, 3]), weight("b", [4]), lo, hi])
+
+
 MODELS = [conv_relu_pool, gemm_flatten, add_concat, transpose_pad, residual_chain, shapes_symbolic, gap_softmax,
-          big_and_small, conv_add_relu, gemm_sigmoid, no_fuse, conv_registers, dense_heads, maxpool_wide] + BN_MODELS
+          big_and_small, conv_add_relu, gemm_sigmoid, no_fuse, conv_registers, dense_heads, maxpool_wide, dw_add_clip] + BN_MODELS
 
 
 def main():
