@@ -257,3 +257,104 @@ Test(conv_gpu, emulation_reports_a_missing_barrier) {
     unbuild(&r);
   }
 }
+
+/* ---- TF32 tensor cores (target.tf32: mma.sync m16n8k8, ir/loop.h "TF32") ----
+ * Tolerance, derived: each operand is rounded to TF32 (10 mantissa bits,
+ * round to nearest: relative error <= u_t = 2^-11), so a product x~ w~ =
+ * x w (1 + d1)(1 + d2) is off by at most (2 u_t + u_t^2) |x w|; it is exact
+ * in f32 (11 x 11 significant bits).  The K products and the bias are then
+ * summed in f32 in some order: gamma(K + 2) (Higham, as above) on the
+ * rounded terms' magnitudes, (1 + u_t)^2 |x w|; u = 2^-23 here, not 2^-24,
+ * so the bound also holds for a tensor core that truncates its partial sums
+ * instead of rounding them.  Per output:
+ *   |y - y_exact| <= ((2 u_t + u_t^2) + gamma(K + 2) (1 + u_t)^2) (|b| + sum |x w|)
+ * A wrong fragment index moves a whole term, far outside it; and the
+ * result must also be off by more than FP32's own bound somewhere (the
+ * operands really were rounded). */
+static void check_tf32(const cshape *c, const built *r, const float *y) {
+  const kiln_value *yv = r->n->out[0];
+  int64_t out[3] = {1, 1, 1}, in[3] = {1, 1, 1}, K[3] = {1, 1, 1}, osz = 1, isz = 1, ksz = 1;
+  for (int i = 0; i < c->sp; i++) {
+    out[i] = yv->dims[2 + i], in[i] = c->in[i], K[i] = c->K[i];
+    osz *= out[i], isz *= in[i], ksz *= K[i];
+  }
+  int64_t Cg = c->C / c->G, Mg = c->M / c->G, terms = Cg * ksz;
+  const double ut = 0x1p-11, u = 0x1p-23, gam = (terms + 2) * u / (1 - (terms + 2) * u);
+  const double rel = 2 * ut + ut * ut + gam * (1 + ut) * (1 + ut), f32 = (terms + 2) * 0x1p-24;
+  double worst = 0;
+  for (int64_t n = 0; n < c->N; n++)
+    for (int64_t m = 0; m < c->M; m++)
+      for (int64_t o = 0; o < osz; o++) {
+        double sum = c->bias ? r->b[m] : 0, mag = fabs(sum);
+        int64_t oi[3] = {o / (out[1] * out[2]), o / out[2] % out[1], o % out[2]};
+        for (int64_t ci = 0; ci < Cg; ci++)
+          for (int64_t k = 0; k < ksz; k++) {
+            int64_t ki[3] = {k / (K[1] * K[2]), k / K[2] % K[1], k % K[2]}, xo = 0, ok = 1;
+            for (int i = 0; i < 3; i++) {
+              int64_t pos = i < c->sp ? oi[i] * c->s[i] + ki[i] * c->d[i] - c->pads[i] : 0;
+              int64_t ext = i < c->sp ? in[i] : 1;
+              ok &= pos >= 0 && pos < ext;
+              xo = xo * ext + pos;
+            }
+            if (!ok) continue;
+            double t = (double)r->x[(n * c->C + m / Mg * Cg + ci) * isz + xo] * r->w[(m * Cg + ci) * ksz + k];
+            sum += t;
+            mag += fabs(t);
+          }
+        double got = y[(n * c->M + m) * osz + o], err = fabs(got - sum);
+        cr_assert(err <= rel * mag, "TF32: Y[%lld, %lld, %lld] = %.9g, float64 reference %.9g (error %.3g > bound %.3g)",
+                  (long long)n, (long long)m, (long long)o, got, sum, err, rel * mag);
+        if (mag > 0 && err / mag > worst) worst = err / mag;
+      }
+  cr_log_info("TF32: worst error %.3g of sum |terms| (bound %.3g; FP32's %.3g)", worst, rel, f32);
+  cr_assert(worst > f32, "TF32: every output within FP32's bound (%.3g): operands not rounded?", worst);
+}
+
+static int count_mma(const kiln_ls *s) {
+  int n = 0;
+  for (; s; s = s->next) n += (s->kind == KILN_LS_MMA) + count_mma(s->body) + count_mma(s->orelse);
+  return n;
+}
+
+static void run_tf32(const cshape *c, kiln_conv_gpu_tile t) {
+  built r = build(c);
+  int ncpu = r.p->nkernels;
+  r.p->target.tf32 = 1;
+  kiln_diag d = {0};
+  cr_assert_eq(kiln_schedule_conv_gpu(r.p, r.n, &t, &d), 0, "%s", d.msg);
+  const kiln_kernel *k = r.p->kernels[ncpu];
+  cr_assert_eq(count_mma(k->body), 1, "the tile should take the tensor-core path");
+  cr_assert_eq(kiln_loop_verify(r.p, &d), 0, "%s", d.msg);
+  float *y = (float *)ybuf(&r);
+  int64_t yn = kiln_value_numel(r.n->out[0], 1);
+  for (int64_t i = 0; i < yn; i++) y[i] = NAN;
+  cr_assert_eq(kiln_loop_eval(r.p, k, r.mem), 0, "GPU emulation failed (out of bounds, race or divergent barrier)");
+  check_tf32(c, &r, y);
+  unbuild(&r);
+}
+
+/* 8 warps as 2 x 4 warp tiles of one MMA each; partial channel, column and k tiles */
+Test(conv_gpu, tf32_conv3x3_partial_tiles) {
+  cshape c = {2, 1, 5, 20, 1, {9, 7}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, 1};
+  run_tf32(&c, (kiln_conv_gpu_tile){.bm = 32, .bn = 32, .bk = 8, .rm = 2, .rn = 2});
+}
+
+/* one warp holding 1 x 2 MMA tiles, two 8-deep slices per k-step, batch 2, groups */
+Test(conv_gpu, tf32_one_warp_grouped) {
+  cshape c = {2, 2, 8, 32, 2, {6, 5}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, 0};
+  run_tf32(&c, (kiln_conv_gpu_tile){.bm = 16, .bn = 16, .bk = 16, .rm = 2, .rn = 4});
+}
+
+/* A tile the MMA shape does not divide keeps the FP32 path, with FP32's bound. */
+Test(conv_gpu, tf32_odd_tile_keeps_fp32) {
+  cshape c = {2, 1, 3, 6, 1, {11, 10}, {3, 3}, {2, 2}, {1, 1}, {1, 0, 2, 1}, 1};
+  built r = build(&c);
+  r.p->target.tf32 = 1;
+  int ncpu = r.p->nkernels;
+  kiln_diag d = {0};
+  cr_assert_eq(kiln_schedule_conv_gpu(r.p, r.n, &small, &d), 0, "%s", d.msg);
+  cr_assert_eq(count_mma(r.p->kernels[ncpu]->body), 0);
+  cr_assert_eq(kiln_loop_eval(r.p, r.p->kernels[ncpu], r.mem), 0);
+  check(&c, &r, ybuf(&r), "GPU schedule (tf32 target, FP32 tile)");
+  unbuild(&r);
+}
