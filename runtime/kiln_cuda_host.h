@@ -79,7 +79,7 @@ typedef void (*kiln_cuh_kernel)(void *const *bufs, kiln_cuh_ctx *kiln_cuh);
 /* kernel<<<grid, block>>>(bufs), no barriers: every block, every thread, in order. */
 static inline void kiln_cuh_launch(kiln_cuh_kernel kernel, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                                    unsigned by, unsigned bz, void *const *bufs) {
-  kiln_cuh_ctx c = {{0, 0, 0}, {0, 0, 0}, {bx, by, bz}, {gx, gy, gz}, 0, 0, bufs, kernel, 0};
+  kiln_cuh_ctx c = {{0, 0, 0}, {0, 0, 0}, {bx, by, bz}, {gx, gy, gz}, 0, 0, bufs, kernel, 0, 0, 0, 0};
   for (c.block_idx.z = 0; c.block_idx.z < gz; c.block_idx.z++)
     for (c.block_idx.y = 0; c.block_idx.y < gy; c.block_idx.y++)
       for (c.block_idx.x = 0; c.block_idx.x < gx; c.block_idx.x++)
@@ -199,7 +199,7 @@ static inline int kiln_cuh_launch_sync(kiln_cuh_kernel kernel, unsigned gx, unsi
         for (th.z = 0; th.z < bz; th.z++)
           for (th.y = 0; th.y < by; th.y++)
             for (th.x = 0; th.x < bx; th.x++, t++) {
-              kiln_cuh_ctx c = {b, th, {bx, by, bz}, {gx, gy, gz}, 0, 0, bufs, kernel, 0};
+              kiln_cuh_ctx c = {b, th, {bx, by, bz}, {gx, gy, gz}, 0, 0, bufs, kernel, 0, 0, 0, 0};
               cs[t] = c;
               cs[t].lin = (unsigned)t;
               cs[t].mma_x = xch;
