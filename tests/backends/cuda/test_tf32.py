@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """`--tf32`: convolutions on TF32 tensor cores, checked against float64.
 
-Usage: test_tf32.py KILN
+Usage: test_tf32.py KILN [--target cuda]   (default cuda-host; tools/gpu_check.sh
+runs it with --target cuda on a GPU: the same bounds on real tensor cores)
 
 1. Convolutions (3x3 padded, 1x1 with a partial channel tile, strided with
    asymmetric pads, grouped, depthwise) run through `kiln run --target
@@ -41,6 +42,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 KILN = sys.argv[1]
+TARGET = sys.argv[3] if len(sys.argv) > 3 and sys.argv[2] == "--target" else "cuda-host"
 failures = []
 UT, U32, U24 = 2.0 ** -11, 2.0 ** -23, 2.0 ** -24
 
@@ -84,7 +86,7 @@ def reference(x, w, b, stride, pads, group):
 
 
 def run(model, xfile, out, tf32):
-    cmd = [KILN, "run", model, "--input", xfile, "--target", "cuda-host", "--output", out] + (["--tf32"] if tf32 else [])
+    cmd = [KILN, "run", model, "--input", xfile, "--target", TARGET, "--output", out] + (["--tf32"] if tf32 else [])
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode:
         failures.append(f"{' '.join(cmd)}: exit {r.returncode}: {r.stderr.strip()}")
