@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The accuracy cost of --tf32, measured (README, CUDA section).
 
-Usage: tf32_accuracy.py KILN MODEL.onnx [--image PNG] [--seeds N] [--out FILE.md]
+Usage: tf32_accuracy.py KILN MODEL.onnx [--image PNG [--variants N]] [--seeds N] [--as-compiled]
 
 Runs MODEL through `kiln run --target cuda-host` with and without --tf32 and
 compares its (first) output with a float64 evaluation of the same network
@@ -15,10 +15,12 @@ Every Conv output is made a graph output too, so no Conv has a fused
 epilogue (fuse-epilogue stops at a value with a second reader) and every
 f32 Conv takes the implicit-GEMM GPU schedule -- the one --tf32 changes --
 as all will once fused epilogues reach it; the extra outputs change no
-value.  A float16 model (the bundled SqueezeNet) is evaluated with its
+value (--as-compiled: the model as it is, only its unfused convolutions
+take the tensor cores).  A float16 model (the bundled SqueezeNet) is evaluated with its
 weights widened to float32 (exact), so its convolutions are f32 ones.
-Inputs: --image (BGR 0..255, SqueezeNet's convention) or random normal ones
-(--seeds N of them, seeds 0..N-1).
+Inputs: --image (BGR 0..255, SqueezeNet's convention; --variants N: also
+its mirror image and shifts by a few pixels, N inputs in all) or random
+normal ones (--seeds N of them, seeds 0..N-1).
 """
 import argparse
 import os
@@ -120,6 +122,8 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--image")
     ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--variants", type=int, default=1)
+    ap.add_argument("--as-compiled", action="store_true")
     args = ap.parse_args()
     m = onnx.load(args.model)
     to_f32(m)
@@ -128,13 +132,19 @@ def main():
     inp = [v for v in m.graph.input if v.name not in inits][0]
     shape = [d.dim_value or 1 for d in inp.type.tensor_type.shape.dim]
     for n in m.graph.node:
-        if n.op_type == "Conv":
+        if n.op_type == "Conv" and not args.as_compiled:
             m.graph.output.append(helper.make_tensor_value_info(n.output[0], TensorProto.FLOAT, None))
     feeds_list = []
     if args.image:
         from PIL import Image
         img = np.asarray(Image.open(args.image).convert("RGB").resize((shape[3], shape[2])), dtype=np.float32)
-        feeds_list.append(("image", img[:, :, ::-1].transpose(2, 0, 1)[None].copy()))  # BGR, 0..255
+        x0 = img[:, :, ::-1].transpose(2, 0, 1)[None]  # BGR, 0..255
+        shifts = [(0, 0, False), (0, 0, True), (8, 0, False), (0, 8, False), (-8, 0, False), (0, -8, False),
+                  (8, 8, True), (-8, -8, True)]
+        for dy, dx, flip in shifts[:max(1, args.variants)]:
+            x = np.roll(x0, (dy, dx), axis=(2, 3))
+            feeds_list.append((f"image{' mirrored' if flip else ''} shifted ({dy},{dx})",
+                               (x[:, :, :, ::-1] if flip else x).copy()))
     else:
         for s in range(args.seeds):
             feeds_list.append((f"random seed {s}", np.random.default_rng(s).standard_normal(shape).astype(np.float32)))

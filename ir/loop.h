@@ -126,7 +126,8 @@
  * loops, uniform control flow: every thread of the block runs it equally
  * often) and the block's threads are a whole number of warps; emulations
  * treat it as a meeting of the block's threads.  It reads and writes only
- * LOCAL buffers.
+ * LOCAL buffers.  Both appear only in GPU kernels (the verifier checks):
+ * the CPU backends never print them.
  *
  * ---- Reductions ----
  * A reduction is stated as what it computes, not as accumulator code:
