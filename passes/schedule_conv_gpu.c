@@ -276,11 +276,12 @@ static int schedule(kiln_lctx *L, const kiln_node *n, const kiln_conv_def *def, 
   load_w(L, &c);
   load_x(L, &c);
   kiln_lb_barrier(B);
+  kiln_lx *i, *j; /* a micro-tile row and column: the FMA k-step's, then the store's */
   if (c.nwm) mma_kstep(L, &c);
   else {
     kiln_lx *kk = IDX(kiln_lb_for(B, t->bk, (kiln_sched){0}));
-    kiln_lx *i = IDX(kiln_lb_for(B, t->rm, (kiln_sched){.unroll = (int)t->rm}));
-    kiln_lx *j = IDX(kiln_lb_for(B, t->rn, (kiln_sched){.unroll = (int)t->rn}));
+    i = IDX(kiln_lb_for(B, t->rm, (kiln_sched){.unroll = (int)t->rm}));
+    j = IDX(kiln_lb_for(B, t->rn, (kiln_sched){.unroll = (int)t->rn}));
     kiln_lx *a = kiln_lx_load(B, c.ws, IADD(IADD(IMUL(kk, t->bm), IMUL(ty, t->rm)), i));
     kiln_lx *xv = kiln_lx_load(B, c.xs, IADD(IADD(IMUL(kk, t->bn), IMUL(tx, t->rn)), j));
     kiln_lx *ai = IADD(IMUL(i, t->rn), j);
@@ -292,8 +293,8 @@ static int schedule(kiln_lctx *L, const kiln_node *n, const kiln_conv_def *def, 
   if (c.nwm) mma_unstage(L, &c, acc, tx, ty);
 
   /* Y[nb, grp*Mg + m, o] = acc + B[grp*Mg + m] where m < Mg and col < cols */
-  kiln_lx *i = IDX(kiln_lb_for(B, t->rm, (kiln_sched){.unroll = (int)t->rm}));
-  kiln_lx *j = IDX(kiln_lb_for(B, t->rn, (kiln_sched){.unroll = (int)t->rn}));
+  i = IDX(kiln_lb_for(B, t->rm, (kiln_sched){.unroll = (int)t->rm}));
+  j = IDX(kiln_lb_for(B, t->rn, (kiln_sched){.unroll = (int)t->rn}));
   kiln_lx *m = LOCAL(kiln_lb_decl(B, KILN_DT_I64, IADD(IADD(IMUL(c.by, t->bm), IMUL(ty, t->rm)), i)));
   kiln_lx *col = LOCAL(kiln_lb_decl(B, KILN_DT_I64, IADD(IADD(IMUL(c.bx, t->bn), IMUL(tx, t->rn)), j)));
   kiln_lx *ok = and_opt(L, below(L, m, gm * t->bm - 1, g->Mg), below(L, col, gn * t->bn - 1, c.cols));
