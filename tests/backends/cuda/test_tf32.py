@@ -27,7 +27,8 @@ runs it with --target cuda on a GPU: the same bounds on real tensor cores)
 2. `kiln compile --target cuda --tf32 --arch sm_80,sm_90`: NVRTC compiles the
    kernels for both (its cubins are ptxas's output), the PTX holds
    mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 and cvt.rna.tf32.f32,
-   and /usr/local/cuda/bin/ptxas assembles it for sm_90.  Skipped (with a
+   and /usr/local/cuda/bin/ptxas assembles it for sm_90 (and the compute_80
+   PTX of an --arch sm_80 compile for sm_80).  Skipped (with a
    note) when NVRTC is missing.
 3. --tf32 on a CPU target is a usage error (exit 2, one line).
 """
@@ -152,14 +153,23 @@ with tempfile.TemporaryDirectory() as tmp:
         for want in ("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32", "cvt.rna.tf32.f32"):
             if want not in text:
                 failures.append(f"compile --tf32: the PTX lacks {want}")
+        # the PTX is for the newest --arch: compile once more for sm_80 alone to get compute_80 PTX
+        out80 = os.path.join(tmp, "compiled80")
+        r80 = subprocess.run([KILN, "compile", model, "--target", "cuda", "--tf32", "--arch", "sm_80", "-o", out80],
+                             capture_output=True, text=True)
+        if r80.returncode:
+            failures.append(f"compile --tf32 --arch sm_80: exit {r80.returncode}: {r80.stderr.strip()}")
         ptxas = Path("/usr/local/cuda/bin/ptxas")
-        if ptxas.exists():
-            p = subprocess.run([str(ptxas), "-arch=sm_90", str(ptx), "-o", os.path.join(tmp, "p.cubin")],
+        for arch, ptx_file in (("sm_90", ptx), ("sm_80", Path(out80) / "conv3x3_pad1_compute80.ptx")):
+            if not ptxas.exists() or not ptx_file.exists():
+                print(f"note: no ptxas or no {ptx_file.name}: ptxas {arch} not run")
+                continue
+            p = subprocess.run([str(ptxas), f"-arch={arch}", str(ptx_file), "-o", os.path.join(tmp, "p.cubin")],
                                capture_output=True, text=True)
             if p.returncode:
-                failures.append(f"ptxas -arch=sm_90 rejects the TF32 PTX: {p.stderr.strip()}")
+                failures.append(f"ptxas -arch={arch} rejects the TF32 PTX: {p.stderr.strip()}")
             else:
-                print("ptxas -arch=sm_90: the TF32 PTX assembles")
+                print(f"ptxas -arch={arch}: the TF32 PTX assembles")
 
     # 3. a CPU target has no tensor cores
     r = subprocess.run([KILN, "run", model, "--random", "--tf32"], capture_output=True, text=True)
