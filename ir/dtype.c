@@ -94,6 +94,15 @@ unsigned short kiln_f32_to_f16(float f) {
   return (unsigned short)(sign | r);
 }
 
+float kiln_f32_to_tf32(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) < 0x7f800000u) u += 0x1000u; /* finite: half an ulp of TF32, carry into the exponent */
+  u &= 0xffffe000u;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
 float kiln_bf16_to_f32(unsigned short h) {
   uint32_t bits = (uint32_t)h << 16;
   float f;

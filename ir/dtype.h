@@ -39,5 +39,8 @@ float kiln_f16_to_f32(unsigned short h);
 unsigned short kiln_f32_to_f16(float f);
 float kiln_bf16_to_f32(unsigned short h);
 unsigned short kiln_f32_to_bf16(float f);
+/* f rounded to TF32 as PTX cvt.rna.tf32.f32 does (ir/loop.h, "TF32"):
+ * finite: bits + 0x1000, then the low 13 bits cleared; inf/NaN: only cleared. */
+float kiln_f32_to_tf32(float f);
 
 #endif

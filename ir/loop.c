@@ -258,6 +258,15 @@ kiln_buf *kiln_lb_alloc(kiln_lb *b, const char *name, kiln_scope scope, kiln_dty
 
 void kiln_lb_barrier(kiln_lb *b) { ls(b, KILN_LS_BARRIER); }
 
+void kiln_lb_mma(kiln_lb *b, const kiln_buf *c, const kiln_buf *a, const kiln_buf *bf, int wm, int wn) {
+  kiln_ls *s = ls(b, KILN_LS_MMA);
+  s->buf = c;
+  s->mma.a = a;
+  s->mma.b = bf;
+  s->mma.wm = wm;
+  s->mma.wn = wn;
+}
+
 static int launch_walk(const kiln_ls *s, kiln_launch *l, int *seen) {
   for (; s; s = s->next) {
     if (s->kind == KILN_LS_FOR && s->sched.gpu >= 1 && s->sched.gpu <= 6) {
@@ -355,7 +364,7 @@ static kiln_dtype local_type(kiln_lb *b, int local, kiln_ls *s) {
 
 /* ---- dump ---- */
 static const char *const op_names[KILN_LX_OP_COUNT] = {
-    "neg", "abs", "exp", "log", "sqrt", "tanh", "erf", "floor", "ceil", "round_even", "not", "isnan",
+    "neg", "abs", "exp", "log", "sqrt", "tanh", "erf", "floor", "ceil", "round_even", "not", "isnan", "tf32",
     "+", "-", "*", "/", "%", "min", "max", "pow", "^", "<", "<=", "==", "!=", "&&", "||"};
 
 const char *kiln_lx_op_name(kiln_lx_op op) { return (unsigned)op < KILN_LX_OP_COUNT ? op_names[op] : "?"; }
@@ -430,6 +439,11 @@ static void print_ls(const kiln_kernel *k, const kiln_ls *s, int ind, FILE *f) {
       if (s->orelse) { fprintf(f, "%*selse:\n", ind, ""); print_ls(k, s->orelse, ind + 2, f); }
       break;
     case KILN_LS_BARRIER: fprintf(f, "barrier\n"); break;
+    case KILN_LS_MMA:
+      fputc('%', f); kiln_put_display(f, s->buf->name);
+      fprintf(f, " += mma_m16n8k8_tf32 x%dx%d(%%", s->mma.wm, s->mma.wn); kiln_put_display(f, s->mma.a->name);
+      fprintf(f, ", %%"); kiln_put_display(f, s->mma.b->name); fprintf(f, ")\n");
+      break;
     case KILN_LS_ALLOC:
       fprintf(f, "alloc %s %%", s->buf->scope == KILN_SCOPE_SHARED ? "shared" : "local");
       kiln_put_display(f, s->buf->name);

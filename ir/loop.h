@@ -96,6 +96,39 @@
  * launch; loop_eval.c emulates a launch (blocks one after another, each
  * block's threads segment by segment between barriers).
  *
+ * ---- TF32 tensor cores (kiln run --tf32) ----
+ * TF32(x) (KILN_UN_TF32, f32 only) is x with 10 mantissa bits, as PTX
+ * cvt.rna.tf32.f32 computes it on sm_80+ (the SASS it compiles to: add
+ * 0x1000 to the bits unless |x| is inf or NaN, then clear the low 13):
+ * round to nearest, ties away from zero; subnormals kept (rounded the same
+ * way, possibly up to the smallest normal); a finite value past TF32's
+ * largest rounds to +-inf; -0 stays -0; inf stays inf; a NaN keeps its
+ * sign and top payload bits (one whose payload lies only in the low 13
+ * bits becomes inf, as on the hardware).
+ *
+ * KILN_LS_MMA is mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 over
+ * a warp tile: for i < wm, j < wn, the 16x8 tile D(i,j) += A(i) (16x8, k
+ * along columns) x B(j) (8x8), where each lane of a warp (32 consecutive
+ * linear thread ids, x fastest) holds, per PTX ISA 9.7.14.5.7 (.tf32),
+ * with g = lane / 4 and t = lane % 4:
+ *   A(i): a[4i + r]  r = 0: (row g, col t)    1: (g + 8, t)
+ *                        2: (g, t + 4)        3: (g + 8, t + 4)
+ *   B(j): b[2j + r]  r = 0: (row t, col g)    1: (t + 4, g)
+ *   D(i,j): c[4(i*wn + j) + r]  r = 0: (g, 2t)  1: (g, 2t + 1)
+ *                               2: (g + 8, 2t)  3: (g + 8, 2t + 1)
+ * Operands are used as TF32 (their low 13 bits ignored; the schedule
+ * rounds them with TF32() when it loads the fragments), products are
+ * exact in f32 and each D element adds its 8 products in k order to c,
+ * rounding in f32 each time (the hardware's internal order and rounding
+ * are unspecified: results may differ by f32 rounding).  It is warp-
+ * collective: every lane must have written its fragments before any
+ * lane's D is computed, so it sits where a BARRIER may (under the thread
+ * loops, uniform control flow: every thread of the block runs it equally
+ * often) and the block's threads are a whole number of warps; emulations
+ * treat it as a meeting of the block's threads.  It reads and writes only
+ * LOCAL buffers.  Both appear only in GPU kernels (the verifier checks):
+ * the CPU backends never print them.
+ *
  * ---- Reductions ----
  * A reduction is stated as what it computes, not as accumulator code:
  *
@@ -211,6 +244,7 @@ typedef enum kiln_lx_op {
   /* unary */
   KILN_UN_NEG, KILN_UN_ABS, KILN_UN_EXP, KILN_UN_LOG, KILN_UN_SQRT, KILN_UN_TANH, KILN_UN_ERF,
   KILN_UN_FLOOR, KILN_UN_CEIL, KILN_UN_ROUND_EVEN, KILN_UN_NOT, KILN_UN_ISNAN,
+  KILN_UN_TF32,   /* f32 -> f32 rounded to TF32 as cvt.rna.tf32.f32 does (see "TF32" above) */
   /* binary: arithmetic (a op b), result of the operands' dtype */
   KILN_BIN_ADD, KILN_BIN_SUB, KILN_BIN_MUL, KILN_BIN_DIV, KILN_BIN_REM, KILN_BIN_MIN, KILN_BIN_MAX,
   KILN_BIN_POW,
@@ -256,7 +290,8 @@ typedef enum kiln_ls_kind {
   KILN_LS_BARRIER, /* GPU block barrier (threads of a block meet) */
   KILN_LS_ALLOC,   /* buf (SHARED or LOCAL scope) exists from here to the end of the block */
   KILN_LS_REDUCE,  /* local var : dtype = value (init) combined by `reduce` with what body COMBINEs */
-  KILN_LS_COMBINE  /* contribute value to the enclosing REDUCE of local var */
+  KILN_LS_COMBINE, /* contribute value to the enclosing REDUCE of local var */
+  KILN_LS_MMA      /* warp MMA m16n8k8 TF32: buf (LOCAL C fragments) += mma.a x mma.b (see "TF32") */
 } kiln_ls_kind;
 
 typedef enum kiln_reduce_op {
@@ -280,6 +315,10 @@ typedef struct kiln_ls {
   kiln_lx *index, *value;    /* STORE: index, value; DECL/ASSIGN: value; IF: value = cond */
   kiln_dtype dtype;          /* DECL, REDUCE, COMBINE: the local's dtype */
   kiln_reduce_op reduce;     /* REDUCE, COMBINE: the combiner (sched.vector on a REDUCE: lanes) */
+  struct {                   /* MMA: a warp tile of wm x wn m16n8k8 products */
+    const kiln_buf *a, *b;   /* LOCAL f32 A fragments (4 per tile row), B fragments (2 per tile column) */
+    int wm, wn;
+  } mma;
 } kiln_ls;
 
 /* One GPU launch: grid[a] is the extent of the loop bound to blockIdx a,
@@ -386,6 +425,9 @@ const char *kiln_reduce_op_name(kiln_reduce_op op);
  * (kiln_kernel_launch_of).  name is copied; it appears in dumps only. */
 kiln_buf *kiln_lb_alloc(kiln_lb *b, const char *name, kiln_scope scope, kiln_dtype t, int64_t numel);
 void kiln_lb_barrier(kiln_lb *b);
+/* A warp MMA (KILN_LS_MMA, see "TF32" above): c (LOCAL f32, 4*wm*wn) +=
+ * the warp's A fragments a (LOCAL f32, 4*wm) x B fragments bf (2*wn). */
+void kiln_lb_mma(kiln_lb *b, const kiln_buf *c, const kiln_buf *a, const kiln_buf *bf, int wm, int wn);
 void kiln_lb_launch(kiln_lb *b);
 /* The grid and block k's bound loops give (1 per unbound axis); returns 0,
  * or -1 when an axis is bound by two loops. */

@@ -53,6 +53,7 @@ typedef struct ev {
   gpu *G;           /* NULL: a CPU kernel */
   void **scoped;    /* this thread's (or block's) SHARED/LOCAL memory, by alloc id */
   int tid;          /* thread within the block; -1 at block level */
+  int lin;          /* its CUDA linear id (threadIdx.x + threadIdx.y * blockDim.x + ...), the warp lane order */
 } ev;
 
 /* The memory of buffer b for E; NULL (bad) when a scoped one is not allocated. */
@@ -154,6 +155,7 @@ static kv unary(ev *E, const kiln_lx *e) {
   kiln_dtype t = e->a->dtype;
   if (e->op == KILN_UN_NOT) { r.i = !a.i; return r; }
   if (e->op == KILN_UN_ISNAN) { r.i = kiln_dtype_is_float(t) && a.f != a.f; return r; }
+  if (e->op == KILN_UN_TF32) { r.f = kiln_f32_to_tf32((float)a.f); return r; }
   if (kiln_dtype_is_float(t)) { r.f = fround(t, fun(e->op, t, a.f)); return r; }
   switch (e->op) {
   case KILN_UN_NEG: r.i = wrap(t, 0 - (uint64_t)a.i); break;
@@ -300,7 +302,8 @@ static void run_until(ev *E, const kiln_ls *s, const kiln_ls *end) {
     case KILN_LS_DECL:
     case KILN_LS_ASSIGN: E->local[s->var] = eval(E, s->value); break;
     case KILN_LS_IF: run(E, eval(E, s->value).i ? s->body : s->orelse); break;
-    case KILN_LS_BARRIER: break; /* one thread (run_threads handles a block's) */
+    case KILN_LS_BARRIER: /* one thread (run_threads handles a block's) */
+    case KILN_LS_MMA: break;
     case KILN_LS_ALLOC: alloc_scoped(E, s->buf); break;
     case KILN_LS_REDUCE: /* in source order, in the reduction's dtype */
       E->local[s->var] = eval(E, s->value);
@@ -338,7 +341,7 @@ static void alloc_scoped(ev *E, const kiln_buf *b) {
 }
 
 static int has_barrier(const kiln_ls *s) {
-  if (s->kind == KILN_LS_BARRIER) return 1;
+  if (s->kind == KILN_LS_BARRIER || s->kind == KILN_LS_MMA) return 1;
   for (const kiln_ls *t = s->body; t; t = t->next) if (has_barrier(t)) return 1;
   for (const kiln_ls *t = s->orelse; t; t = t->next) if (has_barrier(t)) return 1;
   return 0;
@@ -347,6 +350,63 @@ static int has_barrier(const kiln_ls *s) {
 static int any_bad(ev *T, int nt) {
   for (int t = 0; t < nt; t++) if (T[t].bad) return 1;
   return 0;
+}
+
+/* f with its low 13 bits cleared: the TF32 operand the tensor core reads. */
+static float tf32_operand(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  u &= 0xffffe000u;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+/* KILN_LS_MMA for every warp of the block, once all its threads got here
+ * (ir/loop.h, "TF32"): lane l of warp w is the thread whose linear id
+ * (threadIdx.x fastest, ev.lin) is 32w + l.  Each lane's D elements read
+ * the A and B fragments of the lanes that hold them per the PTX layout. */
+static void warp_mma(ev *T, int nt, const kiln_ls *s) {
+  int wm = s->mma.wm, wn = s->mma.wn;
+  if (nt % 32 || wm < 1 || wn < 1 || s->buf->numel < 4 * (int64_t)wm * wn || s->mma.a->numel < 4 * (int64_t)wm ||
+      s->mma.b->numel < 2 * (int64_t)wn || s->buf->dtype != KILN_DT_F32 || s->mma.a->dtype != KILN_DT_F32 ||
+      s->mma.b->dtype != KILN_DT_F32) {
+    T[0].bad = 1;
+    return;
+  }
+  ev **by_lin = malloc((size_t)nt * sizeof *by_lin);
+  if (!by_lin) { T[0].bad = 1; return; }
+  for (int t = 0; t < nt; t++) by_lin[t] = NULL;
+  for (int t = 0; t < nt; t++)
+    if (T[t].lin >= 0 && T[t].lin < nt) by_lin[T[t].lin] = &T[t];
+  for (int t = 0; t < nt; t++)
+    if (!by_lin[t] || !bufmem(by_lin[t], s->buf) || !bufmem(by_lin[t], s->mma.a) || !bufmem(by_lin[t], s->mma.b)) {
+      T[0].bad = 1;
+      free(by_lin);
+      return;
+    }
+  for (int w = 0; w < nt / 32; w++) {
+    ev **lane = by_lin + 32 * w;
+    for (int l = 0; l < 32; l++) {
+      int g = l / 4, tq = l % 4;
+      float *c = bufmem(lane[l], s->buf);
+      for (int i = 0; i < wm; i++)
+        for (int j = 0; j < wn; j++)
+          for (int r = 0; r < 4; r++) {
+            int row = g + 8 * (r >> 1), col = 2 * tq + (r & 1); /* D(row, col) */
+            float acc = c[4 * (i * wn + j) + r];
+            for (int k = 0; k < 8; k++) {
+              /* A(row, k): lane 4*(row%8) + k%4, element (row >= 8) + 2*(k >= 4);
+               * B(k, col): lane 4*col + k%4, element (k >= 4) */
+              const float *a = bufmem(lane[4 * (row % 8) + k % 4], s->mma.a);
+              const float *b = bufmem(lane[4 * col + k % 4], s->mma.b);
+              float av = tf32_operand(a[4 * i + (row >= 8) + 2 * (k >= 4)]), bv = tf32_operand(b[2 * j + (k >= 4)]);
+              acc = fmaf(av, bv, acc); /* the product is exact: one rounding, as acc + av*bv */
+            }
+            c[4 * (i * wn + j) + r] = acc;
+          }
+    }
+  }
+  free(by_lin);
 }
 
 /* The threads T[0..nt) run s segment by segment (see the top). */
@@ -361,6 +421,7 @@ static void run_threads(ev *T, int nt, const kiln_ls *s) {
     }
     switch (s->kind) {
     case KILN_LS_BARRIER: T[0].G->epoch++; break;
+    case KILN_LS_MMA: warp_mma(T, nt, s); break;
     case KILN_LS_FOR:
       for (int64_t i = 0; i < s->extent && !any_bad(T, nt); i++) {
         for (int t = 0; t < nt; t++) T[t].var[s->var] = i;
@@ -410,11 +471,18 @@ static void run_block(ev *E, const kiln_ls *s) {
     memcpy(X->local, E->local, nl * sizeof *X->local);
     for (size_t a = 0; a < na - 1; a++) /* SHARED: the block's; LOCAL: this thread's own */
       X->scoped[a] = k->allocs[a]->scope == KILN_SCOPE_SHARED ? E->scoped[a] : NULL;
-    int64_t rest = t; /* thread-bound vars, the innermost loop fastest */
+    int64_t rest = t, lin = 0; /* thread-bound vars, the innermost loop fastest */
     for (int d = depth - 1; d >= 0; d--) {
       X->var[nest[d]->var] = rest % nest[d]->extent;
       rest /= nest[d]->extent;
     }
+    for (int d = 0; d < depth; d++) { /* x + y * bx + z * bx * by, from the launch's block shape */
+      int ax = nest[d]->sched.gpu - 4;
+      int64_t stride = 1;
+      for (int a2 = 0; a2 < ax && k->launch; a2++) stride *= k->launch->block[a2];
+      lin += X->var[nest[d]->var] * stride;
+    }
+    X->lin = (int)lin;
   }
   run_threads(T, (int)nt, body);
   for (int64_t t = 0; t < nt; t++) {
@@ -430,7 +498,7 @@ static void run_block(ev *E, const kiln_ls *s) {
 int kiln_loop_eval(const kiln_program *p, const kiln_kernel *k, void **bufs) {
   (void)p;
   ev E = {bufs, calloc((size_t)k->nvars + 1, sizeof(int64_t)), calloc((size_t)k->nlocals + 1, sizeof(kv)), 0,
-          NULL, NULL, -1};
+          NULL, NULL, -1, -1};
   gpu G = {k, NULL, 0};
   if (k->launch) {
     E.G = &G;

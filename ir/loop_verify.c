@@ -202,7 +202,12 @@ static void vx(vctx *V, const kiln_lx *e) {
     vx_index(V, "load", e->buf, e->a);
     break;
   }
-  case KILN_LX_UN: vx(V, e->a); break;
+  case KILN_LX_UN:
+    vx(V, e->a);
+    if (e->op == KILN_UN_TF32 && ((e->a && e->a->dtype != KILN_DT_F32) || !V->k->launch))
+      verr(V, "tf32 rounding of a %s value%s (f32 in GPU kernels only)", e->a ? kiln_dtype_name(e->a->dtype) : "missing",
+           V->k->launch ? "" : " in a CPU kernel");
+    break;
   case KILN_LX_BIN:
     vx(V, e->a);
     vx(V, e->b);
@@ -344,6 +349,26 @@ static void vs(vctx *V, const kiln_ls *s) {
     else if (V->k->launch && !V->thread_depth) verr(V, "barrier outside the thread-bound loops");
     else if (V->divergent_depth) verr(V, "barrier under an IF whose condition may differ between threads");
     break;
+  case KILN_LS_MMA: { /* where a barrier may be (ir/loop.h, "TF32"), on LOCAL f32 fragments */
+    if (!V->k->launch || !V->thread_depth) verr(V, "warp mma outside the thread-bound loops of a GPU kernel");
+    else if (V->divergent_depth) verr(V, "warp mma under an IF whose condition may differ between threads");
+    const kiln_buf *fr[3] = {s->buf, s->mma.a, s->mma.b};
+    int64_t need[3] = {4 * (int64_t)s->mma.wm * s->mma.wn, 4 * (int64_t)s->mma.wm, 2 * (int64_t)s->mma.wn};
+    for (int i = 0; i < 3; i++) {
+      if (!fr[i] || fr[i]->scope != KILN_SCOPE_LOCAL || fr[i]->dtype != KILN_DT_F32) {
+        verr(V, "warp mma fragment %d is not a local f32 buffer", i);
+        break;
+      }
+      if (own_buf(V, fr[i]) < 1) break;
+      if (s->mma.wm < 1 || s->mma.wn < 1 || fr[i]->numel < need[i])
+        verr(V, "warp mma %dx%d: fragment buffer '%s' holds %lld elements, needs %lld", s->mma.wm, s->mma.wn,
+             fr[i]->name, (long long)fr[i]->numel, (long long)need[i]);
+    }
+    if (V->k->launch && (V->k->launch->block[0] * V->k->launch->block[1] * V->k->launch->block[2]) % 32)
+      verr(V, "warp mma in a block of %lld threads, not whole warps",
+           (long long)(V->k->launch->block[0] * V->k->launch->block[1] * V->k->launch->block[2]));
+    break;
+  }
   case KILN_LS_ALLOC: {
     const kiln_buf *b = s->buf;
     if (!b || b->scope == KILN_SCOPE_GLOBAL || b->id < 0 || b->id >= V->k->nallocs || V->k->allocs[b->id] != b) {

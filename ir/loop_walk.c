@@ -61,6 +61,7 @@ void kiln_walk_stmt(kiln_walk *w, const kiln_ls *s) {
       break;
     case KILN_LS_COMBINE: walk_operand(w, s, s->value); break;
     case KILN_LS_BARRIER:
+    case KILN_LS_MMA: /* (LOCAL fragments: no expression) */
     case KILN_LS_ALLOC: break;
     }
   }

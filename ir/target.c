@@ -68,6 +68,7 @@ kiln_target kiln_target_c(void) { return cpu("c99", 64, 8, L1D_DEFAULT, L2_DEFAU
 
 kiln_target kiln_target_default(void) { return kiln_target_c(); }
 
+/* FP32 by default (tf32 = 0): TF32 tensor cores only when asked (--tf32). */
 kiln_target kiln_target_gpu_default(void) {
   kiln_target t = {0};
   t.kind = KILN_TARGET_GPU;

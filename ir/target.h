@@ -38,6 +38,8 @@ typedef struct kiln_target {
   int warp;                 /* threads per warp */
   int64_t smem_per_block;   /* shared memory one block may use, bytes */
   int max_threads_per_block;
+  int tf32;                 /* GPU: convolution inner products on TF32 tensor cores (`--tf32`,
+                               sm_80+; operands keep 10 mantissa bits: see README, CUDA) */
 } kiln_target;
 
 /* A CPU with `vector_bytes`-wide vectors and `cores` cores (< 1: 1); the

@@ -174,6 +174,7 @@ static void walk(scan *S, const kiln_ls *s, int under_if) {
     case KILN_LS_DECL:
     case KILN_LS_ASSIGN: loads(S, s->value); break;
     case KILN_LS_BARRIER:
+    case KILN_LS_MMA:
     case KILN_LS_ALLOC:
     case KILN_LS_REDUCE: /* (expanded before planning; refused to stay simple) */
     case KILN_LS_COMBINE: S->bad = 1; break;

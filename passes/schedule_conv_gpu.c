@@ -38,7 +38,24 @@
  * The loads are cooperative: the block's T threads fill each tile
  * together, consecutive threads taking consecutive elements.  Sums are in
  * the compute type (f32 for f16/bf16), in a different order than the CPU
- * kernels': equal up to float reassociation. */
+ * kernels': equal up to float reassociation.
+ *
+ * TF32 tensor cores (target.tf32, `--tf32`): the inner product of a k-step
+ * runs on mma.sync m16n8k8 (ir/loop.h, "TF32") instead of the FMA micro-
+ * tile.  The block's warps tile the bm x bn block tile as nwm x nwn warp
+ * tiles of wm x wn 16x8 MMA tiles (the split that loads the fewest
+ * fragments per MMA); per 8-deep slice of the SHARED tiles each lane loads
+ * its A and B fragments (the PTX layout, rounded with cvt.rna: TF32) into
+ * LOCAL registers and the warp runs wm x wn MMAs into LOCAL f32
+ * accumulator fragments.  After the last k-step the fragments go through a
+ * SHARED bm x (bn + 4) tile (+4: rows g and g + 1 land in different banks)
+ * back into the FMA path's acc layout (thread (tx, ty) owns rows ty*rm..,
+ * columns tx*rn..), so the store side is the same for both: one round
+ * trip through shared memory per block, small beside the K/8 MMA steps.
+ * The fragment loads hit 4-way bank conflicts on Ws (rows t, t + 4 of a
+ * k-slice are bm apart); padding Ws would change the load side, left as
+ * it is.  Tiles the MMA shape does not divide (bm % 16, bn % 8, bk % 8,
+ * whole warps) keep the FMA path. */
 #include "conv_def.h"
 
 #include <stdio.h>
@@ -70,7 +87,75 @@ typedef struct gconv {
   kiln_dtype ct;
   const kiln_buf *ws, *xs;
   kiln_lx *bx, *by, *bz, *tid, *kt;
+  /* TF32 tensor cores (nwm == 0: the FMA micro-tile) */
+  int64_t nwm, nwn, wm, wn;      /* warps along rows / columns, MMA tiles per warp along each */
+  const kiln_buf *cs, *af, *bf, *cf; /* SHARED staging tile; LOCAL A, B, accumulator fragments */
+  kiln_lx *lg, *tq, *wr, *wc;    /* lane / 4, lane % 4, the warp tile's first row and column */
 } gconv;
+
+enum { CS_PAD = 4 }; /* the staging tile's row stride is bn + CS_PAD */
+
+/* The warp split of the block tile for mma.sync m16n8k8, or nwm = 0 when
+ * the tile does not fit it: whole warps, 16 | bm, 8 | bn, 8 | bk. */
+static void mma_plan(gconv *c) {
+  const kiln_conv_gpu_tile *t = &c->t;
+  int64_t warps = c->T / 32, tm = t->bm / 16, tn = t->bn / 8, best = 0;
+  c->nwm = 0;
+  if (c->T % 32 || t->bm % 16 || t->bn % 8 || t->bk % 8 || c->ct != KILN_DT_F32) return;
+  for (int64_t nwm = 1; nwm <= warps; nwm++) {
+    if (warps % nwm || tm % nwm || tn % (warps / nwm)) continue;
+    int64_t wm = tm / nwm, wn = tn / (warps / nwm);
+    if (4 * wm + 2 * wn > 64 || 4 * wm * wn > 128) continue; /* exchange area, registers */
+    int64_t cost = (4 * wm + 2 * wn) * 1000 / (wm * wn);      /* fragment loads per MMA */
+    if (!best || cost < best) best = cost, c->nwm = nwm, c->nwn = warps / nwm, c->wm = wm, c->wn = wn;
+  }
+}
+
+/* The k-step on tensor cores: for each 8-deep slice of the tiles, the
+ * lane's fragments (rounded to TF32) then the warp's MMAs (see the top). */
+static void mma_kstep(kiln_lctx *L, const gconv *c) {
+  int64_t bm = c->t.bm, bn = c->t.bn;
+  kiln_lx *ks = IMUL(IDX(kiln_lb_for(B, c->t.bk / 8, (kiln_sched){0})), 8);
+  kiln_lx *i = IDX(kiln_lb_for(B, c->wm, (kiln_sched){.unroll = (int)c->wm}));
+  for (int r = 0; r < 4; r++) { /* a[4i + r]: A(row g + 8(r & 1), col t + 4(r >> 1)) */
+    kiln_lx *k = IADD(IADD(ks, c->tq), CI(4 * (r >> 1)));
+    kiln_lx *m = IADD(IADD(c->wr, IMUL(i, 16)), IADD(c->lg, CI(8 * (r & 1))));
+    kiln_lb_store(B, c->af, IADD(IMUL(i, 4), CI(r)),
+                  kiln_lx_un(B, KILN_UN_TF32, kiln_lx_load(B, c->ws, IADD(IMUL(k, bm), m))));
+  }
+  kiln_lb_end(B);
+  kiln_lx *j = IDX(kiln_lb_for(B, c->wn, (kiln_sched){.unroll = (int)c->wn}));
+  for (int r = 0; r < 2; r++) { /* b[2j + r]: B(row t + 4r, col g) */
+    kiln_lx *k = IADD(IADD(ks, c->tq), CI(4 * r));
+    kiln_lx *col = IADD(IADD(c->wc, IMUL(j, 8)), c->lg);
+    kiln_lb_store(B, c->bf, IADD(IMUL(j, 2), CI(r)),
+                  kiln_lx_un(B, KILN_UN_TF32, kiln_lx_load(B, c->xs, IADD(IMUL(k, bn), col))));
+  }
+  kiln_lb_end(B);
+  kiln_lb_mma(B, c->cf, c->af, c->bf, (int)c->wm, (int)c->wn);
+  kiln_lb_end(B); /* ks */
+}
+
+/* After the last k-step: the accumulator fragments through the SHARED
+ * staging tile into acc (thread (tx, ty)'s rm x rn micro-tile). */
+static void mma_unstage(kiln_lctx *L, const gconv *c, const kiln_buf *acc, kiln_lx *tx, kiln_lx *ty) {
+  int64_t ld = c->t.bn + CS_PAD;
+  kiln_lx *i = IDX(kiln_lb_for(B, c->wm, (kiln_sched){.unroll = (int)c->wm}));
+  kiln_lx *j = IDX(kiln_lb_for(B, c->wn, (kiln_sched){.unroll = (int)c->wn}));
+  for (int r = 0; r < 4; r++) { /* c[4(i wn + j) + r]: D(row g + 8(r >> 1), col 2t + (r & 1)) */
+    kiln_lx *row = IADD(IADD(c->wr, IMUL(i, 16)), IADD(c->lg, CI(8 * (r >> 1))));
+    kiln_lx *col = IADD(IADD(c->wc, IMUL(j, 8)), IADD(IMUL(c->tq, 2), CI(r & 1)));
+    kiln_lb_store(B, c->cs, IADD(IMUL(row, ld), col),
+                  kiln_lx_load(B, c->cf, IADD(IMUL(IADD(IMUL(i, c->wn), j), 4), CI(r))));
+  }
+  kiln_lower_close(L, 2);
+  kiln_lb_barrier(B);
+  i = IDX(kiln_lb_for(B, c->t.rm, (kiln_sched){.unroll = (int)c->t.rm}));
+  j = IDX(kiln_lb_for(B, c->t.rn, (kiln_sched){.unroll = (int)c->t.rn}));
+  kiln_lx *src = IADD(IMUL(IADD(IMUL(ty, c->t.rm), i), ld), IADD(IMUL(tx, c->t.rn), j));
+  kiln_lb_store(B, acc, IADD(IMUL(i, c->t.rn), j), kiln_lx_load(B, c->cs, src));
+  kiln_lower_close(L, 2);
+}
 
 /* for l: e = l*T + tid; if e < size: body(e), with the guard only where
  * some thread's last e overshoots. */
@@ -164,6 +249,8 @@ int kiln_gpu_gemm_build(kiln_lctx *L, const kiln_node *n, const kiln_gpu_gemm *g
                            "256 accumulators)", (long long)c.T);
   c.ct = gmm->ct;
   int64_t shared = t->bk * (t->bm + t->bn) * (int64_t)kiln_dtype_size(c.ct);
+  if (L->b.p->target.tf32) mma_plan(&c);
+  if (c.nwm && shared + t->bm * (t->bn + CS_PAD) * 4 > 48 * 1024) c.nwm = 0; /* no room to stage: FMA path */
   if (shared > 48 * 1024)
     return kiln_lower_fail(L, n, "GPU tiles need %lld bytes of shared memory, over 48 KiB", (long long)shared);
   c.K = gmm->K;
@@ -176,6 +263,7 @@ int kiln_gpu_gemm_build(kiln_lctx *L, const kiln_node *n, const kiln_gpu_gemm *g
   c.bz = IDX(kiln_lb_for(B, gmm->Z, (kiln_sched){.gpu = 3}));
   c.ws = kiln_lb_alloc(B, "W.tile", KILN_SCOPE_SHARED, c.ct, t->bk * t->bm);
   c.xs = kiln_lb_alloc(B, "X.tile", KILN_SCOPE_SHARED, c.ct, t->bk * t->bn);
+  if (c.nwm) c.cs = kiln_lb_alloc(B, "C.stage", KILN_SCOPE_SHARED, c.ct, t->bm * (t->bn + CS_PAD));
   kiln_lx *tx = IDX(kiln_lb_for(B, c.tx_n, (kiln_sched){.gpu = 4}));
   kiln_lx *ty = IDX(kiln_lb_for(B, t->bm / t->rm, (kiln_sched){.gpu = 5}));
   const kiln_buf *acc = kiln_lb_alloc(B, "acc", KILN_SCOPE_LOCAL, c.ct, t->rm * t->rn);
@@ -184,21 +272,39 @@ int kiln_gpu_gemm_build(kiln_lctx *L, const kiln_node *n, const kiln_gpu_gemm *g
   kiln_lb_store(B, acc, r, kiln_lx_const_f(B, c.ct, 0));
   kiln_lb_end(B);
   c.tid = LOCAL(kiln_lb_decl(B, KILN_DT_I64, IADD(IMUL(ty, c.tx_n), tx)));
+  if (c.nwm) { /* lane and warp (tid is the CUDA linear id: tx is threadIdx.x) */
+    c.af = kiln_lb_alloc(B, "A.frag", KILN_SCOPE_LOCAL, c.ct, 4 * c.wm);
+    c.bf = kiln_lb_alloc(B, "B.frag", KILN_SCOPE_LOCAL, c.ct, 2 * c.wn);
+    c.cf = kiln_lb_alloc(B, "C.frag", KILN_SCOPE_LOCAL, c.ct, 4 * c.wm * c.wn);
+    kiln_lx *q = IDX(kiln_lb_for(B, 4 * c.wm * c.wn, (kiln_sched){0}));
+    kiln_lb_store(B, c.cf, q, kiln_lx_const_f(B, c.ct, 0));
+    kiln_lb_end(B);
+    kiln_lx *lane = let(L, BIN(REM, c.tid, CI(32))), *warp = let(L, BIN(DIV, c.tid, CI(32)));
+    c.lg = let(L, BIN(DIV, lane, CI(4)));
+    c.tq = let(L, BIN(REM, lane, CI(4)));
+    c.wr = let(L, IMUL(BIN(DIV, warp, CI(c.nwn)), 16 * c.wm));
+    c.wc = let(L, IMUL(BIN(REM, warp, CI(c.nwn)), 8 * c.wn));
+  }
 
   c.kt = IDX(kiln_lb_for(B, nk, (kiln_sched){0}));
   load_w(L, &c);
   load_x(L, &c);
   kiln_lb_barrier(B);
-  kiln_lx *kk = IDX(kiln_lb_for(B, t->bk, (kiln_sched){0}));
-  kiln_lx *i = IDX(kiln_lb_for(B, t->rm, (kiln_sched){.unroll = (int)t->rm}));
-  kiln_lx *j = IDX(kiln_lb_for(B, t->rn, (kiln_sched){.unroll = (int)t->rn}));
-  kiln_lx *a = kiln_lx_load(B, c.ws, IADD(IADD(IMUL(kk, t->bm), IMUL(ty, t->rm)), i));
-  kiln_lx *xv = kiln_lx_load(B, c.xs, IADD(IADD(IMUL(kk, t->bn), IMUL(tx, t->rn)), j));
-  kiln_lx *ai = IADD(IMUL(i, t->rn), j);
-  kiln_lb_store(B, acc, ai, BIN(ADD, kiln_lx_load(B, acc, ai), BIN(MUL, a, xv)));
-  kiln_lower_close(L, 3);
+  kiln_lx *i, *j; /* a micro-tile row and column: the FMA k-step's, then the store's */
+  if (c.nwm) mma_kstep(L, &c);
+  else {
+    kiln_lx *kk = IDX(kiln_lb_for(B, t->bk, (kiln_sched){0}));
+    i = IDX(kiln_lb_for(B, t->rm, (kiln_sched){.unroll = (int)t->rm}));
+    j = IDX(kiln_lb_for(B, t->rn, (kiln_sched){.unroll = (int)t->rn}));
+    kiln_lx *a = kiln_lx_load(B, c.ws, IADD(IADD(IMUL(kk, t->bm), IMUL(ty, t->rm)), i));
+    kiln_lx *xv = kiln_lx_load(B, c.xs, IADD(IADD(IMUL(kk, t->bn), IMUL(tx, t->rn)), j));
+    kiln_lx *ai = IADD(IMUL(i, t->rn), j);
+    kiln_lb_store(B, acc, ai, BIN(ADD, kiln_lx_load(B, acc, ai), BIN(MUL, a, xv)));
+    kiln_lower_close(L, 3);
+  }
   kiln_lb_barrier(B);
   kiln_lb_end(B); /* kt */
+  if (c.nwm) mma_unstage(L, &c, acc, tx, ty);
 
   /* the finished sums, where m < M and col < N: the caller's store */
   i = IDX(kiln_lb_for(B, t->rm, (kiln_sched){.unroll = (int)t->rm}));

@@ -31,7 +31,18 @@
  *
  * Per-thread variables: blockIdx, threadIdx, blockDim and gridDim read a
  * context the launcher passes to each kernel call (its second parameter),
- * so there is no global state besides the shared arrays above. */
+ * so there is no global state besides the shared arrays above.
+ *
+ * TF32 (kiln run --tf32; semantics in ir/loop.h, "TF32"): kiln_tf32 is
+ * cvt.rna.tf32.f32 bit for bit, and KILN_MMA_TF32 a warp's
+ * mma.sync.m16n8k8 over its wm x wn tiles.  A warp's lanes are threads
+ * 32w .. 32w + 31 of the block (linear ids, x fastest) and each lane's D
+ * elements need the A and B fragments other lanes hold, so the MMA is a
+ * meeting like __syncthreads: every thread copies its fragments into the
+ * block's exchange area, waits for the round to end, then computes its own
+ * D elements from the lanes the PTX layout names.  Two exchange areas
+ * alternate (per-thread phase), so a fast thread writing its next MMA's
+ * fragments never overwrites ones a slower thread is still reading. */
 #ifndef KILN_CUDA_HOST_H
 #define KILN_CUDA_HOST_H
 
@@ -51,6 +62,8 @@ typedef struct kiln_cuh_ctx {
   void *const *bufs;
   void (*kernel)(void *const *bufs, struct kiln_cuh_ctx *kiln_cuh);
   int done;
+  unsigned lin, mma_phase; /* linear thread id (x fastest); which exchange area the next MMA uses */
+  float *mma_x;            /* KILN_LAUNCH_SYNC: the block's MMA exchange areas (2 x threads x KILN_CUH_MMA_FRAG) */
 } kiln_cuh_ctx;
 
 #define blockIdx (kiln_cuh->block_idx)
@@ -66,7 +79,7 @@ typedef void (*kiln_cuh_kernel)(void *const *bufs, kiln_cuh_ctx *kiln_cuh);
 /* kernel<<<grid, block>>>(bufs), no barriers: every block, every thread, in order. */
 static inline void kiln_cuh_launch(kiln_cuh_kernel kernel, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                                    unsigned by, unsigned bz, void *const *bufs) {
-  kiln_cuh_ctx c = {{0, 0, 0}, {0, 0, 0}, {bx, by, bz}, {gx, gy, gz}, 0, 0, bufs, kernel, 0};
+  kiln_cuh_ctx c = {{0, 0, 0}, {0, 0, 0}, {bx, by, bz}, {gx, gy, gz}, 0, 0, bufs, kernel, 0, 0, 0, 0};
   for (c.block_idx.z = 0; c.block_idx.z < gz; c.block_idx.z++)
     for (c.block_idx.y = 0; c.block_idx.y < gy; c.block_idx.y++)
       for (c.block_idx.x = 0; c.block_idx.x < gx; c.block_idx.x++)
@@ -77,6 +90,7 @@ static inline void kiln_cuh_launch(kiln_cuh_kernel kernel, unsigned gx, unsigned
 #define KILN_LAUNCH(name, gx, gy, gz, bx, by, bz, bufs) kiln_cuh_launch(name, gx, gy, gz, bx, by, bz, bufs)
 
 enum { KILN_CUH_STACK = 64 * 1024 };
+enum { KILN_CUH_MMA_FRAG = 64 }; /* floats a lane exchanges per MMA at most: 4 wm + 2 wn */
 
 #if defined(__x86_64__) && !defined(KILN_CUH_UCONTEXT)
 /* kiln_cuh_swap(&from, to): saves the callee-saved registers on the
@@ -174,7 +188,8 @@ static inline int kiln_cuh_launch_sync(kiln_cuh_kernel kernel, unsigned gx, unsi
   ucontext_t sched_uc;
   void *sched_p = &sched_uc, **sched = &sched_p;
 #endif
-  if (!cs || !stacks) { free(cs); free(stacks); return -1; }
+  float *xch = (float *)malloc(2 * n * KILN_CUH_MMA_FRAG * sizeof(float));
+  if (!cs || !stacks || !xch) { free(cs); free(stacks); free(xch); return -1; }
   kiln_cuh_dim3 b;
   for (b.z = 0; b.z < gz; b.z++)
     for (b.y = 0; b.y < gy; b.y++)
@@ -184,8 +199,10 @@ static inline int kiln_cuh_launch_sync(kiln_cuh_kernel kernel, unsigned gx, unsi
         for (th.z = 0; th.z < bz; th.z++)
           for (th.y = 0; th.y < by; th.y++)
             for (th.x = 0; th.x < bx; th.x++, t++) {
-              kiln_cuh_ctx c = {b, th, {bx, by, bz}, {gx, gy, gz}, 0, 0, bufs, kernel, 0};
+              kiln_cuh_ctx c = {b, th, {bx, by, bz}, {gx, gy, gz}, 0, 0, bufs, kernel, 0, 0, 0, 0};
               cs[t] = c;
+              cs[t].lin = (unsigned)t;
+              cs[t].mma_x = xch;
               kiln_cuh_make_thread(&cs[t], stacks + t * KILN_CUH_STACK, sched);
             }
         while (alive) /* one round: every live thread up to its next barrier */
@@ -197,8 +214,64 @@ static inline int kiln_cuh_launch_sync(kiln_cuh_kernel kernel, unsigned gx, unsi
       }
   free(cs);
   free(stacks);
+  free(xch);
   return 0;
 }
+/* cvt.rna.tf32.f32: finite x gets 0x1000 added to its bits (half a TF32
+ * ulp: round to nearest, ties away from zero, carrying into the exponent,
+ * up to inf past the largest TF32), then the low 13 bits are cleared;
+ * inf and NaN are only cleared (the SASS the PTX compiles to on sm_80). */
+static inline float kiln_tf32(float x) {
+  uint32_t u;
+  __builtin_memcpy(&u, &x, 4);
+  if ((u & 0x7fffffffu) < 0x7f800000u) u += 0x1000u;
+  u &= 0xffffe000u;
+  __builtin_memcpy(&x, &u, 4);
+  return x;
+}
+
+/* The tensor core reads an operand's top 19 bits (TF32). */
+static inline float kiln_cuh_tf32_operand(float x) {
+  uint32_t u;
+  __builtin_memcpy(&u, &x, 4);
+  u &= 0xffffe000u;
+  __builtin_memcpy(&x, &u, 4);
+  return x;
+}
+
+/* KILN_MMA_TF32 (see the top): lane l = lin % 32 of warp lin / 32, g = l / 4,
+ * t = l % 4 holds A(i) a[4i + r] at (row g + 8(r & 1), col t + 4(r >> 1)),
+ * B(j) b[2j + r] at (row t + 4r, col g), D(i,j) c[4(i wn + j) + r] at
+ * (row g + 8(r >> 1), col 2t + (r & 1)).  D(row, col) += the 8 products
+ * A(row, k) B(k, col) in k order, each exact in f32, one rounding per add. */
+static inline void kiln_cuh_mma_tf32(kiln_cuh_ctx *cx, float *c, const float *a, const float *b, int wm, int wn) {
+  unsigned n = cx->block_dim.x * cx->block_dim.y * cx->block_dim.z;
+  if (!cx->mma_x || 4 * wm + 2 * wn > KILN_CUH_MMA_FRAG || n % 32) __builtin_trap(); /* kiln never prints these */
+  float *x = cx->mma_x + (size_t)cx->mma_phase * n * KILN_CUH_MMA_FRAG;
+  float *mine = x + (size_t)cx->lin * KILN_CUH_MMA_FRAG;
+  for (int i = 0; i < 4 * wm; i++) mine[i] = a[i];
+  for (int j = 0; j < 2 * wn; j++) mine[4 * wm + j] = b[j];
+  kiln_cuh_sync(cx); /* every lane's fragments are in */
+  const float *warp = x + (size_t)(cx->lin & ~31u) * KILN_CUH_MMA_FRAG;
+  unsigned l = cx->lin & 31u, g = l / 4, t = l % 4;
+  for (int i = 0; i < wm; i++)
+    for (int j = 0; j < wn; j++)
+      for (unsigned r = 0; r < 4; r++) {
+        unsigned row = g + 8 * (r >> 1), col = 2 * t + (r & 1);
+        float acc = c[4 * (i * wn + j) + r];
+        for (unsigned k = 0; k < 8; k++) {
+          const float *la = warp + (size_t)(4 * (row % 8) + k % 4) * KILN_CUH_MMA_FRAG; /* lane holding A(row, k) */
+          const float *lb = warp + (size_t)(4 * col + k % 4) * KILN_CUH_MMA_FRAG;       /* lane holding B(k, col) */
+          float av = kiln_cuh_tf32_operand(la[4 * i + (row >= 8) + 2 * (k >= 4)]);
+          float bv = kiln_cuh_tf32_operand(lb[4 * wm + 2 * j + (k >= 4)]);
+          acc = __builtin_fmaf(av, bv, acc);
+        }
+        c[4 * (i * wn + j) + r] = acc;
+      }
+  cx->mma_phase ^= 1u;
+}
+#define KILN_MMA_TF32(c, a, b, wm, wn) kiln_cuh_mma_tf32(kiln_cuh, c, a, b, wm, wn)
+
 #define KILN_LAUNCH_SYNC(name, gx, gy, gz, bx, by, bz, bufs) \
   if (kiln_cuh_launch_sync(name, gx, gy, gz, bx, by, bz, bufs)) return -1
 

@@ -91,7 +91,7 @@ int kiln_cli_profile_print(const kiln_program *p, const double *times, int repea
 /* Output folders (out_dir.c): check, fill a temporary sibling, rename. */
 /* kiln compile --target cuda (cmd_compile_cuda.c): 0, or 1 with the error reported. */
 int kiln_cli_compile_cuda(const char *path, const char *outdir, const char *prefix, kiln_cli_bindings *bind,
-                          const char *arch_list, int dump_after, kiln_timing *timing);
+                          const char *arch_list, int tf32, int dump_after, kiln_timing *timing);
 int kiln_out_dir_check(const char *dir, kiln_diag *d);
 int kiln_out_dir_begin(const char *dir, char *tmp, size_t size, kiln_diag *d);
 int kiln_out_dir_write(const char *tmp, const char *name, const void *data, size_t len, kiln_diag *d);

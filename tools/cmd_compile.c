@@ -47,6 +47,9 @@ static const char help[] =
     "                     runtime kiln_cuda_rt.c/.h; DIR/README.txt says how to build\n"
     "  --arch LIST        with --target cuda: cubin architectures (e.g. sm_80,sm_90;\n"
     "                     default: the GPU present, else sm_80,sm_90), PTX for the newest\n"
+    "  --tf32             with --target cuda: convolutions on TF32 tensor\n"
+    "                     cores (sm_80+): operands rounded to 10 mantissa bits, sums in\n"
+    "                     f32; relative error ~1e-3 instead of ~1e-6 (README: CUDA)\n"
     "  --shared           also link libPREFIX.so (needs a C compiler, `cc`)\n"
     "  --dump-after PASS  print the IR after PASS to stderr (`list`: the passes)\n"
     "  --time             print each compilation stage's wall and CPU time to stderr\n"
@@ -163,6 +166,7 @@ int kiln_cmd_compile(int argc, char **argv) {
   const char *path = NULL, *outdir = NULL, *name = NULL;
   int portable = 0, shared = 0, timed = 0;
   const char *target_name = "cpu", *arch_list = NULL;
+  int tf32 = 0;
   kiln_cli_bindings bind = {0};
   int dump_after = 0; /* KILN_PASS_NONE */
   int train = 0, tr;
@@ -182,6 +186,7 @@ int kiln_cmd_compile(int argc, char **argv) {
     }
     else if (!strcmp(a, "--portable")) portable = 1;
     else if (!strcmp(a, "--shared")) shared = 1;
+    else if (!strcmp(a, "--tf32")) tf32 = 1;
     else if (!strcmp(a, "--time")) timed = 1;
     else if (!strcmp(a, "--dump-after")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("compile", "%s needs a value", a);
@@ -223,12 +228,13 @@ int kiln_cmd_compile(int argc, char **argv) {
   }
   int cuda = !strcmp(target_name, "cuda");
   if (arch_list && !cuda) return kiln_cli_usage_error("compile", "--arch is for --target cuda");
+  if (tf32 && !cuda) return kiln_cli_usage_error("compile", "--tf32 is for --target cuda");
   if (cuda && (train || eopts.on || portable || shared))
     return kiln_cli_usage_error("compile", "--target cuda compiles inference only (no --train, --explain, --portable, --shared)");
   if (cuda) {
     kiln_timing ct;
     kiln_timing_start(&ct, timed ? stderr : NULL);
-    int crc = kiln_cli_compile_cuda(path, outdir, prefix, &bind, arch_list, dump_after, &ct);
+    int crc = kiln_cli_compile_cuda(path, outdir, prefix, &bind, arch_list, tf32, dump_after, &ct);
     kiln_cli_bindings_free(&bind);
     kiln_cli_train_free(&topts);
     return crc;

@@ -43,7 +43,7 @@ static char *readme(const char *pre, const kiln_cuda_images *im) {
 }
 
 int kiln_cli_compile_cuda(const char *path, const char *outdir, const char *prefix, kiln_cli_bindings *bind,
-                          const char *arch_list, int dump_after, kiln_timing *timing) {
+                          const char *arch_list, int tf32, int dump_after, kiln_timing *timing) {
   kiln_diag d = {0};
   int rc = 1, archs[KILN_CUDA_MAX_ARCHS], narchs = 0;
   char tmp[4096] = "", file[300], err[512];
@@ -59,6 +59,7 @@ int kiln_cli_compile_cuda(const char *path, const char *outdir, const char *pref
     else { archs[0] = 80; archs[1] = 90; narchs = 2; }
   }
   kiln_target target = kiln_target_gpu_default();
+  target.tf32 = tf32;
   kiln_model_opts o = {.bind = bind, .static_shapes = 1, .lower = 1, .dump_after = dump_after, .target = &target,
                        .timing = timing};
   if (kiln_out_dir_check(outdir, &d) || kiln_cuda_nvrtc_check(path, &d)) goto fail;

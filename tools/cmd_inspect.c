@@ -29,6 +29,8 @@ static const char help[] =
     "  --target T    what --loops and --dump-after compile for: cpu (default: the fixed\n"
     "                C target) or cuda (a GPU: every kernel one launch, schedule-gpu;\n"
     "                the summary then lists every kernel's launch shape)\n"
+    "  --tf32        with --target cuda: convolutions on TF32 tensor cores (10-bit\n"
+    "                mantissas, relative error ~1e-3; README: CUDA)\n"
     "  --train       summarise one training step instead (trained/frozen parameters,\n"
     "                optimizer state, peak training memory); --dump-after train shows it\n"
     "  -h, --help    show this help\n\n";
@@ -269,6 +271,7 @@ int kiln_cmd_inspect(int argc, char **argv) {
         return kiln_cli_usage_error("inspect", "--target must be cpu, cuda or cuda-host, got '%s'", v);
       o.target = strcmp(v, "cpu") ? &gpu : NULL;
     }
+    else if (!strcmp(a, "--tf32")) gpu.tf32 = 1;
     else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) verbose = 1;
     else if (!strcmp(a, "--ir")) ir = 1;
     else if (!strcmp(a, "--json")) json = 1;
@@ -291,6 +294,7 @@ int kiln_cmd_inspect(int argc, char **argv) {
     return kiln_cli_usage_error("inspect", "training options need --train");
   }
   kiln_diag d = {0};
+  if (gpu.tf32 && o.target != &gpu) return kiln_cli_usage_error("inspect", "--tf32 is for --target cuda or cuda-host");
   o.static_shapes = o.lower = loops || train; /* --loops, --train: the whole pipeline, as compile runs it */
   if (train) o.train = &topts.t;
   kiln_graph *g = kiln_cli_load(path, &o, &d);

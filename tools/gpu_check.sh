@@ -17,6 +17,8 @@
 #   zoo     the networks vs ONNX Runtime (tools/gpu_check.py accuracy)
 #   timing  ResNet-50, MobileNetV2, 3-D CNN at batch 1 and 32: images/s and
 #           fraction of the FP32 peak (tools/gpu_check.py timing)
+#   tf32    tests/backends/cuda/test_tf32.py --target cuda: --tf32 convolutions on
+#           the tensor cores within the TF32 bound (fragment layout, cvt.rna)
 #   onnx    the ONNX backend cases through `kiln run --target cuda`
 #           (tests/conformance/run_cli_suite.py, expectations: cuda_host.expect),
 #           stopped after GPU_CHECK_ONNX_S seconds (default 200) or at
@@ -62,6 +64,9 @@ python3 tools/gpu_check.py accuracy $K "$REF" $CACHE || fail=1
 
 step "timing (batch 1 and 32, --repeat 20 medians)"
 python3 tools/gpu_check.py timing $K "$REF" $CACHE || fail=1
+
+step "--tf32: convolutions on the tensor cores vs float64 (bounds from TF32's unit roundoff)"
+python3 tests/backends/cuda/test_tf32.py $K --target cuda || fail=1
 
 step "ONNX backend cases through --target cuda"
 left=$(( ${GPU_CHECK_TOTAL_S:-360} - ($(date +%s) - t0) ))

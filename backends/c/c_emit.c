@@ -237,6 +237,8 @@ static void unary(emitter *e, const kiln_lx *x) {
     return;
   case KILN_UN_NOT: fprintf(f, "(!"); expr(e, x->a); fprintf(f, ")"); return;
   case KILN_UN_ISNAN: fprintf(f, "(isnan("); expr(e, x->a); fprintf(f, ") != 0)"); return;
+  case KILN_UN_TF32: /* GPU kernels only: the CUDA preamble (cvt.rna) or kiln_cuda_host.h defines it */
+    fprintf(f, "kiln_tf32("); expr(e, x->a); fprintf(f, ")"); return;
   case KILN_UN_ABS:
     if (!fl && (t == KILN_DT_U8 || t == KILN_DT_U16 || t == KILN_DT_U32 || t == KILN_DT_U64)) { expr(e, x->a); return; }
     if (!fl) { /* ABS(MIN) == MIN: wraps */
@@ -414,6 +416,12 @@ static void stmts(emitter *e, const kiln_ls *s, int ind) {
     case KILN_LS_BARRIER: /* C: one thread per block */
       if (e->h->barrier) e->h->barrier(f, ind);
       break;
+    case KILN_LS_MMA: { /* GPU kernels only, which the C dialect never gets */
+      char nc[32], na[32], nb[32];
+      KILN_ASSERT(e->h->mma);
+      e->h->mma(f, s, buf_name(e, s->buf, nc), buf_name(e, s->mma.a, na), buf_name(e, s->mma.b, nb), ind);
+      break;
+    }
     case KILN_LS_ALLOC: /* GPU kernels only, which the C dialect never gets */
       if (e->h->alloc) {
         char nb[32];

@@ -24,6 +24,8 @@ typedef struct kiln_c_hooks {
   /* KILN_LS_ALLOC of a SHARED or LOCAL buffer named `name`; KILN_LS_BARRIER. */
   void (*alloc)(FILE *f, const kiln_ls *s, const char *ctype, const char *name, int indent);
   void (*barrier)(FILE *f, int indent);
+  /* KILN_LS_MMA on the LOCAL fragment arrays named c, a, b (GPU dialects only). */
+  void (*mma)(FILE *f, const kiln_ls *s, const char *c, const char *a, const char *b, int indent);
   /* The host's statement running kernel k in run_v, with `bufs` bound (C: `kN(bufs);`). */
   void (*call)(FILE *f, const kiln_kernel *k);
   /* Around the host entry points (workspace size, state init, run_v,

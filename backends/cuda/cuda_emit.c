@@ -27,6 +27,28 @@ static void preamble(FILE *f, const kiln_c_options *o) {
              "#define UINT64_MAX 18446744073709551615ULL\n"
              "#define NAN __int_as_float(0x7fc00000)\n#define INFINITY __int_as_float(0x7f800000)\n"
              "#define restrict __restrict__\n"
+             "/* TF32 (kiln run --tf32, ir/loop.h): cvt.rna rounding, and a warp's m16n8k8\n"
+             " * tensor-core products over its wm x wn tiles (fragments as the PTX ISA lays them) */\n"
+             "static __device__ __forceinline__ float kiln_tf32(float x) {\n"
+             "  uint32_t r;\n"
+             "  asm(\"cvt.rna.tf32.f32 %%0, %%1;\" : \"=r\"(r) : \"f\"(x));\n"
+             "  return __uint_as_float(r);\n"
+             "}\n"
+             "static __device__ __forceinline__ void kiln_mma_tf32(float *c, const float *a, const float *b, int wm, int wn) {\n"
+             "#pragma unroll\n"
+             "  for (int i = 0; i < wm; i++)\n"
+             "#pragma unroll\n"
+             "    for (int j = 0; j < wn; j++) {\n"
+             "      float *d = c + 4 * (i * wn + j);\n"
+             "      asm volatile(\"mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%%0, %%1, %%2, %%3}, \"\n"
+             "                   \"{%%4, %%5, %%6, %%7}, {%%8, %%9}, {%%0, %%1, %%2, %%3};\"\n"
+             "                   : \"+f\"(d[0]), \"+f\"(d[1]), \"+f\"(d[2]), \"+f\"(d[3])\n"
+             "                   : \"r\"(__float_as_uint(a[4 * i])), \"r\"(__float_as_uint(a[4 * i + 1])),\n"
+             "                     \"r\"(__float_as_uint(a[4 * i + 2])), \"r\"(__float_as_uint(a[4 * i + 3])),\n"
+             "                     \"r\"(__float_as_uint(b[2 * j])), \"r\"(__float_as_uint(b[2 * j + 1])));\n"
+             "    }\n"
+             "}\n"
+             "#define KILN_MMA_TF32(c, a, b, wm, wn) kiln_mma_tf32(c, a, b, wm, wn)\n"
              "#ifndef KILN_KERNEL /* (a file holding several programs renames their kernels) */\n"
              "#define KILN_KERNEL(name, threads) \\\n"
              "  extern \"C\" __global__ void __launch_bounds__(threads) name(void *const *bufs)\n"
@@ -77,8 +99,13 @@ static void alloc(FILE *f, const kiln_ls *s, const char *ctype, const char *name
 
 static void barrier(FILE *f, int ind) { fprintf(f, "%*s__syncthreads();\n", ind, ""); }
 
+static void mma(FILE *f, const kiln_ls *s, const char *c, const char *a, const char *b, int ind) {
+  fprintf(f, "%*sKILN_MMA_TF32(%s, %s, %s, %d, %d);\n", ind, "", c, a, b, s->mma.wm, s->mma.wn);
+}
+
+/* A barrier, or a warp MMA (its emulation meets the block's threads too). */
 static int find_barrier(kiln_walk *w, const kiln_ls *s) {
-  if (s->kind == KILN_LS_BARRIER) *(int *)w->ctx = 1;
+  if (s->kind == KILN_LS_BARRIER || s->kind == KILN_LS_MMA) *(int *)w->ctx = 1;
   return KILN_WALK_CONTINUE;
 }
 
@@ -101,6 +128,7 @@ static const kiln_c_hooks cuda = {
     .bound_loop = bound_loop,
     .alloc = alloc,
     .barrier = barrier,
+    .mma = mma,
     .call = call,
     .host_begin = "#ifndef __CUDACC__ /* the host emulation's entry points */\n",
     .host_end = "#endif\n",

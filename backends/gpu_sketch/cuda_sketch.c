@@ -260,6 +260,10 @@ static void st(sk *S, const kiln_ls *s, int n) {
       ind(S, n);
       fprintf(f, "__syncthreads();\n");
       break;
+    case KILN_LS_MMA:
+      ind(S, n);
+      fprintf(f, "KILN_MMA_TF32(...%dx%d);\n", s->mma.wm, s->mma.wn);
+      break;
     case KILN_LS_ALLOC:
       if (!ctype(s->buf->dtype)) unsupported(S, "a buffer of a type the sketch does not print (f16/bf16)");
       ind(S, n);

@@ -284,6 +284,7 @@ static void stmts(cg *c, const kiln_ls *s) {
     }
     case KILN_LS_BARRIER: break; /* one CPU thread per block: nothing to wait for */
     case KILN_LS_ALLOC: break; /* GPU kernels only, which CPU backends never get */
+    case KILN_LS_MMA: KILN_ASSERT(!"warp mma: GPU kernels only (the verifier rejects it elsewhere)"); break;
     case KILN_LS_REDUCE:
     case KILN_LS_COMBINE: KILN_ASSERT(!"reductions are expanded before printing (passes/expand_reduce.c)"); break;
     }

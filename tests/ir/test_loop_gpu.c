@@ -240,3 +240,60 @@ Test(gpu, thread_loops_under_a_sequential_loop) {
   cr_assert_str_eq(d.msg, PREFIX "a sequential loop outside the thread-bound loops (every thread of the block would run it)");
   (void)b, (void)s, (void)t;
 }
+
+/* ---- TF32 (ir/loop.h, "TF32"): the warp MMA and tf32() ---- */
+
+/* One block of `threads`: every lane's A and B fragments all ones (B
+ * tf32-rounded), C zero, one MMA; thread 0 stores D's c0 (= 8: eight
+ * products of 1) into out[0]; cond (if not NULL) wraps the MMA. */
+static void one_mma(int threads, kiln_lx *(*cond)(int b, int t)) {
+  int b = kiln_lb_for(&B, 1, (kiln_sched){.gpu = 1});
+  int t = kiln_lb_for(&B, threads, (kiln_sched){.gpu = 4});
+  kiln_buf *a = kiln_lb_alloc(&B, "a", KILN_SCOPE_LOCAL, KILN_DT_F32, 4);
+  kiln_buf *bf = kiln_lb_alloc(&B, "b", KILN_SCOPE_LOCAL, KILN_DT_F32, 2);
+  kiln_buf *c = kiln_lb_alloc(&B, "c", KILN_SCOPE_LOCAL, KILN_DT_F32, 4);
+  for (int r = 0; r < 4; r++) {
+    kiln_lb_store(&B, a, ci(r), kiln_lx_const_f(&B, KILN_DT_F32, 1));
+    kiln_lb_store(&B, c, ci(r), kiln_lx_const_f(&B, KILN_DT_F32, 0));
+  }
+  for (int r = 0; r < 2; r++)
+    kiln_lb_store(&B, bf, ci(r), kiln_lx_un(&B, KILN_UN_TF32, kiln_lx_const_f(&B, KILN_DT_F32, 1.0000001)));
+  if (cond) kiln_lb_if(&B, cond(b, t));
+  kiln_lb_mma(&B, c, a, bf, 1, 1);
+  if (cond) kiln_lb_end(&B);
+  kiln_lb_if(&B, bin(KILN_BIN_EQ, idx(t), ci(0)));
+  kiln_lb_store(&B, out3, ci(0), kiln_lx_load(&B, c, ci(0)));
+  kiln_lb_end(&B);
+  kiln_lb_end(&B);
+  kiln_lb_end(&B);
+  kiln_lb_launch(&B);
+}
+
+Test(gpu, warp_mma_verifies_and_emulates) {
+  one_mma(32, NULL);
+  verifies();
+  float out[3] = {0}, in[24] = {0};
+  void *mem[2] = {in, out};
+  cr_assert_eq(kiln_loop_eval(P, P->kernels[0], mem), 0);
+  cr_assert_eq(out[0], 8.0f, "%.9g", out[0]); /* 1.0000001 rounds to 1 in TF32 */
+  char buf[4096] = {0};
+  FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+  kiln_program_print(P, f);
+  fclose(f);
+  cr_assert(strstr(buf, "%c += mma_m16n8k8_tf32 x1x1(%a, %b)\n") && strstr(buf, "tf32("), "%s", buf);
+}
+
+Test(gpu, warp_mma_under_divergent_if) {
+  one_mma(32, thread_cond);
+  fails(PREFIX "warp mma under an IF whose condition may differ between threads");
+}
+
+Test(gpu, warp_mma_in_a_partial_warp) {
+  one_mma(16, NULL);
+  fails(PREFIX "warp mma in a block of 16 threads, not whole warps");
+}
+
+Test(gpu, tf32_in_a_cpu_kernel) {
+  kiln_lb_store(&B, out3, ci(0), kiln_lx_un(&B, KILN_UN_TF32, kiln_lx_load(&B, in24, ci(0))));
+  fails(PREFIX "tf32 rounding of a f32 value in a CPU kernel (f32 in GPU kernels only)");
+}

@@ -110,8 +110,9 @@ static void unbuild(built *r) { gst_free(r->p, r->mem); }
 
 static const float *ybuf(const built *r) { return r->mem[r->yb->id]; }
 
-/* Every output against the float64 ONNX formula, within the bound above. */
-static void check(const cshape *c, const built *r, const float *y, const char *what) {
+/* Every output against the float64 ONNX formula, within the bound above
+ * (tf32: the TF32 bound derived below, and beyond FP32's somewhere). */
+static void check_mode(const cshape *c, const built *r, const float *y, const char *what, int tf32) {
   const kiln_value *yv = r->n->out[0];
   int64_t out[3] = {1, 1, 1}, in[3] = {1, 1, 1}, K[3] = {1, 1, 1}, osz = 1, isz = 1, ksz = 1;
   for (int i = 0; i < c->sp; i++) {
@@ -124,6 +125,8 @@ static void check(const cshape *c, const built *r, const float *y, const char *w
   }
   int64_t Cg = c->C / c->G, Mg = c->M / c->G, terms = Cg * ksz;
   const double u = 0x1p-24, gam = (terms + 2) * u / (1 - (terms + 2) * u);
+  const double ut = 0x1p-11, u2 = 0x1p-23, gam2 = (terms + 2) * u2 / (1 - (terms + 2) * u2);
+  const double rel = tf32 ? 2 * ut + ut * ut + gam2 * (1 + ut) * (1 + ut) : gam;
   double worst = 0;
   for (int64_t n = 0; n < c->N; n++)
     for (int64_t m = 0; m < c->M; m++)
@@ -144,7 +147,7 @@ static void check(const cshape *c, const built *r, const float *y, const char *w
             sum += t;
             mag += fabs(t);
           }
-        double tol = gam * mag;
+        double tol = rel * mag;
         if (c->epi & EPI_SCALE) { /* one more rounding each: within gamma(terms + 4) of the magnitudes */
           sum *= r->s[m];
           mag *= fabs(r->s[m]);
@@ -155,7 +158,8 @@ static void check(const cshape *c, const built *r, const float *y, const char *w
           mag += fabs(rv);
         }
         if (c->epi) {
-          tol = (terms + 4) * u / (1 - (terms + 4) * u) * mag;
+          /* FP32: gamma(terms + 4); TF32: its bound plus the two more roundings */
+          tol = (tf32 ? rel + 2 * u : (terms + 4) * u / (1 - (terms + 4) * u)) * mag;
           sum = sum > 0 ? sum : 0; /* Relu: exact, and never widens an error */
         }
         double got = y[(n * c->M + m) * osz + o], err = fabs(got - sum);
@@ -163,8 +167,11 @@ static void check(const cshape *c, const built *r, const float *y, const char *w
                   (long long)n, (long long)m, (long long)o, got, sum, err, tol);
         if (mag > 0 && err / mag > worst) worst = err / mag;
       }
-  cr_log_info("%s: worst error %.3g of sum |terms| (bound %.3g)", what, worst, gam);
+  cr_log_info("%s: worst error %.3g of sum |terms| (bound %.3g; FP32's %.3g)", what, worst, rel, gam);
+  if (tf32) cr_assert(worst > gam, "%s: every output within FP32's bound (%.3g): operands not rounded?", what, gam);
 }
+
+static void check(const cshape *c, const built *r, const float *y, const char *what) { check_mode(c, r, y, what, 0); }
 
 /* The CPU lowering and the GPU schedule of shape c with tile t. */
 static void run_shape(const cshape *c, kiln_conv_gpu_tile t) {
@@ -318,4 +325,66 @@ Test(conv_gpu, emulation_reports_a_missing_barrier) {
     cr_assert_eq(kiln_loop_eval(r.p, k, r.mem), -1, "barrier %d dropped, yet no race reported", which);
     unbuild(&r);
   }
+}
+
+/* ---- TF32 tensor cores (target.tf32: mma.sync m16n8k8, ir/loop.h "TF32") ----
+ * Tolerance, derived: each operand is rounded to TF32 (10 mantissa bits,
+ * round to nearest: relative error <= u_t = 2^-11), so a product x~ w~ =
+ * x w (1 + d1)(1 + d2) is off by at most (2 u_t + u_t^2) |x w|; it is exact
+ * in f32 (11 x 11 significant bits).  The K products and the bias are then
+ * summed in f32 in some order: gamma(K + 2) (Higham, as above) on the
+ * rounded terms' magnitudes, (1 + u_t)^2 |x w|; u = 2^-23 here, not 2^-24,
+ * so the bound also holds for a tensor core that truncates its partial sums
+ * instead of rounding them.  Per output:
+ *   |y - y_exact| <= ((2 u_t + u_t^2) + gamma(K + 2) (1 + u_t)^2) (|b| + sum |x w|)
+ * A wrong fragment index moves a whole term, far outside it; and the
+ * result must also be off by more than FP32's own bound somewhere (the
+ * operands really were rounded). */
+static int count_mma(const kiln_ls *s) {
+  int n = 0;
+  for (; s; s = s->next) n += (s->kind == KILN_LS_MMA) + count_mma(s->body) + count_mma(s->orelse);
+  return n;
+}
+
+static void run_tf32(const cshape *c, kiln_conv_gpu_tile t) {
+  built r = build(c);
+  int ncpu = r.p->nkernels;
+  r.p->target.tf32 = 1;
+  kiln_diag d = {0};
+  cr_assert_eq(kiln_schedule_conv_gpu(r.p, r.n, &t, &d), 0, "%s", d.msg);
+  const kiln_kernel *k = r.p->kernels[ncpu];
+  cr_assert_eq(count_mma(k->body), 1, "the tile should take the tensor-core path");
+  cr_assert_eq(kiln_loop_verify(r.p, &d), 0, "%s", d.msg);
+  float *y = (float *)ybuf(&r);
+  int64_t yn = kiln_value_numel(r.n->out[0], 1);
+  for (int64_t i = 0; i < yn; i++) y[i] = NAN;
+  cr_assert_eq(kiln_loop_eval(r.p, k, r.mem), 0, "GPU emulation failed (out of bounds, race or divergent barrier)");
+  check_mode(c, &r, y, "TF32 schedule", 1);
+  unbuild(&r);
+}
+
+/* 8 warps as 2 x 4 warp tiles of one MMA each; partial channel, column and k tiles */
+Test(conv_gpu, tf32_conv3x3_partial_tiles) {
+  cshape c = {2, 1, 5, 20, 1, {9, 7}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, 1};
+  run_tf32(&c, (kiln_conv_gpu_tile){.bm = 32, .bn = 32, .bk = 8, .rm = 2, .rn = 2});
+}
+
+/* one warp holding 1 x 2 MMA tiles, two 8-deep slices per k-step, batch 2, groups */
+Test(conv_gpu, tf32_one_warp_grouped) {
+  cshape c = {2, 2, 8, 32, 2, {6, 5}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, 0};
+  run_tf32(&c, (kiln_conv_gpu_tile){.bm = 16, .bn = 16, .bk = 16, .rm = 2, .rn = 4});
+}
+
+/* A tile the MMA shape does not divide keeps the FP32 path, with FP32's bound. */
+Test(conv_gpu, tf32_odd_tile_keeps_fp32) {
+  cshape c = {2, 1, 3, 6, 1, {11, 10}, {3, 3}, {2, 2}, {1, 1}, {1, 0, 2, 1}, 1};
+  built r = build(&c);
+  r.p->target.tf32 = 1;
+  int ncpu = r.p->nkernels;
+  kiln_diag d = {0};
+  cr_assert_eq(kiln_schedule_conv_gpu(r.p, r.n, &small, &d), 0, "%s", d.msg);
+  cr_assert_eq(count_mma(r.p->kernels[ncpu]->body), 0);
+  cr_assert_eq(kiln_loop_eval(r.p, r.p->kernels[ncpu], r.mem), 0);
+  check(&c, &r, ybuf(&r), "GPU schedule (tf32 target, FP32 tile)");
+  unbuild(&r);
 }
