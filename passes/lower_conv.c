@@ -35,13 +35,7 @@
  * and the output dims).  f16/bf16 compute in f32. */
 #include "conv_def.h"
 
-#define B (&L->b)
-#define CI(v) kiln_lx_const_i(B, (v))
-#define BIN(op, a, b) kiln_lx_bin(B, KILN_BIN_##op, (a), (b))
-#define IADD(a, b) kiln_lx_iadd(B, (a), (b))
-#define IMUL(a, k) kiln_lx_imul(B, (a), (k))
-#define IDX(v) kiln_lx_index(B, (v))
-#define LOCAL(v) kiln_lx_local(B, (v))
+#include "lower_macros.h"
 
 static const kiln_sched seq_sched = {0};
 static const kiln_sched par_sched = {.parallel = 1};

@@ -28,12 +28,7 @@
  * explicit, auto_pad resolved to NOTSET.  f16/bf16 compute in f32. */
 #include "lower.h"
 
-#define B (&L->b)
-#define CI(v) kiln_lx_const_i(B, (v))
-#define BIN(op, a, b) kiln_lx_bin(B, KILN_BIN_##op, (a), (b))
-#define IADD(a, b) kiln_lx_iadd(B, (a), (b))
-#define IMUL(a, k) kiln_lx_imul(B, (a), (k))
-#define IDX(v) kiln_lx_index(B, (v))
+#include "lower_macros.h"
 
 enum { GAP_LANES = 8 }; /* GlobalAveragePool's partial sums */
 

@@ -29,10 +29,7 @@
  * wins a max nor adds to a sum; a NaN in a window gives NaN. */
 #include "lower.h"
 
-#define B (&L->b)
-#define CI(v) kiln_lx_const_i(B, (v))
-#define IADD(a, b) kiln_lx_iadd(B, (a), (b))
-#define IMUL(a, k) kiln_lx_imul(B, (a), (k))
+#include "lower_macros.h"
 
 enum {
   MAX_TAPS = 64,  /* window taps unrolled per output */
