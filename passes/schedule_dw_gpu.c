@@ -274,20 +274,9 @@ static int schedule(kiln_lctx *L, const kiln_node *n, const kiln_conv_def *def, 
 }
 
 int kiln_schedule_dw_gpu(kiln_program *p, const kiln_node *n, const kiln_dw_gpu_tile *t, kiln_diag *d) {
-  kiln_graph *gr = (kiln_graph *)p->graph;
-  kiln_lctx Lc = {.g = gr, .d = d, .target = &p->target}, *L = &Lc;
-  L->b.p = p;
-  L->buf_of = kiln_arena_array(p->arena, (size_t)gr->nvalues + 1, sizeof *L->buf_of);
+  kiln_lctx Lc, *L = &Lc;
+  kiln_gpu_schedule_ctx(L, p, n, d); /* n's and its epilogue's values keep the lowering's buffers */
   if (n->op != KILN_OP_CONV) return kiln_lower_fail(L, n, "the depthwise GPU schedule covers Conv only");
-  /* n's values and its epilogue's keep the buffers the lowering gave them (same name pointer) */
-  for (int s = -1; s < n->epi.nsteps; s++) {
-    const kiln_node *m = s < 0 ? n : n->epi.steps[s];
-    for (int k = 0; k < m->nin + m->nout; k++) {
-      const kiln_value *v = k < m->nin ? m->in[k] : m->out[k - m->nin];
-      for (int i = 0; v && i < p->nbufs; i++)
-        if (p->bufs[i]->name == v->name) L->buf_of[v->id] = p->bufs[i];
-    }
-  }
   kiln_conv_def def;
   if (kiln_conv_def_of(L, n, &def)) return -1;
   kiln_dw_gpu_tile tt;
