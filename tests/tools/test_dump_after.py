@@ -132,8 +132,19 @@ def check_resnet(kiln, src, work):
     plan = dumps["plan-memory"]
     bufs = buffers(plan)
     ks = kernels(plan)
+    # live ranges in steps, as passes/plan_memory.c defines them: each
+    # top-level statement of a CPU kernel (a line indented two spaces, with
+    # the deeper lines under it) is a step of its own, since a threaded loop
+    # joins before the next statement starts (this CPU dump has no GPU launch)
+    steps = []
+    for _, body in ks:
+        for line in body.splitlines():
+            if re.match(r"^  \S", line):
+                steps.append("")
+            if steps and line.strip():
+                steps[-1] += line + "\n"
     live = {}
-    for k, (_, body) in enumerate(ks):
+    for k, body in enumerate(steps):
         for name in re.findall(r"%(\S+?)\[", body):
             lo, hi = live.get(name, (k, k))
             live[name] = (min(lo, k), max(hi, k))
@@ -144,7 +155,7 @@ def check_resnet(kiln, src, work):
             (l1, h1), (l2, h2) = live[n1], live[n2]
             if l1 <= h2 and l2 <= h1:  # live together
                 e1, e2 = b1[2] + b1[1] * DTYPE_BYTES[b1[3]], b2[2] + b2[1] * DTYPE_BYTES[b2[3]]
-                # in place (passes/plan_inplace.c): the kernel that reads
+                # in place (passes/plan_inplace.c): the step that reads
                 # one last writes the other over it, same place and size
                 handoff = (h1 == l2 or h2 == l1) and b1[2] == b2[2] and e1 == e2
                 if b1[2] < e2 and b2[2] < e1 and not handoff:
