@@ -93,6 +93,16 @@ kiln_node *kiln_node_new(kiln_graph *g, kiln_op op, const char *name, int nin, i
   return n;
 }
 
+const char *kiln_graph_unique_name(kiln_graph *g, const char *base, const char *tag) {
+  const char *name = kiln_arena_printf(&g->arena, "%s_%s", base, tag);
+  for (int n = 1;; n++) {
+    int clash = 0;
+    for (int i = 0; i < g->nvalues && !clash; i++) clash = !strcmp(g->values[i]->name, name);
+    if (!clash) return name;
+    name = kiln_arena_printf(&g->arena, "%s_%s%d", base, tag, n);
+  }
+}
+
 void kiln_node_fuse(kiln_graph *g, kiln_node *into, kiln_node *step) {
   push(&g->arena, (void ***)&into->epi.steps, &into->epi.nsteps, &into->epi.cap, step);
   step->fused_into = into;

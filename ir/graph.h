@@ -126,6 +126,9 @@ void kiln_graph_add_output(kiln_graph *g, kiln_value *v);
 void kiln_node_set_input(kiln_node *n, int slot, kiln_value *v);
 void kiln_node_set_output(kiln_node *n, int slot, kiln_value *v);
 int kiln_graph_sym(kiln_graph *g, const char *name); /* returns the negative dim */
+/* "BASE_TAG", or "BASE_TAGn" with the first n that names no value of g
+ * (names come from the model: a new value must not take one). */
+const char *kiln_graph_unique_name(kiln_graph *g, const char *base, const char *tag);
 /* Appends `step` to into's epilogue (see kiln_epilogue); the lowering
  * checks that the chain is one it can compute. */
 void kiln_node_fuse(kiln_graph *g, kiln_node *into, kiln_node *step);

@@ -40,6 +40,8 @@ typedef struct kiln_target {
   int max_threads_per_block;
   int tf32;                 /* GPU: convolution inner products on TF32 tensor cores (`--tf32`,
                                sm_80+; operands keep 10 mantissa bits: see README, CUDA) */
+  int keep_narrow;          /* CPU: f16/bf16 tensors stay narrow in memory (`--keep-f16`);
+                               else f32 buffers holding the same values (passes/widen_f16.c) */
 } kiln_target;
 
 /* A CPU with `vector_bytes`-wide vectors and `cores` cores (< 1: 1); the

@@ -34,26 +34,16 @@ static int is_fixed(const kiln_value *v) {
 
 static int is_float(kiln_dtype t) { return t == KILN_DT_F32 || t == KILN_DT_F64; }
 
-static const char *unique_name(kiln_graph *g, const char *base, const char *tag) {
-  const char *name = kiln_arena_printf(&g->arena, "%s_%s", base, tag);
-  for (int n = 1;; n++) {
-    int clash = 0;
-    for (int i = 0; i < g->nvalues && !clash; i++) clash = !strcmp(g->values[i]->name, name);
-    if (!clash) return name;
-    name = kiln_arena_printf(&g->arena, "%s_%s%d", base, tag, n);
-  }
-}
-
 /* Runs n's shape function (its inputs are shaped): 0 or -1 with d set. */
 static int shape(kiln_graph *g, kiln_node *n, kiln_diag *d) {
   for (int k = 0; k < n->nout; k++)
-    if (!n->out[k]) kiln_node_set_output(n, k, kiln_value_new(g, unique_name(g, n->name, "out"), KILN_VALUE_ACTIVATION));
+    if (!n->out[k]) kiln_node_set_output(n, k, kiln_value_new(g, kiln_graph_unique_name(g, n->name, "out"), KILN_VALUE_ACTIVATION));
   kiln_shape_ctx sc = {g, d, 0};
   return kiln_op_get(n->op)->shape(&sc, n);
 }
 
 static kiln_node *node(kiln_graph *g, kiln_op op, const kiln_node *at, const char *tag, int nin) {
-  return kiln_node_new(g, op, unique_name(g, at->name, tag), nin, 1);
+  return kiln_node_new(g, op, kiln_graph_unique_name(g, at->name, tag), nin, 1);
 }
 
 /* w viewed as [rows, cols] (row-major), transposed: [cols, rows]. */
@@ -66,7 +56,7 @@ static kiln_value *transposed(kiln_graph *g, const kiln_node *at, kiln_value *w,
     const char *s = w->data;
     for (int64_t r = 0; r < rows; r++)
       for (int64_t c = 0; c < cols; c++) memcpy(t + (size_t)(c * rows + r) * es, s + (size_t)(r * cols + c) * es, es);
-    return kiln_value_const(g, unique_name(g, w->name, "T"), w->dtype, 2, dims, t);
+    return kiln_value_const(g, kiln_graph_unique_name(g, w->name, "T"), w->dtype, 2, dims, t);
   }
   kiln_value *w2 = w;
   if (w->rank != 2) { /* Flatten to [rows, cols] first */
@@ -133,7 +123,7 @@ static int conv_as_gemm(kiln_graph *g, kiln_node *n, kiln_diag *d) {
   if (shape(g, mm, d)) return -1;
   int64_t *dims = kiln_arena_array(&g->arena, (size_t)y->rank, sizeof *dims), sd[1] = {y->rank};
   for (int i = 0; i < y->rank; i++) dims[i] = y->dims[i];
-  kiln_value *sv = kiln_value_const(g, unique_name(g, n->name, "shape"), KILN_DT_I64, 1, sd, dims);
+  kiln_value *sv = kiln_value_const(g, kiln_graph_unique_name(g, n->name, "shape"), KILN_DT_I64, 1, sd, dims);
   kiln_node *r = node(g, KILN_OP_RESHAPE, n, "reshape", 2);
   kiln_node_set_input(r, 0, mm->out[0]);
   kiln_node_set_input(r, 1, sv);

@@ -51,13 +51,7 @@ static void replace_uses(kiln_graph *g, kiln_value *from, kiln_value *to) {
 /* A constant named after `base`, made unique among the graph's values. */
 static kiln_value *new_const(kiln_graph *g, const kiln_value *base, const char *tag, int rank, const int64_t *dims,
                              void *data) {
-  const char *name = kiln_arena_printf(&g->arena, "%s_%s", base->name, tag);
-  for (int n = 1;; n++) {
-    int clash = 0;
-    for (int i = 0; i < g->nvalues && !clash; i++) clash = !strcmp(g->values[i]->name, name);
-    if (!clash) break;
-    name = kiln_arena_printf(&g->arena, "%s_%s%d", base->name, tag, n);
-  }
+  const char *name = kiln_graph_unique_name(g, base->name, tag);
   return kiln_value_const(g, name, KILN_DT_F32, rank, dims, data);
 }
 

@@ -276,6 +276,14 @@ kiln_lx *kiln_scalar_cast(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
   return kiln_lx_cast(B, kiln_lower_ctype(to), kiln_lx_cast(B, kiln_lower_ctype(x->dtype), x));
 }
 
+/* kiln.RoundTo: through the narrow type `to` and back (f32 -> f16 -> f32),
+ * never folded away: the round trip is the point (passes/widen_f16.c). */
+kiln_lx *kiln_scalar_round_to(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
+  const kiln_attrs_cast *a = n->attrs;
+  kiln_lx *x = in[0];
+  return kiln_lx_cast(B, x->dtype, kiln_lx_cast(B, (kiln_dtype)a->to, x));
+}
+
 #define BINARY(fn, OPC)                                                        \
   kiln_lx *fn(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {               \
     (void)n;                                                                    \

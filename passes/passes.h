@@ -22,6 +22,11 @@ void kiln_pass_bind_sym(kiln_graph *g, kiln_dim sym, int64_t value);
 int kiln_pass_bind_input(kiln_graph *g, const char *name, kiln_dtype t, int rank, const int64_t *dims,
                          const void *data, kiln_diag *d);
 
+/* On a CPU target, f16/bf16 tensors inside an inference graph become f32
+ * tensors holding the same (rounded) values; see widen_f16.c. */
+struct kiln_target;
+int kiln_pass_widen_f16(kiln_graph *g, const struct kiln_target *t, kiln_diag *d);
+
 /* Fuses elementwise chains into the epilogue of the Conv, ConvTranspose,
  * Gemm, MatMul or elementwise node producing them; see fuse_epilogue.c. */
 int kiln_pass_fuse_epilogue(kiln_graph *g, kiln_diag *d);

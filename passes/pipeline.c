@@ -1,4 +1,4 @@
-/* The pipeline: import -> infer-shapes -> [train] -> fold-batchnorm -> dense-gemm -> fuse-epilogue -> lower -> expand-reduce ->
+/* The pipeline: import -> infer-shapes -> [train] -> fold-batchnorm -> dense-gemm -> widen-f16 -> fuse-epilogue -> lower -> expand-reduce ->
  * simplify-index -> schedule-threads -> schedule-gpu -> plan-memory, read top to bottom in
  * kiln_pipeline_run (as QBE's main.c reads).  Commands used to repeat this sequence each in their own way;
  * now they differ only in how they bind their inputs (the bind callback)
@@ -25,6 +25,7 @@
   X(TRAIN, "train")                             \
   X(FOLD_BATCHNORM, "fold-batchnorm")           \
   X(DENSE_GEMM, "dense-gemm")                   \
+  X(WIDEN_F16, "widen-f16")                     \
   X(FUSE_EPILOGUE, "fuse-epilogue")             \
   X(LOWER, "lower")                             \
   X(EXPAND_REDUCE, "expand-reduce")             \
@@ -104,6 +105,10 @@ int kiln_pipeline_run(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_diag
   if (wanted(o, KILN_PASS_DENSE_GEMM)) {
     if (kiln_pass_dense_gemm(g, d)) return -1;
     dump(o, out, KILN_PASS_DENSE_GEMM);
+  }
+  if (wanted(o, KILN_PASS_WIDEN_F16)) { /* not for training or explanations: they keep their types */
+    if (!o->train && !o->explain && kiln_pass_widen_f16(g, o->target, d)) return -1;
+    dump(o, out, KILN_PASS_WIDEN_F16);
   }
   if (wanted(o, KILN_PASS_FUSE_EPILOGUE)) {
     if (kiln_pass_fuse_epilogue(g, d)) return -1;

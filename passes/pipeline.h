@@ -8,6 +8,7 @@
  *                   or, for explanations, the explanation graph (passes/explain.h)
  *   fold-batchnorm  inference BN folded into Conv/Gemm weights; no-op Cast/Identity/Transpose pairs bypassed
  *   dense-gemm      Gemm with transB reads B^T; a Conv whose one window is its whole input is a Gemm
+ *   widen-f16       CPU inference: f16/bf16 tensors become f32 ones holding the same values
  *   fuse-epilogue   elementwise chains fused into their producer's output store
  *   lower           graph IR -> loop IR (one kernel per node)
  *   expand-reduce   reductions -> CPU accumulator code (plain, lanes, blocked f64 sums)
@@ -31,6 +32,7 @@ typedef enum kiln_pass_id {
   KILN_PASS_TRAIN, /* only with opts.train: the training step (passes/train.h) */
   KILN_PASS_FOLD_BATCHNORM,
   KILN_PASS_DENSE_GEMM, /* Gemm transB and whole-input Convs as row-form Gemms */
+  KILN_PASS_WIDEN_F16, /* CPU: f16/bf16 tensors kept as f32 holding the same values */
   KILN_PASS_FUSE_EPILOGUE, /* elementwise chains into their producer's epilogue */
   KILN_PASS_LOWER,
   KILN_PASS_EXPAND_REDUCE,

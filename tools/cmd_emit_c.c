@@ -33,6 +33,9 @@ static const char help[] =
     "  --weights-file     weights in a binary PREFIX.weights passed at run time,\n"
     "                     instead of const arrays in PREFIX_weights.c (default)\n"
     "  --threads          parallel loops call a host-provided parallel_for (off by default)\n"
+    "  --keep-f16         keep float16/bfloat16 tensors narrow in memory (half the\n"
+    "                     activation memory, slower); by default they are f32 buffers\n"
+    "                     holding the same rounded values (same results, faster)\n"
     "  --batch N          bind the symbolic batch dim to N (default 1)\n"
     "  --dim NAME=N       bind symbolic dim NAME to N (every other one must be bound)\n"
     "  --const NAME=FILE  freeze input NAME to the tensor in FILE (.npy/.pb): needed\n"
@@ -189,7 +192,7 @@ int kiln_cmd_emit_c(int argc, char **argv) {
   const char *path = NULL, *outdir = NULL, *name = NULL;
   kiln_c_options co = {0};
   kiln_cli_bindings bind = {0};
-  int dump_after = 0; /* KILN_PASS_NONE */
+  int dump_after = 0, keep_f16 = 0; /* dump_after: KILN_PASS_NONE */
   int train = 0, tr;
   kiln_cli_train topts;
   kiln_cli_train_init(&topts);
@@ -207,6 +210,7 @@ int kiln_cmd_emit_c(int argc, char **argv) {
     }
     else if (!strcmp(a, "--weights-file")) co.weights_file = 1;
     else if (!strcmp(a, "--threads")) co.threads = 1;
+    else if (!strcmp(a, "--keep-f16")) keep_f16 = 1;
     else if (!strcmp(a, "--dump-after")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("emit-c", "%s needs a value", a);
       int r = kiln_cli_dump_option("emit-c", argv[++i], &dump_after);
@@ -249,6 +253,7 @@ int kiln_cmd_emit_c(int argc, char **argv) {
   kiln_c_output out = {0};
   char *main_c = NULL;
   kiln_target target = kiln_target_c();
+  target.keep_narrow = keep_f16;
   kiln_model_opts o = {.bind = &bind, .static_shapes = 1, .lower = 1, .dump_after = dump_after, .target = &target};
   if (train) o.train = &topts.t;
   if (eopts.on) o.explain = &eopts.e;

@@ -49,6 +49,9 @@ static const char help[] =
     "  --tf32             with --target cuda/cuda-host: convolutions on TF32 tensor\n"
     "                     cores (sm_80+): operands rounded to 10 mantissa bits, sums in\n"
     "                     f32; relative error ~1e-3 instead of ~1e-6 (README: CUDA)\n"
+    "  --keep-f16         keep float16/bfloat16 tensors narrow in memory (half the\n"
+    "                     activation memory, slower); by default they are f32 buffers\n"
+    "                     holding the same rounded values (same results, faster)\n"
     "  --dump-after PASS  print the IR after PASS to stderr (`list`: the passes)\n"
     "  --time             print each compilation stage's wall and CPU time to stderr\n"
     "  --image FILE|DIR   classify PNG/JPEG photos (options: kiln run --image x --help)\n"
@@ -170,7 +173,7 @@ int kiln_cmd_run(int argc, char **argv) {
   const char *in_names[MAX_INPUTS], *in_files[MAX_INPUTS];
   int nin = 0, random = 0, repeat = 1, threads = 1, dump_after = 0, profile = 0, timed = 0;
   const char *target_name = "cpu", *arch_list = NULL;
-  int tf32 = 0;
+  int tf32 = 0, keep_f16 = 0;
   kiln_cli_bindings bind = {0};
   int images = 0, profiled = 0;
   for (int i = 1; i < argc; i++) {
@@ -189,6 +192,7 @@ int kiln_cmd_run(int argc, char **argv) {
     else if (!strcmp(a, "--profile")) profile = 1;
     else if (!strcmp(a, "--time")) timed = 1;
     else if (!strcmp(a, "--tf32")) tf32 = 1;
+    else if (!strcmp(a, "--keep-f16")) keep_f16 = 1;
     else if (!strcmp(a, "--dump-after")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("run", "%s needs a value", a);
       int r = kiln_cli_dump_option("run", argv[++i], &dump_after);
@@ -294,6 +298,7 @@ int kiln_cmd_run(int argc, char **argv) {
   }
   kiln_target target = on_gpu ? kiln_target_gpu_default() : kiln_llvm_target(0);
   target.tf32 = tf32;
+  target.keep_narrow = keep_f16;
   kiln_timing timing;
   kiln_timing_start(&timing, timed ? stderr : NULL);
   kiln_pipeline_opts po = {.path = path, .bind = bind_inputs, .bind_ctx = &ri, .dump_after = (kiln_pass_id)dump_after,

@@ -119,9 +119,10 @@ def output_file(out_dir, name):
     return Path(out_dir) / f"{safe}.npy"
 
 
-def run_kiln(kiln, model_path, inputs, work, target=None):
-    """Returns (outputs dict, {"compile_ms", "run_ms"}, None) or (None, None, error)."""
-    args = [kiln, "run", str(model_path)] + (["--target", target] if target else [])
+def run_kiln(kiln, model_path, inputs, work, target=None, extra=()):
+    """Returns (outputs dict, {"compile_ms", "run_ms"}, None) or (None, None, error).
+    extra: more `kiln run` options."""
+    args = [kiln, "run", str(model_path)] + (["--target", target] if target else []) + list(extra)
     for name, array in inputs.items():
         path = Path(work) / f"input_{len(args)}.npy"
         np.save(path, array)
@@ -144,10 +145,10 @@ def run_kiln(kiln, model_path, inputs, work, target=None):
     return outs, times, None
 
 
-def run_c(kiln, model_path, inputs, work):
-    """The C backend: emit-c, cc -O3 -march=native, run the example main."""
+def run_c(kiln, model_path, inputs, work, extra=()):
+    """The C backend: emit-c (with `extra` options), cc -O3 -march=native, run the example main."""
     out = Path(work) / "c"
-    proc = subprocess.run([kiln, "emit-c", str(model_path), "-o", str(out), "--weights-file", "--name", "net"],
+    proc = subprocess.run([kiln, "emit-c", str(model_path), "-o", str(out), "--weights-file", "--name", "net"] + list(extra),
                           capture_output=True, text=True, timeout=KILN_TIMEOUT_S)
     if proc.returncode != 0:
         return None, None, f"kiln emit-c exited {proc.returncode}: {proc.stderr.strip()[-600:]}"

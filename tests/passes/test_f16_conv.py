@@ -3,10 +3,14 @@
 
 Usage:  python3 tests/passes/test_f16_conv.py [--backend llvm|c] KILN_BINARY WORK_DIR [case ...]
 
-kiln computes an f16 convolution or matrix product in float32: the input
-packed once into an f32 scratch, the weights and bias read from f32 copies
-made at compile time (passes/lower.c, kiln_lower_weight_ct), the products
-summed in f32 and rounded to f16 once, at the final store.  Each case is a
+kiln computes an f16 convolution or matrix product in float32: by default
+the f16 input is widened once (passes/widen_f16.c: a Cast at the graph
+input) and the conv runs as an f32 one on f32 weights converted at compile
+time; with --keep-f16 (every case runs both ways, "NAME/keep-f16") the
+input is packed into an f32 scratch inside the kernel and the weights and
+bias read from f32 copies (passes/lower.c, kiln_lower_weight_ct).  Either
+way the products are summed in f32 and rounded to f16 once, at the final
+store.  Each case is a
 one-node ONNX model with an f16 input, f16 initializers (weights, bias) and
 an f16 output, covering the conv fast path's forms (1x1 read in place for
 f32, 3x3 padded, strided, 7x7 stride 2, depthwise, grouped, 1-D, 3-D),
@@ -197,14 +201,18 @@ def main(argv):
     work.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(20261201)
     passed = failed = 0
-    for name, m, x, ref, n, mag in build_cases(rng):
-        if only and name not in only:
+    cases = [(name + suffix, m, x, ref, n, mag, extra) for name, m, x, ref, n, mag in build_cases(rng)
+             for suffix, extra in (("", ()), ("/keep-f16", ("--keep-f16",)))]
+    for name, m, x, ref, n, mag, extra in cases:
+        if only and name.split("/")[0] not in only:
             continue
         with tempfile.TemporaryDirectory(dir=work) as tmp:
-            path = Path(tmp) / f"{name}.onnx"
+            path = Path(tmp) / f"{name.split('/')[0]}.onnx"
             path.write_bytes(m.SerializeToString())
-            run = zoo_run.run_kiln if backend == "llvm" else zoo_run.run_c
-            outs, _, err = run(kiln, path, {"x": x}, tmp)
+            if backend == "llvm":
+                outs, _, err = zoo_run.run_kiln(kiln, path, {"x": x}, tmp, extra=extra)
+            else:
+                outs, _, err = zoo_run.run_c(kiln, path, {"x": x}, tmp, extra=extra)
         if err:
             print(f"FAIL {name}: {err}")
             failed += 1

@@ -223,6 +223,35 @@ def gemm_bn():
                  [weight("w", [3, 4]), weight("b", [3])] + bn_params("bn", 3))
 
 
+def f16_fire():
+    """A float16 fire module: Conv 1x1 -> Relu -> MaxPool 2x2, two Convs
+    Concat'ed; the Concat is a graph output and is also read by a
+    GlobalAveragePool; an f32 side input Cast to f16 and added.  widen-f16
+    makes every inner tensor f32: Casts at the input and the outputs,
+    kiln.RoundTo after each node that computes (Conv, Add, the pool's
+    mean), none after Relu, MaxPool and Concat."""
+    H = TensorProto.FLOAT16
+
+    def h(name, shape):
+        return helper.make_tensor_value_info(name, H, shape)
+
+    def hw(name, shape):
+        return numpy_helper.from_array(numpy_helper.to_array(weight(name, shape)).astype(np.float16), name)
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="squeeze", kernel_shape=[1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p", "w1"], ["e1"], name="expand1", kernel_shape=[1, 1]),
+        helper.make_node("Conv", ["p", "w3"], ["e3"], name="expand3", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Concat", ["e1", "e3"], ["cat"], name="concat", axis=1),
+        helper.make_node("GlobalAveragePool", ["cat"], ["gap"], name="gap"),
+        helper.make_node("Cast", ["side"], ["side16"], name="side_cast", to=H),
+        helper.make_node("Add", ["gap", "side16"], ["y"], name="shift"),
+    ]
+    return model("f16_fire", nodes, [h("x", [1, 3, 4, 4]), vi("side", [1, 4, 1, 1])], [h("cat", [1, 4, 2, 2]), h("y", [1, 4, 1, 1])],
+                 [hw("w", [2, 3, 1, 1]), hw("b", [2]), hw("w1", [2, 2, 1, 1]), hw("w3", [2, 2, 3, 3])])
+
+
 BN_MODELS = [conv_bn, conv_bias_bn, grouped_bn, bn_nofold, gemm_bn]
 
 
@@ -309,7 +338,7 @@ def dw_add_clip():
 
 
 MODELS = [conv_relu_pool, gemm_flatten, add_concat, transpose_pad, residual_chain, shapes_symbolic, gap_softmax,
-          big_and_small, conv_add_relu, gemm_sigmoid, no_fuse, conv_registers, dense_heads, maxpool_wide, dw_add_clip] + BN_MODELS
+          big_and_small, conv_add_relu, gemm_sigmoid, no_fuse, conv_registers, dense_heads, maxpool_wide, dw_add_clip, f16_fire] + BN_MODELS
 
 
 def main():
