@@ -201,7 +201,11 @@ static LLVMValueRef expr(cg *c, const kiln_lx *e) {
   case KILN_LX_UN: return unary(c, e);
   case KILN_LX_BIN: return binary(c, e);
   case KILN_LX_SELECT: return LLVMBuildSelect(c->b, expr(c, e->a), expr(c, e->b), expr(c, e->c), "");
-  case KILN_LX_CAST: return cast(c, expr(c, e->a), e->a->dtype, e->dtype);
+  case KILN_LX_CAST:
+    if (c->native_f16 && e->dtype == KILN_DT_F32 && e->a->kind == KILN_LX_CAST && e->a->dtype == KILN_DT_F16 &&
+        e->a->a->dtype == KILN_DT_F32) /* f32(f16(x)): kiln.RoundTo */
+      return kiln_llvm_round_f16_native(c, expr(c, e->a->a));
+    return cast(c, expr(c, e->a), e->a->dtype, e->dtype);
   case KILN_LX_FMA: {
     LLVMTypeRef ty = kiln_llvm_value_type(c, e->dtype);
     LLVMValueRef args[3] = {expr(c, e->a), expr(c, e->b), expr(c, e->c)};

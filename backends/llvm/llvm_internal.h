@@ -73,6 +73,7 @@ LLVMValueRef kiln_llvm_widen_f32(cg *c, LLVMValueRef v, int bf16);
 /* The same for f16 through LLVM's half conversions (cg.native_f16), bit
  * for bit the results of the two above. */
 LLVMValueRef kiln_llvm_narrow_f16_native(cg *c, LLVMValueRef v);
+LLVMValueRef kiln_llvm_round_f16_native(cg *c, LLVMValueRef v); /* f32(f16(v)) */
 LLVMValueRef kiln_llvm_widen_f16_native(cg *c, LLVMValueRef v);
 int kiln_llvm_tm_native_f16(LLVMTargetMachineRef tm);
 void kiln_llvm_target_cpu(char **cpu, char **features);

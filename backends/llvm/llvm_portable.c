@@ -121,6 +121,21 @@ LLVMValueRef kiln_llvm_widen_f16_native(cg *c, LLVMValueRef v) {
   return LLVMBuildBitCast(b, LLVMBuildSelect(b, nan, q, f, ""), f32, "");
 }
 
+/* f32 -> f16 -> f32 natively (kiln.RoundTo, passes/widen_f16.c): fptrunc
+ * and fpext, one instruction each per vector.  For a number that is the
+ * two casts above exactly; a NaN becomes what they give it, ir/loop.h's
+ * quiet NaN with x's sign (f16 0x7e00 widened: 0x7fc00000), in place of
+ * the two NaN fix-ups' twenty-odd instructions. */
+LLVMValueRef kiln_llvm_round_f16_native(cg *c, LLVMValueRef v) {
+  LLVMBuilderRef b = c->b;
+  LLVMTypeRef i32 = LLVMInt32TypeInContext(c->ctx), f32 = LLVMFloatTypeInContext(c->ctx);
+  LLVMValueRef r = LLVMBuildFPExt(b, LLVMBuildFPTrunc(b, v, LLVMHalfTypeInContext(c->ctx), ""), f32, "");
+  LLVMValueRef x = LLVMBuildBitCast(b, v, i32, "");
+  LLVMValueRef q = LLVMBuildOr(b, LLVMBuildAnd(b, x, k32(c, 0x80000000u), ""), k32(c, 0x7fc00000u), "");
+  LLVMValueRef nan = LLVMBuildFCmp(b, LLVMRealUNO, v, v, "");
+  return LLVMBuildSelect(b, nan, LLVMBuildBitCast(b, q, f32, ""), r, "");
+}
+
 /* Whether tm converts half <-> float with instructions (F16C, AVX-512
  * FP16) rather than through compiler-rt's __extendhfsf2 / __truncsfhf2,
  * which kiln does not provide: the assembly of a probe function that

@@ -6,7 +6,8 @@
  * must give ir/loop.h's bits: round to nearest even, subnormals, overflow
  * to Inf, f32 NaN -> f16 0x7e00 with the sign, f16 -> f32 exact (a NaN's
  * sign and payload kept).  One hand-built kernel casts every one of the
- * 65536 f16 values to f32, and a sweep of f32 values to f16: every
+ * 65536 f16 values to f32, and a sweep of f32 values to f16 (and back to f32,
+ * the round trip kiln.RoundTo prints as one pattern): every
  * exponent x every 10-bit f16 mantissa x low bits at and around the tie
  * (0, 1, 0x800, 0xfff, 0x1000, 0x1001, 0x1fff, 0x1abc), plus the ties of
  * every shift that subnormal results round at (f32 exponents 98..114), so
@@ -34,13 +35,16 @@ static kiln_buf *buf(kiln_program *p, const char *name, kiln_dtype t, int64_t n,
   return kiln_program_add_buf(p, &v, kind);
 }
 
-/* f_out[i] = f32(h_in[i]) for i < NH; h_out[i] = f16(f_in[i]) for i < nf. */
+/* f_out[i] = f32(h_in[i]) for i < NH; h_out[i] = f16(f_in[i]) and
+ * r_out[i] = f32(f16(f_in[i])) (kiln.RoundTo's round trip, printed as one
+ * pattern where native) for i < nf. */
 static kiln_program *build(int64_t nf) {
   kiln_program *p = t_program();
   kiln_buf *h_in = buf(p, "h_in", KILN_DT_F16, NH, KILN_BUF_INPUT);
   kiln_buf *f_in = buf(p, "f_in", KILN_DT_F32, nf, KILN_BUF_INPUT);
   kiln_buf *f_out = buf(p, "f_out", KILN_DT_F32, NH, KILN_BUF_OUTPUT);
   kiln_buf *h_out = buf(p, "h_out", KILN_DT_F16, nf, KILN_BUF_OUTPUT);
+  kiln_buf *r_out = buf(p, "r_out", KILN_DT_F32, nf, KILN_BUF_OUTPUT);
   kiln_lb B = {.p = p};
   kiln_lb_kernel(&B, "k0_casts", NULL);
   kiln_lx *i = kiln_lx_index(&B, kiln_lb_for(&B, NH, (kiln_sched){.parallel = 1}));
@@ -48,6 +52,7 @@ static kiln_program *build(int64_t nf) {
   kiln_lb_end(&B);
   i = kiln_lx_index(&B, kiln_lb_for(&B, nf, (kiln_sched){.parallel = 1}));
   kiln_lb_store(&B, h_out, i, kiln_lx_cast(&B, KILN_DT_F16, kiln_lx_load(&B, f_in, i)));
+  kiln_lb_store(&B, r_out, i, kiln_lx_cast(&B, KILN_DT_F32, kiln_lx_cast(&B, KILN_DT_F16, kiln_lx_load(&B, f_in, i))));
   kiln_lb_end(&B);
   return p;
 }
@@ -74,13 +79,13 @@ static int64_t sweep(uint32_t *out) {
 
 /* Runs p compiled for KILN_CPU=cpu (NULL: this host). */
 static void run(const kiln_program *p, const char *cpu, const uint16_t *h_in, const uint32_t *f_in, uint32_t *f_out,
-                uint16_t *h_out) {
+                uint16_t *h_out, uint32_t *r_out) {
   if (cpu) cr_assert_eq(setenv("KILN_CPU", cpu, 1), 0);
   else unsetenv("KILN_CPU");
   kiln_diag d = {0};
   kiln_llvm_jit *j = kiln_llvm_jit_compile(p, &d);
   cr_assert_not_null(j, "%s", d.msg);
-  void *bufs[5] = {(void *)h_in, (void *)f_in, f_out, h_out, NULL};
+  void *bufs[6] = {(void *)h_in, (void *)f_in, f_out, h_out, r_out, NULL};
   kiln_llvm_jit_run(j, bufs);
   kiln_llvm_jit_free(j);
   unsetenv("KILN_CPU");
@@ -92,7 +97,8 @@ Test(f16_native, every_f16_and_an_f32_sweep_bit_exact) {
   uint32_t *f_in = malloc((size_t)nf * sizeof *f_in);
   uint32_t *f_want = malloc(NH * sizeof *f_want);
   uint16_t *h_want = malloc((size_t)nf * sizeof *h_want);
-  cr_assert(h_in && f_in && f_want && h_want);
+  uint32_t *r_want = malloc((size_t)nf * sizeof *r_want);
+  cr_assert(h_in && f_in && f_want && h_want && r_want);
   for (uint32_t h = 0; h < NH; h++) {
     h_in[h] = (uint16_t)h;
     float f = kiln_f16_to_f32((unsigned short)h);
@@ -103,20 +109,27 @@ Test(f16_native, every_f16_and_an_f32_sweep_bit_exact) {
     float f;
     memcpy(&f, &f_in[i], 4);
     h_want[i] = kiln_f32_to_f16(f);
+    float r = kiln_f16_to_f32(h_want[i]);
+    memcpy(&r_want[i], &r, 4);
   }
   kiln_program *p = build(nf);
   const char *cpus[2] = {NULL, "x86-64"};
   for (int c = 0; c < 2; c++) {
     uint32_t *f_out = calloc(NH, sizeof *f_out);
     uint16_t *h_out = calloc((size_t)nf, sizeof *h_out);
-    cr_assert(f_out && h_out);
-    run(p, cpus[c], h_in, f_in, f_out, h_out);
+    uint32_t *r_out = calloc((size_t)nf, sizeof *r_out);
+    cr_assert(f_out && h_out && r_out);
+    run(p, cpus[c], h_in, f_in, f_out, h_out, r_out);
     const char *what = cpus[c] ? "x86-64 (bit manipulation)" : "this host";
     for (uint32_t h = 0; h < NH; h++)
       cr_assert_eq(f_out[h], f_want[h], "%s: f16 0x%04x -> f32 0x%08x, want 0x%08x", what, h, f_out[h], f_want[h]);
     for (int64_t i = 0; i < nf; i++)
       cr_assert_eq(h_out[i], h_want[i], "%s: f32 0x%08x -> f16 0x%04x, want 0x%04x", what, f_in[i], h_out[i],
                    h_want[i]);
+    for (int64_t i = 0; i < nf; i++)
+      cr_assert_eq(r_out[i], r_want[i], "%s: f32 0x%08x -> f16 -> f32 0x%08x, want 0x%08x", what, f_in[i], r_out[i],
+                   r_want[i]);
+    free(r_out);
     free(f_out);
     free(h_out);
   }
@@ -126,6 +139,7 @@ Test(f16_native, every_f16_and_an_f32_sweep_bit_exact) {
   free(f_in);
   free(f_want);
   free(h_want);
+  free(r_want);
 }
 
 static int native_for(const char *cpu, int portable) {
