@@ -12,6 +12,7 @@
 
 #include "../../ir/loop_walk.h"
 #include "c_emit.h"
+#include "c_lanes.h"
 #include "c_names.h"
 #include "kiln_c.h"
 
@@ -82,6 +83,10 @@ static void expr(emitter *e, const kiln_lx *x);
  * a kernel's SHARED / LOCAL buffer sN / lN by its id in kernel->allocs. */
 static const char *buf_name(emitter *e, const kiln_buf *b, char tmp[32]) {
   if (b->scope == KILN_SCOPE_GLOBAL) return e->names[b->id];
+  if (b->name == kiln_c_lane_name) {
+    snprintf(tmp, 32, "lane%d", b->id);
+    return tmp;
+  }
   snprintf(tmp, 32, "%c%d", b->scope == KILN_SCOPE_SHARED ? 's' : 'l', b->id);
   return tmp;
 }
@@ -367,9 +372,43 @@ static void loop(emitter *e, const kiln_ls *s, int ind, const char *lo, const ch
   fprintf(e->f, "}\n");
 }
 
+/* Lane index of the loops lane_run prints: no loop IR var gets this high. */
+enum { LANE_VAR = 999999 };
+
+/* A run of stores from s (c_lanes.c) as one loop in a block of its own;
+ * returns the last statement printed, or NULL when s starts no run. */
+static const kiln_ls *lane_run(emitter *e, const kiln_ls *s, int ind) {
+  kiln_c_lanes ln;
+  if (!e->h->lane_loops || !kiln_c_lane_run(s, e->p->arena, LANE_VAR, &ln)) return NULL;
+  char nb[32];
+  indent(e->f, ind);
+  fprintf(e->f, "{\n");
+  for (int k = 0; k < ln.narrays; k++) {
+    const kiln_buf *b = ln.arrays[k].buf;
+    indent(e->f, ind + 2);
+    fprintf(e->f, "%s %s[%d];\n", vtype(b->dtype), buf_name(e, b, nb), ln.n);
+    for (int j = 0; j < ln.n; j++) {
+      indent(e->f, ind + 2);
+      fprintf(e->f, "%s[%d] = ", buf_name(e, b, nb), j);
+      local(e, ln.arrays[k].first_local + j);
+      fprintf(e->f, ";\n");
+    }
+  }
+  loop(e, &ln.loop, ind + 2, NULL, NULL);
+  indent(e->f, ind);
+  fprintf(e->f, "}\n");
+  for (int j = 1; j < ln.n; j++) s = s->next;
+  return s;
+}
+
 static void stmts(emitter *e, const kiln_ls *s, int ind) {
   FILE *f = e->f;
   for (; s; s = s->next) {
+    const kiln_ls *last = lane_run(e, s, ind);
+    if (last) {
+      s = last;
+      continue;
+    }
     switch (s->kind) {
     case KILN_LS_FOR: loop(e, s, ind, NULL, NULL); break;
     case KILN_LS_STORE: {
@@ -974,7 +1013,7 @@ static char *make_source(emitter *e) {
 }
 
 int kiln_c_emit(const kiln_program *p, const kiln_c_options *o, kiln_c_output *out, kiln_diag *d) {
-  static const kiln_c_hooks c99 = {0};
+  static const kiln_c_hooks c99 = {.lane_loops = 1};
   return kiln_c_emit_dialect(p, o, &c99, out, d);
 }
 

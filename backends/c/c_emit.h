@@ -31,6 +31,9 @@ typedef struct kiln_c_hooks {
   /* Around the host entry points (workspace size, state init, run_v,
    * run): e.g. "#ifndef __CUDACC_RTC__\n" / "#endif\n"; NULL: nothing. */
   const char *host_begin, *host_end;
+  /* Runs of stores that differ lane by lane print as one loop over lane
+   * arrays (c_lanes.c: what GCC's vectoriser needs); C99 only. */
+  int lane_loops;
 } kiln_c_hooks;
 
 /* kiln_c_emit in dialect h (weights as const arrays or a blob, as o says;
