@@ -128,11 +128,19 @@ static void reroute(kiln_graph *g, kiln_value *from, kiln_value *to, const kiln_
   }
 }
 
+/* v's contents in f32; a graph output (a folded constant) keeps its type
+ * and its readers read an f32 copy. */
 static void widen_constant(kiln_graph *g, kiln_value *v) {
   int64_t count = kiln_value_numel(v, 1);
   float *f = kiln_arena_array(&g->arena, (size_t)(count ? count : 1), sizeof *f);
   const unsigned short *h = v->data;
   for (int64_t i = 0; i < count; i++) f[i] = v->dtype == KILN_DT_F16 ? kiln_f16_to_f32(h[i]) : kiln_bf16_to_f32(h[i]);
+  if (v->is_output) {
+    if (v->uses > 0)
+      reroute(g, v, kiln_value_const(g, kiln_graph_unique_name(g, v->name, "f32"), KILN_DT_F32, v->rank, v->dims, f),
+              NULL);
+    return;
+  }
   v->data = f;
   v->dtype = KILN_DT_F32;
 }
