@@ -3,10 +3,11 @@
  * f32):
  *
  *   row-accumulate form (B contiguous along N and Y stored in the compute
- *   type: MatMul, Gemm without transB): i (parallel), k, j — Y's row i is
- *   zeroed, then for each k the scalar A[i,k] times B's row k is added into
- *   it, so the innermost loop runs over contiguous B and Y and vectorises;
- *   an epilogue pass over the row applies alpha and beta*C.  This form
+ *   type: MatMul, Gemm without transB): i (parallel), chunk of columns
+ *   (parallel), k, j — the chunk of Y's row i is zeroed, then for each k
+ *   the scalar A[i,k] times B's row k (that chunk of it) is added into it,
+ *   so the innermost loop runs over contiguous B and Y and vectorises; an
+ *   epilogue pass over the chunk applies alpha and beta*C.  This form
  *   stays explicit code: its sum over k accumulates a whole row of Y in
  *   memory (a loop interchange of the dot form), which the loop IR's
  *   reduction, a scalar, does not state yet.
@@ -95,6 +96,17 @@ static kiln_lx *dot(kiln_lctx *L, kiln_nest *ns, const mm *m, kiln_lx *a_row, ki
   return kiln_lx_local(LB, acc);
 }
 
+/* The row form's chunk of columns: the largest divisor of n at most
+ * ROW_CHUNK (a whole number of chunks, no tail), when that is at least 64
+ * wide (narrower chunks would cost more in loop overhead than they win);
+ * else n (one chunk). */
+enum { ROW_CHUNK = 512 };
+static int64_t row_chunk(int64_t n) {
+  for (int64_t d = n < ROW_CHUNK ? n : ROW_CHUNK; d >= 64; d--)
+    if (n % d == 0) return d;
+  return n;
+}
+
 /* Emits Y[y0 + i*N + j] = epilogue(sum_k A[a0 + i*sa_i + k*sa_k] * B[b0 + k*sb_k + j*sb_j]).
  * `par`: the i loop may be parallel (it is the outermost loop). */
 static void emit_mm(kiln_lctx *L, kiln_nest *ns, const mm *m, int par) {
@@ -104,13 +116,20 @@ static void emit_mm(kiln_lctx *L, kiln_nest *ns, const mm *m, int par) {
   kiln_lx *a_row = kiln_lx_iadd(LB, m->a0, kiln_lx_imul(LB, i, m->sa_i));
   kiln_lx *y_row = kiln_lx_iadd(LB, m->y0, kiln_lx_imul(LB, i, m->N));
   if (row_form) {
-    kiln_lx *j = kiln_nest_for(L, ns, m->N, par);
+    /* Y's row in chunks of jc columns, each zeroed, accumulated over k and
+     * finished on its own: the chunks are independent, so a batch-1 Gemm
+     * (one row: a classifier, AlexNet's and VGG's 4096-wide layers, where
+     * the k loop carries the sums) still has a parallel loop for the
+     * thread pool, and a chunk of Y stays in L1 while B streams past */
+    int64_t jc = row_chunk(m->N), nc = m->N / jc;
+    kiln_lx *c0 = kiln_lx_imul(LB, kiln_nest_for(L, ns, nc, par), jc);
+    kiln_lx *j = kiln_lx_iadd(LB, c0, kiln_nest_for(L, ns, jc, par));
     kiln_lb_store(LB, m->y, kiln_lx_iadd(LB, y_row, j), kiln_lx_const_f(LB, ct, 0));
     kiln_nest_end(L, ns);
     kiln_lx *k = kiln_nest_for(L, ns, m->K, 0);
     int aik = kiln_lb_decl(LB, ct, kiln_lower_load(L, m->a, kiln_lx_iadd(LB, a_row, kiln_lx_imul(LB, k, m->sa_k))));
     kiln_lx *b_row = kiln_lx_iadd(LB, m->b0, kiln_lx_imul(LB, k, m->sb_k));
-    j = kiln_nest_for(L, ns, m->N, 0);
+    j = kiln_lx_iadd(LB, c0, kiln_nest_for(L, ns, jc, 0));
     kiln_lx *yo = kiln_lx_iadd(LB, y_row, j);
     kiln_lx *bkj = kiln_lower_load(L, m->b, kiln_lx_iadd(LB, b_row, kiln_lx_imul(LB, j, m->sb_j)));
     kiln_lx *prod = kiln_lx_bin(LB, KILN_BIN_MUL, kiln_lx_local(LB, aik), bkj);
@@ -118,11 +137,12 @@ static void emit_mm(kiln_lctx *L, kiln_nest *ns, const mm *m, int par) {
     kiln_nest_end(L, ns);
     kiln_nest_end(L, ns);
     if (has_epilogue(m) || kiln_lower_has_epilogue(m->n)) {
-      j = kiln_nest_for(L, ns, m->N, par);
+      j = kiln_lx_iadd(LB, c0, kiln_nest_for(L, ns, jc, par));
       yo = kiln_lx_iadd(LB, y_row, j);
       store_y(L, m, i, j, yo, epilogue(L, m, kiln_lx_load(LB, m->y, yo), i, j));
       kiln_nest_end(L, ns);
     }
+    kiln_nest_end(L, ns);
   } else {
     kiln_lx *j = kiln_nest_for(L, ns, m->N, par);
     kiln_lx *b_col = kiln_lx_iadd(LB, m->b0, kiln_lx_imul(LB, j, m->sb_j));
