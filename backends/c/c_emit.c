@@ -25,7 +25,7 @@ typedef struct emitter {
   char **io_lower;    /* per buffer (inputs and outputs): parameter name fragment */
   char **io_upper;    /* per buffer (inputs and outputs): macro name fragment */
   const kiln_kernel *k; /* the kernel being printed (names of its locals) */
-  int uses_h2f, uses_f2h, uses_bf2f, uses_f2bf, uses_sat; /* helpers the kernels call */
+  int uses_h2f, uses_f2h, uses_bf2f, uses_f2bf, uses_sat, uses_round_f16; /* helpers the kernels call */
   unsigned uses_div, uses_rem, uses_sat64; /* ... per dtype (bit 1 << dtype) */
 } emitter;
 
@@ -182,6 +182,13 @@ static void cast(emitter *e, const kiln_lx *x) {
   FILE *f = e->f;
   kiln_dtype from = x->a->dtype, to = x->dtype;
   int ff = kiln_dtype_is_float(from), tf = kiln_dtype_is_float(to);
+  if (from == KILN_DT_F16 && to == KILN_DT_F32 && x->a->kind == KILN_LX_CAST && x->a->a->dtype == KILN_DT_F32) {
+    e->uses_round_f16 = 1; /* f32(f16(v)): kiln.RoundTo */
+    fprintf(f, "kiln_round_f16(");
+    expr(e, x->a->a);
+    fprintf(f, ")");
+    return;
+  }
   if (from == KILN_DT_F16 || from == KILN_DT_BF16) { /* widen first */
     *(from == KILN_DT_F16 ? &e->uses_h2f : &e->uses_bf2f) = 1;
     fprintf(f, "((%s)%s(", vtype(to), from == KILN_DT_F16 ? "kiln_h2f" : "kiln_bf2f");
@@ -655,6 +662,32 @@ static const char helper_f2h[] =
     "  if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) r++;\n"
     "  return (uint16_t)(sign | r);\n"
     "}\n";
+/* f32 -> f16 -> f32 (kiln.RoundTo, passes/widen_f16.c) in one step, the
+ * two helpers above bit for bit (every f32: checked once; 2.5 M chosen
+ * values against NumPy by tests/backends/c/test_round_f16.py) without
+ * their calls and branches on the common path: a number in f16's normal
+ * range is rounded to nearest even at mantissa bit 13 by integer
+ * addition; f16's subnormal range by the FPU, adding and removing 0.5
+ * (whose ulp is f16's smallest subnormal, 2^-24); overflow is Inf, NaN
+ * the quiet NaN with x's sign. */
+static const char helper_round_f16[] =
+    "static float kiln_round_f16(float f) {\n"
+    "  uint32_t x, a, r;\n"
+    "  float mag;\n"
+    "  memcpy(&x, &f, 4);\n"
+    "  a = x & 0x7fffffffu;\n"
+    "  if (a > 0x7f800000u) r = (x & 0x80000000u) | 0x7fc00000u;\n"
+    "  else if (a >= 0x477ff000u) r = (x & 0x80000000u) | 0x7f800000u;\n"
+    "  else if (a >= 0x38800000u) r = (x + 0xfffu + ((x >> 13) & 1u)) & 0xffffe000u;\n"
+    "  else {\n"
+    "    memcpy(&mag, &a, 4);\n"
+    "    mag = (mag + 0.5f) - 0.5f;\n"
+    "    memcpy(&r, &mag, 4);\n"
+    "    r |= x & 0x80000000u;\n"
+    "  }\n"
+    "  memcpy(&f, &r, 4);\n"
+    "  return f;\n"
+    "}\n";
 static const char helper_bf2f[] =
     "/* bf16 is stored as uint16_t bit patterns and computed in float. */\n"
     "static float kiln_bf2f(uint16_t h) {\n"
@@ -972,12 +1005,13 @@ static char *make_source(emitter *e) {
   if (e->uses_f2h) put_helper(e, helper_f2h);
   if (e->uses_bf2f) put_helper(e, helper_bf2f);
   if (e->uses_f2bf) put_helper(e, helper_f2bf);
+  if (e->uses_round_f16) put_helper(e, helper_round_f16);
   if (e->uses_sat) put_helper(e, helper_sat);
   if (e->uses_sat64 & (1u << KILN_DT_I64)) put_helper(e, helper_sat_i64);
   if (e->uses_sat64 & (1u << KILN_DT_U64)) put_helper(e, helper_sat_u64);
   print_divrem_helpers(e);
-  if (e->uses_h2f || e->uses_f2h || e->uses_bf2f || e->uses_f2bf || e->uses_sat || e->uses_sat64 || e->uses_div ||
-      e->uses_rem)
+  if (e->uses_h2f || e->uses_f2h || e->uses_bf2f || e->uses_f2bf || e->uses_round_f16 || e->uses_sat ||
+      e->uses_sat64 || e->uses_div || e->uses_rem)
     fprintf(f, "\n");
   if (e->o->threads)
     fprintf(f, "typedef struct kiln_par { %s_parallel_for fn; void *ctx; } kiln_par;\n\n", pre);
