@@ -21,7 +21,6 @@ buffer is left but the graph's inputs and outputs; with --keep-f16 the
 workspace has f16 buffers; `--target cuda-host` keeps f16 (GPU storage
 stays narrow).
 """
-import importlib.util
 import re
 import subprocess
 import sys
@@ -31,24 +30,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kiln_check import REPO, Checks, args, load  # noqa: E402
+
+C = Checks()
+check = C.check
 TOL_ULPS = 4  # f16_fire, ORT vs kiln: three nodes deep, each rounding to f16 (1 ulp each) after sums in different orders
 PROB_ATOL = 5e-3  # SqueezeNet's probabilities, as tests/tools/test_run_image.py: 26 f16 conv layers, input quantised to f16
 
-failures = 0
-
-
-def check(ok, what):
-    global failures
-    print(("ok   " if ok else "FAIL ") + what)
-    failures += not ok
-
-
-def load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def ulp16(a):
@@ -65,13 +54,12 @@ def buffers(dump):
 
 
 def main(argv):
-    if len(argv) != 3:
-        print(__doc__)
+    a = args(argv, __doc__)
+    if not a:
         return 2
-    kiln, work = argv[1], Path(argv[2])
-    work.mkdir(parents=True, exist_ok=True)
-    zoo_run = load("zoo_run", REPO / "tests" / "models" / "test_zoo_run.py")
-    golden = load("golden_models", REPO / "tests" / "passes" / "golden" / "models.py")
+    kiln, work = a
+    zoo_run = load("zoo_run", "tests/models/test_zoo_run.py")
+    golden = load("golden_models", "tests/passes/golden/models.py")
     fire = work / "f16_fire.onnx"
     fire.write_bytes(golden.f16_fire().SerializeToString())
     squeeze = REPO / "models" / "squeezenet" / "squeezenet1.0-fp16.onnx"
@@ -120,8 +108,7 @@ def main(argv):
     check(any(t == "f16" and k == "workspace" for t, k in kept.values()), "--keep-f16: f16 workspace buffers")
     gpu = plan(["--target", "cuda-host"])
     check(any(t == "f16" and k == "workspace" for t, k in gpu.values()), "--target cuda-host: f16 workspace buffers")
-    print(f"{failures} failure(s)")
-    return 1 if failures else 0
+    return C.exit()
 
 
 if __name__ == "__main__":

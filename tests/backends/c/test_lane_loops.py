@@ -19,7 +19,6 @@ fire-module convolutions (1x1 + Relu, 3x3 + residual Add + Clip), checked:
   * the outputs equal ONNX Runtime's within 1e-5 relative to the largest
     output (f32 sums of at most 576 products in another order).
 """
-import importlib.util
 import os
 import platform
 import re
@@ -32,14 +31,11 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-REPO = Path(__file__).resolve().parents[3]
-failures = 0
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from kiln_check import Checks, args, load  # noqa: E402
 
-
-def check(ok, what):
-    global failures
-    print(("ok   " if ok else "FAIL ") + what)
-    failures += not ok
+C = Checks()
+check = C.check
 
 
 def model():
@@ -73,14 +69,11 @@ def function_asm(obj, name):
 
 
 def main(argv):
-    if len(argv) != 3:
-        print(__doc__)
+    a = args(argv, __doc__)
+    if not a:
         return 2
-    kiln, work = argv[1], Path(argv[2])
-    work.mkdir(parents=True, exist_ok=True)
-    spec = importlib.util.spec_from_file_location("zoo_run", REPO / "tests" / "models" / "test_zoo_run.py")
-    zoo_run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(zoo_run)
+    kiln, work = a
+    zoo_run = load("zoo_run", "tests/models/test_zoo_run.py")
     if True:
         tmp = work / "case"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -115,8 +108,7 @@ def main(argv):
         if y is not None and y.shape == ref.shape:
             rel = np.abs(y - ref).max() / np.abs(ref).max()
             check(rel <= 1e-5, f"outputs within 1e-5 of ORT (relative to the largest: {rel:.2g})")
-    print(f"{failures} failure(s)")
-    return 1 if failures else 0
+    return C.exit()
 
 
 if __name__ == "__main__":

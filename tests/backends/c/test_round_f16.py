@@ -18,7 +18,6 @@ even): every output must equal it bit for bit, but NaNs, which must be NaNs
 with the input's sign (kiln's NaN is the quiet one, 0x7fc00000 | sign).
 Run through `kiln run` (LLVM) and `kiln emit-c` + cc -O3 -march=native.
 """
-import importlib.util
 import shutil
 import sys
 from pathlib import Path
@@ -26,14 +25,11 @@ from pathlib import Path
 import numpy as np
 from onnx import TensorProto, helper
 
-REPO = Path(__file__).resolve().parents[3]
-failures = 0
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from kiln_check import Checks, args, load  # noqa: E402
 
-
-def check(ok, what):
-    global failures
-    print(("ok   " if ok else "FAIL ") + what)
-    failures += not ok
+C = Checks()
+check = C.check
 
 
 def sweep():
@@ -76,16 +72,14 @@ def compare(what, x, y, ref):
 
 
 def main(argv):
-    if len(argv) != 3:
-        print(__doc__)
+    a = args(argv, __doc__)
+    if not a:
         return 2
-    kiln, work = argv[1], Path(argv[2])
-    shutil.rmtree(work, ignore_errors=True)
-    (work / "llvm").mkdir(parents=True)
-    (work / "c").mkdir()
-    spec = importlib.util.spec_from_file_location("zoo_run", REPO / "tests" / "models" / "test_zoo_run.py")
-    zoo_run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(zoo_run)
+    kiln, work = a
+    for d in ("llvm", "c"):
+        shutil.rmtree(work / d, ignore_errors=True)
+        (work / d).mkdir()
+    zoo_run = load("zoo_run", "tests/models/test_zoo_run.py")
     x = sweep()
     with np.errstate(over="ignore", invalid="ignore"):
         ref = x.astype(np.float16).astype(np.float32)
@@ -99,8 +93,7 @@ def main(argv):
     compare("C", x, next(iter(outs.values())) if outs and len(outs) == 1 else None, ref)
     src = (work / "c" / "c" / "net.c").read_text() if (work / "c" / "c" / "net.c").exists() else ""
     check("kiln_round_f16(" in src, "the C prints the round trip as kiln_round_f16")
-    print(f"{failures} failure(s)")
-    return 1 if failures else 0
+    return C.exit()
 
 
 if __name__ == "__main__":
