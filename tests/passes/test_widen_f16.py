@@ -19,9 +19,13 @@ PROB_ATOL on SqueezeNet's probabilities, whose top-1 class must agree.
 Also checked on the IR (`--dump-after plan-memory`): by default no f16
 buffer is left but the graph's inputs and outputs; with --keep-f16 the
 workspace has f16 buffers; `--target cuda-host` keeps f16 (GPU storage
-stays narrow).
+stays narrow).  And the hostile-names model (tests/tools/make_hostile_model.py)
+in float16: the names the pass derives from hostile ones run, dump, and
+print as C that compiles strictly, without running the payload.
 """
+import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from onnx import TensorProto, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kiln_check import REPO, Checks, args, load  # noqa: E402
@@ -51,6 +56,35 @@ def buffers(dump):
     for m in re.finditer(r"^buffer %(\S+) : (\w+)\[\d+\] (\w+)", dump, re.M):
         out[m.group(1)] = (m.group(2), m.group(3))
     return out
+
+
+def hostile_f16(kiln, work):
+    """tests/tools/make_hostile_model.py's model (every name hostile) in
+    float16: the names widen-f16 makes from them (NAME_f32, NAME_round...)
+    run, dump and print as C like any other (no payload runs)."""
+    sys.path.insert(0, str(REPO / "tests" / "tools"))
+    import make_hostile_model
+    marker = work / "MARKER"
+    m, _ = make_hostile_model.build(str(marker))
+    g = m.graph
+    for vi in list(g.input) + list(g.output) + list(g.value_info):
+        if vi.type.tensor_type.elem_type == TensorProto.FLOAT:
+            vi.type.tensor_type.elem_type = TensorProto.FLOAT16
+    for i, t in enumerate(g.initializer):
+        if t.data_type == TensorProto.FLOAT:
+            g.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name))
+    path = work / "hostile16.onnx"
+    path.write_bytes(m.SerializeToString())
+    r = subprocess.run([kiln, "run", str(path), "--random", "--batch", "2", "--dump-after", "widen-f16"],
+                       capture_output=True, text=True, errors="replace")
+    check(r.returncode == 0 and "kiln.RoundTo" in r.stderr, "hostile names, f16: run and dump after widen-f16")
+    out = work / "hostile16_c"
+    shutil.rmtree(out, ignore_errors=True)
+    r = subprocess.run([kiln, "emit-c", str(path), "-o", str(out), "--name", "net"], capture_output=True, text=True)
+    cc = subprocess.run([os.environ.get("CC", "cc"), "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-c",
+                         str(out / "net.c"), "-o", str(out / "net.o")], capture_output=True, text=True)
+    check(r.returncode == 0 and cc.returncode == 0, f"hostile names, f16: emit-c compiles strictly ({cc.stderr[-200:]})")
+    check(not marker.exists(), "hostile names, f16: the payload never ran")
 
 
 def main(argv):
@@ -108,6 +142,7 @@ def main(argv):
     check(any(t == "f16" and k == "workspace" for t, k in kept.values()), "--keep-f16: f16 workspace buffers")
     gpu = plan(["--target", "cuda-host"])
     check(any(t == "f16" and k == "workspace" for t, k in gpu.values()), "--target cuda-host: f16 workspace buffers")
+    hostile_f16(kiln, work)
     return C.exit()
 
 
