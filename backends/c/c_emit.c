@@ -379,14 +379,12 @@ static void loop(emitter *e, const kiln_ls *s, int ind, const char *lo, const ch
   fprintf(e->f, "}\n");
 }
 
-/* Lane index of the loops lane_run prints: no loop IR var gets this high. */
-enum { LANE_VAR = 999999 };
-
 /* A run of stores from s (c_lanes.c) as one loop in a block of its own;
  * returns the last statement printed, or NULL when s starts no run. */
 static const kiln_ls *lane_run(emitter *e, const kiln_ls *s, int ind) {
   kiln_c_lanes ln;
-  if (!e->h->lane_loops || !kiln_c_lane_run(s, e->p->arena, LANE_VAR, &ln)) return NULL;
+  /* the lane index: the kernel's loop vars are 0..nvars-1, so nvars is free */
+  if (!e->h->lane_loops || !e->k || !kiln_c_lane_run(s, e->p->arena, e->k->nvars, &ln)) return NULL;
   char nb[32];
   indent(e->f, ind);
   fprintf(e->f, "{\n");

@@ -7,8 +7,9 @@
  * when the stored value holds a select (Relu, Clip), and then leaves the
  * whole tile scalar, accumulators included: SqueezeNet's 1x1
  * convolutions ran 24-34x slower than from the LLVM backend.  Printed as
- *   { float kiln_lane0[48]; kiln_lane0[0] = t16; ... kiln_lane0[47] = t63;
- *     for (j = 0; j < 48; ++j) y[b + j] = relu(kiln_lane0[j]); }
+ *   { float lane0[48]; lane0[0] = t16; ... lane0[47] = t63;
+ *     for (j = 0; j < 48; ++j) y[b + j] = relu(lane0[j]); }
+ * (j: the first loop var the kernel does not use)
  * the accumulators feed plain stores, which GCC groups (and with them the
  * tile), and the loop vectorises.  The statements and their order are the
  * loop IR's: only the spelling changes.
@@ -115,7 +116,14 @@ static const kiln_lx *rewrite(rewriter *r, const kiln_lx *x) {
   case KILN_LX_LOAD: {
     if (!r->m->linear[r->pos++]) return x;
     kiln_lx *y = node(r, x);
-    if (x->kind == KILN_LX_LOCAL) { /* element j of a lane array */
+    if (x->kind == KILN_LX_LOCAL) { /* element j of a lane array: one per local read (Relu reads it twice) */
+      for (int k = 0; k < r->out->narrays; k++)
+        if (r->out->arrays[k].first_local == x->var) {
+          y->kind = KILN_LX_LOAD;
+          y->buf = r->out->arrays[k].buf;
+          y->a = (kiln_lx *)r->j;
+          return y;
+        }
       kiln_c_lane_array *arr = &r->out->arrays[r->out->narrays++];
       kiln_buf *b = kiln_arena_alloc(r->a, sizeof *b);
       memset(b, 0, sizeof *b);

@@ -85,7 +85,8 @@ def main(argv):
         check(p.returncode == 0, f"emit-c ({p.stderr.strip()[-300:]})")
         src = (out / "net.c").read_text()
         check(re.search(r"float lane0\[\d+\];", src) is not None, "lane arrays declared")
-        check(re.search(r"for \(int64_t i999999 = 0; i999999 < \d+; \+\+i999999\)", src) is not None, "lane loops")
+        check(re.search(r"lane\d+\[\d+\] = t\d+;\n\s+for \(int64_t (i\d+) = 0; \1 < \d+; \+\+\1\)", src) is not None,
+              "lane loops")
         cc = os.environ.get("CC", "cc")
         obj = tmp / "net.o"
         p = subprocess.run([cc, "-std=c99", "-O3", "-march=native", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-c",
