@@ -111,7 +111,7 @@ static void emit_body(kiln_lctx *L, const pool_geom *G, kiln_lx *nc, kiln_lx **o
  * a loop. */
 static void emit_dim(kiln_lctx *L, const pool_geom *G, int i, kiln_lx *nc, kiln_lx **o, int64_t (*taps)[64], int *nt,
                      int64_t count) {
-  if (i == G->sp) {
+  if (i >= G->sp || i >= MAX_SP) { /* the second test: GCC -O3 cannot see sp <= MAX_SP */
     emit_body(L, G, nc, o, taps, nt, count);
     return;
   }

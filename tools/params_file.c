@@ -108,7 +108,7 @@ int kiln_cli_apply_params(kiln_graph *g, const char *path, kiln_diag *d) {
     if (seen[v->id]++) { kiln_error(d, NULL, "%s: tensor %u: '%s' given twice", path, k, name); goto done; }
     float *data = kiln_arena_array(&g->arena, numel ? (size_t)numel : 1, sizeof *data);
     for (uint64_t i = 0; i < numel; i++) {
-      uint32_t bits;
+      uint32_t bits = 0; /* u32 leaves it unset on a short file (checked after the loop) */
       u32(&r, &bits);
       memcpy(&data[i], &bits, 4);
     }

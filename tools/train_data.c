@@ -195,7 +195,7 @@ static int load_idx(const char *dir, const char *prefix, const kiln_data_want *w
   if (!hi || !hl)
     return kiln_error(d, NULL, "%s/%s-%s-idx%d-ubyte[.gz]: missing (its %s file is there)", dir, prefix,
                       hi ? "labels" : "images", hi ? 1 : 3, hi ? "images" : "labels");
-  int64_t idim[3], ldim[1];
+  int64_t idim[3] = {0}, ldim[1] = {0}; /* idx_read fills them on success only */
   uint8_t *img = NULL, *lab = NULL;
   int rc = -1;
   if (idx_read(ip, 0x803, 3, idim, &img, d) || idx_read(lp, 0x801, 1, ldim, &lab, d)) goto out;

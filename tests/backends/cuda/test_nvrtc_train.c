@@ -14,10 +14,10 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "../../backends/cuda/kiln_cuda.h"
-#include "../../backends/cuda/kiln_cuda_gpu.h"
-#include "../../passes/pipeline.h"
-#include "../../passes/train.h"
+#include "../../../backends/cuda/kiln_cuda.h"
+#include "../../../backends/cuda/kiln_cuda_gpu.h"
+#include "../../../passes/pipeline.h"
+#include "../../../passes/train.h"
 
 /* NVRTC keeps process-wide caches it never frees (as conformance_nvrtc). */
 const char *__lsan_default_suppressions(void);
