@@ -45,8 +45,8 @@
  * Positions not a multiple of VL end in a tile of whole vectors and one of
  * the last few; channels not a multiple of MB in a shorter block.
  * Supertiles keep the K rows a block reads in half the L2, so the blocks
- * of one supertile reuse them; the parallel loop has N x supertiles x
- * channel blocks iterations, enough for two threads on one image.
+ * of one supertile reuse them; the parallel loop has supertiles x
+ * channel blocks iterations, enough for two threads.
  * f16/bf16 inputs are widened in the pack (or at the load, read in
  * place), weights and bias read as f32 copies (kiln_lower_weight_ct),
  * sums in f32, one rounding at the store.  The products are fused
