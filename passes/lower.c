@@ -51,10 +51,14 @@ kiln_buf *kiln_lower_buf(kiln_lctx *L, const kiln_value *v) {
   return b;
 }
 
+int kiln_lower_fixed_weight(const kiln_lctx *L, const kiln_value *v) {
+  return v->data && v->kind != KILN_VALUE_INPUT && v->kind != KILN_VALUE_STATE && !v->aliases &&
+         !(L->mutated && L->mutated[v->id]) && !(L->views && L->views->root[v->id]);
+}
+
 kiln_buf *kiln_lower_weight_ct(kiln_lctx *L, const kiln_value *v) {
   kiln_dtype ct = kiln_lower_ctype(v->dtype);
-  int weight = v->data && v->kind != KILN_VALUE_INPUT && v->kind != KILN_VALUE_STATE && !v->aliases &&
-               !(L->mutated && L->mutated[v->id]) && !(L->views && L->views->root[v->id]);
+  int weight = kiln_lower_fixed_weight(L, v);
   if (ct == v->dtype || !weight || !L->g || v->id < 0 || v->id >= L->g->nvalues) return kiln_lower_buf(L, v);
   if (!L->wide_of) L->wide_of = kiln_arena_array(L->b.p->arena, (size_t)L->g->nvalues + 1, sizeof *L->wide_of);
   if (L->wide_of[v->id]) return L->wide_of[v->id];

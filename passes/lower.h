@@ -112,6 +112,10 @@ kiln_buf *kiln_lower_buf(kiln_lctx *L, const kiln_value *v);
  * kernel that asks; so inner loops read W with no conversion.  Any other
  * value: kiln_lower_buf's. */
 kiln_buf *kiln_lower_weight_ct(kiln_lctx *L, const kiln_value *v);
+/* v's contents are fixed at compile time: an initializer nothing updates
+ * (training state, an in-place write) or aliases (a view), so a lowering
+ * may re-lay it into a weight buffer of its own. */
+int kiln_lower_fixed_weight(const kiln_lctx *L, const kiln_value *v);
 /* Starts the node's kernel (named after the node). */
 void kiln_lower_begin(kiln_lctx *L, const kiln_node *n);
 /* Opens one loop per dim of `v` (outermost first); idx[i] gets dim i's

@@ -70,9 +70,7 @@ int kiln_conv_gemmt_wanted(kiln_lctx *L, const kiln_node *n, const kiln_conv_geo
   const kiln_target *t = L->target;
   const kiln_value *w = n->in[1];
   kiln_dtype ct = kiln_lower_ctype(n->out[0]->dtype);
-  /* W's contents are fixed: an initializer nothing updates or aliases (kiln_lower_weight_ct's rule) */
-  int fixed = w->data && w->kind != KILN_VALUE_INPUT && w->kind != KILN_VALUE_STATE && !w->aliases &&
-              !(L->mutated && L->mutated[w->id]) && !(L->views && L->views->root[w->id]);
+  int fixed = kiln_lower_fixed_weight(L, w);
   /* X in the compute type: an f16 X would be converted at every one of its
    * M/lanes reads (measured on the float16 SqueezeNet's classifier: slower
    * than the register path, which converts once in its pack) */

@@ -48,7 +48,6 @@
  * benchmark run, and as a way back should a kernel ever need more. */
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Linker.h>
-#include <llvm-c/BitWriter.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 #include <string.h>
 
@@ -139,7 +138,6 @@ int kiln_llvm_optimise(cg *c, LLVMTargetMachineRef tm, kiln_timing *t, kiln_diag
   if (run_pipeline(c->mod, "mergefunc,default<O3>", 1, tm, d)) return -1;
   kiln_timing_mark(t, "llvm-optimise-heavy");
   if (!c->light) return 0;
-  if (getenv("KILN_DUMP_TILED")) LLVMWriteBitcodeToFile(c->tiled, getenv("KILN_DUMP_TILED")); /* TEMP */
   if (run_pipeline(c->tiled, TILED_PIPELINE, 0, tm, d)) return -1;
   kiln_timing_mark(t, "llvm-optimise-tiled");
   if (run_pipeline(c->light, "mergefunc,default<O2>", 0, tm, d)) return -1;
