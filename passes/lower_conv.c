@@ -901,7 +901,7 @@ int kiln_lower_conv(kiln_lctx *L, const kiln_node *n) {
   if (n->in[1]->dims[1] != g.Cg || n->in[1]->dims[0] != g.M)
     return kiln_lower_fail(L, n, "W does not match X, Y and group (run shape inference first)");
   /* the GEMM schedules first, for the shapes their rules name (conv_def.h):
-   * 1x1 on maps up to 13x13 (lower_conv_gemmt.c), 3x3 stems and 1x1 with
+   * convolutions on maps up to 13x13 (lower_conv_gemmt.c), 3x3 stems and 1x1 with
    * 8..31 input channels (lower_conv_im2col.c) */
   if (kiln_conv_gemmt_wanted(L, n, &g)) return kiln_lower_conv_gemmt(L, n, &g);
   if (kiln_conv_im2col_wanted(&g, kiln_lower_ctype(n->out[0]->dtype))) return kiln_lower_conv_im2col(L, n, &g);

@@ -45,7 +45,23 @@
  * As in the register path, the accumulators are scalar locals and the
  * tile is fully unrolled in the loop IR; products are fused multiply-adds
  * where the target has them.  It needs W's contents (an initializer):
- * a W computed at run time stays on the register path. */
+ * a W computed at run time stays on the register path.
+ *
+ * Convolutions with taps, strides or pads on such maps (ResNet-50's last
+ * 3x3s at 7x7, SqueezeNet's and AlexNet's 3x3s at 13x13) are the same GEMM
+ * over im2col rows: X is packed image by image into Xc [K = C x taps, P]
+ * (kiln_conv_im2col_pack, the im2col schedule's pack), which the tiles
+ * read as a 1x1 convolution's X; W [M, C, taps] is already [M, K].  The
+ * register path puts these maps on a padded virtual grid (7 positions of
+ * every 9) in tiles of 48 or 64 positions with a partial one per map.
+ * With K x RV weights per block past a quarter of the L2 (512 x 9 x 64
+ * floats: 1.2 MB), every tile streamed them from L3 again; k then runs in
+ * chunks whose weights stay in the L2 across the tiles, the sums waiting
+ * in Yt between chunks.  Measured on a 2-vCPU Zen 5 (AVX-512), best of
+ * four alternating runs: ResNet-50's 3x3s at 7x7 1.63 -> 1.43 ms,
+ * SqueezeNet 1.1's 13x13 expand3x3 0.29 -> 0.245 ms; whole networks:
+ * ResNet-50 43.9 -> 42.2 ms, SqueezeNet 1.1 4.00 -> 3.84, AlexNet 20.4 ->
+ * 19.1. */
 #include "conv_def.h"
 
 #include <string.h>
@@ -56,7 +72,8 @@ static const kiln_sched seq = {0};
 static const kiln_sched par = {.parallel = 1};
 
 /* Tile: GT_PB positions by R vectors of channels.  Maps of at most
- * GT_P_MAX positions (13x13) take this schedule.  Measured on the shared
+ * GT_P_MAX positions (13x13) take this schedule (packed: the rule in
+ * kiln_conv_gemmt_wanted).  Measured on the shared
  * 2-vCPU Sapphire Rapids VM (load 10-20, same minute, main's binary
  * against this one): 512->1000 at 13x13 + Relu 1.82 -> 1.26 ms, 2048->512
  * and 512->2048 at 7x7 1.3 -> 0.74-0.84 ms; at 14x14 (196 positions: 3
@@ -65,6 +82,13 @@ static const kiln_sched par = {.parallel = 1};
 enum { GT_PB = 6, GT_P_MAX = 169, GT_RV_MAX = 64 };
 
 static int64_t vectors(const kiln_target *t) { return t->vector_bytes >= 64 ? 4 : 2; }
+
+/* 1x1, stride 1, unpadded: X is the GEMM's right-hand side as it is. */
+static int is_direct(const kiln_conv_geom *g) {
+  for (int i = 0; i < g->sp; i++)
+    if (g->K[i] != 1 || g->s[i] != 1 || g->pb[i] != 0 || g->in[i] != g->out[i]) return 0;
+  return 1;
+}
 
 int kiln_conv_gemmt_wanted(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g) {
   const kiln_target *t = L->target;
@@ -75,10 +99,15 @@ int kiln_conv_gemmt_wanted(kiln_lctx *L, const kiln_node *n, const kiln_conv_geo
    * M/lanes reads (measured on the float16 SqueezeNet's classifier: slower
    * than the register path, which converts once in its pack) */
   if (g->G != 1 || (ct != KILN_DT_F32 && ct != KILN_DT_F64) || n->in[0]->dtype != ct || !fixed) return 0;
-  for (int i = 0; i < g->sp; i++)
-    if (g->K[i] != 1 || g->s[i] != 1 || g->pb[i] != 0 || g->in[i] != g->out[i]) return 0;
   int64_t lanes = kiln_target_lanes(t, ct);
-  return g->Cg >= KILN_CONV_RB_MIN_TERMS && g->osz <= GT_P_MAX && g->M >= lanes && vectors(t) * lanes <= GT_RV_MAX;
+  if (g->Cg * g->ksz < KILN_CONV_RB_MIN_TERMS || g->osz > GT_P_MAX || g->M < lanes || vectors(t) * lanes > GT_RV_MAX)
+    return 0;
+  /* packed (taps, strides, pads): only where it measured faster than the
+   * register path, a map whose positions leave a partial vector (7x7, 13x13;
+   * 8x8's 64 ran no faster and would only add the Xc scratch) and at least
+   * one whole block of channels (DenseNet's 32-channel 3x3s lose: two
+   * weight vectors and six broadcasts for 12 products per k) */
+  return is_direct(g) || (g->osz % lanes != 0 && g->M >= vectors(t) * lanes);
 }
 
 /* Wt[blk, k, l] = W[blk*rv + l, k] (0 past M), a weight buffer made here. */
@@ -112,23 +141,27 @@ typedef struct gemmt {
   const kiln_buf *x, *wt, *bias, *yt;  /* yt: the sums, [n, block, p, RV] */
   kiln_dtype ct;
   int64_t K, P, RV;
+  int64_t KC, nkc;  /* k in nkc chunks of KC: a block's weights for one chunk stay in the L2 across its tiles */
   kiln_lx *nimg, *m0, *xb, *wb, *tb;  /* per block: image, first channel, X of image n, Wt and Yt of the block */
   int fma;
 } gemmt;
 
 /* One tile: pb positions from p0 by rvl lanes of channels, mv of them stored. */
-static void emit_tile(kiln_lctx *L, const gemmt *f, kiln_lx *p0, int64_t pb, int64_t rvl,
-                      int64_t mv) {
+static void emit_tile(kiln_lctx *L, const gemmt *f, kiln_lx *p0, int64_t pb, int64_t rvl, int64_t mv, kiln_lx *k0,
+                      int from_yt) {
   int acc[GT_PB * GT_RV_MAX], wl[GT_RV_MAX], bl[GT_RV_MAX];
   /* declared position by position, consecutive channels together: the
    * order SLP vectorisers group the accumulators in (a vector of lanes) */
-  for (int64_t l = 0; l < rvl; l++)
+  for (int64_t l = 0; l < rvl && !from_yt; l++)
     bl[l] = kiln_lb_decl(B, f->ct, f->bias && l < mv ? kiln_lower_load(L, f->bias, IADD(f->m0, CI(l)))
                                                      : kiln_lx_const_f(B, f->ct, 0));
   for (int64_t p = 0; p < pb; p++)
-    for (int64_t l = 0; l < rvl; l++) acc[p * rvl + l] = kiln_lb_decl(B, f->ct, LOCAL(bl[l]));
+    for (int64_t l = 0; l < rvl; l++) {
+      kiln_lx *yt = kiln_lx_load(B, f->yt, IADD(IADD(f->tb, IMUL(IADD(p0, CI(p)), f->RV)), CI(l)));
+      acc[p * rvl + l] = kiln_lb_decl(B, f->ct, from_yt ? yt : LOCAL(bl[l])); /* a later chunk goes on from Yt */
+    }
   B->k->explicit_vectors = 1;
-  kiln_lx *k = IDX(kiln_lb_for(B, f->K, seq));
+  kiln_lx *k = IADD(IDX(kiln_lb_for(B, f->KC, seq)), k0);
   kiln_lx *wr = IADD(f->wb, IMUL(k, f->RV)), *xr = IADD(IADD(f->xb, IMUL(k, f->P)), p0);
   for (int64_t l = 0; l < rvl; l++) wl[l] = kiln_lb_decl(B, f->ct, kiln_lower_load(L, f->wt, IADD(wr, CI(l))));
   for (int64_t p = 0; p < pb; p++) {
@@ -154,6 +187,18 @@ static void copy_out(kiln_lctx *L, const kiln_node *n, const gemmt *f, kiln_lx *
   kiln_lower_close(L, 2);
 }
 
+/* count tiles of pb positions from c0, over every chunk of k: the first
+ * chunk from the bias, the others from the sums stored in Yt. */
+static void emit_tiles(kiln_lctx *L, const gemmt *f, kiln_lx *c0, int64_t count, int64_t pb, int64_t rvl, int64_t mv) {
+  for (int later = 0; later < (f->nkc > 1 ? 2 : 1); later++) {
+    kiln_lx *k0 = CI(0);
+    if (later) k0 = IMUL(IADD(IDX(kiln_lb_for(B, f->nkc - 1, seq)), CI(1)), f->KC);
+    kiln_lx *t = count > 1 ? IDX(kiln_lb_for(B, count, seq)) : CI(0);
+    emit_tile(L, f, IADD(c0, IMUL(t, pb)), pb, rvl, mv, k0, later);
+    kiln_lower_close(L, (count > 1) + later);
+  }
+}
+
 /* Chunk ch (of nch) of one block's positions: its tpc tiles (rvl lanes
  * computed, mv channels stored), and in the last chunk the positions
  * past the whole tiles; then those outputs out of Yt. */
@@ -162,50 +207,77 @@ static void emit_block(kiln_lctx *L, const kiln_node *n, const gemmt *f, kiln_lx
   int64_t nt = f->P / GT_PB, rest = f->P % GT_PB, tpc = nt / nch;
   kiln_lx *c0 = IMUL(ch, tpc * GT_PB);
   if (tpc) {
-    kiln_lx *t = tpc > 1 ? IDX(kiln_lb_for(B, tpc, seq)) : CI(0);
-    emit_tile(L, f, IADD(c0, IMUL(t, GT_PB)), GT_PB, rvl, mv);
-    if (tpc > 1) kiln_lb_end(B);
+    emit_tiles(L, f, c0, tpc, GT_PB, rvl, mv);
     copy_out(L, n, f, c0, tpc * GT_PB, mv);
   }
   if (rest) {
     if (nch > 1) kiln_lb_if(B, BIN(EQ, ch, CI(nch - 1)));
-    emit_tile(L, f, CI(nt * GT_PB), rest, rvl, mv);
+    emit_tiles(L, f, CI(nt * GT_PB), 1, rest, rvl, mv);
     copy_out(L, n, f, CI(nt * GT_PB), rest, mv);
     if (nch > 1) kiln_lb_end(B);
   }
+}
+
+/* Chunks of k: a block's weights (K x RV) outgrowing a quarter of the L2
+ * are streamed from memory again by every tile (a 3x3 convolution of 512
+ * channels: 1.2 MB a block, nine tiles on a 7x7 map); in chunks of KC
+ * (the largest divisor of K whose weights fit, at least 64) they stay in
+ * the L2 across the tiles, and the sums wait in Yt between chunks. */
+static void pick_k_chunks(const kiln_lctx *L, gemmt *f) {
+  int64_t es = (int64_t)kiln_dtype_size(f->ct), fit = L->target->l2_bytes / 4 / (f->RV * es);
+  f->KC = f->K, f->nkc = 1;
+  if (f->K <= fit) return;
+  for (int64_t d = fit; d >= 64; d--)
+    if (f->K % d == 0) {
+      f->KC = d, f->nkc = f->K / d;
+      return;
+    }
 }
 
 int kiln_lower_conv_gemmt(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g) {
   gemmt f = {0};
   f.g = g;
   f.ct = kiln_lower_ctype(n->out[0]->dtype);
-  f.K = g->Cg;
+  f.K = g->Cg * g->ksz; /* W [M, C, taps] is already [M, K] */
   f.P = g->osz;
   int64_t lanes = kiln_target_lanes(L->target, f.ct);
   f.RV = vectors(L->target) * lanes;
-  f.x = kiln_lower_buf(L, n->in[0]);
   f.wt = blocked_weights(L, n->in[1], g->M, f.K, f.RV, f.ct);
   f.bias = n->nin > 2 ? kiln_lower_weight_ct(L, n->in[2]) : NULL;
   f.fma = kiln_target_has_fma(L->target);
+  pick_k_chunks(L, &f);
+  /* taps, strides or pads: X packed image by image into im2col rows Xc
+   * [K, P] (passes/lower_conv_im2col.c), which the GEMM then reads as a 1x1
+   * convolution's X; the images' loop is outside the parallel one */
+  int packed = !is_direct(g);
+  int64_t nimg = packed ? 1 : g->N; /* images in the parallel loop */
   int64_t nb = (g->M + f.RV - 1) / f.RV, nbfull = g->M / f.RV, mtail = g->M % f.RV;
   /* few blocks: the positions in nch chunks of whole tiles (nch divides
    * them), so every core of the target gets two iterations or more */
   int64_t nt = f.P / GT_PB, want = 2 * (int64_t)L->target->cores, nch = 1;
-  if (g->N * nb < want && nt > 1)
-    for (int64_t d = 1; d <= nt && d <= (want + g->N * nb - 1) / (g->N * nb); d++)
+  if (nimg * nb < want && nt > 1)
+    for (int64_t d = 1; d <= nt && d <= (want + nimg * nb - 1) / (nimg * nb); d++)
       if (nt % d == 0) nch = d;
   char name[256];
   snprintf(name, sizeof name, "%s.blocked", n->out[0]->name);
   kiln_lower_begin(L, n);
-  f.yt = kiln_lower_scratch(L, name, f.ct, g->N * nb * f.P * f.RV);
-  kiln_lx *blk = IDX(kiln_lb_for(B, g->N * nch * nb, par));
-  int nv = kiln_lb_decl(B, KILN_DT_I64, g->N == 1 ? CI(0) : BIN(DIV, blk, CI(nch * nb)));
+  f.yt = kiln_lower_scratch(L, name, f.ct, nimg * nb * f.P * f.RV);
+  kiln_lx *img = NULL;
+  if (packed) {
+    snprintf(name, sizeof name, "%s.im2col", n->out[0]->name);
+    f.x = kiln_lower_scratch(L, name, f.ct, f.K * f.P);
+    img = g->N > 1 ? IDX(kiln_lb_for(B, g->N, seq)) : CI(0);
+    kiln_conv_im2col_pack(L, g, kiln_lower_buf(L, n->in[0]), f.x, f.ct, img);
+  } else f.x = kiln_lower_buf(L, n->in[0]);
+  kiln_lx *blk = IDX(kiln_lb_for(B, nimg * nch * nb, par));
+  int nv = kiln_lb_decl(B, KILN_DT_I64, packed ? img : nimg == 1 ? CI(0) : BIN(DIV, blk, CI(nch * nb)));
   int ch = kiln_lb_decl(B, KILN_DT_I64, nch == 1 ? CI(0) : BIN(REM, BIN(DIV, blk, CI(nb)), CI(nch)));
   int bi = kiln_lb_decl(B, KILN_DT_I64, nb == 1 ? CI(0) : BIN(REM, blk, CI(nb)));
   int m0 = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(bi), f.RV));
-  int xb = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(nv), f.K * f.P));
+  int xb = kiln_lb_decl(B, KILN_DT_I64, packed ? CI(0) : IMUL(LOCAL(nv), f.K * f.P));
   int wb = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(bi), f.K * f.RV));
-  int tb = kiln_lb_decl(B, KILN_DT_I64, IMUL(IADD(IMUL(LOCAL(nv), nb), LOCAL(bi)), f.P * f.RV));
+  kiln_lx *tslot = packed ? LOCAL(bi) : IADD(IMUL(LOCAL(nv), nb), LOCAL(bi)); /* Yt's block of this image */
+  int tb = kiln_lb_decl(B, KILN_DT_I64, IMUL(tslot, f.P * f.RV));
   f.nimg = LOCAL(nv), f.m0 = LOCAL(m0), f.xb = LOCAL(xb), f.wb = LOCAL(wb), f.tb = LOCAL(tb);
   if (nbfull && mtail) kiln_lb_if(B, BIN(LT, LOCAL(bi), CI(nbfull)));
   if (nbfull) emit_block(L, n, &f, LOCAL(ch), nch, f.RV, f.RV);
@@ -213,5 +285,6 @@ int kiln_lower_conv_gemmt(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom
   if (mtail) emit_block(L, n, &f, LOCAL(ch), nch, (mtail + lanes - 1) / lanes * lanes, mtail);
   if (nbfull && mtail) kiln_lb_end(B);
   kiln_lb_end(B);
+  if (packed && g->N > 1) kiln_lb_end(B);
   return 0;
 }

@@ -278,6 +278,20 @@ static void emit_chunk(kiln_lctx *L, const kiln_node *n, im2col *f, kiln_lx *r0,
   emit_gemm(L, n, f, MB, VL, lanes);
 }
 
+void kiln_conv_im2col_pack(kiln_lctx *L, const kiln_conv_geom *g, const kiln_buf *x, const kiln_buf *xc, kiln_dtype ct,
+                           kiln_lx *nimg) {
+  im2col f = {0};
+  f.g = g;
+  f.ct = ct;
+  f.K = g->Cg * g->ksz;
+  f.P = g->osz;
+  for (int i = g->sp - 1; i >= 0; i--) f.inner[i] = i == g->sp - 1 ? 1 : f.inner[i + 1] * g->out[i + 1];
+  f.x = x;
+  f.xc = xc;
+  f.nimg = nimg;
+  emit_pack(L, &f, CI(0), g->sp > 1 ? g->out[0] : 1);
+}
+
 int kiln_lower_conv_im2col(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g) {
   im2col f = {0};
   f.g = g;

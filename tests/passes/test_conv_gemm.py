@@ -146,7 +146,7 @@ def build_cases(rng):
     c["1x1_c24_m20_add_relu"] = case(rng, (1, 24, 11, 13), 20, [1, 1], epi="add_relu")
     c["1x1_c16_f16"] = case(rng, (1, 16, 17, 17), 16, [1, 1], dt=np.float16)
     c["1x1_c31_1d"] = case(rng, (1, 31, 377), 6, [1])
-    # ---- transposed GEMM: 1x1 stride 1 unpadded, >= 32 input channels, <= 169 positions ----
+    # ---- transposed GEMM: 1x1 stride 1 unpadded, >= 32 input products, <= 169 positions ----
     # 40 channels: a block of 48 lanes (64 with AVX-512, 16s with AVX2) storing 40; 169 positions
     c["gemmt_13x13_m40_relu"] = case(rng, (1, 64, 13, 13), 40, [1, 1], epi="relu")
     # N=2, 100 channels (one full block and a tail), residual Add + Relu, 7x7
@@ -160,6 +160,20 @@ def build_cases(rng):
     c["f16_1x1_7x7"] = case(rng, (1, 40, 7, 7), 32, [1, 1], dt=np.float16)
     # 13x13 by 128 channels: the largest map the schedule takes, two blocks
     c["gemmt_13x13_m128"] = case(rng, (1, 96, 13, 13), 128, [1, 1], epi="relu")
+    # ---- transposed GEMM over im2col rows: taps, strides or pads on a map whose positions
+    # leave a partial vector (49, 169...), at least one whole block of channels ----
+    c["gemmt_3x3_pad1_7x7_m128_relu"] = case(rng, (1, 64, 7, 7), 128, [3, 3], pads=[1, 1, 1, 1], epi="relu")
+    # stride 2 (14 -> 7), two images (the images' loop outside the parallel one), a block and a tail of 16
+    c["gemmt_3x3_s2_n2_m80_add_relu"] = case(rng, (2, 32, 14, 14), 80, [3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                                             epi="add_relu")
+    # ResNet's downsample: 1x1 stride 2, 13x13 -> 7x7
+    c["gemmt_1x1_s2_downsample"] = case(rng, (1, 64, 13, 13), 64, [1, 1], strides=[2, 2])
+    # 512 channels x 9 taps = 4608 products: k in chunks (three of 1536 with a 2 MB L2, AVX-512;
+    # 2048-float chunks of 16 lanes with AVX2's 512 KB), the sums kept in Yt between them
+    c["gemmt_kchunks_3x3_c512"] = case(rng, (1, 512, 7, 7), 64, [3, 3], pads=[1, 1, 1, 1])
+    c["gemmt_3x3_dil2_asym_11x12"] = case(rng, (1, 40, 12, 13), 64, [3, 3], dils=[2, 2], pads=[2, 1, 1, 2])
+    c["gemmt_f64_3x3_7x7"] = case(rng, (1, 32, 7, 7), 64, [3, 3], pads=[1, 1, 1, 1], dt=np.float64, epi="clip")
+    c["gemmt_1d_k3_pad1"] = case(rng, (1, 40, 60), 64, [3], pads=[1, 1])
     return c
 
 
