@@ -9,7 +9,9 @@ regions, the window unrolled) and the generic one it falls back to
 (Indices, long windows): 1-D/2-D/3-D, strides 1/2/3, pads (asymmetric),
 dilations, ceil_mode, count_include_pad 0/1, odd sizes, N=2, float16 and
 int8 MaxPool, NaN propagation, windows past the input (border outputs
-with taps only in the padding), SqueezeNet's 3x3 stride-2 ceil_mode pool.
+with taps only in the padding), SqueezeNet's 3x3 stride-2 ceil_mode pool,
+and stride-1 windows over rows as wide as the input's, whose interior rows
+run as one flat loop (borders, NaNs, asymmetric pads, f16, averages).
 
 Reference: a direct float64 loop over every output (its own window
 arithmetic, written here; the output shape from ONNX's formula, checked
@@ -144,6 +146,16 @@ def build_cases(rng):
         pool_case(rng, "max_3x3_s2_pad1_n2_odd", M, [2, 5, 17, 23], [3, 3], [2, 2], pads=[1, 1, 1, 1]),
         pool_case(rng, "max_2x2_s2_even", M, [1, 3, 16, 20], [2, 2], [2, 2]),
         pool_case(rng, "max_3x3_s1_pad1", M, [1, 4, 9, 10], [3, 3], [1, 1], pads=[1, 1, 1, 1]),
+        # stride 1, rows as wide as the input's: the interior rows as one flat run (border
+        # columns computed from wrapped taps, then stored over): GoogLeNet's branch pool, N=2;
+        # NaNs (some in border columns); 5x5; asymmetric pads; one interior row; f16; averages
+        pool_case(rng, "max_flat_googlenet_14x14_n2", M, [2, 16, 14, 14], [3, 3], [1, 1], pads=[1, 1, 1, 1]),
+        pool_case(rng, "max_flat_nan", M, [1, 3, 13, 13], [3, 3], [1, 1], pads=[1, 1, 1, 1], nan=True),
+        pool_case(rng, "max_flat_5x5_pad2", M, [1, 4, 11, 9], [5, 5], [1, 1], pads=[2, 2, 2, 2]),
+        pool_case(rng, "max_flat_asym_pads", M, [1, 3, 11, 9], [3, 3], [1, 1], pads=[0, 2, 2, 0]),
+        pool_case(rng, "max_flat_one_interior_row", M, [1, 2, 3, 20], [3, 3], [1, 1], pads=[1, 1, 1, 1]),
+        pool_case(rng, "max_flat_f16", M, [1, 5, 12, 12], [3, 3], [1, 1], pads=[1, 1, 1, 1], dtype=np.float16),
+        pool_case(rng, "avg_flat_incl_13x13", A, [1, 6, 13, 13], [3, 3], [1, 1], pads=[1, 1, 1, 1], include_pad=1),
         pool_case(rng, "max_3x3_s3_ceil_asym", M, [1, 3, 14, 17], [3, 3], [3, 3], pads=[0, 1, 2, 0], ceil=1),
         pool_case(rng, "max_dilated", M, [1, 2, 15, 13], [3, 2], [1, 2], d=[2, 3], pads=[2, 1, 2, 1]),
         pool_case(rng, "max_1d", M, [2, 3, 31], [4], [3], pads=[1, 2], ceil=1),
