@@ -30,7 +30,10 @@
  * short enough for a float32 sum (kiln_sum_dtype: the long ones are
  * lower_pool.c's accurate sums).  Results equal the generic form's: the
  * same taps combined in the same order in the same type; padding never
- * wins a max nor adds to a sum; a NaN in a window gives NaN. */
+ * wins a max nor adds to a sum; a NaN in a window gives NaN (a max: the
+ * default quiet NaN, not the tap's payload). */
+#include <math.h>
+
 #include "lower.h"
 
 #include "lower_macros.h"
@@ -85,7 +88,13 @@ static void emit_body(kiln_lctx *L, const pool_geom *G, kiln_lx *nc, kiln_lx **o
   if (total == 0) { /* every tap in the padding: the reduction's identity, as the generic form */
     r = G->is_max ? kiln_lx_reduce_identity(B, KILN_RED_MAX_NAN, G->ct) : kiln_lx_const_f(B, G->ct, 0);
   } else {
-    int acc = -1;
+    /* a float max: the plain max (a select the backends print as one
+     * vmaxps, keeping acc when either is NaN) and, beside it, whether any
+     * tap was NaN (one unordered compare per pair of taps once LLVM folds
+     * the ORs): half the operations of max_nan's compare, NaN test, OR and
+     * select per tap; the windows of 3x3 pools are that long chain */
+    int split = G->is_max && kiln_dtype_is_float(G->ct) && total > 1;
+    int acc = -1, nan = -1;
     for (int64_t t = 0; t < total; t++) {
       int64_t rest = t, kk[MAX_SP];
       for (int i = G->sp - 1; i >= 0; i--) {
@@ -96,15 +105,24 @@ static void emit_body(kiln_lctx *L, const pool_geom *G, kiln_lx *nc, kiln_lx **o
       for (int i = 0; i < G->sp; i++)
         off = IADD(off, IMUL(IADD(IMUL(o[i], G->s[i]), CI(kk[i] * G->d[i] - G->pb[i])), G->xstr[i]));
       kiln_lx *v = kiln_lx_cast(B, G->ct, kiln_lx_load(B, G->X, off));
+      if (G->is_max && (acc >= 0 || split)) v = kiln_lx_local(B, kiln_lb_decl(B, G->ct, v)); /* read twice */
+      if (split) {
+        kiln_lx *isnan = kiln_lx_un(B, KILN_UN_ISNAN, v);
+        if (nan < 0) nan = kiln_lb_decl(B, isnan->dtype, isnan);
+        else kiln_lb_assign(B, nan, kiln_lx_bin(B, KILN_BIN_OR, kiln_lx_local(B, nan), isnan));
+      }
       if (acc < 0) {
         acc = kiln_lb_decl(B, G->ct, v);
         continue;
       }
       kiln_lx *a = kiln_lx_local(B, acc);
-      if (G->is_max) v = kiln_lx_local(B, kiln_lb_decl(B, G->ct, v)); /* read twice by the max */
-      kiln_lb_assign(B, acc, G->is_max ? kiln_lower_max_nan(L, 1, a, v) : kiln_lx_bin(B, KILN_BIN_ADD, a, v));
+      kiln_lx *next = split        ? kiln_lx_select(B, kiln_lx_bin(B, KILN_BIN_LT, a, v), v, a)
+                      : G->is_max ? kiln_lower_max_nan(L, 1, a, v)
+                                  : kiln_lx_bin(B, KILN_BIN_ADD, a, v);
+      kiln_lb_assign(B, acc, next);
     }
     r = kiln_lx_local(B, acc);
+    if (split) r = kiln_lx_select(B, kiln_lx_local(B, nan), kiln_lx_const_f(B, G->ct, NAN), r);
   }
   if (!G->is_max) r = kiln_lx_bin(B, KILN_BIN_DIV, r, kiln_lx_const_f(B, G->ct, (double)count));
   kiln_lx *yoff = IMUL(nc, G->osz);
