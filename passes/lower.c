@@ -225,20 +225,22 @@ static int check_aliases(kiln_lctx *L) {
   return 0;
 }
 
-/* An f16/bf16 weight that every kernel reads through its f32 copy
- * (kiln_lower_weight_ct) is dropped from the program, so the weights
- * blob holds each initializer once; the remaining buffers are renumbered
- * (kernels refer to buffers by pointer, ids are table positions). */
-static void drop_narrow_weights(kiln_lctx *L) {
+/* A weight no kernel reads is dropped from the program, so the weights
+ * blob holds what runs: an f16/bf16 initializer every kernel reads
+ * through its f32 copy (kiln_lower_weight_ct), or one a schedule re-laid
+ * into a buffer of its own (blocked convolution weights, chunk-major Gemm
+ * B: 45 of ResNet-50's 168 MB were such originals).  A weight a view
+ * shares stays.  The remaining buffers are renumbered (kernels refer to
+ * buffers by pointer, ids are table positions). */
+static void drop_unused_weights(kiln_lctx *L) {
   kiln_program *p = L->b.p;
   unsigned char *used = kiln_arena_array(p->arena, (size_t)p->nbufs + 1, 1);
-  char *narrow = kiln_arena_array(p->arena, (size_t)p->nbufs + 1, 1);
   for (int k = 0; k < p->nkernels; k++) kiln_loop_bufs_used(p->kernels[k]->body, used);
-  for (int i = 0; i < L->g->nvalues; i++)
-    if (L->wide_of[i] && L->buf_of[i] && L->buf_of[i]->kind == KILN_BUF_WEIGHT) narrow[L->buf_of[i]->id] = 1;
+  for (int i = 0; i < p->nbufs; i++)
+    if (p->bufs[i]->view_of) used[p->bufs[i]->view_of->id] = 1;
   int n = 0;
   for (int i = 0; i < p->nbufs; i++) {
-    if (narrow[i] && !used[i]) continue;
+    if (p->bufs[i]->kind == KILN_BUF_WEIGHT && !used[i]) continue;
     p->bufs[n] = p->bufs[i];
     p->bufs[n]->id = n;
     n++;
@@ -304,6 +306,6 @@ kiln_program *kiln_lower_with(kiln_graph *g, const kiln_target *t, kiln_diag *d)
   }
   for (int i = 0; i < g->noutputs; i++)
     if (copied[i] && copy_output(&L, g->outputs[i], copied[i], i)) return NULL;
-  if (L.wide_of) drop_narrow_weights(&L);
+  drop_unused_weights(&L);
   return p;
 }
