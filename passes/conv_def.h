@@ -70,12 +70,11 @@ void kiln_conv_reg_shape(const kiln_target *t, kiln_dtype ct, int64_t Mg, int64_
  * the lowering emits the node's kernel and returns 0. */
 int kiln_conv_im2col_wanted(const kiln_conv_geom *g, kiln_dtype ct);
 int kiln_lower_conv_im2col(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
-/* Xc[c*taps + t, p] (row stride osz) = the input tap t of channel c reads
- * for output position p of image nimg (zero in the padding), for every
+/* Xc[n, c*taps + t, p] (rows of osz) = the input tap t of channel c reads
+ * for output position p of image n (zero in the padding), for every image,
  * channel and output position, in one parallel loop: im2col's pack, for
  * the transposed GEMM's convolutions with taps. */
-void kiln_conv_im2col_pack(kiln_lctx *L, const kiln_conv_geom *g, const kiln_buf *x, const kiln_buf *xc, kiln_dtype ct,
-                           kiln_lx *nimg);
+void kiln_conv_im2col_pack(kiln_lctx *L, const kiln_conv_geom *g, const kiln_buf *x, const kiln_buf *xc, kiln_dtype ct);
 /* Conv as a transposed GEMM, vectors over output channels
  * (lower_conv_gemmt.c): wanted for a one-group convolution on a small map
  * (<= 169 positions: 13x13) with at least KILN_CONV_RB_MIN_TERMS products

@@ -49,7 +49,7 @@
  *
  * Convolutions with taps, strides or pads on such maps (ResNet-50's last
  * 3x3s at 7x7, SqueezeNet's and AlexNet's 3x3s at 13x13) are the same GEMM
- * over im2col rows: X is packed image by image into Xc [K = C x taps, P]
+ * over im2col rows: X is packed into Xc [N, K = C x taps, P]
  * (kiln_conv_im2col_pack, the im2col schedule's pack), which the tiles
  * read as a 1x1 convolution's X; W [M, C, taps] is already [M, K].  The
  * register path puts these maps on a padded virtual grid (7 positions of
@@ -246,11 +246,11 @@ int kiln_lower_conv_gemmt(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom
   f.bias = n->nin > 2 ? kiln_lower_weight_ct(L, n->in[2]) : NULL;
   f.fma = kiln_target_has_fma(L->target);
   pick_k_chunks(L, &f);
-  /* taps, strides or pads: X packed image by image into im2col rows Xc
-   * [K, P] (passes/lower_conv_im2col.c), which the GEMM then reads as a 1x1
-   * convolution's X; the images' loop is outside the parallel one */
+  /* taps, strides or pads: X packed into im2col rows Xc [N, K, P]
+   * (passes/lower_conv_im2col.c), which the GEMM then reads as a 1x1
+   * convolution's X */
   int packed = !is_direct(g);
-  int64_t nimg = packed ? 1 : g->N; /* images in the parallel loop */
+  int64_t nimg = g->N;
   int64_t nb = (g->M + f.RV - 1) / f.RV, nbfull = g->M / f.RV, mtail = g->M % f.RV;
   /* few blocks: the positions in nch chunks of whole tiles (nch divides
    * them), so every core of the target gets two iterations or more */
@@ -262,22 +262,19 @@ int kiln_lower_conv_gemmt(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom
   snprintf(name, sizeof name, "%s.blocked", n->out[0]->name);
   kiln_lower_begin(L, n);
   f.yt = kiln_lower_scratch(L, name, f.ct, nimg * nb * f.P * f.RV);
-  kiln_lx *img = NULL;
   if (packed) {
     snprintf(name, sizeof name, "%s.im2col", n->out[0]->name);
-    f.x = kiln_lower_scratch(L, name, f.ct, f.K * f.P);
-    img = g->N > 1 ? IDX(kiln_lb_for(B, g->N, seq)) : CI(0);
-    kiln_conv_im2col_pack(L, g, kiln_lower_buf(L, n->in[0]), f.x, f.ct, img);
+    f.x = kiln_lower_scratch(L, name, f.ct, g->N * f.K * f.P);
+    kiln_conv_im2col_pack(L, g, kiln_lower_buf(L, n->in[0]), f.x, f.ct);
   } else f.x = kiln_lower_buf(L, n->in[0]);
   kiln_lx *blk = IDX(kiln_lb_for(B, nimg * nch * nb, par));
-  int nv = kiln_lb_decl(B, KILN_DT_I64, packed ? img : nimg == 1 ? CI(0) : BIN(DIV, blk, CI(nch * nb)));
+  int nv = kiln_lb_decl(B, KILN_DT_I64, nimg == 1 ? CI(0) : BIN(DIV, blk, CI(nch * nb)));
   int ch = kiln_lb_decl(B, KILN_DT_I64, nch == 1 ? CI(0) : BIN(REM, BIN(DIV, blk, CI(nb)), CI(nch)));
   int bi = kiln_lb_decl(B, KILN_DT_I64, nb == 1 ? CI(0) : BIN(REM, blk, CI(nb)));
   int m0 = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(bi), f.RV));
-  int xb = kiln_lb_decl(B, KILN_DT_I64, packed ? CI(0) : IMUL(LOCAL(nv), f.K * f.P));
+  int xb = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(nv), f.K * f.P));
   int wb = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(bi), f.K * f.RV));
-  kiln_lx *tslot = packed ? LOCAL(bi) : IADD(IMUL(LOCAL(nv), nb), LOCAL(bi)); /* Yt's block of this image */
-  int tb = kiln_lb_decl(B, KILN_DT_I64, IMUL(tslot, f.P * f.RV));
+  int tb = kiln_lb_decl(B, KILN_DT_I64, IMUL(IADD(IMUL(LOCAL(nv), nb), LOCAL(bi)), f.P * f.RV));
   f.nimg = LOCAL(nv), f.m0 = LOCAL(m0), f.xb = LOCAL(xb), f.wb = LOCAL(wb), f.tb = LOCAL(tb);
   if (nbfull && mtail) kiln_lb_if(B, BIN(LT, LOCAL(bi), CI(nbfull)));
   if (nbfull) emit_block(L, n, &f, LOCAL(ch), nch, f.RV, f.RV);
@@ -285,6 +282,5 @@ int kiln_lower_conv_gemmt(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom
   if (mtail) emit_block(L, n, &f, LOCAL(ch), nch, (mtail + lanes - 1) / lanes * lanes, mtail);
   if (nbfull && mtail) kiln_lb_end(B);
   kiln_lb_end(B);
-  if (packed && g->N > 1) kiln_lb_end(B);
   return 0;
 }

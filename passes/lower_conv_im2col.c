@@ -21,9 +21,8 @@
  * tap) holds, for every output position, the input value that tap reads
  * (zero in the padding).  A 1x1, stride-1, unpadded convolution's Xc is X
  * itself, read in place; otherwise Xc is packed in chunks of output rows
- * that fit the L2, each chunk in a parallel loop over (c, output row)
- * just before the blocks that read it (images and chunks one after
- * another: the scratch is one chunk), with each tap's valid output range
+ * that fit the L2, each chunk packed and multiplied in one iteration of
+ * the parallel loop over (image, chunk), with each tap's valid output range
  * known at compile time (zero runs and one copy loop per dim: no bounds
  * test per element, one per row and tap).  The GEMM is
  * the register path's tile (lower_conv.c, kiln_conv_reg_shape: 6 rows by 4 vectors of
@@ -34,9 +33,9 @@
  * Relu/Clip, residual Add applied there), straight into Y: positions are
  * the outputs themselves, so there is no virtual grid and no copy pass.
  *
- *   for n, for chunk of output rows:
- *   [pack: Xc[c*taps + t, p] = X[n, c, pos(p, t)] or 0        parallel (c, row)]
- *   for (supertile of the chunk's positions, block of MB channels)  parallel
+ *   for (n, chunk of output rows)                               parallel
+ *     pack: Xc[n, chunk][c*taps + t, p] = X[n, c, pos(p, t)] or 0
+ *     for (supertile of the chunk's positions, block of MB channels)
  *     for tiles of VL positions p0 in the supertile
  *       acc[j][l] = B[m0+j]
  *       for k < K: x[l] = Xc[n, k, p0+l]; acc[j][l] += W[m0+j, k] * x[l]
@@ -45,8 +44,8 @@
  * Positions not a multiple of VL end in a tile of whole vectors and one of
  * the last few; channels not a multiple of MB in a shorter block.
  * Supertiles keep the K rows a block reads in half the L2, so the blocks
- * of one supertile reuse them; the parallel loop has supertiles x
- * channel blocks iterations, enough for two threads.
+ * of one supertile reuse them (1x1 read in place: the parallel loop is
+ * over images x supertiles x channel blocks).
  * f16/bf16 inputs are widened in the pack (or at the load, read in
  * place), weights and bias read as f32 copies (kiln_lower_weight_ct),
  * sums in f32, one rounding at the store.  The products are fused
@@ -134,22 +133,24 @@ static void pack_dim(kiln_lctx *L, const im2col *f, const int64_t *tap, int i, k
   zero_run(L, f, IADD(po, CI(hi * in)), (g->out[i] - hi) * in);
 }
 
-/* Xc[c*taps + t, :] for every tap t of channel c of image f->nimg, output
- * rows [r0, r0 + nr) of the first dim (the chunk), one iteration per (c,
- * row) with two or more dims (enough iterations for every thread: a stem
- * has 3 planes), the first dim's bounds tested once per row and tap.
- * One dim: the whole row, one iteration per channel. */
-static void emit_pack(kiln_lctx *L, const im2col *f, kiln_lx *r0, int64_t nr) {
+/* Xc[c*taps + t, :] from f->xb for every tap t of channel c of image
+ * f->nimg (nimgs > 1: of every image, each nimgs * K * P further on),
+ * output rows [r0, r0 + nr) of the first dim (a chunk), one iteration
+ * per (image, c, row) with two or more dims, the first dim's bounds tested
+ * once per row and tap.  One dim: the whole row, one iteration per channel. */
+static void emit_pack(kiln_lctx *L, const im2col *f, kiln_lx *r0, int64_t nr, int64_t nimgs, kiln_sched sched) {
   const kiln_conv_geom *g = f->g;
   int rows = g->sp > 1;
-  int64_t o0n = rows ? nr : 1;
-  kiln_lx *it = IDX(kiln_lb_for(B, g->C * o0n, par));
-  kiln_lx *c = rows ? BIN(DIV, it, CI(o0n)) : it, *r = rows ? BIN(REM, it, CI(o0n)) : NULL;
-  kiln_lx *xo = IMUL(IADD(IMUL(f->nimg, g->C), c), g->isz);
+  int64_t o0n = rows ? nr : 1, per = g->C * o0n;
+  kiln_lx *it = IDX(kiln_lb_for(B, nimgs * per, sched));
+  kiln_lx *img = nimgs > 1 ? BIN(DIV, it, CI(per)) : f->nimg, *ci = nimgs > 1 ? BIN(REM, it, CI(per)) : it;
+  kiln_lx *c = rows ? BIN(DIV, ci, CI(o0n)) : ci, *r = rows ? BIN(REM, ci, CI(o0n)) : NULL;
+  kiln_lx *xo = IMUL(IADD(IMUL(img, g->C), c), g->isz);
+  kiln_lx *base = nimgs > 1 ? IADD(f->xb, IMUL(img, f->K * f->P)) : f->xb; /* this image's Xc */
   for (int64_t t = 0; t < g->ksz; t++) {
     int64_t tap[3];
     for (int i = 0; i < g->sp; i++) tap[i] = t / g->kstr[i] % g->K[i];
-    kiln_lx *po = IMUL(IADD(IMUL(c, g->ksz), CI(t)), f->P);
+    kiln_lx *po = IADD(base, IMUL(IADD(IMUL(c, g->ksz), CI(t)), f->P));
     if (!rows) {
       pack_dim(L, f, tap, 0, po, xo);
       continue;
@@ -226,9 +227,10 @@ static void emit_block(kiln_lctx *L, const kiln_node *n, const im2col *f, int64_
   }
 }
 
-/* The GEMM over the chunk's f->np positions: one parallel loop over
- * supertiles x channel blocks. */
-static void emit_gemm(kiln_lctx *L, const kiln_node *n, im2col *f, int64_t MB, int64_t VL, int64_t lanes) {
+/* The GEMM over f->np positions of nimgs images (1: image f->nimg): one
+ * loop over images x supertiles x channel blocks. */
+static void emit_gemm(kiln_lctx *L, const kiln_node *n, im2col *f, int64_t MB, int64_t VL, int64_t lanes, int64_t nimgs,
+                      kiln_sched sched) {
   const kiln_conv_geom *g = f->g;
   /* supertiles: tiles whose K rows fit in half the L2 */
   int64_t nsub = f->np / VL, row = (int64_t)kiln_dtype_size(f->xc->dtype) * f->K * VL;
@@ -237,8 +239,13 @@ static void emit_gemm(kiln_lctx *L, const kiln_node *n, im2col *f, int64_t MB, i
   int64_t nst = nsub > gt ? (nsub + gt - 1) / gt : 1;
   gt = nsub ? (nsub + nst - 1) / nst : 0;
   int64_t nb = (g->M + MB - 1) / MB, nbfull = g->M / MB, mtail = g->M % MB;
-  kiln_lx *blk = IDX(kiln_lb_for(B, nst * nb, par));
-  int st = kiln_lb_decl(B, KILN_DT_I64, digit(L, blk, nb, nst, 1));
+  kiln_lx *blk = IDX(kiln_lb_for(B, nimgs * nst * nb, sched));
+  if (nimgs > 1) {
+    int nv = kiln_lb_decl(B, KILN_DT_I64, digit(L, blk, nst * nb, nimgs, 1));
+    f->nimg = LOCAL(nv);
+    f->xb = IMUL(LOCAL(nv), f->K * f->P);
+  }
+  int st = kiln_lb_decl(B, KILN_DT_I64, digit(L, blk, nb, nst, nimgs == 1));
   int bi = kiln_lb_decl(B, KILN_DT_I64, digit(L, blk, 1, nb, 0));
   int m0 = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(bi), MB));
   int wb = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(m0), f->K));
@@ -251,35 +258,38 @@ static void emit_gemm(kiln_lctx *L, const kiln_node *n, im2col *f, int64_t MB, i
   kiln_lb_end(B);
 }
 
-/* Chunks: output rows of the first dim whose Xc fits the L2, packed and
- * multiplied one after the other, so the GEMM reads Xc from cache, not
- * memory (a 64^3 volume's stem has 28 MB of Xc per image, ResNet's 3x3
- * stem 3 MB), and the scratch is one chunk, not the batch's Xc.  At least
- * CHUNK_MIN_ROWS rows, so the pack's parallel loop has work for every
- * thread even with one input channel; one dim: one chunk per image. */
-enum { CHUNK_MIN_ROWS = 4 };
-
+/* Chunks: output rows of the first dim whose Xc fits the L2, each packed
+ * and multiplied in one iteration of the parallel loop over (image,
+ * chunk), so the GEMM reads the rows just packed from the L2, not from
+ * memory (a 64^3 volume's stem has 28 MB of Xc per image).  Every
+ * iteration has its own slice of the scratch (the parallel loop is the
+ * kernel's top level, which is what the thread pool runs; a serial loop
+ * over chunks around parallel ones ran on one thread).  Enough chunks for
+ * two iterations a core; one dim: one chunk per image. */
 static int64_t chunk_rows(const kiln_lctx *L, const im2col *f) {
   const kiln_conv_geom *g = f->g;
   if (g->sp < 2) return g->out[0];
   int64_t row = (int64_t)kiln_dtype_size(f->ct) * f->K * f->inner[0];
-  int64_t r = row > 0 ? L->target->l2_bytes / row : g->out[0];
-  if (r < CHUNK_MIN_ROWS) r = CHUNK_MIN_ROWS;
+  int64_t fit = row > 0 ? L->target->l2_bytes / row : g->out[0];
+  int64_t want = 2 * (int64_t)L->target->cores, per_img = (want + g->N - 1) / g->N;
+  int64_t r = (g->out[0] + per_img - 1) / per_img;
+  if (r > fit) r = fit;
+  if (r < 1) r = 1;
   return r < g->out[0] ? r : g->out[0];
 }
 
-/* One chunk of nr rows from row r0 (an expression): pack, then GEMM. */
+/* One chunk of nr rows from row r0 (an expression), inside an iteration:
+ * pack, then GEMM. */
 static void emit_chunk(kiln_lctx *L, const kiln_node *n, im2col *f, kiln_lx *r0, int64_t nr, int64_t MB, int64_t VL,
                        int64_t lanes) {
   int64_t per_row = f->g->sp > 1 ? f->inner[0] : 1;
-  f->np = f->g->sp > 1 ? nr * per_row : f->g->osz;
+  f->np = f->P = f->g->sp > 1 ? nr * per_row : f->g->osz; /* the chunk's Xc rows are its own length */
   f->y0 = f->g->sp > 1 ? IMUL(r0, per_row) : CI(0);
-  emit_pack(L, f, r0, nr);
-  emit_gemm(L, n, f, MB, VL, lanes);
+  emit_pack(L, f, r0, nr, 1, seq);
+  emit_gemm(L, n, f, MB, VL, lanes, 1, seq);
 }
 
-void kiln_conv_im2col_pack(kiln_lctx *L, const kiln_conv_geom *g, const kiln_buf *x, const kiln_buf *xc, kiln_dtype ct,
-                           kiln_lx *nimg) {
+void kiln_conv_im2col_pack(kiln_lctx *L, const kiln_conv_geom *g, const kiln_buf *x, const kiln_buf *xc, kiln_dtype ct) {
   im2col f = {0};
   f.g = g;
   f.ct = ct;
@@ -288,8 +298,8 @@ void kiln_conv_im2col_pack(kiln_lctx *L, const kiln_conv_geom *g, const kiln_buf
   for (int i = g->sp - 1; i >= 0; i--) f.inner[i] = i == g->sp - 1 ? 1 : f.inner[i + 1] * g->out[i + 1];
   f.x = x;
   f.xc = xc;
-  f.nimg = nimg;
-  emit_pack(L, &f, CI(0), g->sp > 1 ? g->out[0] : 1);
+  f.nimg = f.xb = CI(0);
+  emit_pack(L, &f, CI(0), g->sp > 1 ? g->out[0] : 1, g->N, par);
 }
 
 int kiln_lower_conv_im2col(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g) {
@@ -305,28 +315,29 @@ int kiln_lower_conv_im2col(kiln_lctx *L, const kiln_node *n, const kiln_conv_geo
   int64_t MB, VL, lanes = kiln_target_lanes(L->target, f.ct);
   kiln_conv_reg_shape(L->target, f.ct, g->M, &MB, &VL);
   kiln_lower_begin(L, n);
-  /* images one after another: the scratch holds one chunk */
-  kiln_lx *nimg = g->N > 1 ? IDX(kiln_lb_for(B, g->N, seq)) : CI(0);
-  f.nimg = nimg;
   if (is_1x1_direct(g)) { /* Xc is X itself */
     f.xc = f.x;
     f.P = f.np = g->osz;
-    f.y0 = CI(0);
-    f.xb = IMUL(nimg, f.K * f.P);
-    emit_gemm(L, n, &f, MB, VL, lanes);
-    kiln_lower_close(L, g->N > 1);
+    f.y0 = f.nimg = f.xb = CI(0);
+    emit_gemm(L, n, &f, MB, VL, lanes, g->N, par);
     return 0;
   }
   int64_t R = chunk_rows(L, &f), nfull = g->sp > 1 ? g->out[0] / R : 1, rtail = g->sp > 1 ? g->out[0] % R : 0;
-  f.P = g->sp > 1 ? R * f.inner[0] : g->osz;
-  f.xb = CI(0);
+  int64_t nch = nfull + (rtail > 0), pfull = g->sp > 1 ? R * f.inner[0] : g->osz;
   char name[256];
   snprintf(name, sizeof name, "%s.im2col", n->out[0]->name);
-  f.xc = kiln_lower_scratch(L, name, f.ct, f.K * f.P);
-  kiln_lx *ch = nfull > 1 ? IDX(kiln_lb_for(B, nfull, seq)) : CI(0);
-  emit_chunk(L, n, &f, IMUL(ch, R), g->sp > 1 ? R : 1, MB, VL, lanes);
-  if (nfull > 1) kiln_lb_end(B);
+  f.xc = kiln_lower_scratch(L, name, f.ct, g->N * f.K * g->osz); /* the chunks of an image fill K x osz */
+  kiln_lx *it = IDX(kiln_lb_for(B, g->N * nch, par));
+  int nv = kiln_lb_decl(B, KILN_DT_I64, g->N > 1 ? BIN(DIV, it, CI(nch)) : CI(0));
+  int ch = kiln_lb_decl(B, KILN_DT_I64, nch > 1 ? BIN(REM, it, CI(nch)) : CI(0));
+  /* this iteration's slice: its image's Xc, then its chunk's */
+  int xb = kiln_lb_decl(B, KILN_DT_I64, IADD(IMUL(LOCAL(nv), f.K * g->osz), IMUL(LOCAL(ch), f.K * pfull)));
+  f.nimg = LOCAL(nv), f.xb = LOCAL(xb);
+  if (rtail && nfull) kiln_lb_if(B, BIN(LT, LOCAL(ch), CI(nfull)));
+  if (nfull) emit_chunk(L, n, &f, IMUL(LOCAL(ch), R), g->sp > 1 ? R : 1, MB, VL, lanes);
+  if (rtail && nfull) kiln_lb_else(B);
   if (rtail) emit_chunk(L, n, &f, CI(nfull * R), rtail, MB, VL, lanes);
-  kiln_lower_close(L, g->N > 1);
+  if (rtail && nfull) kiln_lb_end(B);
+  kiln_lb_end(B);
   return 0;
 }

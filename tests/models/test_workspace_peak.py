@@ -57,7 +57,7 @@ KNOWN_OVER = {
     "googlenet": (6508544, "the stem conv's output copy and padded input planes"),
     "vgg16_v9": (26035712, "3x3 convs' padded input copy beside their input and output"),
     "unet2d": (4265984, "3x3 convs' padded input copies"),
-    "cnn3d": (10158080, "the im2col stem's chunk of 4 rows of Xc (1.8 MB; 28.3 MB before chunking)"),
+    "cnn3d": (36700160, "the im2col stem's rows (28.3 MB: one slice per parallel chunk)"),
     "alexnet_v9": (2280960, "the convs' output copies"),
     "resnet18_dynbatch": (6508544, "the stem's output copy and stride-2 padded input copies"),
 }

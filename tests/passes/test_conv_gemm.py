@@ -124,12 +124,13 @@ def build_cases(rng):
                                     pads=[0, 1, 2, 1])
     # 10000 positions of 27 rows: two supertiles, the second short, and a tail of 16 positions
     c["im2col_supertiles"] = case(rng, (1, 3, 100, 100), 8, [3, 3], pads=[1, 1, 1, 1])
-    # chunks of output rows whose 27 Xc rows fit the L2, packed and multiplied one after
-    # another, for each of two images: 227 rows of 230 positions (24.8 KB of Xc per row)
-    # end in a short chunk under any L2 of 256 KB .. 4 MB (42 rows a chunk with 1 MB)
+    # chunks of output rows whose 27 Xc rows fit the L2, each packed and multiplied in one
+    # iteration of the parallel loop over (image, chunk): 227 rows of 230 positions (24.8 KB
+    # of Xc a row) end in a short chunk (84 + 84 + 59 rows with a 2 MB L2, 21-row chunks
+    # and a tail of 17 with 512 KB)
     c["im2col_chunks_n2_tail"] = case(rng, (2, 3, 227, 230), 8, [3, 3], pads=[1, 1, 1, 1], epi="relu")
     # a 3-D stem whose one row of depth (130 x 130 positions, 1.8 MB of Xc) outgrows the
-    # L2: chunks of the 4-row minimum, 10 = 4 + 4 + 2
+    # L2: chunks of one row
     c["im2col_3d_chunks_minrows"] = case(rng, (1, 1, 10, 130, 130), 8, [3, 3, 3], pads=[1, 1, 1, 1, 1, 1])
     # 1-D and 3-D
     c["im2col_1d_k5_s2"] = case(rng, (2, 2, 601), 16, [5], strides=[2], pads=[2, 1])
