@@ -75,6 +75,29 @@ kiln_buf *kiln_lower_weight_ct(kiln_lctx *L, const kiln_value *v) {
   return L->wide_of[v->id] = kiln_program_add_buf(L->b.p, &w, KILN_BUF_WEIGHT);
 }
 
+kiln_buf *kiln_lower_relaid_weight(kiln_lctx *L, const kiln_value *v, kiln_dtype ct, int64_t numel, const char *suffix,
+                                   size_t (*dest)(int64_t src, const int64_t *shape), const int64_t *shape) {
+  size_t es = kiln_dtype_size(ct);
+  unsigned char *data = kiln_arena_array(L->b.p->arena, (size_t)numel + 1, es);
+  memset(data, 0, (size_t)numel * es);
+  for (int64_t i = 0, n = kiln_value_numel(v, 1); i < n; i++) {
+    double x = kiln_dtype_load_f(v->dtype, v->data, (size_t)i);
+    size_t at = dest(i, shape);
+    if (ct == KILN_DT_F64) ((double *)data)[at] = x;
+    else ((float *)data)[at] = (float)x;
+  }
+  size_t len = strlen(v->name) + strlen(suffix) + 2;
+  char *name = kiln_arena_alloc(L->b.p->arena, len);
+  snprintf(name, len, "%s.%s", v->name, suffix);
+  kiln_value w = *v;
+  w.name = name;
+  w.dtype = ct;
+  w.data = data;
+  w.rank = 1;
+  w.dims[0] = numel;
+  return kiln_program_add_buf(L->b.p, &w, KILN_BUF_WEIGHT);
+}
+
 /* Kernel names are C identifiers made from the node name (or op + index). */
 void kiln_lower_begin(kiln_lctx *L, const kiln_node *n) {
   char name[96];

@@ -111,29 +111,15 @@ int kiln_conv_gemmt_wanted(kiln_lctx *L, const kiln_node *n, const kiln_conv_geo
 }
 
 /* Wt[blk, k, l] = W[blk*rv + l, k] (0 past M), a weight buffer made here. */
+static size_t blocked_at(int64_t src, const int64_t *shape) { /* shape: K, rv */
+  int64_t m = src / shape[0], k = src % shape[0], rv = shape[1];
+  return (size_t)(((m / rv) * shape[0] + k) * rv + m % rv);
+}
+
 static const kiln_buf *blocked_weights(kiln_lctx *L, const kiln_value *v, int64_t M, int64_t K, int64_t rv,
                                        kiln_dtype ct) {
-  int64_t nb = (M + rv - 1) / rv, numel = nb * K * rv;
-  size_t es = kiln_dtype_size(ct);
-  unsigned char *data = kiln_arena_array(L->b.p->arena, (size_t)numel + 1, es);
-  memset(data, 0, (size_t)numel * es);
-  for (int64_t m = 0; m < M; m++)
-    for (int64_t k = 0; k < K; k++) {
-      double x = kiln_dtype_load_f(v->dtype, v->data, (size_t)(m * K + k));
-      size_t at = (size_t)(((m / rv) * K + k) * rv + m % rv);
-      if (ct == KILN_DT_F64) ((double *)data)[at] = x;
-      else ((float *)data)[at] = (float)x;
-    }
-  size_t len = strlen(v->name) + 16;
-  char *name = kiln_arena_alloc(L->b.p->arena, len);
-  snprintf(name, len, "%s.blocked", v->name);
-  kiln_value w = *v;
-  w.name = name;
-  w.dtype = ct;
-  w.data = data;
-  w.rank = 1;
-  w.dims[0] = numel;
-  return kiln_program_add_buf(L->b.p, &w, KILN_BUF_WEIGHT);
+  const int64_t shape[2] = {K, rv};
+  return kiln_lower_relaid_weight(L, v, ct, (M + rv - 1) / rv * K * rv, "blocked", blocked_at, shape);
 }
 
 typedef struct gemmt {

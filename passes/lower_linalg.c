@@ -23,8 +23,6 @@
  *
  * Gemm follows the ONNX reference: Y = (op(A) op(B)) * alpha + C * beta,
  * with C (numpy-broadcast to [M,N]) skipped when absent or beta == 0. */
-#include <string.h>
-
 #include "lower.h"
 
 #define LB (&L->b)
@@ -164,27 +162,15 @@ static void emit_mm(kiln_lctx *L, kiln_nest *ns, const mm *m, int par) {
  * once, so it runs at the speed memory delivers B: with rows of 2 KB
  * 4 KB apart (ResNet-50's 2048 -> 1000 in two chunks) the prefetchers
  * delivered ~10 GB/s. */
+static size_t chunked_at(int64_t src, const int64_t *shape) { /* shape: K, N, jc */
+  int64_t k = src / shape[1], j = src % shape[1], jc = shape[2];
+  return (size_t)(((j / jc) * shape[0] + k) * jc + j % jc);
+}
+
 static const kiln_buf *chunk_weights(kiln_lctx *L, const kiln_value *v, int64_t K, int64_t N, int64_t jc,
                                      kiln_dtype ct) {
-  size_t es = kiln_dtype_size(ct);
-  unsigned char *data = kiln_arena_array(L->b.p->arena, (size_t)(K * N) + 1, es);
-  for (int64_t k = 0; k < K; k++)
-    for (int64_t j = 0; j < N; j++) {
-      double x = kiln_dtype_load_f(v->dtype, v->data, (size_t)(k * N + j));
-      size_t at = (size_t)(((j / jc) * K + k) * jc + j % jc);
-      if (ct == KILN_DT_F64) ((double *)data)[at] = x;
-      else ((float *)data)[at] = (float)x;
-    }
-  size_t len = strlen(v->name) + 16;
-  char *name = kiln_arena_alloc(L->b.p->arena, len);
-  snprintf(name, len, "%s.chunked", v->name);
-  kiln_value w = *v;
-  w.name = name;
-  w.dtype = ct;
-  w.data = data;
-  w.rank = 1;
-  w.dims[0] = K * N;
-  return kiln_program_add_buf(L->b.p, &w, KILN_BUF_WEIGHT);
+  const int64_t shape[3] = {K, N, jc};
+  return kiln_lower_relaid_weight(L, v, ct, K * N, "chunked", chunked_at, shape);
 }
 
 int kiln_lower_gemm(kiln_lctx *L, const kiln_node *n) {
