@@ -138,7 +138,8 @@ static void pack_dim(kiln_lctx *L, const im2col *f, const int64_t *tap, int i, k
  * output rows [r0, r0 + nr) of the first dim (a chunk), one iteration
  * per (image, c, row) with two or more dims, the first dim's bounds tested
  * once per row and tap.  One dim: the whole row, one iteration per channel. */
-static void emit_pack(kiln_lctx *L, const im2col *f, kiln_lx *r0, int64_t nr, int64_t nimgs, kiln_sched sched) {
+static void emit_pack(kiln_lctx *L, const im2col *f, kiln_lx *r0, int64_t olo, int64_t ohi, int64_t nr, int64_t nimgs,
+                      kiln_sched sched) {
   const kiln_conv_geom *g = f->g;
   int rows = g->sp > 1;
   int64_t o0n = rows ? nr : 1, per = g->C * o0n;
@@ -155,11 +156,17 @@ static void emit_pack(kiln_lctx *L, const im2col *f, kiln_lx *r0, int64_t nr, in
       pack_dim(L, f, tap, 0, po, xo);
       continue;
     }
+    /* the rows [olo, ohi] this pack covers (known here) decide whether the
+     * tap's input row needs a test, or is never inside (a short last chunk) */
     int64_t a = tap[0] * g->d[0] - g->pb[0];
     kiln_lx *o0 = IADD(r0, r);
     kiln_lx *i0 = IADD(IMUL(o0, g->s[0]), CI(a));
-    kiln_lx *ok = kiln_lower_in_range(L, i0, a < 0, (g->out[0] - 1) * g->s[0] + a >= g->in[0], g->in[0]);
     po = IADD(po, IMUL(r, f->inner[0]));
+    if (ohi * g->s[0] + a < 0 || olo * g->s[0] + a >= g->in[0]) {
+      zero_run(L, f, po, f->inner[0]);
+      continue;
+    }
+    kiln_lx *ok = kiln_lower_in_range(L, i0, olo * g->s[0] + a < 0, ohi * g->s[0] + a >= g->in[0], g->in[0]);
     if (ok) kiln_lb_if(B, ok);
     pack_dim(L, f, tap, 1, po, IADD(xo, IMUL(i0, g->xstr[0])));
     if (ok) {
@@ -278,14 +285,14 @@ static int64_t chunk_rows(const kiln_lctx *L, const im2col *f) {
   return r < g->out[0] ? r : g->out[0];
 }
 
-/* One chunk of nr rows from row r0 (an expression), inside an iteration:
- * pack, then GEMM. */
-static void emit_chunk(kiln_lctx *L, const kiln_node *n, im2col *f, kiln_lx *r0, int64_t nr, int64_t MB, int64_t VL,
-                       int64_t lanes) {
+/* One chunk of nr rows from row r0 (an expression whose rows lie in
+ * [olo, olo_last]), inside an iteration: pack, then GEMM. */
+static void emit_chunk(kiln_lctx *L, const kiln_node *n, im2col *f, kiln_lx *r0, int64_t olo, int64_t olo_last,
+                       int64_t nr, int64_t MB, int64_t VL, int64_t lanes) {
   int64_t per_row = f->g->sp > 1 ? f->inner[0] : 1;
   f->np = f->P = f->g->sp > 1 ? nr * per_row : f->g->osz; /* the chunk's Xc rows are its own length */
   f->y0 = f->g->sp > 1 ? IMUL(r0, per_row) : CI(0);
-  emit_pack(L, f, r0, nr, 1, seq);
+  emit_pack(L, f, r0, olo, olo_last, nr, 1, seq);
   emit_gemm(L, n, f, MB, VL, lanes, 1, seq);
 }
 
@@ -299,7 +306,7 @@ void kiln_conv_im2col_pack(kiln_lctx *L, const kiln_conv_geom *g, const kiln_buf
   f.x = x;
   f.xc = xc;
   f.nimg = f.xb = CI(0);
-  emit_pack(L, &f, CI(0), g->sp > 1 ? g->out[0] : 1, g->N, par);
+  emit_pack(L, &f, CI(0), 0, g->out[0] - 1, g->sp > 1 ? g->out[0] : 1, g->N, par);
 }
 
 int kiln_lower_conv_im2col(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g) {
@@ -334,9 +341,9 @@ int kiln_lower_conv_im2col(kiln_lctx *L, const kiln_node *n, const kiln_conv_geo
   int xb = kiln_lb_decl(B, KILN_DT_I64, IADD(IMUL(LOCAL(nv), f.K * g->osz), IMUL(LOCAL(ch), f.K * pfull)));
   f.nimg = LOCAL(nv), f.xb = LOCAL(xb);
   if (rtail && nfull) kiln_lb_if(B, BIN(LT, LOCAL(ch), CI(nfull)));
-  if (nfull) emit_chunk(L, n, &f, IMUL(LOCAL(ch), R), g->sp > 1 ? R : 1, MB, VL, lanes);
+  if (nfull) emit_chunk(L, n, &f, IMUL(LOCAL(ch), R), 0, nfull * R - 1, g->sp > 1 ? R : 1, MB, VL, lanes);
   if (rtail && nfull) kiln_lb_else(B);
-  if (rtail) emit_chunk(L, n, &f, CI(nfull * R), rtail, MB, VL, lanes);
+  if (rtail) emit_chunk(L, n, &f, CI(nfull * R), nfull * R, g->out[0] - 1, rtail, MB, VL, lanes);
   if (rtail && nfull) kiln_lb_end(B);
   kiln_lb_end(B);
   return 0;
