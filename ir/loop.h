@@ -345,6 +345,10 @@ typedef struct kiln_kernel {
                                 are scalar locals, its loads consecutive): a printer's
                                 compiler need only group them into vectors (SLP), not
                                 vectorise or unroll loops (backends/llvm/llvm_optimise.c) */
+  int reused_vectors;        /* 1: its tile reuses whole vectors of loaded lanes across rows
+                                (the transposed GEMM's weight vectors, one per row of
+                                positions): the C printer asks GCC to keep them in
+                                registers (backends/c/c_emit.c, KILN_KEEP_VECTORS) */
   kiln_dtype *local_dtype;   /* per local the builder declared (kiln_lb_decl, kiln_lb_reduce_begin)
                                 its dtype, UNDEF for others: kiln_lx_local's lookup without a
                                 walk of the kernel; cap_local_dtype entries */

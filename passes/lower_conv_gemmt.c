@@ -147,6 +147,7 @@ static void emit_tile(kiln_lctx *L, const gemmt *f, kiln_lx *p0, int64_t pb, int
       acc[p * rvl + l] = kiln_lb_decl(B, f->ct, from_yt ? yt : LOCAL(bl[l])); /* a later chunk goes on from Yt */
     }
   B->k->explicit_vectors = 1;
+  B->k->reused_vectors = 1; /* wl[] serve every row p */
   kiln_lx *k = IADD(IDX(kiln_lb_for(B, f->KC, seq)), k0);
   kiln_lx *wr = IADD(f->wb, IMUL(k, f->RV)), *xr = IADD(IADD(f->xb, IMUL(k, f->P)), p0);
   for (int64_t l = 0; l < rvl; l++) wl[l] = kiln_lb_decl(B, f->ct, kiln_lower_load(L, f->wt, IADD(wr, CI(l))));
