@@ -33,7 +33,9 @@ Then, for each thread count T (default 1):
          otherwise kiln runs single-threaded once per model and that figure
          is reported on every thread-count row, marked "(1T)".
 
-  kiln-C `KILN_BINARY emit-c MODEL --weights-file --threads --name net`,
+  kiln-C `KILN_BINARY emit-c MODEL --weights-file --threads --name net
+         --vector-bytes V` (V: the host's vectors, 64 with AVX-512, 32 with
+         AVX2, 16 otherwise, as a vendor targeting this CPU would pass it),
          compiled with `cc -std=c99 -O3 -march=native` into bench/c_harness.c,
          which times net_run_v / net_run_parallel (T threads on the
          runtime's pool, runtime/kiln_runtime.c) the same way: 3 warm-up runs, median of N.  Also reported:
@@ -150,6 +152,11 @@ def cpu_isa():
     return "unknown ISA"
 
 
+def host_vector_bytes():
+    """emit-c's --vector-bytes for this CPU (see cpu_isa)."""
+    return {"AVX-512": "64", "AVX2": "32"}.get(cpu_isa(), "16")
+
+
 def fma_peaks(threads_list, work):
     """{T: GFLOP/s} from bench/fma_peak.c, or ({}, error message)."""
     exe = Path(work) / "fma_peak"
@@ -230,7 +237,8 @@ def build_c(kiln, model_path, work, batch=1):
     """emit-c + cc -O3 -march=native; (harness path, code bytes, workspace bytes, None) or error."""
     out = Path(work) / f"c{batch}"
     proc = subprocess.run([kiln, "emit-c", str(model_path), "-o", str(out), "--weights-file", "--threads",
-                           "--name", "net", "--batch", str(batch)], capture_output=True, text=True)
+                           "--name", "net", "--batch", str(batch), "--vector-bytes", host_vector_bytes()],
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         return None, None, None, f"emit-c failed: {proc.stderr.strip()[-300:]}"
     cc = os.environ.get("CC", "cc")

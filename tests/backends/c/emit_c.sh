@@ -56,4 +56,9 @@ grep -q "^kiln: error: .*C identifier" "$work/err"
 if "$kiln" emit-c "$model" -o "/proc/no-such-dir/x" 2> "$work/err"; then echo "FAIL: unwritable folder accepted"; exit 1; fi
 [ "$(wc -l < "$work/err")" -eq 1 ] && grep -q "^kiln: error: " "$work/err"
 [ ! -e "$work/x" ] && ! ls "$work" | grep -q kiln-tmp
+for vb in 24 abc ""; do
+  if "$kiln" emit-c "$model" -o "$work/x" --vector-bytes $vb 2> "$work/err"; then echo "FAIL: --vector-bytes '$vb' accepted"; exit 1; fi
+  [ "$(wc -l < "$work/err")" -eq 1 ] && grep -q "^kiln: error: .*vector-bytes" "$work/err" || { cat "$work/err"; echo "FAIL: --vector-bytes '$vb': not one clear line"; exit 1; }
+  [ ! -e "$work/x" ]
+done
 echo "1 passed, 0 failed"
