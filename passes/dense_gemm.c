@@ -46,6 +46,18 @@ static kiln_node *node(kiln_graph *g, kiln_op op, const kiln_node *at, const cha
   return kiln_node_new(g, op, kiln_graph_unique_name(g, at->name, tag), nin, 1);
 }
 
+/* t = s^T, s [rows, cols] of es-byte elements, in 64 x 64 tiles: element
+ * by element, each write a cache line of its own, VGG's fc6 (25088 x 4096)
+ * took 1.3 s of a 4 s compile. */
+static inline void transpose_into(char *t, const char *s, int64_t rows, int64_t cols, size_t es) {
+  enum { TB = 64 };
+  for (int64_t r0 = 0; r0 < rows; r0 += TB)
+    for (int64_t c0 = 0; c0 < cols; c0 += TB)
+      for (int64_t c = c0; c < c0 + TB && c < cols; c++)
+        for (int64_t r = r0; r < r0 + TB && r < rows; r++)
+          memcpy(t + (size_t)(c * rows + r) * es, s + (size_t)(r * cols + c) * es, es);
+}
+
 /* w viewed as [rows, cols] (row-major), transposed: [cols, rows]. */
 static kiln_value *transposed(kiln_graph *g, const kiln_node *at, kiln_value *w, int64_t rows, int64_t cols,
                               kiln_diag *d) {
@@ -53,9 +65,8 @@ static kiln_value *transposed(kiln_graph *g, const kiln_node *at, kiln_value *w,
   if (is_fixed(w)) {
     size_t es = kiln_dtype_size(w->dtype);
     char *t = kiln_arena_array(&g->arena, (size_t)(rows * cols > 0 ? rows * cols : 1), es);
-    const char *s = w->data;
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t c = 0; c < cols; c++) memcpy(t + (size_t)(c * rows + r) * es, s + (size_t)(r * cols + c) * es, es);
+    if (es == 4) transpose_into(t, w->data, rows, cols, 4); /* a constant size: plain loads and stores */
+    else transpose_into(t, w->data, rows, cols, es);
     return kiln_value_const(g, kiln_graph_unique_name(g, w->name, "T"), w->dtype, 2, dims, t);
   }
   kiln_value *w2 = w;

@@ -76,15 +76,27 @@ kiln_buf *kiln_lower_weight_ct(kiln_lctx *L, const kiln_value *v) {
 }
 
 kiln_buf *kiln_lower_relaid_weight(kiln_lctx *L, const kiln_value *v, kiln_dtype ct, int64_t numel, const char *suffix,
-                                   size_t (*dest)(int64_t src, const int64_t *shape), const int64_t *shape) {
+                                   size_t (*dest)(int64_t src, const int64_t *shape), const int64_t *shape,
+                                   int64_t run, int64_t step) {
   size_t es = kiln_dtype_size(ct);
-  unsigned char *data = kiln_arena_array(L->b.p->arena, (size_t)numel + 1, es);
-  memset(data, 0, (size_t)numel * es);
-  for (int64_t i = 0, n = kiln_value_numel(v, 1); i < n; i++) {
-    double x = kiln_dtype_load_f(v->dtype, v->data, (size_t)i);
-    size_t at = dest(i, shape);
-    if (ct == KILN_DT_F64) ((double *)data)[at] = x;
-    else ((float *)data)[at] = (float)x;
+  unsigned char *data = kiln_arena_array(L->b.p->arena, (size_t)numel + 1, es); /* zero: the padding */
+  int64_t n = kiln_value_numel(v, 1);
+  if (run < 1 || n % run) run = 1, step = 0; /* (dest per element) */
+  /* dest once a run (VGG's fc6: 102 M weights, two divisions each) */
+  for (int64_t i0 = 0; i0 < n; i0 += run) {
+    size_t at = dest(i0, shape);
+    if (v->dtype == KILN_DT_F32 && ct == KILN_DT_F32) {
+      const char *src = (const char *)v->data + 4 * (size_t)i0; /* initializers need not be aligned */
+      float *out = (float *)data;
+      for (int64_t j = 0; j < run; j++) memcpy(&out[at + (size_t)(j * step)], src + 4 * j, 4);
+      continue;
+    }
+    for (int64_t j = 0; j < run; j++) {
+      double x = kiln_dtype_load_f(v->dtype, v->data, (size_t)(i0 + j));
+      size_t a = at + (size_t)(j * step);
+      if (ct == KILN_DT_F64) ((double *)data)[a] = x;
+      else ((float *)data)[a] = (float)x;
+    }
   }
   size_t len = strlen(v->name) + strlen(suffix) + 2;
   char *name = kiln_arena_alloc(L->b.p->arena, len);

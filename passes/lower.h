@@ -119,9 +119,12 @@ int kiln_lower_fixed_weight(const kiln_lctx *L, const kiln_value *v);
 /* A weight buffer `<v>.<suffix>` of numel elements of ct (f32 or f64),
  * zero but for v's elements, each converted and placed at dest(its flat
  * index in v, shape): a schedule's re-laid copy of a fixed weight, made
- * once at compile time. */
+ * once at compile time.  dest is called once per `run` elements (v's
+ * numel a multiple of it, else once per element): the run from src (a
+ * multiple of run) lands at dest(src) + j * step. */
 kiln_buf *kiln_lower_relaid_weight(kiln_lctx *L, const kiln_value *v, kiln_dtype ct, int64_t numel, const char *suffix,
-                                   size_t (*dest)(int64_t src, const int64_t *shape), const int64_t *shape);
+                                   size_t (*dest)(int64_t src, const int64_t *shape), const int64_t *shape,
+                                   int64_t run, int64_t step);
 /* Starts the node's kernel (named after the node). */
 void kiln_lower_begin(kiln_lctx *L, const kiln_node *n);
 /* Opens one loop per dim of `v` (outermost first); idx[i] gets dim i's

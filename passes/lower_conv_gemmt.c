@@ -119,7 +119,7 @@ static size_t blocked_at(int64_t src, const int64_t *shape) { /* shape: K, rv */
 static const kiln_buf *blocked_weights(kiln_lctx *L, const kiln_value *v, int64_t M, int64_t K, int64_t rv,
                                        kiln_dtype ct) {
   const int64_t shape[2] = {K, rv};
-  return kiln_lower_relaid_weight(L, v, ct, (M + rv - 1) / rv * K * rv, "blocked", blocked_at, shape);
+  return kiln_lower_relaid_weight(L, v, ct, (M + rv - 1) / rv * K * rv, "blocked", blocked_at, shape, K, rv);
 }
 
 typedef struct gemmt {

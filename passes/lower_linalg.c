@@ -170,7 +170,7 @@ static size_t chunked_at(int64_t src, const int64_t *shape) { /* shape: K, N, jc
 static const kiln_buf *chunk_weights(kiln_lctx *L, const kiln_value *v, int64_t K, int64_t N, int64_t jc,
                                      kiln_dtype ct) {
   const int64_t shape[3] = {K, N, jc};
-  return kiln_lower_relaid_weight(L, v, ct, K * N, "chunked", chunked_at, shape);
+  return kiln_lower_relaid_weight(L, v, ct, K * N, "chunked", chunked_at, shape, jc, 1); /* (jc divides N) */
 }
 
 int kiln_lower_gemm(kiln_lctx *L, const kiln_node *n) {
