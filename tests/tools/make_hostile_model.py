@@ -8,6 +8,8 @@ Graph (shapes static but for a symbolic batch dim with a hostile name):
     x0 [N,3,8,8] -Conv(3x3, pad 1)-> t0 -Relu-> t1 -Add(x1)-> t2 -Conv(1x1)-> t3
     t3 -Mul(x2)-> y0 -Sigmoid-> y1;  t1 -MaxPool(2x2)-> y2;
     t1 -GlobalAveragePool-> y3 -Flatten-> y4;  t3 is an output too (y5)
+    with wide_gemm: y4 -Gemm(B [4, 1024] fixed, C)-> y6, a Gemm wide enough
+    for the row form's chunk-major copy of B (a weight named `<B>.chunked`)
 
 Graph, node, value, initializer, input and output names, the producer, the
 graph name, doc strings and metadata are hostile: comment terminators and
@@ -44,19 +46,23 @@ def hostile_strings(marker, payload_only=False):
         "n0": payload, "n1": "line\n// comment ends here\nsystem(\"touch " + marker + "\");",
         "n2": "", "n3": "A" * 5000, "n4": "static", "n5": "??/\n" + payload, "n6": "%n%n%n%s",
         "n7": "__attribute__", "n8": "\\",
+        "gB": "*/ gemm.w" + payload, "gC": 'gemm"bias\\%n', "n9": "%s%s\n#define chunked " + payload,
+        "y6": "y6 */ " + payload,
     }
     if payload_only:  # plain tensor names: only node names and doc strings attack, each payload its own f
-        for k in ("x0", "x1", "x2", "w0", "b0", "w1", "b1", "t0", "t1", "t2", "t3", "y0", "y1", "y2", "y3", "y4"):
+        for k in ("x0", "x1", "x2", "w0", "b0", "w1", "b1", "t0", "t1", "t2", "t3", "y0", "y1", "y2", "y3", "y4",
+                  "gB", "gC", "y6"):
             s[k] = k
         s["sym"] = "N"
-        for k in ("n0", "n1", "n5"):
+        for k in ("n0", "n1", "n5", "n9"):
             s[k] = payload.replace("void f(", "void f_%s(" % k)
     return s
 
 
-def build(marker, payload_only=False):
+def build(marker, payload_only=False, wide_gemm=False):
     """payload_only: tensor names are plain, so a generator that pasted node
-    names raw into comments would still compile, and run the payload."""
+    names raw into comments would still compile, and run the payload.
+    wide_gemm: add the Gemm y4 -> y6 (see the top)."""
     s = hostile_strings(marker, payload_only)
     rng = np.random.default_rng(20261130)
     f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)
@@ -86,6 +92,10 @@ def build(marker, payload_only=False):
                helper.make_tensor_value_info(s["y3"], TensorProto.FLOAT, [sym, 4, 1, 1]),
                helper.make_tensor_value_info(s["y4"], TensorProto.FLOAT, [sym, 4]),
                helper.make_tensor_value_info(s["t3"], TensorProto.FLOAT, [sym, 4, 8, 8])]
+    if wide_gemm:
+        inits += [numpy_helper.from_array(f32(4, 1024) * 0.5, s["gB"]), numpy_helper.from_array(f32(1024), s["gC"])]
+        nodes.append(helper.make_node("Gemm", [s["y4"], s["gB"], s["gC"]], [s["y6"]], name=s["n9"]))
+        outputs.append(helper.make_tensor_value_info(s["y6"], TensorProto.FLOAT, [sym, 1024]))
     graph = helper.make_graph(nodes, s["payload"], inputs, outputs, inits, doc_string=s["n1"])
     model = helper.make_model(graph, producer_name=s["payload"], producer_version=s["n5"], doc_string=s["payload"],
                               opset_imports=[helper.make_opsetid("", 17)])

@@ -23,6 +23,10 @@ printer that pasted node names raw would compile it and run the payload
 (kiln before this test, at 19e1a5b, does: the marker appears).  Errors that
 name hostile nodes or inputs must stay one printable line.
 
+The model here has the wide Gemm too (make_hostile_model's wide_gemm): its
+B is re-laid chunk-major into a weight named `<B>.chunked`, a name kiln
+derives from a hostile one, which must appear only escaped.
+
 Tolerance: |kiln - ORT| <= 1e-5 + 1e-5 |ORT|, elementwise.  Both compute in
 float32; the longest dot product is 27 terms (3x3x3 Conv) and the largest
 mean 64 terms, so summation-order and FMA differences stay near 1e-6.
@@ -113,7 +117,7 @@ def main():
     os.makedirs(work)
     marker = os.path.join(work, "MARKER")
     model_path = os.path.join(work, "hostile.onnx")
-    model, s = make_hostile_model.build(marker)
+    model, s = make_hostile_model.build(marker, wide_gemm=True)
     import onnx
     onnx.save(model, model_path)
     in_names = [i.name for i in model.graph.input]
@@ -145,6 +149,9 @@ def main():
     check(r.returncode == 0, "emit-c succeeds")
     if r.returncode == 0:
         header = open(os.path.join(ec, "hostile.h"), encoding="latin-1").read()
+        source = open(os.path.join(ec, "hostile.c"), encoding="latin-1").read()
+        check(re.search(r"/\* \\x2a\\x2f gemm\.w.*\.chunked \*/", source) is not None,
+              "emit-c: the wide Gemm's chunk-major copy of B, named `<B>.chunked`, appears only escaped")
         for fn in os.listdir(ec):
             data = open(os.path.join(ec, fn), "rb").read()
             check(all(b in (9, 10) or 32 <= b < 127 for b in data), f"emit-c: {fn} is printable ASCII")
@@ -319,7 +326,7 @@ def main():
 
     # ---- payloads alone (plain tensor names): code that compiles must not run them ----
     quiet = os.path.join(work, "quiet.onnx")
-    onnx.save(make_hostile_model.build(marker, payload_only=True)[0], quiet)
+    onnx.save(make_hostile_model.build(marker, payload_only=True, wide_gemm=True)[0], quiet)
     qe = os.path.join(work, "quiet_ec")
     r = sh([kiln, "emit-c", quiet, "-o", qe])
     if r.returncode == 0:
