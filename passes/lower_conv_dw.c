@@ -57,6 +57,7 @@ typedef struct dw {
   const kiln_buf *x, *w;
   kiln_dtype ct;
   int fma;
+  int64_t vw;              /* the target's vector lanes of ct */
   int wl[TAPS_MAX], bl;    /* the plane's weights and bias (locals) */
   kiln_lx *xb, *yb;        /* plane offsets in X and Y */
   kiln_lx *nv, *mv;        /* n and m (the output store's logical index) */
@@ -144,12 +145,26 @@ static void each_span(kiln_lctx *L, const dw *f, const span *outer, int64_t a, i
 
 static void col_fn(kiln_lctx *L, const dw *f, const span *rs, const span *cs) { emit_point(L, f, rs, cs); }
 
-/* One row span: left border columns, the interior loop, right border. */
+/* One row span: left border columns, the interior loop, right border.
+ * An interior of whole vectors and a few columns more (MobileNetV2's 55 =
+ * 3 x 16 + 7) would leave those columns in the vectoriser's scalar
+ * remainder, where GCC turns a Clip epilogue into data-dependent branches
+ * (half of them mispredicted on ReLU6 data).  So the whole vectors run
+ * as one loop and the last vector's worth of columns as a second loop of
+ * exactly vw, overlapping the first: the overlap computes the same values
+ * again from the same inputs (Y is never X or a residual input here: the
+ * kernel has many stores, so plan_inplace never runs it in place). */
 static void row_fn(kiln_lctx *L, const dw *f, const span *unused, const span *rs) {
   (void)unused;
-  each_span(L, f, rs, 0, f->c.lo, EDGE_MAX, col_fn);
-  each_span(L, f, rs, f->c.lo, f->c.hi, 0, col_fn);
-  each_span(L, f, rs, f->c.hi, f->c.out, EDGE_MAX, col_fn);
+  int64_t lo = f->c.lo, hi = f->c.hi, w = hi - lo;
+  each_span(L, f, rs, 0, lo, EDGE_MAX, col_fn);
+  if (f->c.s == 1 && f->vw > 1 && w > f->vw && w % f->vw) {
+    each_span(L, f, rs, lo, lo + w / f->vw * f->vw, 0, col_fn);
+    each_span(L, f, rs, hi - f->vw, hi, 0, col_fn);
+  } else {
+    each_span(L, f, rs, lo, hi, 0, col_fn);
+  }
+  each_span(L, f, rs, hi, f->c.out, EDGE_MAX, col_fn);
 }
 
 /* ---- Short rows: one flat run ----
@@ -238,12 +253,13 @@ int kiln_lower_conv_dw(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g
   f.r = g->sp == 2 ? dim_of(g, 0) : (dw_dim){1, 1, 1, 1, 1, 0, 0, 1};
   f.ct = kiln_lower_ctype(n->out[0]->dtype);
   f.fma = kiln_target_has_fma(L->target) && (f.ct == KILN_DT_F32 || f.ct == KILN_DT_F64);
+  f.vw = kiln_target_lanes(L->target, f.ct);
   f.x = kiln_lower_buf(L, n->in[0]);
   f.w = kiln_lower_weight_ct(L, n->in[1]);
   const kiln_value *bias = n->nin > 2 ? n->in[2] : NULL;
   /* bands of interior rows when the planes alone leave cores idle */
   int64_t planes = g->N * g->M, inner = f.r.hi - f.r.lo, want = 4 * (int64_t)L->target->cores;
-  int flat = flat_ok(&f, kiln_target_lanes(L->target, f.ct));
+  int flat = flat_ok(&f, f.vw);
   int64_t nb = planes >= want || flat ? 1 : min64((want + planes - 1) / planes, inner / BAND_MIN);
   if (nb < 1) nb = 1;
   int64_t rpb = (inner + nb - 1) / nb;

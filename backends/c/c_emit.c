@@ -16,6 +16,8 @@
 #include "c_names.h"
 #include "kiln_c.h"
 
+enum { LIMITS_MAX = 8 }; /* Min/Max constants made opaque per function (see bind_limits) */
+
 typedef struct emitter {
   FILE *f;
   const kiln_program *p;
@@ -27,6 +29,10 @@ typedef struct emitter {
   const kiln_kernel *k; /* the kernel being printed (names of its locals) */
   int uses_h2f, uses_f2h, uses_bf2f, uses_f2bf, uses_sat, uses_round_f16; /* helpers the kernels call */
   unsigned uses_div, uses_rem, uses_sat64; /* ... per dtype (bit 1 << dtype) */
+  unsigned uses_opaque;                    /* kiln_opaque_f32/f64 (bit 1 << dtype) */
+  int nlimit;                              /* the function's Min/Max constants as opaque locals: */
+  double limit_val[LIMITS_MAX];            /* kiln_limN = limit_val[N] of dtype limit_dt[N] */
+  kiln_dtype limit_dt[LIMITS_MAX];
 } emitter;
 
 static const char *ctype(kiln_dtype t) {
@@ -275,6 +281,96 @@ static void unary(emitter *e, const kiln_lx *x) {
   fprintf(f, ")");
 }
 
+/* ---- Clamp bounds as opaque locals ----
+ *
+ * GCC (12, -O3) compiles a clamp with constant bounds (Clip, ReLU6: the
+ * lowering writes x < 0 ? 0 : x, then 6 < m ? 6 : m) badly: in scalar
+ * code it threads the jump from the first compare past the second, so
+ * the epilogue becomes data-dependent branches (half of them mispredicted
+ * on ReLU6 data, MobileNetV2's depthwise row remainders), and vectorised
+ * it takes seven mask operations instead of a max and a min.  With bounds
+ * it cannot see, it emits one maxss/minss (maxps/minps) each, which keep
+ * the select's NaN semantics.  So in the C99 dialect the bounds of every
+ * clamp (two nested selects on a compare with a constant arm, or a Min of
+ * a Max) are read once per function through kiln_opaque_T, a volatile
+ * round trip, into locals kiln_limN: the same values, the same results.
+ * Lone bounds (Relu) stay constants: GCC handles those well, and a bound
+ * in a register costs a register-tiled GEMM one of its accumulators. */
+static int is_limit_const(const kiln_lx *x);
+
+static int limit_of(const emitter *e, const kiln_lx *x) {
+  if (!is_limit_const(x)) return -1;
+  for (int i = 0; i < e->nlimit; i++)
+    if (e->limit_dt[i] == x->dtype && e->limit_val[i] == x->f && signbit(e->limit_val[i]) == signbit(x->f)) return i;
+  return -1;
+}
+
+static void limit_operand(emitter *e, const kiln_lx *x) {
+  int i = limit_of(e, x);
+  if (i < 0) expr(e, x);
+  else fprintf(e->f, "kiln_lim%d", i);
+}
+
+static int is_limit_const(const kiln_lx *x) {
+  return x->kind == KILN_LX_CONST && (x->dtype == KILN_DT_F32 || x->dtype == KILN_DT_F64) && isfinite(x->f);
+}
+
+static int same_const(const kiln_lx *a, const kiln_lx *b) {
+  return is_limit_const(a) && is_limit_const(b) && a->dtype == b->dtype && a->f == b->f && signbit(a->f) == signbit(b->f);
+}
+
+/* c < x ? c : x and the like (Clip, Relu as the lowering writes them):
+ * a select on a comparison with a float constant that is also an arm. */
+static int is_limit_select(const kiln_lx *x) {
+  if (x->kind != KILN_LX_SELECT || x->a->kind != KILN_LX_BIN || (x->a->op != KILN_BIN_LT && x->a->op != KILN_BIN_LE))
+    return 0;
+  for (int i = 0; i < 2; i++) {
+    const kiln_lx *c = i ? x->a->b : x->a->a;
+    if (same_const(c, x->b) || same_const(c, x->c)) return 1;
+  }
+  return 0;
+}
+
+static int is_minmax(const kiln_lx *x) {
+  return x->kind == KILN_LX_BIN && (x->op == KILN_BIN_MIN || x->op == KILN_BIN_MAX) && kiln_dtype_is_float(x->dtype);
+}
+
+static void add_limit(emitter *e, const kiln_lx *c) {
+  if (e->nlimit < LIMITS_MAX && is_limit_const(c) && limit_of(e, c) < 0) {
+    e->limit_val[e->nlimit] = c->f;
+    e->limit_dt[e->nlimit++] = c->dtype;
+  }
+}
+
+static void collect_limits_x(emitter *e, const kiln_lx *x) {
+  if (!x) return;
+  if (is_minmax(x) && (is_minmax(x->a) || is_minmax(x->b))) { /* min(max(x, a), b) and the like */
+    add_limit(e, x->a);
+    add_limit(e, x->b);
+    const kiln_lx *in = is_minmax(x->a) ? x->a : x->b;
+    add_limit(e, in->a);
+    add_limit(e, in->b);
+  }
+  if (is_limit_select(x) && (is_limit_select(x->b) || is_limit_select(x->c))) { /* a clamp: both bounds */
+    for (const kiln_lx *y = x; is_limit_select(y); y = is_limit_select(y->b) ? y->b : y->c) {
+      add_limit(e, y->a->a);
+      add_limit(e, y->a->b);
+    }
+  }
+  collect_limits_x(e, x->a);
+  collect_limits_x(e, x->b);
+  collect_limits_x(e, x->c);
+}
+
+static void collect_limits(emitter *e, const kiln_ls *s) {
+  for (; s; s = s->next) {
+    collect_limits_x(e, s->index);
+    collect_limits_x(e, s->value);
+    collect_limits(e, s->body);
+    collect_limits(e, s->orelse);
+  }
+}
+
 static void binary(emitter *e, const kiln_lx *x) {
   FILE *f = e->f;
   kiln_dtype t = x->a->dtype;
@@ -303,8 +399,9 @@ static void binary(emitter *e, const kiln_lx *x) {
     return;
   case KILN_BIN_MIN:
   case KILN_BIN_MAX: /* select on <, exactly as the LLVM backend (NaN handling included) */
-    fprintf(f, "(("); expr(e, x->a); fprintf(f, ") < ("); expr(e, x->b); fprintf(f, ") ? (");
-    expr(e, x->op == KILN_BIN_MIN ? x->a : x->b); fprintf(f, ") : ("); expr(e, x->op == KILN_BIN_MIN ? x->b : x->a);
+    fprintf(f, "(("); limit_operand(e, x->a); fprintf(f, ") < ("); limit_operand(e, x->b); fprintf(f, ") ? (");
+    limit_operand(e, x->op == KILN_BIN_MIN ? x->a : x->b); fprintf(f, ") : (");
+    limit_operand(e, x->op == KILN_BIN_MIN ? x->b : x->a);
     fprintf(f, "))");
     return;
   case KILN_BIN_POW:
@@ -337,6 +434,12 @@ static void expr(emitter *e, const kiln_lx *x) {
   case KILN_LX_UN: unary(e, x); return;
   case KILN_LX_BIN: binary(e, x); return;
   case KILN_LX_SELECT:
+    if (e->nlimit && is_limit_select(x)) { /* the bound as its opaque local (bind_limits) */
+      fprintf(f, "(("); limit_operand(e, x->a->a); fprintf(f, ") %s (", x->a->op == KILN_BIN_LT ? "<" : "<=");
+      limit_operand(e, x->a->b); fprintf(f, ") ? ("); limit_operand(e, x->b); fprintf(f, ") : (");
+      limit_operand(e, x->c); fprintf(f, "))");
+      return;
+    }
     fprintf(f, "(");
     expr(e, x->a);
     fprintf(f, " ? ");
@@ -517,6 +620,22 @@ static void bind_pointers(emitter *e, const kiln_ls *body, int ind) {
   free(used);
 }
 
+/* Declares the opaque locals for the statements from body (C99 only). */
+static void bind_limits(emitter *e, const kiln_ls *body, int ind) {
+  e->nlimit = 0;
+  if (!e->h->lane_loops) return;
+  collect_limits(e, body);
+  for (int i = 0; i < e->nlimit; i++) {
+    kiln_dtype t = e->limit_dt[i];
+    e->uses_opaque |= 1u << t;
+    indent(e->f, ind);
+    fprintf(e->f, "const %s kiln_lim%d = kiln_opaque_%s(", ctype(t), i, kiln_dtype_name(t));
+    kiln_lx c = {.kind = KILN_LX_CONST, .dtype = t, .f = e->limit_val[i]};
+    print_const(e, &c);
+    fprintf(e->f, ");\n");
+  }
+}
+
 /* "name type" of a kernel's operand, every model string escaped. */
 static void operand_comment(emitter *e, const kiln_value *v, int first) {
   char ty[256];
@@ -599,6 +718,7 @@ static void kernel(emitter *e, const kiln_kernel *k) {
       kiln_ls one = *s;
       one.next = NULL;
       bind_pointers(e, &one, 2);
+      bind_limits(e, &one, 2);
       loop(e, s, 2, "lo", "hi");
       fprintf(f, "}\n\n");
     }
@@ -610,6 +730,7 @@ static void kernel(emitter *e, const kiln_kernel *k) {
   if (e->o->threads) fprintf(f, "  (void)par; /* kernels without a parallel loop ignore it */\n");
   if (!par) {
     bind_pointers(e, k->body, 2);
+    bind_limits(e, k->body, 2);
     stmts(e, k->body, 2);
   } else {
     int j = 0;
@@ -623,6 +744,7 @@ static void kernel(emitter *e, const kiln_kernel *k) {
       } else {
         fprintf(f, "  {\n");
         bind_pointers(e, &one, 4);
+        bind_limits(e, &one, 4);
         stmts(e, &one, 4);
         fprintf(f, "  }\n");
       }
@@ -1038,8 +1160,12 @@ static char *make_source(emitter *e) {
   if (e->uses_sat64 & (1u << KILN_DT_I64)) put_helper(e, helper_sat_i64);
   if (e->uses_sat64 & (1u << KILN_DT_U64)) put_helper(e, helper_sat_u64);
   print_divrem_helpers(e);
+  for (int t = 0; t < 32; t++) /* (bind_limits says why) */
+    if (e->uses_opaque & (1u << t))
+      fprintf(f, "static %s kiln_opaque_%s(%s v) { volatile %s o = v; return o; }\n", ctype((kiln_dtype)t),
+              kiln_dtype_name((kiln_dtype)t), ctype((kiln_dtype)t), ctype((kiln_dtype)t));
   if (e->uses_h2f || e->uses_f2h || e->uses_bf2f || e->uses_f2bf || e->uses_round_f16 || e->uses_sat ||
-      e->uses_sat64 || e->uses_div || e->uses_rem)
+      e->uses_sat64 || e->uses_div || e->uses_rem || e->uses_opaque)
     fprintf(f, "\n");
   if (e->o->threads)
     fprintf(f, "typedef struct kiln_par { %s_parallel_for fn; void *ctx; } kiln_par;\n\n", pre);

@@ -29,6 +29,13 @@ most a quarter of its packed FMAs read a full vector from memory (GCC
 without KILN_KEEP_VECTORS folded every reuse into a memory operand: 44 of
 the two kernels' 56), with the default C on AVX-512 hosts and with
 --vector-bytes 32 for AVX2.
+
+A third model, a depthwise 3x3 + Clip(0, 6) with rows of 68 interior
+columns (not a whole number of vectors), checks the clamp: its bounds are
+read into opaque locals (kiln_opaque_f32), and the compiled kernel clamps
+with max and min instructions and has no scalar compare (GCC threaded the
+jump between the two constant compares: two data-dependent branches per
+scalar output, MobileNetV2's depthwise rows).
 """
 import os
 import platform
@@ -91,6 +98,24 @@ def gemm_model():
     return m
 
 
+def dw_model():
+    """Depthwise 3x3 (pad 1, 8 channels of 20 x 70: interior rows of 68 columns, 4 x 16 + 4) + Clip(0, 6)."""
+    rng = np.random.default_rng(9)
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="dw", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=8),
+        helper.make_node("Clip", ["c", "lo", "hi"], ["y"], name="relu6"),
+    ]
+    inits = [numpy_helper.from_array((rng.standard_normal([8, 1, 3, 3]) * 0.5).astype(np.float32), "w"),
+             numpy_helper.from_array((rng.standard_normal([8]) * 0.5).astype(np.float32), "b"),
+             numpy_helper.from_array(np.array(0, np.float32), "lo"),
+             numpy_helper.from_array(np.array(6, np.float32), "hi")]
+    g = helper.make_graph(nodes, "dwclip", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 20, 70])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 20, 70])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m
+
+
 def function_asm(obj, name):
     """The disassembly of function `name` in object file obj."""
     out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(obj)], capture_output=True, text=True).stdout
@@ -113,7 +138,9 @@ def main(argv):
     cases = [(model(), "fire", (1, 64, 27, 27), None, ["-march=native"], x86_fma),
              (model(), "fire", (1, 64, 27, 27), "32", ["-mavx2", "-mfma"], avx2),
              (gemm_model(), "gemm", (1, 256, 13, 13), None, ["-march=native"], x86_fma and " avx512f " in cpuinfo),
-             (gemm_model(), "gemm", (1, 256, 13, 13), "32", ["-mavx2", "-mfma"], avx2)]
+             (gemm_model(), "gemm", (1, 256, 13, 13), "32", ["-mavx2", "-mfma"], avx2),
+             (dw_model(), "dwclip", (1, 8, 20, 70), None, ["-march=native"], x86_fma),
+             (dw_model(), "dwclip", (1, 8, 20, 70), "32", ["-mavx2", "-mfma"], avx2)]
     for mdl, name, shape, vb, march, fma_checks in cases:
         label = f"{name}, vector bytes {vb or 'default'}, {' '.join(march)}"
         tmp = work / f"{name}_{vb or 'default'}"
@@ -134,7 +161,18 @@ def main(argv):
         p = subprocess.run([cc, "-std=c99", "-O3", *march, "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-c",
                             str(out / "net.c"), "-o", str(obj)], capture_output=True, text=True)
         check(p.returncode == 0, f"{label}: cc -std=c99 -Wall -Wextra -Wpedantic -Werror ({p.stderr.strip()[-300:]})")
-        if fma_checks and p.returncode == 0:
+        if name == "dwclip":
+            check(re.search(r"const float kiln_lim0 = kiln_opaque_f32\((0x1\.8p\+2f|0x0p\+0f)\);", src) is not None and
+                  "kiln_lim1" in src and
+                  not [ln for ln in src.splitlines() if "x_y[" in ln and ("0x1.8p+2f" in ln or "0x0p+0f" in ln)],
+                  f"{label}: the Clip's bounds read through kiln_opaque_f32 into kiln_lim locals")
+        if name == "dwclip" and fma_checks and p.returncode == 0:
+            asm = "\n".join(function_asm(obj, k) for k in sorted(set(re.findall(r"void (k0_dw\w*)\(", src))))
+            compares = re.findall(r"v?u?comis[sd]", asm)
+            check(re.search(r"vmax[sp]s", asm) and re.search(r"vmin[sp]s", asm) and not compares,
+                  f"{label}: the clamp is max and min instructions, no compare-and-branch "
+                  f"({len(compares)} scalar compares; GCC's threaded jumps left 2 per scalar output)")
+        elif fma_checks and p.returncode == 0:
             kernels = sorted(set(re.findall(r"^static (?:KILN_KEEP_VECTORS )?void (k\d+_(?:squeeze|expand))\(", src, re.M)))
             check(len(kernels) == 2, f"{label}: two convolution kernels ({kernels})")
             for k in kernels:
