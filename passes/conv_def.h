@@ -83,6 +83,11 @@ void kiln_conv_im2col_pack(kiln_lctx *L, const kiln_conv_geom *g, const kiln_buf
  * and the channels fill a block. */
 int kiln_conv_gemmt_wanted(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
 int kiln_lower_conv_gemmt(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
+/* ConvTranspose whose kernel equals its stride (no pads, dilation 1, out
+ * == in * stride, one group, constant weights): every phase a 1x1
+ * convolution, all of them one transposed GEMM (lower_conv_gemmt.c). */
+int kiln_convt_gemmt_wanted(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
+int kiln_lower_convt_gemmt(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
 
 /* A GPU schedule of Conv (schedule_conv_gpu.c): implicit GEMM per group,
  * rows = the group's output channels, columns = N * output positions,

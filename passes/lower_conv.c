@@ -732,7 +732,8 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
  * for Conv), each phase's products are summed over virtual positions v
  * into its part of Yv exactly as lower_conv_fast does (MB output channels,
  * CB input channels per vector loop), and the phase's outputs are then
- * scattered into Y at s*u + r. */
+ * scattered into Y at s*u + r.  (Kernel == stride with no pads, U-Net's
+ * 2x2 upsampling, is one transposed GEMM instead: lower_conv_gemmt.c.) */
 enum { CT_TAPS = 64 };
 
 /* Adds channels of blocks of CB, for each of the nt static taps (W offset
@@ -951,6 +952,7 @@ int kiln_lower_conv_transpose(kiln_lctx *L, const kiln_node *n) {
   /* a GPU target takes the gather below: one output per thread once
    * schedule_gpu maps the plane and output loops (the fast path's phase
    * loops are a CPU schedule: a few coarse parallel iterations) */
+  if (kiln_convt_gemmt_wanted(L, n, &g)) return kiln_lower_convt_gemmt(L, n, &g);
   if (L->target->kind != KILN_TARGET_GPU && !lower_convt_fast(L, n, &g)) return 0;
   KILN_ASSERT(L->b.p->nkernels == nk);
   kiln_lower_begin(L, n);

@@ -126,11 +126,17 @@ typedef struct gemmt {
   const kiln_conv_geom *g;
   const kiln_buf *x, *wt, *bias, *yt;  /* yt: the sums, [n, block, p, RV] */
   kiln_dtype ct;
-  int64_t K, P, RV;
+  int64_t M, K, P, RV;  /* the GEMM: M rows (channels; ConvTranspose: phase x channel), K, P positions */
+  int64_t phases;       /* ConvTranspose with kernel == stride: taps (row m = phase * g->M + channel); else 0 */
   int64_t KC, nkc;  /* k in nkc chunks of KC: a block's weights for one chunk stay in the L2 across its tiles */
   kiln_lx *nimg, *m0, *xb, *wb, *tb;  /* per block: image, first channel, X of image n, Wt and Yt of the block */
   int fma;
 } gemmt;
+
+/* B's index for GEMM row m: its channel (ConvTranspose: m % M). */
+static kiln_lx *bias_index(kiln_lctx *L, const gemmt *f, kiln_lx *m) {
+  return f->phases ? BIN(REM, m, CI(f->g->M)) : m;
+}
 
 /* One tile: pb positions from p0 by rvl lanes of channels, mv of them stored. */
 static void emit_tile(kiln_lctx *L, const gemmt *f, kiln_lx *p0, int64_t pb, int64_t rvl, int64_t mv, kiln_lx *k0,
@@ -139,7 +145,7 @@ static void emit_tile(kiln_lctx *L, const gemmt *f, kiln_lx *p0, int64_t pb, int
   /* declared position by position, consecutive channels together: the
    * order SLP vectorisers group the accumulators in (a vector of lanes) */
   for (int64_t l = 0; l < rvl && !from_yt; l++)
-    bl[l] = kiln_lb_decl(B, f->ct, f->bias && l < mv ? kiln_lower_load(L, f->bias, IADD(f->m0, CI(l)))
+    bl[l] = kiln_lb_decl(B, f->ct, f->bias && l < mv ? kiln_lower_load(L, f->bias, bias_index(L, f, IADD(f->m0, CI(l))))
                                                      : kiln_lx_const_f(B, f->ct, 0));
   for (int64_t p = 0; p < pb; p++)
     for (int64_t l = 0; l < rvl; l++) {
@@ -205,6 +211,35 @@ static void emit_block(kiln_lctx *L, const kiln_node *n, const gemmt *f, kiln_lx
   }
 }
 
+/* ConvTranspose (f->phases): input row `row` (positions row*W .. +W, W
+ * the last spatial extent) of one block: its tiles, then its outputs:
+ * GEMM row m0 + l is phase r, channel m (r * M + m), so input position u
+ * lands at Y[n, m, s*u + r]; along the row that is every s-th output. */
+static void emit_row(kiln_lctx *L, const kiln_node *n, const gemmt *f, kiln_lx *row, int64_t rvl, int64_t mv) {
+  const kiln_conv_geom *g = f->g;
+  int last = g->sp - 1;
+  int64_t W = g->in[last], nt = W / GT_PB, rest = W % GT_PB;
+  kiln_lx *c0 = IMUL(row, W);
+  if (nt) emit_tiles(L, f, c0, nt, GT_PB, rvl, mv);
+  if (rest) emit_tiles(L, f, IADD(c0, CI(nt * GT_PB)), 1, rest, rvl, mv);
+  kiln_lx *l = IDX(kiln_lb_for(B, mv, seq));
+  int gr = kiln_lb_decl(B, KILN_DT_I64, IADD(f->m0, l));
+  int r = kiln_lb_decl(B, KILN_DT_I64, BIN(DIV, LOCAL(gr), CI(g->M)));
+  int m = kiln_lb_decl(B, KILN_DT_I64, BIN(REM, LOCAL(gr), CI(g->M)));
+  /* the row's first output: (s*u_i + r_i) per spatial dim, u_last = 0 */
+  kiln_lx *o = BIN(REM, LOCAL(r), CI(g->K[last]));
+  for (int i = 0; i < last; i++) {
+    kiln_lx *u = BIN(REM, BIN(DIV, row, CI(g->xstr[i] / W)), CI(g->in[i]));
+    kiln_lx *ri = BIN(REM, BIN(DIV, LOCAL(r), CI(g->kstr[i])), CI(g->K[i]));
+    o = IADD(o, IMUL(IADD(IMUL(u, g->s[i]), ri), g->ystr[i]));
+  }
+  int ob = kiln_lb_decl(B, KILN_DT_I64, IADD(IMUL(IADD(IMUL(f->nimg, g->M), LOCAL(m)), g->osz), o));
+  kiln_lx *uw = IDX(kiln_lb_for(B, W, seq));
+  kiln_lx *flat = IADD(LOCAL(ob), IMUL(uw, g->s[last]));
+  kiln_lower_store(L, n, 0, NULL, flat, kiln_lx_load(B, f->yt, IADD(IADD(f->tb, IMUL(IADD(c0, uw), f->RV)), l)));
+  kiln_lower_close(L, 2);
+}
+
 /* Chunks of k: a block's weights (K x RV) outgrowing a quarter of the L2
  * are streamed from memory again by every tile (a 3x3 convolution of 512
  * channels: 1.2 MB a block, nine tiles on a 7x7 map); in chunks of KC
@@ -221,53 +256,109 @@ static void pick_k_chunks(const kiln_lctx *L, gemmt *f) {
     }
 }
 
-int kiln_lower_conv_gemmt(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g) {
-  gemmt f = {0};
-  f.g = g;
-  f.ct = kiln_lower_ctype(n->out[0]->dtype);
-  f.K = g->Cg * g->ksz; /* W [M, C, taps] is already [M, K] */
-  f.P = g->osz;
-  int64_t lanes = kiln_target_lanes(L->target, f.ct);
-  f.RV = vectors(L->target) * lanes;
-  f.wt = blocked_weights(L, n->in[1], g->M, f.K, f.RV, f.ct);
-  f.bias = n->nin > 2 ? kiln_lower_weight_ct(L, n->in[2]) : NULL;
-  f.fma = kiln_target_has_fma(L->target);
-  pick_k_chunks(L, &f);
-  /* taps, strides or pads: X packed into im2col rows Xc [N, K, P]
-   * (passes/lower_conv_im2col.c), which the GEMM then reads as a 1x1
-   * convolution's X */
-  int packed = !is_direct(g);
+/* The kernel: f's M, K, P, RV, wt, bias and ct set; X packed into im2col
+ * rows first when `packed`. */
+static int emit_gemmt(kiln_lctx *L, const kiln_node *n, gemmt *f, int packed) {
+  const kiln_conv_geom *g = f->g;
+  int64_t lanes = kiln_target_lanes(L->target, f->ct);
+  f->fma = kiln_target_has_fma(L->target);
+  pick_k_chunks(L, f);
   int64_t nimg = g->N;
-  int64_t nb = (g->M + f.RV - 1) / f.RV, nbfull = g->M / f.RV, mtail = g->M % f.RV;
+  int64_t nb = (f->M + f->RV - 1) / f->RV, nbfull = f->M / f->RV, mtail = f->M % f->RV;
   /* few blocks: the positions in nch chunks of whole tiles (nch divides
    * them), so every core of the target gets two iterations or more */
-  int64_t nt = f.P / GT_PB, want = 2 * (int64_t)L->target->cores, nch = 1;
-  if (nimg * nb < want && nt > 1)
+  int64_t nt = f->P / GT_PB, want = 2 * (int64_t)L->target->cores, nch = 1;
+  if (f->phases) nch = f->P / g->in[g->sp - 1]; /* ConvTranspose: one input row an iteration (emit_row) */
+  else if (nimg * nb < want && nt > 1)
     for (int64_t d = 1; d <= nt && d <= (want + nimg * nb - 1) / (nimg * nb); d++)
       if (nt % d == 0) nch = d;
   char name[256];
   snprintf(name, sizeof name, "%s.blocked", n->out[0]->name);
   kiln_lower_begin(L, n);
-  f.yt = kiln_lower_scratch(L, name, f.ct, nimg * nb * f.P * f.RV);
+  f->yt = kiln_lower_scratch(L, name, f->ct, nimg * nb * f->P * f->RV);
   if (packed) {
     snprintf(name, sizeof name, "%s.im2col", n->out[0]->name);
-    f.x = kiln_lower_scratch(L, name, f.ct, g->N * f.K * f.P);
-    kiln_conv_im2col_pack(L, g, kiln_lower_buf(L, n->in[0]), f.x, f.ct);
-  } else f.x = kiln_lower_buf(L, n->in[0]);
+    f->x = kiln_lower_scratch(L, name, f->ct, g->N * f->K * f->P);
+    kiln_conv_im2col_pack(L, g, kiln_lower_buf(L, n->in[0]), f->x, f->ct);
+  } else f->x = kiln_lower_buf(L, n->in[0]);
   kiln_lx *blk = IDX(kiln_lb_for(B, nimg * nch * nb, par));
   int nv = kiln_lb_decl(B, KILN_DT_I64, nimg == 1 ? CI(0) : BIN(DIV, blk, CI(nch * nb)));
   int ch = kiln_lb_decl(B, KILN_DT_I64, nch == 1 ? CI(0) : BIN(REM, BIN(DIV, blk, CI(nb)), CI(nch)));
   int bi = kiln_lb_decl(B, KILN_DT_I64, nb == 1 ? CI(0) : BIN(REM, blk, CI(nb)));
-  int m0 = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(bi), f.RV));
-  int xb = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(nv), f.K * f.P));
-  int wb = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(bi), f.K * f.RV));
-  int tb = kiln_lb_decl(B, KILN_DT_I64, IMUL(IADD(IMUL(LOCAL(nv), nb), LOCAL(bi)), f.P * f.RV));
-  f.nimg = LOCAL(nv), f.m0 = LOCAL(m0), f.xb = LOCAL(xb), f.wb = LOCAL(wb), f.tb = LOCAL(tb);
+  int m0 = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(bi), f->RV));
+  int xb = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(nv), f->K * f->P));
+  int wb = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(bi), f->K * f->RV));
+  int tb = kiln_lb_decl(B, KILN_DT_I64, IMUL(IADD(IMUL(LOCAL(nv), nb), LOCAL(bi)), f->P * f->RV));
+  f->nimg = LOCAL(nv), f->m0 = LOCAL(m0), f->xb = LOCAL(xb), f->wb = LOCAL(wb), f->tb = LOCAL(tb);
   if (nbfull && mtail) kiln_lb_if(B, BIN(LT, LOCAL(bi), CI(nbfull)));
-  if (nbfull) emit_block(L, n, &f, LOCAL(ch), nch, f.RV, f.RV);
+  int64_t rvt = (mtail + lanes - 1) / lanes * lanes;
+  if (nbfull && f->phases) emit_row(L, n, f, LOCAL(ch), f->RV, f->RV);
+  else if (nbfull) emit_block(L, n, f, LOCAL(ch), nch, f->RV, f->RV);
   if (nbfull && mtail) kiln_lb_else(B);
-  if (mtail) emit_block(L, n, &f, LOCAL(ch), nch, (mtail + lanes - 1) / lanes * lanes, mtail);
+  if (mtail && f->phases) emit_row(L, n, f, LOCAL(ch), rvt, mtail);
+  else if (mtail) emit_block(L, n, f, LOCAL(ch), nch, rvt, mtail);
   if (nbfull && mtail) kiln_lb_end(B);
   kiln_lb_end(B);
   return 0;
+}
+
+int kiln_lower_conv_gemmt(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g) {
+  gemmt f = {0};
+  f.g = g;
+  f.ct = kiln_lower_ctype(n->out[0]->dtype);
+  f.M = g->M;
+  f.K = g->Cg * g->ksz; /* W [M, C, taps] is already [M, K] */
+  f.P = g->osz;
+  f.RV = vectors(L->target) * kiln_target_lanes(L->target, f.ct);
+  f.wt = blocked_weights(L, n->in[1], g->M, f.K, f.RV, f.ct);
+  f.bias = n->nin > 2 ? kiln_lower_weight_ct(L, n->in[2]) : NULL;
+  /* taps, strides or pads: X packed into im2col rows Xc [N, K, P]
+   * (passes/lower_conv_im2col.c), which the GEMM then reads as a 1x1
+   * convolution's X */
+  return emit_gemmt(L, n, &f, !is_direct(g));
+}
+
+/* ---- ConvTranspose with kernel == stride (U-Net's 2x2 upsampling) ----
+ *
+ * With no pads, no dilation and out == in * s, output o = s*u + r takes
+ * exactly one tap, r, from input u: each phase r is a 1x1 convolution,
+ * Y[n, m, s*u + r] = B[m] + sum over c of W[c, m, r] * X[n, c, u].  All
+ * phases together are one GEMM of M*taps rows (row r*M + m), K = C and
+ * P = the input's positions, which the tiles above compute from X as it is;
+ * the copy-out places row r*M + m, position u at Y[n, m, s*u + r].  The
+ * general phase path (lower_conv.c) summed such a layer at 25-57% of the
+ * FMA peak. */
+static size_t convt_blocked_at(int64_t src, const int64_t *shape) { /* shape: C, RV, M, taps */
+  int64_t C = shape[0], rv = shape[1], M = shape[2], S = shape[3];
+  int64_t c = src / (M * S), m = src / S % M, r = src % S, row = r * M + m;
+  (void)C;
+  return (size_t)(((row / rv) * shape[0] + c) * rv + row % rv);
+}
+
+int kiln_convt_gemmt_wanted(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g) {
+  const kiln_target *t = L->target;
+  kiln_dtype ct = kiln_lower_ctype(n->out[0]->dtype);
+  if (t->kind == KILN_TARGET_GPU || g->G != 1 || (ct != KILN_DT_F32 && ct != KILN_DT_F64) || n->in[0]->dtype != ct ||
+      !kiln_lower_fixed_weight(L, n->in[1]))
+    return 0;
+  for (int i = 0; i < g->sp; i++)
+    if (g->K[i] != g->s[i] || g->pb[i] != 0 || g->d[i] != 1 || g->out[i] != g->in[i] * g->s[i]) return 0;
+  int64_t lanes = kiln_target_lanes(t, ct);
+  return g->C >= KILN_CONV_RB_MIN_TERMS && g->M * g->ksz >= lanes && vectors(t) * lanes <= GT_RV_MAX;
+}
+
+int kiln_lower_convt_gemmt(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g) {
+  gemmt f = {0};
+  f.g = g;
+  f.ct = kiln_lower_ctype(n->out[0]->dtype);
+  f.phases = g->ksz;
+  f.M = g->M * g->ksz;
+  f.K = g->C;
+  f.P = g->isz;
+  f.RV = vectors(L->target) * kiln_target_lanes(L->target, f.ct);
+  const int64_t shape[4] = {g->C, f.RV, g->M, g->ksz};
+  f.wt = kiln_lower_relaid_weight(L, n->in[1], f.ct, (f.M + f.RV - 1) / f.RV * f.K * f.RV, "blocked", convt_blocked_at,
+                                  shape, 1, 1);
+  f.bias = n->nin > 2 ? kiln_lower_weight_ct(L, n->in[2]) : NULL;
+  return emit_gemmt(L, n, &f, 0);
 }
