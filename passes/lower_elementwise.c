@@ -253,12 +253,19 @@ kiln_lx *kiln_scalar_dropout(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
   return in[0];
 }
 
+int kiln_dropout_mask_wanted(const kiln_node *n) {
+  const kiln_value *m = n->nout > 1 ? n->out[1] : NULL;
+  return m && (m->uses > 0 || m->is_output || m->aliases);
+}
+
 /* Dropout in inference mode passes its input through: without the mask
- * output it is a copy (a view when views.c allows, so no kernel), with
- * the mask an elementwise kernel writing both.  Training mode with a
- * nonzero ratio is refused (kiln_scalar_dropout). */
+ * output (or with one nothing reads: exporters name it anyway, as the
+ * float16 SqueezeNet's last Dropout) it is a copy (a view when views.c
+ * allows, so no kernel), with the mask an elementwise kernel writing
+ * both.  Training mode with a nonzero ratio is refused
+ * (kiln_scalar_dropout). */
 int kiln_lower_dropout(kiln_lctx *L, const kiln_node *n) {
-  if (n->nout > 1 && n->out[1]) return kiln_lower_elementwise(L, n);
+  if (kiln_dropout_mask_wanted(n)) return kiln_lower_elementwise(L, n);
   if (!kiln_scalar_dropout(L, n, (kiln_lx *[]){kiln_lx_const_f(&L->b, KILN_DT_F32, 0)})) return -1;
   return kiln_lower_copy(L, n);
 }

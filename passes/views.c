@@ -6,8 +6,8 @@
  * name -- so dropping the copy cannot change a result.
  *
  *  - Reshape, Flatten, Squeeze, Unsqueeze, Identity (ops whose `lower`
- *    entry is kiln_lower_copy) and Dropout without its mask output
- *    (inference: a copy, kiln_lower_dropout): the output is a view of the
+ *    entry is kiln_lower_copy) and Dropout without a mask output anything
+ *    reads (inference: a copy, kiln_lower_dropout): the output is a view of the
  *    input, unless
  *    the output is a graph output (the caller's memory: the copy stays),
  *    or either side is state or updated in place (its bytes change).
@@ -157,7 +157,7 @@ kiln_views *kiln_plan_views(kiln_graph *g) {
     const kiln_node *nd = g->nodes[i];
     if (nd->dead || nd->nin < 1 || nd->nout < 1) continue;
     const kiln_op_info *info = kiln_op_get(nd->op);
-    if (info->lower == kiln_lower_copy || (info->lower == kiln_lower_dropout && !(nd->nout > 1 && nd->out[1])))
+    if (info->lower == kiln_lower_copy || (info->lower == kiln_lower_dropout && !kiln_dropout_mask_wanted(nd)))
       plan_copy(V, mut, nd);
     else if (info->lower == kiln_lower_concat) plan_concat(&P, nd);
   }

@@ -18,7 +18,8 @@ Concat (no copy kernels at all); input -> Reshape -> output (the copy stays);
 a value read by two Concats; a Concat input that is also a graph output;
 a batch-2 Concat (strided slices: copied); DenseNet-like prefix Concats
 (each a prefix of the last); Concat(x, x); a Concat of a Reshape's view;
-a view of a graph input; Dropout without its mask; elementwise chains the memory plan runs in place,
+a view of a graph input; Dropout without its mask (or with one nothing
+reads); elementwise chains the memory plan runs in place,
 with a Transpose, a ReduceMax and a broadcast Add among them (exact ops
 too).
 """
@@ -165,6 +166,14 @@ def cases():
     m = M("dropout")
     a = m.op("Relu", ["x"])
     d = m.op("Dropout", [a])
+    y = m.op("Neg", [d])
+    out.append((m, [("x", [1, 2, 9])], [y], 2))
+    # 12. Dropout whose mask output is named but read by nothing (exporters
+    #     do this: the float16 SqueezeNet's last Dropout) is a view too
+    m = M("dropout_unread_mask")
+    a = m.op("Relu", ["x"])
+    d = m.op("Dropout", [a])
+    m.nodes[-1].output.append("unread_mask")
     y = m.op("Neg", [d])
     out.append((m, [("x", [1, 2, 9])], [y], 2))
     return out
