@@ -33,28 +33,18 @@ Prints "PASS name: ..." / "FAIL name: ..." per case, then "N passed, M
 failed"; exit status 1 if any failed.
 """
 
-import importlib.util
 import itertools
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kiln_check import load  # noqa: E402
 
-
-def load(name, path):
-    spec = importlib.util.spec_from_file_location(name, REPO / path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-zoo_run = load("zoo_run", "tests/models/test_zoo_run.py")
+conv_dw = load("conv_dw", "tests/passes/test_conv_dw.py")  # run_cases
 
 
 def convt_ref(x, w, b, s, d, pads, out_pad, group):
@@ -156,64 +146,17 @@ def build_cases(rng):
     return c
 
 
-def run_threads(kiln, path, inputs, work, threads):
-    out = Path(work) / "out"
-    out.mkdir()
-    args = [kiln, "run", str(path), "--threads", str(threads), "--output", str(out)]
-    for name, a in inputs.items():
-        np.save(Path(work) / f"{name}.npy", a)
-        args += ["--input", f"{name}={Path(work) / f'{name}.npy'}"]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=zoo_run.KILN_TIMEOUT_S)
-    if proc.returncode != 0:
-        return None, None, f"kiln run exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-600:]}"
-    return {p.stem: np.load(p) for p in out.glob("*.npy")}, None, None
-
-
-def takes_gemm(kiln, path):
+def schedule_check(kiln, path, case):
+    """The lowered IR has the transposed GEMM's blocked weights exactly when the case expects it."""
+    gemm = case[5]
     proc = subprocess.run([kiln, "inspect", str(path), "--batch", "1", "--dump-after", "lower"], capture_output=True,
-                          text=True, timeout=zoo_run.KILN_TIMEOUT_S)
-    return "%w.blocked" in proc.stdout + proc.stderr
+                          text=True, timeout=conv_dw.zoo_run.KILN_TIMEOUT_S)
+    ok = ("%w.blocked" in proc.stdout + proc.stderr) == gemm
+    return ok, f"; {'the transposed GEMM' if gemm else 'the phase path'} expected{'' if ok else ', the other taken'}"
 
 
 def main(argv):
-    backend = "llvm"
-    if len(argv) > 1 and argv[1] == "--backend":
-        backend = argv[2]
-        argv = argv[:1] + argv[3:]
-    if len(argv) < 3:
-        sys.exit(__doc__)
-    kiln, work = argv[1], Path(argv[2])
-    only = set(argv[3:])
-    work.mkdir(parents=True, exist_ok=True)
-    passed = failed = 0
-    for name, (m, inputs, ref, tol, threads, gemm) in build_cases(np.random.default_rng(0)).items():
-        if only and name not in only:
-            continue
-        with tempfile.TemporaryDirectory(dir=work) as tmp:
-            path = Path(tmp) / f"{name}.onnx"
-            onnx.save(m, path)
-            path_ok = takes_gemm(kiln, path) == gemm
-            if backend == "c":
-                outs, _, err = zoo_run.run_c(kiln, path, inputs, tmp)
-            elif threads:
-                outs, _, err = run_threads(kiln, path, inputs, tmp, threads)
-            else:
-                outs, _, err = zoo_run.run_kiln(kiln, path, inputs, tmp)
-        y = None if err else outs.get(m.graph.output[0].name, outs.get("output_0"))
-        if err or y is None or y.size != ref.size:
-            failed += 1
-            print(f"FAIL {name}: {err or f'no output of {ref.size} values'}")
-            continue
-        d = np.abs(y.reshape(ref.shape).astype(np.float64) - ref)
-        ok = bool(np.all(d <= tol)) and path_ok
-        print(f"{'PASS' if ok else 'FAIL'} {name}: max |y - ref| {float(np.max(d)):.2e}, "
-              f"{float(np.max(d / tol)):.3f} of the bound at worst; "
-              f"{'the transposed GEMM' if gemm else 'the phase path'} expected"
-              f"{'' if path_ok else ', the other taken'}")
-        passed += ok
-        failed += not ok
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return conv_dw.run_cases(argv, build_cases, __doc__, schedule_check)
 
 
 if __name__ == "__main__":
