@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""3x3 stride-1 Conv as Winograd F(m x m, 3 x 3) against float64 NumPy, and which schedule takes it.
+
+Usage:  python3 tests/passes/test_conv_winograd.py [--backend llvm|c] KILN_BINARY WORK_DIR [case ...]
+
+passes/lower_conv_winograd.c takes one-group 3x3 stride-1 convolutions with
+at least 32 input and output channels, float32, constant weights.  The cases
+cover maps whose output is and is not a whole number of tiles (the last row
+and column of tiles partial), pads 0, 1 and 2 and asymmetric pads (border
+tiles reading through bounds checks), output channels that are not whole
+blocks of 6 (a tail block), tile counts that are not whole vectors (the
+padded positions), N = 2, no bias, a fused Relu and residual Add, 2
+threads, both tile sizes (KILN_WINOGRAD=4 forces F(4x4, 3x3) where it
+applies), and shapes it declines (stride 2, dilation 2, two groups, 16
+input channels, float64, a weight computed at run time), which must still be
+right.  For each case the lowered IR (`kiln inspect --dump-after lower`)
+must have the transformed weights (`<W>.winograd`) exactly when the case
+expects that schedule.
+
+Reference: Conv's definition (passes/conv_def.h) in float64 NumPy.
+
+TOLERANCE, per output y with reference r.  Declined cases: the direct
+sum's bound of tests/passes/test_conv_blocks.py, n * u * S + u * |r| (n =
+C x 9 products, S = |b| + sum |w x|, u = 2^-24 f32, 2^-53 f64: Higham 4.2).
+Winograd cases: the computed y is the composite linear map
+  y = AT [ sum over c of (G w_c GT) (.) (BT d_c B) ] A + b
+evaluated in float32 along paths of at most D = C + 4a + 2 roundings (U
+rounded once from double; V: two a-term sums, each term one rounding; the
+GEMM: C fused multiply-adds; the output transform: two a-term sums; the
+bias), a = m + 2.  Its componentwise error is then at most
+  D * u * S_w + u * |r|,   S_w = |AT| [ sum over c of (|G| |w_c| |GT|) (.) (|BT| |d_c| |B|) ] |A| + |b|
+(Higham 3.5 applied to each product and sum, to first order in u), computed
+per output in float64 from the same matrices.  S_w exceeds the direct sum's
+S by the transforms' weights (for F(2x2) up to 4x; F(4x4) far more), which
+is the accuracy Winograd trades; a wrong tile, point, border or channel is
+off by a whole term, far above it.  Relu is 1-Lipschitz; a fused Add of r2
+rounds once more: + u * |r + r2|.
+
+Prints "PASS name: ..." / "FAIL name: ..." per case, then "N passed, M
+failed"; exit status 1 if any failed.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kiln_check import load  # noqa: E402
+
+conv_dw = load("conv_dw", "tests/passes/test_conv_dw.py")  # run_cases
+
+BT = {2: [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+      4: [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+          [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]}
+G = {2: [[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]],
+     4: [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+         [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]}
+AT = {2: [[1, 1, 1, 0], [0, 1, -1, -1]],
+      4: [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]}
+
+
+def conv_ref(x, w, b, s, d, pads, group):
+    """float64 Conv and the same sum over absolute values."""
+    N, C, H, W = x.shape
+    M = w.shape[0]
+    Cg, Mg = C // group, M // group
+    pt, pl, pb_, pr = pads
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb_), (pl, pr)))
+    OH = (H + pt + pb_ - d[0] * 2 - 1) // s[0] + 1
+    OW = (W + pl + pr - d[1] * 2 - 1) // s[1] + 1
+    y = np.zeros((N, M, OH, OW))
+    a = np.zeros((N, M, OH, OW))
+    for g in range(group):
+        for i in range(3):
+            for j in range(3):
+                xs = xp[:, g * Cg:(g + 1) * Cg, i * d[0]:i * d[0] + (OH - 1) * s[0] + 1:s[0],
+                        j * d[1]:j * d[1] + (OW - 1) * s[1] + 1:s[1]]
+                wg = w[g * Mg:(g + 1) * Mg, :, i, j]
+                y[:, g * Mg:(g + 1) * Mg] += np.einsum("nchw,mc->nmhw", xs, wg)
+                a[:, g * Mg:(g + 1) * Mg] += np.einsum("nchw,mc->nmhw", np.abs(xs), np.abs(wg))
+    if b is not None:
+        y += b.reshape(1, M, 1, 1)
+        a += np.abs(b).reshape(1, M, 1, 1)
+    return y, a
+
+
+def winograd_abs(x, w, b, pads, m, OH, OW):
+    """S_w of the docstring: the transforms' absolute values applied to |x| and |w|, per output."""
+    a = m + 2
+    bt, g, at = (np.abs(np.array(t[m], dtype=np.float64)) for t in (BT, G, AT))
+    N, C = x.shape[:2]
+    th, tw = -(-OH // m), -(-OW // m)
+    pt, pl = pads[0], pads[1]
+    # the input as the tiles read it: zero outside, extended to whole tiles
+    xp = np.zeros((N, C, th * m + 2, tw * m + 2))
+    H, W = x.shape[2:]
+    hh, ww = min(H, th * m + 2 - pt), min(W, tw * m + 2 - pl)
+    xp[:, :, pt:pt + hh, pl:pl + ww] = np.abs(x[:, :, :hh, :ww])
+    u = np.einsum("ai,mcij,bj->mcab", g, np.abs(w), g)  # |G| |w| |GT|
+    out = np.zeros((N, w.shape[0], th * m, tw * m))
+    for ty in range(th):
+        for tx in range(tw):
+            d = xp[:, :, ty * m:ty * m + a, tx * m:tx * m + a]
+            v = np.einsum("ai,ncij,bj->ncab", bt, d, bt)  # |BT| |d| |B|
+            mt = np.einsum("mcab,ncab->nmab", u, v)
+            out[:, :, ty * m:(ty + 1) * m, tx * m:(tx + 1) * m] = np.einsum("ia,nmab,jb->nmij", at, mt, at)
+    out = out[:, :, :OH, :OW]
+    if b is not None:
+        out += np.abs(b).reshape(1, -1, 1, 1)
+    return out
+
+
+def case(rng, x_shape, M, strides=(1, 1), pads=(1, 1, 1, 1), dils=(1, 1), group=1, bias=True, dt=np.float32,
+         relu=False, residual=False, threads=None, wino=2, w_input=False):
+    C = x_shape[1]
+    x = rng.uniform(-1, 1, x_shape).astype(dt)
+    w = rng.uniform(-1, 1, [M, C // group, 3, 3]).astype(dt)
+    b = rng.uniform(-1, 1, [M]).astype(dt) if bias else None
+    x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), None if b is None else b.astype(np.float64)
+    ref, absum = conv_ref(x64, w64, b64, strides, dils, pads, group)
+    u = 2.0 ** -53 if dt == np.float64 else 2.0 ** -24
+    if wino:
+        OH, OW = ref.shape[2:]
+        D = (C // group) + 4 * (wino + 2) + 2
+        tol = D * u * winograd_abs(x64, w64, b64, pads, wino, OH, OW) + u * np.abs(ref)
+    else:
+        tol = (C // group) * 9 * u * absum + u * np.abs(ref)
+    et = TensorProto.DOUBLE if dt == np.float64 else TensorProto.FLOAT
+    attrs = dict(kernel_shape=[3, 3], strides=list(strides), pads=list(pads), dilations=list(dils))
+    if group != 1:
+        attrs["group"] = group
+    inputs = {"x": x}
+    vis = [helper.make_tensor_value_info("x", et, list(x_shape))]
+    inits = [] if w_input else [numpy_helper.from_array(w, "w")]
+    if w_input:
+        vis.append(helper.make_tensor_value_info("w", et, list(w.shape)))
+        inputs["w"] = w
+    if bias:
+        inits.append(numpy_helper.from_array(b, "b"))
+    nodes = [helper.make_node("Conv", ["x", "w"] + (["b"] if bias else []), ["y"], name="conv3x3", **attrs)]
+    last = "y"
+    if relu:
+        nodes.append(helper.make_node("Relu", [last], ["yr"], name="relu"))
+        ref = np.maximum(ref, 0)
+        last = "yr"
+    if residual:
+        r = rng.uniform(-1, 1, ref.shape).astype(dt)
+        vis.append(helper.make_tensor_value_info("r", et, list(ref.shape)))
+        nodes.append(helper.make_node("Add", [last, "r"], ["ys"], name="residual"))
+        ref = ref + r.astype(np.float64)
+        tol = tol + u * np.abs(ref)
+        inputs["r"] = r
+        last = "ys"
+    g = helper.make_graph(nodes, "wino", vis, [helper.make_tensor_value_info(last, et, list(ref.shape))], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m, inputs, ref, tol, threads, wino
+
+
+def build_cases(rng):
+    c = {}
+    # F(2x2, 3x3), the default tile
+    c["c64_m64_14x14_p1"] = case(rng, (1, 64, 14, 14), 64)
+    c["c32_m40_13x11_p1_tail_relu"] = case(rng, (1, 32, 13, 11), 40, relu=True)
+    c["c48_m33_9x17_p0_nobias"] = case(rng, (1, 48, 9, 17), 33, pads=(0, 0, 0, 0), bias=False)
+    c["c32_m32_10x10_p2"] = case(rng, (1, 32, 10, 10), 32, pads=(2, 2, 2, 2))
+    c["c32_m36_12x9_asym_pads"] = case(rng, (1, 32, 12, 9), 36, pads=(0, 2, 1, 0))
+    c["c64_m32_n2_8x8_residual"] = case(rng, (2, 64, 8, 8), 32, residual=True)
+    c["c64_m64_28x28_threads2"] = case(rng, (1, 64, 28, 28), 64, threads=2, relu=True)
+    c["c256_m64_7x7"] = case(rng, (1, 256, 7, 7), 64)
+    # F(4x4, 3x3), forced
+    c["f4_c64_m64_14x14_p1"] = case(rng, (1, 64, 14, 14), 64, wino=4)
+    c["f4_c32_m38_13x10_p1_relu"] = case(rng, (1, 32, 13, 10), 38, relu=True, wino=4)
+    c["f4_c32_m32_6x9_p2_n2"] = case(rng, (2, 32, 6, 9), 32, pads=(2, 1, 0, 2), wino=4)
+    # declined: other schedules, still right
+    c["declined_stride2"] = case(rng, (1, 32, 12, 12), 32, strides=(2, 2), wino=0)
+    c["declined_dil2"] = case(rng, (1, 32, 12, 12), 32, dils=(2, 2), pads=(2, 2, 2, 2), wino=0)
+    c["declined_group2"] = case(rng, (1, 64, 10, 10), 64, group=2, wino=0)
+    c["declined_c16"] = case(rng, (1, 16, 10, 10), 32, wino=0)
+    c["declined_f64"] = case(rng, (1, 32, 8, 8), 32, dt=np.float64, wino=0)
+    c["declined_w_input"] = case(rng, (1, 32, 8, 8), 32, w_input=True, wino=0)
+    return c
+
+
+def with_tile(case):
+    """KILN_WINOGRAD=4 for the F(4x4) cases, unset otherwise (the default rule)."""
+    if case[5] == 4:
+        os.environ["KILN_WINOGRAD"] = "4"
+    else:
+        os.environ.pop("KILN_WINOGRAD", None)
+
+
+def schedule_check(kiln, path, case):
+    """The lowered IR has the transformed weights exactly when the case expects Winograd."""
+    with_tile(case)
+    wino = bool(case[5])
+    proc = subprocess.run([kiln, "inspect", str(path), "--batch", "1", "--dump-after", "lower"], capture_output=True,
+                          text=True, timeout=conv_dw.zoo_run.KILN_TIMEOUT_S)
+    ok = ("%w.winograd" in proc.stdout + proc.stderr) == wino
+    return ok, f"; {'Winograd' if wino else 'another schedule'} expected{'' if ok else ', the other taken'}"
+
+
+def main(argv):
+    return conv_dw.run_cases(argv, build_cases, __doc__, schedule_check)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
