@@ -54,11 +54,11 @@ static const kiln_sched par = {.parallel = 1};
  * input transform of a 128-channel 28x28 layer ran 0.89 ms on those
  * conflict misses.  The skew puts stream t t lines further on. */
 enum { WG_PB = 6, WG_A_MAX = 6, WG_SKEW = 16 };
-/* V and Mt for the whole plane up to WG_WHOLE_MAX bytes (or the layer's
- * input and output together, if more); past that, bands of at least
- * WG_SLOT_MIN bytes a slot (see emit_banded). */
+/* V and Mt for the whole plane up to WG_WHOLE_MAX bytes at least (see
+ * plan_scratch); the GEMM's slices of V at most WG_V_SLICE (see
+ * gemm_point). */
 #define WG_WHOLE_MAX ((int64_t)4 << 20)
-#define WG_SLOT_MIN ((int64_t)1 << 20)
+#define WG_V_SLICE ((int64_t)256 << 10)
 
 /* F(2x2, 3x3) and F(4x4, 3x3) with points 0, +-1, +-2 (Lavin and Gray's). */
 static const double bt2[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
@@ -106,8 +106,38 @@ static int64_t pick_m(const kiln_lctx *L, const kiln_node *n, const kiln_conv_ge
   return g->C >= 128 && g->M >= 128 && g->out[0] >= 14 && g->out[1] >= 14 ? 4 : 2;
 }
 
-int kiln_conv_winograd_wanted(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g) {
-  return pick_m(L, n, g) > 0;
+
+/* Bytes of Conv node c's input and output (compute type). */
+static int64_t conv_io(const kiln_node *c) {
+  return (kiln_value_numel(c->in[0], 1) + kiln_value_numel(c->out[0], 1)) *
+         (int64_t)kiln_dtype_size(kiln_lower_ctype(c->out[0]->dtype));
+}
+
+/* V and Mt for `rows` rows of tiles of one image, in bytes. */
+static int64_t scratch_bytes(const wino *f, const kiln_conv_geom *g, int64_t rows) {
+  int64_t pp = (rows * f->tw + f->lanes - 1) / f->lanes * f->lanes;
+  return f->T * ((g->C + g->M) * pp + 2 * WG_SKEW) * 4;
+}
+
+/* Where V and Mt live (f->band, f->slots; 0: the whole plane), or -1:
+ * nowhere within the budget.  A network's peak workspace is at least its
+ * largest convolution's input and output together (VGG-16's first 3x3:
+ * 25.7 MB); this layer's scratch may use what that leaves beside its own
+ * input and output, so the peak does not grow (at least WG_WHOLE_MAX for
+ * the whole plane, which small networks' caches hold anyway).  Past it,
+ * bands (emit_banded), of at least one row of tiles a slot. */
+static int plan_scratch(const kiln_lctx *L, const kiln_conv_geom *g, wino *f) {
+  int64_t most = 0, own = g->N * (g->C * g->isz + g->M * g->osz) * 4;
+  for (int i = 0; i < L->g->nnodes; i++)
+    if (L->g->nodes[i]->op == KILN_OP_CONV && conv_io(L->g->nodes[i]) > most) most = conv_io(L->g->nodes[i]);
+  int64_t room = most - own, whole = g->N * scratch_bytes(f, g, f->th);
+  if (whole <= room || whole <= WG_WHOLE_MAX) return 0;
+  int64_t slots = L->target->cores < 1 ? 1 : L->target->cores, band = f->th;
+  while (band >= 1 && slots * scratch_bytes(f, g, band) > room) band--;
+  if (band < 1) return -1;
+  int64_t nb = (f->th + band - 1) / band;
+  f->band = band, f->slots = slots < g->N * nb ? slots : g->N * nb;
+  return 0;
 }
 
 /* U[t, blk, c, r] = (G W[blk*6 + r, c] GT)[t] (0 past M), in double,
@@ -276,44 +306,45 @@ static void gemm_tile(kiln_lctx *L, const wino *f, kiln_lx *ub, kiln_lx *vb, kil
       kiln_lb_store(B, f->mt, IADD(IADD(mb, IMUL(CI(r), f->Pp)), IADD(p0, CI(l))), LOCAL(acc[r * rvl + l]));
 }
 
-/* Every channel block of one chunk of rvl tiles from p0, point t: V of
- * the point at vb, Mt at mtb. */
-static void gemm_chunk(kiln_lctx *L, const wino *f, kiln_lx *t, kiln_lx *vb, kiln_lx *mtb, kiln_lx *p0, int64_t rvl) {
+/* Every channel block of nq chunks of rvl tiles from p0, point t (V of
+ * the point at vb, Mt at mtb): blocks outside, chunks inside, so a
+ * block's U (C x 6 floats) stays in the L1 across the chunks. */
+static void gemm_blocks(kiln_lctx *L, const wino *f, kiln_lx *t, kiln_lx *vb, kiln_lx *mtb, kiln_lx *p0, int64_t nq,
+                        int64_t rvl) {
   const kiln_conv_geom *g = f->g;
   int64_t full = g->M / WG_PB, rest = g->M % WG_PB;
-  if (full) {
-    kiln_lx *blk = IDX(kiln_lb_for(B, full, seq));
+  for (int part = 0; part < 2; part++) {
+    if (!(part ? rest : full)) continue;
+    kiln_lx *blk = part ? CI(full) : IDX(kiln_lb_for(B, full, seq));
+    kiln_lx *q = nq > 1 ? IMUL(IDX(kiln_lb_for(B, nq, seq)), f->RV) : CI(0);
     kiln_lx *ub = IMUL(IADD(IMUL(t, f->nmb), blk), g->C * WG_PB);
-    gemm_tile(L, f, ub, vb, IADD(mtb, IMUL(blk, WG_PB * f->Pp)), p0, WG_PB, rvl);
-    kiln_lb_end(B);
-  }
-  if (rest) {
-    kiln_lx *ub = IMUL(IADD(IMUL(t, f->nmb), CI(full)), g->C * WG_PB);
-    gemm_tile(L, f, ub, vb, IADD(mtb, CI(full * WG_PB * f->Pp)), p0, rest, rvl);
+    gemm_tile(L, f, ub, vb, IADD(mtb, IMUL(blk, WG_PB * f->Pp)), IADD(p0, q), part ? rest : WG_PB, rvl);
+    kiln_lower_close(L, (nq > 1) + !part);
   }
 }
 
-/* Chunk pc of positions (whole vectors of RV, then the rest) of point t. */
-static void gemm_point(kiln_lctx *L, const wino *f, kiln_lx *t, kiln_lx *vb, kiln_lx *mtb, kiln_lx *pc) {
+/* Point t's GEMM over all Pp positions: chunks of RV in groups whose V
+ * slice (C x RV x group floats) stays in the L2 across the blocks (U read
+ * once a group: a 512-channel U is 1 MB a point), then the tail. */
+static void gemm_point(kiln_lctx *L, const wino *f, kiln_lx *t, kiln_lx *vb, kiln_lx *mtb) {
   int64_t nfull = f->Pp / f->RV, rest = f->Pp % f->RV;
-  kiln_lx *p0 = IMUL(pc, f->RV);
-  if (nfull && rest) kiln_lb_if(B, BIN(LT, pc, CI(nfull)));
-  if (nfull) gemm_chunk(L, f, t, vb, mtb, p0, f->RV);
-  if (nfull && rest) kiln_lb_else(B);
-  if (rest) gemm_chunk(L, f, t, vb, mtb, p0, rest);
-  if (nfull && rest) kiln_lb_end(B);
+  int64_t gs = WG_V_SLICE / (f->g->C * f->RV * 4);
+  if (gs < 1) gs = 1;
+  if (gs > nfull) gs = nfull;
+  if (gs && nfull / gs) {
+    kiln_lx *grp = nfull / gs > 1 ? IDX(kiln_lb_for(B, nfull / gs, seq)) : CI(0);
+    gemm_blocks(L, f, t, vb, mtb, IMUL(grp, gs * f->RV), gs, f->RV);
+    if (nfull / gs > 1) kiln_lb_end(B);
+  }
+  if (gs && nfull % gs) gemm_blocks(L, f, t, vb, mtb, CI(nfull / gs * gs * f->RV), nfull % gs, f->RV);
+  if (rest) gemm_blocks(L, f, t, vb, mtb, CI(nfull * f->RV), 1, rest);
 }
 
-static int64_t position_chunks(const wino *f) { return (f->Pp + f->RV - 1) / f->RV; }
-
-/* Whole plane: one parallel loop over (n, t, chunk of positions). */
+/* Whole plane: one parallel loop over (n, t). */
 static void emit_gemm(kiln_lctx *L, const wino *f) {
-  int64_t nch = position_chunks(f);
-  kiln_lx *it = IDX(kiln_lb_for(B, f->g->N * f->T * nch, par));
-  int ntb = kiln_lb_decl(B, KILN_DT_I64, nch == 1 ? it : BIN(DIV, it, CI(nch)));
-  int pc = kiln_lb_decl(B, KILN_DT_I64, nch == 1 ? CI(0) : BIN(REM, it, CI(nch)));
-  kiln_lx *t = f->g->N == 1 ? LOCAL(ntb) : BIN(REM, LOCAL(ntb), CI(f->T));
-  gemm_point(L, f, t, IMUL(LOCAL(ntb), f->vs), IMUL(LOCAL(ntb), f->ms), LOCAL(pc));
+  kiln_lx *nt = IDX(kiln_lb_for(B, f->g->N * f->T, par));
+  kiln_lx *t = f->g->N == 1 ? nt : BIN(REM, nt, CI(f->T));
+  gemm_point(L, f, t, IMUL(nt, f->vs), IMUL(nt, f->ms));
   kiln_lb_end(B);
 }
 
@@ -415,9 +446,9 @@ static void emit_banded(kiln_lctx *L, const kiln_node *n, const wino *f) {
   }
   /* Mt: every point's GEMM over the band */
   if (!(skip & 2)) {
-    kiln_lx *t = IDX(kiln_lb_for(B, f->T, seq)), *pc = IDX(kiln_lb_for(B, position_chunks(f), seq));
-    gemm_point(L, f, t, IADD(LOCAL(sv), IMUL(t, f->vs)), IADD(LOCAL(sm), IMUL(t, f->ms)), pc);
-    kiln_lower_close(L, 2);
+    kiln_lx *t = IDX(kiln_lb_for(B, f->T, seq));
+    gemm_point(L, f, t, IADD(LOCAL(sv), IMUL(t, f->vs)), IADD(LOCAL(sm), IMUL(t, f->ms)));
+    kiln_lb_end(B);
   }
   /* Y: every channel's outputs of the band */
   if (!(skip & 4)) {
@@ -440,11 +471,13 @@ static void emit_banded(kiln_lctx *L, const kiln_node *n, const wino *f) {
   kiln_lower_close(L, 2);
 }
 
-int kiln_lower_conv_winograd(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g) {
+/* f for tile size m: sizes, matrices and where the scratch lives; -1 when
+ * it fits nowhere (plan_scratch). */
+static int setup(const kiln_lctx *L, const kiln_conv_geom *g, int64_t m, wino *f_out) {
   wino f = {0};
   f.g = g;
   f.ct = KILN_DT_F32;
-  f.m = pick_m(L, n, g);
+  f.m = m;
   f.a = f.m + 2;
   f.T = f.a * f.a;
   for (int64_t i = 0; i < f.a; i++) {
@@ -457,24 +490,27 @@ int kiln_lower_conv_winograd(kiln_lctx *L, const kiln_node *n, const kiln_conv_g
   f.th = (g->out[0] + f.m - 1) / f.m, f.tw = (g->out[1] + f.m - 1) / f.m;
   f.RV = vectors(L->target) * lanes;
   f.nmb = (g->M + WG_PB - 1) / WG_PB;
-  /* the whole plane's V and Mt, or bands when they would outgrow the
-   * layer's own input and output (see emit_banded) */
-  int64_t cap = g->N * (g->C * g->isz + g->M * g->osz), rowb = f.T * (g->C + g->M) * f.tw;
-  int64_t whole = g->N * f.T * (g->C + g->M) * (f.th * f.tw + lanes);
-  if (!getenv("KILN_WG_WHOLE") && whole > cap && whole * 4 > WG_WHOLE_MAX) { /* DEV env */
-    f.slots = L->target->cores < 1 ? 1 : L->target->cores;
-    int64_t per = cap / f.slots * 4 > WG_SLOT_MIN ? cap / f.slots : WG_SLOT_MIN / 4;
-    if (getenv("KILN_WG_PER")) per = atoll(getenv("KILN_WG_PER")); /* DEV */
-    f.band = per / rowb;
-    if (f.band < 1) f.band = 1;
-    if (f.band > f.th) f.band = f.th;
-    int64_t nb = (f.th + f.band - 1) / f.band;
-    if (f.slots > g->N * nb) f.slots = g->N * nb;
-  }
+  if (plan_scratch(L, g, &f)) return -1;
   f.P = (f.band ? f.band : f.th) * f.tw;
   f.Pp = (f.P + lanes - 1) / lanes * lanes;
   f.vs = g->C * f.Pp + WG_SKEW, f.ms = g->M * f.Pp + WG_SKEW;
   f.fma = kiln_target_has_fma(L->target);
+  *f_out = f;
+  return 0;
+}
+
+/* The tile size pick_m asks for, else F(2x2) when F(4x4)'s scratch fits
+ * nowhere, else 0. */
+static int64_t choose(const kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g, wino *f) {
+  int64_t m = pick_m(L, n, g);
+  if (m && !setup(L, g, m, f)) return m;
+  if (m == 4 && !setup(L, g, 2, f)) return 2;
+  return 0;
+}
+
+int kiln_lower_conv_winograd(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g) {
+  wino f;
+  if (!choose(L, n, g, &f)) return kiln_lower_fail(L, n, "internal error: not a Winograd convolution");
   f.u = transformed_weights(L, n, &f);
   f.bias = n->nin > 2 ? kiln_lower_weight_ct(L, n->in[2]) : NULL;
   f.x = kiln_lower_buf(L, n->in[0]);
@@ -500,4 +536,9 @@ int kiln_lower_conv_winograd(kiln_lctx *L, const kiln_node *n, const kiln_conv_g
   if (!(skip & 2)) emit_gemm(L, &f);
   if (!(skip & 4)) emit_output_transform(L, n, &f);
   return 0;
+}
+
+int kiln_conv_winograd_wanted(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g) {
+  wino f;
+  return choose(L, n, g, &f) > 0;
 }

@@ -41,6 +41,7 @@ failed"; exit status 1 if any failed.
 """
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -115,7 +116,7 @@ def winograd_abs(x, w, b, pads, m, OH, OW):
 
 
 def case(rng, x_shape, M, strides=(1, 1), pads=(1, 1, 1, 1), dils=(1, 1), group=1, bias=True, dt=np.float32,
-         relu=False, residual=False, threads=None, wino=2, w_input=False):
+         relu=False, residual=False, threads=None, wino=2, w_input=False, force=False, big_sibling=False):
     C = x_shape[1]
     x = rng.uniform(-1, 1, x_shape).astype(dt)
     w = rng.uniform(-1, 1, [M, C // group, 3, 3]).astype(dt)
@@ -155,53 +156,85 @@ def case(rng, x_shape, M, strides=(1, 1), pads=(1, 1, 1, 1), dils=(1, 1), group=
         tol = tol + u * np.abs(ref)
         inputs["r"] = r
         last = "ys"
-    g = helper.make_graph(nodes, "wino", vis, [helper.make_tensor_value_info(last, et, list(ref.shape))], inits)
+    outs = [helper.make_tensor_value_info(last, et, list(ref.shape))]
+    if big_sibling:  # a 1x1 convolution to 8x the channels beside it: the graph's largest input + output
+        wb = rng.uniform(-1, 1, [C * 8, C, 1, 1]).astype(dt)
+        inits.append(numpy_helper.from_array(wb, "wb"))
+        nodes.append(helper.make_node("Conv", ["x", "wb"], ["big"], name="big", kernel_shape=[1, 1]))
+        outs.append(helper.make_tensor_value_info("big", et, [x_shape[0], C * 8, *x_shape[2:]]))
+    g = helper.make_graph(nodes, "wino", vis, outs, inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
-    return m, inputs, ref, tol, threads, wino
+    return m, inputs, ref, tol, threads, wino, force
 
 
 def build_cases(rng):
     c = {}
-    # F(2x2, 3x3), the default tile
+    # the default rule: F(2x2, 3x3) under 128 channels, maps of 10x10 and more
     c["c64_m64_14x14_p1"] = case(rng, (1, 64, 14, 14), 64)
     c["c32_m40_13x11_p1_tail_relu"] = case(rng, (1, 32, 13, 11), 40, relu=True)
-    c["c48_m33_9x17_p0_nobias"] = case(rng, (1, 48, 9, 17), 33, pads=(0, 0, 0, 0), bias=False)
+    c["c48_m33_13x19_p0_nobias"] = case(rng, (1, 48, 13, 19), 33, pads=(0, 0, 0, 0), bias=False)
     c["c32_m32_10x10_p2"] = case(rng, (1, 32, 10, 10), 32, pads=(2, 2, 2, 2))
-    c["c32_m36_12x9_asym_pads"] = case(rng, (1, 32, 12, 9), 36, pads=(0, 2, 1, 0))
-    c["c64_m32_n2_8x8_residual"] = case(rng, (2, 64, 8, 8), 32, residual=True)
+    c["c32_m36_12x11_asym_pads"] = case(rng, (1, 32, 12, 11), 36, pads=(0, 2, 1, 0))
+    c["c64_m32_n2_10x10_residual"] = case(rng, (2, 64, 10, 10), 32, residual=True)
     c["c64_m64_28x28_threads2"] = case(rng, (1, 64, 28, 28), 64, threads=2, relu=True)
-    c["c256_m64_7x7"] = case(rng, (1, 256, 7, 7), 64)
-    # F(4x4, 3x3), forced
-    c["f4_c64_m64_14x14_p1"] = case(rng, (1, 64, 14, 14), 64, wino=4)
-    c["f4_c32_m38_13x10_p1_relu"] = case(rng, (1, 32, 13, 10), 38, relu=True, wino=4)
-    c["f4_c32_m32_6x9_p2_n2"] = case(rng, (2, 32, 6, 9), 32, pads=(2, 1, 0, 2), wino=4)
+    # F(4x4, 3x3): 128 channels and more at 14x14 and larger
+    c["f4_default_c128_m128_14x14"] = case(rng, (1, 128, 14, 14), 128, wino=4)
+    c["f4_default_c128_m134_15x17_relu"] = case(rng, (1, 128, 15, 17), 134, relu=True, wino=4)
+    # banded: the whole plane's V and Mt (16 x 64 x 1024 floats each) past
+    # 4 MB, with room beside a larger convolution elsewhere in the graph
+    c["banded_c32_m32_64x64"] = case(rng, (1, 32, 64, 64), 32, big_sibling=True)
+    c["banded_c32_m32_n2_61x59_threads2"] = case(rng, (2, 32, 61, 59), 32, big_sibling=True, threads=2)
+    # F(4x4, 3x3) forced where the rule would not take it
+    c["f4_c64_m64_14x14_p1"] = case(rng, (1, 64, 14, 14), 64, wino=4, force=True)
+    c["f4_c32_m38_13x10_p1_relu"] = case(rng, (1, 32, 13, 10), 38, relu=True, wino=4, force=True)
+    c["f4_c32_m32_6x9_p2_n2"] = case(rng, (2, 32, 6, 9), 32, pads=(2, 1, 0, 2), wino=4, force=True)
     # declined: other schedules, still right
     c["declined_stride2"] = case(rng, (1, 32, 12, 12), 32, strides=(2, 2), wino=0)
     c["declined_dil2"] = case(rng, (1, 32, 12, 12), 32, dils=(2, 2), pads=(2, 2, 2, 2), wino=0)
     c["declined_group2"] = case(rng, (1, 64, 10, 10), 64, group=2, wino=0)
     c["declined_c16"] = case(rng, (1, 16, 10, 10), 32, wino=0)
     c["declined_f64"] = case(rng, (1, 32, 8, 8), 32, dt=np.float64, wino=0)
-    c["declined_w_input"] = case(rng, (1, 32, 8, 8), 32, w_input=True, wino=0)
+    c["declined_w_input"] = case(rng, (1, 32, 12, 12), 32, w_input=True, wino=0)
+    c["declined_7x7_c256"] = case(rng, (1, 256, 7, 7), 64, wino=0)
+    c["declined_9x17"] = case(rng, (1, 48, 9, 17), 33, wino=0)
     return c
 
 
 def with_tile(case):
-    """KILN_WINOGRAD=4 for the F(4x4) cases, unset otherwise (the default rule)."""
-    if case[5] == 4:
+    """KILN_WINOGRAD=4 for the forced F(4x4) cases, unset otherwise (the default rule)."""
+    if case[6]:
         os.environ["KILN_WINOGRAD"] = "4"
     else:
         os.environ.pop("KILN_WINOGRAD", None)
 
 
 def schedule_check(kiln, path, case):
-    """The lowered IR has the transformed weights exactly when the case expects Winograd."""
+    """The lowered IR has the transformed weights exactly when the case
+    expects Winograd; then their size says the tile (U: a*a points x
+    ceil(M/6) blocks x C x 6 floats) and V's size whether the plane was cut
+    into bands (less than every tile of every image: a*a x C x tiles x N)."""
     with_tile(case)
-    wino = bool(case[5])
+    m, inputs, ref, wino = case[0], case[1], case[2], case[5]
     proc = subprocess.run([kiln, "inspect", str(path), "--batch", "1", "--dump-after", "lower"], capture_output=True,
                           text=True, timeout=conv_dw.zoo_run.KILN_TIMEOUT_S)
-    ok = ("%w.winograd" in proc.stdout + proc.stderr) == wino
-    return ok, f"; {'Winograd' if wino else 'another schedule'} expected{'' if ok else ', the other taken'}"
+    out = proc.stdout + proc.stderr
+    u = re.search(r"buffer %w\.winograd : f32\[(\d+)\]", out)
+    v = re.search(r"buffer %y\.winograd_in : f32\[(\d+)\]", out)
+    if not wino:
+        return u is None, "; another schedule expected" + ("" if u is None else ", Winograd taken")
+    if u is None or v is None:
+        return False, "; Winograd expected, another schedule taken"
+    N, C = inputs["x"].shape[:2]
+    M, OH, OW = ref.shape[1:]
+    a = wino + 2
+    tiles = -(-OH // wino) * -(-OW // wino)
+    got_a2 = int(u.group(1)) // (-(-M // 6) * C * 6)
+    banded = int(v.group(1)) < a * a * C * tiles * N
+    want_banded = "banded" in path.name
+    ok = got_a2 == a * a and banded == want_banded
+    return ok, (f"; F({wino}x{wino}){' in bands' if want_banded else ''} expected" +
+                ("" if ok else f", got {got_a2} points{' in bands' if banded else ''}"))
 
 
 def main(argv):
