@@ -116,7 +116,7 @@ static int64_t conv_io(const kiln_node *c) {
 /* V and Mt for `rows` rows of tiles of one image, in bytes. */
 static int64_t scratch_bytes(const wino *f, const kiln_conv_geom *g, int64_t rows) {
   int64_t pp = (rows * f->tw + f->lanes - 1) / f->lanes * f->lanes;
-  return f->T * ((g->C + g->M) * pp + 2 * WG_SKEW) * 4;
+  return f->T * ((g->C + (g->M + WG_PB - 1) / WG_PB * WG_PB) * pp + 2 * WG_SKEW) * 4;
 }
 
 /* Where V and Mt live (f->band, f->slots; 0: the whole plane), or -1:
@@ -133,7 +133,12 @@ static int plan_scratch(const kiln_lctx *L, const kiln_conv_geom *g, wino *f) {
   int64_t room = most - own, whole = g->N * scratch_bytes(f, g, f->th);
   if (whole <= room || whole <= WG_WHOLE_MAX) return 0;
   int64_t slots = L->target->cores < 1 ? 1 : L->target->cores, band = f->th;
-  while (band >= 1 && slots * scratch_bytes(f, g, band) > room) band--;
+  /* at most an L2 a slot: 64 channels at 112x112 in bands of 12 rows of
+   * tiles (2.8 MB a slot) ran 6.6-9.0 ms, in bands of 4 (one L2) 3.8 */
+  /* at most an L2 a slot: 64 channels at 112x112 in bands of 12 rows of
+   * tiles (2.8 MB a slot) ran 6.6-9.0 ms, in bands of 4 (one L2) 3.8 */
+  while (band >= 1 && (slots * scratch_bytes(f, g, band) > room || (band > 1 && scratch_bytes(f, g, band) > L->target->l2_bytes)))
+    band--;
   if (band < 1) return -1;
   int64_t nb = (f->th + band - 1) / band;
   f->band = band, f->slots = slots < g->N * nb ? slots : g->N * nb;
@@ -282,17 +287,17 @@ static void emit_input_transform(kiln_lctx *L, const wino *f) {
   kiln_lb_end(B);
 }
 
-/* One GEMM tile: rows m0 .. m0+pb (channels), lanes p0 .. p0+rvl (tiles). */
-static void gemm_tile(kiln_lctx *L, const wino *f, kiln_lx *ub, kiln_lx *vb, kiln_lx *mb, kiln_lx *p0, int64_t pb,
-                      int64_t rvl) {
+/* One GEMM tile: WG_PB rows (channels) from the block at ub / mb, lanes
+ * p0 .. p0+rvl (tiles). */
+static void gemm_tile(kiln_lctx *L, const wino *f, kiln_lx *ub, kiln_lx *vb, kiln_lx *mb, kiln_lx *p0, int64_t rvl) {
   const kiln_conv_geom *g = f->g;
   int acc[WG_PB * 64], vl[64];
-  for (int64_t r = 0; r < pb; r++)
+  for (int64_t r = 0; r < WG_PB; r++)
     for (int64_t l = 0; l < rvl; l++) acc[r * rvl + l] = kiln_lb_decl(B, f->ct, kiln_lx_const_f(B, f->ct, 0));
   kiln_lx *k = IDX(kiln_lb_for(B, g->C, seq));
   kiln_lx *vr = IADD(IADD(vb, IMUL(k, f->Pp)), p0), *ur = IADD(ub, IMUL(k, WG_PB));
   for (int64_t l = 0; l < rvl; l++) vl[l] = kiln_lb_decl(B, f->ct, kiln_lx_load(B, f->v, IADD(vr, CI(l))));
-  for (int64_t r = 0; r < pb; r++) {
+  for (int64_t r = 0; r < WG_PB; r++) {
     int ul = kiln_lb_decl(B, f->ct, kiln_lx_load(B, f->u, IADD(ur, CI(r))));
     for (int64_t l = 0; l < rvl; l++) {
       int s = acc[r * rvl + l];
@@ -301,42 +306,40 @@ static void gemm_tile(kiln_lctx *L, const wino *f, kiln_lx *ub, kiln_lx *vb, kil
     }
   }
   kiln_lb_end(B);
-  for (int64_t r = 0; r < pb; r++)
+  for (int64_t r = 0; r < WG_PB; r++)
     for (int64_t l = 0; l < rvl; l++)
       kiln_lb_store(B, f->mt, IADD(IADD(mb, IMUL(CI(r), f->Pp)), IADD(p0, CI(l))), LOCAL(acc[r * rvl + l]));
 }
 
-/* Every channel block of nq chunks of rvl tiles from p0, point t (V of
- * the point at vb, Mt at mtb): blocks outside, chunks inside, so a
- * block's U (C x 6 floats) stays in the L1 across the chunks. */
+/* Every block of WG_PB channels (the last one's rows past M: zero weights,
+ * sums stored into Mt's padding rows) of nq chunks of rvl tiles from p0,
+ * point t (V of the point at vb, Mt at mtb): blocks outside, chunks
+ * inside, so a block's U (C x 6 floats) stays in the L1 across the
+ * chunks. */
 static void gemm_blocks(kiln_lctx *L, const wino *f, kiln_lx *t, kiln_lx *vb, kiln_lx *mtb, kiln_lx *p0, int64_t nq,
                         int64_t rvl) {
   const kiln_conv_geom *g = f->g;
-  int64_t full = g->M / WG_PB, rest = g->M % WG_PB;
-  for (int part = 0; part < 2; part++) {
-    if (!(part ? rest : full)) continue;
-    kiln_lx *blk = part ? CI(full) : IDX(kiln_lb_for(B, full, seq));
-    kiln_lx *q = nq > 1 ? IMUL(IDX(kiln_lb_for(B, nq, seq)), f->RV) : CI(0);
-    kiln_lx *ub = IMUL(IADD(IMUL(t, f->nmb), blk), g->C * WG_PB);
-    gemm_tile(L, f, ub, vb, IADD(mtb, IMUL(blk, WG_PB * f->Pp)), IADD(p0, q), part ? rest : WG_PB, rvl);
-    kiln_lower_close(L, (nq > 1) + !part);
-  }
+  kiln_lx *blk = IDX(kiln_lb_for(B, f->nmb, seq));
+  kiln_lx *q = nq > 1 ? IMUL(IDX(kiln_lb_for(B, nq, seq)), f->RV) : CI(0);
+  kiln_lx *ub = IMUL(IADD(IMUL(t, f->nmb), blk), g->C * WG_PB);
+  gemm_tile(L, f, ub, vb, IADD(mtb, IMUL(blk, WG_PB * f->Pp)), IADD(p0, q), rvl);
+  kiln_lower_close(L, 1 + (nq > 1));
 }
 
 /* Point t's GEMM over all Pp positions: chunks of RV in groups whose V
- * slice (C x RV x group floats) stays in the L2 across the blocks (U read
- * once a group: a 512-channel U is 1 MB a point), then the tail. */
+ * slice (C x RV x group floats, the group a divisor of the chunks) stays
+ * in the L2 across the blocks (U read once a group: a 512-channel U is
+ * 1 MB a point), then the tail. */
 static void gemm_point(kiln_lctx *L, const wino *f, kiln_lx *t, kiln_lx *vb, kiln_lx *mtb) {
-  int64_t nfull = f->Pp / f->RV, rest = f->Pp % f->RV;
-  int64_t gs = WG_V_SLICE / (f->g->C * f->RV * 4);
-  if (gs < 1) gs = 1;
+  int64_t nfull = f->Pp / f->RV, rest = f->Pp % f->RV, gs = WG_V_SLICE / (f->g->C * f->RV * 4);
   if (gs > nfull) gs = nfull;
-  if (gs && nfull / gs) {
+  while (gs > 1 && nfull % gs) gs--;
+  if (nfull) {
+    if (gs < 1) gs = 1;
     kiln_lx *grp = nfull / gs > 1 ? IDX(kiln_lb_for(B, nfull / gs, seq)) : CI(0);
     gemm_blocks(L, f, t, vb, mtb, IMUL(grp, gs * f->RV), gs, f->RV);
     if (nfull / gs > 1) kiln_lb_end(B);
   }
-  if (gs && nfull % gs) gemm_blocks(L, f, t, vb, mtb, CI(nfull / gs * gs * f->RV), nfull % gs, f->RV);
   if (rest) gemm_blocks(L, f, t, vb, mtb, CI(nfull * f->RV), 1, rest);
 }
 
@@ -421,9 +424,8 @@ static void emit_banded(kiln_lctx *L, const kiln_node *n, const wino *f) {
   int ty0 = kiln_lb_decl(B, KILN_DT_I64, IMUL(g->N == 1 ? LOCAL(bi) : BIN(REM, LOCAL(bi), CI(nb)), f->band));
   int sv = kiln_lb_decl(B, KILN_DT_I64, IMUL(s, f->T * f->vs)), sm = kiln_lb_decl(B, KILN_DT_I64, IMUL(s, f->T * f->ms));
   int rows = f->th % f->band != 0; /* the last band is shorter */
-  int skip = getenv("KILN_WG_SKIP") ? atoi(getenv("KILN_WG_SKIP")) : 0; /* DEV */
   /* V: every channel's tiles of the band */
-  if (!(skip & 1)) {
+  {
     kiln_lx *c = IDX(kiln_lb_for(B, g->C, seq));
     int xb = kiln_lb_decl(B, KILN_DT_I64, IMUL(IADD(IMUL(LOCAL(nv), g->C), c), g->isz));
     int vb = kiln_lb_decl(B, KILN_DT_I64, IADD(LOCAL(sv), IMUL(c, f->Pp)));
@@ -445,13 +447,13 @@ static void emit_banded(kiln_lctx *L, const kiln_node *n, const wino *f) {
     kiln_lb_end(B);
   }
   /* Mt: every point's GEMM over the band */
-  if (!(skip & 2)) {
+  {
     kiln_lx *t = IDX(kiln_lb_for(B, f->T, seq));
     gemm_point(L, f, t, IADD(LOCAL(sv), IMUL(t, f->vs)), IADD(LOCAL(sm), IMUL(t, f->ms)));
     kiln_lb_end(B);
   }
   /* Y: every channel's outputs of the band */
-  if (!(skip & 4)) {
+  {
     kiln_lx *mv = IDX(kiln_lb_for(B, g->M, seq));
     int mb = kiln_lb_decl(B, KILN_DT_I64, IADD(LOCAL(sm), IMUL(mv, f->Pp)));
     kiln_lx *r = IDX(kiln_lb_for(B, f->band, seq));
@@ -493,7 +495,7 @@ static int setup(const kiln_lctx *L, const kiln_conv_geom *g, int64_t m, wino *f
   if (plan_scratch(L, g, &f)) return -1;
   f.P = (f.band ? f.band : f.th) * f.tw;
   f.Pp = (f.P + lanes - 1) / lanes * lanes;
-  f.vs = g->C * f.Pp + WG_SKEW, f.ms = g->M * f.Pp + WG_SKEW;
+  f.vs = g->C * f.Pp + WG_SKEW, f.ms = f.nmb * WG_PB * f.Pp + WG_SKEW;
   f.fma = kiln_target_has_fma(L->target);
   *f_out = f;
   return 0;
@@ -531,10 +533,9 @@ int kiln_lower_conv_winograd(kiln_lctx *L, const kiln_node *n, const kiln_conv_g
     return 0;
   }
   B->k->explicit_vectors = 1;
-  int skip = getenv("KILN_WG_SKIP") ? atoi(getenv("KILN_WG_SKIP")) : 0; /* DEV */
-  if (!(skip & 1)) emit_input_transform(L, &f);
-  if (!(skip & 2)) emit_gemm(L, &f);
-  if (!(skip & 4)) emit_output_transform(L, n, &f);
+  emit_input_transform(L, &f);
+  emit_gemm(L, &f);
+  emit_output_transform(L, n, &f);
   return 0;
 }
 

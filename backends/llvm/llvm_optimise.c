@@ -151,7 +151,6 @@ int kiln_llvm_optimise(cg *c, LLVMTargetMachineRef tm, kiln_timing *t, kiln_diag
   if (!c->light) return 0;
   if (run_pipeline(c->tiled, TILED_PIPELINE, 0, tm, d)) return -1;
   kiln_timing_mark(t, "llvm-optimise-tiled");
-  if (getenv("KILN_DUMP_LL")) LLVMPrintModuleToFile(c->light, getenv("KILN_DUMP_LL"), NULL); /* DEV */
   if (run_pipeline(c->light, "mergefunc,default<O2>", 0, tm, d)) return -1;
   kiln_timing_mark(t, "llvm-optimise-light");
   if (link_tier(c, &c->tiled, d) || link_tier(c, &c->light, d)) return -1;
