@@ -179,7 +179,11 @@ static const kiln_buf *transformed_weights(kiln_lctx *L, const kiln_node *n, con
 /* sum over j < len of coef[j] * x[j] (locals), skipping zeros; +-1 as adds. */
 static kiln_lx *combine(kiln_lctx *L, const wino *f, const double *coef, const int *x, int64_t len) {
   kiln_lx *s = NULL;
-  for (int64_t j = 0; j < len; j++) {
+  int64_t first = 0; /* a positive term first: no negation to start from */
+  while (first < len && coef[first] <= 0) first++;
+  if (first == len) first = 0;
+  for (int64_t jj = 0; jj < len; jj++) {
+    int64_t j = jj == 0 ? first : jj <= first ? jj - 1 : jj;
     double c = coef[j];
     if (c == 0) continue;
     kiln_lx *v = LOCAL(x[j]);
@@ -192,18 +196,29 @@ static kiln_lx *combine(kiln_lctx *L, const wino *f, const double *coef, const i
   return s ? s : kiln_lx_const_f(B, f->ct, 0);
 }
 
-/* r = M x (rows x a) applied on both sides of the a x a locals d:
- * out[i][j] = sum_k sum_l M[i][k] d[k][l] M[j][l], i, j < rows. */
-static void sandwich(kiln_lctx *L, const wino *f, const double (*mat)[WG_A_MAX], int64_t rows, const int *d, int *out) {
+/* Column k of mat is read by one of its first n rows. */
+static int reads(const double (*mat)[WG_A_MAX], int64_t n, int64_t k) {
+  for (int64_t i = 0; i < n; i++)
+    if (mat[i][k] != 0) return 1;
+  return 0;
+}
+
+/* out[i * nc + j] = sum_k sum_l mat[i][k] d[k][l] mat[j][l] for i < nr,
+ * j < nc, over the a x a locals d (only those the sum reads need exist:
+ * reads(mat, nr, k) and reads(mat, nc, l); partial output tiles leave some
+ * out, and so some loads, unused, which a C compiler warns of). */
+static void sandwich(kiln_lctx *L, const wino *f, const double (*mat)[WG_A_MAX], int64_t nr, int64_t nc, const int *d,
+                     int *out) {
   int tmp[WG_A_MAX * WG_A_MAX], col[WG_A_MAX];
   int64_t a = f->a;
-  for (int64_t i = 0; i < rows; i++)
+  for (int64_t i = 0; i < nr; i++)
     for (int64_t l = 0; l < a; l++) {
+      if (!reads(mat, nc, l)) continue;
       for (int64_t k = 0; k < a; k++) col[k] = d[k * a + l];
       tmp[i * a + l] = kiln_lb_decl(B, f->ct, combine(L, f, mat[i], col, a));
     }
-  for (int64_t i = 0; i < rows; i++)
-    for (int64_t j = 0; j < rows; j++) out[i * rows + j] = kiln_lb_decl(B, f->ct, combine(L, f, mat[j], &tmp[i * a], a));
+  for (int64_t i = 0; i < nr; i++)
+    for (int64_t j = 0; j < nc; j++) out[i * nc + j] = kiln_lb_decl(B, f->ct, combine(L, f, mat[j], &tmp[i * a], a));
 }
 
 /* Tiles ty x [tx0, tx1) of plane xb into V at vb (point 0, position of
@@ -231,7 +246,7 @@ static void input_tiles(kiln_lctx *L, const wino *f, kiln_lx *xb, kiln_lx *vb, k
       else x = kiln_lower_load(L, f->x, off);
       d[i * a + j] = kiln_lb_decl(B, f->ct, x);
     }
-  sandwich(L, f, f->bt, a, d, v);
+  sandwich(L, f, f->bt, a, a, d, v);
   kiln_lx *p = IADD(prow, tx);
   for (int64_t t = 0; t < f->T; t++) kiln_lb_store(B, f->v, IADD(IADD(vb, IMUL(CI(t), f->vs)), p), LOCAL(v[t]));
   kiln_lb_end(B);
@@ -361,15 +376,16 @@ static void output_tiles(kiln_lctx *L, const kiln_node *n, const wino *f, kiln_l
   kiln_lx *p = IADD(prow, tx);
   int s[WG_A_MAX * WG_A_MAX], y[16];
   for (int64_t t = 0; t < f->T; t++)
-    s[t] = kiln_lb_decl(B, f->ct, kiln_lx_load(B, f->mt, IADD(IADD(mb, IMUL(CI(t), f->ms)), p)));
-  sandwich(L, f, f->at, f->m, s, y);
+    if (reads(f->at, rows, t / f->a) && reads(f->at, cols, t % f->a))
+      s[t] = kiln_lb_decl(B, f->ct, kiln_lx_load(B, f->mt, IADD(IADD(mb, IMUL(CI(t), f->ms)), p)));
+  sandwich(L, f, f->at, rows, cols, s, y);
   kiln_lx *bias = f->bias ? kiln_lower_load(L, f->bias, mv) : NULL;
   for (int64_t i = 0; i < rows; i++)
     for (int64_t j = 0; j < cols; j++) {
       kiln_lx *oy = IADD(IMUL(ty, f->m), CI(i)), *ox = IADD(IMUL(tx, f->m), CI(j));
       kiln_lx *idx[4] = {nv, mv, oy, ox};
       kiln_lx *flat = IADD(IMUL(IADD(IMUL(nv, g->M), mv), g->osz), IADD(IMUL(oy, g->out[1]), ox));
-      kiln_lx *val = LOCAL(y[i * f->m + j]);
+      kiln_lx *val = LOCAL(y[i * cols + j]);
       kiln_lower_store(L, n, 0, idx, flat, bias ? BIN(ADD, val, bias) : val);
     }
   kiln_lb_end(B);
