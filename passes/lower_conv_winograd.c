@@ -54,10 +54,7 @@ static const kiln_sched par = {.parallel = 1};
  * input transform of a 128-channel 28x28 layer ran 0.89 ms on those
  * conflict misses.  The skew puts stream t t lines further on. */
 enum { WG_PB = 6, WG_A_MAX = 6, WG_SKEW = 16 };
-/* V and Mt for the whole plane up to WG_WHOLE_MAX bytes at least (see
- * plan_scratch); the GEMM's slices of V at most WG_V_SLICE (see
- * gemm_point). */
-#define WG_WHOLE_MAX ((int64_t)4 << 20)
+/* The GEMM's slices of V: at most WG_V_SLICE bytes (see gemm_point). */
 #define WG_V_SLICE ((int64_t)256 << 10)
 
 /* F(2x2, 3x3) and F(4x4, 3x3) with points 0, +-1, +-2 (Lavin and Gray's). */
@@ -107,10 +104,93 @@ static int64_t pick_m(const kiln_lctx *L, const kiln_node *n, const kiln_conv_ge
 }
 
 
-/* Bytes of Conv node c's input and output (compute type). */
-static int64_t conv_io(const kiln_node *c) {
-  return (kiln_value_numel(c->in[0], 1) + kiln_value_numel(c->out[0], 1)) *
-         (int64_t)kiln_dtype_size(kiln_lower_ctype(c->out[0]->dtype));
+/* Where node n's kernel runs among the graph's kernels: an epilogue's
+ * kernel at its last step (the lowering's order, passes/lower.c). */
+static int kernel_at(const kiln_node *n, const int *at) {
+  const kiln_node *k = n->fused_into ? n->fused_into : n;
+  if (k->epi.nsteps > 0) k = k->epi.steps[k->epi.nsteps - 1];
+  return at[k->id];
+}
+
+/* The value v's bytes live in: its view root (views.c), else itself. */
+static const kiln_value *storage_of(const kiln_lctx *L, const kiln_value *v) {
+  return L->views && L->views->root[v->id] ? L->views->root[v->id] : v;
+}
+
+/* Node n's output 0 is materialised in the arena: not an epilogue
+ * intermediate (kept in registers), a graph output, a constant or an
+ * in-place update. */
+static int in_arena(const kiln_node *n, int o) {
+  const kiln_value *v = n->out[o];
+  if (!v || v->is_output || v->data || v->aliases) return 0;
+  if (n->fused_into && n != n->fused_into->epi.steps[n->fused_into->epi.nsteps - 1]) return 0;
+  return !(o == 0 && n->epi.nsteps > 0);
+}
+
+/* Bytes of the arena's graph values live while node cn's kernel runs, and
+ * (*most) their largest such sum over the graph: the plain memory plan's
+ * peak as plan_memory.c lays it out (values live over whole kernels, views
+ * in their root, epilogue intermediates in registers, inputs, outputs and
+ * weights outside the arena, an elementwise node's output over the input
+ * it last reads, as plan_inplace allows), less any fragmentation.
+ * -1: no memory to count with. */
+static int64_t live_at(const kiln_lctx *L, const kiln_node *cn, int64_t *most) {
+  const kiln_graph *gr = L->g;
+  int maxid = 0;
+  for (int i = 0; i < gr->nnodes; i++)
+    if (gr->nodes[i]->id > maxid) maxid = gr->nodes[i]->id;
+  size_t nv = (size_t)gr->nvalues + 1;
+  int *at = calloc((size_t)maxid + 1, sizeof *at), *def = malloc(nv * sizeof *def), *last = malloc(nv * sizeof *last);
+  int *share = malloc(nv * sizeof *share); /* the value whose bytes an in-place output takes, or -1 */
+  int64_t *live = calloc((size_t)gr->nnodes + 1, sizeof *live), here = -1;
+  if (!at || !def || !last || !share || !live) goto out;
+  for (int i = 0; i < gr->nnodes; i++) at[gr->nodes[i]->id] = i;
+  for (size_t v = 0; v < nv; v++) def[v] = -1, last[v] = -1, share[v] = -1;
+  for (int i = 0; i < gr->nnodes; i++) { /* last readers */
+    const kiln_node *n = gr->nodes[i];
+    for (int j = 0; !n->dead && j < n->nin; j++)
+      if (n->in[j] && kernel_at(n, at) > last[storage_of(L, n->in[j])->id])
+        last[storage_of(L, n->in[j])->id] = kernel_at(n, at);
+  }
+  for (int i = 0; i < gr->nnodes; i++) { /* in-place elementwise outputs */
+    const kiln_node *n = gr->nodes[i];
+    const kiln_op_info *op = kiln_op_get(n->op);
+    if (n->dead || n->fused_into || !in_arena(n, 0) || storage_of(L, n->out[0]) != n->out[0] || !op->scalar) continue;
+    for (int j = 0; j < n->nin; j++) {
+      const kiln_value *x = n->in[j];
+      if (x && x->producer && !x->data && !x->is_output && storage_of(L, x) == x &&
+          kiln_value_numel(x, 1) == kiln_value_numel(n->out[0], 1) && last[x->id] == kernel_at(n, at)) {
+        share[n->out[0]->id] = x->id;
+        break;
+      }
+    }
+  }
+  for (int i = 0; i < gr->nnodes; i++) { /* lifetimes, by the value owning the bytes */
+    const kiln_node *n = gr->nodes[i];
+    if (n->dead) continue;
+    int k = kernel_at(n, at);
+    for (int o = 0; o < n->nout; o++) {
+      if (!in_arena(n, o)) continue;
+      int r = storage_of(L, n->out[o])->id;
+      while (share[r] >= 0) r = share[r];
+      if (def[r] < 0 || k < def[r]) def[r] = k;
+      if (last[storage_of(L, n->out[o])->id] > last[r]) last[r] = last[storage_of(L, n->out[o])->id];
+      if (k > last[r]) last[r] = k;
+    }
+  }
+  for (int v = 0; v < gr->nvalues; v++) {
+    const kiln_value *val = gr->values[v];
+    if (def[v] < 0 || share[v] >= 0 || val->rank < 0) continue;
+    int64_t bytes = kiln_value_numel(val, 1) * (int64_t)kiln_dtype_size(kiln_lower_ctype(val->dtype));
+    for (int i = def[v]; i <= last[v] && i < gr->nnodes; i++) live[i] += bytes;
+  }
+  *most = 0;
+  for (int i = 0; i < gr->nnodes; i++)
+    if (live[i] > *most) *most = live[i];
+  here = live[kernel_at(cn, at)];
+out:
+  free(at), free(def), free(last), free(share), free(live);
+  return here;
 }
 
 /* V and Mt for `rows` rows of tiles of one image, in bytes. */
@@ -120,18 +200,19 @@ static int64_t scratch_bytes(const wino *f, const kiln_conv_geom *g, int64_t row
 }
 
 /* Where V and Mt live (f->band, f->slots; 0: the whole plane), or -1:
- * nowhere within the budget.  A network's peak workspace is at least its
- * largest convolution's input and output together (VGG-16's first 3x3:
- * 25.7 MB); this layer's scratch may use what that leaves beside its own
- * input and output, so the peak does not grow (at least WG_WHOLE_MAX for
- * the whole plane, which small networks' caches hold anyway).  Past it,
- * bands (emit_banded), of at least one row of tiles a slot. */
-static int plan_scratch(const kiln_lctx *L, const kiln_conv_geom *g, wino *f) {
-  int64_t most = 0, own = g->N * (g->C * g->isz + g->M * g->osz) * 4;
-  for (int i = 0; i < L->g->nnodes; i++)
-    if (L->g->nodes[i]->op == KILN_OP_CONV && conv_io(L->g->nodes[i]) > most) most = conv_io(L->g->nodes[i]);
-  int64_t room = most - own, whole = g->N * scratch_bytes(f, g, f->th);
-  if (whole <= room || whole <= WG_WHOLE_MAX) return 0;
+ * nowhere.  They take only what the plain plan leaves free while this
+ * kernel runs (its peak less what is live here, live_at), so the
+ * network's peak workspace does not grow (issue #10's bar): the whole
+ * plane's when it fits, else bands (emit_banded) of at least one row of
+ * tiles a slot; a network whose peak is this layer's own input and output
+ * (a lone convolution) computes it directly. */
+static int plan_scratch(const kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g, wino *f) {
+  int64_t most = 0, here = live_at(L, n, &most);
+  /* three quarters of it: the plan places V and Mt in the gaps between
+   * live values, which need not be contiguous (DenseNet-121 with all of it:
+   * 0.2 MB over its plain plan) */
+  int64_t room = here < 0 ? 0 : (most - here) / 4 * 3, whole = g->N * scratch_bytes(f, g, f->th);
+  if (whole <= room) return 0;
   int64_t slots = L->target->cores < 1 ? 1 : L->target->cores, band = f->th;
   /* at most an L2 a slot: 64 channels at 112x112 in bands of 12 rows of
    * tiles (2.8 MB a slot) ran 6.6-9.0 ms, in bands of 4 (one L2) 3.8 */
@@ -491,7 +572,7 @@ static void emit_banded(kiln_lctx *L, const kiln_node *n, const wino *f) {
 
 /* f for tile size m: sizes, matrices and where the scratch lives; -1 when
  * it fits nowhere (plan_scratch). */
-static int setup(const kiln_lctx *L, const kiln_conv_geom *g, int64_t m, wino *f_out) {
+static int setup(const kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g, int64_t m, wino *f_out) {
   wino f = {0};
   f.g = g;
   f.ct = KILN_DT_F32;
@@ -508,7 +589,7 @@ static int setup(const kiln_lctx *L, const kiln_conv_geom *g, int64_t m, wino *f
   f.th = (g->out[0] + f.m - 1) / f.m, f.tw = (g->out[1] + f.m - 1) / f.m;
   f.RV = vectors(L->target) * lanes;
   f.nmb = (g->M + WG_PB - 1) / WG_PB;
-  if (plan_scratch(L, g, &f)) return -1;
+  if (plan_scratch(L, n, g, &f)) return -1;
   f.P = (f.band ? f.band : f.th) * f.tw;
   f.Pp = (f.P + lanes - 1) / lanes * lanes;
   f.vs = g->C * f.Pp + WG_SKEW, f.ms = f.nmb * WG_PB * f.Pp + WG_SKEW;
@@ -521,8 +602,8 @@ static int setup(const kiln_lctx *L, const kiln_conv_geom *g, int64_t m, wino *f
  * nowhere, else 0. */
 static int64_t choose(const kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g, wino *f) {
   int64_t m = pick_m(L, n, g);
-  if (m && !setup(L, g, m, f)) return m;
-  if (m == 4 && !setup(L, g, 2, f)) return 2;
+  if (m && !setup(L, n, g, m, f)) return m;
+  if (m == 4 && !setup(L, n, g, 2, f)) return 2;
   return 0;
 }
 

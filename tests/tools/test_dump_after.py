@@ -170,12 +170,24 @@ def check_resnet(kiln, src, work):
     check(lb.get("logits", (None, 0))[:2] == ("output", 10), "inspect --loops: output buffer f32[10]")
     # fold-batchnorm replaces a Conv's weight W by W_bnfold (same size) and
     # drops the BN's four parameters; dense-gemm replaces a Gemm's transB
-    # weight W by W_T (same size); every other initializer stays as is
+    # weight W by W_T (same size); every other initializer stays as is, but
+    # for a Winograd 3x3 convolution's, which W.winograd (or
+    # W_bnfold.winograd) replaces
     bn_params = {x for n in m.graph.node if n.op_type == "BatchNormalization" for x in n.input[1:]}
+    # (U = G W GT: 16 or 36 points x M rounded up to blocks of 6 x C floats)
     numel = {i.name: int(__import__("math").prod(i.dims)) for i in m.graph.initializer}
+    dims = {i.name: list(i.dims) for i in m.graph.initializer}
+
+    def winograd(n):
+        if len(dims[n]) != 4 or dims[n][2:] != [3, 3]:
+            return False
+        sizes = {t * -(-dims[n][0] // 6) * 6 * dims[n][1] for t in (16, 36)}
+        return any(lb.get(w + ".winograd", (None, -1))[0] == "weight" and lb[w + ".winograd"][1] in sizes
+                   for w in (n, n + "_bnfold"))
+
     missing = [n for n, k in numel.items() if n not in bn_params
                and lb.get(n, (None, -1))[:2] != ("weight", k) and lb.get(n + "_bnfold", (None, -1))[:2] != ("weight", k)
-               and lb.get(n + "_T", (None, -1))[:2] != ("weight", k)]
+               and lb.get(n + "_T", (None, -1))[:2] != ("weight", k) and not winograd(n)]
     check(not missing and bn_params, f"inspect --loops: every initializer a weight of its ONNX size (not: {missing[:3]})")
     check(not [n for n in bn_params if n in lb], "inspect --loops: the BatchNorm parameters folded away")
     ks = kernels(loops)
