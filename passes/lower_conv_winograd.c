@@ -15,28 +15,37 @@
  * with U = G w GT (per channel pair, computed here at compile time, in
  * double, rounded once) and V = BT d B (per input channel and tile p).
  * F(2x2, 3x3) does 16 products for 4 outputs where the direct sum does 36
- * (2.25x fewer), F(4x4, 3x3) 36 for 16 (4x fewer).  The kernel runs three
- * parallel loops over scratch buffers:
+ * (2.25x fewer), F(4x4, 3x3) 36 for 16 (4x fewer).  When the whole
+ * plane's V and Mt fit in the memory the plain plan leaves free beside
+ * this kernel (plan_scratch), the kernel runs three parallel loops:
  *
  *   V[n, t, c, p]   = BT d(n, c, p) B        per (n, c): every tile of the plane
- *   Mt[n, t, m, p]  = U[t] x V[n, t]         per (n, t, chunk of RV tiles)
+ *   Mt[n, t, m, p]  = U[t] x V[n, t]         per (n, t)
  *   Y[n, m, tile p] = AT Mt(n, ., m, p) A + B[m], through the output store
  *                                            per (n, m): bias, Relu, residual Add
+ *
+ * else one parallel loop over a slot per core, each running the three
+ * steps on bands of rows of tiles in V and Mt of its own (emit_banded).
  *
  * The GEMM tile is the transposed one of lower_conv_gemmt.c with the roles
  * swapped: vectors along tiles p (V's and Mt's rows, padded to whole
  * vectors: Pp), six output channels broadcast from U re-laid as
- * [t, block of 6, c, 6]; 6 x RV sums stay in registers over the whole c
- * loop.  The transforms are loops over tiles along a row that LLVM's (and
- * GCC's) loop vectorisers turn into vectors (loads m apart: interleaved
- * groups); their border tiles read through a bounds check.
+ * [t, block of 6, c, 6] (M rounded up to blocks of 6 with zero weights);
+ * 6 x RV sums stay in registers over the whole c loop.  The transforms
+ * are scalar loops over the tiles of a row (LLVM's cost model declines to
+ * vectorise their loads m apart); border tiles read through a bounds
+ * check.  Measured on a 2-vCPU Zen 5 (AVX-512), one thread, against the
+ * register path: 64 channels at 56x56 1.06 -> 0.54 ms, 128 at 28x28 1.10 ->
+ * 0.54, 256 at 14x14 1.13 -> 0.53 (F(4x4)).
  *
- * Accuracy: the transforms' coefficients are exact in float32 and V and
- * Mt are one sum each more than the direct sum computes, so F(2x2)'s
- * error is of the direct sum's order; F(4x4)'s transforms weigh inputs by
- * up to 5x5 (BT) and 8x8 (AT), so its rounding error is tens of times
- * larger relative to the outputs' scale.  Which m a layer gets is in
- * kiln_conv_winograd_wanted. */
+ * Accuracy: the transforms' coefficients are exact in float32; F(2x2)'s
+ * error is a few times the direct sum's, F(4x4)'s transforms weigh inputs
+ * by up to 5x5 (BT) and 8x8 (AT), so its rounding error is tens of times
+ * the direct sum's relative to the outputs' scale (the bound
+ * tests/passes/test_conv_winograd.py checks; ~1e-6 of the logits on the
+ * bench networks).  Which m a layer gets: pick_m.  KILN_WINOGRAD=0 in the
+ * environment turns the schedule off, =2 or =4 forces that tile where the
+ * shape and the memory allow (for comparing them in one benchmark). */
 #include "conv_def.h"
 
 #include <stdlib.h>
@@ -100,6 +109,11 @@ static int64_t pick_m(const kiln_lctx *L, const kiln_node *n, const kiln_conv_ge
    * channels at 14x14), F(2x2) with fewer (64 at 56x56: 0.54 against
    * 0.68) */
   if (g->out[0] < 10 || g->out[1] < 10) return 0;
+  /* 13x13 and smaller, where the transposed GEMM (lower_conv_gemmt.c)
+   * already runs near the peak: only with U small enough to stay near the
+   * core (SqueezeNet's expand3x3, 64 -> 256 channels, U 1 MB: 0.25 -> 0.22
+   * ms); AlexNet's 192 -> 384 (U 4.7 MB) lost, 1.76 -> 2.11 ms */
+  if (g->osz <= 169 && 16 * g->M * g->C * 4 > 2 * L->target->l2_bytes) return 0;
   return g->C >= 128 && g->M >= 128 && g->out[0] >= 14 && g->out[1] >= 14 ? 4 : 2;
 }
 

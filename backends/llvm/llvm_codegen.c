@@ -217,36 +217,19 @@ static LLVMValueRef expr(cg *c, const kiln_lx *e) {
 
 static void stmts(cg *c, const kiln_ls *s);
 
-/* A loop's schedule hints as its llvm.loop metadata on the latch branch:
- * sched.unroll N > 1 as llvm.loop.unroll.full when N covers the extent,
- * else unroll.count N (the unroller honours it at any tier that runs
- * one); sched.vector W > 1 on a FOR as llvm.loop.vectorize.enable with
- * width W: the lowering knows the loop is worth vectors where LLVM's cost
- * model guesses not (a Winograd transform's strided loads). */
-static void loop_hints(cg *c, LLVMValueRef latch, const kiln_ls *s) {
-  LLVMTypeRef i32 = LLVMInt32TypeInContext(c->ctx);
-  LLVMMetadataRef props[3];
-  int n = 0;
-  if (s->sched.unroll > 1) {
-    int full = s->sched.unroll >= s->extent;
-    const char *key = full ? "llvm.loop.unroll.full" : "llvm.loop.unroll.count";
-    LLVMMetadataRef prop[2] = {LLVMMDStringInContext2(c->ctx, key, strlen(key)),
-                               LLVMValueAsMetadata(LLVMConstInt(i32, (unsigned long long)s->sched.unroll, 0))};
-    props[n++] = LLVMMDNodeInContext2(c->ctx, prop, full ? 1 : 2);
-  }
-  if (s->sched.vector > 1) {
-    const char *en = "llvm.loop.vectorize.enable", *wd = "llvm.loop.vectorize.width";
-    LLVMMetadataRef on[2] = {LLVMMDStringInContext2(c->ctx, en, strlen(en)),
-                             LLVMValueAsMetadata(LLVMConstInt(LLVMInt1TypeInContext(c->ctx), 1, 0))};
-    LLVMMetadataRef w[2] = {LLVMMDStringInContext2(c->ctx, wd, strlen(wd)),
-                            LLVMValueAsMetadata(LLVMConstInt(i32, (unsigned long long)s->sched.vector, 0))};
-    props[n++] = LLVMMDNodeInContext2(c->ctx, on, 2);
-    props[n++] = LLVMMDNodeInContext2(c->ctx, w, 2);
-  }
-  if (!n) return;
-  LLVMMetadataRef ops[4] = {LLVMTemporaryMDNode(c->ctx, NULL, 0)};
-  for (int i = 0; i < n; i++) ops[1 + i] = props[i];
-  LLVMMetadataRef self = ops[0], id = LLVMMDNodeInContext2(c->ctx, ops, (size_t)n + 1);
+/* sched.unroll N > 1 as the loop's llvm.loop metadata on its latch branch:
+ * llvm.loop.unroll.full when N covers the extent, else unroll.count N
+ * (the unroller honours it at any tier that runs one). */
+static void unroll_hint(cg *c, LLVMValueRef latch, const kiln_ls *s) {
+  if (s->sched.unroll <= 1) return;
+  int full = s->sched.unroll >= s->extent;
+  const char *key = full ? "llvm.loop.unroll.full" : "llvm.loop.unroll.count";
+  LLVMMetadataRef prop[2] = {LLVMMDStringInContext2(c->ctx, key, strlen(key)),
+                             LLVMValueAsMetadata(LLVMConstInt(LLVMInt32TypeInContext(c->ctx),
+                                                              (unsigned long long)s->sched.unroll, 0))};
+  LLVMMetadataRef self = LLVMTemporaryMDNode(c->ctx, NULL, 0);
+  LLVMMetadataRef ops[2] = {self, LLVMMDNodeInContext2(c->ctx, prop, full ? 1 : 2)};
+  LLVMMetadataRef id = LLVMMDNodeInContext2(c->ctx, ops, 2);
   LLVMMetadataReplaceAllUsesWith(self, id); /* the loop id names itself; deletes self */
   LLVMSetMetadata(latch, LLVMGetMDKindIDInContext(c->ctx, "llvm.loop", 9), LLVMMetadataAsValue(c->ctx, id));
 }
@@ -270,7 +253,7 @@ static void loop_range(cg *c, const kiln_ls *s, LLVMValueRef lo, LLVMValueRef hi
   stmts(c, s->body);
   LLVMValueRef next = LLVMBuildNSWAdd(c->b, i, LLVMConstInt(i64, 1, 0), "");
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
-  loop_hints(c, LLVMBuildBr(c->b, head), s);
+  unroll_hint(c, LLVMBuildBr(c->b, head), s);
   LLVMValueRef vals[2] = {lo, next};
   LLVMBasicBlockRef blocks[2] = {pre, latch};
   LLVMAddIncoming(i, vals, blocks, 2);
