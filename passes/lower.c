@@ -98,6 +98,11 @@ kiln_buf *kiln_lower_relaid_weight(kiln_lctx *L, const kiln_value *v, kiln_dtype
       else ((float *)data)[a] = (float)x;
     }
   }
+  return kiln_lower_weight_data(L, v, ct, data, numel, suffix);
+}
+
+kiln_buf *kiln_lower_weight_data(kiln_lctx *L, const kiln_value *v, kiln_dtype ct, const void *data, int64_t numel,
+                                 const char *suffix) {
   size_t len = strlen(v->name) + strlen(suffix) + 2;
   char *name = kiln_arena_alloc(L->b.p->arena, len);
   snprintf(name, len, "%s.%s", v->name, suffix);

@@ -125,6 +125,10 @@ int kiln_lower_fixed_weight(const kiln_lctx *L, const kiln_value *v);
 kiln_buf *kiln_lower_relaid_weight(kiln_lctx *L, const kiln_value *v, kiln_dtype ct, int64_t numel, const char *suffix,
                                    size_t (*dest)(int64_t src, const int64_t *shape), const int64_t *shape,
                                    int64_t run, int64_t step);
+/* A weight buffer `<v>.<suffix>` of numel elements of ct holding data
+ * (arena memory, computed at compile time from v's contents). */
+kiln_buf *kiln_lower_weight_data(kiln_lctx *L, const kiln_value *v, kiln_dtype ct, const void *data, int64_t numel,
+                                 const char *suffix);
 /* Dropout node n has a mask output something reads (a node, the caller,
  * an in-place update); else it is a plain copy of its input. */
 int kiln_dropout_mask_wanted(const kiln_node *n);

@@ -49,7 +49,6 @@
 #include "conv_def.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 #include "lower_macros.h"
 
@@ -259,16 +258,7 @@ static const kiln_buf *transformed_weights(kiln_lctx *L, const kiln_node *n, con
           data[((i * a + j) * f->nmb + m / WG_PB) * C * WG_PB + c * WG_PB + m % WG_PB] = (float)s;
         }
     }
-  size_t len = strlen(w->name) + 10;
-  char *name = kiln_arena_alloc(L->b.p->arena, len);
-  snprintf(name, len, "%s.winograd", w->name);
-  kiln_value u = *w;
-  u.name = name;
-  u.dtype = KILN_DT_F32;
-  u.data = data;
-  u.rank = 1;
-  u.dims[0] = numel;
-  return kiln_program_add_buf(L->b.p, &u, KILN_BUF_WEIGHT);
+  return kiln_lower_weight_data(L, w, KILN_DT_F32, data, numel, "winograd");
 }
 
 /* sum over j < len of coef[j] * x[j] (locals), skipping zeros; +-1 as adds. */
