@@ -83,10 +83,11 @@ void kiln_conv_im2col_pack(kiln_lctx *L, const kiln_conv_geom *g, const kiln_buf
  * and the channels fill a block. */
 int kiln_conv_gemmt_wanted(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
 int kiln_lower_conv_gemmt(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
-/* Conv 3x3 stride 1 as Winograd's F(m x m, 3 x 3) (lower_conv_winograd.c):
- * wanted for one group, at least 32 input and output channels, float32
- * outputs and constant weights, on a CPU target. */
-int kiln_conv_winograd_wanted(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
+/* Conv 3x3 stride 1 as Winograd's F(m x m, 3 x 3) (lower_conv_winograd.c)
+ * for one group, at least 32 input and output channels, float32 outputs
+ * and constant weights, on a CPU target, where its scratch fits in memory
+ * the plain plan leaves free; returns 0, or -1 having emitted nothing for
+ * a convolution it declines (as kiln_lower_conv_dw). */
 int kiln_lower_conv_winograd(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
 /* ConvTranspose whose kernel equals its stride (no pads, dilation 1, out
  * == in * stride, one group, constant weights): every phase a 1x1

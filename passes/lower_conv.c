@@ -901,10 +901,11 @@ int kiln_lower_conv(kiln_lctx *L, const kiln_node *n) {
   if (conv_setup(L, n, &g)) return -1;
   if (n->in[1]->dims[1] != g.Cg || n->in[1]->dims[0] != g.M)
     return kiln_lower_fail(L, n, "W does not match X, Y and group (run shape inference first)");
-  /* the GEMM schedules first, for the shapes their rules name (conv_def.h):
+  /* Winograd for the 3x3 stride-1 layers it takes (lower_conv_winograd.c),
+   * then the GEMM schedules, for the shapes their rules name (conv_def.h):
    * convolutions on maps up to 13x13 (lower_conv_gemmt.c), 3x3 stems and 1x1 with
    * 8..31 input channels (lower_conv_im2col.c) */
-  if (kiln_conv_winograd_wanted(L, n, &g)) return kiln_lower_conv_winograd(L, n, &g);
+  if (!kiln_lower_conv_winograd(L, n, &g)) return 0;
   if (kiln_conv_gemmt_wanted(L, n, &g)) return kiln_lower_conv_gemmt(L, n, &g);
   if (kiln_conv_im2col_wanted(&g, kiln_lower_ctype(n->out[0]->dtype))) return kiln_lower_conv_im2col(L, n, &g);
   /* depthwise after them: a one-channel Conv (group == C == 1) with several

@@ -613,7 +613,7 @@ static int64_t choose(const kiln_lctx *L, const kiln_node *n, const kiln_conv_ge
 
 int kiln_lower_conv_winograd(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g) {
   wino f;
-  if (!choose(L, n, g, &f)) return kiln_lower_fail(L, n, "internal error: not a Winograd convolution");
+  if (!choose(L, n, g, &f)) return -1; /* declined: nothing emitted */
   f.u = transformed_weights(L, n, &f);
   f.bias = n->nin > 2 ? kiln_lower_weight_ct(L, n->in[2]) : NULL;
   f.x = kiln_lower_buf(L, n->in[0]);
@@ -638,9 +638,4 @@ int kiln_lower_conv_winograd(kiln_lctx *L, const kiln_node *n, const kiln_conv_g
   emit_gemm(L, &f);
   emit_output_transform(L, n, &f);
   return 0;
-}
-
-int kiln_conv_winograd_wanted(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g) {
-  wino f;
-  return choose(L, n, g, &f) > 0;
 }

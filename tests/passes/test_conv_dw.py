@@ -145,6 +145,28 @@ def run_threads(kiln, path, inputs, work, threads):
     return {p.stem: np.load(p) for p in out.glob("*.npy")}, None, None
 
 
+def fused_tail(rng, nodes, vis, inputs, ref, tol, u, dt, et, relu, residual):
+    """Appends a fused Relu and/or residual Add (of a new input "r") after
+    the node writing "y"; returns the last output's name and the reference
+    and tolerance through them (Relu is 1-Lipschitz; the Add rounds once
+    more: + u * |r + r2|).  Shared with test_conv_transpose.py and
+    test_conv_winograd.py."""
+    last = "y"
+    if relu:
+        nodes.append(helper.make_node("Relu", [last], ["yr"], name="relu"))
+        ref = np.maximum(ref, 0)
+        last = "yr"
+    if residual:
+        r = rng.uniform(-1, 1, ref.shape).astype(dt)
+        vis.append(helper.make_tensor_value_info("r", et, list(ref.shape)))
+        nodes.append(helper.make_node("Add", [last, "r"], ["ys"], name="residual"))
+        ref = ref + r.astype(np.float64)
+        tol = tol + u * np.abs(ref)
+        inputs["r"] = r
+        last = "ys"
+    return last, ref, tol
+
+
 def run_cases(argv, cases, doc, check=None):
     """Runs every case of cases(rng) -- (model, inputs, ref, tol, threads,
     ...) -- on the backend argv asks for and compares the first output with

@@ -103,19 +103,7 @@ def case(rng, x_shape, M, K, strides=None, pads=None, out_pad=None, dils=None, g
     nodes = [helper.make_node("ConvTranspose", ["x", "w"] + (["b"] if bias else []), ["y"], name="up", **attrs)]
     inputs = {"x": x}
     vis = [helper.make_tensor_value_info("x", et, list(x_shape))]
-    last = "y"
-    if relu:
-        nodes.append(helper.make_node("Relu", [last], ["yr"], name="relu"))
-        ref = np.maximum(ref, 0)
-        last = "yr"
-    if residual:
-        r = rng.uniform(-1, 1, ref.shape).astype(dt)
-        vis.append(helper.make_tensor_value_info("r", et, list(ref.shape)))
-        nodes.append(helper.make_node("Add", [last, "r"], ["ys"], name="residual"))
-        ref = ref + r.astype(np.float64)
-        tol = tol + u * np.abs(ref)
-        inputs["r"] = r
-        last = "ys"
+    last, ref, tol = conv_dw.fused_tail(rng, nodes, vis, inputs, ref, tol, u, dt, et, relu, residual)
     g = helper.make_graph(nodes, "convt", vis, [helper.make_tensor_value_info(last, et, list(ref.shape))], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8

@@ -143,19 +143,7 @@ def case(rng, x_shape, M, strides=(1, 1), pads=(1, 1, 1, 1), dils=(1, 1), group=
     if bias:
         inits.append(numpy_helper.from_array(b, "b"))
     nodes = [helper.make_node("Conv", ["x", "w"] + (["b"] if bias else []), ["y"], name="conv3x3", **attrs)]
-    last = "y"
-    if relu:
-        nodes.append(helper.make_node("Relu", [last], ["yr"], name="relu"))
-        ref = np.maximum(ref, 0)
-        last = "yr"
-    if residual:
-        r = rng.uniform(-1, 1, ref.shape).astype(dt)
-        vis.append(helper.make_tensor_value_info("r", et, list(ref.shape)))
-        nodes.append(helper.make_node("Add", [last, "r"], ["ys"], name="residual"))
-        ref = ref + r.astype(np.float64)
-        tol = tol + u * np.abs(ref)
-        inputs["r"] = r
-        last = "ys"
+    last, ref, tol = conv_dw.fused_tail(rng, nodes, vis, inputs, ref, tol, u, dt, et, relu, residual)
     outs = [helper.make_tensor_value_info(last, et, list(ref.shape))]
     if big_sibling is None:
         big_sibling = bool(wino)
