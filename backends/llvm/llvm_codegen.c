@@ -47,8 +47,8 @@ static int is_unsigned(kiln_dtype t) {
   return t == KILN_DT_U8 || t == KILN_DT_U16 || t == KILN_DT_U32 || t == KILN_DT_U64 || t == KILN_DT_BOOL;
 }
 
-static LLVMValueRef call_intrinsic(cg *c, const char *name, LLVMTypeRef *types, int ntypes, LLVMValueRef *args,
-                                   int nargs) {
+LLVMValueRef kiln_llvm_call_intrinsic(cg *c, const char *name, LLVMTypeRef *types, int ntypes, LLVMValueRef *args,
+                                      int nargs) {
   unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
   LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, id, types, (size_t)ntypes);
   LLVMTypeRef fty = LLVMIntrinsicGetType(c->ctx, id, types, (size_t)ntypes);
@@ -89,7 +89,7 @@ static LLVMValueRef cast(cg *c, LLVMValueRef v, kiln_dtype from, kiln_dtype to) 
   if (ff && tf) return from == KILN_DT_F32 ? LLVMBuildFPExt(c->b, v, ty, "") : LLVMBuildFPTrunc(c->b, v, ty, "");
   if (ff && !tf) { /* saturating: out-of-range and NaN are defined */
     LLVMTypeRef tys[2] = {ty, LLVMTypeOf(v)};
-    return call_intrinsic(c, is_unsigned(to) ? "llvm.fptoui.sat" : "llvm.fptosi.sat", tys, 2, &v, 1);
+    return kiln_llvm_call_intrinsic(c, is_unsigned(to) ? "llvm.fptoui.sat" : "llvm.fptosi.sat", tys, 2, &v, 1);
   }
   if (!ff && tf) return is_unsigned(from) ? LLVMBuildUIToFP(c->b, v, ty, "") : LLVMBuildSIToFP(c->b, v, ty, "");
   unsigned fb = LLVMGetIntTypeWidth(LLVMTypeOf(v)), tb = LLVMGetIntTypeWidth(ty);
@@ -121,30 +121,29 @@ static LLVMValueRef int_divrem(cg *c, const kiln_lx *e, LLVMValueRef a, LLVMValu
   return LLVMBuildSelect(c->b, zero, LLVMConstNull(ty), q, "");
 }
 
-static LLVMValueRef buf_ptr(cg *c, const kiln_buf *b, LLVMValueRef index) {
+LLVMValueRef kiln_llvm_buf_ptr(cg *c, const kiln_buf *b, LLVMValueRef index) {
   return LLVMBuildGEP2(c->b, storage_type(c, b->dtype), c->base[b->id], &index, 1, "");
 }
 
-static LLVMValueRef expr(cg *c, const kiln_lx *e);
-
-static LLVMValueRef unary(cg *c, const kiln_lx *e) {
-  LLVMValueRef a = expr(c, e->a);
+/* e's operator applied to a, the value of e->a (a scalar, or a vector of
+ * lanes: llvm_lanes.c). */
+LLVMValueRef kiln_llvm_unary_op(cg *c, const kiln_lx *e, LLVMValueRef a) {
   kiln_dtype t = e->a->dtype;
   LLVMTypeRef ty = LLVMTypeOf(a);
   int fl = kiln_dtype_is_float(t);
   switch (e->op) {
   case KILN_UN_NEG: return fl ? LLVMBuildFNeg(c->b, a, "") : LLVMBuildNeg(c->b, a, "");
   case KILN_UN_ABS:
-    if (fl) return call_intrinsic(c, "llvm.fabs", &ty, 1, &a, 1);
+    if (fl) return kiln_llvm_call_intrinsic(c, "llvm.fabs", &ty, 1, &a, 1);
     if (is_unsigned(t)) return a;
     return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, a, LLVMConstNull(ty), ""), LLVMBuildNeg(c->b, a, ""),
                            a, "");
-  case KILN_UN_EXP: return call_intrinsic(c, "llvm.exp", &ty, 1, &a, 1);
-  case KILN_UN_LOG: return call_intrinsic(c, "llvm.log", &ty, 1, &a, 1);
-  case KILN_UN_SQRT: return call_intrinsic(c, "llvm.sqrt", &ty, 1, &a, 1);
-  case KILN_UN_FLOOR: return fl ? call_intrinsic(c, "llvm.floor", &ty, 1, &a, 1) : a;
-  case KILN_UN_CEIL: return fl ? call_intrinsic(c, "llvm.ceil", &ty, 1, &a, 1) : a;
-  case KILN_UN_ROUND_EVEN: return fl ? call_intrinsic(c, "llvm.roundeven", &ty, 1, &a, 1) : a;
+  case KILN_UN_EXP: return kiln_llvm_call_intrinsic(c, "llvm.exp", &ty, 1, &a, 1);
+  case KILN_UN_LOG: return kiln_llvm_call_intrinsic(c, "llvm.log", &ty, 1, &a, 1);
+  case KILN_UN_SQRT: return kiln_llvm_call_intrinsic(c, "llvm.sqrt", &ty, 1, &a, 1);
+  case KILN_UN_FLOOR: return fl ? kiln_llvm_call_intrinsic(c, "llvm.floor", &ty, 1, &a, 1) : a;
+  case KILN_UN_CEIL: return fl ? kiln_llvm_call_intrinsic(c, "llvm.ceil", &ty, 1, &a, 1) : a;
+  case KILN_UN_ROUND_EVEN: return fl ? kiln_llvm_call_intrinsic(c, "llvm.roundeven", &ty, 1, &a, 1) : a;
   case KILN_UN_TANH: return call_libm(c, "tanhf", "tanh", a, t);
   case KILN_UN_ERF: return call_libm(c, "erff", "erf", a, t);
   case KILN_UN_NOT: return LLVMBuildNot(c->b, a, "");
@@ -153,8 +152,9 @@ static LLVMValueRef unary(cg *c, const kiln_lx *e) {
   }
 }
 
-static LLVMValueRef binary(cg *c, const kiln_lx *e) {
-  LLVMValueRef a = expr(c, e->a), b = expr(c, e->b);
+/* e's operator applied to a and b, the values of e->a and e->b (scalars,
+ * or vectors of lanes). */
+LLVMValueRef kiln_llvm_binary_op(cg *c, const kiln_lx *e, LLVMValueRef a, LLVMValueRef b) {
   kiln_dtype t = e->a->dtype;
   int fl = kiln_dtype_is_float(t), un = is_unsigned(t);
   LLVMTypeRef ty = LLVMTypeOf(a);
@@ -171,7 +171,7 @@ static LLVMValueRef binary(cg *c, const kiln_lx *e) {
                          : LLVMBuildICmp(c->b, un ? LLVMIntULT : LLVMIntSLT, a, b, "");
     return LLVMBuildSelect(c->b, lt, mx ? b : a, mx ? a : b, "");
   }
-  case KILN_BIN_POW: return call_intrinsic(c, "llvm.pow", &ty, 1, (LLVMValueRef[]){a, b}, 2);
+  case KILN_BIN_POW: return kiln_llvm_call_intrinsic(c, "llvm.pow", &ty, 1, (LLVMValueRef[]){a, b}, 2);
   case KILN_BIN_XOR: return LLVMBuildXor(c->b, a, b, "");
   case KILN_BIN_LT: return fl ? LLVMBuildFCmp(c->b, LLVMRealOLT, a, b, "") : LLVMBuildICmp(c->b, un ? LLVMIntULT : LLVMIntSLT, a, b, "");
   case KILN_BIN_LE: return fl ? LLVMBuildFCmp(c->b, LLVMRealOLE, a, b, "") : LLVMBuildICmp(c->b, un ? LLVMIntULE : LLVMIntSLE, a, b, "");
@@ -183,7 +183,7 @@ static LLVMValueRef binary(cg *c, const kiln_lx *e) {
   }
 }
 
-static LLVMValueRef expr(cg *c, const kiln_lx *e) {
+LLVMValueRef kiln_llvm_expr(cg *c, const kiln_lx *e) {
   switch (e->kind) {
   case KILN_LX_CONST: {
     LLVMTypeRef ty = kiln_llvm_value_type(c, e->dtype);
@@ -194,22 +194,28 @@ static LLVMValueRef expr(cg *c, const kiln_lx *e) {
   case KILN_LX_INDEX: return c->index[e->var];
   case KILN_LX_LOCAL: return LLVMBuildLoad2(c->b, kiln_llvm_value_type(c, e->dtype), c->local[e->var], "");
   case KILN_LX_LOAD: {
-    LLVMValueRef v = LLVMBuildLoad2(c->b, storage_type(c, e->buf->dtype), buf_ptr(c, e->buf, expr(c, e->a)), "");
+    LLVMValueRef v = LLVMBuildLoad2(c->b, storage_type(c, e->buf->dtype), kiln_llvm_buf_ptr(c, e->buf, kiln_llvm_expr(c, e->a)), "");
     if (e->buf->dtype == KILN_DT_BOOL) v = LLVMBuildICmp(c->b, LLVMIntNE, v, LLVMConstNull(LLVMTypeOf(v)), "");
     return v;
   }
-  case KILN_LX_UN: return unary(c, e);
-  case KILN_LX_BIN: return binary(c, e);
-  case KILN_LX_SELECT: return LLVMBuildSelect(c->b, expr(c, e->a), expr(c, e->b), expr(c, e->c), "");
+  case KILN_LX_UN: return kiln_llvm_unary_op(c, e, kiln_llvm_expr(c, e->a));
+  case KILN_LX_BIN: {
+    LLVMValueRef a = kiln_llvm_expr(c, e->a); /* a's code first */
+    return kiln_llvm_binary_op(c, e, a, kiln_llvm_expr(c, e->b));
+  }
+  case KILN_LX_SELECT: {
+    LLVMValueRef a = kiln_llvm_expr(c, e->a), b = kiln_llvm_expr(c, e->b);
+    return LLVMBuildSelect(c->b, a, b, kiln_llvm_expr(c, e->c), "");
+  }
   case KILN_LX_CAST:
     if (c->native_f16 && e->dtype == KILN_DT_F32 && e->a->kind == KILN_LX_CAST && e->a->dtype == KILN_DT_F16 &&
         e->a->a->dtype == KILN_DT_F32) /* f32(f16(x)): kiln.RoundTo */
-      return kiln_llvm_round_f16_native(c, expr(c, e->a->a));
-    return cast(c, expr(c, e->a), e->a->dtype, e->dtype);
+      return kiln_llvm_round_f16_native(c, kiln_llvm_expr(c, e->a->a));
+    return cast(c, kiln_llvm_expr(c, e->a), e->a->dtype, e->dtype);
   case KILN_LX_FMA: {
     LLVMTypeRef ty = kiln_llvm_value_type(c, e->dtype);
-    LLVMValueRef args[3] = {expr(c, e->a), expr(c, e->b), expr(c, e->c)};
-    return call_intrinsic(c, "llvm.fma", &ty, 1, args, 3);
+    LLVMValueRef args[3] = {kiln_llvm_expr(c, e->a), kiln_llvm_expr(c, e->b), kiln_llvm_expr(c, e->c)};
+    return kiln_llvm_call_intrinsic(c, "llvm.fma", &ty, 1, args, 3);
   }
   }
   return NULL;
@@ -262,21 +268,26 @@ static void loop_range(cg *c, const kiln_ls *s, LLVMValueRef lo, LLVMValueRef hi
 
 static void stmts(cg *c, const kiln_ls *s) {
   for (; s; s = s->next) {
+    const kiln_ls *last = c->lanes ? kiln_llvm_lane_run(c, s) : NULL; /* W lanes as one vector */
+    if (last) {
+      s = last;
+      continue;
+    }
     switch (s->kind) {
     case KILN_LS_FOR: loop_range(c, s, NULL, NULL); break;
     case KILN_LS_STORE: {
-      LLVMValueRef v = expr(c, s->value);
+      LLVMValueRef v = kiln_llvm_expr(c, s->value);
       if (s->buf->dtype == KILN_DT_BOOL) v = LLVMBuildZExt(c->b, v, LLVMInt8TypeInContext(c->ctx), "");
-      LLVMBuildStore(c->b, v, buf_ptr(c, s->buf, expr(c, s->index)));
+      LLVMBuildStore(c->b, v, kiln_llvm_buf_ptr(c, s->buf, kiln_llvm_expr(c, s->index)));
       break;
     }
     case KILN_LS_DECL:
-    case KILN_LS_ASSIGN: LLVMBuildStore(c->b, expr(c, s->value), c->local[s->var]); break;
+    case KILN_LS_ASSIGN: LLVMBuildStore(c->b, kiln_llvm_expr(c, s->value), c->local[s->var]); break;
     case KILN_LS_IF: {
       LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "then");
       LLVMBasicBlockRef els = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "else");
       LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "join");
-      LLVMBuildCondBr(c->b, expr(c, s->value), then, els);
+      LLVMBuildCondBr(c->b, kiln_llvm_expr(c, s->value), then, els);
       LLVMPositionBuilderAtEnd(c->b, then);
       stmts(c, s->body);
       LLVMBuildBr(c->b, join);
@@ -297,13 +308,39 @@ static void stmts(cg *c, const kiln_ls *s) {
 
 /* Allocas for every DECL, in the entry block (mem2reg needs them there). */
 static int alloca_decl(kiln_walk *w, const kiln_ls *s) {
-  cg *c = w->ctx;
-  if (s->kind == KILN_LS_DECL) c->local[s->var] = LLVMBuildAlloca(c->b, kiln_llvm_value_type(c, s->dtype), "t");
+  if (s->kind == KILN_LS_DECL) kiln_llvm_lane_alloca(w->ctx, s);
   return KILN_WALK_CONTINUE;
 }
 static void declare_locals(cg *c, const kiln_ls *s) {
+  kiln_llvm_lane_anchors(c, s);
   kiln_walk w = {.stmt_pre = alloca_decl, .ctx = c};
   kiln_walk_block(&w, s);
+}
+
+/* Whether workspace buffers a and b are one address: neither a view, both
+ * at one planned offset of the arena (plan_inplace.c writes a kernel's
+ * output over its dying input). */
+static int same_address(const kiln_program *p, const kiln_buf *a, const kiln_buf *b) {
+  return p && p->workspace_bytes > 0 && !a->view_of && !b->view_of && a->kind == KILN_BUF_WORKSPACE &&
+         b->kind == KILN_BUF_WORKSPACE && a->offset == b->offset;
+}
+
+/* The slot a function reads buffer id's base from, given the buffers it
+ * uses: the first slot of a buffer it uses at the same address.  A kernel
+ * written in place then reads one slot for input and output: LLVM sees
+ * each element read and written at the same address and vectorises
+ * without a runtime overlap check, which in-place buffers (distance 0)
+ * would always fail, sending every element to the scalar loop.  Workspace
+ * buffers at one planned offset are one address wherever the arena is
+ * bound as planned (kiln_llvm_jit_bind, the runtime), which kiln_llvm.h
+ * requires of callers.  Only buffers the function itself uses count, so
+ * aliasing elsewhere in the kernel leaves the function as its twins print
+ * it (llvm_twins.c). */
+int kiln_llvm_load_slot(const cg *c, const unsigned char *used, int id) {
+  const kiln_program *p = c->prog;
+  for (int s = 0; s < c->slot_of[id]; s++)
+    if (used[c->slot_buf[s]] && same_address(p, p->bufs[c->slot_buf[s]], p->bufs[id])) return s;
+  return c->slot_of[id];
 }
 
 /* Loads the base pointer of every buffer the statements touch from the
@@ -312,35 +349,20 @@ static void load_bases(cg *c, const kiln_program *p, const kiln_ls *body, LLVMVa
   LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0);
   memset(used, 0, (size_t)p->nbufs + 1);
   kiln_loop_bufs_used(body, used);
+  c->used = used;
   for (int i = 0; i < p->nbufs; i++) {
     if (!used[i]) continue;
-    LLVMValueRef idx = LLVMConstInt(LLVMInt64TypeInContext(c->ctx), (unsigned long long)c->slot_of[i], 0);
+    LLVMValueRef idx = LLVMConstInt(LLVMInt64TypeInContext(c->ctx), (unsigned long long)kiln_llvm_load_slot(c, used, i), 0);
     c->base[i] = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, slots, &idx, 1, ""), "");
   }
 }
 
 /* A kernel's buffers get slots in the order the kernel first uses them, so
  * that two kernels doing the same work on different buffers have the same
- * body function (printed once: llvm_twins.c). */
+ * body function (printed once: llvm_twins.c).  Buffers at one address keep
+ * slots of their own (kiln_llvm_load_slot picks the one a function reads). */
 static void add_slot(cg *c, const kiln_buf *b) {
   if (!b || b->scope != KILN_SCOPE_GLOBAL || c->slot_of[b->id] >= 0) return;
-  /* A kernel written in place (plan_inplace.c: its output at its dying
-   * input's offset in the workspace arena) reads one slot for both: LLVM
-   * then sees each element read and written at the same address and
-   * vectorises without a runtime overlap check, which in-place buffers
-   * (distance 0) would always fail, sending every element to the scalar
-   * loop.  Workspace buffers at one planned offset are one address wherever
-   * the arena is bound as planned (kiln_llvm_jit_bind, the runtime), which
-   * kiln_llvm.h requires of callers. */
-  const kiln_program *p = c->prog;
-  if (p && p->workspace_bytes > 0 && !b->view_of && b->kind == KILN_BUF_WORKSPACE)
-    for (int s = 0; s < c->nslots; s++) {
-      const kiln_buf *o = p->bufs[c->slot_buf[s]];
-      if (!o->view_of && o->kind == KILN_BUF_WORKSPACE && o->offset == b->offset) {
-        c->slot_of[b->id] = s;
-        return;
-      }
-    }
   c->slot_buf[c->nslots] = b->id;
   c->slot_of[b->id] = c->nslots++;
 }
@@ -595,10 +617,19 @@ int kiln_llvm_codegen(cg *c, const kiln_program *p) {
     no_inline(c, fns[k]);
     c->index = calloc((size_t)kn->nvars + 1, sizeof *c->index);
     c->local = calloc((size_t)kn->nlocals + 1, sizeof *c->local);
-    int rc = c->index && c->local ? kernel(c, p, kn, fns[k], used) : -1;
+    /* register tiles as vectors of the target's f32 lanes (llvm_lanes.c) */
+    c->lanes = kn->explicit_vectors ? kiln_llvm_tile_lanes(p) : 0;
+    if (c->lanes > c->lanes_max) c->lanes_max = c->lanes;
+    c->group = c->lanes ? calloc((size_t)kn->nlocals + 1, sizeof *c->group) : NULL;
+    c->anchor = c->lanes ? calloc((size_t)kn->nlocals + 1, 1) : NULL;
+    int rc = c->index && c->local && (!c->lanes || (c->group && c->anchor)) ? kernel(c, p, kn, fns[k], used) : -1;
     free(c->index);
     free(c->local);
-    c->index = c->local = NULL;
+    free(c->group);
+    free(c->anchor);
+    c->index = c->local = c->group = NULL;
+    c->anchor = NULL;
+    c->lanes = 0;
     if (rc) {
       free(fns);
       free(used);

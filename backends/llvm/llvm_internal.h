@@ -25,7 +25,13 @@ typedef struct cg {
   const kiln_program *prog; /* the program being printed */
   int nslots;           /* this kernel's slots (the pool's slot is the next) */
   LLVMValueRef *index;  /* per loop var: the induction variable */
-  LLVMValueRef *local;  /* per local: its alloca */
+  LLVMValueRef *local;  /* per local: its alloca (a lane of a group's: llvm_lanes.c) */
+  LLVMValueRef *group;  /* per local starting a group of `lanes` f32 locals: the group's
+                           <lanes x float> alloca; NULL when lanes is 0 */
+  unsigned char *anchor; /* per local: a group may start there (llvm_lanes.c) */
+  int lane_groups, lane_runs, lanes_max; /* groups and runs printed, widest (--time) */
+  int lanes;            /* f32 lanes of this kernel's register tiles as vectors; 0: none */
+  const unsigned char *used; /* the buffers the function being printed uses (load_bases) */
   const char *entry;    /* name of the function running every kernel */
   int profile;          /* the entry takes (bufs, stamps) and marks each kernel's
                            start and end (kiln_rt_profile_mark); JIT only */
@@ -46,10 +52,31 @@ void kiln_llvm_twins_free(kiln_llvm_twins *t);
  * (outlined, tiers); NULL when kn is the first of its kind, whose key is
  * then kept for kiln_llvm_twin_add. */
 const kiln_llvm_printed *kiln_llvm_twin_find(cg *c, const kiln_kernel *kn, const int *decisions, int ndecisions);
+/* llvm_codegen.c: the slot a function using the buffers marked in used
+ * reads buffer id's base from. */
+int kiln_llvm_load_slot(const cg *c, const unsigned char *used, int id);
+/* llvm_lanes.c: register tiles as vectors.  The allocas for the DECL s
+ * (a group's when it starts one: the DECLs it covers); the run of lanes
+ * starting at s printed as vector statements (its last statement), or
+ * NULL. */
+#define KILN_LLVM_MAX_LANES 16
+int kiln_llvm_tile_lanes(const kiln_program *p);
+void kiln_llvm_lane_anchors(cg *c, const kiln_ls *block);
+int kiln_llvm_lane_alloca(cg *c, const kiln_ls *s);
+const kiln_ls *kiln_llvm_lane_run(cg *c, const kiln_ls *s);
+/* llvm_codegen.c, for llvm_lanes.c: expressions, operators on given
+ * operands (scalars or vectors), buffer addresses, intrinsics. */
+LLVMValueRef kiln_llvm_expr(cg *c, const kiln_lx *e);
+LLVMValueRef kiln_llvm_unary_op(cg *c, const kiln_lx *e, LLVMValueRef a);
+LLVMValueRef kiln_llvm_binary_op(cg *c, const kiln_lx *e, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef kiln_llvm_buf_ptr(cg *c, const kiln_buf *b, LLVMValueRef index);
+LLVMValueRef kiln_llvm_call_intrinsic(cg *c, const char *name, LLVMTypeRef *types, int ntypes, LLVMValueRef *args,
+                                      int nargs);
 /* Records the functions printed for the kernel kiln_llvm_twin_find last
  * found no twin of.  -1: out of memory. */
 int kiln_llvm_twin_add(cg *c, LLVMValueRef body, const LLVMValueRef *loops, int nloops);
-/* With --time: "kiln: llvm: K kernels, P printed, T share a twin's functions". */
+/* With --time: "kiln: llvm: K kernels, P printed, T share a twin's
+ * functions" and the register tiles printed as vectors (llvm_lanes.c). */
 void kiln_llvm_twins_report(const cg *c, kiln_timing *t);
 
 /* Prints p into c->mod (and c->light, c->tiled, when set).  -1: out of memory. */

@@ -81,7 +81,7 @@ static int accum_expr(kiln_walk *w, const kiln_lx *e) {
 
 /* The tiled tier's pipeline (see the top of the file). */
 #define TILED_PIPELINE \
-  "mergefunc,function(mem2reg,early-cse<memssa>,instcombine,simplifycfg,loop-mssa(licm),loop(loop-rotate,indvars)," \
+  "mergefunc,function(sroa,early-cse<memssa>,instcombine,simplifycfg,loop-mssa(licm),loop(loop-rotate,indvars)," \
   "early-cse<memssa>,slp-vectorizer,loop-unroll<O3>,instcombine,simplifycfg)"
 
 int kiln_llvm_heavy(const kiln_ls *s, int one) {

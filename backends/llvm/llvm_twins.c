@@ -36,6 +36,7 @@ struct kiln_llvm_twins {
   unsigned char *key; /* the key being built (kiln_llvm_twin_find), and its size */
   size_t len, cap_key;
   uint64_t hash; /* of key, once built */
+  unsigned char *used; /* per buffer: used by the statements being keyed */
   int oom;
   int looked_up, found; /* kernels asked about; of them, twins of an earlier one */
 };
@@ -107,6 +108,28 @@ static void key_expr_end(kiln_walk *w, const kiln_lx *e) {
   put_i(((keyer *)w->ctx)->t, 'e');
 }
 
+/* Which slot each function reads each buffer's base from
+ * (kiln_llvm_load_slot: buffers at one address share one, within the
+ * statements that load together): one top-level statement of an outlined
+ * kernel, or the whole body of another. */
+static void put_scopes(keyer *k, const kiln_kernel *kn, int outlined) {
+  const kiln_program *p = k->c->prog;
+  kiln_llvm_twins *t = k->t;
+  if (!t->used) t->used = malloc((size_t)p->nbufs + 1);
+  if (!t->used) {
+    t->oom = 1;
+    return;
+  }
+  for (const kiln_ls *s = kn->body; s; s = outlined ? s->next : NULL) {
+    memset(t->used, 0, (size_t)p->nbufs + 1);
+    if (outlined) kiln_loop_bufs_used_stmt(s, t->used);
+    else kiln_loop_bufs_used(s, t->used);
+    put_i(t, 'L');
+    for (int j = 0; j < k->c->nslots; j++) /* in slot order: buffer ids differ between twins */
+      if (t->used[k->c->slot_buf[j]]) put_i(t, (int64_t)j << 32 | kiln_llvm_load_slot(k->c, t->used, k->c->slot_buf[j]));
+  }
+}
+
 /* FNV-1a over 8-byte words (keys run to megabytes: byte by byte it cost
  * ResNet-50 ~50 ms); the tail is zero-padded. */
 static uint64_t fnv1a(const unsigned char *p, size_t n) {
@@ -128,6 +151,7 @@ void kiln_llvm_twins_free(kiln_llvm_twins *t) {
     free(t->v[i].key);
     free(t->v[i].printed.loops);
   }
+  free(t->used);
   free(t->v);
   free(t->key);
   free(t);
@@ -144,6 +168,7 @@ const kiln_llvm_printed *kiln_llvm_twin_find(cg *c, const kiln_kernel *kn, const
   kiln_walk w = {.stmt_pre = key_stmt, .stmt_post = key_stmt_end, .expr_pre = key_expr, .expr_post = key_expr_end,
                  .ctx = &k};
   kiln_walk_block(&w, kn->body);
+  put_scopes(&k, kn, decisions[0]);
   if (t->oom) return NULL; /* no key: print the kernel on its own */
   uint64_t h = t->hash = fnv1a(t->key, t->len);
   for (int i = 0; i < t->n; i++)
@@ -187,4 +212,6 @@ void kiln_llvm_twins_report(const cg *c, kiln_timing *t) {
   const kiln_llvm_twins *w = c->twins;
   fprintf(t->out, "kiln: llvm: %d kernels, %d printed, %d share a twin's functions\n", w->looked_up,
           w->looked_up - w->found, w->found);
+  fprintf(t->out, "kiln: llvm: register tiles: %d vector locals, %d vector statements (%d lanes)\n", c->lane_groups,
+          c->lane_runs, c->lanes_max);
 }

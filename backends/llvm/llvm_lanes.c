@@ -1,0 +1,339 @@
+/* Register tiles printed as vectors.
+ *
+ * A kernel with explicit vectors (kiln_kernel.explicit_vectors: the
+ * register-blocked, im2col, transposed-GEMM and Winograd convolutions)
+ * holds its register tile as scalar locals, one per lane: W consecutive
+ * statements do the same thing to W consecutive locals and W consecutive
+ * elements of a buffer,
+ *
+ *   t71 : f32 = t7            t455 : f32 = %w[(base + 0)]
+ *   t72 : f32 = t8            t456 : f32 = %w[(base + 1)] ...
+ *   t71 = fma(t519, t455, t71)  ...  %y[(o + 5)] = t76 ...
+ *
+ * SLP used to find those vectors again, and that was 40% of the tiled
+ * tier's optimisation time (ResNet-50, opt-19 -time-passes), on IR 16
+ * times the size of the vector code.  Here the printer says it directly:
+ * W = the target's f32 lanes (16 with AVX-512, 8 with AVX2).
+ *
+ *  - a group: W consecutive DECLs of f32 locals v, v+1, .., v+W-1 whose
+ *    values are lanes of one vector (below) get one <W x float> alloca;
+ *    each local is its lane (a GEP into it), so a statement that is not
+ *    part of a run still reads and writes its local as a scalar, and SROA
+ *    turns the allocas into vector registers;
+ *  - a run: W consecutive DECLs or ASSIGNs of a group's locals in lane
+ *    order, or STOREs to W consecutive elements of one f32 buffer, whose
+ *    values are lane-wise equal: each node of lane j's expression is lane
+ *    0's with every group local and buffer element moved on by j (a
+ *    vector: group locals and contiguous loads) or the same in every lane
+ *    (a scalar, splat).  A run prints as one vector statement.
+ *
+ * Lane j of a run sees what the scalar statements would have seen: its
+ * own lane of a group (which only its own statement writes), locals not
+ * written by the run, and for STORE runs no element another lane of the
+ * run stores (a load of the stored buffer, or one at the same address,
+ * must read exactly the stored lane).  Vector and scalar arithmetic are
+ * the same IEEE operations lane by lane (fma stays fused, min/max the
+ * same compare and select), so results are bit for bit those of the
+ * scalar code.  Anything else (casts, libm calls, integer lanes) prints
+ * as scalars, as before, for SLP to find. */
+#include "llvm_internal.h"
+
+#include <string.h>
+
+#include "../../ir/loop_walk.h"
+
+enum { NO, SAME, LANES }; /* how W lane expressions relate */
+
+static int same_expr(const kiln_lx *a, const kiln_lx *b) {
+  if (a == b) return 1;
+  if (!a || !b || a->kind != b->kind || a->dtype != b->dtype || a->op != b->op || a->var != b->var ||
+      a->buf != b->buf || a->i != b->i || memcmp(&a->f, &b->f, sizeof a->f))
+    return 0;
+  return same_expr(a->a, b->a) && same_expr(a->b, b->b) && same_expr(a->c, b->c);
+}
+
+/* i + k as an integer constant: k (i NULL), or the constant of (x + k). */
+static int split_add(const kiln_lx *i, const kiln_lx **x, int64_t *k) {
+  if (i->kind == KILN_LX_CONST && !kiln_dtype_is_float(i->dtype)) {
+    *x = NULL, *k = i->i;
+    return 1;
+  }
+  if (i->kind == KILN_LX_BIN && i->op == KILN_BIN_ADD && i->b->kind == KILN_LX_CONST &&
+      !kiln_dtype_is_float(i->b->dtype)) {
+    *x = i->a, *k = i->b->i;
+    return 1;
+  }
+  *x = i, *k = 0;
+  return 1;
+}
+
+/* Whether index ij is index i0 + j. */
+static int index_step(const kiln_lx *i0, const kiln_lx *ij, int64_t j) {
+  const kiln_lx *x0, *xj;
+  int64_t k0, kj;
+  if (ij->kind == KILN_LX_BIN && ij->op == KILN_BIN_ADD && ij->b->kind == KILN_LX_CONST && ij->b->i == j &&
+      same_expr(ij->a, i0))
+    return 1;
+  split_add(i0, &x0, &k0);
+  split_add(ij, &xj, &kj);
+  return kj - k0 == j && (x0 ? xj && same_expr(x0, xj) : !xj);
+}
+
+/* Whether e reads a local in [lo, hi). */
+static int reads_local(const kiln_lx *e, int lo, int hi) {
+  if (!e) return 0;
+  if (e->kind == KILN_LX_LOCAL && e->var >= lo && e->var < hi) return 1;
+  return reads_local(e->a, lo, hi) || reads_local(e->b, lo, hi) || reads_local(e->c, lo, hi);
+}
+
+typedef struct run {
+  int w;
+  int lo, hi;            /* locals the run writes (DECL/ASSIGN) */
+  const kiln_ls *store;  /* the STORE of lane 0, for STORE runs */
+} run;
+
+static int lane_op_ok(const kiln_lx *e) {
+  if (e->kind == KILN_LX_FMA) return e->dtype == KILN_DT_F32;
+  if (e->kind == KILN_LX_SELECT) return e->dtype == KILN_DT_F32;
+  if (e->kind == KILN_LX_UN) {
+    if (e->dtype != KILN_DT_F32) return 0;
+    switch (e->op) {
+    case KILN_UN_NEG: case KILN_UN_ABS: case KILN_UN_SQRT: case KILN_UN_FLOOR: case KILN_UN_CEIL:
+    case KILN_UN_ROUND_EVEN: return 1;
+    default: return 0;
+    }
+  }
+  if (e->kind == KILN_LX_BIN) {
+    if (e->a->dtype != KILN_DT_F32) return 0;
+    switch (e->op) {
+    case KILN_BIN_ADD: case KILN_BIN_SUB: case KILN_BIN_MUL: case KILN_BIN_DIV: case KILN_BIN_MIN:
+    case KILN_BIN_MAX: return e->dtype == KILN_DT_F32;
+    case KILN_BIN_LT: case KILN_BIN_LE: case KILN_BIN_EQ: case KILN_BIN_NE: return e->dtype == KILN_DT_BOOL;
+    default: return 0;
+    }
+  }
+  return 0;
+}
+
+/* How the W lane expressions e[] relate (SAME, LANES or NO). */
+static int classify(const cg *c, const run *r, const kiln_lx *const *e) {
+  int w = r->w, j;
+  for (j = 1; j < w && same_expr(e[0], e[j]); j++) {}
+  if (j == w) return reads_local(e[0], r->lo, r->hi) ? NO : SAME; /* no lane may see another's write */
+  for (j = 1; j < w; j++)
+    if (e[j]->kind != e[0]->kind || e[j]->dtype != e[0]->dtype || e[j]->op != e[0]->op) return NO;
+  const kiln_lx *ch[KILN_LLVM_MAX_LANES];
+  switch (e[0]->kind) {
+  case KILN_LX_LOCAL:
+    if (e[0]->dtype != KILN_DT_F32 || !c->group[e[0]->var]) return NO;
+    for (j = 1; j < w; j++)
+      if (e[j]->var != e[0]->var + j) return NO;
+    return LANES;
+  case KILN_LX_LOAD:
+    if (e[0]->buf->dtype != KILN_DT_F32) return NO;
+    for (j = 1; j < w; j++)
+      if (e[j]->buf != e[0]->buf || !index_step(e[0]->a, e[j]->a, j)) return NO;
+    if (r->store) { /* a STORE run: it must not read what another lane stores */
+      const kiln_buf *sb = r->store->buf, *lb = e[0]->buf;
+      if ((lb == sb || kiln_llvm_load_slot(c, c->used, lb->id) == kiln_llvm_load_slot(c, c->used, sb->id)) &&
+          !same_expr(e[0]->a, r->store->index))
+        return NO;
+    }
+    return LANES;
+  case KILN_LX_UN: case KILN_LX_BIN: case KILN_LX_SELECT: case KILN_LX_FMA: {
+    if (!lane_op_ok(e[0])) return NO;
+    for (int k = 0; k < 3; k++) {
+      const kiln_lx *k0 = k == 0 ? e[0]->a : k == 1 ? e[0]->b : e[0]->c;
+      if (!k0) break;
+      for (j = 0; j < w; j++) ch[j] = k == 0 ? e[j]->a : k == 1 ? e[j]->b : e[j]->c;
+      if (classify(c, r, ch) == NO) return NO;
+    }
+    return LANES;
+  }
+  default: return NO;
+  }
+}
+
+static LLVMValueRef splat(cg *c, LLVMValueRef v, int w) {
+  LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(v), (unsigned)w);
+  LLVMTypeRef i32 = LLVMInt32TypeInContext(c->ctx);
+  LLVMValueRef one = LLVMBuildInsertElement(c->b, LLVMGetPoison(vt), v, LLVMConstInt(i32, 0, 0), "");
+  return LLVMBuildShuffleVector(c->b, one, LLVMGetPoison(vt), LLVMConstNull(LLVMVectorType(i32, (unsigned)w)), "");
+}
+
+static LLVMValueRef load_vector(cg *c, LLVMValueRef ptr, int w, unsigned align) {
+  LLVMValueRef v = LLVMBuildLoad2(c->b, LLVMVectorType(LLVMFloatTypeInContext(c->ctx), (unsigned)w), ptr, "");
+  if (align) LLVMSetAlignment(v, align);
+  return v;
+}
+
+/* The vector of lanes e[] (classify said SAME or LANES). */
+static LLVMValueRef vexpr(cg *c, const run *r, const kiln_lx *const *e) {
+  int w = r->w, j;
+  for (j = 1; j < w && same_expr(e[0], e[j]); j++) {}
+  if (j == w) return splat(c, kiln_llvm_expr(c, e[0]), w);
+  const kiln_lx *ch[KILN_LLVM_MAX_LANES];
+  LLVMValueRef v[3] = {NULL, NULL, NULL};
+  switch (e[0]->kind) {
+  case KILN_LX_LOCAL: return load_vector(c, c->group[e[0]->var], w, 0);
+  case KILN_LX_LOAD: return load_vector(c, kiln_llvm_buf_ptr(c, e[0]->buf, kiln_llvm_expr(c, e[0]->a)), w, 4);
+  default: break;
+  }
+  for (int k = 0; k < 3; k++) {
+    if (!(k == 0 ? e[0]->a : k == 1 ? e[0]->b : e[0]->c)) break;
+    for (j = 0; j < w; j++) ch[j] = k == 0 ? e[j]->a : k == 1 ? e[j]->b : e[j]->c;
+    v[k] = vexpr(c, r, ch);
+  }
+  switch (e[0]->kind) {
+  case KILN_LX_UN: return kiln_llvm_unary_op(c, e[0], v[0]);
+  case KILN_LX_BIN: return kiln_llvm_binary_op(c, e[0], v[0], v[1]);
+  case KILN_LX_SELECT: return LLVMBuildSelect(c->b, v[0], v[1], v[2], "");
+  default: { /* FMA */
+    LLVMTypeRef ty = LLVMTypeOf(v[0]);
+    return kiln_llvm_call_intrinsic(c, "llvm.fma", &ty, 1, v, 3);
+  }
+  }
+}
+
+/* The run of DECLs/ASSIGNs (of one group) or STOREs starting at s: its
+ * lane statements in st[], 0 when there is none. */
+static int find_run(const cg *c, const kiln_ls *s, const kiln_ls **st, run *r, int decl_groups) {
+  int w = c->lanes;
+  if (w < 2 || (s->kind != KILN_LS_DECL && s->kind != KILN_LS_ASSIGN && s->kind != KILN_LS_STORE)) return 0;
+  const kiln_ls *q = s;
+  for (int j = 0; j < w; j++, q = q->next) {
+    if (!q || q->kind != s->kind) return 0;
+    st[j] = q;
+  }
+  *r = (run){.w = w, .lo = 0, .hi = 0, .store = NULL};
+  if (s->kind == KILN_LS_STORE) {
+    if (s->buf->dtype != KILN_DT_F32) return 0;
+    for (int j = 1; j < w; j++)
+      if (st[j]->buf != s->buf || !index_step(s->index, st[j]->index, j)) return 0;
+    r->store = s;
+  } else {
+    /* (an ASSIGN's dtype is its local's: its value's) */
+    if (s->value->dtype != KILN_DT_F32 || (!decl_groups && !c->group[s->var])) return 0;
+    for (int j = 1; j < w; j++)
+      if (st[j]->var != s->var + j || st[j]->value->dtype != KILN_DT_F32) return 0;
+    r->lo = s->var, r->hi = s->var + w;
+  }
+  const kiln_lx *v[KILN_LLVM_MAX_LANES];
+  for (int j = 0; j < w; j++) v[j] = st[j]->value;
+  return classify(c, r, v) != NO;
+}
+
+/* Anchors: where groups start.  Zero-initialised accumulators are W
+ * equal DECLs wherever a window starts, so the lanes of a group come from
+ * how the locals are used: a window of W statements assigning v .. v+W-1,
+ * or reading them as one operand, lane by lane, anchors a group at v.
+ * Windows are taken greedily from the start of each such sequence, as
+ * the lowering lays its tile rows out. */
+static void operand_anchors(cg *c, const kiln_lx *const *e, int w) {
+  int j;
+  for (j = 1; j < w && e[j]->kind == e[0]->kind; j++) {}
+  if (j < w) return;
+  if (e[0]->kind == KILN_LX_LOCAL) {
+    for (j = 1; j < w && e[j]->var == e[0]->var + j; j++) {}
+    if (j == w) c->anchor[e[0]->var] = 1;
+    return;
+  }
+  const kiln_lx *ch[KILN_LLVM_MAX_LANES];
+  for (int k = 0; k < 3; k++) {
+    if (!(k == 0 ? e[0]->a : k == 1 ? e[0]->b : e[0]->c)) return;
+    for (j = 0; j < w; j++) {
+      ch[j] = k == 0 ? e[j]->a : k == 1 ? e[j]->b : e[j]->c;
+      if (!ch[j]) return;
+    }
+    operand_anchors(c, ch, w);
+  }
+}
+
+static void anchor_block(cg *c, const kiln_ls *q) {
+  int w = c->lanes;
+  while (q) {
+    const kiln_ls *st[KILN_LLVM_MAX_LANES], *r = q;
+    int j = 0;
+    for (; j < w && r && r->kind == q->kind &&
+           (q->kind == KILN_LS_STORE ? r->buf == q->buf
+                                     : (q->kind == KILN_LS_DECL || q->kind == KILN_LS_ASSIGN) && r->var == q->var + j);
+         j++, r = r->next)
+      st[j] = r;
+    if (j < w) {
+      q = q->next;
+      continue;
+    }
+    if (q->kind != KILN_LS_STORE) c->anchor[q->var] = 1;
+    const kiln_lx *v[KILN_LLVM_MAX_LANES];
+    for (j = 0; j < w; j++) v[j] = st[j]->value;
+    operand_anchors(c, v, w);
+    q = r; /* the next window starts after this one */
+  }
+}
+
+static int anchor_stmt(kiln_walk *wk, const kiln_ls *s) {
+  if (s->kind == KILN_LS_FOR || s->kind == KILN_LS_IF) {
+    anchor_block(wk->ctx, s->body);
+    anchor_block(wk->ctx, s->orelse);
+  }
+  return KILN_WALK_CONTINUE;
+}
+
+void kiln_llvm_lane_anchors(cg *c, const kiln_ls *block) {
+  if (c->lanes < 2) return;
+  anchor_block(c, block);
+  kiln_walk wk = {.stmt_pre = anchor_stmt, .ctx = c};
+  kiln_walk_block(&wk, block);
+}
+
+/* Allocas for the DECL at s, in the entry block: a group's vector when s
+ * starts one (the number of DECLs it covers), else s's own scalar (1). */
+int kiln_llvm_lane_alloca(cg *c, const kiln_ls *s) {
+  const kiln_ls *st[KILN_LLVM_MAX_LANES];
+  run r;
+  if (c->local[s->var]) return 1; /* a lane of a group made before */
+  if (c->lanes < 2 || s->kind != KILN_LS_DECL || !c->anchor[s->var] || !find_run(c, s, st, &r, 1)) {
+    c->local[s->var] = LLVMBuildAlloca(c->b, kiln_llvm_value_type(c, s->dtype), "t");
+    return 1;
+  }
+  LLVMTypeRef f32 = LLVMFloatTypeInContext(c->ctx), i32 = LLVMInt32TypeInContext(c->ctx);
+  LLVMTypeRef vt = LLVMVectorType(f32, (unsigned)c->lanes);
+  LLVMValueRef g = LLVMBuildAlloca(c->b, vt, "g");
+  c->lane_groups++;
+  c->group[s->var] = g;
+  for (int j = 0; j < c->lanes; j++) {
+    LLVMValueRef idx[2] = {LLVMConstInt(i32, 0, 0), LLVMConstInt(i32, (unsigned long long)j, 0)};
+    c->local[s->var + j] = LLVMBuildInBoundsGEP2(c->b, vt, g, idx, 2, "");
+  }
+  return c->lanes;
+}
+
+/* Prints the run starting at s as vector statements; its last statement,
+ * or NULL when no run starts at s. */
+const kiln_ls *kiln_llvm_lane_run(cg *c, const kiln_ls *s) {
+  const kiln_ls *st[KILN_LLVM_MAX_LANES];
+  run r;
+  if (!c->group || !find_run(c, s, st, &r, 0)) return NULL;
+  const kiln_lx *v[KILN_LLVM_MAX_LANES];
+  for (int j = 0; j < r.w; j++) v[j] = st[j]->value;
+  LLVMValueRef x = vexpr(c, &r, v);
+  c->lane_runs++;
+  if (s->kind == KILN_LS_STORE) {
+    LLVMValueRef store = LLVMBuildStore(c->b, x, kiln_llvm_buf_ptr(c, s->buf, kiln_llvm_expr(c, s->index)));
+    LLVMSetAlignment(store, 4);
+  } else {
+    LLVMBuildStore(c->b, x, c->group[s->var]);
+  }
+  return st[r.w - 1];
+}
+
+/* W for p's register tiles: the target's f32 lanes (at most
+ * KILN_LLVM_MAX_LANES); 0, scalar tiles for SLP as before, when the target
+ * has no vectors or KILN_LANES=0 is set (for A/B runs and the test that
+ * compares the two: tests/backends/llvm/test_tile_lanes.py). */
+int kiln_llvm_tile_lanes(const kiln_program *p) {
+  const char *env = getenv("KILN_LANES");
+  int w = p->target.vector_bytes / 4;
+  if ((env && !strcmp(env, "0")) || w < 2) return 0;
+  return w < KILN_LLVM_MAX_LANES ? w : KILN_LLVM_MAX_LANES;
+}
