@@ -6,8 +6,9 @@ vectorises the register tiles, on the host and under KILN_CPU=znver3 (AVX2).
 
 Register-tile kernels (kernel flag explicit_vectors, set by the
 convolution lowerings) skip default<O3>: their pipeline has no loop
-vectoriser, and only the SLP vectoriser turns the tile's scalar FMAs into
-vector ones.  Should it stop doing so, the kernel would still compute the
+vectoriser; the printer writes the tile's lanes as vectors
+(backends/llvm/llvm_lanes.c) and the SLP vectoriser groups what it leaves
+scalar.  Should the vectors get lost, the kernel would still compute the
 right values, just 8 or 16 times slower; so this test reads the machine
 code.  For a 3x3 and a 1x1 convolution (64 channels, the register path),
 compiled with `kiln compile` (an ELF object) once with the tiers and once
