@@ -17,7 +17,8 @@
  * module by their own statements (kiln_llvm_heavy), heavy ones of a kernel
  * with explicit vectors (register tiles) to the tiled module.  Loops are emitted in
  * the canonical header/body/latch form the loop vectoriser expects; locals
- * are allocas that mem2reg promotes.  Only constructs are translated here:
+ * are allocas that mem2reg/SROA promote (a register tile's rows vector
+ * allocas: llvm_lanes.c).  Only constructs are translated here:
  * no op knowledge. */
 #include "llvm_internal.h"
 
@@ -617,8 +618,9 @@ int kiln_llvm_codegen(cg *c, const kiln_program *p) {
     no_inline(c, fns[k]);
     c->index = calloc((size_t)kn->nvars + 1, sizeof *c->index);
     c->local = calloc((size_t)kn->nlocals + 1, sizeof *c->local);
-    /* register tiles as vectors of the target's f32 lanes (llvm_lanes.c) */
-    c->lanes = kn->explicit_vectors ? kiln_llvm_tile_lanes(p) : 0;
+    /* register tiles as vectors of the target's f32 lanes (llvm_lanes.c),
+     * whichever tier their functions go to */
+    c->lanes = kn->explicit_vectors || kn->reused_vectors ? kiln_llvm_tile_lanes(p) : 0;
     if (c->lanes > c->lanes_max) c->lanes_max = c->lanes;
     c->group = c->lanes ? calloc((size_t)kn->nlocals + 1, sizeof *c->group) : NULL;
     c->anchor = c->lanes ? calloc((size_t)kn->nlocals + 1, 1) : NULL;

@@ -17,23 +17,22 @@
  *          kernels' wrappers: default<O3>, as before;
  *   tiled  an accumulation loop of a kernel whose lowering unrolled a
  *          register tile (kiln_kernel.explicit_vectors: the register-
- *          blocked, im2col and transposed-GEMM convolutions): its lanes are
- *          scalar locals with consecutive loads, so all it needs is SLP
- *          grouping them into vectors.  default<O3> spent most of
- *          ResNet-50's compile time there re-deriving what the lowering
- *          knew (DSE, eight instcombines, loop passes for loops that have
- *          nothing left to vectorise); TILED_PIPELINE below keeps what the
- *          tile needs: locals to registers, loads de-duplicated and hoisted,
- *          indvars (without it SLP's pointer analysis costs 10x more),
- *          SLP, then O3's unroller, which unrolls what the loop IR asks
- *          (sched.unroll: a 3x3 window's taps) and what O3 unrolled before;
- *          the tiles' machine code is what default<O3> gave
- *          (tests/backends/llvm/test_tiled_vectors.py compares them).
- *          Locals are scalars, so mem2reg, not SROA; after LICM and indvars
- *          an early-cse, not GVN, and no instcombine before SLP: on
- *          ResNet-50's tiled module (opt-19 -time-passes) that is 1.65 ->
- *          1.30 s, with machine code byte-identical to the older pipeline's
- *          but for register choices in a few spill sequences;
+ *          blocked, im2col, transposed-GEMM and Winograd convolutions):
+ *          the printer writes the tile's lanes as vectors already
+ *          (llvm_lanes.c), so all it needs is locals to registers, loads
+ *          de-duplicated and hoisted, and SLP for what stayed scalar.
+ *          default<O3> spent most of ResNet-50's compile time there
+ *          re-deriving what the lowering knew (DSE, eight instcombines,
+ *          loop passes for loops that have nothing left to vectorise);
+ *          TILED_PIPELINE below keeps: SROA (a tile row is one vector
+ *          alloca whose lanes statements outside a vector run still read
+ *          one by one), early-cse, LICM, indvars (without it SLP's pointer
+ *          analysis costs 10x more), SLP, then O3's unroller, which unrolls
+ *          what the loop IR asks (sched.unroll: a 3x3 window's taps) and
+ *          what O3 unrolled before (tests/backends/llvm/test_tiled_vectors.py
+ *          reads the machine code).  ResNet-50's tiled module took 1.65 s
+ *          under the older pipeline, 1.30 s under this one with scalar lanes
+ *          and 0.15 s with vector ones;
  *   light  everything else (copies, elementwise, casts, a convolution's
  *          input packing): default<O2> with loop unrolling off (the
  *          vectorisers stay on).
