@@ -35,13 +35,11 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-failures = []
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+from kiln_check import Checks  # noqa: E402
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
+C = Checks()
+check = C.check
 
 
 def conv(rng, inits, name, x, y, cin, cout, k, stride=1, pad=0):
@@ -132,11 +130,7 @@ def main():
                       f"(max diff {np.max(np.abs(v.astype(np.float64) - s)):.3g})")
                 err = np.max(np.abs(v.astype(np.float64) - ref[k])) / np.max(np.abs(ref[k]))
                 check(v.shape == ref[k].shape and err <= 1e-4, f"{what}: output {k} vs ONNX Runtime {err:.2e} <= 1e-4")
-    if failures:
-        print(f"{len(failures)} check(s) failed")
-        return 1
-    print("all checks passed")
-    return 0
+    return C.exit()
 
 
 if __name__ == "__main__":
