@@ -229,8 +229,6 @@ static int plan_scratch(const kiln_lctx *L, const kiln_node *n, const kiln_conv_
   int64_t slots = L->target->cores < 1 ? 1 : L->target->cores, band = f->th;
   /* at most an L2 a slot: 64 channels at 112x112 in bands of 12 rows of
    * tiles (2.8 MB a slot) ran 6.6-9.0 ms, in bands of 4 (one L2) 3.8 */
-  /* at most an L2 a slot: 64 channels at 112x112 in bands of 12 rows of
-   * tiles (2.8 MB a slot) ran 6.6-9.0 ms, in bands of 4 (one L2) 3.8 */
   while (band >= 1 && (slots * scratch_bytes(f, g, band) > room || (band > 1 && scratch_bytes(f, g, band) > L->target->l2_bytes)))
     band--;
   if (band < 1) return -1;
