@@ -36,8 +36,8 @@
  * must read exactly the stored lane).  Vector and scalar arithmetic are
  * the same IEEE operations lane by lane (fma stays fused, min/max the
  * same compare and select), so results are bit for bit those of the
- * scalar code.  Anything else (casts, libm calls, integer lanes) prints
- * as scalars, as before, for SLP to find. */
+ * scalar code.  Anything else (casts but float16 rounding, libm calls,
+ * integer lanes) prints as scalars, as before, for SLP to find. */
 #include "llvm_internal.h"
 
 #include <string.h>
@@ -117,6 +117,13 @@ static int lane_op_ok(const kiln_lx *e) {
   return 0;
 }
 
+/* f32(f16(x)) for an f32 x where the target converts natively: printed
+ * as kiln_llvm_round_f16_native, which takes vectors too. */
+static int is_round_f16(const cg *c, const kiln_lx *e) {
+  return c->native_f16 && e->kind == KILN_LX_CAST && e->dtype == KILN_DT_F32 && e->a->kind == KILN_LX_CAST &&
+         e->a->dtype == KILN_DT_F16 && e->a->a->dtype == KILN_DT_F32;
+}
+
 /* How the W lane expressions e[] relate (SAME, LANES or NO). */
 static int classify(const cg *c, const run *r, const kiln_lx *const *e) {
   int w = r->w, j;
@@ -142,6 +149,12 @@ static int classify(const cg *c, const run *r, const kiln_lx *const *e) {
         return NO;
     }
     return LANES;
+  case KILN_LX_CAST: /* f32(f16(x)), the rounding of float16 networks: natively only */
+    if (!is_round_f16(c, e[0])) return NO;
+    for (j = 0; j < w; j++) ch[j] = e[j]->a->a;
+    for (j = 1; j < w; j++)
+      if (!is_round_f16(c, e[j])) return NO;
+    return classify(c, r, ch) == NO ? NO : LANES;
   case KILN_LX_UN: case KILN_LX_BIN: case KILN_LX_SELECT: case KILN_LX_FMA: {
     if (!lane_op_ok(e[0])) return NO;
     for (int k = 0; k < 3; k++) {
@@ -177,6 +190,9 @@ static LLVMValueRef vexpr(cg *c, const run *r, const kiln_lx *const *e) {
   const kiln_lx *ch[KILN_LLVM_MAX_LANES];
   LLVMValueRef v[3] = {NULL, NULL, NULL};
   switch (e[0]->kind) {
+  case KILN_LX_CAST: /* is_round_f16 */
+    for (j = 0; j < w; j++) ch[j] = e[j]->a->a;
+    return kiln_llvm_round_f16_native(c, vexpr(c, r, ch));
   case KILN_LX_LOCAL: return load_vector(c, c->group[e[0]->var], w, 0);
   case KILN_LX_LOAD: return load_vector(c, kiln_llvm_buf_ptr(c, e[0]->buf, kiln_llvm_expr(c, e[0]->a)), w, 4);
   default: break;

@@ -128,10 +128,21 @@ LLVMValueRef kiln_llvm_widen_f16_native(cg *c, LLVMValueRef v) {
  * the two NaN fix-ups' twenty-odd instructions. */
 LLVMValueRef kiln_llvm_round_f16_native(cg *c, LLVMValueRef v) {
   LLVMBuilderRef b = c->b;
+  /* v may be a vector of lanes (llvm_lanes.c): each type and constant then
+   * is one of as many lanes */
+  unsigned n = LLVMGetTypeKind(LLVMTypeOf(v)) == LLVMVectorTypeKind ? LLVMGetVectorSize(LLVMTypeOf(v)) : 0;
   LLVMTypeRef i32 = LLVMInt32TypeInContext(c->ctx), f32 = LLVMFloatTypeInContext(c->ctx);
-  LLVMValueRef r = LLVMBuildFPExt(b, LLVMBuildFPTrunc(b, v, LLVMHalfTypeInContext(c->ctx), ""), f32, "");
+  LLVMTypeRef f16 = LLVMHalfTypeInContext(c->ctx);
+  LLVMValueRef sign = k32(c, 0x80000000u), qnan = k32(c, 0x7fc00000u);
+  if (n) {
+    i32 = LLVMVectorType(i32, n), f32 = LLVMVectorType(f32, n), f16 = LLVMVectorType(f16, n);
+    LLVMValueRef s[KILN_LLVM_MAX_LANES], q[KILN_LLVM_MAX_LANES];
+    for (unsigned j = 0; j < n && j < KILN_LLVM_MAX_LANES; j++) s[j] = sign, q[j] = qnan;
+    sign = LLVMConstVector(s, n), qnan = LLVMConstVector(q, n);
+  }
+  LLVMValueRef r = LLVMBuildFPExt(b, LLVMBuildFPTrunc(b, v, f16, ""), f32, "");
   LLVMValueRef x = LLVMBuildBitCast(b, v, i32, "");
-  LLVMValueRef q = LLVMBuildOr(b, LLVMBuildAnd(b, x, k32(c, 0x80000000u), ""), k32(c, 0x7fc00000u), "");
+  LLVMValueRef q = LLVMBuildOr(b, LLVMBuildAnd(b, x, sign, ""), qnan, "");
   LLVMValueRef nan = LLVMBuildFCmp(b, LLVMRealUNO, v, v, "");
   return LLVMBuildSelect(b, nan, LLVMBuildBitCast(b, q, f32, ""), r, "");
 }
