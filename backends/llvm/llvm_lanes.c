@@ -81,6 +81,12 @@ static int index_step(const kiln_lx *i0, const kiln_lx *ij, int64_t j) {
   return kj - k0 == j && (x0 ? xj && same_expr(x0, xj) : !xj);
 }
 
+typedef struct run {
+  int w;
+  int lo, hi;            /* locals the run writes (DECL/ASSIGN) */
+  const kiln_ls *store;  /* the STORE of lane 0, for STORE runs */
+} run;
+
 /* Whether e reads a local in [lo, hi). */
 static int reads_local(const kiln_lx *e, int lo, int hi) {
   if (!e) return 0;
@@ -88,11 +94,21 @@ static int reads_local(const kiln_lx *e, int lo, int hi) {
   return reads_local(e->a, lo, hi) || reads_local(e->b, lo, hi) || reads_local(e->c, lo, hi);
 }
 
-typedef struct run {
-  int w;
-  int lo, hi;            /* locals the run writes (DECL/ASSIGN) */
-  const kiln_ls *store;  /* the STORE of lane 0, for STORE runs */
-} run;
+/* Whether buffer b is where STORE run r stores: the same buffer, or one
+ * the function reads from the same slot (kiln_llvm_load_slot: a buffer
+ * planned at the same address).  Other buffers a kernel uses never share
+ * elements with it (views of one root are disjoint slices). */
+static int stored_by(const cg *c, const run *r, const kiln_buf *b) {
+  const kiln_buf *sb = r->store->buf;
+  return b == sb || kiln_llvm_load_slot(c, c->used, b->id) == kiln_llvm_load_slot(c, c->used, sb->id);
+}
+
+/* Whether e loads from where STORE run r stores. */
+static int loads_stored(const cg *c, const run *r, const kiln_lx *e) {
+  if (!e) return 0;
+  if (e->kind == KILN_LX_LOAD && stored_by(c, r, e->buf)) return 1;
+  return loads_stored(c, r, e->a) || loads_stored(c, r, e->b) || loads_stored(c, r, e->c);
+}
 
 static int lane_op_ok(const kiln_lx *e) {
   if (e->kind == KILN_LX_FMA) return e->dtype == KILN_DT_F32;
@@ -128,7 +144,8 @@ static int is_round_f16(const cg *c, const kiln_lx *e) {
 static int classify(const cg *c, const run *r, const kiln_lx *const *e) {
   int w = r->w, j;
   for (j = 1; j < w && same_expr(e[0], e[j]); j++) {}
-  if (j == w) return reads_local(e[0], r->lo, r->hi) ? NO : SAME; /* no lane may see another's write */
+  if (j == w) /* no lane may see another's write: lane 0's store, say, read by every lane */
+    return reads_local(e[0], r->lo, r->hi) || (r->store && loads_stored(c, r, e[0])) ? NO : SAME;
   for (j = 1; j < w; j++)
     if (e[j]->kind != e[0]->kind || e[j]->dtype != e[0]->dtype || e[j]->op != e[0]->op) return NO;
   const kiln_lx *ch[KILN_LLVM_MAX_LANES];
@@ -142,12 +159,8 @@ static int classify(const cg *c, const run *r, const kiln_lx *const *e) {
     if (e[0]->buf->dtype != KILN_DT_F32) return NO;
     for (j = 1; j < w; j++)
       if (e[j]->buf != e[0]->buf || !index_step(e[0]->a, e[j]->a, j)) return NO;
-    if (r->store) { /* a STORE run: it must not read what another lane stores */
-      const kiln_buf *sb = r->store->buf, *lb = e[0]->buf;
-      if ((lb == sb || kiln_llvm_load_slot(c, c->used, lb->id) == kiln_llvm_load_slot(c, c->used, sb->id)) &&
-          !same_expr(e[0]->a, r->store->index))
-        return NO;
-    }
+    /* a STORE run: each lane reads its own element of what it stores, if any */
+    if (r->store && stored_by(c, r, e[0]->buf) && !same_expr(e[0]->a, r->store->index)) return NO;
     return LANES;
   case KILN_LX_CAST: /* f32(f16(x)), the rounding of float16 networks: natively only */
     if (!is_round_f16(c, e[0])) return NO;
