@@ -54,19 +54,17 @@ static int same_expr(const kiln_lx *a, const kiln_lx *b) {
   return same_expr(a->a, b->a) && same_expr(a->b, b->b) && same_expr(a->c, b->c);
 }
 
-/* i + k as an integer constant: k (i NULL), or the constant of (x + k). */
-static int split_add(const kiln_lx *i, const kiln_lx **x, int64_t *k) {
+/* Index i as x + k, k an integer constant: x NULL when i is the
+ * constant, x = i and k = 0 when it adds none. */
+static void split_add(const kiln_lx *i, const kiln_lx **x, int64_t *k) {
   if (i->kind == KILN_LX_CONST && !kiln_dtype_is_float(i->dtype)) {
     *x = NULL, *k = i->i;
-    return 1;
-  }
-  if (i->kind == KILN_LX_BIN && i->op == KILN_BIN_ADD && i->b->kind == KILN_LX_CONST &&
-      !kiln_dtype_is_float(i->b->dtype)) {
+  } else if (i->kind == KILN_LX_BIN && i->op == KILN_BIN_ADD && i->b->kind == KILN_LX_CONST &&
+             !kiln_dtype_is_float(i->b->dtype)) {
     *x = i->a, *k = i->b->i;
-    return 1;
+  } else {
+    *x = i, *k = 0;
   }
-  *x = i, *k = 0;
-  return 1;
 }
 
 /* Whether index ij is index i0 + j. */
