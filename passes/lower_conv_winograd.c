@@ -304,26 +304,15 @@ static void sandwich(kiln_lctx *L, const wino *f, const double (*mat)[WG_A_MAX],
     for (int64_t j = 0; j < nc; j++) out[i * nc + j] = kiln_lb_decl(B, f->ct, combine(L, f, mat[j], &tmp[i * a], a));
 }
 
-/* A loop over [0, n) less [skip0, skip1) (the interior, for border tiles
- * on both sides in one loop: one copy of the transform for both, not
- * two): its index mapped onto that range. */
-static kiln_lx *range_less(kiln_lctx *L, int64_t n, int64_t skip0, int64_t skip1) {
-  int64_t gap = skip1 - skip0;
-  kiln_lx *k = IDX(kiln_lb_for(B, n - gap, seq));
-  if (gap == 0 || skip1 >= n) return k; /* nothing skipped, or nothing after the gap */
-  if (skip0 == 0) return IADD(k, CI(gap));
-  return kiln_lx_select(B, BIN(LT, k, CI(skip0)), k, IADD(k, CI(gap)));
-}
-
-/* Tiles ty x ([tx0, tx1) less [skip0, skip1)) of plane xb into V at vb
- * (point 0, position of tile (ty, 0): prow); rows/cols checked against
- * the input's extent when chk_r / chk_c (border tiles). */
+/* Tiles ty x [tx0, tx1) of plane xb into V at vb (point 0, position of
+ * tile (ty, 0): prow); rows/cols checked against the input's extent when
+ * chk_r / chk_c (border tiles). */
 static void input_tiles(kiln_lctx *L, const wino *f, kiln_lx *xb, kiln_lx *vb, kiln_lx *ty, kiln_lx *prow,
-                        int64_t tx0, int64_t tx1, int64_t skip0, int64_t skip1, int chk_r, int chk_c) {
+                        int64_t tx0, int64_t tx1, int chk_r, int chk_c) {
   const kiln_conv_geom *g = f->g;
-  if (tx1 - tx0 - (skip1 - skip0) <= 0) return;
+  if (tx0 >= tx1) return;
   int64_t a = f->a, H = g->in[0], W = g->in[1];
-  kiln_lx *tx = IADD(range_less(L, tx1 - tx0, skip0 - tx0, skip1 - tx0), CI(tx0));
+  kiln_lx *tx = IADD(IDX(kiln_lb_for(B, tx1 - tx0, seq)), CI(tx0));
   int d[WG_A_MAX * WG_A_MAX], v[WG_A_MAX * WG_A_MAX];
   for (int64_t i = 0; i < a; i++)
     for (int64_t j = 0; j < a; j++) {
@@ -357,14 +346,13 @@ static void interior(const wino *f, int64_t pad, int64_t in, int64_t ntiles, int
   if (*hi < *lo) *hi = *lo;
 }
 
-/* One row ty of tiles of plane xb: the interior columns unchecked, the
- * border ones (left and right, one loop) checked; the rows checked when
- * chk_r. */
+/* One row ty of tiles of plane xb: border columns checked, the rows
+ * checked when chk_r. */
 static void input_row(kiln_lctx *L, const wino *f, kiln_lx *xb, kiln_lx *vb, kiln_lx *ty, kiln_lx *prow, int chk_r) {
-  int64_t lo, hi;
-  interior(f, f->g->pb[1], f->g->in[1], f->tw, &lo, &hi);
-  input_tiles(L, f, xb, vb, ty, prow, lo, hi, 0, 0, chk_r, 0);
-  input_tiles(L, f, xb, vb, ty, prow, 0, f->tw, lo, hi, chk_r, 1);
+  int64_t cl[4];
+  interior(f, f->g->pb[1], f->g->in[1], f->tw, &cl[1], &cl[2]);
+  cl[0] = 0, cl[3] = f->tw;
+  for (int j = 0; j < 3; j++) input_tiles(L, f, xb, vb, ty, prow, cl[j], cl[j + 1], chk_r, j != 1);
 }
 
 /* Zero the padding positions [from, Pp) of every point's row at vb. */
@@ -382,12 +370,13 @@ static void emit_input_transform(kiln_lctx *L, const wino *f) {
   kiln_lx *nv = g->N == 1 ? CI(0) : BIN(DIV, nc, CI(g->C)), *c = g->N == 1 ? nc : BIN(REM, nc, CI(g->C));
   int xb = kiln_lb_decl(B, KILN_DT_I64, IMUL(nc, g->isz));
   int vb = kiln_lb_decl(B, KILN_DT_I64, IADD(IMUL(nv, f->T * f->vs), IMUL(c, f->Pp)));
-  int64_t lo, hi;
-  interior(f, g->pb[0], g->in[0], f->th, &lo, &hi);
-  for (int border = 0; border < 2; border++) { /* interior rows, then top and bottom ones in one loop */
-    if ((border ? f->th - (hi - lo) : hi - lo) <= 0) continue;
-    kiln_lx *ty = border ? range_less(L, f->th, lo, hi) : IADD(IDX(kiln_lb_for(B, hi - lo, seq)), CI(lo));
-    input_row(L, f, LOCAL(xb), LOCAL(vb), ty, IMUL(ty, f->tw), border);
+  int64_t r[4];
+  interior(f, g->pb[0], g->in[0], f->th, &r[1], &r[2]);
+  r[0] = 0, r[3] = f->th;
+  for (int i = 0; i < 3; i++) {
+    if (r[i] >= r[i + 1]) continue;
+    kiln_lx *ty = IADD(IDX(kiln_lb_for(B, r[i + 1] - r[i], seq)), CI(r[i]));
+    input_row(L, f, LOCAL(xb), LOCAL(vb), ty, IMUL(ty, f->tw), i != 1);
     kiln_lb_end(B);
   }
   /* the padding tiles of every point's row: zero (read by the GEMM's
