@@ -4,9 +4,9 @@
  * register-blocked, im2col, transposed-GEMM and Winograd convolutions;
  * or reused_vectors: the banded Winograd kernel, which stays in the heavy
  * tier, where default<O3> over ResNet-50's heavy module went from
- * 0.46-0.69 s to 0.26 s) holds its register tile as scalar locals, one per lane: W consecutive
- * statements do the same thing to W consecutive locals and W consecutive
- * elements of a buffer,
+ * 0.46-0.69 s to 0.26 s) holds its register tile as scalar locals, one
+ * per lane: W consecutive statements do the same thing to W consecutive
+ * locals and W consecutive elements of a buffer,
  *
  *   t71 : f32 = t7            t455 : f32 = %w[(base + 0)]
  *   t72 : f32 = t8            t456 : f32 = %w[(base + 1)] ...
