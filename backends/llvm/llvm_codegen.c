@@ -184,6 +184,13 @@ LLVMValueRef kiln_llvm_binary_op(cg *c, const kiln_lx *e, LLVMValueRef a, LLVMVa
   }
 }
 
+/* f32(f16(x)) for an f32 x (kiln.RoundTo) where the target converts
+ * natively: kiln_llvm_round_f16_native, which takes vectors too. */
+int kiln_llvm_is_round_f16(const cg *c, const kiln_lx *e) {
+  return c->native_f16 && e->kind == KILN_LX_CAST && e->dtype == KILN_DT_F32 && e->a->kind == KILN_LX_CAST &&
+         e->a->dtype == KILN_DT_F16 && e->a->a->dtype == KILN_DT_F32;
+}
+
 LLVMValueRef kiln_llvm_expr(cg *c, const kiln_lx *e) {
   switch (e->kind) {
   case KILN_LX_CONST: {
@@ -209,8 +216,7 @@ LLVMValueRef kiln_llvm_expr(cg *c, const kiln_lx *e) {
     return LLVMBuildSelect(c->b, a, b, kiln_llvm_expr(c, e->c), "");
   }
   case KILN_LX_CAST:
-    if (c->native_f16 && e->dtype == KILN_DT_F32 && e->a->kind == KILN_LX_CAST && e->a->dtype == KILN_DT_F16 &&
-        e->a->a->dtype == KILN_DT_F32) /* f32(f16(x)): kiln.RoundTo */
+    if (kiln_llvm_is_round_f16(c, e)) /* f32(f16(x)): kiln.RoundTo */
       return kiln_llvm_round_f16_native(c, kiln_llvm_expr(c, e->a->a));
     return cast(c, kiln_llvm_expr(c, e->a), e->a->dtype, e->dtype);
   case KILN_LX_FMA: {

@@ -61,12 +61,14 @@ int kiln_llvm_load_slot(const cg *c, const unsigned char *used, int id);
  * NULL. */
 #define KILN_LLVM_MAX_LANES 16
 int kiln_llvm_tile_lanes(const kiln_program *p);
+void kiln_llvm_lanes_report(const cg *c, kiln_timing *t);
 void kiln_llvm_lane_anchors(cg *c, const kiln_ls *block);
 int kiln_llvm_lane_alloca(cg *c, const kiln_ls *s);
 const kiln_ls *kiln_llvm_lane_run(cg *c, const kiln_ls *s);
 /* llvm_codegen.c, for llvm_lanes.c: expressions, operators on given
  * operands (scalars or vectors), buffer addresses, intrinsics. */
 LLVMValueRef kiln_llvm_expr(cg *c, const kiln_lx *e);
+int kiln_llvm_is_round_f16(const cg *c, const kiln_lx *e);
 LLVMValueRef kiln_llvm_unary_op(cg *c, const kiln_lx *e, LLVMValueRef a);
 LLVMValueRef kiln_llvm_binary_op(cg *c, const kiln_lx *e, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef kiln_llvm_buf_ptr(cg *c, const kiln_buf *b, LLVMValueRef index);
@@ -75,8 +77,7 @@ LLVMValueRef kiln_llvm_call_intrinsic(cg *c, const char *name, LLVMTypeRef *type
 /* Records the functions printed for the kernel kiln_llvm_twin_find last
  * found no twin of.  -1: out of memory. */
 int kiln_llvm_twin_add(cg *c, LLVMValueRef body, const LLVMValueRef *loops, int nloops);
-/* With --time: "kiln: llvm: K kernels, P printed, T share a twin's
- * functions" and the register tiles printed as vectors (llvm_lanes.c). */
+/* With --time: "kiln: llvm: K kernels, P printed, T share a twin's functions". */
 void kiln_llvm_twins_report(const cg *c, kiln_timing *t);
 
 /* Prints p into c->mod (and c->light, c->tiled, when set).  -1: out of memory. */

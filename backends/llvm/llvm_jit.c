@@ -143,6 +143,7 @@ kiln_llvm_jit *kiln_llvm_jit_compile_with(const kiln_program *p, int profile, ki
   LLVMDisposeBuilder(c.b);
   kiln_timing_mark(t, "llvm-ir");
   kiln_llvm_twins_report(&c, t);
+  kiln_llvm_lanes_report(&c, t);
   if (cgrc || kiln_llvm_verify(&c, d)) {
     if (cgrc) kiln_error(d, NULL, "out of memory");
     kiln_llvm_codegen_free(&c);

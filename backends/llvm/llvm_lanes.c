@@ -40,6 +40,7 @@
  * integer lanes) prints as scalars, as before, for SLP to find. */
 #include "llvm_internal.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "../../ir/loop_walk.h"
@@ -131,13 +132,6 @@ static int lane_op_ok(const kiln_lx *e) {
   return 0;
 }
 
-/* f32(f16(x)) for an f32 x where the target converts natively: printed
- * as kiln_llvm_round_f16_native, which takes vectors too. */
-static int is_round_f16(const cg *c, const kiln_lx *e) {
-  return c->native_f16 && e->kind == KILN_LX_CAST && e->dtype == KILN_DT_F32 && e->a->kind == KILN_LX_CAST &&
-         e->a->dtype == KILN_DT_F16 && e->a->a->dtype == KILN_DT_F32;
-}
-
 /* How the W lane expressions e[] relate (SAME, LANES or NO). */
 static int classify(const cg *c, const run *r, const kiln_lx *const *e) {
   int w = r->w, j;
@@ -161,10 +155,10 @@ static int classify(const cg *c, const run *r, const kiln_lx *const *e) {
     if (r->store && stored_by(c, r, e[0]->buf) && !same_expr(e[0]->a, r->store->index)) return NO;
     return LANES;
   case KILN_LX_CAST: /* f32(f16(x)), the rounding of float16 networks: natively only */
-    if (!is_round_f16(c, e[0])) return NO;
+    if (!kiln_llvm_is_round_f16(c, e[0])) return NO;
     for (j = 0; j < w; j++) ch[j] = e[j]->a->a;
     for (j = 1; j < w; j++)
-      if (!is_round_f16(c, e[j])) return NO;
+      if (!kiln_llvm_is_round_f16(c, e[j])) return NO;
     return classify(c, r, ch) == NO ? NO : LANES;
   case KILN_LX_UN: case KILN_LX_BIN: case KILN_LX_SELECT: case KILN_LX_FMA: {
     if (!lane_op_ok(e[0])) return NO;
@@ -201,7 +195,7 @@ static LLVMValueRef vexpr(cg *c, const run *r, const kiln_lx *const *e) {
   const kiln_lx *ch[KILN_LLVM_MAX_LANES];
   LLVMValueRef v[3] = {NULL, NULL, NULL};
   switch (e[0]->kind) {
-  case KILN_LX_CAST: /* is_round_f16 */
+  case KILN_LX_CAST: /* kiln_llvm_is_round_f16 */
     for (j = 0; j < w; j++) ch[j] = e[j]->a->a;
     return kiln_llvm_round_f16_native(c, vexpr(c, r, ch));
   case KILN_LX_LOCAL: return load_vector(c, c->group[e[0]->var], w, 0);
@@ -365,4 +359,12 @@ int kiln_llvm_tile_lanes(const kiln_program *p) {
   int w = p->target.vector_bytes / 4;
   if ((env && !strcmp(env, "0")) || w < 2) return 0;
   return w < KILN_LLVM_MAX_LANES ? w : KILN_LLVM_MAX_LANES;
+}
+
+/* With --time: how many register-tile locals and statements printed as
+ * vectors, and the widest W. */
+void kiln_llvm_lanes_report(const cg *c, kiln_timing *t) {
+  if (!kiln_timing_on(t)) return;
+  fprintf(t->out, "kiln: llvm: register tiles: %d vector locals, %d vector statements (%d lanes)\n", c->lane_groups,
+          c->lane_runs, c->lanes_max);
 }

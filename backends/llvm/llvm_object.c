@@ -72,6 +72,7 @@ int kiln_llvm_emit_object(const kiln_program *p, const char *prefix, int portabl
   LLVMDisposeBuilder(c.b);
   kiln_timing_mark(t, "llvm-ir");
   kiln_llvm_twins_report(&c, t);
+  kiln_llvm_lanes_report(&c, t);
   if (cgrc) {
     kiln_error(d, NULL, "out of memory");
     goto out;

@@ -212,6 +212,4 @@ void kiln_llvm_twins_report(const cg *c, kiln_timing *t) {
   const kiln_llvm_twins *w = c->twins;
   fprintf(t->out, "kiln: llvm: %d kernels, %d printed, %d share a twin's functions\n", w->looked_up,
           w->looked_up - w->found, w->found);
-  fprintf(t->out, "kiln: llvm: register tiles: %d vector locals, %d vector statements (%d lanes)\n", c->lane_groups,
-          c->lane_runs, c->lanes_max);
 }
