@@ -103,6 +103,10 @@ typedef struct kiln_graph {
   kiln_value **inputs; int ninputs;   /* run-time inputs, in order */
   kiln_value **outputs; int noutputs;
   const char *syms[KILN_MAX_SYMS]; int nsyms; /* symbolic dim names */
+  /* > 1: the graph was rewritten for one image (passes/per_image.c) and
+   * runs this many times, once per image of the caller's batch: the graph
+   * inputs' and outputs' first dim is 1 here, `images` to the caller. */
+  int64_t images;
   /* Model metadata (ONNX metadata_props), key/value pairs in file order;
    * read by tools (e.g. `kiln run --image` preprocessing defaults). */
   const char **meta_keys, **meta_values; int nmeta;

@@ -375,6 +375,10 @@ typedef struct kiln_program {
   kiln_target target;        /* what it was lowered and scheduled for */
   int64_t state_bytes;       /* size of the state blob (64-byte aligned entries);
                                 0: the program has no state */
+  int64_t images;            /* > 1: the kernels compute one image; a run runs them this many
+                                times, the input and output buffers (whose dims and numel are
+                                the whole batch's) moved on by one image each time
+                                (passes/per_image.c); else 1 */
 } kiln_program;
 
 /* ---- building (used by the lowering) ---- */

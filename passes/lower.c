@@ -347,5 +347,14 @@ kiln_program *kiln_lower_with(kiln_graph *g, const kiln_target *t, kiln_diag *d)
   for (int i = 0; i < g->noutputs; i++)
     if (copied[i] && copy_output(&L, g->outputs[i], copied[i], i)) return NULL;
   drop_unused_weights(&L);
+  /* one image at a time (passes/per_image.c): the kernels address image 0
+   * of the inputs and outputs; the buffers are the caller's whole batch */
+  p->images = g->images > 1 ? g->images : 1;
+  for (int i = 0; p->images > 1 && i < p->nbufs; i++) {
+    kiln_buf *b = p->bufs[i];
+    if ((b->kind != KILN_BUF_INPUT && b->kind != KILN_BUF_OUTPUT) || b->view_of) continue;
+    b->dims[0] *= p->images;
+    b->numel *= p->images;
+  }
   return p;
 }

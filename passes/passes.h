@@ -15,6 +15,9 @@ int kiln_pass_fold_batchnorm(kiln_graph *g, kiln_diag *d);
  * covers its whole input becomes Flatten + Gemm + Reshape: both lower to
  * the vectorised row form; see dense_gemm.c. */
 int kiln_pass_dense_gemm(kiln_graph *g, kiln_diag *d);
+/* per_image.c: a batch-N inference graph computed image by image is
+ * rewritten for one image, g->images = N (the backends loop). */
+int kiln_pass_per_image(kiln_graph *g, kiln_diag *d);
 /* Replaces symbolic dim `sym` (a negative dim) by `value` on every value. */
 void kiln_pass_bind_sym(kiln_graph *g, kiln_dim sym, int64_t value);
 /* Turns graph input `name` into a constant with the given contents (kiln

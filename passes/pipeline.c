@@ -1,4 +1,4 @@
-/* The pipeline: import -> infer-shapes -> [train] -> fold-batchnorm -> dense-gemm -> widen-f16 -> fuse-epilogue -> lower -> expand-reduce ->
+/* The pipeline: import -> infer-shapes -> [train] -> [per-image] -> fold-batchnorm -> dense-gemm -> widen-f16 -> fuse-epilogue -> lower -> expand-reduce ->
  * simplify-index -> schedule-threads -> schedule-gpu -> plan-memory, read top to bottom in
  * kiln_pipeline_run (as QBE's main.c reads).  Commands used to repeat this sequence each in their own way;
  * now they differ only in how they bind their inputs (the bind callback)
@@ -23,6 +23,7 @@
   X(IMPORT, "import")                           \
   X(INFER_SHAPES, "infer-shapes")               \
   X(TRAIN, "train")                             \
+  X(PER_IMAGE, "per-image")                     \
   X(FOLD_BATCHNORM, "fold-batchnorm")           \
   X(DENSE_GEMM, "dense-gemm")                   \
   X(WIDEN_F16, "widen-f16")                     \
@@ -97,6 +98,10 @@ int kiln_pipeline_run(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_diag
     if (o->train && kiln_pass_train(g, o->train, d)) return -1;
     if (o->explain && kiln_explain_build(g, o->explain, d)) return -1;
     dump(o, out, KILN_PASS_TRAIN);
+  }
+  if (wanted(o, KILN_PASS_PER_IMAGE)) { /* inference on a CPU backend that loops over the images */
+    if (o->per_image && !o->train && !o->explain && kiln_pass_per_image(g, d)) return -1;
+    dump(o, out, KILN_PASS_PER_IMAGE);
   }
   if (wanted(o, KILN_PASS_FOLD_BATCHNORM)) {
     if (kiln_pass_fold_batchnorm(g, d)) return -1;

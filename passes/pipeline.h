@@ -30,6 +30,7 @@ typedef enum kiln_pass_id {
   KILN_PASS_IMPORT,
   KILN_PASS_INFER_SHAPES,
   KILN_PASS_TRAIN, /* only with opts.train: the training step (passes/train.h) */
+  KILN_PASS_PER_IMAGE, /* only with opts.per_image: batch N as N one-image runs */
   KILN_PASS_FOLD_BATCHNORM,
   KILN_PASS_DENSE_GEMM, /* Gemm transB and whole-input Convs as row-form Gemms */
   KILN_PASS_WIDEN_F16, /* CPU: f16/bf16 tensors kept as f32 holding the same values */
@@ -60,6 +61,8 @@ typedef struct kiln_pipeline_opts {
   kiln_timing *timing;  /* --time: each pass's wall time; NULL: not timed */
   const struct kiln_train_opts *train; /* NULL: inference; else the graph becomes one training step */
   const struct kiln_explain_opts *explain; /* NULL: none; else the explanation graph (in the train pass's slot) */
+  int per_image;        /* the backend runs a one-image program once per image (LLVM, C):
+                           batch-N inference graphs may be rewritten so (passes/per_image.c) */
 } kiln_pipeline_opts;
 
 typedef struct kiln_pipeline {

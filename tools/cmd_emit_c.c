@@ -267,7 +267,8 @@ int kiln_cmd_emit_c(int argc, char **argv) {
   kiln_target target = kiln_target_c();
   target.vector_bytes = vector_bytes;
   target.keep_narrow = keep_f16;
-  kiln_model_opts o = {.bind = &bind, .static_shapes = 1, .lower = 1, .dump_after = dump_after, .target = &target};
+  kiln_model_opts o = {.bind = &bind, .static_shapes = 1, .lower = 1, .per_image = 1, .dump_after = dump_after,
+                       .target = &target};
   if (train) o.train = &topts.t;
   if (eopts.on) o.explain = &eopts.e;
   kiln_graph *g = NULL;

@@ -80,7 +80,8 @@ int kiln_cli_profile_print(const kiln_program *p, const double *times, int repea
   for (int k = 0; k < nk; k++) {
     for (int r = 0; r < repeat; r++) col[r] = times[(size_t)r * (size_t)nk + (size_t)k];
     qsort(col, (size_t)repeat, sizeof *col, cmp_double);
-    rows[k] = (row){k, col[repeat / 2], kernel_macs(p, k, work)};
+    /* a one-image program run once per image (p->images): its nodes' MACs are one image's */
+    rows[k] = (row){k, col[repeat / 2], kernel_macs(p, k, work) * (p->images > 1 ? p->images : 1)};
     total += rows[k].sec;
     total_macs += rows[k].macs;
   }
@@ -89,6 +90,9 @@ int kiln_cli_profile_print(const kiln_program *p, const double *times, int repea
   printf("profile: %d kernels, median of %d run%s, %d thread%s; FMA peak %.1f GFLOP/s per core "
          "(measured: FMA-chain loop, %d-bit vectors) x %d = %.1f GFLOP/s\n",
          nk, repeat, repeat == 1 ? "" : "s", threads, threads == 1 ? "" : "s", peak_core, vector_bits, threads, peak);
+  if (p->images > 1)
+    printf("(one image at a time: each kernel ran %lld times a run, once per image; times are their sums)\n",
+           (long long)p->images);
   printf("%5s %10s %7s %10s %9s %6s  %s\n", "#", "ms", "share%", "MFLOP", "GFLOP/s", "%peak", "kernel  nodes");
   for (int i = 0; i < nk; i++) {
     const row *r = &rows[i];

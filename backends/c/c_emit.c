@@ -1047,6 +1047,8 @@ static char *make_weights(emitter *e) {
   return buf;
 }
 
+static int is_io(const kiln_buf *b) { return b->kind == KILN_BUF_INPUT || b->kind == KILN_BUF_OUTPUT; }
+
 static void run_v(emitter *e, FILE *f, int parallel) {
   const kiln_program *p = e->p;
   const char *pre = e->o->prefix;
@@ -1065,12 +1067,19 @@ static void run_v(emitter *e, FILE *f, int parallel) {
   }
   fprintf(f, "  (void)weights;\n  (void)inputs;\n  (void)outputs;\n  (void)ws;\n");
   if (p->state_bytes > 0) fprintf(f, "  char *st = (char *)state + ((64u - (uintptr_t)state %% 64u) %% 64u);\n");
+  /* one image at a time (p->images, passes/per_image.c): the inputs and
+   * outputs, and the views into them, bound per image inside the loop */
+  int images = p->images > 1;
   for (int i = 0; i < p->nbufs; i++) {
     const kiln_buf *b = p->bufs[i];
     if (b->view_of) continue; /* below, once its root is bound */
     switch (b->kind) {
-    case KILN_BUF_INPUT: fprintf(f, "  bufs[%d] = (void *)inputs[%d];\n", i, b->io_index); break;
-    case KILN_BUF_OUTPUT: fprintf(f, "  bufs[%d] = outputs[%d];\n", i, b->io_index); break;
+    case KILN_BUF_INPUT:
+      if (!images) fprintf(f, "  bufs[%d] = (void *)inputs[%d];\n", i, b->io_index);
+      break;
+    case KILN_BUF_OUTPUT:
+      if (!images) fprintf(f, "  bufs[%d] = outputs[%d];\n", i, b->io_index);
+      break;
     case KILN_BUF_WORKSPACE: fprintf(f, "  bufs[%d] = ws + %" PRId64 ";\n", i, b->offset); break;
     case KILN_BUF_STATE: fprintf(f, "  bufs[%d] = st + %" PRId64 ";\n", i, b->offset); break;
     case KILN_BUF_WEIGHT:
@@ -1082,13 +1091,31 @@ static void run_v(emitter *e, FILE *f, int parallel) {
   for (int i = 0; i < p->nbufs; i++) { /* a view: its root's memory from its offset on */
     int64_t off;
     const kiln_buf *r = kiln_buf_root(p->bufs[i], &off);
-    if (r != p->bufs[i]) fprintf(f, "  bufs[%d] = (char *)bufs[%d] + %" PRId64 ";\n", i, r->id, off);
+    if (r != p->bufs[i] && !(images && is_io(r))) fprintf(f, "  bufs[%d] = (char *)bufs[%d] + %" PRId64 ";\n", i, r->id, off);
   }
   fprintf(f, "  bufs[%d] = 0;\n  (void)bufs;\n", p->nbufs);
-  for (int k = 0; k < p->nkernels; k++) {
-    if (e->h->call) e->h->call(f, p->kernels[k]);
-    else fprintf(f, "  %s(bufs%s);\n", p->kernels[k]->name, e->o->threads ? ", &par" : "");
+  const char *in = "  ";
+  if (images) {
+    fprintf(f, "  for (int64_t img = 0; img < %" PRId64 "; ++img) { /* one image at a time */\n", p->images);
+    in = "    ";
+    for (int i = 0; i < p->nbufs; i++) {
+      const kiln_buf *b = p->bufs[i];
+      if (b->view_of || !is_io(b)) continue;
+      int64_t bytes = b->numel / p->images * (int64_t)kiln_dtype_size(b->dtype);
+      fprintf(f, "    bufs[%d] = (char *)%s[%d] + img * %" PRId64 ";\n", i,
+              b->kind == KILN_BUF_INPUT ? "(void *)inputs" : "outputs", b->io_index, bytes);
+    }
+    for (int i = 0; i < p->nbufs; i++) {
+      int64_t off;
+      const kiln_buf *r = kiln_buf_root(p->bufs[i], &off);
+      if (r != p->bufs[i] && is_io(r)) fprintf(f, "    bufs[%d] = (char *)bufs[%d] + %" PRId64 ";\n", i, r->id, off);
+    }
   }
+  for (int k = 0; k < p->nkernels; k++) {
+    if (e->h->call) e->h->call(f, p->kernels[k]); /* (CUDA: never per image) */
+    else fprintf(f, "%s%s(bufs%s);\n", in, p->kernels[k]->name, e->o->threads ? ", &par" : "");
+  }
+  if (images) fprintf(f, "  }\n");
   fprintf(f, "  return 0;\n}\n\n");
 }
 

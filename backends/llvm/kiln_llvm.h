@@ -32,7 +32,9 @@ kiln_llvm_jit *kiln_llvm_jit_compile(const kiln_program *p, kiln_diag *d);
  * t (`--time`; NULL: untimed). */
 kiln_llvm_jit *kiln_llvm_jit_compile_with(const kiln_program *p, int profile, kiln_timing *t, kiln_diag *d);
 /* Profiling: the last run's p->nkernels + 1 times (seconds, monotonic):
- * kernel k ran from [k] to [k + 1].  NULL (*nstamps 0) when not profiling. */
+ * kernel k ran from [k] to [k + 1]; a program run once per image
+ * (p->images > 1) has a row of them per image, image i's at
+ * [i * (nkernels + 1)].  NULL (*nstamps 0) when not profiling. */
 const double *kiln_llvm_jit_profile(const kiln_llvm_jit *j, int *nstamps);
 /* One core's FMA peak, in GFLOP/s, for the code this backend generates:
  * measured by JIT-compiling a loop of independent chains of vector FMAs

@@ -601,6 +601,56 @@ static int kernel(cg *c, const kiln_program *p, const kiln_kernel *kn, LLVMValue
   return rc;
 }
 
+/* One image at a time (kiln_program.images, passes/per_image.c): the
+ * entry runs every kernel once per image on a copy of the buffer table in
+ * which each input and output buffer points at image n of the caller's
+ * tensor (views reach them through their roots); profiling stamps go to
+ * row n of an images x (nkernels + 1) table. */
+typedef struct image_loop {
+  LLVMBasicBlockRef head, exit;
+  LLVMValueRef n;
+} image_loop;
+
+static void image_loop_begin(cg *c, const kiln_program *p, image_loop *il, LLVMValueRef *bufs, LLVMValueRef *stamps) {
+  LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
+  LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx), dbl = LLVMDoubleTypeInContext(c->ctx);
+  LLVMTypeRef table = LLVMArrayType2(ptr, (uint64_t)p->nbufs + 1); /* + the thread pool's slot */
+  LLVMValueRef copy = LLVMBuildAlloca(c->b, table, "bufs.image");
+  LLVMBuildMemCpy(c->b, copy, 8, *bufs, 8, LLVMConstInt(i64, (unsigned long long)(p->nbufs + 1) * 8, 0));
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(c->b);
+  il->head = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "image");
+  il->exit = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "images.done");
+  LLVMBuildBr(c->b, il->head);
+  LLVMPositionBuilderAtEnd(c->b, il->head);
+  il->n = LLVMBuildPhi(c->b, i64, "n");
+  LLVMValueRef zero = LLVMConstInt(i64, 0, 0);
+  LLVMAddIncoming(il->n, &zero, &pre, 1);
+  for (int i = 0; i < p->nbufs; i++) {
+    const kiln_buf *b = p->bufs[i];
+    if ((b->kind != KILN_BUF_INPUT && b->kind != KILN_BUF_OUTPUT) || b->view_of) continue;
+    int64_t bytes = b->numel / p->images * (int64_t)kiln_dtype_size(b->dtype);
+    LLVMValueRef idx = LLVMConstInt(i64, (unsigned long long)i, 0);
+    LLVMValueRef src = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, *bufs, &idx, 1, ""), "");
+    LLVMValueRef off = LLVMBuildMul(c->b, il->n, LLVMConstInt(i64, (unsigned long long)bytes, 0), "");
+    LLVMBuildStore(c->b, LLVMBuildGEP2(c->b, i8, src, &off, 1, ""), LLVMBuildGEP2(c->b, ptr, copy, &idx, 1, ""));
+  }
+  if (*stamps) {
+    LLVMValueRef row = LLVMBuildMul(c->b, il->n, LLVMConstInt(i64, (unsigned long long)p->nkernels + 1, 0), "");
+    *stamps = LLVMBuildGEP2(c->b, dbl, *stamps, &row, 1, "");
+  }
+  *bufs = copy;
+}
+
+static void image_loop_end(cg *c, const kiln_program *p, image_loop *il) {
+  LLVMTypeRef i64 = LLVMInt64TypeInContext(c->ctx);
+  LLVMValueRef next = LLVMBuildAdd(c->b, il->n, LLVMConstInt(i64, 1, 0), "");
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
+  LLVMAddIncoming(il->n, &next, &latch, 1);
+  LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntULT, next, LLVMConstInt(i64, (unsigned long long)p->images, 0), ""),
+                  il->head, il->exit);
+  LLVMPositionBuilderAtEnd(c->b, il->exit);
+}
+
 int kiln_llvm_codegen(cg *c, const kiln_program *p) {
   LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
   LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), &ptr, 1, 0);
@@ -651,14 +701,17 @@ int kiln_llvm_codegen(cg *c, const kiln_program *p) {
   LLVMValueRef mark = c->profile ? LLVMAddFunction(c->mod, "kiln_rt_profile_mark", mfty) : NULL;
   c->fn = LLVMAddFunction(c->mod, c->entry ? c->entry : "kiln_run", rfty);
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
-  LLVMValueRef arg = LLVMGetParam(c->fn, 0);
+  LLVMValueRef arg = LLVMGetParam(c->fn, 0), stamps = mark ? LLVMGetParam(c->fn, 1) : NULL;
+  image_loop il = {0};
+  if (p->images > 1) image_loop_begin(c, p, &il, &arg, &stamps);
   for (int k = 0; k <= p->nkernels; k++) {
     if (mark) {
-      LLVMValueRef margs[2] = {LLVMGetParam(c->fn, 1), LLVMConstInt(i64, (unsigned long long)k, 0)};
+      LLVMValueRef margs[2] = {stamps, LLVMConstInt(i64, (unsigned long long)k, 0)};
       LLVMBuildCall2(c->b, mfty, mark, margs, 2, "");
     }
     if (k < p->nkernels) LLVMBuildCall2(c->b, fty, fns[k], &arg, 1, "");
   }
+  if (p->images > 1) image_loop_end(c, p, &il);
   LLVMBuildRetVoid(c->b);
   free(fns);
   free(used);

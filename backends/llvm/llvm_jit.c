@@ -17,7 +17,8 @@ struct kiln_llvm_jit {
   LLVMOrcLLJITRef jit;
   void (*run)(void **bufs);
   void (*run_profiled)(void **bufs, double *stamps); /* instead of run, when profiling */
-  double *stamps;     /* profiling: the last run's kiln_rt_profile_mark times */
+  double *stamps;     /* profiling: the last run's kiln_rt_profile_mark times (a row per image) */
+  int images;         /* kiln_program.images: rows of stamps */
   int nbufs, nkernels;
   kiln_rt_pool *pool; /* NULL: single-threaded */
   void *state;        /* the state blob (p->state_bytes), this instance's own */
@@ -193,7 +194,8 @@ kiln_llvm_jit *kiln_llvm_jit_compile_with(const kiln_program *p, int profile, ki
   else j->run = (void (*)(void **))(uintptr_t)addr;
   j->nbufs = p->nbufs;
   j->nkernels = p->nkernels;
-  if (profile && !(j->stamps = calloc((size_t)p->nkernels + 1, sizeof *j->stamps))) {
+  j->images = p->images > 1 ? (int)p->images : 1;
+  if (profile && !(j->stamps = calloc(((size_t)p->nkernels + 1) * (size_t)j->images, sizeof *j->stamps))) {
     kiln_error(d, NULL, "out of memory");
     kiln_llvm_jit_free(j);
     return NULL;
@@ -219,7 +221,7 @@ void kiln_llvm_jit_run(kiln_llvm_jit *j, void **bufs) {
 }
 
 const double *kiln_llvm_jit_profile(const kiln_llvm_jit *j, int *nstamps) {
-  if (nstamps) *nstamps = j->stamps ? j->nkernels + 1 : 0;
+  if (nstamps) *nstamps = j->stamps ? (j->nkernels + 1) * j->images : 0;
   return j->stamps;
 }
 
