@@ -464,6 +464,9 @@ static void print_ls(const kiln_kernel *k, const kiln_ls *s, int ind, FILE *f) {
 
 void kiln_program_print(const kiln_program *p, FILE *f) {
   static const char *const kinds[] = {"input", "output", "weight", "workspace", "state"};
+  if (p->images > 1) /* passes/per_image.c */
+    fprintf(f, "# one image at a time: the kernels run %" PRId64 " times a run, on image n of the inputs and outputs\n",
+            p->images);
   for (int i = 0; i < p->nbufs; i++) {
     const kiln_buf *b = p->bufs[i];
     fprintf(f, "buffer %%");

@@ -69,7 +69,7 @@ typedef struct kiln_model_opts {
   int bound_note; /* out: symbolic dims had to be bound to 1 */
   int64_t params, bn_stats, param_bytes; /* out: counted before folding */
   int lower;             /* also run the loop passes (lower, simplify, plan) */
-  int per_image;         /* with `lower`: a backend that runs a one-image program per image (passes/per_image.c) */
+  int per_image;         /* for a backend that runs a one-image program per image (passes/per_image.c) */
   int dump_after;        /* --dump-after: a kiln_pass_id; 0 (KILN_PASS_NONE): none */
   int dumped;            /* out: the IR after dump_after was printed */
   kiln_program *program; /* out, with `lower` */

@@ -78,7 +78,7 @@ static kiln_graph *load_once(const char *path, kiln_model_opts *o, int64_t bind_
                            .until = o->lower ? KILN_PASS_PLAN_MEMORY
                                     : o->until ? (kiln_pass_id)o->until : KILN_PASS_LOWER - 1, /* every graph pass */
                            .dump_after = dump_after, .target = o->target, .timing = o->timing,
-                           .train = o->train, .explain = o->explain, .per_image = o->lower && o->per_image};
+                           .train = o->train, .explain = o->explain, .per_image = o->per_image};
   int rc = kiln_pipeline_run(&po, &pl, d);
   o->dumped |= pl.dumped;
   if (rc) {

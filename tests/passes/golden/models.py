@@ -337,8 +337,31 @@ def dw_add_clip():
                  [weight("w", [4, 1, 3, 3]), weight("b", [4]), lo, hi])
 
 
+def per_image_head():
+    """A symbolic batch N through Conv + Relu, MaxPool, PyTorch's flatten
+    x.view(x.size(0), -1) (Shape -> Gather -> Unsqueeze -> Concat ->
+    Reshape, folded to the shape [N, -1]), a Linear layer (Gemm transB) and
+    Softmax: every node image-wise, so with --batch 4 per-image rewrites it
+    for one image (the Reshape's shape [4, -1] becomes [1, -1])."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Shape", ["p"], ["s"], name="shape"),
+        helper.make_node("Gather", ["s", "zero"], ["n"], name="batch", axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"], name="unsqueeze"),
+        helper.make_node("Concat", ["n1", "minus1"], ["shp"], name="target", axis=0),
+        helper.make_node("Reshape", ["p", "shp"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "fw"], ["g"], name="fc", transB=1),
+        helper.make_node("Softmax", ["g"], ["y"], name="softmax", axis=1),
+    ]
+    zero = numpy_helper.from_array(np.array(0, dtype=np.int64), "zero")
+    return model("per_image_head", nodes, [vi("x", ["N", 3, 8, 8])], [vi("y", ["N", 5])],
+                 [weight("w", [4, 3, 3, 3]), weight("fw", [5, 64]), zero, ints("axes0", [0]), ints("minus1", [-1])])
+
+
 MODELS = [conv_relu_pool, gemm_flatten, add_concat, transpose_pad, residual_chain, shapes_symbolic, gap_softmax,
-          big_and_small, conv_add_relu, gemm_sigmoid, no_fuse, conv_registers, dense_heads, maxpool_wide, dw_add_clip, f16_fire] + BN_MODELS
+          big_and_small, conv_add_relu, gemm_sigmoid, no_fuse, conv_registers, dense_heads, maxpool_wide, dw_add_clip, f16_fire, per_image_head] + BN_MODELS
 
 
 def main():
