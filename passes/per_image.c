@@ -69,9 +69,11 @@ static int image_wise(const kiln_node *n, int64_t N, int64_t *dense_bytes) {
     if (y && (y->uses > 0 || y->is_output) && !batched(y, N)) return 0;
   }
   switch (n->op) {
+  case KILN_OP_BATCH_NORM: /* training_mode: statistics of the whole batch */
+    if (((const kiln_attrs_batchnorm *)n->attrs)->training_mode) return 0;
+    /* fall through */
   case KILN_OP_CONV:
   case KILN_OP_CONV_TRANSPOSE:
-  case KILN_OP_BATCH_NORM:
   case KILN_OP_INSTANCE_NORM:
     for (int k = 1; k < n->nin; k++)
       if (n->in[k] && !is_fixed(n->in[k])) return 0;

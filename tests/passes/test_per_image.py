@@ -16,7 +16,8 @@ Runtime on the same seeded inputs:
     products in a different order at most; float16: 2e-3, one f16 rounding
     per stored tensor, as tests/passes/test_f16_conv.py argues);
   * networks that mix images (a Concat along the batch axis, a ReduceMean
-    over it, a Transpose moving it, a Gemm whose B is a run-time input) must
+    over it, a Transpose moving it, a Gemm whose B is a run-time input, a
+    BatchNormalization in training mode: the batch's statistics) must
     keep the batch-N program (no such line) and still match ORT;
   * `kiln run --profile` on a rewritten network sums each kernel over the
     images: the MFLOP column totals the batch's 2 x MACs (kiln inspect).
@@ -138,7 +139,14 @@ def mixing():
                   [vi("x", [B, 4, 5, 5])], [vi("y", [B, 4, 5, 5])], [])
     gemm_in = model("gemm_input_b", [helper.make_node("Gemm", ["x", "u"], ["y"], transB=1)],
                     [vi("x", [B, 6]), vi("u", [B, 6])], [vi("y", [B, B])], [])
-    return [cat0, mean0, trans, gemm_in]
+    c = 4
+    bn_train = model("bn_training_mode", [helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y", "rm", "rv"],
+                                                           training_mode=1)],
+                     [vi("x", [B, c, 5, 5])], [vi("y", [B, c, 5, 5])],
+                     [weight("s", [c]), weight("b", [c]), weight("m", [c]),
+                      numpy_helper.from_array(np.ones(c, np.float32), "v")])
+    bn_train.opset_import[0].version = 15
+    return [cat0, mean0, trans, gemm_in, bn_train]
 
 
 def run(cmd, **kw):

@@ -113,13 +113,23 @@ def cases():
     c = m.op("Concat", [x, p], axis=1)
     y = m.op("Abs", [c])
     out.append((m, [("x", [1, 2, 3, 3])], [x, y], 4))
-    # 5. batch 2: slices are strided, the concat copies
+    # 5. batch 2: run one image at a time (passes/per_image.c), where each
+    # image's slices are contiguous again: no copy
     m = M("batch2")
     x = m.op("Relu", ["x"])
     p = m.op("Neg", ["x"])
     c = m.op("Concat", [x, p], axis=1)
     y = m.op("Abs", [c])
-    out.append((m, [("x", [2, 2, 3, 3])], [y], 4))
+    out.append((m, [("x", [2, 2, 3, 3])], [y], 3))
+    # 5b. batch 2 where images mix (a ReduceMean over the batch): slices are
+    # strided, the concat copies
+    m = M("batch2_mixed")
+    x = m.op("Relu", ["x"])
+    p = m.op("Neg", ["x"])
+    c = m.op("Concat", [x, p], axis=1)
+    r = m.op("ReduceMean", [c], axes=[0], keepdims=1)
+    y = m.op("Sub", [c, r])
+    out.append((m, [("x", [2, 2, 3, 3])], [y], 5))
     # 6. DenseNet-like: each Concat a prefix of the last; the middle one read too
     m = M("prefix")
     x0 = m.op("Relu", ["x"])
