@@ -59,6 +59,7 @@ static int64_t axis_of(int64_t axis, int rank) { return axis < 0 ? axis + rank :
  * alone (fixed operands aside)? */
 static int image_wise(const kiln_node *n, int64_t N) {
   const kiln_value *x = n->nin > 0 ? n->in[0] : NULL;
+  if (!x) return 0;
   for (int k = 0; k < n->nout; k++) {
     const kiln_value *y = n->out[k];
     if (y && (y->uses > 0 || y->is_output) && !batched(y, N)) return 0;

@@ -20,7 +20,10 @@ Runtime on the same seeded inputs:
     BatchNormalization in training mode: the batch's statistics) must
     keep the batch-N program (no such line) and still match ORT;
   * `kiln run --profile` on a rewritten network sums each kernel over the
-    images: the MFLOP column totals the batch's 2 x MACs (kiln inspect).
+    images: the MFLOP column totals the batch's 2 x MACs (kiln inspect);
+  * `kiln compile --shared` at batch 3: the header gives the batch's
+    shapes, and the object, run through kiln_runtime on two threads,
+    matches ORT.
 
 Each assertion can fail: without the Reshape fix the flatten network's
 second image would be read at the wrong place (a shape error or wrong
@@ -213,6 +216,43 @@ def try_one(m, work, want_images, tol):
         check(err <= tol, f"{name}: emitted C {o.name} vs ORT: {err:.2e} of max|y| (<= {tol:g})")
 
 
+def aot(work):
+    """kiln compile --shared at batch 3, run through kiln_runtime with ctypes
+    on two threads: the object's entry loops over the images as the JIT's."""
+    import ctypes
+    m = torch_flatten()
+    path = os.path.join(work, "aot_net.onnx")
+    onnx.save(m, path)
+    out = os.path.join(work, "aot")
+    r = run([KILN, "compile", path, "-o", out, "--batch", str(B), "--shared"])
+    check(r.returncode == 0, f"kiln compile --shared: {r.stderr.strip()[:200]}")
+    if r.returncode:
+        return
+    header = open(os.path.join(out, "aot_net.h")).read()
+    check(f"f32[{B},2,8,8]" in header and f"f32[{B},5]" in header, "the header's shapes are the whole batch's")
+    lib = ctypes.CDLL(os.path.join(out, "libaot_net.so"))
+    model_p = ctypes.c_void_p()
+    lib.kiln_rt_create.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+    rc = lib.kiln_rt_create(ctypes.cast(lib.aot_net_layout, ctypes.c_void_p), ctypes.cast(lib.aot_net_kernels, ctypes.c_void_p),
+                            os.path.join(out, "aot_net.weights").encode(), ctypes.byref(model_p))
+    check(rc == 0, f"kiln_rt_create: {rc}")
+    if rc:
+        return
+    lib.kiln_rt_set_threads.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.kiln_rt_set_threads(model_p, 2)
+    x = rng.standard_normal((B, 2, 8, 8)).astype(np.float32)
+    y = np.full((B, 5), np.nan, np.float32)
+    ins = (ctypes.c_void_p * 1)(x.ctypes.data)
+    outs = (ctypes.c_void_p * 1)(y.ctypes.data)
+    lib.kiln_rt_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    check(lib.kiln_rt_run(model_p, ins, outs) == 0, "kiln_rt_run")
+    lib.kiln_rt_destroy.argtypes = [ctypes.c_void_p]
+    lib.kiln_rt_destroy(model_p)
+    want = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    err = np.abs(y.astype(np.float64) - want).max() / np.abs(want).max()
+    check(err <= 1e-5, f"compiled object, batch {B} on 2 threads, vs ORT: {err:.2e} of max|y| (<= 1e-05)")
+
+
 def profile_sums(work):
     m = fire()
     path = os.path.join(work, "fire_profile.onnx")
@@ -237,6 +277,8 @@ def main():
         for m in mixing():
             try_one(m, work, False, 1e-5)
         profile_sums(work)
+        if shutil.which("cc"):
+            aot(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if failures:
