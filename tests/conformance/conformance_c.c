@@ -89,7 +89,7 @@ static void c_release(void *hv) {
   free(h);
 }
 
-static const suite_backend cback = {"c", c_compile, c_run, c_release};
+static const suite_backend cback = {"c", c_compile, c_run, c_release, NULL, 1};
 
 static void run_case(const suite_case *c, suite_run *r) { suite_execute(c, r, &cback); }
 

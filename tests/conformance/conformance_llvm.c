@@ -13,7 +13,7 @@ static void jit_run(void *h, const kiln_program *p, void **bufs) {
 }
 static void jit_release(void *h) { kiln_llvm_jit_free(h); }
 
-static const suite_backend llvm = {"llvm", jit_compile, jit_run, jit_release};
+static const suite_backend llvm = {"llvm", jit_compile, jit_run, jit_release, NULL, 1};
 
 static void run_case(const suite_case *c, suite_run *r) { suite_execute(c, r, &llvm); }
 

@@ -30,7 +30,7 @@ static int run_set(const suite_case *c, int set, suite_run *r, const suite_backe
   if (suite_prepare(c, set, r)) return -1;
   kiln_diag d = {0};
   kiln_pipeline pl;
-  kiln_pipeline_opts po = {.graph = r->g, .from = KILN_PASS_FOLD_BATCHNORM, .target = be->target};
+  kiln_pipeline_opts po = {.graph = r->g, .from = KILN_PASS_PER_IMAGE, .target = be->target, .per_image = be->per_image};
   if (kiln_pipeline_run(&po, &pl, &d)) { suite_fail_diag(r, c, &d); return -1; }
   kiln_program *p = pl.program;
   void *h = be->compile(p, c, &d);

@@ -15,6 +15,9 @@ typedef struct suite_backend {
   void (*release)(void *handle);
   /* What the pipeline lowers and schedules for (NULL: kiln_target_default()). */
   const kiln_target *target;
+  /* 1: the backend runs a one-image program once per image, as kiln run,
+   * compile and emit-c do (passes/per_image.c): batched cases take it. */
+  int per_image;
 } suite_backend;
 
 /* Every test data set of c through backend b; fills r. */
