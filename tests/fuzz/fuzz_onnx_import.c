@@ -4,7 +4,8 @@
  * recorded message, and never crashes, hangs, leaks or trips a sanitizer.
  * After a successful load it runs shape inference, then what `kiln
  * inspect` computes from the result (multiply-accumulate counts) and the
- * IR verifier.  External data is refused (base_dir NULL), so the fuzzer
+ * IR verifier, and the per-image rewrite of a batched graph (verified
+ * again).  External data is refused (base_dir NULL), so the fuzzer
  * never touches the file system.  A failure without a message, a success
  * that left an error behind, or a verifier complaint after inference is a
  * kiln bug too, and aborts.
@@ -41,6 +42,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     (void)macs;
     if (kiln_graph_verify(g, &d)) bug("IR verifier failed after shape inference", &d);
+    /* batched models: one image at a time (passes/per_image.c), verified again */
+    if (kiln_pass_per_image(g, &d)) {
+      if (!d.failed || !d.msg[0]) bug("per-image failed without a message", &d);
+    } else if (kiln_graph_verify(g, &d)) {
+      bug("IR verifier failed after per-image", &d);
+    }
   } else if (!d.failed || !d.msg[0]) {
     bug("shape inference failed without a message", &d);
   }

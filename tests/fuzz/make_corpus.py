@@ -253,9 +253,28 @@ def tensor_ops():
                   numpy_helper.from_array(np.array(0.25, np.float32), "ratio"),
                   numpy_helper.from_array(np.array(False), "train"), ints("neg_idx", [-1, 0])])
 
+def batched_head():
+    """A fixed batch of 2 through Conv, Concat, PyTorch's flatten (Shape ->
+    Gather -> Unsqueeze -> Concat -> Reshape) and Gemm: the per-image
+    rewrite (passes/per_image.c) takes it."""
+    nodes = [
+        helper.make_node("Conv", ["x", "W"], ["c"], "conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["x"], ["r"], "relu"),
+        helper.make_node("Concat", ["c", "r"], ["cat"], "cat", axis=1),
+        helper.make_node("Shape", ["cat"], ["s"], "shape"),
+        helper.make_node("Gather", ["s", "zero"], ["n"], "batch", axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"], "unsq"),
+        helper.make_node("Concat", ["n1", "minus1"], ["shp"], "target", axis=0),
+        helper.make_node("Reshape", ["cat", "shp"], ["f"], "flatten"),
+        helper.make_node("Gemm", ["f", "G"], ["y"], "fc", transB=1),
+    ]
+    zero = numpy_helper.from_array(np.array(0, dtype=np.int64), "zero")
+    return model("batched_head", nodes, [f32("x", [2, 2, 3, 3])], [f32("y", [2, 3])],
+                 [ramp("W", [2, 2, 3, 3]), ramp("G", [3, 36]), zero, ints("axes0", [0]), ints("minus1", [-1])])
+
 
 SEEDS = [conv_relu, mlp, reshape_chain, constants, raw_dtypes, legacy_opset6, legacy_opset9, reduce_split,
-         conv_transpose, activations, tensor_ops]
+         conv_transpose, activations, tensor_ops, batched_head]
 
 
 def main():
