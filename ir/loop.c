@@ -464,9 +464,13 @@ static void print_ls(const kiln_kernel *k, const kiln_ls *s, int ind, FILE *f) {
 
 void kiln_program_print(const kiln_program *p, FILE *f) {
   static const char *const kinds[] = {"input", "output", "weight", "workspace", "state"};
-  if (p->images > 1) /* passes/per_image.c */
-    fprintf(f, "# one image at a time: the kernels run %" PRId64 " times a run, on image n of the inputs and outputs\n",
-            p->images);
+  if (p->images > 1) { /* passes/per_image.c */
+    fprintf(f, "# one image at a time: the kernels run %" PRId64 " times a run, on image n of the inputs and outputs", p->images);
+    if (p->image_slots > 1)
+      fprintf(f, "; up to %" PRId64 " images at once, one a thread, a workspace of %" PRId64 " bytes each", p->image_slots,
+              p->image_workspace_bytes);
+    fprintf(f, "\n");
+  }
   for (int i = 0; i < p->nbufs; i++) {
     const kiln_buf *b = p->bufs[i];
     fprintf(f, "buffer %%");

@@ -379,6 +379,11 @@ typedef struct kiln_program {
                                 times, the input and output buffers (whose dims and numel are
                                 the whole batch's) moved on by one image each time
                                 (passes/per_image.c); else 1 */
+  int64_t image_slots;       /* > 1 (with images > 1): that many images may run at once, one per
+                                thread, each in its own copy of the workspace: workspace_bytes
+                                is image_slots x image_workspace_bytes (slot t's buffers at
+                                + t x image_workspace_bytes); else one image after another */
+  int64_t image_workspace_bytes;
 } kiln_program;
 
 /* ---- building (used by the lowering) ---- */

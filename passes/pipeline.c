@@ -76,6 +76,22 @@ kiln_graph *kiln_pipeline_import(const char *path, kiln_diag *d) {
   return kiln_onnx_load(path, d);
 }
 
+/* One image at a time on a backend with threads (per_image 2): as many
+ * images at once as the target has cores (at most the batch), each in a
+ * workspace of its own, their kernels single-threaded.  Two threads each
+ * running whole images outpace two threads sharing every kernel: no
+ * hand-off per kernel, and each layer's work stays on one core. */
+static void image_slots(const kiln_pipeline_opts *o, kiln_program *p) {
+  p->image_slots = 1;
+  p->image_workspace_bytes = p->workspace_bytes;
+  if (o->per_image < 2 || p->images < 2 || p->target.kind == KILN_TARGET_GPU) return;
+  int64_t slots = p->target.cores < p->images ? p->target.cores : p->images;
+  if (slots < 2) return;
+  p->image_workspace_bytes = (p->workspace_bytes + 63) / 64 * 64;
+  p->image_slots = slots;
+  p->workspace_bytes = slots * p->image_workspace_bytes;
+}
+
 int kiln_pipeline_run(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_diag *d) {
   *out = (kiln_pipeline){.graph = o->graph};
   /* the loop-IR verifier: debug builds, or KILN_VERIFY_LOOPS=1 (tests) */
@@ -148,6 +164,7 @@ int kiln_pipeline_run(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_diag
   }
   if (wanted(o, KILN_PASS_PLAN_MEMORY)) {
     kiln_plan_memory(out->program);
+    image_slots(o, out->program);
     dump(o, out, KILN_PASS_PLAN_MEMORY);
   }
   return 0;

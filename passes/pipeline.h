@@ -62,7 +62,9 @@ typedef struct kiln_pipeline_opts {
   const struct kiln_train_opts *train; /* NULL: inference; else the graph becomes one training step */
   const struct kiln_explain_opts *explain; /* NULL: none; else the explanation graph (in the train pass's slot) */
   int per_image;        /* the backend runs a one-image program once per image (LLVM, C):
-                           batch-N inference graphs may be rewritten so (passes/per_image.c) */
+                           batch-N inference graphs may be rewritten so (passes/per_image.c);
+                           2: and it can run images at once on its threads (LLVM), one
+                           workspace copy per slot (kiln_program.image_slots) */
 } kiln_pipeline_opts;
 
 typedef struct kiln_pipeline {

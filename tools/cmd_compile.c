@@ -253,7 +253,7 @@ int kiln_cmd_compile(int argc, char **argv) {
   target.keep_narrow = keep_f16;
   kiln_timing timing;
   kiln_timing_start(&timing, timed ? stderr : NULL);
-  kiln_model_opts o = {.bind = &bind, .static_shapes = 1, .lower = 1, .per_image = 1, .dump_after = dump_after, .target = &target,
+  kiln_model_opts o = {.bind = &bind, .static_shapes = 1, .lower = 1, .per_image = 2, .dump_after = dump_after, .target = &target,
                        .timing = &timing};
   if (train) o.train = &topts.t;
   if (eopts.on) o.explain = &eopts.e;

@@ -297,7 +297,7 @@ int kiln_cmd_inspect(int argc, char **argv) {
   if (gpu.tf32 && o.target != &gpu) return kiln_cli_usage_error("inspect", "--tf32 is for --target cuda or cuda-host");
   o.static_shapes = o.lower = loops || train; /* --loops, --train: the whole pipeline, as compile runs it */
   /* --loops and --dump-after show the pipeline as compile runs it (on a CPU: one image at a time) */
-  o.per_image = (loops || o.dump_after) && o.target != &gpu;
+  o.per_image = (loops || o.dump_after) && o.target != &gpu; /* the C target: one image after another */
   if (train) o.train = &topts.t;
   kiln_graph *g = kiln_cli_load(path, &o, &d);
   if (!g) { kiln_cli_report(&d); kiln_cli_bindings_free(&bind); kiln_cli_train_free(&topts); return 1; }

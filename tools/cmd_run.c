@@ -302,7 +302,7 @@ int kiln_cmd_run(int argc, char **argv) {
   kiln_timing timing;
   kiln_timing_start(&timing, timed ? stderr : NULL);
   kiln_pipeline_opts po = {.path = path, .bind = bind_inputs, .bind_ctx = &ri, .dump_after = (kiln_pass_id)dump_after,
-                           .target = &target, .timing = &timing, .per_image = !on_gpu};
+                           .target = &target, .timing = &timing, .per_image = on_gpu ? 0 : 2};
   int prc = kiln_pipeline_run(&po, &pl, &d);
   g = pl.graph;
   if (prc) goto fail;

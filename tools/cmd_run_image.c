@@ -299,7 +299,7 @@ int kiln_cmd_run_images(int argc, char **argv) {
   /* The rest of the pipeline (the graph is imported and bound above). */
   kiln_pipeline pl;
   kiln_target target = kiln_llvm_target(0);
-  kiln_pipeline_opts po = {.graph = g, .dump_after = (kiln_pass_id)dump_after, .target = &target, .per_image = 1};
+  kiln_pipeline_opts po = {.graph = g, .dump_after = (kiln_pass_id)dump_after, .target = &target, .per_image = 2};
   if (kiln_pipeline_run(&po, &pl, &d)) goto fail;
   kiln_program *p = pl.program;
   jit = kiln_llvm_jit_compile(p, &d);

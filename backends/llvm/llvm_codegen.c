@@ -651,6 +651,71 @@ static void image_loop_end(cg *c, const kiln_program *p, image_loop *il) {
   LLVMPositionBuilderAtEnd(c->b, il->exit);
 }
 
+/* Image slots (kiln_program.image_slots): slot t of [lo, hi) runs images
+ * t, t + slots, ... in its own copy of the workspace (every workspace root
+ * moved on by t slots; views follow their roots), its kernels on no pool
+ * (their parallel loops inline): kiln_rt_parallel_for's body, one slot a
+ * thread. */
+static LLVMValueRef image_slots_fn(cg *c, const kiln_program *p, LLVMValueRef *fns, LLVMTypeRef kty) {
+  LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
+  LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
+  LLVMTypeRef params[3] = {ptr, i64, i64};
+  LLVMValueRef fn = LLVMAddFunction(c->mod, "kiln_image_slots", LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), params, 3, 0));
+  LLVMSetLinkage(fn, LLVMInternalLinkage);
+  LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(c->ctx, fn, "entry");
+  LLVMBasicBlockRef shead = LLVMAppendBasicBlockInContext(c->ctx, fn, "slot");
+  LLVMBasicBlockRef sbody = LLVMAppendBasicBlockInContext(c->ctx, fn, "slot.body");
+  LLVMBasicBlockRef ihead = LLVMAppendBasicBlockInContext(c->ctx, fn, "image");
+  LLVMBasicBlockRef ibody = LLVMAppendBasicBlockInContext(c->ctx, fn, "image.body");
+  LLVMBasicBlockRef slatch = LLVMAppendBasicBlockInContext(c->ctx, fn, "slot.next");
+  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, fn, "done");
+  LLVMValueRef bufs = LLVMGetParam(fn, 0), lo = LLVMGetParam(fn, 1), hi = LLVMGetParam(fn, 2);
+  LLVMPositionBuilderAtEnd(c->b, entry);
+  LLVMValueRef copy = LLVMBuildAlloca(c->b, LLVMArrayType2(ptr, (uint64_t)p->nbufs + 1), "bufs.slot");
+  LLVMBuildBr(c->b, shead);
+  LLVMPositionBuilderAtEnd(c->b, shead);
+  LLVMValueRef t = LLVMBuildPhi(c->b, i64, "t");
+  LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, t, hi, ""), sbody, done);
+  LLVMPositionBuilderAtEnd(c->b, sbody);
+  LLVMBuildMemCpy(c->b, copy, 8, bufs, 8, LLVMConstInt(i64, (unsigned long long)(p->nbufs + 1) * 8, 0));
+  LLVMValueRef at = LLVMConstInt(i64, (unsigned long long)p->nbufs, 0);
+  LLVMBuildStore(c->b, LLVMConstPointerNull(ptr), LLVMBuildGEP2(c->b, ptr, copy, &at, 1, "")); /* no pool */
+  LLVMValueRef wsoff = LLVMBuildMul(c->b, t, LLVMConstInt(i64, (unsigned long long)p->image_workspace_bytes, 0), "");
+  for (int i = 0; i < p->nbufs; i++) {
+    const kiln_buf *b = p->bufs[i];
+    if (b->kind != KILN_BUF_WORKSPACE || b->view_of || b->scope != KILN_SCOPE_GLOBAL) continue;
+    LLVMValueRef idx = LLVMConstInt(i64, (unsigned long long)i, 0);
+    LLVMValueRef base = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, bufs, &idx, 1, ""), "");
+    LLVMBuildStore(c->b, LLVMBuildGEP2(c->b, i8, base, &wsoff, 1, ""), LLVMBuildGEP2(c->b, ptr, copy, &idx, 1, ""));
+  }
+  LLVMBuildBr(c->b, ihead);
+  LLVMPositionBuilderAtEnd(c->b, ihead);
+  LLVMValueRef n = LLVMBuildPhi(c->b, i64, "n");
+  LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, n, LLVMConstInt(i64, (unsigned long long)p->images, 0), ""),
+                  ibody, slatch);
+  LLVMPositionBuilderAtEnd(c->b, ibody);
+  for (int i = 0; i < p->nbufs; i++) {
+    const kiln_buf *b = p->bufs[i];
+    if ((b->kind != KILN_BUF_INPUT && b->kind != KILN_BUF_OUTPUT) || b->view_of) continue;
+    int64_t bytes = b->numel / p->images * (int64_t)kiln_dtype_size(b->dtype);
+    LLVMValueRef idx = LLVMConstInt(i64, (unsigned long long)i, 0);
+    LLVMValueRef src = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, bufs, &idx, 1, ""), "");
+    LLVMValueRef off = LLVMBuildMul(c->b, n, LLVMConstInt(i64, (unsigned long long)bytes, 0), "");
+    LLVMBuildStore(c->b, LLVMBuildGEP2(c->b, i8, src, &off, 1, ""), LLVMBuildGEP2(c->b, ptr, copy, &idx, 1, ""));
+  }
+  for (int k = 0; k < p->nkernels; k++) LLVMBuildCall2(c->b, kty, fns[k], &copy, 1, "");
+  LLVMValueRef nnext = LLVMBuildAdd(c->b, n, LLVMConstInt(i64, (unsigned long long)p->image_slots, 0), "");
+  LLVMBuildBr(c->b, ihead);
+  LLVMAddIncoming(n, (LLVMValueRef[]){t, nnext}, (LLVMBasicBlockRef[]){sbody, ibody}, 2);
+  LLVMPositionBuilderAtEnd(c->b, slatch);
+  LLVMValueRef tnext = LLVMBuildAdd(c->b, t, LLVMConstInt(i64, 1, 0), "");
+  LLVMBuildBr(c->b, shead);
+  LLVMAddIncoming(t, (LLVMValueRef[]){lo, tnext}, (LLVMBasicBlockRef[]){entry, slatch}, 2);
+  LLVMPositionBuilderAtEnd(c->b, done);
+  LLVMBuildRetVoid(c->b);
+  return fn;
+}
+
 int kiln_llvm_codegen(cg *c, const kiln_program *p) {
   LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
   LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), &ptr, 1, 0);
@@ -702,6 +767,19 @@ int kiln_llvm_codegen(cg *c, const kiln_program *p) {
   c->fn = LLVMAddFunction(c->mod, c->entry ? c->entry : "kiln_run", rfty);
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
   LLVMValueRef arg = LLVMGetParam(c->fn, 0), stamps = mark ? LLVMGetParam(c->fn, 1) : NULL;
+  if (p->images > 1 && p->image_slots > 1 && !mark) { /* images at once, a slot a thread */
+    LLVMValueRef slots = image_slots_fn(c, p, fns, fty);
+    LLVMPositionBuilderAtEnd(c->b, LLVMGetEntryBasicBlock(c->fn));
+    LLVMValueRef at = LLVMConstInt(i64, (unsigned long long)p->nbufs, 0);
+    LLVMValueRef pool = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, arg, &at, 1, ""), "pool");
+    LLVMValueRef pf = parallel_for_decl(c);
+    LLVMValueRef args[4] = {pool, slots, arg, LLVMConstInt(i64, (unsigned long long)p->image_slots, 0)};
+    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(pf), pf, args, 4, "");
+    LLVMBuildRetVoid(c->b);
+    free(fns);
+    free(used);
+    return 0;
+  }
   image_loop il = {0};
   if (p->images > 1) image_loop_begin(c, p, &il, &arg, &stamps);
   for (int k = 0; k <= p->nkernels; k++) {

@@ -4,7 +4,8 @@
 Usage:  python3 tests/passes/test_per_image.py KILN_BINARY
 
 Small networks built here with onnx.helper, at batch 3 (and the symbolic
-batch bound by --batch), each run by `kiln run` (LLVM JIT) and by the C
+batch bound by --batch), each run by `kiln run --threads 2` (LLVM JIT:
+images at once, one a thread, kiln_program.image_slots) and by the C
 that `kiln emit-c` writes (compiled with cc), and compared with ONNX
 Runtime on the same seeded inputs:
 
@@ -181,7 +182,7 @@ def try_one(m, work, want_images, tol):
     said = f"# one image at a time: the kernels run {B} times" in loops.stdout
     check(said == want_images, f"{name}: one image at a time: {said}, want {want_images}")
     od = os.path.join(work, name + "_out")
-    r = run([KILN, "run", path, *args, "--output", od, "--batch", str(B)])
+    r = run([KILN, "run", path, *args, "--output", od, "--batch", str(B), "--threads", "2"])
     check(r.returncode == 0, f"{name}: kiln run: {r.stderr.strip()[:200]}")
     if r.returncode:
         return
