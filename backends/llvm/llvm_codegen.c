@@ -601,6 +601,30 @@ static int kernel(cg *c, const kiln_program *p, const kiln_kernel *kn, LLVMValue
   return rc;
 }
 
+/* to[b] = from[b] + index x stride for every root buffer b that moves
+ * per image (io: the inputs and outputs, by one image of theirs) or per
+ * image slot (!io: the workspace, by one slot's copy); views follow their
+ * roots in the kernels. */
+static void move_roots(cg *c, const kiln_program *p, LLVMValueRef from, LLVMValueRef to, LLVMValueRef index, int io) {
+  LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
+  LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
+  for (int i = 0; i < p->nbufs; i++) {
+    const kiln_buf *b = p->bufs[i];
+    if (b->view_of) continue;
+    int64_t stride;
+    if (io && (b->kind == KILN_BUF_INPUT || b->kind == KILN_BUF_OUTPUT))
+      stride = b->numel / p->images * (int64_t)kiln_dtype_size(b->dtype);
+    else if (!io && b->kind == KILN_BUF_WORKSPACE && b->scope == KILN_SCOPE_GLOBAL)
+      stride = p->image_workspace_bytes;
+    else
+      continue;
+    LLVMValueRef idx = LLVMConstInt(i64, (unsigned long long)i, 0);
+    LLVMValueRef base = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, from, &idx, 1, ""), "");
+    LLVMValueRef off = LLVMBuildMul(c->b, index, LLVMConstInt(i64, (unsigned long long)stride, 0), "");
+    LLVMBuildStore(c->b, LLVMBuildGEP2(c->b, i8, base, &off, 1, ""), LLVMBuildGEP2(c->b, ptr, to, &idx, 1, ""));
+  }
+}
+
 /* One image at a time (kiln_program.images, passes/per_image.c): the
  * entry runs every kernel once per image on a copy of the buffer table in
  * which each input and output buffer points at image n of the caller's
@@ -613,7 +637,7 @@ typedef struct image_loop {
 
 static void image_loop_begin(cg *c, const kiln_program *p, image_loop *il, LLVMValueRef *bufs, LLVMValueRef *stamps) {
   LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
-  LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx), dbl = LLVMDoubleTypeInContext(c->ctx);
+  LLVMTypeRef dbl = LLVMDoubleTypeInContext(c->ctx);
   LLVMTypeRef table = LLVMArrayType2(ptr, (uint64_t)p->nbufs + 1); /* + the thread pool's slot */
   LLVMValueRef copy = LLVMBuildAlloca(c->b, table, "bufs.image");
   LLVMBuildMemCpy(c->b, copy, 8, *bufs, 8, LLVMConstInt(i64, (unsigned long long)(p->nbufs + 1) * 8, 0));
@@ -625,15 +649,7 @@ static void image_loop_begin(cg *c, const kiln_program *p, image_loop *il, LLVMV
   il->n = LLVMBuildPhi(c->b, i64, "n");
   LLVMValueRef zero = LLVMConstInt(i64, 0, 0);
   LLVMAddIncoming(il->n, &zero, &pre, 1);
-  for (int i = 0; i < p->nbufs; i++) {
-    const kiln_buf *b = p->bufs[i];
-    if ((b->kind != KILN_BUF_INPUT && b->kind != KILN_BUF_OUTPUT) || b->view_of) continue;
-    int64_t bytes = b->numel / p->images * (int64_t)kiln_dtype_size(b->dtype);
-    LLVMValueRef idx = LLVMConstInt(i64, (unsigned long long)i, 0);
-    LLVMValueRef src = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, *bufs, &idx, 1, ""), "");
-    LLVMValueRef off = LLVMBuildMul(c->b, il->n, LLVMConstInt(i64, (unsigned long long)bytes, 0), "");
-    LLVMBuildStore(c->b, LLVMBuildGEP2(c->b, i8, src, &off, 1, ""), LLVMBuildGEP2(c->b, ptr, copy, &idx, 1, ""));
-  }
+  move_roots(c, p, *bufs, copy, il->n, 1);
   if (*stamps) {
     LLVMValueRef row = LLVMBuildMul(c->b, il->n, LLVMConstInt(i64, (unsigned long long)p->nkernels + 1, 0), "");
     *stamps = LLVMBuildGEP2(c->b, dbl, *stamps, &row, 1, "");
@@ -658,7 +674,6 @@ static void image_loop_end(cg *c, const kiln_program *p, image_loop *il) {
  * thread. */
 static LLVMValueRef image_slots_fn(cg *c, const kiln_program *p, LLVMValueRef *fns, LLVMTypeRef kty) {
   LLVMTypeRef ptr = LLVMPointerTypeInContext(c->ctx, 0), i64 = LLVMInt64TypeInContext(c->ctx);
-  LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
   LLVMTypeRef params[3] = {ptr, i64, i64};
   LLVMValueRef fn = LLVMAddFunction(c->mod, "kiln_image_slots", LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), params, 3, 0));
   LLVMSetLinkage(fn, LLVMInternalLinkage);
@@ -680,29 +695,14 @@ static LLVMValueRef image_slots_fn(cg *c, const kiln_program *p, LLVMValueRef *f
   LLVMBuildMemCpy(c->b, copy, 8, bufs, 8, LLVMConstInt(i64, (unsigned long long)(p->nbufs + 1) * 8, 0));
   LLVMValueRef at = LLVMConstInt(i64, (unsigned long long)p->nbufs, 0);
   LLVMBuildStore(c->b, LLVMConstPointerNull(ptr), LLVMBuildGEP2(c->b, ptr, copy, &at, 1, "")); /* no pool */
-  LLVMValueRef wsoff = LLVMBuildMul(c->b, t, LLVMConstInt(i64, (unsigned long long)p->image_workspace_bytes, 0), "");
-  for (int i = 0; i < p->nbufs; i++) {
-    const kiln_buf *b = p->bufs[i];
-    if (b->kind != KILN_BUF_WORKSPACE || b->view_of || b->scope != KILN_SCOPE_GLOBAL) continue;
-    LLVMValueRef idx = LLVMConstInt(i64, (unsigned long long)i, 0);
-    LLVMValueRef base = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, bufs, &idx, 1, ""), "");
-    LLVMBuildStore(c->b, LLVMBuildGEP2(c->b, i8, base, &wsoff, 1, ""), LLVMBuildGEP2(c->b, ptr, copy, &idx, 1, ""));
-  }
+  move_roots(c, p, bufs, copy, t, 0);
   LLVMBuildBr(c->b, ihead);
   LLVMPositionBuilderAtEnd(c->b, ihead);
   LLVMValueRef n = LLVMBuildPhi(c->b, i64, "n");
   LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, n, LLVMConstInt(i64, (unsigned long long)p->images, 0), ""),
                   ibody, slatch);
   LLVMPositionBuilderAtEnd(c->b, ibody);
-  for (int i = 0; i < p->nbufs; i++) {
-    const kiln_buf *b = p->bufs[i];
-    if ((b->kind != KILN_BUF_INPUT && b->kind != KILN_BUF_OUTPUT) || b->view_of) continue;
-    int64_t bytes = b->numel / p->images * (int64_t)kiln_dtype_size(b->dtype);
-    LLVMValueRef idx = LLVMConstInt(i64, (unsigned long long)i, 0);
-    LLVMValueRef src = LLVMBuildLoad2(c->b, ptr, LLVMBuildGEP2(c->b, ptr, bufs, &idx, 1, ""), "");
-    LLVMValueRef off = LLVMBuildMul(c->b, n, LLVMConstInt(i64, (unsigned long long)bytes, 0), "");
-    LLVMBuildStore(c->b, LLVMBuildGEP2(c->b, i8, src, &off, 1, ""), LLVMBuildGEP2(c->b, ptr, copy, &idx, 1, ""));
-  }
+  move_roots(c, p, bufs, copy, n, 1);
   for (int k = 0; k < p->nkernels; k++) LLVMBuildCall2(c->b, kty, fns[k], &copy, 1, "");
   LLVMValueRef nnext = LLVMBuildAdd(c->b, n, LLVMConstInt(i64, (unsigned long long)p->image_slots, 0), "");
   LLVMBuildBr(c->b, ihead);
