@@ -59,10 +59,12 @@ def hostile_strings(marker, payload_only=False):
     return s
 
 
-def build(marker, payload_only=False, wide_gemm=False):
+def build(marker, payload_only=False, wide_gemm=False, batched=False):
     """payload_only: tensor names are plain, so a generator that pasted node
     names raw into comments would still compile, and run the payload.
-    wide_gemm: add the Gemm y4 -> y6 (see the top)."""
+    wide_gemm: add the Gemm y4 -> y6 (see the top).
+    batched: the third input carries the symbolic batch too, so that with
+    the batch bound above 1 every node is image-wise (passes/per_image.c)."""
     s = hostile_strings(marker, payload_only)
     rng = np.random.default_rng(20261130)
     f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)
@@ -85,7 +87,7 @@ def build(marker, payload_only=False, wide_gemm=False):
     sym = s["sym"]
     inputs = [helper.make_tensor_value_info(s["x0"], TensorProto.FLOAT, [sym, 3, 8, 8], doc_string=s["payload"]),
               helper.make_tensor_value_info(s["x1"], TensorProto.FLOAT, [sym, 4, 8, 8]),
-              helper.make_tensor_value_info(s["x2"], TensorProto.FLOAT, [1, 4, 1, 1])]
+              helper.make_tensor_value_info(s["x2"], TensorProto.FLOAT, [sym if batched else 1, 4, 1, 1])]
     outputs = [helper.make_tensor_value_info(s["y0"], TensorProto.FLOAT, [sym, 4, 8, 8]),
                helper.make_tensor_value_info(s["y1"], TensorProto.FLOAT, [sym, 4, 8, 8]),
                helper.make_tensor_value_info(s["y2"], TensorProto.FLOAT, [sym, 4, 4, 4]),

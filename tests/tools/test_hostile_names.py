@@ -15,6 +15,10 @@ that the model's payloads `touch`.  Also checked: the `_NAME` macros of both
 headers hold the model's names byte for byte, every `#define` in a header is
 defined once, and the example runner's usage line shows names escaped.
 
+The same model with the batch bound to 2 (every input batched) runs one
+image at a time (passes/per_image.c): emit-c's per-image loop built with
+-Werror and run, and kiln run on two threads (image slots).
+
 A control first compiles the raw payload inside a comment, as kiln once did,
 and checks it does create the marker: the payload is live, so its absence
 later means kiln neutralised it.  A second, payload-only model (plain tensor
@@ -351,6 +355,48 @@ def main():
     if heads:
         r = sh(["make", "-C", ev, "CFLAGS=" + " ".join(FLAGS)])
         check(r.returncode == 0, "hostile file name: the generated Makefile builds with -Werror")
+
+    # ---- one image at a time (passes/per_image.c) at batch 2: the per-image
+    # loops in the emitted C and the LLVM entry, a Reshape-free graph whose
+    # every node is image-wise, the names as hostile as above ----
+    batched_path = os.path.join(work, "hostile_b2.onnx")
+    bmodel, _ = make_hostile_model.build(marker, wide_gemm=True, batched=True)
+    onnx.save(bmodel, batched_path)
+    bx = [rng.standard_normal([2] + sh_[1:]).astype(np.float32) for sh_ in shapes]
+    for k, x in enumerate(bx):
+        np.save(os.path.join(work, f"b2_in{k}.npy"), x)
+    bwant = [o.astype(np.float64) for o in
+             ort.InferenceSession(batched_path, providers=["CPUExecutionProvider"]).run(None, dict(zip(in_names, bx)))]
+    r = sh([kiln, "inspect", batched_path, "--loops", "--batch", "2"])
+    check(r.returncode == 0 and b"# one image at a time: the kernels run 2 times" in r.stdout,
+          "batch 2: the program runs one image at a time")
+    be = os.path.join(work, "b2_ec")
+    r = sh([kiln, "emit-c", batched_path, "-o", be, "--batch", "2", "--name", "net"])
+    check(r.returncode == 0, "batch 2: emit-c succeeds")
+    if r.returncode == 0:
+        src = open(os.path.join(be, "net.c"), "rb").read()
+        check(b"one image at a time" in src, "batch 2: the emitted C loops over the images")
+        check(all(b in (9, 10) or 32 <= b < 127 for b in src), "batch 2: the emitted C is printable ASCII")
+        r = sh(["make", "-C", be, "CFLAGS=" + " ".join(FLAGS)])
+        check(r.returncode == 0, "batch 2: the generated Makefile builds with -Werror")
+        if r.returncode == 0:
+            od = os.path.join(work, "b2_ec_out")
+            os.makedirs(od)
+            r = sh([os.path.join(be, "run_model")] + [os.path.join(work, f"b2_in{k}.npy") for k in range(len(bx))] + [od])
+            check(r.returncode == 0, "batch 2: run_model runs")
+            if r.returncode == 0:
+                compare("batch 2 (emit-c)", [np.load(os.path.join(od, f"output_{k}.npy")) for k in range(len(bwant))],
+                        bwant)
+    rd = os.path.join(work, "b2_run")
+    os.makedirs(rd)
+    args = [kiln, "run", batched_path, "--output", rd, "--threads", "2"]
+    for k, n in enumerate(in_names):
+        args += ["--input", f"{n}={os.path.join(work, f'b2_in{k}.npy')}"]
+    r = sh(args)
+    check(r.returncode == 0, "batch 2: kiln run --threads 2 succeeds (image slots)")
+    if r.returncode == 0:
+        got = [np.load(os.path.join(rd, run_file_name(n) + ".npy")) for n in out_names]
+        compare("batch 2 (run)", got, bwant)
 
     check(not os.path.exists(marker), "no payload ran: the marker file does not exist")
     print(f"{'FAILED' if failures else 'passed'}: {len(failures)} failure(s)")
