@@ -417,8 +417,8 @@ static void print_ls(const kiln_kernel *k, const kiln_ls *s, int ind, FILE *f) {
     fprintf(f, "%*s", ind, "");
     switch (s->kind) {
     case KILN_LS_FOR:
-      fprintf(f, "for i%d in 0..%" PRId64 "%s%s", s->var, s->extent, s->sched.parallel ? " parallel" : "",
-              s->sched.threads ? " threads" : "");
+      fprintf(f, "for i%d in 0..%" PRId64 "%s%s%s", s->var, s->extent, s->sched.parallel ? " parallel" : "",
+              s->sched.threads ? " threads" : "", s->sched.masked_tail ? " masked" : "");
       if (s->sched.gpu >= 1 && s->sched.gpu <= 6)
         fprintf(f, " %s.%c", s->sched.gpu <= 3 ? "blockIdx" : "threadIdx", "xyz"[(s->sched.gpu - 1) % 3]);
       fprintf(f, ":\n");

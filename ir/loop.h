@@ -279,6 +279,9 @@ typedef struct kiln_sched {
   int vector;         /* vector width hint, 0 = backend's choice */
   int unroll;         /* unroll factor hint, 0 = backend's choice */
   int gpu;            /* 0: none; 1..3: block x/y/z; 4..6: thread x/y/z */
+  int masked_tail;    /* an innermost loop shorter than a vector or two: vectorise it
+                         whole, the lanes past its end masked off, rather than run it
+                         scalar (a hint; backends without masks ignore it) */
 } kiln_sched;
 
 typedef enum kiln_ls_kind {

@@ -56,6 +56,13 @@ int kiln_lower_fixed_weight(const kiln_lctx *L, const kiln_value *v) {
          !(L->mutated && L->mutated[v->id]) && !(L->views && L->views->root[v->id]);
 }
 
+kiln_sched kiln_lower_short_loop(const kiln_lctx *L, int64_t extent, kiln_dtype ct) {
+  int64_t lanes = kiln_target_lanes(L->target, ct);
+  int64_t lim = getenv("KILN_SL") ? atoi(getenv("KILN_SL")) : lanes;
+  if (getenv("KILN_SL0")) return (kiln_sched){0};
+  return (kiln_sched){.masked_tail = L->target->kind != KILN_TARGET_GPU && lanes > 1 && extent >= 4 && extent < lim && extent % lanes};
+}
+
 kiln_buf *kiln_lower_weight_ct(kiln_lctx *L, const kiln_value *v) {
   kiln_dtype ct = kiln_lower_ctype(v->dtype);
   int weight = kiln_lower_fixed_weight(L, v);

@@ -116,6 +116,11 @@ kiln_buf *kiln_lower_weight_ct(kiln_lctx *L, const kiln_value *v);
  * (training state, an in-place write) or aliases (a view), so a lowering
  * may re-lay it into a weight buffer of its own. */
 int kiln_lower_fixed_weight(const kiln_lctx *L, const kiln_value *v);
+/* The schedule of an innermost sequential loop of `extent` iterations whose
+ * body works on ct elements at consecutive (or interleaved) addresses:
+ * masked_tail where the loop is too short for the vectoriser's whole
+ * vectors (ir/loop.h), else plain. */
+kiln_sched kiln_lower_short_loop(const kiln_lctx *L, int64_t extent, kiln_dtype ct);
 /* A weight buffer `<v>.<suffix>` of numel elements of ct (f32 or f64),
  * zero but for v's elements, each converted and placed at dest(its flat
  * index in v, shape): a schedule's re-laid copy of a fixed weight, made

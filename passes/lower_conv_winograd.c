@@ -455,7 +455,7 @@ static void output_tiles(kiln_lctx *L, const kiln_node *n, const wino *f, kiln_l
                          kiln_lx *ty, kiln_lx *prow, int64_t tx0, int64_t tx1, int64_t rows, int64_t cols) {
   const kiln_conv_geom *g = f->g;
   if (tx0 >= tx1) return;
-  kiln_lx *tx = IADD(IDX(kiln_lb_for(B, tx1 - tx0, seq)), CI(tx0));
+  kiln_lx *tx = IADD(IDX(kiln_lb_for(B, tx1 - tx0, kiln_lower_short_loop(L, tx1 - tx0, f->ct))), CI(tx0));
   kiln_lx *p = IADD(prow, tx);
   int s[WG_A_MAX * WG_A_MAX], y[16];
   for (int64_t t = 0; t < f->T; t++)

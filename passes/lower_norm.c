@@ -21,20 +21,9 @@ static int64_t prod(const kiln_value *v, int from, int to) {
   return p;
 }
 
-/* exp(x[base + r*inner] - m), stored into Y first when keep_exp. */
-typedef struct softmax_term {
-  const kiln_buf *xb, *yb;
-  kiln_lx *base;
-  int64_t inner;
-  int m, keep_exp;
-} softmax_term;
-
-static kiln_lx *softmax_exp(kiln_lctx *L, const softmax_term *t, kiln_lx *r) {
-  kiln_lx *off = kiln_lx_iadd(LB, t->base, kiln_lx_imul(LB, r, t->inner));
-  kiln_lx *e = kiln_lower_exp(L, bin(L, KILN_BIN_SUB, kiln_lower_load(L, t->xb, off), loc(L, t->m)));
-  if (!t->keep_exp) return e;
-  kiln_lb_store(LB, t->yb, off, e);
-  return kiln_lx_load(LB, t->yb, off);
+/* exp(x[base + r*inner] - m). */
+static kiln_lx *softmax_exp(kiln_lctx *L, const kiln_buf *xb, kiln_lx *off, int m) {
+  return kiln_lower_exp(L, bin(L, KILN_BIN_SUB, kiln_lower_load(L, xb, off), loc(L, m)));
 }
 
 /* Softmax / LogSoftmax over axis (or, with _coerce_2d, jointly over axes
@@ -44,9 +33,11 @@ static kiln_lx *softmax_exp(kiln_lctx *L, const softmax_term *t, kiln_lx *r) {
  *   logsoftmax y = (x - m) - log(sum(exp(x - m)))
  * The sum is an accurate sum (lower_sum.c: a long row is added in float32
  * blocks into a float64 total).
- * Softmax stores exp(x - m) on the sum pass and scales it by 1/sum after
- * (recomputing exp instead when Y's storage is narrower than the compute
- * type). */
+ * Softmax stores exp(x - m) into Y in a loop of its own, which vectorises
+ * (the sum after it, a strict in-order reduction, does not: with the exp
+ * inside it, 1000 classes took 0.024 ms, 60 scalar operations a class),
+ * sums Y and scales it by 1/sum (recomputing exp instead when Y's storage
+ * is narrower than the compute type). */
 int kiln_lower_softmax(kiln_lctx *L, const kiln_node *n) {
   const kiln_attrs_softmax *a = n->attrs;
   const kiln_value *X = n->in[0], *Y = n->out[0];
@@ -73,10 +64,14 @@ int kiln_lower_softmax(kiln_lctx *L, const kiln_node *n) {
   kiln_nest_end(L, &ns);
   kiln_lb_reduce_end(LB);
   /* s = sum_r exp(x - m), accurately (lower_sum.c) */
-  softmax_term st = {xb, yb, base, inner, m, keep_exp};
+  if (keep_exp) {
+    rr = kiln_lx_index(LB, kiln_lb_for(LB, R, (kiln_sched){0}));
+    kiln_lb_store(LB, yb, XOFF(rr), softmax_exp(L, xb, XOFF(rr), m));
+    kiln_lb_end(LB);
+  }
   int sum = kiln_sum_begin(L, ct, R);
   rr = kiln_lx_index(LB, kiln_lb_for(LB, R, (kiln_sched){0}));
-  kiln_lb_combine(LB, sum, softmax_exp(L, &st, rr));
+  kiln_lb_combine(LB, sum, keep_exp ? kiln_lx_load(LB, yb, XOFF(rr)) : softmax_exp(L, xb, XOFF(rr), m));
   kiln_lb_end(LB);
   kiln_lb_reduce_end(LB);
   int s = kiln_lb_decl(LB, ct, kiln_sum_result(L, sum, ct, NULL));

@@ -230,19 +230,34 @@ LLVMValueRef kiln_llvm_expr(cg *c, const kiln_lx *e) {
 
 static void stmts(cg *c, const kiln_ls *s);
 
-/* sched.unroll N > 1 as the loop's llvm.loop metadata on its latch branch:
- * llvm.loop.unroll.full when N covers the extent, else unroll.count N
- * (the unroller honours it at any tier that runs one). */
-static void unroll_hint(cg *c, LLVMValueRef latch, const kiln_ls *s) {
-  if (s->sched.unroll <= 1) return;
-  int full = s->sched.unroll >= s->extent;
-  const char *key = full ? "llvm.loop.unroll.full" : "llvm.loop.unroll.count";
-  LLVMMetadataRef prop[2] = {LLVMMDStringInContext2(c->ctx, key, strlen(key)),
-                             LLVMValueAsMetadata(LLVMConstInt(LLVMInt32TypeInContext(c->ctx),
-                                                              (unsigned long long)s->sched.unroll, 0))};
+/* The loop's schedule hints as its llvm.loop metadata on the latch branch
+ * (the loop passes honour them at any tier that runs them):
+ *  - sched.unroll N > 1: llvm.loop.unroll.full when N covers the extent,
+ *    else unroll.count N;
+ *  - sched.masked_tail: llvm.loop.vectorize.predicate.enable, the loop
+ *    vectorised with its tail folded into masked lanes (AVX-512 masks,
+ *    AVX2 vmaskmov): a loop of 13 runs as one 16-lane vector, where the
+ *    vectoriser would otherwise leave it scalar. */
+static void loop_hints(cg *c, LLVMValueRef latch, const kiln_ls *s) {
+  LLVMTypeRef i32 = LLVMInt32TypeInContext(c->ctx), i1 = LLVMInt1TypeInContext(c->ctx);
+  LLVMMetadataRef ops[3];
+  int n = 1;
+  if (s->sched.unroll > 1) {
+    int full = s->sched.unroll >= s->extent;
+    const char *key = full ? "llvm.loop.unroll.full" : "llvm.loop.unroll.count";
+    LLVMMetadataRef prop[2] = {LLVMMDStringInContext2(c->ctx, key, strlen(key)),
+                               LLVMValueAsMetadata(LLVMConstInt(i32, (unsigned long long)s->sched.unroll, 0))};
+    ops[n++] = LLVMMDNodeInContext2(c->ctx, prop, full ? 1 : 2);
+  }
+  if (s->sched.masked_tail) {
+    const char *key = "llvm.loop.vectorize.predicate.enable";
+    LLVMMetadataRef prop[2] = {LLVMMDStringInContext2(c->ctx, key, strlen(key)), LLVMValueAsMetadata(LLVMConstInt(i1, 1, 0))};
+    ops[n++] = LLVMMDNodeInContext2(c->ctx, prop, 2);
+  }
+  if (n == 1) return;
   LLVMMetadataRef self = LLVMTemporaryMDNode(c->ctx, NULL, 0);
-  LLVMMetadataRef ops[2] = {self, LLVMMDNodeInContext2(c->ctx, prop, full ? 1 : 2)};
-  LLVMMetadataRef id = LLVMMDNodeInContext2(c->ctx, ops, 2);
+  ops[0] = self;
+  LLVMMetadataRef id = LLVMMDNodeInContext2(c->ctx, ops, (size_t)n);
   LLVMMetadataReplaceAllUsesWith(self, id); /* the loop id names itself; deletes self */
   LLVMSetMetadata(latch, LLVMGetMDKindIDInContext(c->ctx, "llvm.loop", 9), LLVMMetadataAsValue(c->ctx, id));
 }
@@ -266,7 +281,7 @@ static void loop_range(cg *c, const kiln_ls *s, LLVMValueRef lo, LLVMValueRef hi
   stmts(c, s->body);
   LLVMValueRef next = LLVMBuildNSWAdd(c->b, i, LLVMConstInt(i64, 1, 0), "");
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
-  unroll_hint(c, LLVMBuildBr(c->b, head), s);
+  loop_hints(c, LLVMBuildBr(c->b, head), s);
   LLVMValueRef vals[2] = {lo, next};
   LLVMBasicBlockRef blocks[2] = {pre, latch};
   LLVMAddIncoming(i, vals, blocks, 2);
