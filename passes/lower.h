@@ -156,6 +156,14 @@ void kiln_lower_store_output(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx
 void kiln_lower_store_flat(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx *flat, kiln_lx *value);
 /* Both at once (either may be NULL): flat must be idx's element number. */
 void kiln_lower_store(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx **idx, kiln_lx *flat, kiln_lx *value);
+/* How many leading epilogue steps of n read nothing but the running value
+ * (Relu, Clip with constant bounds, kiln.RoundTo...): a lowering that keeps
+ * its sums in a scratch before the final store may apply these where the
+ * sums are still vectors in registers (kiln_lower_apply_steps), and the
+ * rest on the way out (kiln_lower_store_rest, `done` of them applied). */
+int kiln_lower_pointwise_steps(const kiln_node *n);
+kiln_lx *kiln_lower_apply_steps(kiln_lctx *L, const kiln_node *n, kiln_lx *value, int count);
+void kiln_lower_store_rest(kiln_lctx *L, const kiln_node *n, kiln_lx **idx, kiln_lx *flat, kiln_lx *value, int done);
 /* Gemm's v * alpha + C[i, j] * beta, C (numpy-broadcast to [M, N]) read
  * from buffer c, skipped when c is NULL, C absent or beta 0; any other
  * node (MatMul): v.  The one statement of Gemm's scaling, for the CPU

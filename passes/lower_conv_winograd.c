@@ -450,7 +450,10 @@ static void emit_gemm(kiln_lctx *L, const wino *f) {
 }
 
 /* Tiles ty x [tx0, tx1) of output plane (n, m), Mt at mb (point 0, tile
- * (ty, 0) at prow): of each, the rows x cols outputs inside Y. */
+ * (ty, 0) at prow): of each, the rows x cols outputs inside Y.  The tile
+ * loop vectorises across tiles (contiguous loads from Mt, interleaved
+ * stores into Y); a row shorter than a vector (13 tiles at 27x27) is one
+ * masked vector (kiln_lower_short_loop), not 13 scalar transforms. */
 static void output_tiles(kiln_lctx *L, const kiln_node *n, const wino *f, kiln_lx *nv, kiln_lx *mv, kiln_lx *mb,
                          kiln_lx *ty, kiln_lx *prow, int64_t tx0, int64_t tx1, int64_t rows, int64_t cols) {
   const kiln_conv_geom *g = f->g;

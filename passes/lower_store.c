@@ -169,13 +169,41 @@ kiln_lx *kiln_lower_apply(kiln_lctx *L, const kiln_node *st, const kiln_value *p
   return info->scalar(L, st, in);
 }
 
-void kiln_lower_store(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx **idx, kiln_lx *flat, kiln_lx *value) {
+int kiln_lower_pointwise_steps(const kiln_node *n) {
+  const kiln_value *prev = n->nout > 0 ? n->out[0] : NULL;
+  int s = 0;
+  for (; s < n->epi.nsteps && prev; s++) {
+    const kiln_node *st = n->epi.steps[s];
+    const kiln_op_info *info = kiln_op_get(st->op);
+    for (int k = 0; k < st->nin; k++) {
+      kiln_slot sl;
+      kiln_sig_slot(info->inputs, k, &sl);
+      if (st->in[k] && !sl.constant && st->in[k] != prev) return s;
+    }
+    prev = st->out[0];
+  }
+  return s;
+}
+
+kiln_lx *kiln_lower_apply_steps(kiln_lctx *L, const kiln_node *n, kiln_lx *value, int count) {
+  if (count <= 0) return value;
+  const kiln_value *res = n->out[0];
+  for (int s = 0; s < count && value; s++) {
+    const kiln_node *st = n->epi.steps[s];
+    value = kiln_lower_apply(L, st, res, value, n->out[0], NULL, NULL); /* pointwise: loads nothing */
+    res = st->out[0];
+  }
+  return value;
+}
+
+static void store_steps(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx **idx, kiln_lx *flat, kiln_lx *value,
+                        int done) {
   const kiln_value *y = n->out[slot];
   oindex o = {.y = y, .flat = flat, .have_idx = idx != NULL};
   if (idx) memcpy(o.idx, idx, (size_t)y->rank * sizeof *idx);
-  const kiln_value *res = y;
+  const kiln_value *res = slot == 0 && done > 0 ? n->epi.steps[done - 1]->out[0] : y;
   if (slot == 0)
-    for (int s = 0; s < n->epi.nsteps && value; s++) {
+    for (int s = done; s < n->epi.nsteps && value; s++) {
       const kiln_node *st = n->epi.steps[s];
       value = kiln_lower_apply(L, st, res, value, y, o.have_idx ? logical(L, &o) : NULL, o.flat);
       res = st->out[0];
@@ -183,6 +211,14 @@ void kiln_lower_store(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx **idx,
   if (!value) return; /* the step's scalar function failed; L->d says why */
   kiln_lx *off = o.flat && res->layout == KILN_LAYOUT_PLAIN ? o.flat : kiln_lower_addr(L, res, logical(L, &o));
   kiln_lb_store(LB, kiln_lower_buf(L, res), off, value);
+}
+
+void kiln_lower_store(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx **idx, kiln_lx *flat, kiln_lx *value) {
+  store_steps(L, n, slot, idx, flat, value, 0);
+}
+
+void kiln_lower_store_rest(kiln_lctx *L, const kiln_node *n, kiln_lx **idx, kiln_lx *flat, kiln_lx *value, int done) {
+  store_steps(L, n, 0, idx, flat, value, done);
 }
 
 void kiln_lower_store_output(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx **idx, kiln_lx *value) {
