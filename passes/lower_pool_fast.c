@@ -33,6 +33,7 @@
  * wins a max nor adds to a sum; a NaN in a window gives NaN (a max: the
  * default quiet NaN, not the tap's payload). */
 #include <math.h>
+#include <stdio.h>
 
 #include "lower.h"
 
@@ -78,12 +79,10 @@ static int dim_taps(const pool_geom *G, int i, int64_t o, int64_t *taps, int64_t
   return nt;
 }
 
-/* The innermost body: every combination of the dims' taps, in row-major
- * tap order (the generic form's), combined into one value and stored. */
-static void emit_body(kiln_lctx *L, const pool_geom *G, kiln_lx *nc, kiln_lx **o, int64_t (*taps)[64], int *nt,
-                      int64_t count) {
-  int64_t total = 1;
-  for (int i = 0; i < G->sp; i++) total *= nt[i];
+/* The taps at X offsets off[0..total), in that order (the generic form's
+ * row-major tap order), combined into one value: the max or the sum (the
+ * caller divides). */
+static kiln_lx *combine_taps(kiln_lctx *L, const pool_geom *G, kiln_lx **off, int64_t total) {
   kiln_lx *r;
   if (total == 0) { /* every tap in the padding: the reduction's identity, as the generic form */
     r = G->is_max ? kiln_lx_reduce_identity(B, KILN_RED_MAX_NAN, G->ct) : kiln_lx_const_f(B, G->ct, 0);
@@ -96,15 +95,7 @@ static void emit_body(kiln_lctx *L, const pool_geom *G, kiln_lx *nc, kiln_lx **o
     int split = G->is_max && kiln_dtype_is_float(G->ct) && total > 1;
     int acc = -1, nan = -1;
     for (int64_t t = 0; t < total; t++) {
-      int64_t rest = t, kk[MAX_SP];
-      for (int i = G->sp - 1; i >= 0; i--) {
-        kk[i] = taps[i][rest % nt[i]];
-        rest /= nt[i];
-      }
-      kiln_lx *off = IMUL(nc, G->isz);
-      for (int i = 0; i < G->sp; i++)
-        off = IADD(off, IMUL(IADD(IMUL(o[i], G->s[i]), CI(kk[i] * G->d[i] - G->pb[i])), G->xstr[i]));
-      kiln_lx *v = kiln_lx_cast(B, G->ct, kiln_lx_load(B, G->X, off));
+      kiln_lx *v = kiln_lx_cast(B, G->ct, kiln_lx_load(B, G->X, off[t]));
       if (G->is_max && (acc >= 0 || split)) v = kiln_lx_local(B, kiln_lb_decl(B, G->ct, v)); /* read twice */
       if (split) {
         kiln_lx *isnan = kiln_lx_un(B, KILN_UN_ISNAN, v);
@@ -124,6 +115,27 @@ static void emit_body(kiln_lctx *L, const pool_geom *G, kiln_lx *nc, kiln_lx **o
     r = kiln_lx_local(B, acc);
     if (split) r = kiln_lx_select(B, kiln_lx_local(B, nan), kiln_lx_const_f(B, G->ct, NAN), r);
   }
+  return r;
+}
+
+/* The innermost body: every combination of the dims' taps, in row-major
+ * tap order (the generic form's), combined into one value and stored. */
+static void emit_body(kiln_lctx *L, const pool_geom *G, kiln_lx *nc, kiln_lx **o, int64_t (*taps)[64], int *nt,
+                      int64_t count) {
+  int64_t total = 1;
+  for (int i = 0; i < G->sp; i++) total *= nt[i];
+  kiln_lx *off[MAX_TAPS];
+  for (int64_t t = 0; t < total; t++) {
+    int64_t rest = t, kk[MAX_SP];
+    for (int i = G->sp - 1; i >= 0; i--) {
+      kk[i] = taps[i][rest % nt[i]];
+      rest /= nt[i];
+    }
+    off[t] = IMUL(nc, G->isz);
+    for (int i = 0; i < G->sp; i++)
+      off[t] = IADD(off[t], IMUL(IADD(IMUL(o[i], G->s[i]), CI(kk[i] * G->d[i] - G->pb[i])), G->xstr[i]));
+  }
+  kiln_lx *r = combine_taps(L, G, off, total);
   if (!G->is_max) r = kiln_lx_bin(B, KILN_BIN_DIV, r, kiln_lx_const_f(B, G->ct, (double)count));
   kiln_lx *yoff = IMUL(nc, G->osz);
   for (int i = 0; i < G->sp; i++) yoff = IADD(yoff, IMUL(o[i], G->ystr[i]));
@@ -184,6 +196,64 @@ static void emit_flat(kiln_lctx *L, const pool_geom *G, kiln_lx *nc, int64_t (*t
   kiln_lb_end(B);
 }
 
+/* A 2-D window strided along the rows (3x3 stride 2: SqueezeNet's,
+ * AlexNet's, GoogLeNet's pools) that never reaches the padding: the body
+ * above loads its taps s apart, a loop the vectoriser leaves scalar (13 or
+ * 27 outputs a row).  Here each output row is first computed at every
+ * input column, T[x] = the window at column x for x <= (OW-1)*s, a
+ * contiguous loop that vectorises whole, into a row of scratch per slot
+ * (one slot a core: slot s takes planes s, s + slots, ...), then picked
+ * every s-th: Y[oh, ow] = T[ow*s] (/ count), through the output store.
+ * s times the window's work in a sixteenth of the instructions; the same
+ * taps combined in the same order, so the same results.  Measured on a
+ * 2-vCPU Zen 5 (AVX-512): SqueezeNet 1.1's 27x27 -> 13x13 pool (256
+ * channels) 0.077 -> 0.035 ms (ONNX Runtime, on NCHWc: 0.012). */
+enum { STRIDED_MAX_W = 4096 };
+
+static int strided_wanted(const kiln_lctx *L, const pool_geom *G) {
+  if (L->target->kind == KILN_TARGET_GPU || G->sp != 2 || G->s[1] < 2 || G->d[0] != 1 || G->d[1] != 1 ||
+      G->in[1] > STRIDED_MAX_W)
+    return 0;
+  for (int i = 0; i < 2; i++)
+    if (G->lo[i] != 0 || G->hi[i] != G->out[i]) return 0; /* a window reaches the padding */
+  /* rows of at least a vector's outputs vectorise in the body above (the
+   * loads of a stride-2 window as interleaved loads): 55 outputs a row ran
+   * in 0.069 ms there, 0.17 ms here */
+  int64_t lanes = kiln_target_lanes(L->target, G->ct);
+  return G->out[1] < lanes && (G->out[1] - 1) * G->s[1] + 1 >= lanes;
+}
+
+static void emit_strided(kiln_lctx *L, const pool_geom *G, int64_t planes) {
+  int64_t slots = L->target->cores < 1 ? 1 : L->target->cores;
+  if (slots > planes) slots = planes;
+  int64_t per = (planes + slots - 1) / slots, len = (G->out[1] - 1) * G->s[1] + 1, ntaps = G->K[0] * G->K[1];
+  char name[256];
+  snprintf(name, sizeof name, "%s.rows", G->n->out[0]->name);
+  const kiln_buf *T = kiln_lower_scratch(L, name, G->ct, slots * len);
+  kiln_lx *s = IDX(kiln_lb_for(B, slots, (kiln_sched){.parallel = 1}));
+  kiln_lx *j = IDX(kiln_lb_for(B, per, (kiln_sched){0}));
+  int nc = kiln_lb_decl(B, KILN_DT_I64, IADD(s, IMUL(j, slots)));
+  if (per * slots > planes) kiln_lb_if(B, BIN(LT, LOCAL(nc), CI(planes)));
+  kiln_lx *oh = IDX(kiln_lb_for(B, G->out[0], (kiln_sched){0}));
+  int tb = kiln_lb_decl(B, KILN_DT_I64, IMUL(s, len));
+  int xb = kiln_lb_decl(B, KILN_DT_I64, IADD(IMUL(LOCAL(nc), G->isz), IMUL(oh, G->s[0] * G->xstr[0])));
+  kiln_lx *x = IDX(kiln_lb_for(B, len, (kiln_sched){0}));
+  kiln_lx *off[MAX_TAPS];
+  for (int64_t t = 0; t < ntaps; t++)
+    off[t] = IADD(IADD(LOCAL(xb), x), CI((t / G->K[1]) * G->xstr[0] + t % G->K[1]));
+  kiln_lb_store(B, T, IADD(LOCAL(tb), x), combine_taps(L, G, off, ntaps));
+  kiln_lb_end(B);
+  kiln_lx *ow = IDX(kiln_lb_for(B, G->out[1], (kiln_sched){0}));
+  kiln_lx *r = kiln_lx_load(B, T, IADD(LOCAL(tb), IMUL(ow, G->s[1])));
+  if (!G->is_max) r = kiln_lx_bin(B, KILN_BIN_DIV, r, kiln_lx_const_f(B, G->ct, (double)ntaps));
+  kiln_lower_store_flat(L, G->n, 0, IADD(IADD(IMUL(LOCAL(nc), G->osz), IMUL(oh, G->ystr[0])), ow), r);
+  kiln_lb_end(B);
+  kiln_lb_end(B);
+  if (per * slots > planes) kiln_lb_end(B);
+  kiln_lb_end(B);
+  kiln_lb_end(B);
+}
+
 /* 1: lowered n; 0: not a case for this form (nothing emitted). */
 int kiln_lower_pool_fast(kiln_lctx *L, const kiln_node *n) {
   const kiln_attrs_pool *a = n->attrs;
@@ -228,6 +298,10 @@ int kiln_lower_pool_fast(kiln_lctx *L, const kiln_node *n) {
   G.X = kiln_lower_buf(L, x);
 
   kiln_lower_begin(L, n);
+  if (strided_wanted(L, &G)) {
+    emit_strided(L, &G, x->dims[0] * x->dims[1]);
+    return 1;
+  }
   kiln_lx *nc = kiln_lx_index(B, kiln_lb_for(B, x->dims[0] * x->dims[1], (kiln_sched){.parallel = 1}));
   kiln_lx *o[MAX_SP];
   int64_t tap_list[MAX_SP][64];

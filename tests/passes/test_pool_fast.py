@@ -10,8 +10,10 @@ regions, the window unrolled) and the generic one it falls back to
 dilations, ceil_mode, count_include_pad 0/1, odd sizes, N=2, float16 and
 int8 MaxPool, NaN propagation, windows past the input (border outputs
 with taps only in the padding), SqueezeNet's 3x3 stride-2 ceil_mode pool,
-and stride-1 windows over rows as wide as the input's, whose interior rows
-run as one flat loop (borders, NaNs, asymmetric pads, f16, averages).
+stride-1 windows over rows as wide as the input's, whose interior rows
+run as one flat loop (borders, NaNs, asymmetric pads, f16, averages), and
+strided rows shorter than a vector, computed at every input column into a
+scratch row and picked every s-th (N=2, NaNs, stride 3, f16, averages).
 
 Reference: a direct float64 loop over every output (its own window
 arithmetic, written here; the output shape from ONNX's formula, checked
@@ -156,6 +158,15 @@ def build_cases(rng):
         pool_case(rng, "max_flat_one_interior_row", M, [1, 2, 3, 20], [3, 3], [1, 1], pads=[1, 1, 1, 1]),
         pool_case(rng, "max_flat_f16", M, [1, 5, 12, 12], [3, 3], [1, 1], pads=[1, 1, 1, 1], dtype=np.float16),
         pool_case(rng, "avg_flat_incl_13x13", A, [1, 6, 13, 13], [3, 3], [1, 1], pads=[1, 1, 1, 1], include_pad=1),
+        # strided rows shorter than a vector (13 outputs from 27 with AVX-512, 7 from 15 with
+        # AVX2): each row computed at every input column, then every s-th picked; N=2 with an
+        # odd plane count (the slots' last round partial), NaNs, stride 3 across, f16, averages
+        pool_case(rng, "max_strided_rows_27_n2", M, [2, 5, 27, 27], [3, 3], [2, 2]),
+        pool_case(rng, "max_strided_rows_15_nan", M, [1, 3, 15, 15], [3, 3], [2, 2], nan=True),
+        pool_case(rng, "max_strided_rows_27_nan", M, [1, 3, 27, 27], [3, 3], [2, 2], nan=True),
+        pool_case(rng, "max_strided_rows_s2x3", M, [1, 4, 20, 40], [3, 3], [2, 3]),
+        pool_case(rng, "max_strided_rows_f16", M, [1, 3, 27, 27], [3, 3], [2, 2], dtype=np.float16),
+        pool_case(rng, "avg_strided_rows_25x29", A, [1, 5, 25, 29], [3, 3], [2, 2]),
         pool_case(rng, "max_3x3_s3_ceil_asym", M, [1, 3, 14, 17], [3, 3], [3, 3], pads=[0, 1, 2, 0], ceil=1),
         pool_case(rng, "max_dilated", M, [1, 2, 15, 13], [3, 2], [1, 2], d=[2, 3], pads=[2, 1, 2, 1]),
         pool_case(rng, "max_1d", M, [2, 3, 31], [4], [3], pads=[1, 2], ceil=1),
