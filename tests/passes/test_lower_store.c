@@ -414,6 +414,35 @@ Test(epilogue, conv_relu_cast_f16) {
   free(got), free(x);
 }
 
+/* kiln_lower_pointwise_steps: the leading steps that read nothing but the
+ * running value (a lowering applies them to its register tile, the rest
+ * in its copy out): Relu and a Cast are; a residual Add, or a Mul by a
+ * per-channel tensor, is not, and ends the prefix. */
+static int pointwise_prefix(builder build) {
+  tg t = {.g = kiln_graph_new()};
+  build(&t);
+  finish(&t, 1);
+  int n = kiln_lower_pointwise_steps(t.first);
+  kiln_graph_free(t.g);
+  return n;
+}
+
+static void conv_relu_add_relu(tg *t) {
+  conv(t);
+  int64_t o = conv_out();
+  step(t, KILN_OP_RELU, "relu0", NULL, 0);
+  step(t, KILN_OP_ADD, "add", input(t->g, "residual", 4, (int64_t[]){1, CM, o, o}), 0);
+  step(t, KILN_OP_RELU, "relu1", NULL, 0);
+}
+
+Test(epilogue, pointwise_prefix) {
+  conv_stride = 1, conv_pad = 1, conv_in = CH;
+  cr_assert_eq(pointwise_prefix(conv_relu_cast), 2);        /* Relu, Cast */
+  cr_assert_eq(pointwise_prefix(conv_relu_add_relu), 1);    /* Relu; the Add loads the residual */
+  cr_assert_eq(pointwise_prefix(conv_add_relu), 0);         /* the Add first */
+  cr_assert_eq(pointwise_prefix(conv_scale_shift_sigmoid), 0); /* Mul by gamma [CM,1,1] */
+}
+
 /* Gemm [M,K] x [K,N] (+ C [N], alpha, beta) then Add(residual [M,N]) and
  * Relu: the row form (transB = 0) accumulates in Y, the dot form
  * (transB = 1) stores once. */
