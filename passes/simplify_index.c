@@ -37,6 +37,7 @@
 
 #define MAXT 24 /* terms in one linear form; longer sums stay as they are */
 #define NOLEVEL 1000
+#define SC_CONSTS 512 /* a direct-mapped cache of the constants ci made */
 
 typedef kiln_index_rng rng; /* ok = 0: unknown */
 typedef struct term { uint64_t k; kiln_lx *atom; } term;
@@ -56,6 +57,7 @@ typedef struct sctx {
   frame fr[64];        /* open loops during the hoisting walk, by depth */
   int nhoisted;
   const char **names;
+  kiln_lx *consts[SC_CONSTS]; /* i64 constants made here, by value (ci) */
 } sctx;
 
 /* ---- ranges (checked arithmetic; ok = 0 means unknown) ---- */
@@ -239,7 +241,15 @@ static rng lin_range(sctx *S, const lin *L) {
 }
 
 static kiln_lx *mk_bin(sctx *S, kiln_lx_op op, kiln_lx *a, kiln_lx *b) { return kiln_lx_bin(&S->b, op, a, b); }
-static kiln_lx *ci(sctx *S, int64_t v) { return kiln_lx_const_i(&S->b, v); }
+/* One node per constant value (as far as the cache remembers): every
+ * rebuilt index sum ends in constants, and fresh nodes for them were a
+ * tenth of the memory a ResNet-50 compile touched.  Safe to share: no
+ * pass rewrites a constant node in place (bconst makes its own). */
+static kiln_lx *ci(sctx *S, int64_t v) {
+  kiln_lx **slot = &S->consts[((uint64_t)v * 0x9E3779B97F4A7C15u) >> 55];
+  if (!*slot || (*slot)->i != v) *slot = kiln_lx_const_i(&S->b, v);
+  return *slot;
+}
 
 static int term_cmp(sctx *S, const term *x, const term *y) {
   int lx = level(S, x->atom), ly = level(S, y->atom);
@@ -247,16 +257,53 @@ static int term_cmp(sctx *S, const term *x, const term *y) {
   return cmp_lx(x->atom, y->atom);
 }
 
-/* Rebuilds a linear form: terms by loop depth (outermost first), the
- * constant last, left-associated: x[(base + i) + 3] leaves `base` a
- * subtree that hoisting binds once for every constant offset. */
-static kiln_lx *lin_build(sctx *S, lin *L) {
-  for (int i = 1; i < L->n; i++) /* insertion sort: n is small */
+/* Terms by loop depth, outermost first (insertion sort: n is small). */
+static void lin_sort(sctx *S, lin *L) {
+  for (int i = 1; i < L->n; i++)
     for (int j = i; j > 0 && term_cmp(S, &L->t[j - 1], &L->t[j]) > 0; j--) {
       term t = L->t[j];
       L->t[j] = L->t[j - 1];
       L->t[j - 1] = t;
     }
+}
+
+static int is_const_of(const kiln_lx *x, int64_t v) { return x->kind == KILN_LX_CONST && is_i64(x) && x->i == v; }
+
+/* x is term k*atom as lin_build prints it (m = |k| after a sign). */
+static int term_is(const kiln_lx *x, int64_t m, const kiln_lx *atom) {
+  if (m == 1) return !cmp_lx(x, atom);
+  return x->kind == KILN_LX_BIN && x->op == KILN_BIN_MUL && is_i64(x) && is_const_of(x->b, m) && !cmp_lx(x->a, atom);
+}
+
+/* x is already the tree lin_build would make of the sorted form L: the
+ * caller keeps x rather than build a copy.  A lowering's index sums are
+ * mostly in this form already, and the copies were most of the 100 MB a
+ * ResNet-50 compile allocated here. */
+static int lin_matches(const lin *L, const kiln_lx *x) {
+  int64_t c = (int64_t)L->c;
+  if (L->n == 0) return is_const_of(x, c);
+  if (c) {
+    int sub = c < 0 && c != INT64_MIN;
+    if (x->kind != KILN_LX_BIN || x->op != (sub ? KILN_BIN_SUB : KILN_BIN_ADD) || !is_i64(x) || !is_const_of(x->b, sub ? -c : c))
+      return 0;
+    x = x->a;
+  }
+  for (int i = L->n - 1; i >= 1; i--) {
+    int64_t k = (int64_t)L->t[i].k;
+    int neg = k < 0 && k != INT64_MIN;
+    if (x->kind != KILN_LX_BIN || x->op != (neg ? KILN_BIN_SUB : KILN_BIN_ADD) || !is_i64(x) ||
+        !term_is(x->b, neg ? -k : k, L->t[i].atom))
+      return 0;
+    x = x->a;
+  }
+  return term_is(x, (int64_t)L->t[0].k, L->t[0].atom);
+}
+
+/* Rebuilds a sorted linear form: the constant last, left-associated:
+ * x[(base + i) + 3] leaves `base` a subtree that hoisting binds once for
+ * every constant offset. */
+static kiln_lx *lin_build(sctx *S, lin *L) {
+  lin_sort(S, L);
   kiln_lx *acc = NULL;
   for (int i = 0; i <= L->n; i++) {
     if (i == L->n) {
@@ -363,7 +410,9 @@ static kiln_lx *simp(sctx *S, kiln_lx *e) {
         kiln_lx *t = copy_with(S, e, a, b, c);
         lin L;
         lin_of(S, t, &L);
-        return L.ok ? lin_build(S, &L) : t;
+        if (!L.ok) return t;
+        lin_sort(S, &L);
+        return lin_matches(&L, t) ? t : lin_build(S, &L);
       }
       case KILN_BIN_DIV: case KILN_BIN_REM:
         if (is_pos_const(b)) return divmod(S, e->op, a, b->i);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "onnx_internal.h"
@@ -348,6 +349,34 @@ fail:
   return NULL;
 }
 
+/* The file's bytes, mapped (MAP_POPULATE: one pass over the page cache,
+ * not a fault per page) or, where it cannot be mapped, read into a
+ * malloc'd copy; *mapped says which (release_file).  ResNet-50's 100 MB
+ * read into fresh memory cost 25,000 page faults and a copy of its
+ * weights, which the unpacker then copies once more anyway. */
+static void *file_bytes(FILE *f, size_t len, int *mapped) {
+  *mapped = 0;
+  if (len == 0) return malloc(1);
+#ifdef MAP_POPULATE
+  void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fileno(f), 0);
+  if (m != MAP_FAILED) {
+    *mapped = 1;
+    return m;
+  }
+#endif
+  void *buf = malloc(len);
+  if (buf && fread(buf, 1, len, f) != len) {
+    free(buf);
+    return NULL;
+  }
+  return buf;
+}
+
+static void release_file(void *buf, size_t len, int mapped) {
+  if (mapped) munmap(buf, len);
+  else free(buf);
+}
+
 kiln_graph *kiln_onnx_load(const char *path, kiln_diag *d) {
   kiln_loc loc = {.file = path, .node_index = -1};
   struct stat st;
@@ -359,18 +388,17 @@ kiln_graph *kiln_onnx_load(const char *path, kiln_diag *d) {
     return NULL;
   }
   size_t len = (size_t)st.st_size;
-  void *buf = malloc(len ? len : 1);
-  if (!buf) { fclose(f); kiln_error(d, &loc, "out of memory reading %zu bytes", len); return NULL; }
-  if (fread(buf, 1, len, f) != len) {
-    free(buf);
-    fclose(f);
-    kiln_error(d, &loc, "read error");
+  int mapped;
+  errno = 0;
+  void *buf = file_bytes(f, len, &mapped);
+  fclose(f);
+  if (!buf) {
+    kiln_error(d, &loc, "cannot read %zu bytes: %s", len, errno ? strerror(errno) : "read error");
     return NULL;
   }
-  fclose(f);
   char *dir = strdup(path);
   kiln_graph *g = dir ? kiln_onnx_load_buffer(buf, len, path, dirname(dir), d) : NULL;
   free(dir);
-  free(buf);
+  release_file(buf, len, mapped);
   return g;
 }
