@@ -1,6 +1,8 @@
-/* dense_gemm: graph -> graph where every float Gemm with transB = 1 reads
- * B^T with transB = 0, and every Conv whose one window covers its whole
- * input is a Gemm between Flatten(X) and W^T, reshaped back.
+/* dense_gemm: graph -> graph where every float Gemm with transB = 1 over a
+ * run-time B (on a GPU target: over any B) reads B^T with transB = 0, and
+ * every Conv whose one window covers its whole input is a Gemm between
+ * Flatten(X) and W^T (on a CPU target and a constant W: W viewed as
+ * [M, K], with transB = 1), reshaped back.
  *
  * Why: Gemm lowers to two forms (lower_linalg.c).  Without transB, B's
  * rows are contiguous along the output columns and the row form's inner
@@ -14,10 +16,15 @@
  * in the same order per output (a sum over k of X[n, k] W[m, k] plus the
  * bias), only laid out for the row form.
  *
- * B^T: a constant (an initializer, not state the run updates) is
- * transposed here once, into a new constant; otherwise (a trained
- * parameter, an activation) a Transpose node computes it at run time, a
- * copy that is small next to the product.  The Conv's output value moves
+ * B^T: a constant (an initializer, not state the run updates) stays as it
+ * is on a CPU target: the lowering re-lays it for the row form
+ * (lower_linalg.c, chunk_weights_t) in one copy, where a transposed
+ * constant made here was a second (VGG-16's fc6: 400 MB more fresh
+ * memory, 0.7-1.3 s of compile time).  On a GPU target it is transposed
+ * here once, into a new constant, which the GPU GEMM's tiles read
+ * (schedule_gemm_gpu.c).  Otherwise (a trained parameter, an activation)
+ * a Transpose node computes it at run time, a copy that is small next to
+ * the product.  The Conv's output value moves
  * to the Reshape (it keeps its name: it may be a graph output, or read by
  * a gradient).  Integer Gemms and symbolic shapes are left alone.  Runs
  * after fold-batchnorm (which folds BN into the Conv's weights first) and
@@ -26,6 +33,7 @@
 #include <string.h>
 
 #include "../ir/shape.h"
+#include "../ir/target.h"
 #include "passes.h"
 
 static int is_fixed(const kiln_value *v) {
@@ -91,10 +99,11 @@ static int static_dims(const kiln_value *v) {
   return v->rank >= 0;
 }
 
-static int gemm_transb(kiln_graph *g, kiln_node *n, kiln_diag *d) {
+static int gemm_transb(kiln_graph *g, kiln_node *n, int gpu, kiln_diag *d) {
   kiln_attrs_gemm *a = n->attrs;
   kiln_value *b = n->in[1];
   if (!a->transB || !is_float(b->dtype) || b->rank != 2 || !static_dims(b) || n->epi.nsteps || n->fused_into) return 0;
+  if (is_fixed(b) && !gpu) return 0; /* the CPU lowering re-lays a constant B^T itself, in its one copy */
   kiln_value *bt = transposed(g, n, b, b->dims[0], b->dims[1], d);
   if (!bt) return -1;
   kiln_node_set_input(n, 1, bt);
@@ -117,17 +126,23 @@ static int one_dense_window(const kiln_node *n) {
   return 1;
 }
 
-static int conv_as_gemm(kiln_graph *g, kiln_node *n, kiln_diag *d) {
+static int conv_as_gemm(kiln_graph *g, kiln_node *n, int gpu, kiln_diag *d) {
   kiln_value *x = n->in[0], *w = n->in[1], *y = n->out[0];
   int64_t m = w->dims[0], k = kiln_value_numel(w, 1) / (m ? m : 1);
   kiln_node *f = node(g, KILN_OP_FLATTEN, n, "xflat", 1);
   ((kiln_attrs_flatten *)f->attrs)->axis = 1;
   kiln_node_set_input(f, 0, x);
   if (shape(g, f, d)) return -1;
-  kiln_value *wt = transposed(g, n, w, m, k, d);
+  /* for a CPU, a constant W is B given transposed: W's own bytes viewed
+   * as [M, K], no copy (the lowering re-lays it); else W^T */
+  int64_t wdims[2] = {m, k};
+  int view = is_fixed(w) && !gpu;
+  kiln_value *wt = view ? kiln_value_const(g, kiln_graph_unique_name(g, w->name, "2d"), w->dtype, 2, wdims, w->data)
+                        : transposed(g, n, w, m, k, d);
   if (!wt) return -1;
   int bias = n->nin > 2 && n->in[2];
   kiln_node *mm = node(g, KILN_OP_GEMM, n, "gemm", bias ? 3 : 2);
+  ((kiln_attrs_gemm *)mm->attrs)->transB = view;
   kiln_node_set_input(mm, 0, f->out[0]);
   kiln_node_set_input(mm, 1, wt);
   if (bias) kiln_node_set_input(mm, 2, n->in[2]);
@@ -145,17 +160,17 @@ static int conv_as_gemm(kiln_graph *g, kiln_node *n, kiln_diag *d) {
   return shape(g, r, d);
 }
 
-int kiln_pass_dense_gemm(kiln_graph *g, kiln_diag *d) {
-  int changed = 0, nn = g->nnodes;
+int kiln_pass_dense_gemm(kiln_graph *g, const kiln_target *t, kiln_diag *d) {
+  int changed = 0, nn = g->nnodes, gpu = t && t->kind == KILN_TARGET_GPU;
   for (int i = 0; i < nn; i++) {
     kiln_node *n = g->nodes[i];
     if (n->dead) continue;
     if (n->op == KILN_OP_GEMM && ((kiln_attrs_gemm *)n->attrs)->transB) {
       int before = n->in[1] && ((kiln_attrs_gemm *)n->attrs)->transB;
-      if (gemm_transb(g, n, d)) return -1;
+      if (gemm_transb(g, n, gpu, d)) return -1;
       changed |= before && !((kiln_attrs_gemm *)n->attrs)->transB;
     } else if (n->op == KILN_OP_CONV && one_dense_window(n)) {
-      if (conv_as_gemm(g, n, d)) return -1;
+      if (conv_as_gemm(g, n, gpu, d)) return -1;
       changed = 1;
     }
   }

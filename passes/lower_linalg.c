@@ -23,6 +23,8 @@
  *
  * Gemm follows the ONNX reference: Y = (op(A) op(B)) * alpha + C * beta,
  * with C (numpy-broadcast to [M,N]) skipped when absent or beta == 0. */
+#include <string.h>
+
 #include "lower.h"
 
 #define LB (&L->b)
@@ -173,6 +175,37 @@ static const kiln_buf *chunk_weights(kiln_lctx *L, const kiln_value *v, int64_t 
   return kiln_lower_relaid_weight(L, v, ct, K * N, "chunked", chunked_at, shape, jc, 1); /* (jc divides N) */
 }
 
+/* A constant B given transposed (transB: B is [N, K], as exporters write
+ * Linear layers) re-laid for the row form in the same one copy: Bc[c, k,
+ * jj] = B[c*jc + jj, k] (jc = N: plain B^T).  The dense-gemm pass used to
+ * transpose such a B into a graph constant that chunk_weights then copied
+ * again: two fresh copies of VGG-16's 400 MB fc6, at the cost of page
+ * faults, before any of it ran.  64 x 64 tiles: k outer, so each tile's
+ * writes run along jj (contiguous) while its reads touch 64 rows once.  (On a GPU target dense-gemm still transposes such a B in the graph: the
+ * GPU schedule reads it from there.) */
+static const kiln_buf *chunk_weights_t(kiln_lctx *L, const kiln_value *v, int64_t K, int64_t N, int64_t jc,
+                                       kiln_dtype ct) {
+  enum { TB = 64 };
+  size_t es = kiln_dtype_size(ct);
+  unsigned char *out = kiln_arena_array(L->b.p->arena, (size_t)(K * N) + 1, es);
+  const unsigned char *src = v->data;
+  size_t at[TB]; /* where row j of B (k = 0) lands: no division per element */
+  for (int64_t j0 = 0; j0 < N; j0 += TB) {
+    int64_t jn = N - j0 < TB ? N - j0 : TB;
+    for (int64_t j = 0; j < jn; j++) at[j] = (size_t)((j0 + j) / jc * K * jc + (j0 + j) % jc);
+    for (int64_t k0 = 0; k0 < K; k0 += TB)
+      for (int64_t k = k0; k < k0 + TB && k < K; k++) {
+        size_t kk = (size_t)(k * jc);
+        const unsigned char *col = src + es * (size_t)(j0 * K + k);
+        if (es == 4) /* memcpy: initializers need not be aligned */
+          for (int64_t j = 0; j < jn; j++) memcpy(out + 4 * (at[j] + kk), col + 4 * (size_t)(j * K), 4);
+        else
+          for (int64_t j = 0; j < jn; j++) memcpy(out + 8 * (at[j] + kk), col + 8 * (size_t)(j * K), 8);
+      }
+  }
+  return kiln_lower_weight_data(L, v, ct, out, K * N, jc < N ? "chunked" : "T");
+}
+
 int kiln_lower_gemm(kiln_lctx *L, const kiln_node *n) {
   const kiln_attrs_gemm *at = n->attrs;
   const kiln_value *A = n->in[0], *Bv = n->in[1], *C = n->nin > 2 ? n->in[2] : NULL, *Y = n->out[0];
@@ -190,10 +223,17 @@ int kiln_lower_gemm(kiln_lctx *L, const kiln_node *n) {
   m.beta = at->beta;
   m.n = n;
   kiln_dtype ct = kiln_lower_ctype(A->dtype);
-  if (!at->transB && kiln_lower_fixed_weight(L, Bv) && Bv->rank == 2 && m.y->dtype == ct && row_chunk(m.N) < m.N &&
-      (ct == KILN_DT_F32 || ct == KILN_DT_F64)) { /* the row form, more than one chunk */
+  int fixed_b = kiln_lower_fixed_weight(L, Bv) && Bv->rank == 2 && m.y->dtype == ct && (ct == KILN_DT_F32 || ct == KILN_DT_F64);
+  if (!at->transB && fixed_b && row_chunk(m.N) < m.N) { /* the row form, more than one chunk */
     m.b = chunk_weights(L, Bv, m.K, m.N, row_chunk(m.N), ct);
     m.b_chunked = 1;
+  } else if (at->transB && fixed_b && Bv->dtype == ct && L->target->kind != KILN_TARGET_GPU) {
+    /* the row form over B^T, transposed here (a GPU target's schedule
+     * replaces this kernel and reads B as it is) */
+    m.b = chunk_weights_t(L, Bv, m.K, m.N, row_chunk(m.N), ct);
+    m.b_chunked = 1;
+    m.sb_k = m.N;
+    m.sb_j = 1;
   } else m.b = kiln_lower_weight_ct(L, Bv); /* f16 weights: read as f32 copies */
   m.yi = m.yj = 1;
   if (C && at->beta != 0) {

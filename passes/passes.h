@@ -11,10 +11,12 @@ int kiln_pass_infer_shapes(kiln_graph *g, kiln_diag *d);
 /* Folds inference BatchNormalization into Conv/Gemm weights and bypasses
  * no-op Cast/Identity/Transpose pairs; see fold_batchnorm.c. */
 int kiln_pass_fold_batchnorm(kiln_graph *g, kiln_diag *d);
-/* Gemm with transB = 1 reads B^T (transB = 0); a Conv whose one window
- * covers its whole input becomes Flatten + Gemm + Reshape: both lower to
- * the vectorised row form; see dense_gemm.c. */
-int kiln_pass_dense_gemm(kiln_graph *g, kiln_diag *d);
+/* Gemm with transB = 1 reads B^T (transB = 0) where the lowering would
+ * not re-lay B itself; a Conv whose one window covers its whole input
+ * becomes Flatten + Gemm + Reshape: both lower to the vectorised row
+ * form; see dense_gemm.c.  t: the target (NULL: a CPU). */
+struct kiln_target;
+int kiln_pass_dense_gemm(kiln_graph *g, const struct kiln_target *t, kiln_diag *d);
 /* per_image.c: a batch-N inference graph computed image by image is
  * rewritten for one image, g->images = N (the backends loop). */
 int kiln_pass_per_image(kiln_graph *g, kiln_diag *d);

@@ -124,7 +124,7 @@ int kiln_pipeline_run(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_diag
     dump(o, out, KILN_PASS_FOLD_BATCHNORM);
   }
   if (wanted(o, KILN_PASS_DENSE_GEMM)) {
-    if (kiln_pass_dense_gemm(g, d)) return -1;
+    if (kiln_pass_dense_gemm(g, o->target, d)) return -1;
     dump(o, out, KILN_PASS_DENSE_GEMM);
   }
   if (wanted(o, KILN_PASS_WIDEN_F16)) { /* not for training or explanations: they keep their types */

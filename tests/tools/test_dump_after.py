@@ -169,8 +169,9 @@ def check_resnet(kiln, src, work):
     check(lb.get("input", (None, 0))[:2] == ("input", 3072), "inspect --loops: input buffer f32[3072]")
     check(lb.get("logits", (None, 0))[:2] == ("output", 10), "inspect --loops: output buffer f32[10]")
     # fold-batchnorm replaces a Conv's weight W by W_bnfold (same size) and
-    # drops the BN's four parameters; dense-gemm replaces a Gemm's transB
-    # weight W by W_T (same size); every other initializer stays as is, but
+    # drops the BN's four parameters; the lowering re-lays a Gemm's constant
+    # transB weight W as W.T or W.chunked (same size); every other
+    # initializer stays as is, but
     # for a Winograd 3x3 convolution's, which W.winograd (or
     # W_bnfold.winograd) replaces
     bn_params = {x for n in m.graph.node if n.op_type == "BatchNormalization" for x in n.input[1:]}
@@ -187,7 +188,7 @@ def check_resnet(kiln, src, work):
 
     missing = [n for n, k in numel.items() if n not in bn_params
                and lb.get(n, (None, -1))[:2] != ("weight", k) and lb.get(n + "_bnfold", (None, -1))[:2] != ("weight", k)
-               and lb.get(n + "_T", (None, -1))[:2] != ("weight", k) and not winograd(n)]
+               and all(lb.get(n + s, (None, -1))[:2] != ("weight", k) for s in (".T", ".chunked")) and not winograd(n)]
     check(not missing and bn_params, f"inspect --loops: every initializer a weight of its ONNX size (not: {missing[:3]})")
     check(not [n for n in bn_params if n in lb], "inspect --loops: the BatchNorm parameters folded away")
     ks = kernels(loops)
