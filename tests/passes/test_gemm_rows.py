@@ -4,12 +4,14 @@
 Usage:  python3 tests/passes/test_gemm_rows.py [--backend llvm|c] KILN_BINARY WORK_DIR [case ...]
 
 A Gemm whose B is [K, N] row-major (transB=0, or a constant transB=1 B
-that the dense-gemm pass transposes at compile time) takes the row form:
+that the lowering transposes at compile time) takes the row form:
 Y's row in chunks of columns, each accumulated over k.  When B is a fixed
 initializer and there is more than one chunk, B is re-laid chunk-major at
 compile time (buffer `<B>.chunked`), so each chunk streams one contiguous
-block.  The cases: a batch-1 classifier 2048 -> 1000 with bias and a fused
-Relu (two chunks of 500, B given transposed), three rows by three chunks
+block; a transB B with one chunk becomes `<B>.T`.  The cases: a batch-1
+classifier 2048 -> 1000 with bias and a fused Relu (two chunks of 500, B
+given transposed), f64 with B given transposed (K = 70: a partial
+transpose tile), a transposed B of one chunk, three rows by three chunks
 of 512, alpha and beta with a broadcast C, f64, and two that must not
 re-lay B: B a graph input (not fixed), and N = 384 (one chunk).  The
 schedule check reads `kiln inspect --loops`: `.chunked` present exactly in
@@ -77,8 +79,12 @@ def case(rng, M, K, N, trans_b=0, alpha=1.0, beta=1.0, c_shape=None, relu=False,
 
 def build_cases(rng):
     c = {}
-    # ResNet-50's classifier: B given [N, K] (transB=1), transposed at compile time, then two chunks of 500
+    # ResNet-50's classifier: B given [N, K] (transB=1), re-laid straight into two chunks of 500
     c["chunked_fc_2048x1000_relu"] = case(rng, 1, 2048, 1000, trans_b=1, c_shape=(1000,), relu=True)
+    # transB in f64, K not a multiple of the 64 x 64 transpose tiles: three chunks of 320
+    c["chunked_f64_transb_k70"] = case(rng, 2, 70, 960, trans_b=1, dt=np.float64, c_shape=(960,))
+    # transB with one chunk: B^T itself (`.T`), the same row form
+    c["transb_one_chunk_n200"] = case(rng, 3, 130, 200, trans_b=1, c_shape=(200,))
     # three rows, three chunks of 512
     c["chunked_m3_n1536"] = case(rng, 3, 300, 1536, c_shape=(1536,))
     # alpha, beta and a C broadcast along rows; 640 = two chunks of 320
