@@ -180,9 +180,10 @@ static const kiln_buf *chunk_weights(kiln_lctx *L, const kiln_value *v, int64_t 
  * jj] = B[c*jc + jj, k] (jc = N: plain B^T).  The dense-gemm pass used to
  * transpose such a B into a graph constant that chunk_weights then copied
  * again: two fresh copies of VGG-16's 400 MB fc6, at the cost of page
- * faults, before any of it ran.  64 x 64 tiles: k outer, so each tile's
- * writes run along jj (contiguous) while its reads touch 64 rows once.  (On a GPU target dense-gemm still transposes such a B in the graph: the
- * GPU schedule reads it from there.) */
+ * faults, before any of it ran.  64 x 64 tiles, j innermost: a tile's
+ * writes run along jj (contiguous) while its reads touch 64 rows of B.
+ * (On a GPU target dense-gemm still transposes such a B in the graph:
+ * the GPU schedule reads it from there.) */
 static const kiln_buf *chunk_weights_t(kiln_lctx *L, const kiln_value *v, int64_t K, int64_t N, int64_t jc,
                                        kiln_dtype ct) {
   enum { TB = 64 };
