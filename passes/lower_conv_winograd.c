@@ -61,7 +61,7 @@ static const kiln_sched par = {.parallel = 1};
  * 26 x 4096 bytes, every stream in the same set of the L1 (12 ways): the
  * input transform of a 128-channel 28x28 layer ran 0.89 ms on those
  * conflict misses.  The skew puts stream t t lines further on. */
-enum { WG_PB = 6, WG_A_MAX = 6, WG_SKEW = 16 };
+enum { WG_PB = 6, WG_PB_MAX = 24, WG_A_MAX = 6, WG_SKEW = 16 };
 /* The GEMM's slices of V: at most WG_V_SLICE bytes (see gemm_point). */
 #define WG_V_SLICE ((int64_t)256 << 10)
 
@@ -81,7 +81,7 @@ typedef struct wino {
   int64_t th, tw, P, Pp;      /* tiles down, across, in all, padded to whole vectors */
   int64_t vs, ms;             /* V's and Mt's stride from one point to the next (see WG_SKEW) */
   int64_t band, slots;        /* banded (emit_banded): rows of tiles a band, slots; else 0 */
-  int64_t RV, nmb, lanes;     /* GEMM tile lanes; blocks of WG_PB channels; the target's lanes */
+  int64_t RV, pb, nmb, lanes; /* GEMM tile lanes; channels a block (block_rows), blocks; the target's lanes */
   double bt[WG_A_MAX][WG_A_MAX], gm[WG_A_MAX][3], at[WG_A_MAX - 2][WG_A_MAX];
   const kiln_buf *x, *u, *v, *mt, *bias;
   kiln_dtype ct;
@@ -206,10 +206,31 @@ out:
   return here;
 }
 
+/* Output channels a GEMM block holds (the tile's rows, broadcast from U)
+ * for V rows of pp positions.  The tile keeps 6 x vectors(target) sums in
+ * registers (24 with AVX-512's 32 registers, 12 with AVX2's 16): 6 rows
+ * of whole chunks of RV positions when there is at least one; a plane of
+ * fewer positions (ResNet-50's and VGG-16's 14x14 layers with F(4x4):
+ * 16 tiles, one vector) gets the same sums as more rows of fewer vectors,
+ * the count among them that pads M least (more rows on a tie: each
+ * vector of V loaded serves more of them).  With 6 rows of one vector
+ * the tile had 6 independent FMA chains, fewer than the FMA latency
+ * times the pipes needs, and loaded 7 values a 6 FMAs: 256 channels at
+ * 14x14 ran its GEMM at 55% of the FMA peak. */
+static int64_t block_rows(const wino *f, const kiln_conv_geom *g, int64_t pp) {
+  int64_t nv = pp / f->lanes;
+  if (pp >= f->RV || nv < 1) return WG_PB;
+  int64_t most = WG_PB * (f->RV / f->lanes) / nv, best = WG_PB;
+  if (most > WG_PB_MAX) most = WG_PB_MAX;
+  for (int64_t r = WG_PB; r <= most; r++)
+    if ((g->M + r - 1) / r * r <= (g->M + best - 1) / best * best) best = r;
+  return best;
+}
+
 /* V and Mt for `rows` rows of tiles of one image, in bytes. */
 static int64_t scratch_bytes(const wino *f, const kiln_conv_geom *g, int64_t rows) {
-  int64_t pp = (rows * f->tw + f->lanes - 1) / f->lanes * f->lanes;
-  return f->T * ((g->C + (g->M + WG_PB - 1) / WG_PB * WG_PB) * pp + 2 * WG_SKEW) * 4;
+  int64_t pp = (rows * f->tw + f->lanes - 1) / f->lanes * f->lanes, pb = block_rows(f, g, pp);
+  return f->T * ((g->C + (g->M + pb - 1) / pb * pb) * pp + 2 * WG_SKEW) * 4;
 }
 
 /* Where V and Mt live (f->band, f->slots; 0: the whole plane), or -1:
@@ -242,7 +263,7 @@ static int plan_scratch(const kiln_lctx *L, const kiln_node *n, const kiln_conv_
 static const kiln_buf *transformed_weights(kiln_lctx *L, const kiln_node *n, const wino *f) {
   const kiln_value *w = n->in[1];
   const kiln_conv_geom *g = f->g;
-  int64_t C = g->C, M = g->M, a = f->a, numel = f->T * f->nmb * C * WG_PB;
+  int64_t C = g->C, M = g->M, a = f->a, pb = f->pb, numel = f->T * f->nmb * C * pb;
   float *data = kiln_arena_array(L->b.p->arena, (size_t)numel + 1, sizeof *data); /* zero: the padding */
   for (int64_t m = 0; m < M; m++)
     for (int64_t c = 0; c < C; c++) {
@@ -253,7 +274,7 @@ static const kiln_buf *transformed_weights(kiln_lctx *L, const kiln_node *n, con
       for (int64_t i = 0; i < a; i++)
         for (int64_t j = 0; j < a; j++) {
           double s = gk[i][0] * f->gm[j][0] + gk[i][1] * f->gm[j][1] + gk[i][2] * f->gm[j][2];
-          data[((i * a + j) * f->nmb + m / WG_PB) * C * WG_PB + c * WG_PB + m % WG_PB] = (float)s;
+          data[((i * a + j) * f->nmb + m / pb) * C * pb + c * pb + m % pb] = (float)s;
         }
     }
   return kiln_lower_weight_data(L, w, KILN_DT_F32, data, numel, "winograd");
@@ -385,17 +406,17 @@ static void emit_input_transform(kiln_lctx *L, const wino *f) {
   kiln_lb_end(B);
 }
 
-/* One GEMM tile: WG_PB rows (channels) from the block at ub / mb, lanes
+/* One GEMM tile: f->pb rows (channels) from the block at ub / mb, lanes
  * p0 .. p0+rvl (tiles). */
 static void gemm_tile(kiln_lctx *L, const wino *f, kiln_lx *ub, kiln_lx *vb, kiln_lx *mb, kiln_lx *p0, int64_t rvl) {
   const kiln_conv_geom *g = f->g;
-  int acc[WG_PB * 64], vl[64];
-  for (int64_t r = 0; r < WG_PB; r++)
+  int acc[WG_PB * 64], vl[64]; /* pb x rvl <= 6 x RV (block_rows) */
+  for (int64_t r = 0; r < f->pb; r++)
     for (int64_t l = 0; l < rvl; l++) acc[r * rvl + l] = kiln_lb_decl(B, f->ct, kiln_lx_const_f(B, f->ct, 0));
   kiln_lx *k = IDX(kiln_lb_for(B, g->C, seq));
-  kiln_lx *vr = IADD(IADD(vb, IMUL(k, f->Pp)), p0), *ur = IADD(ub, IMUL(k, WG_PB));
+  kiln_lx *vr = IADD(IADD(vb, IMUL(k, f->Pp)), p0), *ur = IADD(ub, IMUL(k, f->pb));
   for (int64_t l = 0; l < rvl; l++) vl[l] = kiln_lb_decl(B, f->ct, kiln_lx_load(B, f->v, IADD(vr, CI(l))));
-  for (int64_t r = 0; r < WG_PB; r++) {
+  for (int64_t r = 0; r < f->pb; r++) {
     int ul = kiln_lb_decl(B, f->ct, kiln_lx_load(B, f->u, IADD(ur, CI(r))));
     for (int64_t l = 0; l < rvl; l++) {
       int s = acc[r * rvl + l];
@@ -404,12 +425,12 @@ static void gemm_tile(kiln_lctx *L, const wino *f, kiln_lx *ub, kiln_lx *vb, kil
     }
   }
   kiln_lb_end(B);
-  for (int64_t r = 0; r < WG_PB; r++)
+  for (int64_t r = 0; r < f->pb; r++)
     for (int64_t l = 0; l < rvl; l++)
       kiln_lb_store(B, f->mt, IADD(IADD(mb, IMUL(CI(r), f->Pp)), IADD(p0, CI(l))), LOCAL(acc[r * rvl + l]));
 }
 
-/* Every block of WG_PB channels (the last one's rows past M: zero weights,
+/* Every block of f->pb channels (the last one's rows past M: zero weights,
  * sums stored into Mt's padding rows) of nq chunks of rvl tiles from p0,
  * point t (V of the point at vb, Mt at mtb): blocks outside, chunks
  * inside, so a block's U (C x 6 floats) stays in the L1 across the
@@ -419,8 +440,8 @@ static void gemm_blocks(kiln_lctx *L, const wino *f, kiln_lx *t, kiln_lx *vb, ki
   const kiln_conv_geom *g = f->g;
   kiln_lx *blk = IDX(kiln_lb_for(B, f->nmb, seq));
   kiln_lx *q = nq > 1 ? IMUL(IDX(kiln_lb_for(B, nq, seq)), f->RV) : CI(0);
-  kiln_lx *ub = IMUL(IADD(IMUL(t, f->nmb), blk), g->C * WG_PB);
-  gemm_tile(L, f, ub, vb, IADD(mtb, IMUL(blk, WG_PB * f->Pp)), IADD(p0, q), rvl);
+  kiln_lx *ub = IMUL(IADD(IMUL(t, f->nmb), blk), g->C * f->pb);
+  gemm_tile(L, f, ub, vb, IADD(mtb, IMUL(blk, f->pb * f->Pp)), IADD(p0, q), rvl);
   kiln_lower_close(L, 1 + (nq > 1));
 }
 
@@ -593,11 +614,12 @@ static int setup(const kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g
   int64_t lanes = f.lanes = kiln_target_lanes(L->target, f.ct);
   f.th = (g->out[0] + f.m - 1) / f.m, f.tw = (g->out[1] + f.m - 1) / f.m;
   f.RV = vectors(L->target) * lanes;
-  f.nmb = (g->M + WG_PB - 1) / WG_PB;
   if (plan_scratch(L, n, g, &f)) return -1;
   f.P = (f.band ? f.band : f.th) * f.tw;
   f.Pp = (f.P + lanes - 1) / lanes * lanes;
-  f.vs = g->C * f.Pp + WG_SKEW, f.ms = f.nmb * WG_PB * f.Pp + WG_SKEW;
+  f.pb = block_rows(&f, g, f.Pp);
+  f.nmb = (g->M + f.pb - 1) / f.pb;
+  f.vs = g->C * f.Pp + WG_SKEW, f.ms = f.nmb * f.pb * f.Pp + WG_SKEW;
   f.fma = kiln_target_has_fma(L->target);
   *f_out = f;
   return 0;
