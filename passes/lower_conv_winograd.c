@@ -253,6 +253,17 @@ static int plan_scratch(const kiln_lctx *L, const kiln_node *n, const kiln_conv_
   while (band >= 1 && (slots * scratch_bytes(f, g, band) > room || (band > 1 && scratch_bytes(f, g, band) > L->target->l2_bytes)))
     band--;
   if (band < 1) return -1;
+  /* of the bands that fit, the one whose rows of tiles pad least to whole
+   * vectors, the smallest on a tie: ResNet-50's 64-channel 56x56 layers
+   * (28 tiles a row), one thread, where 3 rows fit: bands of 3 rows (84
+   * tiles in 96 lanes) 1.66-1.74 ms, 2 rows 1.58-1.61, 1 row 1.45, and 4
+   * rows (112 tiles, no padding) 1.35-1.50 where they fit */
+  int64_t best = band;
+  for (int64_t b = band - 1; b >= 1; b--) {
+    int64_t pb = (b * f->tw + f->lanes - 1) / f->lanes * f->lanes, pbest = (best * f->tw + f->lanes - 1) / f->lanes * f->lanes;
+    if (pb * best * f->tw <= pbest * b * f->tw) best = b; /* pb / (b tw) <= pbest / (best tw) */
+  }
+  band = best;
   int64_t nb = (f->th + band - 1) / band;
   f->band = band, f->slots = slots < g->N * nb ? slots : g->N * nb;
   return 0;
@@ -406,18 +417,22 @@ static void emit_input_transform(kiln_lctx *L, const wino *f) {
   kiln_lb_end(B);
 }
 
-/* One GEMM tile: f->pb rows (channels) from the block at ub / mb, lanes
- * p0 .. p0+rvl (tiles). */
-static void gemm_tile(kiln_lctx *L, const wino *f, kiln_lx *ub, kiln_lx *vb, kiln_lx *mb, kiln_lx *p0, int64_t rvl) {
+/* One GEMM tile: nblk x f->pb rows (channels) from nblk consecutive
+ * blocks, the first at ub / mb (U's blocks C x pb floats apart, Mt's rows
+ * Pp apart), lanes p0 .. p0+rvl (tiles). */
+static void gemm_tile(kiln_lctx *L, const wino *f, kiln_lx *ub, kiln_lx *vb, kiln_lx *mb, kiln_lx *p0, int64_t rvl,
+                      int64_t nblk) {
   const kiln_conv_geom *g = f->g;
-  int acc[WG_PB * 64], vl[64]; /* pb x rvl <= 6 x RV (block_rows) */
-  for (int64_t r = 0; r < f->pb; r++)
+  int64_t rows = nblk * f->pb;
+  int acc[WG_PB * 64], vl[64]; /* rows x rvl <= 6 x RV (block_rows, group_of) */
+  for (int64_t r = 0; r < rows; r++)
     for (int64_t l = 0; l < rvl; l++) acc[r * rvl + l] = kiln_lb_decl(B, f->ct, kiln_lx_const_f(B, f->ct, 0));
   kiln_lx *k = IDX(kiln_lb_for(B, g->C, seq));
   kiln_lx *vr = IADD(IADD(vb, IMUL(k, f->Pp)), p0), *ur = IADD(ub, IMUL(k, f->pb));
   for (int64_t l = 0; l < rvl; l++) vl[l] = kiln_lb_decl(B, f->ct, kiln_lx_load(B, f->v, IADD(vr, CI(l))));
-  for (int64_t r = 0; r < f->pb; r++) {
-    int ul = kiln_lb_decl(B, f->ct, kiln_lx_load(B, f->u, IADD(ur, CI(r))));
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t uo = r / f->pb * g->C * f->pb + r % f->pb;
+    int ul = kiln_lb_decl(B, f->ct, kiln_lx_load(B, f->u, IADD(ur, CI(uo))));
     for (int64_t l = 0; l < rvl; l++) {
       int s = acc[r * rvl + l];
       kiln_lx *x = LOCAL(ul), *w = LOCAL(vl[l]), *sv = LOCAL(s);
@@ -425,24 +440,41 @@ static void gemm_tile(kiln_lctx *L, const wino *f, kiln_lx *ub, kiln_lx *vb, kil
     }
   }
   kiln_lb_end(B);
-  for (int64_t r = 0; r < f->pb; r++)
+  for (int64_t r = 0; r < rows; r++)
     for (int64_t l = 0; l < rvl; l++)
       kiln_lb_store(B, f->mt, IADD(IADD(mb, IMUL(CI(r), f->Pp)), IADD(p0, CI(l))), LOCAL(acc[r * rvl + l]));
 }
 
+/* Blocks a tile of rvl lanes takes at once: the tile's 6 x vectors(target)
+ * sums (24 with AVX-512, 12 with AVX2) as more rows when rvl is fewer
+ * vectors.  A band's last chunk is often narrower than RV (ResNet-50's
+ * 56x56 layers in bands of 3 rows of 28 tiles: 64 + 32 lanes), and 6 rows
+ * of 2 vectors there ran the band's GEMM at 12 sums. */
+static int64_t group_of(const wino *f, int64_t rvl) {
+  int64_t nv = (rvl + f->lanes - 1) / f->lanes, most = WG_PB * (f->RV / f->lanes) / (f->pb * nv);
+  if (most < 1) most = 1;
+  return most < f->nmb ? most : f->nmb;
+}
+
 /* Every block of f->pb channels (the last one's rows past M: zero weights,
  * sums stored into Mt's padding rows) of nq chunks of rvl tiles from p0,
- * point t (V of the point at vb, Mt at mtb): blocks outside, chunks
- * inside, so a block's U (C x 6 floats) stays in the L1 across the
+ * point t (V of the point at vb, Mt at mtb), group_of blocks a tile, the
+ * blocks left over in a last, smaller tile: blocks outside, chunks inside,
+ * so a group's U (C x pb floats a block) stays in the L1 across the
  * chunks. */
 static void gemm_blocks(kiln_lctx *L, const wino *f, kiln_lx *t, kiln_lx *vb, kiln_lx *mtb, kiln_lx *p0, int64_t nq,
                         int64_t rvl) {
   const kiln_conv_geom *g = f->g;
-  kiln_lx *blk = IDX(kiln_lb_for(B, f->nmb, seq));
-  kiln_lx *q = nq > 1 ? IMUL(IDX(kiln_lb_for(B, nq, seq)), f->RV) : CI(0);
-  kiln_lx *ub = IMUL(IADD(IMUL(t, f->nmb), blk), g->C * f->pb);
-  gemm_tile(L, f, ub, vb, IADD(mtb, IMUL(blk, f->pb * f->Pp)), IADD(p0, q), rvl);
-  kiln_lower_close(L, 1 + (nq > 1));
+  int64_t gk = group_of(f, rvl), ng = f->nmb / gk, left = f->nmb % gk;
+  for (int part = 0; part < 2; part++) {
+    int64_t nblk = part == 0 ? gk : left;
+    if (part == 0 ? ng < 1 : left < 1) continue;
+    kiln_lx *blk = part == 0 ? IMUL(IDX(kiln_lb_for(B, ng, seq)), gk) : CI(ng * gk);
+    kiln_lx *q = nq > 1 ? IMUL(IDX(kiln_lb_for(B, nq, seq)), f->RV) : CI(0);
+    kiln_lx *ub = IMUL(IADD(IMUL(t, f->nmb), blk), g->C * f->pb);
+    gemm_tile(L, f, ub, vb, IADD(mtb, IMUL(blk, f->pb * f->Pp)), IADD(p0, q), rvl, nblk);
+    kiln_lower_close(L, (part == 0) + (nq > 1));
+  }
 }
 
 /* Point t's GEMM over all Pp positions: chunks of RV in groups whose V
