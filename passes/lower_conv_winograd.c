@@ -102,12 +102,16 @@ static int64_t pick_m(const kiln_lctx *L, const kiln_node *n, const kiln_conv_ge
   if (g->C < 32 || g->M < 32) return 0;
   if (force == 2 || force == 4) return g->out[0] >= 4 && g->out[1] >= 4 ? force : 0;
   /* measured per layer on ResNet-50 and VGG-16 (2-vCPU Zen 5, 1 thread,
-   * against the register path): 7x7 maps lose (16 tiles; U, 16/9 of the
-   * weights, streamed for too few tiles); F(4x4) wins at 14x14 and 28x28
-   * with 128 channels and more (0.54 against F(2x2)'s 0.67 ms, 256
-   * channels at 14x14), F(2x2) with fewer (64 at 56x56: 0.54 against
-   * 0.68) */
-  if (g->out[0] < 10 || g->out[1] < 10) return 0;
+   * against the register path): F(4x4) wins at 14x14 and 28x28 with 128
+   * channels and more (0.54 against F(2x2)'s 0.67 ms, 256 channels at
+   * 14x14), F(2x2) with fewer (64 at 56x56: 0.54 against 0.68) */
+  if (g->out[0] < 7 || g->out[1] < 7) return 0;
+  /* 7x7 to 9x9 maps: F(2x2), whatever U weighs.  Their 16 to 25 tiles
+   * are one or two vectors, which the GEMM's tile covers with more rows
+   * (block_rows): ResNet-50's 512-channel 7x7s (U 16.8 MB, streamed once
+   * a run) 2.71-2.81 -> 1.92-2.00 ms against the transposed GEMM over
+   * im2col rows.  With 6 rows of one vector they had lost. */
+  if (g->out[0] < 10 || g->out[1] < 10) return 2;
   /* 13x13 and smaller, where the transposed GEMM (lower_conv_gemmt.c)
    * already runs near the peak: only with U small enough to stay near the
    * core (SqueezeNet's expand3x3, 64 -> 256 channels, U 1 MB: 0.25 -> 0.22

@@ -200,8 +200,12 @@ def build_cases(rng):
     c["declined_c16"] = case(rng, (1, 16, 10, 10), 32, wino=0)
     c["declined_f64"] = case(rng, (1, 32, 8, 8), 32, dt=np.float64, wino=0)
     c["declined_w_input"] = case(rng, (1, 32, 12, 12), 32, w_input=True, wino=0)
-    c["declined_7x7_c256"] = case(rng, (1, 256, 7, 7), 64, wino=0)
-    c["declined_9x17"] = case(rng, (1, 48, 9, 17), 33, wino=0)
+    c["declined_6x17"] = case(rng, (1, 48, 6, 17), 33, wino=0, big_sibling=True)
+    # maps of 7x7 to 9x9 take F(2x2) whatever U weighs: 16 tiles (one
+    # vector) in blocks of up to 24 rows, 25 tiles (two vectors, AVX-512)
+    c["small_c256_m64_7x7"] = case(rng, (1, 256, 7, 7), 64)
+    c["small_c48_m33_9x17_relu"] = case(rng, (1, 48, 9, 17), 33, relu=True)
+    c["small_c64_m70_9x9_n2_residual"] = case(rng, (2, 64, 9, 9), 70, residual=True)
     return c
 
 
