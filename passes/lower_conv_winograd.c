@@ -117,7 +117,18 @@ static int64_t pick_m(const kiln_lctx *L, const kiln_node *n, const kiln_conv_ge
    * core (SqueezeNet's expand3x3, 64 -> 256 channels, U 1 MB: 0.25 -> 0.22
    * ms); AlexNet's 192 -> 384 (U 4.7 MB) lost, 1.76 -> 2.11 ms */
   if (g->osz <= 169 && 16 * g->M * g->C * 4 > 2 * L->target->l2_bytes) return 0;
-  return g->C >= 128 && g->M >= 128 && g->out[0] >= 14 && g->out[1] >= 14 ? 4 : 2;
+  int64_t lo = g->out[0] < g->out[1] ? g->out[0] : g->out[1], hi = g->out[0] + g->out[1] - lo;
+  if (lo >= 14 && g->C >= 128 && g->M >= 128) return 4;
+  /* 14x14 to 28x28 maps with 96 input channels or more take F(4x4)
+   * whatever M (its tiles' one to four vectors in blocks of up to 24 rows,
+   * block_rows).  Best of three runs, one thread: DenseNet-121's 128 -> 32
+   * 3x3s at 28x28 0.41-0.45 -> 0.37-0.38 ms and at 14x14 0.12-0.13 ->
+   * 0.10; GoogLeNet's inception 3a (96 -> 128 at 28x28) 1.04 -> 0.85, 4a
+   * and 4b (96 -> 208, 112 -> 224 at 14x14) 0.45 -> 0.32 and 0.53 ->
+   * 0.40.  At 56x56 F(2x2) stays ahead (DenseNet's 128 -> 32: 1.41
+   * against 1.50 ms). */
+  if (lo >= 14 && hi <= 28 && g->C >= 96) return 4;
+  return 2;
 }
 
 

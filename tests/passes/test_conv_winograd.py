@@ -182,6 +182,9 @@ def build_cases(rng):
     # F(4x4, 3x3): 128 channels and more at 14x14 and larger
     c["f4_default_c128_m128_14x14"] = case(rng, (1, 128, 14, 14), 128, wino=4)
     c["f4_default_c128_m134_15x17_relu"] = case(rng, (1, 128, 15, 17), 134, relu=True, wino=4)
+    # and 14x14 to 28x28 maps with 96 input channels or more, whatever M
+    c["f4_default_c96_m32_28x28"] = case(rng, (1, 96, 28, 28), 32, wino=4)
+    c["f4_default_c112_m40_14x20_relu"] = case(rng, (1, 112, 14, 20), 40, relu=True, wino=4)
     # banded: the whole plane's V and Mt (16 x 68 x ~1024 floats, 4.5 MB)
     # past the room the sibling makes (its 256-channel output: 4 MB)
     c["banded_c32_m32_64x64"] = case(rng, (1, 32, 64, 64), 32, banded=True)
