@@ -348,6 +348,8 @@ typedef struct kiln_kernel {
                                 are scalar locals, its loads consecutive): a printer's
                                 compiler need only group them into vectors (SLP), not
                                 vectorise or unroll loops (backends/llvm/llvm_optimise.c) */
+  const char *schedule;      /* NULL, or set by the lowering: the schedule it chose, in a few
+                                words (`kiln inspect --verbose` prints it per node) */
   int reused_vectors;        /* 1: its tile reuses whole vectors of loaded lanes across rows
                                 (the transposed GEMM's weight vectors, one per row of
                                 positions): the C printer asks GCC to keep them in

@@ -127,6 +127,15 @@ kiln_buf *kiln_lower_weight_data(kiln_lctx *L, const kiln_value *v, kiln_dtype c
 }
 
 /* Kernel names are C identifiers made from the node name (or op + index). */
+void kiln_lower_schedule(kiln_lctx *L, const char *fmt, ...) {
+  char text[160];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+  L->b.k->schedule = kiln_arena_strdup(L->b.p->arena, text);
+}
+
 void kiln_lower_begin(kiln_lctx *L, const kiln_node *n) {
   char name[96];
   const char *src = n->name[0] ? n->name : kiln_op_get(n->op)->name;

@@ -139,6 +139,12 @@ kiln_buf *kiln_lower_weight_data(kiln_lctx *L, const kiln_value *v, kiln_dtype c
 int kiln_dropout_mask_wanted(const kiln_node *n);
 /* Starts the node's kernel (named after the node). */
 void kiln_lower_begin(kiln_lctx *L, const kiln_node *n);
+/* Names the current kernel's schedule (printf-style; kiln_kernel.schedule). */
+void kiln_lower_schedule(kiln_lctx *L, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 /* Opens one loop per dim of `v` (outermost first); idx[i] gets dim i's
  * index.  Close with kiln_lower_close(L, v->rank). */
 void kiln_lower_loops(kiln_lctx *L, const kiln_value *v, kiln_lx **idx);

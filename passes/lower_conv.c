@@ -632,6 +632,8 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   int own = !reg && !direct_x && f.MB == g->Mg && g->G > 1;
   char name[256];
   kiln_lower_begin(L, n);
+  kiln_lower_schedule(L, "direct, %s%s", reg ? "register tiles of sums" : "sums kept in the output",
+                      direct_x ? ", reading X in place" : ", over zero-padded phase planes");
 
   if (direct_x) {
     f.pk = X;

@@ -267,6 +267,7 @@ int kiln_lower_conv_dw(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g
   if (rpb > 0) nb = (inner + rpb - 1) / rpb;
 
   kiln_lower_begin(L, n);
+  kiln_lower_schedule(L, "depthwise, one pass, %s", flat ? "the plane as one flat run" : "row by row");
   kiln_lx *blk = IDX(kiln_lb_for(B, planes * nb, par_sched));
   kiln_lx *nm = nb == 1 ? blk : BIN(DIV, blk, CI(nb)), *band = nb == 1 ? CI(0) : BIN(REM, blk, CI(nb));
   int nml = kiln_lb_decl(B, KILN_DT_I64, nm);

@@ -287,6 +287,8 @@ static int emit_gemmt(kiln_lctx *L, const kiln_node *n, gemmt *f, int packed) {
   char name[256];
   snprintf(name, sizeof name, "%s.blocked", n->out[0]->name);
   kiln_lower_begin(L, n);
+  kiln_lower_schedule(L, "transposed GEMM, vectors along output channels, weights blocked by %lld%s", (long long)f->RV,
+                      packed ? ", over im2col rows" : "");
   f->yt = kiln_lower_scratch(L, name, f->ct, nimg * nb * f->P * f->RV);
   if (packed) {
     snprintf(name, sizeof name, "%s.im2col", n->out[0]->name);

@@ -322,6 +322,8 @@ int kiln_lower_conv_im2col(kiln_lctx *L, const kiln_node *n, const kiln_conv_geo
   int64_t MB, VL, lanes = kiln_target_lanes(L->target, f.ct);
   kiln_conv_reg_shape(L->target, f.ct, g->M, &MB, &VL);
   kiln_lower_begin(L, n);
+  kiln_lower_schedule(L, "GEMM over %s, register tiles of %lld channels x %lld positions",
+                      is_1x1_direct(g) ? "X's rows" : "im2col rows", (long long)MB, (long long)VL);
   if (is_1x1_direct(g)) { /* Xc is X itself */
     f.xc = f.x;
     f.P = f.np = g->osz;

@@ -689,6 +689,8 @@ int kiln_lower_conv_winograd(kiln_lctx *L, const kiln_node *n, const kiln_conv_g
   f.x = kiln_lower_buf(L, n->in[0]);
   char name[256];
   kiln_lower_begin(L, n);
+  kiln_lower_schedule(L, "Winograd F(%lldx%lld, 3x3), GEMM blocks of %lld channels%s", (long long)f.m, (long long)f.m, (long long)f.pb,
+                      f.band ? ", in bands of tile rows" : "");
   int64_t copies = f.band ? f.slots : g->N; /* V and Mt: one a slot, or one an image */
   snprintf(name, sizeof name, "%s.winograd_in", n->out[0]->name);
   f.v = kiln_lower_scratch(L, name, f.ct, copies * f.T * f.vs);

@@ -18,7 +18,9 @@ static const char help[] =
     "Imports MODEL (.onnx), checks it, infers every tensor's shape and prints a summary:\n"
     "inputs and outputs, op histogram, learnable parameters, multiply-accumulates.\n\n"
     "options:\n"
-    "  --verbose     also list every node with its output shapes\n"
+    "  --verbose     also list every node with its output shapes, what was fused\n"
+    "                into what, and each convolution's schedule [in brackets] as\n"
+    "                lowered for --target (Winograd tile, GEMM form, depthwise)\n"
     "  --ir          print kiln's graph IR after shape inference\n"
     "  --loops       print the loop IR: kernels, loops and buffers after the loop\n"
     "                passes and the memory plan (symbolic dims bound; batch 1)\n"
@@ -105,6 +107,14 @@ static int64_t peak_bytes(kiln_graph *g, kiln_model_opts *o, int64_t *plain) {
   if (!rc) o->program = pl.program; /* (--target cuda: its launches are listed) */
   *plain = rc ? -1 : pl.program->plain_workspace_bytes;
   return rc ? -1 : pl.program->workspace_bytes;
+}
+
+/* The schedule the lowering chose for node n's kernel (kiln_kernel.schedule),
+ * or NULL: none named (the generic loop nest, or no program). */
+static const char *schedule_of(const kiln_program *p, const kiln_node *n) {
+  for (int k = 0; p && k < p->nkernels; k++)
+    if (p->kernels[k]->node == n && p->kernels[k]->schedule) return p->kernels[k]->schedule;
+  return NULL;
 }
 
 /* --target cuda: every kernel's launch shape, in launch order, and its
@@ -230,6 +240,9 @@ static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts
   else printf("memory    (no plan: %s)\n", dims[0] ? "bind the symbolic dims with --dim NAME=N"
                                           : batch ? "bind the batch with --batch N" : "an op is not yet lowered");
   if (verbose) {
+    if (o->program && !o->target)
+      printf("\nschedules [in brackets] as lowered for the fixed C target (64-byte vectors, 8 cores; `kiln\n"
+             "emit-c` prints the same); `kiln run` lowers for this CPU, whose cores and caches can change them\n");
     printf("\n");
     for (int i = 0; i < g->nnodes; i++) {
       const kiln_node *n = g->nodes[i];
@@ -244,6 +257,8 @@ static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts
       /* an epilogue step (passes/fuse_epilogue.c): no kernel of its own */
       for (int j = 0; n->fused_into && j < i; j++)
         if (g->nodes[j] == n->fused_into) printf("  (fused into #%d)", j);
+      const char *sched = schedule_of(o->program, n);
+      if (sched) printf("  [%s]", sched);
       printf("\n");
     }
   }

@@ -234,6 +234,13 @@ def schedule_check(kiln, path, case):
     out = proc.stdout + proc.stderr
     u = re.search(r"buffer %w\.winograd : f32\[(\d+)\]", out)
     v = re.search(r"buffer %y\.winograd_in : f32\[(\d+)\]", out)
+    # `inspect --verbose` names the schedule on the node's line: the same choice
+    verbose = subprocess.run([kiln, "inspect", str(path), "--batch", "1", "--verbose"], capture_output=True, text=True,
+                             timeout=conv_dw.zoo_run.KILN_TIMEOUT_S).stdout
+    line = next((ln for ln in verbose.splitlines() if " conv3x3 " in ln), "")
+    named = re.search(r"\[Winograd F\((\d)x\1, 3x3\)", line)
+    if (named is None) != (u is None) or (named and int(named.group(1)) != wino):
+        return False, f"; inspect --verbose says {line.strip()!r}"
     if not wino:
         return u is None, "; another schedule expected" + ("" if u is None else ", Winograd taken")
     if u is None or v is None:
