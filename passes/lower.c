@@ -126,7 +126,7 @@ kiln_buf *kiln_lower_weight_data(kiln_lctx *L, const kiln_value *v, kiln_dtype c
   return kiln_program_add_buf(L->b.p, &w, KILN_BUF_WEIGHT);
 }
 
-/* Kernel names are C identifiers made from the node name (or op + index). */
+/* The schedule's few words live in the program's arena, on the kernel. */
 void kiln_lower_schedule(kiln_lctx *L, const char *fmt, ...) {
   char text[160];
   va_list ap;
@@ -136,6 +136,7 @@ void kiln_lower_schedule(kiln_lctx *L, const char *fmt, ...) {
   L->b.k->schedule = kiln_arena_strdup(L->b.p->arena, text);
 }
 
+/* Kernel names are C identifiers made from the node name (or op + index). */
 void kiln_lower_begin(kiln_lctx *L, const kiln_node *n) {
   char name[96];
   const char *src = n->name[0] ? n->name : kiln_op_get(n->op)->name;

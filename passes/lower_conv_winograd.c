@@ -29,9 +29,11 @@
  *
  * The GEMM tile is the transposed one of lower_conv_gemmt.c with the roles
  * swapped: vectors along tiles p (V's and Mt's rows, padded to whole
- * vectors: Pp), six output channels broadcast from U re-laid as
- * [t, block of 6, c, 6] (M rounded up to blocks of 6 with zero weights);
- * 6 x RV sums stay in registers over the whole c loop.  The transforms
+ * vectors: Pp), pb output channels broadcast from U re-laid as
+ * [t, block of pb, c, pb] (M rounded up to whole blocks with zero
+ * weights); 6 x RV sums stay in registers over the whole c loop: pb = 6
+ * rows of RV lanes, or more rows of fewer vectors on planes of fewer
+ * tiles (block_rows, group_of).  The transforms
  * are scalar loops over the tiles of a row (LLVM's cost model declines to
  * vectorise their loads m apart); border tiles read through a bounds
  * check.  Measured on a 2-vCPU Zen 5 (AVX-512), one thread, against the
