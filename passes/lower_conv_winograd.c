@@ -85,7 +85,8 @@ typedef struct wino {
   int64_t band, slots;        /* banded (emit_banded): rows of tiles a band, slots; else 0 */
   int64_t RV, pb, nmb, lanes; /* GEMM tile lanes; channels a block (block_rows), blocks; the target's lanes */
   double bt[WG_A_MAX][WG_A_MAX], gm[WG_A_MAX][3], at[WG_A_MAX - 2][WG_A_MAX];
-  const kiln_buf *x, *u, *v, *mt, *bias;
+  int64_t hp, wp;             /* the zero-padded copy's rows and columns (emit_pad), or 0: none */
+  const kiln_buf *x, *u, *v, *mt, *bias, *xp;
   kiln_dtype ct;
   int fma;
 } wino;
@@ -263,6 +264,11 @@ static int plan_scratch(const kiln_lctx *L, const kiln_node *n, const kiln_conv_
    * live values, which need not be contiguous (DenseNet-121 with all of it:
    * 0.2 MB over its plain plan) */
   int64_t room = here < 0 ? 0 : (most - here) / 4 * 3, whole = g->N * scratch_bytes(f, g, f->th);
+  int64_t hp = f->th * f->m + 2, wp = f->tw * f->m + 2, padded = g->N * g->C * hp * wp * 4;
+  if (whole + padded <= room) { /* the input transform reads a zero-padded copy: no border tiles */
+    f->hp = hp, f->wp = wp;
+    return 0;
+  }
   if (whole <= room) return 0;
   int64_t slots = L->target->cores < 1 ? 1 : L->target->cores, band = f->th;
   /* at most an L2 a slot: 64 channels at 112x112 in bands of 12 rows of
@@ -412,9 +418,66 @@ static void zero_pad(kiln_lctx *L, const wino *f, kiln_lx *vb, int64_t from) {
   kiln_lower_close(L, 2);
 }
 
+/* Xp[n, c] = X[n, c] with pb zero rows and columns before and enough
+ * after for every tile's window (hp x wp): parallel over (n, c), rows of
+ * zeros, then each input row between its zeros (contiguous copies). */
+static void emit_pad(kiln_lctx *L, const wino *f) {
+  const kiln_conv_geom *g = f->g;
+  int64_t H = g->in[0], W = g->in[1], top = g->pb[0], left = g->pb[1];
+  int64_t bottom = f->hp - top - H, right = f->wp - left - W;
+  kiln_lx *nc = IDX(kiln_lb_for(B, g->N * g->C, par));
+  int xb = kiln_lb_decl(B, KILN_DT_I64, IMUL(nc, g->isz)), pb = kiln_lb_decl(B, KILN_DT_I64, IMUL(nc, f->hp * f->wp));
+  kiln_lx *zero = kiln_lx_const_f(B, f->ct, 0);
+  for (int part = 0; part < 2; part++) { /* the zero rows above, then below */
+    int64_t r0 = part ? top + H : 0, nr = part ? bottom : top;
+    if (nr <= 0) continue;
+    kiln_lx *q = IDX(kiln_lb_for(B, nr * f->wp, seq));
+    kiln_lb_store(B, f->xp, IADD(LOCAL(pb), IADD(q, CI(r0 * f->wp))), zero);
+    kiln_lb_end(B);
+  }
+  kiln_lx *r = IDX(kiln_lb_for(B, H, seq));
+  kiln_lx *row = IADD(LOCAL(pb), IMUL(IADD(r, CI(top)), f->wp));
+  for (int part = 0; part < 2; part++) { /* the zero columns left, then right */
+    int64_t c0 = part ? left + W : 0, nc0 = part ? right : left;
+    if (nc0 <= 0) continue;
+    kiln_lx *c = IDX(kiln_lb_for(B, nc0, seq));
+    kiln_lb_store(B, f->xp, IADD(row, IADD(c, CI(c0))), zero);
+    kiln_lb_end(B);
+  }
+  kiln_lx *c = IDX(kiln_lb_for(B, W, seq));
+  kiln_lb_store(B, f->xp, IADD(row, IADD(c, CI(left))),
+                kiln_lx_load(B, f->x, IADD(LOCAL(xb), IADD(IMUL(r, W), c))));
+  kiln_lower_close(L, 3);
+}
+
+/* Every tile of plane pb of the padded copy into V at vb: no checks. */
+static void padded_tiles(kiln_lctx *L, const wino *f, kiln_lx *pb, kiln_lx *vb) {
+  int64_t a = f->a;
+  kiln_lx *ty = IDX(kiln_lb_for(B, f->th, seq)), *tx = IDX(kiln_lb_for(B, f->tw, seq));
+  kiln_lx *base = IADD(pb, IADD(IMUL(ty, f->m * f->wp), IMUL(tx, f->m)));
+  int d[WG_A_MAX * WG_A_MAX], v[WG_A_MAX * WG_A_MAX];
+  for (int64_t i = 0; i < a; i++)
+    for (int64_t j = 0; j < a; j++)
+      d[i * a + j] = kiln_lb_decl(B, f->ct, kiln_lx_load(B, f->xp, IADD(base, CI(i * f->wp + j))));
+  sandwich(L, f, f->bt, a, a, d, v);
+  kiln_lx *p = IADD(IMUL(ty, f->tw), tx);
+  for (int64_t t = 0; t < f->T; t++) kiln_lb_store(B, f->v, IADD(IADD(vb, IMUL(CI(t), f->vs)), p), LOCAL(v[t]));
+  kiln_lower_close(L, 2);
+}
+
 /* Whole plane: one parallel loop over (n, c), every tile of the plane. */
 static void emit_input_transform(kiln_lctx *L, const wino *f) {
   const kiln_conv_geom *g = f->g;
+  if (f->xp) { /* from the padded copy: one loop nest, no border tiles */
+    kiln_lx *nc = IDX(kiln_lb_for(B, g->N * g->C, par));
+    kiln_lx *nv = g->N == 1 ? CI(0) : BIN(DIV, nc, CI(g->C)), *c = g->N == 1 ? nc : BIN(REM, nc, CI(g->C));
+    int pb = kiln_lb_decl(B, KILN_DT_I64, IMUL(nc, f->hp * f->wp));
+    int vb = kiln_lb_decl(B, KILN_DT_I64, IADD(IMUL(nv, f->T * f->vs), IMUL(c, f->Pp)));
+    padded_tiles(L, f, LOCAL(pb), LOCAL(vb));
+    zero_pad(L, f, LOCAL(vb), f->P);
+    kiln_lb_end(B);
+    return;
+  }
   kiln_lx *nc = IDX(kiln_lb_for(B, g->N * g->C, par));
   kiln_lx *nv = g->N == 1 ? CI(0) : BIN(DIV, nc, CI(g->C)), *c = g->N == 1 ? nc : BIN(REM, nc, CI(g->C));
   int xb = kiln_lb_decl(B, KILN_DT_I64, IMUL(nc, g->isz));
@@ -708,6 +771,11 @@ int kiln_lower_conv_winograd(kiln_lctx *L, const kiln_node *n, const kiln_conv_g
     return 0;
   }
   B->k->explicit_vectors = 1;
+  if (f.hp) {
+    snprintf(name, sizeof name, "%s.winograd_pad", n->out[0]->name);
+    f.xp = kiln_lower_scratch(L, name, f.ct, g->N * g->C * f.hp * f.wp);
+    emit_pad(L, &f);
+  }
   emit_input_transform(L, &f);
   emit_gemm(L, &f);
   emit_output_transform(L, n, &f);
