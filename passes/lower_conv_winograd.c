@@ -24,7 +24,12 @@
  *   Y[n, m, tile p] = AT Mt(n, ., m, p) A + B[m], through the output store
  *                                            per (n, m): bias, Relu, residual Add
  *
- * else one parallel loop over a slot per core, each running the three
+ * When a zero-padded copy Xp of X fits there too, a fourth loop comes
+ * first (emit_pad, per (n, c)) and the first step reads Xp: one loop nest
+ * with no bounds checks, where reading X takes up to nine copies of the
+ * transform (interior and border rows and columns, their taps checked):
+ * ResNet-50's object 177 -> 141 KB, the copy a few microseconds a layer.
+ * Else one parallel loop over a slot per core, each running the three
  * steps on bands of rows of tiles in V and Mt of its own (emit_banded).
  *
  * The GEMM tile is the transposed one of lower_conv_gemmt.c with the roles
