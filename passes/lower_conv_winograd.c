@@ -294,6 +294,9 @@ static int plan_scratch(const kiln_lctx *L, const kiln_node *n, const kiln_conv_
   band = best;
   int64_t nb = (f->th + band - 1) / band;
   f->band = band, f->slots = slots < g->N * nb ? slots : g->N * nb;
+  /* no padded copy for bands: copying each slot's rows of X (ResNet-50's
+   * 64-channel 56x56 layers, F(2x2)) cost about what their transform
+   * does, 1.18-1.30 -> 1.31-1.48 ms */
   return 0;
 }
 
@@ -423,51 +426,62 @@ static void zero_pad(kiln_lctx *L, const wino *f, kiln_lx *vb, int64_t from) {
   kiln_lower_close(L, 2);
 }
 
-/* Xp[n, c] = X[n, c] with pb zero rows and columns before and enough
- * after for every tile's window (hp x wp): parallel over (n, c), rows of
- * zeros, then each input row between its zeros (contiguous copies). */
-static void emit_pad(kiln_lctx *L, const wino *f) {
+/* Padded rows rr < nrows at pb (wp floats each) from input rows row0 + rr
+ * of plane xb: pb[1] zero columns, the row, zeros to wp; all zeros for a
+ * row outside X. */
+static void pad_rows(kiln_lctx *L, const wino *f, kiln_lx *xb, kiln_lx *pb, kiln_lx *row0, int64_t nrows) {
   const kiln_conv_geom *g = f->g;
-  int64_t H = g->in[0], W = g->in[1], top = g->pb[0], left = g->pb[1];
-  int64_t bottom = f->hp - top - H, right = f->wp - left - W;
-  kiln_lx *nc = IDX(kiln_lb_for(B, g->N * g->C, par));
-  int xb = kiln_lb_decl(B, KILN_DT_I64, IMUL(nc, g->isz)), pb = kiln_lb_decl(B, KILN_DT_I64, IMUL(nc, f->hp * f->wp));
-  kiln_lx *zero = kiln_lx_const_f(B, f->ct, 0);
-  for (int part = 0; part < 2; part++) { /* the zero rows above, then below */
-    int64_t r0 = part ? top + H : 0, nr = part ? bottom : top;
-    if (nr <= 0) continue;
-    kiln_lx *q = IDX(kiln_lb_for(B, nr * f->wp, seq));
-    kiln_lb_store(B, f->xp, IADD(LOCAL(pb), IADD(q, CI(r0 * f->wp))), zero);
-    kiln_lb_end(B);
-  }
-  kiln_lx *r = IDX(kiln_lb_for(B, H, seq));
-  kiln_lx *row = IADD(LOCAL(pb), IMUL(IADD(r, CI(top)), f->wp));
+  int64_t H = g->in[0], W = g->in[1], left = g->pb[1], right = f->wp - left - W;
+  kiln_lx *zero = kiln_lx_const_f(B, f->ct, 0), *rr = IDX(kiln_lb_for(B, nrows, seq));
+  int row = kiln_lb_decl(B, KILN_DT_I64, IADD(row0, rr));
+  kiln_lx *dst = IADD(pb, IMUL(rr, f->wp));
+  kiln_lb_if(B, BIN(AND, BIN(LE, CI(0), LOCAL(row)), BIN(LT, LOCAL(row), CI(H))));
   for (int part = 0; part < 2; part++) { /* the zero columns left, then right */
-    int64_t c0 = part ? left + W : 0, nc0 = part ? right : left;
-    if (nc0 <= 0) continue;
-    kiln_lx *c = IDX(kiln_lb_for(B, nc0, seq));
-    kiln_lb_store(B, f->xp, IADD(row, IADD(c, CI(c0))), zero);
+    int64_t c0 = part ? left + W : 0, n0 = part ? right : left;
+    if (n0 <= 0) continue;
+    kiln_lx *c = IDX(kiln_lb_for(B, n0, seq));
+    kiln_lb_store(B, f->xp, IADD(dst, IADD(c, CI(c0))), zero);
     kiln_lb_end(B);
   }
   kiln_lx *c = IDX(kiln_lb_for(B, W, seq));
-  kiln_lb_store(B, f->xp, IADD(row, IADD(c, CI(left))),
-                kiln_lx_load(B, f->x, IADD(LOCAL(xb), IADD(IMUL(r, W), c))));
-  kiln_lower_close(L, 3);
+  kiln_lb_store(B, f->xp, IADD(dst, IADD(c, CI(left))), kiln_lx_load(B, f->x, IADD(xb, IADD(IMUL(LOCAL(row), W), c))));
+  kiln_lb_end(B);
+  kiln_lb_else(B);
+  kiln_lx *q = IDX(kiln_lb_for(B, f->wp, seq));
+  kiln_lb_store(B, f->xp, IADD(dst, q), zero);
+  kiln_lower_close(L, 3); /* q, the IF, rr */
 }
 
-/* Every tile of plane pb of the padded copy into V at vb: no checks. */
-static void padded_tiles(kiln_lctx *L, const wino *f, kiln_lx *pb, kiln_lx *vb) {
+/* Xp[n, c] = X[n, c] with pb zero rows and columns before and enough
+ * after for every tile's window (hp x wp): parallel over (n, c). */
+static void emit_pad(kiln_lctx *L, const wino *f) {
+  const kiln_conv_geom *g = f->g;
+  kiln_lx *nc = IDX(kiln_lb_for(B, g->N * g->C, par));
+  pad_rows(L, f, IMUL(nc, g->isz), IMUL(nc, f->hp * f->wp), CI(-g->pb[0]), f->hp);
+  kiln_lb_end(B);
+}
+
+/* The tiles of one row of tiles whose padded rows start at rowb, into V
+ * at vb (point 0), positions prow + tx: no checks. */
+static void padded_row(kiln_lctx *L, const wino *f, kiln_lx *rowb, kiln_lx *vb, kiln_lx *prow) {
   int64_t a = f->a;
-  kiln_lx *ty = IDX(kiln_lb_for(B, f->th, seq)), *tx = IDX(kiln_lb_for(B, f->tw, seq));
-  kiln_lx *base = IADD(pb, IADD(IMUL(ty, f->m * f->wp), IMUL(tx, f->m)));
+  kiln_lx *tx = IDX(kiln_lb_for(B, f->tw, seq));
+  kiln_lx *base = IADD(rowb, IMUL(tx, f->m));
   int d[WG_A_MAX * WG_A_MAX], v[WG_A_MAX * WG_A_MAX];
   for (int64_t i = 0; i < a; i++)
     for (int64_t j = 0; j < a; j++)
       d[i * a + j] = kiln_lb_decl(B, f->ct, kiln_lx_load(B, f->xp, IADD(base, CI(i * f->wp + j))));
   sandwich(L, f, f->bt, a, a, d, v);
-  kiln_lx *p = IADD(IMUL(ty, f->tw), tx);
+  kiln_lx *p = IADD(prow, tx);
   for (int64_t t = 0; t < f->T; t++) kiln_lb_store(B, f->v, IADD(IADD(vb, IMUL(CI(t), f->vs)), p), LOCAL(v[t]));
-  kiln_lower_close(L, 2);
+  kiln_lb_end(B);
+}
+
+/* Every tile of plane pb of the padded copy into V at vb. */
+static void padded_tiles(kiln_lctx *L, const wino *f, kiln_lx *pb, kiln_lx *vb) {
+  kiln_lx *ty = IDX(kiln_lb_for(B, f->th, seq));
+  padded_row(L, f, IADD(pb, IMUL(ty, f->m * f->wp)), vb, IMUL(ty, f->tw));
+  kiln_lb_end(B);
 }
 
 /* Whole plane: one parallel loop over (n, c), every tile of the plane. */
@@ -767,6 +781,10 @@ int kiln_lower_conv_winograd(kiln_lctx *L, const kiln_node *n, const kiln_conv_g
   snprintf(name, sizeof name, "%s.winograd_out", n->out[0]->name);
   f.mt = kiln_lower_scratch(L, name, f.ct, copies * f.T * f.ms);
   B->k->reused_vectors = 1;
+  if (f.hp) { /* the padded copy: one an image (whole plane) or a slot (bands) */
+    snprintf(name, sizeof name, "%s.winograd_pad", n->out[0]->name);
+    f.xp = kiln_lower_scratch(L, name, f.ct, copies * g->C * f.hp * f.wp);
+  }
   if (f.band) {
     /* not explicit_vectors: its one function holds the transforms too,
      * which the tiled tier's short pipeline left slow (the GEMM's tile
@@ -776,11 +794,7 @@ int kiln_lower_conv_winograd(kiln_lctx *L, const kiln_node *n, const kiln_conv_g
     return 0;
   }
   B->k->explicit_vectors = 1;
-  if (f.hp) {
-    snprintf(name, sizeof name, "%s.winograd_pad", n->out[0]->name);
-    f.xp = kiln_lower_scratch(L, name, f.ct, g->N * g->C * f.hp * f.wp);
-    emit_pad(L, &f);
-  }
+  if (f.xp) emit_pad(L, &f);
   emit_input_transform(L, &f);
   emit_gemm(L, &f);
   emit_output_transform(L, n, &f);
