@@ -426,15 +426,15 @@ static void zero_pad(kiln_lctx *L, const wino *f, kiln_lx *vb, int64_t from) {
   kiln_lower_close(L, 2);
 }
 
-/* Padded rows rr < nrows at pb (wp floats each) from input rows row0 + rr
- * of plane xb: pb[1] zero columns, the row, zeros to wp; all zeros for a
- * row outside X. */
-static void pad_rows(kiln_lctx *L, const wino *f, kiln_lx *xb, kiln_lx *pb, kiln_lx *row0, int64_t nrows) {
+/* Padded rows rr < nrows at xpb in Xp (wp floats each) from input rows
+ * row0 + rr of plane xb: g->pb[1] zero columns, the row, zeros to wp; all
+ * zeros for a row outside X. */
+static void pad_rows(kiln_lctx *L, const wino *f, kiln_lx *xb, kiln_lx *xpb, kiln_lx *row0, int64_t nrows) {
   const kiln_conv_geom *g = f->g;
   int64_t H = g->in[0], W = g->in[1], left = g->pb[1], right = f->wp - left - W;
   kiln_lx *zero = kiln_lx_const_f(B, f->ct, 0), *rr = IDX(kiln_lb_for(B, nrows, seq));
   int row = kiln_lb_decl(B, KILN_DT_I64, IADD(row0, rr));
-  kiln_lx *dst = IADD(pb, IMUL(rr, f->wp));
+  kiln_lx *dst = IADD(xpb, IMUL(rr, f->wp));
   kiln_lb_if(B, BIN(AND, BIN(LE, CI(0), LOCAL(row)), BIN(LT, LOCAL(row), CI(H))));
   for (int part = 0; part < 2; part++) { /* the zero columns left, then right */
     int64_t c0 = part ? left + W : 0, n0 = part ? right : left;
@@ -461,46 +461,36 @@ static void emit_pad(kiln_lctx *L, const wino *f) {
   kiln_lb_end(B);
 }
 
-/* The tiles of one row of tiles whose padded rows start at rowb, into V
- * at vb (point 0), positions prow + tx: no checks. */
-static void padded_row(kiln_lctx *L, const wino *f, kiln_lx *rowb, kiln_lx *vb, kiln_lx *prow) {
+/* Every tile of the padded plane at xpb into V at vb (point 0): one loop
+ * nest, no checks. */
+static void padded_tiles(kiln_lctx *L, const wino *f, kiln_lx *xpb, kiln_lx *vb) {
   int64_t a = f->a;
-  kiln_lx *tx = IDX(kiln_lb_for(B, f->tw, seq));
-  kiln_lx *base = IADD(rowb, IMUL(tx, f->m));
+  kiln_lx *ty = IDX(kiln_lb_for(B, f->th, seq)), *tx = IDX(kiln_lb_for(B, f->tw, seq));
+  kiln_lx *base = IADD(IADD(xpb, IMUL(ty, f->m * f->wp)), IMUL(tx, f->m));
   int d[WG_A_MAX * WG_A_MAX], v[WG_A_MAX * WG_A_MAX];
   for (int64_t i = 0; i < a; i++)
     for (int64_t j = 0; j < a; j++)
       d[i * a + j] = kiln_lb_decl(B, f->ct, kiln_lx_load(B, f->xp, IADD(base, CI(i * f->wp + j))));
   sandwich(L, f, f->bt, a, a, d, v);
-  kiln_lx *p = IADD(prow, tx);
+  kiln_lx *p = IADD(IMUL(ty, f->tw), tx);
   for (int64_t t = 0; t < f->T; t++) kiln_lb_store(B, f->v, IADD(IADD(vb, IMUL(CI(t), f->vs)), p), LOCAL(v[t]));
-  kiln_lb_end(B);
-}
-
-/* Every tile of plane pb of the padded copy into V at vb. */
-static void padded_tiles(kiln_lctx *L, const wino *f, kiln_lx *pb, kiln_lx *vb) {
-  kiln_lx *ty = IDX(kiln_lb_for(B, f->th, seq));
-  padded_row(L, f, IADD(pb, IMUL(ty, f->m * f->wp)), vb, IMUL(ty, f->tw));
-  kiln_lb_end(B);
+  kiln_lower_close(L, 2);
 }
 
 /* Whole plane: one parallel loop over (n, c), every tile of the plane. */
 static void emit_input_transform(kiln_lctx *L, const wino *f) {
   const kiln_conv_geom *g = f->g;
+  kiln_lx *nc = IDX(kiln_lb_for(B, g->N * g->C, par));
+  kiln_lx *nv = g->N == 1 ? CI(0) : BIN(DIV, nc, CI(g->C)), *c = g->N == 1 ? nc : BIN(REM, nc, CI(g->C));
+  /* the plane in X, or in the padded copy Xp */
+  int xb = kiln_lb_decl(B, KILN_DT_I64, IMUL(nc, f->xp ? f->hp * f->wp : g->isz));
+  int vb = kiln_lb_decl(B, KILN_DT_I64, IADD(IMUL(nv, f->T * f->vs), IMUL(c, f->Pp)));
   if (f->xp) { /* from the padded copy: one loop nest, no border tiles */
-    kiln_lx *nc = IDX(kiln_lb_for(B, g->N * g->C, par));
-    kiln_lx *nv = g->N == 1 ? CI(0) : BIN(DIV, nc, CI(g->C)), *c = g->N == 1 ? nc : BIN(REM, nc, CI(g->C));
-    int pb = kiln_lb_decl(B, KILN_DT_I64, IMUL(nc, f->hp * f->wp));
-    int vb = kiln_lb_decl(B, KILN_DT_I64, IADD(IMUL(nv, f->T * f->vs), IMUL(c, f->Pp)));
-    padded_tiles(L, f, LOCAL(pb), LOCAL(vb));
+    padded_tiles(L, f, LOCAL(xb), LOCAL(vb));
     zero_pad(L, f, LOCAL(vb), f->P);
     kiln_lb_end(B);
     return;
   }
-  kiln_lx *nc = IDX(kiln_lb_for(B, g->N * g->C, par));
-  kiln_lx *nv = g->N == 1 ? CI(0) : BIN(DIV, nc, CI(g->C)), *c = g->N == 1 ? nc : BIN(REM, nc, CI(g->C));
-  int xb = kiln_lb_decl(B, KILN_DT_I64, IMUL(nc, g->isz));
-  int vb = kiln_lb_decl(B, KILN_DT_I64, IADD(IMUL(nv, f->T * f->vs), IMUL(c, f->Pp)));
   int64_t r[4];
   interior(f, g->pb[0], g->in[0], f->th, &r[1], &r[2]);
   r[0] = 0, r[3] = f->th;
@@ -781,7 +771,7 @@ int kiln_lower_conv_winograd(kiln_lctx *L, const kiln_node *n, const kiln_conv_g
   snprintf(name, sizeof name, "%s.winograd_out", n->out[0]->name);
   f.mt = kiln_lower_scratch(L, name, f.ct, copies * f.T * f.ms);
   B->k->reused_vectors = 1;
-  if (f.hp) { /* the padded copy: one an image (whole plane) or a slot (bands) */
+  if (f.hp) { /* the padded copy (whole plane only): one an image */
     snprintf(name, sizeof name, "%s.winograd_pad", n->out[0]->name);
     f.xp = kiln_lower_scratch(L, name, f.ct, copies * g->C * f.hp * f.wp);
   }
