@@ -51,6 +51,12 @@ int kiln_conv_def_of(kiln_lctx *L, const kiln_node *n, kiln_conv_def *def);
 kiln_lx *kiln_conv_in_pos(kiln_lb *b, const kiln_conv_geom *g, int i, kiln_lx *o, kiln_lx *k);
 kiln_lx *kiln_conv_in_bounds(kiln_lb *b, const kiln_conv_geom *g, int i, kiln_lx *pos);
 
+/* Bytes of the arena's graph values live while node n's kernel runs, and
+ * (*most) their largest such sum over the graph, the plain memory plan's
+ * peak (live_values.c); -1: no memory to count with.  A schedule's scratch
+ * fits in most - live without raising the network's peak. */
+int64_t kiln_lower_live_at(const kiln_lctx *L, const kiln_node *n, int64_t *most);
+
 /* The depthwise schedule (lower_conv_dw.c): Conv node n with geometry g
  * when group == C (any channel multiplier), 1-D or 2-D; returns 0, or -1
  * having emitted nothing for a shape it declines. */

@@ -35,6 +35,8 @@
  * and the output dims).  f16/bf16 compute in f32. */
 #include "conv_def.h"
 
+#include <stdlib.h>
+
 #include "lower_macros.h"
 
 static const kiln_sched seq_sched = {0};
@@ -215,6 +217,8 @@ typedef struct fconv {
                                                    store (epilogue included) the tile makes */
   const kiln_node *pnode;                       /* register path into Yv: the node whose leading */
   int pre;                                      /* `pre` pointwise epilogue steps the tile applies */
+  int64_t bh;                                   /* banded (emit_banded): rows of dim 0 a band's planes */
+  kiln_lx *b0, *pbase;                          /* hold, its first plane row, S offset of the channel */
 } fconv;
 
 static int64_t floordiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
@@ -385,6 +389,18 @@ static void pack_run(kiln_lctx *L, const fconv *f, kiln_lx *so, kiln_lx *xo, con
   kiln_lb_end(B);
 }
 
+/* One row of the last dim: its phases together over [j0, j1), where all
+ * lie inside X, then each phase's own columns [lo, hi) outside that. */
+static void emit_pack_row(kiln_lctx *L, const fconv *f, kiln_lx *so, kiln_lx *xo, int64_t *rs, int nrs, int64_t j0,
+                          int64_t j1, const int64_t *lo, const int64_t *hi) {
+  pack_run(L, f, so, xo, rs, nrs, j0, j1);
+  for (int k = 0; k < nrs; k++) {
+    int64_t a = lo[rs[k]], b = hi[rs[k]];
+    pack_run(L, f, so, xo, &rs[k], 1, a, b < j0 ? b : j0);
+    pack_run(L, f, so, xo, &rs[k], 1, a > j1 ? a : j1, b);
+  }
+}
+
 /* Packs plane nc (= n*C + c) of X into its phase planes in S: zeros,
  * unless the copies cover the planes, then per phase of the outer dims the
  * box of plane indices that land inside X.  The last dim's phases are
@@ -392,7 +408,7 @@ static void pack_run(kiln_lctx *L, const fconv *f, kiln_lx *so, kiln_lx *xo, con
  * that vectorises, where one phase at a time would be strided), with the
  * few columns outside their common range on their own. */
 static void emit_pack(kiln_lctx *L, const fconv *f, const conv_geom *g, kiln_lx *nc) {
-  kiln_lx *sp = IMUL(nc, f->scs);
+  kiln_lx *sp = f->bh ? f->pbase : IMUL(nc, f->scs);
   int last = f->sp - 1;
   int64_t lo[3][S_MAX], hi[3][S_MAX], nouter = 1, area = 0, rs[S_MAX], j0 = 0, j1 = f->Z[last];
   int nrs = 0;
@@ -411,7 +427,7 @@ static void emit_pack(kiln_lctx *L, const fconv *f, const conv_geom *g, kiln_lx 
   }
   if (j1 < j0) j1 = j0;
   for (int pass = 0; pass < 2; pass++) {
-    if (pass == 1 && area < f->scs) {
+    if (pass == 1 && area < f->scs && !f->bh) { /* a band's slot was zeroed once (emit_banded) */
       kiln_lx *i = IDX(kiln_lb_for(B, f->scs, seq_sched));
       kiln_lb_store(B, f->pk, IADD(sp, i), kiln_lx_const_f(B, f->pk->dtype, 0));
       kiln_lb_end(B);
@@ -432,17 +448,32 @@ static void emit_pack(kiln_lctx *L, const fconv *f, const conv_geom *g, kiln_lx 
         continue;
       }
       kiln_lx *so = IADD(sp, CI(idx * f->psz)), *xo = IMUL(nc, g->isz);
+      if (f->bh) { /* the band's rows of dim 0: copied where inside X, else zeroed (an earlier band's) */
+        kiln_lx *jj = IDX(kiln_lb_for(B, f->bh, seq_sched)), *j = IADD(f->b0, jj);
+        so = IADD(so, IMUL(jj, f->vs[0]));
+        kiln_lb_if(B, BIN(AND, BIN(LE, CI(lo[0][r[0]]), j), BIN(LT, j, CI(hi[0][r[0]]))));
+        xo = IADD(xo, IMUL(IADD(IMUL(j, f->s[0]), CI(f->qmin[0] * f->s[0] + r[0])), g->xstr[0]));
+        for (int i = 1; i < last; i++) {
+          kiln_lx *ji = IADD(IDX(kiln_lb_for(B, hi[i][r[i]] - lo[i][r[i]], seq_sched)), CI(lo[i][r[i]]));
+          so = IADD(so, IMUL(ji, f->vs[i]));
+          xo = IADD(xo, IMUL(IADD(IMUL(ji, f->s[i]), CI(f->qmin[i] * f->s[i] + r[i])), g->xstr[i]));
+        }
+        emit_pack_row(L, f, so, xo, rs, nrs, j0, j1, lo[last], hi[last]);
+        kiln_lower_close(L, last - 1);
+        kiln_lb_else(B);
+        kiln_lx *e = IDX(kiln_lb_for(B, f->vs[0], seq_sched));
+        for (int k = 0; k < nrs; k++) /* the row in each of the last dim's phase planes */
+          kiln_lb_store(B, f->pk, IADD(IADD(sp, CI((idx + f->rof[last][rs[k]]) * f->psz)), IADD(IMUL(jj, f->vs[0]), e)),
+                        kiln_lx_const_f(B, f->pk->dtype, 0));
+        kiln_lower_close(L, 3); /* the zeroing loop, the IF, the rows */
+        continue;
+      }
       for (int i = 0; i < last; i++) {
         kiln_lx *j = IADD(IDX(kiln_lb_for(B, hi[i][r[i]] - lo[i][r[i]], seq_sched)), CI(lo[i][r[i]]));
         so = IADD(so, IMUL(j, f->vs[i]));
         xo = IADD(xo, IMUL(IADD(IMUL(j, f->s[i]), CI(f->qmin[i] * f->s[i] + r[i])), g->xstr[i]));
       }
-      pack_run(L, f, so, xo, rs, nrs, j0, j1);
-      for (int k = 0; k < nrs; k++) {
-        int64_t a = lo[last][rs[k]], b = hi[last][rs[k]];
-        pack_run(L, f, so, xo, &rs[k], 1, a, b < j0 ? b : j0);
-        pack_run(L, f, so, xo, &rs[k], 1, a > j1 ? a : j1, b);
-      }
+      emit_pack_row(L, f, so, xo, rs, nrs, j0, j1, lo[last], hi[last]);
       kiln_lower_close(L, last);
     }
   }
@@ -548,6 +579,159 @@ static void emit_reg_blocks(kiln_lctx *L, fconv *f, const conv_geom *g, const ki
   kiln_lb_end(B);
 }
 
+/* ---- Bands: the register path in the memory the plain plan leaves ----
+ *
+ * S holds the phase planes of every channel and Yv the sums of every
+ * output channel at every virtual position: with the input and output
+ * they can pass the plain plan's peak (issue #10's bar).  ResNet-50's
+ * 7x7 stem kept a 3.3 MB Yv beside its 3.2 MB output (the network's peak:
+ * 7.23 MB against a plain plan of 5.22).  Where the whole S and Yv do
+ * not fit what the plan leaves free (kiln_lower_live_at), the kernel
+ * runs in bands of dim 0's output rows (H of them), a few slots at once:
+ *
+ *   for slot < slots                                          parallel
+ *     zero the slot's S (padding it never writes stays zero)
+ *     for the slot's bands (n, rows b0 .. b0 + H)
+ *       pack: the band's rows of every channel's phase planes
+ *       for (group, block of MB output channels)
+ *         register tiles over the band's virtual positions -> slot's Yv
+ *         Y[n, m0+j, rows of the band] = Yv ..., through the output store
+ *
+ * A band's S is at most half the L2, so every block reads it from there;
+ * its Yv is one block's, copied out while in L1/L2.  X stays live over the
+ * kernel (it is read band by band), so the bands take what is free beside
+ * X and Y. */
+typedef struct band_plan { int64_t H, nb, slots, bV; } band_plan;
+
+static int64_t band_bytes(const fconv *f, const conv_geom *g, int64_t H, int64_t VW, int64_t MBr, int64_t maxoff,
+                          int64_t *bV) {
+  int64_t v = (H * f->vs[0] + VW - 1) / VW * VW;
+  if (bV) *bV = v;
+  return (int64_t)kiln_dtype_size(f->ct) * (g->C * f->nph * (v + maxoff) + MBr * v);
+}
+
+/* Bands for this convolution, or 0 where the whole S and Yv fit (or bands
+ * would not help: one dim, or no room estimate). */
+static int plan_bands(const kiln_lctx *L, const kiln_node *n, const fconv *f, const conv_geom *g, int64_t maxoff,
+                      int64_t VW, int direct_y, band_plan *bp) {
+  if (f->sp < 2 || f->out[0] < 2) return 0;
+  int64_t MBr, VL, slots = L->target->cores < 1 ? 1 : L->target->cores, H = f->out[0];
+  kiln_conv_reg_shape(L->target, f->ct, g->Mg, &MBr, &VL);
+  const char *env = getenv("KILN_CONV_BANDS"); /* tests: bands of that many rows wherever they apply */
+  if (env && atoll(env) > 0) {
+    H = atoll(env) < H ? atoll(env) : H;
+    goto chosen;
+  }
+  int64_t most = 0, here = kiln_lower_live_at(L, n, &most);
+  if (here < 0) return 0;
+  int64_t esz = (int64_t)kiln_dtype_size(f->ct), room = (most - here) / 4 * 3; /* gaps need not be contiguous */
+  int64_t whole = esz * g->N * (g->C * f->nph * f->psz + (direct_y ? 0 : g->M * f->V));
+  if (whole <= room) return 0;
+  /* a band's planes in half the L2, all slots' bands in the room, and at
+   * least two tiles a band (fewer: the tile's weight loads stop being
+   * shared); where no band fits, the whole S and Yv as before: X is dead
+   * once S is packed, where bands keep it */
+  int64_t hmin = 1;
+  while (hmin < f->out[0] && hmin * f->vs[0] < 2 * VL) hmin++;
+  for (;; H--) {
+    if (H < hmin) return 0;
+    int64_t s = slots < g->N * ((f->out[0] + H - 1) / H) ? slots : g->N * ((f->out[0] + H - 1) / H);
+    int64_t planes = esz * g->C * f->nph * ((H * f->vs[0] + VW - 1) / VW * VW + maxoff);
+    if (planes <= L->target->l2_bytes / 2 && s * band_bytes(f, g, H, VW, MBr, maxoff, NULL) <= room) break;
+  }
+  H = (f->out[0] + (f->out[0] + H - 1) / H - 1) / ((f->out[0] + H - 1) / H); /* as many bands, evened out */
+chosen:;
+  bp->H = H, bp->nb = (f->out[0] + H - 1) / H;
+  bp->slots = slots < g->N * bp->nb ? slots : g->N * bp->nb;
+  band_bytes(f, g, H, VW, MBr, maxoff, &bp->bV);
+  return 1;
+}
+
+static void emit_banded(kiln_lctx *L, const kiln_node *n, const conv_geom *g, fconv *f, const kiln_value *bias,
+                        const band_plan *bp, int64_t maxoff) {
+  int64_t MBr, VL, H = bp->H, nb = bp->nb, slots = bp->slots, bV = bp->bV, lanes = kiln_target_lanes(L->target, f->ct);
+  kiln_conv_reg_shape(L->target, f->ct, g->Mg, &MBr, &VL);
+  f->fma = kiln_target_has_fma(L->target) && (f->ct == KILN_DT_F32 || f->ct == KILN_DT_F64);
+  f->psz = bV + maxoff;
+  f->scs = f->nph * f->psz;
+  f->V = f->ycs = bV;
+  f->bh = H + f->Z[0] - f->out[0];
+  int64_t sslot = g->C * f->scs, yslot = MBr * bV, nbg = (g->Mg + MBr - 1) / MBr, nbfull = g->Mg / MBr, mtail = g->Mg % MBr;
+  char name[256];
+  snprintf(name, sizeof name, "%s.packed", n->out[0]->name);
+  f->pk = kiln_lower_scratch(L, name, f->ct, slots * sslot);
+  snprintf(name, sizeof name, "%s.virtual", n->out[0]->name);
+  f->y = kiln_lower_scratch(L, name, f->ct, slots * yslot);
+  f->pnode = n;
+  f->pre = kiln_lower_pointwise_steps(n);
+
+  kiln_lx *slot = IDX(kiln_lb_for(B, slots, par_sched));
+  int ss = kiln_lb_decl(B, KILN_DT_I64, IMUL(slot, sslot)), ys = kiln_lb_decl(B, KILN_DT_I64, IMUL(slot, yslot));
+  kiln_lx *z = IDX(kiln_lb_for(B, sslot, seq_sched));
+  kiln_lb_store(B, f->pk, IADD(LOCAL(ss), z), kiln_lx_const_f(B, f->ct, 0));
+  kiln_lb_end(B);
+  int64_t per = (g->N * nb + slots - 1) / slots; /* a slot's bands are consecutive: their rows overlap in X */
+  kiln_lx *it = IADD(IMUL(slot, per), per > 1 ? IDX(kiln_lb_for(B, per, seq_sched)) : CI(0));
+  int guard = per * slots != g->N * nb;
+  if (guard) kiln_lb_if(B, BIN(LT, it, CI(g->N * nb)));
+  int nv = kiln_lb_decl(B, KILN_DT_I64, digit(L, it, nb, g->N, 1));
+  int r0 = kiln_lb_decl(B, KILN_DT_I64, IMUL(digit(L, it, 1, nb, 0), H));
+  f->b0 = LOCAL(r0);
+  kiln_lx *c = IDX(kiln_lb_for(B, g->C, seq_sched));
+  f->pbase = IADD(LOCAL(ss), IMUL(c, f->scs));
+  emit_pack(L, f, g, IADD(IMUL(LOCAL(nv), g->C), c));
+  kiln_lb_end(B);
+
+  kiln_lx *blk = IDX(kiln_lb_for(B, g->G * nbg, seq_sched));
+  kiln_lx *grp = digit(L, blk, nbg, g->G, 1);
+  int bi = kiln_lb_decl(B, KILN_DT_I64, digit(L, blk, 1, nbg, 0));
+  int m0 = kiln_lb_decl(B, KILN_DT_I64, IADD(IMUL(grp, g->Mg), IMUL(LOCAL(bi), MBr)));
+  int sb = kiln_lb_decl(B, KILN_DT_I64, IADD(LOCAL(ss), IMUL(grp, g->Cg * f->scs)));
+  int wb = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(m0), f->wcs));
+  f->sbase = LOCAL(sb), f->ybase = LOCAL(ys), f->wbase = LOCAL(wb);
+  for (int part = 0; part < 2; part++) {
+    int64_t mb = part == 0 ? MBr : mtail;
+    if (part == 0 && nbfull == 0) continue;
+    if (part == 1 && mtail == 0) break;
+    if (part == 0 && mtail) kiln_lb_if(B, BIN(LT, LOCAL(bi), CI(nbfull)));
+    if (part == 1 && nbfull) kiln_lb_else(B);
+    int rb[RB_MB_MAX];
+    for (int64_t j = 0; j < mb; j++)
+      rb[j] = kiln_lb_decl(B, f->ct, bias ? kiln_lower_load(L, kiln_lower_buf(L, bias), IADD(LOCAL(m0), CI(j)))
+                                          : kiln_lx_const_f(B, f->ct, 0));
+    f->rbias = rb;
+    int64_t nsub = bV / VL, vtail = bV % VL, whole = vtail / lanes * lanes;
+    if (nsub) {
+      kiln_lx *t = nsub > 1 ? IDX(kiln_lb_for(B, nsub, seq_sched)) : CI(0);
+      emit_rtile(L, f, IMUL(t, VL), mb, VL);
+      if (nsub > 1) kiln_lb_end(B);
+    }
+    if (whole) emit_rtile(L, f, CI(nsub * VL), mb, whole);
+    if (vtail > whole) emit_rtile(L, f, CI(nsub * VL + whole), mb, vtail - whole);
+    /* the block's rows of the band out of Yv: rows past the last one of
+     * dim 0 (a short last band) are sums of zeros, left there */
+    kiln_lx *j = IDX(kiln_lb_for(B, mb, seq_sched)), *r = IDX(kiln_lb_for(B, H, seq_sched));
+    kiln_lx *o0 = IADD(LOCAL(r0), r);
+    int short_last = nb * H != f->out[0];
+    if (short_last) kiln_lb_if(B, BIN(LT, o0, CI(f->out[0])));
+    kiln_lx *idx[5] = {LOCAL(nv), IADD(LOCAL(m0), j), o0};
+    kiln_lx *yo = IADD(IMUL(IADD(IMUL(LOCAL(nv), g->M), idx[1]), g->osz), IMUL(o0, g->ystr[0]));
+    kiln_lx *src = IADD(IADD(LOCAL(ys), IMUL(j, bV)), IMUL(r, f->vs[0]));
+    for (int i = 1; i < f->sp; i++) {
+      kiln_lx *o = idx[2 + i] = IDX(kiln_lb_for(B, f->out[i], seq_sched));
+      yo = IADD(yo, IMUL(o, g->ystr[i]));
+      src = IADD(src, IMUL(o, f->vs[i]));
+    }
+    kiln_lower_store_rest(L, n, idx, yo, kiln_lx_load(B, f->y, src), f->pre);
+    kiln_lower_close(L, f->sp - 1 + short_last + 2);
+    f->rbias = NULL;
+  }
+  if (mtail && nbfull) kiln_lb_end(B);
+  kiln_lb_end(B);                      /* blocks */
+  kiln_lower_close(L, guard + (per > 1)); /* the band IF, the slot's bands */
+  kiln_lb_end(B);                      /* slots */
+}
+
 /* The copy out of the virtual positions: for o over the output's spatial
  * dims, Y[yo + o . ystr] = Yv[src + o . vs] through the output store (which
  * applies the epilogue steps the tiles did not: f->pre of them, the
@@ -627,6 +811,13 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   f.x = X;
   f.w = kiln_lower_weight_ct(L, n->in[1]);
   const kiln_value *bias = n->nin > 2 ? n->in[2] : NULL;
+  band_plan bp;
+  if (reg && !direct_x && plan_bands(L, n, &f, g, maxoff, VW, direct_y, &bp)) {
+    kiln_lower_begin(L, n);
+    kiln_lower_schedule(L, "direct, register tiles of sums, in bands of %lld rows", (long long)bp.H);
+    emit_banded(L, n, g, &f, bias, &bp, maxoff);
+    return;
+  }
   /* a block that owns its input channels (a whole group: depthwise) packs
    * them itself, sparing the pass over all channels before the blocks */
   int own = !reg && !direct_x && f.MB == g->Mg && g->G > 1;

@@ -27,11 +27,20 @@ sum |terms|, gamma_n ~ n*u), plus the final rounding: any summation order
 satisfies it, a wrong index or a dropped tap does not (its error is of the
 size of the terms themselves).
 
+KILN_CONV_BANDS=H in the environment forces the register path's bands of
+H output rows of dim 0 (emit_banded: each slot packs a band of the phase
+planes and copies its sums out block by block) wherever they apply (2-D
+and 3-D convolutions that pack X): every case then runs through them, with
+bands ending short and slots ending idle, and each such case is checked to
+name that schedule (`kiln inspect --verbose`).
+
 Prints "PASS name: ..." or "FAIL name: ..." per case, then "N passed, M
 failed"; exit status 1 if any failed.
 """
 
 import importlib.util
+import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -134,6 +143,22 @@ def build_cases(rng):
     return c
 
 
+def banded_check(kiln, name, path):
+    """With KILN_CONV_BANDS set: the cases on the register path that pack X
+    (2-D, 3-D, not a 1x1 read in place) name the banded schedule; those on
+    the fixed C target's other schedules (im2col: the 3-D case) are left."""
+    must = not (name.startswith("1d_") or "direct" in name or "supertiles" in name)
+    proc = subprocess.run([kiln, "inspect", str(path), "--verbose"], capture_output=True, text=True, timeout=300)
+    line = next((ln.strip() for ln in proc.stdout.splitlines() if "Conv" in ln and "[" in ln), "")
+    if not line:
+        return "no schedule in `kiln inspect --verbose`: " + proc.stderr.strip()[-300:]
+    if must and "direct, register tiles" in line and "in bands of" not in line:
+        return "KILN_CONV_BANDS is set but the schedule is not banded: " + line
+    if not must and "in bands of" in line:
+        return "banded where X is read in place or 1-D: " + line
+    return None
+
+
 def main(argv, cases=None, check=None):
     """Runs cases(rng) -> {name: (model, x or {input: array}, ref, tol)} (default: build_cases);
     check(kiln, name, model_path), when given, returns an error string or None."""
@@ -144,6 +169,8 @@ def main(argv, cases=None, check=None):
     if len(argv) < 3:
         sys.exit(__doc__)
     kiln, work = argv[1], Path(argv[2])
+    if check is None and os.environ.get("KILN_CONV_BANDS"):
+        check = banded_check
     only = set(argv[3:])
     work.mkdir(parents=True, exist_ok=True)
     passed = failed = 0

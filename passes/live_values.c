@@ -1,0 +1,97 @@
+/* live_values: what the plain memory plan holds while a node's kernel
+ * runs, estimated on the graph before lowering finishes, so a schedule can
+ * size its scratch to what the plan leaves free (Winograd's V and Mt,
+ * the direct convolution's bands) and the network's peak workspace does
+ * not grow. */
+#include <stdlib.h>
+
+#include "conv_def.h"
+
+/* Where node n's kernel runs among the graph's kernels: an epilogue's
+ * kernel at its last step (the lowering's order, passes/lower.c). */
+static int kernel_at(const kiln_node *n, const int *at) {
+  const kiln_node *k = n->fused_into ? n->fused_into : n;
+  if (k->epi.nsteps > 0) k = k->epi.steps[k->epi.nsteps - 1];
+  return at[k->id];
+}
+
+/* The value v's bytes live in: its view root (views.c), else itself. */
+static const kiln_value *storage_of(const kiln_lctx *L, const kiln_value *v) {
+  return L->views && L->views->root[v->id] ? L->views->root[v->id] : v;
+}
+
+/* Node n's output 0 is materialised in the arena: not an epilogue
+ * intermediate (kept in registers), a graph output, a constant or an
+ * in-place update. */
+static int in_arena(const kiln_node *n, int o) {
+  const kiln_value *v = n->out[o];
+  if (!v || v->is_output || v->data || v->aliases) return 0;
+  if (n->fused_into && n != n->fused_into->epi.steps[n->fused_into->epi.nsteps - 1]) return 0;
+  return !(o == 0 && n->epi.nsteps > 0);
+}
+
+/* Bytes of the arena's graph values live while node cn's kernel runs, and
+ * (*most) their largest such sum over the graph: the plain memory plan's
+ * peak as plan_memory.c lays it out (values live over whole kernels, views
+ * in their root, epilogue intermediates in registers, inputs, outputs and
+ * weights outside the arena, an elementwise node's output over the input
+ * it last reads, as plan_inplace allows), less any fragmentation.
+ * -1: no memory to count with. */
+int64_t kiln_lower_live_at(const kiln_lctx *L, const kiln_node *cn, int64_t *most) {
+  const kiln_graph *gr = L->g;
+  int maxid = 0;
+  for (int i = 0; i < gr->nnodes; i++)
+    if (gr->nodes[i]->id > maxid) maxid = gr->nodes[i]->id;
+  size_t nv = (size_t)gr->nvalues + 1;
+  int *at = calloc((size_t)maxid + 1, sizeof *at), *def = malloc(nv * sizeof *def), *last = malloc(nv * sizeof *last);
+  int *share = malloc(nv * sizeof *share); /* the value whose bytes an in-place output takes, or -1 */
+  int64_t *live = calloc((size_t)gr->nnodes + 1, sizeof *live), here = -1;
+  if (!at || !def || !last || !share || !live) goto out;
+  for (int i = 0; i < gr->nnodes; i++) at[gr->nodes[i]->id] = i;
+  for (size_t v = 0; v < nv; v++) def[v] = -1, last[v] = -1, share[v] = -1;
+  for (int i = 0; i < gr->nnodes; i++) { /* last readers */
+    const kiln_node *n = gr->nodes[i];
+    for (int j = 0; !n->dead && j < n->nin; j++)
+      if (n->in[j] && kernel_at(n, at) > last[storage_of(L, n->in[j])->id])
+        last[storage_of(L, n->in[j])->id] = kernel_at(n, at);
+  }
+  for (int i = 0; i < gr->nnodes; i++) { /* in-place elementwise outputs */
+    const kiln_node *n = gr->nodes[i];
+    const kiln_op_info *op = kiln_op_get(n->op);
+    if (n->dead || n->fused_into || !in_arena(n, 0) || storage_of(L, n->out[0]) != n->out[0] || !op->scalar) continue;
+    for (int j = 0; j < n->nin; j++) {
+      const kiln_value *x = n->in[j];
+      if (x && x->producer && !x->data && !x->is_output && storage_of(L, x) == x &&
+          kiln_value_numel(x, 1) == kiln_value_numel(n->out[0], 1) && last[x->id] == kernel_at(n, at)) {
+        share[n->out[0]->id] = x->id;
+        break;
+      }
+    }
+  }
+  for (int i = 0; i < gr->nnodes; i++) { /* lifetimes, by the value owning the bytes */
+    const kiln_node *n = gr->nodes[i];
+    if (n->dead) continue;
+    int k = kernel_at(n, at);
+    for (int o = 0; o < n->nout; o++) {
+      if (!in_arena(n, o)) continue;
+      int r = storage_of(L, n->out[o])->id;
+      while (share[r] >= 0) r = share[r];
+      if (def[r] < 0 || k < def[r]) def[r] = k;
+      if (last[storage_of(L, n->out[o])->id] > last[r]) last[r] = last[storage_of(L, n->out[o])->id];
+      if (k > last[r]) last[r] = k;
+    }
+  }
+  for (int v = 0; v < gr->nvalues; v++) {
+    const kiln_value *val = gr->values[v];
+    if (def[v] < 0 || share[v] >= 0 || val->rank < 0) continue;
+    int64_t bytes = kiln_value_numel(val, 1) * (int64_t)kiln_dtype_size(kiln_lower_ctype(val->dtype));
+    for (int i = def[v]; i <= last[v] && i < gr->nnodes; i++) live[i] += bytes;
+  }
+  *most = 0;
+  for (int i = 0; i < gr->nnodes; i++)
+    if (live[i] > *most) *most = live[i];
+  here = live[kernel_at(cn, at)];
+out:
+  free(at), free(def), free(last), free(share), free(live);
+  return here;
+}
