@@ -36,6 +36,7 @@
 #include "conv_def.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "lower_macros.h"
 
@@ -376,10 +377,53 @@ static int64_t tile_len(int64_t n, int64_t vw, int64_t tmax) {
 
 /* Copies [j0, j1) of the last dim for the given last-dim phases: S at
  * so + phase*psz + j, X at xo + s*(j + qmin) + r. */
+/* Element copies the banded kernel makes (emit_banded): dst[d + i] =
+ * value(src + i), or 0 without src, for i < n.  Its one function is in the
+ * tiled tier, whose pipeline has no loop vectoriser (llvm_optimise.c), so
+ * the loop is written as runs of W statements on consecutive elements,
+ * which the printer makes vector statements (llvm_lanes.c): ResNet-50's
+ * stem copied its sums out of Yv at scalar speed otherwise.  f->enode,
+ * when set, is the node whose output store (epilogue and all) the copy
+ * makes; idx[ilast] is then the element's last-dim index. */
+typedef struct lane_copy {
+  const kiln_buf *dst, *src;
+  kiln_lx *d, *s;                 /* offsets of element 0 */
+  const kiln_node *node;          /* output store through the epilogue (kiln_lower_store_rest) */
+  kiln_lx **idx;
+  int ilast, done;
+  kiln_dtype ct;
+} lane_copy;
+
+static void lane_copy_one(kiln_lctx *L, const lane_copy *c, kiln_lx *i) {
+  kiln_lx *v = c->src ? kiln_lx_load(B, c->src, IADD(c->s, i)) : kiln_lx_const_f(B, c->ct, 0);
+  if (c->node) {
+    c->idx[c->ilast] = i;
+    kiln_lower_store_rest(L, c->node, c->idx, IADD(c->d, i), v, c->done);
+  } else {
+    kiln_lb_store(B, c->dst, IADD(c->d, i), kiln_lx_cast(B, c->dst->dtype, v));
+  }
+}
+
+static void lane_copies(kiln_lctx *L, const lane_copy *c, int64_t n) {
+  int64_t W = kiln_target_lanes(L->target, c->ct), nv = n / W;
+  if (nv) {
+    kiln_lx *v = nv > 1 ? IMUL(IDX(kiln_lb_for(B, nv, seq_sched)), W) : CI(0);
+    for (int64_t l = 0; l < W; l++) lane_copy_one(L, c, IADD(v, CI(l)));
+    if (nv > 1) kiln_lb_end(B);
+  }
+  for (int64_t l = nv * W; l < n; l++) lane_copy_one(L, c, CI(l));
+}
+
 static void pack_run(kiln_lctx *L, const fconv *f, kiln_lx *so, kiln_lx *xo, const int64_t *rs, int nrs, int64_t j0,
                      int64_t j1) {
   if (j1 <= j0) return;
   int i = f->sp - 1;
+  if (f->bh && nrs == 1 && f->s[i] == 1) { /* contiguous: the banded kernel's runs of lanes */
+    lane_copy c = {.dst = f->pk, .src = f->x, .ct = f->ct, .d = IADD(so, CI(f->rof[i][rs[0]] * f->psz + j0)),
+                   .s = IADD(xo, CI(j0 + f->qmin[i] + rs[0]))};
+    lane_copies(L, &c, j1 - j0);
+    return;
+  }
   kiln_lx *j = IADD(IDX(kiln_lb_for(B, j1 - j0, seq_sched)), CI(j0));
   for (int k = 0; k < nrs; k++) {
     kiln_lx *x = IADD(xo, IADD(IMUL(j, f->s[i]), CI(f->qmin[i] * f->s[i] + rs[k])));
@@ -461,11 +505,11 @@ static void emit_pack(kiln_lctx *L, const fconv *f, const conv_geom *g, kiln_lx 
         emit_pack_row(L, f, so, xo, rs, nrs, j0, j1, lo[last], hi[last]);
         kiln_lower_close(L, last - 1);
         kiln_lb_else(B);
-        kiln_lx *e = IDX(kiln_lb_for(B, f->vs[0], seq_sched));
-        for (int k = 0; k < nrs; k++) /* the row in each of the last dim's phase planes */
-          kiln_lb_store(B, f->pk, IADD(IADD(sp, CI((idx + f->rof[last][rs[k]]) * f->psz)), IADD(IMUL(jj, f->vs[0]), e)),
-                        kiln_lx_const_f(B, f->pk->dtype, 0));
-        kiln_lower_close(L, 3); /* the zeroing loop, the IF, the rows */
+        for (int k = 0; k < nrs; k++) { /* the row in each of the last dim's phase planes */
+          lane_copy c = {.dst = f->pk, .ct = f->ct, .d = IADD(IADD(sp, CI((idx + f->rof[last][rs[k]]) * f->psz)), IMUL(jj, f->vs[0]))};
+          lane_copies(L, &c, f->vs[0]);
+        }
+        kiln_lower_close(L, 2); /* the IF, the rows */
         continue;
       }
       for (int i = 0; i < last; i++) {
@@ -601,13 +645,26 @@ static void emit_reg_blocks(kiln_lctx *L, fconv *f, const conv_geom *g, const ki
  * its Yv is one block's, copied out while in L1/L2.  X stays live over the
  * kernel (it is read band by band), so the bands take what is free beside
  * X and Y. */
-typedef struct band_plan { int64_t H, nb, slots, bV; } band_plan;
+typedef struct band_plan { int64_t H, nb, slots, bV; int whole_s; } band_plan;
 
 static int64_t band_bytes(const fconv *f, const conv_geom *g, int64_t H, int64_t VW, int64_t MBr, int64_t maxoff,
                           int64_t *bV) {
   int64_t v = (H * f->vs[0] + VW - 1) / VW * VW;
   if (bV) *bV = v;
   return (int64_t)kiln_dtype_size(f->ct) * (g->C * f->nph * (v + maxoff) + MBr * v);
+}
+
+/* Value v is in the arena in bytes of its own (not a graph input, output,
+ * constant or view) and, when `dies` is given, read by no node but that
+ * one: its bytes are free once that node's kernel has read it. */
+static int own_storage(const kiln_lctx *L, const kiln_value *v, const kiln_node *dies) {
+  if (!v->producer || v->data || v->is_output || (L->views && L->views->root[v->id])) return 0;
+  for (int i = 0; dies && i < L->g->nnodes; i++) {
+    const kiln_node *m = L->g->nodes[i];
+    for (int j = 0; m != dies && !m->dead && j < m->nin; j++)
+      if (m->in[j] == v) return 0;
+  }
+  return 1;
 }
 
 /* Bands for this convolution, or 0 where the whole S and Yv fit (or bands
@@ -617,27 +674,56 @@ static int plan_bands(const kiln_lctx *L, const kiln_node *n, const fconv *f, co
   if (f->sp < 2 || f->out[0] < 2) return 0;
   int64_t MBr, VL, slots = L->target->cores < 1 ? 1 : L->target->cores, H = f->out[0];
   kiln_conv_reg_shape(L->target, f->ct, g->Mg, &MBr, &VL);
-  const char *env = getenv("KILN_CONV_BANDS"); /* tests: bands of that many rows wherever they apply */
+  /* tests: bands of that many rows wherever they apply, "Hs": over the
+   * whole S */
+  const char *env = getenv("KILN_CONV_BANDS");
   if (env && atoll(env) > 0) {
     H = atoll(env) < H ? atoll(env) : H;
+    bp->whole_s = strchr(env, 's') != NULL;
     goto chosen;
   }
   int64_t most = 0, here = kiln_lower_live_at(L, n, &most);
   if (here < 0) return 0;
   int64_t esz = (int64_t)kiln_dtype_size(f->ct), room = (most - here) / 4 * 3; /* gaps need not be contiguous */
-  int64_t whole = esz * g->N * (g->C * f->nph * f->psz + (direct_y ? 0 : g->M * f->V));
-  if (whole <= room) return 0;
+  /* what the whole planes add to the plain plan's values: S beside X
+   * while it is packed (Y not written yet), then S and Yv where X was,
+   * when no other kernel reads X */
+  int64_t S = esz * g->N * g->C * f->nph * f->psz, Yv = direct_y ? 0 : esz * g->N * g->M * f->V;
+  int64_t xb = own_storage(L, n->in[0], n) ? esz * g->N * g->C * g->isz : 0;
+  int64_t yb = own_storage(L, kiln_lower_result(n, 0), NULL) ? esz * g->N * g->M * g->osz : 0;
+  if (S - yb <= room && S + Yv - xb <= room) return 0;
+  /* every band reads all the weights again: from the L2 when they fit
+   * half of it, else from further out (AlexNet's 2.5 MB conv2 in 2 bands:
+   * 4.72 -> 5.17 ms, one thread) */
+  if (esz * g->M * g->Cg * g->ksz > L->target->l2_bytes / 2) return 0;
   /* a band's planes in half the L2, all slots' bands in the room, and at
    * least two tiles a band (fewer: the tile's weight loads stop being
    * shared); where no band fits, the whole S and Yv as before: X is dead
    * once S is packed, where bands keep it */
   int64_t hmin = 1;
   while (hmin < f->out[0] && hmin * f->vs[0] < 2 * VL) hmin++;
+  /* the slots are the kernel's parallel iterations: a band each for every
+   * core where the rows allow (an image's bands, or several images'), and
+   * at least half the cores busy (two of two), else the whole planes */
+  int64_t per_image = (slots + g->N - 1) / g->N, busy = slots < 2 ? slots : slots / 2 > 2 ? slots / 2 : 2;
+  H = (f->out[0] + per_image - 1) / per_image;
+  if (H < hmin) H = hmin;
   for (;; H--) {
     if (H < hmin) return 0;
     int64_t s = slots < g->N * ((f->out[0] + H - 1) / H) ? slots : g->N * ((f->out[0] + H - 1) / H);
-    int64_t planes = esz * g->C * f->nph * ((H * f->vs[0] + VW - 1) / VW * VW + maxoff);
-    if (planes <= L->target->l2_bytes / 2 && s * band_bytes(f, g, H, VW, MBr, maxoff, NULL) <= room) break;
+    if (s < busy) return 0;
+    int64_t bV = (H * f->vs[0] + VW - 1) / VW * VW, planes = esz * g->C * f->nph * (bV + maxoff);
+    if (planes > L->target->l2_bytes / 2) continue;
+    /* the whole S packed first, as without bands, and only the sums in
+     * bands: the pack is its own loop (vectorised: the banded function's
+     * tier has no loop vectoriser, and a stride-2 pack does not make runs
+     * of lanes), X dead once it is done.  Where S itself does not fit,
+     * each band packs its own rows. */
+    if (S - yb <= room && S + s * esz * MBr * bV - xb <= room) {
+      bp->whole_s = 1;
+      break;
+    }
+    if (s * band_bytes(f, g, H, VW, MBr, maxoff, NULL) <= room) break;
   }
   H = (f->out[0] + (f->out[0] + H - 1) / H - 1) / ((f->out[0] + H - 1) / H); /* as many bands, evened out */
 chosen:;
@@ -652,24 +738,36 @@ static void emit_banded(kiln_lctx *L, const kiln_node *n, const conv_geom *g, fc
   int64_t MBr, VL, H = bp->H, nb = bp->nb, slots = bp->slots, bV = bp->bV, lanes = kiln_target_lanes(L->target, f->ct);
   kiln_conv_reg_shape(L->target, f->ct, g->Mg, &MBr, &VL);
   f->fma = kiln_target_has_fma(L->target) && (f->ct == KILN_DT_F32 || f->ct == KILN_DT_F64);
-  f->psz = bV + maxoff;
+  if (bp->whole_s) { /* every band's rows, the last band's past the output included */
+    int64_t v = (nb * H * f->vs[0] + lanes - 1) / lanes * lanes;
+    f->psz = (v > f->V ? v : f->V) + maxoff;
+  } else {
+    f->psz = bV + maxoff;
+    f->bh = H + f->Z[0] - f->out[0];
+  }
   f->scs = f->nph * f->psz;
   f->V = f->ycs = bV;
-  f->bh = H + f->Z[0] - f->out[0];
   int64_t sslot = g->C * f->scs, yslot = MBr * bV, nbg = (g->Mg + MBr - 1) / MBr, nbfull = g->Mg / MBr, mtail = g->Mg % MBr;
   char name[256];
   snprintf(name, sizeof name, "%s.packed", n->out[0]->name);
-  f->pk = kiln_lower_scratch(L, name, f->ct, slots * sslot);
+  f->pk = kiln_lower_scratch(L, name, f->ct, bp->whole_s ? g->N * sslot : slots * sslot);
+  if (bp->whole_s) {
+    kiln_lx *nc = IDX(kiln_lb_for(B, g->N * g->C, par_sched));
+    emit_pack(L, f, g, nc);
+    kiln_lb_end(B);
+  }
   snprintf(name, sizeof name, "%s.virtual", n->out[0]->name);
   f->y = kiln_lower_scratch(L, name, f->ct, slots * yslot);
   f->pnode = n;
   f->pre = kiln_lower_pointwise_steps(n);
 
   kiln_lx *slot = IDX(kiln_lb_for(B, slots, par_sched));
-  int ss = kiln_lb_decl(B, KILN_DT_I64, IMUL(slot, sslot)), ys = kiln_lb_decl(B, KILN_DT_I64, IMUL(slot, yslot));
-  kiln_lx *z = IDX(kiln_lb_for(B, sslot, seq_sched));
-  kiln_lb_store(B, f->pk, IADD(LOCAL(ss), z), kiln_lx_const_f(B, f->ct, 0));
-  kiln_lb_end(B);
+  int ss = kiln_lb_decl(B, KILN_DT_I64, bp->whole_s ? CI(0) : IMUL(slot, sslot));
+  int ys = kiln_lb_decl(B, KILN_DT_I64, IMUL(slot, yslot));
+  if (!bp->whole_s) {
+    lane_copy zero = {.dst = f->pk, .ct = f->ct, .d = LOCAL(ss)};
+    lane_copies(L, &zero, sslot);
+  }
   int64_t per = (g->N * nb + slots - 1) / slots; /* a slot's bands are consecutive: their rows overlap in X */
   kiln_lx *it = IADD(IMUL(slot, per), per > 1 ? IDX(kiln_lb_for(B, per, seq_sched)) : CI(0));
   int guard = per * slots != g->N * nb;
@@ -677,16 +775,20 @@ static void emit_banded(kiln_lctx *L, const kiln_node *n, const conv_geom *g, fc
   int nv = kiln_lb_decl(B, KILN_DT_I64, digit(L, it, nb, g->N, 1));
   int r0 = kiln_lb_decl(B, KILN_DT_I64, IMUL(digit(L, it, 1, nb, 0), H));
   f->b0 = LOCAL(r0);
-  kiln_lx *c = IDX(kiln_lb_for(B, g->C, seq_sched));
-  f->pbase = IADD(LOCAL(ss), IMUL(c, f->scs));
-  emit_pack(L, f, g, IADD(IMUL(LOCAL(nv), g->C), c));
-  kiln_lb_end(B);
+  if (!bp->whole_s) {
+    kiln_lx *c = IDX(kiln_lb_for(B, g->C, seq_sched));
+    f->pbase = IADD(LOCAL(ss), IMUL(c, f->scs));
+    emit_pack(L, f, g, IADD(IMUL(LOCAL(nv), g->C), c));
+    kiln_lb_end(B);
+  }
+  /* the band's first plane row in S: its image's in the whole S */
+  kiln_lx *sband = bp->whole_s ? IADD(IMUL(LOCAL(nv), g->C * f->scs), IMUL(LOCAL(r0), f->vs[0])) : LOCAL(ss);
 
   kiln_lx *blk = IDX(kiln_lb_for(B, g->G * nbg, seq_sched));
   kiln_lx *grp = digit(L, blk, nbg, g->G, 1);
   int bi = kiln_lb_decl(B, KILN_DT_I64, digit(L, blk, 1, nbg, 0));
   int m0 = kiln_lb_decl(B, KILN_DT_I64, IADD(IMUL(grp, g->Mg), IMUL(LOCAL(bi), MBr)));
-  int sb = kiln_lb_decl(B, KILN_DT_I64, IADD(LOCAL(ss), IMUL(grp, g->Cg * f->scs)));
+  int sb = kiln_lb_decl(B, KILN_DT_I64, IADD(sband, IMUL(grp, g->Cg * f->scs)));
   int wb = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(m0), f->wcs));
   f->sbase = LOCAL(sb), f->ybase = LOCAL(ys), f->wbase = LOCAL(wb);
   for (int part = 0; part < 2; part++) {
@@ -717,13 +819,15 @@ static void emit_banded(kiln_lctx *L, const kiln_node *n, const conv_geom *g, fc
     kiln_lx *idx[5] = {LOCAL(nv), IADD(LOCAL(m0), j), o0};
     kiln_lx *yo = IADD(IMUL(IADD(IMUL(LOCAL(nv), g->M), idx[1]), g->osz), IMUL(o0, g->ystr[0]));
     kiln_lx *src = IADD(IADD(LOCAL(ys), IMUL(j, bV)), IMUL(r, f->vs[0]));
-    for (int i = 1; i < f->sp; i++) {
+    for (int i = 1; i < f->sp - 1; i++) {
       kiln_lx *o = idx[2 + i] = IDX(kiln_lb_for(B, f->out[i], seq_sched));
       yo = IADD(yo, IMUL(o, g->ystr[i]));
       src = IADD(src, IMUL(o, f->vs[i]));
     }
-    kiln_lower_store_rest(L, n, idx, yo, kiln_lx_load(B, f->y, src), f->pre);
-    kiln_lower_close(L, f->sp - 1 + short_last + 2);
+    /* the last dim's stride is 1 in Y (row-major) and in Yv */
+    lane_copy out = {.src = f->y, .ct = f->ct, .d = yo, .s = src, .node = n, .idx = idx, .ilast = 1 + f->sp, .done = f->pre};
+    lane_copies(L, &out, f->out[f->sp - 1]);
+    kiln_lower_close(L, f->sp - 2 + short_last + 2);
     f->rbias = NULL;
   }
   if (mtail && nbfull) kiln_lb_end(B);
@@ -811,10 +915,11 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   f.x = X;
   f.w = kiln_lower_weight_ct(L, n->in[1]);
   const kiln_value *bias = n->nin > 2 ? n->in[2] : NULL;
-  band_plan bp;
+  band_plan bp = {0};
   if (reg && !direct_x && plan_bands(L, n, &f, g, maxoff, VW, direct_y, &bp)) {
     kiln_lower_begin(L, n);
-    kiln_lower_schedule(L, "direct, register tiles of sums, in bands of %lld rows", (long long)bp.H);
+    kiln_lower_schedule(L, "direct, register tiles of sums, in bands of %lld rows%s", (long long)bp.H,
+                        bp.whole_s ? " over zero-padded phase planes" : " each packing its phase planes");
     emit_banded(L, n, g, &f, bias, &bp, maxoff);
     return;
   }
