@@ -675,8 +675,9 @@ static int plan_bands(const kiln_lctx *L, const kiln_node *n, const fconv *f, co
   int64_t MBr, VL, slots = L->target->cores < 1 ? 1 : L->target->cores, H = f->out[0];
   kiln_conv_reg_shape(L->target, f->ct, g->Mg, &MBr, &VL);
   /* tests: bands of that many rows wherever they apply, "Hs": over the
-   * whole S */
+   * whole S; 0: never */
   const char *env = getenv("KILN_CONV_BANDS");
+  if (env && !strcmp(env, "0")) return 0;
   if (env && atoll(env) > 0) {
     H = atoll(env) < H ? atoll(env) : H;
     bp->whole_s = strchr(env, 's') != NULL;
