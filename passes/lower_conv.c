@@ -566,6 +566,23 @@ static kiln_lx *digit(kiln_lctx *L, kiln_lx *blk, int64_t inner, int64_t extent,
   return outer ? q : BIN(REM, q, CI(extent));
 }
 
+/* Opens part `part` of a block of output channels: the full blocks of MBr
+ * rows (0) or the short last one of mtail (1), an IF on the block index bi
+ * between them where both exist, and the block's bias locals in rb (rows
+ * from local m0); returns its rows, 0 where the part has none. */
+static int64_t block_part(kiln_lctx *L, fconv *f, const kiln_value *bias, int part, int64_t MBr, int64_t nbfull,
+                          int64_t mtail, int bi, int m0, int *rb) {
+  int64_t mb = part == 0 ? (nbfull ? MBr : 0) : mtail;
+  if (!mb) return 0;
+  if (part == 0 && mtail) kiln_lb_if(B, BIN(LT, LOCAL(bi), CI(nbfull)));
+  if (part == 1 && nbfull) kiln_lb_else(B);
+  for (int64_t j = 0; j < mb; j++)
+    rb[j] = kiln_lb_decl(B, f->ct, bias ? kiln_lower_load(L, kiln_lower_buf(L, bias), IADD(LOCAL(m0), CI(j)))
+                                        : kiln_lx_const_f(B, f->ct, 0));
+  f->rbias = rb;
+  return mb;
+}
+
 /* The register path's block loop (see the top of it): sums over V virtual
  * positions into f->y (Y or Yv, channel stride f->ycs). */
 static void emit_reg_blocks(kiln_lctx *L, fconv *f, const conv_geom *g, const kiln_value *bias) {
@@ -592,16 +609,9 @@ static void emit_reg_blocks(kiln_lctx *L, fconv *f, const conv_geom *g, const ki
   int wb = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(m0), f->wcs));
   f->sbase = LOCAL(sb), f->ybase = LOCAL(yb), f->wbase = LOCAL(wb);
   for (int part = 0; part < 2; part++) {
-    int64_t mb = part == 0 ? MBr : mtail;
-    if (part == 0 && nbfull == 0) continue;
-    if (part == 1 && mtail == 0) break;
-    if (part == 0 && mtail) kiln_lb_if(B, BIN(LT, LOCAL(bi), CI(nbfull)));
-    if (part == 1 && nbfull) kiln_lb_else(B);
     int rb[RB_MB_MAX];
-    for (int64_t j = 0; j < mb; j++)
-      rb[j] = kiln_lb_decl(B, f->ct, bias ? kiln_lower_load(L, kiln_lower_buf(L, bias), IADD(LOCAL(m0), CI(j)))
-                                          : kiln_lx_const_f(B, f->ct, 0));
-    f->rbias = rb;
+    int64_t mb = block_part(L, f, bias, part, MBr, nbfull, mtail, bi, m0, rb);
+    if (!mb) continue;
     if (gt > 0) {
       kiln_lx *vt = gt > 1 ? IDX(kiln_lb_for(B, gt, seq_sched)) : CI(0);
       kiln_lx *sub = IADD(IMUL(LOCAL(st), gt), vt);
@@ -793,16 +803,9 @@ static void emit_banded(kiln_lctx *L, const kiln_node *n, const conv_geom *g, fc
   int wb = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(m0), f->wcs));
   f->sbase = LOCAL(sb), f->ybase = LOCAL(ys), f->wbase = LOCAL(wb);
   for (int part = 0; part < 2; part++) {
-    int64_t mb = part == 0 ? MBr : mtail;
-    if (part == 0 && nbfull == 0) continue;
-    if (part == 1 && mtail == 0) break;
-    if (part == 0 && mtail) kiln_lb_if(B, BIN(LT, LOCAL(bi), CI(nbfull)));
-    if (part == 1 && nbfull) kiln_lb_else(B);
     int rb[RB_MB_MAX];
-    for (int64_t j = 0; j < mb; j++)
-      rb[j] = kiln_lb_decl(B, f->ct, bias ? kiln_lower_load(L, kiln_lower_buf(L, bias), IADD(LOCAL(m0), CI(j)))
-                                          : kiln_lx_const_f(B, f->ct, 0));
-    f->rbias = rb;
+    int64_t mb = block_part(L, f, bias, part, MBr, nbfull, mtail, bi, m0, rb);
+    if (!mb) continue;
     int64_t nsub = bV / VL, vtail = bV % VL, whole = vtail / lanes * lanes;
     if (nsub) {
       kiln_lx *t = nsub > 1 ? IDX(kiln_lb_for(B, nsub, seq_sched)) : CI(0);
