@@ -218,8 +218,10 @@ typedef struct fconv {
                                                    store (epilogue included) the tile makes */
   const kiln_node *pnode;                       /* register path into Yv: the node whose leading */
   int pre;                                      /* `pre` pointwise epilogue steps the tile applies */
-  int64_t bh;                                   /* banded (emit_banded): rows of dim 0 a band's planes */
-  kiln_lx *b0, *pbase;                          /* hold, its first plane row, S offset of the channel */
+  int64_t bh;                                   /* bands packing their own rows (emit_banded): the rows
+                                                   of dim 0 a band's planes hold, else 0 */
+  kiln_lx *b0, *pbase;                          /* then: the band's first plane row; the S offset of
+                                                   the channel emit_pack packs */
 } fconv;
 
 static int64_t floordiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
@@ -375,16 +377,14 @@ static int64_t tile_len(int64_t n, int64_t vw, int64_t tmax) {
   return best ? best : tmax;
 }
 
-/* Copies [j0, j1) of the last dim for the given last-dim phases: S at
- * so + phase*psz + j, X at xo + s*(j + qmin) + r. */
 /* Element copies the banded kernel makes (emit_banded): dst[d + i] =
- * value(src + i), or 0 without src, for i < n.  Its one function is in the
+ * src[s + i], or 0 without src, for i < n.  Its one function is in the
  * tiled tier, whose pipeline has no loop vectoriser (llvm_optimise.c), so
  * the loop is written as runs of W statements on consecutive elements,
- * which the printer makes vector statements (llvm_lanes.c): ResNet-50's
- * stem copied its sums out of Yv at scalar speed otherwise.  f->enode,
- * when set, is the node whose output store (epilogue and all) the copy
- * makes; idx[ilast] is then the element's last-dim index. */
+ * which the printer makes vector statements (llvm_lanes.c), where a loop
+ * would stay scalar.  `node`, when set, is the node whose output store
+ * (its epilogue after the first `done` steps) the copy makes; idx[ilast]
+ * is then the element's last-dim index. */
 typedef struct lane_copy {
   const kiln_buf *dst, *src;
   kiln_lx *d, *s;                 /* offsets of element 0 */
@@ -414,6 +414,8 @@ static void lane_copies(kiln_lctx *L, const lane_copy *c, int64_t n) {
   for (int64_t l = nv * W; l < n; l++) lane_copy_one(L, c, CI(l));
 }
 
+/* Copies [j0, j1) of the last dim for the given last-dim phases: S at
+ * so + phase*psz + j, X at xo + s*(j + qmin) + r. */
 static void pack_run(kiln_lctx *L, const fconv *f, kiln_lx *so, kiln_lx *xo, const int64_t *rs, int nrs, int64_t j0,
                      int64_t j1) {
   if (j1 <= j0) return;
@@ -641,20 +643,21 @@ static void emit_reg_blocks(kiln_lctx *L, fconv *f, const conv_geom *g, const ki
  * 7x7 stem kept a 3.3 MB Yv beside its 3.2 MB output (the network's peak:
  * 7.23 MB against a plain plan of 5.22).  Where the whole S and Yv do
  * not fit what the plan leaves free (kiln_lower_live_at), the kernel
- * runs in bands of dim 0's output rows (H of them), a few slots at once:
+ * runs in bands of dim 0's output rows (H of them), one slot a core:
  *
+ *   S[n, c] = phases of X[n, c], zero-padded                  parallel (n, c)
  *   for slot < slots                                          parallel
- *     zero the slot's S (padding it never writes stays zero)
  *     for the slot's bands (n, rows b0 .. b0 + H)
- *       pack: the band's rows of every channel's phase planes
  *       for (group, block of MB output channels)
  *         register tiles over the band's virtual positions -> slot's Yv
  *         Y[n, m0+j, rows of the band] = Yv ..., through the output store
  *
- * A band's S is at most half the L2, so every block reads it from there;
- * its Yv is one block's, copied out while in L1/L2.  X stays live over the
- * kernel (it is read band by band), so the bands take what is free beside
- * X and Y. */
+ * A band's rows of S are at most half the L2, so every block reads them
+ * from there; its Yv is one block's, copied out while in L1/L2.  Where the
+ * whole S does not fit either, each slot holds a band's S of its own:
+ * zeroed once (padding no band writes stays zero), each band packs its
+ * rows before its blocks.  X then stays live over the kernel (it is read
+ * band by band), so those bands take what is free beside X and Y. */
 typedef struct band_plan { int64_t H, nb, slots, bV; int whole_s; } band_plan;
 
 static int64_t band_bytes(const fconv *f, const conv_geom *g, int64_t H, int64_t VW, int64_t MBr, int64_t maxoff,
