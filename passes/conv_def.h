@@ -51,11 +51,11 @@ int kiln_conv_def_of(kiln_lctx *L, const kiln_node *n, kiln_conv_def *def);
 kiln_lx *kiln_conv_in_pos(kiln_lb *b, const kiln_conv_geom *g, int i, kiln_lx *o, kiln_lx *k);
 kiln_lx *kiln_conv_in_bounds(kiln_lb *b, const kiln_conv_geom *g, int i, kiln_lx *pos);
 
-/* Bytes of the arena's graph values live while node n's kernel runs, and
- * (*most) their largest such sum over the graph, the plain memory plan's
- * peak (live_values.c); -1: no memory to count with.  A schedule's scratch
- * fits in most - live without raising the network's peak. */
-int64_t kiln_lower_live_at(const kiln_lctx *L, const kiln_node *n, int64_t *most);
+/* Bytes of scratch node n's kernel may take without raising the plain
+ * memory plan's peak: what the graph values live while it runs leave free
+ * below that peak, less a margin for the gaps (live_values.c); -1: no
+ * memory to count with. */
+int64_t kiln_lower_scratch_room(const kiln_lctx *L, const kiln_node *n);
 
 /* The depthwise schedule (lower_conv_dw.c): Conv node n with geometry g
  * when group == C (any channel multiplier), 1-D or 2-D; returns 0, or -1

@@ -642,7 +642,7 @@ static void emit_reg_blocks(kiln_lctx *L, fconv *f, const conv_geom *g, const ki
  * they can pass the plain plan's peak (issue #10's bar).  ResNet-50's
  * 7x7 stem kept a 3.3 MB Yv beside its 3.2 MB output (the network's peak:
  * 7.23 MB against a plain plan of 5.22).  Where the whole S and Yv do
- * not fit what the plan leaves free (kiln_lower_live_at), the kernel
+ * not fit what the plan leaves free (kiln_lower_scratch_room), the kernel
  * runs in bands of dim 0's output rows (H of them), one slot a core:
  *
  *   S[n, c] = phases of X[n, c], zero-padded                  parallel (n, c)
@@ -696,9 +696,8 @@ static int plan_bands(const kiln_lctx *L, const kiln_node *n, const fconv *f, co
     bp->whole_s = strchr(env, 's') != NULL;
     goto chosen;
   }
-  int64_t most = 0, here = kiln_lower_live_at(L, n, &most);
-  if (here < 0) return 0;
-  int64_t esz = (int64_t)kiln_dtype_size(f->ct), room = (most - here) / 4 * 3; /* gaps need not be contiguous */
+  int64_t esz = (int64_t)kiln_dtype_size(f->ct), room = kiln_lower_scratch_room(L, n);
+  if (room < 0) return 0;
   /* what the whole planes add to the plain plan's values: S beside X
    * while it is packed (Y not written yet), then S and Yv where X was,
    * when no other kernel reads X */

@@ -277,16 +277,16 @@ static void emit_gemm(kiln_lctx *L, const kiln_node *n, im2col *f, int64_t MB, i
  * put the 3-D CNN's peak workspace at 36.7 MB against a plain plan of
  * 9.4.  Enough chunks for two a core, and no more rows a chunk than all
  * slots' chunks fit in what the plain plan leaves free beside the kernel
- * (kiln_lower_live_at; one row at least); one dim: one chunk per image. */
+ * (kiln_lower_scratch_room; one row at least); one dim: one chunk per image. */
 static int64_t chunk_rows(const kiln_lctx *L, const kiln_node *n, const im2col *f) {
   const kiln_conv_geom *g = f->g;
   if (g->sp < 2) return g->out[0];
   int64_t row = (int64_t)kiln_dtype_size(f->ct) * f->K * f->inner[0];
   int64_t fit = row > 0 ? L->target->l2_bytes / row : g->out[0];
   int64_t want = 2 * (int64_t)L->target->cores, per_img = (want + g->N - 1) / g->N;
-  int64_t r = (g->out[0] + per_img - 1) / per_img, most = 0, here = kiln_lower_live_at(L, n, &most);
+  int64_t r = (g->out[0] + per_img - 1) / per_img, room = kiln_lower_scratch_room(L, n);
   int64_t slots = L->target->cores < 1 ? 1 : L->target->cores;
-  if (here >= 0 && row > 0 && (most - here) / 4 * 3 / (slots * row) < fit) fit = (most - here) / 4 * 3 / (slots * row);
+  if (room >= 0 && row > 0 && room / (slots * row) < fit) fit = room / (slots * row);
   if (r > fit) r = fit;
   if (r < 1) r = 1;
   return r < g->out[0] ? r : g->out[0];

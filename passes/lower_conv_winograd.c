@@ -169,17 +169,14 @@ static int64_t scratch_bytes(const wino *f, const kiln_conv_geom *g, int64_t row
 
 /* Where V and Mt live (f->band, f->slots; 0: the whole plane), or -1:
  * nowhere.  They take only what the plain plan leaves free while this
- * kernel runs (its peak less what is live here, kiln_lower_live_at), so the
+ * kernel runs (kiln_lower_scratch_room), so the
  * network's peak workspace does not grow (issue #10's bar): the whole
  * plane's when it fits, else bands (emit_banded) of at least one row of
  * tiles a slot; a network whose peak is this layer's own input and output
  * (a lone convolution) computes it directly. */
 static int plan_scratch(const kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g, wino *f) {
-  int64_t most = 0, here = kiln_lower_live_at(L, n, &most);
-  /* three quarters of it: the plan places V and Mt in the gaps between
-   * live values, which need not be contiguous (DenseNet-121 with all of it:
-   * 0.2 MB over its plain plan) */
-  int64_t room = here < 0 ? 0 : (most - here) / 4 * 3, whole = g->N * scratch_bytes(f, g, f->th);
+  int64_t room = kiln_lower_scratch_room(L, n), whole = g->N * scratch_bytes(f, g, f->th);
+  if (room < 0) room = 0;
   int64_t hp = f->th * f->m + 2, wp = f->tw * f->m + 2, padded = g->N * g->C * hp * wp * 4;
   if (whole + padded <= room) { /* the input transform reads a zero-padded copy: no border tiles */
     f->hp = hp, f->wp = wp;
