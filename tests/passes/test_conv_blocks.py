@@ -29,10 +29,11 @@ size of the terms themselves).
 
 KILN_CONV_BANDS=H in the environment forces the register path's bands of
 H output rows of dim 0 (emit_banded: each slot packs a band of the phase
-planes and copies its sums out block by block) wherever they apply (2-D
-and 3-D convolutions that pack X): every case then runs through them, with
-bands ending short and slots ending idle, and each such case is checked to
-name that schedule (`kiln inspect --verbose`).
+planes and copies its sums out block by block; "Hs": the bands' sums over
+the whole packed input) wherever they apply (2-D and 3-D convolutions that
+pack X): every case then runs through them, with bands ending short and
+slots ending idle, and each such case is checked to name that schedule
+(`kiln inspect --verbose`).
 
 Prints "PASS name: ..." or "FAIL name: ..." per case, then "N passed, M
 failed"; exit status 1 if any failed.
