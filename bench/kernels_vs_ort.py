@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Per kernel, kiln against ONNX Runtime on one model: where each one's time goes.
+
+Usage:  python3 bench/kernels_vs_ort.py [--threads T] [--rounds R] [--top K] KILN_BINARY MODEL.onnx
+
+bench.py says how the whole networks compare; this says which kernels make
+the difference.  Both runtimes time every kernel of their own:
+
+  kiln   `KILN_BINARY run MODEL --random --repeat 15 --threads T --profile`,
+         R times: each kernel's least time over the R runs' medians.
+  ORT    CPU execution provider, ORT_ENABLE_ALL, intra_op_num_threads=T,
+         enable_profiling; 15 runs a round after 3 warm-up runs, R rounds:
+         each node's least "kernel_time" event.
+
+The rounds alternate (kiln, ORT, kiln, ORT...), so a disturbance on a noisy
+host hits both; least times are the figure least moved by it.
+
+The two runtimes fuse differently, so kernels are matched through the ONNX
+graph.  ORT names a fused node after one of the nodes it covers (a Conv's
+BatchNormalization or Relu, "_nchwc" appended when it re-laid it out); kiln
+lists every node its kernel computes, but not a BatchNormalization it folded
+into the weights.  Each ORT node is given to the kiln kernel that lists it,
+else to the kernel of the node that produced its first input (and so on up
+the graph: a folded BatchNormalization goes to its Conv's kernel).  A row is
+one kiln kernel with the ORT nodes it took; ORT nodes no kernel took (layout
+reorders: "ReorderInput", "ReorderOutput") are summed on a row of their own.
+
+Rows are sorted by kiln - ORT (kiln's largest losses first).  The input is
+np.random.default_rng(0) standard normal, as bench.py draws it for ORT; kiln
+draws its own (--random): a kernel's time does not depend on the values.
+"""
+import argparse
+import collections
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+KERNEL_ROW = re.compile(r"\s*(\d+)\s+([\d.]+)\s+[\d.]+\s+\S+\s+\S+\s+\S+\s+(\S+)\s+(.*)$")
+
+
+def kiln_kernels(kiln, model, threads, out):
+    """{kernel: least ms so far}, and {kernel: [node names]} from one profiled run."""
+    res = subprocess.run([kiln, "run", model, "--random", "--repeat", "15", "--threads", str(threads), "--profile"],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit(f"kernels_vs_ort: kiln failed: {res.stderr.strip()}")
+    nodes = {}
+    for ln in res.stdout.splitlines():
+        m = KERNEL_ROW.match(ln)
+        if not m:
+            continue
+        k, ms = m.group(3), float(m.group(2))
+        out[k] = min(out.get(k, ms), ms)
+        nodes[k] = re.findall(r"(\S+) \([A-Za-z]+\)", m.group(4))
+    return nodes
+
+
+def ort_round(model, threads, out, work):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.enable_profiling = True
+    so.profile_file_prefix = os.path.join(work, "ort")
+    s = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    feeds = {}
+    rng = np.random.default_rng(0)
+    for i in s.get_inputs():
+        shape = [d if isinstance(d, int) else 1 for d in i.shape]
+        dtype = np.float16 if "float16" in i.type else np.float32
+        feeds[i.name] = rng.standard_normal(shape).astype(dtype)
+    for _ in range(3):
+        s.run(None, feeds)
+    for _ in range(15):
+        s.run(None, feeds)
+    path = s.end_profiling()
+    with open(path) as f:
+        events = json.load(f)
+    os.remove(path)
+    runs = collections.defaultdict(list)
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            runs[e["name"][: -len("_kernel_time")]].append(e["dur"] / 1000.0)
+    # the first 3 runs are warm-up: each node's last 15 events are the timed runs
+    for name, durs in runs.items():
+        ms = min(durs[-15:])
+        out[name] = min(out.get(name, ms), ms)
+
+
+def owner_map(model, kiln_nodes):
+    """ONNX node name -> the kiln kernel that computes it (or its producer's)."""
+    g = onnx.load(model, load_external_data=False).graph
+    producer = {}
+    for n in g.node:
+        for o in n.output:
+            producer[o] = n
+    kernel_of = {}
+    for k, names in kiln_nodes.items():
+        for nm in names:
+            kernel_of[nm] = k
+    by_name = {n.name: n for n in g.node}
+
+    def owner(name):
+        n, seen = by_name.get(name), 0
+        while n is not None and seen < 64:
+            if n.name in kernel_of:
+                return kernel_of[n.name]
+            n = producer.get(n.input[0]) if n.input else None
+            seen += 1
+        return None
+
+    return owner
+
+
+def ort_base(name):
+    """An ORT node name without the suffixes its optimisers add."""
+    for suffix in ("_nchwc", "_token"):
+        i = name.find(suffix)
+        if i > 0:
+            name = name[:i]
+    return name
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("kiln")
+    ap.add_argument("model")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--top", type=int, default=25, help="rows to print (kiln's largest losses first)")
+    a = ap.parse_args(argv)
+    kiln_ms, ort_ms, nodes = {}, {}, {}
+    with tempfile.TemporaryDirectory() as work:
+        for _ in range(a.rounds):
+            nodes = kiln_kernels(a.kiln, a.model, a.threads, kiln_ms)
+            ort_round(a.model, a.threads, ort_ms, work)
+    owner = owner_map(a.model, nodes)
+    took = collections.defaultdict(list)
+    for name, ms in ort_ms.items():
+        took[owner(ort_base(name))].append((name, ms))
+    rows = []
+    for k, ms in kiln_ms.items():
+        o = sum(t for _, t in took.get(k, []))
+        rows.append((ms - o, k, ms, o, ", ".join(n for n, _ in took.get(k, []))))
+    rows.sort(reverse=True)
+    kt, ot = sum(kiln_ms.values()), sum(ort_ms.values())
+    print(f"# {os.path.basename(a.model)}, {a.threads} thread(s), least of {a.rounds} rounds; "
+          f"sum of kernels: kiln {kt:.2f} ms, ORT {ot:.2f} ms (kiln/ORT {kt / ot:.2f})")
+    print("| kiln kernel | kiln ms | ORT ms | kiln - ORT | ORT nodes |")
+    print("|---|---:|---:|---:|---|")
+    for d, k, ms, o, names in rows[: a.top]:
+        print(f"| {k} | {ms:.3f} | {o:.3f} | {d:+.3f} | {names} |")
+    rest = took.get(None, [])
+    if rest:
+        print(f"| (ORT only) | - | {sum(t for _, t in rest):.3f} | | {', '.join(n for n, _ in rest)} |")
+    wins = sum(d for d, *_ in rows if d < 0)
+    losses = sum(d for d, *_ in rows if d > 0)
+    print(f"\nkiln ahead by {-wins:.2f} ms on its faster kernels, behind by {losses:.2f} ms on its slower ones")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
