@@ -42,6 +42,9 @@ typedef struct kiln_target {
                                sm_80+; operands keep 10 mantissa bits: see README, CUDA) */
   int keep_narrow;          /* CPU: f16/bf16 tensors stay narrow in memory (`--keep-f16`);
                                else f32 buffers holding the same values (passes/widen_f16.c) */
+  int lean_memory;          /* CPU: scratch only where the plain memory plan leaves room, counted
+                               exactly, and strided convolutions that read X in place where the
+                               phase planes fit nowhere (`--lean-memory`; passes/live_values.c) */
 } kiln_target;
 
 /* A CPU with `vector_bytes`-wide vectors and `cores` cores (< 1: 1); the

@@ -89,6 +89,17 @@ void kiln_conv_im2col_pack(kiln_lctx *L, const kiln_conv_geom *g, const kiln_buf
  * and the channels fill a block. */
 int kiln_conv_gemmt_wanted(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
 int kiln_lower_conv_gemmt(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
+/* Wt[blk, k, l] = W[blk*rv + l, k] (0 past M): W [M, K] re-laid in blocks
+ * of rv output channels, a weight buffer in compute type ct. */
+const kiln_buf *kiln_conv_blocked_weights(kiln_lctx *L, const kiln_value *v, int64_t M, int64_t K, int64_t rv,
+                                          kiln_dtype ct);
+/* Strided 2-D Conv reading X in place, vectors along output channels
+ * (lower_conv_strided.c): wanted for one group, strides > 1, constant
+ * weights and at least a whole block of output channels, on a lean_memory
+ * target where the register path's phase planes do not fit (!planes_fit);
+ * the lowering emits the node's kernel and returns 0. */
+int kiln_conv_strided_wanted(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g, int planes_fit);
+int kiln_lower_conv_strided(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
 /* Conv 3x3 stride 1 as Winograd's F(m x m, 3 x 3) (lower_conv_winograd.c)
  * for one group, at least 32 input and output channels, float32 outputs
  * and constant weights, on a CPU target, where its scratch fits in memory

@@ -680,6 +680,19 @@ static int own_storage(const kiln_lctx *L, const kiln_value *v, const kiln_node 
   return 1;
 }
 
+/* Whether the whole S and Yv fit what the plain plan leaves free beside
+ * this kernel (or there is no estimate): what they add to the plan's
+ * values is S beside X while it is packed (Y not written yet), then S and
+ * Yv where X was, when no other kernel reads X. */
+static int whole_planes_fit(const kiln_lctx *L, const kiln_node *n, const fconv *f, const conv_geom *g, int direct_y) {
+  int64_t esz = (int64_t)kiln_dtype_size(f->ct), room = kiln_lower_scratch_room(L, n);
+  if (room < 0) return 1;
+  int64_t S = esz * g->N * g->C * f->nph * f->psz, Yv = direct_y ? 0 : esz * g->N * g->M * f->V;
+  int64_t xb = own_storage(L, n->in[0], n) ? esz * g->N * g->C * g->isz : 0;
+  int64_t yb = own_storage(L, kiln_lower_result(n, 0), NULL) ? esz * g->N * g->M * g->osz : 0;
+  return S - yb <= room && S + Yv - xb <= room;
+}
+
 /* Bands for this convolution, or 0 where the whole S and Yv fit (or bands
  * would not help: one dim, or no room estimate). */
 static int plan_bands(const kiln_lctx *L, const kiln_node *n, const fconv *f, const conv_geom *g, int64_t maxoff,
@@ -697,14 +710,10 @@ static int plan_bands(const kiln_lctx *L, const kiln_node *n, const fconv *f, co
     goto chosen;
   }
   int64_t esz = (int64_t)kiln_dtype_size(f->ct), room = kiln_lower_scratch_room(L, n);
-  if (room < 0) return 0;
-  /* what the whole planes add to the plain plan's values: S beside X
-   * while it is packed (Y not written yet), then S and Yv where X was,
-   * when no other kernel reads X */
-  int64_t S = esz * g->N * g->C * f->nph * f->psz, Yv = direct_y ? 0 : esz * g->N * g->M * f->V;
+  if (room < 0 || whole_planes_fit(L, n, f, g, direct_y)) return 0;
+  int64_t S = esz * g->N * g->C * f->nph * f->psz;
   int64_t xb = own_storage(L, n->in[0], n) ? esz * g->N * g->C * g->isz : 0;
   int64_t yb = own_storage(L, kiln_lower_result(n, 0), NULL) ? esz * g->N * g->M * g->osz : 0;
-  if (S - yb <= room && S + Yv - xb <= room) return 0;
   /* every band reads all the weights again: from the L2 when they fit
    * half of it, else from further out (AlexNet's 2.5 MB conv2 in 2 bands:
    * 4.72 -> 5.17 ms, one thread) */
@@ -927,6 +936,15 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
     kiln_lower_schedule(L, "direct, register tiles of sums, in bands of %lld rows%s", (long long)bp.H,
                         bp.whole_s ? " over zero-padded phase planes" : " each packing its phase planes");
     emit_banded(L, n, g, &f, bias, &bp, maxoff);
+    return;
+  }
+  /* lean_memory: where the phase planes fit neither whole nor in bands,
+   * a strided convolution reads X in place (lower_conv_strided.c),
+   * slower than these tiles (ResNet-50's layer2.0.conv2 2.4-2.7 -> 3.8-4.1
+   * ms, one Zen 5 core) but with a row of sums a core for scratch */
+  if (reg && !direct_x && (L->target->lean_memory || getenv("KILN_STRIDED")) &&
+      kiln_conv_strided_wanted(L, n, g, whole_planes_fit(L, n, &f, g, direct_y))) {
+    kiln_lower_conv_strided(L, n, g);
     return;
   }
   /* a block that owns its input channels (a whole group: depthwise) packs

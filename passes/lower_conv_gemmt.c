@@ -119,8 +119,8 @@ static size_t blocked_at(int64_t src, const int64_t *shape) { /* shape: K, rv */
   return (size_t)(((m / rv) * shape[0] + k) * rv + m % rv);
 }
 
-static const kiln_buf *blocked_weights(kiln_lctx *L, const kiln_value *v, int64_t M, int64_t K, int64_t rv,
-                                       kiln_dtype ct) {
+const kiln_buf *kiln_conv_blocked_weights(kiln_lctx *L, const kiln_value *v, int64_t M, int64_t K, int64_t rv,
+                                          kiln_dtype ct) {
   const int64_t shape[2] = {K, rv};
   return kiln_lower_relaid_weight(L, v, ct, (M + rv - 1) / rv * K * rv, "blocked", blocked_at, shape, K, rv);
 }
@@ -324,7 +324,7 @@ int kiln_lower_conv_gemmt(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom
   f.K = g->Cg * g->ksz; /* W [M, C, taps] is already [M, K] */
   f.P = g->osz;
   f.RV = vectors(L->target) * kiln_target_lanes(L->target, f.ct);
-  f.wt = blocked_weights(L, n->in[1], g->M, f.K, f.RV, f.ct);
+  f.wt = kiln_conv_blocked_weights(L, n->in[1], g->M, f.K, f.RV, f.ct);
   f.bias = n->nin > 2 ? kiln_lower_weight_ct(L, n->in[2]) : NULL;
   /* taps, strides or pads: X packed into im2col rows Xc [N, K, P]
    * (passes/lower_conv_im2col.c), which the GEMM then reads as a 1x1

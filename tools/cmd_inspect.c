@@ -33,6 +33,8 @@ static const char help[] =
     "                the summary then lists every kernel's launch shape)\n"
     "  --tf32        with --target cuda: convolutions on TF32 tensor cores (10-bit\n"
     "                mantissas, relative error ~1e-3; README: CUDA)\n"
+    "  --lean-memory the C target with peak workspace at most the plain plan's\n"
+    "                (as `kiln run --lean-memory`: slower strided convolutions)\n"
     "  --train       summarise one training step instead (trained/frozen parameters,\n"
     "                optimizer state, peak training memory); --dump-after train shows it\n"
     "  -h, --help    show this help\n\n";
@@ -240,7 +242,7 @@ static void print_summary(const char *path, kiln_graph *g, const kiln_model_opts
   else printf("memory    (no plan: %s)\n", dims[0] ? "bind the symbolic dims with --dim NAME=N"
                                           : batch ? "bind the batch with --batch N" : "an op is not yet lowered");
   if (verbose) {
-    if (o->program && !o->target)
+    if (o->program && (!o->target || o->target->kind == KILN_TARGET_CPU))
       printf("\nschedules [in brackets] as lowered for the fixed C target (64-byte vectors, 8 cores; `kiln\n"
              "emit-c` prints the same); `kiln run` lowers for this CPU, whose cores and caches can change them\n");
     printf("\n");
@@ -271,7 +273,9 @@ int kiln_cmd_inspect(int argc, char **argv) {
   kiln_cli_train_init(&topts);
   kiln_cli_bindings bind = {0};
   kiln_model_opts o = {.bind = &bind};
-  kiln_target gpu = kiln_target_gpu_default();
+  kiln_target gpu = kiln_target_gpu_default(), lean = kiln_target_c();
+  lean.lean_memory = 1;
+  int lean_memory = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); fputs(kiln_train_opts_usage, stdout); return 0; }
@@ -287,6 +291,7 @@ int kiln_cmd_inspect(int argc, char **argv) {
       o.target = strcmp(v, "cpu") ? &gpu : NULL;
     }
     else if (!strcmp(a, "--tf32")) gpu.tf32 = 1;
+    else if (!strcmp(a, "--lean-memory")) lean_memory = 1;
     else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) verbose = 1;
     else if (!strcmp(a, "--ir")) ir = 1;
     else if (!strcmp(a, "--json")) json = 1;
@@ -310,6 +315,8 @@ int kiln_cmd_inspect(int argc, char **argv) {
   }
   kiln_diag d = {0};
   if (gpu.tf32 && o.target != &gpu) return kiln_cli_usage_error("inspect", "--tf32 is for --target cuda or cuda-host");
+  if (lean_memory && o.target == &gpu) return kiln_cli_usage_error("inspect", "--lean-memory is for the CPU target");
+  if (lean_memory) o.target = &lean;
   o.static_shapes = o.lower = loops || train; /* --loops, --train: the whole pipeline, as compile runs it */
   /* --loops and --dump-after show the pipeline as compile runs it (on a CPU: one image at a time) */
   o.per_image = (loops || o.dump_after) && o.target != &gpu; /* the C target: one image after another */

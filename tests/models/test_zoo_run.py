@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """End-to-end numerical check of `kiln run` against ONNX Runtime on the zoo.
 
-Usage:  python3 tests/models/test_zoo_run.py [--backend llvm|c|cuda-host] KILN_BINARY CACHE_DIR [name ...]
+Usage:  python3 tests/models/test_zoo_run.py [--backend llvm|c|cuda-host] [--lean-memory] KILN_BINARY CACHE_DIR [name ...]
+
+--lean-memory passes that option to `kiln run` / `kiln emit-c` (peak
+workspace within the plain plan: exact scratch rooms and, where phase
+planes do not fit, strided convolutions reading X in place,
+passes/lower_conv_strided.c); the rest is the same.
 
 --backend cuda-host runs `kiln run MODEL --target cuda-host` (the CUDA
 backend's code through its host emulation); the rest is the same.
@@ -211,15 +216,16 @@ def compare(name, ref, got):
     return ok, ", ".join(parts)
 
 
-def check_model(kiln, name, path, backend="llvm"):
+def check_model(kiln, name, path, backend="llvm", extra=()):
     """Returns (ok, the report line's text after "PASS name: ")."""
     inputs = make_inputs(path)
     ref, ort_ms = run_ort(path, inputs)
     with tempfile.TemporaryDirectory(prefix=f"kiln_zoo_run_{name}_") as work:
         if backend == "c":
-            got, times, error = run_c(kiln, path, inputs, work)
+            got, times, error = run_c(kiln, path, inputs, work, extra)
         else:
-            got, times, error = run_kiln(kiln, path, inputs, work, "cuda-host" if backend == "cuda-host" else None)
+            got, times, error = run_kiln(kiln, path, inputs, work, "cuda-host" if backend == "cuda-host" else None,
+                                         extra)
     if error:
         return False, f"{error} (ORT {ort_ms:.1f} ms)"
     results = []
@@ -245,6 +251,9 @@ def main(argv):
         if backend not in ("llvm", "c", "cuda-host"):
             print(f"FAIL setup: unknown backend {backend!r}")
             return 2
+    extra = ()
+    if len(argv) > 1 and argv[1] == "--lean-memory":
+        extra, argv = ("--lean-memory",), argv[:1] + argv[2:]
     if len(argv) < 3:
         print(__doc__.split("Usage:")[1].split("\n\n")[0].strip(), file=sys.stderr)
         return 2
@@ -253,7 +262,7 @@ def main(argv):
         print(f"FAIL setup: kiln binary {kiln!r} does not exist or is not executable")
         print("0 passed, 1 failed")
         return 1
-    return run_models(cache_dir, names, lambda name, path: check_model(kiln, name, path, backend))
+    return run_models(cache_dir, names, lambda name, path: check_model(kiln, name, path, backend, extra))
 
 
 def run_models(cache_dir, names, check):
