@@ -26,8 +26,9 @@
  *
  * No copy of X: the broadcasts read it where it is, at any stride.  The
  * taps along a row (kx) are unrolled here, so a tile at either end of a
- * row, whose column is known when it is emitted, simply has no products
- * for the columns outside X; the tiles between run without checks.  Rows
+ * row, whose column is known when it is emitted, multiplies by a constant
+ * zero where a column lies outside X (the definition's zero padding);
+ * the tiles between run without checks.  Rows
  * outside X are skipped by a test per (c, ky).  The scratch is one row of
  * sums a slot (112 x 64 floats for a 7x7 stem).  Yt runs along channels
  * and Y along positions, so the copy out is one scalar load and store an
@@ -79,8 +80,8 @@ int kiln_conv_strided_wanted(kiln_lctx *L, const kiln_node *n, const kiln_conv_g
 }
 
 /* One tile: pb outputs of row f->oy from column ox0 (ox0s >= 0: that
- * column, known here, and only the products inside X are emitted; -1: a
- * tile between the borders), rvl lanes of channels. */
+ * column, known here, and the columns outside X read as zero; -1: a tile
+ * between the borders, all inside), rvl lanes of channels. */
 static void emit_tile(kiln_lctx *L, const strided *f, kiln_lx *ox0, int64_t ox0s, int64_t pb, int64_t rvl, int64_t mv) {
   const kiln_conv_geom *g = f->g;
   int64_t H = g->in[0], W = g->in[1], K0 = g->K[0], K1 = g->K[1], s1 = g->s[1], p1 = g->pb[1];
@@ -189,7 +190,12 @@ int kiln_lower_conv_strided(kiln_lctx *L, const kiln_node *n, const kiln_conv_ge
   if (room < 0 || rows * (int64_t)kiln_dtype_size(f.ct) <= room || (env && !strcmp(env, "1r"))) {
     snprintf(name, sizeof name, "%s.rows", n->out[0]->name);
     f.yt = kiln_lower_scratch(L, name, f.ct, rows);
-  } else f.pre = 0;
+  } else {
+    f.pre = 0;
+    /* each output stored once, by one lane of one tile, reading its
+     * residual (if any) at its own index: it may overwrite that input */
+    L->b.k->stores_once = kiln_lower_buf(L, kiln_lower_result(n, 0));
+  }
   kiln_lx *slot = IDX(kiln_lb_for(B, slots, par));
   kiln_lx *tb = f.yt ? LOCAL(kiln_lb_decl(B, KILN_DT_I64, IMUL(slot, OW * f.RV))) : NULL;
   kiln_lx *it = IADD(IMUL(slot, per), per > 1 ? IDX(kiln_lb_for(B, per, seq)) : CI(0));
