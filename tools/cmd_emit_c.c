@@ -43,7 +43,7 @@ static const char help[] =
     "  --lean-memory      peak workspace at most the plain memory plan's: scratch\n"
     "                     counted exactly, strided convolutions read their input\n"
     "                     in place where phase planes would not fit (slower:\n"
-    "                     ResNet-50 about 7%)\n"
+    "                     ResNet-50 about 4%)\n"
     "  --batch N          bind the symbolic batch dim to N (default 1)\n"
     "  --dim NAME=N       bind symbolic dim NAME to N (every other one must be bound)\n"
     "  --const NAME=FILE  freeze input NAME to the tensor in FILE (.npy/.pb): needed\n"

@@ -55,7 +55,7 @@ static const char help[] =
     "  --lean-memory      peak workspace at most the plain memory plan's: scratch\n"
     "                     counted exactly, strided convolutions read their input\n"
     "                     in place where phase planes would not fit (slower:\n"
-    "                     ResNet-50 about 7%)\n"
+    "                     ResNet-50 about 4%)\n"
     "  --dump-after PASS  print the IR after PASS to stderr (`list`: the passes)\n"
     "  --time             print each compilation stage's wall and CPU time to stderr\n"
     "  --image FILE|DIR   classify PNG/JPEG photos (options: kiln run --image x --help)\n"
