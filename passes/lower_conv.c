@@ -598,7 +598,11 @@ static void emit_reg_blocks(kiln_lctx *L, fconv *f, const conv_geom *g, const ki
   int64_t gt = row > 0 ? L->target->l2_bytes / 2 / row : 1;
   if (gt < 1) gt = 1;
   int64_t nst = nsub > gt ? (nsub + gt - 1) / gt : 1;
-  gt = nsub ? (nsub + nst - 1) / nst : 0;
+  /* evened: supertile st has q tiles, one more for the first r, so that
+   * the parallel loop's even chunks carry even work (17 tiles as 5, 5, 5,
+   * 2 put 10 on one of two threads and 7 on the other) */
+  int64_t q = nsub / nst, r = nsub % nst;
+  gt = nsub ? q + (r > 0) : 0;
   kiln_lx *blk = IDX(kiln_lb_for(B, g->N * nst * g->G * nbg, par_sched));
   int nv = kiln_lb_decl(B, KILN_DT_I64, digit(L, blk, nst * g->G * nbg, g->N, 1));
   int st = kiln_lb_decl(B, KILN_DT_I64, digit(L, blk, g->G * nbg, nst, 0));
@@ -616,9 +620,10 @@ static void emit_reg_blocks(kiln_lctx *L, fconv *f, const conv_geom *g, const ki
     if (!mb) continue;
     if (gt > 0) {
       kiln_lx *vt = gt > 1 ? IDX(kiln_lb_for(B, gt, seq_sched)) : CI(0);
-      kiln_lx *sub = IADD(IMUL(LOCAL(st), gt), vt);
-      int guard = nst * gt != nsub;
-      if (guard) kiln_lb_if(B, BIN(LT, sub, CI(nsub)));
+      kiln_lx *first = r ? IADD(IMUL(LOCAL(st), q), BIN(MIN, LOCAL(st), CI(r))) : IMUL(LOCAL(st), q);
+      kiln_lx *sub = IADD(first, vt);
+      int guard = r > 0;
+      if (guard) kiln_lb_if(B, BIN(OR, BIN(LT, vt, CI(q)), BIN(LT, LOCAL(st), CI(r))));
       emit_rtile(L, f, IMUL(sub, VL), mb, VL);
       kiln_lower_close(L, guard + (gt > 1));
     }
