@@ -629,7 +629,11 @@ static void emit_reg_blocks(kiln_lctx *L, fconv *f, const conv_geom *g, const ki
     }
     if (vtail) { /* whole vectors, then the rest: a tile of 49 would be shuffled across lanes */
       int64_t lanes = kiln_target_lanes(L->target, f->ct), whole = vtail / lanes * lanes;
-      if (nst > 1) kiln_lb_if(B, BIN(EQ, LOCAL(st), CI(nst - 1)));
+      /* block bi's tail in supertile bi * nst / nbg: spread over the
+       * supertiles, not all in the last one (ResNet-50's 14x14 1x1s: 4
+       * tiles and a tail of 4 positions a block; with the tails in one
+       * supertile, one of two threads had about a sixth more work) */
+      if (nst > 1) kiln_lb_if(B, BIN(EQ, LOCAL(st), BIN(DIV, IMUL(LOCAL(bi), nst), CI(nbg))));
       if (whole) emit_rtile(L, f, CI(nsub * VL), mb, whole);
       if (vtail > whole) emit_rtile(L, f, CI(nsub * VL + whole), mb, vtail - whole);
       if (nst > 1) kiln_lb_end(B);

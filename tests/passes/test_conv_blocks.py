@@ -127,6 +127,9 @@ def build_cases(rng):
     c["1x1_stride2"] = case(rng, (1, 33, 13, 13), 6, [1, 1], strides=[2, 2])
     # a block's 256 input rows of 1600 positions outgrow half an L2: supertiles, a short last one
     c["1x1_c256_supertiles"] = case(rng, (1, 256, 40, 40), 7, [1, 1])
+    # the same with 1640 positions: each of the 4 blocks' tail of 40 positions in the supertile
+    # bi * nst / nbg (spread over them), tiles evened over the supertiles
+    c["1x1_c256_supertiles_tails"] = case(rng, (1, 256, 40, 41), 20, [1, 1])
     # groups (7 channels each: a block of 6 and one of 1 per group), dilation 2
     c["3x3_group2_dil2"] = case(rng, (1, 8, 12, 12), 14, [3, 3], dils=[2, 2], pads=[2, 2, 2, 2], group=2)
     # 16 channels per group: blocks of 8 rows by 3 vectors (32 vector registers)
