@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Per kernel, kiln against ONNX Runtime on one model: where each one's time goes.
 
-Usage:  python3 bench/kernels_vs_ort.py [--threads T] [--rounds R] [--top K] KILN_BINARY MODEL.onnx
+Usage:  python3 bench/kernels_vs_ort.py [--threads T] [--rounds R] [--top K] [--scaling T2] KILN_BINARY MODEL.onnx
 
 bench.py says how the whole networks compare; this says which kernels make
 the difference.  Both runtimes time every kernel of their own:
@@ -25,7 +25,13 @@ the graph: a folded BatchNormalization goes to its Conv's kernel).  A row is
 one kiln kernel with the ORT nodes it took; ORT nodes no kernel took (layout
 reorders: "ReorderInput", "ReorderOutput") are summed on a row of their own.
 
-Rows are sorted by kiln - ORT (kiln's largest losses first).  The input is
+Rows are sorted by kiln - ORT (kiln's largest losses first).
+
+--scaling T2 times both at T threads and at T2 in the same alternating
+rounds and prints, per kiln kernel, both runtimes' times and speedups
+(time at T / time at T2), sorted by what kiln's kernel loses against a
+perfect speedup (time at T2 - time at T * T/T2): where threads wait on
+each other (uneven parallel chunks) or on memory.  The input is
 np.random.default_rng(0) standard normal, as bench.py draws it for ORT; kiln
 draws its own (--random): a kernel's time does not depend on the values.
 """
@@ -135,20 +141,34 @@ def main(argv):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--top", type=int, default=25, help="rows to print (kiln's largest losses first)")
+    ap.add_argument("--scaling", type=int, default=0, metavar="T2",
+                    help="also time at T2 threads and print each kernel's speedup, kiln's and ORT's")
     a = ap.parse_args(argv)
-    kiln_ms, ort_ms, nodes = {}, {}, {}
+    counts = [a.threads] + ([a.scaling] if a.scaling else [])
+    kiln_ms, ort_ms, nodes = {t: {} for t in counts}, {t: {} for t in counts}, {}
     with tempfile.TemporaryDirectory() as work:
         for _ in range(a.rounds):
-            nodes = kiln_kernels(a.kiln, a.model, a.threads, kiln_ms)
-            ort_round(a.model, a.threads, ort_ms, work)
+            for t in counts:
+                nodes = kiln_kernels(a.kiln, a.model, t, kiln_ms[t])
+                ort_round(a.model, t, ort_ms[t], work)
     owner = owner_map(a.model, nodes)
-    took = collections.defaultdict(list)
-    for name, ms in ort_ms.items():
-        took[owner(ort_base(name))].append((name, ms))
+    ort_of = {}  # thread count -> {kiln kernel: (ORT ms, ORT nodes)}
+    for t in counts:
+        took = collections.defaultdict(list)
+        for name, ms in ort_ms[t].items():
+            took[owner(ort_base(name))].append((name, ms))
+        ort_of[t] = {k: (sum(ms for _, ms in v), ", ".join(n for n, _ in v)) for k, v in took.items()}
+    if a.scaling:
+        print_scaling(a, counts, kiln_ms, ort_ms, ort_of)
+    else:
+        print_table(a, kiln_ms[a.threads], ort_ms[a.threads], ort_of[a.threads])
+
+
+def print_table(a, kiln_ms, ort_ms, ort_of):
     rows = []
     for k, ms in kiln_ms.items():
-        o = sum(t for _, t in took.get(k, []))
-        rows.append((ms - o, k, ms, o, ", ".join(n for n, _ in took.get(k, []))))
+        o, names = ort_of.get(k, (0.0, ""))
+        rows.append((ms - o, k, ms, o, names))
     rows.sort(reverse=True)
     kt, ot = sum(kiln_ms.values()), sum(ort_ms.values())
     print(f"# {os.path.basename(a.model)}, {a.threads} thread(s), least of {a.rounds} rounds; "
@@ -157,12 +177,38 @@ def main(argv):
     print("|---|---:|---:|---:|---|")
     for d, k, ms, o, names in rows[: a.top]:
         print(f"| {k} | {ms:.3f} | {o:.3f} | {d:+.3f} | {names} |")
-    rest = took.get(None, [])
-    if rest:
-        print(f"| (ORT only) | - | {sum(t for _, t in rest):.3f} | | {', '.join(n for n, _ in rest)} |")
+    if None in ort_of:
+        o, names = ort_of[None]
+        print(f"| (ORT only) | - | {o:.3f} | | {names} |")
     wins = sum(d for d, *_ in rows if d < 0)
     losses = sum(d for d, *_ in rows if d > 0)
     print(f"\nkiln ahead by {-wins:.2f} ms on its faster kernels, behind by {losses:.2f} ms on its slower ones")
+
+
+def print_scaling(a, counts, kiln_ms, ort_ms, ort_of):
+    t1, t2 = counts
+    rows = []
+    for k, ms1 in kiln_ms[t1].items():
+        ms2 = kiln_ms[t2].get(k)
+        if ms2 is None:
+            continue
+        o1, o2 = ort_of[t1].get(k, (0.0, ""))[0], ort_of[t2].get(k, (0.0, ""))[0]
+        rows.append((ms2 - ms1 * t1 / t2, k, ms1, ms2, o1, o2))
+    rows.sort(reverse=True)
+
+    def speedup(x, y):
+        return f"{x / y:.2f}" if x > 0 and y > 0 else "-"
+
+    k1, k2 = sum(kiln_ms[t1].values()), sum(kiln_ms[t2].values())
+    o1, o2 = sum(ort_ms[t1].values()), sum(ort_ms[t2].values())
+    print(f"# {os.path.basename(a.model)}, {t1} -> {t2} threads, least of {a.rounds} rounds; sums of kernels: "
+          f"kiln {k1:.2f} -> {k2:.2f} ms ({speedup(k1, k2)}x), ORT {o1:.2f} -> {o2:.2f} ms ({speedup(o1, o2)}x)")
+    print(f"| kiln kernel | kiln ms, {t1} | kiln ms, {t2} | kiln speedup | ORT ms, {t1} | ORT ms, {t2} | ORT speedup "
+          "| kiln ms lost |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for lost, k, ms1, ms2, x1, x2 in rows[: a.top]:
+        print(f"| {k} | {ms1:.3f} | {ms2:.3f} | {speedup(ms1, ms2)} | {x1:.3f} | {x2:.3f} | {speedup(x1, x2)} "
+              f"| {lost:+.3f} |")
 
 
 if __name__ == "__main__":
