@@ -125,7 +125,8 @@ def build_cases(rng):
     c["1x1_direct_nobias_batch2"] = case(rng, (2, 36, 7, 7), 6, [1, 1], bias=False)
     # 1x1 stride 2: one phase of the input
     c["1x1_stride2"] = case(rng, (1, 33, 13, 13), 6, [1, 1], strides=[2, 2])
-    # a block's 256 input rows of 1600 positions outgrow half an L2: supertiles, a short last one
+    # a block's 256 input rows of 1600 positions outgrow half an L2: supertiles, evened (25 tiles
+    # as 13 + 12 with a 2 MB L2, 7 + 6 + 6 + 6 with 1 MB)
     c["1x1_c256_supertiles"] = case(rng, (1, 256, 40, 40), 7, [1, 1])
     # the same with 1640 positions: each of the 4 blocks' tail of 40 positions in the supertile
     # bi * nst / nbg (spread over them), tiles evened over the supertiles
