@@ -25,15 +25,15 @@ the graph: a folded BatchNormalization goes to its Conv's kernel).  A row is
 one kiln kernel with the ORT nodes it took; ORT nodes no kernel took (layout
 reorders: "ReorderInput", "ReorderOutput") are summed on a row of their own.
 
-Rows are sorted by kiln - ORT (kiln's largest losses first).
+Rows are sorted by kiln - ORT (kiln's largest losses first).  The input is
+np.random.default_rng(0) standard normal, as bench.py draws it for ORT; kiln
+draws its own (--random): a kernel's time does not depend on the values.
 
 --scaling T2 times both at T threads and at T2 in the same alternating
 rounds and prints, per kiln kernel, both runtimes' times and speedups
 (time at T / time at T2), sorted by what kiln's kernel loses against a
 perfect speedup (time at T2 - time at T * T/T2): where threads wait on
-each other (uneven parallel chunks) or on memory.  The input is
-np.random.default_rng(0) standard normal, as bench.py draws it for ORT; kiln
-draws its own (--random): a kernel's time does not depend on the values.
+each other (uneven parallel chunks) or on memory.
 """
 import argparse
 import collections
