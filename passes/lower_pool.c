@@ -246,8 +246,9 @@ int kiln_lower_global_pool(kiln_lctx *L, const kiln_node *n) {
 /* base^beta for LRN's divisor.  A beta of whole quarters up to 4 (AlexNet,
  * GoogLeNet and every CaffeNet-style export use 0.75) is built from square
  * roots and products: sqrt is exact to half an ulp and vectorises
- * everywhere, where pow is a scalar libm call per element (GoogLeNet's
- * conv2.norm2 spent 5.1 ms, 17% of the network, in it).  b^0.75 =
+ * everywhere, where pow is a scalar libm call per element (an LRN over
+ * GoogLeNet's conv2 output, 192 x 56 x 56: 4.7 ms with pow, 0.28 ms with
+ * square roots, both with the window below).  b^0.75 =
  * sqrt(b) * sqrt(sqrt(b)): each factor within 0.75 ulp, the product within
  * 2 ulp of b^0.75 (tests/passes/test_lrn.py measures it against float64).
  * Any other beta keeps pow. */
