@@ -211,6 +211,8 @@ kiln_dtype kiln_lower_ctype(kiln_dtype t);
  * vectorisable arithmetic (declares locals: call it where statements may
  * go, as scalar functions are). */
 kiln_lx *kiln_lower_exp(kiln_lctx *L, kiln_lx *x);
+/* ln x, the same way (lower_elementwise.c). */
+kiln_lx *kiln_lower_log(kiln_lctx *L, kiln_lx *x);
 /* Pooling windows (lower_pool.c; the pool gradients share them):
  * 0 <= i < hi as a condition, only the halves that can fail (NULL: always
  * true); and the AveragePool divisor along one dim, the taps k in [0, K)
