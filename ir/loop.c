@@ -123,8 +123,20 @@ kiln_lx *kiln_lx_load(kiln_lb *b, const kiln_buf *buf, kiln_lx *index) {
   return e;
 }
 
+/* KILN_UN_BITCAST's result type: the other type of a's size. */
+static kiln_dtype bitcast_type(kiln_dtype t) {
+  switch (t) {
+  case KILN_DT_F32: return KILN_DT_I32;
+  case KILN_DT_I32: return KILN_DT_F32;
+  case KILN_DT_F64: return KILN_DT_I64;
+  case KILN_DT_I64: return KILN_DT_F64;
+  default: KILN_ASSERT(!"bitcast of a type other than f32, i32, f64, i64"); return t;
+  }
+}
+
 kiln_lx *kiln_lx_un(kiln_lb *b, kiln_lx_op op, kiln_lx *a) {
-  kiln_lx *e = lx(b, KILN_LX_UN, op == KILN_UN_NOT || op == KILN_UN_ISNAN ? KILN_DT_BOOL : a->dtype);
+  kiln_dtype t = op == KILN_UN_NOT || op == KILN_UN_ISNAN ? KILN_DT_BOOL : op == KILN_UN_BITCAST ? bitcast_type(a->dtype) : a->dtype;
+  kiln_lx *e = lx(b, KILN_LX_UN, t);
   e->op = op;
   e->a = a;
   return e;
@@ -364,7 +376,7 @@ static kiln_dtype local_type(kiln_lb *b, int local, kiln_ls *s) {
 
 /* ---- dump ---- */
 static const char *const op_names[KILN_LX_OP_COUNT] = {
-    "neg", "abs", "exp", "log", "sqrt", "tanh", "erf", "floor", "ceil", "round_even", "not", "isnan", "tf32",
+    "neg", "abs", "exp", "log", "sqrt", "tanh", "erf", "floor", "ceil", "round_even", "not", "isnan", "tf32", "bitcast",
     "+", "-", "*", "/", "%", "min", "max", "pow", "^", "<", "<=", "==", "!=", "&&", "||"};
 
 const char *kiln_lx_op_name(kiln_lx_op op) { return (unsigned)op < KILN_LX_OP_COUNT ? op_names[op] : "?"; }

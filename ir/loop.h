@@ -245,6 +245,8 @@ typedef enum kiln_lx_op {
   KILN_UN_NEG, KILN_UN_ABS, KILN_UN_EXP, KILN_UN_LOG, KILN_UN_SQRT, KILN_UN_TANH, KILN_UN_ERF,
   KILN_UN_FLOOR, KILN_UN_CEIL, KILN_UN_ROUND_EVEN, KILN_UN_NOT, KILN_UN_ISNAN,
   KILN_UN_TF32,   /* f32 -> f32 rounded to TF32 as cvt.rna.tf32.f32 does (see "TF32" above) */
+  KILN_UN_BITCAST, /* the same bits as the other type of the size: f32 <-> i32, f64 <-> i64
+                    * (vectorisable exponent arithmetic: lower_elementwise.c's exp) */
   /* binary: arithmetic (a op b), result of the operands' dtype */
   KILN_BIN_ADD, KILN_BIN_SUB, KILN_BIN_MUL, KILN_BIN_DIV, KILN_BIN_REM, KILN_BIN_MIN, KILN_BIN_MAX,
   KILN_BIN_POW,

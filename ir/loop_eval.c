@@ -156,6 +156,13 @@ static kv unary(ev *E, const kiln_lx *e) {
   if (e->op == KILN_UN_NOT) { r.i = !a.i; return r; }
   if (e->op == KILN_UN_ISNAN) { r.i = kiln_dtype_is_float(t) && a.f != a.f; return r; }
   if (e->op == KILN_UN_TF32) { r.f = kiln_f32_to_tf32((float)a.f); return r; }
+  if (e->op == KILN_UN_BITCAST) {
+    if (t == KILN_DT_F32) { float v = (float)a.f; int32_t i; memcpy(&i, &v, 4); r.i = i; }
+    else if (t == KILN_DT_I32) { int32_t i = (int32_t)a.i; float v; memcpy(&v, &i, 4); r.f = v; }
+    else if (t == KILN_DT_F64) { double v = a.f; memcpy(&r.i, &v, 8); }
+    else { int64_t i = a.i; memcpy(&r.f, &i, 8); }
+    return r;
+  }
   if (kiln_dtype_is_float(t)) { r.f = fround(t, fun(e->op, t, a.f)); return r; }
   switch (e->op) {
   case KILN_UN_NEG: r.i = wrap(t, 0 - (uint64_t)a.i); break;

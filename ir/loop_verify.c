@@ -204,6 +204,8 @@ static void vx(vctx *V, const kiln_lx *e) {
   }
   case KILN_LX_UN:
     vx(V, e->a);
+    if (e->op == KILN_UN_BITCAST && e->a && kiln_dtype_size(e->a->dtype) != kiln_dtype_size(e->dtype))
+      verr(V, "bitcast of %s to %s", kiln_dtype_name(e->a->dtype), kiln_dtype_name(e->dtype));
     if (e->op == KILN_UN_TF32 && ((e->a && e->a->dtype != KILN_DT_F32) || !V->k->launch))
       verr(V, "tf32 rounding of a %s value%s (f32 in GPU kernels only)", e->a ? kiln_dtype_name(e->a->dtype) : "missing",
            V->k->launch ? "" : " in a CPU kernel");

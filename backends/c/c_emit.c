@@ -28,6 +28,7 @@ typedef struct emitter {
   char **io_upper;    /* per buffer (inputs and outputs): macro name fragment */
   const kiln_kernel *k; /* the kernel being printed (names of its locals) */
   int uses_h2f, uses_f2h, uses_bf2f, uses_f2bf, uses_sat, uses_round_f16; /* helpers the kernels call */
+  unsigned uses_bitcast; /* bit r: a bitcast to dtype r */
   unsigned uses_div, uses_rem, uses_sat64; /* ... per dtype (bit 1 << dtype) */
   unsigned uses_opaque;                    /* kiln_opaque_f32/f64 (bit 1 << dtype) */
   int nlimit;                              /* the function's Min/Max constants as opaque locals: */
@@ -255,6 +256,15 @@ static void unary(emitter *e, const kiln_lx *x) {
     return;
   case KILN_UN_NOT: fprintf(f, "(!"); expr(e, x->a); fprintf(f, ")"); return;
   case KILN_UN_ISNAN: fprintf(f, "(isnan("); expr(e, x->a); fprintf(f, ") != 0)"); return;
+  case KILN_UN_BITCAST: {
+    kiln_dtype r = x->dtype;
+    e->uses_bitcast |= 1u << r;
+    fprintf(f, "%s(", r == KILN_DT_I32 ? "kiln_f32_bits" : r == KILN_DT_F32 ? "kiln_f32_of_bits"
+                      : r == KILN_DT_I64 ? "kiln_f64_bits" : "kiln_f64_of_bits");
+    expr(e, x->a);
+    fprintf(f, ")");
+    return;
+  }
   case KILN_UN_TF32: /* GPU kernels only: the CUDA preamble (cvt.rna) or kiln_cuda_host.h defines it */
     fprintf(f, "kiln_tf32("); expr(e, x->a); fprintf(f, ")"); return;
   case KILN_UN_ABS:
@@ -840,6 +850,17 @@ static const char helper_sat_i64[] =
     "}\n";
 static const char helper_sat_u64[] =
     "static uint64_t kiln_sat_u64(double x) { return x != x || x <= -1.0 ? 0 : x >= 0x1p64 ? UINT64_MAX : (uint64_t)x; }\n";
+/* Bit casts (the loop IR's KILN_UN_BITCAST): memcpy, which compilers
+ * turn into a register move, and which C99 defines (a union read is
+ * implementation-defined in C99's wording, undefined in C++). */
+static const char helper_bits_i32[] =
+    "static int32_t kiln_f32_bits(float x) { int32_t i; memcpy(&i, &x, 4); return i; }\n";
+static const char helper_bits_f32[] =
+    "static float kiln_f32_of_bits(int32_t i) { float x; memcpy(&x, &i, 4); return x; }\n";
+static const char helper_bits_i64[] =
+    "static int64_t kiln_f64_bits(double x) { int64_t i; memcpy(&i, &x, 8); return i; }\n";
+static const char helper_bits_f64[] =
+    "static double kiln_f64_of_bits(int64_t i) { double x; memcpy(&x, &i, 8); return x; }\n";
 static const char helper_sat[] =
     "/* float -> integer conversions saturate and map NaN to 0 (defined behaviour). */\n"
     "static double kiln_sat(double x, double lo, double hi) { return x != x ? 0.0 : x < lo ? lo : x > hi ? hi : x; }\n\n";
@@ -1184,6 +1205,10 @@ static char *make_source(emitter *e) {
   if (e->uses_f2bf) put_helper(e, helper_f2bf);
   if (e->uses_round_f16) put_helper(e, helper_round_f16);
   if (e->uses_sat) put_helper(e, helper_sat);
+  if (e->uses_bitcast & (1u << KILN_DT_I32)) put_helper(e, helper_bits_i32);
+  if (e->uses_bitcast & (1u << KILN_DT_F32)) put_helper(e, helper_bits_f32);
+  if (e->uses_bitcast & (1u << KILN_DT_I64)) put_helper(e, helper_bits_i64);
+  if (e->uses_bitcast & (1u << KILN_DT_F64)) put_helper(e, helper_bits_f64);
   if (e->uses_sat64 & (1u << KILN_DT_I64)) put_helper(e, helper_sat_i64);
   if (e->uses_sat64 & (1u << KILN_DT_U64)) put_helper(e, helper_sat_u64);
   print_divrem_helpers(e);
@@ -1192,7 +1217,7 @@ static char *make_source(emitter *e) {
       fprintf(f, "static %s kiln_opaque_%s(%s v) { volatile %s o = v; return o; }\n", ctype((kiln_dtype)t),
               kiln_dtype_name((kiln_dtype)t), ctype((kiln_dtype)t), ctype((kiln_dtype)t));
   if (e->uses_h2f || e->uses_f2h || e->uses_bf2f || e->uses_f2bf || e->uses_round_f16 || e->uses_sat ||
-      e->uses_sat64 || e->uses_div || e->uses_rem || e->uses_opaque)
+      e->uses_sat64 || e->uses_div || e->uses_rem || e->uses_opaque || e->uses_bitcast)
     fprintf(f, "\n");
   if (e->o->threads)
     fprintf(f, "typedef struct kiln_par { %s_parallel_for fn; void *ctx; } kiln_par;\n\n", pre);

@@ -136,6 +136,10 @@ static void ex(sk *S, const kiln_lx *e) {
     case KILN_UN_ROUND_EVEN: call1(S, "rintf", "rint", e); break;
     case KILN_UN_NOT: fprintf(f, "(!"); ex(S, e->a); fputc(')', f); break;
     case KILN_UN_ISNAN: fprintf(f, "isnan("); ex(S, e->a); fputc(')', f); break;
+    case KILN_UN_BITCAST:
+      fprintf(f, "%s(", e->dtype == KILN_DT_I32 ? "__float_as_int" : e->dtype == KILN_DT_F32 ? "__int_as_float"
+                        : e->dtype == KILN_DT_I64 ? "__double_as_longlong" : "__longlong_as_double");
+      ex(S, e->a); fputc(')', f); break;
     default: unsupported(S, "an unknown unary op"); break;
     }
     break;

@@ -149,6 +149,7 @@ LLVMValueRef kiln_llvm_unary_op(cg *c, const kiln_lx *e, LLVMValueRef a) {
   case KILN_UN_ERF: return call_libm(c, "erff", "erf", a, t);
   case KILN_UN_NOT: return LLVMBuildNot(c->b, a, "");
   case KILN_UN_ISNAN: return LLVMBuildFCmp(c->b, LLVMRealUNO, a, a, "");
+  case KILN_UN_BITCAST: return LLVMBuildBitCast(c->b, a, kiln_llvm_value_type(c, e->dtype), "");
   default: return NULL;
   }
 }
