@@ -225,3 +225,76 @@ static kiln_program *build_xor(kiln_dtype t, int64_t k) {
 Test(loop_semantics, u64_xor_mul_shift) { CHECK_XOR(uint64_t, KILN_DT_U64); }
 Test(loop_semantics, i32_xor) { CHECK_XOR(int32_t, KILN_DT_I32); }
 Test(loop_semantics, i8_xor) { CHECK_XOR(int8_t, KILN_DT_I8); }
+
+/* KILN_UN_BITCAST: the same bits as the other type of the size (f32 <->
+ * i32, f64 <-> i64), in every backend.  Inputs a (float type F) and b
+ * (integer type I); outputs: bits(a), float of b's bits, the round trips
+ * float(bits(a)) and bits(float(b)), and a copied.  Expectations from
+ * memcpy.  The values: 1, -0, inf, a quiet NaN with a payload, the least
+ * subnormal, -3.5, the largest finite, the least normal. */
+static kiln_program *build_bitcast(kiln_dtype ft, kiln_dtype it) {
+  kiln_program *p = kiln_arena_alloc(&g->arena, sizeof *p);
+  p->arena = &g->arena;
+  p->graph = g;
+  kiln_value v = {.rank = 1, .dims = {N}, .id = -1};
+  const kiln_dtype types[2 + NOUT] = {ft, it, it, ft, ft, it, ft};
+  const char *names[2 + NOUT] = {"a", "b", "bits_a", "float_b", "round_a", "round_b", "copy_a"};
+  kiln_buf *bf[2 + NOUT];
+  for (int k = 0; k < 2 + NOUT; k++) {
+    v.dtype = types[k];
+    v.name = names[k];
+    bf[k] = kiln_program_add_buf(p, &v, k < 2 ? KILN_BUF_INPUT : KILN_BUF_OUTPUT);
+  }
+  kiln_lb B = {.p = p};
+  kiln_lb_kernel(&B, "k0_bitcast", NULL);
+  kiln_lx *i = kiln_lx_index(&B, kiln_lb_for(&B, N, (kiln_sched){0}));
+  kiln_lx *x = kiln_lx_load(&B, bf[0], i), *y = kiln_lx_load(&B, bf[1], i);
+  kiln_lb_store(&B, bf[2], i, kiln_lx_un(&B, KILN_UN_BITCAST, x));
+  kiln_lb_store(&B, bf[3], i, kiln_lx_un(&B, KILN_UN_BITCAST, y));
+  kiln_lb_store(&B, bf[4], i, kiln_lx_un(&B, KILN_UN_BITCAST, kiln_lx_un(&B, KILN_UN_BITCAST, x)));
+  kiln_lb_store(&B, bf[5], i, kiln_lx_un(&B, KILN_UN_BITCAST, kiln_lx_un(&B, KILN_UN_BITCAST, y)));
+  kiln_lb_store(&B, bf[6], i, x);
+  kiln_lb_end(&B);
+  return p;
+}
+
+#define CHECK_BITCAST(F, I, FT, IT, BITS)                                                                  \
+  do {                                                                                                     \
+    F a[N];                                                                                                \
+    I b[N];                                                                                                \
+    for (int k = 0; k < N; k++) memcpy(&a[k], &BITS[k], sizeof(F)), b[k] = (I)BITS[(k + 3) % N];           \
+    const char *const hows[3] = {"eval", "llvm", "c"};                                                     \
+    kiln_program *p = build_bitcast(FT, IT);                                                               \
+    for (int h = 0; h < 3; h++) {                                                                          \
+      I bits_a[N], round_b[N];                                                                             \
+      F float_b[N], round_a[N], copy_a[N];                                                                 \
+      void *out[NOUT] = {bits_a, float_b, round_a, round_b, copy_a};                                       \
+      run(p, hows[h], a, b, out);                                                                          \
+      for (int i = 0; i < N; i++) {                                                                        \
+        I wa, gb, ra;                                                                                      \
+        memcpy(&wa, &a[i], sizeof wa);                                                                     \
+        memcpy(&gb, &float_b[i], sizeof gb);                                                               \
+        memcpy(&ra, &round_a[i], sizeof ra);                                                               \
+        cr_expect_eq(bits_a[i], wa, "%s bits(a)[%d]: %llx, expected %llx", hows[h], i,                     \
+                     (unsigned long long)bits_a[i], (unsigned long long)wa);                               \
+        cr_expect_eq(gb, b[i], "%s float(b)[%d] has bits %llx, expected %llx", hows[h], i,                 \
+                     (unsigned long long)gb, (unsigned long long)b[i]);                                    \
+        cr_expect_eq(ra, wa, "%s round trip of a[%d]: bits %llx", hows[h], i, (unsigned long long)ra);     \
+        cr_expect_eq(round_b[i], b[i], "%s round trip of b[%d]: %llx", hows[h], i,                         \
+                     (unsigned long long)round_b[i]);                                                      \
+      }                                                                                                    \
+    }                                                                                                      \
+  } while (0)
+
+Test(loop_semantics, f32_i32_bitcast) {
+  static const uint32_t bits[N] = {0x3f800000u, 0x80000000u, 0x7f800000u, 0x7fc01234u,
+                                   0x00000001u, 0xc0600000u, 0x7f7fffffu, 0x00800000u};
+  CHECK_BITCAST(float, int32_t, KILN_DT_F32, KILN_DT_I32, bits);
+}
+
+Test(loop_semantics, f64_i64_bitcast) {
+  static const uint64_t bits[N] = {0x3ff0000000000000ull, 0x8000000000000000ull, 0x7ff0000000000000ull,
+                                   0x7ff8000000001234ull, 0x0000000000000001ull, 0xc00c000000000000ull,
+                                   0x7fefffffffffffffull, 0x0010000000000000ull};
+  CHECK_BITCAST(double, int64_t, KILN_DT_F64, KILN_DT_I64, bits);
+}
