@@ -72,6 +72,18 @@ int kiln_lower_elementwise(kiln_lctx *L, const kiln_node *n) {
 #define UN(op, a) kiln_lx_un(B, KILN_UN_##op, (a))
 #define SEL(c, a, b) kiln_lx_select(B, (c), (a), (b))
 
+/* The bits of the f32 2^n for a whole n in [-126, 127] held in an f32:
+ * (n + 127) 2^23 as an i32.  n reaches the integers without a float ->
+ * int conversion (LLVM scalarises the saturating one it would need): n +
+ * 1.5 2^23 holds n in its low mantissa bits, so its bits minus those of
+ * 1.5 2^23 (0x4b400000) are n.  Multiplied by 2^23, not shifted (the loop
+ * IR has no shifts; LLVM makes it one); nothing overflows. */
+static kiln_lx *pow2_bits(kiln_lctx *L, kiln_lx *n) {
+  kiln_lx *nb = kiln_lx_un(B, KILN_UN_BITCAST, BIN(ADD, n, kiln_lx_const_f(B, KILN_DT_F32, 12582912.0)));
+  kiln_lx *biased = BIN(ADD, nb, kiln_lx_const_f(B, KILN_DT_I32, 127 - 0x4b400000));
+  return BIN(MUL, biased, kiln_lx_const_f(B, KILN_DT_I32, 1 << 23));
+}
+
 /* e^x.  f64: libm's exp.  f32 (and f16/bf16, computed in f32): plain
  * arithmetic that vectorises in every backend, where libm's expf is one
  * scalar call per element (Sigmoid, Softmax, Elu, Softplus all use it):
@@ -85,18 +97,6 @@ int kiln_lower_elementwise(kiln_lctx *L, const kiln_node *n) {
  * subnormal), NaN stays NaN.  Results in the subnormal range (x < -87.3)
  * lose precision as subnormals do.  Measured against float64 exp in
  * tests/passes/test_exp_f32.c. */
-/* The bits of the f32 2^n for a whole n in [-126, 127] held in an f32:
- * (n + 127) 2^23 as an i32.  n reaches the integers without a float ->
- * int conversion (LLVM scalarises the saturating one it would need): n +
- * 1.5 2^23 holds n in its low mantissa bits, so its bits minus those of
- * 1.5 2^23 (0x4b400000) are n.  Multiplied by 2^23, not shifted (the loop
- * IR has no shifts; LLVM makes it one); nothing overflows. */
-static kiln_lx *pow2_bits(kiln_lctx *L, kiln_lx *n) {
-  kiln_lx *nb = kiln_lx_un(B, KILN_UN_BITCAST, BIN(ADD, n, kiln_lx_const_f(B, KILN_DT_F32, 12582912.0)));
-  kiln_lx *biased = BIN(ADD, nb, kiln_lx_const_f(B, KILN_DT_I32, 127 - 0x4b400000));
-  return BIN(MUL, biased, kiln_lx_const_f(B, KILN_DT_I32, 1 << 23));
-}
-
 kiln_lx *kiln_lower_exp(kiln_lctx *L, kiln_lx *x) {
   if (x->dtype == KILN_DT_F64) return UN(EXP, x);
   kiln_dtype ct = x->dtype;
