@@ -11,9 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../backends/llvm/kiln_llvm.h"
-#include "../../passes/pipeline.h"
-#include "gradcheck.h"
+#include "one_op_run.h"
 
 enum { ULP_BOUND = 2, NDENSE = 1200001, NTINY = 2000, NSPECIAL = 6, NX = NDENSE + 2 * NTINY + NSPECIAL };
 
@@ -83,35 +81,12 @@ static void check(const float *x, const float *y, const char *what) {
 }
 
 Test(exp_f32, within_its_bound_in_the_jit_and_the_interpreter) {
-  kiln_diag d = {0};
-  kiln_graph *g = tanh_graph(KILN_DT_F32, NULL);
-  kiln_pipeline pl;
-  kiln_target target = kiln_llvm_target(0);
-  kiln_pipeline_opts po = {.graph = g, .target = &target};
-  cr_assert_eq(kiln_pipeline_run(&po, &pl, &d), 0, "%s", d.msg);
-  kiln_program *p = pl.program;
-  int xb = gc_buf_named(p, "X"), yb = -1;
-  for (int b = 0; b < p->nbufs; b++)
-    if (p->bufs[b]->kind == KILN_BUF_OUTPUT) yb = b;
-  cr_assert(xb >= 0 && yb >= 0);
   float *x = malloc(NX * sizeof *x), *yj = calloc(NX, sizeof *yj), *yi = calloc(NX, sizeof *yi);
   fill(x);
-  void **bufs = calloc((size_t)p->nbufs + 1, sizeof *bufs), *ws = calloc(1, (size_t)p->workspace_bytes + 64);
-  kiln_llvm_jit *j = kiln_llvm_jit_compile(p, &d);
-  cr_assert(j, "%s", d.msg);
-  kiln_llvm_jit_bind(p, bufs, ws);
-  bufs[xb] = x;
-  bufs[yb] = yj;
-  kiln_llvm_jit_run(j, bufs);
+  run_jit_and_interpreter(tanh_graph(KILN_DT_F32, NULL), x, yj, yi);
   check(x, yj, "LLVM JIT");
-  bufs[yb] = yi;
-  for (int k = 0; k < p->nkernels; k++) cr_assert_eq(kiln_loop_eval(p, p->kernels[k], bufs), 0);
   check(x, yi, "interpreter");
-  kiln_llvm_jit_free(j);
-  free(bufs);
-  free(ws);
   free(x);
   free(yj);
   free(yi);
-  kiln_graph_free(g);
 }

@@ -19,9 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../backends/llvm/kiln_llvm.h"
-#include "../../passes/pipeline.h"
-#include "gradcheck.h"
+#include "one_op_run.h"
 
 enum { LOG_ULP_BOUND = 2, SOFTPLUS_ULP_BOUND = 4, NLOGSWEEP = 400001, NUNIT = 400001, NSPECIAL = 8 };
 enum { NLOG = NLOGSWEEP + NUNIT + NSPECIAL, NSP_DENSE = 800001, NSP_TINY = 2000, NSP = NSP_DENSE + 2 * NSP_TINY + 4 };
@@ -119,38 +117,10 @@ static void check_softplus(const float *x, const float *y, const char *what) {
             x[at_sub], y[at_sub], worst_sub, log1p(exp((double)x[at_sub])));
 }
 
-/* Runs the one-op graph over x in the JIT and in the interpreter. */
-static void run_both(kiln_op op, int64_t n, const float *x, float *yj, float *yi) {
-  kiln_diag d = {0};
-  kiln_graph *g = one_op_graph(op, n);
-  kiln_pipeline pl;
-  kiln_target target = kiln_llvm_target(0);
-  kiln_pipeline_opts po = {.graph = g, .target = &target};
-  cr_assert_eq(kiln_pipeline_run(&po, &pl, &d), 0, "%s", d.msg);
-  kiln_program *p = pl.program;
-  int xb = gc_buf_named(p, "X"), yb = -1;
-  for (int b = 0; b < p->nbufs; b++)
-    if (p->bufs[b]->kind == KILN_BUF_OUTPUT) yb = b;
-  cr_assert(xb >= 0 && yb >= 0);
-  void **bufs = calloc((size_t)p->nbufs + 1, sizeof *bufs), *ws = calloc(1, (size_t)p->workspace_bytes + 64);
-  kiln_llvm_jit *j = kiln_llvm_jit_compile(p, &d);
-  cr_assert(j, "%s", d.msg);
-  kiln_llvm_jit_bind(p, bufs, ws);
-  bufs[xb] = (void *)x;
-  bufs[yb] = yj;
-  kiln_llvm_jit_run(j, bufs);
-  bufs[yb] = yi;
-  for (int k = 0; k < p->nkernels; k++) cr_assert_eq(kiln_loop_eval(p, p->kernels[k], bufs), 0);
-  kiln_llvm_jit_free(j);
-  free(bufs);
-  free(ws);
-  kiln_graph_free(g);
-}
-
 Test(log_f32, within_its_bound_in_the_jit_and_the_interpreter) {
   float *x = malloc(NLOG * sizeof *x), *yj = calloc(NLOG, sizeof *yj), *yi = calloc(NLOG, sizeof *yi);
   fill_log(x);
-  run_both(KILN_OP_LOG, NLOG, x, yj, yi);
+  run_jit_and_interpreter(one_op_graph(KILN_OP_LOG, NLOG), x, yj, yi);
   check_log(x, yj, "LLVM JIT");
   check_log(x, yi, "interpreter");
   free(x);
@@ -161,7 +131,7 @@ Test(log_f32, within_its_bound_in_the_jit_and_the_interpreter) {
 Test(softplus_f32, within_its_bound_in_the_jit_and_the_interpreter) {
   float *x = malloc(NSP * sizeof *x), *yj = calloc(NSP, sizeof *yj), *yi = calloc(NSP, sizeof *yi);
   fill_softplus(x);
-  run_both(KILN_OP_SOFTPLUS, NSP, x, yj, yi);
+  run_jit_and_interpreter(one_op_graph(KILN_OP_SOFTPLUS, NSP), x, yj, yi);
   check_softplus(x, yj, "LLVM JIT");
   check_softplus(x, yi, "interpreter");
   free(x);
