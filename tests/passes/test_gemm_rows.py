@@ -94,6 +94,9 @@ def build_cases(rng):
     c["b_input_n1000"] = case(rng, 1, 256, 1000, b_input=True, c_shape=(1000,))
     # 384 columns are one chunk: nothing to re-lay
     c["one_chunk_n384"] = case(rng, 1, 128, 384, c_shape=(384,))
+    # the k loop takes 8, 4, 2 or 1 k a pass (the largest that divides K):
+    # K = 2048, 64, 256 take 8; 300, 100 take 4; 70, 130 take 2; 77 takes 1
+    c["chunked_odd_k77"] = case(rng, 2, 77, 640, c_shape=(640,))
     return c
 
 
