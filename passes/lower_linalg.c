@@ -5,8 +5,9 @@
  *   row-accumulate form (B contiguous along N and Y stored in the compute
  *   type: MatMul, Gemm without transB): i (parallel), chunk of columns
  *   (parallel), k, j — the chunk of Y's row i is zeroed, then for each k
- *   the scalar A[i,k] times B's row k (that chunk of it) is added into it,
- *   so the innermost loop runs over contiguous B and Y and vectorises; an
+ *   the scalar A[i,k] times B's row k (that chunk of it) is added into it
+ *   (up to 8 k per pass over the chunk, in k order: emit_mm), so the
+ *   innermost loop runs over contiguous B and Y and vectorises; an
  *   epilogue pass over the chunk applies alpha and beta*C.  This form
  *   stays explicit code: its sum over k accumulates a whole row of Y in
  *   memory (a loop interchange of the dot form), which the loop IR's
