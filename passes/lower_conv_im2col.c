@@ -111,6 +111,35 @@ static void zero_run(kiln_lctx *L, const im2col *f, kiln_lx *po, int64_t len) {
   kiln_lb_end(B);
 }
 
+/* Xc[po + o] = X[xo + o * xs] for o < n along the last dim: groups of the
+ * target's lanes as that many consecutive statements (unrolled), then one
+ * by one.  The packs sit inside the GEMM's parallel iteration, so they are
+ * printed in the tiled tier, which has no loop vectoriser; its lane
+ * printer (backends/llvm/llvm_lanes.c) makes each group one vector copy,
+ * the loads of a stride-2 tap one load of twice the lanes and a shuffle;
+ * a row that is not whole groups ends in one more group over its last
+ * lanes, overlapping the one before (it copies the same values again).
+ * As a loop of single copies the stride-2 packs of SqueezeNet's and
+ * MobileNetV2's 3x3 stems stayed scalar: one load and one store an element. */
+static void copy_run(kiln_lctx *L, const im2col *f, kiln_lx *po, kiln_lx *xo, int64_t n, int64_t xs) {
+  int64_t w = f->ct == KILN_DT_F32 && f->x->dtype == KILN_DT_F32 && (xs == 1 || xs == 2) ? kiln_target_lanes(L->target, f->ct) : 1;
+  int64_t groups = w > 1 ? n / w : 0;
+  if (groups > 0) {
+    kiln_lx *q = IMUL(IDX(kiln_lb_for(B, groups, seq)), w);
+    kiln_lx *pg = IADD(po, q), *xg = IADD(xo, IMUL(q, xs));
+    for (int64_t l = 0; l < w; l++) kiln_lb_store(B, f->xc, IADD(pg, CI(l)), kiln_lx_load(B, f->x, IADD(xg, CI(l * xs))));
+    kiln_lb_end(B);
+  }
+  if (groups > 0 && n > groups * w) { /* the last w again, overlapping: the same values */
+    kiln_lx *pg = IADD(po, CI(n - w)), *xg = IADD(xo, CI((n - w) * xs));
+    for (int64_t l = 0; l < w; l++) kiln_lb_store(B, f->xc, IADD(pg, CI(l)), kiln_lx_load(B, f->x, IADD(xg, CI(l * xs))));
+  } else if (n > groups * w) {
+    kiln_lx *o = IADD(IDX(kiln_lb_for(B, n - groups * w, seq)), CI(groups * w));
+    kiln_lb_store(B, f->xc, IADD(po, o), kiln_lx_cast(B, f->ct, kiln_lx_load(B, f->x, IADD(xo, IMUL(o, xs)))));
+    kiln_lb_end(B);
+  }
+}
+
 /* The part of tap t's Xc row from output dim i on: po is the row's offset
  * at this dim's first position, xo X's offset of the dims before.  Along
  * dim i the output positions [lo, hi) read inside X (known here: the tap
@@ -121,7 +150,9 @@ static void pack_dim(kiln_lctx *L, const im2col *f, const int64_t *tap, int i, k
   int64_t lo = clamp64(floordiv(-a + g->s[i] - 1, g->s[i]), 0, g->out[i]);
   int64_t hi = clamp64(floordiv(g->in[i] - 1 - a, g->s[i]) + 1, lo, g->out[i]);
   zero_run(L, f, po, lo * in);
-  if (hi > lo) {
+  if (hi > lo && i == g->sp - 1 && in == 1) {
+    copy_run(L, f, IADD(po, CI(lo)), IADD(xo, CI((lo * g->s[i] + a) * g->xstr[i])), hi - lo, g->s[i] * g->xstr[i]);
+  } else if (hi > lo) {
     kiln_lx *o = IADD(IDX(kiln_lb_for(B, hi - lo, seq)), CI(lo));
     kiln_lx *xi = IADD(xo, IMUL(IADD(IMUL(o, g->s[i]), CI(a)), g->xstr[i])), *pi = IADD(po, IMUL(o, in));
     if (i == g->sp - 1)

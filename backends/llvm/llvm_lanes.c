@@ -80,6 +80,17 @@ static int index_step(const kiln_lx *i0, const kiln_lx *ij, int64_t j) {
   return kj - k0 == j && (x0 ? xj && same_expr(x0, xj) : !xj);
 }
 
+/* The element step between the W lane loads e[] of one buffer: 1
+ * (consecutive) or 2 (every other: a stride-2 convolution's taps), else 0. */
+static int load_step(const kiln_lx *const *e, int w) {
+  for (int step = 1; step <= 2; step++) {
+    int j = 1;
+    while (j < w && e[j]->buf == e[0]->buf && index_step(e[0]->a, e[j]->a, (int64_t)step * j)) j++;
+    if (j == w) return step;
+  }
+  return 0;
+}
+
 typedef struct run {
   int w;
   int lo, hi;            /* locals the run writes (DECL/ASSIGN) */
@@ -148,9 +159,7 @@ static int classify(const cg *c, const run *r, const kiln_lx *const *e) {
       if (e[j]->var != e[0]->var + j) return NO;
     return LANES;
   case KILN_LX_LOAD:
-    if (e[0]->buf->dtype != KILN_DT_F32) return NO;
-    for (j = 1; j < w; j++)
-      if (e[j]->buf != e[0]->buf || !index_step(e[0]->a, e[j]->a, j)) return NO;
+    if (e[0]->buf->dtype != KILN_DT_F32 || !load_step(e, w)) return NO;
     /* a STORE run: each lane reads its own element of what it stores, if any */
     if (r->store && stored_by(c, r, e[0]->buf) && !same_expr(e[0]->a, r->store->index)) return NO;
     return LANES;
@@ -187,6 +196,22 @@ static LLVMValueRef load_vector(cg *c, LLVMValueRef ptr, int w, unsigned align) 
   return v;
 }
 
+/* Lanes 0, 2, .., 2W-2 from ptr: the 2W-1 elements they span as one
+ * masked load of 2W lanes (the last off: it may lie past the buffer), and
+ * the even ones picked out (vpermt2ps on AVX-512, two loads and a shuffle
+ * where SLP or the loop vectoriser would have gathered or gone scalar). */
+static LLVMValueRef load_every_other(cg *c, LLVMValueRef ptr, int w) {
+  LLVMTypeRef f32 = LLVMFloatTypeInContext(c->ctx), i32 = LLVMInt32TypeInContext(c->ctx), i1 = LLVMInt1TypeInContext(c->ctx);
+  LLVMTypeRef wide = LLVMVectorType(f32, (unsigned)(2 * w)), ptr_ty = LLVMTypeOf(ptr);
+  LLVMValueRef mask[2 * KILN_LLVM_MAX_LANES], pick[KILN_LLVM_MAX_LANES];
+  for (int j = 0; j < 2 * w; j++) mask[j] = LLVMConstInt(i1, j < 2 * w - 1, 0);
+  for (int j = 0; j < w; j++) pick[j] = LLVMConstInt(i32, (unsigned long long)(2 * j), 0);
+  LLVMTypeRef tys[2] = {wide, ptr_ty};
+  LLVMValueRef args[4] = {ptr, LLVMConstInt(i32, 4, 0), LLVMConstVector(mask, (unsigned)(2 * w)), LLVMGetPoison(wide)};
+  LLVMValueRef v = kiln_llvm_call_intrinsic(c, "llvm.masked.load", tys, 2, args, 4);
+  return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(wide), LLVMConstVector(pick, (unsigned)w), "");
+}
+
 /* The vector of lanes e[] (classify said SAME or LANES). */
 static LLVMValueRef vexpr(cg *c, const run *r, const kiln_lx *const *e) {
   int w = r->w, j;
@@ -199,7 +224,10 @@ static LLVMValueRef vexpr(cg *c, const run *r, const kiln_lx *const *e) {
     for (j = 0; j < w; j++) ch[j] = e[j]->a->a;
     return kiln_llvm_round_f16_native(c, vexpr(c, r, ch));
   case KILN_LX_LOCAL: return load_vector(c, c->group[e[0]->var], w, 0);
-  case KILN_LX_LOAD: return load_vector(c, kiln_llvm_buf_ptr(c, e[0]->buf, kiln_llvm_expr(c, e[0]->a)), w, 4);
+  case KILN_LX_LOAD: {
+    LLVMValueRef ptr = kiln_llvm_buf_ptr(c, e[0]->buf, kiln_llvm_expr(c, e[0]->a));
+    return load_step(e, w) == 2 ? load_every_other(c, ptr, w) : load_vector(c, ptr, w, 4);
+  }
   default: break;
   }
   for (int k = 0; k < 3; k++) {

@@ -112,6 +112,11 @@ def build_cases(rng):
     # ---- im2col: stems (<= 4 input channels, several taps) ----
     # SqueezeNet-like 3x3 stride 2 unpadded, odd size, N=2, 64 channels (8 x 48 tiles), Relu fused
     c["im2col_3x3_s2_n2_relu"] = case(rng, (2, 3, 23, 21), 64, [3, 3], strides=[2, 2], epi="relu")
+    # stride-2 pack rows of 35 and 33 outputs: whole groups of lanes (each tap's loads every other
+    # element), then one group overlapping the last (taps 0 and 2 read 35 columns, tap 1 of the
+    # padded row 34); rows of 32: whole groups only
+    c["im2col_3x3_s2_w71_groups"] = case(rng, (1, 3, 20, 71), 16, [3, 3], strides=[2, 2], pads=[0, 1, 0, 0])
+    c["im2col_3x3_s2_w65_whole"] = case(rng, (1, 2, 41, 65), 16, [3, 3], strides=[2, 2], epi="relu")
     # MobileNetV2-like 3x3 stride 2 pad 1, 32 channels, Clip(0, 6)
     c["im2col_3x3_s2_pad1_clip"] = case(rng, (1, 3, 17, 19), 32, [3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
                                         epi="clip")
