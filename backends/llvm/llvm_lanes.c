@@ -26,8 +26,11 @@
  *    order, or STOREs to W consecutive elements of one f32 buffer, whose
  *    values are lane-wise equal: each node of lane j's expression is lane
  *    0's with every group local and buffer element moved on by j (a
- *    vector: group locals and contiguous loads) or the same in every lane
- *    (a scalar, splat).  A run prints as one vector statement.
+ *    vector: group locals and contiguous loads), loads moved on by 2j
+ *    (every other element: one masked load of the 2W-1 elements they span
+ *    and a shuffle; im2col's stride-2 packs, lower_conv_im2col.c) or the
+ *    same in every lane (a scalar, splat).  A run prints as one vector
+ *    statement.
  *
  * Lane j of a run sees what the scalar statements would have seen: its
  * own lane of a group (which only its own statement writes), locals not

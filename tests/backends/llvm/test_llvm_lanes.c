@@ -10,6 +10,8 @@
  * (every lane reading lane 0's store or local, a store shifted by one over
  * the elements it reads) must give the sequential ones. */
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "backends/llvm/kiln_llvm.h"
 #include "tests/ir/ir_test.h"
@@ -134,4 +136,28 @@ Test(llvm_lanes, register_tile) {
     float want = 11.0f * (float)l - 20.0f;
     cr_assert_eq(yv[l], want > 0 ? want : 0.0f, "y[%d] = %g", l, yv[l]);
   }
+}
+
+/* Loads of every other element (im2col's stride-2 packs): y[l] = x[2l] * 2
+ * for l < 8 prints as one masked load of the 15 elements x[0..14] and a
+ * shuffle.  x is exactly those 15 floats, placed at the end of a readable
+ * page with an inaccessible page after it: a 16th lane loaded unmasked
+ * would fault. */
+Test(llvm_lanes, every_other_element_at_the_end_of_memory) {
+  kiln_program *p = program();
+  kiln_buf *x = t_buf(p, "x", 2 * W - 1, KILN_BUF_INPUT, NULL), *y = t_buf(p, "y", W, KILN_BUF_OUTPUT, NULL);
+  kiln_lb B = {.p = p};
+  start(&B, "k0_every_other");
+  for (int l = 0; l < W; l++)
+    kiln_lb_store(&B, y, ci(&B, l), kiln_lx_bin(&B, KILN_BIN_MUL, kiln_lx_load(&B, x, ci(&B, 2 * l)), cf(&B, 2)));
+  kiln_lb_end(&B);
+  long page = sysconf(_SC_PAGESIZE);
+  char *mem = mmap(NULL, (size_t)(2 * page), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  cr_assert_neq(mem, MAP_FAILED);
+  cr_assert_eq(mprotect(mem + page, (size_t)page, PROT_NONE), 0);
+  float *xv = (float *)(mem + page) - (2 * W - 1), yv[W];
+  for (int i = 0; i < 2 * W - 1; i++) xv[i] = (float)i;
+  run(p, (void *[]){xv, yv, NULL});
+  for (int l = 0; l < W; l++) cr_assert_eq(yv[l], (float)(4 * l), "y[%d] = %g", l, yv[l]);
+  munmap(mem, (size_t)(2 * page));
 }
