@@ -37,6 +37,10 @@ static const char help[] =
     "                     64 (default: AVX-512), 32 (AVX2), 16 (SSE, NEON).  Tiles\n"
     "                     for wider vectors than the CPU has spill: on an AVX2 CPU\n"
     "                     the default's C runs ~2x slower than with 32\n"
+    "  --cores N          cores the C is shaped for (default 8): per-core scratch\n"
+    "                     (Winograd and banded convolutions keep one slot a core)\n"
+    "                     and which loops are worth threading.  The workspace grows\n"
+    "                     with N; fewer cores than the CPU has still run correctly\n"
     "  --keep-f16         keep float16/bfloat16 tensors narrow in memory (half the\n"
     "                     activation memory, slower); by default they are f32 buffers\n"
     "                     holding the same rounded values (same results, faster)\n"
@@ -202,6 +206,7 @@ int kiln_cmd_emit_c(int argc, char **argv) {
   kiln_cli_bindings bind = {0};
   int dump_after = 0, keep_f16 = 0, lean_memory = 0; /* dump_after: KILN_PASS_NONE */
   int vector_bytes = kiln_target_c().vector_bytes; /* --vector-bytes */
+  int cores = kiln_target_c().cores;               /* --cores */
   int train = 0, tr;
   kiln_cli_train topts;
   kiln_cli_train_init(&topts);
@@ -227,6 +232,15 @@ int kiln_cmd_emit_c(int argc, char **argv) {
       if (strcmp(v, "16") && strcmp(v, "32") && strcmp(v, "64"))
         return kiln_cli_usage_error("emit-c", "--vector-bytes must be 16, 32 or 64, not '%s'", v);
       vector_bytes = atoi(v);
+    }
+    else if (!strcmp(a, "--cores")) {
+      if (i + 1 >= argc) return kiln_cli_usage_error("emit-c", "%s needs a value", a);
+      const char *v = argv[++i];
+      char *end;
+      long c = strtol(v, &end, 10);
+      if (*v < '0' || *v > '9' || *end || c < 1 || c > 1024)
+        return kiln_cli_usage_error("emit-c", "--cores must be a whole number from 1 to 1024, not '%s'", v);
+      cores = (int)c;
     }
     else if (!strcmp(a, "--dump-after")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("emit-c", "%s needs a value", a);
@@ -271,6 +285,7 @@ int kiln_cmd_emit_c(int argc, char **argv) {
   char *main_c = NULL;
   kiln_target target = kiln_target_c();
   target.vector_bytes = vector_bytes;
+  target.cores = cores;
   target.keep_narrow = keep_f16;
   target.lean_memory = lean_memory;
   kiln_model_opts o = {.bind = &bind, .static_shapes = 1, .lower = 1, .per_image = 1, .dump_after = dump_after,
