@@ -73,11 +73,7 @@ kiln_target kiln_target_cpu(const char *name, int vector_bytes, int cores) {
 /* Fixed, not this host's: emit-c prints the same C for a model on any
  * machine.  8 cores: threading is marked for loops that pay on a
  * multi-core CPU (a single-threaded host's parallel_for runs them in turn). */
-kiln_target kiln_target_c(void) {
-  kiln_target t = cpu("c99", 64, 8, L1D_DEFAULT, L2_DEFAULT);
-  t.sqrt_libm = 1;
-  return t;
-}
+kiln_target kiln_target_c(void) { return cpu("c99", 64, 8, L1D_DEFAULT, L2_DEFAULT); }
 
 kiln_target kiln_target_default(void) { return kiln_target_c(); }
 

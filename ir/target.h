@@ -42,10 +42,6 @@ typedef struct kiln_target {
                                sm_80+; operands keep 10 mantissa bits: see README, CUDA) */
   int keep_narrow;          /* CPU: f16/bf16 tensors stay narrow in memory (`--keep-f16`);
                                else f32 buffers holding the same values (passes/widen_f16.c) */
-  int sqrt_libm;            /* the emitted C: the loop IR's SQRT prints as libm's sqrtf, whose
-                               errno path (C99's default math_errhandling) keeps GCC from
-                               vectorising any loop around it; f32 square roots are then
-                               computed from bits instead (kiln_lower_sqrt: the same values) */
   int lean_memory;          /* CPU: scratch only where the plain memory plan leaves room, counted
                                exactly, and strided convolutions that read X in place where the
                                phase planes fit nowhere (`--lean-memory`; passes/live_values.c) */

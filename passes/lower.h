@@ -213,11 +213,6 @@ kiln_dtype kiln_lower_ctype(kiln_dtype t);
 kiln_lx *kiln_lower_exp(kiln_lctx *L, kiln_lx *x);
 /* ln x, the same way (lower_elementwise.c). */
 kiln_lx *kiln_lower_log(kiln_lctx *L, kiln_lx *x);
-/* sqrt x: the loop IR's SQRT, except f32 on a target whose SQRT is a libm
- * call that blocks vectorisation (kiln_target.sqrt_libm: the emitted C),
- * where it is plain arithmetic giving the same correctly rounded value
- * (lower_elementwise.c). */
-kiln_lx *kiln_lower_sqrt(kiln_lctx *L, kiln_lx *x);
 /* Pooling windows (lower_pool.c; the pool gradients share them):
  * 0 <= i < hi as a condition, only the halves that can fail (NULL: always
  * true); and the AveragePool divisor along one dim, the taps k in [0, K)

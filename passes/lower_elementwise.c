@@ -179,46 +179,6 @@ kiln_lx *kiln_lower_log(kiln_lctx *L, kiln_lx *x) {
   return r;
 }
 
-/* sqrt x for the emitted C (kiln_target.sqrt_libm).  libm's sqrtf there
- * sets errno for x < 0, so GCC (12, -O3, no -fno-math-errno: the issue's
- * `cc -O3 -march=native`) keeps a scalar call behind a branch and
- * vectorises no loop holding one; in-source optimize pragmas and
- * attributes do not turn that off.  GoogLeNet's two LRNs ran scalar, 2.5
- * ms of the C's 18.  Instead, as exp and log above:
- *   x subnormal (below 2^-126): x 2^24 first (exact), the root 2^-12 after;
- *   y ~ 1/sqrt(x) from x's bits (0x5f375a86 - bits/2: within 3.5%), three
- *   Newton steps y (3/2 - x/2 y^2) in f32 (to a few ulps);
- *   s = x y and one Newton correction s + y/2 (x - s^2), both in f64,
- *   then rounded once to f32.
- * s is within ~1e-14 of sqrt x relative, and a square root of an f32 never
- * lies that close to a midpoint between f32s, so the rounding gives
- * sqrtf's value: all 2^32 inputs checked equal (tests/passes/test_sqrt_f32.c
- * checks 2^24 of them spread over every exponent, and the specials).
- * x = +-0, +inf and NaN are themselves, x < 0 NaN: the selects at the end. */
-kiln_lx *kiln_lower_sqrt(kiln_lctx *L, kiln_lx *x) {
-  if (x->dtype != KILN_DT_F32 || !L->target || !L->target->sqrt_libm) return UN(SQRT, x);
-#define LOCAL(t, e) kiln_lx_local(B, kiln_lb_decl(B, (t), (e)))
-#define I32(v) kiln_lx_const_f(B, KILN_DT_I32, (v))
-#define F64(v) kiln_lx_const_f(B, KILN_DT_F64, (v))
-  x = LOCAL(KILN_DT_F32, x);
-  kiln_lx *sub = LOCAL(KILN_DT_BOOL, BIN(LT, x, K(0x1p-126)));
-  kiln_lx *xs = LOCAL(KILN_DT_F32, SEL(sub, BIN(MUL, x, K(0x1p24)), x));
-  kiln_lx *bits = kiln_lx_un(B, KILN_UN_BITCAST, xs);
-  kiln_lx *y = LOCAL(KILN_DT_F32, kiln_lx_un(B, KILN_UN_BITCAST, BIN(SUB, I32(0x5f375a86), BIN(DIV, bits, I32(2)))));
-  kiln_lx *h = LOCAL(KILN_DT_F32, BIN(MUL, K(0.5), xs));
-  for (int k = 0; k < 3; k++) y = LOCAL(KILN_DT_F32, BIN(MUL, y, BIN(SUB, K(1.5), BIN(MUL, BIN(MUL, h, y), y))));
-  kiln_lx *xd = LOCAL(KILN_DT_F64, kiln_lx_cast(B, KILN_DT_F64, xs)), *yd = LOCAL(KILN_DT_F64, kiln_lx_cast(B, KILN_DT_F64, y));
-  kiln_lx *sd = LOCAL(KILN_DT_F64, BIN(MUL, xd, yd));
-  sd = BIN(ADD, sd, BIN(MUL, BIN(MUL, F64(0.5), yd), BIN(SUB, xd, BIN(MUL, sd, sd))));
-  kiln_lx *s = LOCAL(KILN_DT_F32, kiln_lx_cast(B, KILN_DT_F32, sd));
-  kiln_lx *r = SEL(sub, BIN(MUL, s, K(0x1p-12)), s);
-  kiln_lx *normal = BIN(AND, BIN(LT, K(0), x), BIN(LT, x, K(INFINITY)));
-#undef F64
-#undef I32
-#undef LOCAL
-  return SEL(normal, r, SEL(BIN(LT, x, K(0)), K(NAN), x));
-}
-
 /* ln(1 + t) for t in [0, 1] (Softplus's ln(1 + e^-|x|)): t itself is f
  * below sqrt(2) - 1, so a tiny t keeps all its bits (ln(1 + t) = t to
  * within an ulp, where rounding 1 + t first would lose them); above it,
@@ -343,7 +303,7 @@ kiln_lx *kiln_scalar_clip(kiln_lctx *L, const kiln_node *n, kiln_lx **in) {
 kiln_lx *kiln_scalar_erf(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return UN(ERF, in[0]); }
 kiln_lx *kiln_scalar_exp(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return kiln_lower_exp(L, in[0]); }
 kiln_lx *kiln_scalar_log(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return kiln_lower_log(L, in[0]); }
-kiln_lx *kiln_scalar_sqrt(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return kiln_lower_sqrt(L, in[0]); }
+kiln_lx *kiln_scalar_sqrt(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return UN(SQRT, in[0]); }
 kiln_lx *kiln_scalar_abs(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return UN(ABS, in[0]); }
 kiln_lx *kiln_scalar_neg(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return UN(NEG, in[0]); }
 kiln_lx *kiln_scalar_floor(kiln_lctx *L, const kiln_node *n, kiln_lx **in) { (void)n; return UN(FLOOR, in[0]); }

@@ -257,10 +257,10 @@ static kiln_lx *lrn_power(kiln_lctx *L, kiln_dtype ct, kiln_lx *base, double bet
   if (!(q >= 1 && q <= 16 && q == (double)(int)q)) return BIN(POW, base, kiln_lx_const_f(B, ct, beta));
   int quarters = (int)q;
   kiln_lx *b = kiln_lx_local(B, kiln_lb_decl(B, ct, base)), *r = NULL;
-  kiln_lx *s = quarters % 4 ? kiln_lx_local(B, kiln_lb_decl(B, ct, kiln_lower_sqrt(L, b))) : NULL;
+  kiln_lx *s = quarters % 4 ? kiln_lx_local(B, kiln_lb_decl(B, ct, kiln_lx_un(B, KILN_UN_SQRT, b))) : NULL;
   for (int k = 0; k < quarters / 4; k++) r = r ? BIN(MUL, r, b) : b;
   if (quarters % 4 >= 2) r = r ? BIN(MUL, r, s) : s;
-  if (quarters % 2) r = r ? BIN(MUL, r, kiln_lower_sqrt(L, s)) : kiln_lower_sqrt(L, s);
+  if (quarters % 2) r = r ? BIN(MUL, r, kiln_lx_un(B, KILN_UN_SQRT, s)) : kiln_lx_un(B, KILN_UN_SQRT, s);
   return r;
 }
 

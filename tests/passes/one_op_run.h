@@ -10,13 +10,11 @@
 #include "../../passes/pipeline.h"
 #include "gradcheck.h"
 
-/* The same, lowered for `target` (a copy of this host's with a flag set:
- * test_sqrt_f32.c's sqrt_libm) */
-static inline void run_jit_and_interpreter_for(kiln_graph *g, const kiln_target *target, const float *x, float *yj,
-                                               float *yi) {
+static inline void run_jit_and_interpreter(kiln_graph *g, const float *x, float *yj, float *yi) {
   kiln_diag d = {0};
   kiln_pipeline pl;
-  kiln_pipeline_opts po = {.graph = g, .target = target};
+  kiln_target target = kiln_llvm_target(0);
+  kiln_pipeline_opts po = {.graph = g, .target = &target};
   cr_assert_eq(kiln_pipeline_run(&po, &pl, &d), 0, "%s", d.msg);
   kiln_program *p = pl.program;
   int xb = gc_buf_named(p, "X"), yb = -1;
@@ -36,11 +34,6 @@ static inline void run_jit_and_interpreter_for(kiln_graph *g, const kiln_target 
   free(bufs);
   free(ws);
   kiln_graph_free(g);
-}
-
-static inline void run_jit_and_interpreter(kiln_graph *g, const float *x, float *yj, float *yi) {
-  kiln_target target = kiln_llvm_target(0);
-  run_jit_and_interpreter_for(g, &target, x, yj, yi);
 }
 
 #endif
