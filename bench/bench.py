@@ -34,8 +34,11 @@ Then, for each thread count T (default 1):
          is reported on every thread-count row, marked "(1T)".
 
   kiln-C `KILN_BINARY emit-c MODEL --weights-file --threads --name net
-         --vector-bytes V` (V: the host's vectors, 64 with AVX-512, 32 with
-         AVX2, 16 otherwise, as a vendor targeting this CPU would pass it),
+         --vector-bytes V --cores C` (V: the host's vectors, 64 with AVX-512,
+         32 with AVX2, 16 otherwise; C: its logical CPUs; as a vendor
+         targeting this CPU would pass them: with the default 8 cores the C
+         keeps 8 slots of per-core scratch, and GoogLeNet's conv2 3x3 finds
+         no room for Winograd's),
          compiled with `cc -std=c99 -O3 -march=native` into bench/c_harness.c,
          which times net_run_v / net_run_parallel (T threads on the
          runtime's pool, runtime/kiln_runtime.c) the same way: 3 warm-up runs, median of N.  Also reported:
@@ -237,7 +240,8 @@ def build_c(kiln, model_path, work, batch=1):
     """emit-c + cc -O3 -march=native; (harness path, code bytes, workspace bytes, None) or error."""
     out = Path(work) / f"c{batch}"
     proc = subprocess.run([kiln, "emit-c", str(model_path), "-o", str(out), "--weights-file", "--threads",
-                           "--name", "net", "--batch", str(batch), "--vector-bytes", host_vector_bytes()],
+                           "--name", "net", "--batch", str(batch), "--vector-bytes", host_vector_bytes(),
+                           "--cores", str(os.cpu_count() or 1)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         return None, None, None, f"emit-c failed: {proc.stderr.strip()[-300:]}"

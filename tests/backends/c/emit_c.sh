@@ -6,7 +6,8 @@
 #  - the example runner's outputs equal `kiln run`'s (LLVM backend) within
 #    rtol 1e-5 of the largest logit (same loop IR; only FMA contraction and
 #    libm differ), and clang's -fsanitize=address,undefined build runs clean;
-#  - --threads with a two-thread host callback gives identical bytes;
+#  - --threads with a two-thread host callback gives identical bytes, also
+#    with --cores 1, 3 and 16, whose C also matches the LLVM backend;
 #  - bad invocations (unwritable folder, bad prefix, non-empty folder) fail
 #    with one line and leave nothing behind.
 # usage: emit_c.sh KILN SOURCE_DIR WORK_DIR
@@ -48,6 +49,17 @@ mkdir -p "$work/a/out_asan" && ASAN_OPTIONS=detect_leaks=1 "$work/a/run_asan" "$
 gcc $flags -pthread -I"$work/thr" -o "$work/thr/host" "$src/tests/backends/c/threads_host.c" "$work/thr/net.c" \
   "$work/thr/net_weights.c" -lm
 "$work/thr/host"
+# --cores: per-core scratch slots and thread chunks change, the numbers do not
+# (1: one slot; 3: an odd slot count on the two-thread host; 16: more slots
+# than the host's threads)
+for c in 1 3 16; do
+  "$kiln" emit-c "$model" -o "$work/cores$c" --threads --cores $c --name net > /dev/null
+  gcc $flags -pthread -I"$work/cores$c" -o "$work/cores$c/host" "$src/tests/backends/c/threads_host.c" \
+    "$work/cores$c/net.c" "$work/cores$c/net_weights.c" -lm
+  "$work/cores$c/host"
+  (cd "$work/cores$c" && gcc $flags -o run main.c net.c net_weights.c -lm)
+  mkdir -p "$work/cores$c/out" && "$work/cores$c/run" "$work/input.npy" "$work/cores$c/out" && check "$work/cores$c/out"
+done
 # bad invocations
 if "$kiln" emit-c "$model" -o "$work/a" 2> "$work/err"; then echo "FAIL: wrote into a non-empty folder"; exit 1; fi
 grep -q "^kiln: error: .*not empty" "$work/err"
@@ -59,6 +71,11 @@ if "$kiln" emit-c "$model" -o "/proc/no-such-dir/x" 2> "$work/err"; then echo "F
 for vb in 24 abc ""; do
   if "$kiln" emit-c "$model" -o "$work/x" --vector-bytes $vb 2> "$work/err"; then echo "FAIL: --vector-bytes '$vb' accepted"; exit 1; fi
   [ "$(wc -l < "$work/err")" -eq 1 ] && grep -q "^kiln: error: .*vector-bytes" "$work/err" || { cat "$work/err"; echo "FAIL: --vector-bytes '$vb': not one clear line"; exit 1; }
+  [ ! -e "$work/x" ]
+done
+for c in 0 -2 2x 1025 ""; do
+  if "$kiln" emit-c "$model" -o "$work/x" --cores "$c" 2> "$work/err"; then echo "FAIL: --cores '$c' accepted"; exit 1; fi
+  [ "$(wc -l < "$work/err")" -eq 1 ] && grep -q "^kiln: error: .*cores" "$work/err" || { cat "$work/err"; echo "FAIL: --cores '$c': not one clear line"; exit 1; }
   [ ! -e "$work/x" ]
 done
 echo "1 passed, 0 failed"
