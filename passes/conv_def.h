@@ -104,7 +104,9 @@ int kiln_lower_conv_strided(kiln_lctx *L, const kiln_node *n, const kiln_conv_ge
  * for one group, at least 32 input and output channels, float32 outputs
  * and constant weights, on a CPU target, where its scratch fits in memory
  * the plain plan leaves free; returns 0, or -1 having emitted nothing for
- * a convolution it declines (as kiln_lower_conv_dw). */
+ * a convolution it declines (as kiln_lower_conv_dw), or 1 having emitted
+ * nothing for one it takes whose fused pool's window does not divide its
+ * tile (kiln_lower_conv lowers that one without the pool). */
 int kiln_lower_conv_winograd(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g);
 /* ConvTranspose whose kernel equals its stride (no pads, dilation 1, out
  * == in * stride, one group, constant weights): every phase a 1x1

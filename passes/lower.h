@@ -182,6 +182,27 @@ int kiln_lower_has_epilogue(const kiln_node *n);
 /* The value the final store of `slot` writes: the last epilogue step's
  * output for slot 0 when there are steps, else n->out[slot]. */
 const kiln_value *kiln_lower_result(const kiln_node *n, int slot);
+/* ---- a pool at the end of a Conv's epilogue (fuse_pool.c) ---- */
+/* Pool p's windows tile its input (kernel = stride, no pads or dilation,
+ * at most KILN_POOL_STEP_TAPS taps, no Indices): a Conv's epilogue may end
+ * in it. */
+enum { KILN_POOL_STEP_TAPS = 64 };
+int kiln_pool_tiles_input(const kiln_node *p);
+/* The pool n's epilogue ends in, or NULL.  A lowering of n either stores
+ * through kiln_lower_store_window (whole windows) or lowers n without it
+ * and the pool after (kiln_lower_conv does that for the schedules that
+ * store single outputs). */
+const kiln_node *kiln_lower_pool_step(const kiln_node *n);
+/* Window extents of that pool along each spatial dim (its kernel_shape). */
+void kiln_lower_pool_window(const kiln_node *pool, int64_t *k);
+/* The final store of one pooled output of n: pidx is its logical index
+ * in the pool's output (n, c, pooled positions), vals the window's
+ * results of n (row-major over the window, `done` leading epilogue steps
+ * applied).  Each value goes through the remaining steps at its own
+ * output index (pidx * k + its place in the window), is rounded to the
+ * pool's input type as the unfused graph stores it, and the window's max
+ * (NaN-propagating, as lower_pool.c) or mean lands in the pool's output. */
+void kiln_lower_store_window(kiln_lctx *L, const kiln_node *n, kiln_lx **pidx, kiln_lx *const *vals, int done);
 /* Fails (one-line error) unless n's epilogue is a chain the store can
  * compute: elementwise steps, each reading the previous result (used
  * nowhere else, not a graph output), shape unchanged, plain operands. */

@@ -867,6 +867,26 @@ static void emit_banded(kiln_lctx *L, const kiln_node *n, const conv_geom *g, fc
  * SqueezeNet's 55x55 expand3x3 0.281 -> 0.258 ms); idx[0..1] hold n and m. */
 static void store_from_virtual(kiln_lctx *L, const kiln_node *n, const conv_geom *g, const fconv *f,
                                const kiln_buf *Yv, kiln_lx **idx, kiln_lx *yo, kiln_lx *src) {
+  const kiln_node *pool = kiln_lower_pool_step(n);
+  if (pool) { /* a fused pool (fuse_pool.c): one pooled output per iteration, its window read from Yv */
+    int64_t k[3];
+    int taps = 1;
+    kiln_lower_pool_window(pool, k);
+    for (int i = 0; i < g->sp; i++) {
+      idx[2 + i] = IDX(kiln_lb_for(B, pool->out[0]->dims[2 + i], seq_sched));
+      src = IADD(src, IMUL(idx[2 + i], k[i] * f->vs[i]));
+      taps *= (int)k[i];
+    }
+    kiln_lx *vals[KILN_POOL_STEP_TAPS];
+    for (int e = 0; e < taps; e++) {
+      int64_t off = 0;
+      for (int i = g->sp - 1, r = e; i >= 0; r /= (int)k[i], i--) off += (r % k[i]) * f->vs[i];
+      vals[e] = kiln_lx_load(B, Yv, IADD(src, CI(off)));
+    }
+    kiln_lower_store_window(L, n, idx, vals, f->pre);
+    kiln_lower_close(L, g->sp);
+    return;
+  }
   for (int i = 0; i < g->sp; i++) {
     kiln_lx *o = idx[2 + i] = IDX(kiln_lb_for(B, f->out[i], seq_sched));
     yo = IADD(yo, IMUL(o, g->ystr[i]));
@@ -876,7 +896,10 @@ static void store_from_virtual(kiln_lctx *L, const kiln_node *n, const conv_geom
   kiln_lower_close(L, g->sp);
 }
 
-static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g) {
+/* 0, or -1 (nothing emitted) where n ends in a fused pool that this
+ * form's store cannot pool (bands, the strided form): kiln_lower_conv then
+ * lowers it without. */
+static int lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g) {
   fconv f = {0};
   int sp = f.sp = g->sp, last = sp - 1;
   f.ct = kiln_lower_ctype(n->out[0]->dtype);
@@ -929,6 +952,9 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
    * store when it writes Y (its sums are whole there), else in the pass
    * out of Yv (the in-Yv path stores partial sums) */
   if (epi && !reg) direct_y = 0;
+  /* a fused pool reads whole windows: from Yv, in the pass out of it */
+  const kiln_node *pool = kiln_lower_pool_step(n);
+  if (pool) direct_y = 0;
   int64_t nfull = owr == OW ? R : R - 1;
   /* virtual positions: all of them rounded up to VW (exactly the outputs
    * when y is Y); in rows mode the padded rows read up to VW further */
@@ -941,11 +967,12 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   const kiln_value *bias = n->nin > 2 ? n->in[2] : NULL;
   band_plan bp = {0};
   if (reg && !direct_x && plan_bands(L, n, &f, g, maxoff, VW, direct_y, &bp)) {
+    if (pool) return -1;
     kiln_lower_begin(L, n);
     kiln_lower_schedule(L, "direct, register tiles of sums, in bands of %lld rows%s", (long long)bp.H,
                         bp.whole_s ? " over zero-padded phase planes" : " each packing its phase planes");
     emit_banded(L, n, g, &f, bias, &bp, maxoff);
-    return;
+    return 0;
   }
   /* lean_memory: where the phase planes fit neither whole nor in bands,
    * a strided convolution reads X in place (lower_conv_strided.c),
@@ -953,8 +980,9 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
    * ms, one Zen 5 core) but with a row of sums a core for scratch */
   if (reg && !direct_x && (L->target->lean_memory || getenv("KILN_STRIDED")) &&
       kiln_conv_strided_wanted(L, n, g, whole_planes_fit(L, n, &f, g, direct_y))) {
+    if (pool) return -1;
     kiln_lower_conv_strided(L, n, g);
-    return;
+    return 0;
   }
   /* a block that owns its input channels (a whole group: depthwise) packs
    * them itself, sparing the pass over all channels before the blocks */
@@ -1001,7 +1029,7 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
       store_from_virtual(L, n, g, &f, Yv, idx, yo, src);
       kiln_lower_close(L, 1);
     }
-    return;
+    return 0;
   }
 
   int64_t nb = g->M / f.MB;
@@ -1058,6 +1086,7 @@ static void lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
     kiln_lower_close(L, 1);
   }
   kiln_lb_end(B);
+  return 0;
 }
 
 /* ---- ConvTranspose fast path: f32/f64 output, 1 to 3 spatial dims ----
@@ -1234,6 +1263,19 @@ static int lower_convt_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
 
 /* Conv: Y[n, m, o] = B[m] + sum_{k, c} X[n, grp*Cg + c, o*s - pb + k*d] * W[m, c, k]
  * with grp = m / (M/group). */
+/* n, whose epilogue ends in a pool its schedule cannot pool, as if
+ * unfused: the Conv and the rest of its epilogue storing the pool's input
+ * (a buffer of its own), then the pool's own kernel.  The epilogue loses
+ * its last step for the Conv's lowering only. */
+static int lower_without_pool(kiln_lctx *L, const kiln_node *n) {
+  kiln_node *c = (kiln_node *)n;
+  const kiln_node *pool = c->epi.steps[c->epi.nsteps - 1];
+  c->epi.nsteps--;
+  int rc = kiln_lower_conv(L, c);
+  c->epi.nsteps++;
+  return rc ? rc : kiln_op_get(pool->op)->lower(L, pool);
+}
+
 int kiln_lower_conv(kiln_lctx *L, const kiln_node *n) {
   conv_geom g;
   if (conv_setup(L, n, &g)) return -1;
@@ -1243,16 +1285,21 @@ int kiln_lower_conv(kiln_lctx *L, const kiln_node *n) {
    * then the GEMM schedules, for the shapes their rules name (conv_def.h):
    * convolutions on maps up to 13x13 (lower_conv_gemmt.c), 3x3 stems and 1x1 with
    * 8..31 input channels (lower_conv_im2col.c) */
-  if (!kiln_lower_conv_winograd(L, n, &g)) return 0;
+  int wg = kiln_lower_conv_winograd(L, n, &g);
+  if (!wg) return 0;
+  /* a fused pool (fuse_pool.c) the schedule cannot pool: without it */
+  const kiln_node *pool = kiln_lower_pool_step(n);
+  if (pool && (wg == 1 || g.G > 1 || kiln_conv_gemmt_wanted(L, n, &g) ||
+               kiln_conv_im2col_wanted(&g, kiln_lower_ctype(n->out[0]->dtype))))
+    return lower_without_pool(L, n);
   if (kiln_conv_gemmt_wanted(L, n, &g)) return kiln_lower_conv_gemmt(L, n, &g);
   if (kiln_conv_im2col_wanted(&g, kiln_lower_ctype(n->out[0]->dtype))) return kiln_lower_conv_im2col(L, n, &g);
   /* depthwise after them: a one-channel Conv (group == C == 1) with several
    * outputs is a GEMM's shape (the im2col rule takes it) */
   if (!kiln_lower_conv_dw(L, n, &g)) return 0; /* depthwise: lower_conv_dw.c */
-  if (g.s[0] <= S_MAX && g.s[g.sp - 1] <= S_MAX && g.s[g.sp > 2 ? 1 : 0] <= S_MAX) {
-    lower_conv_fast(L, n, &g);
-    return 0;
-  }
+  if (g.s[0] <= S_MAX && g.s[g.sp - 1] <= S_MAX && g.s[g.sp > 2 ? 1 : 0] <= S_MAX)
+    return lower_conv_fast(L, n, &g) && pool ? lower_without_pool(L, n) : 0;
+  if (pool) return lower_without_pool(L, n);
   kiln_lower_begin(L, n);
   int nv, mv;
   kiln_lx *nm = open_plane(L, &g, &nv, &mv), *o[3];

@@ -92,6 +92,7 @@ typedef struct wino {
   int64_t RV, pb, nmb, lanes; /* GEMM tile lanes; channels a block (block_rows), blocks; the target's lanes */
   double bt[WG_A_MAX][WG_A_MAX], gm[WG_A_MAX][3], at[WG_A_MAX - 2][WG_A_MAX];
   int64_t hp, wp;             /* the zero-padded copy's rows and columns (emit_pad), or 0: none */
+  int64_t pk[2];              /* a fused pool's window (fuse_pool.c), or 0: none */
   const kiln_buf *x, *u, *v, *mt, *bias, *xp;
   kiln_dtype ct;
   int fma;
@@ -526,7 +527,12 @@ static void emit_gemm(kiln_lctx *L, const wino *f) {
 static void output_tiles(kiln_lctx *L, const kiln_node *n, const wino *f, kiln_lx *nv, kiln_lx *mv, kiln_lx *mb,
                          kiln_lx *ty, kiln_lx *prow, int64_t tx0, int64_t tx1, int64_t rows, int64_t cols) {
   const kiln_conv_geom *g = f->g;
-  if (tx0 >= tx1) return;
+  /* a fused pool: the tile's whole windows (m is a multiple of the
+   * window, so the tile's first output starts one), the outputs past
+   * them dropped, as the pool's floor drops them */
+  int64_t pr = f->pk[0] ? rows / f->pk[0] : 0, pc = f->pk[0] ? cols / f->pk[1] : 0;
+  if (f->pk[0]) rows = pr * f->pk[0], cols = pc * f->pk[1];
+  if (tx0 >= tx1 || !rows || !cols) return;
   kiln_lx *tx = IADD(IDX(kiln_lb_for(B, tx1 - tx0, kiln_lower_short_loop(L, tx1 - tx0, f->ct))), CI(tx0));
   kiln_lx *p = IADD(prow, tx);
   int s[WG_A_MAX * WG_A_MAX], y[16];
@@ -535,7 +541,18 @@ static void output_tiles(kiln_lctx *L, const kiln_node *n, const wino *f, kiln_l
       s[t] = kiln_lb_decl(B, f->ct, kiln_lx_load(B, f->mt, IADD(IADD(mb, IMUL(CI(t), f->ms)), p)));
   sandwich(L, f, f->at, rows, cols, s, y);
   kiln_lx *bias = f->bias ? kiln_lower_load(L, f->bias, mv) : NULL;
-  for (int64_t i = 0; i < rows; i++)
+  for (int64_t i = 0; i < pr; i++)
+    for (int64_t j = 0; j < pc; j++) {
+      kiln_lx *vals[WG_A_MAX * WG_A_MAX];
+      for (int64_t a = 0; a < f->pk[0]; a++)
+        for (int64_t b = 0; b < f->pk[1]; b++) {
+          kiln_lx *val = LOCAL(y[(i * f->pk[0] + a) * cols + j * f->pk[1] + b]);
+          vals[a * f->pk[1] + b] = bias ? BIN(ADD, val, bias) : val;
+        }
+      kiln_lx *pidx[4] = {nv, mv, IADD(IMUL(ty, f->m / f->pk[0]), CI(i)), IADD(IMUL(tx, f->m / f->pk[1]), CI(j))};
+      kiln_lower_store_window(L, n, pidx, vals, 0);
+    }
+  for (int64_t i = 0; i < rows && !f->pk[0]; i++)
     for (int64_t j = 0; j < cols; j++) {
       kiln_lx *oy = IADD(IMUL(ty, f->m), CI(i)), *ox = IADD(IMUL(tx, f->m), CI(j));
       kiln_lx *idx[4] = {nv, mv, oy, ox};
@@ -685,6 +702,13 @@ static int64_t choose(const kiln_lctx *L, const kiln_node *n, const kiln_conv_ge
 int kiln_lower_conv_winograd(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g) {
   wino f;
   if (!choose(L, n, g, &f)) return -1; /* declined: nothing emitted */
+  const kiln_node *pool = kiln_lower_pool_step(n);
+  if (pool) { /* windows inside tiles only */
+    int64_t k[3];
+    kiln_lower_pool_window(pool, k);
+    if (f.m % k[0] || f.m % k[1]) return 1;
+    f.pk[0] = k[0], f.pk[1] = k[1];
+  }
   f.u = transformed_weights(L, n, &f);
   f.bias = n->nin > 2 ? kiln_lower_weight_ct(L, n->in[2]) : NULL;
   f.x = kiln_lower_buf(L, n->in[0]);

@@ -75,11 +75,16 @@ int kiln_epilogue_refusal(const kiln_graph *g, const kiln_node *n, kiln_epi_refu
     for (int k = 0; k < st->nin; k++) reads += st->in[k] == prev;
     for (int k = 1; k < st->nout; k++)
       if (st->out[k]) what = "has a second output";
+    int pool = kiln_pool_tiles_input(st);
     if (!prev || prev->is_output || prev->uses != reads) what = "reads a value that is used elsewhere";
     else if (reads == 0) what = "does not read the result of the step before";
-    else if (info->lower != kiln_lower_elementwise || !info->scalar) what = "is not elementwise";
+    else if (pool && s != n->epi.nsteps - 1) what = "is a pool before the last step";
+    else if (pool && (n->op != KILN_OP_CONV || st->in[0] != prev)) what = "is a pool after a node that is not a Conv";
+    else if (!pool && (info->lower != kiln_lower_elementwise || !info->scalar)) what = "is not elementwise";
     else if (st->fused_into != n || st->nout < 1 || !st->out[0]) what = "is not fused into this node";
-    else if (!same_dims(st->out[0], prev)) what = "changes the shape";
+    else if (!pool && !same_dims(st->out[0], prev)) what = "changes the shape";
+    else if (pool && (st->out[0]->layout != KILN_LAYOUT_PLAIN || prev->layout != KILN_LAYOUT_PLAIN))
+      what = "is a pool in a blocked layout";
     for (int k = 0; k < st->nin && !what; k++)
       if (st->in[k] && st->in[k] != prev && st->in[k]->layout != KILN_LAYOUT_PLAIN) what = "has an operand in a blocked layout";
     if (what) {
@@ -175,6 +180,7 @@ int kiln_lower_pointwise_steps(const kiln_node *n) {
   for (; s < n->epi.nsteps && prev; s++) {
     const kiln_node *st = n->epi.steps[s];
     const kiln_op_info *info = kiln_op_get(st->op);
+    if (!info->scalar) return s; /* a pool (fuse_pool.c): a window, not one element */
     for (int k = 0; k < st->nin; k++) {
       kiln_slot sl;
       kiln_sig_slot(info->inputs, k, &sl);
@@ -203,12 +209,16 @@ static void store_steps(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx **id
   if (idx) memcpy(o.idx, idx, (size_t)y->rank * sizeof *idx);
   const kiln_value *res = slot == 0 && done > 0 ? n->epi.steps[done - 1]->out[0] : y;
   if (slot == 0)
-    for (int s = done; s < n->epi.nsteps && value; s++) {
+    for (int s = done; s < n->epi.nsteps && value && kiln_op_get(n->epi.steps[s]->op)->scalar; s++) {
       const kiln_node *st = n->epi.steps[s];
       value = kiln_lower_apply(L, st, res, value, y, o.have_idx ? logical(L, &o) : NULL, o.flat);
       res = st->out[0];
     }
   if (!value) return; /* the step's scalar function failed; L->d says why */
+  if (slot == 0 && kiln_lower_pool_step(n)) { /* a schedule that stores single outputs: lower_conv.c splits first */
+    kiln_lower_fail(L, n, "internal: a single-output store into a fused pool");
+    return;
+  }
   kiln_lx *off = o.flat && res->layout == KILN_LAYOUT_PLAIN ? o.flat : kiln_lower_addr(L, res, logical(L, &o));
   kiln_lb_store(LB, kiln_lower_buf(L, res), off, value);
 }
@@ -227,4 +237,47 @@ void kiln_lower_store_output(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx
 
 void kiln_lower_store_flat(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx *flat, kiln_lx *value) {
   kiln_lower_store(L, n, slot, NULL, flat, value);
+}
+
+/* ---- a pool as the epilogue's last step (fuse_pool.c) ---- */
+
+const kiln_node *kiln_lower_pool_step(const kiln_node *n) {
+  if (n->epi.nsteps < 1) return NULL;
+  const kiln_node *st = n->epi.steps[n->epi.nsteps - 1];
+  return kiln_op_get(st->op)->scalar ? NULL : st;
+}
+
+void kiln_lower_pool_window(const kiln_node *pool, int64_t *k) {
+  const kiln_attrs_pool *a = pool->attrs;
+  for (int i = 0; i < a->kernel_shape.n; i++) k[i] = a->kernel_shape.v[i];
+}
+
+void kiln_lower_store_window(kiln_lctx *L, const kiln_node *n, kiln_lx **pidx, kiln_lx *const *vals, int done) {
+  const kiln_node *pool = kiln_lower_pool_step(n);
+  const kiln_value *y = n->out[0], *x = pool->in[0], *py = pool->out[0];
+  int sp = y->rank - 2, is_max = pool->op == KILN_OP_MAX_POOL, taps = 1;
+  int64_t k[3];
+  kiln_lower_pool_window(pool, k);
+  for (int i = 0; i < sp; i++) taps *= (int)k[i];
+  kiln_dtype ct = kiln_lower_ctype(x->dtype);
+  kiln_lx *acc = NULL;
+  for (int e = 0; e < taps; e++) {
+    kiln_lx *idx[KILN_MAX_RANK] = {pidx[0], pidx[1]};
+    for (int i = sp - 1, r = e; i >= 0; r /= (int)k[i], i--)
+      idx[2 + i] = kiln_lx_iadd(LB, kiln_lx_imul(LB, pidx[2 + i], k[i]), kiln_lx_const_i(LB, r % k[i]));
+    kiln_lx *v = vals[e];
+    const kiln_value *res = done > 0 ? n->epi.steps[done - 1]->out[0] : y;
+    for (int s = done; s < n->epi.nsteps - 1 && v; s++) {
+      const kiln_node *st = n->epi.steps[s];
+      v = kiln_lower_apply(L, st, res, v, y, idx, NULL);
+      res = st->out[0];
+    }
+    if (!v) return; /* the step's scalar function failed; L->d says why */
+    /* as stored, then reloaded; locals, as the max reads each value twice */
+    v = kiln_lx_local(LB, kiln_lb_decl(LB, ct, kiln_lx_cast(LB, ct, kiln_lx_cast(LB, x->dtype, v))));
+    acc = !acc ? v : is_max ? kiln_lower_max_nan(L, 1, acc, v) : kiln_lx_bin(LB, KILN_BIN_ADD, acc, v);
+    if (e > 0 && e + 1 < taps) acc = kiln_lx_local(LB, kiln_lb_decl(LB, ct, acc));
+  }
+  if (!is_max) acc = kiln_lx_bin(LB, KILN_BIN_DIV, acc, kiln_lx_const_f(LB, ct, taps));
+  kiln_lb_store(LB, kiln_lower_buf(L, py), kiln_lower_addr(L, py, pidx), kiln_lx_cast(LB, py->dtype, acc));
 }

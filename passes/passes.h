@@ -36,6 +36,11 @@ int kiln_pass_widen_f16(kiln_graph *g, const struct kiln_target *t, kiln_diag *d
  * Gemm, MatMul or elementwise node producing them; see fuse_epilogue.c. */
 int kiln_pass_fuse_epilogue(kiln_graph *g, kiln_diag *d);
 
+/* Fuses MaxPool/AveragePool whose windows tile their input into the
+ * producing Conv's epilogue, as its last step (CPU targets); see
+ * fuse_pool.c. */
+int kiln_pass_fuse_pool(kiln_graph *g, const struct kiln_target *t, kiln_diag *d);
+
 /* Reads the model's `kiln.state` metadata (PARAM=VALUE,...): PARAM becomes
  * state, VALUE updates it in place on every run; see state.c. */
 int kiln_pass_bind_state(kiln_graph *g, kiln_diag *d);
