@@ -26,6 +26,13 @@ static const kiln_value *storage_of(const kiln_lctx *L, const kiln_value *v) {
 static int in_arena(const kiln_node *n, int o) {
   const kiln_value *v = n->out[o];
   if (!v || v->is_output || v->data || v->aliases) return 0;
+  /* a fused pool's input (fuse_pool.c) counts as stored, as in the
+   * unfused plan: the direct path keeps that many sums in its scratch, and
+   * the other layers keep the room they had (VGG-16's 3x3s their Winograd
+   * schedules: without it, fusing conv1_2's pool took 12.8 MB off the
+   * plan's peak and left them too little) */
+  const kiln_node *pool = kiln_lower_pool_step(n->fused_into ? n->fused_into : n);
+  if (o == 0 && pool && pool->in[0] == v) return 1;
   if (n->fused_into && n != n->fused_into->epi.steps[n->fused_into->epi.nsteps - 1]) return 0;
   return !(o == 0 && n->epi.nsteps > 0);
 }
