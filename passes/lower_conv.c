@@ -758,10 +758,50 @@ static int plan_bands(const kiln_lctx *L, const kiln_node *n, const fconv *f, co
   }
   H = (f->out[0] + (f->out[0] + H - 1) / H - 1) / ((f->out[0] + H - 1) / H); /* as many bands, evened out */
 chosen:;
+  const kiln_node *pool = kiln_lower_pool_step(n);
+  if (pool) { /* whole windows a band (band_pool): H a multiple of the window's rows, never more rows */
+    int64_t k[3];
+    kiln_lower_pool_window(pool, k);
+    if (H < k[0]) return 0;
+    H -= H % k[0];
+  }
   bp->H = H, bp->nb = (f->out[0] + H - 1) / H;
   bp->slots = slots < g->N * bp->nb ? slots : g->N * bp->nb;
   band_bytes(f, g, H, VW, MBr, maxoff, &bp->bV);
   return 1;
+}
+
+/* A band's pooled outputs (a fused pool, fuse_pool.c) out of the slot's
+ * Yv: the band's H rows are whole windows (plan_bands makes H a multiple
+ * of the window), pooled rows past the pool's last one (a short last
+ * band) skipped.  Plain loops: the banded function's tier has no loop
+ * vectoriser, so these run scalar, the price of the band's small Yv. */
+static void band_pool(kiln_lctx *L, const kiln_node *n, const conv_geom *g, const fconv *f, const band_plan *bp,
+                      int64_t mb, kiln_lx *nv, kiln_lx *m0, kiln_lx *r0, kiln_lx *ys) {
+  const kiln_node *pool = kiln_lower_pool_step(n);
+  const kiln_value *py = pool->out[0];
+  int64_t k[3];
+  int taps = 1;
+  kiln_lower_pool_window(pool, k);
+  for (int i = 0; i < g->sp; i++) taps *= (int)k[i];
+  kiln_lx *j = IDX(kiln_lb_for(B, mb, seq_sched)), *pr = IDX(kiln_lb_for(B, bp->H / k[0], seq_sched));
+  kiln_lx *p0 = IADD(BIN(DIV, r0, CI(k[0])), pr);
+  int short_last = bp->nb * (bp->H / k[0]) > py->dims[2];
+  if (short_last) kiln_lb_if(B, BIN(LT, p0, CI(py->dims[2])));
+  kiln_lx *idx[5] = {nv, IADD(m0, j), p0};
+  kiln_lx *src = IADD(IADD(ys, IMUL(j, f->V)), IMUL(pr, k[0] * f->vs[0]));
+  for (int i = 1; i < g->sp; i++) {
+    idx[2 + i] = IDX(kiln_lb_for(B, py->dims[2 + i], seq_sched));
+    src = IADD(src, IMUL(idx[2 + i], k[i] * f->vs[i]));
+  }
+  kiln_lx *vals[KILN_POOL_STEP_TAPS];
+  for (int e = 0; e < taps; e++) {
+    int64_t off = 0;
+    for (int i = g->sp - 1, r = e; i >= 0; r /= (int)k[i], i--) off += (r % k[i]) * f->vs[i];
+    vals[e] = kiln_lx_load(B, f->y, IADD(src, CI(off)));
+  }
+  kiln_lower_store_window(L, n, idx, vals, f->pre);
+  kiln_lower_close(L, g->sp - 1 + short_last + 2);
 }
 
 static void emit_banded(kiln_lctx *L, const kiln_node *n, const conv_geom *g, fconv *f, const kiln_value *bias,
@@ -834,6 +874,11 @@ static void emit_banded(kiln_lctx *L, const kiln_node *n, const conv_geom *g, fc
     }
     if (whole) emit_rtile(L, f, CI(nsub * VL), mb, whole);
     if (vtail > whole) emit_rtile(L, f, CI(nsub * VL + whole), mb, vtail - whole);
+    if (kiln_lower_pool_step(n)) {
+      band_pool(L, n, g, f, bp, mb, LOCAL(nv), LOCAL(m0), LOCAL(r0), LOCAL(ys));
+      f->rbias = NULL;
+      continue;
+    }
     /* the block's rows of the band out of Yv: rows past the last one of
      * dim 0 (a short last band) are sums of zeros, left there */
     kiln_lx *j = IDX(kiln_lb_for(B, mb, seq_sched)), *r = IDX(kiln_lb_for(B, H, seq_sched));
@@ -967,7 +1012,6 @@ static int lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g)
   const kiln_value *bias = n->nin > 2 ? n->in[2] : NULL;
   band_plan bp = {0};
   if (reg && !direct_x && plan_bands(L, n, &f, g, maxoff, VW, direct_y, &bp)) {
-    if (pool) return -1;
     kiln_lower_begin(L, n);
     kiln_lower_schedule(L, "direct, register tiles of sums, in bands of %lld rows%s", (long long)bp.H,
                         bp.whole_s ? " over zero-padded phase planes" : " each packing its phase planes");

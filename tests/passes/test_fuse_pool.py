@@ -9,7 +9,8 @@ Conv (and its Relu, residual Add...).  Asserted:
     case's comment): a pool the Conv's schedule pools costs no kernel; a
     pool the pass must not fuse (overlapping windows, Indices, ceil_mode's
     partial windows, an input read twice), or one the schedule cannot pool
-    (grouped convolutions, bands of rows), is a kernel of its own;
+    (grouped convolutions, a window larger than Winograd's tile), is a
+    kernel of its own;
   * `kiln inspect --verbose` says "fused into" for exactly the pools the
     pass fused;
   * `kiln run`'s outputs against ONNX Runtime (graph optimisations off, so
@@ -119,11 +120,18 @@ def cases():
     m = M("winograd_window_too_big")
     y = pool(m, m.conv(roomy(m, "x", 512), 32, 32), k=4)
     out.append((m, [("x", [1, 32, 32, 32])], [y], 4, 1, {"KILN_WINOGRAD": "2"}))
-    # the register path in bands of 2 rows (KILN_CONV_BANDS): lowered
-    # without the pool, 2 kernels
-    m = M("register_banded_split")
-    y = pool(m, m.conv("x", 16, 16))
-    out.append((m, [("x", [1, 16, 12, 12])], [y], 2, 1, {"KILN_CONV_BANDS": "2"}))
+    # the register path in bands of rows (KILN_CONV_BANDS), each band's
+    # windows pooled out of its scratch: one kernel.  Bands of 3 rows become
+    # 2 (whole windows a band); 13 rows leave a short last band whose
+    # row 12 the pool's floor drops; "2s": bands over the whole packed input
+    for bands, rows in (("2", 12), ("3", 13), ("2s", 13)):
+        m = M("register_banded_pool_" + bands)
+        y = pool(m, m.conv("x", 16, 16))
+        out.append((m, [("x", [1, 16, rows, 11])], [y], 1, 1, {"KILN_CONV_BANDS": bands}))
+    # 3-D in bands of 2 depth slices, AveragePool 2x2x2
+    m = M("register_banded_pool3d")
+    y = pool(m, m.conv("x", 4, 8, sp=3), op="AveragePool", sp=3)
+    out.append((m, [("x", [2, 4, 7, 6, 6])], [y], 1, 1, {"KILN_CONV_BANDS": "2"}))
     # register path (16 channels: no Winograd), AveragePool, 10x9 map (floor drops column 8)
     m = M("register_avgpool")
     y = pool(m, m.conv("x", 16, 24), op="AveragePool")
