@@ -47,6 +47,19 @@ static int updates_in_place(const kiln_node *n) {
   return 0;
 }
 
+int kiln_epilogue_try_append(kiln_graph *g, kiln_node *into, kiln_node *step, int from, int to) {
+  for (int m = from + 1; m < to; m++)
+    if (!g->nodes[m]->dead && updates_in_place(g->nodes[m])) return 0;
+  kiln_node_fuse(g, into, step);
+  kiln_epi_refusal r;
+  if (kiln_epilogue_refusal(g, into, &r)) { /* not computable: the step stays a kernel of its own */
+    into->epi.nsteps--;
+    step->fused_into = NULL;
+    return 0;
+  }
+  return 1;
+}
+
 int kiln_pass_fuse_epilogue(kiln_graph *g, kiln_diag *d) {
   (void)d;
   size_t nv = (size_t)g->nvalues + 1;
@@ -70,16 +83,7 @@ int kiln_pass_fuse_epilogue(kiln_graph *g, kiln_diag *d) {
       kiln_node *st = reader[cur->id];
       int j = pos[cur->id];
       if (!is_step(st)) break;
-      int crossed = 0;
-      for (int m = at + 1; m < j && !crossed; m++) crossed = !g->nodes[m]->dead && updates_in_place(g->nodes[m]);
-      if (crossed) break;
-      kiln_node_fuse(g, p, st);
-      kiln_epi_refusal r;
-      if (kiln_epilogue_refusal(g, p, &r)) { /* not computable: the step stays a kernel of its own */
-        p->epi.nsteps--;
-        st->fused_into = NULL;
-        break;
-      }
+      if (!kiln_epilogue_try_append(g, p, st, at, j)) break;
       cur = st->out[0];
       at = j;
     }

@@ -46,13 +46,6 @@ int kiln_pool_tiles_input(const kiln_node *p) {
   return taps <= KILN_POOL_STEP_TAPS && x->dims[0] == y->dims[0] && x->dims[1] == y->dims[1];
 }
 
-/* n writes a value in place (an optimizer step, a state update). */
-static int updates_in_place(const kiln_node *n) {
-  for (int k = 0; k < n->nout; k++)
-    if (n->out[k] && n->out[k]->aliases) return 1;
-  return 0;
-}
-
 int kiln_pass_fuse_pool(kiln_graph *g, const kiln_target *t, kiln_diag *d) {
   (void)d;
   const char *env = getenv("KILN_FUSE_POOL"); /* 0: off, for comparing fused and unfused in one benchmark */
@@ -69,15 +62,7 @@ int kiln_pass_fuse_pool(kiln_graph *g, const kiln_target *t, kiln_diag *d) {
     kiln_node *last = x->producer, *conv = last->fused_into ? last->fused_into : last;
     if (conv->dead || conv->op != KILN_OP_CONV || x->producer_slot != 0) continue;
     if (conv->epi.nsteps ? conv->epi.steps[conv->epi.nsteps - 1] != last : conv != last) continue;
-    int crossed = 0; /* the kernel moves to the pool's place: nothing may update a value in place between */
-    for (int m = at[x->id]; m < j && !crossed; m++) crossed = !g->nodes[m]->dead && updates_in_place(g->nodes[m]);
-    if (crossed) continue;
-    kiln_node_fuse(g, conv, pool);
-    kiln_epi_refusal r;
-    if (kiln_epilogue_refusal(g, conv, &r)) { /* not computable: the pool stays a kernel of its own */
-      conv->epi.nsteps--;
-      pool->fused_into = NULL;
-    }
+    kiln_epilogue_try_append(g, conv, pool, at[x->id] - 1, j); /* the kernel moves to the pool's place */
   }
   return 0;
 }

@@ -35,6 +35,12 @@ int kiln_pass_widen_f16(kiln_graph *g, const struct kiln_target *t, kiln_diag *d
 /* Fuses elementwise chains into the epilogue of the Conv, ConvTranspose,
  * Gemm, MatMul or elementwise node producing them; see fuse_epilogue.c. */
 int kiln_pass_fuse_epilogue(kiln_graph *g, kiln_diag *d);
+/* Appends `step` (g->nodes[to]) to into's epilogue, whose chain so far
+ * ends at g->nodes[from], when no node between them updates a value in
+ * place (the kernel moves to the step's place) and the chain stays
+ * computable (kiln_epilogue_refusal); 1 when kept, else 0 with nothing
+ * changed: the step stays a kernel of its own. */
+int kiln_epilogue_try_append(kiln_graph *g, kiln_node *into, kiln_node *step, int from, int to);
 
 /* Fuses MaxPool/AveragePool whose windows tile their input into the
  * producing Conv's epilogue, as its last step (CPU targets); see
