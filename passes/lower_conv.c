@@ -942,7 +942,7 @@ static void store_from_virtual(kiln_lctx *L, const kiln_node *n, const conv_geom
 }
 
 /* 0, or -1 (nothing emitted) where n ends in a fused pool that this
- * form's store cannot pool (bands, the strided form): kiln_lower_conv then
+ * form's store cannot pool (the strided form): kiln_lower_conv then
  * lowers it without. */
 static int lower_conv_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g) {
   fconv f = {0};
@@ -1305,8 +1305,6 @@ static int lower_convt_fast(kiln_lctx *L, const kiln_node *n, const conv_geom *g
   return 0;
 }
 
-/* Conv: Y[n, m, o] = B[m] + sum_{k, c} X[n, grp*Cg + c, o*s - pb + k*d] * W[m, c, k]
- * with grp = m / (M/group). */
 /* n, whose epilogue ends in a pool its schedule cannot pool, as if
  * unfused: the Conv and the rest of its epilogue storing the pool's input
  * (a buffer of its own), then the pool's own kernel.  The epilogue loses
@@ -1320,6 +1318,8 @@ static int lower_without_pool(kiln_lctx *L, const kiln_node *n) {
   return rc ? rc : kiln_op_get(pool->op)->lower(L, pool);
 }
 
+/* Conv: Y[n, m, o] = B[m] + sum_{k, c} X[n, grp*Cg + c, o*s - pb + k*d] * W[m, c, k]
+ * with grp = m / (M/group). */
 int kiln_lower_conv(kiln_lctx *L, const kiln_node *n) {
   conv_geom g;
   if (conv_setup(L, n, &g)) return -1;
