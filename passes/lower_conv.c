@@ -1331,9 +1331,10 @@ int kiln_lower_conv(kiln_lctx *L, const kiln_node *n) {
    * 8..31 input channels (lower_conv_im2col.c) */
   int wg = kiln_lower_conv_winograd(L, n, &g);
   if (!wg) return 0;
-  /* a fused pool (fuse_pool.c) the schedule cannot pool: without it */
+  /* a fused pool (fuse_pool.c) the schedule cannot pool: without it
+   * (the depthwise form takes every one-channel group, grouped or not) */
   const kiln_node *pool = kiln_lower_pool_step(n);
-  if (pool && (wg == 1 || g.G > 1 || kiln_conv_gemmt_wanted(L, n, &g) ||
+  if (pool && (wg == 1 || g.G > 1 || g.Cg == 1 || kiln_conv_gemmt_wanted(L, n, &g) ||
                kiln_conv_im2col_wanted(&g, kiln_lower_ctype(n->out[0]->dtype))))
     return lower_without_pool(L, n);
   if (kiln_conv_gemmt_wanted(L, n, &g)) return kiln_lower_conv_gemmt(L, n, &g);

@@ -156,6 +156,11 @@ def cases():
     m = M("grouped_split")
     y = pool(m, m.conv("x", 8, 8, group=2))
     out.append((m, [("x", [1, 8, 8, 8])], [y], 2, 1, {}))
+    # fused in the graph, lowered without: one input channel (the depthwise
+    # form's shape: LeNet's and the training demo's first layer) -> 2 kernels
+    m = M("one_channel_split")
+    y = pool(m, m.conv("x", 1, 4, pad=0))
+    out.append((m, [("x", [2, 1, 12, 12])], [y], 2, 1, {}))
     # not fused: overlapping windows (3x3 stride 2, ResNet's and SqueezeNet's) -> 2 kernels
     m = M("overlapping_nofuse")
     y = pool(m, m.conv("x", 16, 16), k=3, strides=[2, 2])
