@@ -1,27 +1,29 @@
 /* fuse_pool: graph -> graph where each MaxPool or AveragePool whose
- * windows tile its input (kernel = stride, no pads, no dilation: VGG's,
- * U-Net's and the 3-D CNN's 2x2(x2) pools) and whose input is the result
- * of a Conv (its epilogue's last step, or the Conv itself), read by
- * nothing else, becomes the last step of that Conv's epilogue.
+ * windows tile its input (kernel = stride, no pads, no dilation: VGG's
+ * and the 3-D CNN's 2x2(x2) pools) and whose input is the result of a
+ * Conv (its epilogue's last step, or the Conv itself), read by nothing
+ * else, becomes the last step of that Conv's epilogue.
  *
  * Why: the pool then reads the convolution's outputs where the kernel
  * still holds them (a Winograd tile's registers, the direct convolution's
  * scratch of sums) instead of from the full-size activation in memory:
- * the pre-pool tensor (VGG-16's 128x112x112 and 256x56x56) is never
- * stored, and one pass over memory is gone.  Windows that tile the
- * input are the ones a tile of outputs can pool on its own: every output
- * belongs to exactly one window, so each pooled value is written once, by
- * the iteration that owns its window, with no reads of other tiles and no
- * races between threads.  Overlapping windows (ResNet's and SqueezeNet's
- * 3x3 stride 2) stay their own kernels.
+ * the Conv no longer writes the pre-pool tensor and the pool no longer
+ * reads it back.  Windows that tile the input are the ones a tile of
+ * outputs can pool on its own: every output belongs to exactly one
+ * window, so each pooled value is written once, by the iteration that
+ * owns its window, with no reads of other tiles and no races between
+ * threads.  Overlapping windows (ResNet's and SqueezeNet's 3x3 stride 2)
+ * stay their own kernels, as do pools whose input is read elsewhere too
+ * (U-Net's: the skip connection).
  *
  * The lowering (lower_conv.c, lower_conv_winograd.c) pools where a
  * schedule's store covers whole windows (kiln_lower_store_window); a
- * schedule that does not (the GEMM and depthwise forms, bands of rows
- * that would split windows) lowers the Conv without the pool and the pool
- * after it, as if unfused.  GPU targets are left alone (one launch per
- * op there: schedule_gpu.c); KILN_FUSE_POOL=0 turns the pass off.  Runs after fuse_epilogue, so Relu and
- * friends come first in the chain, as the graph orders them. */
+ * schedule that stores single outputs (the GEMM, depthwise and strided
+ * forms, a window larger than a Winograd tile) lowers the Conv without the
+ * pool and the pool after it, as if unfused.  GPU targets are left alone
+ * (one launch per op there: schedule_gpu.c); KILN_FUSE_POOL=0 turns the
+ * pass off.  Runs after fuse_epilogue, so Relu and friends come first in
+ * the chain, as the graph orders them. */
 #include "lower.h"
 #include "passes.h"
 

@@ -771,6 +771,17 @@ chosen:;
   return 1;
 }
 
+/* A fused pool's window (extents k) of sums in Yv from its first one at
+ * src, row-major over the window: vals[e], e < taps. */
+static void window_loads(kiln_lctx *L, const fconv *f, const kiln_buf *Yv, kiln_lx *src, const int64_t *k, int taps,
+                         kiln_lx **vals) {
+  for (int e = 0; e < taps; e++) {
+    int64_t off = 0;
+    for (int i = f->sp - 1, r = e; i >= 0; r /= (int)k[i], i--) off += (r % k[i]) * f->vs[i];
+    vals[e] = kiln_lx_load(B, Yv, IADD(src, CI(off)));
+  }
+}
+
 /* A band's pooled outputs (a fused pool, fuse_pool.c) out of the slot's
  * Yv: the band's H rows are whole windows (plan_bands makes H a multiple
  * of the window), pooled rows past the pool's last one (a short last
@@ -795,11 +806,7 @@ static void band_pool(kiln_lctx *L, const kiln_node *n, const conv_geom *g, cons
     src = IADD(src, IMUL(idx[2 + i], k[i] * f->vs[i]));
   }
   kiln_lx *vals[KILN_POOL_STEP_TAPS];
-  for (int e = 0; e < taps; e++) {
-    int64_t off = 0;
-    for (int i = g->sp - 1, r = e; i >= 0; r /= (int)k[i], i--) off += (r % k[i]) * f->vs[i];
-    vals[e] = kiln_lx_load(B, f->y, IADD(src, CI(off)));
-  }
+  window_loads(L, f, f->y, src, k, taps, vals);
   kiln_lower_store_window(L, n, idx, vals, f->pre);
   kiln_lower_close(L, g->sp - 1 + short_last + 2);
 }
@@ -923,11 +930,7 @@ static void store_from_virtual(kiln_lctx *L, const kiln_node *n, const conv_geom
       taps *= (int)k[i];
     }
     kiln_lx *vals[KILN_POOL_STEP_TAPS];
-    for (int e = 0; e < taps; e++) {
-      int64_t off = 0;
-      for (int i = g->sp - 1, r = e; i >= 0; r /= (int)k[i], i--) off += (r % k[i]) * f->vs[i];
-      vals[e] = kiln_lx_load(B, Yv, IADD(src, CI(off)));
-    }
+    window_loads(L, f, Yv, src, k, taps, vals);
     kiln_lower_store_window(L, n, idx, vals, f->pre);
     kiln_lower_close(L, g->sp);
     return;
