@@ -9,6 +9,19 @@ int kiln_shape_unary(kiln_shape_ctx *c, kiln_node *n) {
   return 0;
 }
 
+/* The ops ONNX defines on floating-point tensors only (Exp, Log, Sigmoid,
+ * Tanh...): an integer input is refused here, with the node named, where
+ * the lowering's float arithmetic (kiln_lower_exp's bit tricks) would
+ * otherwise meet it, in constant folding too (a fuzzed Exp of an int64
+ * constant reached an internal assertion). */
+int kiln_shape_unary_float(kiln_shape_ctx *c, kiln_node *n) {
+  if (kiln_shape_need(c, n, 0)) return -1;
+  if (!kiln_dtype_is_float(n->in[0]->dtype))
+    return kiln_shape_fail(c, n, "needs a floating-point input, got %s", kiln_dtype_name(n->in[0]->dtype));
+  kiln_shape_copy(n, 0, n->in[0]);
+  return 0;
+}
+
 int kiln_shape_clip(kiln_shape_ctx *c, kiln_node *n) {
   double v;
   int present;

@@ -887,6 +887,28 @@ Test(onnx_bad_input, constant_folding_wraps_int64_overflow) {
   kiln_graph_free(g);
 }
 
+/* Exp, Log, Sigmoid... of an integer constant (a fuzzed model: Exp of an
+ * int64 Abs) is refused by shape inference with the node named, before
+ * constant folding runs the float arithmetic of the lowering on it. */
+Test(onnx_bad_input, float_only_op_of_an_integer_constant) {
+  static const char *const ops[] = {"Exp", "Log", "Sigmoid", "Tanh", "Sqrt", "Erf", "Reciprocal", "Floor"};
+  for (size_t i = 0; i < sizeof ops / sizeof *ops; i++) {
+    Onnx__ModelProto *m = new_model(8, 13);
+    init_ints(m, "k", DIMS(3, -2));
+    add_node(m, ops[i], "f", "k", "y");
+    add_output(m, "y");
+    char *path = save_model(m, "model.onnx");
+    kiln_diag d = {0};
+    kiln_graph *g = kiln_onnx_load(path, &d);
+    cr_assert_not_null(g, "load failed: %s", d.msg);
+    cr_assert_neq(kiln_pass_infer_shapes(g, &d), 0, "%s of an int64 constant was accepted", ops[i]);
+    char want[64];
+    snprintf(want, sizeof want, "node 'f' (%s)", ops[i]);
+    expect_msg(&d, (const char *const[]){want, "needs a floating-point input, got i64", NULL});
+    kiln_graph_free(g);
+  }
+}
+
 Test(onnx_bad_input, required_output_left_empty) {
   Onnx__NodeProto *n;
   Onnx__ModelProto *m = unary_model("Relu", &n);
