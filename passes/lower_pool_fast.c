@@ -22,6 +22,9 @@
  * Stride-1 2-D windows over rows as wide as the input's (3x3 pad 1) do
  * their interior rows as one flat loop first (emit_flat: rows of 14 do not
  * fill a 16-lane vector; GoogLeNet's branch pools at 14x14 0.25 -> 0.10 ms).
+ * Strided 2-D windows over short rows go by scratch instead: max pools
+ * separably over small planes (emit_separable), the rest row by row at
+ * every input column (emit_strided).
  *
  * Taken only when that stays small: no Indices output (lower_pool.c keeps
  * the explicit (value, index) update), at most MAX_TAPS taps per window,
@@ -34,6 +37,8 @@
  * default quiet NaN, not the tap's payload). */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "lower.h"
 
@@ -82,7 +87,7 @@ static int dim_taps(const pool_geom *G, int i, int64_t o, int64_t *taps, int64_t
 /* The taps at X offsets off[0..total), in that order (the generic form's
  * row-major tap order), combined into one value: the max or the sum (the
  * caller divides). */
-static kiln_lx *combine_taps(kiln_lctx *L, const pool_geom *G, kiln_lx **off, int64_t total) {
+static kiln_lx *combine_taps(kiln_lctx *L, const pool_geom *G, const kiln_buf *X, kiln_lx **off, int64_t total) {
   kiln_lx *r;
   if (total == 0) { /* every tap in the padding: the reduction's identity, as the generic form */
     r = G->is_max ? kiln_lx_reduce_identity(B, KILN_RED_MAX_NAN, G->ct) : kiln_lx_const_f(B, G->ct, 0);
@@ -95,7 +100,7 @@ static kiln_lx *combine_taps(kiln_lctx *L, const pool_geom *G, kiln_lx **off, in
     int split = G->is_max && kiln_dtype_is_float(G->ct) && total > 1;
     int acc = -1, nan = -1;
     for (int64_t t = 0; t < total; t++) {
-      kiln_lx *v = kiln_lx_cast(B, G->ct, kiln_lx_load(B, G->X, off[t]));
+      kiln_lx *v = kiln_lx_cast(B, G->ct, kiln_lx_load(B, X, off[t]));
       if (G->is_max && (acc >= 0 || split)) v = kiln_lx_local(B, kiln_lb_decl(B, G->ct, v)); /* read twice */
       if (split) {
         kiln_lx *isnan = kiln_lx_un(B, KILN_UN_ISNAN, v);
@@ -135,7 +140,7 @@ static void emit_body(kiln_lctx *L, const pool_geom *G, kiln_lx *nc, kiln_lx **o
     for (int i = 0; i < G->sp; i++)
       off[t] = IADD(off[t], IMUL(IADD(IMUL(o[i], G->s[i]), CI(kk[i] * G->d[i] - G->pb[i])), G->xstr[i]));
   }
-  kiln_lx *r = combine_taps(L, G, off, total);
+  kiln_lx *r = combine_taps(L, G, G->X, off, total);
   if (!G->is_max) r = kiln_lx_bin(B, KILN_BIN_DIV, r, kiln_lx_const_f(B, G->ct, (double)count));
   kiln_lx *yoff = IMUL(nc, G->osz);
   for (int i = 0; i < G->sp; i++) yoff = IADD(yoff, IMUL(o[i], G->ystr[i]));
@@ -207,7 +212,9 @@ static void emit_flat(kiln_lctx *L, const pool_geom *G, kiln_lx *nc, int64_t (*t
  * s times the window's work in a sixteenth of the instructions; the same
  * taps combined in the same order, so the same results.  Measured on a
  * 2-vCPU Zen 5 (AVX-512): SqueezeNet 1.1's 27x27 -> 13x13 pool (256
- * channels) 0.077 -> 0.035 ms (ONNX Runtime, on NCHWc: 0.012). */
+ * channels) 0.077 -> 0.035 ms (ONNX Runtime, on NCHWc: 0.012).  Max pools
+ * take the separable form below first, where it applies (0.025 ms there):
+ * this one is left for AveragePool and planes too big for that one. */
 enum { STRIDED_MAX_W = 4096 };
 
 static int strided_wanted(const kiln_lctx *L, const pool_geom *G) {
@@ -244,7 +251,7 @@ static void emit_strided(kiln_lctx *L, const pool_geom *G, int64_t planes) {
   kiln_lx *off[MAX_TAPS];
   for (int64_t t = 0; t < ntaps; t++)
     off[t] = IADD(IADD(LOCAL(xb), x), CI((t / G->K[1]) * G->xstr[0] + t % G->K[1]));
-  kiln_lb_store(B, T, IADD(LOCAL(tb), x), combine_taps(L, G, off, ntaps));
+  kiln_lb_store(B, T, IADD(LOCAL(tb), x), combine_taps(L, G, G->X, off, ntaps));
   kiln_lb_end(B);
   kiln_lx *ow = IDX(kiln_lb_for(B, G->out[1], (kiln_sched){0}));
   kiln_lx *r = kiln_lx_load(B, T, IADD(LOCAL(tb), IMUL(ow, G->s[1])));
@@ -252,6 +259,146 @@ static void emit_strided(kiln_lctx *L, const pool_geom *G, int64_t planes) {
   kiln_lower_store_flat(L, G->n, 0, IADD(IADD(IMUL(LOCAL(nc), G->osz), IMUL(oh, G->ystr[0])), ow), r);
   kiln_lb_end(B);
   kiln_lb_end(B);
+  if (per * slots > planes) kiln_lb_end(B);
+  kiln_lb_end(B);
+  kiln_lb_end(B);
+}
+
+/* A 2-D max window strided along the rows, any padding or ceil_mode
+ * partial windows (3x3 stride 2: SqueezeNet's, GoogLeNet's, ResNet's and
+ * AlexNet's pools): separable, in long contiguous runs that vectorise
+ * whole, where the forms above run rows of 6 to 28 outputs with a scalar
+ * tail of up to 15 outputs of 9 taps each.  Per plane, on planes small
+ * enough for two of them in L1, into two planes of scratch per slot (slot
+ * s takes planes s, s + slots, ...):
+ *   R[r, x] = max over the window's rows kh of X[r - pb0 + kh, x] for the
+ *             window start rows r: on a small plane every r <= (OH-1)*s0,
+ *             the rows whose taps are all inside as one flat run over the
+ *             plane (the rows between the needed ones too: s0 times the
+ *             work, in whole vectors), the few others one by one with
+ *             their inside taps;
+ *   T[f]    = max over kw of R[f + kw], one flat run (windows wrapping
+ *             past a row's end land in columns no interior output picks);
+ *   Y[oh, ow] = T[oh's row, ow*s1 - pb1] for interior columns, and for
+ *             the border columns the max over their inside taps of R.
+ * The same taps as the generic form, combined column by column: the same
+ * value, NaN when a tap is NaN (a max of +0 and -0 may keep the other
+ * zero).  Measured on a 2-vCPU Zen 5 (AVX-512): bench/README, "Strided
+ * max pools". */
+enum { SEP_MAX_PLANE = 4096 }; /* R's values per slot (16 KB of f32: R and T in L1) */
+
+typedef struct sep_ctx {
+  const kiln_buf *R;
+  int rb, tb, xb, nc; /* locals: R's and T's base, the plane's X base, the plane */
+  int64_t W, rh;      /* row length; R's rows: (OH-1)*s0 + 1 */
+} sep_ctx;
+
+static int64_t sep_rows_needed(const pool_geom *G) { return (G->out[0] - 1) * G->s[0] + 1; }
+
+static int separable_wanted(const kiln_lctx *L, const pool_geom *G) {
+  if (L->target->kind == KILN_TARGET_GPU || G->sp != 2 || !G->is_max || G->s[1] < 2 || G->d[0] != 1 ||
+      G->d[1] != 1 || G->hi[1] <= G->lo[1])
+    return 0;
+  if (sep_rows_needed(G) * G->in[1] > SEP_MAX_PLANE) return 0;
+  /* rows of a vector's outputs or more vectorise well enough in
+   * emit_dim's body (SqueezeNet's 55x55 -> 27x27 ran 0.049 ms there,
+   * 0.054 here), unless a border column follows each row's interior and
+   * they fill less than two vectors (GoogLeNet's 56x56 -> 28x28 with
+   * ceil_mode: 0.133 -> 0.094 ms in 16 lanes; in 8 lanes 0.097 -> 0.111) */
+  int64_t lanes = kiln_target_lanes(L->target, G->ct);
+  int borders = G->lo[1] > 0 || G->hi[1] < G->out[1];
+  return G->out[1] < lanes || (borders && G->out[1] < 2 * lanes);
+}
+
+/* One value of R: at ri, the max over the window's rows kh inside the
+ * input, read at xi + kh's row * W.  r >= 0: start row r - pb0, only the
+ * taps inside; r < 0: every tap inside, kh's row relative to xi's. */
+static void sep_R(kiln_lctx *L, const pool_geom *G, const sep_ctx *S, kiln_lx *ri, kiln_lx *xi, int64_t r) {
+  kiln_lx *off[MAX_TAPS];
+  int n = 0;
+  for (int64_t kh = 0; kh < G->K[0]; kh++) {
+    int64_t row = r - G->pb[0] + kh;
+    if (r >= 0 && (row < 0 || row >= G->in[0])) continue;
+    off[n++] = IADD(xi, CI((r < 0 ? kh - G->pb[0] : row) * G->xstr[0]));
+  }
+  kiln_lb_store(B, S->R, ri, combine_taps(L, G, G->X, off, n));
+}
+
+/* T over R's S->rh rows: the max along each row at every start column an
+ * interior output picks (and those between). */
+static void sep_T(kiln_lctx *L, const pool_geom *G, const sep_ctx *S) {
+  int64_t first = G->lo[1] * G->s[1] - G->pb[1];
+  int64_t len = (S->rh - 1) * S->W + (G->hi[1] - 1) * G->s[1] - G->pb[1] + 1 - first;
+  kiln_lx *f = IADD(IDX(kiln_lb_for(B, len, (kiln_sched){0})), CI(first));
+  kiln_lx *off[MAX_TAPS];
+  for (int64_t kw = 0; kw < G->K[1]; kw++) off[kw] = IADD(IADD(LOCAL(S->rb), f), CI(kw));
+  kiln_lb_store(B, S->R, IADD(LOCAL(S->tb), f), combine_taps(L, G, S->R, off, G->K[1]));
+  kiln_lb_end(B);
+}
+
+/* Output row oh, whose window starts at R's row offset `row`. */
+static void sep_pick(kiln_lctx *L, const pool_geom *G, const sep_ctx *S, kiln_lx *oh, kiln_lx *row) {
+  kiln_lx *ybase = IADD(IMUL(LOCAL(S->nc), G->osz), IMUL(oh, G->ystr[0])), *off[MAX_TAPS];
+  for (int64_t ow = 0; ow < G->out[1]; ow++) {
+    if (ow == G->lo[1]) {
+      kiln_lx *o = IADD(IDX(kiln_lb_for(B, G->hi[1] - G->lo[1], (kiln_sched){0})), CI(G->lo[1]));
+      kiln_lx *t = kiln_lx_load(B, S->R, IADD(IADD(LOCAL(S->tb), row), IADD(IMUL(o, G->s[1]), CI(-G->pb[1]))));
+      kiln_lower_store_flat(L, G->n, 0, IADD(ybase, o), t);
+      kiln_lb_end(B);
+      ow = G->hi[1] - 1;
+      continue;
+    }
+    int n = 0;
+    for (int64_t kw = 0; kw < G->K[1]; kw++) {
+      int64_t col = ow * G->s[1] - G->pb[1] + kw;
+      if (col >= 0 && col < S->W) off[n++] = IADD(IADD(LOCAL(S->rb), row), CI(col));
+    }
+    kiln_lower_store_flat(L, G->n, 0, IADD(ybase, CI(ow)), combine_taps(L, G, S->R, off, n));
+  }
+}
+
+/* A small plane: R's every start row, T, then every output row. */
+static void sep_plane(kiln_lctx *L, const pool_geom *G, const sep_ctx *S) {
+  int64_t W = S->W, rh = S->rh, rlo = G->pb[0], rhi = G->in[0] - G->K[0] + 1 + G->pb[0];
+  if (rlo > rh) rlo = rh;
+  if (rhi > rh) rhi = rh;
+  if (rhi < rlo) rhi = rlo;
+  for (int64_t r = 0; r < rh; r++) {
+    if (r == rlo && rhi > rlo) {
+      kiln_lx *f = IADD(IDX(kiln_lb_for(B, (rhi - rlo) * W, (kiln_sched){0})), CI(rlo * W));
+      sep_R(L, G, S, IADD(LOCAL(S->rb), f), IADD(LOCAL(S->xb), f), -1);
+      kiln_lb_end(B);
+      r = rhi - 1;
+      continue;
+    }
+    kiln_lx *x = IDX(kiln_lb_for(B, W, (kiln_sched){0}));
+    sep_R(L, G, S, IADD(LOCAL(S->rb), IADD(x, CI(r * W))), IADD(LOCAL(S->xb), x), r);
+    kiln_lb_end(B);
+  }
+  sep_T(L, G, S);
+  kiln_lx *oh = IDX(kiln_lb_for(B, G->out[0], (kiln_sched){0}));
+  sep_pick(L, G, S, oh, IMUL(oh, G->s[0] * W));
+  kiln_lb_end(B);
+}
+
+static void emit_separable(kiln_lctx *L, const pool_geom *G, int64_t planes) {
+  sep_ctx S = {.W = G->in[1], .rh = sep_rows_needed(G)};
+  int64_t slots = L->target->cores < 1 ? 1 : L->target->cores;
+  if (slots > planes) slots = planes;
+  int64_t per = (planes + slots - 1) / slots;
+  /* each slot's scratch on cache lines of its own (see emit_strided) */
+  int64_t es = (int64_t)kiln_dtype_size(G->ct), stride = (S.rh * S.W * es + 63) / 64 * 64 / es;
+  char name[256];
+  snprintf(name, sizeof name, "%s.rows", G->n->out[0]->name);
+  S.R = kiln_lower_scratch(L, name, G->ct, 2 * slots * stride);
+  kiln_lx *s = IDX(kiln_lb_for(B, slots, (kiln_sched){.parallel = 1}));
+  kiln_lx *j = IDX(kiln_lb_for(B, per, (kiln_sched){0}));
+  S.nc = kiln_lb_decl(B, KILN_DT_I64, IADD(IMUL(s, per), j));
+  if (per * slots > planes) kiln_lb_if(B, BIN(LT, LOCAL(S.nc), CI(planes)));
+  S.rb = kiln_lb_decl(B, KILN_DT_I64, IMUL(s, 2 * stride));
+  S.tb = kiln_lb_decl(B, KILN_DT_I64, IADD(LOCAL(S.rb), CI(stride)));
+  S.xb = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(S.nc), G->isz));
+  sep_plane(L, G, &S);
   if (per * slots > planes) kiln_lb_end(B);
   kiln_lb_end(B);
   kiln_lb_end(B);
@@ -301,6 +448,11 @@ int kiln_lower_pool_fast(kiln_lctx *L, const kiln_node *n) {
   G.X = kiln_lower_buf(L, x);
 
   kiln_lower_begin(L, n);
+  const char *sep_env = getenv("KILN_POOL_SEPARABLE"); /* 0: off, for A/B runs (bench/README) */
+  if (separable_wanted(L, &G) && !(sep_env && !strcmp(sep_env, "0"))) {
+    emit_separable(L, &G, x->dims[0] * x->dims[1]);
+    return 1;
+  }
   if (strided_wanted(L, &G)) {
     emit_strided(L, &G, x->dims[0] * x->dims[1]);
     return 1;

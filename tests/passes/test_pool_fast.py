@@ -13,7 +13,9 @@ with taps only in the padding), SqueezeNet's 3x3 stride-2 ceil_mode pool,
 stride-1 windows over rows as wide as the input's, whose interior rows
 run as one flat loop (borders, NaNs, asymmetric pads, f16, averages), and
 strided rows shorter than a vector, computed at every input column into a
-scratch row and picked every s-th (N=2, NaNs, stride 3, f16, averages).
+scratch row and picked every s-th (N=2, NaNs, stride 3, f16, averages), and
+strided max pools done separably over small planes (ceil_mode partial
+windows, pads, NaNs in border rows and columns, f16, int8).
 
 Reference: a direct float64 loop over every output (its own window
 arithmetic, written here; the output shape from ONNX's formula, checked
@@ -167,6 +169,23 @@ def build_cases(rng):
         pool_case(rng, "max_strided_rows_s2x3", M, [1, 4, 20, 40], [3, 3], [2, 3]),
         pool_case(rng, "max_strided_rows_f16", M, [1, 3, 27, 27], [3, 3], [2, 2], dtype=np.float16),
         pool_case(rng, "avg_strided_rows_25x29", A, [1, 5, 25, 29], [3, 3], [2, 2]),
+        # max pools strided across, on planes small enough for two in L1: separable (the
+        # window's rows as one flat run over the plane, then along the rows, then picked;
+        # border rows and columns with only their inside taps): GoogLeNet's ceil_mode pools
+        # (partial last windows), ResNet's pad 1, asymmetric pads, pads past a whole window
+        # row, a 4x3 window with strides 3x2, NaNs in the border rows and columns, f16,
+        # int8, N=2 with an odd plane count, and a plane too big for the form (the body)
+        pool_case(rng, "max_sep_googlenet_28_ceil", M, [1, 6, 28, 28], [3, 3], [2, 2], ceil=1),
+        pool_case(rng, "max_sep_googlenet_56_ceil", M, [1, 3, 56, 56], [3, 3], [2, 2], ceil=1),
+        pool_case(rng, "max_sep_pad1_n2_odd", M, [2, 3, 28, 28], [3, 3], [2, 2], pads=[1, 1, 1, 1]),
+        pool_case(rng, "max_sep_asym_pads", M, [1, 3, 19, 17], [3, 3], [2, 2], pads=[2, 0, 1, 2]),
+        pool_case(rng, "max_sep_4x3_s3x2_ceil", M, [1, 4, 22, 23], [4, 3], [3, 2], pads=[1, 1, 2, 0], ceil=1),
+        pool_case(rng, "max_sep_nan_borders", M, [1, 4, 14, 14], [3, 3], [2, 2], pads=[1, 1, 1, 1], ceil=1,
+                  nan=True),
+        pool_case(rng, "max_sep_f16", M, [1, 5, 14, 15], [3, 3], [2, 2], pads=[1, 1, 1, 1], dtype=np.float16),
+        pool_case(rng, "max_sep_int8", M, [1, 3, 13, 13], [3, 3], [2, 2], pads=[1, 1, 1, 1], dtype=np.int8),
+        pool_case(rng, "max_sep_one_row", M, [1, 3, 3, 30], [3, 3], [2, 2]),
+        pool_case(rng, "max_sep_plane_too_big", M, [1, 2, 70, 60], [3, 3], [2, 2], pads=[1, 1, 1, 1]),
         pool_case(rng, "max_3x3_s3_ceil_asym", M, [1, 3, 14, 17], [3, 3], [3, 3], pads=[0, 1, 2, 0], ceil=1),
         pool_case(rng, "max_dilated", M, [1, 2, 15, 13], [3, 2], [1, 2], d=[2, 3], pads=[2, 1, 2, 1]),
         pool_case(rng, "max_1d", M, [2, 3, 31], [4], [3], pads=[1, 2], ceil=1),
