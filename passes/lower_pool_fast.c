@@ -265,12 +265,12 @@ static void emit_strided(kiln_lctx *L, const pool_geom *G, int64_t planes) {
 }
 
 /* A 2-D max window strided along the rows, any padding or ceil_mode
- * partial windows (3x3 stride 2: SqueezeNet's, GoogLeNet's, ResNet's and
- * AlexNet's pools): separable, in long contiguous runs that vectorise
- * whole, where the forms above run rows of 6 to 28 outputs with a scalar
- * tail of up to 15 outputs of 9 taps each.  Per plane, on planes small
- * enough for two of them in L1, into two planes of scratch per slot (slot
- * s takes planes s, s + slots, ...):
+ * partial windows (3x3 stride 2: SqueezeNet's, GoogLeNet's and AlexNet's
+ * pools): separable, in long contiguous runs that vectorise whole, where
+ * the forms above run rows of 6 to 28 outputs with a scalar tail of up to
+ * 15 outputs of 9 taps each.  Per plane, on planes small enough for two of
+ * them in L1, into two planes of scratch per slot (slot s takes the s-th
+ * run of consecutive planes):
  *   R[r, x] = max over the window's rows kh of X[r - pb0 + kh, x] for the
  *             window start rows r: on a small plane every r <= (OH-1)*s0,
  *             the rows whose taps are all inside as one flat run over the
@@ -295,11 +295,25 @@ typedef struct sep_ctx {
 
 static int64_t sep_rows_needed(const pool_geom *G) { return (G->out[0] - 1) * G->s[0] + 1; }
 
+/* R's rows [*rlo, *rhi): those whose window rows are all inside (the
+ * flat run); the others are border rows. */
+static void sep_flat_rows(const pool_geom *G, int64_t *rlo, int64_t *rhi) {
+  int64_t rh = sep_rows_needed(G), lo = G->pb[0], hi = G->in[0] - G->K[0] + 1 + G->pb[0];
+  if (lo > rh) lo = rh;
+  if (hi > rh) hi = rh;
+  if (hi < lo) hi = lo;
+  *rlo = lo;
+  *rhi = hi;
+}
+
 static int separable_wanted(const kiln_lctx *L, const pool_geom *G) {
   if (L->target->kind == KILN_TARGET_GPU || G->sp != 2 || !G->is_max || G->s[1] < 2 || G->d[0] != 1 ||
       G->d[1] != 1 || G->hi[1] <= G->lo[1])
     return 0;
-  if (sep_rows_needed(G) * G->in[1] > SEP_MAX_PLANE) return 0;
+  int64_t rh = sep_rows_needed(G), rlo, rhi;
+  if (rh * G->in[1] > SEP_MAX_PLANE) return 0;
+  sep_flat_rows(G, &rlo, &rhi);
+  if (rlo + (rh - rhi) > 2 * MAX_BORDER) return 0; /* border rows are emitted one by one: a few */
   /* rows of a vector's outputs or more vectorise well enough in
    * emit_dim's body (SqueezeNet's 55x55 -> 27x27 ran 0.049 ms there,
    * 0.054 here), unless a border column follows each row's interior and
@@ -359,10 +373,8 @@ static void sep_pick(kiln_lctx *L, const pool_geom *G, const sep_ctx *S, kiln_lx
 
 /* A small plane: R's every start row, T, then every output row. */
 static void sep_plane(kiln_lctx *L, const pool_geom *G, const sep_ctx *S) {
-  int64_t W = S->W, rh = S->rh, rlo = G->pb[0], rhi = G->in[0] - G->K[0] + 1 + G->pb[0];
-  if (rlo > rh) rlo = rh;
-  if (rhi > rh) rhi = rh;
-  if (rhi < rlo) rhi = rlo;
+  int64_t W = S->W, rh = S->rh, rlo, rhi;
+  sep_flat_rows(G, &rlo, &rhi);
   for (int64_t r = 0; r < rh; r++) {
     if (r == rlo && rhi > rlo) {
       kiln_lx *f = IADD(IDX(kiln_lb_for(B, (rhi - rlo) * W, (kiln_sched){0})), CI(rlo * W));
