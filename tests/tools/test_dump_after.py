@@ -32,8 +32,9 @@ Checked, each against something kiln did not compute:
   * On the hostile model (make_hostile_model.py: names with newlines,
     quotes, 5,000 bytes...), run, compile, emit-c and inspect print every
     pass's dump with names in display form: no control byte but the line
-    ends, newlines in names shown as \\x0a, every line an IR line; and run,
-    compile and emit-c dump the same plan-memory text (one pipeline).
+    ends, newlines in names shown as \\x0a, every line an IR line; and the
+    commands of one target dump the same plan-memory text (one pipeline):
+    run and compile (this host), inspect and emit-c (the C target's cores).
 """
 import os
 import re
@@ -235,8 +236,11 @@ def check_hostile(kiln, src, work):
     err = r.stderr.decode("latin-1")
     check(r.returncode == 0 and err.startswith("kiln: note: --dump-after lower printed nothing") and err.count("\n") == 1,
           "hostile: inspect with the batch symbolic: a one-line note instead of a loop-IR dump")
-    check(len(set(plans.values())) == 1 and len(plans) == 4,
-          "hostile: inspect, run, compile and emit-c dump the same program after plan-memory")
+    # inspect and emit-c shape the program for the C target's cores (8 by
+    # default), run and compile for this host's: schedules with a scratch
+    # slot a core (Winograd, bands, strided pools) differ between the two
+    check(len(plans) == 4 and plans["inspect"] == plans["emit-c"] and plans["run"] == plans["compile"],
+          "hostile: inspect and emit-c dump the same program after plan-memory, and so do run and compile")
 
 
 def check_control_bytes(kiln, work):
