@@ -42,6 +42,12 @@ typedef struct kiln_target {
                                sm_80+; operands keep 10 mantissa bits: see README, CUDA) */
   int keep_narrow;          /* CPU: f16/bf16 tensors stay narrow in memory (`--keep-f16`);
                                else f32 buffers holding the same values (passes/widen_f16.c) */
+  int lane_statements;      /* CPU: the backend prints W consecutive statements that differ
+                               lane by lane as one vector statement, loads 2 apart included
+                               (the LLVM backend: backends/llvm/llvm_lanes.c); emit-c leaves
+                               them to the C compiler, which kept a max pool's stride-2 taps
+                               scalar (10x slower): lowerings that write rows as lane groups
+                               only for their vectors ask for this */
   int lean_memory;          /* CPU: scratch only where the plain memory plan leaves room, counted
                                exactly, and strided convolutions that read X in place where the
                                phase planes fit nowhere (`--lean-memory`; passes/live_values.c) */

@@ -60,6 +60,7 @@ typedef struct pool_geom {
   int64_t lo[MAX_SP], hi[MAX_SP]; /* interior outputs [lo, hi) per dim */
   int64_t xstr[MAX_SP], ystr[MAX_SP], isz, osz;
   int flat; /* the interior rows were computed flat (emit_flat): only their border columns are left */
+  int64_t lanes; /* > 1: the last dim's interior in groups of this many outputs (emit_lane_groups) */
 } pool_geom;
 
 /* Taps of dim i for output o (-1: the interior, all of them) that read
@@ -147,6 +148,72 @@ static void emit_body(kiln_lctx *L, const pool_geom *G, kiln_lx *nc, kiln_lx **o
   kiln_lower_store_flat(L, G->n, 0, yoff, r);
 }
 
+/* W outputs of the last dim at once, o[sp-1] the first (all interior
+ * columns), as W statements per step, one per lane, in the order the LLVM
+ * lane printer (backends/llvm/llvm_lanes.c) prints as one vector
+ * statement: per tap W loads into consecutive locals (the taps of a
+ * stride-2 window, every other element: one load of twice the lanes and a
+ * shuffle), the max as W selects per tap, and W stores.  The loop
+ * vectoriser, given these rows as a loop of single outputs, took the three
+ * taps of a stride-2 row as one interleaved pair and one gather of scalar
+ * loads (GoogLeNet's 112x112 -> 56x56 pool, ceil_mode: 0.146 ms; the same
+ * pool with pad 1 paired its taps the other way round and ran in 0.064).
+ * The values are combine_taps' split form's: the same compares and
+ * selects in the same tap order, NaN (the default one) when any tap is. */
+static void emit_lane_body(kiln_lctx *L, const pool_geom *G, kiln_lx *nc, kiln_lx **o, int64_t (*taps)[64], int *nt,
+                           int64_t w) {
+  int64_t total = 1, last = G->sp - 1;
+  for (int i = 0; i < G->sp; i++) total *= nt[i];
+  int v[MAX_TAPS];
+  for (int64_t t = 0; t < total; t++) {
+    int64_t rest = t, kk[MAX_SP];
+    for (int i = G->sp - 1; i >= 0; i--) {
+      kk[i] = taps[i][rest % nt[i]];
+      rest /= nt[i];
+    }
+    kiln_lx *off = IMUL(nc, G->isz);
+    for (int i = 0; i < G->sp; i++)
+      off = IADD(off, IMUL(IADD(IMUL(o[i], G->s[i]), CI(kk[i] * G->d[i] - G->pb[i])), G->xstr[i]));
+    for (int64_t j = 0; j < w; j++) {
+      int var = kiln_lb_decl(B, G->ct, kiln_lx_load(B, G->X, IADD(off, CI(j * G->s[last]))));
+      if (j == 0) v[t] = var;
+    }
+  }
+  int acc = -1;
+  for (int64_t j = 0; j < w; j++) {
+    int var = kiln_lb_decl(B, G->ct, LOCAL(v[0] + (int)j));
+    if (j == 0) acc = var;
+  }
+  for (int64_t t = 1; t < total; t++)
+    for (int64_t j = 0; j < w; j++) {
+      kiln_lx *a = LOCAL(acc + (int)j), *x = LOCAL(v[t] + (int)j);
+      kiln_lb_assign(B, acc + (int)j, kiln_lx_select(B, BIN(LT, a, x), x, a));
+    }
+  kiln_lx *yoff = IMUL(nc, G->osz);
+  for (int i = 0; i < G->sp; i++) yoff = IADD(yoff, IMUL(o[i], G->ystr[i]));
+  for (int64_t j = 0; j < w; j++) {
+    kiln_lx *nan = kiln_lx_un(B, KILN_UN_ISNAN, LOCAL(v[0] + (int)j));
+    for (int64_t t = 1; t < total; t++) nan = BIN(OR, nan, kiln_lx_un(B, KILN_UN_ISNAN, LOCAL(v[t] + (int)j)));
+    kiln_lx *r = kiln_lx_select(B, nan, kiln_lx_const_f(B, G->ct, NAN), LOCAL(acc + (int)j));
+    kiln_lower_store_flat(L, G->n, 0, IADD(yoff, CI(j)), r);
+  }
+}
+
+/* The last dim's interior [lo, hi) in groups of G->lanes outputs; when
+ * they are not whole groups, one more group over the last lanes,
+ * overlapping the one before (it stores the same values again). */
+static void emit_lane_groups(kiln_lctx *L, const pool_geom *G, kiln_lx *nc, kiln_lx **o, int64_t (*taps)[64], int *nt) {
+  int last = G->sp - 1;
+  int64_t w = G->lanes, n = G->hi[last] - G->lo[last], groups = n / w;
+  o[last] = IADD(IMUL(IDX(kiln_lb_for(B, groups, (kiln_sched){0})), w), CI(G->lo[last]));
+  emit_lane_body(L, G, nc, o, taps, nt, w);
+  kiln_lb_end(B);
+  if (n > groups * w) {
+    o[last] = CI(G->hi[last] - w);
+    emit_lane_body(L, G, nc, o, taps, nt, w);
+  }
+}
+
 /* Dim i and the ones after it: border outputs one by one, the interior as
  * a loop.  inner: every dim before i is in its interior (with G->flat, the
  * last dim's interior is then done already). */
@@ -162,7 +229,10 @@ static void emit_dim(kiln_lctx *L, const pool_geom *G, int i, kiln_lx *nc, kiln_
     o[i] = CI(v);
     emit_dim(L, G, i + 1, nc, o, taps, nt, count * c, 0);
   }
-  if (G->hi[i] > G->lo[i] && !(G->flat && inner && i == G->sp - 1)) {
+  if (G->lanes > 1 && i == G->sp - 1) {
+    nt[i] = dim_taps(G, i, -1, taps[i], &c);
+    emit_lane_groups(L, G, nc, o, taps, nt);
+  } else if (G->hi[i] > G->lo[i] && !(G->flat && inner && i == G->sp - 1)) {
     nt[i] = dim_taps(G, i, -1, taps[i], &c);
     int var = kiln_lb_for(B, G->hi[i] - G->lo[i], (kiln_sched){.parallel = 1});
     o[i] = IADD(kiln_lx_index(B, var), CI(G->lo[i]));
@@ -416,6 +486,21 @@ static void emit_separable(kiln_lctx *L, const pool_geom *G, int64_t planes) {
   kiln_lb_end(B);
 }
 
+/* Max windows strided 2 along rows of at least a vector of interior
+ * outputs, in float32 (the lane printer's vectors): emit_lane_groups. */
+static int lanes_wanted(const kiln_lctx *L, const pool_geom *G) {
+  int last = G->sp - 1;
+  if (!L->target->lane_statements || !G->is_max || G->ct != KILN_DT_F32 || G->X->dtype != KILN_DT_F32 ||
+      G->s[last] != 2 || G->d[last] != 1)
+    return 0;
+  /* as separable_wanted: whole-interior rows of two vectors or more
+   * vectorise well in emit_dim's loop (SqueezeNet 1.1's 111 -> 55: 0.063
+   * ms there, 0.070 here; VGG's 224 -> 112 2x2 windows 0.147 and 0.227) */
+  int64_t w = kiln_target_lanes(L->target, G->ct), n = G->hi[last] - G->lo[last];
+  int borders = G->lo[last] > 0 || G->hi[last] < G->out[last];
+  return w > 1 && n >= w && (n < 2 * w || borders);
+}
+
 /* 1: lowered n; 0: not a case for this form (nothing emitted). */
 int kiln_lower_pool_fast(kiln_lctx *L, const kiln_node *n) {
   const kiln_attrs_pool *a = n->attrs;
@@ -474,6 +559,11 @@ int kiln_lower_pool_fast(kiln_lctx *L, const kiln_node *n) {
   int64_t tap_list[MAX_SP][64];
   int nt[MAX_SP];
   G.flat = flat_wanted(&G);
+  const char *lanes_env = getenv("KILN_POOL_LANES"); /* 0: off, for A/B runs (bench/README) */
+  if (!G.flat && lanes_wanted(L, &G) && !(lanes_env && !strcmp(lanes_env, "0"))) {
+    G.lanes = kiln_target_lanes(L->target, G.ct);
+    B->k->explicit_vectors = 1;
+  }
   if (G.flat) emit_flat(L, &G, nc, tap_list, nt);
   emit_dim(L, &G, 0, nc, o, tap_list, nt, 1, 1);
   kiln_lb_end(B);

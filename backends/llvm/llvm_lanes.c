@@ -127,6 +127,7 @@ static int lane_op_ok(const kiln_lx *e) {
   if (e->kind == KILN_LX_FMA) return e->dtype == KILN_DT_F32;
   if (e->kind == KILN_LX_SELECT) return e->dtype == KILN_DT_F32;
   if (e->kind == KILN_LX_UN) {
+    if (e->op == KILN_UN_ISNAN) return e->a->dtype == KILN_DT_F32; /* a max pool's NaN test */
     if (e->dtype != KILN_DT_F32) return 0;
     switch (e->op) {
     case KILN_UN_NEG: case KILN_UN_ABS: case KILN_UN_SQRT: case KILN_UN_FLOOR: case KILN_UN_CEIL:
@@ -135,6 +136,7 @@ static int lane_op_ok(const kiln_lx *e) {
     }
   }
   if (e->kind == KILN_LX_BIN) {
+    if (e->a->dtype == KILN_DT_BOOL) return (e->op == KILN_BIN_OR || e->op == KILN_BIN_AND) && e->b->dtype == KILN_DT_BOOL;
     if (e->a->dtype != KILN_DT_F32) return 0;
     switch (e->op) {
     case KILN_BIN_ADD: case KILN_BIN_SUB: case KILN_BIN_MUL: case KILN_BIN_DIV: case KILN_BIN_MIN:

@@ -307,6 +307,7 @@ kiln_target kiln_llvm_target(int portable) {
   const char *c = portable ? "x86-64" : cpu, *f = portable ? "" : features;
   char *triple = LLVMGetDefaultTargetTriple();
   kiln_target t = kiln_target_cpu(c, vector_bytes(triple, c, f), kiln_target_host_cores());
+  t.lane_statements = 1; /* llvm_lanes.c */
   LLVMDisposeMessage(triple);
   kiln_llvm_target_cpu_free(cpu, features);
   return t;

@@ -15,7 +15,9 @@ run as one flat loop (borders, NaNs, asymmetric pads, f16, averages), and
 strided rows shorter than a vector, computed at every input column into a
 scratch row and picked every s-th (N=2, NaNs, stride 3, f16, averages), and
 strided max pools done separably over small planes (ceil_mode partial
-windows, pads, NaNs in border rows and columns, f16, int8).
+windows, pads, NaNs in border rows and columns, f16, int8), and stride-2
+max rows in groups of the target's lanes (the last group overlapping;
+NaNs and infinities, 2x2 windows, partial border rows, 1-D and 3-D).
 
 Reference: a direct float64 loop over every output (its own window
 arithmetic, written here; the output shape from ONNX's formula, checked
@@ -117,8 +119,12 @@ def pool_case(rng, name, op, shape, K, s=None, d=None, pads=None, ceil=0, includ
         x = rng.integers(-128, 128, shape).astype(np.int8)
     else:
         x = rng.uniform(-3, 3, shape).astype(dtype)
-    if nan:
-        x.flat[rng.integers(0, x.size, 3)] = np.nan
+    if nan:  # True: 3 NaNs; a number: that many NaNs, and as many +inf and -inf
+        k = 3 if nan is True else nan
+        x.flat[rng.integers(0, x.size, k)] = np.nan
+        if nan is not True:
+            x.flat[rng.integers(0, x.size, k)] = np.inf
+            x.flat[rng.integers(0, x.size, k)] = -np.inf
     y, ntap, mag, div = pool_ref(x.astype(np.float64), op, K, s, d, pads, ceil, include_pad)
     attrs = {"kernel_shape": K, "strides": s, "pads": pads, "ceil_mode": ceil}
     if any(v != 1 for v in d):
@@ -186,6 +192,24 @@ def build_cases(rng):
         pool_case(rng, "max_sep_int8", M, [1, 3, 13, 13], [3, 3], [2, 2], pads=[1, 1, 1, 1], dtype=np.int8),
         pool_case(rng, "max_sep_one_row", M, [1, 3, 3, 30], [3, 3], [2, 2]),
         pool_case(rng, "max_sep_plane_too_big", M, [1, 2, 70, 60], [3, 3], [2, 2], pads=[1, 1, 1, 1]),
+        # max pools strided 2 along rows of one to two vectors of interior outputs, or with
+        # border columns: the interior columns in groups of the target's lanes (16 with
+        # AVX-512, 8 with AVX2), the last group overlapping the one before; border rows and
+        # columns with only their inside taps.  GoogLeNet's 112 -> 56 ceil_mode pool, ResNet's
+        # pad 1 with N=2, rows of 27 outputs with NaNs and infinities in the groups, 2x2
+        # windows, asymmetric pads (partial border rows through the groups), strides 1x2,
+        # 1-D and 3-D, f16 (widened to f32)
+        pool_case(rng, "max_lanes_googlenet_112_ceil", M, [1, 4, 112, 112], [3, 3], [2, 2], ceil=1),
+        pool_case(rng, "max_lanes_pad1_n2", M, [2, 3, 40, 50], [3, 3], [2, 2], pads=[1, 1, 1, 1]),
+        pool_case(rng, "max_lanes_rows_27_nan_inf", M, [1, 3, 55, 55], [3, 3], [2, 2], ceil=1, nan=40),
+        pool_case(rng, "max_lanes_pad1_nan_inf", M, [1, 2, 36, 66], [3, 3], [2, 2], pads=[1, 1, 1, 1], nan=30),
+        pool_case(rng, "max_lanes_2x2_28", M, [1, 4, 28, 28], [2, 2], [2, 2]),
+        pool_case(rng, "max_lanes_2x2_56", M, [1, 2, 56, 56], [2, 2], [2, 2]),
+        pool_case(rng, "max_lanes_asym_pads", M, [1, 3, 33, 70], [3, 3], [2, 2], pads=[2, 1, 1, 2], ceil=1),
+        pool_case(rng, "max_lanes_s1x2", M, [1, 3, 12, 60], [3, 3], [1, 2], pads=[1, 1, 1, 1]),
+        pool_case(rng, "max_lanes_1d", M, [2, 3, 101], [3], [2], pads=[1, 1]),
+        pool_case(rng, "max_lanes_3d", M, [1, 2, 5, 9, 40], [3, 3, 3], [2, 2, 2], pads=[1] * 6),
+        pool_case(rng, "max_lanes_f16", M, [1, 3, 40, 50], [3, 3], [2, 2], pads=[1, 1, 1, 1], dtype=np.float16),
         pool_case(rng, "max_3x3_s3_ceil_asym", M, [1, 3, 14, 17], [3, 3], [3, 3], pads=[0, 1, 2, 0], ceil=1),
         pool_case(rng, "max_dilated", M, [1, 2, 15, 13], [3, 2], [1, 2], d=[2, 3], pads=[2, 1, 2, 1]),
         pool_case(rng, "max_1d", M, [2, 3, 31], [4], [3], pads=[1, 2], ceil=1),
