@@ -24,7 +24,10 @@
  * fill a 16-lane vector; GoogLeNet's branch pools at 14x14 0.25 -> 0.10 ms).
  * Strided 2-D windows over short rows go by scratch instead: max pools
  * separably over small planes (emit_separable), the rest row by row at
- * every input column (emit_strided).
+ * every input column (emit_strided).  Max rows strided 2 that neither
+ * takes, of one to two vectors of interior outputs or with border columns,
+ * are written in groups of the target's lanes for the LLVM lane printer
+ * (emit_lane_groups: GoogLeNet's and ResNet's 112 -> 56 pools).
  *
  * Taken only when that stays small: no Indices output (lower_pool.c keeps
  * the explicit (value, index) update), at most MAX_TAPS taps per window,

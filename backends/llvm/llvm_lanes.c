@@ -38,8 +38,9 @@
  * run stores (a load of the stored buffer, or one at the same address,
  * must read exactly the stored lane).  Vector and scalar arithmetic are
  * the same IEEE operations lane by lane (fma stays fused, min/max the
- * same compare and select), so results are bit for bit those of the
- * scalar code.  Anything else (casts but float16 rounding, libm calls,
+ * same compare and select; a max pool's isnan tests and their ors are
+ * vectors of i1 inside one expression), so results are bit for bit those
+ * of the scalar code.  Anything else (casts but float16 rounding, libm calls,
  * integer lanes) prints as scalars, as before, for SLP to find. */
 #include "llvm_internal.h"
 
