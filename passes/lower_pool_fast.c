@@ -550,10 +550,12 @@ int kiln_lower_pool_fast(kiln_lctx *L, const kiln_node *n) {
   kiln_lower_begin(L, n);
   const char *sep_env = getenv("KILN_POOL_SEPARABLE"); /* 0: off, for A/B runs (bench/README) */
   if (separable_wanted(L, &G) && !(sep_env && !strcmp(sep_env, "0"))) {
+    kiln_lower_schedule(L, "separable over each plane: window rows, then along rows, then picked");
     emit_separable(L, &G, x->dims[0] * x->dims[1]);
     return 1;
   }
   if (strided_wanted(L, &G)) {
+    kiln_lower_schedule(L, "rows at every input column into scratch, then every %lld-th picked", (long long)G.s[1]);
     emit_strided(L, &G, x->dims[0] * x->dims[1]);
     return 1;
   }
@@ -567,6 +569,9 @@ int kiln_lower_pool_fast(kiln_lctx *L, const kiln_node *n) {
     G.lanes = kiln_target_lanes(L->target, G.ct);
     B->k->explicit_vectors = 1;
   }
+  kiln_lower_schedule(L, "%s%s", G.flat ? "interior rows as one flat run, borders one by one"
+                                       : "window unrolled, borders one by one",
+                      G.lanes > 1 ? ", stride-2 rows in lane groups" : "");
   if (G.flat) emit_flat(L, &G, nc, tap_list, nt);
   emit_dim(L, &G, 0, nc, o, tap_list, nt, 1, 1);
   kiln_lb_end(B);
