@@ -31,6 +31,9 @@
  * rows are split into bands (the plane loop then runs over plane x band).
  * Shapes outside this (3-D, more than TAPS_MAX taps) are declined before
  * anything is emitted and take lower_conv.c's paths. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "conv_def.h"
 
 #include "lower_macros.h"
@@ -58,6 +61,7 @@ typedef struct dw {
   kiln_dtype ct;
   int fma;
   int64_t vw;              /* the target's vector lanes of ct */
+  int lanes;               /* stride-2 interior columns in groups of vw (emit_lanes) */
   int wl[TAPS_MAX], bl;    /* the plane's weights and bias (locals) */
   kiln_lx *xb, *yb;        /* plane offsets in X and Y */
   kiln_lx *nv, *mv;        /* n and m (the output store's logical index) */
@@ -145,6 +149,57 @@ static void each_span(kiln_lctx *L, const dw *f, const span *outer, int64_t a, i
 
 static void col_fn(kiln_lctx *L, const dw *f, const span *rs, const span *cs) { emit_point(L, f, rs, cs); }
 
+/* ---- Stride-2 rows in lane groups ----
+ *
+ * The vw interior outputs from column o0 of rows rs as vw statements per
+ * step, one per lane, which the LLVM lane printer (backends/llvm/
+ * llvm_lanes.c) prints as one vector statement: the accumulators, per tap
+ * one fma each (the tap's loads every other element: one load of twice
+ * the lanes and a shuffle), the stores through the epilogue.  As a loop
+ * the vectoriser left MobileNetV2's stride-2 rows of 27 outputs (vw 16)
+ * scalar, or gathered.  The sums are emit_point's: the same taps in the
+ * same order from the bias.  Every row tap is inside X or outside for
+ * every row of rs (tap_class 0 or 1: lane_groups checks). */
+static void emit_lanes(kiln_lctx *L, const dw *f, const span *rs, kiln_lx *o0) {
+  int acc = -1;
+  for (int64_t j = 0; j < f->vw; j++) {
+    int v = kiln_lb_decl(B, f->ct, LOCAL(f->bl));
+    if (j == 0) acc = v;
+  }
+  for (int64_t kh = 0; kh < f->r.K; kh++) {
+    if (!tap_class(&f->r, rs, kh)) continue;
+    kiln_lx *ih = IADD(IMUL(rs->o, f->r.s), CI(kh * f->r.d - f->r.p));
+    for (int64_t kw = 0; kw < f->c.K; kw++) {
+      kiln_lx *base = IADD(IADD(f->xb, IMUL(ih, f->c.in)), IADD(IMUL(o0, f->c.s), CI(kw * f->c.d - f->c.p)));
+      kiln_lx *wv = LOCAL(f->wl[kh * f->c.K + kw]);
+      for (int64_t j = 0; j < f->vw; j++) {
+        kiln_lx *xv = kiln_lx_load(B, f->x, IADD(base, CI(j * f->c.s))), *a = LOCAL(acc + (int)j);
+        kiln_lb_assign(B, acc + (int)j, f->fma ? kiln_lx_fma(B, wv, xv, a) : BIN(ADD, a, BIN(MUL, wv, xv)));
+      }
+    }
+  }
+  for (int64_t j = 0; j < f->vw; j++) {
+    kiln_lx *ow = IADD(o0, CI(j));
+    kiln_lx *idx[4] = {f->nv, f->mv, rs->o, ow};
+    if (f->sp == 1) idx[2] = ow;
+    kiln_lower_store(L, f->n, 0, idx, IADD(IADD(f->yb, IMUL(rs->o, f->c.out)), ow), LOCAL(acc + (int)j));
+  }
+}
+
+/* Interior columns [lo, hi) of rows rs in groups (f->lanes): whole groups
+ * as a loop, then one more over the last vw columns, overlapping (the same
+ * values again, as row_fn's stride-1 overlap); 0: not done. */
+static int lane_groups(kiln_lctx *L, const dw *f, const span *rs, int64_t lo, int64_t hi) {
+  for (int64_t kh = 0; kh < f->r.K; kh++)
+    if (tap_class(&f->r, rs, kh) == 2) return 0;
+  int64_t groups = (hi - lo) / f->vw;
+  kiln_lx *g = IDX(kiln_lb_for(B, groups, (kiln_sched){0}));
+  emit_lanes(L, f, rs, IADD(IMUL(g, f->vw), CI(lo)));
+  kiln_lb_end(B);
+  if (hi - lo > groups * f->vw) emit_lanes(L, f, rs, CI(hi - f->vw));
+  return 1;
+}
+
 /* One row span: left border columns, the interior loop, right border.
  * A stride-1 interior of whole vectors and a few columns more (MobileNetV2's
  * 110 = 6 x 16 + 14) would leave those columns in the vectoriser's scalar
@@ -159,7 +214,9 @@ static void row_fn(kiln_lctx *L, const dw *f, const span *unused, const span *rs
   (void)unused;
   int64_t lo = f->c.lo, hi = f->c.hi, w = hi - lo;
   each_span(L, f, rs, 0, lo, EDGE_MAX, col_fn);
-  if (f->c.s == 1 && f->vw > 1 && w > f->vw && w % f->vw) {
+  if (f->lanes && lane_groups(L, f, rs, lo, hi)) {
+    /* done */
+  } else if (f->c.s == 1 && f->vw > 1 && w > f->vw && w % f->vw) {
     each_span(L, f, rs, lo, lo + w / f->vw * f->vw, 0, col_fn);
     each_span(L, f, rs, hi - f->vw, hi, 0, col_fn);
   } else {
@@ -266,8 +323,16 @@ int kiln_lower_conv_dw(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g
   int64_t rpb = (inner + nb - 1) / nb;
   if (rpb > 0) nb = (inner + rpb - 1) / rpb;
 
+  /* stride-2 rows of a vector of interior outputs or more, for a printer
+   * that makes lane statements vectors (kiln_target.lane_statements) */
+  const char *lanes_env = getenv("KILN_DW_LANES"); /* 0: off, for A/B runs (bench/README) */
+  f.lanes = L->target->lane_statements && !(lanes_env && !strcmp(lanes_env, "0")) && f.c.s == 2 && f.c.d == 1 &&
+            f.ct == KILN_DT_F32 && f.x->dtype == KILN_DT_F32 && f.vw > 1 && f.c.hi - f.c.lo >= f.vw;
+
   kiln_lower_begin(L, n);
-  kiln_lower_schedule(L, "depthwise, one pass, %s", flat ? "the plane as one flat run" : "row by row");
+  kiln_lower_schedule(L, "depthwise, one pass, %s%s", flat ? "the plane as one flat run" : "row by row",
+                      f.lanes ? ", stride-2 rows in lane groups" : "");
+  if (f.lanes) B->k->explicit_vectors = 1;
   kiln_lx *blk = IDX(kiln_lb_for(B, planes * nb, par_sched));
   kiln_lx *nm = nb == 1 ? blk : BIN(DIV, blk, CI(nb)), *band = nb == 1 ? CI(0) : BIN(REM, blk, CI(nb));
   int nml = kiln_lb_decl(B, KILN_DT_I64, nm);

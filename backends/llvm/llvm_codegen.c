@@ -290,6 +290,8 @@ static void loop_range(cg *c, const kiln_ls *s, LLVMValueRef lo, LLVMValueRef hi
 }
 
 static void stmts(cg *c, const kiln_ls *s) {
+  const kiln_ls *outer = c->block;
+  c->block = s;
   for (; s; s = s->next) {
     const kiln_ls *last = c->lanes ? kiln_llvm_lane_run(c, s) : NULL; /* W lanes as one vector */
     if (last) {
@@ -327,6 +329,7 @@ static void stmts(cg *c, const kiln_ls *s) {
     case KILN_LS_COMBINE: KILN_ASSERT(!"reductions are expanded before printing (passes/expand_reduce.c)"); break;
     }
   }
+  c->block = outer;
 }
 
 /* Allocas for every DECL, in the entry block (mem2reg needs them there). */

@@ -31,6 +31,8 @@ typedef struct cg {
   unsigned char *anchor; /* per local: a group may start there (llvm_lanes.c) */
   int lane_groups, lane_runs, lanes_max; /* groups and runs printed, widest (--time) */
   int lanes;            /* f32 lanes of this kernel's register tiles as vectors; 0: none */
+  const kiln_ls *block; /* the statement list being printed (stmts): the loads beside a
+                           run that make its every-other loads whole (llvm_lanes.c) */
   const unsigned char *used; /* the buffers the function being printed uses (load_bases) */
   const char *entry;    /* name of the function running every kernel */
   int profile;          /* the entry takes (bufs, stamps) and marks each kernel's

@@ -27,10 +27,11 @@
  *    values are lane-wise equal: each node of lane j's expression is lane
  *    0's with every group local and buffer element moved on by j (a
  *    vector: group locals and contiguous loads), loads moved on by 2j
- *    (every other element: one masked load of the 2W-1 elements they span
- *    and a shuffle; im2col's stride-2 packs, lower_conv_im2col.c) or the
- *    same in every lane (a scalar, splat).  A run prints as one vector
- *    statement.
+ *    (every other element: one load of the 2W elements around them,
+ *    masked to the 2W-1 they span unless the block reads the one more
+ *    anyway, and a shuffle; im2col's stride-2 packs, stride-2 pool and
+ *    depthwise rows) or the same in every lane (a scalar, splat).  A run
+ *    prints as one vector statement.
  *
  * Lane j of a run sees what the scalar statements would have seen: its
  * own lane of a group (which only its own statement writes), locals not
@@ -202,19 +203,77 @@ static LLVMValueRef load_vector(cg *c, LLVMValueRef ptr, int w, unsigned align) 
   return v;
 }
 
-/* Lanes 0, 2, .., 2W-2 from ptr: the 2W-1 elements they span as one
- * masked load of 2W lanes (the last off: it may lie past the buffer), and
- * the even ones picked out (vpermt2ps on AVX-512, two loads and a shuffle
- * where SLP or the loop vectoriser would have gathered or gone scalar). */
-static LLVMValueRef load_every_other(cg *c, LLVMValueRef ptr, int w) {
+/* i as base + k, k the sum of the integer constants added along a
+ * left-nested sum ((x + a) + b, as simplify-index writes indices); base
+ * NULL when i is a constant. */
+static const kiln_lx *split_deep(const kiln_lx *i, int64_t *k) {
+  *k = 0;
+  while (i->kind == KILN_LX_BIN && i->op == KILN_BIN_ADD && i->b->kind == KILN_LX_CONST &&
+         !kiln_dtype_is_float(i->b->dtype)) {
+    *k += i->b->i;
+    i = i->a;
+  }
+  if (i->kind == KILN_LX_CONST && !kiln_dtype_is_float(i->dtype)) {
+    *k += i->i;
+    return NULL;
+  }
+  return i;
+}
+
+/* Whether e loads buf at base + k. */
+static int expr_reads(const kiln_lx *e, const kiln_buf *buf, const kiln_lx *base, int64_t k) {
+  if (!e) return 0;
+  if (e->kind == KILN_LX_LOAD && e->buf == buf) {
+    int64_t ek;
+    const kiln_lx *eb = split_deep(e->a, &ek);
+    if (ek == k && (eb ? base && same_expr(eb, base) : !base)) return 1;
+  }
+  return expr_reads(e->a, buf, base, k) || expr_reads(e->b, buf, base, k) || expr_reads(e->c, buf, base, k);
+}
+
+/* Whether a statement of block itself (not one inside its loops or IFs:
+ * those run whenever the block does) loads buf at base + k: the printed
+ * code reads that element in any case (a select's operands are all
+ * evaluated, kiln_llvm_expr). */
+static int block_reads(const kiln_ls *block, const kiln_buf *buf, const kiln_lx *base, int64_t k) {
+  for (const kiln_ls *s = block; s; s = s->next)
+    if (expr_reads(s->value, buf, base, k) || (s->kind == KILN_LS_STORE && expr_reads(s->index, buf, base, k)))
+      return 1;
+  return 0;
+}
+
+/* The W lanes loaded 2 elements apart from e0's index i (lane j at i + 2j)
+ * out of the 2W elements from i - odd, loaded whole, or of the 2W-1 from i
+ * as one masked load (the 2W-th may lie past the buffer), with the lanes
+ * 2j + odd picked out (vpermt2ps on AVX-512, two loads and a shuffle where
+ * SLP or the loop vectoriser would have gathered or gone scalar).  Whole
+ * when the element before i (odd) or the one after the last lane is read
+ * beside the run anyway (block_reads): a 3-wide stride-2 window's taps at
+ * i, i + 1 and i + 2 then load the 2W from i (taps 0 and 1 alike, one load
+ * for LLVM to merge) and the 2W from i + 1: four vector loads a row, as
+ * the loop vectoriser's interleaved pairs, where masked loads took six. */
+static LLVMValueRef load_every_other(cg *c, const kiln_lx *e0, int w) {
   LLVMTypeRef f32 = LLVMFloatTypeInContext(c->ctx), i32 = LLVMInt32TypeInContext(c->ctx), i1 = LLVMInt1TypeInContext(c->ctx);
-  LLVMTypeRef wide = LLVMVectorType(f32, (unsigned)(2 * w)), ptr_ty = LLVMTypeOf(ptr);
-  LLVMValueRef mask[2 * KILN_LLVM_MAX_LANES], pick[KILN_LLVM_MAX_LANES];
-  for (int j = 0; j < 2 * w; j++) mask[j] = LLVMConstInt(i1, j < 2 * w - 1, 0);
-  for (int j = 0; j < w; j++) pick[j] = LLVMConstInt(i32, (unsigned long long)(2 * j), 0);
-  LLVMTypeRef tys[2] = {wide, ptr_ty};
-  LLVMValueRef args[4] = {ptr, LLVMConstInt(i32, 4, 0), LLVMConstVector(mask, (unsigned)(2 * w)), LLVMGetPoison(wide)};
-  LLVMValueRef v = kiln_llvm_call_intrinsic(c, "llvm.masked.load", tys, 2, args, 4);
+  LLVMTypeRef i64 = LLVMInt64TypeInContext(c->ctx), wide = LLVMVectorType(f32, (unsigned)(2 * w));
+  int64_t k;
+  const kiln_lx *base = split_deep(e0->a, &k);
+  int odd = c->block && block_reads(c->block, e0->buf, base, k - 1);
+  int whole = odd || (c->block && block_reads(c->block, e0->buf, base, k + 2 * (int64_t)w - 1));
+  /* base + (k - odd), printed alike for every run that loads the same span, for CSE */
+  LLVMValueRef kv = LLVMConstInt(i64, (unsigned long long)(k - odd), 1);
+  LLVMValueRef ptr = kiln_llvm_buf_ptr(c, e0->buf, base ? LLVMBuildAdd(c->b, kiln_llvm_expr(c, base), kv, "") : kv);
+  LLVMValueRef pick[KILN_LLVM_MAX_LANES], v;
+  for (int j = 0; j < w; j++) pick[j] = LLVMConstInt(i32, (unsigned long long)(2 * j + odd), 0);
+  if (whole) {
+    v = LLVMBuildLoad2(c->b, wide, ptr, "");
+    LLVMSetAlignment(v, 4);
+  } else {
+    LLVMValueRef mask[2 * KILN_LLVM_MAX_LANES];
+    for (int j = 0; j < 2 * w; j++) mask[j] = LLVMConstInt(i1, j < 2 * w - 1, 0);
+    LLVMTypeRef tys[2] = {wide, LLVMTypeOf(ptr)};
+    LLVMValueRef args[4] = {ptr, LLVMConstInt(i32, 4, 0), LLVMConstVector(mask, (unsigned)(2 * w)), LLVMGetPoison(wide)};
+    v = kiln_llvm_call_intrinsic(c, "llvm.masked.load", tys, 2, args, 4);
+  }
   return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(wide), LLVMConstVector(pick, (unsigned)w), "");
 }
 
@@ -230,10 +289,9 @@ static LLVMValueRef vexpr(cg *c, const run *r, const kiln_lx *const *e) {
     for (j = 0; j < w; j++) ch[j] = e[j]->a->a;
     return kiln_llvm_round_f16_native(c, vexpr(c, r, ch));
   case KILN_LX_LOCAL: return load_vector(c, c->group[e[0]->var], w, 0);
-  case KILN_LX_LOAD: {
-    LLVMValueRef ptr = kiln_llvm_buf_ptr(c, e[0]->buf, kiln_llvm_expr(c, e[0]->a));
-    return load_step(e, w) == 2 ? load_every_other(c, ptr, w) : load_vector(c, ptr, w, 4);
-  }
+  case KILN_LX_LOAD:
+    if (load_step(e, w) == 2) return load_every_other(c, e[0], w);
+    return load_vector(c, kiln_llvm_buf_ptr(c, e[0]->buf, kiln_llvm_expr(c, e[0]->a)), w, 4);
   default: break;
   }
   for (int k = 0; k < 3; k++) {

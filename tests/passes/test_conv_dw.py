@@ -128,6 +128,20 @@ def build_cases(rng):
     c["flat_3x3_w7_c40_threads2"] = dw(rng, (2, 40, 7, 7), [3, 3], pads=[1, 1, 1, 1], relu6=True, threads=2)
     c["flat_5x3_asym_w9"] = dw(rng, (1, 3, 12, 9), [5, 3], pads=[2, 0, 2, 2])
     c["residual_3x3"] = dw(rng, (1, 6, 9, 17), [3, 3], pads=[1, 1, 1, 1], residual=True)
+    # stride-2 rows of a vector of interior outputs or more (w112, relu6 above): interior
+    # columns in groups of the target's lanes (16 with AVX-512, 8 with AVX2), the last group
+    # overlapping; a fused residual Add and ReLU6, bands of rows (2 planes, 2 threads), a
+    # channel multiplier, 5x5 with pad 2, 1-D, rows of whole groups, and border rows wider
+    # than 4 (rows whose taps need a check keep the loop)
+    c["lanes_s2_relu6_residual_w60"] = dw(rng, (1, 5, 9, 60), [3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                                          relu6=True, residual=True)
+    c["lanes_s2_bands_c2_threads2"] = dw(rng, (1, 2, 48, 70), [3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                                         threads=2)
+    c["lanes_s2_mult3_w40"] = dw(rng, (1, 3, 8, 40), [3, 3], mult=3, strides=[2, 2], pads=[1, 1, 1, 1])
+    c["lanes_s2_5x5_p2_w50"] = dw(rng, (2, 3, 11, 50), [5, 5], strides=[2, 2], pads=[2, 2, 2, 2])
+    c["lanes_1d_s2_w70"] = dw(rng, (2, 3, 70), [3], strides=[2], pads=[1, 1])
+    c["lanes_s2_whole_groups_w66"] = dw(rng, (1, 4, 7, 66), [3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    c["lanes_s2_bigpad_rows"] = dw(rng, (1, 2, 6, 40), [3, 3], strides=[2, 2], pads=[6, 1, 7, 1])
     return c
 
 

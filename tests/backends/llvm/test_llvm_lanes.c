@@ -161,3 +161,32 @@ Test(llvm_lanes, every_other_element_at_the_end_of_memory) {
   for (int l = 0; l < W; l++) cr_assert_eq(yv[l], (float)(4 * l), "y[%d] = %g", l, yv[l]);
   munmap(mem, (size_t)(2 * page));
 }
+
+/* A 3-wide stride-2 window's taps (a max pool's or depthwise row's): t0[l]
+ * = x[2l], t1[l] = x[2l + 1], t2[l] = x[2l + 2], y[l] = t0 + t1 + t2 for
+ * l < 8.  The taps read each other's ends, so the printer loads whole
+ * spans: x[0..15] for taps 0 and 1, x[1..16] for tap 2 (its odd lanes).
+ * x is exactly the 17 floats read, at the end of a readable page: a span
+ * past x[16] (tap 2's even lanes from x[2]) would fault. */
+Test(llvm_lanes, stride2_window_taps_at_the_end_of_memory) {
+  kiln_program *p = program();
+  kiln_buf *x = t_buf(p, "x", 2 * W + 1, KILN_BUF_INPUT, NULL), *y = t_buf(p, "y", W, KILN_BUF_OUTPUT, NULL);
+  kiln_lb B = {.p = p};
+  start(&B, "k0_window");
+  int t[3][W];
+  for (int k = 0; k < 3; k++)
+    for (int l = 0; l < W; l++) t[k][l] = kiln_lb_decl(&B, KILN_DT_F32, kiln_lx_load(&B, x, ci(&B, 2 * l + k)));
+  for (int l = 0; l < W; l++)
+    kiln_lb_store(&B, y, ci(&B, l),
+                  add(&B, add(&B, kiln_lx_local(&B, t[0][l]), kiln_lx_local(&B, t[1][l])), kiln_lx_local(&B, t[2][l])));
+  kiln_lb_end(&B);
+  long page = sysconf(_SC_PAGESIZE);
+  char *mem = mmap(NULL, (size_t)(2 * page), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  cr_assert_neq(mem, MAP_FAILED);
+  cr_assert_eq(mprotect(mem + page, (size_t)page, PROT_NONE), 0);
+  float *xv = (float *)(mem + page) - (2 * W + 1), yv[W];
+  for (int i = 0; i < 2 * W + 1; i++) xv[i] = (float)i;
+  run(p, (void *[]){xv, yv, NULL});
+  for (int l = 0; l < W; l++) cr_assert_eq(yv[l], (float)(6 * l + 3), "y[%d] = %g", l, yv[l]);
+  munmap(mem, (size_t)(2 * page));
+}
