@@ -490,18 +490,20 @@ static void emit_separable(kiln_lctx *L, const pool_geom *G, int64_t planes) {
 }
 
 /* Max windows strided 2 along rows of at least a vector of interior
- * outputs, in float32 (the lane printer's vectors): emit_lane_groups. */
+ * outputs, in float32 (the lane printer's vectors): emit_lane_groups.
+ * Measured against emit_dim's loop (bench/README, "Stride-2 max rows in
+ * lane groups"): 64 x 112x112 with ceil_mode 0.147 -> 0.054 ms, with pad
+ * 1 0.066 -> 0.053, SqueezeNet's 111 -> 55 0.059 -> 0.048 (AVX-512). */
 static int lanes_wanted(const kiln_lctx *L, const pool_geom *G) {
   int last = G->sp - 1;
   if (!L->target->lane_statements || !G->is_max || G->ct != KILN_DT_F32 || G->X->dtype != KILN_DT_F32 ||
       G->s[last] != 2 || G->d[last] != 1)
     return 0;
-  /* as separable_wanted: whole-interior rows of two vectors or more
-   * vectorise well in emit_dim's loop (SqueezeNet 1.1's 111 -> 55: 0.063
-   * ms there, 0.070 here; VGG's 224 -> 112 2x2 windows 0.147 and 0.227) */
+  /* 2-wide windows over rows of two vectors or more: the loop
+   * vectoriser's interleaved pair is the groups' code without their
+   * overlap (VGG's 224 -> 112 with 8 lanes: 0.170 ms there, 0.194 here) */
   int64_t w = kiln_target_lanes(L->target, G->ct), n = G->hi[last] - G->lo[last];
-  int borders = G->lo[last] > 0 || G->hi[last] < G->out[last];
-  return w > 1 && n >= w && (n < 2 * w || borders);
+  return w > 1 && n >= w && (G->K[last] > 2 || n < 2 * w);
 }
 
 /* 1: lowered n; 0: not a case for this form (nothing emitted). */
