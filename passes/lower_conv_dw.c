@@ -24,7 +24,9 @@
  * Each output is one accumulator local summed in tap order (one rounding
  * per FMA where the target fuses, kiln_target_has_fma), i.e. what the
  * generic kernel computes.  With a stride the column loads are strided;
- * LLVM's vectoriser turns them into wide loads and shuffles (or gathers).
+ * LLVM's vectoriser turns them into wide loads and shuffles (or gathers),
+ * so stride-2 rows of a vector or more go in lane groups for the LLVM
+ * lane printer instead (see "Stride-2 rows in lane groups").
  * Short stride-1 rows (fewer than a few vectors) would leave that loop in
  * its scalar remainder: they are one flat run instead (see "Short rows").
  * When N*M planes are too few to keep the thread pool busy, the interior
