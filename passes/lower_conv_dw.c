@@ -158,8 +158,9 @@ static void col_fn(kiln_lctx *L, const dw *f, const span *rs, const span *cs) { 
  * llvm_lanes.c) prints as one vector statement: the accumulators, per tap
  * one fma each (the tap's loads every other element: one load of twice
  * the lanes and a shuffle), the stores through the epilogue.  As a loop
- * the vectoriser left MobileNetV2's stride-2 rows of 27 outputs (vw 16)
- * scalar, or gathered.  The sums are emit_point's: the same taps in the
+ * the vectoriser's stride-2 rows ran 1.5-3x slower (MobileNetV2's 27-wide
+ * features.4 rows 0.048 -> 0.029 ms; bench/README, "Stride-2 max and
+ * depthwise rows").  The sums are emit_point's: the same taps in the
  * same order from the bias.  Every row tap is inside X or outside for
  * every row of rs (tap_class 0 or 1: lane_groups checks). */
 static void emit_lanes(kiln_lctx *L, const dw *f, const span *rs, kiln_lx *o0) {
