@@ -127,13 +127,12 @@ static kiln_lx *combine_taps(kiln_lctx *L, const pool_geom *G, const kiln_buf *X
   return r;
 }
 
-/* The innermost body: every combination of the dims' taps, in row-major
- * tap order (the generic form's), combined into one value and stored. */
-static void emit_body(kiln_lctx *L, const pool_geom *G, kiln_lx *nc, kiln_lx **o, int64_t (*taps)[64], int *nt,
-                      int64_t count) {
+/* X's offsets of every combination of the dims' taps for the output at
+ * o, in row-major tap order (the generic form's); their count. */
+static int64_t tap_offsets(kiln_lctx *L, const pool_geom *G, kiln_lx *nc, kiln_lx **o, int64_t (*taps)[64], int *nt,
+                           kiln_lx **off) {
   int64_t total = 1;
   for (int i = 0; i < G->sp; i++) total *= nt[i];
-  kiln_lx *off[MAX_TAPS];
   for (int64_t t = 0; t < total; t++) {
     int64_t rest = t, kk[MAX_SP];
     for (int i = G->sp - 1; i >= 0; i--) {
@@ -144,6 +143,15 @@ static void emit_body(kiln_lctx *L, const pool_geom *G, kiln_lx *nc, kiln_lx **o
     for (int i = 0; i < G->sp; i++)
       off[t] = IADD(off[t], IMUL(IADD(IMUL(o[i], G->s[i]), CI(kk[i] * G->d[i] - G->pb[i])), G->xstr[i]));
   }
+  return total;
+}
+
+/* The innermost body: every combination of the dims' taps, in row-major
+ * tap order (the generic form's), combined into one value and stored. */
+static void emit_body(kiln_lctx *L, const pool_geom *G, kiln_lx *nc, kiln_lx **o, int64_t (*taps)[64], int *nt,
+                      int64_t count) {
+  kiln_lx *off[MAX_TAPS];
+  int64_t total = tap_offsets(L, G, nc, o, taps, nt, off);
   kiln_lx *r = combine_taps(L, G, G->X, off, total);
   if (!G->is_max) r = kiln_lx_bin(B, KILN_BIN_DIV, r, kiln_lx_const_f(B, G->ct, (double)count));
   kiln_lx *yoff = IMUL(nc, G->osz);
@@ -165,20 +173,13 @@ static void emit_body(kiln_lctx *L, const pool_geom *G, kiln_lx *nc, kiln_lx **o
  * selects in the same tap order, NaN (the default one) when any tap is. */
 static void emit_lane_body(kiln_lctx *L, const pool_geom *G, kiln_lx *nc, kiln_lx **o, int64_t (*taps)[64], int *nt,
                            int64_t w) {
-  int64_t total = 1, last = G->sp - 1;
-  for (int i = 0; i < G->sp; i++) total *= nt[i];
+  int64_t last = G->sp - 1;
+  kiln_lx *off[MAX_TAPS];
+  int64_t total = tap_offsets(L, G, nc, o, taps, nt, off);
   int v[MAX_TAPS];
   for (int64_t t = 0; t < total; t++) {
-    int64_t rest = t, kk[MAX_SP];
-    for (int i = G->sp - 1; i >= 0; i--) {
-      kk[i] = taps[i][rest % nt[i]];
-      rest /= nt[i];
-    }
-    kiln_lx *off = IMUL(nc, G->isz);
-    for (int i = 0; i < G->sp; i++)
-      off = IADD(off, IMUL(IADD(IMUL(o[i], G->s[i]), CI(kk[i] * G->d[i] - G->pb[i])), G->xstr[i]));
     for (int64_t j = 0; j < w; j++) {
-      int var = kiln_lb_decl(B, G->ct, kiln_lx_load(B, G->X, IADD(off, CI(j * G->s[last]))));
+      int var = kiln_lb_decl(B, G->ct, kiln_lx_load(B, G->X, IADD(off[t], CI(j * G->s[last]))));
       if (j == 0) v[t] = var;
     }
   }
