@@ -5,7 +5,8 @@ Usage:  python3 tests/passes/test_lrn.py [--backend llvm|c] KILN_BINARY WORK_DIR
 
 passes/lower_pool.c lowers LRN with the channel window's edge neighbours
 read at a clamped channel and selected away (no IF: the loop vectorises
-and the vectoriser's overlap check passes), and builds b^beta from square
+and the vectoriser's overlap check passes) in the planes whose window
+reaches past the channels, the others without clamp or select, and builds b^beta from square
 roots when beta is a whole number of quarters (0.25 ... 4: AlexNet and
 GoogLeNet use 0.75), pow otherwise.  Cases: AlexNet's and GoogLeNet's
 shapes, beta 0.25/0.5/0.75/1/1.25/2 and two that take pow (0.3, 0),

@@ -36,6 +36,15 @@ read into opaque locals (kiln_opaque_f32), and the compiled kernel clamps
 with max and min instructions and has no scalar compare (GCC threaded the
 jump between the two constant compares: two data-dependent branches per
 scalar output, MobileNetV2's depthwise rows).
+
+A fourth model, an LRN (GoogLeNet's: size 5, beta 0.75, two square roots
+an output), checks that the C declares sqrtf const and that the compiled
+code takes its square roots with vsqrtps and calls no sqrtf: with
+-fmath-errno (the default) each call was a store to errno, and GCC left
+every loop around one scalar (GoogLeNet's LRNs 15x slower than the LLVM
+backend's).  On AVX2 it also needs the planes whose window lies inside
+the channels lowered without the edge select (passes/lower_pool.c), which
+GCC's AVX2 vectoriser leaves scalar.  Emitted with --threads, as the bench emits it.
 """
 import os
 import platform
@@ -116,6 +125,16 @@ def dw_model():
     return m
 
 
+def lrn_model():
+    """LRN across 64 channels of 10 x 24 (GoogLeNet's window, alpha, beta and bias)."""
+    nodes = [helper.make_node("LRN", ["x"], ["y"], name="norm", size=5, alpha=1e-4, beta=0.75, bias=1.0)]
+    g = helper.make_graph(nodes, "lrn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 10, 24])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 10, 24])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m
+
+
 def function_asm(obj, name):
     """The disassembly of function `name` in object file obj."""
     out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(obj)], capture_output=True, text=True).stdout
@@ -140,7 +159,9 @@ def main(argv):
              (gemm_model(), "gemm", (1, 256, 13, 13), None, ["-march=native"], x86_fma and " avx512f " in cpuinfo),
              (gemm_model(), "gemm", (1, 256, 13, 13), "32", ["-mavx2", "-mfma"], avx2),
              (dw_model(), "dwclip", (1, 8, 20, 70), None, ["-march=native"], x86_fma),
-             (dw_model(), "dwclip", (1, 8, 20, 70), "32", ["-mavx2", "-mfma"], avx2)]
+             (dw_model(), "dwclip", (1, 8, 20, 70), "32", ["-mavx2", "-mfma"], avx2),
+             (lrn_model(), "lrn", (1, 64, 10, 24), None, ["-march=native"], x86_fma),
+             (lrn_model(), "lrn", (1, 64, 10, 24), "32", ["-mavx2", "-mfma"], avx2)]
     for mdl, name, shape, vb, march, fma_checks in cases:
         label = f"{name}, vector bytes {vb or 'default'}, {' '.join(march)}"
         tmp = work / f"{name}_{vb or 'default'}"
@@ -149,7 +170,10 @@ def main(argv):
         path = tmp / f"{name}.onnx"
         path.write_bytes(mdl.SerializeToString())
         out = tmp / "c"
-        cmd = [kiln, "emit-c", str(path), "-o", str(out), "--name", "net"] + (["--vector-bytes", vb] if vb else [])
+        # the LRN as the bench builds it (--threads: the parallel loop over
+        # planes outlined; without it the planes and columns are one loop)
+        extra = (["--vector-bytes", vb] if vb else []) + (["--threads"] if name == "lrn" else [])
+        cmd = [kiln, "emit-c", str(path), "-o", str(out), "--name", "net"] + extra
         p = subprocess.run(cmd, capture_output=True, text=True)
         check(p.returncode == 0, f"{label}: emit-c ({p.stderr.strip()[-300:]})")
         src = (out / "net.c").read_text()
@@ -166,7 +190,15 @@ def main(argv):
                   "kiln_lim1" in src and
                   not [ln for ln in src.splitlines() if "x_y[" in ln and ("0x1.8p+2f" in ln or "0x0p+0f" in ln)],
                   f"{label}: the Clip's bounds read through kiln_opaque_f32 into kiln_lim locals")
-        if name == "dwclip" and fma_checks and p.returncode == 0:
+        if name == "lrn":
+            check("float sqrtf(float) __attribute__((const));" in src, f"{label}: sqrtf declared const")
+        if name == "lrn" and fma_checks and p.returncode == 0:
+            asm = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(obj)], capture_output=True,
+                                 text=True).stdout
+            calls = re.findall(r"call.*<sqrtf", asm)
+            check(re.search(r"vsqrtps", asm) and not calls,
+                  f"{label}: square roots in vsqrtps, no call to sqrtf ({len(calls)} calls)")
+        elif name == "dwclip" and fma_checks and p.returncode == 0:
             asm = "\n".join(function_asm(obj, k) for k in sorted(set(re.findall(r"void (k0_dw\w*)\(", src))))
             compares = re.findall(r"v?u?comis[sd]", asm)
             check(re.search(r"vmax[sp]s", asm) and re.search(r"vmin[sp]s", asm) and not compares,
@@ -193,7 +225,7 @@ def main(argv):
             print(f"skip: {label}: FMA instruction counts (not an x86-64 host with FMA/AVX2)")
         x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
         ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-        outs, _, err = zoo_run.run_c(kiln, path, {"x": x}, tmp / "run", ["--vector-bytes", vb] if vb else ())
+        outs, _, err = zoo_run.run_c(kiln, path, {"x": x}, tmp / "run", extra)
         y = next(iter(outs.values())) if outs and len(outs) == 1 else None
         check(err is None and y is not None and y.shape == ref.shape, f"{label}: the C program ran, one output ({err})")
         if y is not None and y.shape == ref.shape:
