@@ -101,4 +101,11 @@ int kiln_target_lanes(const kiln_target *t, kiln_dtype dt) {
   return n >= 1 ? n : 1;
 }
 
+int kiln_target_group_lanes(const kiln_target *t, kiln_dtype dt, int64_t n) {
+  int vw = kiln_target_lanes(t, dt);
+  for (int w = vw; w >= 4 && 4 * w >= vw; w /= 2)
+    if (w <= n) return w;
+  return 0;
+}
+
 int kiln_target_has_fma(const kiln_target *t) { return t->kind == KILN_TARGET_GPU || t->vector_bytes >= 32; }

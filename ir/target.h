@@ -75,6 +75,12 @@ kiln_target kiln_target_default(void);
 int kiln_target_has_fma(const kiln_target *t);
 /* Elements of dtype t in one vector (>= 1). */
 int kiln_target_lanes(const kiln_target *t, kiln_dtype dt);
+/* The lanes of the widest lane group (lane_statements) for n outputs of
+ * dtype dt: W = kiln_target_lanes, or W/2 or W/4 when n is shorter, 4
+ * lanes at least (an SSE register); 0 when n is shorter still.  The
+ * LLVM lane printer takes such narrow groups only as whole sequences
+ * (backends/llvm/llvm_lanes.c, narrow_width). */
+int kiln_target_group_lanes(const kiln_target *t, kiln_dtype dt, int64_t n);
 /* Cores this machine offers (>= 1). */
 int kiln_target_host_cores(void);
 

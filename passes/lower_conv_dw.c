@@ -63,7 +63,7 @@ typedef struct dw {
   kiln_dtype ct;
   int fma;
   int64_t vw;              /* the target's vector lanes of ct */
-  int lanes;               /* stride-2 interior columns in groups of vw (emit_lanes) */
+  int64_t gw;              /* stride-2 interior columns in groups of gw lanes (emit_lanes; 0: not) */
   int wl[TAPS_MAX], bl;    /* the plane's weights and bias (locals) */
   kiln_lx *xb, *yb;        /* plane offsets in X and Y */
   kiln_lx *nv, *mv;        /* n and m (the output store's logical index) */
@@ -165,7 +165,7 @@ static void col_fn(kiln_lctx *L, const dw *f, const span *rs, const span *cs) { 
  * every row of rs (tap_class 0 or 1: lane_groups checks). */
 static void emit_lanes(kiln_lctx *L, const dw *f, const span *rs, kiln_lx *o0) {
   int acc = -1;
-  for (int64_t j = 0; j < f->vw; j++) {
+  for (int64_t j = 0; j < f->gw; j++) {
     int v = kiln_lb_decl(B, f->ct, LOCAL(f->bl));
     if (j == 0) acc = v;
   }
@@ -175,13 +175,13 @@ static void emit_lanes(kiln_lctx *L, const dw *f, const span *rs, kiln_lx *o0) {
     for (int64_t kw = 0; kw < f->c.K; kw++) {
       kiln_lx *base = IADD(IADD(f->xb, IMUL(ih, f->c.in)), IADD(IMUL(o0, f->c.s), CI(kw * f->c.d - f->c.p)));
       kiln_lx *wv = LOCAL(f->wl[kh * f->c.K + kw]);
-      for (int64_t j = 0; j < f->vw; j++) {
+      for (int64_t j = 0; j < f->gw; j++) {
         kiln_lx *xv = kiln_lx_load(B, f->x, IADD(base, CI(j * f->c.s))), *a = LOCAL(acc + (int)j);
         kiln_lb_assign(B, acc + (int)j, f->fma ? kiln_lx_fma(B, wv, xv, a) : BIN(ADD, a, BIN(MUL, wv, xv)));
       }
     }
   }
-  for (int64_t j = 0; j < f->vw; j++) {
+  for (int64_t j = 0; j < f->gw; j++) {
     kiln_lx *ow = IADD(o0, CI(j));
     kiln_lx *idx[4] = {f->nv, f->mv, rs->o, ow};
     if (f->sp == 1) idx[2] = ow;
@@ -189,17 +189,17 @@ static void emit_lanes(kiln_lctx *L, const dw *f, const span *rs, kiln_lx *o0) {
   }
 }
 
-/* Interior columns [lo, hi) of rows rs in groups (f->lanes): whole groups
- * as a loop, then one more over the last vw columns, overlapping (the same
+/* Interior columns [lo, hi) of rows rs in groups of f->gw lanes: whole groups
+ * as a loop, then one more over the last gw columns, overlapping (the same
  * values again, as row_fn's stride-1 overlap); 0: not done. */
 static int lane_groups(kiln_lctx *L, const dw *f, const span *rs, int64_t lo, int64_t hi) {
   for (int64_t kh = 0; kh < f->r.K; kh++)
     if (tap_class(&f->r, rs, kh) == 2) return 0;
-  int64_t groups = (hi - lo) / f->vw;
+  int64_t groups = (hi - lo) / f->gw;
   kiln_lx *g = IDX(kiln_lb_for(B, groups, (kiln_sched){0}));
-  emit_lanes(L, f, rs, IADD(IMUL(g, f->vw), CI(lo)));
+  emit_lanes(L, f, rs, IADD(IMUL(g, f->gw), CI(lo)));
   kiln_lb_end(B);
-  if (hi - lo > groups * f->vw) emit_lanes(L, f, rs, CI(hi - f->vw));
+  if (hi - lo > groups * f->gw) emit_lanes(L, f, rs, CI(hi - f->gw));
   return 1;
 }
 
@@ -217,7 +217,7 @@ static void row_fn(kiln_lctx *L, const dw *f, const span *unused, const span *rs
   (void)unused;
   int64_t lo = f->c.lo, hi = f->c.hi, w = hi - lo;
   each_span(L, f, rs, 0, lo, EDGE_MAX, col_fn);
-  if (f->lanes && lane_groups(L, f, rs, lo, hi)) {
+  if (f->gw && lane_groups(L, f, rs, lo, hi)) {
     /* done */
   } else if (f->c.s == 1 && f->vw > 1 && w > f->vw && w % f->vw) {
     each_span(L, f, rs, lo, lo + w / f->vw * f->vw, 0, col_fn);
@@ -327,15 +327,20 @@ int kiln_lower_conv_dw(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g
   if (rpb > 0) nb = (inner + rpb - 1) / rpb;
 
   /* stride-2 rows of a vector of interior outputs or more, for a printer
-   * that makes lane statements vectors (kiln_target.lane_statements) */
-  const char *lanes_env = getenv("KILN_DW_LANES"); /* 0: off, for A/B runs (bench/README) */
-  f.lanes = L->target->lane_statements && !(lanes_env && !strcmp(lanes_env, "0")) && f.c.s == 2 && f.c.d == 1 &&
-            f.ct == KILN_DT_F32 && f.x->dtype == KILN_DT_F32 && f.vw > 1 && f.c.hi - f.c.lo >= f.vw;
+   * that makes lane statements vectors (kiln_target.lane_statements); rows
+   * shorter than a vector in groups of half or a quarter of it (MobileNetV2's
+   * 13 and 6 interior columns with AVX-512: 8 and 4 lanes).
+   * KILN_DW_LANES=0: off; =full: whole vectors only (for A/B runs, bench/README) */
+  const char *lanes_env = getenv("KILN_DW_LANES");
+  int lanes_ok = L->target->lane_statements && !(lanes_env && !strcmp(lanes_env, "0")) && f.c.s == 2 &&
+                 f.c.d == 1 && f.ct == KILN_DT_F32 && f.x->dtype == KILN_DT_F32 && f.vw > 1;
+  f.gw = lanes_ok ? kiln_target_group_lanes(L->target, f.ct, f.c.hi - f.c.lo) : 0;
+  if (lanes_env && !strcmp(lanes_env, "full") && f.gw < f.vw) f.gw = 0;
 
   kiln_lower_begin(L, n);
   kiln_lower_schedule(L, "depthwise, one pass, %s%s", flat ? "the plane as one flat run" : "row by row",
-                      f.lanes ? ", stride-2 rows in lane groups" : "");
-  if (f.lanes) B->k->explicit_vectors = 1;
+                      f.gw ? ", stride-2 rows in lane groups" : "");
+  if (f.gw) B->k->explicit_vectors = 1;
   kiln_lx *blk = IDX(kiln_lb_for(B, planes * nb, par_sched));
   kiln_lx *nm = nb == 1 ? blk : BIN(DIV, blk, CI(nb)), *band = nb == 1 ? CI(0) : BIN(REM, blk, CI(nb));
   int nml = kiln_lb_decl(B, KILN_DT_I64, nm);

@@ -380,7 +380,7 @@ static void sep_flat_rows(const pool_geom *G, int64_t *rlo, int64_t *rhi) {
   *rhi = hi;
 }
 
-static int separable_wanted(const kiln_lctx *L, const pool_geom *G) {
+static int separable_wanted(const kiln_lctx *L, const pool_geom *G, int64_t lanes_taken) {
   if (L->target->kind == KILN_TARGET_GPU || G->sp != 2 || !G->is_max || G->s[1] < 2 || G->d[0] != 1 ||
       G->d[1] != 1 || G->hi[1] <= G->lo[1])
     return 0;
@@ -392,10 +392,14 @@ static int separable_wanted(const kiln_lctx *L, const pool_geom *G) {
    * emit_dim's body (SqueezeNet's 55x55 -> 27x27 ran 0.049 ms there,
    * 0.054 here), unless a border column follows each row's interior and
    * they fill less than two vectors (GoogLeNet's 56x56 -> 28x28 with
-   * ceil_mode: 0.133 -> 0.094 ms in 16 lanes; in 8 lanes 0.097 -> 0.111) */
+   * ceil_mode: 0.133 -> 0.094 ms in 16 lanes; in 8 lanes 0.097 -> 0.111),
+   * unless those rows take whole lane groups (emit_lane_groups: the same
+   * 56x56 pool of GoogLeNet's 192 channels 0.080 -> 0.039 ms).  Rows
+   * shorter than a vector stay here: narrower groups lost (SqueezeNet's
+   * 27 -> 13 0.023 -> 0.031 ms, GoogLeNet's 28 -> 14 0.052 -> 0.078). */
   int64_t lanes = kiln_target_lanes(L->target, G->ct);
   int borders = G->lo[1] > 0 || G->hi[1] < G->out[1];
-  return G->out[1] < lanes || (borders && G->out[1] < 2 * lanes);
+  return G->out[1] < lanes || (borders && G->out[1] < 2 * lanes && lanes_taken < lanes);
 }
 
 /* One value of R: at ri, the max over the window's rows kh inside the
@@ -491,20 +495,26 @@ static void emit_separable(kiln_lctx *L, const pool_geom *G, int64_t planes) {
 }
 
 /* Max windows strided 2 along rows of at least a vector of interior
- * outputs, in float32 (the lane printer's vectors): emit_lane_groups.
+ * outputs, or of a half or a quarter of one (kiln_target_group_lanes), in
+ * float32 (the lane printer's vectors): emit_lane_groups, in groups of
+ * the lanes returned (0: not).  Narrow groups measured against the loop,
+ * 1-D rows of 14 outputs 0.0026 -> 0.0009 ms, 3-D 32 x 16^3 (8 outputs a
+ * row, 4 lanes) 0.107 -> 0.040, 32 x 28^3 0.55 -> 0.18 (AVX-512).
  * Measured against emit_dim's loop (bench/README, "Stride-2 max rows in
  * lane groups"): 64 x 112x112 with ceil_mode 0.147 -> 0.054 ms, with pad
  * 1 0.066 -> 0.053, SqueezeNet's 111 -> 55 0.059 -> 0.048 (AVX-512). */
-static int lanes_wanted(const kiln_lctx *L, const pool_geom *G) {
+static int64_t lanes_wanted(const kiln_lctx *L, const pool_geom *G) {
   int last = G->sp - 1;
   if (!L->target->lane_statements || !G->is_max || G->ct != KILN_DT_F32 || G->X->dtype != KILN_DT_F32 ||
       G->s[last] != 2 || G->d[last] != 1)
     return 0;
   /* 2-wide windows over rows of two vectors or more: the loop
    * vectoriser's interleaved pair is the groups' code without their
-   * overlap (VGG's 224 -> 112 with 8 lanes: 0.170 ms there, 0.194 here) */
-  int64_t w = kiln_target_lanes(L->target, G->ct), n = G->hi[last] - G->lo[last];
-  return w > 1 && n >= w && (G->K[last] > 2 || n < 2 * w);
+   * overlap (VGG's 224 -> 112 with 8 lanes: 0.170 ms there, 0.194 here).
+   * Rows shorter than a vector: groups of half or a quarter of it. */
+  int64_t vw = kiln_target_lanes(L->target, G->ct), n = G->hi[last] - G->lo[last];
+  int64_t w = kiln_target_group_lanes(L->target, G->ct, n);
+  return w > 1 && (G->K[last] > 2 || n < 2 * vw) ? w : 0;
 }
 
 /* 1: lowered n; 0: not a case for this form (nothing emitted). */
@@ -550,9 +560,13 @@ int kiln_lower_pool_fast(kiln_lctx *L, const kiln_node *n) {
   }
   G.X = kiln_lower_buf(L, x);
 
+  const char *lanes_env = getenv("KILN_POOL_LANES"); /* 0: off; full: whole vectors only (A/B runs, bench/README) */
+  int64_t lanes = lanes_env && !strcmp(lanes_env, "0") ? 0 : lanes_wanted(L, &G);
+  if (lanes_env && !strcmp(lanes_env, "full") && lanes < kiln_target_lanes(L->target, G.ct)) lanes = 0;
+
   kiln_lower_begin(L, n);
   const char *sep_env = getenv("KILN_POOL_SEPARABLE"); /* 0: off, for A/B runs (bench/README) */
-  if (separable_wanted(L, &G) && !(sep_env && !strcmp(sep_env, "0"))) {
+  if (separable_wanted(L, &G, lanes) && !(sep_env && !strcmp(sep_env, "0"))) {
     kiln_lower_schedule(L, "separable over each plane: window rows, then along rows, then picked");
     emit_separable(L, &G, x->dims[0] * x->dims[1]);
     return 1;
@@ -567,11 +581,8 @@ int kiln_lower_pool_fast(kiln_lctx *L, const kiln_node *n) {
   int64_t tap_list[MAX_SP][64];
   int nt[MAX_SP];
   G.flat = flat_wanted(&G);
-  const char *lanes_env = getenv("KILN_POOL_LANES"); /* 0: off, for A/B runs (bench/README) */
-  if (!G.flat && lanes_wanted(L, &G) && !(lanes_env && !strcmp(lanes_env, "0"))) {
-    G.lanes = kiln_target_lanes(L->target, G.ct);
-    B->k->explicit_vectors = 1;
-  }
+  if (!G.flat) G.lanes = lanes;
+  if (G.lanes > 1) B->k->explicit_vectors = 1;
   kiln_lower_schedule(L, "%s%s", G.flat ? "interior rows as one flat run, borders one by one"
                                        : "window unrolled, borders one by one",
                       G.lanes > 1 ? ", stride-2 rows in lane groups" : "");

@@ -26,9 +26,10 @@ typedef struct cg {
   int nslots;           /* this kernel's slots (the pool's slot is the next) */
   LLVMValueRef *index;  /* per loop var: the induction variable */
   LLVMValueRef *local;  /* per local: its alloca (a lane of a group's: llvm_lanes.c) */
-  LLVMValueRef *group;  /* per local starting a group of `lanes` f32 locals: the group's
-                           <lanes x float> alloca; NULL when lanes is 0 */
-  unsigned char *anchor; /* per local: a group may start there (llvm_lanes.c) */
+  LLVMValueRef *group;  /* per local starting a group of anchor[] f32 locals: the group's
+                           <anchor x float> alloca; NULL when lanes is 0 */
+  unsigned char *anchor; /* per local: 0, or a group of that many lanes may start there
+                           (`lanes`, or a half or quarter of it: llvm_lanes.c) */
   int lane_groups, lane_runs, lanes_max; /* groups and runs printed, widest (--time) */
   int lanes;            /* f32 lanes of this kernel's register tiles as vectors; 0: none */
   const kiln_ls *block; /* the statement list being printed (stmts): the loads beside a

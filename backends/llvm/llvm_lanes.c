@@ -161,7 +161,7 @@ static int classify(const cg *c, const run *r, const kiln_lx *const *e) {
   const kiln_lx *ch[KILN_LLVM_MAX_LANES];
   switch (e[0]->kind) {
   case KILN_LX_LOCAL:
-    if (e[0]->dtype != KILN_DT_F32 || !c->group[e[0]->var]) return NO;
+    if (e[0]->dtype != KILN_DT_F32 || !c->group[e[0]->var] || c->anchor[e[0]->var] != w) return NO;
     for (j = 1; j < w; j++)
       if (e[j]->var != e[0]->var + j) return NO;
     return LANES;
@@ -310,25 +310,39 @@ static LLVMValueRef vexpr(cg *c, const run *r, const kiln_lx *const *e) {
   }
 }
 
+/* Whether n consecutive statements, a sequence that ends there, may be
+ * a run or a group narrower than W: half or a quarter of it, 4 lanes or
+ * more (an SSE register).  The stride-2 rows too short for W lanes
+ * (lower_conv_dw.c, lower_pool_fast.c: MobileNetV2's 13- and 6-wide
+ * depthwise rows) are written in such groups. */
+static int narrow_width(const cg *c, int n) { return n >= 4 && (n == c->lanes / 2 || n == c->lanes / 4); }
+
 /* The run of DECLs/ASSIGNs (of one group) or STOREs starting at s: its
- * lane statements in st[], 0 when there is none. */
+ * lane statements in st[], 0 when there is none.  Its width: the group's
+ * (anchor[]), or for STOREs W, or the whole of a shorter sequence of
+ * narrow_width. */
 static int find_run(const cg *c, const kiln_ls *s, const kiln_ls **st, run *r, int decl_groups) {
+  if (c->lanes < 2 || (s->kind != KILN_LS_DECL && s->kind != KILN_LS_ASSIGN && s->kind != KILN_LS_STORE)) return 0;
   int w = c->lanes;
-  if (w < 2 || (s->kind != KILN_LS_DECL && s->kind != KILN_LS_ASSIGN && s->kind != KILN_LS_STORE)) return 0;
-  const kiln_ls *q = s;
-  for (int j = 0; j < w; j++, q = q->next) {
-    if (!q || q->kind != s->kind) return 0;
-    st[j] = q;
+  if (s->kind != KILN_LS_STORE) {
+    if (!decl_groups && !c->group[s->var]) return 0;
+    w = c->anchor[s->var];
+    if (w < 2) return 0;
   }
+  const kiln_ls *q = s;
+  int n = 0;
+  for (; n < w && q && q->kind == s->kind && (s->kind != KILN_LS_STORE || q->buf == s->buf); n++, q = q->next) st[n] = q;
+  if (n < w && (s->kind != KILN_LS_STORE || !narrow_width(c, n))) return 0;
+  w = n;
   *r = (run){.w = w, .lo = 0, .hi = 0, .store = NULL};
   if (s->kind == KILN_LS_STORE) {
     if (s->buf->dtype != KILN_DT_F32) return 0;
     for (int j = 1; j < w; j++)
-      if (st[j]->buf != s->buf || !index_step(s->index, st[j]->index, j)) return 0;
+      if (!index_step(s->index, st[j]->index, j)) return 0;
     r->store = s;
   } else {
     /* (an ASSIGN's dtype is its local's: its value's) */
-    if (s->value->dtype != KILN_DT_F32 || (!decl_groups && !c->group[s->var])) return 0;
+    if (s->value->dtype != KILN_DT_F32) return 0;
     for (int j = 1; j < w; j++)
       if (st[j]->var != s->var + j || st[j]->value->dtype != KILN_DT_F32) return 0;
     r->lo = s->var, r->hi = s->var + w;
@@ -344,13 +358,17 @@ static int find_run(const cg *c, const kiln_ls *s, const kiln_ls **st, run *r, i
  * or reading them as one operand, lane by lane, anchors a group at v.
  * Windows are taken greedily from the start of each such sequence, as
  * the lowering lays its tile rows out. */
+static void anchor(cg *c, int var, int w) {
+  if (c->anchor[var] < w) c->anchor[var] = (unsigned char)w;
+}
+
 static void operand_anchors(cg *c, const kiln_lx *const *e, int w) {
   int j;
   for (j = 1; j < w && e[j]->kind == e[0]->kind; j++) {}
   if (j < w) return;
   if (e[0]->kind == KILN_LX_LOCAL) {
     for (j = 1; j < w && e[j]->var == e[0]->var + j; j++) {}
-    if (j == w) c->anchor[e[0]->var] = 1;
+    if (j == w) anchor(c, e[0]->var, w);
     return;
   }
   const kiln_lx *ch[KILN_LLVM_MAX_LANES];
@@ -364,6 +382,7 @@ static void operand_anchors(cg *c, const kiln_lx *const *e, int w) {
   }
 }
 
+/* Windows of W statements, or a whole sequence of narrow_width. */
 static void anchor_block(cg *c, const kiln_ls *q) {
   int w = c->lanes;
   while (q) {
@@ -374,14 +393,14 @@ static void anchor_block(cg *c, const kiln_ls *q) {
                                      : (q->kind == KILN_LS_DECL || q->kind == KILN_LS_ASSIGN) && r->var == q->var + j);
          j++, r = r->next)
       st[j] = r;
-    if (j < w) {
+    if (j < w && !narrow_width(c, j)) {
       q = q->next;
       continue;
     }
-    if (q->kind != KILN_LS_STORE) c->anchor[q->var] = 1;
+    if (q->kind != KILN_LS_STORE) anchor(c, q->var, j);
     const kiln_lx *v[KILN_LLVM_MAX_LANES];
-    for (j = 0; j < w; j++) v[j] = st[j]->value;
-    operand_anchors(c, v, w);
+    for (int k = 0; k < j; k++) v[k] = st[k]->value;
+    operand_anchors(c, v, j);
     q = r; /* the next window starts after this one */
   }
 }
@@ -412,15 +431,15 @@ int kiln_llvm_lane_alloca(cg *c, const kiln_ls *s) {
     return 1;
   }
   LLVMTypeRef f32 = LLVMFloatTypeInContext(c->ctx), i32 = LLVMInt32TypeInContext(c->ctx);
-  LLVMTypeRef vt = LLVMVectorType(f32, (unsigned)c->lanes);
+  LLVMTypeRef vt = LLVMVectorType(f32, (unsigned)r.w);
   LLVMValueRef g = LLVMBuildAlloca(c->b, vt, "g");
   c->lane_groups++;
   c->group[s->var] = g;
-  for (int j = 0; j < c->lanes; j++) {
+  for (int j = 0; j < r.w; j++) {
     LLVMValueRef idx[2] = {LLVMConstInt(i32, 0, 0), LLVMConstInt(i32, (unsigned long long)j, 0)};
     c->local[s->var + j] = LLVMBuildInBoundsGEP2(c->b, vt, g, idx, 2, "");
   }
-  return c->lanes;
+  return r.w;
 }
 
 /* Prints the run starting at s as vector statements; its last statement,

@@ -142,6 +142,16 @@ def build_cases(rng):
     c["lanes_1d_s2_w70"] = dw(rng, (2, 3, 70), [3], strides=[2], pads=[1, 1])
     c["lanes_s2_whole_groups_w66"] = dw(rng, (1, 4, 7, 66), [3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
     c["lanes_s2_bigpad_rows"] = dw(rng, (1, 2, 6, 40), [3, 3], strides=[2, 2], pads=[6, 1, 7, 1])
+    # rows shorter than a vector: groups of half or a quarter of it (4 lanes at least):
+    # MobileNetV2's 13 interior columns (8 lanes with AVX-512, overlapping) and 6 (4 lanes),
+    # 4 (one group of 4), 8 with a 5x5 window, 1-D, and 3 (too short: the loop)
+    c["lanes_narrow_s2_w28_relu6"] = dw(rng, (1, 6, 28, 28), [3, 3], strides=[2, 2], pads=[1, 1, 1, 1], relu6=True)
+    c["lanes_narrow_s2_w14_residual"] = dw(rng, (1, 5, 14, 14), [3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                                           residual=True, threads=2)
+    c["lanes_narrow_s2_w10"] = dw(rng, (2, 3, 10, 10), [3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    c["lanes_narrow_s2_5x5_w20"] = dw(rng, (1, 3, 20, 20), [5, 5], strides=[2, 2], pads=[2, 2, 2, 2])
+    c["lanes_narrow_1d_s2_w20"] = dw(rng, (2, 3, 20), [3], strides=[2], pads=[1, 1])
+    c["lanes_narrow_s2_w8_loop"] = dw(rng, (1, 2, 8, 8), [3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
     return c
 
 

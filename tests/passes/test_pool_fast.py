@@ -210,6 +210,15 @@ def build_cases(rng):
         pool_case(rng, "max_lanes_1d", M, [2, 3, 101], [3], [2], pads=[1, 1]),
         pool_case(rng, "max_lanes_3d", M, [1, 2, 5, 9, 40], [3, 3, 3], [2, 2, 2], pads=[1] * 6),
         pool_case(rng, "max_lanes_f16", M, [1, 3, 40, 50], [3, 3], [2, 2], pads=[1, 1, 1, 1], dtype=np.float16),
+        # rows shorter than a vector, in groups of half or a quarter of it (4 lanes at
+        # least): 1-D rows of 13 and 6 interior outputs, 3-D rows of 7 with NaNs and
+        # infinities, a row of exactly 4; and GoogLeNet's 56 -> 28 ceil_mode rows (27
+        # interior and a border column), whole groups where the separable form was taken
+        pool_case(rng, "max_lanes_narrow_1d_13", M, [2, 5, 28], [3], [2], pads=[1, 1]),
+        pool_case(rng, "max_lanes_narrow_1d_6_nan", M, [1, 7, 14], [3], [2], pads=[1, 1], nan=8),
+        pool_case(rng, "max_lanes_narrow_3d_7_nan", M, [1, 3, 9, 11, 16], [3, 3, 3], [2, 2, 2], pads=[1] * 6, nan=30),
+        pool_case(rng, "max_lanes_narrow_1d_4", M, [1, 3, 9], [3], [2]),
+        pool_case(rng, "max_lanes_googlenet_56_ceil", M, [1, 6, 56, 56], [3, 3], [2, 2], ceil=1, nan=20),
         pool_case(rng, "max_3x3_s3_ceil_asym", M, [1, 3, 14, 17], [3, 3], [3, 3], pads=[0, 1, 2, 0], ceil=1),
         pool_case(rng, "max_dilated", M, [1, 2, 15, 13], [3, 2], [1, 2], d=[2, 3], pads=[2, 1, 2, 1]),
         pool_case(rng, "max_1d", M, [2, 3, 31], [4], [3], pads=[1, 2], ceil=1),
