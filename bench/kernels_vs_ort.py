@@ -126,12 +126,35 @@ def owner_map(model, kiln_nodes):
 
 
 def ort_base(name):
-    """An ORT node name without the suffixes its optimisers add."""
+    """An ORT node name without the prefix and suffixes its optimisers add
+    (float16 models: the f32 kernel between its inserted Casts is
+    "InsertedPrecisionFreeCast_" + its name)."""
+    prefix = "InsertedPrecisionFreeCast_"
+    if name.startswith(prefix):
+        name = name[len(prefix):]
     for suffix in ("_nchwc", "_token"):
         i = name.find(suffix)
         if i > 0:
             name = name[:i]
     return name
+
+
+def named_copy(model, work):
+    """model, or a copy in work whose unnamed nodes are named after their
+    first output: the two runtimes name unnamed nodes differently (kiln by
+    op type, ORT by op type and position), so the kernels would not match
+    (the bundled float16 SqueezeNet has no node names)."""
+    m = onnx.load(model)
+    if all(n.name for n in m.graph.node):
+        return model
+    taken = {n.name for n in m.graph.node}
+    for n in m.graph.node:
+        if not n.name and n.output and n.output[0] not in taken:
+            n.name = n.output[0]
+            taken.add(n.name)
+    path = os.path.join(work, os.path.basename(model))
+    onnx.save(m, path)
+    return path
 
 
 def main(argv):
@@ -147,11 +170,12 @@ def main(argv):
     counts = [a.threads] + ([a.scaling] if a.scaling else [])
     kiln_ms, ort_ms, nodes = {t: {} for t in counts}, {t: {} for t in counts}, {}
     with tempfile.TemporaryDirectory() as work:
+        a.model = named_copy(a.model, work)
         for _ in range(a.rounds):
             for t in counts:
                 nodes = kiln_kernels(a.kiln, a.model, t, kiln_ms[t])
                 ort_round(a.model, t, ort_ms[t], work)
-    owner = owner_map(a.model, nodes)
+        owner = owner_map(a.model, nodes)
     ort_of = {}  # thread count -> {kiln kernel: (ORT ms, ORT nodes)}
     for t in counts:
         took = collections.defaultdict(list)
