@@ -311,11 +311,13 @@ static LLVMValueRef vexpr(cg *c, const run *r, const kiln_lx *const *e) {
 }
 
 /* Whether n consecutive statements, a sequence that ends there, may be
- * a run or a group narrower than W: half or a quarter of it, 4 lanes or
- * more (an SSE register).  The stride-2 rows too short for W lanes
- * (lower_conv_dw.c, lower_pool_fast.c: MobileNetV2's 13- and 6-wide
- * depthwise rows) are written in such groups. */
-static int narrow_width(const cg *c, int n) { return n >= 4 && (n == c->lanes / 2 || n == c->lanes / 4); }
+ * a run or a group narrower than W: a width kiln_target_group_lanes gives
+ * (half or a quarter of W, 4 lanes or more), the one rule the lowerings
+ * write stride-2 rows too short for W lanes by (lower_conv_dw.c,
+ * lower_pool_fast.c: MobileNetV2's 13- and 6-wide depthwise rows). */
+static int narrow_width(const cg *c, int n) {
+  return n > 0 && n < c->lanes && kiln_target_group_lanes(&c->prog->target, KILN_DT_F32, n) == n;
+}
 
 /* The run of DECLs/ASSIGNs (of one group) or STOREs starting at s: its
  * lane statements in st[], 0 when there is none.  Its width: the group's
