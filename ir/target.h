@@ -51,6 +51,8 @@ typedef struct kiln_target {
   int lean_memory;          /* CPU: scratch only where the plain memory plan leaves room, counted
                                exactly, and strided convolutions that read X in place where the
                                phase planes fit nowhere (`--lean-memory`; passes/live_values.c) */
+  int layout_nchwc;         /* CPU: values between direct convolutions channel-blocked
+                               (passes/layout_nchwc.c); `--layout plain` clears it */
 } kiln_target;
 
 /* A CPU with `vector_bytes`-wide vectors and `cores` cores (< 1: 1); the

@@ -6,11 +6,13 @@
 int kiln_conv_setup(kiln_lctx *L, const kiln_node *n, kiln_conv_geom *g) {
   const kiln_attrs_conv *a = n->attrs;
   const kiln_value *x = n->in[0], *w = n->in[1], *y = n->out[0];
+  /* a Conv's X and result may be blocked (layout_nchwc.c): kiln_lower_conv
+   * gives those to the one schedule that reads and writes them */
   for (int k = 0; k < n->nin; k++)
-    if (n->in[k] && n->in[k]->layout != KILN_LAYOUT_PLAIN)
+    if (n->in[k] && n->in[k]->layout != KILN_LAYOUT_PLAIN && !(k == 0 && n->op == KILN_OP_CONV))
       return kiln_lower_fail(L, n, "input '%s' has a blocked layout, which %s does not lower yet", n->in[k]->name,
                              kiln_op_get(n->op)->name);
-  if (y->layout != KILN_LAYOUT_PLAIN)
+  if (y->layout != KILN_LAYOUT_PLAIN && n->op != KILN_OP_CONV)
     return kiln_lower_fail(L, n, "output '%s' has a blocked layout, which %s does not lower yet", y->name,
                            kiln_op_get(n->op)->name);
   if (!kiln_dtype_is_float(x->dtype) || w->dtype != x->dtype)

@@ -68,6 +68,13 @@ int kiln_lower_conv_dw(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g
  * Convolutions summing fewer than KILN_CONV_RB_MIN_TERMS products per
  * output stay off that path. */
 enum { KILN_CONV_RB_MB_MAX = 8, KILN_CONV_RB_VL_MAX = 64, KILN_CONV_RB_MIN_TERMS = 32 };
+/* The strided kernel's limits (lower_conv_strided.c), which the NCHWc
+ * layout pass (layout_nchwc.c) asks before it blocks a convolution's
+ * values: outputs a tile, taps of a window row, products an output. */
+enum { KILN_CONV_NCHWC_PB = 6, KILN_CONV_NCHWC_K_MAX = 11, KILN_CONV_NCHWC_MIN_TERMS = KILN_CONV_RB_MIN_TERMS };
+/* Whether Conv n is one the NCHWc layout pass may give blocked values
+ * (block b): the shapes lower_conv_strided.c takes from either layout. */
+int kiln_conv_nchwc_shape(const kiln_node *n, int64_t b);
 void kiln_conv_reg_shape(const kiln_target *t, kiln_dtype ct, int64_t Mg, int64_t *mb, int64_t *vl);
 
 /* Conv as a GEMM over im2col rows (lower_conv_im2col.c): wanted for one

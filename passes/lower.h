@@ -170,6 +170,10 @@ void kiln_lower_store(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx **idx,
 int kiln_lower_pointwise_steps(const kiln_node *n);
 kiln_lx *kiln_lower_apply_steps(kiln_lctx *L, const kiln_node *n, kiln_lx *value, int count);
 void kiln_lower_store_rest(kiln_lctx *L, const kiln_node *n, kiln_lx **idx, kiln_lx *flat, kiln_lx *value, int done);
+/* The same with off the element's offset in the result's buffer and in
+ * every epilogue operand's: one layout and shape for all of them (the
+ * NCHWc convolution's blocked result and residual, kiln_epilogue_refusal). */
+void kiln_lower_store_phys(kiln_lctx *L, const kiln_node *n, kiln_lx *off, kiln_lx *value, int done);
 /* Gemm's v * alpha + C[i, j] * beta, C (numpy-broadcast to [M, N]) read
  * from buffer c, skipped when c is NULL, C absent or beta 0; any other
  * node (MatMul): v.  The one statement of Gemm's scaling, for the CPU

@@ -1332,6 +1332,9 @@ int kiln_lower_conv(kiln_lctx *L, const kiln_node *n) {
    * then the GEMM schedules, for the shapes their rules name (conv_def.h):
    * convolutions on maps up to 13x13 (lower_conv_gemmt.c), 3x3 stems and 1x1 with
    * 8..31 input channels (lower_conv_im2col.c) */
+  /* blocked X or result (layout_nchwc.c): the one schedule that takes them */
+  if (n->in[0]->layout != KILN_LAYOUT_PLAIN || kiln_lower_result(n, 0)->layout != KILN_LAYOUT_PLAIN)
+    return kiln_lower_conv_strided(L, n, &g);
   int wg = kiln_lower_conv_winograd(L, n, &g);
   if (!wg) return 0;
   /* a fused pool (fuse_pool.c) the schedule cannot pool: without it

@@ -45,7 +45,7 @@ static const kiln_sched par = {.parallel = 1};
 
 /* PB outputs a tile; taps along a row unrolled up to ST_K_MAX; at most
  * ST_RV_MAX channels a block. */
-enum { ST_PB = 6, ST_K_MAX = 11, ST_RV_MAX = 64 };
+enum { ST_PB = KILN_CONV_NCHWC_PB, ST_K_MAX = KILN_CONV_NCHWC_K_MAX, ST_RV_MAX = 64 };
 
 static int64_t vectors(const kiln_target *t) { return t->vector_bytes >= 64 ? 4 : 2; }
 
@@ -57,7 +57,8 @@ typedef struct strided {
   int64_t RV, K;      /* channels a block; K = C x taps, the weights' row */
   int pre, fma;       /* leading pointwise epilogue steps applied in registers; FMA */
   int row_check;      /* some rows of a window fall outside X */
-  kiln_lx *xb, *wb, *tb, *oy, *m0, *nimg;  /* per item */
+  int64_t xblk, yblk; /* X's, the result's NCHWc block (layout_nchwc.c), 0: plain */
+  kiln_lx *xb, *wb, *tb, *oy, *m0, *nimg, *yb;  /* per item (yb: the blocked result's row) */
 } strided;
 
 int kiln_conv_strided_wanted(kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g, int planes_fit) {
@@ -93,11 +94,16 @@ static void emit_tile(kiln_lctx *L, const strided *f, kiln_lx *ox0, int64_t ox0s
     for (int64_t l = 0; l < rvl; l++) acc[p * rvl + l] = kiln_lb_decl(B, f->ct, LOCAL(bl[l]));
   B->k->explicit_vectors = 1;
   B->k->reused_vectors = 1; /* wl[] serve every output p */
-  kiln_lx *c = IDX(kiln_lb_for(B, g->C, seq));
+  /* blocked X: channel c = cb*b + ci is element ci of a position's line */
+  int64_t xs = f->xblk ? f->xblk : 1;
+  kiln_lx *cb = f->xblk ? IDX(kiln_lb_for(B, g->C / xs, seq)) : NULL;
+  kiln_lx *ci = f->xblk ? IDX(kiln_lb_for(B, xs, seq)) : NULL;
+  kiln_lx *c = f->xblk ? IADD(IMUL(cb, xs), ci) : IDX(kiln_lb_for(B, g->C, seq));
   kiln_lx *ky = K0 > 1 ? IDX(kiln_lb_for(B, K0, seq)) : CI(0);
   kiln_lx *iy = IADD(IADD(IMUL(f->oy, g->s[0]), ky), CI(-g->pb[0]));
   if (f->row_check) kiln_lb_if(B, BIN(AND, BIN(LE, CI(0), iy), BIN(LT, iy, CI(H))));
-  int xr = kiln_lb_decl(B, KILN_DT_I64, IADD(IADD(f->xb, IMUL(c, H * W)), IMUL(iy, W)));
+  int xr = kiln_lb_decl(B, KILN_DT_I64, f->xblk ? IADD(IADD(IADD(f->xb, IMUL(cb, H * W * xs)), IMUL(iy, W * xs)), ci)
+                                                : IADD(IADD(f->xb, IMUL(c, H * W)), IMUL(iy, W)));
   int wr = kiln_lb_decl(B, KILN_DT_I64, IADD(f->wb, IMUL(IADD(IMUL(c, K0 * K1), IMUL(ky, K1)), f->RV)));
   for (int64_t kx = 0; kx < K1; kx++) {
     int inside[ST_PB], any = 0;
@@ -112,7 +118,7 @@ static void emit_tile(kiln_lctx *L, const strided *f, kiln_lx *ox0, int64_t ox0s
     for (int64_t p = 0; p < pb; p++) {
       /* a column outside X is X's zero padding: a product of 0, as the
        * definition has it (skipping it left LLVM shuffling the tile's lanes) */
-      kiln_lx *col = ox0s >= 0 ? CI((ox0s + p) * s1 - p1 + kx) : IADD(IMUL(ox0, s1), CI(p * s1 - p1 + kx));
+      kiln_lx *col = ox0s >= 0 ? CI(((ox0s + p) * s1 - p1 + kx) * xs) : IADD(IMUL(ox0, s1 * xs), CI((p * s1 - p1 + kx) * xs));
       int xl = kiln_lb_decl(B, f->ct, inside[p] ? kiln_lower_load(L, f->x, IADD(LOCAL(xr), col)) : kiln_lx_const_f(B, f->ct, 0));
       for (int64_t l = 0; l < rvl; l++) {
         int a = acc[p * rvl + l];
@@ -121,10 +127,15 @@ static void emit_tile(kiln_lctx *L, const strided *f, kiln_lx *ox0, int64_t ox0s
       }
     }
   }
-  kiln_lower_close(L, 1 + (K0 > 1) + f->row_check);
+  kiln_lower_close(L, 1 + (f->xblk > 0) + (K0 > 1) + f->row_check);
+  int64_t yb = f->yblk, plane = g->out[0] * g->out[1] * yb;
   for (int64_t p = 0; p < pb; p++)
     for (int64_t l = 0; l < rvl; l++) {
-      if (f->yt) {
+      if (yb) { /* blocked result: lane l is element l % b of block m0/b + l/b's line at (oy, ox0 + p) */
+        kiln_lx *row = IADD(IADD(f->yb, CI(l / yb * plane)), IMUL(IADD(ox0, CI(p)), yb));
+        kiln_lower_store_phys(L, f->n, IADD(row, CI(l % yb)), kiln_lower_apply_steps(L, f->n, LOCAL(acc[p * rvl + l]), f->pre),
+                              f->pre);
+      } else if (f->yt) {
         kiln_lb_store(B, f->yt, IADD(IADD(f->tb, IMUL(IADD(ox0, CI(p)), f->RV)), CI(l)),
                       kiln_lower_apply_steps(L, f->n, LOCAL(acc[p * rvl + l]), f->pre));
       } else if (l < mv) { /* no room for Yt: each sum straight to Y, the whole epilogue on the way */
@@ -173,21 +184,31 @@ int kiln_lower_conv_strided(kiln_lctx *L, const kiln_node *n, const kiln_conv_ge
   f.x = kiln_lower_buf(L, n->in[0]);
   f.fma = kiln_target_has_fma(L->target);
   f.pre = kiln_lower_pointwise_steps(n);
+  const kiln_value *res = kiln_lower_result(n, 0);
+  f.xblk = n->in[0]->layout == KILN_LAYOUT_NCHWC ? n->in[0]->layout_block : 0;
+  f.yblk = res->layout == KILN_LAYOUT_NCHWC ? res->layout_block : 0;
+  if ((f.xblk && (f.xblk != lanes || g->C % f.xblk)) || (f.yblk && (f.yblk != lanes || g->M % f.yblk)) ||
+      !kiln_lower_fixed_weight(L, n->in[1]) || g->sp != 2 || g->G != 1 || n->in[0]->dtype != f.ct)
+    return kiln_lower_fail(L, n, "internal: a blocked layout on a convolution the NCHWc schedule does not take");
   f.row_check = g->pb[0] > 0 || (g->out[0] - 1) * g->s[0] - g->pb[0] + g->K[0] - 1 >= g->in[0];
   int64_t OH = g->out[0], OW = g->out[1], nb = (g->M + f.RV - 1) / f.RV, nbfull = g->M / f.RV, mtail = g->M % f.RV;
   int64_t items = g->N * nb * OH, cores = L->target->cores < 1 ? 1 : L->target->cores;
   int64_t slots = cores < items ? cores : items, per = (items + slots - 1) / slots;
   char name[256];
   kiln_lower_begin(L, n);
-  kiln_lower_schedule(L, "direct, vectors along output channels, reading X in place, weights blocked by %lld",
-                      (long long)f.RV);
+  kiln_lower_schedule(L, "direct, vectors along output channels, reading X in place, weights blocked by %lld%s%s",
+                      (long long)f.RV, f.xblk ? ", X NCHWc" : "", f.yblk ? ", Y NCHWc" : "");
   /* a row of sums a slot, where the plain plan leaves room for them (the
    * copy out of them is vector stores and one scalar pass); else each sum
    * is stored straight into Y, a scalar store a lane (ResNet-50's
    * layer2.0.downsample runs where the plan peaks: no room at all) */
   int64_t room = kiln_lower_scratch_room(L, n), rows = slots * OW * f.RV;
   const char *env = getenv("KILN_STRIDED");
-  if (room < 0 || rows * (int64_t)kiln_dtype_size(f.ct) <= room || (env && !strcmp(env, "1r"))) {
+  if (f.yblk) {
+    /* each output stored once, by one lane of one tile, as a vector of
+     * its line; a residual read at its own offset: it may overwrite that input */
+    L->b.k->stores_once = kiln_lower_buf(L, res);
+  } else if (room < 0 || rows * (int64_t)kiln_dtype_size(f.ct) <= room || (env && !strcmp(env, "1r"))) {
     snprintf(name, sizeof name, "%s.rows", n->out[0]->name);
     f.yt = kiln_lower_scratch(L, name, f.ct, rows);
   } else {
@@ -209,6 +230,8 @@ int kiln_lower_conv_strided(kiln_lctx *L, const kiln_node *n, const kiln_conv_ge
   int xb = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(nv), g->C * g->isz));
   int wb = kiln_lb_decl(B, KILN_DT_I64, IMUL(LOCAL(bi), f.K * f.RV));
   f.nimg = LOCAL(nv), f.oy = LOCAL(oy), f.m0 = LOCAL(m0), f.xb = LOCAL(xb), f.wb = LOCAL(wb), f.tb = tb;
+  if (f.yblk) /* the item's row in block m0/b: ((n*(M/b) + m0/b)*OH + oy)*OW*b */
+    f.yb = LOCAL(kiln_lb_decl(B, KILN_DT_I64, IMUL(IADD(IMUL(IADD(IMUL(LOCAL(nv), g->M / f.yblk), IMUL(LOCAL(bi), f.RV / f.yblk)), OH), LOCAL(oy)), OW * f.yblk)));
   if (nbfull && mtail) kiln_lb_if(B, BIN(LT, LOCAL(bi), CI(nbfull)));
   if (nbfull) emit_row(L, &f, f.RV, f.RV);
   if (nbfull && mtail) kiln_lb_else(B);

@@ -85,8 +85,13 @@ int kiln_epilogue_refusal(const kiln_graph *g, const kiln_node *n, kiln_epi_refu
     else if (!pool && !same_dims(st->out[0], prev)) what = "changes the shape";
     else if (pool && (st->out[0]->layout != KILN_LAYOUT_PLAIN || prev->layout != KILN_LAYOUT_PLAIN))
       what = "is a pool in a blocked layout";
+    /* a blocked operand only beside a result of its layout and shape (the
+     * NCHWc convolution loads it at the store's own offset) */
+    const kiln_value *res = n->epi.steps[n->epi.nsteps - 1]->out[0];
     for (int k = 0; k < st->nin && !what; k++)
-      if (st->in[k] && st->in[k] != prev && st->in[k]->layout != KILN_LAYOUT_PLAIN) what = "has an operand in a blocked layout";
+      if (st->in[k] && st->in[k] != prev && st->in[k]->layout != KILN_LAYOUT_PLAIN &&
+          (st->in[k]->layout != res->layout || st->in[k]->layout_block != res->layout_block || !same_dims(st->in[k], res)))
+        what = "has an operand in a blocked layout";
     if (what) {
       *r = (kiln_epi_refusal){.what = what, .step = s, .node = st};
       return 1;
@@ -129,6 +134,7 @@ typedef struct oindex {
   kiln_lx *idx[KILN_MAX_RANK];
   int have_idx;
   kiln_lx *flat;
+  kiln_lx *phys; /* kiln_lower_store_phys: the offset in every operand and the result */
 } oindex;
 
 static kiln_lx **logical(kiln_lctx *L, oindex *o) {
@@ -146,15 +152,14 @@ static kiln_lx **logical(kiln_lctx *L, oindex *o) {
 
 /* Offset into v (whose dims equal the output's, or broadcast to them). */
 static kiln_lx *operand_offset(kiln_lctx *L, oindex *o, const kiln_value *v) {
+  if (o->phys) return o->phys; /* same layout and dims (kiln_epilogue_refusal) */
   if (v->layout != KILN_LAYOUT_PLAIN) return kiln_lower_addr(L, v, logical(L, o)); /* same dims (checked) */
   if (o->flat && same_dims(v, o->y)) return o->flat;
   return kiln_lower_bcast_offset(L, v, o->y->rank, logical(L, o));
 }
 
-kiln_lx *kiln_lower_apply(kiln_lctx *L, const kiln_node *st, const kiln_value *prev, kiln_lx *carried,
-                          const kiln_value *y, kiln_lx **idx, kiln_lx *flat) {
-  oindex o = {.y = y, .flat = flat, .have_idx = idx != NULL};
-  if (idx) memcpy(o.idx, idx, (size_t)y->rank * sizeof *idx);
+/* One step at output index o (its logical index computed once, kept in o). */
+static kiln_lx *apply_at(kiln_lctx *L, const kiln_node *st, const kiln_value *prev, kiln_lx *carried, oindex *o) {
   const kiln_op_info *info = kiln_op_get(st->op);
   kiln_lx *in[64];
   if (st->nin > 64) {
@@ -168,10 +173,17 @@ kiln_lx *kiln_lower_apply(kiln_lctx *L, const kiln_node *st, const kiln_value *p
     if (!st->in[k] || s.constant) continue;
     kiln_lx *v;
     if (prev && st->in[k] == prev) v = kiln_lx_cast(LB, prev->dtype, carried); /* as stored, then reloaded */
-    else v = kiln_lx_load(LB, kiln_lower_buf(L, st->in[k]), operand_offset(L, &o, st->in[k]));
+    else v = kiln_lx_load(LB, kiln_lower_buf(L, st->in[k]), operand_offset(L, o, st->in[k]));
     in[k] = st->op == KILN_OP_CAST ? v : kiln_lx_cast(LB, kiln_lower_ctype(v->dtype), v);
   }
   return info->scalar(L, st, in);
+}
+
+kiln_lx *kiln_lower_apply(kiln_lctx *L, const kiln_node *st, const kiln_value *prev, kiln_lx *carried,
+                          const kiln_value *y, kiln_lx **idx, kiln_lx *flat) {
+  oindex o = {.y = y, .flat = flat, .have_idx = idx != NULL};
+  if (idx) memcpy(o.idx, idx, (size_t)y->rank * sizeof *idx);
+  return apply_at(L, st, prev, carried, &o);
 }
 
 int kiln_lower_pointwise_steps(const kiln_node *n) {
@@ -202,16 +214,16 @@ kiln_lx *kiln_lower_apply_steps(kiln_lctx *L, const kiln_node *n, kiln_lx *value
   return value;
 }
 
-static void store_steps(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx **idx, kiln_lx *flat, kiln_lx *value,
-                        int done) {
+static void store_steps(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx **idx, kiln_lx *flat, kiln_lx *phys,
+                        kiln_lx *value, int done) {
   const kiln_value *y = n->out[slot];
-  oindex o = {.y = y, .flat = flat, .have_idx = idx != NULL};
+  oindex o = {.y = y, .flat = flat, .have_idx = idx != NULL, .phys = phys};
   if (idx) memcpy(o.idx, idx, (size_t)y->rank * sizeof *idx);
   const kiln_value *res = slot == 0 && done > 0 ? n->epi.steps[done - 1]->out[0] : y;
   if (slot == 0)
     for (int s = done; s < n->epi.nsteps && value && kiln_op_get(n->epi.steps[s]->op)->scalar; s++) {
       const kiln_node *st = n->epi.steps[s];
-      value = kiln_lower_apply(L, st, res, value, y, o.have_idx ? logical(L, &o) : NULL, o.flat);
+      value = apply_at(L, st, res, value, &o);
       res = st->out[0];
     }
   if (!value) return; /* the step's scalar function failed; L->d says why */
@@ -219,16 +231,20 @@ static void store_steps(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx **id
     kiln_lower_fail(L, n, "internal: a single-output store into a fused pool");
     return;
   }
-  kiln_lx *off = o.flat && res->layout == KILN_LAYOUT_PLAIN ? o.flat : kiln_lower_addr(L, res, logical(L, &o));
+  kiln_lx *off = phys ? phys : o.flat && res->layout == KILN_LAYOUT_PLAIN ? o.flat : kiln_lower_addr(L, res, logical(L, &o));
   kiln_lb_store(LB, kiln_lower_buf(L, res), off, value);
 }
 
 void kiln_lower_store(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx **idx, kiln_lx *flat, kiln_lx *value) {
-  store_steps(L, n, slot, idx, flat, value, 0);
+  store_steps(L, n, slot, idx, flat, NULL, value, 0);
 }
 
 void kiln_lower_store_rest(kiln_lctx *L, const kiln_node *n, kiln_lx **idx, kiln_lx *flat, kiln_lx *value, int done) {
-  store_steps(L, n, 0, idx, flat, value, done);
+  store_steps(L, n, 0, idx, flat, NULL, value, done);
+}
+
+void kiln_lower_store_phys(kiln_lctx *L, const kiln_node *n, kiln_lx *off, kiln_lx *value, int done) {
+  store_steps(L, n, 0, NULL, NULL, off, value, done);
 }
 
 void kiln_lower_store_output(kiln_lctx *L, const kiln_node *n, int slot, kiln_lx **idx, kiln_lx *value) {

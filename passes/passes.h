@@ -47,6 +47,10 @@ int kiln_epilogue_try_append(kiln_graph *g, kiln_node *into, kiln_node *step, in
  * fuse_pool.c. */
 int kiln_pass_fuse_pool(kiln_graph *g, const struct kiln_target *t, kiln_diag *d);
 
+/* Stores the values passed between direct convolutions channel-blocked
+ * (NCHWc) on a CPU target that asks for it; see layout_nchwc.c. */
+int kiln_pass_layout_nchwc(kiln_graph *g, const struct kiln_target *t, kiln_diag *d);
+
 /* Reads the model's `kiln.state` metadata (PARAM=VALUE,...): PARAM becomes
  * state, VALUE updates it in place on every run; see state.c. */
 int kiln_pass_bind_state(kiln_graph *g, kiln_diag *d);

@@ -1,4 +1,4 @@
-/* The pipeline: import -> infer-shapes -> [train] -> [per-image] -> fold-batchnorm -> dense-gemm -> widen-f16 -> fuse-epilogue -> fuse-pool -> lower -> expand-reduce ->
+/* The pipeline: import -> infer-shapes -> [train] -> [per-image] -> fold-batchnorm -> dense-gemm -> widen-f16 -> fuse-epilogue -> fuse-pool -> layout-nchwc -> lower -> expand-reduce ->
  * simplify-index -> schedule-threads -> schedule-gpu -> plan-memory, read top to bottom in
  * kiln_pipeline_run (as QBE's main.c reads).  Commands used to repeat this sequence each in their own way;
  * now they differ only in how they bind their inputs (the bind callback)
@@ -29,6 +29,7 @@
   X(WIDEN_F16, "widen-f16")                     \
   X(FUSE_EPILOGUE, "fuse-epilogue")             \
   X(FUSE_POOL, "fuse-pool")                     \
+  X(LAYOUT_NCHWC, "layout-nchwc")               \
   X(LOWER, "lower")                             \
   X(EXPAND_REDUCE, "expand-reduce")             \
   X(SIMPLIFY_INDEX, "simplify-index")           \
@@ -139,6 +140,10 @@ int kiln_pipeline_run(const kiln_pipeline_opts *o, kiln_pipeline *out, kiln_diag
   if (wanted(o, KILN_PASS_FUSE_POOL)) { /* after fuse-epilogue: Relu before the pool in the chain */
     if (kiln_pass_fuse_pool(g, o->target, d)) return -1;
     dump(o, out, KILN_PASS_FUSE_POOL);
+  }
+  if (wanted(o, KILN_PASS_LAYOUT_NCHWC)) { /* inference: training and explanations keep plain values */
+    if (!o->train && !o->explain && kiln_pass_layout_nchwc(g, o->target, d)) return -1;
+    dump(o, out, KILN_PASS_LAYOUT_NCHWC);
   }
   if (wanted(o, KILN_PASS_LOWER)) {
     if (!(out->program = kiln_lower_with(g, o->target, d))) return -1;

@@ -36,6 +36,7 @@ typedef enum kiln_pass_id {
   KILN_PASS_WIDEN_F16, /* CPU: f16/bf16 tensors kept as f32 holding the same values */
   KILN_PASS_FUSE_EPILOGUE, /* elementwise chains into their producer's epilogue */
   KILN_PASS_FUSE_POOL, /* CPU: pools whose windows tile their input into the Conv before */
+  KILN_PASS_LAYOUT_NCHWC, /* CPU: values between direct convolutions channel-blocked */
   KILN_PASS_LOWER,
   KILN_PASS_EXPAND_REDUCE,
   KILN_PASS_SIMPLIFY_INDEX,

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""The NCHWc layout pass (passes/layout_nchwc.c) against ONNX Runtime.
+
+Usage:  python3 tests/passes/test_layout_nchwc.py KILN_BINARY WORK_DIR
+
+Each case is a small ONNX network of convolutions (ResNet's bottleneck,
+stride-2 3x3s, downsample projections, residual Adds, a pool and a graph
+output in the middle of a chain).  Asserted:
+  * `kiln inspect --verbose` names the blocked layouts each case's comment
+    works out by hand: how many kernels read X blocked ("X NCHWc") and how
+    many write their result blocked ("Y NCHWc");
+  * `kiln run`'s outputs against ONNX Runtime (graph optimisations off);
+  * with the pass off (KILN_LAYOUT=plain) nothing is blocked, and the
+    outputs match ONNX Runtime too.
+The block is the target's f32 lanes: 16 with AVX-512, 8 with AVX2 (the
+test runs again under KILN_CPU=znver3); the channel counts are multiples
+of 16, so the expected counts hold for both.
+
+Tolerance: weights uniform in [-1, 1] / sqrt(fan_in), inputs in [-2, 2],
+so every activation is O(1); a float32 sum of at most 576 products in an
+order other than ORT's differs by at most 576 * 2^-24 * sum|terms| ~ 5e-5
+per layer, and Winograd's F(4x4) (the 3x3 stride-1 layers it keeps) by
+tens of times a direct sum's error (test_conv_winograd.py): rtol = atol =
+5e-4 after four layers.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+F = TensorProto.FLOAT
+FAILS = []
+TOL = 5e-4
+
+
+def check(name, cond, detail=""):
+    print(("PASS " if cond else "FAIL ") + name + ("" if cond else ": " + detail))
+    if not cond:
+        FAILS.append(name)
+
+
+class M:
+    def __init__(self, name):
+        self.name, self.nodes, self.inits, self.n = name, [], [], 0
+        self.rng = np.random.default_rng(len(name) + 11)
+
+    def op(self, op, ins, **attrs):
+        self.n += 1
+        out = f"{op.lower()}{self.n}"
+        self.nodes.append(helper.make_node(op, ins, [out], name=out, **attrs))
+        return out
+
+    def w(self, shape):
+        name = f"w{len(self.inits)}"
+        fan = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        self.inits.append(numpy_helper.from_array(
+            (self.rng.uniform(-1, 1, shape) / np.sqrt(fan)).astype(np.float32), name))
+        return name
+
+    def conv(self, x, cin, cout, k=1, pad=0, s=1, relu=True, add=None):
+        c = self.op("Conv", [x, self.w([cout, cin, k, k]), self.w([cout])], pads=[pad] * 4, strides=[s, s])
+        if add:
+            c = self.op("Add", [c, add])
+        return self.op("Relu", [c]) if relu else c
+
+    def save(self, path, inputs, outputs):
+        g = helper.make_graph(self.nodes, self.name,
+                              [helper.make_tensor_value_info(n, F, s) for n, s in inputs],
+                              [helper.make_tensor_value_info(n, F, None) for n in outputs], self.inits)
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)]), path)
+
+
+def cases():
+    """(model, inputs, outputs, kernels reading X blocked, kernels writing Y blocked)"""
+    out = []
+    # ResNet-50's bottleneck with a projection: c1 (1x1 + Relu) feeds the
+    # 3x3 stride-1 (Winograd's: plain), so c1 writes plain; the 3x3 writes
+    # plain; c3 (1x1, + the projection's sum, + Relu) writes blocked, read by
+    # c4 (blocked X); the projection writes blocked (c3's residual); c4's
+    # result is the graph output: plain.  Read blocked: c4; written: c3, proj.
+    m = M("bottleneck")
+    a = m.conv("x", 64, 64)
+    b = m.conv(a, 64, 64, k=3, pad=1)
+    p = m.conv("x", 64, 128, relu=False)
+    c = m.conv(b, 64, 128, add=p)
+    y = m.conv(c, 128, 64)
+    out.append((m, [("x", [1, 64, 14, 14])], [y], 1, 2))
+    # Stride-2 3x3s (not Winograd's) between 1x1s, batch 2, left and right
+    # border tiles (pad 1 on rows of 15 outputs): every value between the
+    # first and last conv blocked.  Read blocked: c2, c3, c4; written: c1..c3.
+    m = M("strided_chain")
+    a = m.conv("x", 32, 32)
+    b = m.conv(a, 32, 64, k=3, pad=1, s=2)
+    c = m.conv(b, 64, 64, k=3, pad=1, s=2)
+    y = m.conv(c, 64, 48, relu=False)
+    out.append((m, [("x", [2, 32, 29, 30])], [y], 3, 3))
+    # One value read by two convolutions and a MaxPool: the pool takes only
+    # plain values, so it stays plain; a value that is a graph output too
+    # stays plain; the pool's output is read plain.  Read blocked: none
+    # but c4 (reading c3's blocked result); written: c3.
+    m = M("mixed_readers")
+    a = m.conv("x", 32, 64)
+    l = m.conv(a, 64, 64, k=3, pad=1, s=2)
+    r = m.conv(a, 64, 64, k=1, s=2)
+    q = m.op("MaxPool", [a], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    c = m.conv(l, 64, 64, add=r)
+    y = m.conv(c, 64, 32, relu=False)
+    out.append((m, [("x", [1, 32, 20, 22])], [y, q, l], 1, 2))
+    # A residual chain: c2's result (c1's added) read by c3 as X and by c3
+    # and c4 as their residual; c5 reads c4's and writes the graph output.
+    # Read blocked: c2..c5; written: c1..c4.
+    m = M("residual_chain")
+    a = m.conv("x", 48, 64, k=3, pad=1, s=2)
+    b = m.conv(a, 64, 64, add=a)
+    c = m.conv(b, 64, 64, add=b)
+    d = m.conv(c, 64, 64, add=b)
+    y = m.conv(d, 64, 32, relu=False)
+    out.append((m, [("x", [1, 48, 24, 24])], [y], 4, 4))
+    # The same ending in a residual Add as the graph output: the last
+    # convolution's result is plain, so its residual (b) must be plain, so
+    # b's convolution and every operand before it: nothing blocked.
+    m = M("residual_to_output")
+    a = m.conv("x", 48, 64, k=3, pad=1, s=2)
+    b = m.conv(a, 64, 64, add=a)
+    c = m.conv(b, 64, 64, add=b)
+    y = m.conv(c, 64, 64, relu=False, add=b)
+    out.append((m, [("x", [1, 48, 24, 24])], [y], 0, 0))
+    return out
+
+
+def run(cmd, env=None):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, env=env)
+    except OSError as e:
+        return subprocess.CompletedProcess(cmd, 127, "", str(e))
+
+
+def kiln_outputs(kiln, path, d, inputs, outputs, tag, env):
+    od = os.path.join(d, tag)
+    p = run([kiln, "run", path, "--output", od] + sum([["--input", f"{n}={os.path.join(d, n + '.npy')}"]
+                                                      for n, _ in inputs], []), env)
+    got = []
+    for name in outputs:
+        f = os.path.join(od, name + ".npy")
+        got.append(np.load(f) if p.returncode == 0 and os.path.exists(f) else None)
+    return got, p.stderr.strip()
+
+
+def main():
+    kiln, work = sys.argv[1], sys.argv[2]
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    rng = np.random.default_rng(17)
+    for m, inputs, outputs, xblk, yblk in cases():
+        d = os.path.join(work, m.name)
+        os.makedirs(d)
+        path = os.path.join(d, "model.onnx")
+        m.save(path, inputs, outputs)
+        feeds = {n: rng.uniform(-2, 2, s).astype(np.float32) for n, s in inputs}
+        for n, v in feeds.items():
+            np.save(os.path.join(d, n + ".npy"), v)
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        ref = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"]).run(outputs, feeds)
+        for tag, lay, want in (("nchwc", "nchwc", (xblk, yblk)), ("plain", "plain", (0, 0))):
+            env = dict(os.environ, KILN_LAYOUT=lay)
+            p = run([kiln, "inspect", path, "--verbose"], env)
+            got = (p.stdout.count("X NCHWc"), p.stdout.count("Y NCHWc"))
+            check(f"{m.name} [{tag}]: kernels reading / writing NCHWc {want}", p.returncode == 0 and got == want,
+                  f"{got}; {p.stderr.strip()}")
+            res, err = kiln_outputs(kiln, path, d, inputs, outputs, tag, env)
+            for k, name in enumerate(outputs):
+                g, r = res[k], ref[k]
+                ok = g is not None and g.shape == r.shape
+                detail = err if g is None else f"shape {g.shape}" if not ok else f"max diff {np.max(np.abs(g - r))}"
+                check(f"{m.name} [{tag}]: {name} == ORT (rtol = atol = {TOL})",
+                      ok and np.allclose(g, r, rtol=TOL, atol=TOL), detail)
+    print(f"{len(FAILS)} failed")
+    return 1 if FAILS else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
