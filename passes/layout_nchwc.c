@@ -98,6 +98,11 @@ int kiln_conv_nchwc_shape(const kiln_node *n, int64_t b) {
   for (int s = 0; s < n->epi.nsteps; s++)
     if (!kiln_op_get(n->epi.steps[s]->op)->scalar) return 0; /* a fused pool */
   if (!same_dims(res, y) || each_operand(n, operand_unlike, res)) return 0;
+  /* Measured per kernel against the plain schedules (bench/README, "The
+   * NCHWc layout pass"): the strided kernel lost on maps of 13x13 and
+   * smaller (the transposed GEMM's: MobileNetV2's 7x7 projections 4x
+   * slower) and on strided windows (ResNet-50's stride-2 3x3s 1.65x) */
+  if (y->dims[2] * y->dims[3] <= 169 || ((a->strides.v[0] > 1 || s1 > 1) && a->kernel_shape.v[0] * k1 > 1)) return 0;
   /* Winograd's shapes (lower_conv_winograd.c pick_m): it stays ahead */
   const char *env = getenv("KILN_NCHWC_WINOGRAD");
   int wino = a->kernel_shape.v[0] == 3 && k1 == 3 && a->strides.v[0] == 1 && s1 == 1 && x->dims[1] >= 32 &&

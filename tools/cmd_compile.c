@@ -45,6 +45,9 @@ static const char help[] =
     "  --keep-f16         keep float16/bfloat16 tensors narrow in memory (half the\n"
     "                     activation memory, slower); by default they are f32 buffers\n"
     "                     holding the same rounded values (same results, faster)\n"
+    "  --layout L         plain (default) or nchwc: values between direct\n"
+    "                     convolutions stored channel-blocked (bench/README: level\n"
+    "                     with plain on ResNet-50, slower on MobileNetV2, here)\n"
     "  --lean-memory      peak workspace at most the plain memory plan's: scratch\n"
     "                     counted exactly, strided convolutions read their input\n"
     "                     in place where phase planes would not fit (slower:\n"
@@ -173,7 +176,7 @@ int kiln_cmd_compile(int argc, char **argv) {
   const char *path = NULL, *outdir = NULL, *name = NULL;
   int portable = 0, shared = 0, timed = 0;
   const char *target_name = "cpu", *arch_list = NULL;
-  int tf32 = 0, keep_f16 = 0, lean_memory = 0;
+  int tf32 = 0, keep_f16 = 0, lean_memory = 0, nchwc = 0;
   kiln_cli_bindings bind = {0};
   int dump_after = 0; /* KILN_PASS_NONE */
   int train = 0, tr;
@@ -196,6 +199,12 @@ int kiln_cmd_compile(int argc, char **argv) {
     else if (!strcmp(a, "--tf32")) tf32 = 1;
     else if (!strcmp(a, "--keep-f16")) keep_f16 = 1;
     else if (!strcmp(a, "--lean-memory")) lean_memory = 1;
+    else if (!strcmp(a, "--layout")) {
+      const char *v = i + 1 < argc ? argv[++i] : "";
+      if (strcmp(v, "plain") && strcmp(v, "nchwc"))
+        return kiln_cli_usage_error("compile", "--layout must be plain or nchwc, got '%s'", v);
+      nchwc = !strcmp(v, "nchwc");
+    }
     else if (!strcmp(a, "--time")) timed = 1;
     else if (!strcmp(a, "--dump-after")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("compile", "%s needs a value", a);
@@ -257,6 +266,7 @@ int kiln_cmd_compile(int argc, char **argv) {
   kiln_target target = kiln_llvm_target(portable);
   target.keep_narrow = keep_f16;
   target.lean_memory = lean_memory;
+  target.layout_nchwc = nchwc;
   kiln_timing timing;
   kiln_timing_start(&timing, timed ? stderr : NULL);
   kiln_model_opts o = {.bind = &bind, .static_shapes = 1, .lower = 1, .per_image = 2, .dump_after = dump_after, .target = &target,

@@ -44,6 +44,9 @@ static const char help[] =
     "  --keep-f16         keep float16/bfloat16 tensors narrow in memory (half the\n"
     "                     activation memory, slower); by default they are f32 buffers\n"
     "                     holding the same rounded values (same results, faster)\n"
+    "  --layout L         plain (default) or nchwc: values between direct\n"
+    "                     convolutions stored channel-blocked (bench/README: level\n"
+    "                     with plain on ResNet-50, slower on MobileNetV2, here)\n"
     "  --lean-memory      peak workspace at most the plain memory plan's: scratch\n"
     "                     counted exactly, strided convolutions read their input\n"
     "                     in place where phase planes would not fit (slower:\n"
@@ -204,7 +207,7 @@ int kiln_cmd_emit_c(int argc, char **argv) {
   const char *path = NULL, *outdir = NULL, *name = NULL;
   kiln_c_options co = {0};
   kiln_cli_bindings bind = {0};
-  int dump_after = 0, keep_f16 = 0, lean_memory = 0; /* dump_after: KILN_PASS_NONE */
+  int dump_after = 0, keep_f16 = 0, lean_memory = 0, nchwc = 0; /* dump_after: KILN_PASS_NONE */
   int vector_bytes = kiln_target_c().vector_bytes; /* --vector-bytes */
   int cores = kiln_target_c().cores;               /* --cores */
   int train = 0, tr;
@@ -226,6 +229,12 @@ int kiln_cmd_emit_c(int argc, char **argv) {
     else if (!strcmp(a, "--threads")) co.threads = 1;
     else if (!strcmp(a, "--keep-f16")) keep_f16 = 1;
     else if (!strcmp(a, "--lean-memory")) lean_memory = 1;
+    else if (!strcmp(a, "--layout")) {
+      const char *v = i + 1 < argc ? argv[++i] : "";
+      if (strcmp(v, "plain") && strcmp(v, "nchwc"))
+        return kiln_cli_usage_error("emit-c", "--layout must be plain or nchwc, got '%s'", v);
+      nchwc = !strcmp(v, "nchwc");
+    }
     else if (!strcmp(a, "--vector-bytes")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("emit-c", "%s needs a value", a);
       const char *v = argv[++i];
@@ -288,6 +297,7 @@ int kiln_cmd_emit_c(int argc, char **argv) {
   target.cores = cores;
   target.keep_narrow = keep_f16;
   target.lean_memory = lean_memory;
+  target.layout_nchwc = nchwc;
   kiln_model_opts o = {.bind = &bind, .static_shapes = 1, .lower = 1, .per_image = 1, .dump_after = dump_after,
                        .target = &target};
   if (train) o.train = &topts.t;

@@ -33,6 +33,8 @@ static const char help[] =
     "                the summary then lists every kernel's launch shape)\n"
     "  --tf32        with --target cuda: convolutions on TF32 tensor cores (10-bit\n"
     "                mantissas, relative error ~1e-3; README: CUDA)\n"
+    "  --layout L    plain (default) or nchwc: the blocked layout pass (the values'\n"
+    "                layouts show as @nchw16c)\n"
     "  --lean-memory the C target with peak workspace at most the plain plan's\n"
     "                (as `kiln run --lean-memory`: slower strided convolutions)\n"
     "  --train       summarise one training step instead (trained/frozen parameters,\n"
@@ -275,7 +277,7 @@ int kiln_cmd_inspect(int argc, char **argv) {
   kiln_model_opts o = {.bind = &bind};
   kiln_target gpu = kiln_target_gpu_default(), lean = kiln_target_c();
   lean.lean_memory = 1;
-  int lean_memory = 0;
+  int lean_memory = 0, nchwc = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); fputs(kiln_train_opts_usage, stdout); return 0; }
@@ -292,6 +294,12 @@ int kiln_cmd_inspect(int argc, char **argv) {
     }
     else if (!strcmp(a, "--tf32")) gpu.tf32 = 1;
     else if (!strcmp(a, "--lean-memory")) lean_memory = 1;
+    else if (!strcmp(a, "--layout")) {
+      const char *v = i + 1 < argc ? argv[++i] : "";
+      if (strcmp(v, "plain") && strcmp(v, "nchwc"))
+        return kiln_cli_usage_error("inspect", "--layout must be plain or nchwc, got '%s'", v);
+      nchwc = !strcmp(v, "nchwc");
+    }
     else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) verbose = 1;
     else if (!strcmp(a, "--ir")) ir = 1;
     else if (!strcmp(a, "--json")) json = 1;
@@ -316,7 +324,13 @@ int kiln_cmd_inspect(int argc, char **argv) {
   kiln_diag d = {0};
   if (gpu.tf32 && o.target != &gpu) return kiln_cli_usage_error("inspect", "--tf32 is for --target cuda or cuda-host");
   if (lean_memory && o.target == &gpu) return kiln_cli_usage_error("inspect", "--lean-memory is for the CPU target");
+  if (nchwc && o.target == &gpu) return kiln_cli_usage_error("inspect", "--layout nchwc is for the CPU target");
   if (lean_memory) o.target = &lean;
+  if (nchwc) {
+    if (!lean_memory) lean.lean_memory = 0;
+    lean.layout_nchwc = 1;
+    o.target = &lean;
+  }
   o.static_shapes = o.lower = loops || train; /* --loops, --train: the whole pipeline, as compile runs it */
   /* --loops and --dump-after show the pipeline as compile runs it (on a CPU: one image at a time) */
   o.per_image = (loops || o.dump_after) && o.target != &gpu; /* the C target: one image after another */
