@@ -35,7 +35,7 @@ static int bind_fails(kiln_graph *g, void *ctx, kiln_diag *d) {
 }
 
 Test(pipeline, pass_names_round_trip_in_order) {
-  const char *want[] = {"import", "infer-shapes", "train", "per-image", "fold-batchnorm", "dense-gemm", "widen-f16", "fuse-epilogue", "fuse-pool", "lower", "expand-reduce",
+  const char *want[] = {"import", "infer-shapes", "train", "per-image", "fold-batchnorm", "dense-gemm", "widen-f16", "fuse-epilogue", "fuse-pool", "layout-nchwc", "lower", "expand-reduce",
                         "simplify-index", "schedule-threads", "schedule-gpu", "plan-memory"};
   for (int i = 0; i < 14; i++) {
     cr_assert_str_eq(kiln_pass_name((kiln_pass_id)(KILN_PASS_IMPORT + i)), want[i]);
@@ -43,7 +43,7 @@ Test(pipeline, pass_names_round_trip_in_order) {
   }
   cr_assert_eq(kiln_pass_lookup("bogus"), KILN_PASS_NONE);
   cr_assert_eq(kiln_pass_lookup("none"), KILN_PASS_NONE);
-  cr_assert_str_eq(kiln_pass_list(), "import, infer-shapes, train, per-image, fold-batchnorm, dense-gemm, widen-f16, fuse-epilogue, fuse-pool, lower, expand-reduce, "
+  cr_assert_str_eq(kiln_pass_list(), "import, infer-shapes, train, per-image, fold-batchnorm, dense-gemm, widen-f16, fuse-epilogue, fuse-pool, layout-nchwc, lower, expand-reduce, "
                                        "simplify-index, schedule-threads, schedule-gpu, plan-memory");
 }
 

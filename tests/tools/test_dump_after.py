@@ -45,7 +45,7 @@ import sys
 import onnx
 from onnx import shape_inference
 
-PASSES = ["import", "infer-shapes", "train", "per-image", "fold-batchnorm", "dense-gemm", "widen-f16", "fuse-epilogue", "fuse-pool", "lower", "expand-reduce", "simplify-index",
+PASSES = ["import", "infer-shapes", "train", "per-image", "fold-batchnorm", "dense-gemm", "widen-f16", "fuse-epilogue", "fuse-pool", "layout-nchwc", "lower", "expand-reduce", "simplify-index",
           "schedule-threads", "schedule-gpu", "plan-memory"]
 failures = []
 

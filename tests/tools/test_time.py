@@ -31,7 +31,7 @@ import sys
 
 import numpy as np
 
-PASSES = ["import", "infer-shapes", "train", "per-image", "fold-batchnorm", "dense-gemm", "widen-f16", "fuse-epilogue", "fuse-pool", "lower", "expand-reduce", "simplify-index", "schedule-threads", "schedule-gpu", "plan-memory"]
+PASSES = ["import", "infer-shapes", "train", "per-image", "fold-batchnorm", "dense-gemm", "widen-f16", "fuse-epilogue", "fuse-pool", "layout-nchwc", "lower", "expand-reduce", "simplify-index", "schedule-threads", "schedule-gpu", "plan-memory"]
 LLVM = ["llvm-ir", "llvm-verify", "llvm-optimise-heavy", "llvm-optimise-tiled", "llvm-optimise-light", "llvm-link"]
 LINE = re.compile(r"^kiln: time: (\S+) +([0-9.]+) ms wall +([0-9.]+) ms cpu$")
 failures = []
