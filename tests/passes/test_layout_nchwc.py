@@ -39,17 +39,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "models"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import test_fuse_pool as fuse_pool  # noqa: E402  (check, run)
 import test_zoo_run as zoo_run  # noqa: E402  (emit-c, cc -O3 -march=native, run)
 
 F = TensorProto.FLOAT
-FAILS = []
+FAILS = fuse_pool.FAILS
 TOL = 5e-4
-
-
-def check(name, cond, detail=""):
-    print(("PASS " if cond else "FAIL ") + name + ("" if cond else ": " + detail))
-    if not cond:
-        FAILS.append(name)
+check, run = fuse_pool.check, fuse_pool.run
 
 
 class M:
@@ -150,13 +147,6 @@ def cases():
     y = m.conv(c, 64, 64, relu=False, add=b)
     out.append((m, [("x", [1, 48, 24, 24])], [y], 0, 0))
     return out
-
-
-def run(cmd, env=None):
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, env=env)
-    except OSError as e:
-        return subprocess.CompletedProcess(cmd, 127, "", str(e))
 
 
 def kiln_outputs(kiln, path, d, inputs, outputs, tag, flags):
