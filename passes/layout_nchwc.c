@@ -9,11 +9,13 @@
  * of a position share one line, and the b outputs of a position are one
  * vector store instead of a scratch row copied out one scalar at a time.
  *
- * Which convolutions (`nchwc_conv`): 2-D Conv, one group, no dilation,
- * float32, constant weights, output channels a multiple of b, a window row
- * the strided kernel unrolls, no fused pool, epilogue operands of the
- * result's own shape; and not 3x3 stride-1 with 32 channels or more
- * (Winograd takes those, and wins: bench/README).  Those are the only
+ * Which convolutions (kiln_conv_nchwc_shape): 2-D Conv, one group, no
+ * dilation, float32, constant weights, output channels a multiple of b, a
+ * window row the strided kernel unrolls, no fused pool, epilogue operands
+ * of the result's own shape; and, as measured per kernel (bench/README,
+ * "The NCHWc layout pass"), not on maps of 13x13 or fewer (the transposed
+ * GEMM's), not with strided windows (a 1x1 stride 2 is taken), not 3x3
+ * stride-1 with 32 channels or more (Winograd's).  Those are the only
  * nodes that read or write a blocked value; they read a plain X as well
  * (the graph's input, a pool's output) and write a plain result where a
  * reader needs it, so the layout changes inside the convolutions at a
@@ -28,8 +30,10 @@
  * both must have one layout).  Shapes stay logical (NCHW); the layout
  * lives on the value (ir/graph.h), and lowering reads it for addresses.
  *
- * On by default for CPU inference (kiln_target.layout_nchwc, `--layout
- * plain` turns it off); KILN_LAYOUT=plain|nchwc overrides, for A/B runs.
+ * Off by default: on this host it is level with the plain schedules on
+ * ResNet-50 and slower on MobileNetV2 (bench/README).  `--layout nchwc`
+ * (kiln_target.layout_nchwc) turns it on for CPU inference;
+ * KILN_LAYOUT=plain|nchwc overrides either way, for A/B runs.
  * Runs after fuse-pool: epilogues are settled. */
 #include "conv_def.h"
 #include "passes.h"
