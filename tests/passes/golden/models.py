@@ -360,8 +360,27 @@ def per_image_head():
                  [weight("w", [4, 3, 3, 3]), weight("fw", [5, 64]), zero, ints("axes0", [0]), ints("minus1", [-1])])
 
 
+def nchwc_block():
+    """1x1 convolutions on a 14x14 map (32 channels: a multiple of both
+    blocks, 16 and 8): c1 (+ Relu) -> c2 (+ c1's result, + Relu) -> c3, the
+    graph output.  With --layout nchwc, c1's and c2's results are blocked."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="c1", kernel_shape=[1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="c2", kernel_shape=[1, 1]),
+        helper.make_node("Add", ["c2", "r1"], ["a2"], name="a2"),
+        helper.make_node("Relu", ["a2"], ["r2"], name="r2"),
+        helper.make_node("Conv", ["r2", "w3", "b3"], ["y"], name="c3", kernel_shape=[1, 1]),
+    ]
+    inits = []
+    for k in (1, 2, 3):
+        inits += [weight(f"w{k}", [32, 32, 1, 1]), weight(f"b{k}", [32])]
+    return model("nchwc_block", nodes, [vi("x", [1, 32, 14, 14])], [vi("y", [1, 32, 14, 14])], inits)
+
+
 MODELS = [conv_relu_pool, gemm_flatten, add_concat, transpose_pad, residual_chain, shapes_symbolic, gap_softmax,
-          big_and_small, conv_add_relu, gemm_sigmoid, no_fuse, conv_registers, dense_heads, maxpool_wide, dw_add_clip, f16_fire, per_image_head] + BN_MODELS
+          big_and_small, conv_add_relu, gemm_sigmoid, no_fuse, conv_registers, dense_heads, maxpool_wide, dw_add_clip, f16_fire, per_image_head,
+          nchwc_block] + BN_MODELS
 
 
 def main():
