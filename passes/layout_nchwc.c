@@ -43,11 +43,6 @@
 
 #include "../ir/target.h"
 
-/* The value a node's kernel stores (its epilogue's last output). */
-static kiln_value *result_of(const kiln_node *n) {
-  return n->epi.nsteps > 0 ? n->epi.steps[n->epi.nsteps - 1]->out[0] : n->out[0];
-}
-
 static int same_dims(const kiln_value *a, const kiln_value *b) {
   if (a->rank != b->rank) return 0;
   for (int i = 0; i < a->rank; i++)
@@ -61,7 +56,7 @@ static int fixed(const kiln_value *v) {
 
 /* Calls fn on every operand an epilogue step of n reads beside the chain's
  * running value (constant slots excluded); stops at the first nonzero. */
-static int each_operand(const kiln_node *n, int (*fn)(const kiln_value *, void *), void *ctx) {
+static int each_operand(const kiln_node *n, int (*fn)(const kiln_value *, const void *), const void *ctx) {
   const kiln_value *prev = n->out[0];
   for (int s = 0; s < n->epi.nsteps; s++) {
     const kiln_node *st = n->epi.steps[s];
@@ -79,7 +74,7 @@ static int each_operand(const kiln_node *n, int (*fn)(const kiln_value *, void *
   return 0;
 }
 
-static int operand_unlike(const kiln_value *v, void *res) { return !same_dims(v, res); }
+static int operand_unlike(const kiln_value *v, const void *res) { return !same_dims(v, res); }
 
 int kiln_conv_nchwc_shape(const kiln_node *n, int64_t b) {
   if (n->op != KILN_OP_CONV || n->dead || n->fused_into || n->nin < 2 || !n->in[0] || !n->in[1] || !n->out[0])
@@ -98,7 +93,7 @@ int kiln_conv_nchwc_shape(const kiln_node *n, int64_t b) {
   int64_t k1 = a->kernel_shape.v[1], s1 = a->strides.v[1], p1 = a->pads.v[1];
   /* the strided kernel's unrolled row and its left border tile */
   if (k1 > KILN_CONV_NCHWC_K_MAX || (p1 + s1 - 1) / s1 > KILN_CONV_NCHWC_PB) return 0;
-  kiln_value *res = result_of(n);
+  const kiln_value *res = kiln_lower_result(n, 0);
   for (int s = 0; s < n->epi.nsteps; s++)
     if (!kiln_op_get(n->epi.steps[s]->op)->scalar) return 0; /* a fused pool */
   if (!same_dims(res, y) || each_operand(n, operand_unlike, res)) return 0;
@@ -119,13 +114,13 @@ typedef struct fix {
   const char *cand; /* by node id: a direct convolution */
 } fix;
 
-static int operand_plain(const kiln_value *v, void *ctx) { return !((fix *)ctx)->blocked[v->id]; }
+static int operand_plain(const kiln_value *v, const void *ctx) { return !((const fix *)ctx)->blocked[v->id]; }
 
 /* Whether reader m (a live node) may read blocked value v at slot k. */
 static int takes_blocked(const fix *f, const kiln_node *m, int k) {
   if (!m->fused_into) return f->cand[m->id] && k == 0;
   const kiln_node *c = m->fused_into; /* an epilogue step: v is an operand (a result is never a chain's link) */
-  return f->cand[c->id] && f->blocked[result_of(c)->id];
+  return f->cand[c->id] && f->blocked[kiln_lower_result(c, 0)->id];
 }
 
 int kiln_pass_layout_nchwc(kiln_graph *g, const kiln_target *t, kiln_diag *d) {
@@ -149,7 +144,7 @@ int kiln_pass_layout_nchwc(kiln_graph *g, const kiln_target *t, kiln_diag *d) {
     kiln_node *n = g->nodes[i];
     if (!kiln_conv_nchwc_shape(n, b)) continue;
     cand[n->id] = 1;
-    kiln_value *r = result_of(n);
+    const kiln_value *r = kiln_lower_result(n, 0);
     if (!r->is_output && !r->aliases && r->dims[1] % b == 0) f.blocked[r->id] = 1;
   }
   for (int changed = 1; changed;) {
@@ -162,8 +157,8 @@ int kiln_pass_layout_nchwc(kiln_graph *g, const kiln_target *t, kiln_diag *d) {
         if (v && f.blocked[v->id] && !takes_blocked(&f, m, k)) f.blocked[v->id] = 0, changed = 1;
       }
       /* a blocked result needs its epilogue operands blocked too */
-      if (cand[m->id] && f.blocked[result_of(m)->id] && each_operand(m, operand_plain, &f))
-        f.blocked[result_of(m)->id] = 0, changed = 1;
+      if (cand[m->id] && f.blocked[kiln_lower_result(m, 0)->id] && each_operand(m, operand_plain, &f))
+        f.blocked[kiln_lower_result(m, 0)->id] = 0, changed = 1;
     }
   }
   for (int i = 0; i < g->nvalues; i++)

@@ -193,9 +193,9 @@ def run(cmd, env=None):
         return subprocess.CompletedProcess(cmd, 127, "", str(e))
 
 
-def kiln_outputs(kiln, path, d, inputs, outputs, tag, env):
+def kiln_outputs(kiln, path, d, inputs, outputs, tag, env, flags=()):
     od = os.path.join(d, tag)
-    p = run([kiln, "run", path, "--output", od] + sum([["--input", f"{n}={os.path.join(d, n + '.npy')}"]
+    p = run([kiln, "run", path, "--output", od] + list(flags) + sum([["--input", f"{n}={os.path.join(d, n + '.npy')}"]
                                                       for n, _ in inputs], []), env)
     got = []
     for name in outputs:

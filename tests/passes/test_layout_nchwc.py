@@ -40,7 +40,7 @@ from onnx import TensorProto, helper, numpy_helper
 sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "models"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import test_fuse_pool as fuse_pool  # noqa: E402  (check, run)
+import test_fuse_pool as fuse_pool  # noqa: E402  (check, run, kiln_outputs)
 import test_zoo_run as zoo_run  # noqa: E402  (emit-c, cc -O3 -march=native, run)
 
 F = TensorProto.FLOAT
@@ -149,17 +149,6 @@ def cases():
     return out
 
 
-def kiln_outputs(kiln, path, d, inputs, outputs, tag, flags):
-    od = os.path.join(d, tag)
-    p = run([kiln, "run", path, "--output", od] + flags + sum([["--input", f"{n}={os.path.join(d, n + '.npy')}"]
-                                                      for n, _ in inputs], []))
-    got = []
-    for name in outputs:
-        f = os.path.join(od, name + ".npy")
-        got.append(np.load(f) if p.returncode == 0 and os.path.exists(f) else None)
-    return got, p.stderr.strip()
-
-
 def main():
     kiln, work = sys.argv[1], sys.argv[2]
     shutil.rmtree(work, ignore_errors=True)
@@ -181,7 +170,7 @@ def main():
             got = (p.stdout.count("X NCHWc"), p.stdout.count("Y NCHWc"))
             check(f"{m.name} [{tag}]: kernels reading / writing NCHWc {want}", p.returncode == 0 and got == want,
                   f"{got}; {p.stderr.strip()}")
-            res, err = kiln_outputs(kiln, path, d, inputs, outputs, tag, flags)
+            res, err = fuse_pool.kiln_outputs(kiln, path, d, inputs, outputs, tag, None, flags)
             for k, name in enumerate(outputs):
                 g, r = res[k], ref[k]
                 ok = g is not None and g.shape == r.shape
