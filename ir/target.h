@@ -51,6 +51,10 @@ typedef struct kiln_target {
   int lean_memory;          /* CPU: scratch only where the plain memory plan leaves room, counted
                                exactly, and strided convolutions that read X in place where the
                                phase planes fit nowhere (`--lean-memory`; passes/live_values.c) */
+  int intel_core;           /* CPU: an Intel core (the LLVM backend: cpuid's vendor, or KILN_CPU's
+                               name), where measured schedules differ from AMD's: Winograd's
+                               tile (passes/lower_conv_winograd.c, pick_m); 0 for emit-c
+                               and --portable, which print the same code on any machine */
   int layout_nchwc;         /* CPU: values between direct convolutions channel-blocked
                                (passes/layout_nchwc.c); `--layout plain` clears it */
 } kiln_target;

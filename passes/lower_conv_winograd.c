@@ -100,6 +100,29 @@ typedef struct wino {
 
 static int64_t vectors(const kiln_target *t) { return t->vector_bytes >= 64 ? 4 : 2; }
 
+/* pick_m on an Intel core (kiln_target.intel_core), where F(4x4)'s
+ * measured gains above (Zen 5) do not hold.  Per kernel against F(2x2)
+ * and the direct schedules, one Intel AVX-512 core (2 FMA pipes, 2 MiB
+ * L2; bench/ab_kernels.py, least of 3 alternating rounds, ms):
+ *   ResNet-50 256 ch 14x14: F(4x4) 1.65, direct 1.30, F(2x2) 0.92-0.99
+ *   ResNet-50 128 ch 28x28: F(4x4) 1.11, direct 1.23, F(2x2) 0.85
+ *   VGG-16 512 ch 14x14:    F(4x4) 6.1, F(2x2) 3.4
+ *   VGG-16 512 ch 28x28:    F(4x4) 8.3, F(2x2) 11.4 (256 -> 512: 4.3, 5.5)
+ *   VGG-16 256 ch 56x56:    F(4x4) 7.5, F(2x2) 12.3 (128 -> 256: 4.3, 6.2)
+ *   VGG-16 128 ch 112x112:  F(4x4) 9.1, F(2x2) 10.5
+ *   DenseNet-121 128 -> 32 56x56: F(4x4) 1.27-1.37, F(2x2) 0.90-1.05
+ *   DenseNet-121 128 -> 32 28x28: F(4x4) 0.40, F(2x2) 0.34
+ *   ResNet-50 512 ch 7x7 (U 16.8 MB): F(2x2) 2.56-2.64, the transposed
+ *     GEMM over im2col rows 2.24-2.40
+ * so F(4x4) only on large maps with many channels in and out, F(2x2) elsewhere, and
+ * small maps whose F(2x2) U is past twice the L2 stay direct. */
+static int64_t pick_m_intel(const kiln_lctx *L, const kiln_conv_geom *g) {
+  int64_t lo = g->out[0] < g->out[1] ? g->out[0] : g->out[1];
+  if (g->osz <= 169 && 16 * g->M * g->C * 4 > 2 * L->target->l2_bytes) return 0;
+  if (g->M >= 128 && ((lo >= 28 && g->C >= 256) || (lo >= 56 && g->C >= 128))) return 4;
+  return 2;
+}
+
 /* The tile size for g on target t, or 0: not a Winograd convolution. */
 static int64_t pick_m(const kiln_lctx *L, const kiln_node *n, const kiln_conv_geom *g) {
   const char *env = getenv("KILN_WINOGRAD"); /* 0: off, 2 or 4: that tile everywhere it applies */
@@ -116,6 +139,7 @@ static int64_t pick_m(const kiln_lctx *L, const kiln_node *n, const kiln_conv_ge
    * channels and more (0.54 against F(2x2)'s 0.67 ms, 256 channels at
    * 14x14), F(2x2) with fewer (64 at 56x56: 0.54 against 0.68) */
   if (g->out[0] < 7 || g->out[1] < 7) return 0;
+  if (L->target->intel_core) return pick_m_intel(L, g);
   /* 7x7 to 9x9 maps: F(2x2), whatever U weighs.  Their 16 to 25 tiles
    * are one or two vectors, which the GEMM's tile covers with more rows
    * (block_rows): ResNet-50's 512-channel 7x7s (U 16.8 MB, streamed once

