@@ -35,6 +35,17 @@ Test(llvm_target, baseline_and_portable_have_16_byte_vectors) {
   cr_assert_eq(p.vector_bytes, 16);
 }
 
+/* kiln_target.intel_core (Winograd's tile rule) follows KILN_CPU's name;
+ * --portable and the generic baseline keep the Zen rule (0). */
+Test(llvm_target, intel_core_follows_the_named_cpu) {
+  cr_assert_eq(for_cpu("znver3", 0).intel_core, 0);
+  cr_assert_eq(for_cpu("znver5", 0).intel_core, 0);
+  cr_assert_eq(for_cpu("x86-64-v4", 0).intel_core, 0);
+  cr_assert_eq(for_cpu("skylake-avx512", 0).intel_core, 1);
+  cr_assert_eq(for_cpu("sapphirerapids", 0).intel_core, 1);
+  cr_assert_eq(for_cpu("sapphirerapids", 1).intel_core, 0, "--portable");
+}
+
 Test(llvm_target, host_cores_and_caches) {
   unsetenv("KILN_CPU");
   kiln_target t = kiln_llvm_target(0);
