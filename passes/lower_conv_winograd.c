@@ -101,7 +101,7 @@ typedef struct wino {
 static int64_t vectors(const kiln_target *t) { return t->vector_bytes >= 64 ? 4 : 2; }
 
 /* pick_m on an Intel core (kiln_target.intel_core), where F(4x4)'s
- * measured gains above (Zen 5) do not hold.  Per kernel against F(2x2)
+ * gains measured on Zen 5 (pick_m's comments) do not hold.  Per kernel against F(2x2)
  * and the direct schedules, one Intel AVX-512 core (2 FMA pipes, 2 MiB
  * L2; bench/ab_kernels.py, least of 3 alternating rounds, ms):
  *   ResNet-50 256 ch 14x14: F(4x4) 1.65, direct 1.30, F(2x2) 0.92-0.99

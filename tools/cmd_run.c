@@ -346,8 +346,13 @@ int kiln_cmd_run(int argc, char **argv) {
     /* 64-byte aligned, as the workspace: a 1x1 convolution reading a graph
      * input 4 bytes off a cache line ran 155 GFLOP/s against 206 aligned
      * (one Intel AVX-512 core: every vector load split in two lines) */
-    if (buf->kind == KILN_BUF_OUTPUT && (bufs[b] = outs[b] = aligned_alloc(64, (bytes + 8 + 63) & ~(size_t)63)))
+    if (buf->kind == KILN_BUF_OUTPUT) {
+      if (!(bufs[b] = outs[b] = aligned_alloc(64, (bytes + 8 + 63) & ~(size_t)63))) {
+        kiln_error(&d, NULL, "%s: out of memory for output '%s'", path, buf->name);
+        goto fail;
+      }
       memset(bufs[b], 0, bytes + 8);
+    }
     if (buf->kind != KILN_BUF_INPUT) continue;
     const kiln_value *v = inputs[0];
     for (int k = 0; k < ninputs; k++)
@@ -357,6 +362,7 @@ int kiln_cmd_run(int argc, char **argv) {
     if (bufs[b]) continue;
     if (!random) { kiln_error(&d, NULL, "%s: input '%s' is required: --input %s=FILE, or --random", path, buf->name, buf->name); goto fail; }
     bufs[b] = outs[b] = aligned_alloc(64, (bytes + 8 + 63) & ~(size_t)63);
+    if (!bufs[b]) { kiln_error(&d, NULL, "%s: out of memory for input '%s'", path, buf->name); goto fail; }
     for (int64_t e = 0; e < buf->numel; e++) { /* xorshift64*: reproducible */
       seed ^= seed >> 12; seed ^= seed << 25; seed ^= seed >> 27;
       kiln_dtype_store_f(buf->dtype, bufs[b], (size_t)e, (double)((seed * 2685821657736338717ull) >> 11) / 9007199254740992.0);
