@@ -43,3 +43,28 @@ def args(argv, doc):
     work = Path(argv[2])
     work.mkdir(parents=True, exist_ok=True)
     return argv[1], work
+
+
+def onnx_case(m, inputs, outputs, work, rng):
+    """A model builder's case written out and its reference computed: m (a
+    test's builder: .name, .save(path, inputs, outputs)) saved as
+    WORK/NAME/model.onnx, one rng.uniform(-2, 2) float32 feed per (name,
+    shape) in inputs saved beside it as NAME.npy, and ONNX Runtime's outputs
+    with its graph optimisations off (the unfused reference).  Returns
+    (folder, model path, feeds, ORT's outputs in `outputs` order)."""
+    import os
+
+    import numpy as np
+    import onnxruntime as ort
+
+    d = os.path.join(str(work), m.name)
+    os.makedirs(d)
+    path = os.path.join(d, "model.onnx")
+    m.save(path, inputs, outputs)
+    feeds = {n: rng.uniform(-2, 2, s).astype(np.float32) for n, s in inputs}
+    for n, v in feeds.items():
+        np.save(os.path.join(d, n + ".npy"), v)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    ref = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"]).run(outputs, feeds)
+    return d, path, feeds, ref

@@ -35,11 +35,14 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kiln_check import onnx_case  # noqa: E402
 
 F = TensorProto.FLOAT
 FAILS = []
@@ -211,16 +214,7 @@ def main():
     rng = np.random.default_rng(13)
     for m, inputs, outputs, kernels, fused, extra in cases():
         env = dict(os.environ, **extra)
-        d = os.path.join(work, m.name)
-        os.makedirs(d)
-        path = os.path.join(d, "model.onnx")
-        m.save(path, inputs, outputs)
-        feeds = {n: rng.uniform(-2, 2, s).astype(np.float32) for n, s in inputs}
-        for n, v in feeds.items():
-            np.save(os.path.join(d, n + ".npy"), v)
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        ref = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"]).run(outputs, feeds)
+        d, path, feeds, ref = onnx_case(m, inputs, outputs, work, rng)
         p = run([kiln, "inspect", path, "--loops"], env)
         got_k = sum(1 for line in p.stdout.splitlines() if line.startswith("kernel "))
         check(f"{m.name}: {kernels} kernels", p.returncode == 0 and got_k == kernels, f"{got_k} kernels; {p.stderr.strip()}")

@@ -34,8 +34,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kiln_check import onnx_case  # noqa: E402
 
 sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "models"))
@@ -155,16 +157,7 @@ def main():
     os.makedirs(work)
     rng = np.random.default_rng(17)
     for m, inputs, outputs, xblk, yblk in cases():
-        d = os.path.join(work, m.name)
-        os.makedirs(d)
-        path = os.path.join(d, "model.onnx")
-        m.save(path, inputs, outputs)
-        feeds = {n: rng.uniform(-2, 2, s).astype(np.float32) for n, s in inputs}
-        for n, v in feeds.items():
-            np.save(os.path.join(d, n + ".npy"), v)
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        ref = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"]).run(outputs, feeds)
+        d, path, feeds, ref = onnx_case(m, inputs, outputs, work, rng)
         for tag, flags, want in (("nchwc", ["--layout", "nchwc"], (xblk, yblk)), ("plain", [], (0, 0))):
             p = run([kiln, "inspect", path, "--verbose"] + flags)
             got = (p.stdout.count("X NCHWc"), p.stdout.count("Y NCHWc"))
