@@ -27,14 +27,11 @@ tens of times a direct sum's error (test_conv_winograd.py): rtol = atol =
 
 import os
 import shutil
-import subprocess
 import sys
 
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kiln_check import onnx_case  # noqa: E402
@@ -45,41 +42,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_fuse_pool as fuse_pool  # noqa: E402  (check, run, kiln_outputs)
 import test_zoo_run as zoo_run  # noqa: E402  (emit-c, cc -O3 -march=native, run)
 
-F = TensorProto.FLOAT
 FAILS = fuse_pool.FAILS
 TOL = 5e-4
 check, run = fuse_pool.check, fuse_pool.run
 
 
-class M:
+class M(fuse_pool.M):
+    """test_fuse_pool's builder (op, w, save) with its own seed and a 2-D
+    convolution that may end in a residual Add."""
+
     def __init__(self, name):
-        self.name, self.nodes, self.inits, self.n = name, [], [], 0
+        super().__init__(name)
         self.rng = np.random.default_rng(len(name) + 11)
-
-    def op(self, op, ins, **attrs):
-        self.n += 1
-        out = f"{op.lower()}{self.n}"
-        self.nodes.append(helper.make_node(op, ins, [out], name=out, **attrs))
-        return out
-
-    def w(self, shape):
-        name = f"w{len(self.inits)}"
-        fan = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-        self.inits.append(numpy_helper.from_array(
-            (self.rng.uniform(-1, 1, shape) / np.sqrt(fan)).astype(np.float32), name))
-        return name
 
     def conv(self, x, cin, cout, k=1, pad=0, s=1, relu=True, add=None):
         c = self.op("Conv", [x, self.w([cout, cin, k, k]), self.w([cout])], pads=[pad] * 4, strides=[s, s])
         if add:
             c = self.op("Add", [c, add])
         return self.op("Relu", [c]) if relu else c
-
-    def save(self, path, inputs, outputs):
-        g = helper.make_graph(self.nodes, self.name,
-                              [helper.make_tensor_value_info(n, F, s) for n, s in inputs],
-                              [helper.make_tensor_value_info(n, F, None) for n in outputs], self.inits)
-        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)]), path)
 
 
 def cases():
