@@ -270,6 +270,12 @@ kiln_buf *kiln_lb_alloc(kiln_lb *b, const char *name, kiln_scope scope, kiln_dty
 
 void kiln_lb_barrier(kiln_lb *b) { ls(b, KILN_LS_BARRIER); }
 
+void kiln_lb_prefetch(kiln_lb *b, const kiln_buf *buf, kiln_lx *index) {
+  kiln_ls *s = ls(b, KILN_LS_PREFETCH);
+  s->buf = buf;
+  s->index = index;
+}
+
 void kiln_lb_mma(kiln_lb *b, const kiln_buf *c, const kiln_buf *a, const kiln_buf *bf, int wm, int wn) {
   kiln_ls *s = ls(b, KILN_LS_MMA);
   s->buf = c;
@@ -451,6 +457,9 @@ static void print_ls(const kiln_kernel *k, const kiln_ls *s, int ind, FILE *f) {
       if (s->orelse) { fprintf(f, "%*selse:\n", ind, ""); print_ls(k, s->orelse, ind + 2, f); }
       break;
     case KILN_LS_BARRIER: fprintf(f, "barrier\n"); break;
+    case KILN_LS_PREFETCH:
+      fprintf(f, "prefetch %%"); kiln_put_display(f, s->buf->name); fputc('[', f); print_lx(k, s->index, f); fprintf(f, "]\n");
+      break;
     case KILN_LS_MMA:
       fputc('%', f); kiln_put_display(f, s->buf->name);
       fprintf(f, " += mma_m16n8k8_tf32 x%dx%d(%%", s->mma.wm, s->mma.wn); kiln_put_display(f, s->mma.a->name);

@@ -129,6 +129,18 @@
  * LOCAL buffers.  Both appear only in GPU kernels (the verifier checks):
  * the CPU backends never print them.
  *
+ * ---- Prefetch ----
+ * KILN_LS_PREFETCH (buf, index) says the cache line holding buf[index]
+ * (a GLOBAL buffer, index in bounds: the verifier checks it) will be read
+ * soon and should be brought into the L2.  It computes nothing: an
+ * evaluator only checks the index, a backend without prefetch prints
+ * nothing, and a program means the same with every prefetch removed.  CPU
+ * printers emit llvm.prefetch (read, locality 2: x86 prefetcht1) or
+ * __builtin_prefetch(p, 0, 2); GPU printers skip it.  Lowerings use it
+ * where the hardware prefetchers cannot know what comes next: the
+ * transposed GEMM reads its next chunk of weights, a jump of many pages
+ * (passes/lower_conv_gemmt.c).
+ *
  * ---- Reductions ----
  * A reduction is stated as what it computes, not as accumulator code:
  *
@@ -296,7 +308,8 @@ typedef enum kiln_ls_kind {
   KILN_LS_ALLOC,   /* buf (SHARED or LOCAL scope) exists from here to the end of the block */
   KILN_LS_REDUCE,  /* local var : dtype = value (init) combined by `reduce` with what body COMBINEs */
   KILN_LS_COMBINE, /* contribute value to the enclosing REDUCE of local var */
-  KILN_LS_MMA      /* warp MMA m16n8k8 TF32: buf (LOCAL C fragments) += mma.a x mma.b (see "TF32") */
+  KILN_LS_MMA,     /* warp MMA m16n8k8 TF32: buf (LOCAL C fragments) += mma.a x mma.b (see "TF32") */
+  KILN_LS_PREFETCH /* a hint: the cache line holding buf[index] will be read soon (see "Prefetch") */
 } kiln_ls_kind;
 
 typedef enum kiln_reduce_op {
@@ -445,6 +458,8 @@ const char *kiln_reduce_op_name(kiln_reduce_op op);
  * (kiln_kernel_launch_of).  name is copied; it appears in dumps only. */
 kiln_buf *kiln_lb_alloc(kiln_lb *b, const char *name, kiln_scope scope, kiln_dtype t, int64_t numel);
 void kiln_lb_barrier(kiln_lb *b);
+/* KILN_LS_PREFETCH (see "Prefetch" above): buf[index]'s line is read soon. */
+void kiln_lb_prefetch(kiln_lb *b, const kiln_buf *buf, kiln_lx *index);
 /* A warp MMA (KILN_LS_MMA, see "TF32" above): c (LOCAL f32, 4*wm*wn) +=
  * the warp's A fragments a (LOCAL f32, 4*wm) x B fragments bf (2*wn). */
 void kiln_lb_mma(kiln_lb *b, const kiln_buf *c, const kiln_buf *a, const kiln_buf *bf, int wm, int wn);

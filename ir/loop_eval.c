@@ -309,6 +309,9 @@ static void run_until(ev *E, const kiln_ls *s, const kiln_ls *end) {
     case KILN_LS_DECL:
     case KILN_LS_ASSIGN: E->local[s->var] = eval(E, s->value); break;
     case KILN_LS_IF: run(E, eval(E, s->value).i ? s->body : s->orelse); break;
+    case KILN_LS_PREFETCH: /* a hint: only its index is checked */
+      if (eval(E, s->index).i < 0 || eval(E, s->index).i >= s->buf->numel) E->bad = 1;
+      break;
     case KILN_LS_BARRIER: /* one thread (run_threads handles a block's) */
     case KILN_LS_MMA: break;
     case KILN_LS_ALLOC: alloc_scoped(E, s->buf); break;

@@ -346,6 +346,13 @@ static void vs(vctx *V, const kiln_ls *s) {
       V->divergent_depth -= div;
     }
     break;
+  case KILN_LS_PREFETCH: {
+    int own = own_buf(V, s->buf);
+    if (own < 0) break;
+    if (!own || s->buf->scope != KILN_SCOPE_GLOBAL) { verr(V, "prefetch of a buffer not in the program's table"); break; }
+    vx_index(V, "prefetch", s->buf, s->index);
+    break;
+  }
   case KILN_LS_BARRIER:
     if (!V->gpu_depth) verr(V, "barrier outside any GPU-bound loop");
     else if (V->k->launch && !V->thread_depth) verr(V, "barrier outside the thread-bound loops");

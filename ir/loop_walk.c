@@ -48,6 +48,7 @@ void kiln_walk_stmt(kiln_walk *w, const kiln_ls *s) {
       walk_operand(w, s, s->index);
       walk_operand(w, s, s->value);
       break;
+    case KILN_LS_PREFETCH: walk_operand(w, s, s->index); break;
     case KILN_LS_DECL:
     case KILN_LS_ASSIGN: walk_operand(w, s, s->value); break;
     case KILN_LS_IF:
@@ -80,6 +81,9 @@ static int bufs_load(kiln_walk *w, const kiln_lx *e) {
 }
 static int bufs_store(kiln_walk *w, const kiln_ls *s) {
   if (s->kind == KILN_LS_STORE && s->buf && s->buf->scope == KILN_SCOPE_GLOBAL) ((unsigned char *)w->ctx)[s->buf->id] |= KILN_USE_WRITE;
+  /* a prefetch reads nothing, but its buffer must be live and at hand (a
+   * kernel's base pointers come from this list) */
+  if (s->kind == KILN_LS_PREFETCH && s->buf && s->buf->scope == KILN_SCOPE_GLOBAL) ((unsigned char *)w->ctx)[s->buf->id] |= KILN_USE_READ;
   return KILN_WALK_CONTINUE;
 }
 

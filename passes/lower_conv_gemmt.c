@@ -67,6 +67,7 @@
  * 19.1. */
 #include "conv_def.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "lower_macros.h"
@@ -134,6 +135,7 @@ typedef struct gemmt {
   int64_t phases;       /* ConvTranspose with kernel == stride: taps (row m = phase * g->M + channel); else 0 */
   int64_t KC, nkc;  /* k in nkc chunks of KC: a block's weights for one chunk stay in the L2 across its tiles */
   int pre;          /* leading epilogue steps applied to the sums in registers, before Yt */
+  int prefetch;     /* tiles prefetch the weights the block reads after this chunk (prefetch_next) */
   kiln_lx *nimg, *m0, *xb, *wb, *tb;  /* per block: image, first channel, X of image n, Wt and Yt of the block */
   int fma;
 } gemmt;
@@ -143,9 +145,35 @@ static kiln_lx *bias_index(kiln_lctx *L, const gemmt *f, kiln_lx *m) {
   return f->phases ? BIN(REM, m, CI(f->g->M)) : m;
 }
 
-/* One tile: pb positions from p0 by rvl lanes of channels, mv of them stored. */
+/* Prefetch of the weights the block reads after this chunk: the next
+ * chunk's, or after the last one the next block's (the thread's next
+ * iteration, blocks being contiguous), Wt[wb + (k0 + KC) * RV ..], KC x RV
+ * values many pages away, where the hardware prefetchers do not look.
+ * Without it each chunk starts with its weights in DRAM or L3 (the layer
+ * before read other data): ResNet-50's 512-channel 3x3s at 7x7, KC x RV =
+ * 1536 x 64 floats, spent a quarter of their time waiting.  The first of
+ * the chunk's `count` tiles (tile t) fetch the lines spread over their k
+ * loop, one or more a k step, so the requests trickle out while the FMAs
+ * run instead of queueing all at once.  kk: the k loop's var. */
+static void prefetch_next(kiln_lctx *L, const gemmt *f, kiln_lx *t, int64_t count, kiln_lx *kk, kiln_lx *k0) {
+  int64_t es = (int64_t)kiln_dtype_size(f->ct), line = 64 / es;
+  int64_t lines = (f->KC * f->RV * es + 63) / 64, per_k = (lines + f->KC - 1) / f->KC;
+  int64_t npf = count < per_k ? count : per_k, q = (per_k + npf - 1) / npf;
+  int64_t last = f->wt->numel - 1;
+  kiln_lx *next = IADD(f->wb, IMUL(IADD(k0, CI(f->KC)), f->RV));
+  if (npf < count) kiln_lb_if(B, BIN(LT, t, CI(npf)));
+  for (int64_t j = 0; j < q; j++) {
+    kiln_lx *ln = IADD(IMUL(IADD(IMUL(t, f->KC), kk), q), CI(j));
+    ln = BIN(MIN, ln, CI(lines - 1));
+    kiln_lb_prefetch(B, f->wt, BIN(MIN, IADD(next, IMUL(ln, line)), CI(last)));
+  }
+  if (npf < count) kiln_lb_end(B);
+}
+
+/* One tile: pb positions from p0 by rvl lanes of channels, mv of them
+ * stored; tile t of count in this chunk of k (k0..). */
 static void emit_tile(kiln_lctx *L, const gemmt *f, kiln_lx *p0, int64_t pb, int64_t rvl, int64_t mv, kiln_lx *k0,
-                      int from_yt) {
+                      int from_yt, kiln_lx *t, int64_t count) {
   int acc[GT_PB * GT_RV_MAX], wl[GT_RV_MAX], bl[GT_RV_MAX];
   /* declared position by position, consecutive channels together: the
    * order SLP vectorisers group the accumulators in (a vector of lanes) */
@@ -159,7 +187,8 @@ static void emit_tile(kiln_lctx *L, const gemmt *f, kiln_lx *p0, int64_t pb, int
     }
   B->k->explicit_vectors = 1;
   B->k->reused_vectors = 1; /* wl[] serve every row p */
-  kiln_lx *k = IADD(IDX(kiln_lb_for(B, f->KC, seq)), k0);
+  kiln_lx *kk = IDX(kiln_lb_for(B, f->KC, seq)), *k = IADD(kk, k0);
+  if (f->prefetch && t) prefetch_next(L, f, t, count, kk, k0);
   kiln_lx *wr = IADD(f->wb, IMUL(k, f->RV)), *xr = IADD(IADD(f->xb, IMUL(k, f->P)), p0);
   for (int64_t l = 0; l < rvl; l++) wl[l] = kiln_lb_decl(B, f->ct, kiln_lower_load(L, f->wt, IADD(wr, CI(l))));
   for (int64_t p = 0; p < pb; p++) {
@@ -187,13 +216,16 @@ static void copy_out(kiln_lctx *L, const kiln_node *n, const gemmt *f, kiln_lx *
 }
 
 /* count tiles of pb positions from c0, over every chunk of k: the first
- * chunk from the bias, the others from the sums stored in Yt. */
-static void emit_tiles(kiln_lctx *L, const gemmt *f, kiln_lx *c0, int64_t count, int64_t pb, int64_t rvl, int64_t mv) {
+ * chunk from the bias, the others from the sums stored in Yt.  tail: the
+ * block's last positions, after its whole tiles (which prefetched what
+ * comes next: this one does not). */
+static void emit_tiles(kiln_lctx *L, const gemmt *f, kiln_lx *c0, int64_t count, int64_t pb, int64_t rvl, int64_t mv,
+                       int tail) {
   for (int later = 0; later < (f->nkc > 1 ? 2 : 1); later++) {
     kiln_lx *k0 = CI(0);
     if (later) k0 = IMUL(IADD(IDX(kiln_lb_for(B, f->nkc - 1, seq)), CI(1)), f->KC);
     kiln_lx *t = count > 1 ? IDX(kiln_lb_for(B, count, seq)) : CI(0);
-    emit_tile(L, f, IADD(c0, IMUL(t, pb)), pb, rvl, mv, k0, later);
+    emit_tile(L, f, IADD(c0, IMUL(t, pb)), pb, rvl, mv, k0, later, tail ? NULL : t, count);
     kiln_lower_close(L, (count > 1) + later);
   }
 }
@@ -206,12 +238,12 @@ static void emit_block(kiln_lctx *L, const kiln_node *n, const gemmt *f, kiln_lx
   int64_t nt = f->P / GT_PB, rest = f->P % GT_PB, tpc = nt / nch;
   kiln_lx *c0 = IMUL(ch, tpc * GT_PB);
   if (tpc) {
-    emit_tiles(L, f, c0, tpc, GT_PB, rvl, mv);
+    emit_tiles(L, f, c0, tpc, GT_PB, rvl, mv, 0);
     copy_out(L, n, f, c0, tpc * GT_PB, mv);
   }
   if (rest) {
     if (nch > 1) kiln_lb_if(B, BIN(EQ, ch, CI(nch - 1)));
-    emit_tiles(L, f, CI(nt * GT_PB), 1, rest, rvl, mv);
+    emit_tiles(L, f, CI(nt * GT_PB), 1, rest, rvl, mv, tpc > 0);
     copy_out(L, n, f, CI(nt * GT_PB), rest, mv);
     if (nch > 1) kiln_lb_end(B);
   }
@@ -226,8 +258,8 @@ static void emit_row(kiln_lctx *L, const kiln_node *n, const gemmt *f, kiln_lx *
   int last = g->sp - 1;
   int64_t W = g->in[last], nt = W / GT_PB, rest = W % GT_PB;
   kiln_lx *c0 = IMUL(row, W);
-  if (nt) emit_tiles(L, f, c0, nt, GT_PB, rvl, mv);
-  if (rest) emit_tiles(L, f, IADD(c0, CI(nt * GT_PB)), 1, rest, rvl, mv);
+  if (nt) emit_tiles(L, f, c0, nt, GT_PB, rvl, mv, 0);
+  if (rest) emit_tiles(L, f, IADD(c0, CI(nt * GT_PB)), 1, rest, rvl, mv, nt > 0);
   kiln_lx *l = IDX(kiln_lb_for(B, mv, seq));
   int gr = kiln_lb_decl(B, KILN_DT_I64, IADD(f->m0, l));
   int r = kiln_lb_decl(B, KILN_DT_I64, BIN(DIV, LOCAL(gr), CI(g->M)));
@@ -246,13 +278,21 @@ static void emit_row(kiln_lctx *L, const kiln_node *n, const gemmt *f, kiln_lx *
   kiln_lower_close(L, 2);
 }
 
-/* Chunks of k: a block's weights (K x RV) outgrowing a quarter of the L2
- * are streamed from memory again by every tile (a 3x3 convolution of 512
- * channels: 1.2 MB a block, nine tiles on a 7x7 map); in chunks of KC
- * (the largest divisor of K whose weights fit, at least 64) they stay in
- * the L2 across the tiles, and the sums wait in Yt between chunks. */
+/* Chunks of k: a block's weights (K x RV) outgrowing the L2 are streamed
+ * from memory again by every tile (a 3x3 convolution of 512 channels:
+ * 1.2 MB a block, nine tiles on a 7x7 map); in chunks of KC (the largest
+ * divisor of K whose weights fit, at least 64) they stay in the L2 across
+ * the tiles, and the sums wait in Yt between chunks.  What must fit: the
+ * chunk being read and the next one being prefetched (prefetch_next),
+ * each with its X rows (on a 7x7 map about as many bytes as its weights),
+ * in a third of the L2: a chunk's weights in a twelfth.  Measured on a
+ * 2-vCPU Intel Xeon (AVX-512, 2 MiB L2, 1 thread, bench/ab_kernels.py,
+ * least of 4 rounds), against a quarter of the L2 for the weights alone:
+ * ResNet-50's 3x3s at 7x7 (KC 1536 -> 512) 2.31 -> 2.01 ms, its
+ * 2048 -> 512 1x1s (one chunk -> 4) 0.87 -> 0.74 ms; an eighth of that
+ * (KC 128-144) was no faster. */
 static void pick_k_chunks(const kiln_lctx *L, gemmt *f) {
-  int64_t es = (int64_t)kiln_dtype_size(f->ct), fit = L->target->l2_bytes / 4 / (f->RV * es);
+  int64_t es = (int64_t)kiln_dtype_size(f->ct), fit = L->target->l2_bytes / 12 / (f->RV * es);
   f->KC = f->K, f->nkc = 1;
   if (f->K <= fit) return;
   for (int64_t d = fit; d >= 64; d--)
@@ -269,6 +309,10 @@ static int emit_gemmt(kiln_lctx *L, const kiln_node *n, gemmt *f, int packed) {
   int64_t lanes = kiln_target_lanes(L->target, f->ct);
   f->fma = kiln_target_has_fma(L->target);
   pick_k_chunks(L, f);
+  {
+    const char *env = getenv("KILN_GEMMT_PREFETCH"); /* 0: off, for A/B runs (bench/README) */
+    f->prefetch = !(env && env[0] == '0');
+  }
   /* Relu, rounding...: on the sums while they are vectors of channels in
    * registers, so the copy out of Yt (one scalar load and store per
    * output: Yt runs along m, Y along p) carries only what needs the

@@ -173,6 +173,7 @@ static void walk(scan *S, const kiln_ls *s, int under_if) {
       break;
     case KILN_LS_DECL:
     case KILN_LS_ASSIGN: loads(S, s->value); break;
+    case KILN_LS_PREFETCH: break; /* reads nothing */
     case KILN_LS_BARRIER:
     case KILN_LS_MMA:
     case KILN_LS_ALLOC:

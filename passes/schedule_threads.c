@@ -73,6 +73,7 @@ int64_t kiln_schedule_work(const kiln_ls *s) {
   case KILN_LS_REDUCE: return sat_add(expr_cost(s->value, &budget), list_work(s->body));
   case KILN_LS_COMBINE: return 1 + expr_cost(s->value, &budget);
   case KILN_LS_MMA: return 2 * 16 * 8 * 8 / 32 * (int64_t)s->mma.wm * s->mma.wn; /* a lane's share of the MACs */
+  case KILN_LS_PREFETCH: return 1 + expr_cost(s->index, &budget);
   case KILN_LS_BARRIER:
   case KILN_LS_ALLOC: return 0;
   }

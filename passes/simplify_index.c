@@ -487,6 +487,7 @@ static kiln_ls *simp_stmt(sctx *S, kiln_ls *s, int depth) {
     s->index = simp(S, s->index);
     s->value = simp(S, s->value);
     return s;
+  case KILN_LS_PREFETCH: s->index = simp(S, s->index); return s;
   case KILN_LS_DECL:
     s->value = simp(S, s->value);
     if (S->local_level[s->var] != NOLEVEL) {
@@ -610,6 +611,7 @@ static void hoist_block(sctx *S, kiln_ls **link, int depth, int loop_body) {
       s->index = hoist(S, s->index, depth, "out_base");
       s->value = hoist(S, s->value, depth, "idx");
       break;
+    case KILN_LS_PREFETCH: s->index = hoist(S, s->index, depth, "w_base"); break;
     case KILN_LS_DECL: case KILN_LS_ASSIGN: s->value = hoist(S, s->value, depth, "idx"); break;
     case KILN_LS_IF:
       s->value = hoist(S, s->value, depth, "idx");

@@ -573,6 +573,15 @@ static void stmts(emitter *e, const kiln_ls *s, int ind) {
       indent(f, ind);
       fprintf(f, "}\n");
       break;
+    case KILN_LS_PREFETCH: { /* a hint: a dialect without it prints nothing */
+      char nb[32];
+      if (!e->h->prefetch) break;
+      indent(f, ind);
+      fprintf(f, "KILN_PREFETCH(&%s[", buf_name(e, s->buf, nb));
+      iexpr(e, s->index, 0);
+      fprintf(f, "]);\n");
+      break;
+    }
     case KILN_LS_BARRIER: /* C: one thread per block */
       if (e->h->barrier) e->h->barrier(f, ind);
       break;
@@ -1216,6 +1225,11 @@ static char *make_source(emitter *e) {
     fputs("#if defined(__GNUC__) && !defined(__clang__) && !defined(__INTEL_COMPILER) && __GNUC__ >= 8 && "
           "(defined(__x86_64__) || defined(__i386__))\n"
           "#pragma GCC target(\"prefer-vector-width=512\")\n#endif\n\n", f);
+    /* KILN_LS_PREFETCH: read soon, keep in the L2 (x86 prefetcht1); a
+     * compiler without the builtin drops the hint */
+    fputs("#if defined(__GNUC__) || defined(__clang__)\n"
+          "#define KILN_PREFETCH(p) __builtin_prefetch((p), 0, 2)\n"
+          "#else\n#define KILN_PREFETCH(p) ((void)0)\n#endif\n\n", f);
     fputs("#if defined(__GNUC__) && !defined(__clang__) && !defined(__INTEL_COMPILER) && __GNUC__ >= 8\n"
           "#define KILN_LANE_LOOP _Pragma(\"GCC unroll 1\")\n"
           "#else\n#define KILN_LANE_LOOP\n#endif\n\n", f);
@@ -1282,7 +1296,7 @@ static char *make_source(emitter *e) {
 }
 
 int kiln_c_emit(const kiln_program *p, const kiln_c_options *o, kiln_c_output *out, kiln_diag *d) {
-  static const kiln_c_hooks c99 = {.lane_loops = 1};
+  static const kiln_c_hooks c99 = {.lane_loops = 1, .prefetch = 1};
   return kiln_c_emit_dialect(p, o, &c99, out, d);
 }
 

@@ -260,6 +260,7 @@ static void st(sk *S, const kiln_ls *s, int n) {
       ind(S, n);
       fprintf(f, "}\n");
       break;
+    case KILN_LS_PREFETCH: break; /* a CPU cache hint */
     case KILN_LS_BARRIER:
       ind(S, n);
       fprintf(f, "__syncthreads();\n");

@@ -322,6 +322,14 @@ static void stmts(cg *c, const kiln_ls *s) {
       LLVMPositionBuilderAtEnd(c->b, join);
       break;
     }
+    case KILN_LS_PREFETCH: { /* llvm.prefetch(p, read, locality 2 (x86: prefetcht1), data) */
+      LLVMTypeRef i32 = LLVMInt32TypeInContext(c->ctx);
+      LLVMValueRef p = kiln_llvm_buf_ptr(c, s->buf, kiln_llvm_expr(c, s->index));
+      LLVMTypeRef pt = LLVMTypeOf(p);
+      LLVMValueRef args[4] = {p, LLVMConstInt(i32, 0, 0), LLVMConstInt(i32, 2, 0), LLVMConstInt(i32, 1, 0)};
+      kiln_llvm_call_intrinsic(c, "llvm.prefetch", &pt, 1, args, 4);
+      break;
+    }
     case KILN_LS_BARRIER: break; /* one CPU thread per block: nothing to wait for */
     case KILN_LS_ALLOC: break; /* GPU kernels only, which CPU backends never get */
     case KILN_LS_MMA: KILN_ASSERT(!"warp mma: GPU kernels only (the verifier rejects it elsewhere)"); break;
@@ -393,7 +401,7 @@ static void add_slot(cg *c, const kiln_buf *b) {
   c->slot_of[b->id] = c->nslots++;
 }
 static int slot_stmt(kiln_walk *w, const kiln_ls *s) {
-  if (s->kind == KILN_LS_STORE) add_slot(w->ctx, s->buf);
+  if (s->kind == KILN_LS_STORE || s->kind == KILN_LS_PREFETCH) add_slot(w->ctx, s->buf);
   return KILN_WALK_CONTINUE;
 }
 static int slot_expr(kiln_walk *w, const kiln_lx *e) {

@@ -45,6 +45,10 @@ static kiln_program *build(kiln_dtype t) {
   kiln_lb_kernel(&B, "k0_divrem", NULL);
   kiln_lx *i = kiln_lx_index(&B, kiln_lb_for(&B, N, (kiln_sched){0}));
   kiln_lx *x = kiln_lx_load(&B, a, i), *y = kiln_lx_load(&B, b, i);
+  /* a hint that changes nothing (ir/loop.h, "Prefetch"): every backend
+   * prints it (the C compiles -Wall -Wpedantic -Werror) and computes the
+   * same; b's element N - 1 - i, in bounds */
+  kiln_lb_prefetch(&B, b, kiln_lx_bin(&B, KILN_BIN_SUB, kiln_lx_const_i(&B, N - 1), i));
   kiln_lb_store(&B, o[0], i, kiln_lx_bin(&B, KILN_BIN_DIV, x, y));
   kiln_lb_store(&B, o[1], i, kiln_lx_bin(&B, KILN_BIN_REM, x, y));
   kiln_lb_store(&B, o[2], i, kiln_lx_bin(&B, KILN_BIN_REM, x, kiln_lx_const_f(&B, t, 3)));

@@ -189,6 +189,26 @@ Test(verify, if_condition_not_bool) {
   fails("m.onnx: node 'relu0' (Relu): loop IR: kernel 'k0_relu': if condition is f32, not bool");
 }
 
+/* prefetch w[i + 1] over i < 3: in [1, 3], clean; over i < 4 it reaches
+ * w[4], past the end, which the verifier reports as it would a load */
+static void prefetch_next_w(int64_t n) {
+  int i = kiln_lb_for(&B, n, (kiln_sched){0});
+  kiln_lb_prefetch(&B, w4, kiln_lx_iadd(&B, idx(i), ci(1)));
+  kiln_lb_store(&B, out8, idx(i), kiln_lx_load(&B, in8, idx(i)));
+  kiln_lb_end(&B);
+}
+
+Test(verify, prefetch_in_bounds_is_clean) {
+  prefetch_next_w(3);
+  verifies();
+}
+
+Test(verify, prefetch_past_the_end) {
+  prefetch_next_w(4);
+  fails("m.onnx: node 'relu0' (Relu): loop IR: kernel 'k0_relu': prefetch index (i0 + 1) of 'w' takes values "
+        "in [1, 4], outside [0, 4)");
+}
+
 Test(verify, barrier_outside_gpu_loop) {
   int i = kiln_lb_for(&B, 8, (kiln_sched){.parallel = 1});
   kiln_lb_store(&B, ws8, idx(i), kiln_lx_load(&B, in8, idx(i)));
