@@ -326,7 +326,7 @@ static void emit_taps(kiln_lctx *L, const fconv *f, kiln_lx *c0, int64_t cb, kil
     kiln_lx *ki = BIN(DIV, t, CI(f->kstr[i]));
     if (i > 0) ki = BIN(REM, ki, CI(f->K[i]));
     emit_taps(L, f, c0, cb, s0, y0, len, i + 1, IADD(k, IMUL(ki, f->kstr[i])), IADD(xo, xo_dyn(L, f, i, ki)), t);
-  } else if (f->nr[i] == f->s[i]) {
+  } else if (f->nr[i] == f->s[i] && !(f->acc && i == f->sp - 1 && f->K[i] <= RB_UNROLL_TAPS && f->ksz > f->K[i])) {
     kiln_lx *ki = IDX(kiln_lb_for(B, f->K[i], seq_sched));
     emit_taps(L, f, c0, cb, s0, y0, len, i + 1, IADD(k, IMUL(ki, f->kstr[i])), IADD(xo, xo_dyn(L, f, i, ki)), t);
     kiln_lb_end(B);
@@ -545,10 +545,17 @@ static void emit_rtile(kiln_lctx *L, fconv *f, kiln_lx *v0, int64_t mb, int64_t 
   f->acc = acc, f->rmb = mb, f->rvl = vl;
   B->k->explicit_vectors = 1;
   kiln_lx *c = f->Cg == 1 ? CI(0) : IDX(kiln_lb_for(B, f->Cg, seq_sched));
-  int merged = taps_merged(f);
   /* a 3x3 window's taps unrolled (what LLVM's O3 did on its own): the
-   * tile's loads and FMAs as one straight run per input channel */
-  kiln_sched taps = {.unroll = f->ksz <= RB_UNROLL_TAPS ? (int)f->ksz : 0};
+   * tile's loads and FMAs as one straight run per input channel.  Larger
+   * windows of 2 or 3 dims (a 7x7 stem, 5x5s, 3x3x3s) loop over their rows
+   * with the last dim's taps unrolled, offsets constant (emit_taps).  One
+   * loop over all 49 taps of a stride-2 7x7 computed each tap's phase and
+   * row with divisions, integer work on the ports the FMAs need: on an
+   * Intel Xeon (AVX-512, 1 thread) ResNet-50's stem 1.77 -> 1.51 ms,
+   * GoogLeNet's 1.72 -> 1.47, its 5x5s 20-25% faster, the 3-D CNN's
+   * 3x3x3s 4.54 -> 4.16 ms in all */
+  int merged = taps_merged(f) && f->ksz <= RB_UNROLL_TAPS;
+  kiln_sched taps = {.unroll = (int)f->ksz};
   kiln_lx *t = merged ? IDX(kiln_lb_for(B, f->ksz, taps)) : NULL;
   emit_taps(L, f, c, 1, v0, v0, vl, 0, CI(0), CI(0), t);
   kiln_lower_close(L, merged + (f->Cg > 1));

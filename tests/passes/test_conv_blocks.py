@@ -138,6 +138,8 @@ def build_cases(rng):
     c["3x3_group4_stride2_asym"] = case(rng, (2, 16, 10, 11), 12, [3, 3], strides=[2, 1], pads=[0, 1, 2, 1], group=4)
     # stem-like 7x7 stride 2 pad 3 from 3 channels
     c["7x7_stride2_stem"] = case(rng, (1, 3, 32, 32), 8, [7, 7], strides=[2, 2], pads=[3, 3, 3, 3])
+    # 5x5 (GoogLeNet's): rows of taps looped, each row's five unrolled (WINDOW_ROWS below)
+    c["5x5_pad2_c16"] = case(rng, (1, 16, 14, 14), 12, [5, 5], pads=[2, 2, 2, 2])
     # 1-D (Y written directly), asymmetric pads; 3-D
     c["1d_k5_asym"] = case(rng, (1, 7, 100), 10, [5], pads=[2, 1])
     c["1d_stride3_dil2"] = case(rng, (1, 11, 70), 5, [3], strides=[3], dils=[2], pads=[1, 3])
@@ -146,6 +148,25 @@ def build_cases(rng):
     c["f64_3x3_m9"] = case(rng, (1, 4, 10, 10), 9, [3, 3], pads=[1, 1, 1, 1], dt=np.float64)
     c["f16_3x3_m7"] = case(rng, (1, 6, 9, 9), 7, [3, 3], pads=[1, 1, 1, 1], dt=np.float16)
     return c
+
+
+# Windows of more than 9 taps: the register tile loops over the window's rows
+# and unrolls each row's taps at constant offsets; one loop over all taps
+# computed each tap's row and column with a division and remainder by the
+# window's width (passes/lower_conv.c, emit_rtile).
+WINDOW_ROWS = {"7x7_stride2_stem": 7, "5x5_pad2_c16": 5}
+
+
+def window_check(kiln, name, path):
+    """The cases in WINDOW_ROWS: no tap index is divided by the window's width."""
+    if name not in WINDOW_ROWS:
+        return None
+    dump = subprocess.run([kiln, "inspect", "--loops", str(path)], capture_output=True, text=True, timeout=300).stdout
+    if "fma(" not in dump and " + (" not in dump:
+        return "no loop IR dump"
+    k = WINDOW_ROWS[name]
+    bad = [ln.strip() for ln in dump.splitlines() if f" % {k})" in ln or f" / {k})" in ln]
+    return f"a tap loop divides by the window width {k}: {bad[0][:120]}" if bad else None
 
 
 def banded_check(kiln, name, path):
@@ -174,8 +195,8 @@ def main(argv, cases=None, check=None):
     if len(argv) < 3:
         sys.exit(__doc__)
     kiln, work = argv[1], Path(argv[2])
-    if check is None and os.environ.get("KILN_CONV_BANDS"):
-        check = banded_check
+    if check is None:
+        check = banded_check if os.environ.get("KILN_CONV_BANDS") else window_check
     only = set(argv[3:])
     work.mkdir(parents=True, exist_ok=True)
     passed = failed = 0
