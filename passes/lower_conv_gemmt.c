@@ -57,14 +57,15 @@
  * read as a 1x1 convolution's X; W [M, C, taps] is already [M, K].  The
  * register path puts these maps on a padded virtual grid (7 positions of
  * every 9) in tiles of 48 or 64 positions with a partial one per map.
- * With K x RV weights per block past a quarter of the L2 (512 x 9 x 64
- * floats: 1.2 MB), every tile streamed them from L3 again; k then runs in
- * chunks whose weights stay in the L2 across the tiles, the sums waiting
- * in Yt between chunks.  Measured on a 2-vCPU Zen 5 (AVX-512), best of
- * four alternating runs: ResNet-50's 3x3s at 7x7 1.63 -> 1.43 ms,
- * SqueezeNet 1.1's 13x13 expand3x3 0.29 -> 0.245 ms; whole networks:
- * ResNet-50 43.9 -> 42.2 ms, SqueezeNet 1.1 4.00 -> 3.84, AlexNet 20.4 ->
- * 19.1. */
+ * With K x RV weights per block outgrowing the L2 (512 x 9 x 64 floats:
+ * 1.2 MB), every tile streamed them from L3 again; k then runs in chunks
+ * whose weights stay in the L2 across the tiles (pick_k_chunks), the sums
+ * waiting in Yt between chunks, and each chunk's tiles prefetch the next
+ * chunk's weights (prefetch_next).  Chunks alone, measured on a 2-vCPU
+ * Zen 5 (AVX-512), best of four alternating runs: ResNet-50's 3x3s at 7x7
+ * 1.63 -> 1.43 ms, SqueezeNet 1.1's 13x13 expand3x3 0.29 -> 0.245 ms;
+ * whole networks: ResNet-50 43.9 -> 42.2 ms, SqueezeNet 1.1 4.00 -> 3.84,
+ * AlexNet 20.4 -> 19.1. */
 #include "conv_def.h"
 
 #include <stdlib.h>
