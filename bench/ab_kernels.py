@@ -5,7 +5,8 @@ Usage:  python3 bench/ab_kernels.py OLD NEW MODEL.onnx ROUNDS [THREADS] [all]
 
 OLD and NEW are kiln binaries (or wrapper scripts adding options or
 environment, e.g. `exec build/kiln "$@" --lean-memory`).  Each round runs
-`OLD run MODEL --random --repeat 15 --threads T --profile`, then NEW's;
+`OLD run MODEL --random --repeat 15 --warmup 3 --threads T --profile`, then NEW's
+(--warmup only where `run --help` lists it: binaries older than it lack it);
 every kernel keeps its least median over the rounds.  On a noisy 2-vCPU
 host, alternating rounds and least times are what separate a 3% change
 from the neighbours' load.  Prints the 12 kernels that moved most (every
@@ -24,7 +25,8 @@ def main(argv):
     best, tot = {}, {}
     for _ in range(rounds):
         for tag, b in (("old", old), ("new", new)):
-            out = subprocess.run([b, "run", model, "--random", "--repeat", "15", "--threads", threads, "--profile"],
+            warm = ["--warmup", "3"] if "--warmup" in subprocess.run([b, "run", "--help"], capture_output=True, text=True).stdout else []
+            out = subprocess.run([b, "run", model, "--random", "--repeat", "15", *warm, "--threads", threads, "--profile"],
                                  capture_output=True, text=True).stdout
             for ln in out.splitlines():
                 m = re.match(r"\s*(\d+)\s+([\d.]+)\s+[\d.]+\s+\S+\s+\S+\s+\S+\s+(\S+)", ln)

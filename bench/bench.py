@@ -24,12 +24,12 @@ Then, for each thread count T (default 1):
          optimisations, intra_op_num_threads=T (inter-op 1, sequential
          execution); 3 warm-up runs, then the median wall time of N runs
          of session.run (N = --runs, default 10).
-  kiln   `KILN_BINARY run MODEL --input NAME=FILE --repeat N [--threads T]`:
-         the median of N runs of the compiled model as kiln prints it
+  kiln   `KILN_BINARY run MODEL --input NAME=FILE --repeat N --warmup 3 [--threads T]`:
+         3 warm-up runs, then the median of N runs of the compiled model as kiln prints it
          ("ran in Y ms (median)"; compilation is timed separately and not
          included; its own "compiled in X ms", wall time from after the
          model and inputs are read, is the compile-s column).
-         --threads is passed only when `kiln run --help` lists it;
+         --threads and --warmup are passed only when `kiln run --help` lists them;
          otherwise kiln runs single-threaded once per model and that figure
          is reported on every thread-count row, marked "(1T)".
 
@@ -177,9 +177,10 @@ def fma_peaks(threads_list, work):
     return peaks, None
 
 
-def kiln_has_threads(kiln):
+def kiln_run_has(kiln, option):
+    """Whether `kiln run --help` lists option (older binaries lack --threads, --warmup)."""
     proc = subprocess.run([kiln, "run", "--help"], capture_output=True, text=True)
-    return "--threads" in proc.stdout
+    return option in proc.stdout
 
 
 def kiln_macs(kiln, model_path):
@@ -219,6 +220,8 @@ def time_ort(model_path, inputs, threads, runs):
 def time_kiln(kiln, model_path, input_files, threads, runs):
     """(median run ms, compile ms, None) or (None, None, error message)."""
     args = [kiln, "run", str(model_path), "--repeat", str(runs)]
+    if kiln_run_has(kiln, "--warmup"):  # the same warm-up as ORT's
+        args += ["--warmup", str(WARMUP_RUNS)]
     for name, path in input_files.items():
         args += ["--input", f"{name}={path}"]
     if threads is not None:
@@ -326,7 +329,7 @@ def main(argv):
         return 2
     zoo2 = load_zoo2()
     models = args.models.split(",") if args.models else zoo2.ALL_MODELS + list(REAL_MODELS)
-    threaded = kiln_has_threads(args.kiln)
+    threaded = kiln_run_has(args.kiln, "--threads")
     version = subprocess.run([args.kiln, "--version"], capture_output=True, text=True)
     with tempfile.TemporaryDirectory(prefix="kiln_bench_peak_") as work:
         peaks, peak_err = fma_peaks(args.threads, work)

@@ -6,7 +6,7 @@ Usage:  python3 bench/kernels_vs_ort.py [--threads T] [--rounds R] [--top K] [--
 bench.py says how the whole networks compare; this says which kernels make
 the difference.  Both runtimes time every kernel of their own:
 
-  kiln   `KILN_BINARY run MODEL --random --repeat 15 --threads T --profile`,
+  kiln   `KILN_BINARY run MODEL --random --repeat 15 --warmup 3 --threads T --profile`,
          R times: each kernel's least time over the R runs' medians.
   ORT    CPU execution provider, ORT_ENABLE_ALL, intra_op_num_threads=T,
          enable_profiling; 15 runs a round after 3 warm-up runs, R rounds:
@@ -53,7 +53,7 @@ KERNEL_ROW = re.compile(r"\s*(\d+)\s+([\d.]+)\s+[\d.]+\s+\S+\s+\S+\s+\S+\s+(\S+)
 
 def kiln_kernels(kiln, model, threads, out):
     """{kernel: least ms so far}, and {kernel: [node names]} from one profiled run."""
-    res = subprocess.run([kiln, "run", model, "--random", "--repeat", "15", "--threads", str(threads), "--profile"],
+    res = subprocess.run([kiln, "run", model, "--random", "--repeat", "15", "--warmup", "3", "--threads", str(threads), "--profile"],
                          capture_output=True, text=True)
     if res.returncode != 0:
         sys.exit(f"kernels_vs_ort: kiln failed: {res.stderr.strip()}")

@@ -32,6 +32,10 @@ static const char help[] =
     "                     (default 1)\n"
     "  --dim NAME=N       bind symbolic dim NAME to N (input files must agree)\n"
     "  --repeat N         run N times and report the median time\n"
+    "  --warmup N         run N times more before the timed runs, untimed (default\n"
+    "                     0): first-touch page faults, cold caches and an idle\n"
+    "                     core's wake-up then stay out of the median, as in\n"
+    "                     bench/bench.py's ONNX Runtime timing\n"
     "  --threads N        run parallel loops on N threads (default 1)\n"
     "  --profile          print a table of every kernel: the graph nodes it computes,\n"
     "                     its median time over the --repeat runs, share of the total,\n"
@@ -178,7 +182,7 @@ fail:
 int kiln_cmd_run(int argc, char **argv) {
   const char *path = NULL, *outdir = NULL, *format = "npy";
   const char *in_names[MAX_INPUTS], *in_files[MAX_INPUTS];
-  int nin = 0, random = 0, repeat = 1, threads = 1, dump_after = 0, profile = 0, timed = 0;
+  int nin = 0, random = 0, repeat = 1, warmup = 0, threads = 1, dump_after = 0, profile = 0, timed = 0;
   const char *target_name = "cpu", *arch_list = NULL;
   int tf32 = 0, keep_f16 = 0, lean_memory = 0, nchwc = 0;
   kiln_cli_bindings bind = {0};
@@ -213,7 +217,7 @@ int kiln_cmd_run(int argc, char **argv) {
       if (r) { kiln_cli_bindings_free(&bind); return r == 3 ? 0 : r; }
     }
     else if (!strcmp(a, "--input") || !strcmp(a, "--output") || !strcmp(a, "--format") || !strcmp(a, "--batch") ||
-             !strcmp(a, "--dim") || !strcmp(a, "--repeat") || !strcmp(a, "--threads") || !strcmp(a, "--target") ||
+             !strcmp(a, "--dim") || !strcmp(a, "--repeat") || !strcmp(a, "--warmup") || !strcmp(a, "--threads") || !strcmp(a, "--target") ||
              !strcmp(a, "--arch")) {
       if (i + 1 >= argc) return kiln_cli_usage_error("run", "%s needs a value", a);
       const char *v = argv[++i];
@@ -237,6 +241,10 @@ int kiln_cmd_run(int argc, char **argv) {
         int64_t r = kiln_cli_parse_count(v);
         if (r < 0 || r > 100000) return kiln_cli_usage_error("run", "--repeat must be a positive integer, got '%s'", v);
         repeat = (int)r;
+      } else if (!strcmp(a, "--warmup")) {
+        int64_t r = strcmp(v, "0") ? kiln_cli_parse_count(v) : 0;
+        if (r < 0 || r > 100000) return kiln_cli_usage_error("run", "--warmup must be a non-negative integer, got '%s'", v);
+        warmup = (int)r;
       } else {
         if (nin == MAX_INPUTS) return kiln_cli_usage_error("run", "too many --input options");
         const char *eq = strchr(v, '=');
@@ -373,7 +381,7 @@ int kiln_cmd_run(int argc, char **argv) {
   double *times = calloc((size_t)repeat, sizeof *times);
   double *ktimes = profile ? calloc((size_t)repeat * (size_t)p->nkernels + 1, sizeof *ktimes) : NULL;
   if (!times || (profile && !ktimes)) { free(times); kiln_error(&d, NULL, "out of memory"); goto fail; }
-  for (int r = 0; r < repeat; r++) {
+  for (int r = -warmup; r < repeat; r++) { /* r < 0: warm-up, untimed */
     double s = now();
     if (cuda_gpu) {
       if (kiln_cuda_gpu_run(cuda_gpu, bufs, &d)) { free(times); free(ktimes); goto fail; }
@@ -384,6 +392,7 @@ int kiln_cmd_run(int argc, char **argv) {
       kiln_error(&d, NULL, "%s: cuda-host: out of memory running the kernels", path);
       goto fail;
     }
+    if (r < 0) continue;
     times[r] = now() - s;
     int nst = 0;
     const double *st = ktimes ? kiln_llvm_jit_profile(jit, &nst) : NULL;

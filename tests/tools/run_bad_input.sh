@@ -43,6 +43,7 @@ expect_error "missing input" "input 'input' is required" "$model"
 expect_error "input twice" "given twice" "$model" --input input="$work/good.npy" --input input="$work/good.npy"
 expect_error "bad threads" "--threads must be a positive integer" "$model" --random --threads 0
 expect_error "bad repeat" "--repeat must be a positive integer" "$model" --random --repeat x
+expect_error "bad warmup" "--warmup must be a non-negative integer" "$model" --random --warmup -1
 expect_error "bad format" "--format must be npy or pb" "$model" --random --format csv
 expect_error "output folder under a file" "cannot create" "$model" --random --output "$work/good.npy/nope"
 expect_error "unknown option" "unknown option '--fast'" "$model" --fast

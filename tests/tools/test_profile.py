@@ -59,9 +59,10 @@ def kernels_of(model, extra):
     return re.findall(r"^kernel (\S+?):(?:  # .*)?$", err, re.M)  # a fused kernel lists its nodes
 
 
-def check_profile(model, threads, extra=(), repeat=3):
+def check_profile(model, threads, extra=(), repeat=3, warmup=0):
     tag = "%s (%d threads)" % (os.path.basename(model), threads)
-    raw = kiln("run", model, "--random", "--profile", "--repeat", str(repeat), "--threads", str(threads), *extra).stdout
+    raw = kiln("run", model, "--random", "--profile", "--repeat", str(repeat), "--threads", str(threads),
+               "--warmup", str(warmup), *extra).stdout
     text = raw.decode("utf-8")
     bad = [c for c in text if (ord(c) < 32 and c != "\n") or ord(c) == 127]
     check(not bad, "%s: control characters in the output: %r" % (tag, bad[:5]))
@@ -118,6 +119,7 @@ os.makedirs(WORK, exist_ok=True)
 resnet = os.path.join(SRC, "models", "resnet8_cifar.onnx")
 n1 = check_profile(resnet, 1)
 check_profile(resnet, 2)
+check_profile(resnet, 1, warmup=2)  # warm-up runs stay out of the header's run count
 plain = kiln("run", resnet, "--random").stdout.decode()
 check("profile:" not in plain and "GFLOP/s" not in plain, "no table without --profile")
 
@@ -127,6 +129,7 @@ check(bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startsw
       and "--profile" in bad.stderr and not bad.stdout, "--profile with --image: one-line usage error, got %r" % bad.stderr)
 help_text = kiln("run", "--help").stdout.decode()
 check("--profile" in help_text and "%%" not in help_text, "--help documents --profile")
+check("--warmup" in help_text, "--help documents --warmup")
 
 # ahead-of-time objects never carry the timing calls
 obj_dir = os.path.join(WORK, "aot")
