@@ -128,6 +128,9 @@ def build_cases(rng):
     # a block's 256 input rows of 1600 positions outgrow half an L2: supertiles, evened (25 tiles
     # as 13 + 12 with a 2 MB L2, 7 + 6 + 6 + 6 with 1 MB)
     c["1x1_c256_supertiles"] = case(rng, (1, 256, 40, 40), 7, [1, 1])
+    # 1x1 reducing 64 channels to 16 at 56x56: X outweighs W, so the threads
+    # split the positions (one supertile a core), not the output channels
+    c["1x1_reduce_c64_56"] = case(rng, (1, 64, 56, 56), 16, [1, 1])
     # the same with 1640 positions: each of the 4 blocks' tail of 40 positions in the supertile
     # bi * nst / nbg (spread over them), tiles evened over the supertiles
     c["1x1_c256_supertiles_tails"] = case(rng, (1, 256, 40, 41), 20, [1, 1])
@@ -157,8 +160,46 @@ def build_cases(rng):
 WINDOW_ROWS = {"7x7_stride2_stem": 7, "5x5_pad2_c16": 5}
 
 
+# The schedule names the split by positions (passes/lower_conv.c,
+# emit_reg_blocks) on the fixed C target's 8 cores, or must not.
+SPLIT_POSITIONS = {"1x1_reduce_c64_56": True, "1x1_c256_supertiles": True, "1x1_direct_m20": False,
+                   "3x3_pad1_c64_28": True}
+
+
+def schedule_line(kiln, path, which=0):
+    proc = subprocess.run([kiln, "inspect", str(path), "--verbose"], capture_output=True, text=True, timeout=300)
+    lines = [ln.strip() for ln in proc.stdout.splitlines() if "Conv" in ln and "[" in ln]
+    return lines[which] if len(lines) > which else ""
+
+
+def depthwise_consumer_check(kiln, work):
+    """A 1x1 whose output a depthwise convolution reads keeps the channel
+    split (the depthwise kernel reads back the channels each core wrote)."""
+    rng = np.random.default_rng(1)
+    w1 = numpy_helper.from_array(rng.uniform(-1, 1, (16, 64, 1, 1)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.uniform(-1, 1, (16, 1, 3, 3)).astype(np.float32), "w2")
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["h"], name="reduce", kernel_shape=[1, 1]),
+             helper.make_node("Conv", ["h", "w2"], ["y"], name="dw", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=16)]
+    g = helper.make_graph(nodes, "reduce_dw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 56, 56])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 56, 56])],
+                          initializer=[w1, w2])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], producer_name="kiln-test")
+    m.ir_version = 8
+    path = Path(work) / "reduce_dw.onnx"
+    onnx.save(m, path)
+    line = schedule_line(kiln, path)
+    if "register tiles" not in line:
+        return "no register-path schedule for the 1x1: " + line
+    return "the 1x1 feeding a depthwise conv splits positions: " + line if "split positions" in line else None
+
+
 def window_check(kiln, name, path):
-    """The cases in WINDOW_ROWS: no tap index is divided by the window's width."""
+    """The cases in WINDOW_ROWS: no tap index is divided by the window's
+    width; those in SPLIT_POSITIONS: the schedule names the split or not."""
+    if name in SPLIT_POSITIONS:
+        line = schedule_line(kiln, path)
+        if ("split positions" in line) != SPLIT_POSITIONS[name]:
+            return f"expected {'a' if SPLIT_POSITIONS[name] else 'no'} split by positions: {line}"
     if name not in WINDOW_ROWS:
         return None
     dump = subprocess.run([kiln, "inspect", "--loops", str(path)], capture_output=True, text=True, timeout=300).stdout
@@ -222,6 +263,11 @@ def main(argv, cases=None, check=None):
               f"{worst:.3f} of the bound at worst")
         passed += ok
         failed += not ok
+    if check is window_check and not only:
+        err = depthwise_consumer_check(kiln, work)
+        print(f"{'FAIL' if err else 'PASS'} 1x1_then_depthwise: {err or 'channel split kept'}")
+        passed += not err
+        failed += bool(err)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 
