@@ -562,7 +562,13 @@ static void stmts(emitter *e, const kiln_ls *s, int ind) {
     case KILN_LS_IF:
       indent(f, ind);
       fprintf(f, "if (");
-      expr(e, s->value);
+      if (s->value->kind == KILN_LX_BIN && s->value->op == KILN_BIN_EQ) {
+        /* bare: `if ((a == b))` draws clang's -Wparentheses-equality */
+        operand(e, s->value->a, s->value->b);
+        fprintf(f, " == ");
+        operand(e, s->value->b, s->value->a);
+      } else
+        expr(e, s->value);
       fprintf(f, ") {\n");
       stmts(e, s->body, ind + 2);
       if (s->orelse) {

@@ -130,7 +130,7 @@ def build_cases(rng):
     c["1x1_c256_supertiles"] = case(rng, (1, 256, 40, 40), 7, [1, 1])
     # 1x1 reducing 64 channels to 16 at 56x56: X outweighs W, so the threads
     # split the positions (one supertile a core), not the output channels
-    c["1x1_reduce_c64_56"] = case(rng, (1, 64, 56, 56), 16, [1, 1])
+    c["1x1_direct_reduce_c64_56"] = case(rng, (1, 64, 56, 56), 16, [1, 1])
     # the same with 1640 positions: each of the 4 blocks' tail of 40 positions in the supertile
     # bi * nst / nbg (spread over them), tiles evened over the supertiles
     c["1x1_c256_supertiles_tails"] = case(rng, (1, 256, 40, 41), 20, [1, 1])
@@ -162,7 +162,7 @@ WINDOW_ROWS = {"7x7_stride2_stem": 7, "5x5_pad2_c16": 5}
 
 # The schedule names the split by positions (passes/lower_conv.c,
 # emit_reg_blocks) on the fixed C target's 8 cores, or must not.
-SPLIT_POSITIONS = {"1x1_reduce_c64_56": True, "1x1_c256_supertiles": True, "1x1_direct_m20": False,
+SPLIT_POSITIONS = {"1x1_direct_reduce_c64_56": True, "1x1_c256_supertiles": True, "1x1_direct_m20": False,
                    "3x3_pad1_c64_28": True}
 
 
