@@ -57,15 +57,16 @@
  * read as a 1x1 convolution's X; W [M, C, taps] is already [M, K].  The
  * register path puts these maps on a padded virtual grid (7 positions of
  * every 9) in tiles of 48 or 64 positions with a partial one per map.
- * With K x RV weights per block outgrowing the L2 (512 x 9 x 64 floats:
- * 1.2 MB), every tile streamed them from L3 again; k then runs in chunks
- * whose weights stay in the L2 across the tiles (pick_k_chunks), the sums
- * waiting in Yt between chunks, and each chunk's tiles prefetch the next
- * chunk's weights (prefetch_next).  Chunks alone, measured on a 2-vCPU
- * Zen 5 (AVX-512), best of four alternating runs: ResNet-50's 3x3s at 7x7
- * 1.63 -> 1.43 ms, SqueezeNet 1.1's 13x13 expand3x3 0.29 -> 0.245 ms;
- * whole networks: ResNet-50 43.9 -> 42.2 ms, SqueezeNet 1.1 4.00 -> 3.84,
- * AlexNet 20.4 -> 19.1. */
+ * Every tile reads its block's K x RV weights, and with them outgrowing
+ * the L2 (512 x 9 x 64 floats: 1.2 MB) streamed them from L3 again; k
+ * runs in chunks whose weights stay in the L1 across the tiles
+ * (pick_k_chunks), the sums waiting in Yt between chunks, and each
+ * chunk's tiles prefetch the next chunk's weights (prefetch_next).
+ * Chunks in the L2 alone, measured on a 2-vCPU Zen 5 (AVX-512), best of
+ * four alternating runs: ResNet-50's 3x3s at 7x7 1.63 -> 1.43 ms,
+ * SqueezeNet 1.1's 13x13 expand3x3 0.29 -> 0.245 ms; whole networks:
+ * ResNet-50 43.9 -> 42.2 ms, SqueezeNet 1.1 4.00 -> 3.84, AlexNet 20.4 ->
+ * 19.1; chunks in the L1 took a tenth more off on an Intel Xeon. */
 #include "conv_def.h"
 
 #include <stdlib.h>
@@ -134,7 +135,7 @@ typedef struct gemmt {
   kiln_dtype ct;
   int64_t M, K, P, RV;  /* the GEMM: M rows (channels; ConvTranspose: phase x channel), K, P positions */
   int64_t phases;       /* ConvTranspose with kernel == stride: taps (row m = phase * g->M + channel); else 0 */
-  int64_t KC, nkc;  /* k in nkc chunks of KC: a block's weights for one chunk stay in the L2 across its tiles */
+  int64_t KC, nkc;  /* k in nkc chunks of KC: a block's weights for one chunk stay in the L1 across its tiles */
   int pre;          /* leading epilogue steps applied to the sums in registers, before Yt */
   int prefetch;     /* tiles prefetch the weights the block reads after this chunk (prefetch_next) */
   kiln_lx *nimg, *m0, *xb, *wb, *tb;  /* per block: image, first channel, X of image n, Wt and Yt of the block */
@@ -279,21 +280,24 @@ static void emit_row(kiln_lctx *L, const kiln_node *n, const gemmt *f, kiln_lx *
   kiln_lower_close(L, 2);
 }
 
-/* Chunks of k: a block's weights (K x RV) outgrowing the L2 are streamed
- * from memory again by every tile (a 3x3 convolution of 512 channels:
- * 1.2 MB a block, nine tiles on a 7x7 map); in chunks of KC (the largest
- * divisor of K whose weights fit, at least 64) they stay in the L2 across
- * the tiles, and the sums wait in Yt between chunks.  What must fit: the
- * chunk being read and the next one being prefetched (prefetch_next),
- * each with its X rows (on a 7x7 map about as many bytes as its weights),
- * in a third of the L2: a chunk's weights in a twelfth.  Measured on a
- * 2-vCPU Intel Xeon (AVX-512, 2 MiB L2, 1 thread, bench/ab_kernels.py,
- * least of 4 rounds), against a quarter of the L2 for the weights alone:
- * ResNet-50's 3x3s at 7x7 (KC 1536 -> 512) 2.31 -> 2.01 ms, its
- * 2048 -> 512 1x1s (one chunk -> 4) 0.87 -> 0.74 ms; an eighth of that
- * (KC 128-144) was no faster. */
+/* Chunks of k: a tile reads its block's weights, K x RV values, once per
+ * k step, and every tile of the block reads them again; in chunks of KC
+ * rows (the largest divisor of K whose weights fill at most half the L1
+ * data cache, at least 64) they stay in the L1 across the block's tiles,
+ * and the sums wait in Yt between chunks (a load and a store of each
+ * accumulator a chunk: 24 vectors against 24 x KC FMAs).  Unchunked, a
+ * 13x13 map's 29 tiles each streamed a 512 x 64 block (128 KB) from the
+ * L2 at four lines a k step, beside the X line.  prefetch_next fetches
+ * the next chunk while this one runs.  Measured on a 2-vCPU Intel Xeon
+ * (AVX-512, 48 KB L1, 2 MiB L2, 1 thread, bench/ab_kernels.py, least of
+ * 3-4 alternating rounds) against chunks of a twelfth of the L2 (KC 512
+ * to 576): ResNet-50's 3x3s at 7x7 2.10 -> 1.85 ms, its 2048 -> 512 1x1s
+ * 0.74-0.79 -> 0.65-0.70, all its kernels 51.1 -> 49.1 ms (2 threads
+ * 27.7 -> 26.9); SqueezeNet's 512 -> 1000 classifier at 13x13 1.04 ->
+ * 0.98; one 3x3 512 -> 512 at 7x7 alone, by KC: 576 2.67 ms, 384 1.76,
+ * 256 1.68, 128 1.61, 64 1.56. */
 static void pick_k_chunks(const kiln_lctx *L, gemmt *f) {
-  int64_t es = (int64_t)kiln_dtype_size(f->ct), fit = L->target->l2_bytes / 12 / (f->RV * es);
+  int64_t es = (int64_t)kiln_dtype_size(f->ct), fit = L->target->l1d_bytes / 2 / (f->RV * es);
   f->KC = f->K, f->nkc = 1;
   if (f->K <= fit) return;
   for (int64_t d = fit; d >= 64; d--)

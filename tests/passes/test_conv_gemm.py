@@ -175,8 +175,9 @@ def build_cases(rng):
                                              epi="add_relu")
     # ResNet's downsample: 1x1 stride 2, 13x13 -> 7x7
     c["gemmt_1x1_s2_downsample"] = case(rng, (1, 64, 13, 13), 64, [1, 1], strides=[2, 2])
-    # 512 channels x 9 taps = 4608 products: k in chunks (nine of 512 with a 2 MB L2, AVX-512;
-    # 512-float chunks of 16 lanes with AVX2's 512 KB), the sums kept in Yt between them; one
+    # 512 channels x 9 taps = 4608 products: k in chunks whose weights fill half the L1 (48 of
+    # 96 rows of 64 floats with AVX-512's 48 KB; 256-row chunks of 16 lanes with AVX2's 32 KB),
+    # the sums kept in Yt between them; one
     # block, so the last chunk's prefetch of the next block is clamped to the weights' end
     c["gemmt_kchunks_3x3_c512"] = case(rng, (1, 512, 7, 7), 64, [3, 3], pads=[1, 1, 1, 1])
     # two blocks of 64 channels (AVX-512; eight of 16 with AVX2), 2304 products in chunks, Relu
