@@ -23,10 +23,11 @@ def main(argv):
     old, new, model, rounds = argv[1], argv[2], argv[3], int(argv[4])
     threads = argv[5] if len(argv) > 5 else "1"
     best, tot = {}, {}
+    warm = {b: ["--warmup", "3"] if "--warmup" in subprocess.run([b, "run", "--help"], capture_output=True,
+                                                                  text=True).stdout else [] for b in (old, new)}
     for _ in range(rounds):
         for tag, b in (("old", old), ("new", new)):
-            warm = ["--warmup", "3"] if "--warmup" in subprocess.run([b, "run", "--help"], capture_output=True, text=True).stdout else []
-            out = subprocess.run([b, "run", model, "--random", "--repeat", "15", *warm, "--threads", threads, "--profile"],
+            out = subprocess.run([b, "run", model, "--random", "--repeat", "15", *warm[b], "--threads", threads, "--profile"],
                                  capture_output=True, text=True).stdout
             for ln in out.splitlines():
                 m = re.match(r"\s*(\d+)\s+([\d.]+)\s+[\d.]+\s+\S+\s+\S+\s+\S+\s+(\S+)", ln)

@@ -65,6 +65,7 @@ under the table. See bench/README.md for the caveats.
 """
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -177,6 +178,7 @@ def fma_peaks(threads_list, work):
     return peaks, None
 
 
+@functools.lru_cache(maxsize=None)
 def kiln_run_has(kiln, option):
     """Whether `kiln run --help` lists option (older binaries lack --threads, --warmup)."""
     proc = subprocess.run([kiln, "run", "--help"], capture_output=True, text=True)
