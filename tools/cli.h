@@ -29,7 +29,9 @@ int kiln_cmd_attack(int argc, char **argv); /* cmd_attack.c, passes/attack.c */
 void kiln_cli_report(const kiln_diag *d);
 /* Prints "kiln: error: <fmt>" and returns 2 (usage errors). */
 int kiln_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Parses a positive integer option value; returns -1 if invalid. */
+/* Parses an integer option value in [lo, hi]; returns -1 if invalid. */
+int64_t kiln_cli_parse_int(const char *s, int64_t lo, int64_t hi);
+/* Parses a positive integer option value (at most 2^30); returns -1 if invalid. */
 int64_t kiln_cli_parse_count(const char *s);
 
 /* --batch N, --dim NAME=N, --const NAME=FILE (bindings.c). */

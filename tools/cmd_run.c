@@ -242,8 +242,8 @@ int kiln_cmd_run(int argc, char **argv) {
         if (r < 0 || r > 100000) return kiln_cli_usage_error("run", "--repeat must be a positive integer, got '%s'", v);
         repeat = (int)r;
       } else if (!strcmp(a, "--warmup")) {
-        int64_t r = strcmp(v, "0") ? kiln_cli_parse_count(v) : 0;
-        if (r < 0 || r > 100000) return kiln_cli_usage_error("run", "--warmup must be a non-negative integer, got '%s'", v);
+        int64_t r = kiln_cli_parse_int(v, 0, 100000);
+        if (r < 0) return kiln_cli_usage_error("run", "--warmup must be a non-negative integer, got '%s'", v);
         warmup = (int)r;
       } else {
         if (nin == MAX_INPUTS) return kiln_cli_usage_error("run", "too many --input options");

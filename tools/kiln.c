@@ -44,13 +44,15 @@ int kiln_cli_usage_error(const char *cmd, const char *fmt, ...) {
   return 2;
 }
 
-int64_t kiln_cli_parse_count(const char *s) {
+int64_t kiln_cli_parse_int(const char *s, int64_t lo, int64_t hi) {
   char *end;
   if (!s || !*s) return -1;
   long long v = strtoll(s, &end, 10);
-  if (*end || v <= 0 || v > (1LL << 30)) return -1;
+  if (*end || v < lo || v > hi) return -1;
   return v;
 }
+
+int64_t kiln_cli_parse_count(const char *s) { return kiln_cli_parse_int(s, 1, (int64_t)1 << 30); }
 
 /* NVRTC (--target cuda, backends/cuda/cuda_nvrtc.c) keeps process-wide
  * caches it never frees: not kiln's leaks (as tests/conformance/conformance_nvrtc.c). */
