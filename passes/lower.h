@@ -192,12 +192,16 @@ const kiln_value *kiln_lower_result(const kiln_node *n, int slot);
  * in it. */
 enum { KILN_POOL_STEP_TAPS = 64 };
 int kiln_pool_tiles_input(const kiln_node *p);
+/* p is a float GlobalAveragePool: its one window is the whole plane, which
+ * only the transposed GEMM pools (lower_conv_gemmt.c). */
+int kiln_pool_is_gap(const kiln_node *p);
 /* The pool n's epilogue ends in, or NULL.  A lowering of n either stores
  * through kiln_lower_store_window (whole windows) or lowers n without it
  * and the pool after (kiln_lower_conv does that for the schedules that
  * store single outputs). */
 const kiln_node *kiln_lower_pool_step(const kiln_node *n);
-/* Window extents of that pool along each spatial dim (its kernel_shape). */
+/* Window extents of that pool along each spatial dim (its kernel_shape;
+ * a GlobalAveragePool's: its input's plane). */
 void kiln_lower_pool_window(const kiln_node *pool, int64_t *k);
 /* The final store of one pooled output of n: pidx is its logical index
  * in the pool's output (n, c, pooled positions), vals the window's
@@ -207,6 +211,16 @@ void kiln_lower_pool_window(const kiln_node *pool, int64_t *k);
  * pool's input type as the unfused graph stores it, and the window's max
  * (NaN-propagating, as lower_pool.c) or mean lands in the pool's output. */
 void kiln_lower_store_window(kiln_lctx *L, const kiln_node *n, kiln_lx **pidx, kiln_lx *const *vals, int done);
+/* A GlobalAveragePool at the end of n's epilogue (fuse_pool.c), which a
+ * schedule sums from its own scratch (lower_conv_gemmt.c): the value of
+ * n's plain output at `flat` after the steps from `done` up to the pool,
+ * rounded to the pool's input type as the unfused graph stores it, in its
+ * compute type; NULL where a step failed (L->d says why). */
+kiln_lx *kiln_lower_pool_input(kiln_lctx *L, const kiln_node *n, kiln_lx *flat, kiln_lx *value, int done);
+/* Opens GlobalAveragePool's sum of S values (lower_sum.c): the unfused
+ * pool (lower_pool.c) and a fused one (lower_conv_gemmt.c) add in the same
+ * order, so their results are equal bit for bit. */
+int kiln_gap_sum_begin(kiln_lctx *L, kiln_dtype ct, int64_t S);
 /* Fails (one-line error) unless n's epilogue is a chain the store can
  * compute: elementwise steps, each reading the previous result (used
  * nowhere else, not a graph output), shape unchanged, plain operands. */

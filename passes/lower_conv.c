@@ -1366,6 +1366,15 @@ int kiln_lower_conv(kiln_lctx *L, const kiln_node *n) {
   if (conv_setup(L, n, &g)) return -1;
   if (n->in[1]->dims[1] != g.Cg || n->in[1]->dims[0] != g.M)
     return kiln_lower_fail(L, n, "W does not match X, Y and group (run shape inference first)");
+  /* a fused GlobalAveragePool (fuse_pool.c): the transposed GEMM sums it
+   * from its scratch where it takes the Conv (1: declined, nothing
+   * emitted); every other schedule stores the Conv and pools after */
+  const kiln_node *pool = kiln_lower_pool_step(n);
+  if (pool && kiln_pool_is_gap(pool)) {
+    int gemmt = n->in[0]->layout == KILN_LAYOUT_PLAIN && kiln_conv_gemmt_wanted(L, n, &g);
+    int rc = gemmt ? kiln_lower_conv_gemmt(L, n, &g) : 1;
+    return rc == 1 ? lower_without_pool(L, n) : rc;
+  }
   /* Winograd for the 3x3 stride-1 layers it takes (lower_conv_winograd.c),
    * then the GEMM schedules, for the shapes their rules name (conv_def.h):
    * convolutions on maps up to 13x13 (lower_conv_gemmt.c), 3x3 stems and 1x1 with
@@ -1377,7 +1386,6 @@ int kiln_lower_conv(kiln_lctx *L, const kiln_node *n) {
   if (!wg) return 0;
   /* a fused pool (fuse_pool.c) the schedule cannot pool: without it
    * (the depthwise form takes every one-channel group, grouped or not) */
-  const kiln_node *pool = kiln_lower_pool_step(n);
   if (pool && (wg == 1 || g.G > 1 || g.Cg == 1 || kiln_conv_gemmt_wanted(L, n, &g) ||
                kiln_conv_im2col_wanted(&g, kiln_lower_ctype(n->out[0]->dtype))))
     return lower_without_pool(L, n);

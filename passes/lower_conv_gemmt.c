@@ -44,7 +44,9 @@
  * scalar (32-37 ms against 1.3 for 512->1000 at 13x13).  When there are fewer blocks than twice the
  * target's cores, the positions are cut into chunks of whole tiles in
  * the parallel loop too, so a 64-channel projection still splits across
- * threads.
+ * threads.  A GlobalAveragePool fused after the Conv (fuse_pool.c) is
+ * summed out of Yt in place of the copy out (pool_out), where a block's
+ * positions are one iteration (no chunks of them).
  * As in the register path, the accumulators are scalar locals and the
  * tile is fully unrolled in the loop IR; products are fused multiply-adds
  * where the target has them.  It needs W's contents (an initializer):
@@ -138,6 +140,7 @@ typedef struct gemmt {
   int64_t KC, nkc;  /* k in nkc chunks of KC: a block's weights for one chunk stay in the L1 across its tiles */
   int pre;          /* leading epilogue steps applied to the sums in registers, before Yt */
   int prefetch;     /* tiles prefetch the weights the block reads after this chunk (prefetch_next) */
+  const kiln_node *gap; /* a fused GlobalAveragePool (fuse_pool.c): pool_out instead of copy_out */
   kiln_lx *nimg, *m0, *xb, *wb, *tb;  /* per block: image, first channel, X of image n, Wt and Yt of the block */
   int fma;
 } gemmt;
@@ -217,6 +220,30 @@ static void copy_out(kiln_lctx *L, const kiln_node *n, const gemmt *f, kiln_lx *
   kiln_lower_close(L, 2);
 }
 
+/* The fused GlobalAveragePool's outputs of one block, pooled[n, m0 + l]
+ * for l < mv: the mean over every position p of Yt[block, p, l] through
+ * the epilogue steps before the pool, the sum in the unfused pool's order
+ * (kiln_gap_sum_begin), so fused and unfused are equal bit for bit.  The
+ * Conv's own output is never stored. */
+static void pool_out(kiln_lctx *L, const kiln_node *n, const gemmt *f, int64_t mv) {
+  const kiln_value *x = f->gap->in[0], *py = f->gap->out[0];
+  kiln_dtype ct = kiln_lower_ctype(x->dtype);
+  kiln_lx *l = IDX(kiln_lb_for(B, mv, seq));
+  int m = kiln_lb_decl(B, KILN_DT_I64, IADD(f->m0, l));
+  int acc = kiln_gap_sum_begin(L, ct, f->P);
+  kiln_lx *p = IDX(kiln_lb_for(B, f->P, seq));
+  kiln_lx *flat = IADD(IMUL(IADD(IMUL(f->nimg, f->g->M), LOCAL(m)), f->P), p);
+  kiln_lx *v = kiln_lower_pool_input(L, n, flat, kiln_lx_load(B, f->yt, IADD(IADD(f->tb, IMUL(p, f->RV)), l)), f->pre);
+  if (v) kiln_lb_combine(B, acc, v);
+  kiln_lb_end(B);
+  kiln_lb_reduce_end(B);
+  kiln_lx *pidx[KILN_MAX_RANK] = {f->nimg, LOCAL(m)};
+  for (int i = 2; i < py->rank; i++) pidx[i] = CI(0);
+  kiln_lb_store(B, kiln_lower_buf(L, py), kiln_lower_addr(L, py, pidx),
+                kiln_lx_cast(B, py->dtype, kiln_sum_result(L, acc, ct, CI(f->P))));
+  kiln_lb_end(B);
+}
+
 /* count tiles of pb positions from c0, over every chunk of k: the first
  * chunk from the bias, the others from the sums stored in Yt.  tail: the
  * block's last positions, after its whole tiles (which prefetched what
@@ -239,6 +266,12 @@ static void emit_block(kiln_lctx *L, const kiln_node *n, const gemmt *f, kiln_lx
                        int64_t mv) {
   int64_t nt = f->P / GT_PB, rest = f->P % GT_PB, tpc = nt / nch;
   kiln_lx *c0 = IMUL(ch, tpc * GT_PB);
+  if (f->gap) { /* one chunk (emit_gemmt): all positions, then their mean */
+    if (tpc) emit_tiles(L, f, c0, tpc, GT_PB, rvl, mv, 0);
+    if (rest) emit_tiles(L, f, CI(nt * GT_PB), 1, rest, rvl, mv, tpc > 0);
+    pool_out(L, n, f, mv);
+    return;
+  }
   if (tpc) {
     emit_tiles(L, f, c0, tpc, GT_PB, rvl, mv, 0);
     copy_out(L, n, f, c0, tpc * GT_PB, mv);
@@ -333,6 +366,11 @@ static int emit_gemmt(kiln_lctx *L, const kiln_node *n, gemmt *f, int packed) {
   else if (nimg * nb < want && nt > 1)
     for (int64_t d = 1; d <= nt && d <= (want + nimg * nb - 1) / (nimg * nb); d++)
       if (nt % d == 0) nch = d;
+  /* a fused GlobalAveragePool sums a block's positions in one iteration:
+   * declined (1, nothing emitted) where they are cut into chunks */
+  const kiln_node *pool = kiln_lower_pool_step(n);
+  if (pool && (!kiln_pool_is_gap(pool) || nch > 1 || f->phases)) return 1;
+  f->gap = pool;
   char name[256];
   snprintf(name, sizeof name, "%s.blocked", n->out[0]->name);
   kiln_lower_begin(L, n);

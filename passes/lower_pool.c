@@ -30,7 +30,6 @@
 
 #include "lower_macros.h"
 
-enum { GAP_LANES = 8 }; /* GlobalAveragePool's partial sums */
 
 static const kiln_sched seq_sched = {0};
 static const kiln_sched par_sched = {.parallel = 1};
@@ -224,13 +223,8 @@ int kiln_lower_global_pool(kiln_lctx *L, const kiln_node *n) {
   kiln_lower_begin(L, n);
   kiln_lx *nc = IDX(kiln_lb_for(B, x->dims[0] * x->dims[1], par_sched));
   /* one reduction over the plane, read contiguously: a max (NaN
-   * propagating) or a sum in kiln_sum_dtype's precision (lower_sum.c) in
-   * GAP_LANES interleaved partial sums (expand_reduce.c's lanes: vector
-   * accumulators instead of one latency-bound serial chain; f64 lanes for
-   * the long f32 sums, as accurate as the blocked form) */
-  kiln_sched lanes = {.vector = S >= 2 * GAP_LANES ? GAP_LANES : 0};
-  int acc = is_max ? kiln_lb_reduce_begin(B, KILN_RED_MAX_NAN, ct, NULL, seq_sched)
-                   : kiln_lb_reduce_begin(B, KILN_RED_ADD, kiln_sum_dtype(ct, S), NULL, lanes);
+   * propagating) or a sum in kiln_sum_dtype's precision (lower_sum.c) */
+  int acc = is_max ? kiln_lb_reduce_begin(B, KILN_RED_MAX_NAN, ct, NULL, seq_sched) : kiln_gap_sum_begin(L, ct, S);
   if (S > 0) {
     kiln_lx *i = IDX(kiln_lb_for(B, S, seq_sched));
     kiln_lb_combine(B, acc, kiln_lx_cast(B, ct, kiln_lx_load(B, X, IADD(IMUL(nc, S), i))));

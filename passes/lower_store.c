@@ -75,7 +75,7 @@ int kiln_epilogue_refusal(const kiln_graph *g, const kiln_node *n, kiln_epi_refu
     for (int k = 0; k < st->nin; k++) reads += st->in[k] == prev;
     for (int k = 1; k < st->nout; k++)
       if (st->out[k]) what = "has a second output";
-    int pool = kiln_pool_tiles_input(st);
+    int pool = kiln_pool_tiles_input(st) || kiln_pool_is_gap(st);
     if (!prev || prev->is_output || prev->uses != reads) what = "reads a value that is used elsewhere";
     else if (reads == 0) what = "does not read the result of the step before";
     else if (pool && s != n->epi.nsteps - 1) what = "is a pool before the last step";
@@ -264,8 +264,26 @@ const kiln_node *kiln_lower_pool_step(const kiln_node *n) {
 }
 
 void kiln_lower_pool_window(const kiln_node *pool, int64_t *k) {
+  if (pool->op == KILN_OP_GLOBAL_AVERAGE_POOL) {
+    for (int i = 2; i < pool->in[0]->rank; i++) k[i - 2] = pool->in[0]->dims[i];
+    return;
+  }
   const kiln_attrs_pool *a = pool->attrs;
   for (int i = 0; i < a->kernel_shape.n; i++) k[i] = a->kernel_shape.v[i];
+}
+
+kiln_lx *kiln_lower_pool_input(kiln_lctx *L, const kiln_node *n, kiln_lx *flat, kiln_lx *value, int done) {
+  const kiln_node *pool = kiln_lower_pool_step(n);
+  const kiln_value *res = done > 0 ? n->epi.steps[done - 1]->out[0] : n->out[0];
+  oindex o = {.y = n->out[0], .flat = flat};
+  for (int s = done; s < n->epi.nsteps - 1 && value; s++) {
+    const kiln_node *st = n->epi.steps[s];
+    value = apply_at(L, st, res, value, &o);
+    res = st->out[0];
+  }
+  if (!value) return NULL; /* the step's scalar function failed; L->d says why */
+  const kiln_value *x = pool->in[0];
+  return kiln_lx_cast(LB, kiln_lower_ctype(x->dtype), kiln_lx_cast(LB, x->dtype, value)); /* as stored, then reloaded */
 }
 
 void kiln_lower_store_window(kiln_lctx *L, const kiln_node *n, kiln_lx **pidx, kiln_lx *const *vals, int done) {

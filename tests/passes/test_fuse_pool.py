@@ -181,6 +181,38 @@ def cases():
     m = M("indices_nofuse")
     y, i = m.op("MaxPool", [m.conv("x", 16, 16)], nout=2, kernel_shape=[2, 2], strides=[2, 2])
     out.append((m, [("x", [1, 16, 8, 8])], [y, i], 2, 0, {}))
+    # GlobalAveragePool after a 1x1 Conv + Relu on a 7x7 map (MobileNetV2's
+    # and ResNet-50's last layer: the transposed GEMM, 1024 channels, so
+    # at least 16 blocks of channels and no chunks of positions on 8
+    # cores or fewer): pooled from the GEMM's scratch, one kernel
+    m = M("gemmt_gap")
+    y = m.op("GlobalAveragePool", [m.conv("x", 64, 1024, k=1, pad=0)])
+    out.append((m, [("x", [1, 64, 7, 7])], [y], 1, 1, {}))
+    # the same with a residual Add before the Relu (ResNet-50's
+    # layer4.2.conv3), two images: one kernel, the Add's Neg a second
+    m = M("gemmt_residual_gap")
+    c = m.conv("x", 64, 1024, k=1, pad=0, relu=False)
+    s = m.op("Neg", ["x2"])
+    y = m.op("GlobalAveragePool", [m.op("Relu", [m.op("Add", [c, s])])])
+    out.append((m, [("x", [2, 64, 7, 7]), ("x2", [2, 1024, 7, 7])], [y], 2, 1, {}))
+    # a 3x3 Conv at 13x13 (SqueezeNet's map; the GEMM over im2col rows),
+    # no Relu: one kernel
+    m = M("gemmt_im2col_gap")
+    y = m.op("GlobalAveragePool", [m.conv("x", 16, 1024, relu=False)])
+    out.append((m, [("x", [1, 16, 13, 13])], [y], 1, 1, {}))
+    # fused in the graph, lowered without: a 14x14 map (the register
+    # path) -> 2 kernels; so is a 3-D one (3-D CNN's head) -> 2 kernels
+    m = M("register_gap_split")
+    y = m.op("GlobalAveragePool", [m.conv("x", 32, 64, k=1, pad=0)])
+    out.append((m, [("x", [1, 32, 14, 14])], [y], 2, 1, {}))
+    m = M("conv3d_gap_split")
+    y = m.op("GlobalAveragePool", [m.conv("x", 4, 8, sp=3)])
+    out.append((m, [("x", [1, 4, 5, 6, 7])], [y], 2, 1, {}))
+    # not fused: the Relu before the pool is also a graph output -> 2 kernels
+    m = M("gap_read_twice_nofuse")
+    r = m.conv("x", 64, 1024, k=1, pad=0)
+    y = m.op("GlobalAveragePool", [r])
+    out.append((m, [("x", [1, 64, 7, 7])], [y, r], 2, 0, {}))
     # two stages back to back (U-Net's encoder): conv, conv+pool, conv+pool -> 3 kernels
     m = M("two_stages")
     a = pool(m, m.conv(m.conv("x", 32, 32), 32, 32))

@@ -51,6 +51,18 @@ def conv_relu_pool():
                  [weight("w", [3, 2, 3, 3]), weight("b", [3])])
 
 
+def conv_relu_gap():
+    """Conv 1x1 (2 -> 3 channels, 3x3) -> Relu -> GlobalAveragePool -> Flatten."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", kernel_shape=[1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["r"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["y"], name="flatten"),
+    ]
+    return model("conv_relu_gap", nodes, [vi("x", [1, 2, 3, 3])], [vi("y", [1, 3])],
+                 [weight("w", [3, 2, 1, 1]), weight("b", [3])])
+
+
 def maxpool_wide():
     """MaxPool 9x9 (81 taps: more than lower_pool_fast.c unrolls) on [1,1,10,10]:
     the generic form, a NaN-propagating max reduction."""
@@ -378,7 +390,7 @@ def nchwc_block():
     return model("nchwc_block", nodes, [vi("x", [1, 32, 14, 14])], [vi("y", [1, 32, 14, 14])], inits)
 
 
-MODELS = [conv_relu_pool, gemm_flatten, add_concat, transpose_pad, residual_chain, shapes_symbolic, gap_softmax,
+MODELS = [conv_relu_pool, conv_relu_gap, gemm_flatten, add_concat, transpose_pad, residual_chain, shapes_symbolic, gap_softmax,
           big_and_small, conv_add_relu, gemm_sigmoid, no_fuse, conv_registers, dense_heads, maxpool_wide, dw_add_clip, f16_fire, per_image_head,
           nchwc_block] + BN_MODELS
 
