@@ -30,7 +30,6 @@
 
 #include "lower_macros.h"
 
-
 static const kiln_sched seq_sched = {0};
 static const kiln_sched par_sched = {.parallel = 1};
 
