@@ -272,18 +272,24 @@ void kiln_lower_pool_window(const kiln_node *pool, int64_t *k) {
   for (int i = 0; i < a->kernel_shape.n; i++) k[i] = a->kernel_shape.v[i];
 }
 
-kiln_lx *kiln_lower_pool_input(kiln_lctx *L, const kiln_node *n, kiln_lx *flat, kiln_lx *value, int done) {
-  const kiln_node *pool = kiln_lower_pool_step(n);
+/* The steps from `done` up to n's pool at output index o, then the value
+ * rounded as the unfused graph stores the pool's input, in its compute
+ * type (both fused pool forms below). */
+static kiln_lx *to_pool_input(kiln_lctx *L, const kiln_node *n, oindex *o, kiln_lx *value, int done) {
   const kiln_value *res = done > 0 ? n->epi.steps[done - 1]->out[0] : n->out[0];
-  oindex o = {.y = n->out[0], .flat = flat};
   for (int s = done; s < n->epi.nsteps - 1 && value; s++) {
     const kiln_node *st = n->epi.steps[s];
-    value = apply_at(L, st, res, value, &o);
+    value = apply_at(L, st, res, value, o);
     res = st->out[0];
   }
   if (!value) return NULL; /* the step's scalar function failed; L->d says why */
-  const kiln_value *x = pool->in[0];
+  const kiln_value *x = kiln_lower_pool_step(n)->in[0];
   return kiln_lx_cast(LB, kiln_lower_ctype(x->dtype), kiln_lx_cast(LB, x->dtype, value)); /* as stored, then reloaded */
+}
+
+kiln_lx *kiln_lower_pool_input(kiln_lctx *L, const kiln_node *n, kiln_lx *flat, kiln_lx *value, int done) {
+  oindex o = {.y = n->out[0], .flat = flat};
+  return to_pool_input(L, n, &o, value, done);
 }
 
 void kiln_lower_store_window(kiln_lctx *L, const kiln_node *n, kiln_lx **pidx, kiln_lx *const *vals, int done) {
@@ -299,16 +305,11 @@ void kiln_lower_store_window(kiln_lctx *L, const kiln_node *n, kiln_lx **pidx, k
     kiln_lx *idx[KILN_MAX_RANK] = {pidx[0], pidx[1]};
     for (int i = sp - 1, r = e; i >= 0; r /= (int)k[i], i--)
       idx[2 + i] = kiln_lx_iadd(LB, kiln_lx_imul(LB, pidx[2 + i], k[i]), kiln_lx_const_i(LB, r % k[i]));
-    kiln_lx *v = vals[e];
-    const kiln_value *res = done > 0 ? n->epi.steps[done - 1]->out[0] : y;
-    for (int s = done; s < n->epi.nsteps - 1 && v; s++) {
-      const kiln_node *st = n->epi.steps[s];
-      v = kiln_lower_apply(L, st, res, v, y, idx, NULL);
-      res = st->out[0];
-    }
-    if (!v) return; /* the step's scalar function failed; L->d says why */
-    /* as stored, then reloaded; locals, as the max reads each value twice */
-    v = kiln_lx_local(LB, kiln_lb_decl(LB, ct, kiln_lx_cast(LB, ct, kiln_lx_cast(LB, x->dtype, v))));
+    oindex o = {.y = y, .have_idx = 1};
+    memcpy(o.idx, idx, (size_t)y->rank * sizeof *idx);
+    kiln_lx *v = to_pool_input(L, n, &o, vals[e], done);
+    if (!v) return;
+    v = kiln_lx_local(LB, kiln_lb_decl(LB, ct, v)); /* a local: the max reads each value twice */
     acc = !acc ? v : is_max ? kiln_lower_max_nan(L, 1, acc, v) : kiln_lx_bin(LB, KILN_BIN_ADD, acc, v);
     if (e > 0 && e + 1 < taps) acc = kiln_lx_local(LB, kiln_lb_decl(LB, ct, acc));
   }
