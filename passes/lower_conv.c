@@ -222,6 +222,9 @@ typedef struct fconv {
                                                    of dim 0 a band's planes hold, else 0 */
   kiln_lx *b0, *pbase;                          /* then: the band's first plane row; the S offset of
                                                    the channel emit_pack packs */
+  kiln_lx *pfo;                                 /* register path streaming X (emit_reg_blocks): the
+                                                   S offset, past the channel's, each channel step
+                                                   of a tile prefetches; NULL: none */
 } fconv;
 
 static int64_t floordiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
@@ -545,6 +548,7 @@ static void emit_rtile(kiln_lctx *L, fconv *f, kiln_lx *v0, int64_t mb, int64_t 
   f->acc = acc, f->rmb = mb, f->rvl = vl;
   B->k->explicit_vectors = 1;
   kiln_lx *c = f->Cg == 1 ? CI(0) : IDX(kiln_lb_for(B, f->Cg, seq_sched));
+  if (f->pfo) kiln_lb_prefetch(B, f->pk, IADD(IADD(f->sbase, IMUL(c, f->scs)), f->pfo));
   /* a 3x3 window's taps unrolled (what LLVM's O3 did on its own): the
    * tile's loads and FMAs as one straight run per input channel.  Larger
    * windows of 2 or 3 dims (a 7x7 stem, 5x5s, 3x3x3s) loop over their rows
@@ -616,6 +620,24 @@ static void emit_reg_blocks(kiln_lctx *L, const kiln_node *n, fconv *f, const co
   int64_t row = (int64_t)kiln_dtype_size(f->pk->dtype) * g->Cg * f->nph * VL;
   int64_t gt = row > 0 ? L->target->l2_bytes / 2 / row : 1;
   if (gt < 1) gt = 1;
+  int64_t cores = L->target->cores, xbytes = row / VL * f->V;
+  int64_t lanes = kiln_target_lanes(L->target, f->ct), nlines = (VL + lanes - 1) / lanes;
+  /* X streamed from memory.  Where X passes half the L2 (ResNet-50's
+   * 256-channel 1x1s at 56x56: 3.2 MB), a supertile's first block read it
+   * from DRAM at a few lines a k step, 256 pages apart (no hardware
+   * prefetcher follows that), and ran memory-bound: 59% of the FMA peak
+   * against 78% for the same layer at 28x28, whose X stays in L2.  Here
+   * each tile is its own supertile, so a tile's blocks run back to back
+   * (the tile's X in L1/L2), and every block's channel steps prefetch a
+   * line of the next tile's rows, block bi the line bi % nlines: the next
+   * tile arrives while this one computes, spread over its blocks.
+   * KILN_X_STREAM=0: off (A/B runs). */
+  const char *stream_env = getenv("KILN_X_STREAM");
+  int stream = !(stream_env && !strcmp(stream_env, "0")) && xbytes > L->target->l2_bytes / 2 && nsub > 1 && nbg > 1;
+  if (stream) {
+    gt = 1;
+    kiln_lower_schedule(L, "%s, X streamed: threads split positions, tiles prefetch the next", B->k->schedule);
+  }
   int64_t nst = nsub > gt ? (nsub + gt - 1) / gt : 1;
   /* Threads take contiguous ranges of the block loop.  With fewer
    * supertiles than cores they split the output channels, and every core
@@ -628,7 +650,6 @@ static void emit_reg_blocks(kiln_lctx *L, const kiln_node *n, fconv *f, const co
    * Intel Xeon (2 threads): MobileNetV2's 28x28 projections 0.053-0.071 ->
    * 0.038-0.051 ms, ResNet-50's kernels 29.2 -> 28.5 ms in all; 1 thread
    * unchanged.  KILN_SPATIAL_SPLIT=0: off (A/B runs). */
-  int64_t cores = L->target->cores, xbytes = row / VL * f->V;
   int64_t wbytes = f->w->numel * (int64_t)kiln_dtype_size(f->w->dtype) / g->G;
   const char *split_env = getenv("KILN_SPATIAL_SPLIT");
   if (!(split_env && !strcmp(split_env, "0")) && cores > 1 && nst < cores && nsub >= cores &&
@@ -662,11 +683,14 @@ static void emit_reg_blocks(kiln_lctx *L, const kiln_node *n, fconv *f, const co
       kiln_lx *sub = IADD(first, vt);
       int guard = r > 0;
       if (guard) kiln_lb_if(B, BIN(OR, BIN(LT, vt, CI(q)), BIN(LT, LOCAL(st), CI(r))));
+      if (stream) /* the next tile's line bi % nlines (the last tile: its own) */
+        f->pfo = IADD(IMUL(BIN(MIN, IADD(sub, CI(1)), CI(nsub - 1)), VL), IMUL(BIN(REM, LOCAL(bi), CI(nlines)), lanes));
       emit_rtile(L, f, IMUL(sub, VL), mb, VL);
+      f->pfo = NULL;
       kiln_lower_close(L, guard + (gt > 1));
     }
     if (vtail) { /* whole vectors, then the rest: a tile of 49 would be shuffled across lanes */
-      int64_t lanes = kiln_target_lanes(L->target, f->ct), whole = vtail / lanes * lanes;
+      int64_t whole = vtail / lanes * lanes;
       /* block bi's tail in supertile bi * nst / nbg: spread over the
        * supertiles, not all in the last one (ResNet-50's 14x14 1x1s: 4
        * tiles and a tail of 4 positions a block; with the tails in one

@@ -125,14 +125,14 @@ def build_cases(rng):
     c["1x1_direct_nobias_batch2"] = case(rng, (2, 36, 7, 7), 6, [1, 1], bias=False)
     # 1x1 stride 2: one phase of the input
     c["1x1_stride2"] = case(rng, (1, 33, 13, 13), 6, [1, 1], strides=[2, 2])
-    # a block's 256 input rows of 1600 positions outgrow half an L2: supertiles, evened (25 tiles
-    # as 13 + 12 with a 2 MB L2, 7 + 6 + 6 + 6 with 1 MB)
+    # a block's 256 input rows of 1600 positions (1.6 MB) outgrow half an L2: X streamed, one tile
+    # a supertile, each tile's blocks prefetching the next tile's rows
     c["1x1_c256_supertiles"] = case(rng, (1, 256, 40, 40), 7, [1, 1])
     # 1x1 reducing 64 channels to 16 at 56x56: X outweighs W, so the threads
     # split the positions (one supertile a core), not the output channels
     c["1x1_direct_reduce_c64_56"] = case(rng, (1, 64, 56, 56), 16, [1, 1])
     # the same with 1640 positions: each of the 4 blocks' tail of 40 positions in the supertile
-    # bi * nst / nbg (spread over them), tiles evened over the supertiles
+    # (one tile each) bi * nst / nbg, spread over them
     c["1x1_c256_supertiles_tails"] = case(rng, (1, 256, 40, 41), 20, [1, 1])
     # groups (7 channels each: a block of 6 and one of 1 per group), dilation 2
     c["3x3_group2_dil2"] = case(rng, (1, 8, 12, 12), 14, [3, 3], dils=[2, 2], pads=[2, 2, 2, 2], group=2)
@@ -164,6 +164,10 @@ WINDOW_ROWS = {"7x7_stride2_stem": 7, "5x5_pad2_c16": 5}
 # emit_reg_blocks) on the fixed C target's 8 cores, or must not.
 SPLIT_POSITIONS = {"1x1_direct_reduce_c64_56": True, "1x1_c256_supertiles": True, "1x1_direct_m20": False,
                    "3x3_pad1_c64_28": True}
+# X streamed (emit_reg_blocks): where X outgrows half the fixed target's L2
+# (2 MiB, ir/target.c), and not below; streamed kernels prefetch.
+STREAMED = {"1x1_c256_supertiles": True, "1x1_c256_supertiles_tails": True, "1x1_direct_reduce_c64_56": False,
+            "3x3_pad1_c64_28": False}
 
 
 def schedule_line(kiln, path, which=0):
@@ -195,11 +199,19 @@ def depthwise_consumer_check(kiln, work):
 
 def window_check(kiln, name, path):
     """The cases in WINDOW_ROWS: no tap index is divided by the window's
-    width; those in SPLIT_POSITIONS: the schedule names the split or not."""
+    width; those in SPLIT_POSITIONS: the schedule names the split or not;
+    those in STREAMED: X streamed (and prefetched) or not."""
     if name in SPLIT_POSITIONS:
         line = schedule_line(kiln, path)
         if ("split positions" in line) != SPLIT_POSITIONS[name]:
             return f"expected {'a' if SPLIT_POSITIONS[name] else 'no'} split by positions: {line}"
+    if name in STREAMED:
+        line = schedule_line(kiln, path)
+        if ("X streamed" in line) != STREAMED[name]:
+            return f"expected X {'' if STREAMED[name] else 'not '}streamed: {line}"
+        dump = subprocess.run([kiln, "inspect", "--loops", str(path)], capture_output=True, text=True, timeout=300).stdout
+        if ("prefetch" in dump) != STREAMED[name]:
+            return f"expected {'a' if STREAMED[name] else 'no'} prefetch in the loop IR"
     if name not in WINDOW_ROWS:
         return None
     dump = subprocess.run([kiln, "inspect", "--loops", str(path)], capture_output=True, text=True, timeout=300).stdout
