@@ -180,7 +180,9 @@ enum { MB_MAX = 4, T_CH = 4, SINGLE_MAX = 32, S_MAX = 16 };
  * rounded up to whole vectors when S is packed) not a multiple of VL in a
  * shorter tile of whole vectors and, where S is X itself, one of the last
  * few positions.  Supertiles of positions keep the C/group input rows a
- * block reads in half the L2, so the blocks of one supertile reuse them.
+ * block reads in half the L2, so the blocks of one supertile reuse them;
+ * where all of X passes half the L2, each tile is its own supertile and
+ * prefetches the next (X streamed, emit_reg_blocks).
  * Convolutions summing fewer than RB_MIN_TERMS products per output stay on
  * the path above. */
 enum { RB_MB = 6, RB_MB_MAX = KILN_CONV_RB_MB_MAX, RB_VL_MAX = KILN_CONV_RB_VL_MAX, RB_MIN_TERMS = KILN_CONV_RB_MIN_TERMS,
