@@ -87,7 +87,7 @@ static const kiln_sched par = {.parallel = 1};
  * and 512->2048 at 7x7 1.3 -> 0.74-0.84 ms; at 14x14 (196 positions: 3
  * register tiles of 64 and 4 left over) 256->1024 and 1024->256 were no
  * faster and, on two threads, slower (0.68-0.84 -> 0.87-1.35 ms). */
-enum { GT_PB = 6, GT_P_MAX = 169, GT_RV_MAX = 64 };
+enum { GT_PB = 6, GT_P_MAX = 169, GT_P_MAX_1X1 = 196, GT_WIDE = 256, GT_RV_MAX = 64 };
 
 static int64_t vectors(const kiln_target *t) { return t->vector_bytes >= 64 ? 4 : 2; }
 
@@ -108,7 +108,19 @@ int kiln_conv_gemmt_wanted(kiln_lctx *L, const kiln_node *n, const kiln_conv_geo
    * than the register path, which converts once in its pack) */
   if (g->G != 1 || (ct != KILN_DT_F32 && ct != KILN_DT_F64) || n->in[0]->dtype != ct || !fixed) return 0;
   int64_t lanes = kiln_target_lanes(t, ct);
-  if (g->Cg * g->ksz < KILN_CONV_RB_MIN_TERMS || g->osz > GT_P_MAX || g->M < lanes || vectors(t) * lanes > GT_RV_MAX)
+  /* 1x1s at 14x14 too (196 positions: 3 register tiles of 64 and 4 left
+   * over on the register path); measured on a 2-vCPU Intel Xeon (AVX-512),
+   * ResNet-50, 1 thread, alternating rounds: its 1024->256s 0.63 -> 0.59
+   * ms, 256->1024s 0.70 -> 0.66, the stride-2 512->1024 downsample 1.51
+   * -> 1.30.  Only with GT_WIDE channels in and out: MobileNetV2's 14x14
+   * expands (64->384, 96->576) ran slower, 0.036 -> 0.052 ms at 2 threads.
+   * Not under a fused pool, which the tiles here take only when global:
+   * DenseNet's transition3 (1024->512, then a 2x2 AveragePool) was level
+   * with its pool as a kernel of its own, 0.69 + 0.026 ms at 2 threads.
+   * Windows with taps at 14x14 stay on their schedules: layer3.0's 3x3
+   * stride-2 ran 1.50 -> 1.84 over im2col rows of K 2304. */
+  int64_t pmax = g->ksz == 1 && g->Cg >= GT_WIDE && g->M >= GT_WIDE && !kiln_lower_pool_step(n) ? GT_P_MAX_1X1 : GT_P_MAX;
+  if (g->Cg * g->ksz < KILN_CONV_RB_MIN_TERMS || g->osz > pmax || g->M < lanes || vectors(t) * lanes > GT_RV_MAX)
     return 0;
   /* packed (taps, strides, pads): only where it measured faster than the
    * register path, a map whose positions leave a partial vector (7x7, 13x13;
@@ -366,9 +378,19 @@ static int emit_gemmt(kiln_lctx *L, const kiln_node *n, gemmt *f, int packed) {
   else if (nimg * nb < want && nt > 1)
     for (int64_t d = 1; d <= nt && d <= (want + nimg * nb - 1) / (nimg * nb); d++)
       if (nt % d == 0) nch = d;
+  /* Threads take contiguous ranges of the blocks, and each reads all of X
+   * for its blocks.  Where X outweighs a quarter of W (ResNet-50's 14x14
+   * 1024->256s: X 800 KB, W 1 MB), one chunk of positions a core makes
+   * them split X instead (each reads all of W): on the Intel Xeon, 2
+   * threads, those 1x1s 0.44 -> 0.37 ms against splitting the blocks.
+   * Not with a fused GlobalAveragePool (one iteration a block, below). */
+  const kiln_node *pool = kiln_lower_pool_step(n);
+  int64_t cores = L->target->cores;
+  if (nch == 1 && !f->phases && !pool && cores > 1 && nt >= cores && 4 * f->K * f->P >= f->M * f->K)
+    for (int64_t d = 2; d <= cores; d++)
+      if (nt % d == 0) nch = d;
   /* a fused GlobalAveragePool sums a block's positions in one iteration:
    * declined (1, nothing emitted) where they are cut into chunks */
-  const kiln_node *pool = kiln_lower_pool_step(n);
   if (pool && (!kiln_pool_is_gap(pool) || nch > 1 || f->phases)) return 1;
   f->gap = pool;
   char name[256];
@@ -376,6 +398,7 @@ static int emit_gemmt(kiln_lctx *L, const kiln_node *n, gemmt *f, int packed) {
   kiln_lower_begin(L, n);
   kiln_lower_schedule(L, "transposed GEMM, vectors along output channels, weights blocked by %lld%s", (long long)f->RV,
                       packed ? ", over im2col rows" : "");
+  if (nch > 1 && !f->phases) kiln_lower_schedule(L, "%s, positions in %lld chunks", B->k->schedule, (long long)nch);
   f->yt = kiln_lower_scratch(L, name, f->ct, nimg * nb * f->P * f->RV);
   if (packed) {
     snprintf(name, sizeof name, "%s.im2col", n->out[0]->name);

@@ -186,6 +186,16 @@ def build_cases(rng):
     c["gemmt_3x3_dil2_asym_11x12"] = case(rng, (1, 40, 12, 13), 64, [3, 3], dils=[2, 2], pads=[2, 1, 1, 2])
     c["gemmt_f64_3x3_7x7"] = case(rng, (1, 32, 7, 7), 64, [3, 3], pads=[1, 1, 1, 1], dt=np.float64, epi="clip")
     c["gemmt_1d_k3_pad1"] = case(rng, (1, 40, 60), 64, [3], pads=[1, 1])
+    # ---- 1x1s at 14x14 (196 positions) with 256 channels or more in and out ----
+    # X (256 x 196) outweighs a quarter of W (256 x 256), and 4 blocks are fewer than the fixed
+    # C target's 8 cores: the threads split the positions too, in chunks of whole 6-position
+    # tiles (32 tiles; the last chunk takes the 4 left over)
+    c["gemmt_14x14_c256_m256_add_relu_split"] = case(rng, (1, 256, 14, 14), 256, [1, 1], epi="add_relu")
+    # 1000 channels: W outweighs X 4 times and 16 blocks (15 and a tail of 40) fill the
+    # cores twice: the threads split the blocks only
+    c["gemmt_14x14_c256_m1000_relu"] = case(rng, (1, 256, 14, 14), 1000, [1, 1], epi="relu")
+    # ResNet-50's layer3 downsample shape, smaller: 1x1 stride 2, 28x28 -> 14x14, over im2col rows
+    c["gemmt_1x1_s2_14x14_c256_m512_split"] = case(rng, (1, 256, 28, 28), 512, [1, 1], strides=[2, 2])
     return c
 
 
@@ -201,6 +211,13 @@ def check_schedule(kiln, name, path):
     # of the block's first ones, unless the block is all there is)
     if name.startswith("gemmt_kchunks") and not re.search(r"prefetch %w\.blocked\[", dump):
         return "the transposed GEMM's tiles prefetch nothing"
+    # positions in chunks across the threads where the blocks are few or X outweighs a
+    # quarter of W (for the fixed C target's 8 cores, which `inspect` lowers for)
+    if name.startswith("gemmt_14x14") or name.startswith("gemmt_1x1_s2_14x14"):
+        verbose = subprocess.run([kiln, "inspect", str(path), "--verbose"], capture_output=True, text=True).stdout
+        split = "transposed GEMM" in verbose and re.search(r"positions in \d+ chunks", verbose) is not None
+        if split != name.endswith("_split"):
+            return f"threads split positions: {split}, expected {name.endswith('_split')}"
     return None
 
 
