@@ -276,6 +276,13 @@ void kiln_lb_prefetch(kiln_lb *b, const kiln_buf *buf, kiln_lx *index) {
   s->index = index;
 }
 
+void kiln_lb_prefetch_l1(kiln_lb *b, const kiln_buf *buf, kiln_lx *index) {
+  kiln_ls *s = ls(b, KILN_LS_PREFETCH);
+  s->buf = buf;
+  s->index = index;
+  s->near = 1;
+}
+
 void kiln_lb_mma(kiln_lb *b, const kiln_buf *c, const kiln_buf *a, const kiln_buf *bf, int wm, int wn) {
   kiln_ls *s = ls(b, KILN_LS_MMA);
   s->buf = c;
@@ -458,7 +465,7 @@ static void print_ls(const kiln_kernel *k, const kiln_ls *s, int ind, FILE *f) {
       break;
     case KILN_LS_BARRIER: fprintf(f, "barrier\n"); break;
     case KILN_LS_PREFETCH:
-      fprintf(f, "prefetch %%"); kiln_put_display(f, s->buf->name); fputc('[', f); print_lx(k, s->index, f); fprintf(f, "]\n");
+      fprintf(f, "%s %%", s->near ? "prefetch.l1" : "prefetch"); kiln_put_display(f, s->buf->name); fputc('[', f); print_lx(k, s->index, f); fprintf(f, "]\n");
       break;
     case KILN_LS_MMA:
       fputc('%', f); kiln_put_display(f, s->buf->name);

@@ -139,7 +139,11 @@
  * __builtin_prefetch(p, 0, 2); GPU printers skip it.  Lowerings use it
  * where the hardware prefetchers cannot know what comes next: the
  * transposed GEMM reads its next chunk of weights, a jump of many pages
- * (passes/lower_conv_gemmt.c).
+ * (passes/lower_conv_gemmt.c).  A near prefetch (`prefetch.l1`, flag
+ * near) asks for the L1 instead (locality 3: prefetcht0), for a line read
+ * a few steps later from the L2, where the step between lines is a page or
+ * more and the L1's own prefetcher does not follow (the register path's
+ * 1x1 tiles, one input channel a step: passes/lower_conv.c).
  *
  * ---- Reductions ----
  * A reduction is stated as what it computes, not as accumulator code:
@@ -333,6 +337,7 @@ typedef struct kiln_ls {
   kiln_lx *index, *value;    /* STORE: index, value; DECL/ASSIGN: value; IF: value = cond */
   kiln_dtype dtype;          /* DECL, REDUCE, COMBINE: the local's dtype */
   kiln_reduce_op reduce;     /* REDUCE, COMBINE: the combiner (sched.vector on a REDUCE: lanes) */
+  int near;                  /* PREFETCH: into the L1 (x86 prefetcht0), not only the L2 */
   struct {                   /* MMA: a warp tile of wm x wn m16n8k8 products */
     const kiln_buf *a, *b;   /* LOCAL f32 A fragments (4 per tile row), B fragments (2 per tile column) */
     int wm, wn;
@@ -460,6 +465,8 @@ kiln_buf *kiln_lb_alloc(kiln_lb *b, const char *name, kiln_scope scope, kiln_dty
 void kiln_lb_barrier(kiln_lb *b);
 /* KILN_LS_PREFETCH (see "Prefetch" above): buf[index]'s line is read soon. */
 void kiln_lb_prefetch(kiln_lb *b, const kiln_buf *buf, kiln_lx *index);
+/* The same, into the L1: the line is read within a few hundred cycles. */
+void kiln_lb_prefetch_l1(kiln_lb *b, const kiln_buf *buf, kiln_lx *index);
 /* A warp MMA (KILN_LS_MMA, see "TF32" above): c (LOCAL f32, 4*wm*wn) +=
  * the warp's A fragments a (LOCAL f32, 4*wm) x B fragments bf (2*wn). */
 void kiln_lb_mma(kiln_lb *b, const kiln_buf *c, const kiln_buf *a, const kiln_buf *bf, int wm, int wn);

@@ -583,7 +583,7 @@ static void stmts(emitter *e, const kiln_ls *s, int ind) {
       char nb[32];
       if (!e->h->prefetch) break;
       indent(f, ind);
-      fprintf(f, "KILN_PREFETCH(&%s[", buf_name(e, s->buf, nb));
+      fprintf(f, "%s(&%s[", s->near ? "KILN_PREFETCH_L1" : "KILN_PREFETCH", buf_name(e, s->buf, nb));
       iexpr(e, s->index, 0);
       fprintf(f, "]);\n");
       break;
@@ -1231,11 +1231,13 @@ static char *make_source(emitter *e) {
     fputs("#if defined(__GNUC__) && !defined(__clang__) && !defined(__INTEL_COMPILER) && __GNUC__ >= 8 && "
           "(defined(__x86_64__) || defined(__i386__))\n"
           "#pragma GCC target(\"prefer-vector-width=512\")\n#endif\n\n", f);
-    /* KILN_LS_PREFETCH: read soon, keep in the L2 (x86 prefetcht1); a
-     * compiler without the builtin drops the hint */
+    /* KILN_LS_PREFETCH: read soon, keep in the L2 (x86 prefetcht1), or
+     * near: into the L1 (prefetcht0); a compiler without the builtin drops
+     * the hint */
     fputs("#if defined(__GNUC__) || defined(__clang__)\n"
           "#define KILN_PREFETCH(p) __builtin_prefetch((p), 0, 2)\n"
-          "#else\n#define KILN_PREFETCH(p) ((void)0)\n#endif\n\n", f);
+          "#define KILN_PREFETCH_L1(p) __builtin_prefetch((p), 0, 3)\n"
+          "#else\n#define KILN_PREFETCH(p) ((void)0)\n#define KILN_PREFETCH_L1(p) ((void)0)\n#endif\n\n", f);
     fputs("#if defined(__GNUC__) && !defined(__clang__) && !defined(__INTEL_COMPILER) && __GNUC__ >= 8\n"
           "#define KILN_LANE_LOOP _Pragma(\"GCC unroll 1\")\n"
           "#else\n#define KILN_LANE_LOOP\n#endif\n\n", f);

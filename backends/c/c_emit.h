@@ -34,8 +34,9 @@ typedef struct kiln_c_hooks {
   /* Runs of stores that differ lane by lane print as one loop over lane
    * arrays (c_lanes.c: what GCC's vectoriser needs); C99 only. */
   int lane_loops;
-  /* KILN_LS_PREFETCH prints as KILN_PREFETCH(&buf[index]) (the C99
-   * preamble defines it: __builtin_prefetch where the compiler has it);
+  /* KILN_LS_PREFETCH prints as KILN_PREFETCH(&buf[index]), a near one
+   * as KILN_PREFETCH_L1 (the C99 preamble defines both:
+   * __builtin_prefetch where the compiler has it);
    * 0: a dialect whose kernels skip it. */
   int prefetch;
 } kiln_c_hooks;

@@ -322,11 +322,11 @@ static void stmts(cg *c, const kiln_ls *s) {
       LLVMPositionBuilderAtEnd(c->b, join);
       break;
     }
-    case KILN_LS_PREFETCH: { /* llvm.prefetch(p, read, locality 2 (x86: prefetcht1), data) */
+    case KILN_LS_PREFETCH: { /* llvm.prefetch(p, read, locality 2 (x86: prefetcht1) or near 3 (prefetcht0), data) */
       LLVMTypeRef i32 = LLVMInt32TypeInContext(c->ctx);
       LLVMValueRef p = kiln_llvm_buf_ptr(c, s->buf, kiln_llvm_expr(c, s->index));
       LLVMTypeRef pt = LLVMTypeOf(p);
-      LLVMValueRef args[4] = {p, LLVMConstInt(i32, 0, 0), LLVMConstInt(i32, 2, 0), LLVMConstInt(i32, 1, 0)};
+      LLVMValueRef args[4] = {p, LLVMConstInt(i32, 0, 0), LLVMConstInt(i32, s->near ? 3 : 2, 0), LLVMConstInt(i32, 1, 0)};
       kiln_llvm_call_intrinsic(c, "llvm.prefetch", &pt, 1, args, 4);
       break;
     }

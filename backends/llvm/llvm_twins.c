@@ -83,8 +83,8 @@ static int64_t block_len(const kiln_ls *s) {
 
 static int key_stmt(kiln_walk *w, const kiln_ls *s) {
   keyer *k = w->ctx;
-  int64_t f[12] = {'S', s->kind, s->var, s->extent, s->sched.parallel, s->sched.threads, s->sched.vector,
-                   s->sched.unroll, s->sched.gpu, s->sched.masked_tail, s->dtype, s->reduce};
+  int64_t f[13] = {'S', s->kind, s->var, s->extent, s->sched.parallel, s->sched.threads, s->sched.vector,
+                   s->sched.unroll, s->sched.gpu, s->sched.masked_tail, s->dtype, s->reduce, s->near};
   put(k->t, f, sizeof f);
   put_buf(k, s->buf);
   put_i(k->t, block_len(s->body));

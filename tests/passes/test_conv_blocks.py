@@ -168,6 +168,10 @@ SPLIT_POSITIONS = {"1x1_direct_reduce_c64_56": True, "1x1_c256_supertiles": True
 # (2 MiB, ir/target.c), and not below; streamed kernels prefetch.
 STREAMED = {"1x1_c256_supertiles": True, "1x1_c256_supertiles_tails": True, "1x1_direct_reduce_c64_56": False,
             "3x3_pad1_c64_28": False}
+# 1x1 tiles with 12 input channels or more prefetch their rows 6 channels ahead into the L1
+# (`prefetch.l1`, emit_reg_blocks); windows with taps do not.
+NEAR_PREFETCH = {"1x1_c256_supertiles": True, "1x1_direct_reduce_c64_56": True, "1x1_stride2": True,
+                 "3x3_pad1_c64_28": False, "7x7_stride2_stem": False}
 
 
 def schedule_line(kiln, path, which=0):
@@ -200,7 +204,8 @@ def depthwise_consumer_check(kiln, work):
 def window_check(kiln, name, path):
     """The cases in WINDOW_ROWS: no tap index is divided by the window's
     width; those in SPLIT_POSITIONS: the schedule names the split or not;
-    those in STREAMED: X streamed (and prefetched) or not."""
+    those in STREAMED: X streamed (and prefetched) or not; those in
+    NEAR_PREFETCH: 1x1 rows prefetched into the L1 or not."""
     if name in SPLIT_POSITIONS:
         line = schedule_line(kiln, path)
         if ("split positions" in line) != SPLIT_POSITIONS[name]:
@@ -210,8 +215,12 @@ def window_check(kiln, name, path):
         if ("X streamed" in line) != STREAMED[name]:
             return f"expected X {'' if STREAMED[name] else 'not '}streamed: {line}"
         dump = subprocess.run([kiln, "inspect", "--loops", str(path)], capture_output=True, text=True, timeout=300).stdout
-        if ("prefetch" in dump) != STREAMED[name]:
-            return f"expected {'a' if STREAMED[name] else 'no'} prefetch in the loop IR"
+        if ("prefetch %" in dump) != STREAMED[name]:
+            return f"expected {'a' if STREAMED[name] else 'no'} prefetch of the next tile in the loop IR"
+    if name in NEAR_PREFETCH:
+        dump = subprocess.run([kiln, "inspect", "--loops", str(path)], capture_output=True, text=True, timeout=300).stdout
+        if ("prefetch.l1 %" in dump) != NEAR_PREFETCH[name]:
+            return f"expected {'a' if NEAR_PREFETCH[name] else 'no'} near prefetch in the loop IR"
     if name not in WINDOW_ROWS:
         return None
     dump = subprocess.run([kiln, "inspect", "--loops", str(path)], capture_output=True, text=True, timeout=300).stdout
