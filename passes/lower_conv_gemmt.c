@@ -86,7 +86,9 @@ static const kiln_sched par = {.parallel = 1};
  * against this one): 512->1000 at 13x13 + Relu 1.82 -> 1.26 ms, 2048->512
  * and 512->2048 at 7x7 1.3 -> 0.74-0.84 ms; at 14x14 (196 positions: 3
  * register tiles of 64 and 4 left over) 256->1024 and 1024->256 were no
- * faster and, on two threads, slower (0.68-0.84 -> 0.87-1.35 ms). */
+ * faster and, on two threads, slower (0.68-0.84 -> 0.87-1.35 ms).  That
+ * was before the chunks of k and their prefetch: 1x1s at 14x14 with many
+ * channels now gain (GT_P_MAX_1X1, kiln_conv_gemmt_wanted). */
 enum { GT_PB = 6, GT_P_MAX = 169, GT_P_MAX_1X1 = 196, GT_WIDE = 256, GT_RV_MAX = 64 };
 
 static int64_t vectors(const kiln_target *t) { return t->vector_bytes >= 64 ? 4 : 2; }
@@ -386,7 +388,7 @@ static int emit_gemmt(kiln_lctx *L, const kiln_node *n, gemmt *f, int packed) {
    * Not with a fused GlobalAveragePool (one iteration a block, below). */
   const kiln_node *pool = kiln_lower_pool_step(n);
   int64_t cores = L->target->cores;
-  if (nch == 1 && !f->phases && !pool && cores > 1 && nt >= cores && 4 * f->K * f->P >= f->M * f->K)
+  if (nch == 1 && !f->phases && !pool && cores > 1 && nt >= cores && 4 * f->P >= f->M) /* 4 K P >= M K */
     for (int64_t d = 2; d <= cores; d++)
       if (nt % d == 0) nch = d;
   /* a fused GlobalAveragePool sums a block's positions in one iteration:
